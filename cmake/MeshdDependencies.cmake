@@ -1,0 +1,27 @@
+# Third-party dependencies, all from Debian 12 packages (scripts/packages-build.txt).
+# Recipes follow what works with Debian's packaging: protobuf has no CMake config (module mode),
+# gRPC's config needs protobuf-compiler-grpc, NCCL/CUDA are optional and loaded with dlopen at run time.
+
+find_package(Threads REQUIRED)
+find_package(absl CONFIG REQUIRED)
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
+find_package(spdlog CONFIG REQUIRED)
+find_package(nlohmann_json CONFIG REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)
+if(MESHD_BUILD_TESTS)
+  find_package(GTest CONFIG REQUIRED)
+  include(GoogleTest)
+endif()
+if(MESHD_BUILD_BENCH)
+  find_package(benchmark CONFIG REQUIRED)
+endif()
+
+# NCCL: only its header is used at build time (for the function signatures); the library itself is
+# dlopen'ed at run time, so hosts without CUDA still build and run meshd.
+find_path(MESHD_NCCL_INCLUDE_DIR nccl.h HINTS /usr/local/cuda/include)
+if(MESHD_NCCL_INCLUDE_DIR)
+  message(STATUS "meshd: nccl.h found in ${MESHD_NCCL_INCLUDE_DIR}")
+else()
+  message(STATUS "meshd: nccl.h not found; NCCL support is loaded by name at run time only")
+endif()

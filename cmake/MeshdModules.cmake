@@ -1,0 +1,52 @@
+# Module dependency rules. Every meshd module is declared with meshd_module(), which records the
+# modules it may depend on. At the end of configuration meshd_check_module_dependencies() walks every
+# module's link libraries and fails when a module links a meshd module it is not allowed to.
+# Third-party targets (absl::, gRPC::, ...) are checked against the module's ALLOW_EXTERNAL list.
+
+set_property(GLOBAL PROPERTY MESHD_MODULES "")
+
+# meshd_module(<target> <STATIC|INTERFACE> SOURCES ... [MAY_USE modules...] [ALLOW_EXTERNAL prefixes...])
+function(meshd_module target kind)
+  cmake_parse_arguments(M "" "" "SOURCES;MAY_USE;ALLOW_EXTERNAL" ${ARGN})
+  add_library(${target} ${kind} ${M_SOURCES})
+  if(NOT kind STREQUAL "INTERFACE")
+    target_link_libraries(${target} PRIVATE meshd_build_flags)
+    target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR})
+  endif()
+  set_property(GLOBAL APPEND PROPERTY MESHD_MODULES ${target})
+  set_property(GLOBAL PROPERTY MESHD_MAY_USE_${target} "${M_MAY_USE}")
+  set_property(GLOBAL PROPERTY MESHD_EXTERNAL_${target} "${M_ALLOW_EXTERNAL}")
+endfunction()
+
+function(meshd_check_module_dependencies)
+  get_property(modules GLOBAL PROPERTY MESHD_MODULES)
+  foreach(m IN LISTS modules)
+    get_property(allowed GLOBAL PROPERTY MESHD_MAY_USE_${m})
+    get_property(external GLOBAL PROPERTY MESHD_EXTERNAL_${m})
+    get_target_property(libs ${m} LINK_LIBRARIES)
+    get_target_property(ilibs ${m} INTERFACE_LINK_LIBRARIES)
+    foreach(lib IN LISTS libs ilibs)
+      if(NOT lib OR lib MATCHES "NOTFOUND$" OR lib STREQUAL "meshd_build_flags" OR lib MATCHES "^\\$<")
+        continue()
+      endif()
+      if(lib IN_LIST modules)
+        if(NOT lib IN_LIST allowed)
+          message(FATAL_ERROR "module rule broken: ${m} links ${lib}, but may only use [${allowed}] "
+                              "(see docs/architecture.md)")
+        endif()
+        continue()
+      endif()
+      set(ok FALSE)
+      foreach(prefix IN LISTS external)
+        string(FIND "${lib}" "${prefix}" pos)
+        if(pos EQUAL 0)
+          set(ok TRUE)
+        endif()
+      endforeach()
+      if(NOT ok)
+        message(FATAL_ERROR "module rule broken: ${m} links third-party ${lib}, allowed prefixes are "
+                            "[${external}] (see docs/architecture.md)")
+      endif()
+    endforeach()
+  endforeach()
+endfunction()

@@ -1,0 +1,140 @@
+// meshctl — the operator's command line. Today: `meshctl plan`, the mesh maths with no cluster.
+//
+// Exit status: 0 success; 1 a plan step failed (the output says which and why); 2 bad usage or input
+// that could not be read (message on stderr).
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "daemon/ctl/plan_render.h"
+#include "daemon/ctl/plan_script.h"
+
+namespace {
+
+constexpr int kStepFailed = 1;
+constexpr int kUsage = 2;
+
+struct PlanFlags {
+  int64_t world = 0;
+  std::string script;
+  std::string shape;
+  std::string names;
+  std::string ranks;
+  int64_t gpus_per_node = 0;
+  bool json = false;
+};
+
+bool ParseIntList(const std::string& text, std::vector<int64_t>& out) {
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(part, &v)) return false;
+    out.push_back(v);
+  }
+  return !out.empty();
+}
+
+int Fail(const std::string& message) {
+  std::cerr << "meshctl: " << message << "\n";
+  return kUsage;
+}
+
+int RunPlanCommand(const PlanFlags& f) {
+  using meshd::ctl::StepOutcome;
+  nlohmann::json steps;
+  int64_t world = f.world;
+  if (!f.script.empty()) {
+    if (!f.shape.empty()) return Fail("give either --script or --shape, not both");
+    std::string text;
+    if (f.script == "-") {
+      text.assign(std::istreambuf_iterator<char>(std::cin), {});
+    } else {
+      std::ifstream in(f.script);
+      if (!in) return Fail("cannot read script '" + f.script + "'");
+      text.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    absl::StatusOr<nlohmann::json> parsed = meshd::ctl::ParsePlanScript(text);
+    if (!parsed.ok()) return Fail(std::string(parsed.status().message()));
+    steps = *std::move(parsed);
+    if (world == 0) return Fail("--world N is required with --script");
+  } else if (!f.shape.empty()) {
+    std::vector<int64_t> shape;
+    if (!ParseIntList(f.shape, shape)) return Fail("--shape must be a comma-separated list of integers, e.g. 2,4,8");
+    std::vector<std::string> names;
+    if (!f.names.empty()) names = absl::StrSplit(f.names, ',');
+    steps = nlohmann::json::array({meshd::ctl::InitStep(shape, names)});
+    if (world == 0) {
+      world = 1;
+      for (int64_t s : shape) world *= std::max<int64_t>(s, 1);
+    }
+  } else {
+    return Fail("give a script (--script FILE, '-' for stdin) or a mesh (--shape 2,4,8 --names pp,dp,tp)");
+  }
+  if (world < 1) return Fail("--world must be at least 1");
+
+  meshd::ctl::RenderOptions options;
+  options.world_size = world;
+  if (!f.ranks.empty()) {
+    if (!ParseIntList(f.ranks, options.ranks)) return Fail("--ranks must be a comma-separated list of ranks");
+    for (int64_t r : options.ranks) {
+      if (r < 0 || r >= world) return Fail("--ranks: rank " + std::to_string(r) + " is outside the world");
+    }
+  }
+  if (f.gpus_per_node != 0) {
+    if (f.gpus_per_node < 1) return Fail("--gpus-per-node must be at least 1");
+    options.gpus_per_node = f.gpus_per_node;
+  }
+
+  const std::vector<StepOutcome> outcomes = meshd::ctl::RunPlan(steps, world);
+  const bool failed = !outcomes.empty() && !outcomes.back().mesh.ok();
+  if (f.json) {
+    absl::StatusOr<nlohmann::ordered_json> out = meshd::ctl::PlanToJson(outcomes, options);
+    if (!out.ok()) return Fail(std::string(out.status().message()));
+    std::cout << out->dump() << "\n";
+  } else {
+    std::cout << meshd::ctl::PlanToText(outcomes, options);
+  }
+  return failed ? kStepFailed : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"meshctl: inspect meshd clusters and plan device meshes"};
+  app.require_subcommand(1);
+
+  PlanFlags plan;
+  CLI::App* cmd = app.add_subcommand(
+      "plan",
+      "Do the DeviceMesh maths with no cluster: groups, coordinates and per-rank views of a mesh, "
+      "exactly as PyTorch's DeviceMesh computes them.\n"
+      "  meshctl plan --world 64 --shape 2,4,8 --names pp,dp,tp --gpus-per-node 8\n"
+      "  meshctl plan --world 8 --script steps.json --json");
+  cmd->add_option("--world", plan.world,
+                  "World size: ranks 0..N-1 (default with --shape: the product of the shape)");
+  cmd->add_option("--script", plan.script,
+                  "JSON array of steps (init_device_mesh, device_mesh, slice, flatten, unflatten, "
+                  "concatenate); '-' reads stdin");
+  cmd->add_option("--shape", plan.shape, "Shorthand for one init_device_mesh step, e.g. 2,4,8");
+  cmd->add_option("--names", plan.names, "Dim names for --shape, e.g. pp,dp,tp");
+  cmd->add_option("--gpus-per-node", plan.gpus_per_node,
+                  "GPUs per host: report which dims' groups stay inside a host and which cross hosts");
+  cmd->add_option("--ranks", plan.ranks,
+                  "Only report coordinates/local ranks/views of these ranks (comma-separated)");
+  cmd->add_flag("--json", plan.json, "Print JSON for scripts instead of tables");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : kUsage;
+  }
+  if (cmd->parsed()) return RunPlanCommand(plan);
+  return kUsage;
+}
