@@ -130,7 +130,9 @@ absl::StatusOr<DeviceMesh> RunStep(const json& step, size_t index, int64_t world
     return DeviceMesh::Create(*shape, *std::move(names), world);
   }
   if (op == "device_mesh") {
-    if (!step.contains("mesh")) return in.Error("mesh", "a nested list of ranks");
+    if (!step.contains("mesh") || !step["mesh"].is_array()) {
+      return in.Error("mesh", "a nested list of ranks, e.g. [[0,2],[1,3]]");
+    }
     layout::RankTensor table;
     std::string path;
     if (absl::Status s = ReadRankTable(step["mesh"], 0, table, path); !s.ok()) {

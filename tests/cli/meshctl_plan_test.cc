@@ -1,0 +1,99 @@
+// meshctl plan as a user runs it: the real binary in a real process, its output and exit status.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Result {
+  int exit_code = -1;
+  std::string out;  // stdout, with stderr appended when `merge_stderr`
+};
+
+Result Meshctl(const std::string& args, bool merge_stderr = false, const std::string& stdin_text = "") {
+  std::string cmd;
+  if (!stdin_text.empty()) {
+    const std::string path = ::testing::TempDir() + "/meshctl_stdin.json";
+    std::ofstream(path) << stdin_text;
+    cmd = "< '" + path + "' ";
+  }
+  cmd += std::string(MESHCTL_PATH) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+TEST(MeshctlPlan, Shorthand_HumanTables) {
+  const Result r = Meshctl("plan --world 64 --shape 2,4,8 --names pp,dp,tp --gpus-per-node 8");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("DeviceMesh((pp=2, dp=4, tp=8), stride=(32, 8, 1))"));
+  EXPECT_THAT(r.out, HasSubstr("intra-host"));
+  EXPECT_THAT(r.out, HasSubstr("cross-host (4 hosts)"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("WARNING")));
+}
+
+TEST(MeshctlPlan, TpAcrossHosts_Warns) {
+  const Result r = Meshctl("plan --shape 8,8 --names tp,dp --gpus-per-node 8");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("WARNING: tp groups span up to 8 hosts"));
+}
+
+TEST(MeshctlPlan, Json_MatchesSemantics) {
+  const Result r = Meshctl("plan --world 8 --shape 2,2,2 --names dp,cp,tp --json");
+  ASSERT_EQ(r.exit_code, 0);
+  const auto j = nlohmann::json::parse(r.out);
+  const auto& s = j["steps"][0];
+  EXPECT_EQ(s["groups"][0], nlohmann::json::parse("[[0,4],[1,5],[2,6],[3,7]]"));
+  EXPECT_EQ(s["groups"][1], nlohmann::json::parse("[[0,2],[1,3],[4,6],[5,7]]"));
+  EXPECT_EQ(s["coordinate"][6], nlohmann::json::parse("[1,1,0]"));
+  EXPECT_EQ(s["local_rank"].size(), 8u);
+  EXPECT_EQ(s["view"][3], nlohmann::json::parse("[[[0,1],[2,3]],[[4,5],[6,7]]]"));
+}
+
+TEST(MeshctlPlan, ScriptOnStdin_FailingStepExitsOne) {
+  const Result r = Meshctl("plan --world 8 --script - --json", false,
+                           R"([{"op":"init_device_mesh","shape":[2,4],"names":["dp","tp"]},
+                               {"op":"unflatten","on":0,"dim":-1,"sizes":[2,2],"names":["a","b"]}])");
+  EXPECT_EQ(r.exit_code, 1);
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["steps"].size(), 2u);
+  EXPECT_EQ(j["steps"][1]["error"]["code"], "INVALID_ARGUMENT");
+}
+
+TEST(MeshctlPlan, BadInput_ExitsTwoWithMessage) {
+  Result r = Meshctl("plan --world 8 --script -", true, "not json");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("not valid JSON"));
+  r = Meshctl("plan --shape 2,x", true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("--shape must be"));
+  r = Meshctl("plan --script /nonexistent/steps.json --world 4", true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("cannot read script"));
+  r = Meshctl("plan", true);
+  EXPECT_EQ(r.exit_code, 2);
+  r = Meshctl("explode", true);
+  EXPECT_EQ(r.exit_code, 2);
+}
+
+TEST(MeshctlPlan, Help_ExitsZero) {
+  const Result r = Meshctl("plan --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("--gpus-per-node"));
+}
+
+}  // namespace
