@@ -5,17 +5,17 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace meshd::topology {
 namespace {
 
-// Dims that carry per-layer collectives (tensor, sequence or expert parallelism by convention).
+// Dims that by convention carry tensor or sequence parallelism: collectives on every layer, on the
+// critical path. Compound names (a flattened "dp_tp" used for sharding) are meant to span hosts.
 bool IsLatencyCritical(const std::string& label) {
   const std::string l = absl::AsciiStrToLower(label);
-  return l == "tp" || l == "sp" || l == "ep" || absl::StrContains(l, "tensor") ||
-         absl::StartsWith(l, "tp_") || absl::EndsWith(l, "_tp");
+  return l == "tp" || l == "sp" || l == "tensor" || l == "tensor_parallel" ||
+         l == "sequence_parallel";
 }
 
 }  // namespace

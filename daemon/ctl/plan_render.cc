@@ -104,6 +104,24 @@ void AppendTable(const DeviceMesh& mesh, const layout::RankTensor& view, size_t 
 
 void AppendView(const DeviceMesh& mesh, const layout::RankTensor& view, std::string& out) {
   const int nd = mesh.ndim();
+  constexpr int64_t kMaxColumns = 16;
+  if (view.shape[nd - 1] > kMaxColumns) {
+    // Too wide for a table: one compact rank list per row of the last dim.
+    const int64_t cols = view.shape[nd - 1];
+    for (int64_t row = 0; row * cols < mesh.size(); ++row) {
+      std::vector<int64_t> ranks(view.values.begin() + row * cols, view.values.begin() + (row + 1) * cols);
+      std::vector<std::string> parts;  // the row's coordinates over the leading dims
+      int64_t rest = row;
+      for (int d = nd - 2; d >= 0; --d) {
+        parts.push_back(absl::StrCat(mesh.DimLabel(d), "=", rest % view.shape[d]));
+        rest /= view.shape[d];
+      }
+      std::reverse(parts.begin(), parts.end());
+      parts.push_back(absl::StrCat(mesh.DimLabel(nd - 1), ": ", FormatRanks(ranks)));
+      absl::StrAppend(&out, "    ", absl::StrJoin(parts, ", "), "\n");
+    }
+    return;
+  }
   const int64_t block = nd >= 2 ? view.shape[nd - 1] * view.shape[nd - 2] : view.shape[0];
   const int64_t blocks = mesh.size() / block;
   for (int64_t b = 0; b < blocks; ++b) {
