@@ -17,8 +17,8 @@ using meshd::layout::DeviceMesh;
 constexpr int64_t kWorld = 131072;
 
 const DeviceMesh& Mesh5d() {
-  static const DeviceMesh* mesh = new DeviceMesh(
-      *DeviceMesh::Create({16, 32, 4, 8, 8}, std::vector<std::string>{"pp", "dp", "cp", "ep", "tp"}, kWorld));
+  static const DeviceMesh* mesh = new DeviceMesh(*DeviceMesh::Create(
+      {16, 32, 4, 8, 8}, std::vector<std::string>{"pp", "dp", "cp", "ep", "tp"}, kWorld));
   return *mesh;
 }
 

@@ -30,8 +30,8 @@ absl::StatusOr<int64_t> CheckedProduct(absl::Span<const int64_t> shape) {
                                                      "; every size must be at least 1"));
     }
     if (shape[i] > kMaxRanks / n) {
-      return absl::InvalidArgumentError(absl::StrCat("mesh shape (", absl::StrJoin(shape, ", "),
-                                                     ") holds more than 2^40 ranks"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("mesh shape (", absl::StrJoin(shape, ", "), ") holds more than 2^40 ranks"));
     }
     n *= shape[i];
   }
@@ -151,14 +151,14 @@ bool DeviceMesh::IsRoot() const { return layout_ == root_->layout() && names_ ==
 
 absl::StatusOr<int> DeviceMesh::DimIndex(absl::string_view name) const {
   if (!names_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the mesh has no dim names, so dim '", name, "' cannot be found; use an index"));
+    return absl::FailedPreconditionError(absl::StrCat("the mesh has no dim names, so dim '", name,
+                                                      "' cannot be found; use an index"));
   }
   for (int i = 0; i < ndim(); ++i) {
     if ((*names_)[i] == name) return i;
   }
-  return absl::InvalidArgumentError(absl::StrCat("dim '", name, "' is not in the mesh; its dims are ",
-                                                 NamesString(*names_)));
+  return absl::InvalidArgumentError(
+      absl::StrCat("dim '", name, "' is not in the mesh; its dims are ", NamesString(*names_)));
 }
 
 std::string DeviceMesh::DimLabel(int dim) const {
@@ -175,10 +175,9 @@ std::optional<std::vector<int64_t>> DeviceMesh::coordinate(int64_t rank) const {
 absl::StatusOr<RankGroup> DeviceMesh::GroupOf(int64_t rank, int dim) const {
   const std::optional<int64_t> pos = rank_map().position_of(rank);
   if (!pos) {
-    return absl::FailedPreconditionError(absl::StrCat("rank ", rank, " is not in the mesh (its ",
-                                                      rank_map().size(),
-                                                      " ranks), so it has no group along ",
-                                                      DimLabel(dim)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("rank ", rank, " is not in the mesh (its ", rank_map().size(),
+                     " ranks), so it has no group along ", DimLabel(dim)));
   }
   const AxisFrame& frame = dim_frames_[dim];
   const FlatLayout& axis = layout_.axes()[dim];
@@ -236,9 +235,9 @@ std::string DeviceMesh::ToString() const {
       strides.push_back(absl::StrCat(modes[0].stride));
     } else {
       strides.push_back(absl::StrCat(
-          "(", absl::StrJoin(modes, ", ", [](std::string* s, const Mode& m) {
-            absl::StrAppend(s, m.stride);
-          }),
+          "(",
+          absl::StrJoin(modes, ", ",
+                        [](std::string* s, const Mode& m) { absl::StrAppend(s, m.stride); }),
           ")"));
     }
   }

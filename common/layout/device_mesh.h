@@ -1,9 +1,10 @@
-// DeviceMesh: PyTorch's DeviceMesh as a value — a root rank map, a MeshLayout and optional dim names —
-// with the per-rank queries (coordinate, local rank, group, view) and the whole-world group tables.
-// Deriving meshes (slice, flatten, unflatten, concatenate) lives in mesh_ops.h.
+// DeviceMesh: PyTorch's DeviceMesh as a value — a root rank map, a MeshLayout and optional dim
+// names — with the per-rank queries (coordinate, local rank, group, view) and the whole-world group
+// tables. Deriving meshes (slice, flatten, unflatten, concatenate) lives in mesh_ops.h.
 //
 // Semantics follow shared/docs/device_mesh_semantics.md (PyTorch 2.13 main); the differences are
-// listed in docs/mesh-semantics.md. In short, for init_device_mesh((2,4), ("dp","tp")) over 8 ranks:
+// listed in docs/mesh-semantics.md. In short, for init_device_mesh((2,4), ("dp","tp")) over 8
+// ranks:
 //   groups("dp") = [0,4],[1,5],[2,6],[3,7]     groups("tp") = [0,1,2,3],[4,5,6,7]
 //   coordinate(6) = (1,2)                      view(6) = [[0,1,2,3],[4,5,6,7]]
 // and for its slice mesh["tp"]: view(6) = [4,5,6,7], coordinate(6) = (2,).
@@ -13,7 +14,8 @@
 // Groups() walks the whole world.
 //
 // Thread-safety: DeviceMesh is an immutable value; every const method is safe from any thread. The
-// only shared mutable state is the root's flatten registry (see MeshRoot), which is internally locked.
+// only shared mutable state is the root's flatten registry (see MeshRoot), which is internally
+// locked.
 #ifndef MESHD_COMMON_LAYOUT_DEVICE_MESH_H_
 #define MESHD_COMMON_LAYOUT_DEVICE_MESH_H_
 
@@ -21,12 +23,12 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "common/layout/flat_layout.h"
@@ -61,8 +63,9 @@ struct RankGroup {
   int64_t local_rank = 0;      // the rank's index among the SORTED members (c10d group rank)
 };
 
-// State shared by a root mesh and every mesh derived from it: its rank map, its own layout and names,
-// and the registry of flattened dims (name -> layout), which _flatten writes and slicing reads.
+// State shared by a root mesh and every mesh derived from it: its rank map, its own layout and
+// names, and the registry of flattened dims (name -> layout), which _flatten writes and slicing
+// reads.
 class MeshRoot {
  public:
   MeshRoot(RankMap rank_map, MeshLayout layout, DimNames names)
@@ -137,7 +140,8 @@ class DeviceMesh {
   // Every group of `dim`, PyTorch's order. O(world).
   GroupTable Groups(int dim) const;
 
-  // PyTorch's repr: "DeviceMesh((dp=2, tp=4), stride=(4, 1))"; a multi-mode stride prints as a tuple.
+  // PyTorch's repr: "DeviceMesh((dp=2, tp=4), stride=(4, 1))"; a multi-mode stride prints as a
+  // tuple.
   std::string ToString() const;
 
   // By value: root rank map content, layout and names.

@@ -41,9 +41,8 @@ absl::StatusOr<FlatLayout> FlatLayout::FromSizes(absl::Span<const int64_t> sizes
   int64_t running = 1;
   for (size_t i = sizes.size(); i-- > 0;) {
     if (sizes[i] < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("size ", sizes[i], " at position ", i, " of ", SizesString(sizes),
-                       " must be at least 1"));
+      return absl::InvalidArgumentError(absl::StrCat("size ", sizes[i], " at position ", i, " of ",
+                                                     SizesString(sizes), " must be at least 1"));
     }
     const int64_t stride = strides.empty() ? running : strides[i];
     if (stride < 0) {
@@ -132,10 +131,9 @@ absl::StatusOr<std::vector<FlatLayout>> Composition(const FlatLayout& layout,
     product *= s;
   }
   if (product != layout.numel()) {
-    return absl::InvalidArgumentError(absl::StrCat("the product of sizes ", SizesString(sizes), " is ",
-                                                   product, ", but the dimension ",
-                                                   layout.ToString(), " has ", layout.numel(),
-                                                   " elements"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the product of sizes ", SizesString(sizes), " is ", product, ", but the dimension ",
+        layout.ToString(), " has ", layout.numel(), " elements"));
   }
   // The layout's modes innermost first; a trivial layout behaves as (1):(0).
   std::vector<Mode> a(layout.modes().rbegin(), layout.modes().rend());
@@ -163,7 +161,8 @@ absl::StatusOr<std::vector<FlatLayout>> Composition(const FlatLayout& layout,
       rest_size /= take;
       rest_stride = (rest_stride + m.size - 1) / m.size;
     }
-    if (rest_size != 1 || out.empty()) out.push_back(Mode{rest_size, rest_stride * a.back().stride});
+    if (rest_size != 1 || out.empty())
+      out.push_back(Mode{rest_size, rest_stride * a.back().stride});
     std::reverse(out.begin(), out.end());
     axes.emplace_back(out);
   }

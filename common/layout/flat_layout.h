@@ -14,8 +14,8 @@
 //   Complement((2,2):(4,1), 8)       == (2):(2)
 //   Composition((8):(1), (2,4))      == [(2):(4), (4):(1)]
 //   Composition((2,2):(4,1), (2,2))  == [(2):(4), (2):(1)]
-//   Composition((2,3):(6,1), (3,2))  -> INVALID_ARGUMENT (a non-contiguous dim that does not factor)
-//   IsOrthogonal((2,3):(4,1))        == false            injective, but 4 % 3 != 0
+//   Composition((2,3):(6,1), (3,2))  -> INVALID_ARGUMENT (a non-contiguous dim that does not
+//   factor) IsOrthogonal((2,3):(4,1))        == false            injective, but 4 % 3 != 0
 //
 // Thread-safety: value types and pure functions; safe to use from any thread.
 #ifndef MESHD_COMMON_LAYOUT_FLAT_LAYOUT_H_
@@ -43,8 +43,8 @@ struct Mode {
 // @pre every size >= 1 and every stride >= 0.
 std::vector<Mode> Coalesce(absl::Span<const Mode> modes);
 
-// One mesh dimension. Always canonical: equal functions compare equal, so (2,2):(2,1) == (4):(1) and a
-// size-1 dimension is ():() whatever its stride.
+// One mesh dimension. Always canonical: equal functions compare equal, so (2,2):(2,1) == (4):(1)
+// and a size-1 dimension is ():() whatever its stride.
 class FlatLayout {
  public:
   FlatLayout() = default;  // the trivial layout ():()
@@ -72,17 +72,16 @@ class FlatLayout {
   std::vector<Mode> modes_;
 };
 
-// The layout of "everything else" inside [0, n): the modes that fill the gaps between `layout`'s modes,
-// largest stride first, coalesced. For the meshes DeviceMesh builds this is all the other dims in their
-// original order.
-// Errors: INVALID_ARGUMENT when `layout` overlaps itself (a mode's stride is smaller than the span of the
-// modes below it), so no complement exists.
+// The layout of "everything else" inside [0, n): the modes that fill the gaps between `layout`'s
+// modes, largest stride first, coalesced. For the meshes DeviceMesh builds this is all the other
+// dims in their original order. Errors: INVALID_ARGUMENT when `layout` overlaps itself (a mode's
+// stride is smaller than the span of the modes below it), so no complement exists.
 absl::StatusOr<FlatLayout> Complement(const FlatLayout& layout, int64_t n);
 
-// Splits `layout` (one dimension) into one axis per entry of `sizes`: axis i takes the coordinates of
-// the i-th mode of the contiguous layout of `sizes`. The product of `sizes` must equal layout.numel().
-// Errors: INVALID_ARGUMENT when the product differs, a size is < 1, or a multi-mode (non-contiguous)
-// layout cannot be split that way (e.g. (2,3):(6,1) into (3,2)).
+// Splits `layout` (one dimension) into one axis per entry of `sizes`: axis i takes the coordinates
+// of the i-th mode of the contiguous layout of `sizes`. The product of `sizes` must equal
+// layout.numel(). Errors: INVALID_ARGUMENT when the product differs, a size is < 1, or a multi-mode
+// (non-contiguous) layout cannot be split that way (e.g. (2,3):(6,1) into (3,2)).
 absl::StatusOr<std::vector<FlatLayout>> Composition(const FlatLayout& layout,
                                                     absl::Span<const int64_t> sizes);
 

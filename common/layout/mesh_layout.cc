@@ -53,21 +53,20 @@ MeshLayout MeshLayout::Splice(int begin, int end, absl::Span<const FlatLayout> i
 }
 
 std::string MeshLayout::ToString() const {
-  return absl::StrCat("[",
-                      absl::StrJoin(axes_, ", ",
-                                    [](std::string* s, const FlatLayout& a) {
-                                      absl::StrAppend(s, a.ToString());
-                                    }),
-                      "]");
+  return absl::StrCat(
+      "[",
+      absl::StrJoin(axes_, ", ",
+                    [](std::string* s, const FlatLayout& a) { absl::StrAppend(s, a.ToString()); }),
+      "]");
 }
 
 absl::StatusOr<AxisFrame> AxisFrame::Build(absl::Span<const FlatLayout> axes, int64_t n) {
   MeshLayout together{std::vector<FlatLayout>(axes.begin(), axes.end())};
   const FlatLayout collapsed = together.Collapse();
   if (!IsOrthogonal(collapsed)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("layout ", together.ToString(), " overlaps itself (", collapsed.ToString(),
-                     " is not orthogonal)"));
+    return absl::InvalidArgumentError(absl::StrCat("layout ", together.ToString(),
+                                                   " overlaps itself (", collapsed.ToString(),
+                                                   " is not orthogonal)"));
   }
   absl::StatusOr<FlatLayout> complement = Complement(collapsed, n);
   if (!complement.ok()) return complement.status();

@@ -5,9 +5,10 @@
 //   MeshLayout::Contiguous({2,4}) == [(2):(4), (4):(1)]; Collapse() == (8):(1)
 //   [(2):(4), (2):(1)] over 8 positions: Collapse() == (2,2):(4,1), complement (2):(2)
 //
-// AxisFrame is what keeps per-rank work independent of the world size: every mode of the axes and of
-// their complement together tile [0, n) as a mixed-radix number system, so a position decomposes into
-// (copy index, coordinate per axis) with one division per mode, and composes back the same way.
+// AxisFrame is what keeps per-rank work independent of the world size: every mode of the axes and
+// of their complement together tile [0, n) as a mixed-radix number system, so a position decomposes
+// into (copy index, coordinate per axis) with one division per mode, and composes back the same
+// way.
 //
 // Thread-safety: value types; const methods are safe from any thread.
 #ifndef MESHD_COMMON_LAYOUT_MESH_LAYOUT_H_

@@ -9,15 +9,17 @@ namespace meshd::layout {
 namespace {
 
 std::string Quoted(absl::Span<const std::string> names) {
-  return absl::StrCat("(", absl::StrJoin(names, ", ", [](std::string* s, const std::string& n) {
-                        absl::StrAppend(s, "'", n, "'");
-                      }), ")");
+  return absl::StrCat(
+      "(",
+      absl::StrJoin(names, ", ",
+                    [](std::string* s, const std::string& n) { absl::StrAppend(s, "'", n, "'"); }),
+      ")");
 }
 
 absl::Status NeedNames(const DeviceMesh& mesh, absl::string_view what) {
   if (mesh.names()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat("cannot ", what, " ", mesh.ToString(),
-                                                    ": it has no dim names"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("cannot ", what, " ", mesh.ToString(), ": it has no dim names"));
 }
 
 }  // namespace
@@ -52,21 +54,20 @@ absl::StatusOr<DeviceMesh> Slice(const DeviceMesh& mesh, absl::Span<const std::s
     }
     return absl::InvalidArgumentError(absl::StrCat(
         "cannot slice dim '", name, "' from ", mesh.ToString(), "; valid dim names are ",
-        Quoted(valid),
-        is_root ? "" : " (flattened dims can only be sliced from the root mesh)"));
+        Quoted(valid), is_root ? "" : " (flattened dims can only be sliced from the root mesh)"));
   }
   MeshLayout sliced(std::move(axes));
   const FlatLayout collapsed = sliced.Collapse();
   if (!IsSorted(collapsed)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot slice ", Quoted(names), " from ", mesh.ToString(),
-        ": dims must be listed in the root mesh's order (outermost first)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot slice ", Quoted(names), " from ", mesh.ToString(),
+                     ": dims must be listed in the root mesh's order (outermost first)"));
   }
   if (!IsOrthogonal(collapsed)) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot slice ", Quoted(names), " from ",
-                                                   mesh.ToString(),
-                                                   ": the dims overlap (a dim named twice, or a "
-                                                   "flattened dim together with one of its parts)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot slice ", Quoted(names), " from ", mesh.ToString(),
+                     ": the dims overlap (a dim named twice, or a "
+                     "flattened dim together with one of its parts)"));
   }
   return DeviceMesh::Derive(mesh.root(), std::move(sliced),
                             std::vector<std::string>(names.begin(), names.end()));
@@ -89,10 +90,11 @@ absl::StatusOr<DeviceMesh> Flatten(const DeviceMesh& mesh, std::optional<std::st
   const FlatLayout layout = mesh.layout().Collapse();
   const FlatLayout registered = mesh.root()->RegisterFlattened(flat_name, layout);
   if (!(registered == layout)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot flatten ", mesh.ToString(), " into '", flat_name, "': that name was already used to "
-        "flatten other dims (layout ", registered.ToString(), ", not ", layout.ToString(),
-        "); pick another name"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot flatten ", mesh.ToString(), " into '", flat_name,
+                     "': that name was already used to "
+                     "flatten other dims (layout ",
+                     registered.ToString(), ", not ", layout.ToString(), "); pick another name"));
   }
   return DeviceMesh::Derive(mesh.root(), MeshLayout({layout}), std::vector<std::string>{flat_name});
 }
@@ -115,10 +117,9 @@ absl::StatusOr<DeviceMesh> Unflatten(const DeviceMesh& mesh, const DimRef& dim,
     index = *found;
   }
   if (sizes.size() != names.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("unflatten got ", sizes.size(), " sizes (",
-                                                   absl::StrJoin(sizes, ", "), ") but ",
-                                                   names.size(), " names ", Quoted(names),
-                                                   "; give one name per size"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unflatten got ", sizes.size(), " sizes (", absl::StrJoin(sizes, ", "),
+                     ") but ", names.size(), " names ", Quoted(names), "; give one name per size"));
   }
   if (sizes.empty()) return absl::InvalidArgumentError("unflatten needs at least one size");
   absl::StatusOr<std::vector<FlatLayout>> axes = Composition(mesh.layout().axes()[index], sizes);
@@ -158,9 +159,9 @@ absl::StatusOr<DeviceMesh> Concatenate(absl::Span<const DeviceMesh> meshes) {
   }
   MeshLayout layout(std::move(axes));
   if (!IsOrthogonal(layout.Collapse())) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot concatenate overlapping meshes: ",
-                                                   layout.ToString(), " uses some ranks twice ",
-                                                   Quoted(names)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot concatenate overlapping meshes: ", layout.ToString(),
+                     " uses some ranks twice ", Quoted(names)));
   }
   if (absl::Status s = ValidateDimNames(names, names.size()); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("cannot concatenate: ", s.message()));

@@ -27,9 +27,9 @@ absl::StatusOr<RankMap> RankMap::Explicit(std::vector<int64_t> ranks, int64_t wo
     }
     auto [it, inserted] = m.position_.emplace(r, pos);
     if (!inserted) {
-      return absl::InvalidArgumentError(absl::StrCat("rank ", r, " appears twice in the mesh, at positions ",
-                                                     it->second, " and ", pos,
-                                                     "; every rank may appear once"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank ", r, " appears twice in the mesh, at positions ", it->second, " and ",
+                       pos, "; every rank may appear once"));
     }
     identity = identity && r == pos;
   }

@@ -1,7 +1,7 @@
-// RankMap: the root mesh's ranks in row-major order of the root mesh, shared (immutable) by every mesh
-// derived from that root. The identity map of init_device_mesh is stored implicitly (O(1) memory); an
-// explicit rank table keeps its values and an inverse index built once, so finding a rank's position
-// is O(1) either way and never re-walks the world.
+// RankMap: the root mesh's ranks in row-major order of the root mesh, shared (immutable) by every
+// mesh derived from that root. The identity map of init_device_mesh is stored implicitly (O(1)
+// memory); an explicit rank table keeps its values and an inverse index built once, so finding a
+// rank's position is O(1) either way and never re-walks the world.
 //
 // Thread-safety: immutable after construction; safe from any thread.
 #ifndef MESHD_COMMON_LAYOUT_RANK_MAP_H_
@@ -36,7 +36,7 @@ class RankMap {
 
  private:
   int64_t size_ = 0;
-  std::vector<int64_t> ranks_;                     // empty for the identity
+  std::vector<int64_t> ranks_;                      // empty for the identity
   absl::flat_hash_map<int64_t, int64_t> position_;  // rank -> position, explicit maps only
 };
 

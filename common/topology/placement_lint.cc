@@ -56,18 +56,22 @@ absl::StatusOr<std::vector<DimPlacement>> LintPlacement(const layout::DeviceMesh
       p.min_hosts = std::min(p.min_hosts, distinct);
       p.max_hosts = std::max(p.max_hosts, distinct);
     }
-    p.placement = p.max_hosts == 1   ? Placement::kIntraHost
+    p.placement = p.max_hosts == 1  ? Placement::kIntraHost
                   : p.min_hosts > 1 ? Placement::kCrossHost
                                     : Placement::kMixed;
     if (p.placement != Placement::kIntraHost && IsLatencyCritical(p.label)) {
-      p.warning = absl::StrCat(
-          p.label, " groups span up to ", p.max_hosts, " hosts: its collectives run every layer and "
-          "would leave NVLink for the network; make ", p.label, " the innermost dim and at most ",
-          gpus_per_node, " (the GPUs of one host)");
+      p.warning = absl::StrCat(p.label, " groups span up to ", p.max_hosts,
+                               " hosts: its collectives run every layer and "
+                               "would leave NVLink for the network; make ",
+                               p.label, " the innermost dim and at most ", gpus_per_node,
+                               " (the GPUs of one host)");
     } else if (p.placement == Placement::kMixed) {
-      p.warning = absl::StrCat("some ", p.label, " groups straddle a host boundary while others do "
-                               "not, so its collectives run at uneven speeds; align the inner dims' "
-                               "product with ", gpus_per_node, " GPUs per host");
+      p.warning =
+          absl::StrCat("some ", p.label,
+                       " groups straddle a host boundary while others do "
+                       "not, so its collectives run at uneven speeds; align the inner dims' "
+                       "product with ",
+                       gpus_per_node, " GPUs per host");
     }
     out.push_back(std::move(p));
   }

@@ -85,7 +85,8 @@ void AppendTable(const DeviceMesh& mesh, const layout::RankTensor& view, size_t 
   const std::string col_label = mesh.DimLabel(nd - 1);
   const std::string row_label = nd >= 2 ? mesh.DimLabel(nd - 2) : "";
   std::vector<std::string> row_names;
-  for (int64_t r = 0; r < rows; ++r) row_names.push_back(nd >= 2 ? absl::StrCat(row_label, "=", r) : "");
+  for (int64_t r = 0; r < rows; ++r)
+    row_names.push_back(nd >= 2 ? absl::StrCat(row_label, "=", r) : "");
   size_t left = 0;
   for (const std::string& n : row_names) left = std::max(left, n.size());
   std::string header = absl::StrCat(indent, std::string(left, ' '), "  ", col_label, ":");
@@ -93,8 +94,9 @@ void AppendTable(const DeviceMesh& mesh, const layout::RankTensor& view, size_t 
   absl::StrAppend(&out, header, "\n");
   const size_t label_width = col_label.size() + 1;
   for (int64_t r = 0; r < rows; ++r) {
-    std::string line = absl::StrCat(indent, row_names[r], std::string(left - row_names[r].size(), ' '),
-                                     "  ", std::string(label_width, ' '));
+    std::string line =
+        absl::StrCat(indent, row_names[r], std::string(left - row_names[r].size(), ' '), "  ",
+                     std::string(label_width, ' '));
     for (int64_t c = 0; c < cols; ++c) {
       absl::StrAppend(&line, " ", Pad(absl::StrCat(view.values[offset + r * cols + c]), width));
     }
@@ -109,7 +111,8 @@ void AppendView(const DeviceMesh& mesh, const layout::RankTensor& view, std::str
     // Too wide for a table: one compact rank list per row of the last dim.
     const int64_t cols = view.shape[nd - 1];
     for (int64_t row = 0; row * cols < mesh.size(); ++row) {
-      std::vector<int64_t> ranks(view.values.begin() + row * cols, view.values.begin() + (row + 1) * cols);
+      std::vector<int64_t> ranks(view.values.begin() + row * cols,
+                                 view.values.begin() + (row + 1) * cols);
       std::vector<std::string> parts;  // the row's coordinates over the leading dims
       int64_t rest = row;
       for (int d = nd - 2; d >= 0; --d) {
@@ -145,7 +148,8 @@ void AppendView(const DeviceMesh& mesh, const layout::RankTensor& view, std::str
 void AppendMeshText(const DeviceMesh& mesh, const RenderOptions& o, std::string& out) {
   const int64_t copies = mesh.rank_map().size() / mesh.size();
   absl::StrAppend(&out, "  ", mesh.size(), " of the world's ", o.world_size, " ranks",
-                  copies > 1 ? absl::StrCat(", in ", copies, " copies (one per group of the "
+                  copies > 1 ? absl::StrCat(", in ", copies,
+                                            " copies (one per group of the "
                                             "sliced-off dims); rank 0's copy shown")
                              : "",
                   "\n");
@@ -160,7 +164,8 @@ void AppendMeshText(const DeviceMesh& mesh, const RenderOptions& o, std::string&
 
   std::optional<std::vector<topology::DimPlacement>> lint;
   if (o.gpus_per_node) {
-    absl::StatusOr<std::vector<topology::DimPlacement>> l = topology::LintPlacement(mesh, *o.gpus_per_node);
+    absl::StatusOr<std::vector<topology::DimPlacement>> l =
+        topology::LintPlacement(mesh, *o.gpus_per_node);
     if (l.ok()) lint = *std::move(l);
   }
   std::vector<std::vector<std::string>> rows;
@@ -174,7 +179,8 @@ void AppendMeshText(const DeviceMesh& mesh, const RenderOptions& o, std::string&
       shown.push_back(FormatRanks(std::vector<int64_t>(t.row(g).begin(), t.row(g).end())));
     }
     std::string groups = absl::StrJoin(shown, " ");
-    if (t.num_groups() > kMaxGroups) absl::StrAppend(&groups, " … (", t.num_groups() - kMaxGroups, " more)");
+    if (t.num_groups() > kMaxGroups)
+      absl::StrAppend(&groups, " … (", t.num_groups() - kMaxGroups, " more)");
     std::vector<std::string> row = {mesh.DimLabel(d), absl::StrCat(mesh.size(d)),
                                     absl::StrCat(t.num_groups())};
     if (lint) {
@@ -182,8 +188,9 @@ void AppendMeshText(const DeviceMesh& mesh, const RenderOptions& o, std::string&
       row.push_back(p.max_hosts == 1
                         ? topology::PlacementName(p.placement)
                         : absl::StrCat(topology::PlacementName(p.placement), " (",
-                                       p.min_hosts == p.max_hosts ? absl::StrCat(p.max_hosts)
-                                                                  : absl::StrCat(p.min_hosts, "-", p.max_hosts),
+                                       p.min_hosts == p.max_hosts
+                                           ? absl::StrCat(p.max_hosts)
+                                           : absl::StrCat(p.min_hosts, "-", p.max_hosts),
                                        " hosts)"));
     }
     row.push_back(groups);
@@ -193,8 +200,8 @@ void AppendMeshText(const DeviceMesh& mesh, const RenderOptions& o, std::string&
   for (const auto& row : rows) {
     for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
   }
-  absl::StrAppend(&out, "  groups", lint ? absl::StrCat(" (hosts of ", *o.gpus_per_node, " GPUs)") : "",
-                  ":\n");
+  absl::StrAppend(&out, "  groups",
+                  lint ? absl::StrCat(" (hosts of ", *o.gpus_per_node, " GPUs)") : "", ":\n");
   for (const auto& row : rows) {
     std::string line = "   ";
     for (size_t c = 0; c < row.size(); ++c) {
@@ -212,9 +219,7 @@ void AppendMeshText(const DeviceMesh& mesh, const RenderOptions& o, std::string&
 
 }  // namespace
 
-std::string CodeName(const absl::Status& status) {
-  return absl::StatusCodeToString(status.code());
-}
+std::string CodeName(const absl::Status& status) { return absl::StatusCodeToString(status.code()); }
 
 std::string FormatRanks(const std::vector<int64_t>& ranks) {
   const size_t n = ranks.size();
@@ -229,18 +234,19 @@ std::string FormatRanks(const std::vector<int64_t>& ranks) {
   }
   constexpr size_t kMaxListed = 8;
   if (n > kMaxListed) {
-    return absl::StrCat("[", absl::StrJoin(ranks.begin(), ranks.begin() + kMaxListed - 1, ","), ",… (",
-                        n - kMaxListed + 1, " more)]");
+    return absl::StrCat("[", absl::StrJoin(ranks.begin(), ranks.begin() + kMaxListed - 1, ","),
+                        ",… (", n - kMaxListed + 1, " more)]");
   }
   return absl::StrCat("[", absl::StrJoin(ranks, ","), "]");
 }
 
-absl::StatusOr<json> PlanToJson(const std::vector<StepOutcome>& outcomes, const RenderOptions& options,
-                                int64_t max_values) {
+absl::StatusOr<json> PlanToJson(const std::vector<StepOutcome>& outcomes,
+                                const RenderOptions& options, int64_t max_values) {
   const std::vector<int64_t> ranks = ReportedRanks(options);
   int64_t values = 0;
   for (const StepOutcome& s : outcomes) {
-    if (s.mesh.ok()) values += static_cast<int64_t>(ranks.size()) * (s.mesh->size() + 2 * s.mesh->ndim());
+    if (s.mesh.ok())
+      values += static_cast<int64_t>(ranks.size()) * (s.mesh->size() + 2 * s.mesh->ndim());
   }
   if (values > max_values) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -256,7 +262,8 @@ absl::StatusOr<json> PlanToJson(const std::vector<StepOutcome>& outcomes, const 
       for (auto it = m.begin(); it != m.end(); ++it) r[it.key()] = std::move(it.value());
       if (!options.ranks.empty()) r["ranks"] = options.ranks;
     } else {
-      r["error"] = {{"code", CodeName(s.mesh.status())}, {"message", std::string(s.mesh.status().message())}};
+      r["error"] = {{"code", CodeName(s.mesh.status())},
+                    {"message", std::string(s.mesh.status().message())}};
     }
     steps.push_back(std::move(r));
   }

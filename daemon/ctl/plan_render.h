@@ -1,8 +1,10 @@
-// meshctl plan output: the JSON form scripts read, and a human form with tables and the placement lint.
+// meshctl plan output: the JSON form scripts read, and a human form with tables and the placement
+// lint.
 //
 // JSON: {"steps":[R,...]}, one R per step that ran. A success is
 //   {"op","mesh","ndim","shape","names","groups","coordinate","local_rank","view"}
-// where the last three hold one entry per rank of the world (or of `ranks`, when given). A failure is
+// where the last three hold one entry per rank of the world (or of `ranks`, when given). A failure
+// is
 //   {"op","error":{"code":"INVALID_ARGUMENT","message":"..."}}.
 //
 // Thread-safety: pure functions.

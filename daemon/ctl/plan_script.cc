@@ -22,17 +22,19 @@ class StepReader {
   absl::Status Error(absl::string_view field, absl::string_view expected) const {
     std::string got = step_.contains(field) ? step_[field].dump() : "nothing";
     if (got.size() > 80) got = got.substr(0, 77) + "...";
-    return absl::InvalidArgumentError(absl::StrCat("step ", index_, ": \"", field, "\" must be ",
-                                                   expected, ", got ", got));
+    return absl::InvalidArgumentError(
+        absl::StrCat("step ", index_, ": \"", field, "\" must be ", expected, ", got ", got));
   }
 
   absl::StatusOr<int64_t> Int(absl::string_view field) const {
-    if (!step_.contains(field) || !step_[field].is_number_integer()) return Error(field, "an integer");
+    if (!step_.contains(field) || !step_[field].is_number_integer())
+      return Error(field, "an integer");
     return step_[field].get<int64_t>();
   }
 
   absl::StatusOr<std::vector<int64_t>> IntList(absl::string_view field) const {
-    if (!step_.contains(field) || !step_[field].is_array()) return Error(field, "a list of integers");
+    if (!step_.contains(field) || !step_[field].is_array())
+      return Error(field, "a list of integers");
     std::vector<int64_t> out;
     for (const json& v : step_[field]) {
       if (!v.is_number_integer()) return Error(field, "a list of integers");
@@ -42,7 +44,8 @@ class StepReader {
   }
 
   absl::StatusOr<std::vector<std::string>> StringList(absl::string_view field) const {
-    if (!step_.contains(field) || !step_[field].is_array()) return Error(field, "a list of strings");
+    if (!step_.contains(field) || !step_[field].is_array())
+      return Error(field, "a list of strings");
     std::vector<std::string> out;
     for (const json& v : step_[field]) {
       if (!v.is_string()) return Error(field, "a list of strings");
@@ -88,12 +91,13 @@ absl::Status ReadRankTable(const json& v, size_t depth, layout::RankTensor& tabl
     return absl::OkStatus();
   }
   if (!v.is_array()) {
-    return absl::InvalidArgumentError(absl::StrCat("mesh", path, " must be an integer or a list, got ",
-                                                   v.dump()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("mesh", path, " must be an integer or a list, got ", v.dump()));
   }
   if (depth == table.shape.size()) {
     if (!table.values.empty()) {  // a number was seen at this depth before
-      return absl::InvalidArgumentError(absl::StrCat("mesh", path, " is a list where a rank is expected"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("mesh", path, " is a list where a rank is expected"));
     }
     table.shape.push_back(static_cast<int64_t>(v.size()));
   } else if (static_cast<int64_t>(v.size()) != table.shape[depth]) {

@@ -1,6 +1,7 @@
 // meshctl plan: runs a script of DeviceMesh steps (the mesh maths with no cluster).
 //
-// A script is a JSON array; each step builds or derives a mesh, and `on`/`of` refer to earlier steps:
+// A script is a JSON array; each step builds or derives a mesh, and `on`/`of` refer to earlier
+// steps:
 //   {"op":"init_device_mesh","shape":[2,4],"names":["dp","tp"]}       names may be null or absent
 //   {"op":"device_mesh","mesh":[[0,2],[1,3]],"names":["a","b"]}       an explicit rank table
 //   {"op":"slice","on":0,"names":["tp"]}
@@ -15,10 +16,10 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/layout/device_mesh.h"
 #include "nlohmann/json.hpp"
 

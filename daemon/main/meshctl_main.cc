@@ -1,7 +1,7 @@
 // meshctl — the operator's command line. Today: `meshctl plan`, the mesh maths with no cluster.
 //
-// Exit status: 0 success; 1 a plan step failed (the output says which and why); 2 bad usage or input
-// that could not be read (message on stderr).
+// Exit status: 0 success; 1 a plan step failed (the output says which and why); 2 bad usage or
+// input that could not be read (message on stderr).
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -65,7 +65,8 @@ int RunPlanCommand(const PlanFlags& f) {
     if (world == 0) return Fail("--world N is required with --script");
   } else if (!f.shape.empty()) {
     std::vector<int64_t> shape;
-    if (!ParseIntList(f.shape, shape)) return Fail("--shape must be a comma-separated list of integers, e.g. 2,4,8");
+    if (!ParseIntList(f.shape, shape))
+      return Fail("--shape must be a comma-separated list of integers, e.g. 2,4,8");
     std::vector<std::string> names;
     if (!f.names.empty()) names = absl::StrSplit(f.names, ',');
     steps = nlohmann::json::array({meshd::ctl::InitStep(shape, names)});
@@ -74,16 +75,19 @@ int RunPlanCommand(const PlanFlags& f) {
       for (int64_t s : shape) world *= std::max<int64_t>(s, 1);
     }
   } else {
-    return Fail("give a script (--script FILE, '-' for stdin) or a mesh (--shape 2,4,8 --names pp,dp,tp)");
+    return Fail(
+        "give a script (--script FILE, '-' for stdin) or a mesh (--shape 2,4,8 --names pp,dp,tp)");
   }
   if (world < 1) return Fail("--world must be at least 1");
 
   meshd::ctl::RenderOptions options;
   options.world_size = world;
   if (!f.ranks.empty()) {
-    if (!ParseIntList(f.ranks, options.ranks)) return Fail("--ranks must be a comma-separated list of ranks");
+    if (!ParseIntList(f.ranks, options.ranks))
+      return Fail("--ranks must be a comma-separated list of ranks");
     for (int64_t r : options.ranks) {
-      if (r < 0 || r >= world) return Fail("--ranks: rank " + std::to_string(r) + " is outside the world");
+      if (r < 0 || r >= world)
+        return Fail("--ranks: rank " + std::to_string(r) + " is outside the world");
     }
   }
   if (f.gpus_per_node != 0) {
@@ -123,8 +127,9 @@ int main(int argc, char** argv) {
                   "concatenate); '-' reads stdin");
   cmd->add_option("--shape", plan.shape, "Shorthand for one init_device_mesh step, e.g. 2,4,8");
   cmd->add_option("--names", plan.names, "Dim names for --shape, e.g. pp,dp,tp");
-  cmd->add_option("--gpus-per-node", plan.gpus_per_node,
-                  "GPUs per host: report which dims' groups stay inside a host and which cross hosts");
+  cmd->add_option(
+      "--gpus-per-node", plan.gpus_per_node,
+      "GPUs per host: report which dims' groups stay inside a host and which cross hosts");
   cmd->add_option("--ranks", plan.ranks,
                   "Only report coordinates/local ranks/views of these ranks (comma-separated)");
   cmd->add_flag("--json", plan.json, "Print JSON for scripts instead of tables");

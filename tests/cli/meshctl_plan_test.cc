@@ -18,7 +18,8 @@ struct Result {
   std::string out;  // stdout, with stderr appended when `merge_stderr`
 };
 
-Result Meshctl(const std::string& args, bool merge_stderr = false, const std::string& stdin_text = "") {
+Result Meshctl(const std::string& args, bool merge_stderr = false,
+               const std::string& stdin_text = "") {
   std::string cmd;
   if (!stdin_text.empty()) {
     const std::string path = ::testing::TempDir() + "/meshctl_stdin.json";

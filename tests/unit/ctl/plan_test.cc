@@ -29,7 +29,8 @@ TEST(ParsePlanScript, NotJson_InvalidArgument) {
 }
 
 TEST(ParsePlanScript, NotArray_InvalidArgument) {
-  EXPECT_THAT(std::string(ParsePlanScript("{}").status().message()), HasSubstr("JSON array of steps"));
+  EXPECT_THAT(std::string(ParsePlanScript("{}").status().message()),
+              HasSubstr("JSON array of steps"));
 }
 
 TEST(RunPlan, AllOpsInOneScript) {
@@ -40,7 +41,7 @@ TEST(RunPlan, AllOpsInOneScript) {
     {"op":"unflatten","on":2,"dim":0,"sizes":[2,2],"names":["a","b"]},
     {"op":"concatenate","of":[3]},
     {"op":"device_mesh","mesh":[[0,2],[1,3]],"names":null}])",
-                       8);
+                             8);
   ASSERT_EQ(out.size(), 6u);
   for (const StepOutcome& s : out) EXPECT_TRUE(s.mesh.ok()) << s.op << ": " << s.mesh.status();
   EXPECT_EQ(out[2].mesh->names(), (std::vector<std::string>{"dp_tp"}));
@@ -54,7 +55,7 @@ TEST(RunPlan, StopsAfterFirstFailure) {
   const auto out = RunScript(R"([{"op":"init_device_mesh","shape":[2,4],"names":["dp","tp"]},
                            {"op":"slice","on":0,"names":["tp","dp"]},
                            {"op":"flatten","on":0}])",
-                       8);
+                             8);
   ASSERT_EQ(out.size(), 2u);
   const auto j = ToJson(out, 8);
   EXPECT_EQ(j["steps"][1]["error"]["code"], "INVALID_ARGUMENT");
@@ -67,13 +68,16 @@ TEST(RunPlan, MalformedSteps_NameStepAndField) {
     std::string message;
   };
   const std::vector<Case> cases = {
-      {R"({"op":"init_device_mesh","shape":"2,4"})", "step 0: \"shape\" must be a list of integers"},
-      {R"({"op":"init_device_mesh","shape":[2,4],"names":[1,2]})", "\"names\" must be a list of strings or null"},
+      {R"({"op":"init_device_mesh","shape":"2,4"})",
+       "step 0: \"shape\" must be a list of integers"},
+      {R"({"op":"init_device_mesh","shape":[2,4],"names":[1,2]})",
+       "\"names\" must be a list of strings or null"},
       {R"({"op":"explode"})", "\"op\" must be one of init_device_mesh"},
       {R"({"shape":[2]})", "\"op\" must be one of"},
       {R"(7)", "step 0 must be an object"},
       {R"({"op":"slice","on":3,"names":["a"]})", "\"on\" must be the index of an earlier step"},
-      {R"({"op":"device_mesh","mesh":[[0,1],[2]]})", "mesh is ragged: mesh[1] has 1 entries where 2"},
+      {R"({"op":"device_mesh","mesh":[[0,1],[2]]})",
+       "mesh is ragged: mesh[1] has 1 entries where 2"},
       {R"({"op":"device_mesh","mesh":[[0,1],"x"]})", "mesh[1] must be an integer or a list"},
       {R"({"op":"device_mesh","mesh":[]})", "empty list"},
       {R"({"op":"device_mesh","mesh":5})", "\"mesh\" must be a nested list of ranks"},
@@ -92,7 +96,7 @@ TEST(RunPlan, UnflattenByNameAndErrors) {
   const auto out = RunScript(R"([{"op":"init_device_mesh","shape":[8],"names":["w"]},
                            {"op":"unflatten","on":0,"dim":"w","sizes":[2,4],"names":["dp","tp"]},
                            {"op":"unflatten","on":1,"dim":-1,"sizes":[2,2],"names":["a","b"]}])",
-                       8);
+                             8);
   ASSERT_EQ(out.size(), 3u);
   EXPECT_TRUE(out[1].mesh.ok());
   EXPECT_THAT(std::string(out[2].mesh.status().message()), HasSubstr("dim -1 is out of range"));
@@ -101,7 +105,7 @@ TEST(RunPlan, UnflattenByNameAndErrors) {
 TEST(PlanToJson, PerRankFieldsForNonMembers) {
   const auto out = RunScript(R"([{"op":"init_device_mesh","shape":[2,2],"names":["dp","tp"]},
                            {"op":"slice","on":0,"names":["tp"]}])",
-                       6);
+                             6);
   const auto j = ToJson(out, 6);
   EXPECT_EQ(j["steps"][0]["coordinate"][5], json());
   EXPECT_EQ(j["steps"][0]["local_rank"][5], json::parse("[null,null]"));
@@ -124,7 +128,8 @@ TEST(PlanToJson, TooLarge_AsksForRanks) {
 }
 
 TEST(PlanToText, TablesGroupsAndLint) {
-  const auto out = RunScript(R"([{"op":"init_device_mesh","shape":[2,8],"names":["tp","dp"]}])", 16);
+  const auto out =
+      RunScript(R"([{"op":"init_device_mesh","shape":[2,8],"names":["tp","dp"]}])", 16);
   RenderOptions o;
   o.world_size = 16;
   o.gpus_per_node = 8;

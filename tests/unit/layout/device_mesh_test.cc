@@ -21,7 +21,8 @@ TEST(DeviceMeshGroups, TwoDims_PyTorchOrder) {
 
 TEST(DeviceMeshGroups, ThreeDims_ComplementOrderNotSwapdims) {
   const DeviceMesh m = Init({2, 2, 2}, {"dp", "cp", "tp"});
-  EXPECT_EQ(GroupRows(m, 0), (Rows{{0, 4}, {1, 5}, {2, 6}, {3, 7}}));  // not [0,4],[2,6],[1,5],[3,7]
+  EXPECT_EQ(GroupRows(m, 0),
+            (Rows{{0, 4}, {1, 5}, {2, 6}, {3, 7}}));  // not [0,4],[2,6],[1,5],[3,7]
   EXPECT_EQ(GroupRows(m, 1), (Rows{{0, 2}, {1, 3}, {4, 6}, {5, 7}}));
   EXPECT_EQ(GroupRows(m, 2), (Rows{{0, 1}, {2, 3}, {4, 5}, {6, 7}}));
 }
@@ -101,7 +102,8 @@ TEST(DeviceMeshCreate, BadShapes_InvalidArgument) {
   MESHD_EXPECT_CODE(DeviceMesh::Create({}, std::nullopt, 4), kInvalidArgument, "shape is empty");
   MESHD_EXPECT_CODE(DeviceMesh::Create({2, 0}, std::nullopt, 4), kInvalidArgument,
                     "size 0 at dim 1");
-  MESHD_EXPECT_CODE(DeviceMesh::Create({-2}, std::nullopt, 4), kInvalidArgument, "size -2 at dim 0");
+  MESHD_EXPECT_CODE(DeviceMesh::Create({-2}, std::nullopt, 4), kInvalidArgument,
+                    "size -2 at dim 0");
   MESHD_EXPECT_CODE(DeviceMesh::Create({1 << 30, 1 << 30}, std::nullopt, 4), kInvalidArgument,
                     "more than 2^40");
   MESHD_EXPECT_CODE(DeviceMesh::Create({1}, std::nullopt, 0), kInvalidArgument, "world size 0");
@@ -129,7 +131,8 @@ TEST(DeviceMeshFromRankTable, DuplicateRank_InvalidArgument) {
 
 TEST(DeviceMeshFromRankTable, RankOutsideWorld_InvalidArgument) {
   MESHD_EXPECT_CODE(DeviceMesh::FromRankTable(RankTensor{{2}, {0, 9}}, std::nullopt, 4),
-                    kInvalidArgument, "rank 9 at position 1 of the mesh is outside the world [0, 4)");
+                    kInvalidArgument,
+                    "rank 9 at position 1 of the mesh is outside the world [0, 4)");
   MESHD_EXPECT_CODE(DeviceMesh::FromRankTable(RankTensor{{2}, {0, -1}}, std::nullopt, 4),
                     kInvalidArgument, "rank -1");
 }
@@ -151,7 +154,8 @@ TEST(DeviceMeshRemap, SubLayoutOverExplicitRankMap) {
 TEST(DeviceMeshRemap, UnsortedAxesGiveTransposedView) {
   // Section 2: [(4):(1),(2):(4)] over arange(8) -> [[0,4],[1,5],[2,6],[3,7]].
   const DeviceMesh root = Init({8}, {"w"});
-  const MeshLayout l({Must(FlatLayout::FromSizes({4}, {1})), Must(FlatLayout::FromSizes({2}, {4}))});
+  const MeshLayout l(
+      {Must(FlatLayout::FromSizes({4}, {1})), Must(FlatLayout::FromSizes({2}, {4}))});
   const DeviceMesh m = Must(DeviceMesh::Derive(root.root(), l, std::nullopt));
   EXPECT_EQ(ViewValues(m, 0), (std::vector<int64_t>{0, 4, 1, 5, 2, 6, 3, 7}));
   EXPECT_EQ(m.coordinate(5), (std::vector<int64_t>{1, 1}));
@@ -178,7 +182,8 @@ TEST(DeviceMeshApi, SizesAndRepr) {
 }
 
 TEST(DeviceMeshApi, EqualityByValue) {
-  EXPECT_EQ(Init({2, 4}, {"dp", "tp"}), FromTable({2, 4}, {0, 1, 2, 3, 4, 5, 6, 7}, {"dp", "tp"}, 8));
+  EXPECT_EQ(Init({2, 4}, {"dp", "tp"}),
+            FromTable({2, 4}, {0, 1, 2, 3, 4, 5, 6, 7}, {"dp", "tp"}, 8));
   EXPECT_FALSE(Init({2, 4}, {"dp", "tp"}) == Init({4, 2}, {"dp", "tp"}));
   EXPECT_FALSE(Init({2, 4}, {"dp", "tp"}) == Init({2, 4}, {"a", "b"}));
   // A slice never equals a user-built mesh over the same ranks: the rank maps differ.

@@ -80,7 +80,8 @@ TEST(Composition, NonFactorableSplit_InvalidArgument) {
 }
 
 TEST(Composition, ProductMismatch_InvalidArgument) {
-  MESHD_EXPECT_CODE(Composition(L({8}, {1}), {2, 3}), kInvalidArgument, "product of sizes (2,3) is 6");
+  MESHD_EXPECT_CODE(Composition(L({8}, {1}), {2, 3}), kInvalidArgument,
+                    "product of sizes (2,3) is 6");
   MESHD_EXPECT_CODE(Composition(L({8}, {1}), {0, 8}), kInvalidArgument, "at least 1");
 }
 
@@ -92,7 +93,7 @@ TEST(IsSorted, NonIncreasingStrides) {
 
 TEST(IsOrthogonal, StricterThanInjective) {
   EXPECT_TRUE(IsOrthogonal(L({2, 2}, {4, 1})));
-  EXPECT_TRUE(IsOrthogonal(L({2, 4}, {1, 2})));  // order does not matter
+  EXPECT_TRUE(IsOrthogonal(L({2, 4}, {1, 2})));   // order does not matter
   EXPECT_FALSE(IsOrthogonal(L({2, 3}, {4, 1})));  // injective, but 4 % 3 != 0
   EXPECT_FALSE(IsOrthogonal(FlatLayout(std::vector<Mode>{{4, 1}, {4, 1}})));  // a dim twice
   EXPECT_FALSE(IsOrthogonal(L({2}, {0})));
@@ -109,7 +110,8 @@ TEST(MeshLayout, ContiguousAndCollapse) {
 
 TEST(MeshLayout, Splice) {
   const MeshLayout m = Must(MeshLayout::Contiguous({2, 2, 2}));
-  EXPECT_EQ(m.Splice(1, 2, {L({1}, {1}), L({2}, {2})}).ToString(), "[(2):(4), ():(), (2):(2), (2):(1)]");
+  EXPECT_EQ(m.Splice(1, 2, {L({1}, {1}), L({2}, {2})}).ToString(),
+            "[(2):(4), ():(), (2):(2), (2):(1)]");
 }
 
 TEST(AxisFrame, DecomposeComposeRoundTrip) {

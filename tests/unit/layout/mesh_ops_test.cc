@@ -17,15 +17,16 @@ using ::meshd::layout::testing::ViewValues;
 
 DeviceMesh Mesh3d() { return Init({2, 2, 2}, {"dp", "cp", "tp"}); }
 
-// ---- Slice ---------------------------------------------------------------------------------------
+// ---- Slice
+// ---------------------------------------------------------------------------------------
 
 TEST(Slice, OneDimOf2d_PerRankViews) {
   const DeviceMesh m = Init({2, 4}, {"dp", "tp"});
   const DeviceMesh tp = Must(Slice(m, {"tp"}));
   const DeviceMesh dp = Must(Slice(m, {"dp"}));
   for (int64_t r = 0; r < 8; ++r) {
-    EXPECT_EQ(ViewValues(tp, r), r < 4 ? (std::vector<int64_t>{0, 1, 2, 3})
-                                       : (std::vector<int64_t>{4, 5, 6, 7}));
+    EXPECT_EQ(ViewValues(tp, r),
+              r < 4 ? (std::vector<int64_t>{0, 1, 2, 3}) : (std::vector<int64_t>{4, 5, 6, 7}));
     EXPECT_EQ(ViewValues(dp, r), (std::vector<int64_t>{r % 4, r % 4 + 4}));
   }
   EXPECT_EQ(tp.coordinate(6), (std::vector<int64_t>{2}));
@@ -101,7 +102,8 @@ TEST(Slice, FlattenedNameFromSubmesh_InvalidArgument) {
   MESHD_EXPECT_CODE(Slice(sub, {"dp_cp"}), kInvalidArgument, "only be sliced from the root");
 }
 
-// ---- Flatten -------------------------------------------------------------------------------------
+// ---- Flatten
+// -------------------------------------------------------------------------------------
 
 TEST(Flatten, ContiguousDims) {
   const DeviceMesh f = Must(Flatten(Must(Slice(Mesh3d(), {"dp", "cp"}))));
@@ -165,7 +167,8 @@ TEST(Flatten, OfUnflattenedMeshRegistersOnOriginalRoot) {
   EXPECT_EQ(Must(Slice(root, {"inner"})), f);
 }
 
-// ---- Unflatten -----------------------------------------------------------------------------------
+// ---- Unflatten
+// -----------------------------------------------------------------------------------
 
 TEST(Unflatten, WorldReproducesInitGroups) {
   const DeviceMesh u = Must(Unflatten(Init({8}, {"w"}), 0, {2, 4}, {"dp", "tp"}));
@@ -186,7 +189,8 @@ TEST(Unflatten, ToSizeOneDim) {
 }
 
 TEST(Unflatten, CustomRankMap) {
-  const DeviceMesh u = Must(Unflatten(FromTable({4}, {3, 1, 2, 0}, {"w"}, 4), 0, {2, 2}, {"a", "b"}));
+  const DeviceMesh u =
+      Must(Unflatten(FromTable({4}, {3, 1, 2, 0}, {"w"}, 4), 0, {2, 2}, {"a", "b"}));
   EXPECT_EQ(ViewValues(u, 0), (std::vector<int64_t>{3, 1, 2, 0}));
   EXPECT_EQ(u.coordinate(2), (std::vector<int64_t>{1, 0}));
 }
@@ -209,12 +213,13 @@ TEST(Unflatten, DimOutOfRange_InvalidArgument) {
   const DeviceMesh m = Init({2, 4}, {"dp", "tp"});
   MESHD_EXPECT_CODE(Unflatten(m, 2, {2, 1}, {"a", "b"}), kInvalidArgument, "dim 2 is out of range");
   // PyTorch lets -1 through and then trips an assertion; we reject it up front.
-  MESHD_EXPECT_CODE(Unflatten(m, -1, {2, 2}, {"a", "b"}), kInvalidArgument, "dim -1 is out of range");
+  MESHD_EXPECT_CODE(Unflatten(m, -1, {2, 2}, {"a", "b"}), kInvalidArgument,
+                    "dim -1 is out of range");
 }
 
 TEST(Unflatten, UnknownDimName_InvalidArgument) {
-  MESHD_EXPECT_CODE(Unflatten(Init({2, 4}, {"dp", "tp"}), "pp", {2, 1}, {"a", "b"}), kInvalidArgument,
-                    "dim 'pp' is not in the mesh");
+  MESHD_EXPECT_CODE(Unflatten(Init({2, 4}, {"dp", "tp"}), "pp", {2, 1}, {"a", "b"}),
+                    kInvalidArgument, "dim 'pp' is not in the mesh");
 }
 
 TEST(Unflatten, SizesNamesLengthMismatch_InvalidArgument) {
@@ -242,7 +247,8 @@ TEST(Unflatten, WithoutNames_FailedPrecondition) {
                     "no dim names");
 }
 
-// ---- Concatenate ---------------------------------------------------------------------------------
+// ---- Concatenate
+// ---------------------------------------------------------------------------------
 
 TEST(Concatenate, TransposedMesh) {
   const DeviceMesh m = Mesh3d();
@@ -265,8 +271,9 @@ TEST(Concatenate, Overlap_InvalidArgument) {
 }
 
 TEST(Concatenate, DifferentRankMaps_InvalidArgument) {
-  MESHD_EXPECT_CODE(Concatenate({Init({8}, {"a"}), FromTable({8}, {7, 6, 5, 4, 3, 2, 1, 0}, {"b"}, 8)}),
-                    kInvalidArgument, "different root mesh");
+  MESHD_EXPECT_CODE(
+      Concatenate({Init({8}, {"a"}), FromTable({8}, {7, 6, 5, 4, 3, 2, 1, 0}, {"b"}, 8)}),
+      kInvalidArgument, "different root mesh");
 }
 
 TEST(Concatenate, EmptyOrUnnamed_InvalidArgument) {
@@ -276,7 +283,8 @@ TEST(Concatenate, EmptyOrUnnamed_InvalidArgument) {
 
 TEST(Concatenate, RepeatedNames_InvalidArgument) {
   const DeviceMesh a = Must(Slice(Init({2, 4}, {"dp", "tp"}), {"dp"}));
-  const DeviceMesh b = Must(Slice(Must(Unflatten(Init({8}, {"w"}), 0, {2, 4}, {"x", "dp"})), {"dp"}));
+  const DeviceMesh b =
+      Must(Slice(Must(Unflatten(Init({8}, {"w"}), 0, {2, 4}, {"x", "dp"})), {"dp"}));
   MESHD_EXPECT_CODE(Concatenate({a, b}), kInvalidArgument, "repeat 'dp'");
 }
 

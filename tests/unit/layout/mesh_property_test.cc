@@ -81,8 +81,8 @@ void ForEachCoord(const Shape& sizes, const std::function<void(const Shape&)>& f
   }
 }
 
-// Groups of the dims in `dims` (ascending) taken together: rows ordered lexicographically by the other
-// dims' coordinates, members row-major over `dims`' coordinates.
+// Groups of the dims in `dims` (ascending) taken together: rows ordered lexicographically by the
+// other dims' coordinates, members row-major over `dims`' coordinates.
 Rows ReferenceGroups(const Shape& shape, const std::vector<int>& dims, const Shape& table) {
   const Shape strides = Strides(shape);
   std::vector<int> others;
@@ -130,7 +130,8 @@ TEST_P(MeshProperty, GroupsCoordinatesFlattenUnflatten_AllShapesUpTo64Ranks) {
       for (const auto& row : rows) {
         for (int64_t r : row) ++seen[r];
       }
-      ASSERT_TRUE(std::all_of(seen.begin(), seen.end(), [](int c) { return c == 1; })) << "dim " << d;
+      ASSERT_TRUE(std::all_of(seen.begin(), seen.end(), [](int c) { return c == 1; }))
+          << "dim " << d;
     }
 
     const Shape strides = Strides(shape);
@@ -145,8 +146,8 @@ TEST_P(MeshProperty, GroupsCoordinatesFlattenUnflatten_AllShapesUpTo64Ranks) {
         const RankGroup g = Must(m.GroupOf(r, d));
         ASSERT_EQ(g.ranks, GroupRows(m, d)[g.index]);
         ASSERT_EQ(g.ranks[c[d]], r);
-        ASSERT_EQ(g.local_rank, std::count_if(g.ranks.begin(), g.ranks.end(),
-                                              [r](int64_t x) { return x < r; }));
+        ASSERT_EQ(g.local_rank,
+                  std::count_if(g.ranks.begin(), g.ranks.end(), [r](int64_t x) { return x < r; }));
       }
     }
 
@@ -172,7 +173,8 @@ TEST_P(MeshProperty, GroupsCoordinatesFlattenUnflatten_AllShapesUpTo64Ranks) {
         if (shape[d] % a != 0) continue;
         const DeviceMesh u = Must(Unflatten(m, d, {a, shape[d] / a}, {"x", "y"}));
         ASSERT_EQ(u.ndim(), m.ndim() + 1);
-        const DeviceMesh back = Must(Flatten(Must(Slice(u, {"x", "y"})), absl::StrCat("xy", d, "_", a)));
+        const DeviceMesh back =
+            Must(Flatten(Must(Slice(u, {"x", "y"})), absl::StrCat("xy", d, "_", a)));
         ASSERT_EQ(back.layout().axes()[0], m.layout().axes()[d]) << "dim " << d << " split " << a;
         ASSERT_EQ(GroupRows(back, 0), GroupRows(m, d));
       }
@@ -186,7 +188,9 @@ TEST_P(MeshProperty, GroupsCoordinatesFlattenUnflatten_AllShapesUpTo64Ranks) {
 }
 
 INSTANTIATE_TEST_SUITE_P(RankMaps, MeshProperty, ::testing::Values(false, true),
-                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "Reversed" : "Identity"; });
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Reversed" : "Identity";
+                         });
 
 }  // namespace
 }  // namespace meshd::layout

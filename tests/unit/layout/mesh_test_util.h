@@ -56,13 +56,11 @@ inline std::vector<int64_t> ViewValues(const DeviceMesh& mesh, int64_t rank) {
   return Must(mesh.View(rank)).values;
 }
 
-#define MESHD_EXPECT_CODE(expr, code_, substring)                               \
-  do {                                                                           \
-    const auto& meshd_result_ = (expr);                                          \
-    EXPECT_EQ(meshd_result_.status().code(), absl::StatusCode::code_)            \
-        << meshd_result_.status();                                               \
-    EXPECT_THAT(std::string(meshd_result_.status().message()),                   \
-                ::testing::HasSubstr(substring));                                \
+#define MESHD_EXPECT_CODE(expr, code_, substring)                                                \
+  do {                                                                                           \
+    const auto& meshd_result_ = (expr);                                                          \
+    EXPECT_EQ(meshd_result_.status().code(), absl::StatusCode::code_) << meshd_result_.status(); \
+    EXPECT_THAT(std::string(meshd_result_.status().message()), ::testing::HasSubstr(substring)); \
   } while (0)
 
 }  // namespace meshd::layout::testing
