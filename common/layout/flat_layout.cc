@@ -161,8 +161,9 @@ absl::StatusOr<std::vector<FlatLayout>> Composition(const FlatLayout& layout,
       rest_size /= take;
       rest_stride = (rest_stride + m.size - 1) / m.size;
     }
-    if (rest_size != 1 || out.empty())
+    if (rest_size != 1 || out.empty()) {
       out.push_back(Mode{rest_size, rest_stride * a.back().stride});
+    }
     std::reverse(out.begin(), out.end());
     axes.emplace_back(out);
   }

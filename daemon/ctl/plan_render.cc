@@ -85,8 +85,9 @@ void AppendTable(const DeviceMesh& mesh, const layout::RankTensor& view, size_t 
   const std::string col_label = mesh.DimLabel(nd - 1);
   const std::string row_label = nd >= 2 ? mesh.DimLabel(nd - 2) : "";
   std::vector<std::string> row_names;
-  for (int64_t r = 0; r < rows; ++r)
+  for (int64_t r = 0; r < rows; ++r) {
     row_names.push_back(nd >= 2 ? absl::StrCat(row_label, "=", r) : "");
+  }
   size_t left = 0;
   for (const std::string& n : row_names) left = std::max(left, n.size());
   std::string header = absl::StrCat(indent, std::string(left, ' '), "  ", col_label, ":");
@@ -179,8 +180,9 @@ void AppendMeshText(const DeviceMesh& mesh, const RenderOptions& o, std::string&
       shown.push_back(FormatRanks(std::vector<int64_t>(t.row(g).begin(), t.row(g).end())));
     }
     std::string groups = absl::StrJoin(shown, " ");
-    if (t.num_groups() > kMaxGroups)
+    if (t.num_groups() > kMaxGroups) {
       absl::StrAppend(&groups, " … (", t.num_groups() - kMaxGroups, " more)");
+    }
     std::vector<std::string> row = {mesh.DimLabel(d), absl::StrCat(mesh.size(d)),
                                     absl::StrCat(t.num_groups())};
     if (lint) {
@@ -245,8 +247,9 @@ absl::StatusOr<json> PlanToJson(const std::vector<StepOutcome>& outcomes,
   const std::vector<int64_t> ranks = ReportedRanks(options);
   int64_t values = 0;
   for (const StepOutcome& s : outcomes) {
-    if (s.mesh.ok())
-      values += static_cast<int64_t>(ranks.size()) * (s.mesh->size() + 2 * s.mesh->ndim());
+    if (s.mesh.ok()) {
+      values += static_cast<int64_t>(ranks.size()) * (s.mesh->size() + int64_t{2} * s.mesh->ndim());
+    }
   }
   if (values > max_values) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -262,8 +265,8 @@ absl::StatusOr<json> PlanToJson(const std::vector<StepOutcome>& outcomes,
       for (auto it = m.begin(); it != m.end(); ++it) r[it.key()] = std::move(it.value());
       if (!options.ranks.empty()) r["ranks"] = options.ranks;
     } else {
-      r["error"] = {{"code", CodeName(s.mesh.status())},
-                    {"message", std::string(s.mesh.status().message())}};
+      const std::string message(s.mesh.status().message());
+      r["error"] = {{"code", CodeName(s.mesh.status())}, {"message", message}};
     }
     steps.push_back(std::move(r));
   }

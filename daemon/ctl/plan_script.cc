@@ -27,14 +27,16 @@ class StepReader {
   }
 
   absl::StatusOr<int64_t> Int(absl::string_view field) const {
-    if (!step_.contains(field) || !step_[field].is_number_integer())
+    if (!step_.contains(field) || !step_[field].is_number_integer()) {
       return Error(field, "an integer");
+    }
     return step_[field].get<int64_t>();
   }
 
   absl::StatusOr<std::vector<int64_t>> IntList(absl::string_view field) const {
-    if (!step_.contains(field) || !step_[field].is_array())
+    if (!step_.contains(field) || !step_[field].is_array()) {
       return Error(field, "a list of integers");
+    }
     std::vector<int64_t> out;
     for (const json& v : step_[field]) {
       if (!v.is_number_integer()) return Error(field, "a list of integers");
@@ -44,8 +46,9 @@ class StepReader {
   }
 
   absl::StatusOr<std::vector<std::string>> StringList(absl::string_view field) const {
-    if (!step_.contains(field) || !step_[field].is_array())
+    if (!step_.contains(field) || !step_[field].is_array()) {
       return Error(field, "a list of strings");
+    }
     std::vector<std::string> out;
     for (const json& v : step_[field]) {
       if (!v.is_string()) return Error(field, "a list of strings");
