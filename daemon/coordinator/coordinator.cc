@@ -1,0 +1,662 @@
+// The coordinator state machine (see coordinator.h).
+#include "daemon/coordinator/coordinator.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/topology/rank_order.h"
+#include "daemon/coordinator/validation.h"
+
+namespace meshd::coordinator {
+namespace {
+
+constexpr uint32_t kMaxLocalWorld = 1024;
+// Lists of nodes in messages are capped so that a 16,384-node job does not write a book.
+constexpr size_t kMaxNamesInMessage = 8;
+
+std::string NameList(const std::vector<std::string>& names) {
+  if (names.size() <= kMaxNamesInMessage) return absl::StrJoin(names, ", ");
+  return absl::StrCat(absl::StrJoin(names.begin(), names.begin() + kMaxNamesInMessage, ", "),
+                      " and ", names.size() - kMaxNamesInMessage, " more");
+}
+
+void RunAll(Completions& out) {
+  for (auto& f : out) f();
+  out.clear();
+}
+
+}  // namespace
+
+std::string EndReasonName(EndReason r) {
+  switch (r) {
+    case EndReason::kNodeLost:
+      return "node lost";
+    case EndReason::kNodeRestarted:
+      return "node restarted";
+    case EndReason::kNodeJoining:
+      return "node joining";
+    case EndReason::kNodeLeft:
+      return "node left";
+    case EndReason::kShutdown:
+      return "coordinator shutting down";
+  }
+  return "unknown";
+}
+
+struct Coordinator::NodeRecord {
+  NodeInventory inventory;
+  std::string clique;
+  absl::Time last_heard;
+  bool alive = true;
+  uint32_t restarts = 0;
+};
+
+struct Coordinator::JobRecord {
+  struct Joiner {
+    uint64_t incarnation = 0;
+    std::vector<std::pair<JoinDone, absl::Time>> waiters;
+  };
+  std::string name;
+  NodeCount count;
+  uint32_t local_world = 0;
+  uint64_t generation = 1;
+  JobPhase phase = JobPhase::kJoining;
+  absl::Time phase_since;
+  std::map<std::string, Joiner> joiners;  // the open round
+  std::map<std::string, Joiner> standby;  // elastic job at its max: wait for the next round
+  std::optional<absl::Time> last_call_deadline;
+  std::vector<std::string> previous_members;
+  std::vector<Member> members;  // running generation, rank order
+  KvStore kv;
+  std::optional<GenerationEnd> last_end;
+
+  std::vector<std::string> JoinerNames() const {
+    std::vector<std::string> out;
+    for (const auto& [n, j] : joiners) out.push_back(n);
+    return out;
+  }
+  Assignment AssignmentFor(uint32_t node_rank) const {
+    return Assignment{name,        generation, static_cast<uint32_t>(members.size()) * local_world,
+                      node_rank, local_world, members};
+  }
+};
+
+Coordinator::Coordinator(const Clock* clock, CoordinatorOptions options, EventSink events)
+    : clock_(clock), options_(options), events_(std::move(events)), started_(clock->Now()) {}
+
+Coordinator::~Coordinator() { Shutdown(); }
+
+void Coordinator::Emit(std::string what, const std::string& job, const std::string& node,
+                       uint64_t generation, Completions& out) {
+  if (!events_) return;
+  out.push_back([this, e = Event{std::move(what), job, node, generation}] { events_(e); });
+}
+
+absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv) {
+  if (absl::Status s = ValidateInventory(inv, options_.max_gpus_per_node); !s.ok()) return s;
+  Completions out;
+  bool restarted = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return absl::CancelledError("the coordinator is shutting down");
+    for (const Gpu& g : inv.gpus) {
+      auto owner = gpu_owner_.find(g.uuid);
+      if (owner != gpu_owner_.end() && owner->second != inv.node && nodes_[owner->second]->alive) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "GPU ", g.uuid, " is already registered by live node '", owner->second, "'; node '",
+            inv.node, "' cannot claim it (two agents on one host, or a copied node name?)"));
+      }
+    }
+    std::unique_ptr<NodeRecord>& rec = nodes_[inv.node];
+    const uint64_t now_gen = 0;
+    if (rec == nullptr) {
+      rec = std::make_unique<NodeRecord>();
+      Emit(absl::StrCat("node registered with ", inv.gpus.size(), " GPUs",
+                        !inv.gpus.empty() && inv.gpus[0].simulated ? " (simulated)" : ""),
+           "", inv.node, now_gen, out);
+    } else if (rec->inventory.incarnation != inv.incarnation) {
+      restarted = true;
+      ++rec->restarts;
+      Emit(absl::StrCat("node restarted (incarnation ", rec->inventory.incarnation, " -> ",
+                        inv.incarnation, ")"),
+           "", inv.node, now_gen, out);
+      DropNode(inv.node, EndReason::kNodeRestarted,
+               absl::StrCat("node '", inv.node, "' restarted"), out);
+    } else if (!rec->alive) {
+      Emit("node is back after it was declared dead", "", inv.node, now_gen, out);
+    }
+    for (const Gpu& g : rec->inventory.gpus) gpu_owner_.erase(g.uuid);
+    for (const Gpu& g : inv.gpus) gpu_owner_[g.uuid] = inv.node;
+    rec->inventory = inv;
+    std::vector<std::string> cliques;
+    for (const Gpu& g : inv.gpus) cliques.push_back(g.nvlink_clique);
+    rec->clique = topology::NodeClique(cliques);
+    rec->last_heard = clock_->Now();
+    rec->alive = true;
+  }
+  RunAll(out);
+  return restarted;
+}
+
+absl::Status Coordinator::Heartbeat(const std::string& node, uint64_t incarnation) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(absl::StrCat("node '", node, "' is not registered; register first"));
+  }
+  NodeRecord& rec = *it->second;
+  if (!rec.alive) {
+    return absl::NotFoundError(absl::StrCat("node '", node,
+                                            "' was declared dead after missing heartbeats; "
+                                            "register again"));
+  }
+  if (rec.inventory.incarnation != incarnation) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("node '", node, "' incarnation ", incarnation, " was replaced by incarnation ",
+                     rec.inventory.incarnation, "; this agent is stale"));
+  }
+  rec.last_heard = clock_->Now();
+  return absl::OkStatus();
+}
+
+void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone done) {
+  Completions out;
+  auto fail = [&out, &done](absl::Status s) {
+    out.push_back([done = std::move(done), s = std::move(s)] { done(s); });
+  };
+  absl::Status valid = ValidateName("job", req.job, kMaxJobNameBytes);
+  if (valid.ok()) valid = ValidateName("node", req.node, kMaxNodeNameBytes);
+  if (valid.ok()) valid = ValidateNodeCount(req.nodes, options_.max_nodes_per_job);
+  if (valid.ok() && (req.local_world < 1 || req.local_world > kMaxLocalWorld)) {
+    valid = absl::InvalidArgumentError(absl::StrCat("local_world ", req.local_world,
+                                                    " must be between 1 and ", kMaxLocalWorld));
+  }
+  if (!valid.ok()) {
+    fail(valid);
+    RunAll(out);
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto node_it = nodes_.find(req.node);
+    if (shut_down_) {
+      fail(absl::CancelledError("the coordinator is shutting down"));
+    } else if (node_it == nodes_.end() || !node_it->second->alive) {
+      fail(absl::NotFoundError(absl::StrCat("node '", req.node,
+                                            "' is not registered (or was declared dead); its "
+                                            "agent must register before joining")));
+    } else if (node_it->second->inventory.incarnation != req.incarnation) {
+      fail(absl::FailedPreconditionError(absl::StrCat(
+          "node '", req.node, "' incarnation ", req.incarnation, " is stale; the node is now ",
+          node_it->second->inventory.incarnation)));
+    } else {
+      std::unique_ptr<JobRecord>& job = jobs_[req.job];
+      if (job == nullptr) {
+        job = std::make_unique<JobRecord>();
+        job->name = req.job;
+        job->count = req.nodes;
+        job->local_world = req.local_world;
+        job->phase_since = clock_->Now();
+        Emit(absl::StrCat("job created: ", req.nodes.min_nodes,
+                          req.nodes.elastic() ? absl::StrCat(":", req.nodes.max_nodes) : "",
+                          " nodes of ", req.local_world, " workers"),
+             req.job, req.node, job->generation, out);
+      }
+      JobRecord& j = *job;
+      if (!(j.count.min_nodes == req.nodes.min_nodes && j.count.max_nodes == req.nodes.max_nodes) ||
+          j.local_world != req.local_world) {
+        fail(absl::FailedPreconditionError(absl::StrCat(
+            "job '", j.name, "' was started with nodes ", j.count.min_nodes, ":", j.count.max_nodes,
+            " and local_world ", j.local_world, "; node '", req.node, "' asks for nodes ",
+            req.nodes.min_nodes, ":", req.nodes.max_nodes, " and local_world ", req.local_world,
+            " — every node of a job must use the same values")));
+      } else if (j.phase == JobPhase::kRunning) {
+        auto member = std::find_if(j.members.begin(), j.members.end(),
+                                   [&](const Member& m) { return m.node == req.node; });
+        if (member != j.members.end()) {
+          // A retry from a member: same generation, same answer.
+          out.push_back([done = std::move(done), a = j.AssignmentFor(member->node_rank)] { done(a); });
+        } else if (!j.count.elastic()) {
+          std::vector<std::string> names;
+          for (const Member& m : j.members) names.push_back(m.node);
+          fail(absl::FailedPreconditionError(absl::StrCat(
+              "job '", j.name, "' is running generation ", j.generation, " with its ",
+              j.members.size(), " nodes (", NameList(names), "); node '", req.node,
+              "' is not one of them. A fixed-size job admits no new nodes while it runs: use "
+              "another job name, or an elastic size (min:max)")));
+        } else if (j.members.size() < j.count.max_nodes) {
+          EndGeneration(j, EndReason::kNodeJoining, req.node,
+                        absl::StrCat("node '", req.node, "' asks to join; a new round opens"), out);
+        } else {
+          j.standby[req.node].incarnation = req.incarnation;
+          j.standby[req.node].waiters.emplace_back(std::move(done), deadline);
+          Emit("node waits for the next round (job is at its max)", j.name, req.node, j.generation,
+               out);
+        }
+      }
+      if (done && j.phase == JobPhase::kJoining) {
+        JobRecord::Joiner& joiner = j.joiners[req.node];
+        joiner.incarnation = req.incarnation;
+        joiner.waiters.emplace_back(std::move(done), deadline);
+        Emit(absl::StrCat("node joined the round (", j.joiners.size(), " of ", j.count.min_nodes,
+                          j.count.elastic() ? absl::StrCat(":", j.count.max_nodes) : "", ")"),
+             j.name, req.node, j.generation, out);
+        if (j.joiners.size() >= j.count.max_nodes) {
+          CloseRound(j, out);
+        } else if (j.count.elastic() && j.joiners.size() >= j.count.min_nodes &&
+                   !j.last_call_deadline) {
+          j.last_call_deadline = clock_->Now() + j.count.last_call;
+        }
+      }
+    }
+  }
+  RunAll(out);
+}
+
+void Coordinator::CloseRound(JobRecord& j, Completions& out) {
+  std::vector<topology::NodePlacement> placements;
+  std::vector<std::string> names;
+  for (const auto& [node, joiner] : j.joiners) {
+    const NodeRecord& rec = *nodes_.at(node);
+    placements.push_back({node, rec.inventory.hostname, rec.clique});
+    names.push_back(node);
+  }
+  j.members.clear();
+  for (size_t i : topology::TopologyOrder(placements)) {
+    j.members.push_back(Member{placements[i].node, placements[i].hostname,
+                               static_cast<uint32_t>(j.members.size()), j.local_world,
+                               placements[i].clique});
+  }
+  j.phase = JobPhase::kRunning;
+  j.phase_since = clock_->Now();
+  j.last_call_deadline.reset();
+  j.previous_members.clear();
+  for (const Member& m : j.members) {
+    for (auto& [waiter, unused] : j.joiners[m.node].waiters) {
+      out.push_back([waiter = std::move(waiter), a = j.AssignmentFor(m.node_rank)] { waiter(a); });
+    }
+  }
+  j.joiners.clear();
+  Emit(absl::StrCat("generation ", j.generation, " closed: ", j.members.size(), " nodes, world ",
+                    j.members.size() * j.local_world, " (", NameList(names), ")"),
+       j.name, "", j.generation, out);
+}
+
+void Coordinator::EndGeneration(JobRecord& j, EndReason reason, const std::string& node,
+                                const std::string& message, Completions& out) {
+  if (j.phase != JobPhase::kRunning) return;
+  GenerationEnd end{j.name, j.generation, reason, node, message};
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    if (it->second.job == j.name && it->second.generation == j.generation) {
+      out.push_back([done = std::move(it->second.done), end] { done(end); });
+      it = watchers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  j.kv.FailAll(absl::AbortedError(absl::StrCat("generation ", j.generation, " of job '", j.name,
+                                               "' ended (", message, "); re-join the job")),
+               out);
+  Emit(absl::StrCat("generation ", j.generation, " ended: ", message), j.name, node, j.generation,
+       out);
+  j.last_end = end;
+  j.previous_members.clear();
+  for (const Member& m : j.members) {
+    if (m.node != node || reason == EndReason::kNodeJoining) j.previous_members.push_back(m.node);
+  }
+  j.members.clear();
+  ++j.generation;
+  j.phase = JobPhase::kJoining;
+  j.phase_since = clock_->Now();
+  j.last_call_deadline.reset();
+  j.joiners = std::move(j.standby);
+  j.standby.clear();
+  if (!j.joiners.empty() && j.joiners.size() >= j.count.max_nodes) {
+    CloseRound(j, out);
+  } else if (j.count.elastic() && j.joiners.size() >= j.count.min_nodes) {
+    j.last_call_deadline = clock_->Now() + j.count.last_call;
+  }
+}
+
+void Coordinator::DropNode(const std::string& node, EndReason reason, const std::string& message,
+                           Completions& out) {
+  const absl::Status aborted = absl::AbortedError(message);
+  for (auto& [name, job] : jobs_) {
+    JobRecord& j = *job;
+    if (j.phase == JobPhase::kRunning &&
+        std::any_of(j.members.begin(), j.members.end(),
+                    [&](const Member& m) { return m.node == node; })) {
+      EndGeneration(j, reason, node, message, out);
+    }
+    for (auto* pool : {&j.joiners, &j.standby}) {
+      auto it = pool->find(node);
+      if (it == pool->end()) continue;
+      for (auto& [waiter, unused] : it->second.waiters) {
+        out.push_back([waiter = std::move(waiter), aborted] { waiter(aborted); });
+      }
+      pool->erase(it);
+    }
+    if (j.phase == JobPhase::kJoining && j.joiners.size() < j.count.min_nodes) {
+      j.last_call_deadline.reset();
+    }
+  }
+}
+
+absl::StatusOr<uint64_t> Coordinator::WatchJob(const std::string& job, uint64_t generation,
+                                               WatchDone done) {
+  Completions out;
+  uint64_t id = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", job, "' does not exist"));
+    JobRecord& j = *it->second;
+    if (generation > j.generation || (generation == j.generation && j.phase == JobPhase::kJoining)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "generation ", generation, " of job '", job, "' has not started; the job is at generation ",
+          j.generation, j.phase == JobPhase::kJoining ? " (joining)" : " (running)"));
+    }
+    if (generation < j.generation) {
+      GenerationEnd end = j.last_end && j.last_end->generation == generation
+                              ? *j.last_end
+                              : GenerationEnd{job, generation, EndReason::kNodeLeft, "",
+                                              absl::StrCat("generation ", generation,
+                                                           " ended earlier")};
+      out.push_back([done = std::move(done), end] { done(end); });
+    } else if (shut_down_) {
+      out.push_back([done = std::move(done), job, generation] {
+        done(GenerationEnd{job, generation, EndReason::kShutdown, "", "coordinator shutting down"});
+      });
+    } else {
+      id = next_watch_id_++;
+      watchers_.emplace(id, Watcher{job, generation, std::move(done)});
+    }
+  }
+  RunAll(out);
+  return id;
+}
+
+void Coordinator::CancelWatch(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  watchers_.erase(id);
+}
+
+absl::StatusOr<KvStore*> Coordinator::Store(const std::string& job, uint64_t generation) {
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", job, "' does not exist"));
+  JobRecord& j = *it->second;
+  if (generation < j.generation) {
+    return absl::AbortedError(absl::StrCat(
+        "generation ", generation, " of job '", job, "' has ended",
+        j.last_end ? absl::StrCat(" (", j.last_end->message, ")") : "",
+        "; the job is at generation ", j.generation, ": re-join"));
+  }
+  if (generation > j.generation || j.phase == JobPhase::kJoining) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "generation ", generation, " of job '", job, "' is not running; the job is at generation ",
+        j.generation, j.phase == JobPhase::kJoining ? ", still joining" : ""));
+  }
+  return &j.kv;
+}
+
+void Coordinator::KeySet(const std::string& job, uint64_t generation, const std::string& key,
+                         std::string value, StatusDone done) {
+  Completions out;
+  absl::Status status = ValidateKey(key);
+  if (status.ok() && value.size() > KvStore::kMaxValueBytes) {
+    status = absl::InvalidArgumentError(absl::StrCat("value of ", value.size(),
+                                                     " bytes is larger than the limit of ",
+                                                     KvStore::kMaxValueBytes));
+  }
+  if (status.ok()) {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<KvStore*> kv = Store(job, generation);
+    if (kv.ok()) {
+      (*kv)->Set(key, std::move(value), out);
+    } else {
+      status = kv.status();
+    }
+  }
+  out.push_back([done = std::move(done), status] { done(status); });
+  RunAll(out);
+}
+
+void Coordinator::KeyGet(const std::string& job, uint64_t generation, const std::string& key,
+                         bool wait, absl::Time deadline, BytesDone done) {
+  Completions out;
+  absl::Status status = ValidateKey(key);
+  if (status.ok()) {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<KvStore*> kv = Store(job, generation);
+    if (kv.ok()) {
+      (*kv)->Get(key, wait, deadline, std::move(done), out);
+    } else {
+      status = kv.status();
+    }
+  }
+  if (!status.ok()) out.push_back([done = std::move(done), status] { done(status); });
+  RunAll(out);
+}
+
+absl::StatusOr<int64_t> Coordinator::KeyAdd(const std::string& job, uint64_t generation,
+                                            const std::string& key, int64_t delta) {
+  if (absl::Status s = ValidateKey(key); !s.ok()) return s;
+  Completions out;
+  absl::StatusOr<int64_t> result;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<KvStore*> kv = Store(job, generation);
+    result = kv.ok() ? (*kv)->Add(key, delta, out) : absl::StatusOr<int64_t>(kv.status());
+  }
+  RunAll(out);
+  return result;
+}
+
+absl::StatusOr<KvStore::CasResult> Coordinator::KeyCompareSet(const std::string& job,
+                                                              uint64_t generation,
+                                                              const std::string& key,
+                                                              const std::string* expected,
+                                                              std::string desired) {
+  if (absl::Status s = ValidateKey(key); !s.ok()) return s;
+  if (desired.size() > KvStore::kMaxValueBytes) {
+    return absl::InvalidArgumentError("desired value is larger than the limit");
+  }
+  Completions out;
+  absl::StatusOr<KvStore::CasResult> result;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<KvStore*> kv = Store(job, generation);
+    if (kv.ok()) {
+      result = (*kv)->CompareSet(key, expected, std::move(desired), out);
+    } else {
+      result = kv.status();
+    }
+  }
+  RunAll(out);
+  return result;
+}
+
+void Coordinator::Barrier(const std::string& job, uint64_t generation, const std::string& name,
+                          const std::string& participant, uint32_t count, absl::Time deadline,
+                          StatusDone done) {
+  Completions out;
+  absl::Status status = ValidateKey(name);
+  if (status.ok() && (participant.empty() || participant.size() > KvStore::kMaxKeyBytes)) {
+    status = absl::InvalidArgumentError("barrier participant must be 1-1024 bytes");
+  }
+  if (status.ok() && count == 0) {
+    status = absl::InvalidArgumentError(
+        absl::StrCat("barrier '", name, "' needs a count of at least 1 participant"));
+  }
+  if (status.ok()) {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<KvStore*> kv = Store(job, generation);
+    if (kv.ok()) {
+      (*kv)->Barrier(name, participant, count, deadline, std::move(done), out);
+    } else {
+      status = kv.status();
+    }
+  }
+  if (!status.ok()) out.push_back([done = std::move(done), status] { done(status); });
+  RunAll(out);
+}
+
+void Coordinator::CheckDeadlines() {
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    const absl::Time now = clock_->Now();
+    for (auto& [name, rec] : nodes_) {
+      if (!rec->alive || now - rec->last_heard <= options_.heartbeat_timeout) continue;
+      rec->alive = false;
+      const std::string message =
+          absl::StrCat("node '", name, "' lost: no heartbeat for ",
+                       absl::FormatDuration(now - rec->last_heard), " (timeout ",
+                       absl::FormatDuration(options_.heartbeat_timeout), ")");
+      Emit(message, "", name, 0, out);
+      DropNode(name, EndReason::kNodeLost, message, out);
+    }
+    for (auto& [name, job] : jobs_) {
+      JobRecord& j = *job;
+      for (auto* pool : {&j.joiners, &j.standby}) {
+        for (auto it = pool->begin(); it != pool->end();) {
+          auto& waiters = it->second.waiters;
+          for (auto w = waiters.begin(); w != waiters.end();) {
+            if (w->second > now) {
+              ++w;
+              continue;
+            }
+            const std::vector<std::string> joined = j.JoinerNames();
+            out.push_back([waiter = std::move(w->first),
+                           msg = absl::StrCat("job '", name, "' did not start in time: ",
+                                              joined.size(), " of ", j.count.min_nodes,
+                                              j.count.elastic()
+                                                  ? absl::StrCat(":", j.count.max_nodes)
+                                                  : "",
+                                              " nodes joined (", NameList(joined), ")")] {
+              waiter(absl::DeadlineExceededError(msg));
+            });
+            w = waiters.erase(w);
+          }
+          it = waiters.empty() ? pool->erase(it) : std::next(it);
+        }
+      }
+      if (j.phase == JobPhase::kJoining) {
+        if (j.count.elastic() && j.joiners.size() < j.count.min_nodes) j.last_call_deadline.reset();
+        if (j.last_call_deadline && *j.last_call_deadline <= now) CloseRound(j, out);
+      }
+      j.kv.ExpireWaits(now, out);
+    }
+  }
+  RunAll(out);
+}
+
+void Coordinator::Shutdown() {
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    const absl::Status cancelled = absl::CancelledError("the coordinator is shutting down");
+    for (auto& [name, job] : jobs_) {
+      for (auto* pool : {&job->joiners, &job->standby}) {
+        for (auto& [node, joiner] : *pool) {
+          for (auto& [waiter, unused] : joiner.waiters) {
+            out.push_back([waiter = std::move(waiter), cancelled] { waiter(cancelled); });
+          }
+        }
+        pool->clear();
+      }
+      job->kv.FailAll(cancelled, out);
+    }
+    for (auto& [id, w] : watchers_) {
+      out.push_back([done = std::move(w.done), end = GenerationEnd{w.job, w.generation,
+                                                                   EndReason::kShutdown, "",
+                                                                   "coordinator shutting down"}] {
+        done(end);
+      });
+    }
+    watchers_.clear();
+  }
+  RunAll(out);
+}
+
+JobView Coordinator::View(const JobRecord& j) const {
+  JobView v;
+  v.job = j.name;
+  v.phase = j.phase;
+  v.generation = j.generation;
+  v.nodes = j.count;
+  v.in_phase = clock_->Now() - j.phase_since;
+  if (j.phase == JobPhase::kRunning) {
+    v.members = j.members;
+    v.world_size = static_cast<uint32_t>(j.members.size()) * j.local_world;
+  } else {
+    for (const auto& [node, joiner] : j.joiners) {
+      const NodeRecord& rec = *nodes_.at(node);
+      v.members.push_back(Member{node, rec.inventory.hostname, 0, j.local_world, rec.clique});
+    }
+    for (const std::string& n : j.previous_members) {
+      if (!j.joiners.contains(n)) v.missing.push_back(n);
+    }
+  }
+  if (j.last_end) {
+    v.has_last_end = true;
+    v.last_end = *j.last_end;
+  }
+  return v;
+}
+
+StatusView Coordinator::Status() const {
+  absl::MutexLock lock(&mu_);
+  StatusView s;
+  s.uptime = clock_->Now() - started_;
+  s.heartbeat_timeout = options_.heartbeat_timeout;
+  for (const auto& [name, rec] : nodes_) (rec->alive ? s.nodes_alive : s.nodes_dead)++;
+  for (const auto& [name, job] : jobs_) {
+    (job->phase == JobPhase::kRunning ? s.jobs_running : s.jobs_joining)++;
+    for (const auto* pool : {&job->joiners, &job->standby}) {
+      for (const auto& [node, joiner] : *pool) s.waiters += joiner.waiters.size();
+    }
+    s.waiters += job->kv.waiters();
+  }
+  s.waiters += watchers_.size();
+  return s;
+}
+
+std::vector<NodeView> Coordinator::Nodes() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<NodeView> out;
+  const absl::Time now = clock_->Now();
+  for (const auto& [name, rec] : nodes_) {
+    NodeView v{rec->inventory, rec->alive, now - rec->last_heard, rec->restarts, {}};
+    for (const auto& [job_name, job] : jobs_) {
+      const bool member = std::any_of(job->members.begin(), job->members.end(),
+                                      [&](const Member& m) { return m.node == name; });
+      if (member || job->joiners.contains(name) || job->standby.contains(name)) {
+        v.jobs.push_back(job_name);
+      }
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+std::vector<JobView> Coordinator::Jobs() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<JobView> out;
+  for (const auto& [name, job] : jobs_) out.push_back(View(*job));
+  return out;
+}
+
+absl::StatusOr<JobView> Coordinator::Job(const std::string& job) const {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", job, "' does not exist"));
+  return View(*it->second);
+}
+
+}  // namespace meshd::coordinator

@@ -1,0 +1,156 @@
+// Coordinator: the cluster's state machine — node registry and liveness, job rounds and generations,
+// per-generation key-value store and barriers, watches. Pure: no gRPC, no I/O, an injected clock.
+// daemon/service translates RPCs to these calls; a ticker calls CheckDeadlines() in production and
+// tests call it directly after advancing a FakeClock.
+//
+// Job lifecycle (one record per job name):
+//
+//      first JoinJob          nnodes joined (fixed), max joined, or min + last call (elastic)
+//   ----------------> JOINING ---------------------------------------------------------> RUNNING
+//                        ^                                                                  |
+//                        |  member node lost / restarted / left; elastic job gains a node   |
+//                        +------------------ generation ends, generation + 1 ---------------+
+//
+// Every method is non-blocking: long waits (JoinJob, KeyGet with wait, Barrier, WatchJob) keep the
+// callback and complete it later. Callbacks always run on the caller's or the ticker's thread after
+// the lock is released, never under it.
+//
+// Thread-safety: all methods are thread-safe (one mutex).
+#ifndef MESHD_DAEMON_COORDINATOR_COORDINATOR_H_
+#define MESHD_DAEMON_COORDINATOR_COORDINATOR_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/time/clock.h"
+#include "daemon/coordinator/kv_store.h"
+#include "daemon/coordinator/types.h"
+
+namespace meshd::coordinator {
+
+struct CoordinatorOptions {
+  // How often agents should heartbeat (told to them at registration). Default 1 s.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  // A node silent for longer is dead. Default 5 s.
+  absl::Duration heartbeat_timeout = absl::Seconds(5);
+  // Upper bounds on the size of the state one request can create.
+  uint32_t max_gpus_per_node = 64;
+  uint32_t max_nodes_per_job = 100000;
+};
+
+class Coordinator {
+ public:
+  Coordinator(const Clock* clock, CoordinatorOptions options, EventSink events = nullptr);
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // Registers (or re-registers) a node. Returns true when it replaced an earlier incarnation
+  // (a restart: its jobs' generations end).
+  // Errors: INVALID_ARGUMENT bad inventory (names, GPU list); ALREADY_EXISTS a GPU UUID that another
+  // node registered; CANCELLED after Shutdown.
+  absl::StatusOr<bool> RegisterNode(const NodeInventory& inventory);
+
+  // Errors: NOT_FOUND unknown or dead node (register again); FAILED_PRECONDITION an older
+  // incarnation (a newer agent replaced it).
+  absl::Status Heartbeat(const std::string& node, uint64_t incarnation);
+
+  // Joins `req.job` for all local workers of `req.node`; `done` gets the assignment when the round
+  // closes, or an error at `deadline`.
+  // Errors: INVALID_ARGUMENT bad names or sizes; NOT_FOUND unknown/dead node; FAILED_PRECONDITION
+  // stale incarnation, a spec that differs from the job's, or a running fixed-size job it is not a
+  // member of; DEADLINE_EXCEEDED the round did not close in time; ABORTED the node was lost or
+  // restarted while waiting; CANCELLED shutdown.
+  void JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone done);
+
+  // Calls `done` once when `generation` of `job` ends (at once if it already has). Returns an id for
+  // CancelWatch. Errors (returned): NOT_FOUND unknown job; FAILED_PRECONDITION a generation that has
+  // not started.
+  absl::StatusOr<uint64_t> WatchJob(const std::string& job, uint64_t generation, WatchDone done);
+  // Forgets a watch (its RPC went away). Unknown ids are ignored.
+  void CancelWatch(uint64_t id);
+
+  // KV and barriers of one running generation. Common errors: NOT_FOUND unknown job; ABORTED
+  // `generation` has ended; FAILED_PRECONDITION it has not started (round still open);
+  // INVALID_ARGUMENT empty or oversized key/value.
+  void KeySet(const std::string& job, uint64_t generation, const std::string& key, std::string value,
+              StatusDone done);
+  // Also: NOT_FOUND key not set (no wait); DEADLINE_EXCEEDED not set by `deadline`.
+  void KeyGet(const std::string& job, uint64_t generation, const std::string& key, bool wait,
+              absl::Time deadline, BytesDone done);
+  // Also: INVALID_ARGUMENT the value is not an integer.
+  absl::StatusOr<int64_t> KeyAdd(const std::string& job, uint64_t generation,
+                                 const std::string& key, int64_t delta);
+  absl::StatusOr<KvStore::CasResult> KeyCompareSet(const std::string& job, uint64_t generation,
+                                                   const std::string& key,
+                                                   const std::string* expected,
+                                                   std::string desired);
+  // Also: INVALID_ARGUMENT count 0 or different from earlier arrivals; DEADLINE_EXCEEDED.
+  void Barrier(const std::string& job, uint64_t generation, const std::string& name,
+               const std::string& participant, uint32_t count, absl::Time deadline,
+               StatusDone done);
+
+  // Expires heartbeats, last-call windows and waits. Called by a ticker (or by tests).
+  void CheckDeadlines();
+  // Fails every wait with CANCELLED and refuses new work. Idempotent.
+  void Shutdown();
+
+  StatusView Status() const;
+  std::vector<NodeView> Nodes() const;
+  std::vector<JobView> Jobs() const;
+  // Errors: NOT_FOUND unknown job.
+  absl::StatusOr<JobView> Job(const std::string& job) const;
+
+  absl::Duration heartbeat_interval() const { return options_.heartbeat_interval; }
+  absl::Duration heartbeat_timeout() const { return options_.heartbeat_timeout; }
+
+ private:
+  struct NodeRecord;
+  struct JobRecord;
+  struct Watcher {
+    std::string job;
+    uint64_t generation;
+    WatchDone done;
+  };
+
+  // Both collect completions to run after the lock is released.
+  void CloseRound(JobRecord& job, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EndGeneration(JobRecord& job, EndReason reason, const std::string& node,
+                     const std::string& message, Completions& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes a node from every job (it died, restarted or was replaced).
+  void DropNode(const std::string& node, EndReason reason, const std::string& message,
+                Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Emit(std::string what, const std::string& job, const std::string& node, uint64_t generation,
+            Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The running generation's store, or the error for a request naming `generation`.
+  absl::StatusOr<KvStore*> Store(const std::string& job, uint64_t generation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  JobView View(const JobRecord& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  const Clock* const clock_;
+  const CoordinatorOptions options_;
+  const EventSink events_;
+  const absl::Time started_;
+
+  mutable absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, std::unique_ptr<NodeRecord>> nodes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> gpu_owner_ ABSL_GUARDED_BY(mu_);  // uuid -> node
+  std::map<std::string, std::unique_ptr<JobRecord>> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
+};
+
+}  // namespace meshd::coordinator
+
+#endif  // MESHD_DAEMON_COORDINATOR_COORDINATOR_H_

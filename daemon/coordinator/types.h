@@ -1,0 +1,128 @@
+// Domain types of the coordinator core. They mirror meshd.v1 messages but carry no protobuf, so the
+// core stays free of gRPC; daemon/service converts between the two.
+#ifndef MESHD_DAEMON_COORDINATOR_TYPES_H_
+#define MESHD_DAEMON_COORDINATOR_TYPES_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace meshd::coordinator {
+
+struct Gpu {
+  uint32_t index = 0;
+  std::string uuid;
+  std::string pci_bus_id;
+  std::string name;
+  uint64_t memory_bytes = 0;
+  std::string nvlink_clique;
+  bool simulated = false;
+};
+
+struct NodeInventory {
+  std::string node;
+  std::string hostname;
+  std::string agent_address;
+  uint64_t incarnation = 0;
+  std::vector<Gpu> gpus;
+};
+
+// min == max: fixed size. Elastic otherwise.
+struct NodeCount {
+  uint32_t min_nodes = 0;
+  uint32_t max_nodes = 0;
+  absl::Duration last_call = absl::Seconds(1);
+  bool elastic() const { return min_nodes != max_nodes; }
+  friend bool operator==(const NodeCount&, const NodeCount&) = default;
+};
+
+struct JoinRequest {
+  std::string job;
+  std::string node;
+  uint64_t incarnation = 0;
+  uint32_t local_world = 0;
+  NodeCount nodes;
+};
+
+struct Member {
+  std::string node;
+  std::string hostname;
+  uint32_t node_rank = 0;
+  uint32_t local_world = 0;
+  std::string nvlink_clique;
+};
+
+struct Assignment {
+  std::string job;
+  uint64_t generation = 0;
+  uint32_t world_size = 0;
+  uint32_t node_rank = 0;
+  uint32_t local_world = 0;
+  std::vector<Member> members;  // rank order
+};
+
+enum class EndReason { kNodeLost, kNodeRestarted, kNodeJoining, kNodeLeft, kShutdown };
+std::string EndReasonName(EndReason r);
+
+struct GenerationEnd {
+  std::string job;
+  uint64_t generation = 0;
+  EndReason reason = EndReason::kNodeLost;
+  std::string node;
+  std::string message;
+};
+
+enum class JobPhase { kJoining, kRunning };
+
+struct JobView {
+  std::string job;
+  JobPhase phase = JobPhase::kJoining;
+  uint64_t generation = 0;
+  NodeCount nodes;
+  std::vector<Member> members;       // joiners (JOINING) or members in rank order (RUNNING)
+  std::vector<std::string> missing;  // previous members not joined again (JOINING)
+  absl::Duration in_phase;
+  uint32_t world_size = 0;
+  bool has_last_end = false;
+  GenerationEnd last_end;
+};
+
+struct NodeView {
+  NodeInventory inventory;
+  bool alive = true;
+  absl::Duration since_heard;
+  uint32_t restarts = 0;
+  std::vector<std::string> jobs;
+};
+
+struct StatusView {
+  absl::Duration uptime;
+  uint32_t nodes_alive = 0;
+  uint32_t nodes_dead = 0;
+  uint32_t jobs_joining = 0;
+  uint32_t jobs_running = 0;
+  uint32_t waiters = 0;
+  absl::Duration heartbeat_timeout;
+};
+
+// A state transition, for logs and metrics (delivered outside the core's lock).
+struct Event {
+  std::string what;  // a sentence
+  std::string job;   // "" when not about a job
+  std::string node;  // "" when not about a node
+  uint64_t generation = 0;
+};
+
+using JoinDone = std::function<void(absl::StatusOr<Assignment>)>;
+using WatchDone = std::function<void(const GenerationEnd&)>;
+using StatusDone = std::function<void(absl::Status)>;
+using BytesDone = std::function<void(absl::StatusOr<std::string>)>;
+using EventSink = std::function<void(const Event&)>;
+
+}  // namespace meshd::coordinator
+
+#endif  // MESHD_DAEMON_COORDINATOR_TYPES_H_

@@ -1,0 +1,88 @@
+// Request validation (see validation.h).
+#include "daemon/coordinator/validation.h"
+
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "daemon/coordinator/kv_store.h"
+
+namespace meshd::coordinator {
+namespace {
+
+std::string Shown(absl::string_view s) {
+  return s.size() > 40 ? absl::StrCat("'", s.substr(0, 40), "...' (", s.size(), " bytes)")
+                       : absl::StrCat("'", s, "'");
+}
+
+}  // namespace
+
+absl::Status ValidateName(absl::string_view what, absl::string_view name, size_t max_bytes) {
+  if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " name is empty"));
+  if (name.size() > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " name ", Shown(name), " is longer than ",
+                                                   max_bytes, " characters"));
+  }
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return absl::InvalidArgumentError(absl::StrCat(what, " name ", Shown(name),
+                                                     " may only hold letters, digits, '.', '_' "
+                                                     "and '-'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateInventory(const NodeInventory& inv, uint32_t max_gpus) {
+  if (absl::Status s = ValidateName("node", inv.node, kMaxNodeNameBytes); !s.ok()) return s;
+  if (inv.hostname.size() > kMaxNodeNameBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("hostname ", Shown(inv.hostname), " is too long"));
+  }
+  if (inv.incarnation == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("node '", inv.node, "': incarnation must be non-zero (a per-start random id)"));
+  }
+  if (inv.gpus.size() > max_gpus) {
+    return absl::InvalidArgumentError(absl::StrCat("node '", inv.node, "' reports ", inv.gpus.size(),
+                                                   " GPUs; at most ", max_gpus, " are accepted"));
+  }
+  std::set<std::string> uuids;
+  std::set<uint32_t> indices;
+  for (const Gpu& g : inv.gpus) {
+    if (g.uuid.empty() || g.uuid.size() > 128) {
+      return absl::InvalidArgumentError(absl::StrCat("node '", inv.node, "': GPU ", g.index,
+                                                     " needs a UUID of 1-128 characters"));
+    }
+    if (!uuids.insert(g.uuid).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("node '", inv.node, "' lists GPU ", g.uuid, " twice"));
+    }
+    if (!indices.insert(g.index).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("node '", inv.node, "' lists GPU index ", g.index, " twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateNodeCount(const NodeCount& c, uint32_t max_nodes) {
+  if (c.min_nodes < 1 || c.max_nodes < c.min_nodes || c.max_nodes > max_nodes) {
+    return absl::InvalidArgumentError(absl::StrCat("node count ", c.min_nodes, ":", c.max_nodes,
+                                                   " is invalid; need 1 <= min <= max <= ",
+                                                   max_nodes));
+  }
+  if (c.last_call < absl::ZeroDuration() || c.last_call > absl::Hours(1)) {
+    return absl::InvalidArgumentError("last call window must be between 0 and 1 hour");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateKey(absl::string_view key) {
+  if (key.empty() || key.size() > KvStore::kMaxKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("key ", Shown(key), " must be 1-",
+                                                   KvStore::kMaxKeyBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace meshd::coordinator

@@ -1,0 +1,28 @@
+// Request validation for the coordinator: names, sizes, inventories. Every error is
+// INVALID_ARGUMENT with a message that names the field, the value and what is allowed.
+//
+// Thread-safety: pure functions.
+#ifndef MESHD_DAEMON_COORDINATOR_VALIDATION_H_
+#define MESHD_DAEMON_COORDINATOR_VALIDATION_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "daemon/coordinator/types.h"
+
+namespace meshd::coordinator {
+
+inline constexpr size_t kMaxJobNameBytes = 128;
+inline constexpr size_t kMaxNodeNameBytes = 253;
+
+// 1..max_bytes characters of [A-Za-z0-9._-]. `what` names the field in the message ("job", "node").
+absl::Status ValidateName(absl::string_view what, absl::string_view name, size_t max_bytes);
+absl::Status ValidateInventory(const NodeInventory& inventory, uint32_t max_gpus);
+absl::Status ValidateNodeCount(const NodeCount& count, uint32_t max_nodes);
+absl::Status ValidateKey(absl::string_view key);
+
+}  // namespace meshd::coordinator
+
+#endif  // MESHD_DAEMON_COORDINATOR_VALIDATION_H_

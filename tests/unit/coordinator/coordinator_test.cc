@@ -1,0 +1,526 @@
+// The coordinator core on a fake clock: every transition is stepped explicitly, nothing sleeps.
+#include "daemon/coordinator/coordinator.h"
+
+#include <optional>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace meshd::coordinator {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Holds what a callback received.
+template <typename T>
+struct Got {
+  std::optional<T> value;
+  auto Callback() {
+    return [this](T v) { value = std::move(v); };
+  }
+  bool done() const { return value.has_value(); }
+};
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  CoordinatorTest()
+      : coord_(&clock_, CoordinatorOptions{absl::Seconds(1), absl::Seconds(5), 64, 100000},
+               [this](const Event& e) { events_.push_back(e); }) {}
+
+  NodeInventory Node(const std::string& name, uint64_t incarnation = 1, int gpus = 2,
+                     const std::string& clique = "") {
+    NodeInventory inv{name, "host-" + name, "unix:/run/" + name, incarnation, {}};
+    for (int i = 0; i < gpus; ++i) {
+      inv.gpus.push_back(Gpu{static_cast<uint32_t>(i), "GPU-" + name + "-" + std::to_string(i),
+                             "", "sim", 0, clique, true});
+    }
+    return inv;
+  }
+  void Register(const std::string& name, uint64_t incarnation = 1, const std::string& clique = "") {
+    ASSERT_TRUE(coord_.RegisterNode(Node(name, incarnation, 2, clique)).ok());
+  }
+  JoinRequest Join(const std::string& job, const std::string& node, uint32_t min, uint32_t max = 0,
+                   uint64_t incarnation = 1) {
+    return JoinRequest{job, node, incarnation, 2, NodeCount{min, max == 0 ? min : max, absl::Seconds(1)}};
+  }
+  absl::Time Deadline(absl::Duration d = absl::Seconds(30)) { return clock_.Now() + d; }
+  // Keeps `nodes` alive while time passes.
+  void Beat(const std::vector<std::string>& nodes) {
+    for (const auto& n : nodes) ASSERT_TRUE(coord_.Heartbeat(n, 1).ok()) << n;
+  }
+
+  FakeClock clock_;
+  std::vector<Event> events_;
+  Coordinator coord_;
+};
+
+// ---- Registration and liveness -------------------------------------------------------------------
+
+TEST_F(CoordinatorTest, RegisterNode_NewThenSameIncarnation_NotARestart) {
+  EXPECT_EQ(*coord_.RegisterNode(Node("a")), false);
+  EXPECT_EQ(*coord_.RegisterNode(Node("a")), false);
+  EXPECT_EQ(coord_.Nodes().size(), 1u);
+  EXPECT_EQ(coord_.Nodes()[0].restarts, 0u);
+}
+
+TEST_F(CoordinatorTest, RegisterNode_NewIncarnation_IsRestart) {
+  Register("a");
+  EXPECT_EQ(*coord_.RegisterNode(Node("a", 2)), true);
+  EXPECT_EQ(coord_.Nodes()[0].restarts, 1u);
+  EXPECT_EQ(coord_.Heartbeat("a", 1).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(coord_.Heartbeat("a", 2).ok());
+}
+
+TEST_F(CoordinatorTest, RegisterNode_BadInventory_InvalidArgument) {
+  NodeInventory bad = Node("a");
+  bad.node = "";
+  EXPECT_EQ(coord_.RegisterNode(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad = Node("a b");
+  EXPECT_THAT(std::string(coord_.RegisterNode(bad).status().message()), HasSubstr("may only hold"));
+  bad = Node("a", 0);
+  EXPECT_THAT(std::string(coord_.RegisterNode(bad).status().message()), HasSubstr("incarnation"));
+  bad = Node("a");
+  bad.gpus[1].uuid = bad.gpus[0].uuid;
+  EXPECT_THAT(std::string(coord_.RegisterNode(bad).status().message()), HasSubstr("twice"));
+  bad = Node("a", 1, 65);
+  EXPECT_THAT(std::string(coord_.RegisterNode(bad).status().message()), HasSubstr("at most 64"));
+  bad = Node(std::string(300, 'x'));
+  EXPECT_THAT(std::string(coord_.RegisterNode(bad).status().message()), HasSubstr("longer than"));
+  EXPECT_TRUE(coord_.Nodes().empty());
+}
+
+TEST_F(CoordinatorTest, RegisterNode_SomeoneElsesGpu_AlreadyExists) {
+  Register("a");
+  NodeInventory b = Node("b");
+  b.gpus[0].uuid = "GPU-a-0";
+  const auto r = coord_.RegisterNode(b);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("live node 'a'"));
+  // Once 'a' is dead, its GPUs can move (a host renamed).
+  clock_.Advance(absl::Seconds(6));
+  coord_.CheckDeadlines();
+  EXPECT_TRUE(coord_.RegisterNode(b).ok());
+}
+
+TEST_F(CoordinatorTest, Heartbeat_UnknownNode_NotFound) {
+  EXPECT_EQ(coord_.Heartbeat("ghost", 1).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(CoordinatorTest, HeartbeatExpiry_NodeDeadUntilItRegistersAgain) {
+  Register("a");
+  clock_.Advance(absl::Seconds(4));
+  coord_.CheckDeadlines();
+  EXPECT_TRUE(coord_.Nodes()[0].alive);
+  EXPECT_TRUE(coord_.Heartbeat("a", 1).ok());
+  clock_.Advance(absl::Seconds(5));
+  coord_.CheckDeadlines();
+  EXPECT_TRUE(coord_.Nodes()[0].alive);  // exactly the timeout: still alive
+  clock_.Advance(absl::Milliseconds(1));
+  coord_.CheckDeadlines();
+  EXPECT_FALSE(coord_.Nodes()[0].alive);
+  EXPECT_EQ(coord_.Heartbeat("a", 1).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*coord_.RegisterNode(Node("a")), false);
+  EXPECT_TRUE(coord_.Nodes()[0].alive);
+}
+
+// ---- Fixed rounds -------------------------------------------------------------------------------
+
+TEST_F(CoordinatorTest, FixedRound_ClosesWhenAllJoined_DistinctNodeRanks) {
+  Register("b");
+  Register("a");
+  Got<absl::StatusOr<Assignment>> a, b;
+  coord_.JoinJob(Join("job", "b", 2), Deadline(), b.Callback());
+  EXPECT_FALSE(b.done());
+  EXPECT_EQ(coord_.Job("job")->phase, JobPhase::kJoining);
+  coord_.JoinJob(Join("job", "a", 2), Deadline(), a.Callback());
+  ASSERT_TRUE(a.done() && b.done());
+  ASSERT_TRUE(a.value->ok() && b.value->ok());
+  EXPECT_EQ((*a.value)->node_rank, 0u);  // host-a sorts first
+  EXPECT_EQ((*b.value)->node_rank, 1u);
+  EXPECT_EQ((*a.value)->generation, 1u);
+  EXPECT_EQ((*a.value)->world_size, 4u);
+  EXPECT_EQ((*b.value)->members.size(), 2u);
+  EXPECT_EQ(coord_.Job("job")->phase, JobPhase::kRunning);
+}
+
+TEST_F(CoordinatorTest, FixedRound_CliqueOrderBeatsHostname) {
+  Register("a", 1, "X");
+  Register("b", 1, "Y");
+  Register("c", 1, "X");
+  Got<absl::StatusOr<Assignment>> got;
+  coord_.JoinJob(Join("job", "a", 3), Deadline(), [](auto) {});
+  coord_.JoinJob(Join("job", "b", 3), Deadline(), [](auto) {});
+  coord_.JoinJob(Join("job", "c", 3), Deadline(), got.Callback());
+  ASSERT_TRUE(got.done() && got.value->ok());
+  std::vector<std::string> order;
+  for (const Member& m : (*got.value)->members) order.push_back(m.node);
+  EXPECT_EQ(order, (std::vector<std::string>{"a", "c", "b"}));
+}
+
+TEST_F(CoordinatorTest, FixedRound_MemberRetry_SameAnswer) {
+  Register("a");
+  Got<absl::StatusOr<Assignment>> first, retry;
+  coord_.JoinJob(Join("job", "a", 1), Deadline(), first.Callback());
+  coord_.JoinJob(Join("job", "a", 1), Deadline(), retry.Callback());
+  ASSERT_TRUE(retry.done() && retry.value->ok());
+  EXPECT_EQ((*retry.value)->generation, (*first.value)->generation);
+}
+
+TEST_F(CoordinatorTest, FixedRound_NonMemberWhileRunning_FailedPrecondition) {
+  Register("a");
+  Register("b");
+  coord_.JoinJob(Join("job", "a", 1), Deadline(), [](auto) {});
+  Got<absl::StatusOr<Assignment>> late;
+  coord_.JoinJob(Join("job", "b", 1), Deadline(), late.Callback());
+  ASSERT_TRUE(late.done());
+  EXPECT_EQ(late.value->status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(late.value->status().message()), HasSubstr("admits no new nodes"));
+}
+
+TEST_F(CoordinatorTest, Join_SpecMismatch_FailedPrecondition) {
+  Register("a");
+  Register("b");
+  coord_.JoinJob(Join("job", "a", 2), Deadline(), [](auto) {});
+  Got<absl::StatusOr<Assignment>> got;
+  coord_.JoinJob(Join("job", "b", 3), Deadline(), got.Callback());
+  EXPECT_EQ(got.value->status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(got.value->status().message()), HasSubstr("every node of a job"));
+}
+
+TEST_F(CoordinatorTest, Join_BadRequests) {
+  Register("a");
+  struct Case {
+    JoinRequest req;
+    absl::StatusCode code;
+  };
+  JoinRequest zero_world = Join("job", "a", 1);
+  zero_world.local_world = 0;
+  const std::vector<Case> cases = {
+      {Join("", "a", 1), absl::StatusCode::kInvalidArgument},
+      {Join("bad name!", "a", 1), absl::StatusCode::kInvalidArgument},
+      {Join("job", "a", 0), absl::StatusCode::kInvalidArgument},
+      {Join("job", "a", 3, 2), absl::StatusCode::kInvalidArgument},
+      {zero_world, absl::StatusCode::kInvalidArgument},
+      {Join("job", "ghost", 1), absl::StatusCode::kNotFound},
+      {Join("job", "a", 1, 0, /*incarnation=*/9), absl::StatusCode::kFailedPrecondition},
+  };
+  for (const Case& c : cases) {
+    Got<absl::StatusOr<Assignment>> got;
+    coord_.JoinJob(c.req, Deadline(), got.Callback());
+    ASSERT_TRUE(got.done());
+    EXPECT_EQ(got.value->status().code(), c.code) << got.value->status();
+  }
+  EXPECT_TRUE(coord_.Jobs().empty());  // no bad request created a job
+}
+
+TEST_F(CoordinatorTest, Join_Deadline_ExceededWithProgress_NodeLeavesRound) {
+  Register("a");
+  Got<absl::StatusOr<Assignment>> got;
+  coord_.JoinJob(Join("job", "a", 3), Deadline(absl::Seconds(2)), got.Callback());
+  clock_.Advance(absl::Seconds(1));
+  Beat({"a"});
+  coord_.CheckDeadlines();
+  EXPECT_FALSE(got.done());
+  clock_.Advance(absl::Seconds(1));
+  coord_.CheckDeadlines();
+  ASSERT_TRUE(got.done());
+  EXPECT_EQ(got.value->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(got.value->status().message()), HasSubstr("1 of 3 nodes joined (a)"));
+  EXPECT_TRUE(coord_.Job("job")->members.empty());
+}
+
+// ---- Elastic rounds -----------------------------------------------------------------------------
+
+TEST_F(CoordinatorTest, Elastic_ClosesAtMinAfterLastCall) {
+  Register("a");
+  Register("b");
+  Got<absl::StatusOr<Assignment>> a;
+  coord_.JoinJob(Join("job", "a", 2, 4), Deadline(), a.Callback());
+  coord_.JoinJob(Join("job", "b", 2, 4), Deadline(), [](auto) {});
+  coord_.CheckDeadlines();
+  EXPECT_FALSE(a.done());
+  clock_.Advance(absl::Seconds(1));
+  Beat({"a", "b"});
+  coord_.CheckDeadlines();
+  ASSERT_TRUE(a.done() && a.value->ok());
+  EXPECT_EQ((*a.value)->members.size(), 2u);
+}
+
+TEST_F(CoordinatorTest, Elastic_ClosesAtMaxAtOnce) {
+  for (auto n : {"a", "b", "c"}) Register(n);
+  Got<absl::StatusOr<Assignment>> got;
+  coord_.JoinJob(Join("job", "a", 1, 3), Deadline(), [](auto) {});
+  coord_.JoinJob(Join("job", "b", 1, 3), Deadline(), [](auto) {});
+  coord_.JoinJob(Join("job", "c", 1, 3), Deadline(), got.Callback());
+  ASSERT_TRUE(got.done() && got.value->ok());
+  EXPECT_EQ((*got.value)->world_size, 6u);
+}
+
+TEST_F(CoordinatorTest, Elastic_NewNodeEndsGenerationAndJoinsNextRound) {
+  for (auto n : {"a", "b", "c"}) Register(n);
+  coord_.JoinJob(Join("job", "a", 2, 3), Deadline(), [](auto) {});
+  coord_.JoinJob(Join("job", "b", 2, 3), Deadline(), [](auto) {});
+  clock_.Advance(absl::Seconds(1));
+  Beat({"a", "b", "c"});
+  coord_.CheckDeadlines();
+  ASSERT_EQ(coord_.Job("job")->phase, JobPhase::kRunning);
+  Got<GenerationEnd> end;
+  ASSERT_TRUE(coord_.WatchJob("job", 1, end.Callback()).ok());
+  Got<absl::StatusOr<Assignment>> c;
+  coord_.JoinJob(Join("job", "c", 2, 3), Deadline(), c.Callback());
+  ASSERT_TRUE(end.done());
+  EXPECT_EQ(end.value->reason, EndReason::kNodeJoining);
+  EXPECT_EQ(end.value->node, "c");
+  const JobView v = *coord_.Job("job");
+  EXPECT_EQ(v.generation, 2u);
+  EXPECT_EQ(v.missing, (std::vector<std::string>{"a", "b"}));
+  coord_.JoinJob(Join("job", "a", 2, 3), Deadline(), [](auto) {});
+  coord_.JoinJob(Join("job", "b", 2, 3), Deadline(), [](auto) {});
+  ASSERT_TRUE(c.done() && c.value->ok());
+  EXPECT_EQ((*c.value)->generation, 2u);
+  EXPECT_EQ((*c.value)->members.size(), 3u);
+}
+
+TEST_F(CoordinatorTest, Elastic_AtMax_NewNodeWaitsForNextRound) {
+  for (auto n : {"a", "b", "c"}) Register(n);
+  coord_.JoinJob(Join("job", "a", 1, 2), Deadline(), [](auto) {});
+  coord_.JoinJob(Join("job", "b", 1, 2), Deadline(), [](auto) {});
+  Got<absl::StatusOr<Assignment>> c;
+  coord_.JoinJob(Join("job", "c", 1, 2), Deadline(absl::Seconds(60)), c.Callback());
+  EXPECT_FALSE(c.done());
+  EXPECT_EQ(coord_.Job("job")->generation, 1u);
+  // b dies: the next round starts with c waiting in it; a re-joins; at max=2 it closes.
+  clock_.Advance(absl::Seconds(6));
+  Beat({"a", "c"});
+  coord_.CheckDeadlines();
+  coord_.JoinJob(Join("job", "a", 1, 2), Deadline(), [](auto) {});
+  ASSERT_TRUE(c.done() && c.value->ok());
+  EXPECT_EQ((*c.value)->generation, 2u);
+}
+
+// ---- Failure and generations --------------------------------------------------------------------
+
+class RunningJobTest : public CoordinatorTest {
+ protected:
+  void SetUp() override {
+    Register("a");
+    Register("b");
+    coord_.JoinJob(Join("job", "a", 2), Deadline(), [](auto) {});
+    coord_.JoinJob(Join("job", "b", 2), Deadline(), [](auto) {});
+    ASSERT_EQ(coord_.Job("job")->phase, JobPhase::kRunning);
+  }
+};
+
+TEST_F(RunningJobTest, NodeLost_WatchersToldWithNodeAndReason) {
+  Got<GenerationEnd> end;
+  ASSERT_TRUE(coord_.WatchJob("job", 1, end.Callback()).ok());
+  clock_.Advance(absl::Seconds(3));
+  Beat({"a"});
+  clock_.Advance(absl::Seconds(3));  // b silent for 6 s > 5 s
+  coord_.CheckDeadlines();
+  ASSERT_TRUE(end.done());
+  EXPECT_EQ(end.value->reason, EndReason::kNodeLost);
+  EXPECT_EQ(end.value->node, "b");
+  EXPECT_THAT(end.value->message, HasSubstr("no heartbeat"));
+  const JobView v = *coord_.Job("job");
+  EXPECT_EQ(v.phase, JobPhase::kJoining);
+  EXPECT_EQ(v.generation, 2u);
+  EXPECT_EQ(v.missing, (std::vector<std::string>{"a"}));
+  ASSERT_TRUE(v.has_last_end);
+}
+
+TEST_F(RunningJobTest, NodeRestarted_EndsGeneration) {
+  Got<GenerationEnd> end;
+  ASSERT_TRUE(coord_.WatchJob("job", 1, end.Callback()).ok());
+  ASSERT_TRUE(coord_.RegisterNode(Node("b", 2)).ok());
+  ASSERT_TRUE(end.done());
+  EXPECT_EQ(end.value->reason, EndReason::kNodeRestarted);
+}
+
+TEST_F(RunningJobTest, StaleGeneration_Aborted) {
+  Got<absl::Status> set;
+  coord_.KeySet("job", 1, "k", "v", set.Callback());
+  ASSERT_TRUE(set.value->ok());
+  ASSERT_TRUE(coord_.RegisterNode(Node("b", 2)).ok());
+  Got<absl::StatusOr<std::string>> get;
+  coord_.KeyGet("job", 1, "k", false, Deadline(), get.Callback());
+  EXPECT_EQ(get.value->status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(std::string(get.value->status().message()), HasSubstr("re-join"));
+  EXPECT_EQ(coord_.KeyAdd("job", 1, "n", 1).status().code(), absl::StatusCode::kAborted);
+  // Generation 2 has not started: its round is open.
+  EXPECT_EQ(coord_.KeyAdd("job", 2, "n", 1).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RunningJobTest, PendingKvWaitsAbortedWhenGenerationEnds) {
+  Got<absl::StatusOr<std::string>> get;
+  coord_.KeyGet("job", 1, "never", true, Deadline(), get.Callback());
+  Got<absl::Status> barrier;
+  coord_.Barrier("job", 1, "b", "rank0", 2, Deadline(), barrier.Callback());
+  EXPECT_FALSE(get.done() || barrier.done());
+  ASSERT_TRUE(coord_.RegisterNode(Node("a", 2)).ok());
+  EXPECT_EQ(get.value->status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(barrier.value->code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(RunningJobTest, FixedJob_ReRendezvousAfterLoss) {
+  clock_.Advance(absl::Seconds(6));
+  Beat({"a"});
+  coord_.CheckDeadlines();  // b lost
+  Got<absl::StatusOr<Assignment>> a;
+  coord_.JoinJob(Join("job", "a", 2), Deadline(), a.Callback());
+  EXPECT_FALSE(a.done());  // fixed: needs 2 nodes again
+  ASSERT_TRUE(coord_.RegisterNode(Node("b", 2)).ok());
+  coord_.JoinJob(Join("job", "b", 2, 0, 2), Deadline(), [](auto) {});
+  ASSERT_TRUE(a.done() && a.value->ok());
+  EXPECT_EQ((*a.value)->generation, 2u);
+}
+
+TEST_F(RunningJobTest, Watch_EndedGenerationAnswersAtOnce_FutureRefused) {
+  ASSERT_TRUE(coord_.RegisterNode(Node("b", 2)).ok());
+  Got<GenerationEnd> end;
+  ASSERT_TRUE(coord_.WatchJob("job", 1, end.Callback()).ok());
+  ASSERT_TRUE(end.done());
+  EXPECT_EQ(end.value->reason, EndReason::kNodeRestarted);
+  EXPECT_EQ(coord_.WatchJob("job", 2, [](auto) {}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(coord_.WatchJob("nope", 1, [](auto) {}).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RunningJobTest, CancelWatch_NotCalled) {
+  Got<GenerationEnd> end;
+  const uint64_t id = *coord_.WatchJob("job", 1, end.Callback());
+  coord_.CancelWatch(id);
+  ASSERT_TRUE(coord_.RegisterNode(Node("b", 2)).ok());
+  EXPECT_FALSE(end.done());
+}
+
+// ---- KV and barriers ----------------------------------------------------------------------------
+
+TEST_F(RunningJobTest, Kv_SetGetAddCompareSet) {
+  Got<absl::StatusOr<std::string>> waiting;
+  coord_.KeyGet("job", 1, "id", true, Deadline(), waiting.Callback());
+  EXPECT_FALSE(waiting.done());
+  coord_.KeySet("job", 1, "id", std::string(128, '\x07'), [](absl::Status s) { ASSERT_TRUE(s.ok()); });
+  ASSERT_TRUE(waiting.done() && waiting.value->ok());
+  EXPECT_EQ(**waiting.value, std::string(128, '\x07'));
+
+  Got<absl::StatusOr<std::string>> missing;
+  coord_.KeyGet("job", 1, "nope", false, Deadline(), missing.Callback());
+  EXPECT_EQ(missing.value->status().code(), absl::StatusCode::kNotFound);
+
+  EXPECT_EQ(*coord_.KeyAdd("job", 1, "n", 5), 5);
+  EXPECT_EQ(*coord_.KeyAdd("job", 1, "n", -2), 3);
+  EXPECT_EQ(coord_.KeyAdd("job", 1, "id", 1).status().code(), absl::StatusCode::kInvalidArgument);
+
+  auto cas = coord_.KeyCompareSet("job", 1, "leader", nullptr, "a");
+  EXPECT_TRUE(cas->swapped);
+  cas = coord_.KeyCompareSet("job", 1, "leader", nullptr, "b");
+  EXPECT_FALSE(cas->swapped);
+  EXPECT_EQ(cas->value, "a");
+  const std::string expected = "a";
+  cas = coord_.KeyCompareSet("job", 1, "leader", &expected, "b");
+  EXPECT_TRUE(cas->swapped);
+  EXPECT_EQ(cas->value, "b");
+}
+
+TEST_F(RunningJobTest, Kv_WaitDeadline_Exceeded) {
+  Got<absl::StatusOr<std::string>> get;
+  coord_.KeyGet("job", 1, "k", true, Deadline(absl::Seconds(2)), get.Callback());
+  clock_.Advance(absl::Seconds(2));
+  Beat({"a", "b"});
+  coord_.CheckDeadlines();
+  ASSERT_TRUE(get.done());
+  EXPECT_EQ(get.value->status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(RunningJobTest, Kv_BadKeysAndValues_InvalidArgument) {
+  Got<absl::Status> s;
+  coord_.KeySet("job", 1, "", "v", s.Callback());
+  EXPECT_EQ(s.value->code(), absl::StatusCode::kInvalidArgument);
+  coord_.KeySet("job", 1, std::string(2000, 'k'), "v", s.Callback());
+  EXPECT_EQ(s.value->code(), absl::StatusCode::kInvalidArgument);
+  coord_.KeySet("job", 1, "k", std::string(KvStore::kMaxValueBytes + 1, 'v'), s.Callback());
+  EXPECT_EQ(s.value->code(), absl::StatusCode::kInvalidArgument);
+  coord_.KeySet("nope", 1, "k", "v", s.Callback());
+  EXPECT_EQ(s.value->code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RunningJobTest, Barrier_CompletesAtCount_DuplicatesCountOnce) {
+  Got<absl::Status> r0, r0_again, r1;
+  coord_.Barrier("job", 1, "init", "rank0", 2, Deadline(), r0.Callback());
+  coord_.Barrier("job", 1, "init", "rank0", 2, Deadline(), r0_again.Callback());
+  EXPECT_FALSE(r0.done() || r0_again.done());
+  coord_.Barrier("job", 1, "init", "rank1", 2, Deadline(), r1.Callback());
+  EXPECT_TRUE(r0.value->ok() && r0_again.value->ok() && r1.value->ok());
+  Got<absl::Status> late;
+  coord_.Barrier("job", 1, "init", "rank9", 2, Deadline(), late.Callback());
+  EXPECT_EQ(late.value->code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RunningJobTest, Barrier_CountMismatchZeroAndDeadline) {
+  Got<absl::Status> first, mismatch, zero;
+  coord_.Barrier("job", 1, "b", "r0", 3, Deadline(absl::Seconds(1)), first.Callback());
+  coord_.Barrier("job", 1, "b", "r1", 2, Deadline(), mismatch.Callback());
+  EXPECT_EQ(mismatch.value->code(), absl::StatusCode::kInvalidArgument);
+  coord_.Barrier("job", 1, "c", "r1", 0, Deadline(), zero.Callback());
+  EXPECT_EQ(zero.value->code(), absl::StatusCode::kInvalidArgument);
+  clock_.Advance(absl::Seconds(1));
+  Beat({"a", "b"});
+  coord_.CheckDeadlines();
+  EXPECT_EQ(first.value->code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(first.value->message()), HasSubstr("1 of 3"));
+}
+
+// ---- Isolation, shutdown, locking ---------------------------------------------------------------
+
+TEST_F(RunningJobTest, Jobs_AreIsolated) {
+  Register("c");
+  coord_.JoinJob(Join("other", "c", 1), Deadline(), [](auto) {});
+  coord_.KeySet("job", 1, "k", "from job", [](auto) {});
+  Got<absl::StatusOr<std::string>> get;
+  coord_.KeyGet("other", 1, "k", false, Deadline(), get.Callback());
+  EXPECT_EQ(get.value->status().code(), absl::StatusCode::kNotFound);
+  // Losing a node of "other" does not touch "job".
+  clock_.Advance(absl::Seconds(6));
+  Beat({"a", "b"});
+  coord_.CheckDeadlines();
+  EXPECT_EQ(coord_.Job("job")->phase, JobPhase::kRunning);
+  EXPECT_EQ(coord_.Job("job")->generation, 1u);
+  EXPECT_EQ(coord_.Job("other")->phase, JobPhase::kJoining);
+}
+
+TEST_F(CoordinatorTest, Shutdown_CancelsWaitsAndRefusesWork) {
+  Register("a");
+  Got<absl::StatusOr<Assignment>> join;
+  coord_.JoinJob(Join("job", "a", 2), Deadline(), join.Callback());
+  coord_.Shutdown();
+  EXPECT_EQ(join.value->status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(coord_.RegisterNode(Node("b")).status().code(), absl::StatusCode::kCancelled);
+  coord_.Shutdown();  // idempotent
+}
+
+TEST_F(CoordinatorTest, Callbacks_RunOutsideTheLock) {
+  Register("a");
+  bool called = false;
+  // Re-entering the coordinator from a completion would deadlock if it ran under the lock.
+  coord_.JoinJob(Join("job", "a", 1), Deadline(), [&](absl::StatusOr<Assignment> a) {
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(coord_.Status().jobs_running, 1u);
+    called = true;
+  });
+  EXPECT_TRUE(called);
+}
+
+TEST_F(RunningJobTest, IntrospectionAndEvents) {
+  const StatusView s = coord_.Status();
+  EXPECT_EQ(s.nodes_alive, 2u);
+  EXPECT_EQ(s.jobs_running, 1u);
+  const std::vector<NodeView> nodes = coord_.Nodes();
+  EXPECT_EQ(nodes[0].jobs, (std::vector<std::string>{"job"}));
+  bool closed = false;
+  for (const Event& e : events_) closed |= e.job == "job" && e.what.find("closed") != std::string::npos;
+  EXPECT_TRUE(closed);
+}
+
+}  // namespace
+}  // namespace meshd::coordinator
