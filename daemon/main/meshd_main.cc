@@ -1,0 +1,122 @@
+// meshd — the daemon: `meshd coordinator` (one per cluster). Flags may also come from MESHD_*
+// environment variables and from a config file (--config, TOML or INI: `listen = "0.0.0.0:7070"`).
+//
+// On start the daemon prints one line to stdout, "meshd <mode> listening on <address>", then logs to
+// stderr. SIGTERM or SIGINT stop it in order: health NOT_SERVING, waits cancelled, server stopped.
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/log/log.h"
+#include "daemon/runtime/coordinator_daemon.h"
+
+namespace {
+
+constexpr int kUsage = 2;
+constexpr int kFailed = 1;
+
+struct CommonFlags {
+  std::string log_format = "text";
+  std::string log_level = "info";
+  std::string heartbeat_interval = "1s";
+  std::string heartbeat_timeout = "5s";
+};
+
+bool ParseDurationFlag(const std::string& name, const std::string& text, absl::Duration* out) {
+  if (absl::ParseDuration(text, out) && *out > absl::ZeroDuration()) return true;
+  std::cerr << "meshd: --" << name << " must be a positive duration like 500ms, 5s or 1m, got '"
+            << text << "'\n";
+  return false;
+}
+
+void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
+  cmd->add_option("--heartbeat-interval", f.heartbeat_interval,
+                  "How often agents heartbeat (e.g. 500ms, 1s)")
+      ->envname("MESHD_HEARTBEAT_INTERVAL")
+      ->capture_default_str();
+  cmd->add_option("--heartbeat-timeout", f.heartbeat_timeout,
+                  "A node silent this long is declared dead and its jobs' generations end")
+      ->envname("MESHD_HEARTBEAT_TIMEOUT")
+      ->capture_default_str();
+  cmd->add_option("--log-format", f.log_format, "Log format on stderr: text or json")
+      ->envname("MESHD_LOG_FORMAT")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  cmd->add_option("--log-level", f.log_level, "debug, info, warn or error")
+      ->envname("MESHD_LOG_LEVEL")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
+      ->capture_default_str();
+}
+
+// Blocks the stop signals in every thread (call before any thread starts), so sigwait sees them.
+sigset_t BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int WaitForStopSignal(const sigset_t& set) {
+  int sig = 0;
+  sigwait(&set, &sig);
+  meshd::log::Info(absl::StrCat("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT", ", stopping"));
+  return sig;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const sigset_t stop_signals = BlockStopSignals();
+
+  CLI::App app{"meshd: device-mesh control plane for GPU clusters"};
+  app.set_config("--config", "", "Read flags from this TOML/INI file");
+  app.require_subcommand(1);
+
+  CommonFlags common;
+  std::string listen = "0.0.0.0:7070";
+  CLI::App* coord = app.add_subcommand(
+      "coordinator",
+      "Run the cluster coordinator: node registry, job rendezvous, ranks, generations, KV");
+  coord->add_option("--listen", listen, "HOST:PORT to serve gRPC on (port 0 picks a free port)")
+      ->envname("MESHD_LISTEN")
+      ->capture_default_str();
+  AddCommonFlags(coord, common);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kUsage;
+  }
+
+  meshd::log::Init(common.log_format == "json" ? meshd::log::Format::kJson
+                                               : meshd::log::Format::kText,
+                   meshd::log::ParseLevel(common.log_level));
+  meshd::runtime::CoordinatorDaemonOptions options;
+  options.listen = listen;
+  if (!ParseDurationFlag("heartbeat-interval", common.heartbeat_interval,
+                         &options.heartbeat_interval) ||
+      !ParseDurationFlag("heartbeat-timeout", common.heartbeat_timeout,
+                         &options.heartbeat_timeout)) {
+    return kUsage;
+  }
+
+  if (coord->parsed()) {
+    auto daemon = meshd::runtime::CoordinatorDaemon::Start(options);
+    if (!daemon.ok()) {
+      std::cerr << "meshd: " << daemon.status().message() << "\n";
+      return kFailed;
+    }
+    std::cout << "meshd coordinator listening on " << (*daemon)->address() << std::endl;
+    WaitForStopSignal(stop_signals);
+    (*daemon)->Stop();
+    return 0;
+  }
+  return kUsage;
+}

@@ -1,0 +1,51 @@
+// CoordinatorDaemon (see coordinator_daemon.h).
+#include "daemon/runtime/coordinator_daemon.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/log/log.h"
+
+namespace meshd::runtime {
+
+absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
+    const CoordinatorDaemonOptions& options) {
+  if (options.heartbeat_interval <= absl::ZeroDuration() ||
+      options.heartbeat_timeout <= options.heartbeat_interval) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "heartbeat timeout (", absl::FormatDuration(options.heartbeat_timeout),
+        ") must be longer than the heartbeat interval (",
+        absl::FormatDuration(options.heartbeat_interval), "), which must be positive"));
+  }
+  std::unique_ptr<CoordinatorDaemon> d(new CoordinatorDaemon());
+  coordinator::CoordinatorOptions core_options;
+  core_options.heartbeat_interval = options.heartbeat_interval;
+  core_options.heartbeat_timeout = options.heartbeat_timeout;
+  d->core_ = std::make_unique<coordinator::Coordinator>(
+      &d->clock_, core_options, [](const coordinator::Event& e) {
+        log::Info(e.what, {{"job", e.job},
+                           {"node", e.node},
+                           {"generation", e.generation ? absl::StrCat(e.generation) : ""}});
+      });
+  d->service_ = std::make_unique<service::CoordinatorService>(d->core_.get(), &d->clock_);
+  service::ServerOptions server_options;
+  server_options.listen = {options.listen};
+  absl::StatusOr<std::unique_ptr<service::GrpcServer>> server =
+      service::GrpcServer::Start(server_options, {d->service_.get()}, {"meshd.v1.Coordinator"});
+  if (!server.ok()) return server.status();
+  d->server_ = *std::move(server);
+  coordinator::Coordinator* core = d->core_.get();
+  d->ticker_ = std::make_unique<service::Ticker>(options.tick, [core] { core->CheckDeadlines(); });
+  log::Info("coordinator serving", {{"address", d->address()},
+                                    {"heartbeat_timeout", absl::FormatDuration(options.heartbeat_timeout)}});
+  return d;
+}
+
+void CoordinatorDaemon::Stop() {
+  if (ticker_ == nullptr) return;
+  log::Info("coordinator shutting down");
+  ticker_->Stop();
+  core_->Shutdown();  // waits finish with CANCELLED before the server stops
+  server_->Shutdown(absl::Seconds(2));
+  ticker_.reset();
+}
+
+}  // namespace meshd::runtime

@@ -1,0 +1,134 @@
+// Proto <-> domain conversions (see convert.h).
+#include "daemon/service/convert.h"
+
+namespace meshd::service {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  // absl and gRPC share the canonical code numbers.
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+coordinator::NodeInventory FromProto(const v1::NodeInventory& p) {
+  coordinator::NodeInventory d{p.node(), p.hostname(), p.agent_address(), p.incarnation(), {}};
+  for (const v1::Gpu& g : p.gpus()) {
+    d.gpus.push_back(coordinator::Gpu{g.index(), g.uuid(), g.pci_bus_id(), g.name(),
+                                      g.memory_bytes(), g.nvlink_clique(), g.simulated()});
+  }
+  return d;
+}
+
+void ToProto(const coordinator::NodeInventory& d, v1::NodeInventory* p) {
+  p->set_node(d.node);
+  p->set_hostname(d.hostname);
+  p->set_agent_address(d.agent_address);
+  p->set_incarnation(d.incarnation);
+  for (const coordinator::Gpu& g : d.gpus) {
+    v1::Gpu* out = p->add_gpus();
+    out->set_index(g.index);
+    out->set_uuid(g.uuid);
+    out->set_pci_bus_id(g.pci_bus_id);
+    out->set_name(g.name);
+    out->set_memory_bytes(g.memory_bytes);
+    out->set_nvlink_clique(g.nvlink_clique);
+    out->set_simulated(g.simulated);
+  }
+}
+
+coordinator::NodeCount FromProto(const v1::NodeCount& p) {
+  return coordinator::NodeCount{
+      p.min_nodes(), p.max_nodes(),
+      p.last_call_ms() == 0 ? absl::Seconds(1) : absl::Milliseconds(p.last_call_ms())};
+}
+
+void ToProto(const coordinator::NodeCount& d, v1::NodeCount* p) {
+  p->set_min_nodes(d.min_nodes);
+  p->set_max_nodes(d.max_nodes);
+  p->set_last_call_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(d.last_call)));
+}
+
+namespace {
+
+void ToProto(const coordinator::Member& d, v1::Member* p) {
+  p->set_node(d.node);
+  p->set_hostname(d.hostname);
+  p->set_node_rank(d.node_rank);
+  p->set_local_world(d.local_world);
+  p->set_nvlink_clique(d.nvlink_clique);
+}
+
+v1::GenerationEnd::Reason ToProto(coordinator::EndReason r) {
+  switch (r) {
+    case coordinator::EndReason::kNodeLost: return v1::GenerationEnd::REASON_NODE_LOST;
+    case coordinator::EndReason::kNodeRestarted: return v1::GenerationEnd::REASON_NODE_RESTARTED;
+    case coordinator::EndReason::kNodeJoining: return v1::GenerationEnd::REASON_NODE_JOINING;
+    case coordinator::EndReason::kNodeLeft: return v1::GenerationEnd::REASON_NODE_LEFT;
+    case coordinator::EndReason::kShutdown: return v1::GenerationEnd::REASON_SHUTDOWN;
+  }
+  return v1::GenerationEnd::REASON_UNSPECIFIED;
+}
+
+}  // namespace
+
+void ToProto(const coordinator::Assignment& d, v1::Assignment* p) {
+  p->set_job(d.job);
+  p->set_generation(d.generation);
+  p->set_world_size(d.world_size);
+  p->set_node_rank(d.node_rank);
+  p->set_local_world(d.local_world);
+  p->set_num_nodes(static_cast<uint32_t>(d.members.size()));
+  for (const coordinator::Member& m : d.members) ToProto(m, p->add_members());
+}
+
+coordinator::Assignment FromProto(const v1::Assignment& p) {
+  coordinator::Assignment d{p.job(), p.generation(), p.world_size(), p.node_rank(), p.local_world(), {}};
+  for (const v1::Member& m : p.members()) {
+    d.members.push_back({m.node(), m.hostname(), m.node_rank(), m.local_world(), m.nvlink_clique()});
+  }
+  return d;
+}
+
+void ToProto(const coordinator::GenerationEnd& d, v1::GenerationEnd* p) {
+  p->set_job(d.job);
+  p->set_generation(d.generation);
+  p->set_reason(ToProto(d.reason));
+  p->set_node(d.node);
+  p->set_message(d.message);
+}
+
+void ToProto(const coordinator::JobView& d, v1::JobStatus* p) {
+  p->set_job(d.job);
+  p->set_phase(d.phase == coordinator::JobPhase::kRunning ? v1::JOB_PHASE_RUNNING
+                                                          : v1::JOB_PHASE_JOINING);
+  p->set_generation(d.generation);
+  ToProto(d.nodes, p->mutable_nodes());
+  for (const coordinator::Member& m : d.members) ToProto(m, p->add_members());
+  for (const std::string& n : d.missing) p->add_missing(n);
+  p->set_phase_ms(absl::ToInt64Milliseconds(d.in_phase));
+  p->set_world_size(d.world_size);
+  if (d.has_last_end) ToProto(d.last_end, p->mutable_last_end());
+}
+
+void ToProto(const coordinator::NodeView& d, v1::NodeStatus* p) {
+  ToProto(d.inventory, p->mutable_inventory());
+  p->set_state(d.alive ? v1::NODE_STATE_ALIVE : v1::NODE_STATE_DEAD);
+  p->set_last_heard_ms_ago(absl::ToInt64Milliseconds(d.since_heard));
+  p->set_restarts(d.restarts);
+  for (const std::string& j : d.jobs) p->add_jobs(j);
+}
+
+absl::Time CallDeadline(std::chrono::system_clock::time_point client_deadline, absl::Time now,
+                        absl::Duration max_wait) {
+  const absl::Time cap = now + max_wait;
+  if (client_deadline == std::chrono::system_clock::time_point::max()) return cap;
+  // The client's deadline is wall-clock; translate it to the server clock's frame.
+  const absl::Duration left = absl::FromChrono(client_deadline) - absl::Now();
+  return std::min(cap, now + left);
+}
+
+}  // namespace meshd::service

@@ -1,0 +1,38 @@
+// Conversions between meshd.v1 messages and the coordinator core's domain types, and between
+// absl::Status and grpc::Status. Translation only: no decisions are made here.
+//
+// Thread-safety: pure functions.
+#ifndef MESHD_DAEMON_SERVICE_CONVERT_H_
+#define MESHD_DAEMON_SERVICE_CONVERT_H_
+
+#include <chrono>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "daemon/coordinator/types.h"
+#include "grpcpp/support/status.h"
+#include "meshd/v1/coordinator.pb.h"
+
+namespace meshd::service {
+
+grpc::Status ToGrpc(const absl::Status& s);
+absl::Status FromGrpc(const grpc::Status& s);
+
+coordinator::NodeInventory FromProto(const v1::NodeInventory& p);
+void ToProto(const coordinator::NodeInventory& d, v1::NodeInventory* p);
+coordinator::NodeCount FromProto(const v1::NodeCount& p);
+void ToProto(const coordinator::NodeCount& d, v1::NodeCount* p);
+void ToProto(const coordinator::Assignment& d, v1::Assignment* p);
+coordinator::Assignment FromProto(const v1::Assignment& p);
+void ToProto(const coordinator::GenerationEnd& d, v1::GenerationEnd* p);
+void ToProto(const coordinator::JobView& d, v1::JobStatus* p);
+void ToProto(const coordinator::NodeView& d, v1::NodeStatus* p);
+
+// The time by which a call must be answered: the client's deadline, capped at now + max_wait so
+// that a call without a deadline still ends.
+absl::Time CallDeadline(std::chrono::system_clock::time_point client_deadline, absl::Time now,
+                        absl::Duration max_wait);
+
+}  // namespace meshd::service
+
+#endif  // MESHD_DAEMON_SERVICE_CONVERT_H_

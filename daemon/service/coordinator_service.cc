@@ -1,0 +1,163 @@
+// meshd.v1.Coordinator translated onto the coordinator core (see coordinator_service.h).
+#include "daemon/service/coordinator_service.h"
+
+#include "daemon/service/convert.h"
+#include "daemon/service/watch_reactor.h"
+
+namespace meshd::service {
+namespace {
+
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpc(s));
+  return reactor;
+}
+
+}  // namespace
+
+CoordinatorService::CoordinatorService(coordinator::Coordinator* core, const Clock* clock,
+                                       absl::Duration max_wait)
+    : core_(core), clock_(clock), max_wait_(max_wait) {}
+
+absl::Time CoordinatorService::Deadline(grpc::CallbackServerContext* ctx) const {
+  return CallDeadline(ctx->deadline(), clock_->Now(), max_wait_);
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::RegisterNode(grpc::CallbackServerContext* ctx,
+                                                           const v1::RegisterNodeRequest* req,
+                                                           v1::RegisterNodeResponse* resp) {
+  absl::StatusOr<bool> restarted = core_->RegisterNode(FromProto(req->inventory()));
+  if (restarted.ok()) {
+    resp->set_restarted(*restarted);
+    resp->set_heartbeat_interval_ms(
+        static_cast<uint32_t>(absl::ToInt64Milliseconds(core_->heartbeat_interval())));
+    resp->set_heartbeat_timeout_ms(
+        static_cast<uint32_t>(absl::ToInt64Milliseconds(core_->heartbeat_timeout())));
+  }
+  return Done(ctx, restarted.status());
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
+                                                        const v1::HeartbeatRequest* req,
+                                                        v1::HeartbeatResponse*) {
+  return Done(ctx, core_->Heartbeat(req->node(), req->incarnation()));
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::JoinJob(grpc::CallbackServerContext* ctx,
+                                                      const v1::JoinJobRequest* req,
+                                                      v1::Assignment* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  core_->JoinJob(coordinator::JoinRequest{req->job(), req->node(), req->incarnation(),
+                                          req->local_world(), FromProto(req->nodes())},
+                 Deadline(ctx), [reactor, resp](absl::StatusOr<coordinator::Assignment> a) {
+                   if (a.ok()) ToProto(*a, resp);
+                   reactor->Finish(ToGrpc(a.status()));
+                 });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::GenerationEnd>* CoordinatorService::WatchJob(
+    grpc::CallbackServerContext*, const v1::WatchJobRequest* req) {
+  coordinator::Coordinator* core = core_;
+  return new GenerationWatchReactor(
+      [core, job = req->job(), generation = req->generation()](
+          GenerationWatchReactor::Deliver deliver) -> absl::StatusOr<GenerationWatchReactor::Cancel> {
+        absl::StatusOr<uint64_t> id =
+            core->WatchJob(job, generation, [deliver](const coordinator::GenerationEnd& e) {
+              v1::GenerationEnd p;
+              ToProto(e, &p);
+              deliver(p);
+            });
+        if (!id.ok()) return id.status();
+        return GenerationWatchReactor::Cancel([core, id = *id] { core->CancelWatch(id); });
+      });
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::KeySet(grpc::CallbackServerContext* ctx,
+                                                     const v1::KeySetRequest* req,
+                                                     v1::KeySetResponse*) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  core_->KeySet(req->job(), req->generation(), req->key(), req->value(),
+                [reactor](absl::Status s) { reactor->Finish(ToGrpc(s)); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::KeyGet(grpc::CallbackServerContext* ctx,
+                                                     const v1::KeyGetRequest* req,
+                                                     v1::KeyGetResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  core_->KeyGet(req->job(), req->generation(), req->key(), req->wait(), Deadline(ctx),
+                [reactor, resp](absl::StatusOr<std::string> v) {
+                  if (v.ok()) resp->set_value(*std::move(v));
+                  reactor->Finish(ToGrpc(v.status()));
+                });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::KeyAdd(grpc::CallbackServerContext* ctx,
+                                                     const v1::KeyAddRequest* req,
+                                                     v1::KeyAddResponse* resp) {
+  absl::StatusOr<int64_t> v = core_->KeyAdd(req->job(), req->generation(), req->key(), req->delta());
+  if (v.ok()) resp->set_value(*v);
+  return Done(ctx, v.status());
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::KeyCompareSet(grpc::CallbackServerContext* ctx,
+                                                            const v1::KeyCompareSetRequest* req,
+                                                            v1::KeyCompareSetResponse* resp) {
+  auto r = core_->KeyCompareSet(req->job(), req->generation(), req->key(),
+                                req->expect_absent() ? nullptr : &req->expected(), req->desired());
+  if (r.ok()) {
+    resp->set_swapped(r->swapped);
+    resp->set_value(r->value);
+  }
+  return Done(ctx, r.status());
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::Barrier(grpc::CallbackServerContext* ctx,
+                                                      const v1::BarrierRequest* req,
+                                                      v1::BarrierResponse*) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  core_->Barrier(req->job(), req->generation(), req->barrier(), req->participant(), req->count(),
+                 Deadline(ctx), [reactor](absl::Status s) { reactor->Finish(ToGrpc(s)); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::GetStatus(grpc::CallbackServerContext* ctx,
+                                                        const v1::GetStatusRequest*,
+                                                        v1::CoordinatorStatus* resp) {
+  const coordinator::StatusView s = core_->Status();
+  resp->set_version(MESHD_VERSION);
+  resp->set_uptime_ms(absl::ToInt64Milliseconds(s.uptime));
+  resp->set_nodes_alive(s.nodes_alive);
+  resp->set_nodes_dead(s.nodes_dead);
+  resp->set_jobs_joining(s.jobs_joining);
+  resp->set_jobs_running(s.jobs_running);
+  resp->set_waiters(s.waiters);
+  resp->set_heartbeat_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(s.heartbeat_timeout)));
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::ListNodes(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListNodesRequest*,
+                                                        v1::ListNodesResponse* resp) {
+  for (const coordinator::NodeView& n : core_->Nodes()) ToProto(n, resp->add_nodes());
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::ListJobs(grpc::CallbackServerContext* ctx,
+                                                       const v1::ListJobsRequest*,
+                                                       v1::ListJobsResponse* resp) {
+  for (const coordinator::JobView& j : core_->Jobs()) ToProto(j, resp->add_jobs());
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::GetJob(grpc::CallbackServerContext* ctx,
+                                                     const v1::GetJobRequest* req,
+                                                     v1::JobStatus* resp) {
+  absl::StatusOr<coordinator::JobView> j = core_->Job(req->job());
+  if (j.ok()) ToProto(*j, resp);
+  return Done(ctx, j.status());
+}
+
+}  // namespace meshd::service

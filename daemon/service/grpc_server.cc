@@ -1,0 +1,97 @@
+// GrpcServer (see grpc_server.h).
+#include "daemon/service/grpc_server.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "grpc/health/v1/health.pb.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+
+namespace meshd::service {
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
+    const ServerOptions& options, const std::vector<grpc::Service*>& services,
+    const std::vector<std::string>& health_names) {
+  if (options.listen.empty()) return absl::InvalidArgumentError("no address to listen on");
+  // Linking health.pb.cc and touching it makes grpc.health.v1 describable through reflection.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::ServerBuilder builder;
+  builder.SetMaxReceiveMessageSize(options.max_receive_bytes);
+  builder.SetMaxSendMessageSize(options.max_send_bytes);
+  std::vector<std::unique_ptr<int>> ports;
+  for (const std::string& address : options.listen) {
+    if (absl::StartsWith(address, "unix:")) {
+      std::string path(absl::StripPrefix(address, "unix:"));
+      if (absl::StartsWith(path, "//")) path = path.substr(2);  // unix:///abs/path
+      std::error_code ec;
+      if (std::filesystem::exists(path, ec) && !std::filesystem::is_socket(path, ec)) {
+        return absl::UnavailableError(absl::StrCat("cannot listen on ", address, ": ", path,
+                                                   " exists and is not a socket; remove it"));
+      }
+      const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+      if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    } else if (address.find(':') == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("listen address '", address, "' must be HOST:PORT or unix:/path"));
+    }
+    ports.push_back(std::make_unique<int>(0));
+    builder.AddListeningPort(address, grpc::InsecureServerCredentials(), ports.back().get());
+  }
+  for (grpc::Service* s : services) builder.RegisterService(s);
+
+  std::unique_ptr<GrpcServer> server(new GrpcServer());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat(
+        "could not listen on ", absl::StrJoin(options.listen, ", "),
+        " (address in use, no permission, or malformed)"));
+  }
+  for (size_t i = 0; i < options.listen.size(); ++i) {
+    const std::string& address = options.listen[i];
+    if (absl::StartsWith(address, "unix:")) {
+      std::string path(absl::StripPrefix(address, "unix:"));
+      if (absl::StartsWith(path, "//")) path = path.substr(2);
+      chmod(path.c_str(), options.unix_socket_mode);
+      server->addresses_.push_back(absl::StrCat("unix:", path));
+    } else {
+      if (*ports[i] == 0) {
+        return absl::UnavailableError(absl::StrCat("could not bind ", address));
+      }
+      const size_t colon = address.rfind(':');
+      server->addresses_.push_back(absl::StrCat(address.substr(0, colon), ":", *ports[i]));
+    }
+  }
+  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
+  for (const std::string& name : health_names) health->SetServingStatus(name, true);
+  return server;
+}
+
+GrpcServer::~GrpcServer() { Shutdown(absl::Seconds(1)); }
+
+void GrpcServer::SetNotServing() {
+  if (server_ != nullptr) server_->GetHealthCheckService()->Shutdown();
+}
+
+void GrpcServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_ || server_ == nullptr) return;
+    shut_down_ = true;
+  }
+  SetNotServing();
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  server_->Wait();
+}
+
+}  // namespace meshd::service
