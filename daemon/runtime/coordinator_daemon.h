@@ -36,6 +36,7 @@ class CoordinatorDaemon {
   // "127.0.0.1:41235": the bound address, port resolved.
   const std::string& address() const { return server_->addresses()[0]; }
   coordinator::Coordinator& core() { return *core_; }
+  service::GrpcServer& server() { return *server_; }
   // Orderly: health NOT_SERVING, waits cancelled, server stopped, ticker joined.
   void Stop();
 

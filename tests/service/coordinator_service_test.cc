@@ -1,0 +1,440 @@
+// meshd.v1.Coordinator against a real server on 127.0.0.1:0: one test per RPC and status code, health,
+// limits, garbage on the socket, a unix socket, and shutdown.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "daemon/runtime/coordinator_daemon.h"
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "meshd/v1/coordinator.grpc.pb.h"
+
+namespace meshd {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration timeout = absl::Seconds(10)) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return ctx;
+}
+
+class CoordinatorServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    runtime::CoordinatorDaemonOptions o;
+    o.listen = "127.0.0.1:0";
+    o.heartbeat_interval = absl::Milliseconds(200);
+    o.heartbeat_timeout = absl::Seconds(2);
+    o.tick = absl::Milliseconds(20);
+    auto d = runtime::CoordinatorDaemon::Start(o);
+    ASSERT_TRUE(d.ok()) << d.status();
+    daemon_ = *std::move(d);
+    channel_ = grpc::CreateChannel(daemon_->address(), grpc::InsecureChannelCredentials());
+    stub_ = v1::Coordinator::NewStub(channel_);
+  }
+
+  grpc::Status Register(const std::string& node, uint64_t incarnation = 1) {
+    v1::RegisterNodeRequest req;
+    v1::NodeInventory* inv = req.mutable_inventory();
+    inv->set_node(node);
+    inv->set_hostname("host-" + node);
+    inv->set_incarnation(incarnation);
+    for (int i = 0; i < 2; ++i) {
+      v1::Gpu* g = inv->add_gpus();
+      g->set_index(i);
+      g->set_uuid("SIM-" + node + "-" + std::to_string(i));
+      g->set_simulated(true);
+    }
+    v1::RegisterNodeResponse resp;
+    return stub_->RegisterNode(Ctx().get(), req, &resp);
+  }
+
+  v1::JoinJobRequest JoinReq(const std::string& job, const std::string& node, uint32_t nodes,
+                             uint64_t incarnation = 1) {
+    v1::JoinJobRequest r;
+    r.set_job(job);
+    r.set_node(node);
+    r.set_incarnation(incarnation);
+    r.set_local_world(2);
+    r.mutable_nodes()->set_min_nodes(nodes);
+    r.mutable_nodes()->set_max_nodes(nodes);
+    return r;
+  }
+
+  // Registers a and b and runs job "job" (generation 1) with both.
+  void StartJob() {
+    ASSERT_TRUE(Register("a").ok());
+    ASSERT_TRUE(Register("b").ok());
+    v1::Assignment a;
+    std::thread t([&] { EXPECT_TRUE(stub_->JoinJob(Ctx().get(), JoinReq("job", "a", 2), &a).ok()); });
+    v1::Assignment b;
+    ASSERT_TRUE(stub_->JoinJob(Ctx().get(), JoinReq("job", "b", 2), &b).ok());
+    t.join();
+  }
+
+  std::unique_ptr<runtime::CoordinatorDaemon> daemon_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Coordinator::Stub> stub_;
+};
+
+TEST_F(CoordinatorServiceTest, RegisterNode_Ok_TellsHeartbeatSettings) {
+  v1::RegisterNodeRequest req;
+  req.mutable_inventory()->set_node("a");
+  req.mutable_inventory()->set_incarnation(7);
+  v1::RegisterNodeResponse resp;
+  ASSERT_TRUE(stub_->RegisterNode(Ctx().get(), req, &resp).ok());
+  EXPECT_EQ(resp.heartbeat_interval_ms(), 200u);
+  EXPECT_EQ(resp.heartbeat_timeout_ms(), 2000u);
+  EXPECT_FALSE(resp.restarted());
+}
+
+TEST_F(CoordinatorServiceTest, RegisterNode_EmptyName_InvalidArgument) {
+  const grpc::Status s = Register("");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("node name is empty"));
+}
+
+TEST_F(CoordinatorServiceTest, RegisterNode_SomeoneElsesGpus_AlreadyExists) {
+  ASSERT_TRUE(Register("a").ok());
+  v1::RegisterNodeRequest req;
+  req.mutable_inventory()->set_node("b");
+  req.mutable_inventory()->set_incarnation(1);
+  req.mutable_inventory()->add_gpus()->set_uuid("SIM-a-0");
+  v1::RegisterNodeResponse resp;
+  EXPECT_EQ(stub_->RegisterNode(Ctx().get(), req, &resp).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+}
+
+TEST_F(CoordinatorServiceTest, Heartbeat_UnknownNode_NotFound) {
+  v1::HeartbeatRequest req;
+  req.set_node("ghost");
+  req.set_incarnation(1);
+  v1::HeartbeatResponse resp;
+  EXPECT_EQ(stub_->Heartbeat(Ctx().get(), req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(CoordinatorServiceTest, JoinJob_RoundClosesForBoth) {
+  ASSERT_TRUE(Register("a").ok());
+  ASSERT_TRUE(Register("b").ok());
+  v1::Assignment a, b;
+  grpc::Status sa;
+  std::thread t([&] { sa = stub_->JoinJob(Ctx().get(), JoinReq("job", "a", 2), &a); });
+  ASSERT_TRUE(stub_->JoinJob(Ctx().get(), JoinReq("job", "b", 2), &b).ok());
+  t.join();
+  ASSERT_TRUE(sa.ok()) << sa.error_message();
+  EXPECT_EQ(a.node_rank(), 0u);
+  EXPECT_EQ(b.node_rank(), 1u);
+  EXPECT_EQ(a.world_size(), 4u);
+  EXPECT_EQ(a.generation(), b.generation());
+  EXPECT_EQ(a.members_size(), 2);
+}
+
+TEST_F(CoordinatorServiceTest, JoinJob_ClientDeadline_DeadlineExceeded) {
+  ASSERT_TRUE(Register("a").ok());
+  v1::Assignment a;
+  const grpc::Status s =
+      stub_->JoinJob(Ctx(absl::Milliseconds(300)).get(), JoinReq("job", "a", 2), &a);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+}
+
+TEST_F(CoordinatorServiceTest, JoinJob_UnregisteredNode_NotFound) {
+  v1::Assignment a;
+  EXPECT_EQ(stub_->JoinJob(Ctx().get(), JoinReq("job", "ghost", 1), &a).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(CoordinatorServiceTest, JoinJob_NonMemberOfRunningFixedJob_FailedPrecondition) {
+  StartJob();
+  ASSERT_TRUE(Register("c").ok());
+  v1::Assignment c;
+  const grpc::Status s = stub_->JoinJob(Ctx().get(), JoinReq("job", "c", 2), &c);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("admits no new nodes"));
+}
+
+TEST_F(CoordinatorServiceTest, WatchJob_NodeRestart_StreamsEndThenFinishes) {
+  StartJob();
+  v1::WatchJobRequest req;
+  req.set_job("job");
+  req.set_generation(1);
+  auto ctx = Ctx();
+  auto reader = stub_->WatchJob(ctx.get(), req);
+  ASSERT_TRUE(Register("b", 2).ok());
+  v1::GenerationEnd end;
+  ASSERT_TRUE(reader->Read(&end));
+  EXPECT_EQ(end.reason(), v1::GenerationEnd::REASON_NODE_RESTARTED);
+  EXPECT_EQ(end.node(), "b");
+  EXPECT_FALSE(reader->Read(&end));
+  EXPECT_TRUE(reader->Finish().ok());
+}
+
+TEST_F(CoordinatorServiceTest, WatchJob_NodeLost_WithinTimeoutPlusOneSecond) {
+  StartJob();
+  std::atomic<bool> stop{false};
+  std::thread beat([&] {  // only a keeps heartbeating
+    while (!stop) {
+      v1::HeartbeatRequest hb;
+      hb.set_node("a");
+      hb.set_incarnation(1);
+      v1::HeartbeatResponse r;
+      (void)stub_->Heartbeat(Ctx().get(), hb, &r);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  v1::WatchJobRequest req;
+  req.set_job("job");
+  req.set_generation(1);
+  auto ctx = Ctx();
+  const absl::Time start = absl::Now();
+  auto reader = stub_->WatchJob(ctx.get(), req);
+  v1::GenerationEnd end;
+  const bool got = reader->Read(&end);
+  const absl::Duration took = absl::Now() - start;
+  stop = true;
+  beat.join();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(end.reason(), v1::GenerationEnd::REASON_NODE_LOST);
+  EXPECT_EQ(end.node(), "b");
+  EXPECT_LT(took, absl::Seconds(3));  // heartbeat timeout (2 s) + 1 s
+}
+
+TEST_F(CoordinatorServiceTest, WatchJob_UnknownJob_NotFound) {
+  v1::WatchJobRequest req;
+  req.set_job("nope");
+  req.set_generation(1);
+  auto ctx = Ctx();
+  auto reader = stub_->WatchJob(ctx.get(), req);
+  v1::GenerationEnd end;
+  EXPECT_FALSE(reader->Read(&end));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(CoordinatorServiceTest, KeyValue_SetWaitGetAddCompareSet) {
+  StartJob();
+  v1::KeyGetRequest get;
+  get.set_job("job");
+  get.set_generation(1);
+  get.set_key("nccl/id");
+  get.set_wait(true);
+  v1::KeyGetResponse got;
+  grpc::Status get_status;
+  std::thread waiter([&] { get_status = stub_->KeyGet(Ctx().get(), get, &got); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  v1::KeySetRequest set;
+  set.set_job("job");
+  set.set_generation(1);
+  set.set_key("nccl/id");
+  set.set_value(std::string(128, '\x01'));
+  v1::KeySetResponse set_resp;
+  ASSERT_TRUE(stub_->KeySet(Ctx().get(), set, &set_resp).ok());
+  waiter.join();
+  ASSERT_TRUE(get_status.ok()) << get_status.error_message();
+  EXPECT_EQ(got.value(), std::string(128, '\x01'));
+
+  v1::KeyAddRequest add;
+  add.set_job("job");
+  add.set_generation(1);
+  add.set_key("count");
+  add.set_delta(3);
+  v1::KeyAddResponse added;
+  ASSERT_TRUE(stub_->KeyAdd(Ctx().get(), add, &added).ok());
+  EXPECT_EQ(added.value(), 3);
+
+  v1::KeyCompareSetRequest cas;
+  cas.set_job("job");
+  cas.set_generation(1);
+  cas.set_key("leader");
+  cas.set_expect_absent(true);
+  cas.set_desired("a");
+  v1::KeyCompareSetResponse cas_resp;
+  ASSERT_TRUE(stub_->KeyCompareSet(Ctx().get(), cas, &cas_resp).ok());
+  EXPECT_TRUE(cas_resp.swapped());
+  ASSERT_TRUE(stub_->KeyCompareSet(Ctx().get(), cas, &cas_resp).ok());
+  EXPECT_FALSE(cas_resp.swapped());
+  EXPECT_EQ(cas_resp.value(), "a");
+}
+
+TEST_F(CoordinatorServiceTest, KeyGet_CodesForMissingStaleAndTimedOut) {
+  StartJob();
+  v1::KeyGetRequest get;
+  get.set_job("job");
+  get.set_generation(1);
+  get.set_key("absent");
+  v1::KeyGetResponse got;
+  EXPECT_EQ(stub_->KeyGet(Ctx().get(), get, &got).error_code(), grpc::StatusCode::NOT_FOUND);
+  get.set_wait(true);
+  EXPECT_EQ(stub_->KeyGet(Ctx(absl::Milliseconds(200)).get(), get, &got).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  get.set_generation(2);
+  EXPECT_EQ(stub_->KeyGet(Ctx().get(), get, &got).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  ASSERT_TRUE(Register("a", 2).ok());  // restart: generation 1 ends
+  get.set_generation(1);
+  const grpc::Status stale = stub_->KeyGet(Ctx().get(), get, &got);
+  EXPECT_EQ(stale.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_THAT(stale.error_message(), HasSubstr("re-join"));
+  get.set_job("other");
+  EXPECT_EQ(stub_->KeyGet(Ctx().get(), get, &got).error_code(), grpc::StatusCode::NOT_FOUND);
+  get.set_job("job");
+  get.set_key("");
+  EXPECT_EQ(stub_->KeyGet(Ctx().get(), get, &got).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(CoordinatorServiceTest, Barrier_TwoParticipants) {
+  StartJob();
+  auto enter = [&](const std::string& who, uint32_t count) {
+    v1::BarrierRequest r;
+    r.set_job("job");
+    r.set_generation(1);
+    r.set_barrier("init");
+    r.set_participant(who);
+    r.set_count(count);
+    v1::BarrierResponse resp;
+    return stub_->Barrier(Ctx().get(), r, &resp);
+  };
+  grpc::Status first;
+  std::thread t([&] { first = enter("r0", 2); });
+  EXPECT_TRUE(enter("r1", 2).ok());
+  t.join();
+  EXPECT_TRUE(first.ok());
+  EXPECT_EQ(enter("r1", 3).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(CoordinatorServiceTest, Introspection_StatusNodesJobs) {
+  StartJob();
+  v1::CoordinatorStatus status;
+  ASSERT_TRUE(stub_->GetStatus(Ctx().get(), v1::GetStatusRequest(), &status).ok());
+  EXPECT_EQ(status.nodes_alive(), 2u);
+  EXPECT_EQ(status.jobs_running(), 1u);
+  EXPECT_FALSE(status.version().empty());
+  v1::ListNodesResponse nodes;
+  ASSERT_TRUE(stub_->ListNodes(Ctx().get(), v1::ListNodesRequest(), &nodes).ok());
+  ASSERT_EQ(nodes.nodes_size(), 2);
+  EXPECT_EQ(nodes.nodes(0).state(), v1::NODE_STATE_ALIVE);
+  EXPECT_TRUE(nodes.nodes(0).inventory().gpus(0).simulated());
+  v1::ListJobsResponse jobs;
+  ASSERT_TRUE(stub_->ListJobs(Ctx().get(), v1::ListJobsRequest(), &jobs).ok());
+  ASSERT_EQ(jobs.jobs_size(), 1);
+  EXPECT_EQ(jobs.jobs(0).phase(), v1::JOB_PHASE_RUNNING);
+  v1::GetJobRequest get;
+  get.set_job("job");
+  v1::JobStatus job;
+  ASSERT_TRUE(stub_->GetJob(Ctx().get(), get, &job).ok());
+  EXPECT_EQ(job.world_size(), 4u);
+  get.set_job("nope");
+  EXPECT_EQ(stub_->GetJob(Ctx().get(), get, &job).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(CoordinatorServiceTest, Health_ServingThenNotServingOnShutdown) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(health->Check(Ctx().get(), req, &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  req.set_service("meshd.v1.Coordinator");
+  ASSERT_TRUE(health->Check(Ctx().get(), req, &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  req.set_service("nope");
+  EXPECT_EQ(health->Check(Ctx().get(), req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+  daemon_->server().SetNotServing();
+  req.set_service("meshd.v1.Coordinator");
+  ASSERT_TRUE(health->Check(Ctx().get(), req, &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+}
+
+TEST_F(CoordinatorServiceTest, OversizedMessage_ResourceExhausted) {
+  StartJob();
+  v1::KeySetRequest set;
+  set.set_job("job");
+  set.set_generation(1);
+  set.set_key("big");
+  set.set_value(std::string(9 << 20, 'x'));
+  v1::KeySetResponse resp;
+  EXPECT_EQ(stub_->KeySet(Ctx().get(), set, &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(CoordinatorServiceTest, GarbageBytesOnTheSocket_ServerKeepsServing) {
+  const std::string& addr = daemon_->address();
+  const int port = std::stoi(addr.substr(addr.rfind(':') + 1));
+  for (int i = 0; i < 3; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    const std::string garbage = "GET / HTTP/1.1\r\n\r\n\x00\xff\xfe garbage \x13\x37";
+    (void)!write(fd, garbage.data(), garbage.size());
+    close(fd);
+  }
+  v1::CoordinatorStatus status;
+  EXPECT_TRUE(stub_->GetStatus(Ctx().get(), v1::GetStatusRequest(), &status).ok());
+}
+
+TEST_F(CoordinatorServiceTest, Shutdown_PendingJoinCancelled) {
+  ASSERT_TRUE(Register("a").ok());
+  grpc::Status s;
+  std::thread t([&] {
+    v1::Assignment a;
+    s = stub_->JoinJob(Ctx().get(), JoinReq("job", "a", 2), &a);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  daemon_->Stop();
+  t.join();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST(GrpcServerTest, UnixSocket_Mode0660AndServes) {
+  const std::string dir = ::testing::TempDir() + "/meshd_sock_" + std::to_string(getpid());
+  const std::string path = dir + "/c.sock";
+  RealClock clock;
+  coordinator::Coordinator core(&clock, {});
+  service::CoordinatorService svc(&core, &clock);
+  service::ServerOptions o;
+  o.listen = {"unix:" + path};
+  auto server = service::GrpcServer::Start(o, {&svc}, {"meshd.v1.Coordinator"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ((*server)->addresses()[0], "unix:" + path);
+  struct stat st{};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  auto stub = v1::Coordinator::NewStub(
+      grpc::CreateChannel("unix:" + path, grpc::InsecureChannelCredentials()));
+  v1::CoordinatorStatus status;
+  EXPECT_TRUE(stub->GetStatus(Ctx().get(), v1::GetStatusRequest(), &status).ok());
+  (*server)->Shutdown(absl::Seconds(1));
+  core.Shutdown();
+}
+
+TEST(GrpcServerTest, RegularFileAtSocketPath_Unavailable) {
+  const std::string path = ::testing::TempDir() + "/meshd_not_a_socket_" + std::to_string(getpid());
+  std::ofstream(path) << "x";
+  service::ServerOptions o;
+  o.listen = {"unix:" + path};
+  const auto server = service::GrpcServer::Start(o, {}, {});
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(server.status().message()), HasSubstr("not a socket"));
+  std::filesystem::remove(path);
+}
+
+TEST(GrpcServerTest, MalformedAddress_InvalidArgument) {
+  service::ServerOptions o;
+  o.listen = {"nonsense"};
+  EXPECT_EQ(service::GrpcServer::Start(o, {}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace meshd
