@@ -1,4 +1,5 @@
-// meshd — the daemon: `meshd coordinator` (one per cluster). Flags may also come from MESHD_*
+// meshd — the daemon: `meshd coordinator` (one per cluster), `meshd agent` (one per host) or
+// `meshd standalone` (both in one process, for a single host). Flags may also come from MESHD_*
 // environment variables and from a config file (--config, TOML or INI: `listen = "0.0.0.0:7070"`).
 //
 // On start the daemon prints one line to stdout, "meshd <mode> listening on <address>", then logs to
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/log/log.h"
+#include "daemon/runtime/agent_daemon.h"
 #include "daemon/runtime/coordinator_daemon.h"
 
 namespace {
@@ -89,6 +91,40 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   AddCommonFlags(coord, common);
 
+  meshd::runtime::AgentDaemonOptions agent_options;
+  auto add_agent_flags = [&agent_options](CLI::App* cmd) {
+    cmd->add_option("--socket", agent_options.socket,
+                    "Unix socket local workers attach on (created with mode 0660)")
+        ->envname("MESHD_SOCKET")
+        ->capture_default_str();
+    cmd->add_option("--simulate-gpus", agent_options.simulate_gpus,
+                    "Declare N simulated GPUs instead of discovering them with NVML (hosts "
+                    "without GPUs); they are marked simulated everywhere")
+        ->envname("MESHD_SIMULATE_GPUS")
+        ->check(CLI::Range(0, 64));
+    cmd->add_option("--node-name", agent_options.node_name,
+                    "This node's name in the cluster (default: the hostname)")
+        ->envname("MESHD_NODE_NAME");
+    cmd->add_option("--nvml-library", agent_options.nvml_library, "Where to load NVML from")
+        ->envname("MESHD_NVML_LIBRARY")
+        ->capture_default_str();
+  };
+  CLI::App* agent = app.add_subcommand(
+      "agent", "Run the node agent: discover GPUs, register them, serve local workers");
+  agent->add_option("--coordinator", agent_options.coordinator, "HOST:PORT of the coordinator")
+      ->envname("MESHD_COORDINATOR")
+      ->capture_default_str();
+  add_agent_flags(agent);
+  AddCommonFlags(agent, common);
+
+  CLI::App* standalone = app.add_subcommand(
+      "standalone", "Run coordinator and agent in one process: the single-host default");
+  standalone->add_option("--listen", listen, "HOST:PORT of the coordinator (port 0: a free port)")
+      ->envname("MESHD_LISTEN")
+      ->capture_default_str();
+  add_agent_flags(standalone);
+  AddCommonFlags(standalone, common);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -107,15 +143,39 @@ int main(int argc, char** argv) {
     return kUsage;
   }
 
+  auto fail = [](const absl::Status& s) {
+    std::cerr << "meshd: " << s.message() << "\n";
+    return kFailed;
+  };
   if (coord->parsed()) {
     auto daemon = meshd::runtime::CoordinatorDaemon::Start(options);
-    if (!daemon.ok()) {
-      std::cerr << "meshd: " << daemon.status().message() << "\n";
-      return kFailed;
-    }
+    if (!daemon.ok()) return fail(daemon.status());
     std::cout << "meshd coordinator listening on " << (*daemon)->address() << std::endl;
     WaitForStopSignal(stop_signals);
     (*daemon)->Stop();
+    return 0;
+  }
+  if (agent->parsed()) {
+    auto daemon = meshd::runtime::AgentDaemon::Start(agent_options);
+    if (!daemon.ok()) return fail(daemon.status());
+    std::cout << "meshd agent listening on " << (*daemon)->address() << std::endl;
+    WaitForStopSignal(stop_signals);
+    (*daemon)->Stop();
+    return 0;
+  }
+  if (standalone->parsed()) {
+    auto coordinator = meshd::runtime::CoordinatorDaemon::Start(options);
+    if (!coordinator.ok()) return fail(coordinator.status());
+    // The embedded agent reaches the coordinator over loopback whatever it listens on.
+    const std::string& bound = (*coordinator)->address();
+    agent_options.coordinator = absl::StrCat("127.0.0.1", bound.substr(bound.rfind(':')));
+    auto agent_daemon = meshd::runtime::AgentDaemon::Start(agent_options);
+    if (!agent_daemon.ok()) return fail(agent_daemon.status());
+    std::cout << "meshd standalone listening on " << bound << " and "
+              << (*agent_daemon)->address() << std::endl;
+    WaitForStopSignal(stop_signals);
+    (*agent_daemon)->Stop();
+    (*coordinator)->Stop();
     return 0;
   }
   return kUsage;

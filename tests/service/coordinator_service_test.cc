@@ -397,7 +397,7 @@ TEST_F(CoordinatorServiceTest, Shutdown_PendingJoinCancelled) {
 }
 
 TEST(GrpcServerTest, UnixSocket_Mode0660AndServes) {
-  const std::string dir = ::testing::TempDir() + "/meshd_sock_" + std::to_string(getpid());
+  const std::string dir = ::testing::TempDir() + "meshd_sock_" + std::to_string(getpid());
   const std::string path = dir + "/c.sock";
   RealClock clock;
   coordinator::Coordinator core(&clock, {});
@@ -419,7 +419,7 @@ TEST(GrpcServerTest, UnixSocket_Mode0660AndServes) {
 }
 
 TEST(GrpcServerTest, RegularFileAtSocketPath_Unavailable) {
-  const std::string path = ::testing::TempDir() + "/meshd_not_a_socket_" + std::to_string(getpid());
+  const std::string path = ::testing::TempDir() + "meshd_not_a_socket_" + std::to_string(getpid());
   std::ofstream(path) << "x";
   service::ServerOptions o;
   o.listen = {"unix:" + path};

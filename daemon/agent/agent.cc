@@ -1,0 +1,459 @@
+// The node agent's logic (see agent.h).
+#include "daemon/agent/agent.h"
+
+#include <algorithm>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "common/log/log.h"
+#include "daemon/coordinator/validation.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+
+namespace meshd::agent {
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+void RunAll(std::vector<std::function<void()>>& out) {
+  for (auto& f : out) f();
+  out.clear();
+}
+
+void ToProto(const coordinator::NodeInventory& d, v1::NodeInventory* p) {
+  p->set_node(d.node);
+  p->set_hostname(d.hostname);
+  p->set_agent_address(d.agent_address);
+  p->set_incarnation(d.incarnation);
+  for (const coordinator::Gpu& g : d.gpus) {
+    v1::Gpu* out = p->add_gpus();
+    out->set_index(g.index);
+    out->set_uuid(g.uuid);
+    out->set_pci_bus_id(g.pci_bus_id);
+    out->set_name(g.name);
+    out->set_memory_bytes(g.memory_bytes);
+    out->set_nvlink_clique(g.nvlink_clique);
+    out->set_simulated(g.simulated);
+  }
+}
+
+coordinator::Assignment FromProto(const v1::Assignment& p) {
+  coordinator::Assignment d{p.job(), p.generation(), p.world_size(), p.node_rank(), p.local_world(), {}};
+  for (const v1::Member& m : p.members()) {
+    d.members.push_back({m.node(), m.hostname(), m.node_rank(), m.local_world(), m.nvlink_clique()});
+  }
+  return d;
+}
+
+coordinator::EndReason FromProto(v1::GenerationEnd::Reason r) {
+  switch (r) {
+    case v1::GenerationEnd::REASON_NODE_RESTARTED: return coordinator::EndReason::kNodeRestarted;
+    case v1::GenerationEnd::REASON_NODE_JOINING: return coordinator::EndReason::kNodeJoining;
+    case v1::GenerationEnd::REASON_NODE_LEFT: return coordinator::EndReason::kNodeLeft;
+    case v1::GenerationEnd::REASON_SHUTDOWN: return coordinator::EndReason::kShutdown;
+    default: return coordinator::EndReason::kNodeLost;
+  }
+}
+
+}  // namespace
+
+// One coordinator WatchJob stream; reports the end (or the stream's failure) to the agent once.
+class Agent::WatchCall final : public grpc::ClientReadReactor<v1::GenerationEnd> {
+ public:
+  WatchCall(Agent* agent, std::string job, uint64_t generation)
+      : agent_(agent), job_(std::move(job)), generation_(generation) {}
+  grpc::ClientContext* context() { return &ctx_; }
+  void Start() {
+    req_.set_job(job_);
+    req_.set_generation(generation_);
+    agent_->stub_->async()->WatchJob(&ctx_, &req_, this);
+    StartRead(&end_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override { got_ = ok; }
+  void OnDone(const grpc::Status& s) override {
+    coordinator::GenerationEnd end{job_, generation_, coordinator::EndReason::kNodeLost, "", ""};
+    if (got_) {
+      end.reason = FromProto(end_.reason());
+      end.node = end_.node();
+      end.message = end_.message();
+    } else {
+      end.message = absl::StrCat("lost the watch on the coordinator: ", s.error_message());
+    }
+    if (got_ || s.error_code() != grpc::StatusCode::CANCELLED) agent_->OnGenerationEnd(job_, end);
+    agent_->CallDone(&ctx_);
+    delete this;
+  }
+
+ private:
+  Agent* const agent_;
+  const std::string job_;
+  const uint64_t generation_;
+  grpc::ClientContext ctx_;
+  v1::WatchJobRequest req_;
+  v1::GenerationEnd end_;
+  bool got_ = false;
+};
+
+Agent::Agent(AgentOptions options, std::vector<coordinator::Gpu> gpus, const Clock* clock)
+    : options_(std::move(options)), clock_(clock) {
+  inventory_.node = options_.node_name;
+  inventory_.hostname = options_.hostname;
+  inventory_.agent_address = options_.agent_address;
+  absl::BitGen gen;
+  inventory_.incarnation =
+      options_.incarnation != 0 ? options_.incarnation : (absl::Uniform<uint64_t>(gen) | 1);
+  inventory_.gpus = std::move(gpus);
+  channel_ = grpc::CreateChannel(options_.coordinator, grpc::InsecureChannelCredentials());
+  stub_ = v1::Coordinator::NewStub(channel_);
+}
+
+Agent::~Agent() { Stop(); }
+
+void Agent::Start() { loop_ = std::thread([this] { Loop(); }); }
+
+bool Agent::RegisterOnce() {
+  v1::RegisterNodeRequest req;
+  ToProto(inventory_, req.mutable_inventory());
+  v1::RegisterNodeResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+  const grpc::Status s = stub_->RegisterNode(&ctx, req, &resp);
+  if (!s.ok()) {
+    log::Warn("cannot register with the coordinator; retrying",
+              {{"coordinator", options_.coordinator},
+               {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()))},
+               {"error", s.error_message()}});
+    return false;
+  }
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    registered_ = true;
+    heartbeat_interval_ = absl::Milliseconds(std::max<uint32_t>(resp.heartbeat_interval_ms(), 10));
+    LaunchJoins(out);
+  }
+  log::Info("registered with the coordinator",
+            {{"coordinator", options_.coordinator},
+             {"node", inventory_.node},
+             {"gpus", absl::StrCat(inventory_.gpus.size(),
+                                   !inventory_.gpus.empty() && inventory_.gpus[0].simulated
+                                       ? " (simulated)"
+                                       : "")}});
+  RunAll(out);
+  return true;
+}
+
+void Agent::Loop() {
+  absl::BitGen gen;
+  absl::Duration backoff = absl::Milliseconds(100);
+  while (true) {
+    bool registered;
+    absl::Duration wait;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      registered = registered_;
+      wait = heartbeat_interval_;
+    }
+    if (!registered) {
+      if (RegisterOnce()) {
+        backoff = absl::Milliseconds(100);
+        continue;
+      }
+      // Jittered exponential backoff, so a restarted coordinator is not hit by every agent at once.
+      wait = backoff * absl::Uniform(gen, 0.5, 1.5);
+      backoff = std::min(backoff * 2, options_.max_backoff);
+    } else {
+      v1::HeartbeatRequest req;
+      req.set_node(inventory_.node);
+      req.set_incarnation(inventory_.incarnation);
+      v1::HeartbeatResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + std::min(wait, options_.rpc_timeout)));
+      const grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
+      if (s.error_code() == grpc::StatusCode::NOT_FOUND ||
+          s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+        log::Warn("the coordinator does not know this node any more; registering again",
+                  {{"error", s.error_message()}});
+        absl::MutexLock lock(&mu_);
+        registered_ = false;
+        continue;
+      }
+      if (!s.ok()) log::Debug("heartbeat failed", {{"error", s.error_message()}});
+    }
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait);
+  }
+}
+
+void Agent::Stop() {
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    for (grpc::ClientContext* ctx : calls_) ctx->TryCancel();
+    const absl::Status cancelled = absl::CancelledError("the agent is shutting down");
+    for (auto& [name, job] : jobs_) {
+      for (auto& [rank, p] : job.pending) {
+        out.push_back([done = std::move(p.done), cancelled] { done(cancelled); });
+      }
+      job.pending.clear();
+      for (auto& [id, w] : job.watchers) {
+        out.push_back([done = std::move(w.second), end = coordinator::GenerationEnd{
+                                                       name, w.first,
+                                                       coordinator::EndReason::kShutdown, "",
+                                                       "the agent is shutting down"}] {
+          done(end);
+        });
+      }
+      job.watchers.clear();
+    }
+  }
+  if (loop_.joinable()) loop_.join();
+  RunAll(out);
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_.empty(); };
+  mu_.AwaitWithTimeout(absl::Condition(&idle), absl::Seconds(5));
+}
+
+void Agent::CallDone(grpc::ClientContext* ctx) {
+  absl::MutexLock lock(&mu_);
+  calls_.erase(ctx);
+}
+
+AttachResult Agent::ResultFor(const coordinator::Assignment& a, uint32_t local_rank) const {
+  return AttachResult{a, local_rank, a.node_rank * a.local_world + local_rank,
+                      inventory_.gpus[local_rank]};
+}
+
+void Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
+                   const coordinator::NodeCount& nodes, absl::Time deadline, AttachDone done) {
+  Completions out;
+  auto fail = [&out, &done](absl::Status s) {
+    out.push_back([done = std::move(done), s = std::move(s)] { done(s); });
+  };
+  absl::Status valid = coordinator::ValidateName("job", job, coordinator::kMaxJobNameBytes);
+  if (valid.ok()) valid = coordinator::ValidateNodeCount(nodes, 100000);
+  if (valid.ok() && (local_world < 1 || local_rank >= local_world)) {
+    valid = absl::InvalidArgumentError(absl::StrCat("local_rank ", local_rank,
+                                                    " must be below local_world ", local_world,
+                                                    ", which must be at least 1"));
+  }
+  if (valid.ok() && local_world > inventory_.gpus.size()) {
+    valid = absl::FailedPreconditionError(absl::StrCat(
+        "job '", job, "' asks for ", local_world, " workers on node '", inventory_.node,
+        "', which has ", inventory_.gpus.size(), " GPUs"));
+  }
+  if (!valid.ok()) {
+    fail(valid);
+    RunAll(out);
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto [it, created] = jobs_.try_emplace(job);
+    JobEntry& e = it->second;
+    if (created || (e.phase == JobEntry::Phase::kCollecting && e.pending.empty())) {
+      e.local_world = local_world;
+      e.nodes = nodes;
+    }
+    if (stopping_) {
+      fail(absl::CancelledError("the agent is shutting down"));
+    } else if (e.local_world != local_world || !(e.nodes == nodes)) {
+      fail(absl::InvalidArgumentError(absl::StrCat(
+          "workers of job '", job, "' on this node disagree: local_world ", e.local_world,
+          " and nodes ", e.nodes.min_nodes, ":", e.nodes.max_nodes, " were given first; this one "
+          "asks for local_world ", local_world, " and nodes ", nodes.min_nodes, ":",
+          nodes.max_nodes)));
+    } else if (e.phase == JobEntry::Phase::kJoined) {
+      // The generation is running: a worker that restarted gets its place again.
+      out.push_back([done = std::move(done), r = ResultFor(*e.assignment, local_rank)] { done(r); });
+      e.attached.insert(local_rank);
+    } else if (e.pending.contains(local_rank)) {
+      fail(absl::AlreadyExistsError(absl::StrCat("local rank ", local_rank, " of job '", job,
+                                                 "' is already attached on node '",
+                                                 inventory_.node, "'; each worker needs its own")));
+    } else {
+      e.pending.emplace(local_rank, Pending{std::move(done), deadline});
+      LaunchJoins(out);
+    }
+  }
+  RunAll(out);
+}
+
+void Agent::LaunchJoins(Completions& out) {
+  if (!registered_ || stopping_) return;
+  for (auto& [name, e] : jobs_) {
+    if (e.phase != JobEntry::Phase::kCollecting || e.pending.size() < e.local_world) continue;
+    e.phase = JobEntry::Phase::kJoining;
+    absl::Time deadline = clock_->Now();
+    for (const auto& [rank, p] : e.pending) deadline = std::max(deadline, p.deadline);
+    struct Call {
+      grpc::ClientContext ctx;
+      v1::JoinJobRequest req;
+      v1::Assignment resp;
+    };
+    auto* call = new Call();
+    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + (deadline - clock_->Now())));
+    call->req.set_job(name);
+    call->req.set_node(inventory_.node);
+    call->req.set_incarnation(inventory_.incarnation);
+    call->req.set_local_world(e.local_world);
+    call->req.mutable_nodes()->set_min_nodes(e.nodes.min_nodes);
+    call->req.mutable_nodes()->set_max_nodes(e.nodes.max_nodes);
+    call->req.mutable_nodes()->set_last_call_ms(
+        static_cast<uint32_t>(absl::ToInt64Milliseconds(e.nodes.last_call)));
+    calls_.insert(&call->ctx);
+    log::Info("joining job for all local workers",
+              {{"job", name}, {"local_world", absl::StrCat(e.local_world)}});
+    out.push_back([this, call, job = name] {
+      stub_->async()->JoinJob(&call->ctx, &call->req, &call->resp,
+                              [this, call, job](grpc::Status s) {
+                                absl::StatusOr<coordinator::Assignment> result =
+                                    s.ok() ? absl::StatusOr<coordinator::Assignment>(
+                                                 FromProto(call->resp))
+                                           : FromGrpc(s);
+                                OnJoined(job, std::move(result));
+                                CallDone(&call->ctx);
+                                delete call;
+                              });
+    });
+  }
+}
+
+void Agent::OnJoined(const std::string& job, absl::StatusOr<coordinator::Assignment> result) {
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    JobEntry& e = jobs_[job];
+    if (result.ok()) {
+      e.phase = JobEntry::Phase::kJoined;
+      e.assignment = *result;
+      for (auto& [rank, p] : e.pending) {
+        e.attached.insert(rank);
+        out.push_back([done = std::move(p.done), r = ResultFor(*result, rank)] { done(r); });
+      }
+      log::Info("job round closed",
+                {{"job", job},
+                 {"generation", absl::StrCat(result->generation)},
+                 {"node_rank", absl::StrCat(result->node_rank)},
+                 {"world", absl::StrCat(result->world_size)}});
+      if (!stopping_) StartWatch(job, result->generation, out);
+    } else {
+      e.phase = JobEntry::Phase::kCollecting;
+      for (auto& [rank, p] : e.pending) {
+        out.push_back([done = std::move(p.done), s = result.status()] { done(s); });
+      }
+      log::Warn("joining the job failed", {{"job", job}, {"error", result.status().ToString()}});
+    }
+    e.pending.clear();
+  }
+  RunAll(out);
+}
+
+void Agent::StartWatch(const std::string& job, uint64_t generation, Completions& out) {
+  auto* call = new WatchCall(this, job, generation);
+  calls_.insert(call->context());
+  out.push_back([call] { call->Start(); });
+}
+
+void Agent::OnGenerationEnd(const std::string& job, const coordinator::GenerationEnd& end) {
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    JobEntry& e = jobs_[job];
+    if (e.assignment && e.assignment->generation == end.generation) {
+      e.phase = JobEntry::Phase::kCollecting;
+      e.assignment.reset();
+      e.attached.clear();
+    }
+    e.last_end = end;
+    for (auto it = e.watchers.begin(); it != e.watchers.end();) {
+      if (it->second.first <= end.generation) {
+        out.push_back([done = std::move(it->second.second), end] { done(end); });
+        it = e.watchers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  log::Info(absl::StrCat("generation ended: ", end.message),
+            {{"job", job}, {"generation", absl::StrCat(end.generation)}, {"node", end.node}});
+  RunAll(out);
+}
+
+absl::StatusOr<std::function<void()>> Agent::Watch(const std::string& job, uint64_t generation,
+                                                   EndDone done) {
+  Completions out;
+  std::function<void()> cancel = [] {};
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job);
+    if (it == jobs_.end()) {
+      return absl::NotFoundError(absl::StrCat("no worker of this node attached to job '", job, "'"));
+    }
+    JobEntry& e = it->second;
+    if (e.last_end && generation <= e.last_end->generation) {
+      out.push_back([done = std::move(done), end = *e.last_end] { done(end); });
+    } else if (e.assignment && e.assignment->generation == generation) {
+      const uint64_t id = next_watch_id_++;
+      e.watchers.emplace(id, std::make_pair(generation, std::move(done)));
+      cancel = [this, job, id] {
+        absl::MutexLock cancel_lock(&mu_);
+        if (auto j = jobs_.find(job); j != jobs_.end()) j->second.watchers.erase(id);
+      };
+    } else {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "this node is not in generation ", generation, " of job '", job, "'; attach first"));
+    }
+  }
+  RunAll(out);
+  return cancel;
+}
+
+void Agent::CheckDeadlines() {
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    for (auto& [name, e] : jobs_) {
+      if (e.phase != JobEntry::Phase::kCollecting) continue;
+      for (auto it = e.pending.begin(); it != e.pending.end();) {
+        if (it->second.deadline > now) {
+          ++it;
+          continue;
+        }
+        out.push_back([done = std::move(it->second.done),
+                       msg = absl::StrCat("only ", e.pending.size(), " of ", e.local_world,
+                                          " local workers of job '", name, "' attached to node '",
+                                          inventory_.node, "' in time")] {
+          done(absl::DeadlineExceededError(msg));
+        });
+        it = e.pending.erase(it);
+      }
+    }
+  }
+  RunAll(out);
+}
+
+AgentStatusView Agent::Status() const {
+  absl::MutexLock lock(&mu_);
+  AgentStatusView v{inventory_, options_.coordinator, registered_, {}};
+  for (const auto& [name, e] : jobs_) {
+    for (const auto& [rank, p] : e.pending) v.workers.push_back({name, rank, 0, 0});
+    if (e.assignment) {
+      for (uint32_t rank : e.attached) {
+        v.workers.push_back({name, rank, e.assignment->generation,
+                             e.assignment->node_rank * e.local_world + rank});
+      }
+    }
+  }
+  return v;
+}
+
+}  // namespace meshd::agent

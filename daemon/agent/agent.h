@@ -1,0 +1,146 @@
+// Agent: the node agent's logic. It registers the node's GPUs with the coordinator and heartbeats
+// (reconnecting with jittered backoff), aggregates the local workers of each job into one JoinJob per
+// node and fans the answer out, and relays the end of a generation from one coordinator watch per
+// job to every local worker's watch.
+//
+// Per job on this node:
+//   COLLECTING --(all local_world workers attached)--> JOINING --(round closed)--> JOINED
+//       ^                                                                             |
+//       +------------------ generation ended (workers re-attach) ---------------------+
+//
+// Thread-safety: all public methods are thread-safe; callbacks run outside the agent's lock.
+#ifndef MESHD_DAEMON_AGENT_AGENT_H_
+#define MESHD_DAEMON_AGENT_AGENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/time/clock.h"
+#include "daemon/coordinator/types.h"
+#include "grpcpp/channel.h"
+#include "meshd/v1/coordinator.grpc.pb.h"
+
+namespace meshd::agent {
+
+struct AgentOptions {
+  std::string coordinator;    // "host:port" of the coordinator
+  std::string node_name;      // unique in the cluster
+  std::string hostname;
+  std::string agent_address;  // where workers reach this agent, e.g. "unix:/run/meshd/agent.sock"
+  uint64_t incarnation = 0;   // 0: a random one is chosen
+  absl::Duration rpc_timeout = absl::Seconds(5);
+  absl::Duration max_backoff = absl::Seconds(5);
+};
+
+struct AttachResult {
+  coordinator::Assignment assignment;
+  uint32_t local_rank = 0;
+  uint32_t rank = 0;
+  coordinator::Gpu gpu;
+};
+using AttachDone = std::function<void(absl::StatusOr<AttachResult>)>;
+using EndDone = std::function<void(const coordinator::GenerationEnd&)>;
+
+struct AgentStatusView {
+  coordinator::NodeInventory inventory;
+  std::string coordinator;
+  bool connected = false;
+  struct Worker {
+    std::string job;
+    uint32_t local_rank = 0;
+    uint64_t generation = 0;  // 0 while waiting
+    uint32_t rank = 0;
+  };
+  std::vector<Worker> workers;
+};
+
+class Agent {
+ public:
+  Agent(AgentOptions options, std::vector<coordinator::Gpu> gpus, const Clock* clock);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Starts registration and heartbeats in the background.
+  void Start();
+  // Cancels every call and wait (CANCELLED), waits for in-flight coordinator calls. Idempotent.
+  void Stop();
+
+  // A worker attaches to `job` as local_rank of local_world. `done` gets the result when the job's
+  // round closes. Errors: INVALID_ARGUMENT bad name/sizes or workers disagreeing on local_world or
+  // nodes; FAILED_PRECONDITION more workers than GPUs; ALREADY_EXISTS the local rank is taken;
+  // DEADLINE_EXCEEDED; any error of the coordinator's JoinJob; CANCELLED on Stop.
+  void Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
+              const coordinator::NodeCount& nodes, absl::Time deadline, AttachDone done);
+  // Calls `done` once when `generation` of `job` ends. Returns how to cancel.
+  // Errors: NOT_FOUND unknown job; FAILED_PRECONDITION a generation this node is not in.
+  absl::StatusOr<std::function<void()>> Watch(const std::string& job, uint64_t generation,
+                                               EndDone done);
+  // Expires worker waits; called by a ticker.
+  void CheckDeadlines();
+
+  AgentStatusView Status() const;
+  const coordinator::NodeInventory& inventory() const { return inventory_; }
+
+ private:
+  struct Pending {
+    AttachDone done;
+    absl::Time deadline;
+  };
+  struct JobEntry {
+    uint32_t local_world = 0;
+    coordinator::NodeCount nodes;
+    enum class Phase { kCollecting, kJoining, kJoined } phase = Phase::kCollecting;
+    std::map<uint32_t, Pending> pending;  // local rank -> waiting worker
+    std::optional<coordinator::Assignment> assignment;
+    std::set<uint32_t> attached;  // local ranks answered in this generation
+    std::optional<coordinator::GenerationEnd> last_end;
+    std::map<uint64_t, std::pair<uint64_t, EndDone>> watchers;  // id -> (generation, done)
+  };
+  using Completions = std::vector<std::function<void()>>;
+
+  void Loop();
+  bool RegisterOnce();
+  // Sends JoinJob for every job whose local workers have all attached (when registered).
+  void LaunchJoins(Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnJoined(const std::string& job, absl::StatusOr<coordinator::Assignment> result);
+  void OnGenerationEnd(const std::string& job, const coordinator::GenerationEnd& end);
+  // Queues (into `out`, run after the lock) one coordinator watch for the job's generation.
+  void StartWatch(const std::string& job, uint64_t generation, Completions& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  AttachResult ResultFor(const coordinator::Assignment& a, uint32_t local_rank) const;
+  void CallDone(grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
+
+  class WatchCall;
+
+  // Constant after construction.
+  const AgentOptions options_;
+  const Clock* const clock_;
+  coordinator::NodeInventory inventory_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Coordinator::Stub> stub_;
+
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool registered_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
+  std::map<std::string, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
+  std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);  // in flight, cancelled on Stop
+  uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::thread loop_;
+};
+
+}  // namespace meshd::agent
+
+#endif  // MESHD_DAEMON_AGENT_AGENT_H_

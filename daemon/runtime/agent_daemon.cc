@@ -1,0 +1,63 @@
+// AgentDaemon (see agent_daemon.h).
+#include "daemon/runtime/agent_daemon.h"
+
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/log/log.h"
+#include "daemon/agent/gpu_discovery.h"
+
+namespace meshd::runtime {
+
+std::string HostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemonOptions& options) {
+  if (options.socket.empty()) return absl::InvalidArgumentError("--socket needs a path");
+  const std::string node = options.node_name.empty() ? HostName() : options.node_name;
+  std::unique_ptr<agent::GpuDiscovery> discovery =
+      options.simulate_gpus > 0 ? agent::SimulatedDiscovery(options.simulate_gpus, node)
+                                : agent::NvmlDiscovery(options.nvml_library);
+  absl::StatusOr<std::vector<coordinator::Gpu>> gpus = discovery->Discover();
+  if (!gpus.ok()) {
+    if (options.simulate_gpus > 0) return gpus.status();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no GPU found on this host (", gpus.status().message(),
+        "). To run the agent without GPUs, declare them: --simulate-gpus N"));
+  }
+  std::unique_ptr<AgentDaemon> d(new AgentDaemon());
+  const std::string address = absl::StrCat("unix:", options.socket);
+  d->agent_ = std::make_unique<agent::Agent>(
+      agent::AgentOptions{options.coordinator, node, HostName(), address}, *gpus, &d->clock_);
+  d->service_ = std::make_unique<service::AgentService>(d->agent_.get(), &d->clock_);
+  service::ServerOptions server_options;
+  server_options.listen = {address};
+  auto server = service::GrpcServer::Start(server_options, {d->service_.get()}, {"meshd.v1.Agent"});
+  if (!server.ok()) return server.status();
+  d->server_ = *std::move(server);
+  d->agent_->Start();
+  agent::Agent* a = d->agent_.get();
+  d->ticker_ = std::make_unique<service::Ticker>(absl::Milliseconds(100), [a] { a->CheckDeadlines(); });
+  log::Info("agent serving", {{"socket", d->address()},
+                              {"node", node},
+                              {"gpus", absl::StrCat(gpus->size(), options.simulate_gpus > 0
+                                                                      ? " (simulated)"
+                                                                      : "")},
+                              {"coordinator", options.coordinator}});
+  return d;
+}
+
+void AgentDaemon::Stop() {
+  if (ticker_ == nullptr) return;
+  log::Info("agent shutting down");
+  ticker_->Stop();
+  server_->SetNotServing();
+  agent_->Stop();
+  server_->Shutdown(absl::Seconds(2));
+  ticker_.reset();
+}
+
+}  // namespace meshd::runtime

@@ -1,0 +1,57 @@
+// AgentDaemon: a running node agent — GPU discovery, the agent logic, its gRPC service on a unix
+// socket, and a deadline ticker. Used by `meshd agent`, `meshd standalone` and tests.
+//
+// Thread-safety: Stop() is thread-safe and idempotent.
+#ifndef MESHD_DAEMON_RUNTIME_AGENT_DAEMON_H_
+#define MESHD_DAEMON_RUNTIME_AGENT_DAEMON_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/time/clock.h"
+#include "daemon/agent/agent.h"
+#include "daemon/service/agent_service.h"
+#include "daemon/service/grpc_server.h"
+#include "daemon/service/ticker.h"
+
+namespace meshd::runtime {
+
+struct AgentDaemonOptions {
+  std::string coordinator = "127.0.0.1:7070";
+  std::string socket = "/run/meshd/agent.sock";
+  // > 0: declare this many simulated GPUs instead of asking NVML.
+  int simulate_gpus = 0;
+  std::string node_name;  // default: the hostname
+  std::string nvml_library = "libnvidia-ml.so.1";
+};
+
+class AgentDaemon {
+ public:
+  // Errors: FAILED_PRECONDITION no GPU could be discovered and none was simulated (the message
+  // says to pass --simulate-gpus N); INVALID_ARGUMENT bad options; UNAVAILABLE the socket could not
+  // be bound.
+  static absl::StatusOr<std::unique_ptr<AgentDaemon>> Start(const AgentDaemonOptions& options);
+  ~AgentDaemon() { Stop(); }
+
+  // "unix:/run/meshd/agent.sock"
+  const std::string& address() const { return server_->addresses()[0]; }
+  agent::Agent& agent() { return *agent_; }
+  void Stop();
+
+ private:
+  AgentDaemon() = default;
+
+  RealClock clock_;
+  std::unique_ptr<agent::Agent> agent_;
+  std::unique_ptr<service::AgentService> service_;
+  std::unique_ptr<service::GrpcServer> server_;
+  std::unique_ptr<service::Ticker> ticker_;
+};
+
+// The host's name (gethostname), or "localhost".
+std::string HostName();
+
+}  // namespace meshd::runtime
+
+#endif  // MESHD_DAEMON_RUNTIME_AGENT_DAEMON_H_

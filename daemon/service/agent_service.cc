@@ -1,0 +1,75 @@
+// meshd.v1.Agent translated onto the node agent (see agent_service.h).
+#include "daemon/service/agent_service.h"
+
+#include "daemon/service/convert.h"
+#include "daemon/service/watch_reactor.h"
+
+namespace meshd::service {
+
+AgentService::AgentService(agent::Agent* agent, const Clock* clock, absl::Duration max_wait)
+    : agent_(agent), clock_(clock), max_wait_(max_wait) {}
+
+grpc::ServerUnaryReactor* AgentService::Attach(grpc::CallbackServerContext* ctx,
+                                               const v1::AttachRequest* req,
+                                               v1::AttachResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  agent_->Attach(req->job(), req->local_rank(), req->local_world(), FromProto(req->nodes()),
+                 CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
+                 [reactor, resp](absl::StatusOr<agent::AttachResult> r) {
+                   if (r.ok()) {
+                     resp->set_job(r->assignment.job);
+                     resp->set_generation(r->assignment.generation);
+                     resp->set_rank(r->rank);
+                     resp->set_world_size(r->assignment.world_size);
+                     resp->set_local_rank(r->local_rank);
+                     resp->set_local_world(r->assignment.local_world);
+                     resp->set_node_rank(r->assignment.node_rank);
+                     resp->set_num_nodes(static_cast<uint32_t>(r->assignment.members.size()));
+                     coordinator::NodeInventory one;
+                     one.gpus = {r->gpu};
+                     v1::NodeInventory p;
+                     ToProto(one, &p);
+                     *resp->mutable_gpu() = p.gpus(0);
+                   }
+                   reactor->Finish(ToGrpc(r.status()));
+                 });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::GenerationEnd>* AgentService::Watch(grpc::CallbackServerContext*,
+                                                                 const v1::WatchRequest* req) {
+  agent::Agent* a = agent_;
+  return new GenerationWatchReactor(
+      [a, job = req->job(), generation = req->generation()](GenerationWatchReactor::Deliver deliver)
+          -> absl::StatusOr<GenerationWatchReactor::Cancel> {
+        auto cancel = a->Watch(job, generation, [deliver](const coordinator::GenerationEnd& e) {
+          v1::GenerationEnd p;
+          ToProto(e, &p);
+          deliver(p);
+        });
+        if (!cancel.ok()) return cancel.status();
+        return GenerationWatchReactor::Cancel(*std::move(cancel));
+      });
+}
+
+grpc::ServerUnaryReactor* AgentService::GetStatus(grpc::CallbackServerContext* ctx,
+                                                  const v1::GetAgentStatusRequest*,
+                                                  v1::AgentStatus* resp) {
+  const agent::AgentStatusView s = agent_->Status();
+  resp->set_version(MESHD_VERSION);
+  ToProto(s.inventory, resp->mutable_inventory());
+  resp->set_coordinator(s.coordinator);
+  resp->set_connected(s.connected);
+  for (const auto& w : s.workers) {
+    v1::AgentStatus::Worker* out = resp->add_workers();
+    out->set_job(w.job);
+    out->set_local_rank(w.local_rank);
+    out->set_generation(w.generation);
+    out->set_rank(w.rank);
+  }
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace meshd::service

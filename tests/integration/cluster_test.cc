@@ -1,0 +1,100 @@
+// The control plane as real processes: one coordinator, four agents with simulated GPUs, two workers
+// on each. The job closes and every worker gets a distinct rank of the same world; then one agent is
+// killed with SIGKILL and every remaining worker is told, within the heartbeat timeout + 1 s.
+#include <signal.h>
+#include <unistd.h>
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/support/subprocess.h"
+
+namespace meshd {
+namespace {
+
+using testing::Subprocess;
+
+constexpr int kAgents = 4;
+constexpr int kGpus = 2;
+
+std::unique_ptr<Subprocess> MustStart(const std::vector<std::string>& argv) {
+  auto p = Subprocess::Start(argv);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? *std::move(p) : nullptr;
+}
+
+TEST(Cluster, FourAgentsJobClosesThenKilledAgentIsReportedToEveryWorker) {
+  const std::string dir = ::testing::TempDir() + "meshd_cluster_" + std::to_string(getpid());
+  auto coordinator = MustStart({MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0",
+                                "--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s"});
+  ASSERT_NE(coordinator, nullptr);
+  auto address = coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
+  ASSERT_TRUE(address.ok()) << address.status();
+
+  std::vector<std::unique_ptr<Subprocess>> agents;
+  std::vector<std::string> sockets;
+  for (int i = 0; i < kAgents; ++i) {
+    sockets.push_back(absl::StrCat(dir, "/agent", i, ".sock"));
+    agents.push_back(MustStart({MESHD_PATH, "agent", "--coordinator", *address, "--socket",
+                                sockets.back(), "--simulate-gpus", std::to_string(kGpus),
+                                "--node-name", absl::StrCat("node", i)}));
+    ASSERT_TRUE(agents.back()->WaitForLine("meshd agent listening on ", absl::Seconds(20)).ok());
+  }
+
+  std::vector<std::unique_ptr<Subprocess>> workers;  // agent i's workers at 2i, 2i+1
+  for (int i = 0; i < kAgents; ++i) {
+    for (int r = 0; r < kGpus; ++r) {
+      workers.push_back(MustStart({WORKER_PATH, sockets[i], "train", std::to_string(r),
+                                   std::to_string(kGpus), std::to_string(kAgents)}));
+    }
+  }
+  std::set<int> ranks;
+  std::set<uint64_t> generations;
+  for (auto& w : workers) {
+    auto line = w->ReadLine(absl::Seconds(30));
+    ASSERT_TRUE(line.ok()) << line.status();
+    const auto j = nlohmann::json::parse(*line);
+    ASSERT_TRUE(j.contains("rank")) << *line;
+    EXPECT_EQ(j["world_size"], kAgents * kGpus);
+    ranks.insert(j["rank"].get<int>());
+    generations.insert(j["generation"].get<uint64_t>());
+    EXPECT_THAT(j["gpu"].get<std::string>(), ::testing::StartsWith("SIM-node"));
+  }
+  EXPECT_EQ(ranks.size(), static_cast<size_t>(kAgents * kGpus));
+  EXPECT_EQ(*ranks.begin(), 0);
+  EXPECT_EQ(*ranks.rbegin(), kAgents * kGpus - 1);
+  EXPECT_EQ(generations.size(), 1u);
+
+  const int victim = 2;
+  const absl::Time killed = absl::Now();
+  agents[victim]->Signal(SIGKILL);
+  for (int i = 0; i < kAgents; ++i) {
+    if (i == victim) continue;
+    for (int r = 0; r < kGpus; ++r) {
+      auto& w = workers[i * kGpus + r];
+      // Heartbeat timeout (1 s) + 1 s, measured from the kill.
+      auto line = w->ReadLine(killed + absl::Seconds(2) - absl::Now());
+      ASSERT_TRUE(line.ok()) << "worker " << r << " of agent " << i << ": " << line.status();
+      const auto j = nlohmann::json::parse(*line);
+      EXPECT_EQ(j["event"], "REASON_NODE_LOST") << *line;
+      EXPECT_EQ(j["node"], absl::StrCat("node", victim)) << *line;
+    }
+  }
+  const absl::Duration told = absl::Now() - killed;
+  std::fprintf(stderr, "every surviving worker was told after %s\n", absl::FormatDuration(told).c_str());
+
+  for (auto& a : agents) a->Signal(SIGTERM);
+  coordinator->Signal(SIGTERM);
+  EXPECT_EQ(*coordinator->Wait(absl::Seconds(10)), 0);
+  for (int i = 0; i < kAgents; ++i) {
+    if (i != victim) {
+      EXPECT_EQ(*agents[i]->Wait(absl::Seconds(10)), 0);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace meshd
