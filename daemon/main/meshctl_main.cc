@@ -13,6 +13,9 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/match.h"
+#include "absl/time/time.h"
+#include "daemon/ctl/cluster_commands.h"
 #include "daemon/ctl/plan_render.h"
 #include "daemon/ctl/plan_script.h"
 
@@ -112,6 +115,26 @@ int RunPlanCommand(const PlanFlags& f) {
 int main(int argc, char** argv) {
   CLI::App app{"meshctl: inspect meshd clusters and plan device meshes"};
   app.require_subcommand(1);
+  app.fallthrough();  // global flags may follow the subcommand: meshctl jobs --json
+
+  std::string coordinator = "127.0.0.1:7070";
+  std::string agent_socket;
+  std::string timeout = "10s";
+  bool json = false;
+  app.add_option("--coordinator", coordinator, "Coordinator to ask (HOST:PORT)")
+      ->envname("MESHD_COORDINATOR")
+      ->capture_default_str();
+  app.add_option("--agent", agent_socket, "Ask the node agent on this unix socket instead")
+      ->envname("MESHD_AGENT_SOCKET");
+  app.add_option("--timeout", timeout, "Deadline of each call, e.g. 5s")->capture_default_str();
+  app.add_flag("--json", json, "Print JSON for scripts instead of tables");
+
+  std::string job_name;
+  CLI::App* status = app.add_subcommand("status", "The coordinator's (or with --agent, the agent's) state");
+  CLI::App* nodes = app.add_subcommand("nodes", "Registered nodes, their GPUs and liveness");
+  CLI::App* jobs = app.add_subcommand("jobs", "Jobs, their phase and generation");
+  CLI::App* job = app.add_subcommand("job", "One job: generation, members and ranks, who is missing");
+  job->add_option("name", job_name, "Job name")->required();
 
   PlanFlags plan;
   CLI::App* cmd = app.add_subcommand(
@@ -132,7 +155,6 @@ int main(int argc, char** argv) {
       "GPUs per host: report which dims' groups stay inside a host and which cross hosts");
   cmd->add_option("--ranks", plan.ranks,
                   "Only report coordinates/local ranks/views of these ranks (comma-separated)");
-  cmd->add_flag("--json", plan.json, "Print JSON for scripts instead of tables");
 
   try {
     app.parse(argc, argv);
@@ -140,6 +162,28 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? 0 : kUsage;
   }
+  plan.json = json;
   if (cmd->parsed()) return RunPlanCommand(plan);
+
+  meshd::ctl::ClusterTarget target;
+  target.agent = !agent_socket.empty();
+  target.address = target.agent ? (absl::StartsWith(agent_socket, "unix:") ? agent_socket
+                                                                            : "unix:" + agent_socket)
+                                : coordinator;
+  if (!absl::ParseDuration(timeout, &target.timeout) || target.timeout <= absl::ZeroDuration()) {
+    return Fail("--timeout must be a positive duration like 5s");
+  }
+  for (CLI::App* c : {status, nodes, jobs, job}) {
+    if (!c->parsed()) continue;
+    absl::StatusOr<std::string> out =
+        meshd::ctl::RunClusterCommand(c->get_name(), job_name, target, json);
+    if (!out.ok()) {
+      std::cerr << "meshctl: " << absl::StatusCodeToString(out.status().code()) << ": "
+                << out.status().message() << "\n";
+      return kStepFailed;
+    }
+    std::cout << *out;
+    return 0;
+  }
   return kUsage;
 }

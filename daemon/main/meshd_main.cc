@@ -78,7 +78,9 @@ int main(int argc, char** argv) {
   const sigset_t stop_signals = BlockStopSignals();
 
   CLI::App app{"meshd: device-mesh control plane for GPU clusters"};
-  app.set_config("--config", "", "Read flags from this TOML/INI file");
+  app.set_config("--config", "", "Read flags from this TOML/INI file ([coordinator], [agent] or [standalone] sections)");
+  app.fallthrough();  // --config may follow the mode: meshd agent --config /etc/meshd/agent.toml
+  app.allow_config_extras(CLI::config_extras_mode::error);  // a misplaced key is an error
   app.require_subcommand(1);
 
   CommonFlags common;

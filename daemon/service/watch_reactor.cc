@@ -19,6 +19,9 @@ GenerationWatchReactor::GenerationWatchReactor(const Subscribe& subscribe) {
     message_ = end;
     StartWriteAndFinish(&message_, grpc::WriteOptions(), grpc::Status::OK);
   };
+  // Initial metadata tells the client its watch is being armed (it may wait for it); it is sent
+  // before subscribing so that it never races the delivery's StartWriteAndFinish.
+  StartSendInitialMetadata();
   absl::StatusOr<Cancel> cancel = subscribe(std::move(deliver));
   if (!cancel.ok()) {
     if (Claim(*shared_)) Finish(ToGrpc(cancel.status()));

@@ -1,41 +1,19 @@
 // meshctl plan as a user runs it: the real binary in a real process, its output and exit status.
-#include <sys/wait.h>
-
-#include <cstdio>
-#include <fstream>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/run_command.h"
 
 namespace {
 
 using ::testing::HasSubstr;
 
-struct Result {
-  int exit_code = -1;
-  std::string out;  // stdout, with stderr appended when `merge_stderr`
-};
+using Result = ::meshd::testing::CommandResult;
 
-Result Meshctl(const std::string& args, bool merge_stderr = false,
-               const std::string& stdin_text = "") {
-  std::string cmd;
-  if (!stdin_text.empty()) {
-    const std::string path = ::testing::TempDir() + "/meshctl_stdin.json";
-    std::ofstream(path) << stdin_text;
-    cmd = "< '" + path + "' ";
-  }
-  cmd += std::string(MESHCTL_PATH) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+Result Meshctl(const std::string& args, bool merge_stderr = false, const std::string& stdin_text = "") {
+  return ::meshd::testing::RunCommand(std::string(MESHCTL_PATH) + " " + args, merge_stderr, stdin_text);
 }
 
 TEST(MeshctlPlan, Shorthand_HumanTables) {

@@ -1,6 +1,6 @@
 // A minimal worker for integration tests: attaches to a job through the local agent's socket with
 // the raw meshd.v1.Agent API, prints one JSON line with its placement, then waits for the end of its
-// generation and prints it. (The client library's example worker arrives with it.)
+// generation (printing a "watching" line once the watch is armed) and prints it. (The client library's example worker arrives with it.)
 //   attach_worker SOCKET JOB LOCAL_RANK LOCAL_WORLD NODES
 #include <cstdio>
 #include <cstdlib>
@@ -42,6 +42,9 @@ int main(int argc, char** argv) {
   grpc::ClientContext watch_ctx;
   watch_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
   auto reader = stub->Watch(&watch_ctx, watch);
+  reader->WaitForInitialMetadata();  // the agent has armed the watch
+  std::printf("{\"watching\":true}\n");
+  std::fflush(stdout);
   meshd::v1::GenerationEnd end;
   if (reader->Read(&end)) {
     std::printf("{\"event\":\"%s\",\"node\":\"%s\"}\n",

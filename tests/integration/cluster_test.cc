@@ -67,6 +67,7 @@ TEST(Cluster, FourAgentsJobClosesThenKilledAgentIsReportedToEveryWorker) {
   EXPECT_EQ(*ranks.begin(), 0);
   EXPECT_EQ(*ranks.rbegin(), kAgents * kGpus - 1);
   EXPECT_EQ(generations.size(), 1u);
+  for (auto& w : workers) ASSERT_TRUE(w->WaitForLine("{\"watching\"", absl::Seconds(20)).ok());
 
   const int victim = 2;
   const absl::Time killed = absl::Now();

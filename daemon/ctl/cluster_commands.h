@@ -1,0 +1,40 @@
+// meshctl's cluster commands: `status`, `nodes`, `jobs`, `job NAME` against a coordinator, and
+// `status` against a node agent's socket. Human tables by default, JSON (the protobuf messages with
+// their .proto field names) with --json.
+//
+// Thread-safety: pure functions apart from the RPC.
+#ifndef MESHD_DAEMON_CTL_CLUSTER_COMMANDS_H_
+#define MESHD_DAEMON_CTL_CLUSTER_COMMANDS_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "meshd/v1/agent.pb.h"
+#include "meshd/v1/coordinator.pb.h"
+
+namespace meshd::ctl {
+
+struct ClusterTarget {
+  std::string address;  // "HOST:PORT" or "unix:/path"
+  bool agent = false;   // an agent's socket rather than the coordinator
+  absl::Duration timeout = absl::Seconds(10);
+};
+
+// Runs `command` ("status", "nodes", "jobs", "job") with `arg` (the job name for "job").
+// Errors: the RPC's status (UNAVAILABLE when the target cannot be reached, NOT_FOUND for an unknown
+// job, ...) with a message saying what was being asked of whom; INVALID_ARGUMENT for a command the
+// target does not serve.
+absl::StatusOr<std::string> RunClusterCommand(const std::string& command, const std::string& arg,
+                                              const ClusterTarget& target, bool json);
+
+// Renderers, exposed for tests.
+std::string RenderStatus(const v1::CoordinatorStatus& s, const std::string& address);
+std::string RenderAgentStatus(const v1::AgentStatus& s, const std::string& address);
+std::string RenderNodes(const v1::ListNodesResponse& nodes);
+std::string RenderJobs(const v1::ListJobsResponse& jobs);
+std::string RenderJob(const v1::JobStatus& job);
+
+}  // namespace meshd::ctl
+
+#endif  // MESHD_DAEMON_CTL_CLUSTER_COMMANDS_H_

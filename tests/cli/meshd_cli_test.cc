@@ -1,0 +1,151 @@
+// meshd and meshctl as an operator runs them: `meshd standalone` as a process with workers attached,
+// then meshctl status/nodes/jobs/job (tables and JSON, coordinator and agent); meshd's flags from
+// the environment and a config file; bad flags.
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/support/run_command.h"
+#include "tests/support/subprocess.h"
+
+namespace meshd {
+namespace {
+
+using ::meshd::testing::RunCommand;
+using ::meshd::testing::Subprocess;
+using ::testing::HasSubstr;
+
+class StandaloneTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    socket_ = absl::StrCat(::testing::TempDir(), "meshd_cli_", getpid(), "/agent.sock");
+    auto p = Subprocess::Start({MESHD_PATH, "standalone", "--listen", "127.0.0.1:0", "--socket",
+                                socket_, "--simulate-gpus", "2", "--node-name", "solo"});
+    ASSERT_TRUE(p.ok());
+    daemon_ = *std::move(p);
+    auto line = daemon_->WaitForLine("meshd standalone listening on ", absl::Seconds(20));
+    ASSERT_TRUE(line.ok()) << line.status();
+    address_ = line->substr(0, line->find(' '));
+    for (int r = 0; r < 2; ++r) {
+      auto w = Subprocess::Start({WORKER_PATH, socket_, "train", std::to_string(r), "2", "1"});
+      ASSERT_TRUE(w.ok());
+      workers_.push_back(*std::move(w));
+    }
+    for (auto& w : workers_) {
+      ASSERT_TRUE(w->ReadLine(absl::Seconds(20)).ok());  // placement
+      ASSERT_TRUE(w->WaitForLine("{\"watching\"", absl::Seconds(20)).ok());
+    }
+  }
+
+  testing::CommandResult Meshctl(const std::string& args) {
+    return RunCommand(absl::StrCat(MESHCTL_PATH, " --coordinator ", address_, " ", args), true);
+  }
+
+  std::string socket_, address_;
+  std::unique_ptr<Subprocess> daemon_;
+  std::vector<std::unique_ptr<Subprocess>> workers_;
+};
+
+TEST_F(StandaloneTest, MeshctlTables) {
+  auto r = Meshctl("status");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("1 alive, 0 dead"));
+  EXPECT_THAT(r.out, HasSubstr("1 running, 0 joining"));
+  r = Meshctl("nodes");
+  EXPECT_THAT(r.out, HasSubstr("solo"));
+  EXPECT_THAT(r.out, HasSubstr("2 (simulated)"));
+  r = Meshctl("jobs");
+  EXPECT_THAT(r.out, HasSubstr("train"));
+  EXPECT_THAT(r.out, HasSubstr("running"));
+  r = Meshctl("job train");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("2 ranks"));
+  EXPECT_THAT(r.out, HasSubstr("0..1"));
+}
+
+TEST_F(StandaloneTest, MeshctlJson) {
+  auto r = Meshctl("job train --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["phase"], "JOB_PHASE_RUNNING");
+  EXPECT_EQ(j["world_size"], 2);
+  EXPECT_EQ(j["members"][0]["node"], "solo");
+  r = Meshctl("nodes --json");
+  const auto n = nlohmann::json::parse(r.out);
+  EXPECT_EQ(n["nodes"][0]["inventory"]["gpus"][1]["simulated"], true);
+}
+
+TEST_F(StandaloneTest, MeshctlAgentStatus) {
+  const auto r = RunCommand(absl::StrCat(MESHCTL_PATH, " --agent ", socket_, " status"), true);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("(connected)"));
+  EXPECT_THAT(r.out, HasSubstr("2 (simulated)"));
+  EXPECT_THAT(r.out, HasSubstr("train"));
+  const auto bad = RunCommand(absl::StrCat(MESHCTL_PATH, " --agent ", socket_, " jobs"), true);
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.out, HasSubstr("use --coordinator"));
+}
+
+TEST_F(StandaloneTest, MeshctlErrors) {
+  auto r = Meshctl("job nope");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("NOT_FOUND"));
+  r = RunCommand(absl::StrCat(MESHCTL_PATH, " --coordinator 127.0.0.1:1 --timeout 1s status"), true);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("UNAVAILABLE"));
+}
+
+TEST_F(StandaloneTest, Sigterm_WorkersToldShutdown_ExitZero) {
+  daemon_->Signal(SIGTERM);
+  for (auto& w : workers_) {
+    auto line = w->ReadLine(absl::Seconds(10));
+    ASSERT_TRUE(line.ok()) << line.status();
+    EXPECT_THAT(*line, HasSubstr("REASON_SHUTDOWN"));
+  }
+  EXPECT_EQ(*daemon_->Wait(absl::Seconds(10)), 0);
+}
+
+TEST(MeshdFlags, FromEnvironmentAndConfigFile) {
+  auto env = Subprocess::Start({"/usr/bin/env", "MESHD_LISTEN=127.0.0.1:0", "MESHD_LOG_FORMAT=json",
+                                MESHD_PATH, "coordinator"});
+  ASSERT_TRUE(env.ok());
+  EXPECT_TRUE((*env)->WaitForLine("meshd coordinator listening on 127.0.0.1:", absl::Seconds(20)).ok());
+
+  const std::string config = absl::StrCat(::testing::TempDir(), "meshd_", getpid(), ".toml");
+  std::ofstream(config) << "[coordinator]\nlisten = \"127.0.0.1:0\"\nheartbeat-timeout = \"3s\"\n";
+  auto file = Subprocess::Start({MESHD_PATH, "coordinator", "--config", config});
+  ASSERT_TRUE(file.ok());
+  EXPECT_TRUE((*file)->WaitForLine("meshd coordinator listening on 127.0.0.1:", absl::Seconds(20)).ok());
+
+  // A key outside its section is refused, not silently ignored.
+  std::ofstream(config) << "listen = \"127.0.0.1:0\"\n";
+  const auto r = RunCommand(absl::StrCat(MESHD_PATH, " coordinator --config ", config), true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("listen"));
+}
+
+TEST(MeshdFlags, BadValues_ExitTwoWithMessage) {
+  auto r = RunCommand(absl::StrCat(MESHD_PATH, " coordinator --heartbeat-timeout soon"), true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("positive duration"));
+  r = RunCommand(absl::StrCat(MESHD_PATH, " coordinator --heartbeat-interval 5s --heartbeat-timeout 1s "
+                              "--listen 127.0.0.1:0"), true);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("must be longer than the heartbeat interval"));
+  r = RunCommand(absl::StrCat(MESHD_PATH, " coordinator --listen nonsense"), true);
+  EXPECT_EQ(r.exit_code, 1);
+  r = RunCommand(absl::StrCat(MESHD_PATH, " agent --socket /tmp/x.sock --nvml-library /nonexistent.so"), true);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("--simulate-gpus N"));
+  r = RunCommand(absl::StrCat(MESHD_PATH, " --help"), true);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("standalone"));
+}
+
+}  // namespace
+}  // namespace meshd

@@ -1,0 +1,180 @@
+// meshd.v1.Agent on a real unix socket, with a real coordinator on 127.0.0.1:0 behind it: attach,
+// aggregation, every error code, watch, status.
+#include <unistd.h>
+
+#include <thread>
+
+#include "daemon/runtime/agent_daemon.h"
+#include "daemon/runtime/coordinator_daemon.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "meshd/v1/agent.grpc.pb.h"
+
+namespace meshd {
+namespace {
+
+using ::testing::HasSubstr;
+
+class AgentServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    runtime::CoordinatorDaemonOptions c;
+    c.listen = "127.0.0.1:0";
+    c.heartbeat_interval = absl::Milliseconds(100);
+    c.heartbeat_timeout = absl::Seconds(1);
+    c.tick = absl::Milliseconds(20);
+    auto cd = runtime::CoordinatorDaemon::Start(c);
+    ASSERT_TRUE(cd.ok()) << cd.status();
+    coordinator_ = *std::move(cd);
+    runtime::AgentDaemonOptions a;
+    a.coordinator = coordinator_->address();
+    a.socket = ::testing::TempDir() + "meshd_agent_test_" + std::to_string(getpid()) + ".sock";
+    a.simulate_gpus = 2;
+    a.node_name = "n0";
+    auto ad = runtime::AgentDaemon::Start(a);
+    ASSERT_TRUE(ad.ok()) << ad.status();
+    agent_ = *std::move(ad);
+    stub_ = v1::Agent::NewStub(grpc::CreateChannel(agent_->address(), grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override {
+    agent_.reset();
+    coordinator_.reset();
+  }
+
+  grpc::Status Attach(uint32_t local_rank, uint32_t local_world, v1::AttachResponse* resp,
+                      absl::Duration timeout = absl::Seconds(10), const std::string& job = "job",
+                      uint32_t nodes = 1) {
+    v1::AttachRequest req;
+    req.set_job(job);
+    req.set_local_rank(local_rank);
+    req.set_local_world(local_world);
+    req.mutable_nodes()->set_min_nodes(nodes);
+    req.mutable_nodes()->set_max_nodes(nodes);
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    return stub_->Attach(&ctx, req, resp);
+  }
+
+  std::unique_ptr<runtime::CoordinatorDaemon> coordinator_;
+  std::unique_ptr<runtime::AgentDaemon> agent_;
+  std::unique_ptr<v1::Agent::Stub> stub_;
+};
+
+TEST_F(AgentServiceTest, Attach_TwoLocalWorkers_OneJoinForTheNode) {
+  v1::AttachResponse r0, r1;
+  grpc::Status s0;
+  std::thread t([&] { s0 = Attach(0, 2, &r0); });
+  ASSERT_TRUE(Attach(1, 2, &r1).ok());
+  t.join();
+  ASSERT_TRUE(s0.ok()) << s0.error_message();
+  EXPECT_EQ(r0.rank(), 0u);
+  EXPECT_EQ(r1.rank(), 1u);
+  EXPECT_EQ(r1.world_size(), 2u);
+  EXPECT_EQ(r1.gpu().uuid(), "SIM-n0-1");
+  EXPECT_TRUE(r1.gpu().simulated());
+  // The coordinator saw one node join, not two workers.
+  auto job = coordinator_->core().Job("job");
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->members.size(), 1u);
+  EXPECT_EQ(job->world_size, 2u);
+}
+
+TEST_F(AgentServiceTest, Attach_DuplicateLocalRank_AlreadyExists) {
+  v1::AttachResponse r;
+  grpc::Status first;
+  std::thread t([&] { first = Attach(0, 2, &r, absl::Seconds(2)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const grpc::Status dup = Attach(0, 2, &r);
+  EXPECT_EQ(dup.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(dup.error_message(), HasSubstr("local rank 0"));
+  t.join();
+}
+
+TEST_F(AgentServiceTest, Attach_MoreWorkersThanGpus_FailedPrecondition) {
+  v1::AttachResponse r;
+  const grpc::Status s = Attach(0, 3, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("which has 2 GPUs"));
+}
+
+TEST_F(AgentServiceTest, Attach_BadRequests_InvalidArgument) {
+  v1::AttachResponse r;
+  EXPECT_EQ(Attach(2, 2, &r).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Attach(0, 0, &r).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Attach(0, 1, &r, absl::Seconds(5), "bad name!").error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Attach(0, 1, &r, absl::Seconds(5), "job", 0).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(AgentServiceTest, Attach_WorkersDisagree_InvalidArgument) {
+  v1::AttachResponse r;
+  grpc::Status first;
+  std::thread t([&] { first = Attach(0, 2, &r, absl::Seconds(2)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const grpc::Status s = Attach(1, 2, &r, absl::Seconds(5), "job", /*nodes=*/2);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("disagree"));
+  t.join();
+}
+
+TEST_F(AgentServiceTest, Attach_MissingLocalWorker_DeadlineExceeded) {
+  v1::AttachResponse r;
+  EXPECT_EQ(Attach(0, 2, &r, absl::Milliseconds(500)).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+}
+
+TEST_F(AgentServiceTest, Watch_UnknownJob_NotFound_AndStatusListsWorkers) {
+  v1::WatchRequest w;
+  w.set_job("nope");
+  w.set_generation(1);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  auto reader = stub_->Watch(&ctx, w);
+  v1::GenerationEnd end;
+  EXPECT_FALSE(reader->Read(&end));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+
+  v1::AttachResponse r;
+  ASSERT_TRUE(Attach(0, 1, &r).ok());
+  v1::AgentStatus status;
+  grpc::ClientContext sctx;
+  ASSERT_TRUE(stub_->GetStatus(&sctx, v1::GetAgentStatusRequest(), &status).ok());
+  EXPECT_TRUE(status.connected());
+  EXPECT_EQ(status.inventory().gpus_size(), 2);
+  ASSERT_EQ(status.workers_size(), 1);
+  EXPECT_EQ(status.workers(0).generation(), r.generation());
+}
+
+TEST_F(AgentServiceTest, Watch_CoordinatorRestartOfNode_Relayed) {
+  v1::AttachResponse r;
+  ASSERT_TRUE(Attach(0, 1, &r).ok());
+  v1::WatchRequest w;
+  w.set_job("job");
+  w.set_generation(r.generation());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  auto reader = stub_->Watch(&ctx, w);
+  // The node "restarts" from the coordinator's point of view: a new incarnation registers.
+  coordinator::NodeInventory inv = agent_->agent().inventory();
+  inv.incarnation += 2;
+  ASSERT_TRUE(coordinator_->core().RegisterNode(inv).ok());
+  v1::GenerationEnd end;
+  ASSERT_TRUE(reader->Read(&end));
+  EXPECT_EQ(end.reason(), v1::GenerationEnd::REASON_NODE_RESTARTED);
+  EXPECT_EQ(end.node(), "n0");
+}
+
+TEST(AgentDaemonTest, NoGpusAndNoSimulation_FailedPreconditionSaysWhatToDo) {
+  runtime::AgentDaemonOptions a;
+  a.socket = ::testing::TempDir() + "meshd_nogpu.sock";
+  a.nvml_library = "/nonexistent/libnvidia-ml.so.1";
+  const auto d = runtime::AgentDaemon::Start(a);
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(d.status().message()), HasSubstr("--simulate-gpus N"));
+}
+
+}  // namespace
+}  // namespace meshd
