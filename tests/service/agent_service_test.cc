@@ -1,6 +1,12 @@
 // meshd.v1.Agent on a real unix socket, with a real coordinator on 127.0.0.1:0 behind it: attach,
 // aggregation, every error code, watch, status.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include <thread>
 
@@ -165,6 +171,64 @@ TEST_F(AgentServiceTest, Watch_CoordinatorRestartOfNode_Relayed) {
   ASSERT_TRUE(reader->Read(&end));
   EXPECT_EQ(end.reason(), v1::GenerationEnd::REASON_NODE_RESTARTED);
   EXPECT_EQ(end.node(), "n0");
+}
+
+TEST_F(AgentServiceTest, GarbageOnTheUnixSocket_AgentKeepsServing) {
+  const std::string path = agent_->address().substr(std::string("unix:").size());
+  for (int i = 0; i < 3; ++i) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    const char garbage[] = "\x00\xff PRI * HTTP/2.0 garbage\r\n\x13\x37";
+    (void)!write(fd, garbage, sizeof garbage);
+    close(fd);
+  }
+  v1::AgentStatus status;
+  grpc::ClientContext ctx;
+  EXPECT_TRUE(stub_->GetStatus(&ctx, v1::GetAgentStatusRequest(), &status).ok());
+}
+
+// Picks a port that is free right now.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  socklen_t len = sizeof sa;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  close(fd);
+  return ntohs(sa.sin_port);
+}
+
+TEST(AgentDaemonTest, CoordinatorLateOrRestarted_AgentRegistersAgain) {
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  runtime::AgentDaemonOptions a;
+  a.coordinator = address;
+  a.socket = ::testing::TempDir() + "meshd_late_" + std::to_string(getpid()) + ".sock";
+  a.simulate_gpus = 1;
+  a.node_name = "late";
+  auto agent = runtime::AgentDaemon::Start(a);  // no coordinator yet: it keeps retrying
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  EXPECT_FALSE((*agent)->agent().Status().connected);
+
+  runtime::CoordinatorDaemonOptions c;
+  c.listen = address;
+  c.heartbeat_interval = absl::Milliseconds(100);
+  c.heartbeat_timeout = absl::Seconds(1);
+  for (int restart = 0; restart < 2; ++restart) {
+    auto coordinator = runtime::CoordinatorDaemon::Start(c);
+    ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+    const absl::Time deadline = absl::Now() + absl::Seconds(15);
+    while ((*coordinator)->core().Nodes().empty() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_EQ((*coordinator)->core().Nodes().size(), 1u) << "restart " << restart;
+    EXPECT_EQ((*coordinator)->core().Nodes()[0].inventory.node, "late");
+    (*coordinator)->Stop();  // the next coordinator starts empty: the agent must register again
+  }
 }
 
 TEST(AgentDaemonTest, NoGpusAndNoSimulation_FailedPreconditionSaysWhatToDo) {
