@@ -1,7 +1,8 @@
-// A minimal worker for integration tests: attaches to a job through the local agent's socket with
-// the raw meshd.v1.Agent API, prints one JSON line with its placement, then waits for the end of its
-// generation (printing a "watching" line once the watch is armed) and prints it. (The client library's example worker arrives with it.)
-//   attach_worker SOCKET JOB LOCAL_RANK LOCAL_WORLD NODES
+// raw_attach_worker: a worker that uses nothing but meshd.v1.Agent's generated stubs — what a
+// binding in any language does. It attaches to a job through the local agent's socket, prints one
+// JSON line with its placement, prints {"watching":true} once its watch on the generation is armed,
+// and finally one JSON line saying how the generation ended. Integration tests run it too.
+//   raw_attach_worker SOCKET JOB LOCAL_RANK LOCAL_WORLD NODES
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -11,7 +12,7 @@
 
 int main(int argc, char** argv) {
   if (argc != 6) {
-    std::fprintf(stderr, "usage: attach_worker SOCKET JOB LOCAL_RANK LOCAL_WORLD NODES\n");
+    std::fprintf(stderr, "usage: raw_attach_worker SOCKET JOB LOCAL_RANK LOCAL_WORLD NODES\n");
     return 2;
   }
   auto stub = meshd::v1::Agent::NewStub(
