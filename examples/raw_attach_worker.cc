@@ -32,9 +32,10 @@ int main(int argc, char** argv) {
     std::printf("{\"error\":%d,\"message\":\"%s\"}\n", s.error_code(), s.error_message().c_str());
     return 1;
   }
-  std::printf("{\"rank\":%u,\"world_size\":%u,\"generation\":%lu,\"node_rank\":%u,\"gpu\":\"%s\"}\n",
-              resp.rank(), resp.world_size(), static_cast<unsigned long>(resp.generation()),
-              resp.node_rank(), resp.gpu().uuid().c_str());
+  std::printf(
+      "{\"rank\":%u,\"world_size\":%u,\"generation\":%lu,\"node_rank\":%u,\"gpu\":\"%s\"}\n",
+      resp.rank(), resp.world_size(), static_cast<unsigned long>(resp.generation()),
+      resp.node_rank(), resp.gpu().uuid().c_str());
   std::fflush(stdout);
 
   meshd::v1::WatchRequest watch;

@@ -16,10 +16,18 @@ std::string JsonEscape(absl::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           absl::StrAppend(&out, "\\u00", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
@@ -33,10 +41,14 @@ std::string JsonEscape(absl::string_view s) {
 
 spdlog::level::level_enum ToSpd(Level l) {
   switch (l) {
-    case Level::kDebug: return spdlog::level::debug;
-    case Level::kInfo: return spdlog::level::info;
-    case Level::kWarn: return spdlog::level::warn;
-    case Level::kError: return spdlog::level::err;
+    case Level::kDebug:
+      return spdlog::level::debug;
+    case Level::kInfo:
+      return spdlog::level::info;
+    case Level::kWarn:
+      return spdlog::level::warn;
+    case Level::kError:
+      return spdlog::level::err;
   }
   return spdlog::level::info;
 }
@@ -46,9 +58,8 @@ spdlog::level::level_enum ToSpd(Level l) {
 void Init(Format format, Level level) {
   g_format = format;
   auto logger = spdlog::stderr_logger_mt("meshd");
-  logger->set_pattern(format == Format::kJson
-                          ? R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l",%v})"
-                          : "%Y-%m-%dT%H:%M:%S.%f %L %v",
+  logger->set_pattern(format == Format::kJson ? R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l",%v})"
+                                              : "%Y-%m-%dT%H:%M:%S.%f %L %v",
                       spdlog::pattern_time_type::utc);
   logger->set_level(ToSpd(level));
   logger->flush_on(spdlog::level::info);
@@ -67,7 +78,8 @@ void Write(Level level, absl::string_view message, Fields fields) {
   std::string line;
   if (g_format == Format::kJson) {
     line = absl::StrCat("\"msg\":\"", JsonEscape(message), "\"");
-    for (const auto& [k, v] : fields) absl::StrAppend(&line, ",\"", k, "\":\"", JsonEscape(v), "\"");
+    for (const auto& [k, v] : fields)
+      absl::StrAppend(&line, ",\"", k, "\":\"", JsonEscape(v), "\"");
   } else {
     line = std::string(message);
     for (const auto& [k, v] : fields) {

@@ -41,20 +41,27 @@ void ToProto(const coordinator::NodeInventory& d, v1::NodeInventory* p) {
 }
 
 coordinator::Assignment FromProto(const v1::Assignment& p) {
-  coordinator::Assignment d{p.job(), p.generation(), p.world_size(), p.node_rank(), p.local_world(), {}};
+  coordinator::Assignment d{p.job(),       p.generation(),  p.world_size(),
+                            p.node_rank(), p.local_world(), {}};
   for (const v1::Member& m : p.members()) {
-    d.members.push_back({m.node(), m.hostname(), m.node_rank(), m.local_world(), m.nvlink_clique()});
+    d.members.push_back(
+        {m.node(), m.hostname(), m.node_rank(), m.local_world(), m.nvlink_clique()});
   }
   return d;
 }
 
 coordinator::EndReason FromProto(v1::GenerationEnd::Reason r) {
   switch (r) {
-    case v1::GenerationEnd::REASON_NODE_RESTARTED: return coordinator::EndReason::kNodeRestarted;
-    case v1::GenerationEnd::REASON_NODE_JOINING: return coordinator::EndReason::kNodeJoining;
-    case v1::GenerationEnd::REASON_NODE_LEFT: return coordinator::EndReason::kNodeLeft;
-    case v1::GenerationEnd::REASON_SHUTDOWN: return coordinator::EndReason::kShutdown;
-    default: return coordinator::EndReason::kNodeLost;
+    case v1::GenerationEnd::REASON_NODE_RESTARTED:
+      return coordinator::EndReason::kNodeRestarted;
+    case v1::GenerationEnd::REASON_NODE_JOINING:
+      return coordinator::EndReason::kNodeJoining;
+    case v1::GenerationEnd::REASON_NODE_LEFT:
+      return coordinator::EndReason::kNodeLeft;
+    case v1::GenerationEnd::REASON_SHUTDOWN:
+      return coordinator::EndReason::kShutdown;
+    default:
+      return coordinator::EndReason::kNodeLost;
   }
 }
 
@@ -113,7 +120,9 @@ Agent::Agent(AgentOptions options, std::vector<coordinator::Gpu> gpus, const Clo
 
 Agent::~Agent() { Stop(); }
 
-void Agent::Start() { loop_ = std::thread([this] { Loop(); }); }
+void Agent::Start() {
+  loop_ = std::thread([this] { Loop(); });
+}
 
 bool Agent::RegisterOnce() {
   v1::RegisterNodeRequest req;
@@ -139,10 +148,10 @@ bool Agent::RegisterOnce() {
   log::Info("registered with the coordinator",
             {{"coordinator", options_.coordinator},
              {"node", inventory_.node},
-             {"gpus", absl::StrCat(inventory_.gpus.size(),
-                                   !inventory_.gpus.empty() && inventory_.gpus[0].simulated
-                                       ? " (simulated)"
-                                       : "")}});
+             {"gpus",
+              absl::StrCat(inventory_.gpus.size(),
+                           !inventory_.gpus.empty() && inventory_.gpus[0].simulated ? " (simulated)"
+                                                                                    : "")}});
   RunAll(out);
   return true;
 }
@@ -204,12 +213,10 @@ void Agent::Stop() {
       }
       job.pending.clear();
       for (auto& [id, w] : job.watchers) {
-        out.push_back([done = std::move(w.second), end = coordinator::GenerationEnd{
-                                                       name, w.first,
-                                                       coordinator::EndReason::kShutdown, "",
-                                                       "the agent is shutting down"}] {
-          done(end);
-        });
+        out.push_back(
+            [done = std::move(w.second),
+             end = coordinator::GenerationEnd{name, w.first, coordinator::EndReason::kShutdown, "",
+                                              "the agent is shutting down"}] { done(end); });
       }
       job.watchers.clear();
     }
@@ -245,9 +252,9 @@ void Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t local_w
                                                     ", which must be at least 1"));
   }
   if (valid.ok() && local_world > inventory_.gpus.size()) {
-    valid = absl::FailedPreconditionError(absl::StrCat(
-        "job '", job, "' asks for ", local_world, " workers on node '", inventory_.node,
-        "', which has ", inventory_.gpus.size(), " GPUs"));
+    valid = absl::FailedPreconditionError(
+        absl::StrCat("job '", job, "' asks for ", local_world, " workers on node '",
+                     inventory_.node, "', which has ", inventory_.gpus.size(), " GPUs"));
   }
   if (!valid.ok()) {
     fail(valid);
@@ -265,19 +272,21 @@ void Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t local_w
     if (stopping_) {
       fail(absl::CancelledError("the agent is shutting down"));
     } else if (e.local_world != local_world || !(e.nodes == nodes)) {
-      fail(absl::InvalidArgumentError(absl::StrCat(
-          "workers of job '", job, "' on this node disagree: local_world ", e.local_world,
-          " and nodes ", e.nodes.min_nodes, ":", e.nodes.max_nodes, " were given first; this one "
-          "asks for local_world ", local_world, " and nodes ", nodes.min_nodes, ":",
-          nodes.max_nodes)));
+      fail(absl::InvalidArgumentError(
+          absl::StrCat("workers of job '", job, "' on this node disagree: local_world ",
+                       e.local_world, " and nodes ", e.nodes.min_nodes, ":", e.nodes.max_nodes,
+                       " were given first; this one "
+                       "asks for local_world ",
+                       local_world, " and nodes ", nodes.min_nodes, ":", nodes.max_nodes)));
     } else if (e.phase == JobEntry::Phase::kJoined) {
       // The generation is running: a worker that restarted gets its place again.
-      out.push_back([done = std::move(done), r = ResultFor(*e.assignment, local_rank)] { done(r); });
+      out.push_back(
+          [done = std::move(done), r = ResultFor(*e.assignment, local_rank)] { done(r); });
       e.attached.insert(local_rank);
     } else if (e.pending.contains(local_rank)) {
       fail(absl::AlreadyExistsError(absl::StrCat("local rank ", local_rank, " of job '", job,
-                                                 "' is already attached on node '",
-                                                 inventory_.node, "'; each worker needs its own")));
+                                                 "' is already attached on node '", inventory_.node,
+                                                 "'; each worker needs its own")));
     } else {
       e.pending.emplace(local_rank, Pending{std::move(done), deadline});
       LaunchJoins(out);
@@ -312,16 +321,15 @@ void Agent::LaunchJoins(Completions& out) {
     log::Info("joining job for all local workers",
               {{"job", name}, {"local_world", absl::StrCat(e.local_world)}});
     out.push_back([this, call, job = name] {
-      stub_->async()->JoinJob(&call->ctx, &call->req, &call->resp,
-                              [this, call, job](grpc::Status s) {
-                                absl::StatusOr<coordinator::Assignment> result =
-                                    s.ok() ? absl::StatusOr<coordinator::Assignment>(
-                                                 FromProto(call->resp))
-                                           : FromGrpc(s);
-                                OnJoined(job, std::move(result));
-                                CallDone(&call->ctx);
-                                delete call;
-                              });
+      stub_->async()->JoinJob(
+          &call->ctx, &call->req, &call->resp, [this, call, job](grpc::Status s) {
+            absl::StatusOr<coordinator::Assignment> result =
+                s.ok() ? absl::StatusOr<coordinator::Assignment>(FromProto(call->resp))
+                       : FromGrpc(s);
+            OnJoined(job, std::move(result));
+            CallDone(&call->ctx);
+            delete call;
+          });
     });
   }
 }
@@ -338,11 +346,10 @@ void Agent::OnJoined(const std::string& job, absl::StatusOr<coordinator::Assignm
         e.attached.insert(rank);
         out.push_back([done = std::move(p.done), r = ResultFor(*result, rank)] { done(r); });
       }
-      log::Info("job round closed",
-                {{"job", job},
-                 {"generation", absl::StrCat(result->generation)},
-                 {"node_rank", absl::StrCat(result->node_rank)},
-                 {"world", absl::StrCat(result->world_size)}});
+      log::Info("job round closed", {{"job", job},
+                                     {"generation", absl::StrCat(result->generation)},
+                                     {"node_rank", absl::StrCat(result->node_rank)},
+                                     {"world", absl::StrCat(result->world_size)}});
       if (!stopping_) StartWatch(job, result->generation, out);
     } else {
       e.phase = JobEntry::Phase::kCollecting;
@@ -395,7 +402,8 @@ absl::StatusOr<std::function<void()>> Agent::Watch(const std::string& job, uint6
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(job);
     if (it == jobs_.end()) {
-      return absl::NotFoundError(absl::StrCat("no worker of this node attached to job '", job, "'"));
+      return absl::NotFoundError(
+          absl::StrCat("no worker of this node attached to job '", job, "'"));
     }
     JobEntry& e = it->second;
     if (e.last_end && generation <= e.last_end->generation) {
@@ -448,8 +456,8 @@ AgentStatusView Agent::Status() const {
     for (const auto& [rank, p] : e.pending) v.workers.push_back({name, rank, 0, 0});
     if (e.assignment) {
       for (uint32_t rank : e.attached) {
-        v.workers.push_back({name, rank, e.assignment->generation,
-                             e.assignment->node_rank * e.local_world + rank});
+        v.workers.push_back(
+            {name, rank, e.assignment->generation, e.assignment->node_rank * e.local_world + rank});
       }
     }
   }

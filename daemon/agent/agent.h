@@ -1,7 +1,7 @@
 // Agent: the node agent's logic. It registers the node's GPUs with the coordinator and heartbeats
-// (reconnecting with jittered backoff), aggregates the local workers of each job into one JoinJob per
-// node and fans the answer out, and relays the end of a generation from one coordinator watch per
-// job to every local worker's watch.
+// (reconnecting with jittered backoff), aggregates the local workers of each job into one JoinJob
+// per node and fans the answer out, and relays the end of a generation from one coordinator watch
+// per job to every local worker's watch.
 //
 // Per job on this node:
 //   COLLECTING --(all local_world workers attached)--> JOINING --(round closed)--> JOINED
@@ -34,8 +34,8 @@
 namespace meshd::agent {
 
 struct AgentOptions {
-  std::string coordinator;    // "host:port" of the coordinator
-  std::string node_name;      // unique in the cluster
+  std::string coordinator;  // "host:port" of the coordinator
+  std::string node_name;    // unique in the cluster
   std::string hostname;
   std::string agent_address;  // where workers reach this agent, e.g. "unix:/run/meshd/agent.sock"
   uint64_t incarnation = 0;   // 0: a random one is chosen
@@ -86,7 +86,7 @@ class Agent {
   // Calls `done` once when `generation` of `job` ends. Returns how to cancel.
   // Errors: NOT_FOUND unknown job; FAILED_PRECONDITION a generation this node is not in.
   absl::StatusOr<std::function<void()>> Watch(const std::string& job, uint64_t generation,
-                                               EndDone done);
+                                              EndDone done);
   // Expires worker waits; called by a ticker.
   void CheckDeadlines();
 

@@ -52,10 +52,10 @@ class Nvml final : public GpuDiscovery {
     auto count = reinterpret_cast<nvmlReturn_t (*)(unsigned*)>(sym("nvmlDeviceGetCount_v2"));
     auto by_index = reinterpret_cast<nvmlReturn_t (*)(unsigned, nvmlDevice_t*)>(
         sym("nvmlDeviceGetHandleByIndex_v2"));
-    auto uuid = reinterpret_cast<nvmlReturn_t (*)(nvmlDevice_t, char*, unsigned)>(
-        sym("nvmlDeviceGetUUID"));
-    auto name = reinterpret_cast<nvmlReturn_t (*)(nvmlDevice_t, char*, unsigned)>(
-        sym("nvmlDeviceGetName"));
+    auto uuid =
+        reinterpret_cast<nvmlReturn_t (*)(nvmlDevice_t, char*, unsigned)>(sym("nvmlDeviceGetUUID"));
+    auto name =
+        reinterpret_cast<nvmlReturn_t (*)(nvmlDevice_t, char*, unsigned)>(sym("nvmlDeviceGetName"));
     auto pci = reinterpret_cast<nvmlReturn_t (*)(nvmlDevice_t, NvmlPciInfo*)>(
         sym("nvmlDeviceGetPciInfo_v3"));
     auto memory = reinterpret_cast<nvmlReturn_t (*)(nvmlDevice_t, NvmlMemory*)>(
@@ -78,7 +78,8 @@ class Nvml final : public GpuDiscovery {
       char uuid_buf[96] = {}, name_buf[96] = {};
       NvmlPciInfo pci_info{};
       NvmlMemory mem{};
-      if (by_index(i, &dev) != kNvmlSuccess || uuid(dev, uuid_buf, sizeof uuid_buf) != kNvmlSuccess ||
+      if (by_index(i, &dev) != kNvmlSuccess ||
+          uuid(dev, uuid_buf, sizeof uuid_buf) != kNvmlSuccess ||
           name(dev, name_buf, sizeof name_buf) != kNvmlSuccess ||
           pci(dev, &pci_info) != kNvmlSuccess || memory(dev, &mem) != kNvmlSuccess) {
         status = absl::InternalError(absl::StrCat("NVML could not describe GPU ", i));
@@ -89,7 +90,8 @@ class Nvml final : public GpuDiscovery {
       if (fabric && fabric(dev, &f) == kNvmlSuccess && f.state == kFabricStateCompleted &&
           f.status == kNvmlSuccess) {
         std::string cluster;
-        for (unsigned char c : f.cluster_uuid) absl::StrAppend(&cluster, absl::Hex(c, absl::kZeroPad2));
+        for (unsigned char c : f.cluster_uuid)
+          absl::StrAppend(&cluster, absl::Hex(c, absl::kZeroPad2));
         g.nvlink_clique = absl::StrCat(cluster, ".", f.clique_id);
       }
       gpus.push_back(std::move(g));

@@ -22,8 +22,8 @@ class GpuDiscovery {
 
 // Loads NVML from `library` (default "libnvidia-ml.so.1", found by the dynamic loader) and reads
 // count, UUID, PCI bus id, name, memory and, where the driver reports it, the NVLink fabric clique.
-// Errors: UNAVAILABLE the library cannot be loaded or lacks a symbol; FAILED_PRECONDITION NVML fails
-// to initialise (no driver); NOT_FOUND no GPU.
+// Errors: UNAVAILABLE the library cannot be loaded or lacks a symbol; FAILED_PRECONDITION NVML
+// fails to initialise (no driver); NOT_FOUND no GPU.
 std::unique_ptr<GpuDiscovery> NvmlDiscovery(std::string library = "libnvidia-ml.so.1");
 
 // `count` simulated GPUs of `node`: UUID "SIM-<node>-<index>", simulated = true.

@@ -78,7 +78,7 @@ struct Coordinator::JobRecord {
     return out;
   }
   Assignment AssignmentFor(uint32_t node_rank) const {
-    return Assignment{name,        generation, static_cast<uint32_t>(members.size()) * local_world,
+    return Assignment{name,      generation,  static_cast<uint32_t>(members.size()) * local_world,
                       node_rank, local_world, members};
   }
 };
@@ -122,8 +122,8 @@ absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv) {
       Emit(absl::StrCat("node restarted (incarnation ", rec->inventory.incarnation, " -> ",
                         inv.incarnation, ")"),
            "", inv.node, now_gen, out);
-      DropNode(inv.node, EndReason::kNodeRestarted,
-               absl::StrCat("node '", inv.node, "' restarted"), out);
+      DropNode(inv.node, EndReason::kNodeRestarted, absl::StrCat("node '", inv.node, "' restarted"),
+               out);
     } else if (!rec->alive) {
       Emit("node is back after it was declared dead", "", inv.node, now_gen, out);
     }
@@ -170,8 +170,8 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
   if (valid.ok()) valid = ValidateName("node", req.node, kMaxNodeNameBytes);
   if (valid.ok()) valid = ValidateNodeCount(req.nodes, options_.max_nodes_per_job);
   if (valid.ok() && (req.local_world < 1 || req.local_world > kMaxLocalWorld)) {
-    valid = absl::InvalidArgumentError(absl::StrCat("local_world ", req.local_world,
-                                                    " must be between 1 and ", kMaxLocalWorld));
+    valid = absl::InvalidArgumentError(
+        absl::StrCat("local_world ", req.local_world, " must be between 1 and ", kMaxLocalWorld));
   }
   if (!valid.ok()) {
     fail(valid);
@@ -188,9 +188,9 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
                                             "' is not registered (or was declared dead); its "
                                             "agent must register before joining")));
     } else if (node_it->second->inventory.incarnation != req.incarnation) {
-      fail(absl::FailedPreconditionError(absl::StrCat(
-          "node '", req.node, "' incarnation ", req.incarnation, " is stale; the node is now ",
-          node_it->second->inventory.incarnation)));
+      fail(absl::FailedPreconditionError(
+          absl::StrCat("node '", req.node, "' incarnation ", req.incarnation,
+                       " is stale; the node is now ", node_it->second->inventory.incarnation)));
     } else {
       std::unique_ptr<JobRecord>& job = jobs_[req.job];
       if (job == nullptr) {
@@ -217,7 +217,8 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
                                    [&](const Member& m) { return m.node == req.node; });
         if (member != j.members.end()) {
           // A retry from a member: same generation, same answer.
-          out.push_back([done = std::move(done), a = j.AssignmentFor(member->node_rank)] { done(a); });
+          out.push_back(
+              [done = std::move(done), a = j.AssignmentFor(member->node_rank)] { done(a); });
         } else if (!j.count.elastic()) {
           std::vector<std::string> names;
           for (const Member& m : j.members) names.push_back(m.node);
@@ -351,19 +352,22 @@ absl::StatusOr<uint64_t> Coordinator::WatchJob(const std::string& job, uint64_t 
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(job);
-    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", job, "' does not exist"));
+    if (it == jobs_.end())
+      return absl::NotFoundError(absl::StrCat("job '", job, "' does not exist"));
     JobRecord& j = *it->second;
-    if (generation > j.generation || (generation == j.generation && j.phase == JobPhase::kJoining)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "generation ", generation, " of job '", job, "' has not started; the job is at generation ",
-          j.generation, j.phase == JobPhase::kJoining ? " (joining)" : " (running)"));
+    if (generation > j.generation ||
+        (generation == j.generation && j.phase == JobPhase::kJoining)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("generation ", generation, " of job '", job,
+                       "' has not started; the job is at generation ", j.generation,
+                       j.phase == JobPhase::kJoining ? " (joining)" : " (running)"));
     }
     if (generation < j.generation) {
-      GenerationEnd end = j.last_end && j.last_end->generation == generation
-                              ? *j.last_end
-                              : GenerationEnd{job, generation, EndReason::kNodeLeft, "",
-                                              absl::StrCat("generation ", generation,
-                                                           " ended earlier")};
+      GenerationEnd end =
+          j.last_end && j.last_end->generation == generation
+              ? *j.last_end
+              : GenerationEnd{job, generation, EndReason::kNodeLeft, "",
+                              absl::StrCat("generation ", generation, " ended earlier")};
       out.push_back([done = std::move(done), end] { done(end); });
     } else if (shut_down_) {
       out.push_back([done = std::move(done), job, generation] {
@@ -388,10 +392,10 @@ absl::StatusOr<KvStore*> Coordinator::Store(const std::string& job, uint64_t gen
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", job, "' does not exist"));
   JobRecord& j = *it->second;
   if (generation < j.generation) {
-    return absl::AbortedError(absl::StrCat(
-        "generation ", generation, " of job '", job, "' has ended",
-        j.last_end ? absl::StrCat(" (", j.last_end->message, ")") : "",
-        "; the job is at generation ", j.generation, ": re-join"));
+    return absl::AbortedError(
+        absl::StrCat("generation ", generation, " of job '", job, "' has ended",
+                     j.last_end ? absl::StrCat(" (", j.last_end->message, ")") : "",
+                     "; the job is at generation ", j.generation, ": re-join"));
   }
   if (generation > j.generation || j.phase == JobPhase::kJoining) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -406,9 +410,8 @@ void Coordinator::KeySet(const std::string& job, uint64_t generation, const std:
   Completions out;
   absl::Status status = ValidateKey(key);
   if (status.ok() && value.size() > KvStore::kMaxValueBytes) {
-    status = absl::InvalidArgumentError(absl::StrCat("value of ", value.size(),
-                                                     " bytes is larger than the limit of ",
-                                                     KvStore::kMaxValueBytes));
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "value of ", value.size(), " bytes is larger than the limit of ", KvStore::kMaxValueBytes));
   }
   if (status.ok()) {
     absl::MutexLock lock(&mu_);
@@ -512,10 +515,9 @@ void Coordinator::CheckDeadlines() {
     for (auto& [name, rec] : nodes_) {
       if (!rec->alive || now - rec->last_heard <= options_.heartbeat_timeout) continue;
       rec->alive = false;
-      const std::string message =
-          absl::StrCat("node '", name, "' lost: no heartbeat for ",
-                       absl::FormatDuration(now - rec->last_heard), " (timeout ",
-                       absl::FormatDuration(options_.heartbeat_timeout), ")");
+      const std::string message = absl::StrCat(
+          "node '", name, "' lost: no heartbeat for ", absl::FormatDuration(now - rec->last_heard),
+          " (timeout ", absl::FormatDuration(options_.heartbeat_timeout), ")");
       Emit(message, "", name, 0, out);
       DropNode(name, EndReason::kNodeLost, message, out);
     }
@@ -530,15 +532,14 @@ void Coordinator::CheckDeadlines() {
               continue;
             }
             const std::vector<std::string> joined = j.JoinerNames();
-            out.push_back([waiter = std::move(w->first),
-                           msg = absl::StrCat("job '", name, "' did not start in time: ",
-                                              joined.size(), " of ", j.count.min_nodes,
-                                              j.count.elastic()
-                                                  ? absl::StrCat(":", j.count.max_nodes)
-                                                  : "",
-                                              " nodes joined (", NameList(joined), ")")] {
-              waiter(absl::DeadlineExceededError(msg));
-            });
+            out.push_back(
+                [waiter = std::move(w->first),
+                 msg = absl::StrCat("job '", name, "' did not start in time: ", joined.size(),
+                                    " of ", j.count.min_nodes,
+                                    j.count.elastic() ? absl::StrCat(":", j.count.max_nodes) : "",
+                                    " nodes joined (", NameList(joined), ")")] {
+                  waiter(absl::DeadlineExceededError(msg));
+                });
             w = waiters.erase(w);
           }
           it = waiters.empty() ? pool->erase(it) : std::next(it);
@@ -573,11 +574,9 @@ void Coordinator::Shutdown() {
       job->kv.FailAll(cancelled, out);
     }
     for (auto& [id, w] : watchers_) {
-      out.push_back([done = std::move(w.done), end = GenerationEnd{w.job, w.generation,
-                                                                   EndReason::kShutdown, "",
-                                                                   "coordinator shutting down"}] {
-        done(end);
-      });
+      out.push_back([done = std::move(w.done),
+                     end = GenerationEnd{w.job, w.generation, EndReason::kShutdown, "",
+                                         "coordinator shutting down"}] { done(end); });
     }
     watchers_.clear();
   }

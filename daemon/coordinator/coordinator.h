@@ -1,7 +1,7 @@
-// Coordinator: the cluster's state machine — node registry and liveness, job rounds and generations,
-// per-generation key-value store and barriers, watches. Pure: no gRPC, no I/O, an injected clock.
-// daemon/service translates RPCs to these calls; a ticker calls CheckDeadlines() in production and
-// tests call it directly after advancing a FakeClock.
+// Coordinator: the cluster's state machine — node registry and liveness, job rounds and
+// generations, per-generation key-value store and barriers, watches. Pure: no gRPC, no I/O, an
+// injected clock. daemon/service translates RPCs to these calls; a ticker calls CheckDeadlines() in
+// production and tests call it directly after advancing a FakeClock.
 //
 // Job lifecycle (one record per job name):
 //
@@ -55,8 +55,8 @@ class Coordinator {
 
   // Registers (or re-registers) a node. Returns true when it replaced an earlier incarnation
   // (a restart: its jobs' generations end).
-  // Errors: INVALID_ARGUMENT bad inventory (names, GPU list); ALREADY_EXISTS a GPU UUID that another
-  // node registered; CANCELLED after Shutdown.
+  // Errors: INVALID_ARGUMENT bad inventory (names, GPU list); ALREADY_EXISTS a GPU UUID that
+  // another node registered; CANCELLED after Shutdown.
   absl::StatusOr<bool> RegisterNode(const NodeInventory& inventory);
 
   // Errors: NOT_FOUND unknown or dead node (register again); FAILED_PRECONDITION an older
@@ -71,9 +71,9 @@ class Coordinator {
   // restarted while waiting; CANCELLED shutdown.
   void JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone done);
 
-  // Calls `done` once when `generation` of `job` ends (at once if it already has). Returns an id for
-  // CancelWatch. Errors (returned): NOT_FOUND unknown job; FAILED_PRECONDITION a generation that has
-  // not started.
+  // Calls `done` once when `generation` of `job` ends (at once if it already has). Returns an id
+  // for CancelWatch. Errors (returned): NOT_FOUND unknown job; FAILED_PRECONDITION a generation
+  // that has not started.
   absl::StatusOr<uint64_t> WatchJob(const std::string& job, uint64_t generation, WatchDone done);
   // Forgets a watch (its RPC went away). Unknown ids are ignored.
   void CancelWatch(uint64_t id);
@@ -81,8 +81,8 @@ class Coordinator {
   // KV and barriers of one running generation. Common errors: NOT_FOUND unknown job; ABORTED
   // `generation` has ended; FAILED_PRECONDITION it has not started (round still open);
   // INVALID_ARGUMENT empty or oversized key/value.
-  void KeySet(const std::string& job, uint64_t generation, const std::string& key, std::string value,
-              StatusDone done);
+  void KeySet(const std::string& job, uint64_t generation, const std::string& key,
+              std::string value, StatusDone done);
   // Also: NOT_FOUND key not set (no wait); DEADLINE_EXCEEDED not set by `deadline`.
   void KeyGet(const std::string& job, uint64_t generation, const std::string& key, bool wait,
               absl::Time deadline, BytesDone done);

@@ -37,8 +37,8 @@ void KvStore::Get(const std::string& key, bool wait, absl::Time deadline, BytesD
 absl::StatusOr<int64_t> KvStore::Add(const std::string& key, int64_t delta, Completions& out) {
   int64_t current = 0;
   if (auto it = values_.find(key); it != values_.end() && !absl::SimpleAtoi(it->second, &current)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("key '", key, "' holds a value that is not an integer; KeyAdd needs a counter"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key '", key, "' holds a value that is not an integer; KeyAdd needs a counter"));
   }
   current += delta;
   values_[key] = absl::StrCat(current);
@@ -49,8 +49,8 @@ absl::StatusOr<int64_t> KvStore::Add(const std::string& key, int64_t delta, Comp
 KvStore::CasResult KvStore::CompareSet(const std::string& key, const std::string* expected,
                                        std::string desired, Completions& out) {
   auto it = values_.find(key);
-  const bool match = expected == nullptr ? it == values_.end()
-                                         : it != values_.end() && it->second == *expected;
+  const bool match =
+      expected == nullptr ? it == values_.end() : it != values_.end() && it->second == *expected;
   if (!match) return {false, it == values_.end() ? "" : it->second};
   values_[key] = desired;
   Wake(key, out);
@@ -63,9 +63,9 @@ void KvStore::Barrier(const std::string& name, const std::string& participant, u
   if (b.count == 0) b.count = count;
   if (b.count != count) {
     out.push_back([done = std::move(done), name, count, expected = b.count] {
-      done(absl::InvalidArgumentError(absl::StrCat("barrier '", name, "' was entered with count ",
-                                                   expected, ", not ", count,
-                                                   "; every participant must give the same count")));
+      done(absl::InvalidArgumentError(
+          absl::StrCat("barrier '", name, "' was entered with count ", expected, ", not ", count,
+                       "; every participant must give the same count")));
     });
     return;
   }
@@ -108,18 +108,19 @@ void KvStore::ExpireWaits(absl::Time now, Completions& out) {
         ++it;
         continue;
       }
-      out.push_back([done = std::move(it->first), name = name, arrived = b.arrived.size(),
-                     count = b.count] {
-        done(absl::DeadlineExceededError(absl::StrCat("barrier '", name, "': ", arrived, " of ",
-                                                      count, " participants arrived in time")));
-      });
+      out.push_back(
+          [done = std::move(it->first), name = name, arrived = b.arrived.size(), count = b.count] {
+            done(absl::DeadlineExceededError(absl::StrCat("barrier '", name, "': ", arrived, " of ",
+                                                          count, " participants arrived in time")));
+          });
       it = b.waiters.erase(it);
     }
   }
 }
 
 void KvStore::FailAll(const absl::Status& status, Completions& out) {
-  for (auto& [key, g] : getters_) out.push_back([done = std::move(g.done), status] { done(status); });
+  for (auto& [key, g] : getters_)
+    out.push_back([done = std::move(g.done), status] { done(status); });
   for (auto& [name, b] : barriers_) {
     for (auto& [done, unused] : b.waiters) {
       out.push_back([done = std::move(done), status] { done(status); });

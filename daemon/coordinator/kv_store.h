@@ -30,7 +30,8 @@ class KvStore {
 
   void Set(const std::string& key, std::string value, Completions& out);
   // Waits until `deadline` when `wait`; else NOT_FOUND at once.
-  void Get(const std::string& key, bool wait, absl::Time deadline, BytesDone done, Completions& out);
+  void Get(const std::string& key, bool wait, absl::Time deadline, BytesDone done,
+           Completions& out);
   // Adds to an integer counter (absent = 0). INVALID_ARGUMENT when the value is not an integer.
   absl::StatusOr<int64_t> Add(const std::string& key, int64_t delta, Completions& out);
   // Swaps when the current value equals `expected` (or is absent, with expect_absent).

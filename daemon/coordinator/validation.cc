@@ -20,8 +20,8 @@ std::string Shown(absl::string_view s) {
 absl::Status ValidateName(absl::string_view what, absl::string_view name, size_t max_bytes) {
   if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " name is empty"));
   if (name.size() > max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " name ", Shown(name), " is longer than ",
-                                                   max_bytes, " characters"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " name ", Shown(name), " is longer than ", max_bytes, " characters"));
   }
   for (char c : name) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
@@ -36,15 +36,17 @@ absl::Status ValidateName(absl::string_view what, absl::string_view name, size_t
 absl::Status ValidateInventory(const NodeInventory& inv, uint32_t max_gpus) {
   if (absl::Status s = ValidateName("node", inv.node, kMaxNodeNameBytes); !s.ok()) return s;
   if (inv.hostname.size() > kMaxNodeNameBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("hostname ", Shown(inv.hostname), " is too long"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("hostname ", Shown(inv.hostname), " is too long"));
   }
   if (inv.incarnation == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("node '", inv.node, "': incarnation must be non-zero (a per-start random id)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "node '", inv.node, "': incarnation must be non-zero (a per-start random id)"));
   }
   if (inv.gpus.size() > max_gpus) {
-    return absl::InvalidArgumentError(absl::StrCat("node '", inv.node, "' reports ", inv.gpus.size(),
-                                                   " GPUs; at most ", max_gpus, " are accepted"));
+    return absl::InvalidArgumentError(absl::StrCat("node '", inv.node, "' reports ",
+                                                   inv.gpus.size(), " GPUs; at most ", max_gpus,
+                                                   " are accepted"));
   }
   std::set<std::string> uuids;
   std::set<uint32_t> indices;
@@ -67,9 +69,9 @@ absl::Status ValidateInventory(const NodeInventory& inv, uint32_t max_gpus) {
 
 absl::Status ValidateNodeCount(const NodeCount& c, uint32_t max_nodes) {
   if (c.min_nodes < 1 || c.max_nodes < c.min_nodes || c.max_nodes > max_nodes) {
-    return absl::InvalidArgumentError(absl::StrCat("node count ", c.min_nodes, ":", c.max_nodes,
-                                                   " is invalid; need 1 <= min <= max <= ",
-                                                   max_nodes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("node count ", c.min_nodes, ":", c.max_nodes,
+                     " is invalid; need 1 <= min <= max <= ", max_nodes));
   }
   if (c.last_call < absl::ZeroDuration() || c.last_call > absl::Hours(1)) {
     return absl::InvalidArgumentError("last call window must be between 0 and 1 hour");
@@ -79,8 +81,8 @@ absl::Status ValidateNodeCount(const NodeCount& c, uint32_t max_nodes) {
 
 absl::Status ValidateKey(absl::string_view key) {
   if (key.empty() || key.size() > KvStore::kMaxKeyBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("key ", Shown(key), " must be 1-",
-                                                   KvStore::kMaxKeyBytes, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("key ", Shown(key), " must be 1-", KvStore::kMaxKeyBytes, " bytes"));
   }
   return absl::OkStatus();
 }

@@ -14,8 +14,8 @@ namespace meshd::ctl {
 namespace {
 
 std::string Duration(int64_t ms) {
-  return absl::FormatDuration(absl::Trunc(absl::Milliseconds(ms), ms >= 60000 ? absl::Seconds(1)
-                                                                              : absl::Milliseconds(1)));
+  return absl::FormatDuration(
+      absl::Trunc(absl::Milliseconds(ms), ms >= 60000 ? absl::Seconds(1) : absl::Milliseconds(1)));
 }
 
 // Left-aligned columns, two spaces apart.
@@ -29,7 +29,8 @@ std::string Table(const std::vector<std::vector<std::string>>& rows) {
   for (const auto& row : rows) {
     std::string line;
     for (size_t c = 0; c < row.size(); ++c) {
-      absl::StrAppend(&line, row[c], c + 1 < row.size() ? std::string(width[c] - row[c].size() + 2, ' ') : "");
+      absl::StrAppend(&line, row[c],
+                      c + 1 < row.size() ? std::string(width[c] - row[c].size() + 2, ' ') : "");
     }
     absl::StrAppend(&out, line, "\n");
   }
@@ -69,24 +70,25 @@ absl::Status Failed(const grpc::Status& s, const std::string& what, const std::s
 }  // namespace
 
 std::string RenderStatus(const v1::CoordinatorStatus& s, const std::string& address) {
-  return Table({{"coordinator", address},
-                {"version", s.version()},
-                {"uptime", Duration(s.uptime_ms())},
-                {"nodes", absl::StrCat(s.nodes_alive(), " alive, ", s.nodes_dead(), " dead")},
-                {"jobs", absl::StrCat(s.jobs_running(), " running, ", s.jobs_joining(), " joining")},
-                {"waiting calls", absl::StrCat(s.waiters())},
-                {"heartbeat timeout", Duration(s.heartbeat_timeout_ms())}});
+  return Table(
+      {{"coordinator", address},
+       {"version", s.version()},
+       {"uptime", Duration(s.uptime_ms())},
+       {"nodes", absl::StrCat(s.nodes_alive(), " alive, ", s.nodes_dead(), " dead")},
+       {"jobs", absl::StrCat(s.jobs_running(), " running, ", s.jobs_joining(), " joining")},
+       {"waiting calls", absl::StrCat(s.waiters())},
+       {"heartbeat timeout", Duration(s.heartbeat_timeout_ms())}});
 }
 
 std::string RenderAgentStatus(const v1::AgentStatus& s, const std::string& address) {
-  std::string out = Table({{"agent", address},
-                           {"version", s.version()},
-                           {"node", s.inventory().node()},
-                           {"hostname", s.inventory().hostname()},
-                           {"gpus", GpuSummary(s.inventory())},
-                           {"coordinator", absl::StrCat(s.coordinator(), s.connected()
-                                                                             ? " (connected)"
-                                                                             : " (NOT connected)")}});
+  std::string out =
+      Table({{"agent", address},
+             {"version", s.version()},
+             {"node", s.inventory().node()},
+             {"hostname", s.inventory().hostname()},
+             {"gpus", GpuSummary(s.inventory())},
+             {"coordinator",
+              absl::StrCat(s.coordinator(), s.connected() ? " (connected)" : " (NOT connected)")}});
   if (s.workers_size() == 0) return out + "no workers attached\n";
   std::vector<std::vector<std::string>> rows = {{"JOB", "LOCAL RANK", "GENERATION", "RANK"}};
   for (const auto& w : s.workers()) {
@@ -124,15 +126,16 @@ std::string RenderJobs(const v1::ListJobsResponse& jobs) {
 }
 
 std::string RenderJob(const v1::JobStatus& j) {
-  std::string out = Table({{"job", j.job()},
-                           {"phase", absl::StrCat(Phase(j.phase()), " for ", Duration(j.phase_ms()))},
-                           {"generation", absl::StrCat(j.generation())},
-                           {"nodes", absl::StrCat(j.members_size(), " of ", Count(j.nodes()))},
-                           {"world", j.phase() == v1::JOB_PHASE_RUNNING
-                                         ? absl::StrCat(j.world_size(), " ranks")
-                                         : "not assigned yet"}});
+  std::string out =
+      Table({{"job", j.job()},
+             {"phase", absl::StrCat(Phase(j.phase()), " for ", Duration(j.phase_ms()))},
+             {"generation", absl::StrCat(j.generation())},
+             {"nodes", absl::StrCat(j.members_size(), " of ", Count(j.nodes()))},
+             {"world", j.phase() == v1::JOB_PHASE_RUNNING ? absl::StrCat(j.world_size(), " ranks")
+                                                          : "not assigned yet"}});
   if (j.phase() == v1::JOB_PHASE_RUNNING) {
-    std::vector<std::vector<std::string>> rows = {{"NODE RANK", "NODE", "HOSTNAME", "RANKS", "NVLINK CLIQUE"}};
+    std::vector<std::vector<std::string>> rows = {
+        {"NODE RANK", "NODE", "HOSTNAME", "RANKS", "NVLINK CLIQUE"}};
     for (const auto& m : j.members()) {
       const uint32_t first = m.node_rank() * m.local_world();
       rows.push_back({absl::StrCat(m.node_rank()), m.node(), m.hostname(),
@@ -143,15 +146,16 @@ std::string RenderJob(const v1::JobStatus& j) {
   } else {
     std::vector<std::string> joined;
     for (const auto& m : j.members()) joined.push_back(m.node());
-    absl::StrAppend(&out, "joined:  ", joined.empty() ? "(none yet)" : absl::StrJoin(joined, ", "), "\n");
+    absl::StrAppend(&out, "joined:  ", joined.empty() ? "(none yet)" : absl::StrJoin(joined, ", "),
+                    "\n");
     if (j.missing_size() > 0) {
       absl::StrAppend(&out, "missing: ", absl::StrJoin(j.missing(), ", "),
                       " (members of the previous generation)\n");
     }
   }
   if (j.has_last_end()) {
-    absl::StrAppend(&out, "\nprevious generation ", j.last_end().generation(), " ended: ",
-                    j.last_end().message(), "\n");
+    absl::StrAppend(&out, "\nprevious generation ", j.last_end().generation(),
+                    " ended: ", j.last_end().message(), "\n");
   }
   return out;
 }
@@ -164,10 +168,12 @@ absl::StatusOr<std::string> RunClusterCommand(const std::string& command, const 
   if (target.agent) {
     if (command != "status") {
       return absl::InvalidArgumentError(absl::StrCat(
-          "'", command, "' asks the coordinator; use --coordinator HOST:PORT (an agent serves status)"));
+          "'", command,
+          "' asks the coordinator; use --coordinator HOST:PORT (an agent serves status)"));
     }
     v1::AgentStatus s;
-    const grpc::Status r = v1::Agent::NewStub(channel)->GetStatus(&ctx, v1::GetAgentStatusRequest(), &s);
+    const grpc::Status r =
+        v1::Agent::NewStub(channel)->GetStatus(&ctx, v1::GetAgentStatusRequest(), &s);
     if (!r.ok()) return Failed(r, "cannot get the agent's status", target.address);
     return json ? ToJson(s) : RenderAgentStatus(s, target.address);
   }

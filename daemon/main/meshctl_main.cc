@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/match.h"
 #include "absl/time/time.h"
 #include "daemon/ctl/cluster_commands.h"
 #include "daemon/ctl/plan_render.h"
@@ -130,10 +130,12 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json, "Print JSON for scripts instead of tables");
 
   std::string job_name;
-  CLI::App* status = app.add_subcommand("status", "The coordinator's (or with --agent, the agent's) state");
+  CLI::App* status =
+      app.add_subcommand("status", "The coordinator's (or with --agent, the agent's) state");
   CLI::App* nodes = app.add_subcommand("nodes", "Registered nodes, their GPUs and liveness");
   CLI::App* jobs = app.add_subcommand("jobs", "Jobs, their phase and generation");
-  CLI::App* job = app.add_subcommand("job", "One job: generation, members and ranks, who is missing");
+  CLI::App* job =
+      app.add_subcommand("job", "One job: generation, members and ranks, who is missing");
   job->add_option("name", job_name, "Job name")->required();
 
   PlanFlags plan;
@@ -168,7 +170,7 @@ int main(int argc, char** argv) {
   meshd::ctl::ClusterTarget target;
   target.agent = !agent_socket.empty();
   target.address = target.agent ? (absl::StartsWith(agent_socket, "unix:") ? agent_socket
-                                                                            : "unix:" + agent_socket)
+                                                                           : "unix:" + agent_socket)
                                 : coordinator;
   if (!absl::ParseDuration(timeout, &target.timeout) || target.timeout <= absl::ZeroDuration()) {
     return Fail("--timeout must be a positive duration like 5s");

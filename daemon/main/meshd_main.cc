@@ -2,8 +2,9 @@
 // `meshd standalone` (both in one process, for a single host). Flags may also come from MESHD_*
 // environment variables and from a config file (--config, TOML or INI: `listen = "0.0.0.0:7070"`).
 //
-// On start the daemon prints one line to stdout, "meshd <mode> listening on <address>", then logs to
-// stderr. SIGTERM or SIGINT stop it in order: health NOT_SERVING, waits cancelled, server stopped.
+// On start the daemon prints one line to stdout, "meshd <mode> listening on <address>", then logs
+// to stderr. SIGTERM or SIGINT stop it in order: health NOT_SERVING, waits cancelled, server
+// stopped.
 #include <signal.h>
 
 #include <cstdio>
@@ -78,7 +79,9 @@ int main(int argc, char** argv) {
   const sigset_t stop_signals = BlockStopSignals();
 
   CLI::App app{"meshd: device-mesh control plane for GPU clusters"};
-  app.set_config("--config", "", "Read flags from this TOML/INI file ([coordinator], [agent] or [standalone] sections)");
+  app.set_config(
+      "--config", "",
+      "Read flags from this TOML/INI file ([coordinator], [agent] or [standalone] sections)");
   app.fallthrough();  // --config may follow the mode: meshd agent --config /etc/meshd/agent.toml
   app.allow_config_extras(CLI::config_extras_mode::error);  // a misplaced key is an error
   app.require_subcommand(1);
@@ -133,9 +136,9 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : kUsage;
   }
 
-  meshd::log::Init(common.log_format == "json" ? meshd::log::Format::kJson
-                                               : meshd::log::Format::kText,
-                   meshd::log::ParseLevel(common.log_level));
+  meshd::log::Init(
+      common.log_format == "json" ? meshd::log::Format::kJson : meshd::log::Format::kText,
+      meshd::log::ParseLevel(common.log_level));
   meshd::runtime::CoordinatorDaemonOptions options;
   options.listen = listen;
   if (!ParseDurationFlag("heartbeat-interval", common.heartbeat_interval,
@@ -173,8 +176,8 @@ int main(int argc, char** argv) {
     agent_options.coordinator = absl::StrCat("127.0.0.1", bound.substr(bound.rfind(':')));
     auto agent_daemon = meshd::runtime::AgentDaemon::Start(agent_options);
     if (!agent_daemon.ok()) return fail(agent_daemon.status());
-    std::cout << "meshd standalone listening on " << bound << " and "
-              << (*agent_daemon)->address() << std::endl;
+    std::cout << "meshd standalone listening on " << bound << " and " << (*agent_daemon)->address()
+              << std::endl;
     WaitForStopSignal(stop_signals);
     (*agent_daemon)->Stop();
     (*coordinator)->Stop();

@@ -24,9 +24,9 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
   absl::StatusOr<std::vector<coordinator::Gpu>> gpus = discovery->Discover();
   if (!gpus.ok()) {
     if (options.simulate_gpus > 0) return gpus.status();
-    return absl::FailedPreconditionError(absl::StrCat(
-        "no GPU found on this host (", gpus.status().message(),
-        "). To run the agent without GPUs, declare them: --simulate-gpus N"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("no GPU found on this host (", gpus.status().message(),
+                     "). To run the agent without GPUs, declare them: --simulate-gpus N"));
   }
   std::unique_ptr<AgentDaemon> d(new AgentDaemon());
   const std::string address = absl::StrCat("unix:", options.socket);
@@ -40,13 +40,13 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
   d->server_ = *std::move(server);
   d->agent_->Start();
   agent::Agent* a = d->agent_.get();
-  d->ticker_ = std::make_unique<service::Ticker>(absl::Milliseconds(100), [a] { a->CheckDeadlines(); });
-  log::Info("agent serving", {{"socket", d->address()},
-                              {"node", node},
-                              {"gpus", absl::StrCat(gpus->size(), options.simulate_gpus > 0
-                                                                      ? " (simulated)"
-                                                                      : "")},
-                              {"coordinator", options.coordinator}});
+  d->ticker_ =
+      std::make_unique<service::Ticker>(absl::Milliseconds(100), [a] { a->CheckDeadlines(); });
+  log::Info("agent serving",
+            {{"socket", d->address()},
+             {"node", node},
+             {"gpus", absl::StrCat(gpus->size(), options.simulate_gpus > 0 ? " (simulated)" : "")},
+             {"coordinator", options.coordinator}});
   return d;
 }
 

@@ -34,8 +34,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   d->server_ = *std::move(server);
   coordinator::Coordinator* core = d->core_.get();
   d->ticker_ = std::make_unique<service::Ticker>(options.tick, [core] { core->CheckDeadlines(); });
-  log::Info("coordinator serving", {{"address", d->address()},
-                                    {"heartbeat_timeout", absl::FormatDuration(options.heartbeat_timeout)}});
+  log::Info("coordinator serving",
+            {{"address", d->address()},
+             {"heartbeat_timeout", absl::FormatDuration(options.heartbeat_timeout)}});
   return d;
 }
 

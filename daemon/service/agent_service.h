@@ -14,7 +14,8 @@ namespace meshd::service {
 
 class AgentService final : public v1::Agent::CallbackService {
  public:
-  AgentService(agent::Agent* agent, const Clock* clock, absl::Duration max_wait = absl::Minutes(10));
+  AgentService(agent::Agent* agent, const Clock* clock,
+               absl::Duration max_wait = absl::Minutes(10));
 
   grpc::ServerUnaryReactor* Attach(grpc::CallbackServerContext* ctx, const v1::AttachRequest* req,
                                    v1::AttachResponse* resp) override;

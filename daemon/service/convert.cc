@@ -64,11 +64,16 @@ void ToProto(const coordinator::Member& d, v1::Member* p) {
 
 v1::GenerationEnd::Reason ToProto(coordinator::EndReason r) {
   switch (r) {
-    case coordinator::EndReason::kNodeLost: return v1::GenerationEnd::REASON_NODE_LOST;
-    case coordinator::EndReason::kNodeRestarted: return v1::GenerationEnd::REASON_NODE_RESTARTED;
-    case coordinator::EndReason::kNodeJoining: return v1::GenerationEnd::REASON_NODE_JOINING;
-    case coordinator::EndReason::kNodeLeft: return v1::GenerationEnd::REASON_NODE_LEFT;
-    case coordinator::EndReason::kShutdown: return v1::GenerationEnd::REASON_SHUTDOWN;
+    case coordinator::EndReason::kNodeLost:
+      return v1::GenerationEnd::REASON_NODE_LOST;
+    case coordinator::EndReason::kNodeRestarted:
+      return v1::GenerationEnd::REASON_NODE_RESTARTED;
+    case coordinator::EndReason::kNodeJoining:
+      return v1::GenerationEnd::REASON_NODE_JOINING;
+    case coordinator::EndReason::kNodeLeft:
+      return v1::GenerationEnd::REASON_NODE_LEFT;
+    case coordinator::EndReason::kShutdown:
+      return v1::GenerationEnd::REASON_SHUTDOWN;
   }
   return v1::GenerationEnd::REASON_UNSPECIFIED;
 }
@@ -86,9 +91,11 @@ void ToProto(const coordinator::Assignment& d, v1::Assignment* p) {
 }
 
 coordinator::Assignment FromProto(const v1::Assignment& p) {
-  coordinator::Assignment d{p.job(), p.generation(), p.world_size(), p.node_rank(), p.local_world(), {}};
+  coordinator::Assignment d{p.job(),       p.generation(),  p.world_size(),
+                            p.node_rank(), p.local_world(), {}};
   for (const v1::Member& m : p.members()) {
-    d.members.push_back({m.node(), m.hostname(), m.node_rank(), m.local_world(), m.nvlink_clique()});
+    d.members.push_back(
+        {m.node(), m.hostname(), m.node_rank(), m.local_world(), m.nvlink_clique()});
   }
   return d;
 }

@@ -59,18 +59,18 @@ grpc::ServerUnaryReactor* CoordinatorService::JoinJob(grpc::CallbackServerContex
 grpc::ServerWriteReactor<v1::GenerationEnd>* CoordinatorService::WatchJob(
     grpc::CallbackServerContext*, const v1::WatchJobRequest* req) {
   coordinator::Coordinator* core = core_;
-  return new GenerationWatchReactor(
-      [core, job = req->job(), generation = req->generation()](
-          GenerationWatchReactor::Deliver deliver) -> absl::StatusOr<GenerationWatchReactor::Cancel> {
-        absl::StatusOr<uint64_t> id =
-            core->WatchJob(job, generation, [deliver](const coordinator::GenerationEnd& e) {
-              v1::GenerationEnd p;
-              ToProto(e, &p);
-              deliver(p);
-            });
-        if (!id.ok()) return id.status();
-        return GenerationWatchReactor::Cancel([core, id = *id] { core->CancelWatch(id); });
-      });
+  return new GenerationWatchReactor([core, job = req->job(), generation = req->generation()](
+                                        GenerationWatchReactor::Deliver deliver)
+                                        -> absl::StatusOr<GenerationWatchReactor::Cancel> {
+    absl::StatusOr<uint64_t> id =
+        core->WatchJob(job, generation, [deliver](const coordinator::GenerationEnd& e) {
+          v1::GenerationEnd p;
+          ToProto(e, &p);
+          deliver(p);
+        });
+    if (!id.ok()) return id.status();
+    return GenerationWatchReactor::Cancel([core, id = *id] { core->CancelWatch(id); });
+  });
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::KeySet(grpc::CallbackServerContext* ctx,
@@ -97,7 +97,8 @@ grpc::ServerUnaryReactor* CoordinatorService::KeyGet(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* CoordinatorService::KeyAdd(grpc::CallbackServerContext* ctx,
                                                      const v1::KeyAddRequest* req,
                                                      v1::KeyAddResponse* resp) {
-  absl::StatusOr<int64_t> v = core_->KeyAdd(req->job(), req->generation(), req->key(), req->delta());
+  absl::StatusOr<int64_t> v =
+      core_->KeyAdd(req->job(), req->generation(), req->key(), req->delta());
   if (v.ok()) resp->set_value(*v);
   return Done(ctx, v.status());
 }
@@ -134,7 +135,8 @@ grpc::ServerUnaryReactor* CoordinatorService::GetStatus(grpc::CallbackServerCont
   resp->set_jobs_joining(s.jobs_joining);
   resp->set_jobs_running(s.jobs_running);
   resp->set_waiters(s.waiters);
-  resp->set_heartbeat_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(s.heartbeat_timeout)));
+  resp->set_heartbeat_timeout_ms(
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(s.heartbeat_timeout)));
   return Done(ctx, absl::OkStatus());
 }
 

@@ -53,9 +53,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat(
-        "could not listen on ", absl::StrJoin(options.listen, ", "),
-        " (address in use, no permission, or malformed)"));
+    return absl::UnavailableError(absl::StrCat("could not listen on ",
+                                               absl::StrJoin(options.listen, ", "),
+                                               " (address in use, no permission, or malformed)"));
   }
   for (size_t i = 0; i < options.listen.size(); ++i) {
     const std::string& address = options.listen[i];

@@ -32,9 +32,9 @@ class GrpcServer {
   // reported SERVING (e.g. "meshd.v1.Coordinator").
   // Errors: INVALID_ARGUMENT no listener or a malformed address; UNAVAILABLE a listener could not
   // be bound (in use, no permission, a regular file where the socket should be).
-  static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(const ServerOptions& options,
-                                                           const std::vector<grpc::Service*>& services,
-                                                           const std::vector<std::string>& health_names);
+  static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
+      const ServerOptions& options, const std::vector<grpc::Service*>& services,
+      const std::vector<std::string>& health_names);
   ~GrpcServer();
 
   // One per listener, in order: "127.0.0.1:41235" with the port resolved, or "unix:/path".
@@ -42,7 +42,8 @@ class GrpcServer {
   // The first step of shutdown: every service reports NOT_SERVING (so health checks and load
   // balancers stop routing here) while calls are still served.
   void SetNotServing();
-  // SetNotServing(), then new calls are refused and calls still running after `grace` are cancelled.
+  // SetNotServing(), then new calls are refused and calls still running after `grace` are
+  // cancelled.
   void Shutdown(absl::Duration grace);
 
  private:

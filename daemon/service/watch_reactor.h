@@ -1,7 +1,7 @@
-// GenerationWatchReactor: a server stream that sends one GenerationEnd when it happens and finishes,
-// or finishes CANCELLED when the client goes away first. Initial metadata is sent as the watch is
-// armed, so a client can wait for it (ClientReader::WaitForInitialMetadata) before relying on it. Shared by the Coordinator's WatchJob and the
-// Agent's Watch.
+// GenerationWatchReactor: a server stream that sends one GenerationEnd when it happens and
+// finishes, or finishes CANCELLED when the client goes away first. Initial metadata is sent as the
+// watch is armed, so a client can wait for it (ClientReader::WaitForInitialMetadata) before relying
+// on it. Shared by the Coordinator's WatchJob and the Agent's Watch.
 //
 // Thread-safety: the delivery callback may run on any thread, concurrently with OnCancel; exactly
 // one of them finishes the stream (decided under a lock that outlives the reactor).

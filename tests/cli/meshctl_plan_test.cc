@@ -12,8 +12,10 @@ using ::testing::HasSubstr;
 
 using Result = ::meshd::testing::CommandResult;
 
-Result Meshctl(const std::string& args, bool merge_stderr = false, const std::string& stdin_text = "") {
-  return ::meshd::testing::RunCommand(std::string(MESHCTL_PATH) + " " + args, merge_stderr, stdin_text);
+Result Meshctl(const std::string& args, bool merge_stderr = false,
+               const std::string& stdin_text = "") {
+  return ::meshd::testing::RunCommand(std::string(MESHCTL_PATH) + " " + args, merge_stderr,
+                                      stdin_text);
 }
 
 TEST(MeshctlPlan, Shorthand_HumanTables) {

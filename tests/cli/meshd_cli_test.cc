@@ -1,6 +1,6 @@
-// meshd and meshctl as an operator runs them: `meshd standalone` as a process with workers attached,
-// then meshctl status/nodes/jobs/job (tables and JSON, coordinator and agent); meshd's flags from
-// the environment and a config file; bad flags.
+// meshd and meshctl as an operator runs them: `meshd standalone` as a process with workers
+// attached, then meshctl status/nodes/jobs/job (tables and JSON, coordinator and agent); meshd's
+// flags from the environment and a config file; bad flags.
 #include <signal.h>
 #include <unistd.h>
 
@@ -95,7 +95,8 @@ TEST_F(StandaloneTest, MeshctlErrors) {
   auto r = Meshctl("job nope");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.out, HasSubstr("NOT_FOUND"));
-  r = RunCommand(absl::StrCat(MESHCTL_PATH, " --coordinator 127.0.0.1:1 --timeout 1s status"), true);
+  r = RunCommand(absl::StrCat(MESHCTL_PATH, " --coordinator 127.0.0.1:1 --timeout 1s status"),
+                 true);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.out, HasSubstr("UNAVAILABLE"));
 }
@@ -114,13 +115,15 @@ TEST(MeshdFlags, FromEnvironmentAndConfigFile) {
   auto env = Subprocess::Start({"/usr/bin/env", "MESHD_LISTEN=127.0.0.1:0", "MESHD_LOG_FORMAT=json",
                                 MESHD_PATH, "coordinator"});
   ASSERT_TRUE(env.ok());
-  EXPECT_TRUE((*env)->WaitForLine("meshd coordinator listening on 127.0.0.1:", absl::Seconds(20)).ok());
+  EXPECT_TRUE(
+      (*env)->WaitForLine("meshd coordinator listening on 127.0.0.1:", absl::Seconds(20)).ok());
 
   const std::string config = absl::StrCat(::testing::TempDir(), "meshd_", getpid(), ".toml");
   std::ofstream(config) << "[coordinator]\nlisten = \"127.0.0.1:0\"\nheartbeat-timeout = \"3s\"\n";
   auto file = Subprocess::Start({MESHD_PATH, "coordinator", "--config", config});
   ASSERT_TRUE(file.ok());
-  EXPECT_TRUE((*file)->WaitForLine("meshd coordinator listening on 127.0.0.1:", absl::Seconds(20)).ok());
+  EXPECT_TRUE(
+      (*file)->WaitForLine("meshd coordinator listening on 127.0.0.1:", absl::Seconds(20)).ok());
 
   // A key outside its section is refused, not silently ignored.
   std::ofstream(config) << "listen = \"127.0.0.1:0\"\n";
@@ -133,13 +136,16 @@ TEST(MeshdFlags, BadValues_ExitTwoWithMessage) {
   auto r = RunCommand(absl::StrCat(MESHD_PATH, " coordinator --heartbeat-timeout soon"), true);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.out, HasSubstr("positive duration"));
-  r = RunCommand(absl::StrCat(MESHD_PATH, " coordinator --heartbeat-interval 5s --heartbeat-timeout 1s "
-                              "--listen 127.0.0.1:0"), true);
+  r = RunCommand(absl::StrCat(MESHD_PATH,
+                              " coordinator --heartbeat-interval 5s --heartbeat-timeout 1s "
+                              "--listen 127.0.0.1:0"),
+                 true);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.out, HasSubstr("must be longer than the heartbeat interval"));
   r = RunCommand(absl::StrCat(MESHD_PATH, " coordinator --listen nonsense"), true);
   EXPECT_EQ(r.exit_code, 1);
-  r = RunCommand(absl::StrCat(MESHD_PATH, " agent --socket /tmp/x.sock --nvml-library /nonexistent.so"), true);
+  r = RunCommand(
+      absl::StrCat(MESHD_PATH, " agent --socket /tmp/x.sock --nvml-library /nonexistent.so"), true);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.out, HasSubstr("--simulate-gpus N"));
   r = RunCommand(absl::StrCat(MESHD_PATH, " --help"), true);

@@ -1,6 +1,7 @@
-// The control plane as real processes: one coordinator, four agents with simulated GPUs, two workers
-// on each. The job closes and every worker gets a distinct rank of the same world; then one agent is
-// killed with SIGKILL and every remaining worker is told, within the heartbeat timeout + 1 s.
+// The control plane as real processes: one coordinator, four agents with simulated GPUs, two
+// workers on each. The job closes and every worker gets a distinct rank of the same world; then one
+// agent is killed with SIGKILL and every remaining worker is told, within the heartbeat timeout + 1
+// s.
 #include <signal.h>
 #include <unistd.h>
 
@@ -85,7 +86,8 @@ TEST(Cluster, FourAgentsJobClosesThenKilledAgentIsReportedToEveryWorker) {
     }
   }
   const absl::Duration told = absl::Now() - killed;
-  std::fprintf(stderr, "every surviving worker was told after %s\n", absl::FormatDuration(told).c_str());
+  std::fprintf(stderr, "every surviving worker was told after %s\n",
+               absl::FormatDuration(told).c_str());
 
   for (auto& a : agents) a->Signal(SIGTERM);
   coordinator->Signal(SIGTERM);

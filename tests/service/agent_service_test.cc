@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-
 #include <thread>
 
 #include "daemon/runtime/agent_daemon.h"
@@ -41,7 +40,8 @@ class AgentServiceTest : public ::testing::Test {
     auto ad = runtime::AgentDaemon::Start(a);
     ASSERT_TRUE(ad.ok()) << ad.status();
     agent_ = *std::move(ad);
-    stub_ = v1::Agent::NewStub(grpc::CreateChannel(agent_->address(), grpc::InsecureChannelCredentials()));
+    stub_ = v1::Agent::NewStub(
+        grpc::CreateChannel(agent_->address(), grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
     agent_.reset();

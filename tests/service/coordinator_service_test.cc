@@ -1,5 +1,5 @@
-// meshd.v1.Coordinator against a real server on 127.0.0.1:0: one test per RPC and status code, health,
-// limits, garbage on the socket, a unix socket, and shutdown.
+// meshd.v1.Coordinator against a real server on 127.0.0.1:0: one test per RPC and status code,
+// health, limits, garbage on the socket, a unix socket, and shutdown.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -77,7 +77,8 @@ class CoordinatorServiceTest : public ::testing::Test {
     ASSERT_TRUE(Register("a").ok());
     ASSERT_TRUE(Register("b").ok());
     v1::Assignment a;
-    std::thread t([&] { EXPECT_TRUE(stub_->JoinJob(Ctx().get(), JoinReq("job", "a", 2), &a).ok()); });
+    std::thread t(
+        [&] { EXPECT_TRUE(stub_->JoinJob(Ctx().get(), JoinReq("job", "a", 2), &a).ok()); });
     v1::Assignment b;
     ASSERT_TRUE(stub_->JoinJob(Ctx().get(), JoinReq("job", "b", 2), &b).ok());
     t.join();
@@ -407,7 +408,7 @@ TEST(GrpcServerTest, UnixSocket_Mode0660AndServes) {
   auto server = service::GrpcServer::Start(o, {&svc}, {"meshd.v1.Coordinator"});
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_EQ((*server)->addresses()[0], "unix:" + path);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0660u);
   auto stub = v1::Coordinator::NewStub(

@@ -3,11 +3,11 @@
 // Out of process on purpose: reflection client stubs and grpc++_reflection cannot share a binary.
 #include <signal.h>
 
+#include "gmock/gmock.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
-#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/subprocess.h"
 

@@ -1,6 +1,6 @@
-// A fake NVML, built as a real shared library that the agent's discovery loads with the real dlopen.
-// FAKE_NVML_GPUS (default 2) sets the GPU count, FAKE_NVML_FAIL_INIT=1 makes nvmlInit fail, and
-// FAKE_NVML_FABRIC=1 reports every GPU in NVLink clique 7 of cluster 0x11...11.
+// A fake NVML, built as a real shared library that the agent's discovery loads with the real
+// dlopen. FAKE_NVML_GPUS (default 2) sets the GPU count, FAKE_NVML_FAIL_INIT=1 makes nvmlInit fail,
+// and FAKE_NVML_FABRIC=1 reports every GPU in NVLink clique 7 of cluster 0x11...11.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>

@@ -13,7 +13,8 @@
 
 namespace meshd::testing {
 
-absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<std::string>& argv) {
+absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
+    const std::vector<std::string>& argv) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   const pid_t pid = fork();
@@ -67,7 +68,8 @@ absl::StatusOr<std::string> Subprocess::ReadLine(absl::Duration timeout) {
   }
 }
 
-absl::StatusOr<std::string> Subprocess::WaitForLine(absl::string_view prefix, absl::Duration timeout) {
+absl::StatusOr<std::string> Subprocess::WaitForLine(absl::string_view prefix,
+                                                    absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
     absl::StatusOr<std::string> line = ReadLine(deadline - absl::Now());

@@ -20,7 +20,8 @@ class Subprocess {
   static absl::StatusOr<std::unique_ptr<Subprocess>> Start(const std::vector<std::string>& argv);
   ~Subprocess();  // SIGKILL and reap if still running
 
-  // The next stdout line (without the newline). DEADLINE_EXCEEDED after `timeout`; OUT_OF_RANGE at EOF.
+  // The next stdout line (without the newline). DEADLINE_EXCEEDED after `timeout`; OUT_OF_RANGE at
+  // EOF.
   absl::StatusOr<std::string> ReadLine(absl::Duration timeout);
   // Reads lines until one starts with `prefix`; returns the rest of that line.
   absl::StatusOr<std::string> WaitForLine(absl::string_view prefix, absl::Duration timeout);

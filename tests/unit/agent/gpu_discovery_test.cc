@@ -1,4 +1,5 @@
-// GPU discovery through the real dlopen path, against a fake NVML shared library built by the tests.
+// GPU discovery through the real dlopen path, against a fake NVML shared library built by the
+// tests.
 #include "daemon/agent/gpu_discovery.h"
 
 #include <cstdlib>

@@ -31,8 +31,8 @@ class CoordinatorTest : public ::testing::Test {
                      const std::string& clique = "") {
     NodeInventory inv{name, "host-" + name, "unix:/run/" + name, incarnation, {}};
     for (int i = 0; i < gpus; ++i) {
-      inv.gpus.push_back(Gpu{static_cast<uint32_t>(i), "GPU-" + name + "-" + std::to_string(i),
-                             "", "sim", 0, clique, true});
+      inv.gpus.push_back(Gpu{static_cast<uint32_t>(i), "GPU-" + name + "-" + std::to_string(i), "",
+                             "sim", 0, clique, true});
     }
     return inv;
   }
@@ -41,7 +41,8 @@ class CoordinatorTest : public ::testing::Test {
   }
   JoinRequest Join(const std::string& job, const std::string& node, uint32_t min, uint32_t max = 0,
                    uint64_t incarnation = 1) {
-    return JoinRequest{job, node, incarnation, 2, NodeCount{min, max == 0 ? min : max, absl::Seconds(1)}};
+    return JoinRequest{job, node, incarnation, 2,
+                       NodeCount{min, max == 0 ? min : max, absl::Seconds(1)}};
   }
   absl::Time Deadline(absl::Duration d = absl::Seconds(30)) { return clock_.Now() + d; }
   // Keeps `nodes` alive while time passes.
@@ -54,7 +55,8 @@ class CoordinatorTest : public ::testing::Test {
   Coordinator coord_;
 };
 
-// ---- Registration and liveness -------------------------------------------------------------------
+// ---- Registration and liveness
+// -------------------------------------------------------------------
 
 TEST_F(CoordinatorTest, RegisterNode_NewThenSameIncarnation_NotARestart) {
   EXPECT_EQ(*coord_.RegisterNode(Node("a")), false);
@@ -400,7 +402,8 @@ TEST_F(RunningJobTest, Kv_SetGetAddCompareSet) {
   Got<absl::StatusOr<std::string>> waiting;
   coord_.KeyGet("job", 1, "id", true, Deadline(), waiting.Callback());
   EXPECT_FALSE(waiting.done());
-  coord_.KeySet("job", 1, "id", std::string(128, '\x07'), [](absl::Status s) { ASSERT_TRUE(s.ok()); });
+  coord_.KeySet("job", 1, "id", std::string(128, '\x07'),
+                [](absl::Status s) { ASSERT_TRUE(s.ok()); });
   ASSERT_TRUE(waiting.done() && waiting.value->ok());
   EXPECT_EQ(**waiting.value, std::string(128, '\x07'));
 
@@ -518,7 +521,8 @@ TEST_F(RunningJobTest, IntrospectionAndEvents) {
   const std::vector<NodeView> nodes = coord_.Nodes();
   EXPECT_EQ(nodes[0].jobs, (std::vector<std::string>{"job"}));
   bool closed = false;
-  for (const Event& e : events_) closed |= e.job == "job" && e.what.find("closed") != std::string::npos;
+  for (const Event& e : events_)
+    closed |= e.job == "job" && e.what.find("closed") != std::string::npos;
   EXPECT_TRUE(closed);
 }
 

@@ -24,9 +24,10 @@ TEST(TopologyOrder, CliqueMembersAdjacent) {
 }
 
 TEST(TopologyOrder, MixedCliqueAndNone) {
-  EXPECT_EQ(Ordered({{"d", "host-d", "X"}, {"a", "host-a", ""}, {"b", "host-b", "X"},
-                     {"c", "host-c", ""}}),
-            (std::vector<std::string>{"a", "b", "d", "c"}));
+  EXPECT_EQ(
+      Ordered(
+          {{"d", "host-d", "X"}, {"a", "host-a", ""}, {"b", "host-b", "X"}, {"c", "host-c", ""}}),
+      (std::vector<std::string>{"a", "b", "d", "c"}));
 }
 
 TEST(TopologyOrder, Deterministic_NodeNameBreaksTies) {
