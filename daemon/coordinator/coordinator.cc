@@ -70,6 +70,7 @@ struct Coordinator::JobRecord {
   std::vector<std::string> previous_members;
   std::vector<Member> members;  // running generation, rank order
   KvStore kv;
+  std::map<std::string, MeshExchange> meshes;  // running generation, by mesh key
   std::optional<GenerationEnd> last_end;
 
   std::vector<std::string> JoinerNames() const {
@@ -297,9 +298,11 @@ void Coordinator::EndGeneration(JobRecord& j, EndReason reason, const std::strin
       ++it;
     }
   }
-  j.kv.FailAll(absl::AbortedError(absl::StrCat("generation ", j.generation, " of job '", j.name,
-                                               "' ended (", message, "); re-join the job")),
-               out);
+  const absl::Status aborted = absl::AbortedError(absl::StrCat(
+      "generation ", j.generation, " of job '", j.name, "' ended (", message, "); re-join the job"));
+  j.kv.FailAll(aborted, out);
+  for (auto& [key, mesh] : j.meshes) mesh.FailAll(aborted, out);
+  j.meshes.clear();
   Emit(absl::StrCat("generation ", j.generation, " ended: ", message), j.name, node, j.generation,
        out);
   j.last_end = end;
@@ -388,6 +391,13 @@ void Coordinator::CancelWatch(uint64_t id) {
 }
 
 absl::StatusOr<KvStore*> Coordinator::Store(const std::string& job, uint64_t generation) {
+  absl::StatusOr<JobRecord*> j = Running(job, generation);
+  if (!j.ok()) return j.status();
+  return &(*j)->kv;
+}
+
+absl::StatusOr<Coordinator::JobRecord*> Coordinator::Running(const std::string& job,
+                                                             uint64_t generation) {
   auto it = jobs_.find(job);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", job, "' does not exist"));
   JobRecord& j = *it->second;
@@ -402,7 +412,35 @@ absl::StatusOr<KvStore*> Coordinator::Store(const std::string& job, uint64_t gen
         "generation ", generation, " of job '", job, "' is not running; the job is at generation ",
         j.generation, j.phase == JobPhase::kJoining ? ", still joining" : ""));
   }
-  return &j.kv;
+  return &j;
+}
+
+void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
+                                const std::string& node, const std::string& mesh_key,
+                                const std::vector<RankSpec>& ranks,
+                                const std::vector<GroupRequest>& groups, absl::Time deadline,
+                                GroupsDone done) {
+  Completions out;
+  absl::Status status = ValidateKey(mesh_key);
+  if (status.ok() && ranks.empty()) {
+    status = absl::InvalidArgumentError("ResolveGroups needs at least one rank's spec");
+  }
+  if (status.ok()) {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<JobRecord*> j = shut_down_ ? absl::CancelledError("the coordinator is shutting down")
+                                              : Running(job, generation);
+    if (j.ok()) {
+      JobRecord& rec = **j;
+      auto it = rec.meshes.try_emplace(mesh_key, job, mesh_key,
+                                       static_cast<uint32_t>(rec.members.size()) * rec.local_world)
+                    .first;
+      it->second.Report(node, ranks, groups, deadline, std::move(done), out);
+    } else {
+      status = j.status();
+    }
+  }
+  if (!status.ok()) out.push_back([done = std::move(done), status] { done(status); });
+  RunAll(out);
 }
 
 void Coordinator::KeySet(const std::string& job, uint64_t generation, const std::string& key,
@@ -550,6 +588,7 @@ void Coordinator::CheckDeadlines() {
         if (j.last_call_deadline && *j.last_call_deadline <= now) CloseRound(j, out);
       }
       j.kv.ExpireWaits(now, out);
+      for (auto& [key, mesh] : j.meshes) mesh.ExpireWaits(now, out);
     }
   }
   RunAll(out);
@@ -572,6 +611,7 @@ void Coordinator::Shutdown() {
         pool->clear();
       }
       job->kv.FailAll(cancelled, out);
+      for (auto& [key, mesh] : job->meshes) mesh.FailAll(cancelled, out);
     }
     for (auto& [id, w] : watchers_) {
       out.push_back([done = std::move(w.done),
@@ -621,6 +661,7 @@ StatusView Coordinator::Status() const {
       for (const auto& [node, joiner] : *pool) s.waiters += joiner.waiters.size();
     }
     s.waiters += job->kv.waiters();
+    for (const auto& [key, mesh] : job->meshes) s.waiters += mesh.waiters();
   }
   s.waiters += watchers_.size();
   return s;

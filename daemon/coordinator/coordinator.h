@@ -32,6 +32,7 @@
 #include "absl/time/time.h"
 #include "common/time/clock.h"
 #include "daemon/coordinator/kv_store.h"
+#include "daemon/coordinator/mesh_exchange.h"
 #include "daemon/coordinator/types.h"
 
 namespace meshd::coordinator {
@@ -98,6 +99,15 @@ class Coordinator {
                const std::string& participant, uint32_t count, absl::Time deadline,
                StatusDone done);
 
+  // The NCCL ids of a mesh's groups for one node's local ranks (see MeshExchange): answers once
+  // every rank of the generation reported `mesh_key`.
+  // Errors: as KeySet's, plus FAILED_PRECONDITION mismatched specs or a group nobody minted;
+  // DEADLINE_EXCEEDED (naming the missing ranks); INVALID_ARGUMENT malformed groups or ranks.
+  void ResolveGroups(const std::string& job, uint64_t generation, const std::string& node,
+                     const std::string& mesh_key, const std::vector<RankSpec>& ranks,
+                     const std::vector<GroupRequest>& groups, absl::Time deadline,
+                     GroupsDone done);
+
   // Expires heartbeats, last-call windows and waits. Called by a ticker (or by tests).
   void CheckDeadlines();
   // Fails every wait with CANCELLED and refuses new work. Idempotent.
@@ -131,7 +141,9 @@ class Coordinator {
                 Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Emit(std::string what, const std::string& job, const std::string& node, uint64_t generation,
             Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The running generation's store, or the error for a request naming `generation`.
+  // The job if `generation` is its running generation, or the error for a request naming it.
+  absl::StatusOr<JobRecord*> Running(const std::string& job, uint64_t generation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<KvStore*> Store(const std::string& job, uint64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobView View(const JobRecord& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -117,7 +117,27 @@ struct Event {
   uint64_t generation = 0;
 };
 
+// One rank's spec of a mesh (see meshd.v1.MeshSpec).
+struct RankSpec {
+  uint32_t rank = 0;
+  std::string fingerprint;
+  std::string description;
+};
+
+// A group whose NCCL ids a node needs, with the ids its ranks minted (chunk index -> 128 bytes).
+struct GroupRequest {
+  std::string key;
+  uint32_t num_ids = 1;
+  std::vector<std::pair<uint32_t, std::string>> minted;
+};
+
+struct GroupIds {
+  std::string key;
+  std::vector<std::string> ids;
+};
+
 using JoinDone = std::function<void(absl::StatusOr<Assignment>)>;
+using GroupsDone = std::function<void(absl::StatusOr<std::vector<GroupIds>>)>;
 using WatchDone = std::function<void(const GenerationEnd&)>;
 using StatusDone = std::function<void(absl::Status)>;
 using BytesDone = std::function<void(absl::StatusOr<std::string>)>;

@@ -1,0 +1,135 @@
+// MeshExchange (see mesh_exchange.h).
+#include "daemon/coordinator/mesh_exchange.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace meshd::coordinator {
+
+std::string RankRanges(const std::vector<uint32_t>& r) {
+  constexpr size_t kMaxRanges = 8;
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < r.size() && parts.size() < kMaxRanges) {
+    size_t j = i;
+    while (j + 1 < r.size() && r[j + 1] == r[j] + 1) ++j;
+    parts.push_back(j == i ? absl::StrCat(r[i]) : absl::StrCat(r[i], "-", r[j]));
+    i = j + 1;
+  }
+  std::string out = absl::StrJoin(parts, ",");
+  if (i < r.size()) absl::StrAppend(&out, ",... (", r.size(), " ranks)");
+  return out;
+}
+
+void MeshExchange::Fail(const absl::Status& status, Completions& out) {
+  failed_ = status;
+  for (Waiter& w : waiters_) out.push_back([done = std::move(w.done), status] { done(status); });
+  waiters_.clear();
+}
+
+void MeshExchange::Answer(Waiter& w, Completions& out) {
+  std::vector<GroupIds> answer;
+  for (const std::string& key : w.keys) {
+    GroupIds g{key, {}};
+    for (size_t i = 0; i < ids_[key].size(); ++i) {
+      if (!ids_[key][i]) {
+        const absl::Status missing = absl::FailedPreconditionError(absl::StrCat(
+            "mesh '", mesh_key_, "' of job '", job_, "': group '", key, "' has no id for chunk ", i,
+            ": its leader (member ", i * 128, " of the group) did not ask for this group"));
+        out.push_back([done = std::move(w.done), missing] { done(missing); });
+        return;
+      }
+      g.ids.push_back(*ids_[key][i]);
+    }
+    answer.push_back(std::move(g));
+  }
+  out.push_back([done = std::move(w.done), answer = std::move(answer)] { done(answer); });
+}
+
+void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& ranks,
+                          const std::vector<GroupRequest>& groups, absl::Time deadline,
+                          GroupsDone done, Completions& out) {
+  auto reject = [&](absl::Status s) { out.push_back([done = std::move(done), s] { done(s); }); };
+  if (failed_) return reject(*failed_);
+  for (const RankSpec& r : ranks) {
+    if (r.rank >= world_size_) {
+      return reject(absl::InvalidArgumentError(absl::StrCat(
+          "node '", node, "' reports rank ", r.rank, " for a world of ", world_size_, " ranks")));
+    }
+  }
+  for (const GroupRequest& g : groups) {
+    if (g.key.empty() || g.key.size() > KvStore::kMaxKeyBytes || g.num_ids < 1 ||
+        g.num_ids > kMaxIdsPerGroup) {
+      return reject(absl::InvalidArgumentError(absl::StrCat(
+          "group key '", g.key, "' must be 1-1024 bytes with 1-", kMaxIdsPerGroup, " ids")));
+    }
+    auto& slots = ids_[g.key];
+    if (!slots.empty() && slots.size() != g.num_ids) {
+      return reject(absl::InvalidArgumentError(absl::StrCat("group '", g.key, "' asked with ",
+                                                            g.num_ids, " ids after ", slots.size())));
+    }
+    slots.resize(g.num_ids);
+    for (const auto& [index, id] : g.minted) {
+      if (index >= g.num_ids || id.size() != kIdBytes) {
+        return reject(absl::InvalidArgumentError(absl::StrCat(
+            "group '", g.key, "': minted id ", index, " must be one of ", g.num_ids, " and ",
+            kIdBytes, " bytes (got ", id.size(), ")")));
+      }
+      if (slots[index] && *slots[index] != id) {
+        return reject(absl::InvalidArgumentError(absl::StrCat(
+            "group '", g.key, "': chunk ", index, " was minted twice with different ids; only its "
+            "leader (the chunk's first member) may mint it")));
+      }
+      slots[index] = id;
+    }
+  }
+  for (const RankSpec& r : ranks) {
+    if (!reported_.insert(r.rank).second) continue;  // a retry
+    auto& [desc, asked] = specs_[r.fingerprint];
+    desc = r.description;
+    asked.push_back(r.rank);
+  }
+  waiters_.push_back(Waiter{{}, std::move(done), deadline});
+  for (const GroupRequest& g : groups) waiters_.back().keys.push_back(g.key);
+
+  if (specs_.size() > 1) {
+    std::vector<std::string> who;
+    for (auto& [fp, entry] : specs_) {
+      std::sort(entry.second.begin(), entry.second.end());
+      who.push_back(absl::StrCat("ranks ", RankRanges(entry.second), " asked for ", entry.first));
+    }
+    return Fail(absl::FailedPreconditionError(absl::StrCat(
+                    "ranks of job '", job_, "' asked for different meshes as mesh '", mesh_key_,
+                    "': ", absl::StrJoin(who, "; "),
+                    ". Every rank must build the same mesh under the same name (or order)")),
+                out);
+  }
+  if (reported_.size() < world_size_) return;
+  for (Waiter& w : waiters_) Answer(w, out);
+  waiters_.clear();
+}
+
+void MeshExchange::ExpireWaits(absl::Time now, Completions& out) {
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (it->deadline > now) {
+      ++it;
+      continue;
+    }
+    std::vector<uint32_t> missing;
+    for (uint32_t r = 0; r < world_size_ && missing.size() < 64; ++r) {
+      if (!reported_.contains(r)) missing.push_back(r);
+    }
+    out.push_back([done = std::move(it->done),
+                   msg = absl::StrCat("mesh '", mesh_key_, "' of job '", job_, "': ",
+                                      reported_.size(), " of ", world_size_,
+                                      " ranks asked for it in time; missing ranks ",
+                                      RankRanges(missing))] {
+      done(absl::DeadlineExceededError(msg));
+    });
+    it = waiters_.erase(it);
+  }
+}
+
+void MeshExchange::FailAll(const absl::Status& status, Completions& out) { Fail(status, out); }
+
+}  // namespace meshd::coordinator

@@ -1,0 +1,67 @@
+// MeshExchange: the relay of one mesh's NCCL unique ids within one job generation, and the check that
+// every rank asked for the same mesh under the same key. Nodes report their local ranks' specs,
+// groups and minted ids; nobody is answered until all `world_size` ranks reported, so a spec
+// mismatch reaches every rank and every leader's id is known before anyone is answered.
+// Owned by the coordinator under its lock; completions go to `out` and run after the lock.
+//
+// Thread-safety: none; guarded by the owner.
+#ifndef MESHD_DAEMON_COORDINATOR_MESH_EXCHANGE_H_
+#define MESHD_DAEMON_COORDINATOR_MESH_EXCHANGE_H_
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "daemon/coordinator/kv_store.h"
+#include "daemon/coordinator/types.h"
+
+namespace meshd::coordinator {
+
+class MeshExchange {
+ public:
+  static constexpr size_t kIdBytes = 128;
+  static constexpr uint32_t kMaxIdsPerGroup = 4096;
+
+  MeshExchange(std::string job, std::string mesh_key, uint32_t world_size)
+      : job_(std::move(job)), mesh_key_(std::move(mesh_key)), world_size_(world_size) {}
+
+  // One node's report. Ranks must be below world_size; reporting a rank again (a retry) is fine.
+  // Errors (through `done`): INVALID_ARGUMENT malformed ids or ranks; FAILED_PRECONDITION specs
+  // differ between ranks (naming both and who asked for which) or a group's id was never minted.
+  void Report(const std::string& node, const std::vector<RankSpec>& ranks,
+              const std::vector<GroupRequest>& groups, absl::Time deadline, GroupsDone done,
+              Completions& out);
+  // Fails waits past `now` with DEADLINE_EXCEEDED naming the ranks still missing.
+  void ExpireWaits(absl::Time now, Completions& out);
+  void FailAll(const absl::Status& status, Completions& out);
+  size_t waiters() const { return waiters_.size(); }
+
+ private:
+  struct Waiter {
+    std::vector<std::string> keys;
+    GroupsDone done;
+    absl::Time deadline;
+  };
+  void Fail(const absl::Status& status, Completions& out);
+  void Answer(Waiter& w, Completions& out);
+
+  const std::string job_;
+  const std::string mesh_key_;
+  const uint32_t world_size_;
+  std::map<std::string, std::pair<std::string, std::vector<uint32_t>>> specs_;  // fp -> (desc, ranks)
+  std::set<uint32_t> reported_;
+  std::map<std::string, std::vector<std::optional<std::string>>> ids_;  // key -> chunk ids
+  std::vector<Waiter> waiters_;
+  std::optional<absl::Status> failed_;
+};
+
+// "0-7,16,18-23": ranks, compactly, capped at a few ranges.
+std::string RankRanges(const std::vector<uint32_t>& sorted_ranks);
+
+}  // namespace meshd::coordinator
+
+#endif  // MESHD_DAEMON_COORDINATOR_MESH_EXCHANGE_H_
