@@ -528,3 +528,120 @@ TEST_F(RunningJobTest, IntrospectionAndEvents) {
 
 }  // namespace
 }  // namespace meshd::coordinator
+
+namespace meshd::coordinator {
+namespace {
+
+// ---- NCCL id exchange ---------------------------------------------------------------------------
+
+// Job "job" running with nodes a (ranks 0,1) and b (ranks 2,3).
+class ResolveGroupsTest : public RunningJobTest {
+ protected:
+  static std::string Id(char c) { return std::string(MeshExchange::kIdBytes, c); }
+  static std::vector<RankSpec> Specs(std::vector<uint32_t> ranks, const std::string& fp = "A") {
+    std::vector<RankSpec> out;
+    for (uint32_t r : ranks) out.push_back(RankSpec{r, fp, "DeviceMesh(" + fp + ")"});
+    return out;
+  }
+  using Result = Got<absl::StatusOr<std::vector<GroupIds>>>;
+  void Resolve(const std::string& node, std::vector<RankSpec> specs,
+               std::vector<GroupRequest> groups, Result& got,
+               absl::Duration timeout = absl::Seconds(30)) {
+    coord_.ResolveGroups("job", 1, node, "mesh", specs, groups, Deadline(timeout), got.Callback());
+  }
+};
+
+TEST_F(ResolveGroupsTest, AnsweredOnlyWhenEveryRankReported_IdsRelayed) {
+  Result a, b;
+  // tp groups {0,1} (led by 0) and {2,3} (led by 2); dp group {0,2} led by 0, {1,3} led by 1.
+  Resolve("a", Specs({0, 1}),
+          {{"tp/0", 1, {{0, Id('t')}}}, {"dp/0", 1, {{0, Id('d')}}}, {"dp/1", 1, {{0, Id('e')}}}},
+          a);
+  EXPECT_FALSE(a.done());
+  Resolve("b", Specs({2, 3}), {{"tp/1", 1, {{0, Id('u')}}}, {"dp/0", 1, {}}, {"dp/1", 1, {}}}, b);
+  ASSERT_TRUE(a.done() && b.done());
+  ASSERT_TRUE(a.value->ok() && b.value->ok()) << a.value->status() << b.value->status();
+  const std::vector<GroupIds>& got_b = **b.value;
+  ASSERT_EQ(got_b.size(), 3u);
+  EXPECT_EQ(got_b[0].key, "tp/1");
+  EXPECT_EQ(got_b[0].ids[0], Id('u'));
+  EXPECT_EQ(got_b[1].ids[0], Id('d'));  // minted on node a, relayed to node b
+  EXPECT_EQ((**a.value)[1].ids[0], Id('d'));
+}
+
+TEST_F(ResolveGroupsTest, SpecMismatch_EveryRankToldBothSpecsAndWho) {
+  Result a, b;
+  Resolve("a", Specs({0, 1}, "A"), {{"g/0", 1, {{0, Id('x')}}}}, a);
+  Resolve("b", Specs({2, 3}, "B"), {{"g/0", 1, {}}}, b);
+  ASSERT_TRUE(a.done() && b.done());
+  for (Result* r : {&a, &b}) {
+    EXPECT_EQ(r->value->status().code(), absl::StatusCode::kFailedPrecondition);
+    const std::string msg(r->value->status().message());
+    EXPECT_THAT(msg, HasSubstr("ranks 0-1 asked for DeviceMesh(A)"));
+    EXPECT_THAT(msg, HasSubstr("ranks 2-3 asked for DeviceMesh(B)"));
+  }
+  // Later askers of the same mesh get the same error at once.
+  Result late;
+  Resolve("a", Specs({0}), {}, late);
+  EXPECT_EQ(late.value->status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ResolveGroupsTest, MissingRanks_DeadlineNamesThem) {
+  Result a;
+  Resolve("a", Specs({0, 1}), {{"g/0", 1, {{0, Id('x')}}}}, a, absl::Seconds(2));
+  clock_.Advance(absl::Seconds(2));
+  Beat({"a", "b"});
+  coord_.CheckDeadlines();
+  ASSERT_TRUE(a.done());
+  EXPECT_EQ(a.value->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(a.value->status().message()), HasSubstr("2 of 4 ranks"));
+  EXPECT_THAT(std::string(a.value->status().message()), HasSubstr("missing ranks 2-3"));
+}
+
+TEST_F(ResolveGroupsTest, GroupWithoutLeader_FailedPrecondition) {
+  Result a, b;
+  Resolve("a", Specs({0, 1}), {{"g/0", 1, {}}}, a);
+  Resolve("b", Specs({2, 3}), {}, b);
+  ASSERT_TRUE(a.done() && b.done());
+  EXPECT_EQ(a.value->status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(a.value->status().message()), HasSubstr("did not ask for this group"));
+  EXPECT_TRUE(b.value->ok());
+}
+
+TEST_F(ResolveGroupsTest, ScalableGroup_OneIdPerChunk) {
+  Result a, b;
+  Resolve("a", Specs({0, 1}), {{"big/0", 2, {{0, Id('0')}}}}, a);
+  Resolve("b", Specs({2, 3}), {{"big/0", 2, {{1, Id('1')}}}}, b);
+  ASSERT_TRUE(a.value->ok());
+  EXPECT_EQ((**a.value)[0].ids, (std::vector<std::string>{Id('0'), Id('1')}));
+}
+
+TEST_F(ResolveGroupsTest, BadRequests_InvalidArgument) {
+  Result r;
+  Resolve("a", Specs({9}), {}, r);
+  EXPECT_EQ(r.value->status().code(), absl::StatusCode::kInvalidArgument);
+  Resolve("a", Specs({0}), {{"g/0", 1, {{0, "short"}}}}, r);
+  EXPECT_EQ(r.value->status().code(), absl::StatusCode::kInvalidArgument);
+  Resolve("a", Specs({0}), {{"g/0", 0, {}}}, r);
+  EXPECT_EQ(r.value->status().code(), absl::StatusCode::kInvalidArgument);
+  Resolve("a", {}, {}, r);
+  EXPECT_EQ(r.value->status().code(), absl::StatusCode::kInvalidArgument);
+  Resolve("a", Specs({0}), {{"g/0", 1, {{0, Id('x')}}}}, r);
+  Result twice;
+  Resolve("b", Specs({2}), {{"g/0", 1, {{0, Id('y')}}}}, twice);
+  EXPECT_EQ(twice.value->status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ResolveGroupsTest, GenerationEnd_AbortsWaiters_StaleGenerationAborted) {
+  Result a;
+  Resolve("a", Specs({0, 1}), {{"g/0", 1, {{0, Id('x')}}}}, a);
+  ASSERT_TRUE(coord_.RegisterNode(Node("b", 2)).ok());
+  ASSERT_TRUE(a.done());
+  EXPECT_EQ(a.value->status().code(), absl::StatusCode::kAborted);
+  Result late;
+  Resolve("a", Specs({0, 1}), {}, late);
+  EXPECT_EQ(late.value->status().code(), absl::StatusCode::kAborted);
+}
+
+}  // namespace
+}  // namespace meshd::coordinator
