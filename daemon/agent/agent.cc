@@ -212,6 +212,12 @@ void Agent::Stop() {
         out.push_back([done = std::move(p.done), cancelled] { done(cancelled); });
       }
       job.pending.clear();
+      for (auto& [key, asks] : job.meshes) {
+        for (auto& [rank, ask] : asks) {
+          out.push_back([done = std::move(ask.done), cancelled] { done(cancelled); });
+        }
+      }
+      job.meshes.clear();
       for (auto& [id, w] : job.watchers) {
         out.push_back(
             [done = std::move(w.second),
@@ -378,6 +384,14 @@ void Agent::OnGenerationEnd(const std::string& job, const coordinator::Generatio
       e.phase = JobEntry::Phase::kCollecting;
       e.assignment.reset();
       e.attached.clear();
+      const absl::Status aborted = absl::AbortedError(
+          absl::StrCat("generation ", end.generation, " of job '", job, "' ended: ", end.message));
+      for (auto& [key, asks] : e.meshes) {
+        for (auto& [rank, ask] : asks) {
+          out.push_back([done = std::move(ask.done), aborted] { done(aborted); });
+        }
+      }
+      e.meshes.clear();
     }
     e.last_end = end;
     for (auto it = e.watchers.begin(); it != e.watchers.end();) {
@@ -424,12 +438,137 @@ absl::StatusOr<std::function<void()>> Agent::Watch(const std::string& job, uint6
   return cancel;
 }
 
+void Agent::ResolveGroups(RankGroups request, absl::Time deadline, coordinator::GroupsDone done) {
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(request.job);
+    absl::Status status;
+    if (stopping_) {
+      status = absl::CancelledError("the agent is shutting down");
+    } else if (it == jobs_.end() || !it->second.assignment ||
+               it->second.assignment->generation != request.generation ||
+               !it->second.attached.contains(request.local_rank)) {
+      const bool ended = it != jobs_.end() && it->second.last_end &&
+                         it->second.last_end->generation >= request.generation;
+      status = ended ? absl::AbortedError(absl::StrCat("generation ", request.generation, " of job '",
+                                                       request.job, "' ended: ",
+                                                       it->second.last_end->message, "; re-attach"))
+                     : absl::FailedPreconditionError(absl::StrCat(
+                           "local rank ", request.local_rank, " is not attached to generation ",
+                           request.generation, " of job '", request.job, "'; attach first"));
+    } else {
+      JobEntry& e = it->second;
+      auto& asks = e.meshes[request.mesh_key];
+      if (asks.contains(request.local_rank)) {
+        status = absl::AlreadyExistsError(absl::StrCat("local rank ", request.local_rank,
+                                                       " already asked for mesh '",
+                                                       request.mesh_key, "'"));
+      } else {
+        const std::string key = request.mesh_key;
+        asks.emplace(request.local_rank, MeshAsk{std::move(request), std::move(done), deadline});
+        if (asks.size() == e.local_world) SendMesh(it->first, key, out);
+      }
+    }
+    if (!status.ok()) out.push_back([done = std::move(done), status] { done(status); });
+  }
+  RunAll(out);
+}
+
+void Agent::SendMesh(const std::string& job, const std::string& mesh_key, Completions& out) {
+  JobEntry& e = jobs_[job];
+  std::map<uint32_t, MeshAsk>& asks = e.meshes[mesh_key];
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::ResolveGroupsRequest req;
+    v1::ResolveGroupsResponse resp;
+  };
+  auto* call = new Call();
+  absl::Time deadline = clock_->Now();
+  std::map<std::string, v1::GroupRequest*> merged;
+  call->req.set_job(job);
+  call->req.set_generation(e.assignment->generation);
+  call->req.set_node(inventory_.node);
+  call->req.set_mesh_key(mesh_key);
+  for (const auto& [local_rank, ask] : asks) {
+    deadline = std::max(deadline, ask.deadline);
+    auto* spec = call->req.add_ranks();
+    spec->set_rank(e.assignment->node_rank * e.local_world + local_rank);
+    spec->mutable_spec()->set_fingerprint(ask.request.fingerprint);
+    spec->mutable_spec()->set_description(ask.request.description);
+    for (const coordinator::GroupRequest& g : ask.request.groups) {
+      v1::GroupRequest*& m = merged[g.key];
+      if (m == nullptr) {
+        m = call->req.add_groups();
+        m->set_key(g.key);
+        m->set_num_ids(g.num_ids);
+      }
+      for (const auto& [index, id] : g.minted) {
+        v1::MintedId* minted = m->add_minted();
+        minted->set_index(index);
+        minted->set_id(id);
+      }
+    }
+  }
+  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + (deadline - clock_->Now())));
+  calls_.insert(&call->ctx);
+  out.push_back([this, call, job, mesh_key] {
+    stub_->async()->ResolveGroups(&call->ctx, &call->req, &call->resp, [this, call, job,
+                                                                         mesh_key](grpc::Status s) {
+      Completions answers;
+      {
+        absl::MutexLock lock(&mu_);
+        auto j = jobs_.find(job);
+        auto m = j == jobs_.end() ? decltype(j->second.meshes)::iterator()
+                                  : j->second.meshes.find(mesh_key);
+        if (j != jobs_.end() && m != j->second.meshes.end()) {
+          std::map<std::string, std::vector<std::string>> ids;
+          for (const v1::GroupIds& g : call->resp.groups()) {
+            ids[g.key()].assign(g.ids().begin(), g.ids().end());
+          }
+          for (auto& [local_rank, ask] : m->second) {
+            if (!s.ok()) {
+              answers.push_back([done = std::move(ask.done), st = FromGrpc(s)] { done(st); });
+              continue;
+            }
+            std::vector<coordinator::GroupIds> mine;
+            for (const coordinator::GroupRequest& g : ask.request.groups) {
+              mine.push_back(coordinator::GroupIds{g.key, ids[g.key]});
+            }
+            answers.push_back([done = std::move(ask.done), mine = std::move(mine)] { done(mine); });
+          }
+          j->second.meshes.erase(m);
+        }
+      }
+      RunAll(answers);
+      CallDone(&call->ctx);
+      delete call;
+    });
+  });
+}
+
 void Agent::CheckDeadlines() {
   Completions out;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
     for (auto& [name, e] : jobs_) {
+      for (auto& [key, asks] : e.meshes) {
+        if (asks.size() >= e.local_world) continue;  // sent: the coordinator enforces the deadline
+        for (auto it = asks.begin(); it != asks.end();) {
+          if (it->second.deadline > now) {
+            ++it;
+            continue;
+          }
+          out.push_back([done = std::move(it->second.done),
+                         msg = absl::StrCat("only ", asks.size(), " of ", e.local_world,
+                                            " local workers of job '", name, "' asked for mesh '",
+                                            key, "' in time")] {
+            done(absl::DeadlineExceededError(msg));
+          });
+          it = asks.erase(it);
+        }
+      }
       if (e.phase != JobEntry::Phase::kCollecting) continue;
       for (auto it = e.pending.begin(); it != e.pending.end();) {
         if (it->second.deadline > now) {

@@ -52,6 +52,17 @@ struct AttachResult {
 using AttachDone = std::function<void(absl::StatusOr<AttachResult>)>;
 using EndDone = std::function<void(const coordinator::GenerationEnd&)>;
 
+// One local rank's part of a mesh's group-id exchange.
+struct RankGroups {
+  std::string job;
+  uint64_t generation = 0;
+  uint32_t local_rank = 0;
+  std::string mesh_key;
+  std::string fingerprint;
+  std::string description;
+  std::vector<coordinator::GroupRequest> groups;
+};
+
 struct AgentStatusView {
   coordinator::NodeInventory inventory;
   std::string coordinator;
@@ -87,6 +98,13 @@ class Agent {
   // Errors: NOT_FOUND unknown job; FAILED_PRECONDITION a generation this node is not in.
   absl::StatusOr<std::function<void()>> Watch(const std::string& job, uint64_t generation,
                                               EndDone done);
+  // One worker's groups of one mesh. Once every local worker of the job asked for `mesh_key`, the
+  // agent sends one ResolveGroups for the node and answers each worker with its groups' ids.
+  // Errors: FAILED_PRECONDITION the worker is not attached to that generation; ABORTED the
+  // generation ended; ALREADY_EXISTS the local rank already asked for this mesh; DEADLINE_EXCEEDED;
+  // and the coordinator's errors (spec mismatch, ...).
+  void ResolveGroups(RankGroups request, absl::Time deadline, coordinator::GroupsDone done);
+
   // Expires worker waits; called by a ticker.
   void CheckDeadlines();
 
@@ -98,6 +116,11 @@ class Agent {
     AttachDone done;
     absl::Time deadline;
   };
+  struct MeshAsk {
+    RankGroups request;
+    coordinator::GroupsDone done;
+    absl::Time deadline;
+  };
   struct JobEntry {
     uint32_t local_world = 0;
     coordinator::NodeCount nodes;
@@ -107,6 +130,8 @@ class Agent {
     std::set<uint32_t> attached;  // local ranks answered in this generation
     std::optional<coordinator::GenerationEnd> last_end;
     std::map<uint64_t, std::pair<uint64_t, EndDone>> watchers;  // id -> (generation, done)
+    // Group-id exchanges of the running generation: mesh key -> local rank -> ask.
+    std::map<std::string, std::map<uint32_t, MeshAsk>> meshes;
   };
   using Completions = std::vector<std::function<void()>>;
 
@@ -116,6 +141,9 @@ class Agent {
   void LaunchJoins(Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnJoined(const std::string& job, absl::StatusOr<coordinator::Assignment> result);
   void OnGenerationEnd(const std::string& job, const coordinator::GenerationEnd& end);
+  // Sends the node's ResolveGroups for a mesh whose local asks are complete (queued into `out`).
+  void SendMesh(const std::string& job, const std::string& mesh_key, Completions& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues (into `out`, run after the lock) one coordinator watch for the job's generation.
   void StartWatch(const std::string& job, uint64_t generation, Completions& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

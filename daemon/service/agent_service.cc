@@ -52,6 +52,22 @@ grpc::ServerWriteReactor<v1::GenerationEnd>* AgentService::Watch(grpc::CallbackS
       });
 }
 
+grpc::ServerUnaryReactor* AgentService::ResolveGroups(grpc::CallbackServerContext* ctx,
+                                                      const v1::RankGroupsRequest* req,
+                                                      v1::ResolveGroupsResponse* resp) {
+  agent::RankGroups request{req->job(),      req->generation(),         req->local_rank(),
+                            req->mesh_key(), req->spec().fingerprint(), req->spec().description(),
+                            {}};
+  for (const v1::GroupRequest& g : req->groups()) request.groups.push_back(FromProto(g));
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  agent_->ResolveGroups(std::move(request), CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
+                        [reactor, resp](absl::StatusOr<std::vector<coordinator::GroupIds>> ids) {
+                          if (ids.ok()) ToProto(*ids, resp);
+                          reactor->Finish(ToGrpc(ids.status()));
+                        });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* AgentService::GetStatus(grpc::CallbackServerContext* ctx,
                                                   const v1::GetAgentStatusRequest*,
                                                   v1::AgentStatus* resp) {

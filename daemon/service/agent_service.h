@@ -21,6 +21,9 @@ class AgentService final : public v1::Agent::CallbackService {
                                    v1::AttachResponse* resp) override;
   grpc::ServerWriteReactor<v1::GenerationEnd>* Watch(grpc::CallbackServerContext* ctx,
                                                      const v1::WatchRequest* req) override;
+  grpc::ServerUnaryReactor* ResolveGroups(grpc::CallbackServerContext* ctx,
+                                          const v1::RankGroupsRequest* req,
+                                          v1::ResolveGroupsResponse* resp) override;
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
                                       const v1::GetAgentStatusRequest* req,
                                       v1::AgentStatus* resp) override;

@@ -129,6 +129,20 @@ void ToProto(const coordinator::NodeView& d, v1::NodeStatus* p) {
   for (const std::string& j : d.jobs) p->add_jobs(j);
 }
 
+coordinator::GroupRequest FromProto(const v1::GroupRequest& p) {
+  coordinator::GroupRequest d{p.key(), p.num_ids(), {}};
+  for (const v1::MintedId& m : p.minted()) d.minted.emplace_back(m.index(), m.id());
+  return d;
+}
+
+void ToProto(const std::vector<coordinator::GroupIds>& d, v1::ResolveGroupsResponse* p) {
+  for (const coordinator::GroupIds& g : d) {
+    v1::GroupIds* out = p->add_groups();
+    out->set_key(g.key);
+    for (const std::string& id : g.ids) out->add_ids(id);
+  }
+}
+
 absl::Time CallDeadline(std::chrono::system_clock::time_point client_deadline, absl::Time now,
                         absl::Duration max_wait) {
   const absl::Time cap = now + max_wait;

@@ -124,6 +124,25 @@ grpc::ServerUnaryReactor* CoordinatorService::Barrier(grpc::CallbackServerContex
   return reactor;
 }
 
+grpc::ServerUnaryReactor* CoordinatorService::ResolveGroups(grpc::CallbackServerContext* ctx,
+                                                            const v1::ResolveGroupsRequest* req,
+                                                            v1::ResolveGroupsResponse* resp) {
+  std::vector<coordinator::RankSpec> ranks;
+  for (const auto& r : req->ranks()) {
+    ranks.push_back({r.rank(), r.spec().fingerprint(), r.spec().description()});
+  }
+  std::vector<coordinator::GroupRequest> groups;
+  for (const v1::GroupRequest& g : req->groups()) groups.push_back(FromProto(g));
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  core_->ResolveGroups(req->job(), req->generation(), req->node(), req->mesh_key(), ranks, groups,
+                       Deadline(ctx),
+                       [reactor, resp](absl::StatusOr<std::vector<coordinator::GroupIds>> ids) {
+                         if (ids.ok()) ToProto(*ids, resp);
+                         reactor->Finish(ToGrpc(ids.status()));
+                       });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* CoordinatorService::GetStatus(grpc::CallbackServerContext* ctx,
                                                         const v1::GetStatusRequest*,
                                                         v1::CoordinatorStatus* resp) {

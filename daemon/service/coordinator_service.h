@@ -40,6 +40,9 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
                                           v1::KeyCompareSetResponse* resp) override;
   grpc::ServerUnaryReactor* Barrier(grpc::CallbackServerContext* ctx, const v1::BarrierRequest* req,
                                     v1::BarrierResponse* resp) override;
+  grpc::ServerUnaryReactor* ResolveGroups(grpc::CallbackServerContext* ctx,
+                                          const v1::ResolveGroupsRequest* req,
+                                          v1::ResolveGroupsResponse* resp) override;
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
                                       const v1::GetStatusRequest* req,
                                       v1::CoordinatorStatus* resp) override;
