@@ -1,0 +1,2 @@
+/* Compiles <meshd/client_c.h> alone, as C. */
+#include "meshd/client_c.h"

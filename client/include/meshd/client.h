@@ -1,0 +1,194 @@
+// <meshd/client.h> — what a training process links (libmeshd_client): attach to the host's meshd
+// agent, build device meshes with PyTorch DeviceMesh semantics, and get every group's NCCL unique
+// ids and communicators. C++17; no gRPC, protobuf or NCCL types. A C ABI is in <meshd/client_c.h>.
+//
+//   meshd::ClientOptions o;                     // job, local rank, ... from flags or the environment
+//   o.job = "llama-70b";
+//   auto client = meshd::Client::Attach(o);     // blocks until the job's round closes
+//   auto mesh = (*client)->InitDeviceMesh({2, 4, 8}, {"pp", "dp", "tp"});
+//   auto tp = (*client)->GroupOf(*mesh, 2);     // members, this rank's index, NCCL id(s)
+//   auto comm = (*client)->Communicator(*tp);   // a ready ncclComm_t where NCCL and a GPU exist
+//
+// Errors are absl::Status values with canonical codes; nothing throws. Every blocking call ends by
+// ClientOptions::timeout. After the job's generation ends (a node lost, restarted, joining), every
+// call returns ABORTED with the reason: abort your communicators and attach again.
+#ifndef MESHD_CLIENT_CLIENT_H_
+#define MESHD_CLIENT_CLIENT_H_
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace meshd {
+
+struct ClientOptions {
+  // The agent's unix socket. Default: $MESHD_SOCKET, else "/run/meshd/agent.sock".
+  std::string socket;
+  // The job to join (1-128 of [A-Za-z0-9._-]). Default: $MESHD_JOB.
+  std::string job;
+  // This worker's index on the host and the number of workers on the host.
+  // Default: $LOCAL_RANK and $LOCAL_WORLD_SIZE (what torchrun sets).
+  int local_rank = -1;
+  int local_world = -1;
+  // Nodes in the job: min == max for a fixed size, min < max for elastic.
+  // Default: $MESHD_NNODES ("4" or "2:8"), else 1.
+  int min_nodes = 0;
+  int max_nodes = 0;
+  // Deadline of every blocking call (Attach, InitDeviceMesh, Groups). Default: 10 minutes.
+  absl::Duration timeout = absl::Minutes(10);
+  // NCCL to load for unique ids and communicators. Default: $MESHD_NCCL_LIBRARY, else "libnccl.so.2".
+  std::string nccl_library;
+  // CUDA runtime to load for communicators. Default: $MESHD_CUDART_LIBRARY, else the first of
+  // libcudart.so.13/.12/.11 and libcudart.so the loader finds.
+  std::string cudart_library;
+};
+
+// Where this worker is in the job.
+struct Placement {
+  int rank = 0;
+  int world_size = 0;
+  int local_rank = 0;
+  int local_world = 0;
+  int node_rank = 0;
+  int num_nodes = 0;
+  uint64_t generation = 0;
+  // The GPU the agent assigned (the local_rank-th of the host).
+  int gpu_index = 0;
+  std::string gpu_uuid;
+  bool gpu_simulated = false;
+};
+
+using NcclUniqueId = std::array<uint8_t, 128>;
+
+// One process group of a mesh that this rank belongs to.
+struct Group {
+  std::vector<std::string> dims;  // the dims it spans ("tp", or a flattened "dp_cp")
+  std::vector<int64_t> ranks;     // members in mesh order
+  int64_t index = 0;              // this rank's position in `ranks` (its coordinate along the dims)
+  int64_t group_rank = 0;         // this rank's index among the sorted members (c10d numbering)
+  int64_t group_index = 0;        // which group of the dims, in PyTorch's order
+  std::string key;                // the same on every member: "<mesh key>/<dims>/<group index>"
+  // One id per 128 members, for ncclCommInitRankScalable; ids[0] alone for ncclCommInitRank.
+  // Minted with ncclGetUniqueId by the group's first member (member 128*i for id i).
+  std::vector<NcclUniqueId> ids;
+};
+
+// A device mesh as one rank sees it. A value: cheap to copy, safe to share between threads.
+// The maths is PyTorch's DeviceMesh (see docs/mesh-semantics.md) and never needs the network.
+class DeviceMesh {
+ public:
+  int ndim() const;
+  std::vector<int64_t> shape() const;
+  int64_t size() const;
+  int64_t size(int dim) const;
+  std::optional<std::vector<std::string>> names() const;
+  // This rank's coordinate; nullopt when it is not in the mesh.
+  std::optional<std::vector<int64_t>> coordinate() const;
+  // This rank's index in its group along `dim` (sorted members). FAILED_PRECONDITION off-mesh.
+  absl::StatusOr<int64_t> local_rank(int dim) const;
+  // This rank's group along `dim`: members in mesh order.
+  absl::StatusOr<std::vector<int64_t>> group_ranks(int dim) const;
+  // PyTorch's `mesh.mesh` on this rank, row-major in shape().
+  absl::StatusOr<std::vector<int64_t>> view() const;
+  // "DeviceMesh((pp=2, dp=4, tp=8), stride=(32, 8, 1))"
+  std::string ToString() const;
+  // The key its groups are registered under: the mesh name, or "#<n>" for the n-th unnamed mesh.
+  const std::string& key() const;
+
+  // mesh[names], mesh._flatten(name), mesh._unflatten(dim, sizes, names), _concatenate: the same
+  // rules and errors (INVALID_ARGUMENT / FAILED_PRECONDITION) as meshctl plan.
+  absl::StatusOr<DeviceMesh> Slice(const std::vector<std::string>& names) const;
+  absl::StatusOr<DeviceMesh> Flatten(const std::optional<std::string>& name = std::nullopt) const;
+  absl::StatusOr<DeviceMesh> Unflatten(const std::variant<int, std::string>& dim,
+                                       const std::vector<int64_t>& sizes,
+                                       const std::vector<std::string>& names) const;
+  static absl::StatusOr<DeviceMesh> Concatenate(const std::vector<DeviceMesh>& meshes);
+
+  struct Impl;  // private
+  explicit DeviceMesh(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  const Impl* impl() const { return impl_.get(); }
+
+ private:
+  std::shared_ptr<const Impl> impl_;
+};
+
+// How Communicator() builds an NCCL communicator.
+enum class CommInit {
+  kInitRank,      // ncclCommInitRank with the group's first id
+  kScalable,      // ncclCommInitRankScalable with one id per 128 ranks
+  kSplit,         // ncclCommSplit of a world communicator, color/key from the layout
+};
+
+// An NCCL communicator; destroyed with the object. Not copyable.
+class Communicator {
+ public:
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+  // The ncclComm_t, as a void* so that this header needs no NCCL.
+  void* nccl_comm() const { return comm_; }
+  int size() const { return size_; }
+  int rank() const { return rank_; }
+  // Sums `count` floats in place across the group (device memory), and waits for it.
+  absl::Status AllReduceSum(float* device_buffer, size_t count);
+
+  struct Impl;  // private
+  Communicator(std::shared_ptr<Impl> impl, void* comm, int size, int rank)
+      : impl_(std::move(impl)), comm_(comm), size_(size), rank_(rank) {}
+
+ private:
+  std::shared_ptr<Impl> impl_;
+  void* comm_ = nullptr;
+  int size_ = 0;
+  int rank_ = 0;
+};
+
+// A worker's connection to meshd. Thread-safety: every method may be called from any thread;
+// calls that fetch ids are serialized per client (one exchange at a time, as every rank must issue
+// them in the same order).
+class Client {
+ public:
+  // Connects to the agent, joins options.job as options.local_rank and waits for the round.
+  // Errors: INVALID_ARGUMENT missing/bad options (the message names the variable to set);
+  // UNAVAILABLE no agent at the socket; the agent's and coordinator's Attach errors.
+  static absl::StatusOr<std::unique_ptr<Client>> Attach(ClientOptions options);
+  virtual ~Client() = default;
+
+  virtual const Placement& placement() const = 0;
+
+  // init_device_mesh(shape, names) over the job's world. Registers the mesh's spec with the
+  // coordinator and fetches the NCCL ids of every group this rank is in (one per dim, plus the
+  // world) in one request. When ranks asked for different meshes under one name (or as the same
+  // n-th unnamed mesh), every rank gets FAILED_PRECONDITION naming both and who asked for which.
+  virtual absl::StatusOr<DeviceMesh> InitDeviceMesh(const std::vector<int64_t>& shape,
+                                                    const std::vector<std::string>& names,
+                                                    const std::string& mesh_name = "") = 0;
+  // This rank's groups of `mesh` (one per dim) with their ids: cached for meshes fetched before,
+  // else one batched exchange (every rank of the job must ask for the same derived meshes, in the
+  // same order, as with PyTorch's new_group).
+  virtual absl::StatusOr<std::vector<Group>> Groups(const DeviceMesh& mesh) = 0;
+  virtual absl::StatusOr<Group> GroupOf(const DeviceMesh& mesh, int dim) = 0;
+
+  // A ready NCCL communicator for `group`. FAILED_PRECONDITION when NCCL or a CUDA device is
+  // missing (never a fake); the NCCL error otherwise.
+  virtual absl::StatusOr<std::unique_ptr<Communicator>> MakeCommunicator(
+      const Group& group, CommInit mode = CommInit::kInitRank) = 0;
+
+  // OK while the generation runs; ABORTED with the reason once it ended.
+  virtual absl::Status health() const = 0;
+  // Called once (on a client thread) when the generation ends; at once if it already has.
+  virtual void OnGenerationEnd(std::function<void(const absl::Status&)> callback) = 0;
+};
+
+}  // namespace meshd
+
+#endif  // MESHD_CLIENT_CLIENT_H_

@@ -1,0 +1,415 @@
+// meshd::Client: the worker side of meshd (see <meshd/client.h>). Talks to the host's agent over its
+// unix socket with the meshd.v1.Agent API; the mesh maths is common/layout; NCCL and CUDA are
+// loaded with dlopen when first needed.
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "client/src/device_mesh_impl.h"
+#include "client/src/nccl_runtime.h"
+#include "grpcpp/grpcpp.h"
+#include "meshd/client.h"
+#include "meshd/v1/agent.grpc.pb.h"
+
+namespace meshd {
+namespace {
+
+using client_internal::CudaRuntime;
+using client_internal::NcclRuntime;
+using client_internal::NcclUniqueIdC;
+
+constexpr int64_t kRanksPerId = 128;  // as PyTorch's TORCH_NCCL_RANKS_PER_ROOT and XLA's default
+
+absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat(what, ": ", s.error_message()));
+}
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+absl::Status ResolveDefaults(ClientOptions& o) {
+  if (o.socket.empty()) o.socket = Env("MESHD_SOCKET");
+  if (o.socket.empty()) o.socket = "/run/meshd/agent.sock";
+  if (o.job.empty()) o.job = Env("MESHD_JOB");
+  if (o.job.empty()) return absl::InvalidArgumentError("no job: set ClientOptions::job or MESHD_JOB");
+  if (o.local_rank < 0 && !absl::SimpleAtoi(Env("LOCAL_RANK"), &o.local_rank)) {
+    return absl::InvalidArgumentError("no local rank: set ClientOptions::local_rank or LOCAL_RANK");
+  }
+  if (o.local_world < 0 && !absl::SimpleAtoi(Env("LOCAL_WORLD_SIZE"), &o.local_world)) {
+    return absl::InvalidArgumentError(
+        "no local world size: set ClientOptions::local_world or LOCAL_WORLD_SIZE");
+  }
+  if (o.min_nodes == 0) {
+    const std::string nnodes = Env("MESHD_NNODES");
+    if (nnodes.empty()) {
+      o.min_nodes = o.max_nodes = 1;
+    } else {
+      std::vector<std::string> parts = absl::StrSplit(nnodes, ':');
+      if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &o.min_nodes) ||
+          !absl::SimpleAtoi(parts.back(), &o.max_nodes)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("MESHD_NNODES='", nnodes, "' must be N or MIN:MAX"));
+      }
+    }
+  }
+  if (o.max_nodes == 0) o.max_nodes = o.min_nodes;
+  if (o.nccl_library.empty()) o.nccl_library = Env("MESHD_NCCL_LIBRARY");
+  if (o.nccl_library.empty()) o.nccl_library = "libnccl.so.2";
+  if (o.cudart_library.empty()) o.cudart_library = Env("MESHD_CUDART_LIBRARY");
+  if (o.timeout <= absl::ZeroDuration()) return absl::InvalidArgumentError("timeout must be positive");
+  return absl::OkStatus();
+}
+
+class ClientImpl final : public Client {
+ public:
+  ClientImpl(ClientOptions options, std::shared_ptr<grpc::Channel> channel, Placement placement)
+      : options_(std::move(options)),
+        stub_(v1::Agent::NewStub(channel)),
+        placement_(std::move(placement)) {
+    watch_thread_ = std::thread([this] { WatchGeneration(); });
+  }
+
+  ~ClientImpl() override {
+    watch_ctx_.TryCancel();
+    if (watch_thread_.joinable()) watch_thread_.join();
+  }
+
+  const Placement& placement() const override { return placement_; }
+
+  absl::Status health() const override {
+    absl::MutexLock lock(&mu_);
+    return health_;
+  }
+
+  void OnGenerationEnd(std::function<void(const absl::Status&)> callback) override {
+    absl::Status ended;
+    {
+      absl::MutexLock lock(&mu_);
+      if (health_.ok()) {
+        callbacks_.push_back(std::move(callback));
+        return;
+      }
+      ended = health_;
+    }
+    callback(ended);
+  }
+
+  absl::StatusOr<DeviceMesh> InitDeviceMesh(const std::vector<int64_t>& shape,
+                                            const std::vector<std::string>& names,
+                                            const std::string& mesh_name) override {
+    if (absl::Status h = health(); !h.ok()) return h;
+    absl::StatusOr<layout::DeviceMesh> mesh = layout::DeviceMesh::Create(
+        shape, names.empty() ? layout::DimNames() : layout::DimNames(names), placement_.world_size);
+    if (!mesh.ok()) return mesh.status();
+    std::string key = mesh_name;
+    if (key.empty()) {
+      absl::MutexLock lock(&mu_);
+      key = absl::StrCat("#", unnamed_meshes_++);
+    }
+    DeviceMesh m(std::make_shared<const DeviceMesh::Impl>(
+        DeviceMesh::Impl{*std::move(mesh), placement_.rank, key, key}));
+    absl::StatusOr<std::vector<Group>> groups = Exchange(m, /*with_world=*/true);
+    if (!groups.ok()) return groups.status();
+    return m;
+  }
+
+  absl::StatusOr<std::vector<Group>> Groups(const DeviceMesh& mesh) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (auto it = groups_.find(mesh.key()); it != groups_.end()) return it->second;
+    }
+    return Exchange(mesh, /*with_world=*/false);
+  }
+
+  absl::StatusOr<Group> GroupOf(const DeviceMesh& mesh, int dim) override {
+    if (dim < 0 || dim >= mesh.ndim()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("dim ", dim, " is out of range for ", mesh.ToString()));
+    }
+    absl::StatusOr<std::vector<Group>> groups = Groups(mesh);
+    if (!groups.ok()) return groups.status();
+    if (groups->empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "rank ", placement_.rank, " is not in ", mesh.ToString(), ", so it has no groups"));
+    }
+    return (*groups)[dim];
+  }
+
+  absl::StatusOr<std::unique_ptr<Communicator>> MakeCommunicator(const Group& group,
+                                                                 CommInit mode) override;
+
+ private:
+  // One batched exchange: this rank's groups of `mesh` (plus the world group) with their ids.
+  absl::StatusOr<std::vector<Group>> Exchange(const DeviceMesh& mesh, bool with_world) {
+    std::lock_guard<std::mutex> serial(exchange_mu_);
+    if (absl::Status h = health(); !h.ok()) return h;
+    const layout::DeviceMesh& lm = mesh.impl()->mesh;
+    std::vector<Group> groups;
+    if (lm.coordinate(placement_.rank)) {
+      for (int d = 0; d < lm.ndim(); ++d) {
+        absl::StatusOr<layout::RankGroup> g = lm.GroupOf(placement_.rank, d);
+        if (!g.ok()) return g.status();
+        Group out;
+        out.dims = {lm.DimLabel(d)};
+        out.ranks = g->ranks;
+        out.group_rank = g->local_rank;
+        out.group_index = g->index;
+        out.index = std::find(g->ranks.begin(), g->ranks.end(), placement_.rank) - g->ranks.begin();
+        out.key = absl::StrCat(mesh.key(), "/", lm.DimLabel(d), "/", g->index);
+        groups.push_back(std::move(out));
+      }
+    }
+    if (with_world) {
+      Group world;
+      world.dims = {"world"};
+      for (int r = 0; r < placement_.world_size; ++r) world.ranks.push_back(r);
+      world.index = world.group_rank = placement_.rank;
+      world.key = absl::StrCat(mesh.key(), "/world/0");
+      groups.push_back(std::move(world));
+    }
+
+    v1::RankGroupsRequest req;
+    req.set_job(options_.job);
+    req.set_generation(placement_.generation);
+    req.set_local_rank(static_cast<uint32_t>(placement_.local_rank));
+    req.set_mesh_key(mesh.key());
+    req.mutable_spec()->set_fingerprint(MeshFingerprint(lm));
+    req.mutable_spec()->set_description(lm.ToString());
+    for (const Group& g : groups) {
+      v1::GroupRequest* gr = req.add_groups();
+      gr->set_key(g.key);
+      const int64_t chunks = (static_cast<int64_t>(g.ranks.size()) + kRanksPerId - 1) / kRanksPerId;
+      gr->set_num_ids(static_cast<uint32_t>(chunks));
+      for (int64_t c = 0; c < chunks; ++c) {
+        if (g.ranks[c * kRanksPerId] != placement_.rank) continue;
+        // This rank leads chunk c: its process becomes that id's NCCL bootstrap root.
+        absl::StatusOr<const NcclRuntime*> nccl = NcclRuntime::Load(options_.nccl_library);
+        if (!nccl.ok()) return nccl.status();
+        absl::StatusOr<NcclUniqueId> id = (*nccl)->MintId();
+        if (!id.ok()) return id.status();
+        v1::MintedId* minted = gr->add_minted();
+        minted->set_index(static_cast<uint32_t>(c));
+        minted->set_id(std::string(reinterpret_cast<const char*>(id->data()), id->size()));
+      }
+    }
+    v1::ResolveGroupsResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+    const grpc::Status s = stub_->ResolveGroups(&ctx, req, &resp);
+    if (!s.ok()) {
+      return FromGrpc(s, absl::StrCat("cannot get the NCCL ids of ", lm.ToString()));
+    }
+    std::map<std::string, const v1::GroupIds*> by_key;
+    for (const v1::GroupIds& g : resp.groups()) by_key[g.key()] = &g;
+    for (Group& g : groups) {
+      auto it = by_key.find(g.key);
+      if (it == by_key.end()) return absl::InternalError(absl::StrCat("no ids for group ", g.key));
+      for (const std::string& bytes : it->second->ids()) {
+        if (bytes.size() != sizeof(NcclUniqueId)) return absl::InternalError("malformed NCCL id");
+        NcclUniqueId id;
+        std::memcpy(id.data(), bytes.data(), id.size());
+        g.ids.push_back(id);
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    if (with_world) world_ = groups.back();
+    if (with_world) groups.pop_back();
+    groups_[mesh.key()] = groups;
+    return groups;
+  }
+
+  void WatchGeneration() {
+    v1::WatchRequest req;
+    req.set_job(options_.job);
+    req.set_generation(placement_.generation);
+    auto reader = stub_->Watch(&watch_ctx_, req);
+    v1::GenerationEnd end;
+    absl::Status ended;
+    if (reader->Read(&end)) {
+      ended = absl::AbortedError(absl::StrCat(
+          "generation ", end.generation(), " of job '", end.job(), "' ended (",
+          v1::GenerationEnd::Reason_Name(end.reason()), end.node().empty() ? "" : " of node '",
+          end.node(), end.node().empty() ? "" : "'", "): ", end.message(),
+          "; abort communicators and attach again"));
+    } else {
+      const grpc::Status s = reader->Finish();
+      if (s.error_code() == grpc::StatusCode::CANCELLED) return;  // the client is closing
+      ended = absl::AbortedError(absl::StrCat("lost the meshd agent's watch on generation ",
+                                              placement_.generation, ": ", s.error_message()));
+    }
+    std::vector<std::function<void(const absl::Status&)>> callbacks;
+    {
+      absl::MutexLock lock(&mu_);
+      health_ = ended;
+      callbacks.swap(callbacks_);
+    }
+    for (auto& cb : callbacks) cb(ended);
+  }
+
+  const ClientOptions options_;
+  std::unique_ptr<v1::Agent::Stub> stub_;
+  const Placement placement_;
+  grpc::ClientContext watch_ctx_;
+  std::thread watch_thread_;
+  std::mutex exchange_mu_;  // exchanges are collective: one at a time, in call order
+
+  mutable absl::Mutex mu_;
+  absl::Status health_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void(const absl::Status&)>> callbacks_ ABSL_GUARDED_BY(mu_);
+  int unnamed_meshes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, std::vector<Group>> groups_ ABSL_GUARDED_BY(mu_);
+  std::optional<Group> world_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Communicator> world_comm_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+struct Communicator::Impl {
+  const NcclRuntime* nccl = nullptr;
+  const CudaRuntime* cuda = nullptr;
+  client_internal::cudaStream_t stream = nullptr;
+};
+
+Communicator::~Communicator() {
+  if (comm_ != nullptr) impl_->nccl->CommDestroy(comm_);
+  if (impl_ && impl_->stream != nullptr) impl_->cuda->StreamDestroy(impl_->stream);
+}
+
+absl::Status Communicator::AllReduceSum(float* device_buffer, size_t count) {
+  if (absl::Status s = impl_->nccl->Check(
+          impl_->nccl->AllReduce(device_buffer, device_buffer, count, /*ncclFloat32=*/7,
+                                 /*ncclSum=*/0, comm_, impl_->stream),
+          "ncclAllReduce");
+      !s.ok()) {
+    return s;
+  }
+  return impl_->cuda->Check(impl_->cuda->StreamSynchronize(impl_->stream), "cudaStreamSynchronize");
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> ClientImpl::MakeCommunicator(const Group& group,
+                                                                           CommInit mode) {
+  if (absl::Status h = health(); !h.ok()) return h;
+  if (group.ids.empty()) return absl::InvalidArgumentError("the group has no NCCL ids; get it from Groups()");
+  absl::StatusOr<const NcclRuntime*> nccl = NcclRuntime::Load(options_.nccl_library);
+  if (!nccl.ok()) return nccl.status();
+  absl::StatusOr<const CudaRuntime*> cuda = CudaRuntime::Load(options_.cudart_library);
+  if (!cuda.ok()) return cuda.status();
+  auto impl = std::make_shared<Communicator::Impl>();
+  impl->nccl = *nccl;
+  impl->cuda = *cuda;
+  if (absl::Status s = impl->cuda->Check(
+          impl->cuda->SetDevice(placement_.gpu_index % impl->cuda->device_count), "cudaSetDevice");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = impl->cuda->Check(impl->cuda->StreamCreate(&impl->stream), "cudaStreamCreate");
+      !s.ok()) {
+    return s;
+  }
+  const int size = static_cast<int>(group.ranks.size());
+  const int rank = static_cast<int>(group.group_rank);
+  client_internal::ncclComm_t comm = nullptr;
+  absl::Status status;
+  switch (mode) {
+    case CommInit::kInitRank: {
+      NcclUniqueIdC id;
+      std::memcpy(id.internal, group.ids[0].data(), sizeof id.internal);
+      status = impl->nccl->Check(impl->nccl->CommInitRank(&comm, size, id, rank), "ncclCommInitRank");
+      break;
+    }
+    case CommInit::kScalable: {
+      if (impl->nccl->CommInitRankScalable == nullptr) {
+        return absl::FailedPreconditionError("this NCCL has no ncclCommInitRankScalable (needs >= 2.23)");
+      }
+      std::vector<NcclUniqueIdC> ids(group.ids.size());
+      for (size_t i = 0; i < ids.size(); ++i) std::memcpy(ids[i].internal, group.ids[i].data(), 128);
+      status = impl->nccl->Check(
+          impl->nccl->CommInitRankScalable(&comm, size, rank, static_cast<int>(ids.size()), ids.data(),
+                                           nullptr),
+          "ncclCommInitRankScalable");
+      break;
+    }
+    case CommInit::kSplit: {
+      if (impl->nccl->CommSplit == nullptr) {
+        return absl::FailedPreconditionError("this NCCL has no ncclCommSplit (needs >= 2.18)");
+      }
+      void* world = nullptr;
+      {
+        absl::MutexLock lock(&mu_);
+        if (!world_) {
+          return absl::FailedPreconditionError("no world group yet: call InitDeviceMesh first");
+        }
+        if (world_comm_ == nullptr) {
+          mu_.Unlock();
+          auto made = MakeCommunicator(*world_, CommInit::kScalable);
+          mu_.Lock();
+          if (!made.ok()) return made.status();
+          world_comm_ = *std::move(made);
+        }
+        world = world_comm_->nccl_comm();
+      }
+      // Every rank of the world splits together: color = which group, key = rank in it.
+      status = impl->nccl->Check(impl->nccl->CommSplit(world, static_cast<int>(group.group_index),
+                                                       rank, &comm, nullptr),
+                                 "ncclCommSplit");
+      break;
+    }
+  }
+  if (!status.ok()) {
+    impl->cuda->StreamDestroy(impl->stream);
+    return status;
+  }
+  return std::make_unique<Communicator>(std::move(impl), comm, size, rank);
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Attach(ClientOptions options) {
+  if (absl::Status s = ResolveDefaults(options); !s.ok()) return s;
+  struct stat st{};
+  if (stat(options.socket.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    return absl::UnavailableError(absl::StrCat("no meshd agent socket at ", options.socket,
+                                               " (is meshd running? set MESHD_SOCKET)"));
+  }
+  auto channel = grpc::CreateChannel("unix:" + options.socket, grpc::InsecureChannelCredentials());
+  auto stub = v1::Agent::NewStub(channel);
+  v1::AttachRequest req;
+  req.set_job(options.job);
+  req.set_local_rank(static_cast<uint32_t>(options.local_rank));
+  req.set_local_world(static_cast<uint32_t>(options.local_world));
+  req.mutable_nodes()->set_min_nodes(static_cast<uint32_t>(options.min_nodes));
+  req.mutable_nodes()->set_max_nodes(static_cast<uint32_t>(options.max_nodes));
+  v1::AttachResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_wait_for_ready(true);
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
+  const grpc::Status s = stub->Attach(&ctx, req, &resp);
+  if (!s.ok()) {
+    return FromGrpc(s, absl::StrCat("cannot attach to job '", options.job, "' through ", options.socket));
+  }
+  Placement p;
+  p.rank = static_cast<int>(resp.rank());
+  p.world_size = static_cast<int>(resp.world_size());
+  p.local_rank = static_cast<int>(resp.local_rank());
+  p.local_world = static_cast<int>(resp.local_world());
+  p.node_rank = static_cast<int>(resp.node_rank());
+  p.num_nodes = static_cast<int>(resp.num_nodes());
+  p.generation = resp.generation();
+  p.gpu_index = static_cast<int>(resp.gpu().index());
+  p.gpu_uuid = resp.gpu().uuid();
+  p.gpu_simulated = resp.gpu().simulated();
+  return std::unique_ptr<Client>(new ClientImpl(std::move(options), channel, std::move(p)));
+}
+
+}  // namespace meshd

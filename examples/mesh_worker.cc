@@ -1,0 +1,148 @@
+// mesh_worker: an example training worker on libmeshd_client. It attaches to a job, builds a mesh
+// from flags, prints its coordinate and groups with their NCCL unique ids, and — where NCCL and a GPU
+// exist — creates a communicator per group and checks one all-reduce per group.
+//   mesh_worker --socket PATH --job NAME --local-rank I --nnodes N --shape 2,2,2 --names pp,dp,tp
+//               [--flatten dp,tp]... [--comm-init initrank|scalable|split] [--json]
+// local_world = prod(shape) / nnodes. Exit status: 0 ok, 1 a meshd or NCCL call failed, 2 bad flags.
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "meshd/client.h"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+std::string Hex(const meshd::NcclUniqueId& id) {
+  std::string out;
+  for (uint8_t b : id) absl::StrAppend(&out, absl::Hex(b, absl::kZeroPad2));
+  return out;
+}
+
+int Fail(const absl::Status& s, const std::string& what) {
+  std::cerr << "mesh_worker: " << what << ": " << absl::StatusCodeToString(s.code()) << ": "
+            << s.message() << "\n";
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mesh_worker: an example worker on libmeshd_client"};
+  meshd::ClientOptions o;
+  std::string shape_flag, names_flag, comm_init = "initrank";
+  std::vector<std::string> flatten;
+  int nnodes = 1;
+  bool json = false;
+  app.add_option("--socket", o.socket, "The agent's socket (default: $MESHD_SOCKET)");
+  app.add_option("--job", o.job, "Job name")->required();
+  app.add_option("--local-rank", o.local_rank, "This worker's index on the host")->required();
+  app.add_option("--nnodes", nnodes, "Nodes in the job")->capture_default_str();
+  app.add_option("--shape", shape_flag, "Mesh shape, e.g. 2,2,2")->required();
+  app.add_option("--names", names_flag, "Dim names, e.g. pp,dp,tp");
+  app.add_option("--flatten", flatten, "Also fetch the flattened group of these dims, e.g. dp,tp");
+  app.add_option("--comm-init", comm_init, "How to build communicators")
+      ->check(CLI::IsMember({"initrank", "scalable", "split"}))
+      ->capture_default_str();
+  app.add_flag("--json", json, "Print one JSON object");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  std::vector<int64_t> shape;
+  int64_t world = 1;
+  for (absl::string_view part : absl::StrSplit(shape_flag, ',')) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v < 1) {
+      std::cerr << "mesh_worker: --shape must be positive integers like 2,2,2\n";
+      return 2;
+    }
+    shape.push_back(v);
+    world *= v;
+  }
+  std::vector<std::string> names;
+  if (!names_flag.empty()) names = absl::StrSplit(names_flag, ',');
+  if (nnodes < 1 || world % nnodes != 0) {
+    std::cerr << "mesh_worker: --nnodes " << nnodes << " must divide the mesh's " << world << " ranks\n";
+    return 2;
+  }
+  o.local_world = static_cast<int>(world / nnodes);
+  o.min_nodes = o.max_nodes = nnodes;
+
+  auto client = meshd::Client::Attach(o);
+  if (!client.ok()) return Fail(client.status(), "attach");
+  const meshd::Placement& p = (*client)->placement();
+  auto mesh = (*client)->InitDeviceMesh(shape, names);
+  if (!mesh.ok()) return Fail(mesh.status(), "init_device_mesh");
+  auto groups = (*client)->Groups(*mesh);
+  if (!groups.ok()) return Fail(groups.status(), "groups");
+  std::vector<meshd::Group> all = *groups;
+  for (const std::string& spec : flatten) {
+    std::vector<std::string> dims = absl::StrSplit(spec, ',');
+    auto sliced = mesh->Slice(dims);
+    if (!sliced.ok()) return Fail(sliced.status(), "slice " + spec);
+    auto flat = sliced->Flatten();
+    if (!flat.ok()) return Fail(flat.status(), "flatten " + spec);
+    auto g = (*client)->GroupOf(*flat, 0);
+    if (!g.ok()) return Fail(g.status(), "flattened group " + spec);
+    g->dims = dims;
+    all.push_back(*g);
+  }
+
+  // Communicators and one all-reduce per group, where NCCL and a GPU exist.
+  const meshd::CommInit mode = comm_init == "scalable" ? meshd::CommInit::kScalable
+                               : comm_init == "split"  ? meshd::CommInit::kSplit
+                                                       : meshd::CommInit::kInitRank;
+  std::string comm_note;
+  std::vector<std::string> allreduce;
+  for (const meshd::Group& g : all) {
+    auto comm = (*client)->MakeCommunicator(g, mode);
+    if (!comm.ok()) {
+      if (comm.status().code() == absl::StatusCode::kFailedPrecondition) {
+        comm_note = absl::StrCat("skipped: ", comm.status().message());
+        break;
+      }
+      return Fail(comm.status(), "communicator " + g.key);
+    }
+    comm_note = "ok";
+    allreduce.push_back(absl::StrCat(absl::StrJoin(g.dims, "_"), ":", (*comm)->size()));
+  }
+
+  const auto coord = mesh->coordinate();
+  if (json) {
+    nlohmann::ordered_json out;
+    out["rank"] = p.rank;
+    out["world_size"] = p.world_size;
+    out["generation"] = p.generation;
+    out["coordinate"] = coord ? nlohmann::ordered_json(*coord) : nlohmann::ordered_json();
+    out["gpu"] = {{"uuid", p.gpu_uuid}, {"simulated", p.gpu_simulated}};
+    out["groups"] = nlohmann::ordered_json::array();
+    for (const meshd::Group& g : all) {
+      out["groups"].push_back(
+          {{"dims", g.dims}, {"ranks", g.ranks}, {"key", g.key}, {"id", Hex(g.ids[0])},
+           {"num_ids", g.ids.size()}});
+    }
+    out["communicators"] = comm_note;
+    std::cout << out.dump() << std::endl;
+  } else {
+    std::cout << "rank " << p.rank << " of " << p.world_size << " (node " << p.node_rank
+              << ", local " << p.local_rank << ", GPU " << p.gpu_uuid
+              << (p.gpu_simulated ? " simulated" : "") << ", generation " << p.generation << ")\n"
+              << "  " << mesh->ToString() << " coordinate ("
+              << (coord ? absl::StrJoin(*coord, ", ") : "-") << ")\n";
+    for (const meshd::Group& g : all) {
+      std::cout << "  " << absl::StrJoin(g.dims, "_") << ": [" << absl::StrJoin(g.ranks, ",")
+                << "] id " << Hex(g.ids[0]).substr(0, 16) << "..."
+                << (g.ids.size() > 1 ? absl::StrCat(" (+", g.ids.size() - 1, " ids)") : "") << "\n";
+    }
+    std::cout << "  communicators: " << comm_note << "\n";
+  }
+  return 0;
+}
