@@ -2,7 +2,8 @@
 // from flags, prints its coordinate and groups with their NCCL unique ids, and — where NCCL and a GPU
 // exist — creates a communicator per group and checks one all-reduce per group.
 //   mesh_worker --socket PATH --job NAME --local-rank I --nnodes N --shape 2,2,2 --names pp,dp,tp
-//               [--flatten dp,tp]... [--comm-init initrank|scalable|split] [--json]
+//               [--flatten dp,tp]... [--comm-init initrank|scalable|split] [--json] [--wait]
+// With --wait it then blocks until its generation ends and prints how (JSON: {"ended": {...}}).
 // local_world = prod(shape) / nnodes. Exit status: 0 ok, 1 a meshd or NCCL call failed, 2 bad flags.
 #include <cstdio>
 #include <iostream>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "meshd/client.h"
 #include "nlohmann/json.hpp"
 
@@ -25,7 +27,16 @@ std::string Hex(const meshd::NcclUniqueId& id) {
   return out;
 }
 
+bool g_json = false;
+
 int Fail(const absl::Status& s, const std::string& what) {
+  if (g_json) {  // scripts read one JSON object either way
+    std::cout << nlohmann::ordered_json{{"error", {{"during", what},
+                                                   {"code", absl::StatusCodeToString(s.code())},
+                                                   {"message", std::string(s.message())}}}}
+                     .dump()
+              << std::endl;
+  }
   std::cerr << "mesh_worker: " << what << ": " << absl::StatusCodeToString(s.code()) << ": "
             << s.message() << "\n";
   return 1;
@@ -40,6 +51,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> flatten;
   int nnodes = 1;
   bool json = false;
+  bool wait = false;
   app.add_option("--socket", o.socket, "The agent's socket (default: $MESHD_SOCKET)");
   app.add_option("--job", o.job, "Job name")->required();
   app.add_option("--local-rank", o.local_rank, "This worker's index on the host")->required();
@@ -51,11 +63,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"initrank", "scalable", "split"}))
       ->capture_default_str();
   app.add_flag("--json", json, "Print one JSON object");
+  app.add_flag("--wait", wait, "Then wait for the generation to end and print how");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  g_json = json;
   std::vector<int64_t> shape;
   int64_t world = 1;
   for (absl::string_view part : absl::StrSplit(shape_flag, ',')) {
@@ -143,6 +157,26 @@ int main(int argc, char** argv) {
                 << (g.ids.size() > 1 ? absl::StrCat(" (+", g.ids.size() - 1, " ids)") : "") << "\n";
     }
     std::cout << "  communicators: " << comm_note << "\n";
+  }
+  if (wait) {
+    absl::Notification ended;
+    absl::Status why;
+    (*client)->OnGenerationEnd([&](const absl::Status& s) {
+      why = s;
+      ended.Notify();
+    });
+    ended.WaitForNotificationWithTimeout(absl::Minutes(10));
+    // Later calls report the end as well.
+    const absl::Status later = (*client)->InitDeviceMesh(shape, names).status();
+    if (json) {
+      std::cout << nlohmann::ordered_json{{"ended", {{"code", absl::StatusCodeToString(why.code())},
+                                                     {"message", std::string(why.message())},
+                                                     {"later_call", absl::StatusCodeToString(later.code())}}}}
+                       .dump()
+                << std::endl;
+    } else {
+      std::cout << "generation ended: " << why << "\n";
+    }
   }
   return 0;
 }

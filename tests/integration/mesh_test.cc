@@ -1,0 +1,151 @@
+// The client library as real processes: a coordinator, four agents with 8 simulated GPUs each and
+// one mesh_worker per GPU (a 32-rank 2x4x4 mesh, plus a flattened dp_tp group). Every member of every
+// group holds the identical 128 bytes from the real ncclGetUniqueId, different groups hold different
+// ids, and the groups equal `meshctl plan`'s; then an agent is SIGKILLed and every other worker
+// learns it as ABORTED. A second test: ranks that ask for different meshes all fail, naming both.
+#include <signal.h>
+#include <unistd.h>
+
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/support/run_command.h"
+#include "tests/support/subprocess.h"
+
+namespace meshd {
+namespace {
+
+using testing::Subprocess;
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+struct Cluster {
+  std::unique_ptr<Subprocess> coordinator;
+  std::vector<std::unique_ptr<Subprocess>> agents;
+  std::vector<std::string> sockets;
+
+  void Start(int agents_count, int gpus) {
+    const std::string dir = absl::StrCat(::testing::TempDir(), "meshd_mesh_", getpid());
+    coordinator = *Subprocess::Start({MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0",
+                                      "--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s"});
+    auto address = coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
+    ASSERT_TRUE(address.ok()) << address.status();
+    for (int i = 0; i < agents_count; ++i) {
+      sockets.push_back(absl::StrCat(dir, "/agent", i, ".sock"));
+      agents.push_back(*Subprocess::Start({MESHD_PATH, "agent", "--coordinator", *address, "--socket",
+                                           sockets.back(), "--simulate-gpus", std::to_string(gpus),
+                                           "--node-name", absl::StrCat("node", i)}));
+      ASSERT_TRUE(agents.back()->WaitForLine("meshd agent listening on ", absl::Seconds(20)).ok());
+    }
+  }
+};
+
+TEST(MeshIntegration, ThirtyTwoRanks_IdsRelayedExactly_ThenAgentLossAborts) {
+  constexpr int kAgents = 4, kGpus = 8;
+  Cluster c;
+  ASSERT_NO_FATAL_FAILURE(c.Start(kAgents, kGpus));
+  std::vector<std::unique_ptr<Subprocess>> workers;
+  for (int a = 0; a < kAgents; ++a) {
+    for (int r = 0; r < kGpus; ++r) {
+      workers.push_back(*Subprocess::Start(
+          {WORKER_PATH, "--socket", c.sockets[a], "--job", "mesh", "--local-rank", std::to_string(r),
+           "--nnodes", std::to_string(kAgents), "--shape", "2,4,4", "--names", "pp,dp,tp",
+           "--flatten", "dp,tp", "--json", "--wait"}));
+    }
+  }
+  std::map<int, json> by_rank;
+  for (auto& w : workers) {
+    auto line = w->ReadLine(absl::Seconds(120));
+    ASSERT_TRUE(line.ok()) << line.status();
+    const json j = json::parse(*line);
+    ASSERT_TRUE(j.contains("rank")) << *line;
+    by_rank[j["rank"].get<int>()] = j;
+  }
+  ASSERT_EQ(by_rank.size(), 32u);
+
+  // Same group key -> identical 128-byte id on every member; different keys -> different ids.
+  std::map<std::string, std::string> id_of;
+  std::map<std::string, std::set<int>> reporters;
+  std::map<std::string, std::vector<int>> members;
+  for (const auto& [rank, j] : by_rank) {
+    EXPECT_EQ(j["world_size"], 32);
+    ASSERT_EQ(j["groups"].size(), 4u);  // pp, dp, tp, dp_tp
+    for (const json& g : j["groups"]) {
+      const std::string key = g["key"];
+      const std::string id = g["id"];
+      EXPECT_EQ(id.size(), 256u);  // hex of 128 bytes
+      auto [it, inserted] = id_of.emplace(key, id);
+      EXPECT_EQ(it->second, id) << "rank " << rank << " got another id for " << key;
+      reporters[key].insert(rank);
+      members[key] = g["ranks"].get<std::vector<int>>();
+    }
+  }
+  std::set<std::string> distinct;
+  for (const auto& [key, id] : id_of) distinct.insert(id);
+  EXPECT_EQ(distinct.size(), id_of.size()) << "two groups share an id";
+  for (const auto& [key, ranks] : members) {
+    EXPECT_EQ(reporters[key], std::set<int>(ranks.begin(), ranks.end())) << key;
+  }
+
+  // The groups equal meshctl plan's for the same mesh.
+  const auto plan = testing::RunCommand(absl::StrCat(
+      MESHCTL_PATH, " plan --world 32 --shape 2,4,4 --names pp,dp,tp --json --ranks 0"));
+  ASSERT_EQ(plan.exit_code, 0);
+  const json planned = json::parse(plan.out)["steps"][0]["groups"];
+  for (const auto& [rank, j] : by_rank) {
+    for (int d = 0; d < 3; ++d) {
+      const auto mine = j["groups"][d]["ranks"].get<std::vector<int>>();
+      bool found = false;
+      for (const json& row : planned[d]) found |= row.get<std::vector<int>>() == mine;
+      EXPECT_TRUE(found) << "rank " << rank << " dim " << d;
+    }
+  }
+
+  // Kill agent 1: every worker of the other agents learns the generation ended, as ABORTED.
+  const absl::Time killed = absl::Now();
+  c.agents[1]->Signal(SIGKILL);
+  for (int a = 0; a < kAgents; ++a) {
+    if (a == 1) continue;
+    for (int r = 0; r < kGpus; ++r) {
+      auto line = workers[a * kGpus + r]->ReadLine(killed + absl::Seconds(5) - absl::Now());
+      ASSERT_TRUE(line.ok()) << "agent " << a << " worker " << r << ": " << line.status();
+      const json j = json::parse(*line);
+      EXPECT_EQ(j["ended"]["code"], "ABORTED") << *line;
+      EXPECT_THAT(j["ended"]["message"].get<std::string>(), HasSubstr("node1"));
+      EXPECT_EQ(j["ended"]["later_call"], "ABORTED");
+    }
+  }
+  std::fprintf(stderr, "every worker told after %s\n", absl::FormatDuration(absl::Now() - killed).c_str());
+}
+
+TEST(MeshIntegration, DifferentMeshesUnderOneName_EveryRankFailsNamingBoth) {
+  Cluster c;
+  ASSERT_NO_FATAL_FAILURE(c.Start(2, 2));
+  std::vector<std::unique_ptr<Subprocess>> workers;
+  for (int a = 0; a < 2; ++a) {
+    for (int r = 0; r < 2; ++r) {
+      const std::string shape = a == 0 ? "2,2" : "4,1";
+      workers.push_back(*Subprocess::Start({WORKER_PATH, "--socket", c.sockets[a], "--job", "bad",
+                                            "--local-rank", std::to_string(r), "--nnodes", "2",
+                                            "--shape", shape, "--names", "dp,tp", "--json"}));
+    }
+  }
+  for (auto& w : workers) {
+    auto line = w->ReadLine(absl::Seconds(60));
+    ASSERT_TRUE(line.ok()) << line.status();
+    const json j = json::parse(*line);
+    ASSERT_TRUE(j.contains("error")) << *line;
+    EXPECT_EQ(j["error"]["code"], "FAILED_PRECONDITION");
+    const std::string msg = j["error"]["message"];
+    EXPECT_THAT(msg, HasSubstr("ranks 0-1 asked for DeviceMesh((dp=2, tp=2)"));
+    EXPECT_THAT(msg, HasSubstr("ranks 2-3 asked for DeviceMesh((dp=4, tp=1)"));
+    EXPECT_EQ(*w->Wait(absl::Seconds(10)), 1);
+  }
+}
+
+}  // namespace
+}  // namespace meshd
