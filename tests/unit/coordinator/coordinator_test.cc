@@ -630,6 +630,8 @@ TEST_F(ResolveGroupsTest, BadRequests_InvalidArgument) {
   Result twice;
   Resolve("b", Specs({2}), {{"g/0", 1, {{0, Id('y')}}}}, twice);
   EXPECT_EQ(twice.value->status().code(), absl::StatusCode::kInvalidArgument);
+  coord_.Shutdown();  // fails the still-waiting `r` while it is alive
+  EXPECT_EQ(r.value->status().code(), absl::StatusCode::kCancelled);
 }
 
 TEST_F(ResolveGroupsTest, GenerationEnd_AbortsWaiters_StaleGenerationAborted) {
