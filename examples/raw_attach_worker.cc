@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   meshd::v1::WatchRequest watch;
   watch.set_job(argv[2]);
   watch.set_generation(resp.generation());
+  watch.set_local_rank(req.local_rank());
   grpc::ClientContext watch_ctx;
   watch_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
   auto reader = stub->Watch(&watch_ctx, watch);

@@ -83,6 +83,15 @@ class ClientImpl final : public Client {
   }
 
   ~ClientImpl() override {
+    // Leave cleanly, so that the agent does not take this worker as lost when its watch goes.
+    v1::DetachRequest detach;
+    detach.set_job(options_.job);
+    detach.set_generation(placement_.generation);
+    detach.set_local_rank(static_cast<uint32_t>(placement_.local_rank));
+    v1::DetachResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    (void)stub_->Detach(&ctx, detach, &resp);
     watch_ctx_.TryCancel();
     if (watch_thread_.joinable()) watch_thread_.join();
   }
@@ -235,6 +244,7 @@ class ClientImpl final : public Client {
     v1::WatchRequest req;
     req.set_job(options_.job);
     req.set_generation(placement_.generation);
+    req.set_local_rank(static_cast<uint32_t>(placement_.local_rank));
     auto reader = stub_->Watch(&watch_ctx_, req);
     v1::GenerationEnd end;
     absl::Status ended;

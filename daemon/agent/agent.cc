@@ -384,6 +384,7 @@ void Agent::OnGenerationEnd(const std::string& job, const coordinator::Generatio
       e.phase = JobEntry::Phase::kCollecting;
       e.assignment.reset();
       e.attached.clear();
+      e.detached.clear();
       const absl::Status aborted = absl::AbortedError(
           absl::StrCat("generation ", end.generation, " of job '", job, "' ended: ", end.message));
       for (auto& [key, asks] : e.meshes) {
@@ -409,7 +410,7 @@ void Agent::OnGenerationEnd(const std::string& job, const coordinator::Generatio
 }
 
 absl::StatusOr<std::function<void()>> Agent::Watch(const std::string& job, uint64_t generation,
-                                                   EndDone done) {
+                                                   uint32_t local_rank, EndDone done) {
   Completions out;
   std::function<void()> cancel = [] {};
   {
@@ -425,9 +426,12 @@ absl::StatusOr<std::function<void()>> Agent::Watch(const std::string& job, uint6
     } else if (e.assignment && e.assignment->generation == generation) {
       const uint64_t id = next_watch_id_++;
       e.watchers.emplace(id, std::make_pair(generation, std::move(done)));
-      cancel = [this, job, id] {
-        absl::MutexLock cancel_lock(&mu_);
-        if (auto j = jobs_.find(job); j != jobs_.end()) j->second.watchers.erase(id);
+      cancel = [this, job, id, generation, local_rank] {
+        {
+          absl::MutexLock cancel_lock(&mu_);
+          if (auto j = jobs_.find(job); j != jobs_.end()) j->second.watchers.erase(id);
+        }
+        WorkerGone(job, generation, local_rank);
       };
     } else {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -545,6 +549,56 @@ void Agent::SendMesh(const std::string& job, const std::string& mesh_key, Comple
       delete call;
     });
   });
+}
+
+absl::Status Agent::Detach(const std::string& job, uint64_t generation, uint32_t local_rank) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", job, "' on this node"));
+  JobEntry& e = it->second;
+  if (e.assignment && e.assignment->generation == generation) e.detached.insert(local_rank);
+  return absl::OkStatus();
+}
+
+void Agent::WorkerGone(const std::string& job, uint64_t generation, uint32_t local_rank) {
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job);
+    if (stopping_ || it == jobs_.end()) return;
+    JobEntry& e = it->second;
+    if (!e.assignment || e.assignment->generation != generation ||
+        !e.attached.contains(local_rank) || e.detached.contains(local_rank)) {
+      return;  // detached cleanly, or the generation is already over
+    }
+    e.detached.insert(local_rank);
+    struct Call {
+      grpc::ClientContext ctx;
+      v1::LeaveJobRequest req;
+      v1::LeaveJobResponse resp;
+    };
+    auto* call = new Call();
+    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+    call->req.set_job(job);
+    call->req.set_generation(generation);
+    call->req.set_node(inventory_.node);
+    call->req.set_message(absl::StrCat("worker local rank ", local_rank, " (rank ",
+                                       e.assignment->node_rank * e.local_world + local_rank,
+                                       ") on node '", inventory_.node,
+                                       "' went away without detaching"));
+    log::Warn("a worker went away without detaching; leaving the generation",
+              {{"job", job}, {"generation", absl::StrCat(generation)},
+               {"local_rank", absl::StrCat(local_rank)}});
+    calls_.insert(&call->ctx);
+    out.push_back([this, call] {
+      stub_->async()->LeaveJob(&call->ctx, &call->req, &call->resp, [this, call](grpc::Status s) {
+        if (!s.ok()) log::Warn("LeaveJob failed", {{"error", s.error_message()}});
+        CallDone(&call->ctx);
+        delete call;
+      });
+    });
+  }
+  RunAll(out);
 }
 
 void Agent::CheckDeadlines() {

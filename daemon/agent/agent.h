@@ -96,8 +96,12 @@ class Agent {
               const coordinator::NodeCount& nodes, absl::Time deadline, AttachDone done);
   // Calls `done` once when `generation` of `job` ends. Returns how to cancel.
   // Errors: NOT_FOUND unknown job; FAILED_PRECONDITION a generation this node is not in.
+  // If the watch is cancelled (the worker's stream broke) before the worker detached, the worker is
+  // lost: the agent makes the node leave the generation so that every other worker is told.
   absl::StatusOr<std::function<void()>> Watch(const std::string& job, uint64_t generation,
-                                              EndDone done);
+                                              uint32_t local_rank, EndDone done);
+  // A worker leaves cleanly. Errors: NOT_FOUND unknown job.
+  absl::Status Detach(const std::string& job, uint64_t generation, uint32_t local_rank);
   // One worker's groups of one mesh. Once every local worker of the job asked for `mesh_key`, the
   // agent sends one ResolveGroups for the node and answers each worker with its groups' ids.
   // Errors: FAILED_PRECONDITION the worker is not attached to that generation; ABORTED the
@@ -128,6 +132,7 @@ class Agent {
     std::map<uint32_t, Pending> pending;  // local rank -> waiting worker
     std::optional<coordinator::Assignment> assignment;
     std::set<uint32_t> attached;  // local ranks answered in this generation
+    std::set<uint32_t> detached;  // of those, the ones that left cleanly
     std::optional<coordinator::GenerationEnd> last_end;
     std::map<uint64_t, std::pair<uint64_t, EndDone>> watchers;  // id -> (generation, done)
     // Group-id exchanges of the running generation: mesh key -> local rank -> ask.
@@ -149,6 +154,8 @@ class Agent {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   AttachResult ResultFor(const coordinator::Assignment& a, uint32_t local_rank) const;
   void CallDone(grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
+  // The worker's watch went away: if it had not detached, leave the generation (async).
+  void WorkerGone(const std::string& job, uint64_t generation, uint32_t local_rank);
 
   class WatchCall;
 

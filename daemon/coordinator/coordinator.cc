@@ -415,6 +415,28 @@ absl::StatusOr<Coordinator::JobRecord*> Coordinator::Running(const std::string& 
   return &j;
 }
 
+absl::Status Coordinator::LeaveJob(const std::string& job, uint64_t generation,
+                                  const std::string& node, const std::string& message) {
+  Completions out;
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<JobRecord*> j = Running(job, generation);
+    if (!j.ok()) {
+      status = j.status();
+    } else if (std::none_of((*j)->members.begin(), (*j)->members.end(),
+                            [&](const Member& m) { return m.node == node; })) {
+      status = absl::FailedPreconditionError(absl::StrCat(
+          "node '", node, "' is not a member of generation ", generation, " of job '", job, "'"));
+    } else {
+      EndGeneration(**j, EndReason::kNodeLeft, node,
+                    message.empty() ? absl::StrCat("node '", node, "' left") : message, out);
+    }
+  }
+  RunAll(out);
+  return status;
+}
+
 void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
                                 const std::string& node, const std::string& mesh_key,
                                 const std::vector<RankSpec>& ranks,

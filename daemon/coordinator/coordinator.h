@@ -72,6 +72,11 @@ class Coordinator {
   // restarted while waiting; CANCELLED shutdown.
   void JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone done);
 
+  // A member node leaves the running generation (one of its workers was lost): it ends, with
+  // reason kNodeLeft. Errors: as KeySet's; FAILED_PRECONDITION the node is not a member.
+  absl::Status LeaveJob(const std::string& job, uint64_t generation, const std::string& node,
+                        const std::string& message);
+
   // Calls `done` once when `generation` of `job` ends (at once if it already has). Returns an id
   // for CancelWatch. Errors (returned): NOT_FOUND unknown job; FAILED_PRECONDITION a generation
   // that has not started.

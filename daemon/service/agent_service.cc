@@ -40,9 +40,9 @@ grpc::ServerWriteReactor<v1::GenerationEnd>* AgentService::Watch(grpc::CallbackS
                                                                  const v1::WatchRequest* req) {
   agent::Agent* a = agent_;
   return new GenerationWatchReactor(
-      [a, job = req->job(), generation = req->generation()](GenerationWatchReactor::Deliver deliver)
-          -> absl::StatusOr<GenerationWatchReactor::Cancel> {
-        auto cancel = a->Watch(job, generation, [deliver](const coordinator::GenerationEnd& e) {
+      [a, job = req->job(), generation = req->generation(), local_rank = req->local_rank()](
+          GenerationWatchReactor::Deliver deliver) -> absl::StatusOr<GenerationWatchReactor::Cancel> {
+        auto cancel = a->Watch(job, generation, local_rank, [deliver](const coordinator::GenerationEnd& e) {
           v1::GenerationEnd p;
           ToProto(e, &p);
           deliver(p);
@@ -50,6 +50,13 @@ grpc::ServerWriteReactor<v1::GenerationEnd>* AgentService::Watch(grpc::CallbackS
         if (!cancel.ok()) return cancel.status();
         return GenerationWatchReactor::Cancel(*std::move(cancel));
       });
+}
+
+grpc::ServerUnaryReactor* AgentService::Detach(grpc::CallbackServerContext* ctx,
+                                               const v1::DetachRequest* req, v1::DetachResponse*) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpc(agent_->Detach(req->job(), req->generation(), req->local_rank())));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* AgentService::ResolveGroups(grpc::CallbackServerContext* ctx,

@@ -21,6 +21,8 @@ class AgentService final : public v1::Agent::CallbackService {
                                    v1::AttachResponse* resp) override;
   grpc::ServerWriteReactor<v1::GenerationEnd>* Watch(grpc::CallbackServerContext* ctx,
                                                      const v1::WatchRequest* req) override;
+  grpc::ServerUnaryReactor* Detach(grpc::CallbackServerContext* ctx, const v1::DetachRequest* req,
+                                   v1::DetachResponse* resp) override;
   grpc::ServerUnaryReactor* ResolveGroups(grpc::CallbackServerContext* ctx,
                                           const v1::RankGroupsRequest* req,
                                           v1::ResolveGroupsResponse* resp) override;

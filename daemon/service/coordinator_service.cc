@@ -56,6 +56,12 @@ grpc::ServerUnaryReactor* CoordinatorService::JoinJob(grpc::CallbackServerContex
   return reactor;
 }
 
+grpc::ServerUnaryReactor* CoordinatorService::LeaveJob(grpc::CallbackServerContext* ctx,
+                                                       const v1::LeaveJobRequest* req,
+                                                       v1::LeaveJobResponse*) {
+  return Done(ctx, core_->LeaveJob(req->job(), req->generation(), req->node(), req->message()));
+}
+
 grpc::ServerWriteReactor<v1::GenerationEnd>* CoordinatorService::WatchJob(
     grpc::CallbackServerContext*, const v1::WatchJobRequest* req) {
   coordinator::Coordinator* core = core_;

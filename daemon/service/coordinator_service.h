@@ -27,6 +27,9 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
                                       v1::HeartbeatResponse* resp) override;
   grpc::ServerUnaryReactor* JoinJob(grpc::CallbackServerContext* ctx, const v1::JoinJobRequest* req,
                                     v1::Assignment* resp) override;
+  grpc::ServerUnaryReactor* LeaveJob(grpc::CallbackServerContext* ctx,
+                                     const v1::LeaveJobRequest* req,
+                                     v1::LeaveJobResponse* resp) override;
   grpc::ServerWriteReactor<v1::GenerationEnd>* WatchJob(grpc::CallbackServerContext* ctx,
                                                         const v1::WatchJobRequest* req) override;
   grpc::ServerUnaryReactor* KeySet(grpc::CallbackServerContext* ctx, const v1::KeySetRequest* req,

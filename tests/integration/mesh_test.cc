@@ -27,16 +27,18 @@ struct Cluster {
   std::unique_ptr<Subprocess> coordinator;
   std::vector<std::unique_ptr<Subprocess>> agents;
   std::vector<std::string> sockets;
+  std::string address;
 
   void Start(int agents_count, int gpus) {
     const std::string dir = absl::StrCat(::testing::TempDir(), "meshd_mesh_", getpid());
     coordinator = *Subprocess::Start({MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0",
                                       "--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s"});
-    auto address = coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
-    ASSERT_TRUE(address.ok()) << address.status();
+    auto line = coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
+    ASSERT_TRUE(line.ok()) << line.status();
+    address = *line;
     for (int i = 0; i < agents_count; ++i) {
       sockets.push_back(absl::StrCat(dir, "/agent", i, ".sock"));
-      agents.push_back(*Subprocess::Start({MESHD_PATH, "agent", "--coordinator", *address, "--socket",
+      agents.push_back(*Subprocess::Start({MESHD_PATH, "agent", "--coordinator", address, "--socket",
                                            sockets.back(), "--simulate-gpus", std::to_string(gpus),
                                            "--node-name", absl::StrCat("node", i)}));
       ASSERT_TRUE(agents.back()->WaitForLine("meshd agent listening on ", absl::Seconds(20)).ok());
@@ -144,6 +146,42 @@ TEST(MeshIntegration, DifferentMeshesUnderOneName_EveryRankFailsNamingBoth) {
     EXPECT_THAT(msg, HasSubstr("ranks 0-1 asked for DeviceMesh((dp=2, tp=2)"));
     EXPECT_THAT(msg, HasSubstr("ranks 2-3 asked for DeviceMesh((dp=4, tp=1)"));
     EXPECT_EQ(*w->Wait(absl::Seconds(10)), 1);
+  }
+}
+
+TEST(MeshIntegration, KilledWorkerAbortsTheOthers_CleanExitDoesNot) {
+  Cluster c;
+  ASSERT_NO_FATAL_FAILURE(c.Start(2, 2));
+  auto start = [&](const std::string& job, bool wait) {
+    std::vector<std::unique_ptr<Subprocess>> workers;
+    for (int a = 0; a < 2; ++a) {
+      for (int r = 0; r < 2; ++r) {
+        std::vector<std::string> argv = {WORKER_PATH, "--socket", c.sockets[a], "--job", job,
+                                         "--local-rank", std::to_string(r), "--nnodes", "2",
+                                         "--shape", "2,2", "--names", "dp,tp", "--json"};
+        if (wait) argv.push_back("--wait");
+        workers.push_back(*Subprocess::Start(argv));
+      }
+    }
+    for (auto& w : workers) EXPECT_TRUE(w->ReadLine(absl::Seconds(60)).ok());
+    return workers;
+  };
+  // Workers that finish and exit detach cleanly: the generation keeps running.
+  for (auto& w : start("clean", false)) EXPECT_EQ(*w->Wait(absl::Seconds(10)), 0);
+  const auto job = testing::RunCommand(
+      absl::StrCat(MESHCTL_PATH, " --coordinator ", c.address, " job clean --json"));
+  EXPECT_EQ(json::parse(job.out)["phase"], "JOB_PHASE_RUNNING") << job.out;
+  EXPECT_EQ(json::parse(job.out)["generation"], "1");
+
+  // A worker killed mid-job: every other worker is told, ABORTED, naming it.
+  auto workers = start("crash", true);
+  workers[3]->Signal(SIGKILL);  // node1's local rank 1, global rank 3
+  for (int i = 0; i < 3; ++i) {
+    auto line = workers[i]->ReadLine(absl::Seconds(10));
+    ASSERT_TRUE(line.ok()) << "worker " << i << ": " << line.status();
+    const json j = json::parse(*line);
+    EXPECT_EQ(j["ended"]["code"], "ABORTED") << *line;
+    EXPECT_THAT(j["ended"]["message"].get<std::string>(), HasSubstr("local rank 1 (rank 3)"));
   }
 }
 

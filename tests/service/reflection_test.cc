@@ -82,7 +82,7 @@ TEST_F(ReflectionTest, DescribesCoordinatorMethodsAndStreaming) {
       EXPECT_EQ(streaming.count("GetJob"), 1u);
       EXPECT_FALSE(streaming["JoinJob"]);
       EXPECT_TRUE(streaming["WatchJob"]);
-      EXPECT_EQ(streaming.size(), 14u);
+      EXPECT_EQ(streaming.size(), 15u);
     }
   }
   EXPECT_TRUE(found);
