@@ -1,0 +1,169 @@
+// libmeshd_client against a real `meshd standalone` process: options and their errors, attach,
+// meshes and group ids, communicators' refusal without a GPU, the end of a generation, the C ABI.
+#include <signal.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "meshd/client.h"
+#include "meshd/client_c.h"
+#include "tests/support/standalone.h"
+
+namespace meshd {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* v : {"MESHD_SOCKET", "MESHD_JOB", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MESHD_NNODES"}) {
+      unsetenv(v);
+    }
+    ASSERT_NO_FATAL_FAILURE(daemon_.Start(MESHD_PATH, 2));
+  }
+  ClientOptions Options(int local_rank = 0, int local_world = 1) {
+    ClientOptions o;
+    o.socket = daemon_.socket;
+    o.job = "job";
+    o.local_rank = local_rank;
+    o.local_world = local_world;
+    o.timeout = absl::Seconds(20);
+    return o;
+  }
+  testing::Standalone daemon_;
+};
+
+TEST_F(ClientTest, Attach_MissingOptions_InvalidArgumentNamingTheVariable) {
+  ClientOptions o = Options();
+  o.job = "";
+  auto c = Client::Attach(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("MESHD_JOB"));
+  o = Options();
+  o.local_rank = -1;
+  EXPECT_THAT(std::string(Client::Attach(o).status().message()), HasSubstr("LOCAL_RANK"));
+  setenv("MESHD_NNODES", "x:y", 1);
+  EXPECT_EQ(Client::Attach(Options()).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ClientTest, Attach_NoAgent_Unavailable) {
+  ClientOptions o = Options();
+  o.socket = "/nonexistent/agent.sock";
+  auto c = Client::Attach(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("is meshd running"));
+}
+
+TEST_F(ClientTest, Attach_FromEnvironment_TwoLocalWorkers) {
+  setenv("MESHD_SOCKET", daemon_.socket.c_str(), 1);
+  setenv("MESHD_JOB", "env-job", 1);
+  setenv("LOCAL_WORLD_SIZE", "2", 1);
+  absl::StatusOr<std::unique_ptr<Client>> other;
+  std::thread t([&] {
+    ClientOptions o;
+    o.local_rank = 1;
+    other = Client::Attach(o);
+  });
+  setenv("LOCAL_RANK", "0", 1);
+  auto c = Client::Attach(ClientOptions());
+  t.join();
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ((*c)->placement().world_size, 2);
+  EXPECT_EQ((*other)->placement().rank, 1);
+  EXPECT_TRUE((*other)->placement().gpu_simulated);
+  EXPECT_EQ((*other)->placement().gpu_uuid, "SIM-test-node-1");
+}
+
+TEST_F(ClientTest, Mesh_GroupsWithIds_MathsErrorsMatchPlan) {
+  auto c = Client::Attach(Options());
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto mesh = (*c)->InitDeviceMesh({1, 1}, {"dp", "tp"});
+  ASSERT_TRUE(mesh.ok()) << mesh.status();
+  EXPECT_EQ(mesh->key(), "#0");
+  EXPECT_EQ(mesh->coordinate(), (std::vector<int64_t>{0, 0}));
+  auto groups = (*c)->Groups(*mesh);
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  ASSERT_EQ(groups->size(), 2u);
+  EXPECT_EQ((*groups)[1].key, "#0/tp/0");
+  ASSERT_EQ((*groups)[1].ids.size(), 1u);
+  EXPECT_NE((*groups)[1].ids[0], NcclUniqueId{});  // minted by the real ncclGetUniqueId
+  EXPECT_NE((*groups)[0].ids[0], (*groups)[1].ids[0]);
+  EXPECT_EQ((*c)->GroupOf(*mesh, 5).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(mesh->Slice({"pp"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(mesh->Slice({"tp", "dp"}).ok());  // size-1 dims are order-free, as in PyTorch
+  EXPECT_EQ(mesh->Unflatten(-1, {1}, {"x"}).status().code(), absl::StatusCode::kInvalidArgument);
+  auto flat = mesh->Flatten();
+  ASSERT_TRUE(flat.ok());
+  auto flat_group = (*c)->GroupOf(*flat, 0);
+  ASSERT_TRUE(flat_group.ok()) << flat_group.status();
+  EXPECT_EQ(flat_group->dims, (std::vector<std::string>{"dp_tp"}));
+  auto named = (*c)->InitDeviceMesh({1}, {"w"}, "world-mesh");
+  ASSERT_TRUE(named.ok());
+  EXPECT_EQ(named->key(), "world-mesh");
+}
+
+TEST_F(ClientTest, Communicator_WithoutGpu_FailedPreconditionNeverAFake) {
+  auto c = Client::Attach(Options());
+  ASSERT_TRUE(c.ok());
+  auto mesh = (*c)->InitDeviceMesh({1}, {"w"});
+  ASSERT_TRUE(mesh.ok());
+  auto g = (*c)->GroupOf(*mesh, 0);
+  ASSERT_TRUE(g.ok());
+  auto comm = (*c)->MakeCommunicator(*g);
+  if (comm.ok()) GTEST_SKIP() << "this host has a GPU; tests/gpu covers it";
+  EXPECT_EQ(comm.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(comm.status().message()), HasSubstr("GPU"));
+}
+
+TEST_F(ClientTest, GenerationEnd_CallbackAndAbortedCalls) {
+  auto c = Client::Attach(Options());
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE((*c)->health().ok());
+  absl::Notification ended;
+  absl::Status why;
+  (*c)->OnGenerationEnd([&](const absl::Status& s) {
+    why = s;
+    ended.Notify();
+  });
+  daemon_.process->Signal(SIGTERM);  // the daemon goes: the generation ends (shutdown)
+  ASSERT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(why.code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(std::string(why.message()), HasSubstr("REASON_SHUTDOWN"));
+  EXPECT_EQ((*c)->InitDeviceMesh({1}, {"w"}).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ((*c)->health().code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(ClientTest, CAbi_AttachMeshGroup) {
+  char err[256] = {};
+  meshd_client* client = nullptr;
+  ASSERT_EQ(meshd_attach(daemon_.socket.c_str(), "c-job", 0, 1, 1, 20000, &client, err, sizeof err), 0)
+      << err;
+  EXPECT_EQ(meshd_rank(client), 0);
+  EXPECT_EQ(meshd_world_size(client), 1);
+  EXPECT_EQ(meshd_health(client, err, sizeof err), 0);
+  const int64_t shape[] = {1};
+  const char* names[] = {"w"};
+  meshd_mesh* mesh = nullptr;
+  ASSERT_EQ(meshd_init_device_mesh(client, shape, names, 1, nullptr, &mesh, err, sizeof err), 0) << err;
+  int64_t ranks[4];
+  size_t n = 0;
+  int64_t group_rank = -1;
+  uint8_t id[128] = {};
+  ASSERT_EQ(meshd_mesh_group(client, mesh, 0, ranks, 4, &n, &group_rank, id, err, sizeof err), 0) << err;
+  EXPECT_EQ(n, 1u);
+  EXPECT_EQ(ranks[0], 0);
+  EXPECT_EQ(group_rank, 0);
+  EXPECT_EQ(meshd_mesh_group(client, mesh, 3, ranks, 4, &n, &group_rank, id, err, sizeof err), 3);
+  EXPECT_THAT(std::string(err), HasSubstr("out of range"));
+  meshd_mesh_free(mesh);
+  meshd_detach(client);
+  EXPECT_EQ(meshd_attach("/nonexistent.sock", "j", 0, 1, 1, 1000, &client, err, sizeof err), 14);
+}
+
+}  // namespace
+}  // namespace meshd
