@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "client/src/device_mesh_impl.h"
 #include "client/src/nccl_runtime.h"
 #include "grpcpp/grpcpp.h"
@@ -80,6 +81,8 @@ class ClientImpl final : public Client {
         stub_(v1::Agent::NewStub(channel)),
         placement_(std::move(placement)) {
     watch_thread_ = std::thread([this] { WatchGeneration(); });
+    // Attach returns once the watch is armed, so no end of the generation can slip past it.
+    watch_armed_.WaitForNotificationWithTimeout(options_.timeout);
   }
 
   ~ClientImpl() override {
@@ -246,6 +249,8 @@ class ClientImpl final : public Client {
     req.set_generation(placement_.generation);
     req.set_local_rank(static_cast<uint32_t>(placement_.local_rank));
     auto reader = stub_->Watch(&watch_ctx_, req);
+    reader->WaitForInitialMetadata();  // sent by the agent once the watch is registered
+    watch_armed_.Notify();
     v1::GenerationEnd end;
     absl::Status ended;
     if (reader->Read(&end)) {
@@ -273,6 +278,7 @@ class ClientImpl final : public Client {
   std::unique_ptr<v1::Agent::Stub> stub_;
   const Placement placement_;
   grpc::ClientContext watch_ctx_;
+  absl::Notification watch_armed_;
   std::thread watch_thread_;
   std::mutex exchange_mu_;  // exchanges are collective: one at a time, in call order
 

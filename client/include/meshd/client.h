@@ -157,7 +157,8 @@ class Communicator {
 // them in the same order).
 class Client {
  public:
-  // Connects to the agent, joins options.job as options.local_rank and waits for the round.
+  // Connects to the agent, joins options.job as options.local_rank and waits for the round. When it
+  // returns, the client's watch on the generation is armed: no end of it can be missed.
   // Errors: INVALID_ARGUMENT missing/bad options (the message names the variable to set);
   // UNAVAILABLE no agent at the socket; the agent's and coordinator's Attach errors.
   static absl::StatusOr<std::unique_ptr<Client>> Attach(ClientOptions options);
