@@ -146,17 +146,17 @@ int main(int argc, char** argv) {
     out["communicators"] = comm_note;
     std::cout << out.dump() << std::endl;
   } else {
-    std::cout << "rank " << p.rank << " of " << p.world_size << " (node " << p.node_rank
-              << ", local " << p.local_rank << ", GPU " << p.gpu_uuid
-              << (p.gpu_simulated ? " simulated" : "") << ", generation " << p.generation << ")\n"
-              << "  " << mesh->ToString() << " coordinate ("
-              << (coord ? absl::StrJoin(*coord, ", ") : "-") << ")\n";
+    // One line per rank: coordinate, then each group's members and the first bytes of its id.
+    std::cout << "rank " << p.rank << "/" << p.world_size << "  coord ("
+              << (coord ? absl::StrJoin(*coord, ",") : "-") << ")";
     for (const meshd::Group& g : all) {
-      std::cout << "  " << absl::StrJoin(g.dims, "_") << ": [" << absl::StrJoin(g.ranks, ",")
-                << "] id " << Hex(g.ids[0]).substr(0, 16) << "..."
-                << (g.ids.size() > 1 ? absl::StrCat(" (+", g.ids.size() - 1, " ids)") : "") << "\n";
+      std::cout << "  " << absl::StrJoin(g.dims, "_") << " [" << absl::StrJoin(g.ranks, ",")
+                << "] " << Hex(g.ids[0]).substr(0, 8)
+                << (g.ids.size() > 1 ? absl::StrCat("+", g.ids.size() - 1) : "");
     }
-    std::cout << "  communicators: " << comm_note << "\n";
+    std::cout << "\n  " << mesh->ToString() << ", node " << p.node_rank << ", GPU " << p.gpu_uuid
+              << (p.gpu_simulated ? " (simulated)" : "") << ", generation " << p.generation << "\n";
+    std::cout << "  communicators: " << comm_note << std::endl;  // flushed before --wait blocks
   }
   if (wait) {
     absl::Notification ended;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds, then
 #   1. plans a 64-GPU pp x dp x tp mesh on hosts of 8 GPUs (meshctl plan: no cluster needed);
-#   2. starts `meshd standalone` (coordinator + agent) with 8 simulated GPUs, attaches 8 workers to a
-#      job, and shows what meshctl sees; then stops the daemon and shows the workers being told.
+#   2. starts `meshd standalone` (coordinator + agent) with 8 simulated GPUs and runs the example
+#      worker (libmeshd_client) on every local rank: each builds a pp x dp x tp mesh and gets its
+#      groups' NCCL unique ids; shows what meshctl sees; then stops the daemon and shows every worker
+#      being told its generation ended.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/build.sh"
@@ -31,15 +33,18 @@ address=$(sed -n 's/^meshd standalone listening on \([^ ]*\) .*/\1/p' "$work/mes
 [ -n "$address" ] || { echo "meshd did not start:"; cat "$work/meshd.log"; exit 1; }
 
 echo
-echo "== 8 workers attach to job 'demo' (one per simulated GPU)"
+echo "== 8 workers (mesh_worker, one per simulated GPU) build a pp=2 x dp=2 x tp=2 mesh and get"
+echo "   every group's NCCL unique id (minted by the group's first member with ncclGetUniqueId)"
 for rank in 0 1 2 3 4 5 6 7; do
-  "$bin/raw_attach_worker" "$work/agent.sock" demo "$rank" 8 1 >"$work/worker$rank.out" &
+  "$bin/mesh_worker" --socket "$work/agent.sock" --job demo --local-rank "$rank" --nnodes 1 \
+    --shape 2,2,2 --names pp,dp,tp --flatten dp,tp --wait >"$work/worker$rank.out" 2>&1 &
 done
+echo "   (each group: its members, then the first bytes of its id; members of a group hold the same id)"
 for rank in 0 1 2 3 4 5 6 7; do
-  for _ in $(seq 100); do grep -q watching "$work/worker$rank.out" 2>/dev/null && break; sleep 0.1; done
-  echo "worker $rank: $(head -n 1 "$work/worker$rank.out")"
+  for _ in $(seq 300); do [ "$(wc -l <"$work/worker$rank.out")" -ge 3 ] && break; sleep 0.1; done
+  head -n 1 "$work/worker$rank.out"
 done
-
+sed -n '2,3p' "$work/worker0.out"
 echo
 echo "== meshctl --coordinator $address job demo"
 "$bin/meshctl" --coordinator "$address" job demo
