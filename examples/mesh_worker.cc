@@ -1,10 +1,11 @@
 // mesh_worker: an example training worker on libmeshd_client. It attaches to a job, builds a mesh
-// from flags, prints its coordinate and groups with their NCCL unique ids, and — where NCCL and a GPU
-// exist — creates a communicator per group and checks one all-reduce per group.
+// from flags, prints its coordinate and groups with their NCCL unique ids, and — where NCCL and a
+// GPU exist — creates a communicator per group and checks one all-reduce per group.
 //   mesh_worker --socket PATH --job NAME --local-rank I --nnodes N --shape 2,2,2 --names pp,dp,tp
 //               [--flatten dp,tp]... [--comm-init initrank|scalable|split] [--json] [--wait]
 // With --wait it then blocks until its generation ends and prints how (JSON: {"ended": {...}}).
-// local_world = prod(shape) / nnodes. Exit status: 0 ok, 1 a meshd or NCCL call failed, 2 bad flags.
+// local_world = prod(shape) / nnodes. Exit status: 0 ok, 1 a meshd or NCCL call failed, 2 bad
+// flags.
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -31,9 +32,10 @@ bool g_json = false;
 
 int Fail(const absl::Status& s, const std::string& what) {
   if (g_json) {  // scripts read one JSON object either way
-    std::cout << nlohmann::ordered_json{{"error", {{"during", what},
-                                                   {"code", absl::StatusCodeToString(s.code())},
-                                                   {"message", std::string(s.message())}}}}
+    std::cout << nlohmann::ordered_json{{"error",
+                                         {{"during", what},
+                                          {"code", absl::StatusCodeToString(s.code())},
+                                          {"message", std::string(s.message())}}}}
                      .dump()
               << std::endl;
   }
@@ -84,7 +86,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> names;
   if (!names_flag.empty()) names = absl::StrSplit(names_flag, ',');
   if (nnodes < 1 || world % nnodes != 0) {
-    std::cerr << "mesh_worker: --nnodes " << nnodes << " must divide the mesh's " << world << " ranks\n";
+    std::cerr << "mesh_worker: --nnodes " << nnodes << " must divide the mesh's " << world
+              << " ranks\n";
     return 2;
   }
   o.local_world = static_cast<int>(world / nnodes);
@@ -139,9 +142,11 @@ int main(int argc, char** argv) {
     out["gpu"] = {{"uuid", p.gpu_uuid}, {"simulated", p.gpu_simulated}};
     out["groups"] = nlohmann::ordered_json::array();
     for (const meshd::Group& g : all) {
-      out["groups"].push_back(
-          {{"dims", g.dims}, {"ranks", g.ranks}, {"key", g.key}, {"id", Hex(g.ids[0])},
-           {"num_ids", g.ids.size()}});
+      out["groups"].push_back({{"dims", g.dims},
+                               {"ranks", g.ranks},
+                               {"key", g.key},
+                               {"id", Hex(g.ids[0])},
+                               {"num_ids", g.ids.size()}});
     }
     out["communicators"] = comm_note;
     std::cout << out.dump() << std::endl;
@@ -150,8 +155,8 @@ int main(int argc, char** argv) {
     std::cout << "rank " << p.rank << "/" << p.world_size << "  coord ("
               << (coord ? absl::StrJoin(*coord, ",") : "-") << ")";
     for (const meshd::Group& g : all) {
-      std::cout << "  " << absl::StrJoin(g.dims, "_") << " [" << absl::StrJoin(g.ranks, ",")
-                << "] " << Hex(g.ids[0]).substr(0, 8)
+      std::cout << "  " << absl::StrJoin(g.dims, "_") << " [" << absl::StrJoin(g.ranks, ",") << "] "
+                << Hex(g.ids[0]).substr(0, 8)
                 << (g.ids.size() > 1 ? absl::StrCat("+", g.ids.size() - 1) : "");
     }
     std::cout << "\n  " << mesh->ToString() << ", node " << p.node_rank << ", GPU " << p.gpu_uuid
@@ -169,9 +174,11 @@ int main(int argc, char** argv) {
     // Later calls report the end as well.
     const absl::Status later = (*client)->InitDeviceMesh(shape, names).status();
     if (json) {
-      std::cout << nlohmann::ordered_json{{"ended", {{"code", absl::StatusCodeToString(why.code())},
-                                                     {"message", std::string(why.message())},
-                                                     {"later_call", absl::StatusCodeToString(later.code())}}}}
+      std::cout << nlohmann::ordered_json{{"ended",
+                                           {{"code", absl::StatusCodeToString(why.code())},
+                                            {"message", std::string(why.message())},
+                                            {"later_call",
+                                             absl::StatusCodeToString(later.code())}}}}
                        .dump()
                 << std::endl;
     } else {

@@ -1,6 +1,8 @@
-// meshd::Client: the worker side of meshd (see <meshd/client.h>). Talks to the host's agent over its
-// unix socket with the meshd.v1.Agent API; the mesh maths is common/layout; NCCL and CUDA are
+// meshd::Client: the worker side of meshd (see <meshd/client.h>). Talks to the host's agent over
+// its unix socket with the meshd.v1.Agent API; the mesh maths is common/layout; NCCL and CUDA are
 // loaded with dlopen when first needed.
+#include "meshd/client.h"
+
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -18,7 +20,6 @@
 #include "client/src/device_mesh_impl.h"
 #include "client/src/nccl_runtime.h"
 #include "grpcpp/grpcpp.h"
-#include "meshd/client.h"
 #include "meshd/v1/agent.grpc.pb.h"
 
 namespace meshd {
@@ -45,7 +46,8 @@ absl::Status ResolveDefaults(ClientOptions& o) {
   if (o.socket.empty()) o.socket = Env("MESHD_SOCKET");
   if (o.socket.empty()) o.socket = "/run/meshd/agent.sock";
   if (o.job.empty()) o.job = Env("MESHD_JOB");
-  if (o.job.empty()) return absl::InvalidArgumentError("no job: set ClientOptions::job or MESHD_JOB");
+  if (o.job.empty())
+    return absl::InvalidArgumentError("no job: set ClientOptions::job or MESHD_JOB");
   if (o.local_rank < 0 && !absl::SimpleAtoi(Env("LOCAL_RANK"), &o.local_rank)) {
     return absl::InvalidArgumentError("no local rank: set ClientOptions::local_rank or LOCAL_RANK");
   }
@@ -70,7 +72,8 @@ absl::Status ResolveDefaults(ClientOptions& o) {
   if (o.nccl_library.empty()) o.nccl_library = Env("MESHD_NCCL_LIBRARY");
   if (o.nccl_library.empty()) o.nccl_library = "libnccl.so.2";
   if (o.cudart_library.empty()) o.cudart_library = Env("MESHD_CUDART_LIBRARY");
-  if (o.timeout <= absl::ZeroDuration()) return absl::InvalidArgumentError("timeout must be positive");
+  if (o.timeout <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("timeout must be positive");
   return absl::OkStatus();
 }
 
@@ -154,8 +157,8 @@ class ClientImpl final : public Client {
     absl::StatusOr<std::vector<Group>> groups = Groups(mesh);
     if (!groups.ok()) return groups.status();
     if (groups->empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "rank ", placement_.rank, " is not in ", mesh.ToString(), ", so it has no groups"));
+      return absl::FailedPreconditionError(absl::StrCat("rank ", placement_.rank, " is not in ",
+                                                        mesh.ToString(), ", so it has no groups"));
     }
     return (*groups)[dim];
   }
@@ -318,7 +321,8 @@ absl::Status Communicator::AllReduceSum(float* device_buffer, size_t count) {
 absl::StatusOr<std::unique_ptr<Communicator>> ClientImpl::MakeCommunicator(const Group& group,
                                                                            CommInit mode) {
   if (absl::Status h = health(); !h.ok()) return h;
-  if (group.ids.empty()) return absl::InvalidArgumentError("the group has no NCCL ids; get it from Groups()");
+  if (group.ids.empty())
+    return absl::InvalidArgumentError("the group has no NCCL ids; get it from Groups()");
   absl::StatusOr<const NcclRuntime*> nccl = NcclRuntime::Load(options_.nccl_library);
   if (!nccl.ok()) return nccl.status();
   absl::StatusOr<const CudaRuntime*> cuda = CudaRuntime::Load(options_.cudart_library);
@@ -331,7 +335,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> ClientImpl::MakeCommunicator(const
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = impl->cuda->Check(impl->cuda->StreamCreate(&impl->stream), "cudaStreamCreate");
+  if (absl::Status s =
+          impl->cuda->Check(impl->cuda->StreamCreate(&impl->stream), "cudaStreamCreate");
       !s.ok()) {
     return s;
   }
@@ -343,18 +348,21 @@ absl::StatusOr<std::unique_ptr<Communicator>> ClientImpl::MakeCommunicator(const
     case CommInit::kInitRank: {
       NcclUniqueIdC id;
       std::memcpy(id.internal, group.ids[0].data(), sizeof id.internal);
-      status = impl->nccl->Check(impl->nccl->CommInitRank(&comm, size, id, rank), "ncclCommInitRank");
+      status =
+          impl->nccl->Check(impl->nccl->CommInitRank(&comm, size, id, rank), "ncclCommInitRank");
       break;
     }
     case CommInit::kScalable: {
       if (impl->nccl->CommInitRankScalable == nullptr) {
-        return absl::FailedPreconditionError("this NCCL has no ncclCommInitRankScalable (needs >= 2.23)");
+        return absl::FailedPreconditionError(
+            "this NCCL has no ncclCommInitRankScalable (needs >= 2.23)");
       }
       std::vector<NcclUniqueIdC> ids(group.ids.size());
-      for (size_t i = 0; i < ids.size(); ++i) std::memcpy(ids[i].internal, group.ids[i].data(), 128);
+      for (size_t i = 0; i < ids.size(); ++i)
+        std::memcpy(ids[i].internal, group.ids[i].data(), 128);
       status = impl->nccl->Check(
-          impl->nccl->CommInitRankScalable(&comm, size, rank, static_cast<int>(ids.size()), ids.data(),
-                                           nullptr),
+          impl->nccl->CommInitRankScalable(&comm, size, rank, static_cast<int>(ids.size()),
+                                           ids.data(), nullptr),
           "ncclCommInitRankScalable");
       break;
     }
@@ -378,9 +386,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> ClientImpl::MakeCommunicator(const
         world = world_comm_->nccl_comm();
       }
       // Every rank of the world splits together: color = which group, key = rank in it.
-      status = impl->nccl->Check(impl->nccl->CommSplit(world, static_cast<int>(group.group_index),
-                                                       rank, &comm, nullptr),
-                                 "ncclCommSplit");
+      status = impl->nccl->Check(
+          impl->nccl->CommSplit(world, static_cast<int>(group.group_index), rank, &comm, nullptr),
+          "ncclCommSplit");
       break;
     }
   }
@@ -393,7 +401,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> ClientImpl::MakeCommunicator(const
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Attach(ClientOptions options) {
   if (absl::Status s = ResolveDefaults(options); !s.ok()) return s;
-  struct stat st{};
+  struct stat st {};
   if (stat(options.socket.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
     return absl::UnavailableError(absl::StrCat("no meshd agent socket at ", options.socket,
                                                " (is meshd running? set MESHD_SOCKET)"));
@@ -412,7 +420,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Attach(ClientOptions options) {
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
   const grpc::Status s = stub->Attach(&ctx, req, &resp);
   if (!s.ok()) {
-    return FromGrpc(s, absl::StrCat("cannot attach to job '", options.job, "' through ", options.socket));
+    return FromGrpc(
+        s, absl::StrCat("cannot attach to job '", options.job, "' through ", options.socket));
   }
   Placement p;
   p.rank = static_cast<int>(resp.rank());

@@ -1,8 +1,7 @@
 // meshd::DeviceMesh over common/layout (see <meshd/client.h>).
-#include "client/src/device_mesh_impl.h"
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/src/device_mesh_impl.h"
 #include "common/layout/mesh_ops.h"
 
 namespace meshd {
@@ -26,7 +25,8 @@ std::string MeshFingerprint(const layout::DeviceMesh& mesh) {
     ranks = absl::StrCat("identity(", map.size(), ")");
   } else {
     uint64_t h = 1469598103934665603ull;  // FNV-1a over the explicit table
-    for (int64_t i = 0; i < map.size(); ++i) h = (h ^ static_cast<uint64_t>(map.at(i))) * 1099511628211ull;
+    for (int64_t i = 0; i < map.size(); ++i)
+      h = (h ^ static_cast<uint64_t>(map.at(i))) * 1099511628211ull;
     ranks = absl::StrCat("table(", map.size(), ",", absl::Hex(h), ")");
   }
   return absl::StrCat(ranks, "|", mesh.layout().ToString(), "|",
@@ -42,13 +42,15 @@ std::optional<std::vector<int64_t>> DeviceMesh::coordinate() const {
   return impl_->mesh.coordinate(impl_->rank);
 }
 absl::StatusOr<int64_t> DeviceMesh::local_rank(int dim) const {
-  if (dim < 0 || dim >= ndim()) return absl::InvalidArgumentError(absl::StrCat("dim ", dim, " is out of range"));
+  if (dim < 0 || dim >= ndim())
+    return absl::InvalidArgumentError(absl::StrCat("dim ", dim, " is out of range"));
   absl::StatusOr<layout::RankGroup> g = impl_->mesh.GroupOf(impl_->rank, dim);
   if (!g.ok()) return g.status();
   return g->local_rank;
 }
 absl::StatusOr<std::vector<int64_t>> DeviceMesh::group_ranks(int dim) const {
-  if (dim < 0 || dim >= ndim()) return absl::InvalidArgumentError(absl::StrCat("dim ", dim, " is out of range"));
+  if (dim < 0 || dim >= ndim())
+    return absl::InvalidArgumentError(absl::StrCat("dim ", dim, " is out of range"));
   absl::StatusOr<layout::RankGroup> g = impl_->mesh.GroupOf(impl_->rank, dim);
   if (!g.ok()) return g.status();
   return g->ranks;
@@ -71,9 +73,9 @@ absl::StatusOr<DeviceMesh> DeviceMesh::Flatten(const std::optional<std::string>&
   if (!m.ok()) return m.status();
   return Wrap(*impl_, *std::move(m));
 }
-absl::StatusOr<DeviceMesh> DeviceMesh::Unflatten(
-    const std::variant<int, std::string>& dim, const std::vector<int64_t>& sizes,
-    const std::vector<std::string>& names) const {
+absl::StatusOr<DeviceMesh> DeviceMesh::Unflatten(const std::variant<int, std::string>& dim,
+                                                 const std::vector<int64_t>& sizes,
+                                                 const std::vector<std::string>& names) const {
   layout::DimRef ref;
   if (const int* i = std::get_if<int>(&dim)) {
     ref = *i;
@@ -84,8 +86,7 @@ absl::StatusOr<DeviceMesh> DeviceMesh::Unflatten(
   if (!m.ok()) return m.status();
   return Wrap(*impl_, *std::move(m));
 }
-absl::StatusOr<DeviceMesh> DeviceMesh::Concatenate(
-    const std::vector<DeviceMesh>& meshes) {
+absl::StatusOr<DeviceMesh> DeviceMesh::Concatenate(const std::vector<DeviceMesh>& meshes) {
   if (meshes.empty()) return absl::InvalidArgumentError("concatenate needs at least one mesh");
   std::vector<layout::DeviceMesh> inner;
   for (const auto& m : meshes) inner.push_back(m.impl_->mesh);

@@ -29,15 +29,17 @@ absl::StatusOr<const NcclRuntime*> NcclRuntime::Load(const std::string& library)
   absl::StatusOr<const NcclRuntime*> result = [&]() -> absl::StatusOr<const NcclRuntime*> {
     void* h = dlopen(library.c_str(), RTLD_NOW | RTLD_GLOBAL);
     if (h == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot load NCCL (", library, "): ", dlerror(),
-          "; install NCCL or point MESHD_NCCL_LIBRARY at libnccl.so.2"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot load NCCL (", library, "): ", dlerror(),
+                       "; install NCCL or point MESHD_NCCL_LIBRARY at libnccl.so.2"));
     }
     auto* rt = new NcclRuntime();  // lives for the process, like the library
     int (*get_version)(int*) = nullptr;
-    if (!Bind(h, "ncclGetUniqueId", rt->GetUniqueId) || !Bind(h, "ncclCommInitRank", rt->CommInitRank) ||
+    if (!Bind(h, "ncclGetUniqueId", rt->GetUniqueId) ||
+        !Bind(h, "ncclCommInitRank", rt->CommInitRank) ||
         !Bind(h, "ncclCommDestroy", rt->CommDestroy) || !Bind(h, "ncclAllReduce", rt->AllReduce) ||
-        !Bind(h, "ncclGetErrorString", rt->GetErrorString) || !Bind(h, "ncclGetVersion", get_version)) {
+        !Bind(h, "ncclGetErrorString", rt->GetErrorString) ||
+        !Bind(h, "ncclGetVersion", get_version)) {
       return absl::FailedPreconditionError(absl::StrCat(library, " lacks a core NCCL function"));
     }
     Bind(h, "ncclCommInitRankScalable", rt->CommInitRankScalable);  // NCCL >= 2.23
@@ -70,16 +72,16 @@ absl::StatusOr<const CudaRuntime*> CudaRuntime::Load(const std::string& library)
   absl::StatusOr<const CudaRuntime*> result = [&]() -> absl::StatusOr<const CudaRuntime*> {
     void* h = nullptr;
     std::string tried;
-    for (const char* name : {library.c_str(), "libcudart.so.13", "libcudart.so.12", "libcudart.so.11",
-                             "libcudart.so"}) {
+    for (const char* name : {library.c_str(), "libcudart.so.13", "libcudart.so.12",
+                             "libcudart.so.11", "libcudart.so"}) {
       if (*name == '\0') continue;
       h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
       if (h != nullptr) break;
       absl::StrAppend(&tried, tried.empty() ? "" : ", ", name);
     }
     if (h == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "no CUDA runtime (tried ", tried, "); communicators need CUDA and a GPU"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("no CUDA runtime (tried ", tried, "); communicators need CUDA and a GPU"));
     }
     auto* rt = new CudaRuntime();
     int (*get_count)(int*) = nullptr;
@@ -94,8 +96,8 @@ absl::StatusOr<const CudaRuntime*> CudaRuntime::Load(const std::string& library)
     const int err = get_count(&rt->device_count);
     if (err != 0 || rt->device_count == 0) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "no CUDA device on this host (cudaGetDeviceCount: ", err != 0 ? rt->GetErrorString(err) : "0 devices",
-          "); NCCL communicators need a GPU"));
+          "no CUDA device on this host (cudaGetDeviceCount: ",
+          err != 0 ? rt->GetErrorString(err) : "0 devices", "); NCCL communicators need a GPU"));
     }
     return rt;
   }();

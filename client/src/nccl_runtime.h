@@ -2,7 +2,8 @@
 // hosts without them; only the calls meshd makes, with prototypes declared here (matching nccl.h
 // and cuda_runtime_api.h) so no CUDA header is needed at build time.
 //
-// Thread-safety: Load() is thread-safe and caches per library path; the functions are NCCL's/CUDA's.
+// Thread-safety: Load() is thread-safe and caches per library path; the functions are
+// NCCL's/CUDA's.
 #ifndef MESHD_CLIENT_SRC_NCCL_RUNTIME_H_
 #define MESHD_CLIENT_SRC_NCCL_RUNTIME_H_
 

@@ -7,63 +7,21 @@
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
 #include "daemon/coordinator/validation.h"
+#include "daemon/wire/convert.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 
 namespace meshd::agent {
 namespace {
 
-absl::Status FromGrpc(const grpc::Status& s) {
-  if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-}
-
 void RunAll(std::vector<std::function<void()>>& out) {
   for (auto& f : out) f();
   out.clear();
 }
 
-void ToProto(const coordinator::NodeInventory& d, v1::NodeInventory* p) {
-  p->set_node(d.node);
-  p->set_hostname(d.hostname);
-  p->set_agent_address(d.agent_address);
-  p->set_incarnation(d.incarnation);
-  for (const coordinator::Gpu& g : d.gpus) {
-    v1::Gpu* out = p->add_gpus();
-    out->set_index(g.index);
-    out->set_uuid(g.uuid);
-    out->set_pci_bus_id(g.pci_bus_id);
-    out->set_name(g.name);
-    out->set_memory_bytes(g.memory_bytes);
-    out->set_nvlink_clique(g.nvlink_clique);
-    out->set_simulated(g.simulated);
-  }
-}
-
-coordinator::Assignment FromProto(const v1::Assignment& p) {
-  coordinator::Assignment d{p.job(),       p.generation(),  p.world_size(),
-                            p.node_rank(), p.local_world(), {}};
-  for (const v1::Member& m : p.members()) {
-    d.members.push_back(
-        {m.node(), m.hostname(), m.node_rank(), m.local_world(), m.nvlink_clique()});
-  }
-  return d;
-}
-
-coordinator::EndReason FromProto(v1::GenerationEnd::Reason r) {
-  switch (r) {
-    case v1::GenerationEnd::REASON_NODE_RESTARTED:
-      return coordinator::EndReason::kNodeRestarted;
-    case v1::GenerationEnd::REASON_NODE_JOINING:
-      return coordinator::EndReason::kNodeJoining;
-    case v1::GenerationEnd::REASON_NODE_LEFT:
-      return coordinator::EndReason::kNodeLeft;
-    case v1::GenerationEnd::REASON_SHUTDOWN:
-      return coordinator::EndReason::kShutdown;
-    default:
-      return coordinator::EndReason::kNodeLost;
-  }
-}
+using wire::FromGrpc;
+using wire::FromProto;
+using wire::ToProto;
 
 }  // namespace
 
@@ -455,9 +413,9 @@ void Agent::ResolveGroups(RankGroups request, absl::Time deadline, coordinator::
                !it->second.attached.contains(request.local_rank)) {
       const bool ended = it != jobs_.end() && it->second.last_end &&
                          it->second.last_end->generation >= request.generation;
-      status = ended ? absl::AbortedError(absl::StrCat("generation ", request.generation, " of job '",
-                                                       request.job, "' ended: ",
-                                                       it->second.last_end->message, "; re-attach"))
+      status = ended ? absl::AbortedError(
+                           absl::StrCat("generation ", request.generation, " of job '", request.job,
+                                        "' ended: ", it->second.last_end->message, "; re-attach"))
                      : absl::FailedPreconditionError(absl::StrCat(
                            "local rank ", request.local_rank, " is not attached to generation ",
                            request.generation, " of job '", request.job, "'; attach first"));
@@ -465,9 +423,8 @@ void Agent::ResolveGroups(RankGroups request, absl::Time deadline, coordinator::
       JobEntry& e = it->second;
       auto& asks = e.meshes[request.mesh_key];
       if (asks.contains(request.local_rank)) {
-        status = absl::AlreadyExistsError(absl::StrCat("local rank ", request.local_rank,
-                                                       " already asked for mesh '",
-                                                       request.mesh_key, "'"));
+        status = absl::AlreadyExistsError(absl::StrCat(
+            "local rank ", request.local_rank, " already asked for mesh '", request.mesh_key, "'"));
       } else {
         const std::string key = request.mesh_key;
         asks.emplace(request.local_rank, MeshAsk{std::move(request), std::move(done), deadline});
@@ -517,44 +474,46 @@ void Agent::SendMesh(const std::string& job, const std::string& mesh_key, Comple
   call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + (deadline - clock_->Now())));
   calls_.insert(&call->ctx);
   out.push_back([this, call, job, mesh_key] {
-    stub_->async()->ResolveGroups(&call->ctx, &call->req, &call->resp, [this, call, job,
-                                                                         mesh_key](grpc::Status s) {
-      Completions answers;
-      {
-        absl::MutexLock lock(&mu_);
-        auto j = jobs_.find(job);
-        auto m = j == jobs_.end() ? decltype(j->second.meshes)::iterator()
-                                  : j->second.meshes.find(mesh_key);
-        if (j != jobs_.end() && m != j->second.meshes.end()) {
-          std::map<std::string, std::vector<std::string>> ids;
-          for (const v1::GroupIds& g : call->resp.groups()) {
-            ids[g.key()].assign(g.ids().begin(), g.ids().end());
-          }
-          for (auto& [local_rank, ask] : m->second) {
-            if (!s.ok()) {
-              answers.push_back([done = std::move(ask.done), st = FromGrpc(s)] { done(st); });
-              continue;
+    stub_->async()->ResolveGroups(
+        &call->ctx, &call->req, &call->resp, [this, call, job, mesh_key](grpc::Status s) {
+          Completions answers;
+          {
+            absl::MutexLock lock(&mu_);
+            auto j = jobs_.find(job);
+            auto m = j == jobs_.end() ? decltype(j->second.meshes)::iterator()
+                                      : j->second.meshes.find(mesh_key);
+            if (j != jobs_.end() && m != j->second.meshes.end()) {
+              std::map<std::string, std::vector<std::string>> ids;
+              for (const v1::GroupIds& g : call->resp.groups()) {
+                ids[g.key()].assign(g.ids().begin(), g.ids().end());
+              }
+              for (auto& [local_rank, ask] : m->second) {
+                if (!s.ok()) {
+                  answers.push_back([done = std::move(ask.done), st = FromGrpc(s)] { done(st); });
+                  continue;
+                }
+                std::vector<coordinator::GroupIds> mine;
+                for (const coordinator::GroupRequest& g : ask.request.groups) {
+                  mine.push_back(coordinator::GroupIds{g.key, ids[g.key]});
+                }
+                answers.push_back(
+                    [done = std::move(ask.done), mine = std::move(mine)] { done(mine); });
+              }
+              j->second.meshes.erase(m);
             }
-            std::vector<coordinator::GroupIds> mine;
-            for (const coordinator::GroupRequest& g : ask.request.groups) {
-              mine.push_back(coordinator::GroupIds{g.key, ids[g.key]});
-            }
-            answers.push_back([done = std::move(ask.done), mine = std::move(mine)] { done(mine); });
           }
-          j->second.meshes.erase(m);
-        }
-      }
-      RunAll(answers);
-      CallDone(&call->ctx);
-      delete call;
-    });
+          RunAll(answers);
+          CallDone(&call->ctx);
+          delete call;
+        });
   });
 }
 
 absl::Status Agent::Detach(const std::string& job, uint64_t generation, uint32_t local_rank) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", job, "' on this node"));
+  if (it == jobs_.end())
+    return absl::NotFoundError(absl::StrCat("no job '", job, "' on this node"));
   JobEntry& e = it->second;
   if (e.assignment && e.assignment->generation == generation) e.detached.insert(local_rank);
   return absl::OkStatus();
@@ -587,7 +546,8 @@ void Agent::WorkerGone(const std::string& job, uint64_t generation, uint32_t loc
                                        ") on node '", inventory_.node,
                                        "' went away without detaching"));
     log::Warn("a worker went away without detaching; leaving the generation",
-              {{"job", job}, {"generation", absl::StrCat(generation)},
+              {{"job", job},
+               {"generation", absl::StrCat(generation)},
                {"local_rank", absl::StrCat(local_rank)}});
     calls_.insert(&call->ctx);
     out.push_back([this, call] {
@@ -614,12 +574,11 @@ void Agent::CheckDeadlines() {
             ++it;
             continue;
           }
-          out.push_back([done = std::move(it->second.done),
-                         msg = absl::StrCat("only ", asks.size(), " of ", e.local_world,
-                                            " local workers of job '", name, "' asked for mesh '",
-                                            key, "' in time")] {
-            done(absl::DeadlineExceededError(msg));
-          });
+          out.push_back(
+              [done = std::move(it->second.done),
+               msg = absl::StrCat("only ", asks.size(), " of ", e.local_world,
+                                  " local workers of job '", name, "' asked for mesh '", key,
+                                  "' in time")] { done(absl::DeadlineExceededError(msg)); });
           it = asks.erase(it);
         }
       }

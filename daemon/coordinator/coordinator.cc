@@ -298,8 +298,9 @@ void Coordinator::EndGeneration(JobRecord& j, EndReason reason, const std::strin
       ++it;
     }
   }
-  const absl::Status aborted = absl::AbortedError(absl::StrCat(
-      "generation ", j.generation, " of job '", j.name, "' ended (", message, "); re-join the job"));
+  const absl::Status aborted =
+      absl::AbortedError(absl::StrCat("generation ", j.generation, " of job '", j.name, "' ended (",
+                                      message, "); re-join the job"));
   j.kv.FailAll(aborted, out);
   for (auto& [key, mesh] : j.meshes) mesh.FailAll(aborted, out);
   j.meshes.clear();
@@ -416,7 +417,7 @@ absl::StatusOr<Coordinator::JobRecord*> Coordinator::Running(const std::string& 
 }
 
 absl::Status Coordinator::LeaveJob(const std::string& job, uint64_t generation,
-                                  const std::string& node, const std::string& message) {
+                                   const std::string& node, const std::string& message) {
   Completions out;
   absl::Status status;
   {
@@ -449,12 +450,14 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
   }
   if (status.ok()) {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<JobRecord*> j = shut_down_ ? absl::CancelledError("the coordinator is shutting down")
-                                              : Running(job, generation);
+    absl::StatusOr<JobRecord*> j = shut_down_
+                                       ? absl::CancelledError("the coordinator is shutting down")
+                                       : Running(job, generation);
     if (j.ok()) {
       JobRecord& rec = **j;
-      auto it = rec.meshes.try_emplace(mesh_key, job, mesh_key,
-                                       static_cast<uint32_t>(rec.members.size()) * rec.local_world)
+      auto it = rec.meshes
+                    .try_emplace(mesh_key, job, mesh_key,
+                                 static_cast<uint32_t>(rec.members.size()) * rec.local_world)
                     .first;
       it->second.Report(node, ranks, groups, deadline, std::move(done), out);
     } else {

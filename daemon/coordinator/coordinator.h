@@ -110,8 +110,7 @@ class Coordinator {
   // DEADLINE_EXCEEDED (naming the missing ranks); INVALID_ARGUMENT malformed groups or ranks.
   void ResolveGroups(const std::string& job, uint64_t generation, const std::string& node,
                      const std::string& mesh_key, const std::vector<RankSpec>& ranks,
-                     const std::vector<GroupRequest>& groups, absl::Time deadline,
-                     GroupsDone done);
+                     const std::vector<GroupRequest>& groups, absl::Time deadline, GroupsDone done);
 
   // Expires heartbeats, last-call windows and waits. Called by a ticker (or by tests).
   void CheckDeadlines();

@@ -65,20 +65,21 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
     }
     auto& slots = ids_[g.key];
     if (!slots.empty() && slots.size() != g.num_ids) {
-      return reject(absl::InvalidArgumentError(absl::StrCat("group '", g.key, "' asked with ",
-                                                            g.num_ids, " ids after ", slots.size())));
+      return reject(absl::InvalidArgumentError(
+          absl::StrCat("group '", g.key, "' asked with ", g.num_ids, " ids after ", slots.size())));
     }
     slots.resize(g.num_ids);
     for (const auto& [index, id] : g.minted) {
       if (index >= g.num_ids || id.size() != kIdBytes) {
-        return reject(absl::InvalidArgumentError(absl::StrCat(
-            "group '", g.key, "': minted id ", index, " must be one of ", g.num_ids, " and ",
-            kIdBytes, " bytes (got ", id.size(), ")")));
+        return reject(absl::InvalidArgumentError(
+            absl::StrCat("group '", g.key, "': minted id ", index, " must be one of ", g.num_ids,
+                         " and ", kIdBytes, " bytes (got ", id.size(), ")")));
       }
       if (slots[index] && *slots[index] != id) {
-        return reject(absl::InvalidArgumentError(absl::StrCat(
-            "group '", g.key, "': chunk ", index, " was minted twice with different ids; only its "
-            "leader (the chunk's first member) may mint it")));
+        return reject(absl::InvalidArgumentError(
+            absl::StrCat("group '", g.key, "': chunk ", index,
+                         " was minted twice with different ids; only its "
+                         "leader (the chunk's first member) may mint it")));
       }
       slots[index] = id;
     }
@@ -119,13 +120,11 @@ void MeshExchange::ExpireWaits(absl::Time now, Completions& out) {
     for (uint32_t r = 0; r < world_size_ && missing.size() < 64; ++r) {
       if (!reported_.contains(r)) missing.push_back(r);
     }
-    out.push_back([done = std::move(it->done),
-                   msg = absl::StrCat("mesh '", mesh_key_, "' of job '", job_, "': ",
-                                      reported_.size(), " of ", world_size_,
-                                      " ranks asked for it in time; missing ranks ",
-                                      RankRanges(missing))] {
-      done(absl::DeadlineExceededError(msg));
-    });
+    out.push_back(
+        [done = std::move(it->done),
+         msg = absl::StrCat("mesh '", mesh_key_, "' of job '", job_, "': ", reported_.size(),
+                            " of ", world_size_, " ranks asked for it in time; missing ranks ",
+                            RankRanges(missing))] { done(absl::DeadlineExceededError(msg)); });
     it = waiters_.erase(it);
   }
 }

@@ -1,6 +1,6 @@
-// MeshExchange: the relay of one mesh's NCCL unique ids within one job generation, and the check that
-// every rank asked for the same mesh under the same key. Nodes report their local ranks' specs,
-// groups and minted ids; nobody is answered until all `world_size` ranks reported, so a spec
+// MeshExchange: the relay of one mesh's NCCL unique ids within one job generation, and the check
+// that every rank asked for the same mesh under the same key. Nodes report their local ranks'
+// specs, groups and minted ids; nobody is answered until all `world_size` ranks reported, so a spec
 // mismatch reaches every rank and every leader's id is known before anyone is answered.
 // Owned by the coordinator under its lock; completions go to `out` and run after the lock.
 //
@@ -52,7 +52,8 @@ class MeshExchange {
   const std::string job_;
   const std::string mesh_key_;
   const uint32_t world_size_;
-  std::map<std::string, std::pair<std::string, std::vector<uint32_t>>> specs_;  // fp -> (desc, ranks)
+  std::map<std::string, std::pair<std::string, std::vector<uint32_t>>>
+      specs_;  // fp -> (desc, ranks)
   std::set<uint32_t> reported_;
   std::map<std::string, std::vector<std::optional<std::string>>> ids_;  // key -> chunk ids
   std::vector<Waiter> waiters_;

@@ -1,10 +1,15 @@
 // meshd.v1.Agent translated onto the node agent (see agent_service.h).
 #include "daemon/service/agent_service.h"
 
-#include "daemon/service/convert.h"
 #include "daemon/service/watch_reactor.h"
+#include "daemon/wire/convert.h"
 
 namespace meshd::service {
+
+using wire::CallDeadline;
+using wire::FromProto;
+using wire::ToGrpc;
+using wire::ToProto;
 
 AgentService::AgentService(agent::Agent* agent, const Clock* clock, absl::Duration max_wait)
     : agent_(agent), clock_(clock), max_wait_(max_wait) {}
@@ -40,13 +45,15 @@ grpc::ServerWriteReactor<v1::GenerationEnd>* AgentService::Watch(grpc::CallbackS
                                                                  const v1::WatchRequest* req) {
   agent::Agent* a = agent_;
   return new GenerationWatchReactor(
-      [a, job = req->job(), generation = req->generation(), local_rank = req->local_rank()](
-          GenerationWatchReactor::Deliver deliver) -> absl::StatusOr<GenerationWatchReactor::Cancel> {
-        auto cancel = a->Watch(job, generation, local_rank, [deliver](const coordinator::GenerationEnd& e) {
-          v1::GenerationEnd p;
-          ToProto(e, &p);
-          deliver(p);
-        });
+      [a, job = req->job(), generation = req->generation(),
+       local_rank = req->local_rank()](GenerationWatchReactor::Deliver deliver)
+          -> absl::StatusOr<GenerationWatchReactor::Cancel> {
+        auto cancel =
+            a->Watch(job, generation, local_rank, [deliver](const coordinator::GenerationEnd& e) {
+              v1::GenerationEnd p;
+              ToProto(e, &p);
+              deliver(p);
+            });
         if (!cancel.ok()) return cancel.status();
         return GenerationWatchReactor::Cancel(*std::move(cancel));
       });
@@ -62,8 +69,12 @@ grpc::ServerUnaryReactor* AgentService::Detach(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* AgentService::ResolveGroups(grpc::CallbackServerContext* ctx,
                                                       const v1::RankGroupsRequest* req,
                                                       v1::ResolveGroupsResponse* resp) {
-  agent::RankGroups request{req->job(),      req->generation(),         req->local_rank(),
-                            req->mesh_key(), req->spec().fingerprint(), req->spec().description(),
+  agent::RankGroups request{req->job(),
+                            req->generation(),
+                            req->local_rank(),
+                            req->mesh_key(),
+                            req->spec().fingerprint(),
+                            req->spec().description(),
                             {}};
   for (const v1::GroupRequest& g : req->groups()) request.groups.push_back(FromProto(g));
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();

@@ -1,10 +1,15 @@
 // meshd.v1.Coordinator translated onto the coordinator core (see coordinator_service.h).
 #include "daemon/service/coordinator_service.h"
 
-#include "daemon/service/convert.h"
 #include "daemon/service/watch_reactor.h"
+#include "daemon/wire/convert.h"
 
 namespace meshd::service {
+
+using wire::CallDeadline;
+using wire::FromProto;
+using wire::ToGrpc;
+using wire::ToProto;
 namespace {
 
 grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& s) {

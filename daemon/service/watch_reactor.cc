@@ -1,9 +1,11 @@
 // GenerationWatchReactor (see watch_reactor.h).
 #include "daemon/service/watch_reactor.h"
 
-#include "daemon/service/convert.h"
+#include "daemon/wire/convert.h"
 
 namespace meshd::service {
+
+using wire::ToGrpc;
 
 bool GenerationWatchReactor::Claim(Shared& shared) {
   absl::MutexLock lock(&shared.mu);

@@ -1,5 +1,7 @@
 // libmeshd_client against a real `meshd standalone` process: options and their errors, attach,
 // meshes and group ids, communicators' refusal without a GPU, the end of a generation, the C ABI.
+#include "meshd/client.h"
+
 #include <signal.h>
 
 #include <cstdlib>
@@ -8,7 +10,6 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "meshd/client.h"
 #include "meshd/client_c.h"
 #include "tests/support/standalone.h"
 
@@ -20,7 +21,8 @@ using ::testing::HasSubstr;
 class ClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* v : {"MESHD_SOCKET", "MESHD_JOB", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MESHD_NNODES"}) {
+    for (const char* v :
+         {"MESHD_SOCKET", "MESHD_JOB", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MESHD_NNODES"}) {
       unsetenv(v);
     }
     ASSERT_NO_FATAL_FAILURE(daemon_.Start(MESHD_PATH, 2));
@@ -141,7 +143,8 @@ TEST_F(ClientTest, GenerationEnd_CallbackAndAbortedCalls) {
 TEST_F(ClientTest, CAbi_AttachMeshGroup) {
   char err[256] = {};
   meshd_client* client = nullptr;
-  ASSERT_EQ(meshd_attach(daemon_.socket.c_str(), "c-job", 0, 1, 1, 20000, &client, err, sizeof err), 0)
+  ASSERT_EQ(meshd_attach(daemon_.socket.c_str(), "c-job", 0, 1, 1, 20000, &client, err, sizeof err),
+            0)
       << err;
   EXPECT_EQ(meshd_rank(client), 0);
   EXPECT_EQ(meshd_world_size(client), 1);
@@ -149,12 +152,14 @@ TEST_F(ClientTest, CAbi_AttachMeshGroup) {
   const int64_t shape[] = {1};
   const char* names[] = {"w"};
   meshd_mesh* mesh = nullptr;
-  ASSERT_EQ(meshd_init_device_mesh(client, shape, names, 1, nullptr, &mesh, err, sizeof err), 0) << err;
+  ASSERT_EQ(meshd_init_device_mesh(client, shape, names, 1, nullptr, &mesh, err, sizeof err), 0)
+      << err;
   int64_t ranks[4];
   size_t n = 0;
   int64_t group_rank = -1;
   uint8_t id[128] = {};
-  ASSERT_EQ(meshd_mesh_group(client, mesh, 0, ranks, 4, &n, &group_rank, id, err, sizeof err), 0) << err;
+  ASSERT_EQ(meshd_mesh_group(client, mesh, 0, ranks, 4, &n, &group_rank, id, err, sizeof err), 0)
+      << err;
   EXPECT_EQ(n, 1u);
   EXPECT_EQ(ranks[0], 0);
   EXPECT_EQ(group_rank, 0);

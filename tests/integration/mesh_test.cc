@@ -1,8 +1,9 @@
 // The client library as real processes: a coordinator, four agents with 8 simulated GPUs each and
-// one mesh_worker per GPU (a 32-rank 2x4x4 mesh, plus a flattened dp_tp group). Every member of every
-// group holds the identical 128 bytes from the real ncclGetUniqueId, different groups hold different
-// ids, and the groups equal `meshctl plan`'s; then an agent is SIGKILLed and every other worker
-// learns it as ABORTED. A second test: ranks that ask for different meshes all fail, naming both.
+// one mesh_worker per GPU (a 32-rank 2x4x4 mesh, plus a flattened dp_tp group). Every member of
+// every group holds the identical 128 bytes from the real ncclGetUniqueId, different groups hold
+// different ids, and the groups equal `meshctl plan`'s; then an agent is SIGKILLed and every other
+// worker learns it as ABORTED. A second test: ranks that ask for different meshes all fail, naming
+// both.
 #include <signal.h>
 #include <unistd.h>
 
@@ -19,8 +20,8 @@
 namespace meshd {
 namespace {
 
-using testing::Subprocess;
 using ::testing::HasSubstr;
+using testing::Subprocess;
 using json = nlohmann::json;
 
 struct Cluster {
@@ -31,16 +32,17 @@ struct Cluster {
 
   void Start(int agents_count, int gpus) {
     const std::string dir = absl::StrCat(::testing::TempDir(), "meshd_mesh_", getpid());
-    coordinator = *Subprocess::Start({MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0",
-                                      "--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s"});
+    coordinator =
+        *Subprocess::Start({MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0",
+                            "--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s"});
     auto line = coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
     ASSERT_TRUE(line.ok()) << line.status();
     address = *line;
     for (int i = 0; i < agents_count; ++i) {
       sockets.push_back(absl::StrCat(dir, "/agent", i, ".sock"));
-      agents.push_back(*Subprocess::Start({MESHD_PATH, "agent", "--coordinator", address, "--socket",
-                                           sockets.back(), "--simulate-gpus", std::to_string(gpus),
-                                           "--node-name", absl::StrCat("node", i)}));
+      agents.push_back(*Subprocess::Start(
+          {MESHD_PATH, "agent", "--coordinator", address, "--socket", sockets.back(),
+           "--simulate-gpus", std::to_string(gpus), "--node-name", absl::StrCat("node", i)}));
       ASSERT_TRUE(agents.back()->WaitForLine("meshd agent listening on ", absl::Seconds(20)).ok());
     }
   }
@@ -53,10 +55,10 @@ TEST(MeshIntegration, ThirtyTwoRanks_IdsRelayedExactly_ThenAgentLossAborts) {
   std::vector<std::unique_ptr<Subprocess>> workers;
   for (int a = 0; a < kAgents; ++a) {
     for (int r = 0; r < kGpus; ++r) {
-      workers.push_back(*Subprocess::Start(
-          {WORKER_PATH, "--socket", c.sockets[a], "--job", "mesh", "--local-rank", std::to_string(r),
-           "--nnodes", std::to_string(kAgents), "--shape", "2,4,4", "--names", "pp,dp,tp",
-           "--flatten", "dp,tp", "--json", "--wait"}));
+      workers.push_back(*Subprocess::Start({WORKER_PATH, "--socket", c.sockets[a], "--job", "mesh",
+                                            "--local-rank", std::to_string(r), "--nnodes",
+                                            std::to_string(kAgents), "--shape", "2,4,4", "--names",
+                                            "pp,dp,tp", "--flatten", "dp,tp", "--json", "--wait"}));
     }
   }
   std::map<int, json> by_rank;
@@ -121,7 +123,8 @@ TEST(MeshIntegration, ThirtyTwoRanks_IdsRelayedExactly_ThenAgentLossAborts) {
       EXPECT_EQ(j["ended"]["later_call"], "ABORTED");
     }
   }
-  std::fprintf(stderr, "every worker told after %s\n", absl::FormatDuration(absl::Now() - killed).c_str());
+  std::fprintf(stderr, "every worker told after %s\n",
+               absl::FormatDuration(absl::Now() - killed).c_str());
 }
 
 TEST(MeshIntegration, DifferentMeshesUnderOneName_EveryRankFailsNamingBoth) {
@@ -156,9 +159,10 @@ TEST(MeshIntegration, KilledWorkerAbortsTheOthers_CleanExitDoesNot) {
     std::vector<std::unique_ptr<Subprocess>> workers;
     for (int a = 0; a < 2; ++a) {
       for (int r = 0; r < 2; ++r) {
-        std::vector<std::string> argv = {WORKER_PATH, "--socket", c.sockets[a], "--job", job,
-                                         "--local-rank", std::to_string(r), "--nnodes", "2",
-                                         "--shape", "2,2", "--names", "dp,tp", "--json"};
+        std::vector<std::string> argv = {
+            WORKER_PATH,    "--socket",        c.sockets[a], "--job", job,
+            "--local-rank", std::to_string(r), "--nnodes",   "2",     "--shape",
+            "2,2",          "--names",         "dp,tp",      "--json"};
         if (wait) argv.push_back("--wait");
         workers.push_back(*Subprocess::Start(argv));
       }

@@ -23,9 +23,9 @@ struct Standalone {
   void Start(const std::string& meshd_path, int gpus) {
     static int n = 0;
     socket = absl::StrCat(::testing::TempDir(), "meshd_standalone_", getpid(), "_", n++, ".sock");
-    auto p = Subprocess::Start({meshd_path, "standalone", "--listen", "127.0.0.1:0", "--socket",
-                                socket, "--simulate-gpus", std::to_string(gpus), "--node-name",
-                                "test-node"});
+    auto p =
+        Subprocess::Start({meshd_path, "standalone", "--listen", "127.0.0.1:0", "--socket", socket,
+                           "--simulate-gpus", std::to_string(gpus), "--node-name", "test-node"});
     ASSERT_TRUE(p.ok()) << p.status();
     process = *std::move(p);
     auto line = process->WaitForLine("meshd standalone listening on ", absl::Seconds(20));

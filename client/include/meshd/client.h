@@ -2,10 +2,9 @@
 // agent, build device meshes with PyTorch DeviceMesh semantics, and get every group's NCCL unique
 // ids and communicators. C++17; no gRPC, protobuf or NCCL types. A C ABI is in <meshd/client_c.h>.
 //
-//   meshd::ClientOptions o;                     // job, local rank, ... from flags or the environment
-//   o.job = "llama-70b";
-//   auto client = meshd::Client::Attach(o);     // blocks until the job's round closes
-//   auto mesh = (*client)->InitDeviceMesh({2, 4, 8}, {"pp", "dp", "tp"});
+//   meshd::ClientOptions o;                     // job, local rank, ... from flags or the
+//   environment o.job = "llama-70b"; auto client = meshd::Client::Attach(o);     // blocks until
+//   the job's round closes auto mesh = (*client)->InitDeviceMesh({2, 4, 8}, {"pp", "dp", "tp"});
 //   auto tp = (*client)->GroupOf(*mesh, 2);     // members, this rank's index, NCCL id(s)
 //   auto comm = (*client)->Communicator(*tp);   // a ready ncclComm_t where NCCL and a GPU exist
 //
@@ -45,7 +44,8 @@ struct ClientOptions {
   int max_nodes = 0;
   // Deadline of every blocking call (Attach, InitDeviceMesh, Groups). Default: 10 minutes.
   absl::Duration timeout = absl::Minutes(10);
-  // NCCL to load for unique ids and communicators. Default: $MESHD_NCCL_LIBRARY, else "libnccl.so.2".
+  // NCCL to load for unique ids and communicators. Default: $MESHD_NCCL_LIBRARY, else
+  // "libnccl.so.2".
   std::string nccl_library;
   // CUDA runtime to load for communicators. Default: $MESHD_CUDART_LIBRARY, else the first of
   // libcudart.so.13/.12/.11 and libcudart.so the loader finds.
@@ -123,9 +123,9 @@ class DeviceMesh {
 
 // How Communicator() builds an NCCL communicator.
 enum class CommInit {
-  kInitRank,      // ncclCommInitRank with the group's first id
-  kScalable,      // ncclCommInitRankScalable with one id per 128 ranks
-  kSplit,         // ncclCommSplit of a world communicator, color/key from the layout
+  kInitRank,  // ncclCommInitRank with the group's first id
+  kScalable,  // ncclCommInitRankScalable with one id per 128 ranks
+  kSplit,     // ncclCommSplit of a world communicator, color/key from the layout
 };
 
 // An NCCL communicator; destroyed with the object. Not copyable.

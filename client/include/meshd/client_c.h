@@ -17,8 +17,8 @@ typedef struct meshd_client meshd_client;
 typedef struct meshd_mesh meshd_mesh;
 
 /* Attaches to `job` through the agent at `socket` (NULL: $MESHD_SOCKET). local_rank/local_world < 0
- * read LOCAL_RANK/LOCAL_WORLD_SIZE; nnodes <= 0 reads MESHD_NNODES. Blocks until the round closes or
- * timeout_ms passes. */
+ * read LOCAL_RANK/LOCAL_WORLD_SIZE; nnodes <= 0 reads MESHD_NNODES. Blocks until the round closes
+ * or timeout_ms passes. */
 int meshd_attach(const char* socket, const char* job, int local_rank, int local_world, int nnodes,
                  int64_t timeout_ms, meshd_client** out, char* err, size_t err_len);
 void meshd_detach(meshd_client* client);

@@ -1,7 +1,7 @@
 // Proto <-> domain conversions (see convert.h).
-#include "daemon/service/convert.h"
+#include "daemon/wire/convert.h"
 
-namespace meshd::service {
+namespace meshd::wire {
 
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
@@ -80,6 +80,21 @@ v1::GenerationEnd::Reason ToProto(coordinator::EndReason r) {
 
 }  // namespace
 
+coordinator::EndReason FromProto(v1::GenerationEnd::Reason r) {
+  switch (r) {
+    case v1::GenerationEnd::REASON_NODE_RESTARTED:
+      return coordinator::EndReason::kNodeRestarted;
+    case v1::GenerationEnd::REASON_NODE_JOINING:
+      return coordinator::EndReason::kNodeJoining;
+    case v1::GenerationEnd::REASON_NODE_LEFT:
+      return coordinator::EndReason::kNodeLeft;
+    case v1::GenerationEnd::REASON_SHUTDOWN:
+      return coordinator::EndReason::kShutdown;
+    default:
+      return coordinator::EndReason::kNodeLost;
+  }
+}
+
 void ToProto(const coordinator::Assignment& d, v1::Assignment* p) {
   p->set_job(d.job);
   p->set_generation(d.generation);
@@ -152,4 +167,4 @@ absl::Time CallDeadline(std::chrono::system_clock::time_point client_deadline, a
   return std::min(cap, now + left);
 }
 
-}  // namespace meshd::service
+}  // namespace meshd::wire

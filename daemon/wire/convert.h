@@ -1,9 +1,10 @@
 // Conversions between meshd.v1 messages and the coordinator core's domain types, and between
-// absl::Status and grpc::Status. Translation only: no decisions are made here.
+// absl::Status and grpc::Status, shared by the gRPC services and the agent's coordinator client.
+// Translation only: no decisions are made here.
 //
 // Thread-safety: pure functions.
-#ifndef MESHD_DAEMON_SERVICE_CONVERT_H_
-#define MESHD_DAEMON_SERVICE_CONVERT_H_
+#ifndef MESHD_DAEMON_WIRE_CONVERT_H_
+#define MESHD_DAEMON_WIRE_CONVERT_H_
 
 #include <chrono>
 
@@ -13,7 +14,7 @@
 #include "grpcpp/support/status.h"
 #include "meshd/v1/coordinator.pb.h"
 
-namespace meshd::service {
+namespace meshd::wire {
 
 grpc::Status ToGrpc(const absl::Status& s);
 absl::Status FromGrpc(const grpc::Status& s);
@@ -28,6 +29,7 @@ void ToProto(const coordinator::GenerationEnd& d, v1::GenerationEnd* p);
 void ToProto(const coordinator::JobView& d, v1::JobStatus* p);
 void ToProto(const coordinator::NodeView& d, v1::NodeStatus* p);
 coordinator::GroupRequest FromProto(const v1::GroupRequest& p);
+coordinator::EndReason FromProto(v1::GenerationEnd::Reason r);
 void ToProto(const std::vector<coordinator::GroupIds>& d, v1::ResolveGroupsResponse* p);
 
 // The time by which a call must be answered: the client's deadline, capped at now + max_wait so
@@ -35,6 +37,6 @@ void ToProto(const std::vector<coordinator::GroupIds>& d, v1::ResolveGroupsRespo
 absl::Time CallDeadline(std::chrono::system_clock::time_point client_deadline, absl::Time now,
                         absl::Duration max_wait);
 
-}  // namespace meshd::service
+}  // namespace meshd::wire
 
-#endif  // MESHD_DAEMON_SERVICE_CONVERT_H_
+#endif  // MESHD_DAEMON_WIRE_CONVERT_H_
