@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -23,9 +24,10 @@ std::mutex g_mu;
 }  // namespace
 
 absl::StatusOr<const NcclRuntime*> NcclRuntime::Load(const std::string& library) {
-  static std::map<std::string, absl::StatusOr<const NcclRuntime*>> cache;
+  // Never destroyed: loaded libraries and their function tables live as long as the process.
+  static auto* cache = new std::map<std::string, absl::StatusOr<const NcclRuntime*>>();
   std::lock_guard<std::mutex> lock(g_mu);
-  if (auto it = cache.find(library); it != cache.end()) return it->second;
+  if (auto it = cache->find(library); it != cache->end()) return it->second;
   absl::StatusOr<const NcclRuntime*> result = [&]() -> absl::StatusOr<const NcclRuntime*> {
     void* h = dlopen(library.c_str(), RTLD_NOW | RTLD_GLOBAL);
     if (h == nullptr) {
@@ -33,7 +35,7 @@ absl::StatusOr<const NcclRuntime*> NcclRuntime::Load(const std::string& library)
           absl::StrCat("cannot load NCCL (", library, "): ", dlerror(),
                        "; install NCCL or point MESHD_NCCL_LIBRARY at libnccl.so.2"));
     }
-    auto* rt = new NcclRuntime();  // lives for the process, like the library
+    auto rt = std::make_unique<NcclRuntime>();
     int (*get_version)(int*) = nullptr;
     if (!Bind(h, "ncclGetUniqueId", rt->GetUniqueId) ||
         !Bind(h, "ncclCommInitRank", rt->CommInitRank) ||
@@ -45,9 +47,9 @@ absl::StatusOr<const NcclRuntime*> NcclRuntime::Load(const std::string& library)
     Bind(h, "ncclCommInitRankScalable", rt->CommInitRankScalable);  // NCCL >= 2.23
     Bind(h, "ncclCommSplit", rt->CommSplit);                        // NCCL >= 2.18
     get_version(&rt->version);
-    return rt;
+    return rt.release();  // owned by the cache, for the life of the process
   }();
-  cache.emplace(library, result);
+  cache->emplace(library, result);
   return result;
 }
 
@@ -66,9 +68,9 @@ absl::StatusOr<NcclUniqueId> NcclRuntime::MintId() const {
 }
 
 absl::StatusOr<const CudaRuntime*> CudaRuntime::Load(const std::string& library) {
-  static std::map<std::string, absl::StatusOr<const CudaRuntime*>> cache;
+  static auto* cache = new std::map<std::string, absl::StatusOr<const CudaRuntime*>>();
   std::lock_guard<std::mutex> lock(g_mu);
-  if (auto it = cache.find(library); it != cache.end()) return it->second;
+  if (auto it = cache->find(library); it != cache->end()) return it->second;
   absl::StatusOr<const CudaRuntime*> result = [&]() -> absl::StatusOr<const CudaRuntime*> {
     void* h = nullptr;
     std::string tried;
@@ -83,7 +85,7 @@ absl::StatusOr<const CudaRuntime*> CudaRuntime::Load(const std::string& library)
       return absl::FailedPreconditionError(
           absl::StrCat("no CUDA runtime (tried ", tried, "); communicators need CUDA and a GPU"));
     }
-    auto* rt = new CudaRuntime();
+    auto rt = std::make_unique<CudaRuntime>();
     int (*get_count)(int*) = nullptr;
     if (!Bind(h, "cudaGetDeviceCount", get_count) || !Bind(h, "cudaSetDevice", rt->SetDevice) ||
         !Bind(h, "cudaStreamCreate", rt->StreamCreate) ||
@@ -99,9 +101,9 @@ absl::StatusOr<const CudaRuntime*> CudaRuntime::Load(const std::string& library)
           "no CUDA device on this host (cudaGetDeviceCount: ",
           err != 0 ? rt->GetErrorString(err) : "0 devices", "); NCCL communicators need a GPU"));
     }
-    return rt;
+    return rt.release();  // owned by the cache, for the life of the process
   }();
-  cache.emplace(library, result);
+  cache->emplace(library, result);
   return result;
 }
 
