@@ -41,7 +41,7 @@ for rank in 0 1 2 3 4 5 6 7; do
 done
 echo "   (each group: its members, then the first bytes of its id; members of a group hold the same id)"
 for rank in 0 1 2 3 4 5 6 7; do
-  for _ in $(seq 300); do [ "$(wc -l <"$work/worker$rank.out")" -ge 3 ] && break; sleep 0.1; done
+  for _ in $(seq 300); do grep -q -e 'communicators:' -e '^mesh_worker:' "$work/worker$rank.out" && break; sleep 0.1; done
   head -n 1 "$work/worker$rank.out"
 done
 sed -n '2,3p' "$work/worker0.out"

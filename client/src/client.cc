@@ -210,11 +210,16 @@ class ClientImpl final : public Client {
       gr->set_num_ids(static_cast<uint32_t>(chunks));
       for (int64_t c = 0; c < chunks; ++c) {
         if (g.ranks[c * kRanksPerId] != placement_.rank) continue;
-        // This rank leads chunk c: its process becomes that id's NCCL bootstrap root.
+        // This rank leads chunk c: its process becomes that id's NCCL bootstrap root. If it cannot
+        // mint, it still reports (with the reason) so that every member fails fast, not at the
+        // deadline.
         absl::StatusOr<const NcclRuntime*> nccl = NcclRuntime::Load(options_.nccl_library);
-        if (!nccl.ok()) return nccl.status();
-        absl::StatusOr<NcclUniqueId> id = (*nccl)->MintId();
-        if (!id.ok()) return id.status();
+        absl::StatusOr<NcclUniqueId> id =
+            nccl.ok() ? (*nccl)->MintId() : absl::StatusOr<NcclUniqueId>(nccl.status());
+        if (!id.ok()) {
+          gr->set_mint_error(absl::StrCat("rank ", placement_.rank, ": ", id.status().message()));
+          continue;
+        }
         v1::MintedId* minted = gr->add_minted();
         minted->set_index(static_cast<uint32_t>(c));
         minted->set_id(std::string(reinterpret_cast<const char*>(id->data()), id->size()));

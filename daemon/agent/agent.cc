@@ -464,6 +464,7 @@ void Agent::SendMesh(const std::string& job, const std::string& mesh_key, Comple
         m->set_key(g.key);
         m->set_num_ids(g.num_ids);
       }
+      if (!g.mint_error.empty()) m->set_mint_error(g.mint_error);
       for (const auto& [index, id] : g.minted) {
         v1::MintedId* minted = m->add_minted();
         minted->set_index(index);

@@ -33,9 +33,13 @@ void MeshExchange::Answer(Waiter& w, Completions& out) {
     GroupIds g{key, {}};
     for (size_t i = 0; i < ids_[key].size(); ++i) {
       if (!ids_[key][i]) {
+        auto why = mint_errors_.find(key);
         const absl::Status missing = absl::FailedPreconditionError(absl::StrCat(
             "mesh '", mesh_key_, "' of job '", job_, "': group '", key, "' has no id for chunk ", i,
-            ": its leader (member ", i * 128, " of the group) did not ask for this group"));
+            why != mint_errors_.end()
+                ? absl::StrCat(": its leader could not mint one: ", why->second)
+                : absl::StrCat(": its leader (member ", i * 128,
+                               " of the group) did not ask for this group")));
         out.push_back([done = std::move(w.done), missing] { done(missing); });
         return;
       }
@@ -69,6 +73,7 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
           absl::StrCat("group '", g.key, "' asked with ", g.num_ids, " ids after ", slots.size())));
     }
     slots.resize(g.num_ids);
+    if (!g.mint_error.empty()) mint_errors_.emplace(g.key, g.mint_error);
     for (const auto& [index, id] : g.minted) {
       if (index >= g.num_ids || id.size() != kIdBytes) {
         return reject(absl::InvalidArgumentError(

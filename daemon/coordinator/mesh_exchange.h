@@ -56,6 +56,7 @@ class MeshExchange {
       specs_;  // fp -> (desc, ranks)
   std::set<uint32_t> reported_;
   std::map<std::string, std::vector<std::optional<std::string>>> ids_;  // key -> chunk ids
+  std::map<std::string, std::string> mint_errors_;                      // key -> why no id
   std::vector<Waiter> waiters_;
   std::optional<absl::Status> failed_;
 };

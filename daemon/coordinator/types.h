@@ -129,6 +129,7 @@ struct GroupRequest {
   std::string key;
   uint32_t num_ids = 1;
   std::vector<std::pair<uint32_t, std::string>> minted;
+  std::string mint_error;  // a leader that could not mint says why
 };
 
 struct GroupIds {

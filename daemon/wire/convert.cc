@@ -145,7 +145,7 @@ void ToProto(const coordinator::NodeView& d, v1::NodeStatus* p) {
 }
 
 coordinator::GroupRequest FromProto(const v1::GroupRequest& p) {
-  coordinator::GroupRequest d{p.key(), p.num_ids(), {}};
+  coordinator::GroupRequest d{p.key(), p.num_ids(), {}, p.mint_error()};
   for (const v1::MintedId& m : p.minted()) d.minted.emplace_back(m.index(), m.id());
   return d;
 }

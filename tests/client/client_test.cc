@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "meshd/client_c.h"
+#include "tests/support/nccl.h"
 #include "tests/support/standalone.h"
 
 namespace meshd {
@@ -82,6 +83,7 @@ TEST_F(ClientTest, Attach_FromEnvironment_TwoLocalWorkers) {
 }
 
 TEST_F(ClientTest, Mesh_GroupsWithIds_MathsErrorsMatchPlan) {
+  MESHD_SKIP_WITHOUT_NCCL();
   auto c = Client::Attach(Options());
   ASSERT_TRUE(c.ok()) << c.status();
   auto mesh = (*c)->InitDeviceMesh({1, 1}, {"dp", "tp"});
@@ -110,6 +112,7 @@ TEST_F(ClientTest, Mesh_GroupsWithIds_MathsErrorsMatchPlan) {
 }
 
 TEST_F(ClientTest, Communicator_WithoutGpu_FailedPreconditionNeverAFake) {
+  MESHD_SKIP_WITHOUT_NCCL();
   auto c = Client::Attach(Options());
   ASSERT_TRUE(c.ok());
   auto mesh = (*c)->InitDeviceMesh({1}, {"w"});
@@ -120,6 +123,18 @@ TEST_F(ClientTest, Communicator_WithoutGpu_FailedPreconditionNeverAFake) {
   if (comm.ok()) GTEST_SKIP() << "this host has a GPU; tests/gpu covers it";
   EXPECT_EQ(comm.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(comm.status().message()), HasSubstr("GPU"));
+}
+
+TEST_F(ClientTest, LeaderWithoutNccl_FailsFastWithTheReason) {
+  ClientOptions o = Options();
+  o.nccl_library = "/nonexistent/libnccl.so.2";
+  auto c = Client::Attach(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  const absl::Time start = absl::Now();
+  auto mesh = (*c)->InitDeviceMesh({1}, {"w"});
+  EXPECT_EQ(mesh.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(mesh.status().message()), HasSubstr("cannot load NCCL"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));  // an answer, not a wait for the deadline
 }
 
 TEST_F(ClientTest, GenerationEnd_CallbackAndAbortedCalls) {
@@ -141,6 +156,7 @@ TEST_F(ClientTest, GenerationEnd_CallbackAndAbortedCalls) {
 }
 
 TEST_F(ClientTest, CAbi_AttachMeshGroup) {
+  MESHD_SKIP_WITHOUT_NCCL();
   char err[256] = {};
   meshd_client* client = nullptr;
   ASSERT_EQ(meshd_attach(daemon_.socket.c_str(), "c-job", 0, 1, 1, 20000, &client, err, sizeof err),

@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/nccl.h"
 #include "tests/support/run_command.h"
 #include "tests/support/subprocess.h"
 
@@ -49,6 +50,7 @@ struct Cluster {
 };
 
 TEST(MeshIntegration, ThirtyTwoRanks_IdsRelayedExactly_ThenAgentLossAborts) {
+  MESHD_SKIP_WITHOUT_NCCL();
   constexpr int kAgents = 4, kGpus = 8;
   Cluster c;
   ASSERT_NO_FATAL_FAILURE(c.Start(kAgents, kGpus));
@@ -153,6 +155,7 @@ TEST(MeshIntegration, DifferentMeshesUnderOneName_EveryRankFailsNamingBoth) {
 }
 
 TEST(MeshIntegration, KilledWorkerAbortsTheOthers_CleanExitDoesNot) {
+  MESHD_SKIP_WITHOUT_NCCL();
   Cluster c;
   ASSERT_NO_FATAL_FAILURE(c.Start(2, 2));
   auto start = [&](const std::string& job, bool wait) {

@@ -608,6 +608,18 @@ TEST_F(ResolveGroupsTest, GroupWithoutLeader_FailedPrecondition) {
   EXPECT_TRUE(b.value->ok());
 }
 
+TEST_F(ResolveGroupsTest, LeaderCouldNotMint_MembersToldWhyAtOnce) {
+  Result a, b;
+  GroupRequest failed{"g/0", 1, {}, "rank 0: cannot load NCCL (libnccl.so.2)"};
+  Resolve("a", Specs({0, 1}), {failed}, a);
+  Resolve("b", Specs({2, 3}), {{"g/0", 1, {}}}, b);
+  ASSERT_TRUE(a.done() && b.done());
+  for (Result* r : {&a, &b}) {
+    EXPECT_EQ(r->value->status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(r->value->status().message()), HasSubstr("cannot load NCCL"));
+  }
+}
+
 TEST_F(ResolveGroupsTest, ScalableGroup_OneIdPerChunk) {
   Result a, b;
   Resolve("a", Specs({0, 1}), {{"big/0", 2, {{0, Id('0')}}}}, a);
