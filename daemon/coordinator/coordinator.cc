@@ -13,6 +13,8 @@ namespace meshd::coordinator {
 namespace {
 
 constexpr uint32_t kMaxLocalWorld = 1024;
+// Events about a node rather than a job carry no generation.
+constexpr uint64_t kNoGeneration = 0;
 // Lists of nodes in messages are capped so that a 16,384-node job does not write a book.
 constexpr size_t kMaxNamesInMessage = 8;
 
@@ -111,22 +113,21 @@ absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv) {
       }
     }
     std::unique_ptr<NodeRecord>& rec = nodes_[inv.node];
-    const uint64_t now_gen = 0;
     if (rec == nullptr) {
       rec = std::make_unique<NodeRecord>();
       Emit(absl::StrCat("node registered with ", inv.gpus.size(), " GPUs",
                         !inv.gpus.empty() && inv.gpus[0].simulated ? " (simulated)" : ""),
-           "", inv.node, now_gen, out);
+           "", inv.node, kNoGeneration, out);
     } else if (rec->inventory.incarnation != inv.incarnation) {
       restarted = true;
       ++rec->restarts;
       Emit(absl::StrCat("node restarted (incarnation ", rec->inventory.incarnation, " -> ",
                         inv.incarnation, ")"),
-           "", inv.node, now_gen, out);
+           "", inv.node, kNoGeneration, out);
       DropNode(inv.node, EndReason::kNodeRestarted, absl::StrCat("node '", inv.node, "' restarted"),
                out);
     } else if (!rec->alive) {
-      Emit("node is back after it was declared dead", "", inv.node, now_gen, out);
+      Emit("node is back after it was declared dead", "", inv.node, kNoGeneration, out);
     }
     for (const Gpu& g : rec->inventory.gpus) gpu_owner_.erase(g.uuid);
     for (const Gpu& g : inv.gpus) gpu_owner_[g.uuid] = inv.node;
@@ -581,7 +582,7 @@ void Coordinator::CheckDeadlines() {
       const std::string message = absl::StrCat(
           "node '", name, "' lost: no heartbeat for ", absl::FormatDuration(now - rec->last_heard),
           " (timeout ", absl::FormatDuration(options_.heartbeat_timeout), ")");
-      Emit(message, "", name, 0, out);
+      Emit(message, "", name, kNoGeneration, out);
       DropNode(name, EndReason::kNodeLost, message, out);
     }
     for (auto& [name, job] : jobs_) {
