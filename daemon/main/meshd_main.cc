@@ -17,6 +17,8 @@
 #include "common/log/log.h"
 #include "daemon/runtime/agent_daemon.h"
 #include "daemon/runtime/coordinator_daemon.h"
+#include "daemon/runtime/sd_notify.h"
+#include "daemon/service/ticker.h"
 
 namespace {
 
@@ -66,11 +68,21 @@ sigset_t BlockStopSignals() {
   return set;
 }
 
-int WaitForStopSignal(const sigset_t& set) {
+// Tells systemd (when it runs us) that the daemon serves, keeps its watchdog fed, waits for SIGTERM
+// or SIGINT, and tells systemd that the daemon is stopping.
+void ServeUntilStopSignal(const sigset_t& set, const std::string& status) {
+  if (absl::Status s = meshd::runtime::SdNotify(absl::StrCat("READY=1\nSTATUS=", status)); !s.ok()) {
+    meshd::log::Warn("sd_notify failed", {{"error", std::string(s.message())}});
+  }
+  std::unique_ptr<meshd::service::Ticker> watchdog;
+  if (auto interval = meshd::runtime::WatchdogInterval()) {
+    watchdog = std::make_unique<meshd::service::Ticker>(
+        *interval, [] { (void)meshd::runtime::SdNotify("WATCHDOG=1"); });
+  }
   int sig = 0;
   sigwait(&set, &sig);
   meshd::log::Info(absl::StrCat("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT", ", stopping"));
-  return sig;
+  (void)meshd::runtime::SdNotify("STOPPING=1");
 }
 
 }  // namespace
@@ -156,7 +168,7 @@ int main(int argc, char** argv) {
     auto daemon = meshd::runtime::CoordinatorDaemon::Start(options);
     if (!daemon.ok()) return fail(daemon.status());
     std::cout << "meshd coordinator listening on " << (*daemon)->address() << std::endl;
-    WaitForStopSignal(stop_signals);
+    ServeUntilStopSignal(stop_signals, "coordinator serving on " + (*daemon)->address());
     (*daemon)->Stop();
     return 0;
   }
@@ -164,7 +176,7 @@ int main(int argc, char** argv) {
     auto daemon = meshd::runtime::AgentDaemon::Start(agent_options);
     if (!daemon.ok()) return fail(daemon.status());
     std::cout << "meshd agent listening on " << (*daemon)->address() << std::endl;
-    WaitForStopSignal(stop_signals);
+    ServeUntilStopSignal(stop_signals, "agent serving on " + (*daemon)->address());
     (*daemon)->Stop();
     return 0;
   }
@@ -178,7 +190,7 @@ int main(int argc, char** argv) {
     if (!agent_daemon.ok()) return fail(agent_daemon.status());
     std::cout << "meshd standalone listening on " << bound << " and " << (*agent_daemon)->address()
               << std::endl;
-    WaitForStopSignal(stop_signals);
+    ServeUntilStopSignal(stop_signals, "standalone serving on " + bound);
     (*agent_daemon)->Stop();
     (*coordinator)->Stop();
     return 0;
