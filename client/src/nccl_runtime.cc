@@ -19,16 +19,26 @@ bool Bind(void* handle, const char* name, F& fn) {
   return fn != nullptr;
 }
 
-std::mutex g_mu;
+// Loads each library once per process: the first result (a runtime or the reason it cannot load)
+// is kept for good. Loaded libraries and their function tables live as long as the process, so the
+// caches are never destroyed.
+template <typename Runtime, typename LoadFn>
+absl::StatusOr<const Runtime*> LoadOnce(const std::string& library, LoadFn load) {
+  static std::mutex mu;
+  static auto* cache = new std::map<std::string, absl::StatusOr<const Runtime*>>();
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = cache->find(library); it != cache->end()) return it->second;
+  absl::StatusOr<std::unique_ptr<Runtime>> loaded = load();
+  absl::StatusOr<const Runtime*> result =
+      loaded.ok() ? absl::StatusOr<const Runtime*>(loaded->release()) : loaded.status();
+  cache->emplace(library, result);
+  return result;
+}
 
 }  // namespace
 
 absl::StatusOr<const NcclRuntime*> NcclRuntime::Load(const std::string& library) {
-  // Never destroyed: loaded libraries and their function tables live as long as the process.
-  static auto* cache = new std::map<std::string, absl::StatusOr<const NcclRuntime*>>();
-  std::lock_guard<std::mutex> lock(g_mu);
-  if (auto it = cache->find(library); it != cache->end()) return it->second;
-  absl::StatusOr<const NcclRuntime*> result = [&]() -> absl::StatusOr<const NcclRuntime*> {
+  return LoadOnce<NcclRuntime>(library, [&]() -> absl::StatusOr<std::unique_ptr<NcclRuntime>> {
     void* h = dlopen(library.c_str(), RTLD_NOW | RTLD_GLOBAL);
     if (h == nullptr) {
       return absl::FailedPreconditionError(
@@ -47,10 +57,8 @@ absl::StatusOr<const NcclRuntime*> NcclRuntime::Load(const std::string& library)
     Bind(h, "ncclCommInitRankScalable", rt->CommInitRankScalable);  // NCCL >= 2.23
     Bind(h, "ncclCommSplit", rt->CommSplit);                        // NCCL >= 2.18
     get_version(&rt->version);
-    return rt.release();  // owned by the cache, for the life of the process
-  }();
-  cache->emplace(library, result);
-  return result;
+    return rt;
+  });
 }
 
 absl::Status NcclRuntime::Check(int result, const char* what) const {
@@ -68,10 +76,7 @@ absl::StatusOr<NcclUniqueId> NcclRuntime::MintId() const {
 }
 
 absl::StatusOr<const CudaRuntime*> CudaRuntime::Load(const std::string& library) {
-  static auto* cache = new std::map<std::string, absl::StatusOr<const CudaRuntime*>>();
-  std::lock_guard<std::mutex> lock(g_mu);
-  if (auto it = cache->find(library); it != cache->end()) return it->second;
-  absl::StatusOr<const CudaRuntime*> result = [&]() -> absl::StatusOr<const CudaRuntime*> {
+  return LoadOnce<CudaRuntime>(library, [&]() -> absl::StatusOr<std::unique_ptr<CudaRuntime>> {
     void* h = nullptr;
     std::string tried;
     for (const char* name : {library.c_str(), "libcudart.so.13", "libcudart.so.12",
@@ -101,10 +106,8 @@ absl::StatusOr<const CudaRuntime*> CudaRuntime::Load(const std::string& library)
           "no CUDA device on this host (cudaGetDeviceCount: ",
           err != 0 ? rt->GetErrorString(err) : "0 devices", "); NCCL communicators need a GPU"));
     }
-    return rt.release();  // owned by the cache, for the life of the process
-  }();
-  cache->emplace(library, result);
-  return result;
+    return rt;
+  });
 }
 
 absl::Status CudaRuntime::Check(int result, const char* what) const {
