@@ -165,8 +165,10 @@ absl::Status Coordinator::Heartbeat(const std::string& node, uint64_t incarnatio
 
 void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone done) {
   Completions out;
-  auto fail = [&out, &done](absl::Status s) {
+  bool taken = false;  // `done` was answered or queued; it must not be queued again
+  auto fail = [&out, &done, &taken](absl::Status s) {
     out.push_back([done = std::move(done), s = std::move(s)] { done(s); });
+    taken = true;
   };
   absl::Status valid = ValidateName("job", req.job, kMaxJobNameBytes);
   if (valid.ok()) valid = ValidateName("node", req.node, kMaxNodeNameBytes);
@@ -221,6 +223,7 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
           // A retry from a member: same generation, same answer.
           out.push_back(
               [done = std::move(done), a = j.AssignmentFor(member->node_rank)] { done(a); });
+          taken = true;
         } else if (!j.count.elastic()) {
           std::vector<std::string> names;
           for (const Member& m : j.members) names.push_back(m.node);
@@ -235,11 +238,12 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
         } else {
           j.standby[req.node].incarnation = req.incarnation;
           j.standby[req.node].waiters.emplace_back(std::move(done), deadline);
+          taken = true;
           Emit("node waits for the next round (job is at its max)", j.name, req.node, j.generation,
                out);
         }
       }
-      if (done && j.phase == JobPhase::kJoining) {
+      if (!taken && j.phase == JobPhase::kJoining) {
         JobRecord::Joiner& joiner = j.joiners[req.node];
         joiner.incarnation = req.incarnation;
         joiner.waiters.emplace_back(std::move(done), deadline);
