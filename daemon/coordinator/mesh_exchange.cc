@@ -61,33 +61,37 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
           "node '", node, "' reports rank ", r.rank, " for a world of ", world_size_, " ranks")));
     }
   }
+  // Validate the whole request before recording any of it: a rejected report leaves no trace.
   for (const GroupRequest& g : groups) {
     if (g.key.empty() || g.key.size() > KvStore::kMaxKeyBytes || g.num_ids < 1 ||
         g.num_ids > kMaxIdsPerGroup) {
       return reject(absl::InvalidArgumentError(absl::StrCat(
           "group key '", g.key, "' must be 1-1024 bytes with 1-", kMaxIdsPerGroup, " ids")));
     }
-    auto& slots = ids_[g.key];
-    if (!slots.empty() && slots.size() != g.num_ids) {
-      return reject(absl::InvalidArgumentError(
-          absl::StrCat("group '", g.key, "' asked with ", g.num_ids, " ids after ", slots.size())));
+    auto known = ids_.find(g.key);
+    if (known != ids_.end() && known->second.size() != g.num_ids) {
+      return reject(absl::InvalidArgumentError(absl::StrCat(
+          "group '", g.key, "' asked with ", g.num_ids, " ids after ", known->second.size())));
     }
-    slots.resize(g.num_ids);
-    if (!g.mint_error.empty()) mint_errors_.emplace(g.key, g.mint_error);
     for (const auto& [index, id] : g.minted) {
       if (index >= g.num_ids || id.size() != kIdBytes) {
         return reject(absl::InvalidArgumentError(
             absl::StrCat("group '", g.key, "': minted id ", index, " must be one of ", g.num_ids,
                          " and ", kIdBytes, " bytes (got ", id.size(), ")")));
       }
-      if (slots[index] && *slots[index] != id) {
+      if (known != ids_.end() && known->second[index] && *known->second[index] != id) {
         return reject(absl::InvalidArgumentError(
             absl::StrCat("group '", g.key, "': chunk ", index,
                          " was minted twice with different ids; only its "
                          "leader (the chunk's first member) may mint it")));
       }
-      slots[index] = id;
     }
+  }
+  for (const GroupRequest& g : groups) {
+    auto& slots = ids_[g.key];
+    slots.resize(g.num_ids);
+    if (!g.mint_error.empty()) mint_errors_.emplace(g.key, g.mint_error);
+    for (const auto& [index, id] : g.minted) slots[index] = id;
   }
   for (const RankSpec& r : ranks) {
     if (!reported_.insert(r.rank).second) continue;  // a retry

@@ -638,6 +638,20 @@ TEST_F(ResolveGroupsTest, BadRequests_InvalidArgument) {
   EXPECT_EQ(r.value->status().code(), absl::StatusCode::kInvalidArgument);
   Resolve("a", {}, {}, r);
   EXPECT_EQ(r.value->status().code(), absl::StatusCode::kInvalidArgument);
+  // A report rejected at its second group records nothing of its first.
+  Resolve("a", Specs({0}), {{"ok/0", 1, {{0, Id('k')}}}, {"g/0", 1, {{0, "short"}}}}, r);
+  EXPECT_EQ(r.value->status().code(), absl::StatusCode::kInvalidArgument);
+  // Had it recorded "ok/0" with 1 id, this would be rejected ("asked with 3 ids after 1"); it
+  // waits.
+  Result other_size;
+  Resolve("b", Specs({2}), {{"ok/0", 3, {}}}, other_size);
+  EXPECT_FALSE(other_size.done());
+  coord_.Shutdown();  // fails the waiter while it is alive
+  EXPECT_EQ(other_size.value->status().code(), absl::StatusCode::kCancelled);
+}
+
+TEST_F(ResolveGroupsTest, ConflictingMints_InvalidArgument) {
+  Result r;
   Resolve("a", Specs({0}), {{"g/0", 1, {{0, Id('x')}}}}, r);
   Result twice;
   Resolve("b", Specs({2}), {{"g/0", 1, {{0, Id('y')}}}}, twice);
