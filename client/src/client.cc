@@ -296,7 +296,8 @@ class ClientImpl final : public Client {
   int unnamed_meshes_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::vector<Group>> groups_ ABSL_GUARDED_BY(mu_);
   std::optional<Group> world_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<Communicator> world_comm_ ABSL_GUARDED_BY(mu_);
+  std::mutex world_mu_;                       // guards world_comm_ and its creation
+  std::unique_ptr<Communicator> world_comm_;  // for CommInit::kSplit, made on first use
 };
 
 }  // namespace
@@ -305,11 +306,14 @@ struct Communicator::Impl {
   const NcclRuntime* nccl = nullptr;
   const CudaRuntime* cuda = nullptr;
   client_internal::cudaStream_t stream = nullptr;
+  ~Impl() {
+    if (stream != nullptr) cuda->StreamDestroy(stream);
+  }
 };
 
+// The communicator goes first; its stream with impl_ after it.
 Communicator::~Communicator() {
   if (comm_ != nullptr) impl_->nccl->CommDestroy(comm_);
-  if (impl_ && impl_->stream != nullptr) impl_->cuda->StreamDestroy(impl_->stream);
 }
 
 absl::Status Communicator::AllReduceSum(float* device_buffer, size_t count) {
@@ -375,21 +379,22 @@ absl::StatusOr<std::unique_ptr<Communicator>> ClientImpl::MakeCommunicator(const
       if (impl->nccl->CommSplit == nullptr) {
         return absl::FailedPreconditionError("this NCCL has no ncclCommSplit (needs >= 2.18)");
       }
-      void* world = nullptr;
+      std::optional<Group> world_group;
       {
         absl::MutexLock lock(&mu_);
-        if (!world_) {
-          return absl::FailedPreconditionError("no world group yet: call InitDeviceMesh first");
-        }
-        if (world_comm_ == nullptr) {
-          mu_.Unlock();
-          auto made = MakeCommunicator(*world_, CommInit::kScalable);
-          mu_.Lock();
-          if (!made.ok()) return made.status();
-          world_comm_ = *std::move(made);
-        }
-        world = world_comm_->nccl_comm();
+        world_group = world_;
       }
+      if (!world_group) {
+        return absl::FailedPreconditionError("no world group yet: call InitDeviceMesh first");
+      }
+      // Held while the world communicator is made, so that it is made (a collective) once.
+      std::lock_guard<std::mutex> world_lock(world_mu_);
+      if (world_comm_ == nullptr) {
+        auto made = MakeCommunicator(*world_group, CommInit::kScalable);
+        if (!made.ok()) return made.status();
+        world_comm_ = *std::move(made);
+      }
+      void* world = world_comm_->nccl_comm();
       // Every rank of the world splits together: color = which group, key = rank in it.
       status = impl->nccl->Check(
           impl->nccl->CommSplit(world, static_cast<int>(group.group_index), rank, &comm, nullptr),
@@ -397,10 +402,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> ClientImpl::MakeCommunicator(const
       break;
     }
   }
-  if (!status.ok()) {
-    impl->cuda->StreamDestroy(impl->stream);
-    return status;
-  }
+  if (!status.ok()) return status;  // impl's destructor releases the stream
   return std::make_unique<Communicator>(std::move(impl), comm, size, rank);
 }
 
