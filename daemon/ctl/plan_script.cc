@@ -120,14 +120,20 @@ absl::Status ReadRankTable(const json& v, size_t depth, layout::RankTensor& tabl
   return absl::OkStatus();
 }
 
-absl::StatusOr<DeviceMesh> RunStep(const json& step, size_t index, int64_t world,
-                                   const std::vector<StepOutcome>& done) {
+// The step's "op", or "" when it has none (or is not an object).
+std::string OpOf(const json& step) {
+  return step.is_object() && step.contains("op") && step["op"].is_string()
+             ? step["op"].get<std::string>()
+             : "";
+}
+
+absl::StatusOr<DeviceMesh> RunStep(const json& step, const std::string& op, size_t index,
+                                   int64_t world, const std::vector<StepOutcome>& done) {
   if (!step.is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat("step ", index, " must be an object with an \"op\", got ", step.dump()));
   }
   StepReader in(step, index);
-  const std::string op = step.value("op", json()).is_string() ? step["op"].get<std::string>() : "";
 
   if (op == "init_device_mesh") {
     absl::StatusOr<std::vector<int64_t>> shape = in.IntList("shape");
@@ -218,10 +224,8 @@ std::vector<StepOutcome> RunPlan(const json& steps, int64_t world_size) {
   std::vector<StepOutcome> done;
   for (size_t i = 0; i < steps.size(); ++i) {
     const json& step = steps[i];
-    std::string op = step.is_object() && step.contains("op") && step["op"].is_string()
-                         ? step["op"].get<std::string>()
-                         : "";
-    absl::StatusOr<DeviceMesh> mesh = RunStep(step, i, world_size, done);
+    std::string op = OpOf(step);
+    absl::StatusOr<DeviceMesh> mesh = RunStep(step, op, i, world_size, done);
     const bool failed = !mesh.ok();
     done.push_back(StepOutcome{std::move(op), std::move(mesh)});
     if (failed) break;
