@@ -11,13 +11,13 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/run_command.h"
-#include "tests/support/subprocess.h"
+#include "common/process/subprocess.h"
 
 namespace meshd {
 namespace {
 
 using ::meshd::testing::RunCommand;
-using ::meshd::testing::Subprocess;
+using ::meshd::process::Subprocess;
 using ::testing::HasSubstr;
 
 class StandaloneTest : public ::testing::Test {

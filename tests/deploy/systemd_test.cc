@@ -19,7 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/run_command.h"
-#include "tests/support/subprocess.h"
+#include "common/process/subprocess.h"
 
 namespace meshd {
 namespace {
@@ -118,7 +118,7 @@ TEST(Systemd, NotifyReadyWatchdogStopping) {
   const std::string path = absl::StrCat("/tmp/meshd_notify_", getpid(), ".sock");
   NotifySocket notify(path);
   ASSERT_TRUE(notify.bound());
-  auto daemon = testing::Subprocess::Start(
+  auto daemon = process::Subprocess::Start(
       {"/usr/bin/env", "NOTIFY_SOCKET=" + path, "WATCHDOG_USEC=200000", MESHD_PATH, "coordinator",
        "--listen", "127.0.0.1:0"});
   ASSERT_TRUE(daemon.ok());

@@ -11,12 +11,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "tests/support/subprocess.h"
+#include "common/process/subprocess.h"
 
 namespace meshd {
 namespace {
 
-using testing::Subprocess;
+using process::Subprocess;
 
 constexpr int kAgents = 4;
 constexpr int kGpus = 2;

@@ -16,13 +16,13 @@
 #include "nlohmann/json.hpp"
 #include "tests/support/nccl.h"
 #include "tests/support/run_command.h"
-#include "tests/support/subprocess.h"
+#include "common/process/subprocess.h"
 
 namespace meshd {
 namespace {
 
 using ::testing::HasSubstr;
-using testing::Subprocess;
+using process::Subprocess;
 using json = nlohmann::json;
 
 struct Cluster {

@@ -9,7 +9,7 @@
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "tests/support/subprocess.h"
+#include "common/process/subprocess.h"
 
 namespace meshd {
 namespace {
@@ -22,7 +22,7 @@ using ::testing::Contains;
 class ReflectionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto p = testing::Subprocess::Start({MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0"});
+    auto p = process::Subprocess::Start({MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0"});
     ASSERT_TRUE(p.ok()) << p.status();
     daemon_ = *std::move(p);
     auto address = daemon_->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
@@ -55,7 +55,7 @@ class ReflectionTest : public ::testing::Test {
     return files;
   }
 
-  std::unique_ptr<testing::Subprocess> daemon_;
+  std::unique_ptr<process::Subprocess> daemon_;
   std::shared_ptr<grpc::Channel> channel_;
 };
 

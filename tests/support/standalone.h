@@ -10,9 +10,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "tests/support/subprocess.h"
+#include "common/process/subprocess.h"
 
 namespace meshd::testing {
+
+using ::meshd::process::Subprocess;
 
 struct Standalone {
   std::unique_ptr<Subprocess> process;

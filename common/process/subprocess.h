@@ -1,7 +1,7 @@
-// Subprocess: runs a real program for integration tests — its stdout read line by line with
+// Subprocess: runs a real program (integration tests, the load simulator) — its stdout read line by line with
 // deadlines, signals, and a bounded wait. Its stderr goes to the test's stderr (the daemon's logs).
-#ifndef MESHD_TESTS_SUPPORT_SUBPROCESS_H_
-#define MESHD_TESTS_SUPPORT_SUBPROCESS_H_
+#ifndef MESHD_COMMON_PROCESS_SUBPROCESS_H_
+#define MESHD_COMMON_PROCESS_SUBPROCESS_H_
 
 #include <sys/types.h>
 
@@ -13,11 +13,13 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
-namespace meshd::testing {
+namespace meshd::process {
 
 class Subprocess {
  public:
-  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(const std::vector<std::string>& argv);
+  // Starts argv[0] (a path) with its stderr inherited, or appended to `stderr_path` when given.
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(const std::vector<std::string>& argv,
+                                                           const std::string& stderr_path = "");
   ~Subprocess();  // SIGKILL and reap if still running
 
   // The next stdout line (without the newline). DEADLINE_EXCEEDED after `timeout`; OUT_OF_RANGE at
@@ -38,6 +40,6 @@ class Subprocess {
   int exit_code_ = -1;
 };
 
-}  // namespace meshd::testing
+}  // namespace meshd::process
 
-#endif  // MESHD_TESTS_SUPPORT_SUBPROCESS_H_
+#endif  // MESHD_COMMON_PROCESS_SUBPROCESS_H_

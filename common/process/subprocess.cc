@@ -1,5 +1,5 @@
 // Subprocess (see subprocess.h).
-#include "tests/support/subprocess.h"
+#include "common/process/subprocess.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -11,16 +11,20 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
-namespace meshd::testing {
+namespace meshd::process {
 
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
-    const std::vector<std::string>& argv) {
+    const std::vector<std::string>& argv, const std::string& stderr_path) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   const pid_t pid = fork();
   if (pid < 0) return absl::InternalError("fork failed");
   if (pid == 0) {
     dup2(fds[1], STDOUT_FILENO);
+    if (!stderr_path.empty()) {
+      const int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (err >= 0) dup2(err, STDERR_FILENO);
+    }
     // Unblock what a test may have blocked, so the child gets default signal handling.
     sigset_t all;
     sigfillset(&all);
@@ -100,4 +104,4 @@ absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
   return exit_code_;
 }
 
-}  // namespace meshd::testing
+}  // namespace meshd::process
