@@ -1,0 +1,185 @@
+// meshd_bench: the scale benchmark. Starts a real `meshd coordinator` (or uses --coordinator) and
+// simulates --nodes nodes of --gpus-per-node GPUs through the real gRPC protocol (register,
+// heartbeat, join one job, resolve every group id of a pp x dp x cp x tp mesh), then prints a
+// table and, last, one JSON line:
+//   {"nodes":..,"ranks":..,"t_registered_s":..,"t_ranks_s":..,"t_ids_s":..,"rpcs":..,
+//    "coordinator_cpu_s":..,"coordinator_peak_rss_mb":.., ...}
+// Exit 0 on a complete, checked run; 1 with the reason on stderr otherwise.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "bench/sim/cluster_sim.h"
+#include "bench/sim/proc_stats.h"
+#include "bench/sim/workload.h"
+#include "common/process/subprocess.h"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+struct Flags {
+  uint32_t nodes = 64;
+  uint32_t gpus_per_node = 8;
+  std::string shape;
+  bool no_world_group = false;
+  uint32_t channels = 32;
+  std::string coordinator;
+  int coordinator_pid = 0;
+  std::string meshd;
+  std::string coordinator_log = "/dev/null";
+  std::string heartbeat_interval = "1s";
+  std::string heartbeat_timeout = "5s";
+  double timeout_s = 300;
+  bool json = false;
+};
+
+std::string DefaultMeshd() {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "meshd" : (self.parent_path() / "meshd").string();
+}
+
+int Fail(const std::string& what) {
+  std::cerr << "meshd_bench: " << what << std::endl;
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace meshd::bench;  // NOLINT
+  Flags f;
+  CLI::App app{"meshd_bench: a simulated cluster against a real meshd coordinator"};
+  app.add_option("--nodes", f.nodes, "Simulated nodes")->check(CLI::Range(1u, 1u << 20));
+  app.add_option("--gpus-per-node", f.gpus_per_node, "GPUs (ranks) per node")
+      ->check(CLI::Range(1u, 1024u));
+  app.add_option("--shape", f.shape,
+                 "Mesh dims NAME=SIZE in order, one -1 for the rest "
+                 "(default pp=4,dp=-1,cp=2,tp=G; dp=-1,tp=G when nodes is not a multiple of 8)");
+  app.add_flag("--no-world-group", f.no_world_group,
+               "Do not resolve the world group (libmeshd_client resolves it)");
+  app.add_option("--channels", f.channels, "gRPC connections the simulated nodes share")
+      ->check(CLI::Range(1u, 4096u));
+  app.add_option("--coordinator", f.coordinator,
+                 "Use this running coordinator (HOST:PORT or unix:PATH) instead of starting one");
+  app.add_option("--coordinator-pid", f.coordinator_pid,
+                 "With --coordinator: its pid, for CPU and memory figures");
+  app.add_option("--meshd", f.meshd, "The meshd binary to start (default: next to meshd_bench)");
+  app.add_option("--coordinator-log", f.coordinator_log, "Where the started coordinator logs");
+  app.add_option("--heartbeat-interval", f.heartbeat_interval, "For the started coordinator");
+  app.add_option("--heartbeat-timeout", f.heartbeat_timeout, "For the started coordinator");
+  app.add_option("--timeout", f.timeout_s, "Deadline of the whole run, seconds")
+      ->check(CLI::Range(1.0, 3600.0));
+  app.add_flag("--json", f.json, "Print only the JSON line");
+  CLI11_PARSE(app, argc, argv);
+
+  WorkloadOptions wo;
+  wo.nodes = f.nodes;
+  wo.gpus_per_node = f.gpus_per_node;
+  wo.shape = f.shape;
+  wo.world_group = !f.no_world_group;
+  absl::StatusOr<Workload> workload = BuildWorkload(wo);
+  if (!workload.ok()) return Fail(std::string(workload.status().message()));
+
+  std::unique_ptr<meshd::process::Subprocess> coordinator;
+  std::string address = f.coordinator;
+  int pid = f.coordinator_pid;
+  if (address.empty()) {
+    if (f.meshd.empty()) f.meshd = DefaultMeshd();
+    auto p = meshd::process::Subprocess::Start(
+        {f.meshd, "coordinator", "--listen", "127.0.0.1:0", "--heartbeat-interval",
+         f.heartbeat_interval, "--heartbeat-timeout", f.heartbeat_timeout},
+        f.coordinator_log);
+    if (!p.ok()) return Fail(std::string(p.status().message()));
+    coordinator = *std::move(p);
+    absl::StatusOr<std::string> addr =
+        coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(30));
+    if (!addr.ok()) {
+      return Fail(absl::StrCat("the coordinator (", f.meshd, ") did not start: ",
+                               addr.status().message(), "; see ", f.coordinator_log));
+    }
+    address = *addr;
+    pid = coordinator->pid();
+  }
+  std::optional<ProcStats> before;
+  if (pid > 0) {
+    if (auto s = ReadProcStats(pid); s.ok()) before = *s;
+  }
+
+  SimOptions so;
+  so.address = address;
+  so.nodes = f.nodes;
+  so.gpus_per_node = f.gpus_per_node;
+  so.channels = f.channels;
+  so.timeout = absl::Seconds(f.timeout_s);
+  absl::StatusOr<SimResult> r = RunClusterSim(so, *workload);
+  std::optional<ProcStats> after;
+  if (pid > 0) {
+    if (auto s = ReadProcStats(pid); s.ok()) after = *s;
+  }
+  if (coordinator) {
+    coordinator->Signal(SIGTERM);
+    (void)coordinator->Wait(absl::Seconds(30));
+  }
+  if (!r.ok()) return Fail(absl::StrCat("the run failed: ", r.status().ToString()));
+
+  std::vector<std::string> dims;
+  for (const auto& [name, size] : workload->dims) dims.push_back(absl::StrCat(name, "=", size));
+  const uint64_t ranks = workload->world_size;
+  nlohmann::ordered_json j;
+  j["nodes"] = f.nodes;
+  j["gpus_per_node"] = f.gpus_per_node;
+  j["ranks"] = ranks;
+  j["shape"] = absl::StrJoin(dims, ",");
+  j["groups"] = workload->groups;
+  j["world_group"] = !f.no_world_group;
+  j["t_registered_s"] = r->t_registered_s;
+  j["t_ranks_s"] = r->t_ranks_s;
+  j["t_ids_s"] = r->t_ids_s;
+  j["ids_after_registered_s"] = r->t_ids_s - r->t_registered_s;
+  j["rpcs"] = r->rpcs;
+  j["heartbeats"] = r->heartbeats;
+  if (before && after) {
+    const double cpu = after->cpu_s - before->cpu_s;
+    j["coordinator_cpu_s"] = cpu;
+    j["coordinator_peak_rss_mb"] = after->peak_rss_mb;
+    j["coordinator_cpu_us_per_rank"] = cpu * 1e6 / static_cast<double>(ranks);
+    j["coordinator_cpu_us_per_node"] = cpu * 1e6 / f.nodes;
+  } else {
+    j["coordinator_cpu_s"] = nullptr;
+    j["coordinator_peak_rss_mb"] = nullptr;
+  }
+  if (!f.json) {
+    auto line = [](absl::string_view what, const std::string& value) {
+      std::cout << absl::StrFormat("  %-34s %s\n", what, value);
+    };
+    std::cout << absl::StrFormat("meshd_bench: %u nodes x %u GPUs = %u ranks, mesh %s, %u groups\n",
+                                 f.nodes, f.gpus_per_node, ranks, j["shape"].get<std::string>(),
+                                 workload->groups);
+    line("every node registered", absl::StrFormat("%.3f s", r->t_registered_s));
+    line("every rank knows its rank", absl::StrFormat("%.3f s", r->t_ranks_s));
+    line("every rank holds every group id",
+         absl::StrFormat("%.3f s (%.3f s after the last registration)", r->t_ids_s,
+                         r->t_ids_s - r->t_registered_s));
+    line("RPCs sent", absl::StrFormat("%u (%u heartbeats)", r->rpcs, r->heartbeats));
+    if (before && after) {
+      const double cpu = after->cpu_s - before->cpu_s;
+      line("coordinator CPU",
+           absl::StrFormat("%.2f s (%.2f us per rank, %.1f us per node)", cpu,
+                           cpu * 1e6 / static_cast<double>(ranks), cpu * 1e6 / f.nodes));
+      line("coordinator peak RSS", absl::StrFormat("%.1f MB", after->peak_rss_mb));
+    }
+  }
+  std::cout << j.dump() << std::endl;
+  return 0;
+}

@@ -1,0 +1,301 @@
+// ClusterSim (see cluster_sim.h).
+#include "bench/sim/cluster_sim.h"
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "meshd/v1/coordinator.grpc.pb.h"
+
+namespace meshd::bench {
+namespace {
+
+using Stub = v1::Coordinator::Stub;
+using SteadyClock = std::chrono::steady_clock;
+
+class Sim {
+ public:
+  Sim(const SimOptions& o, const Workload& w) : o_(o), w_(w), nodes_(o.nodes) {
+    for (uint32_t c = 0; c < std::max<uint32_t>(1, o.channels); ++c) {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // its own connection
+      args.SetMaxReceiveMessageSize(-1);
+      stubs_.push_back(v1::Coordinator::NewStub(
+          grpc::CreateCustomChannel(o.address, grpc::InsecureChannelCredentials(), args)));
+    }
+    for (uint32_t i = 0; i < o.nodes; ++i) names_.push_back(absl::StrFormat("node-%05u", i));
+  }
+
+  absl::StatusOr<SimResult> Run() {
+    deadline_ = std::chrono::system_clock::now() +
+                std::chrono::milliseconds(absl::ToInt64Milliseconds(o_.timeout));
+    start_ = SteadyClock::now();
+    for (uint32_t i = 0; i < o_.nodes; ++i) Register(i);
+    std::thread heartbeats([this] { HeartbeatLoop(); });
+    {
+      absl::MutexLock lock(&mu_);
+      const auto done = [this] { return finished_ || !error_.ok(); };
+      mu_.AwaitWithTimeout(absl::Condition(&done), o_.timeout + absl::Seconds(5));
+      stopping_ = true;
+      if (!finished_ && error_.ok()) {
+        error_ = absl::DeadlineExceededError(absl::StrCat(
+            "the run did not finish within ", absl::FormatDuration(o_.timeout), ": ",
+            registered_, " of ", o_.nodes, " nodes registered, ", joined_, " joined, ", resolved_,
+            " resolved their groups"));
+      }
+      for (grpc::ClientContext* ctx : inflight_) ctx->TryCancel();
+      const auto drained = [this] { return inflight_.empty(); };
+      mu_.AwaitWithTimeout(absl::Condition(&drained), absl::Seconds(30));
+    }
+    heartbeats.join();
+    absl::MutexLock lock(&mu_);
+    if (!error_.ok()) return error_;
+    result_.rpcs = rpcs_.load();
+    result_.heartbeats = heartbeats_.load();
+    return result_;
+  }
+
+ private:
+  struct Node {
+    uint32_t node_rank = 0;
+    uint64_t generation = 0;
+    bool registered = false;
+  };
+
+  template <typename Req, typename Resp>
+  struct Call {
+    grpc::ClientContext ctx;
+    Req req;
+    Resp resp;
+  };
+
+  double Elapsed() const {
+    return std::chrono::duration<double>(SteadyClock::now() - start_).count();
+  }
+  Stub::async_interface* Async(uint32_t node) { return stubs_[node % stubs_.size()]->async(); }
+
+  // Registers the call as in flight; false (and the call is dropped) once the run is stopping.
+  template <typename C>
+  bool Begin(C* c) {
+    c->ctx.set_deadline(deadline_);
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return false;
+    inflight_.insert(&c->ctx);
+    ++rpcs_;
+    return true;
+  }
+  template <typename C>
+  void End(C* c) {
+    absl::MutexLock lock(&mu_);
+    inflight_.erase(&c->ctx);
+  }
+  void Fail(absl::Status s) {
+    absl::MutexLock lock(&mu_);
+    if (error_.ok() && !stopping_) error_ = std::move(s);
+  }
+  static absl::Status Failed(absl::string_view what, const std::string& node,
+                             const grpc::Status& s) {
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                        absl::StrCat(what, " for ", node, ": ", s.error_message()));
+  }
+
+  void Register(uint32_t i) {
+    auto* c = new Call<v1::RegisterNodeRequest, v1::RegisterNodeResponse>;
+    v1::NodeInventory* inv = c->req.mutable_inventory();
+    inv->set_node(names_[i]);
+    inv->set_hostname(names_[i]);
+    inv->set_agent_address(absl::StrCat("unix:/run/meshd/", names_[i], ".sock"));
+    inv->set_incarnation(1);
+    for (uint32_t g = 0; g < o_.gpus_per_node; ++g) {
+      v1::Gpu* gpu = inv->add_gpus();
+      gpu->set_index(g);
+      gpu->set_uuid(absl::StrCat("GPU-sim-", names_[i], "-", g));
+      gpu->set_name("simulated GPU (meshd_bench)");
+      gpu->set_simulated(true);
+    }
+    if (!Begin(c)) return delete c;
+    Async(i)->RegisterNode(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+      std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+      End(c);
+      if (!s.ok()) return Fail(Failed("RegisterNode", names_[i], s));
+      {
+        absl::MutexLock lock(&mu_);
+        nodes_[i].registered = true;
+        heartbeat_every_ = std::chrono::milliseconds(c->resp.heartbeat_interval_ms());
+        if (++registered_ == o_.nodes) result_.t_registered_s = Elapsed();
+      }
+      Join(i);
+    });
+  }
+
+  void Join(uint32_t i) {
+    auto* c = new Call<v1::JoinJobRequest, v1::Assignment>;
+    c->req.set_job(o_.job);
+    c->req.set_node(names_[i]);
+    c->req.set_incarnation(1);
+    c->req.set_local_world(o_.gpus_per_node);
+    c->req.mutable_nodes()->set_min_nodes(o_.nodes);
+    c->req.mutable_nodes()->set_max_nodes(o_.nodes);
+    if (!Begin(c)) return delete c;
+    Async(i)->JoinJob(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+      std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+      End(c);
+      if (!s.ok()) return Fail(Failed("JoinJob", names_[i], s));
+      const uint32_t rank = c->resp.node_rank();
+      if (rank >= o_.nodes || c->resp.world_size() != w_.world_size) {
+        return Fail(absl::InternalError(absl::StrCat(
+            "JoinJob gave ", names_[i], " node rank ", rank, " in a world of ",
+            c->resp.world_size(), "; expected a rank below ", o_.nodes, " of ", w_.world_size)));
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        if (!ranks_taken_.insert(rank).second) {
+          error_ = absl::InternalError(absl::StrCat("node rank ", rank, " given twice"));
+          return;
+        }
+        nodes_[i].node_rank = rank;
+        nodes_[i].generation = c->resp.generation();
+        if (++joined_ == o_.nodes) result_.t_ranks_s = Elapsed();
+      }
+      Resolve(i);
+    });
+  }
+
+  void Resolve(uint32_t i) {
+    auto* c = new Call<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>;
+    {
+      absl::MutexLock lock(&mu_);
+      c->req = w_.requests[nodes_[i].node_rank];
+      c->req.set_generation(nodes_[i].generation);
+    }
+    c->req.set_job(o_.job);
+    c->req.set_node(names_[i]);
+    if (!Begin(c)) return delete c;
+    Async(i)->ResolveGroups(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+      std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+      End(c);
+      if (!s.ok()) return Fail(Failed("ResolveGroups", names_[i], s));
+      if (absl::Status v = Check(c->req, c->resp); !v.ok()) return Fail(v);
+      absl::MutexLock lock(&mu_);
+      result_.groups_checked += c->resp.groups_size();
+      if (++resolved_ == o_.nodes) {
+        result_.t_ids_s = Elapsed();
+        finished_ = true;
+      }
+    });
+  }
+
+  // Every asked group came back with its ids, equal to what its leaders minted and to what
+  // every other node got.
+  absl::Status Check(const v1::ResolveGroupsRequest& req, const v1::ResolveGroupsResponse& resp) {
+    absl::flat_hash_map<absl::string_view, const v1::GroupIds*> got;
+    for (const v1::GroupIds& g : resp.groups()) got[g.key()] = &g;
+    for (const v1::GroupRequest& asked : req.groups()) {
+      auto it = got.find(asked.key());
+      if (it == got.end() || it->second->ids_size() != static_cast<int>(asked.num_ids())) {
+        return absl::InternalError(absl::StrCat(req.node(), " got no complete ids for group ",
+                                                asked.key()));
+      }
+      const v1::GroupIds& g = *it->second;
+      for (const v1::MintedId& m : asked.minted()) {
+        if (g.ids(static_cast<int>(m.index())) != m.id()) {
+          return absl::InternalError(absl::StrCat("group ", asked.key(), " chunk ", m.index(),
+                                                  ": the relayed id is not the one minted"));
+        }
+      }
+      size_t h = 0;
+      for (const std::string& id : g.ids()) {
+        if (id.size() != 128) return absl::InternalError("an id is not 128 bytes");
+        h = h * 1000003u ^ std::hash<std::string>()(id);
+      }
+      absl::MutexLock lock(&ids_mu_);
+      auto [seen, fresh] = id_hashes_.emplace(asked.key(), h);
+      if (!fresh && seen->second != h) {
+        return absl::InternalError(
+            absl::StrCat("group ", asked.key(), ": nodes received different ids"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  void HeartbeatLoop() {
+    while (true) {
+      std::vector<uint32_t> beat;
+      {
+        absl::MutexLock lock(&mu_);
+        const auto stop = [this] { return stopping_; };
+        if (mu_.AwaitWithTimeout(absl::Condition(&stop),
+                                 absl::FromChrono(heartbeat_every_))) {
+          return;
+        }
+        for (uint32_t i = 0; i < o_.nodes; ++i) {
+          if (nodes_[i].registered) beat.push_back(i);
+        }
+      }
+      for (uint32_t i : beat) {
+        auto* c = new Call<v1::HeartbeatRequest, v1::HeartbeatResponse>;
+        c->req.set_node(names_[i]);
+        c->req.set_incarnation(1);
+        if (!Begin(c)) {
+          delete c;
+          break;
+        }
+        ++heartbeats_;
+        Async(i)->Heartbeat(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+          std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+          End(c);
+          if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
+            Fail(Failed("Heartbeat", names_[i], s));
+          }
+        });
+      }
+    }
+  }
+
+  const SimOptions& o_;
+  const Workload& w_;
+  std::vector<std::unique_ptr<Stub>> stubs_;
+  std::vector<std::string> names_;  // "node-00042": sorts like its index
+  std::chrono::system_clock::time_point deadline_;
+  SteadyClock::time_point start_;
+  std::atomic<uint64_t> rpcs_{0};
+  std::atomic<uint64_t> heartbeats_{0};
+
+  absl::Mutex mu_;
+  std::vector<Node> nodes_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<grpc::ClientContext*> inflight_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<uint32_t> ranks_taken_ ABSL_GUARDED_BY(mu_);
+  std::chrono::milliseconds heartbeat_every_ ABSL_GUARDED_BY(mu_){1000};
+  uint32_t registered_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t joined_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t resolved_ ABSL_GUARDED_BY(mu_) = 0;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  SimResult result_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex ids_mu_;
+  absl::flat_hash_map<std::string, size_t> id_hashes_ ABSL_GUARDED_BY(ids_mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<SimResult> RunClusterSim(const SimOptions& options, const Workload& workload) {
+  if (workload.requests.size() != options.nodes) {
+    return absl::InvalidArgumentError("the workload was built for another number of nodes");
+  }
+  Sim sim(options, workload);
+  return sim.Run();
+}
+
+}  // namespace meshd::bench

@@ -1,0 +1,45 @@
+// ClusterSim: N simulated nodes of G GPUs talking to a real coordinator through the real gRPC
+// protocol, as agents do for their workers: RegisterNode, Heartbeat at the interval the coordinator
+// asks for, JoinJob for all local workers, then one ResolveGroups per node with its ranks' groups
+// and the ids its chunk leaders minted. Every answer is checked: node ranks form a permutation,
+// each group's ids come back complete, identical on every node, and equal to what their leader
+// minted. Simulated nodes share a few channels; each still sends its own requests.
+#ifndef MESHD_BENCH_SIM_CLUSTER_SIM_H_
+#define MESHD_BENCH_SIM_CLUSTER_SIM_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "bench/sim/workload.h"
+
+namespace meshd::bench {
+
+struct SimOptions {
+  std::string address;        // the coordinator, HOST:PORT or unix:PATH
+  uint32_t nodes = 64;
+  uint32_t gpus_per_node = 8;
+  uint32_t channels = 32;     // connections shared by the simulated nodes
+  std::string job = "bench";
+  absl::Duration timeout = absl::Minutes(5);  // the whole run's deadline
+};
+
+struct SimResult {
+  // Seconds from the start of the run until every node registered, until every node knows its
+  // rank (its JoinJob answered), until every node holds every group id of its ranks.
+  double t_registered_s = 0;
+  double t_ranks_s = 0;
+  double t_ids_s = 0;
+  uint64_t rpcs = 0;        // every RPC sent, heartbeats included
+  uint64_t heartbeats = 0;
+  uint64_t groups_checked = 0;
+};
+
+// Runs one rendezvous of one job over the whole simulated cluster. The first failed RPC or check
+// fails the run (with what failed and where); in-flight calls are cancelled before returning.
+absl::StatusOr<SimResult> RunClusterSim(const SimOptions& options, const Workload& workload);
+
+}  // namespace meshd::bench
+
+#endif  // MESHD_BENCH_SIM_CLUSTER_SIM_H_

@@ -1,0 +1,22 @@
+// ProcStats: a process's CPU time and peak resident memory, read from /proc (Linux).
+#ifndef MESHD_BENCH_SIM_PROC_STATS_H_
+#define MESHD_BENCH_SIM_PROC_STATS_H_
+
+#include <sys/types.h>
+
+#include "absl/status/statusor.h"
+
+namespace meshd::bench {
+
+struct ProcStats {
+  double cpu_s = 0;         // user + system
+  double peak_rss_mb = 0;   // VmHWM
+  double rss_mb = 0;        // VmRSS now
+};
+
+// NOT_FOUND when the process is gone; INTERNAL when /proc cannot be parsed.
+absl::StatusOr<ProcStats> ReadProcStats(pid_t pid);
+
+}  // namespace meshd::bench
+
+#endif  // MESHD_BENCH_SIM_PROC_STATS_H_
