@@ -32,6 +32,7 @@ struct Flags {
   uint32_t gpus_per_node = 8;
   std::string shape;
   bool no_world_group = false;
+  uint32_t ranks_per_id = 0;
   uint32_t channels = 32;
   std::string coordinator;
   int coordinator_pid = 0;
@@ -68,6 +69,9 @@ int main(int argc, char** argv) {
                  "(default pp=4,dp=-1,cp=2,tp=G; dp=-1,tp=G when nodes is not a multiple of 8)");
   app.add_flag("--no-world-group", f.no_world_group,
                "Do not resolve the world group (libmeshd_client resolves it)");
+  app.add_option("--ranks-per-id", f.ranks_per_id,
+                 "Members per NCCL id as ClientOptions::ranks_per_id (0: one id per group; "
+                 "128 simulates ncclCommInitRankScalable as PyTorch sets it up)");
   app.add_option("--channels", f.channels, "gRPC connections the simulated nodes share")
       ->check(CLI::Range(1u, 4096u));
   app.add_option("--coordinator", f.coordinator,
@@ -88,6 +92,7 @@ int main(int argc, char** argv) {
   wo.gpus_per_node = f.gpus_per_node;
   wo.shape = f.shape;
   wo.world_group = !f.no_world_group;
+  wo.ranks_per_id = f.ranks_per_id;
   absl::StatusOr<Workload> workload = BuildWorkload(wo);
   if (!workload.ok()) return Fail(std::string(workload.status().message()));
 
@@ -143,6 +148,8 @@ int main(int argc, char** argv) {
   j["shape"] = absl::StrJoin(dims, ",");
   j["groups"] = workload->groups;
   j["world_group"] = !f.no_world_group;
+  j["ranks_per_id"] = f.ranks_per_id;
+  j["ids"] = workload->ids;
   j["t_registered_s"] = r->t_registered_s;
   j["t_ranks_s"] = r->t_ranks_s;
   j["t_ids_s"] = r->t_ids_s;

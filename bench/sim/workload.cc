@@ -105,7 +105,7 @@ absl::StatusOr<Workload> BuildWorkload(const WorkloadOptions& o) {
     ++w.ids;
     return id;
   };
-  const uint32_t per_id = o.ranks_per_id;
+  const uint64_t per_id = o.ranks_per_id > 0 ? o.ranks_per_id : w.world_size;
   auto chunks = [per_id](uint64_t members) {
     return static_cast<uint32_t>((members + per_id - 1) / per_id);
   };

@@ -23,8 +23,9 @@ struct WorkloadOptions {
   // "pp=4,dp=-1,cp=2,tp=8": names and sizes in order, one -1 for "the rest". Empty: the default
   // pp=4,dp=-1,cp=2,tp=G when the world allows it, else dp=-1,tp=G.
   std::string shape;
-  bool world_group = true;  // the client also resolves a world group (one id per 128 ranks)
-  uint32_t ranks_per_id = 128;
+  bool world_group = true;  // libmeshd_client also resolves a world group with every mesh
+  // Members per id, as ClientOptions::ranks_per_id; 0 (the client's default): one id per group.
+  uint32_t ranks_per_id = 0;
   std::string mesh_key = "bench";
 };
 

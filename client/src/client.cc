@@ -29,8 +29,6 @@ using client_internal::CudaRuntime;
 using client_internal::NcclRuntime;
 using client_internal::NcclUniqueIdC;
 
-constexpr int64_t kRanksPerId = 128;  // as PyTorch's TORCH_NCCL_RANKS_PER_ROOT and XLA's default
-
 absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
@@ -72,6 +70,14 @@ absl::Status ResolveDefaults(ClientOptions& o) {
   if (o.nccl_library.empty()) o.nccl_library = Env("MESHD_NCCL_LIBRARY");
   if (o.nccl_library.empty()) o.nccl_library = "libnccl.so.2";
   if (o.cudart_library.empty()) o.cudart_library = Env("MESHD_CUDART_LIBRARY");
+  if (o.ranks_per_id < 0) {
+    const std::string per_id = Env("MESHD_RANKS_PER_ID");
+    o.ranks_per_id = 0;
+    if (!per_id.empty() && (!absl::SimpleAtoi(per_id, &o.ranks_per_id) || o.ranks_per_id < 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "MESHD_RANKS_PER_ID='", per_id, "' must be a number of ranks (0: one id per group)"));
+    }
+  }
   if (o.timeout <= absl::ZeroDuration())
     return absl::InvalidArgumentError("timeout must be positive");
   return absl::OkStatus();
@@ -206,10 +212,12 @@ class ClientImpl final : public Client {
     for (const Group& g : groups) {
       v1::GroupRequest* gr = req.add_groups();
       gr->set_key(g.key);
-      const int64_t chunks = (static_cast<int64_t>(g.ranks.size()) + kRanksPerId - 1) / kRanksPerId;
+      const int64_t members = static_cast<int64_t>(g.ranks.size());
+      const int64_t per_id = options_.ranks_per_id > 0 ? options_.ranks_per_id : members;
+      const int64_t chunks = (members + per_id - 1) / per_id;
       gr->set_num_ids(static_cast<uint32_t>(chunks));
       for (int64_t c = 0; c < chunks; ++c) {
-        if (g.ranks[c * kRanksPerId] != placement_.rank) continue;
+        if (g.ranks[c * per_id] != placement_.rank) continue;
         // This rank leads chunk c: its process becomes that id's NCCL bootstrap root. If it cannot
         // mint, it still reports (with the reason) so that every member fails fast, not at the
         // deadline.

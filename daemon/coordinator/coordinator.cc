@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/topology/rank_order.h"
@@ -71,6 +72,8 @@ struct Coordinator::JobRecord {
   std::optional<absl::Time> last_call_deadline;
   std::vector<std::string> previous_members;
   std::vector<Member> members;  // running generation, rank order
+  std::shared_ptr<const std::vector<Member>> shared_members;  // the same, for the answers
+  absl::flat_hash_map<std::string, uint32_t> rank_of;        // member node -> node rank
   KvStore kv;
   std::map<std::string, MeshExchange> meshes;  // running generation, by mesh key
   std::optional<GenerationEnd> last_end;
@@ -81,9 +84,12 @@ struct Coordinator::JobRecord {
     return out;
   }
   Assignment AssignmentFor(uint32_t node_rank) const {
-    return Assignment{name,      generation,  static_cast<uint32_t>(members.size()) * local_world,
-                      node_rank, local_world, members};
+    return Assignment{name,        generation,
+                      static_cast<uint32_t>(members.size()) * local_world,
+                      node_rank,   local_world,
+                      static_cast<uint32_t>(members.size()), shared_members};
   }
+  bool IsMember(const std::string& node) const { return rank_of.contains(node); }
 };
 
 Coordinator::Coordinator(const Clock* clock, CoordinatorOptions options, EventSink events)
@@ -217,12 +223,11 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
             req.nodes.min_nodes, ":", req.nodes.max_nodes, " and local_world ", req.local_world,
             " — every node of a job must use the same values")));
       } else if (j.phase == JobPhase::kRunning) {
-        auto member = std::find_if(j.members.begin(), j.members.end(),
-                                   [&](const Member& m) { return m.node == req.node; });
-        if (member != j.members.end()) {
+        auto member = j.rank_of.find(req.node);
+        if (member != j.rank_of.end()) {
           // A retry from a member: same generation, same answer.
           out.push_back(
-              [done = std::move(done), a = j.AssignmentFor(member->node_rank)] { done(a); });
+              [done = std::move(done), a = j.AssignmentFor(member->second)] { done(a); });
           taken = true;
         } else if (!j.count.elastic()) {
           std::vector<std::string> names;
@@ -271,11 +276,14 @@ void Coordinator::CloseRound(JobRecord& j, Completions& out) {
     names.push_back(node);
   }
   j.members.clear();
+  j.rank_of.clear();
   for (size_t i : topology::TopologyOrder(placements)) {
+    j.rank_of[placements[i].node] = static_cast<uint32_t>(j.members.size());
     j.members.push_back(Member{placements[i].node, placements[i].hostname,
                                static_cast<uint32_t>(j.members.size()), j.local_world,
                                placements[i].clique});
   }
+  j.shared_members = std::make_shared<const std::vector<Member>>(j.members);
   j.phase = JobPhase::kRunning;
   j.phase_since = clock_->Now();
   j.last_call_deadline.reset();
@@ -317,6 +325,8 @@ void Coordinator::EndGeneration(JobRecord& j, EndReason reason, const std::strin
     if (m.node != node || reason == EndReason::kNodeJoining) j.previous_members.push_back(m.node);
   }
   j.members.clear();
+  j.shared_members.reset();
+  j.rank_of.clear();
   ++j.generation;
   j.phase = JobPhase::kJoining;
   j.phase_since = clock_->Now();
@@ -335,9 +345,7 @@ void Coordinator::DropNode(const std::string& node, EndReason reason, const std:
   const absl::Status aborted = absl::AbortedError(message);
   for (auto& [name, job] : jobs_) {
     JobRecord& j = *job;
-    if (j.phase == JobPhase::kRunning &&
-        std::any_of(j.members.begin(), j.members.end(),
-                    [&](const Member& m) { return m.node == node; })) {
+    if (j.phase == JobPhase::kRunning && j.IsMember(node)) {
       EndGeneration(j, reason, node, message, out);
     }
     for (auto* pool : {&j.joiners, &j.standby}) {
@@ -430,8 +438,7 @@ absl::Status Coordinator::LeaveJob(const std::string& job, uint64_t generation,
     absl::StatusOr<JobRecord*> j = Running(job, generation);
     if (!j.ok()) {
       status = j.status();
-    } else if (std::none_of((*j)->members.begin(), (*j)->members.end(),
-                            [&](const Member& m) { return m.node == node; })) {
+    } else if (!(*j)->IsMember(node)) {
       status = absl::FailedPreconditionError(absl::StrCat(
           "node '", node, "' is not a member of generation ", generation, " of job '", job, "'"));
     } else {
@@ -704,9 +711,7 @@ std::vector<NodeView> Coordinator::Nodes() const {
   for (const auto& [name, rec] : nodes_) {
     NodeView v{rec->inventory, rec->alive, now - rec->last_heard, rec->restarts, {}};
     for (const auto& [job_name, job] : jobs_) {
-      const bool member = std::any_of(job->members.begin(), job->members.end(),
-                                      [&](const Member& m) { return m.node == name; });
-      if (member || job->joiners.contains(name) || job->standby.contains(name)) {
+      if (job->IsMember(name) || job->joiners.contains(name) || job->standby.contains(name)) {
         v.jobs.push_back(job_name);
       }
     }

@@ -38,8 +38,8 @@ void MeshExchange::Answer(Waiter& w, Completions& out) {
             "mesh '", mesh_key_, "' of job '", job_, "': group '", key, "' has no id for chunk ", i,
             why != mint_errors_.end()
                 ? absl::StrCat(": its leader could not mint one: ", why->second)
-                : absl::StrCat(": its leader (member ", i * 128,
-                               " of the group) did not ask for this group")));
+                : absl::StrCat(": its leader (the chunk's first member) did not ask for this "
+                               "group, or asked with another number of ids per group")));
         out.push_back([done = std::move(w.done), missing] { done(missing); });
         return;
       }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -62,7 +63,10 @@ struct Assignment {
   uint32_t world_size = 0;
   uint32_t node_rank = 0;
   uint32_t local_world = 0;
-  std::vector<Member> members;  // rank order
+  uint32_t num_nodes = 0;
+  // Every member in rank order; one list shared by every answer of a generation (a 16,384-node
+  // round answers 16,384 joins without copying it).
+  std::shared_ptr<const std::vector<Member>> members;
 };
 
 enum class EndReason { kNodeLost, kNodeRestarted, kNodeJoining, kNodeLeft, kShutdown };

@@ -29,7 +29,7 @@ grpc::ServerUnaryReactor* AgentService::Attach(grpc::CallbackServerContext* ctx,
                      resp->set_local_rank(r->local_rank);
                      resp->set_local_world(r->assignment.local_world);
                      resp->set_node_rank(r->assignment.node_rank);
-                     resp->set_num_nodes(static_cast<uint32_t>(r->assignment.members.size()));
+                     resp->set_num_nodes(r->assignment.num_nodes);
                      coordinator::NodeInventory one;
                      one.gpus = {r->gpu};
                      v1::NodeInventory p;

@@ -54,8 +54,9 @@ grpc::ServerUnaryReactor* CoordinatorService::JoinJob(grpc::CallbackServerContex
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   core_->JoinJob(coordinator::JoinRequest{req->job(), req->node(), req->incarnation(),
                                           req->local_world(), FromProto(req->nodes())},
-                 Deadline(ctx), [reactor, resp](absl::StatusOr<coordinator::Assignment> a) {
-                   if (a.ok()) ToProto(*a, resp);
+                 Deadline(ctx), [reactor, resp, with_members = req->with_members()](
+                                    absl::StatusOr<coordinator::Assignment> a) {
+                   if (a.ok()) ToProto(*a, with_members, resp);
                    reactor->Finish(ToGrpc(a.status()));
                  });
   return reactor;

@@ -95,22 +95,28 @@ coordinator::EndReason FromProto(v1::GenerationEnd::Reason r) {
   }
 }
 
-void ToProto(const coordinator::Assignment& d, v1::Assignment* p) {
+void ToProto(const coordinator::Assignment& d, bool with_members, v1::Assignment* p) {
   p->set_job(d.job);
   p->set_generation(d.generation);
   p->set_world_size(d.world_size);
   p->set_node_rank(d.node_rank);
   p->set_local_world(d.local_world);
-  p->set_num_nodes(static_cast<uint32_t>(d.members.size()));
-  for (const coordinator::Member& m : d.members) ToProto(m, p->add_members());
+  p->set_num_nodes(d.num_nodes);
+  if (!with_members || !d.members) return;
+  p->mutable_members()->Reserve(static_cast<int>(d.members->size()));
+  for (const coordinator::Member& m : *d.members) ToProto(m, p->add_members());
 }
 
 coordinator::Assignment FromProto(const v1::Assignment& p) {
   coordinator::Assignment d{p.job(),       p.generation(),  p.world_size(),
-                            p.node_rank(), p.local_world(), {}};
-  for (const v1::Member& m : p.members()) {
-    d.members.push_back(
-        {m.node(), m.hostname(), m.node_rank(), m.local_world(), m.nvlink_clique()});
+                            p.node_rank(), p.local_world(), p.num_nodes(), nullptr};
+  if (p.members_size() > 0) {
+    auto members = std::make_shared<std::vector<coordinator::Member>>();
+    for (const v1::Member& m : p.members()) {
+      members->push_back(
+          {m.node(), m.hostname(), m.node_rank(), m.local_world(), m.nvlink_clique()});
+    }
+    d.members = std::move(members);
   }
   return d;
 }

@@ -23,7 +23,8 @@ coordinator::NodeInventory FromProto(const v1::NodeInventory& p);
 void ToProto(const coordinator::NodeInventory& d, v1::NodeInventory* p);
 coordinator::NodeCount FromProto(const v1::NodeCount& p);
 void ToProto(const coordinator::NodeCount& d, v1::NodeCount* p);
-void ToProto(const coordinator::Assignment& d, v1::Assignment* p);
+// The member list only when the request asked for it (JoinJobRequest.with_members).
+void ToProto(const coordinator::Assignment& d, bool with_members, v1::Assignment* p);
 coordinator::Assignment FromProto(const v1::Assignment& p);
 void ToProto(const coordinator::GenerationEnd& d, v1::GenerationEnd* p);
 void ToProto(const coordinator::JobView& d, v1::JobStatus* p);

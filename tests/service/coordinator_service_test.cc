@@ -131,14 +131,22 @@ TEST_F(CoordinatorServiceTest, JoinJob_RoundClosesForBoth) {
   v1::Assignment a, b;
   grpc::Status sa;
   std::thread t([&] { sa = stub_->JoinJob(Ctx().get(), JoinReq("job", "a", 2), &a); });
-  ASSERT_TRUE(stub_->JoinJob(Ctx().get(), JoinReq("job", "b", 2), &b).ok());
+  v1::JoinJobRequest with_members = JoinReq("job", "b", 2);
+  with_members.set_with_members(true);
+  ASSERT_TRUE(stub_->JoinJob(Ctx().get(), with_members, &b).ok());
   t.join();
   ASSERT_TRUE(sa.ok()) << sa.error_message();
   EXPECT_EQ(a.node_rank(), 0u);
   EXPECT_EQ(b.node_rank(), 1u);
   EXPECT_EQ(a.world_size(), 4u);
+  EXPECT_EQ(a.num_nodes(), 2u);
   EXPECT_EQ(a.generation(), b.generation());
-  EXPECT_EQ(a.members_size(), 2);
+  // The member list only for the node that asked for it.
+  EXPECT_EQ(a.members_size(), 0);
+  ASSERT_EQ(b.members_size(), 2);
+  EXPECT_EQ(b.members(0).node(), "a");
+  EXPECT_EQ(b.members(1).node(), "b");
+  EXPECT_EQ(b.members(1).node_rank(), 1u);
 }
 
 TEST_F(CoordinatorServiceTest, JoinJob_ClientDeadline_DeadlineExceeded) {

@@ -50,6 +50,12 @@ struct ClientOptions {
   // CUDA runtime to load for communicators. Default: $MESHD_CUDART_LIBRARY, else the first of
   // libcudart.so.13/.12/.11 and libcudart.so the loader finds.
   std::string cudart_library;
+  // Members per NCCL unique id, for CommInit::kScalable: ncclCommInitRankScalable spreads the
+  // bootstrap over one root per id, and each chunk's first member mints its id (PyTorch's
+  // TORCH_NCCL_RANKS_PER_ROOT is 128). Every rank of a job must use the same value.
+  // Default: $MESHD_RANKS_PER_ID, else 0 = one id per group, all that kInitRank and kSplit use;
+  // a group's ids then stay 128 bytes whatever its size.
+  int ranks_per_id = -1;
 };
 
 // Where this worker is in the job.
@@ -77,7 +83,8 @@ struct Group {
   int64_t group_rank = 0;         // this rank's index among the sorted members (c10d numbering)
   int64_t group_index = 0;        // which group of the dims, in PyTorch's order
   std::string key;                // the same on every member: "<mesh key>/<dims>/<group index>"
-  // One id per 128 members, for ncclCommInitRankScalable; ids[0] alone for ncclCommInitRank.
+  // One id per ClientOptions::ranks_per_id members (one in all by default); ncclCommInitRank
+  // uses ids[0], ncclCommInitRankScalable all of them.
   // Minted with ncclGetUniqueId by the group's first member (member 128*i for id i).
   std::vector<NcclUniqueId> ids;
 };

@@ -141,7 +141,7 @@ TEST_F(CoordinatorTest, FixedRound_ClosesWhenAllJoined_DistinctNodeRanks) {
   EXPECT_EQ((*b.value)->node_rank, 1u);
   EXPECT_EQ((*a.value)->generation, 1u);
   EXPECT_EQ((*a.value)->world_size, 4u);
-  EXPECT_EQ((*b.value)->members.size(), 2u);
+  EXPECT_EQ((*b.value)->members->size(), 2u);
   EXPECT_EQ(coord_.Job("job")->phase, JobPhase::kRunning);
 }
 
@@ -155,7 +155,7 @@ TEST_F(CoordinatorTest, FixedRound_CliqueOrderBeatsHostname) {
   coord_.JoinJob(Join("job", "c", 3), Deadline(), got.Callback());
   ASSERT_TRUE(got.done() && got.value->ok());
   std::vector<std::string> order;
-  for (const Member& m : (*got.value)->members) order.push_back(m.node);
+  for (const Member& m : *(*got.value)->members) order.push_back(m.node);
   EXPECT_EQ(order, (std::vector<std::string>{"a", "c", "b"}));
 }
 
@@ -245,7 +245,7 @@ TEST_F(CoordinatorTest, Elastic_ClosesAtMinAfterLastCall) {
   Beat({"a", "b"});
   coord_.CheckDeadlines();
   ASSERT_TRUE(a.done() && a.value->ok());
-  EXPECT_EQ((*a.value)->members.size(), 2u);
+  EXPECT_EQ((*a.value)->members->size(), 2u);
 }
 
 TEST_F(CoordinatorTest, Elastic_ClosesAtMaxAtOnce) {
@@ -280,7 +280,7 @@ TEST_F(CoordinatorTest, Elastic_NewNodeEndsGenerationAndJoinsNextRound) {
   coord_.JoinJob(Join("job", "b", 2, 3), Deadline(), [](auto) {});
   ASSERT_TRUE(c.done() && c.value->ok());
   EXPECT_EQ((*c.value)->generation, 2u);
-  EXPECT_EQ((*c.value)->members.size(), 3u);
+  EXPECT_EQ((*c.value)->members->size(), 3u);
 }
 
 TEST_F(CoordinatorTest, Elastic_AtMax_NewNodeWaitsForNextRound) {
