@@ -70,6 +70,8 @@ class Sim {
     uint32_t node_rank = 0;
     uint64_t generation = 0;
     bool registered = false;
+    std::chrono::milliseconds interval{1000};  // as the coordinator said, last
+    SteadyClock::time_point next_beat;
   };
 
   template <typename Req, typename Resp>
@@ -131,7 +133,8 @@ class Sim {
       {
         absl::MutexLock lock(&mu_);
         nodes_[i].registered = true;
-        heartbeat_every_ = std::chrono::milliseconds(c->resp.heartbeat_interval_ms());
+        nodes_[i].interval = std::chrono::milliseconds(c->resp.heartbeat_interval_ms());
+        nodes_[i].next_beat = SteadyClock::now() + nodes_[i].interval;
         if (++registered_ == o_.nodes) result_.t_registered_s = Elapsed();
       }
       Join(i);
@@ -234,12 +237,12 @@ class Sim {
       {
         absl::MutexLock lock(&mu_);
         const auto stop = [this] { return stopping_; };
-        if (mu_.AwaitWithTimeout(absl::Condition(&stop),
-                                 absl::FromChrono(heartbeat_every_))) {
-          return;
-        }
+        if (mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(50))) return;
+        const SteadyClock::time_point now = SteadyClock::now();
         for (uint32_t i = 0; i < o_.nodes; ++i) {
-          if (nodes_[i].registered) beat.push_back(i);
+          if (!nodes_[i].registered || nodes_[i].next_beat > now) continue;
+          beat.push_back(i);
+          nodes_[i].next_beat = now + nodes_[i].interval;
         }
       }
       for (uint32_t i : beat) {
@@ -255,7 +258,11 @@ class Sim {
           std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
           End(c);
           if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
-            Fail(Failed("Heartbeat", names_[i], s));
+            return Fail(Failed("Heartbeat", names_[i], s));
+          }
+          if (s.ok() && c->resp.heartbeat_interval_ms() > 0) {
+            absl::MutexLock lock(&mu_);
+            nodes_[i].interval = std::chrono::milliseconds(c->resp.heartbeat_interval_ms());
           }
         });
       }
@@ -275,7 +282,6 @@ class Sim {
   std::vector<Node> nodes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<grpc::ClientContext*> inflight_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<uint32_t> ranks_taken_ ABSL_GUARDED_BY(mu_);
-  std::chrono::milliseconds heartbeat_every_ ABSL_GUARDED_BY(mu_){1000};
   uint32_t registered_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t joined_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t resolved_ ABSL_GUARDED_BY(mu_) = 0;

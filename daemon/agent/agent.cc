@@ -151,6 +151,12 @@ void Agent::Loop() {
         continue;
       }
       if (!s.ok()) log::Debug("heartbeat failed", {{"error", s.error_message()}});
+      if (s.ok() && resp.heartbeat_interval_ms() > 0) {
+        // The coordinator stretches the interval as the cluster grows (its heartbeat rate cap).
+        wait = absl::Milliseconds(std::max<uint32_t>(resp.heartbeat_interval_ms(), 10));
+        absl::MutexLock lock(&mu_);
+        heartbeat_interval_ = wait;
+      }
     }
     absl::MutexLock lock(&mu_);
     mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait);

@@ -52,6 +52,7 @@ struct Coordinator::NodeRecord {
   NodeInventory inventory;
   std::string clique;
   absl::Time last_heard;
+  HeartbeatTiming timing;  // what the node was last told
   bool alive = true;
   uint32_t restarts = 0;
 };
@@ -142,6 +143,7 @@ absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv) {
     for (const Gpu& g : inv.gpus) cliques.push_back(g.nvlink_clique);
     rec->clique = topology::NodeClique(cliques);
     rec->last_heard = clock_->Now();
+    rec->timing = CurrentTiming();
     rec->alive = true;
   }
   RunAll(out);
@@ -166,7 +168,24 @@ absl::Status Coordinator::Heartbeat(const std::string& node, uint64_t incarnatio
                      rec.inventory.incarnation, "; this agent is stale"));
   }
   rec.last_heard = clock_->Now();
+  rec.timing = CurrentTiming();
   return absl::OkStatus();
+}
+
+HeartbeatTiming Coordinator::CurrentTiming() const {
+  HeartbeatTiming t{options_.heartbeat_interval, options_.heartbeat_timeout};
+  const double per_interval =
+      options_.max_heartbeats_per_second * absl::ToDoubleSeconds(options_.heartbeat_interval);
+  if (options_.max_heartbeats_per_second == 0 || nodes_.size() <= per_interval) return t;
+  const double scale = static_cast<double>(nodes_.size()) / per_interval;
+  return HeartbeatTiming{t.interval * scale, t.timeout * scale};
+}
+
+HeartbeatTiming Coordinator::HeartbeatTimingOf(const std::string& node) const {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return {options_.heartbeat_interval, options_.heartbeat_timeout};
+  return it->second->timing;
 }
 
 void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone done) {
@@ -588,11 +607,11 @@ void Coordinator::CheckDeadlines() {
     if (shut_down_) return;
     const absl::Time now = clock_->Now();
     for (auto& [name, rec] : nodes_) {
-      if (!rec->alive || now - rec->last_heard <= options_.heartbeat_timeout) continue;
+      if (!rec->alive || now - rec->last_heard <= rec->timing.timeout) continue;
       rec->alive = false;
       const std::string message = absl::StrCat(
           "node '", name, "' lost: no heartbeat for ", absl::FormatDuration(now - rec->last_heard),
-          " (timeout ", absl::FormatDuration(options_.heartbeat_timeout), ")");
+          " (timeout ", absl::FormatDuration(rec->timing.timeout), ")");
       Emit(message, "", name, kNoGeneration, out);
       DropNode(name, EndReason::kNodeLost, message, out);
     }
@@ -690,7 +709,7 @@ StatusView Coordinator::Status() const {
   absl::MutexLock lock(&mu_);
   StatusView s;
   s.uptime = clock_->Now() - started_;
-  s.heartbeat_timeout = options_.heartbeat_timeout;
+  s.heartbeat_timeout = CurrentTiming().timeout;
   for (const auto& [name, rec] : nodes_) (rec->alive ? s.nodes_alive : s.nodes_dead)++;
   for (const auto& [name, job] : jobs_) {
     (job->phase == JobPhase::kRunning ? s.jobs_running : s.jobs_joining)++;

@@ -45,6 +45,16 @@ struct CoordinatorOptions {
   // Upper bounds on the size of the state one request can create.
   uint32_t max_gpus_per_node = 64;
   uint32_t max_nodes_per_job = 100000;
+  // The heartbeat load the coordinator accepts. With more nodes than `heartbeat_interval` allows
+  // at this rate, the interval (and the timeout with it) handed to agents grows to
+  // nodes / rate, as Nomad's max_heartbeats_per_second does. 0: no cap.
+  uint32_t max_heartbeats_per_second = 2000;
+};
+
+// The heartbeat interval an agent is told, and how long it may stay silent.
+struct HeartbeatTiming {
+  absl::Duration interval;
+  absl::Duration timeout;
 };
 
 class Coordinator {
@@ -123,11 +133,14 @@ class Coordinator {
   // Errors: NOT_FOUND unknown job.
   absl::StatusOr<JobView> Job(const std::string& job) const;
 
-  absl::Duration heartbeat_interval() const { return options_.heartbeat_interval; }
-  absl::Duration heartbeat_timeout() const { return options_.heartbeat_timeout; }
+  // What a node was told at its last registration or heartbeat (the configured timing for an
+  // unknown node).
+  HeartbeatTiming HeartbeatTimingOf(const std::string& node) const;
 
  private:
   struct NodeRecord;
+  // The timing for the current number of nodes (see max_heartbeats_per_second).
+  HeartbeatTiming CurrentTiming() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   struct JobRecord;
   struct Watcher {
     std::string job;

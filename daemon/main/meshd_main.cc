@@ -31,6 +31,7 @@ struct CommonFlags {
   std::string log_level = "info";
   std::string heartbeat_interval = "1s";
   std::string heartbeat_timeout = "5s";
+  uint32_t max_heartbeat_rate = 2000;
 };
 
 bool ParseDurationFlag(const std::string& name, const std::string& text, absl::Duration* out) {
@@ -48,6 +49,11 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
   cmd->add_option("--heartbeat-timeout", f.heartbeat_timeout,
                   "A node silent this long is declared dead and its jobs' generations end")
       ->envname("MESHD_HEARTBEAT_TIMEOUT")
+      ->capture_default_str();
+  cmd->add_option("--max-heartbeat-rate", f.max_heartbeat_rate,
+                  "Heartbeats per second the coordinator accepts; past it agents are told a "
+                  "longer interval and timeout, in proportion (0: no cap)")
+      ->envname("MESHD_MAX_HEARTBEAT_RATE")
       ->capture_default_str();
   cmd->add_option("--log-format", f.log_format, "Log format on stderr: text or json")
       ->envname("MESHD_LOG_FORMAT")
@@ -163,6 +169,7 @@ int main(int argc, char** argv) {
                          &options.heartbeat_timeout)) {
     return kUsage;
   }
+  options.max_heartbeats_per_second = common.max_heartbeat_rate;
 
   auto fail = [](const absl::Status& s) {
     std::cerr << "meshd: " << s.message() << "\n";

@@ -19,6 +19,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   coordinator::CoordinatorOptions core_options;
   core_options.heartbeat_interval = options.heartbeat_interval;
   core_options.heartbeat_timeout = options.heartbeat_timeout;
+  core_options.max_heartbeats_per_second = options.max_heartbeats_per_second;
   d->core_ = std::make_unique<coordinator::Coordinator>(
       &d->clock_, core_options, [](const coordinator::Event& e) {
         log::Info(e.what, {{"job", e.job},

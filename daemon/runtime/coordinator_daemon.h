@@ -22,6 +22,7 @@ struct CoordinatorDaemonOptions {
   std::string listen = "0.0.0.0:7070";
   absl::Duration heartbeat_interval = absl::Seconds(1);
   absl::Duration heartbeat_timeout = absl::Seconds(5);
+  uint32_t max_heartbeats_per_second = 2000;  // see CoordinatorOptions
   // How often deadlines are checked; bounds how late a failure is noticed past the timeout.
   absl::Duration tick = absl::Milliseconds(100);
 };

@@ -34,18 +34,23 @@ grpc::ServerUnaryReactor* CoordinatorService::RegisterNode(grpc::CallbackServerC
   absl::StatusOr<bool> restarted = core_->RegisterNode(FromProto(req->inventory()));
   if (restarted.ok()) {
     resp->set_restarted(*restarted);
-    resp->set_heartbeat_interval_ms(
-        static_cast<uint32_t>(absl::ToInt64Milliseconds(core_->heartbeat_interval())));
-    resp->set_heartbeat_timeout_ms(
-        static_cast<uint32_t>(absl::ToInt64Milliseconds(core_->heartbeat_timeout())));
+    const coordinator::HeartbeatTiming t = core_->HeartbeatTimingOf(req->inventory().node());
+    resp->set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t.interval)));
+    resp->set_heartbeat_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t.timeout)));
   }
   return Done(ctx, restarted.status());
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
                                                         const v1::HeartbeatRequest* req,
-                                                        v1::HeartbeatResponse*) {
-  return Done(ctx, core_->Heartbeat(req->node(), req->incarnation()));
+                                                        v1::HeartbeatResponse* resp) {
+  const absl::Status s = core_->Heartbeat(req->node(), req->incarnation());
+  if (s.ok()) {
+    const coordinator::HeartbeatTiming t = core_->HeartbeatTimingOf(req->node());
+    resp->set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t.interval)));
+    resp->set_heartbeat_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t.timeout)));
+  }
+  return Done(ctx, s);
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::JoinJob(grpc::CallbackServerContext* ctx,

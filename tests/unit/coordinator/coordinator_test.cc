@@ -125,6 +125,33 @@ TEST_F(CoordinatorTest, HeartbeatExpiry_NodeDeadUntilItRegistersAgain) {
   EXPECT_TRUE(coord_.Nodes()[0].alive);
 }
 
+TEST(CoordinatorHeartbeatRate, TimingStretchesPastTheRateCap) {
+  FakeClock clock;
+  // 2 heartbeats/s at a 1 s interval: two nodes fit, four need a 2 s interval (and 10 s timeout).
+  Coordinator coord(&clock, CoordinatorOptions{absl::Seconds(1), absl::Seconds(5), 64, 100000, 2});
+  auto node = [](const std::string& name) {
+    return NodeInventory{name, name, "unix:/x", 1, {Gpu{0, "GPU-" + name, "", "sim", 0, "", true}}};
+  };
+  for (const char* n : {"a", "b"}) ASSERT_TRUE(coord.RegisterNode(node(n)).ok());
+  EXPECT_EQ(coord.HeartbeatTimingOf("b").interval, absl::Seconds(1));
+  for (const char* n : {"c", "d"}) ASSERT_TRUE(coord.RegisterNode(node(n)).ok());
+  EXPECT_EQ(coord.HeartbeatTimingOf("d").interval, absl::Seconds(2));
+  EXPECT_EQ(coord.HeartbeatTimingOf("d").timeout, absl::Seconds(10));
+  EXPECT_EQ(coord.HeartbeatTimingOf("a").timeout, absl::Seconds(5));  // told before the growth
+  ASSERT_TRUE(coord.Heartbeat("a", 1).ok());
+  EXPECT_EQ(coord.HeartbeatTimingOf("a").timeout, absl::Seconds(10));  // each answer updates it
+  EXPECT_EQ(coord.Status().heartbeat_timeout, absl::Seconds(10));
+  // Each node is judged by the timeout it was told: b still has 5 s, the others 10 s.
+  clock.Advance(absl::Seconds(6));
+  coord.CheckDeadlines();
+  for (const NodeView& v : coord.Nodes()) {
+    EXPECT_EQ(v.alive, v.inventory.node != "b") << v.inventory.node;
+  }
+  clock.Advance(absl::Seconds(5));
+  coord.CheckDeadlines();
+  for (const NodeView& v : coord.Nodes()) EXPECT_FALSE(v.alive) << v.inventory.node;
+}
+
 // ---- Fixed rounds -------------------------------------------------------------------------------
 
 TEST_F(CoordinatorTest, FixedRound_ClosesWhenAllJoined_DistinctNodeRanks) {
