@@ -23,7 +23,8 @@ class ClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (const char* v :
-         {"MESHD_SOCKET", "MESHD_JOB", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MESHD_NNODES"}) {
+         {"MESHD_SOCKET", "MESHD_JOB", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MESHD_NNODES",
+          "MESHD_RANKS_PER_ID"}) {
       unsetenv(v);
     }
     ASSERT_NO_FATAL_FAILURE(daemon_.Start(MESHD_PATH, 2));
@@ -51,6 +52,11 @@ TEST_F(ClientTest, Attach_MissingOptions_InvalidArgumentNamingTheVariable) {
   EXPECT_THAT(std::string(Client::Attach(o).status().message()), HasSubstr("LOCAL_RANK"));
   setenv("MESHD_NNODES", "x:y", 1);
   EXPECT_EQ(Client::Attach(Options()).status().code(), absl::StatusCode::kInvalidArgument);
+  unsetenv("MESHD_NNODES");
+  setenv("MESHD_RANKS_PER_ID", "-3", 1);
+  c = Client::Attach(Options());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("MESHD_RANKS_PER_ID"));
 }
 
 TEST_F(ClientTest, Attach_NoAgent_Unavailable) {
@@ -80,6 +86,28 @@ TEST_F(ClientTest, Attach_FromEnvironment_TwoLocalWorkers) {
   EXPECT_EQ((*other)->placement().rank, 1);
   EXPECT_TRUE((*other)->placement().gpu_simulated);
   EXPECT_EQ((*other)->placement().gpu_uuid, "SIM-test-node-1");
+}
+
+TEST_F(ClientTest, RanksPerId_OneIdPerChunkMintedByItsLeader_SameOnEveryRank) {
+  MESHD_SKIP_WITHOUT_NCCL();
+  std::vector<std::vector<NcclUniqueId>> ids(2);
+  auto rank = [&](int r) {
+    ClientOptions o = Options(r, 2);
+    o.ranks_per_id = 1;  // a 2-member group gets 2 ids, one minted by each member
+    auto c = Client::Attach(o);
+    ASSERT_TRUE(c.ok()) << c.status();
+    auto mesh = (*c)->InitDeviceMesh({2}, {"dp"});
+    ASSERT_TRUE(mesh.ok()) << mesh.status();
+    auto group = (*c)->GroupOf(*mesh, 0);
+    ASSERT_TRUE(group.ok()) << group.status();
+    ids[r] = group->ids;
+  };
+  std::thread t(rank, 1);
+  rank(0);
+  t.join();
+  ASSERT_EQ(ids[0].size(), 2u);
+  EXPECT_EQ(ids[0], ids[1]);
+  EXPECT_NE(ids[0][0], ids[0][1]);
 }
 
 TEST_F(ClientTest, Mesh_GroupsWithIds_MathsErrorsMatchPlan) {
