@@ -150,7 +150,8 @@ absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv) {
   return restarted;
 }
 
-absl::Status Coordinator::Heartbeat(const std::string& node, uint64_t incarnation) {
+absl::StatusOr<HeartbeatTiming> Coordinator::Heartbeat(const std::string& node,
+                                                       uint64_t incarnation) {
   absl::MutexLock lock(&mu_);
   auto it = nodes_.find(node);
   if (it == nodes_.end()) {
@@ -169,7 +170,7 @@ absl::Status Coordinator::Heartbeat(const std::string& node, uint64_t incarnatio
   }
   rec.last_heard = clock_->Now();
   rec.timing = CurrentTiming();
-  return absl::OkStatus();
+  return rec.timing;
 }
 
 HeartbeatTiming Coordinator::CurrentTiming() const {

@@ -71,8 +71,8 @@ class Coordinator {
   absl::StatusOr<bool> RegisterNode(const NodeInventory& inventory);
 
   // Errors: NOT_FOUND unknown or dead node (register again); FAILED_PRECONDITION an older
-  // incarnation (a newer agent replaced it).
-  absl::Status Heartbeat(const std::string& node, uint64_t incarnation);
+  // incarnation (a newer agent replaced it). Answers the timing the node must keep from now on.
+  absl::StatusOr<HeartbeatTiming> Heartbeat(const std::string& node, uint64_t incarnation);
 
   // Joins `req.job` for all local workers of `req.node`; `done` gets the assignment when the round
   // closes, or an error at `deadline`.

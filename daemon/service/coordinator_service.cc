@@ -44,13 +44,13 @@ grpc::ServerUnaryReactor* CoordinatorService::RegisterNode(grpc::CallbackServerC
 grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
                                                         const v1::HeartbeatRequest* req,
                                                         v1::HeartbeatResponse* resp) {
-  const absl::Status s = core_->Heartbeat(req->node(), req->incarnation());
-  if (s.ok()) {
-    const coordinator::HeartbeatTiming t = core_->HeartbeatTimingOf(req->node());
-    resp->set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t.interval)));
-    resp->set_heartbeat_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t.timeout)));
+  const absl::StatusOr<coordinator::HeartbeatTiming> t =
+      core_->Heartbeat(req->node(), req->incarnation());
+  if (t.ok()) {
+    resp->set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t->interval)));
+    resp->set_heartbeat_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t->timeout)));
   }
-  return Done(ctx, s);
+  return Done(ctx, t.status());
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::JoinJob(grpc::CallbackServerContext* ctx,

@@ -69,7 +69,7 @@ TEST_F(CoordinatorTest, RegisterNode_NewIncarnation_IsRestart) {
   Register("a");
   EXPECT_EQ(*coord_.RegisterNode(Node("a", 2)), true);
   EXPECT_EQ(coord_.Nodes()[0].restarts, 1u);
-  EXPECT_EQ(coord_.Heartbeat("a", 1).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(coord_.Heartbeat("a", 1).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(coord_.Heartbeat("a", 2).ok());
 }
 
@@ -105,7 +105,7 @@ TEST_F(CoordinatorTest, RegisterNode_SomeoneElsesGpu_AlreadyExists) {
 }
 
 TEST_F(CoordinatorTest, Heartbeat_UnknownNode_NotFound) {
-  EXPECT_EQ(coord_.Heartbeat("ghost", 1).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(coord_.Heartbeat("ghost", 1).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(CoordinatorTest, HeartbeatExpiry_NodeDeadUntilItRegistersAgain) {
@@ -120,7 +120,7 @@ TEST_F(CoordinatorTest, HeartbeatExpiry_NodeDeadUntilItRegistersAgain) {
   clock_.Advance(absl::Milliseconds(1));
   coord_.CheckDeadlines();
   EXPECT_FALSE(coord_.Nodes()[0].alive);
-  EXPECT_EQ(coord_.Heartbeat("a", 1).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(coord_.Heartbeat("a", 1).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(*coord_.RegisterNode(Node("a")), false);
   EXPECT_TRUE(coord_.Nodes()[0].alive);
 }
