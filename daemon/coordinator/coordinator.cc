@@ -19,6 +19,13 @@ constexpr uint64_t kNoGeneration = 0;
 // Lists of nodes in messages are capped so that a 16,384-node job does not write a book.
 constexpr size_t kMaxNamesInMessage = 8;
 
+// The member list of a job with no running generation (shared, never freed).
+const std::shared_ptr<const std::vector<Member>>& NoMembers() {
+  static const auto* empty =
+      new std::shared_ptr<const std::vector<Member>>(std::make_shared<const std::vector<Member>>());
+  return *empty;
+}
+
 std::string NameList(const std::vector<std::string>& names) {
   if (names.size() <= kMaxNamesInMessage) return absl::StrJoin(names, ", ");
   return absl::StrCat(absl::StrJoin(names.begin(), names.begin() + kMaxNamesInMessage, ", "),
@@ -72,9 +79,9 @@ struct Coordinator::JobRecord {
   std::map<std::string, Joiner> standby;  // elastic job at its max: wait for the next round
   std::optional<absl::Time> last_call_deadline;
   std::vector<std::string> previous_members;
-  std::vector<Member> members;  // running generation, rank order
-  std::shared_ptr<const std::vector<Member>> shared_members;  // the same, for the answers
-  absl::flat_hash_map<std::string, uint32_t> rank_of;        // member node -> node rank
+  // The running generation's members in rank order; one list shared with every answer of it.
+  std::shared_ptr<const std::vector<Member>> members = NoMembers();
+  absl::flat_hash_map<std::string, uint32_t> rank_of;  // member node -> node rank
   KvStore kv;
   std::map<std::string, MeshExchange> meshes;  // running generation, by mesh key
   std::optional<GenerationEnd> last_end;
@@ -86,9 +93,9 @@ struct Coordinator::JobRecord {
   }
   Assignment AssignmentFor(uint32_t node_rank) const {
     return Assignment{name,        generation,
-                      static_cast<uint32_t>(members.size()) * local_world,
+                      static_cast<uint32_t>(members->size()) * local_world,
                       node_rank,   local_world,
-                      static_cast<uint32_t>(members.size()), shared_members};
+                      static_cast<uint32_t>(members->size()), members};
   }
   bool IsMember(const std::string& node) const { return rank_of.contains(node); }
 };
@@ -251,13 +258,13 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
           taken = true;
         } else if (!j.count.elastic()) {
           std::vector<std::string> names;
-          for (const Member& m : j.members) names.push_back(m.node);
+          for (const Member& m : *j.members) names.push_back(m.node);
           fail(absl::FailedPreconditionError(absl::StrCat(
               "job '", j.name, "' is running generation ", j.generation, " with its ",
-              j.members.size(), " nodes (", NameList(names), "); node '", req.node,
+              j.members->size(), " nodes (", NameList(names), "); node '", req.node,
               "' is not one of them. A fixed-size job admits no new nodes while it runs: use "
               "another job name, or an elastic size (min:max)")));
-        } else if (j.members.size() < j.count.max_nodes) {
+        } else if (j.members->size() < j.count.max_nodes) {
           EndGeneration(j, EndReason::kNodeJoining, req.node,
                         absl::StrCat("node '", req.node, "' asks to join; a new round opens"), out);
         } else {
@@ -295,27 +302,27 @@ void Coordinator::CloseRound(JobRecord& j, Completions& out) {
     placements.push_back({node, rec.inventory.hostname, rec.clique});
     names.push_back(node);
   }
-  j.members.clear();
+  auto members = std::make_shared<std::vector<Member>>();
   j.rank_of.clear();
   for (size_t i : topology::TopologyOrder(placements)) {
-    j.rank_of[placements[i].node] = static_cast<uint32_t>(j.members.size());
-    j.members.push_back(Member{placements[i].node, placements[i].hostname,
-                               static_cast<uint32_t>(j.members.size()), j.local_world,
-                               placements[i].clique});
+    const auto node_rank = static_cast<uint32_t>(members->size());
+    j.rank_of[placements[i].node] = node_rank;
+    members->push_back(Member{placements[i].node, placements[i].hostname, node_rank,
+                              j.local_world, placements[i].clique});
   }
-  j.shared_members = std::make_shared<const std::vector<Member>>(j.members);
+  j.members = std::move(members);
   j.phase = JobPhase::kRunning;
   j.phase_since = clock_->Now();
   j.last_call_deadline.reset();
   j.previous_members.clear();
-  for (const Member& m : j.members) {
+  for (const Member& m : *j.members) {
     for (auto& [waiter, unused] : j.joiners[m.node].waiters) {
       out.push_back([waiter = std::move(waiter), a = j.AssignmentFor(m.node_rank)] { waiter(a); });
     }
   }
   j.joiners.clear();
-  Emit(absl::StrCat("generation ", j.generation, " closed: ", j.members.size(), " nodes, world ",
-                    j.members.size() * j.local_world, " (", NameList(names), ")"),
+  Emit(absl::StrCat("generation ", j.generation, " closed: ", j.members->size(), " nodes, world ",
+                    j.members->size() * j.local_world, " (", NameList(names), ")"),
        j.name, "", j.generation, out);
 }
 
@@ -341,11 +348,10 @@ void Coordinator::EndGeneration(JobRecord& j, EndReason reason, const std::strin
        out);
   j.last_end = end;
   j.previous_members.clear();
-  for (const Member& m : j.members) {
+  for (const Member& m : *j.members) {
     if (m.node != node || reason == EndReason::kNodeJoining) j.previous_members.push_back(m.node);
   }
-  j.members.clear();
-  j.shared_members.reset();
+  j.members = NoMembers();
   j.rank_of.clear();
   ++j.generation;
   j.phase = JobPhase::kJoining;
@@ -489,7 +495,7 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
       JobRecord& rec = **j;
       auto it = rec.meshes
                     .try_emplace(mesh_key, job, mesh_key,
-                                 static_cast<uint32_t>(rec.members.size()) * rec.local_world)
+                                 static_cast<uint32_t>(rec.members->size()) * rec.local_world)
                     .first;
       it->second.Report(node, ranks, groups, deadline, std::move(done), out);
     } else {
@@ -688,8 +694,8 @@ JobView Coordinator::View(const JobRecord& j) const {
   v.nodes = j.count;
   v.in_phase = clock_->Now() - j.phase_since;
   if (j.phase == JobPhase::kRunning) {
-    v.members = j.members;
-    v.world_size = static_cast<uint32_t>(j.members.size()) * j.local_world;
+    v.members = *j.members;
+    v.world_size = static_cast<uint32_t>(j.members->size()) * j.local_world;
   } else {
     for (const auto& [node, joiner] : j.joiners) {
       const NodeRecord& rec = *nodes_.at(node);
