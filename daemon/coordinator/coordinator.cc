@@ -39,6 +39,30 @@ void RunAll(Completions& out) {
 
 }  // namespace
 
+const char* EventKindName(EventKind kind) {
+  switch (kind) {
+    case EventKind::kNodeRegistered:
+      return "node_registered";
+    case EventKind::kNodeRestarted:
+      return "node_restarted";
+    case EventKind::kNodeBack:
+      return "node_back";
+    case EventKind::kNodeLost:
+      return "node_lost";
+    case EventKind::kJobCreated:
+      return "job_created";
+    case EventKind::kNodeJoined:
+      return "node_joined";
+    case EventKind::kNodeStandby:
+      return "node_standby";
+    case EventKind::kGenerationStarted:
+      return "generation_started";
+    case EventKind::kGenerationEnded:
+      return "generation_ended";
+  }
+  return "unknown";
+}
+
 std::string EndReasonName(EndReason r) {
   switch (r) {
     case EndReason::kNodeLost:
@@ -105,10 +129,12 @@ Coordinator::Coordinator(const Clock* clock, CoordinatorOptions options, EventSi
 
 Coordinator::~Coordinator() { Shutdown(); }
 
-void Coordinator::Emit(std::string what, const std::string& job, const std::string& node,
-                       uint64_t generation, Completions& out) {
+void Coordinator::Emit(EventKind kind, std::string what, const std::string& job,
+                       const std::string& node, uint64_t generation, Completions& out,
+                       absl::Duration rendezvous, EndReason reason) {
   if (!events_) return;
-  out.push_back([this, e = Event{std::move(what), job, node, generation}] { events_(e); });
+  out.push_back([this, e = Event{kind, std::move(what), job, node, generation, rendezvous,
+                                 reason}] { events_(e); });
 }
 
 absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv) {
@@ -129,19 +155,19 @@ absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv) {
     std::unique_ptr<NodeRecord>& rec = nodes_[inv.node];
     if (rec == nullptr) {
       rec = std::make_unique<NodeRecord>();
-      Emit(absl::StrCat("node registered with ", inv.gpus.size(), " GPUs",
+      Emit(EventKind::kNodeRegistered, absl::StrCat("node registered with ", inv.gpus.size(), " GPUs",
                         !inv.gpus.empty() && inv.gpus[0].simulated ? " (simulated)" : ""),
            "", inv.node, kNoGeneration, out);
     } else if (rec->inventory.incarnation != inv.incarnation) {
       restarted = true;
       ++rec->restarts;
-      Emit(absl::StrCat("node restarted (incarnation ", rec->inventory.incarnation, " -> ",
+      Emit(EventKind::kNodeRestarted, absl::StrCat("node restarted (incarnation ", rec->inventory.incarnation, " -> ",
                         inv.incarnation, ")"),
            "", inv.node, kNoGeneration, out);
       DropNode(inv.node, EndReason::kNodeRestarted, absl::StrCat("node '", inv.node, "' restarted"),
                out);
     } else if (!rec->alive) {
-      Emit("node is back after it was declared dead", "", inv.node, kNoGeneration, out);
+      Emit(EventKind::kNodeBack, "node is back after it was declared dead", "", inv.node, kNoGeneration, out);
     }
     for (const Gpu& g : rec->inventory.gpus) gpu_owner_.erase(g.uuid);
     for (const Gpu& g : inv.gpus) gpu_owner_[g.uuid] = inv.node;
@@ -236,7 +262,7 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
         job->count = req.nodes;
         job->local_world = req.local_world;
         job->phase_since = clock_->Now();
-        Emit(absl::StrCat("job created: ", req.nodes.min_nodes,
+        Emit(EventKind::kJobCreated, absl::StrCat("job created: ", req.nodes.min_nodes,
                           req.nodes.elastic() ? absl::StrCat(":", req.nodes.max_nodes) : "",
                           " nodes of ", req.local_world, " workers"),
              req.job, req.node, job->generation, out);
@@ -271,7 +297,7 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
           j.standby[req.node].incarnation = req.incarnation;
           j.standby[req.node].waiters.emplace_back(std::move(done), deadline);
           taken = true;
-          Emit("node waits for the next round (job is at its max)", j.name, req.node, j.generation,
+          Emit(EventKind::kNodeStandby, "node waits for the next round (job is at its max)", j.name, req.node, j.generation,
                out);
         }
       }
@@ -279,7 +305,7 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
         JobRecord::Joiner& joiner = j.joiners[req.node];
         joiner.incarnation = req.incarnation;
         joiner.waiters.emplace_back(std::move(done), deadline);
-        Emit(absl::StrCat("node joined the round (", j.joiners.size(), " of ", j.count.min_nodes,
+        Emit(EventKind::kNodeJoined, absl::StrCat("node joined the round (", j.joiners.size(), " of ", j.count.min_nodes,
                           j.count.elastic() ? absl::StrCat(":", j.count.max_nodes) : "", ")"),
              j.name, req.node, j.generation, out);
         if (j.joiners.size() >= j.count.max_nodes) {
@@ -312,7 +338,9 @@ void Coordinator::CloseRound(JobRecord& j, Completions& out) {
   }
   j.members = std::move(members);
   j.phase = JobPhase::kRunning;
+  const absl::Duration rendezvous = clock_->Now() - j.phase_since;
   j.phase_since = clock_->Now();
+  ++counters_.generations_started;
   j.last_call_deadline.reset();
   j.previous_members.clear();
   for (const Member& m : *j.members) {
@@ -321,9 +349,11 @@ void Coordinator::CloseRound(JobRecord& j, Completions& out) {
     }
   }
   j.joiners.clear();
-  Emit(absl::StrCat("generation ", j.generation, " closed: ", j.members->size(), " nodes, world ",
-                    j.members->size() * j.local_world, " (", NameList(names), ")"),
-       j.name, "", j.generation, out);
+  Emit(EventKind::kGenerationStarted,
+       absl::StrCat("generation ", j.generation, " started: ", j.members->size(), " nodes, world ",
+                    j.members->size() * j.local_world, ", rendezvous ",
+                    absl::FormatDuration(rendezvous), " (", NameList(names), ")"),
+       j.name, "", j.generation, out, rendezvous);
 }
 
 void Coordinator::EndGeneration(JobRecord& j, EndReason reason, const std::string& node,
@@ -344,8 +374,9 @@ void Coordinator::EndGeneration(JobRecord& j, EndReason reason, const std::strin
   j.kv.FailAll(aborted, out);
   for (auto& [key, mesh] : j.meshes) mesh.FailAll(aborted, out);
   j.meshes.clear();
-  Emit(absl::StrCat("generation ", j.generation, " ended: ", message), j.name, node, j.generation,
-       out);
+  ++counters_.generations_ended;
+  Emit(EventKind::kGenerationEnded, absl::StrCat("generation ", j.generation, " ended: ", message),
+       j.name, node, j.generation, out, absl::ZeroDuration(), reason);
   j.last_end = end;
   j.previous_members.clear();
   for (const Member& m : *j.members) {
@@ -495,7 +526,8 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
       JobRecord& rec = **j;
       auto it = rec.meshes
                     .try_emplace(mesh_key, job, mesh_key,
-                                 static_cast<uint32_t>(rec.members->size()) * rec.local_world)
+                                 static_cast<uint32_t>(rec.members->size()) * rec.local_world,
+                                 &counters_)
                     .first;
       it->second.Report(node, ranks, groups, deadline, std::move(done), out);
     } else {
@@ -619,7 +651,7 @@ void Coordinator::CheckDeadlines() {
       const std::string message = absl::StrCat(
           "node '", name, "' lost: no heartbeat for ", absl::FormatDuration(now - rec->last_heard),
           " (timeout ", absl::FormatDuration(rec->timing.timeout), ")");
-      Emit(message, "", name, kNoGeneration, out);
+      Emit(EventKind::kNodeLost, message, "", name, kNoGeneration, out);
       DropNode(name, EndReason::kNodeLost, message, out);
     }
     for (auto& [name, job] : jobs_) {
@@ -721,12 +753,14 @@ StatusView Coordinator::Status() const {
   for (const auto& [name, job] : jobs_) {
     (job->phase == JobPhase::kRunning ? s.jobs_running : s.jobs_joining)++;
     for (const auto* pool : {&job->joiners, &job->standby}) {
-      for (const auto& [node, joiner] : *pool) s.waiters += joiner.waiters.size();
+      for (const auto& [node, joiner] : *pool) s.waiting.join += joiner.waiters.size();
     }
-    s.waiters += job->kv.waiters();
-    for (const auto& [key, mesh] : job->meshes) s.waiters += mesh.waiters();
+    s.waiting.kv += job->kv.waiters();
+    for (const auto& [key, mesh] : job->meshes) s.waiting.groups += mesh.waiters();
   }
-  s.waiters += watchers_.size();
+  s.waiting.watch = watchers_.size();
+  s.waiters = s.waiting.total();
+  s.counters = counters_;
   return s;
 }
 

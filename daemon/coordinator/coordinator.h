@@ -156,8 +156,9 @@ class Coordinator {
   // Removes a node from every job (it died, restarted or was replaced).
   void DropNode(const std::string& node, EndReason reason, const std::string& message,
                 Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Emit(std::string what, const std::string& job, const std::string& node, uint64_t generation,
-            Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Emit(EventKind kind, std::string what, const std::string& job, const std::string& node,
+            uint64_t generation, Completions& out, absl::Duration rendezvous = absl::ZeroDuration(),
+            EndReason reason = EndReason::kNodeLost) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job if `generation` is its running generation, or the error for a request naming it.
   absl::StatusOr<JobRecord*> Running(const std::string& job, uint64_t generation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -178,6 +179,7 @@ class Coordinator {
   std::map<std::string, std::unique_ptr<JobRecord>> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
+  Counters counters_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace meshd::coordinator

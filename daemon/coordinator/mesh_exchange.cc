@@ -47,6 +47,8 @@ void MeshExchange::Answer(Waiter& w, Completions& out) {
     }
     answer.push_back(std::move(g));
   }
+  ++counters_->groups_answered;
+  for (const GroupIds& g : answer) counters_->ids_relayed += g.ids.size();
   out.push_back([done = std::move(w.done), answer = std::move(answer)] { done(answer); });
 }
 

@@ -26,8 +26,12 @@ class MeshExchange {
   static constexpr size_t kIdBytes = 128;
   static constexpr uint32_t kMaxIdsPerGroup = 4096;
 
-  MeshExchange(std::string job, std::string mesh_key, uint32_t world_size)
-      : job_(std::move(job)), mesh_key_(std::move(mesh_key)), world_size_(world_size) {}
+  // `counters` (the owner's, outliving the exchange) counts the ids and answers handed out.
+  MeshExchange(std::string job, std::string mesh_key, uint32_t world_size, Counters* counters)
+      : job_(std::move(job)),
+        mesh_key_(std::move(mesh_key)),
+        world_size_(world_size),
+        counters_(counters) {}
 
   // One node's report. Ranks must be below world_size; reporting a rank again (a retry) is fine.
   // Errors (through `done`): INVALID_ARGUMENT malformed ids or ranks; FAILED_PRECONDITION specs
@@ -52,6 +56,7 @@ class MeshExchange {
   const std::string job_;
   const std::string mesh_key_;
   const uint32_t world_size_;
+  Counters* const counters_;
   std::map<std::string, std::pair<std::string, std::vector<uint32_t>>>
       specs_;  // fp -> (desc, ranks)
   std::set<uint32_t> reported_;

@@ -103,22 +103,60 @@ struct NodeView {
   std::vector<std::string> jobs;
 };
 
+// Calls held open, by what they wait for.
+struct WaiterCounts {
+  uint32_t join = 0;    // JoinJob until the round closes (and standby nodes)
+  uint32_t kv = 0;      // KeyGet with wait, Barrier
+  uint32_t groups = 0;  // ResolveGroups until every rank reported
+  uint32_t watch = 0;   // WatchJob until the generation ends
+  uint32_t total() const { return join + kv + groups + watch; }
+};
+
+// Running totals since the coordinator started (they only grow).
+struct Counters {
+  uint64_t ids_relayed = 0;       // NCCL unique ids handed out in ResolveGroups answers
+  uint64_t groups_answered = 0;   // ResolveGroups calls answered with ids
+  uint64_t generations_started = 0;
+  uint64_t generations_ended = 0;
+};
+
 struct StatusView {
   absl::Duration uptime;
   uint32_t nodes_alive = 0;
   uint32_t nodes_dead = 0;
   uint32_t jobs_joining = 0;
   uint32_t jobs_running = 0;
-  uint32_t waiters = 0;
+  uint32_t waiters = 0;  // waiting.total()
+  WaiterCounts waiting;
+  Counters counters;
   absl::Duration heartbeat_timeout;
 };
 
+enum class EventKind {
+  kNodeRegistered,
+  kNodeRestarted,
+  kNodeBack,  // re-registered after it was declared dead
+  kNodeLost,  // heartbeat timeout
+  kJobCreated,
+  kNodeJoined,   // joined a job's open round
+  kNodeStandby,  // waits for the next round of an elastic job at its max
+  kGenerationStarted,
+  kGenerationEnded,
+};
+// "node_registered", ...: the name logs and metrics use.
+const char* EventKindName(EventKind kind);
+
 // A state transition, for logs and metrics (delivered outside the core's lock).
 struct Event {
+  EventKind kind = EventKind::kNodeRegistered;
   std::string what;  // a sentence
   std::string job;   // "" when not about a job
   std::string node;  // "" when not about a node
   uint64_t generation = 0;
+  // kGenerationStarted: how long the job had no running generation (round open to close).
+  absl::Duration rendezvous;
+  // kGenerationEnded: why.
+  EndReason reason = EndReason::kNodeLost;
 };
 
 // One rank's spec of a mesh (see meshd.v1.MeshSpec).

@@ -22,7 +22,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   core_options.max_heartbeats_per_second = options.max_heartbeats_per_second;
   d->core_ = std::make_unique<coordinator::Coordinator>(
       &d->clock_, core_options, [](const coordinator::Event& e) {
-        log::Info(e.what, {{"job", e.job},
+        log::Info(e.what, {{"event", coordinator::EventKindName(e.kind)},
+                           {"job", e.job},
                            {"node", e.node},
                            {"generation", e.generation ? absl::StrCat(e.generation) : ""}});
       });

@@ -545,12 +545,52 @@ TEST_F(RunningJobTest, IntrospectionAndEvents) {
   const StatusView s = coord_.Status();
   EXPECT_EQ(s.nodes_alive, 2u);
   EXPECT_EQ(s.jobs_running, 1u);
+  EXPECT_EQ(s.counters.generations_started, 1u);
+  EXPECT_EQ(s.counters.generations_ended, 0u);
   const std::vector<NodeView> nodes = coord_.Nodes();
   EXPECT_EQ(nodes[0].jobs, (std::vector<std::string>{"job"}));
-  bool closed = false;
-  for (const Event& e : events_)
-    closed |= e.job == "job" && e.what.find("closed") != std::string::npos;
-  EXPECT_TRUE(closed);
+  std::vector<std::string> kinds;
+  for (const Event& e : events_) kinds.push_back(EventKindName(e.kind));
+  EXPECT_EQ(kinds, (std::vector<std::string>{"node_registered", "node_registered", "job_created",
+                                             "node_joined", "node_joined", "generation_started"}));
+  EXPECT_EQ(events_[3].node, "a");
+  EXPECT_EQ(events_[3].job, "job");
+  EXPECT_EQ(events_[3].generation, 1u);
+  EXPECT_EQ(events_.back().job, "job");
+  EXPECT_EQ(events_.back().generation, 1u);
+}
+
+// Every transition carries its kind, job, node and generation; the start of a generation says how
+// long the rendezvous took, its end says why.
+TEST_F(CoordinatorTest, Events_RendezvousDurationAndEndReason) {
+  Register("a");
+  Register("b");
+  coord_.JoinJob(Join("job", "a", 2), Deadline(), [](auto) {});
+  clock_.Advance(absl::Milliseconds(1500));
+  Beat({"a", "b"});
+  coord_.JoinJob(Join("job", "b", 2), Deadline(), [](auto) {});
+  ASSERT_EQ(events_.back().kind, EventKind::kGenerationStarted);
+  EXPECT_EQ(events_.back().rendezvous, absl::Milliseconds(1500));
+  EXPECT_THAT(events_.back().what, HasSubstr("rendezvous 1.5s"));
+  clock_.Advance(absl::Seconds(6));
+  Beat({"a"});
+  coord_.CheckDeadlines();  // b lost
+  const Event& lost = events_[events_.size() - 2];
+  EXPECT_EQ(lost.kind, EventKind::kNodeLost);
+  EXPECT_EQ(lost.node, "b");
+  const Event& ended = events_.back();
+  EXPECT_EQ(ended.kind, EventKind::kGenerationEnded);
+  EXPECT_EQ(ended.reason, EndReason::kNodeLost);
+  EXPECT_EQ(ended.job, "job");
+  EXPECT_EQ(ended.node, "b");
+  EXPECT_EQ(ended.generation, 1u);
+  const StatusView s = coord_.Status();
+  EXPECT_EQ(s.counters.generations_ended, 1u);
+  EXPECT_EQ(s.nodes_dead, 1u);
+  // A new round: a waits for b (its join is held).
+  coord_.JoinJob(Join("job", "a", 2), Deadline(), [](auto) {});
+  EXPECT_EQ(coord_.Status().waiting.join, 1u);
+  EXPECT_EQ(coord_.Status().waiters, 1u);
 }
 
 }  // namespace
@@ -594,6 +634,9 @@ TEST_F(ResolveGroupsTest, AnsweredOnlyWhenEveryRankReported_IdsRelayed) {
   EXPECT_EQ(got_b[0].ids[0], Id('u'));
   EXPECT_EQ(got_b[1].ids[0], Id('d'));  // minted on node a, relayed to node b
   EXPECT_EQ((**a.value)[1].ids[0], Id('d'));
+  const Counters c = coord_.Status().counters;
+  EXPECT_EQ(c.groups_answered, 2u);
+  EXPECT_EQ(c.ids_relayed, 6u);  // 3 groups' ids to each of 2 nodes
 }
 
 TEST_F(ResolveGroupsTest, SpecMismatch_EveryRankToldBothSpecsAndWho) {
