@@ -100,6 +100,7 @@ bool Agent::RegisterOnce() {
   {
     absl::MutexLock lock(&mu_);
     registered_ = true;
+    ++registrations_;
     heartbeat_interval_ = absl::Milliseconds(std::max<uint32_t>(resp.heartbeat_interval_ms(), 10));
     LaunchJoins(out);
   }
@@ -150,12 +151,34 @@ void Agent::Loop() {
         registered_ = false;
         continue;
       }
-      if (!s.ok()) log::Debug("heartbeat failed", {{"error", s.error_message()}});
-      if (s.ok() && resp.heartbeat_interval_ms() > 0) {
-        // The coordinator stretches the interval as the cluster grows (its heartbeat rate cap).
-        wait = absl::Milliseconds(std::max<uint32_t>(resp.heartbeat_interval_ms(), 10));
+      bool first_failure = false;
+      bool recovered = false;
+      {
         absl::MutexLock lock(&mu_);
-        heartbeat_interval_ = wait;
+        if (s.ok()) {
+          recovered = heartbeat_failing_;
+          heartbeat_failing_ = false;
+          ++heartbeats_;
+        } else {
+          first_failure = !heartbeat_failing_;
+          heartbeat_failing_ = true;
+          ++heartbeat_failures_;
+        }
+        if (s.ok() && resp.heartbeat_interval_ms() > 0) {
+          // The coordinator stretches the interval as the cluster grows (its heartbeat rate cap).
+          wait = absl::Milliseconds(std::max<uint32_t>(resp.heartbeat_interval_ms(), 10));
+          heartbeat_interval_ = wait;
+        }
+      }
+      if (first_failure) {
+        log::Warn("heartbeats to the coordinator fail; retrying",
+                  {{"node", inventory_.node},
+                   {"coordinator", options_.coordinator},
+                   {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()))},
+                   {"error", s.error_message()}});
+      } else if (recovered) {
+        log::Info("heartbeats to the coordinator answered again",
+                  {{"node", inventory_.node}, {"coordinator", options_.coordinator}});
       }
     }
     absl::MutexLock lock(&mu_);
@@ -611,6 +634,9 @@ void Agent::CheckDeadlines() {
 AgentStatusView Agent::Status() const {
   absl::MutexLock lock(&mu_);
   AgentStatusView v{inventory_, options_.coordinator, registered_, {}};
+  v.registrations = registrations_;
+  v.heartbeats = heartbeats_;
+  v.heartbeat_failures = heartbeat_failures_;
   for (const auto& [name, e] : jobs_) {
     for (const auto& [rank, p] : e.pending) v.workers.push_back({name, rank, 0, 0});
     if (e.assignment) {

@@ -74,6 +74,10 @@ struct AgentStatusView {
     uint32_t rank = 0;
   };
   std::vector<Worker> workers;
+  // Totals since the agent started, for metrics.
+  uint64_t registrations = 0;
+  uint64_t heartbeats = 0;  // answered by the coordinator
+  uint64_t heartbeat_failures = 0;
 };
 
 class Agent {
@@ -170,6 +174,10 @@ class Agent {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool registered_ ABSL_GUARDED_BY(mu_) = false;
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
+  uint64_t registrations_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t heartbeats_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t heartbeat_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  bool heartbeat_failing_ ABSL_GUARDED_BY(mu_) = false;  // logs the first failure and the recovery
   std::map<std::string, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
   std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);  // in flight, cancelled on Stop
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;

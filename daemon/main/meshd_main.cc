@@ -2,9 +2,9 @@
 // `meshd standalone` (both in one process, for a single host). Flags may also come from MESHD_*
 // environment variables and from a config file (--config, TOML or INI: `listen = "0.0.0.0:7070"`).
 //
-// On start the daemon prints one line to stdout, "meshd <mode> listening on <address>", then logs
-// to stderr. SIGTERM or SIGINT stop it in order: health NOT_SERVING, waits cancelled, server
-// stopped.
+// On start the daemon prints to stdout "meshd metrics on <url>" (with --metrics-listen) and then
+// "meshd <mode> listening on <address>" once it serves; it logs to stderr. SIGTERM or SIGINT stop
+// it in order: health NOT_SERVING, waits cancelled, server stopped.
 #include <signal.h>
 
 #include <cstdio>
@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/log/log.h"
+#include "daemon/metrics/metrics_server.h"
 #include "daemon/runtime/agent_daemon.h"
 #include "daemon/runtime/coordinator_daemon.h"
 #include "daemon/runtime/sd_notify.h"
@@ -32,6 +33,7 @@ struct CommonFlags {
   std::string heartbeat_interval = "1s";
   std::string heartbeat_timeout = "5s";
   uint32_t max_heartbeat_rate = 2000;
+  std::string metrics_listen;
 };
 
 bool ParseDurationFlag(const std::string& name, const std::string& text, absl::Duration* out) {
@@ -54,6 +56,11 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
                   "Heartbeats per second the coordinator accepts; past it agents are told a "
                   "longer interval and timeout, in proportion (0: no cap)")
       ->envname("MESHD_MAX_HEARTBEAT_RATE")
+      ->capture_default_str();
+  cmd->add_option("--metrics-listen", f.metrics_listen,
+                  "HOST:PORT to serve Prometheus metrics on, at /metrics (e.g. 0.0.0.0:9464; "
+                  "port 0: a free one). Off when empty")
+      ->envname("MESHD_METRICS_LISTEN")
       ->capture_default_str();
   cmd->add_option("--log-format", f.log_format, "Log format on stderr: text or json")
       ->envname("MESHD_LOG_FORMAT")
@@ -175,6 +182,17 @@ int main(int argc, char** argv) {
     std::cerr << "meshd: " << s.message() << "\n";
     return kFailed;
   };
+  // One scrape endpoint for the process (standalone: coordinator and agent share it).
+  std::unique_ptr<meshd::metrics::MetricsServer> metrics;
+  if (!common.metrics_listen.empty()) {
+    auto started = meshd::metrics::MetricsServer::Start(common.metrics_listen);
+    if (!started.ok()) return fail(started.status());
+    metrics = *std::move(started);
+    options.metrics = metrics.get();
+    agent_options.metrics = metrics.get();
+    std::cout << "meshd metrics on " << metrics->url() << std::endl;
+    meshd::log::Info("metrics served", {{"url", metrics->url()}});
+  }
   if (coord->parsed()) {
     auto daemon = meshd::runtime::CoordinatorDaemon::Start(options);
     if (!daemon.ok()) return fail(daemon.status());

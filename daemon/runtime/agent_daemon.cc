@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
 #include "daemon/agent/gpu_discovery.h"
+#include "daemon/metrics/agent_metrics.h"
 
 namespace meshd::runtime {
 
@@ -35,11 +36,20 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
   d->service_ = std::make_unique<service::AgentService>(d->agent_.get(), &d->clock_);
   service::ServerOptions server_options;
   server_options.listen = {address};
+  if (options.metrics != nullptr) {
+    metrics::RpcMetrics* rpc = &options.metrics->rpc();
+    server_options.interceptors = [rpc] { return rpc->Interceptors("agent", {"meshd.v1.Agent"}); };
+  }
   auto server = service::GrpcServer::Start(server_options, {d->service_.get()}, {"meshd.v1.Agent"});
   if (!server.ok()) return server.status();
   d->server_ = *std::move(server);
   d->agent_->Start();
   agent::Agent* a = d->agent_.get();
+  if (options.metrics != nullptr) {
+    d->metrics_ = options.metrics;
+    d->collector_ = std::make_shared<metrics::AgentMetrics>([a] { return a->Status(); });
+    d->metrics_->Add(d->collector_);
+  }
   d->ticker_ =
       std::make_unique<service::Ticker>(absl::Milliseconds(100), [a] { a->CheckDeadlines(); });
   log::Info("agent serving",
@@ -53,6 +63,7 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
 void AgentDaemon::Stop() {
   if (ticker_ == nullptr) return;
   log::Info("agent shutting down");
+  if (collector_ != nullptr) metrics_->Remove(collector_);
   ticker_->Stop();
   server_->SetNotServing();
   agent_->Stop();

@@ -12,6 +12,7 @@
 #include "common/time/clock.h"
 #include "daemon/agent/agent.h"
 #include "daemon/service/agent_service.h"
+#include "daemon/metrics/metrics_server.h"
 #include "daemon/service/grpc_server.h"
 #include "daemon/service/ticker.h"
 
@@ -24,6 +25,9 @@ struct AgentDaemonOptions {
   int simulate_gpus = 0;
   std::string node_name;  // default: the hostname
   std::string nvml_library = "libnvidia-ml.so.1";
+  // Not owned; outlives the daemon. When set, the agent's series and its gRPC calls are served
+  // there (see daemon/metrics).
+  metrics::MetricsServer* metrics = nullptr;
 };
 
 class AgentDaemon {
@@ -47,6 +51,8 @@ class AgentDaemon {
   std::unique_ptr<service::AgentService> service_;
   std::unique_ptr<service::GrpcServer> server_;
   std::unique_ptr<service::Ticker> ticker_;
+  metrics::MetricsServer* metrics_ = nullptr;
+  std::shared_ptr<prometheus::Collectable> collector_;
 };
 
 // The host's name (gethostname), or "localhost".

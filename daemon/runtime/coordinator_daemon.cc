@@ -20,20 +20,35 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   core_options.heartbeat_interval = options.heartbeat_interval;
   core_options.heartbeat_timeout = options.heartbeat_timeout;
   core_options.max_heartbeats_per_second = options.max_heartbeats_per_second;
+  CoordinatorDaemon* raw = d.get();
+  if (options.metrics != nullptr) {
+    d->metrics_ = options.metrics;
+    d->collector_ = std::make_shared<metrics::CoordinatorMetrics>(
+        [raw] { return raw->core_->Status(); });
+  }
+  metrics::CoordinatorMetrics* collector = d->collector_.get();
   d->core_ = std::make_unique<coordinator::Coordinator>(
-      &d->clock_, core_options, [](const coordinator::Event& e) {
+      &d->clock_, core_options, [collector](const coordinator::Event& e) {
         log::Info(e.what, {{"event", coordinator::EventKindName(e.kind)},
                            {"job", e.job},
                            {"node", e.node},
                            {"generation", e.generation ? absl::StrCat(e.generation) : ""}});
+        if (collector != nullptr) collector->OnEvent(e);
       });
   d->service_ = std::make_unique<service::CoordinatorService>(d->core_.get(), &d->clock_);
   service::ServerOptions server_options;
   server_options.listen = {options.listen};
+  if (options.metrics != nullptr) {
+    metrics::RpcMetrics* rpc = &options.metrics->rpc();
+    server_options.interceptors = [rpc] {
+      return rpc->Interceptors("coordinator", {"meshd.v1.Coordinator"});
+    };
+  }
   absl::StatusOr<std::unique_ptr<service::GrpcServer>> server =
       service::GrpcServer::Start(server_options, {d->service_.get()}, {"meshd.v1.Coordinator"});
   if (!server.ok()) return server.status();
   d->server_ = *std::move(server);
+  if (d->collector_ != nullptr) d->metrics_->Add(d->collector_);
   coordinator::Coordinator* core = d->core_.get();
   d->ticker_ = std::make_unique<service::Ticker>(options.tick, [core] { core->CheckDeadlines(); });
   log::Info("coordinator serving",
@@ -45,6 +60,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
 void CoordinatorDaemon::Stop() {
   if (ticker_ == nullptr) return;
   log::Info("coordinator shutting down");
+  if (collector_ != nullptr) metrics_->Remove(collector_);
   ticker_->Stop();
   core_->Shutdown();  // waits finish with CANCELLED before the server stops
   server_->Shutdown(absl::Seconds(2));

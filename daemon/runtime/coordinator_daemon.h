@@ -13,6 +13,8 @@
 #include "common/time/clock.h"
 #include "daemon/coordinator/coordinator.h"
 #include "daemon/service/coordinator_service.h"
+#include "daemon/metrics/coordinator_metrics.h"
+#include "daemon/metrics/metrics_server.h"
 #include "daemon/service/grpc_server.h"
 #include "daemon/service/ticker.h"
 
@@ -25,6 +27,9 @@ struct CoordinatorDaemonOptions {
   uint32_t max_heartbeats_per_second = 2000;  // see CoordinatorOptions
   // How often deadlines are checked; bounds how late a failure is noticed past the timeout.
   absl::Duration tick = absl::Milliseconds(100);
+  // Not owned; outlives the daemon. When set, the coordinator's series and its gRPC calls are
+  // served there (see daemon/metrics).
+  metrics::MetricsServer* metrics = nullptr;
 };
 
 class CoordinatorDaemon {
@@ -49,6 +54,8 @@ class CoordinatorDaemon {
   std::unique_ptr<service::CoordinatorService> service_;
   std::unique_ptr<service::GrpcServer> server_;
   std::unique_ptr<service::Ticker> ticker_;
+  metrics::MetricsServer* metrics_ = nullptr;
+  std::shared_ptr<metrics::CoordinatorMetrics> collector_;
 };
 
 }  // namespace meshd::runtime

@@ -49,6 +49,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     builder.AddListeningPort(address, grpc::InsecureServerCredentials(), ports.back().get());
   }
   for (grpc::Service* s : services) builder.RegisterService(s);
+  if (options.interceptors) builder.experimental().SetInterceptorCreators(options.interceptors());
 
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   server->server_ = builder.BuildAndStart();

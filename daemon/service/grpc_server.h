@@ -6,6 +6,7 @@
 #ifndef MESHD_DAEMON_SERVICE_GRPC_SERVER_H_
 #define MESHD_DAEMON_SERVICE_GRPC_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
+#include "grpcpp/support/server_interceptor.h"
 
 namespace meshd::service {
 
@@ -24,6 +26,9 @@ struct ServerOptions {
   int max_send_bytes = 256 << 20;   // introspection of very large clusters
   // Permissions of unix sockets (owner and group may connect).
   unsigned unix_socket_mode = 0660;
+  // Server interceptors (e.g. call metrics), made once when the server starts.
+  std::function<std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>()>
+      interceptors;
 };
 
 class GrpcServer {

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/run_command.h"
+#include "tests/support/scrape.h"
 #include "common/process/subprocess.h"
 
 namespace meshd {
@@ -109,6 +110,56 @@ TEST_F(StandaloneTest, Sigterm_WorkersToldShutdown_ExitZero) {
     EXPECT_THAT(*line, HasSubstr("REASON_SHUTDOWN"));
   }
   EXPECT_EQ(*daemon_->Wait(absl::Seconds(10)), 0);
+}
+
+// --metrics-listen: the endpoint the daemon prints, scraped over HTTP while workers run, then after
+// one of them is killed.
+TEST(MeshdMetrics, StandaloneServesCoordinatorAndAgentSeries) {
+  const std::string socket =
+      absl::StrCat(::testing::TempDir(), "meshd_metrics_cli_", getpid(), "/agent.sock");
+  auto daemon = Subprocess::Start({MESHD_PATH, "standalone", "--listen", "127.0.0.1:0", "--socket",
+                                   socket, "--simulate-gpus", "2", "--node-name", "solo",
+                                   "--metrics-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(daemon.ok());
+  auto url = (*daemon)->WaitForLine("meshd metrics on ", absl::Seconds(20));
+  ASSERT_TRUE(url.ok()) << url.status();
+  ASSERT_TRUE((*daemon)->WaitForLine("meshd standalone listening on ", absl::Seconds(20)).ok());
+  std::vector<std::unique_ptr<Subprocess>> workers;
+  for (int r = 0; r < 2; ++r) {
+    workers.push_back(*Subprocess::Start({WORKER_PATH, socket, "train", std::to_string(r), "2", "1"}));
+  }
+  for (auto& w : workers) ASSERT_TRUE(w->WaitForLine("{\"watching\"", absl::Seconds(20)).ok());
+  auto s = testing::Scrape(*url);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)["meshd_coordinator_jobs{phase=\"running\"}"], 1);
+  EXPECT_EQ((*s)["meshd_agent_workers{state=\"attached\"}"], 2);
+  EXPECT_EQ((*s)["meshd_agent_gpus{simulated=\"true\"}"], 2);
+  EXPECT_EQ((*s)["grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Attach\",grpc_service="
+                 "\"meshd.v1.Agent\",grpc_type=\"unary\",server=\"agent\"}"],
+            2);
+  EXPECT_EQ((*s)["meshd_coordinator_rendezvous_duration_seconds_count"], 1);
+
+  // A worker dies: the agent leaves the generation for its node, which ends it.
+  workers[0]->Signal(SIGKILL);
+  const std::string ended = "meshd_coordinator_generation_ends_total{reason=\"node_left\"}";
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  double value = 0;
+  while (absl::Now() < deadline && value != 1) {
+    s = testing::Scrape(*url);
+    ASSERT_TRUE(s.ok()) << s.status();
+    value = (*s)[ended];
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(value, 1);
+  (*daemon)->Signal(SIGTERM);
+  EXPECT_EQ(*(*daemon)->Wait(absl::Seconds(10)), 0);
+}
+
+TEST(MeshdMetrics, BadAddress_ExitOneWithMessage) {
+  auto r = RunCommand(absl::StrCat(MESHD_PATH, " coordinator --listen 127.0.0.1:0 --metrics-listen 9464"),
+                      true);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("must be HOST:PORT"));
 }
 
 TEST(MeshdFlags, FromEnvironmentAndConfigFile) {

@@ -1,0 +1,58 @@
+// MetricsServer: the Prometheus scrape endpoint, `GET /metrics` over HTTP/1.1 (prometheus-cpp's
+// exposer). One per process: in `meshd standalone` the coordinator and the agent register their
+// collectors on the same one. It also owns the process's gRPC call metrics (see RpcMetrics), since
+// both daemons' servers count into the same series, told apart by their `server` label.
+//
+// Thread-safety: all methods are thread-safe. A collector removed with Remove() is no longer
+// called once Remove() returns (the exposer collects under the lock Remove takes).
+#ifndef MESHD_DAEMON_METRICS_METRICS_SERVER_H_
+#define MESHD_DAEMON_METRICS_METRICS_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+#include "absl/status/statusor.h"
+#include "daemon/metrics/rpc_metrics.h"
+#include "prometheus/collectable.h"
+
+namespace prometheus {
+class Exposer;
+}
+
+namespace meshd::metrics {
+
+class MetricsServer {
+ public:
+  // `listen` is "HOST:PORT" (port 0 picks a free one).
+  // Errors: INVALID_ARGUMENT a malformed address; UNAVAILABLE it could not be bound.
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen);
+  ~MetricsServer();
+
+  // "127.0.0.1:9464", the port resolved.
+  const std::string& address() const { return address_; }
+  std::string url() const { return "http://" + address_ + "/metrics"; }
+
+  // Adds a collector to every scrape until Remove(); the server holds it until then.
+  void Add(std::shared_ptr<prometheus::Collectable> collector);
+  void Remove(const std::shared_ptr<prometheus::Collectable>& collector);
+
+  RpcMetrics& rpc() { return *rpc_; }
+
+ private:
+  MetricsServer() = default;
+
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::string address_;
+  std::shared_ptr<RpcMetrics> rpc_;
+  std::shared_ptr<prometheus::Collectable> build_info_;
+  absl::Mutex mu_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> held_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace meshd::metrics
+
+#endif  // MESHD_DAEMON_METRICS_METRICS_SERVER_H_
