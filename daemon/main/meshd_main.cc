@@ -139,6 +139,10 @@ int main(int argc, char** argv) {
     cmd->add_option("--node-name", agent_options.node_name,
                     "This node's name in the cluster (default: the hostname)")
         ->envname("MESHD_NODE_NAME");
+    cmd->add_option("--health-listen", agent_options.health_listen,
+                    "HOST:PORT to also serve grpc.health.v1.Health on TCP (only that), for "
+                    "Kubernetes gRPC probes. Off when empty")
+        ->envname("MESHD_HEALTH_LISTEN");
     cmd->add_option("--nvml-library", agent_options.nvml_library, "Where to load NVML from")
         ->envname("MESHD_NVML_LIBRARY")
         ->capture_default_str();

@@ -43,6 +43,13 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
   auto server = service::GrpcServer::Start(server_options, {d->service_.get()}, {"meshd.v1.Agent"});
   if (!server.ok()) return server.status();
   d->server_ = *std::move(server);
+  if (!options.health_listen.empty()) {
+    service::ServerOptions health_options;
+    health_options.listen = {options.health_listen};
+    auto health = service::GrpcServer::Start(health_options, {}, {"meshd.v1.Agent"});
+    if (!health.ok()) return health.status();
+    d->health_server_ = *std::move(health);
+  }
   d->agent_->Start();
   agent::Agent* a = d->agent_.get();
   if (options.metrics != nullptr) {
@@ -56,7 +63,8 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
             {{"socket", d->address()},
              {"node", node},
              {"gpus", absl::StrCat(gpus->size(), options.simulate_gpus > 0 ? " (simulated)" : "")},
-             {"coordinator", options.coordinator}});
+             {"coordinator", options.coordinator},
+             {"health", d->health_address()}});
   return d;
 }
 
@@ -66,8 +74,10 @@ void AgentDaemon::Stop() {
   if (collector_ != nullptr) metrics_->Remove(collector_);
   ticker_->Stop();
   server_->SetNotServing();
+  if (health_server_ != nullptr) health_server_->SetNotServing();
   agent_->Stop();
   server_->Shutdown(absl::Seconds(2));
+  if (health_server_ != nullptr) health_server_->Shutdown(absl::Seconds(1));
   ticker_.reset();
 }
 

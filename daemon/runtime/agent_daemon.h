@@ -28,18 +28,25 @@ struct AgentDaemonOptions {
   // Not owned; outlives the daemon. When set, the agent's series and its gRPC calls are served
   // there (see daemon/metrics).
   metrics::MetricsServer* metrics = nullptr;
+  // "HOST:PORT": also serve grpc.health.v1.Health (and nothing else) on TCP, for probes that
+  // cannot reach a unix socket (Kubernetes' native gRPC probes). Empty: off.
+  std::string health_listen;
 };
 
 class AgentDaemon {
  public:
   // Errors: FAILED_PRECONDITION no GPU could be discovered and none was simulated (the message
-  // says to pass --simulate-gpus N); INVALID_ARGUMENT bad options; UNAVAILABLE the socket could not
-  // be bound.
+  // says to pass --simulate-gpus N); INVALID_ARGUMENT bad options; UNAVAILABLE the socket (or the
+  // health port) could not be bound.
   static absl::StatusOr<std::unique_ptr<AgentDaemon>> Start(const AgentDaemonOptions& options);
   ~AgentDaemon() { Stop(); }
 
   // "unix:/run/meshd/agent.sock"
   const std::string& address() const { return server_->addresses()[0]; }
+  // "0.0.0.0:7071" with the port resolved, or "" without --health-listen.
+  std::string health_address() const {
+    return health_server_ ? health_server_->addresses()[0] : "";
+  }
   agent::Agent& agent() { return *agent_; }
   void Stop();
 
@@ -50,6 +57,7 @@ class AgentDaemon {
   std::unique_ptr<agent::Agent> agent_;
   std::unique_ptr<service::AgentService> service_;
   std::unique_ptr<service::GrpcServer> server_;
+  std::unique_ptr<service::GrpcServer> health_server_;
   std::unique_ptr<service::Ticker> ticker_;
   metrics::MetricsServer* metrics_ = nullptr;
   std::shared_ptr<prometheus::Collectable> collector_;

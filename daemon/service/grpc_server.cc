@@ -29,6 +29,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(options.max_receive_bytes);
   builder.SetMaxSendMessageSize(options.max_send_bytes);
+  // gRPC sets SO_REUSEPORT by default, so a second daemon on a taken port would bind silently and
+  // steal half the connections; refuse instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   std::vector<std::unique_ptr<int>> ports;
   for (const std::string& address : options.listen) {
     if (absl::StartsWith(address, "unix:")) {

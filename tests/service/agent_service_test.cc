@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "meshd/v1/agent.grpc.pb.h"
 
 namespace meshd {
@@ -229,6 +230,41 @@ TEST(AgentDaemonTest, CoordinatorLateOrRestarted_AgentRegistersAgain) {
     EXPECT_EQ((*coordinator)->core().Nodes()[0].inventory.node, "late");
     (*coordinator)->Stop();  // the next coordinator starts empty: the agent must register again
   }
+}
+
+// --health-listen: a TCP port for Kubernetes' gRPC probes that serves health and nothing else (the
+// workers' API stays on the unix socket).
+TEST(AgentDaemonTest, HealthListen_ServesOnlyHealthOnTcp) {
+  runtime::AgentDaemonOptions a;
+  a.coordinator = "127.0.0.1:1";  // no coordinator needed: health is about the agent itself
+  a.socket = ::testing::TempDir() + "meshd_agent_health_" + std::to_string(getpid()) + ".sock";
+  a.simulate_gpus = 1;
+  a.health_listen = "127.0.0.1:0";
+  auto agent = runtime::AgentDaemon::Start(a);
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  ASSERT_THAT((*agent)->health_address(), ::testing::StartsWith("127.0.0.1:"));
+  auto channel =
+      grpc::CreateChannel((*agent)->health_address(), grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  for (const std::string service : {"", "meshd.v1.Agent"}) {
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    grpc::health::v1::HealthCheckResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    ASSERT_TRUE(health->Check(&ctx, req, &resp).ok()) << service;
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
+  }
+  v1::AttachRequest req;
+  v1::AttachResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  EXPECT_EQ(v1::Agent::NewStub(channel)->Attach(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+
+  a.socket += "2";
+  a.health_listen = (*agent)->health_address();  // taken
+  EXPECT_EQ(runtime::AgentDaemon::Start(a).status().code(), absl::StatusCode::kUnavailable);
 }
 
 TEST(AgentDaemonTest, NoGpusAndNoSimulation_FailedPreconditionSaysWhatToDo) {

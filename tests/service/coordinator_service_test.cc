@@ -89,6 +89,15 @@ class CoordinatorServiceTest : public ::testing::Test {
   std::unique_ptr<v1::Coordinator::Stub> stub_;
 };
 
+// A second coordinator on a taken port is refused (gRPC's default SO_REUSEPORT would have let both
+// bind and split the agents between them).
+TEST_F(CoordinatorServiceTest, SecondServerOnTakenPort_Unavailable) {
+  runtime::CoordinatorDaemonOptions o;
+  o.listen = daemon_->address();
+  auto second = runtime::CoordinatorDaemon::Start(o);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+}
+
 TEST_F(CoordinatorServiceTest, RegisterNode_Ok_TellsHeartbeatSettings) {
   v1::RegisterNodeRequest req;
   req.mutable_inventory()->set_node("a");
