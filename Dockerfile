@@ -1,6 +1,7 @@
 # meshd container image: build on Debian 12 with the packages scripts/ installs, run from a slim stage.
 #   docker build -t meshd .
-#   docker run --rm -p 7070:7070 meshd coordinator --listen 0.0.0.0:7070
+#   docker run --rm -p 7070:7070 -p 9464:9464 meshd coordinator --listen 0.0.0.0:7070 \
+#       --metrics-listen 0.0.0.0:9464
 #   docker run --rm --entrypoint meshctl meshd plan --world 64 --shape 2,4,8 --names pp,dp,tp
 # Both stages read their package lists from scripts/packages-*.txt, the same files the setup scripts
 # use, so the image and a host build never drift apart.
@@ -20,12 +21,16 @@ COPY scripts/install-deps.sh scripts/packages-runtime.txt /tmp/meshd-setup/
 RUN /tmp/meshd-setup/install-deps.sh /tmp/meshd-setup/packages-runtime.txt \
     && rm -rf /var/lib/apt/lists/* /tmp/meshd-setup \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin meshd
-COPY --from=build /src/build/bin/meshd /src/build/bin/meshctl /usr/local/bin/
+COPY --from=build /src/build/bin/meshd /src/build/bin/meshctl /src/build/bin/mesh_worker /usr/local/bin/
+# libmeshd_client for the example worker (deploy/k8s/overlays/example runs it); NCCL is not included.
+COPY --from=build /src/build/lib/libmeshd_client.so /usr/local/lib/
+RUN ldconfig
 LABEL org.opencontainers.image.title="meshd" \
       org.opencontainers.image.description="Device-mesh control plane for GPU clusters" \
       org.opencontainers.image.source="https://github.com/meshd/meshd" \
       org.opencontainers.image.licenses="Apache-2.0"
 USER meshd
-EXPOSE 7070
+# gRPC (coordinator), health for probes (agent --health-listen), Prometheus (--metrics-listen)
+EXPOSE 7070 7071 9464
 ENTRYPOINT ["/usr/local/bin/meshd"]
 CMD ["--help"]
