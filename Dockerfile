@@ -20,7 +20,8 @@ ENV DEBIAN_FRONTEND=noninteractive
 COPY scripts/install-deps.sh scripts/packages-runtime.txt /tmp/meshd-setup/
 RUN /tmp/meshd-setup/install-deps.sh /tmp/meshd-setup/packages-runtime.txt \
     && rm -rf /var/lib/apt/lists/* /tmp/meshd-setup \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin meshd
+    && groupadd --system --gid 10001 meshd \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin meshd
 COPY --from=build /src/build/bin/meshd /src/build/bin/meshctl /src/build/bin/mesh_worker /usr/local/bin/
 # libmeshd_client for the example worker (deploy/k8s/overlays/example runs it); NCCL is not included.
 COPY --from=build /src/build/lib/libmeshd_client.so /usr/local/lib/
