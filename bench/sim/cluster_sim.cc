@@ -42,6 +42,15 @@ class Sim {
     start_ = SteadyClock::now();
     for (uint32_t i = 0; i < o_.nodes; ++i) Register(i);
     std::thread heartbeats([this] { HeartbeatLoop(); });
+    if (o_.register_first) {
+      {
+        absl::MutexLock lock(&mu_);
+        const auto all = [this] { return registered_ == o_.nodes || !error_.ok(); };
+        mu_.AwaitWithTimeout(absl::Condition(&all), o_.timeout);
+        result_.t_job_start_s = Elapsed();
+      }
+      for (uint32_t i = 0; i < o_.nodes; ++i) Join(i);
+    }
     {
       absl::MutexLock lock(&mu_);
       const auto done = [this] { return finished_ || !error_.ok(); };
@@ -137,7 +146,7 @@ class Sim {
         nodes_[i].next_beat = SteadyClock::now() + nodes_[i].interval;
         if (++registered_ == o_.nodes) result_.t_registered_s = Elapsed();
       }
-      Join(i);
+      if (!o_.register_first) Join(i);
     });
   }
 

@@ -22,6 +22,9 @@ struct SimOptions {
   uint32_t gpus_per_node = 8;
   uint32_t channels = 32;     // connections shared by the simulated nodes
   std::string job = "bench";
+  // Register every node first (agents are a standing service), then start the job: the job's own
+  // figures then exclude connecting and registering, as on a running cluster.
+  bool register_first = false;
   absl::Duration timeout = absl::Minutes(5);  // the whole run's deadline
 };
 
@@ -31,6 +34,8 @@ struct SimResult {
   double t_registered_s = 0;
   double t_ranks_s = 0;
   double t_ids_s = 0;
+  // When the first JoinJob went out (0 unless register_first: then after every registration).
+  double t_job_start_s = 0;
   uint64_t rpcs = 0;        // every RPC sent, heartbeats included
   uint64_t heartbeats = 0;
   uint64_t groups_checked = 0;

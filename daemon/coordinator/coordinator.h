@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -175,7 +176,7 @@ class Coordinator {
   mutable absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::unique_ptr<NodeRecord>> nodes_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> gpu_owner_ ABSL_GUARDED_BY(mu_);  // uuid -> node
+  absl::flat_hash_map<std::string, std::string> gpu_owner_ ABSL_GUARDED_BY(mu_);  // uuid -> node
   std::map<std::string, std::unique_ptr<JobRecord>> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;

@@ -31,8 +31,10 @@ void MeshExchange::Answer(Waiter& w, Completions& out) {
   std::vector<GroupIds> answer;
   for (const std::string& key : w.keys) {
     GroupIds g{key, {}};
-    for (size_t i = 0; i < ids_[key].size(); ++i) {
-      if (!ids_[key][i]) {
+    const std::vector<std::optional<std::string>>& slots = ids_.find(key)->second;  // reported
+    g.ids.reserve(slots.size());
+    for (size_t i = 0; i < slots.size(); ++i) {
+      if (!slots[i]) {
         auto why = mint_errors_.find(key);
         const absl::Status missing = absl::FailedPreconditionError(absl::StrCat(
             "mesh '", mesh_key_, "' of job '", job_, "': group '", key, "' has no id for chunk ", i,
@@ -43,7 +45,7 @@ void MeshExchange::Answer(Waiter& w, Completions& out) {
         out.push_back([done = std::move(w.done), missing] { done(missing); });
         return;
       }
-      g.ids.push_back(*ids_[key][i]);
+      g.ids.push_back(*slots[i]);
     }
     answer.push_back(std::move(g));
   }
@@ -96,9 +98,11 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
     for (const auto& [index, id] : g.minted) slots[index] = id;
   }
   for (const RankSpec& r : ranks) {
-    if (!reported_.insert(r.rank).second) continue;  // a retry
+    if (reported_[r.rank]) continue;  // a retry
+    reported_[r.rank] = true;
+    ++reported_count_;
     auto& [desc, asked] = specs_[r.fingerprint];
-    desc = r.description;
+    if (desc.empty()) desc = r.description;
     asked.push_back(r.rank);
   }
   waiters_.push_back(Waiter{{}, std::move(done), deadline});
@@ -116,7 +120,7 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
                     ". Every rank must build the same mesh under the same name (or order)")),
                 out);
   }
-  if (reported_.size() < world_size_) return;
+  if (reported_count_ < world_size_) return;
   for (Waiter& w : waiters_) Answer(w, out);
   waiters_.clear();
 }
@@ -129,11 +133,11 @@ void MeshExchange::ExpireWaits(absl::Time now, Completions& out) {
     }
     std::vector<uint32_t> missing;
     for (uint32_t r = 0; r < world_size_ && missing.size() < 64; ++r) {
-      if (!reported_.contains(r)) missing.push_back(r);
+      if (!reported_[r]) missing.push_back(r);
     }
     out.push_back(
         [done = std::move(it->done),
-         msg = absl::StrCat("mesh '", mesh_key_, "' of job '", job_, "': ", reported_.size(),
+         msg = absl::StrCat("mesh '", mesh_key_, "' of job '", job_, "': ", reported_count_,
                             " of ", world_size_, " ranks asked for it in time; missing ranks ",
                             RankRanges(missing))] { done(absl::DeadlineExceededError(msg)); });
     it = waiters_.erase(it);
