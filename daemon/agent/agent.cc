@@ -171,11 +171,12 @@ void Agent::Loop() {
         }
       }
       if (first_failure) {
-        log::Warn("heartbeats to the coordinator fail; retrying",
-                  {{"node", inventory_.node},
-                   {"coordinator", options_.coordinator},
-                   {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()))},
-                   {"error", s.error_message()}});
+        log::Warn(
+            "heartbeats to the coordinator fail; retrying",
+            {{"node", inventory_.node},
+             {"coordinator", options_.coordinator},
+             {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()))},
+             {"error", s.error_message()}});
       } else if (recovered) {
         log::Info("heartbeats to the coordinator answered again",
                   {{"node", inventory_.node}, {"coordinator", options_.coordinator}});

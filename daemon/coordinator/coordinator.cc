@@ -155,19 +155,22 @@ absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv) {
     std::unique_ptr<NodeRecord>& rec = nodes_[inv.node];
     if (rec == nullptr) {
       rec = std::make_unique<NodeRecord>();
-      Emit(EventKind::kNodeRegistered, absl::StrCat("node registered with ", inv.gpus.size(), " GPUs",
+      Emit(EventKind::kNodeRegistered,
+           absl::StrCat("node registered with ", inv.gpus.size(), " GPUs",
                         !inv.gpus.empty() && inv.gpus[0].simulated ? " (simulated)" : ""),
            "", inv.node, kNoGeneration, out);
     } else if (rec->inventory.incarnation != inv.incarnation) {
       restarted = true;
       ++rec->restarts;
-      Emit(EventKind::kNodeRestarted, absl::StrCat("node restarted (incarnation ", rec->inventory.incarnation, " -> ",
+      Emit(EventKind::kNodeRestarted,
+           absl::StrCat("node restarted (incarnation ", rec->inventory.incarnation, " -> ",
                         inv.incarnation, ")"),
            "", inv.node, kNoGeneration, out);
       DropNode(inv.node, EndReason::kNodeRestarted, absl::StrCat("node '", inv.node, "' restarted"),
                out);
     } else if (!rec->alive) {
-      Emit(EventKind::kNodeBack, "node is back after it was declared dead", "", inv.node, kNoGeneration, out);
+      Emit(EventKind::kNodeBack, "node is back after it was declared dead", "", inv.node,
+           kNoGeneration, out);
     }
     for (const Gpu& g : rec->inventory.gpus) gpu_owner_.erase(g.uuid);
     for (const Gpu& g : inv.gpus) gpu_owner_[g.uuid] = inv.node;
@@ -262,7 +265,8 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
         job->count = req.nodes;
         job->local_world = req.local_world;
         job->phase_since = clock_->Now();
-        Emit(EventKind::kJobCreated, absl::StrCat("job created: ", req.nodes.min_nodes,
+        Emit(EventKind::kJobCreated,
+             absl::StrCat("job created: ", req.nodes.min_nodes,
                           req.nodes.elastic() ? absl::StrCat(":", req.nodes.max_nodes) : "",
                           " nodes of ", req.local_world, " workers"),
              req.job, req.node, job->generation, out);
@@ -297,15 +301,16 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
           j.standby[req.node].incarnation = req.incarnation;
           j.standby[req.node].waiters.emplace_back(std::move(done), deadline);
           taken = true;
-          Emit(EventKind::kNodeStandby, "node waits for the next round (job is at its max)", j.name, req.node, j.generation,
-               out);
+          Emit(EventKind::kNodeStandby, "node waits for the next round (job is at its max)", j.name,
+               req.node, j.generation, out);
         }
       }
       if (!taken && j.phase == JobPhase::kJoining) {
         JobRecord::Joiner& joiner = j.joiners[req.node];
         joiner.incarnation = req.incarnation;
         joiner.waiters.emplace_back(std::move(done), deadline);
-        Emit(EventKind::kNodeJoined, absl::StrCat("node joined the round (", j.joiners.size(), " of ", j.count.min_nodes,
+        Emit(EventKind::kNodeJoined,
+             absl::StrCat("node joined the round (", j.joiners.size(), " of ", j.count.min_nodes,
                           j.count.elastic() ? absl::StrCat(":", j.count.max_nodes) : "", ")"),
              j.name, req.node, j.generation, out);
         if (j.joiners.size() >= j.count.max_nodes) {
@@ -524,11 +529,11 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
                                        : Running(job, generation);
     if (j.ok()) {
       JobRecord& rec = **j;
-      auto it = rec.meshes
-                    .try_emplace(mesh_key, job, mesh_key,
-                                 static_cast<uint32_t>(rec.members->size()) * rec.local_world,
-                                 &counters_)
-                    .first;
+      auto it =
+          rec.meshes
+              .try_emplace(mesh_key, job, mesh_key,
+                           static_cast<uint32_t>(rec.members->size()) * rec.local_world, &counters_)
+              .first;
       it->second.Report(node, ranks, groups, deadline, std::move(done), out);
     } else {
       status = j.status();

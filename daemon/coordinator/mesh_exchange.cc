@@ -137,8 +137,8 @@ void MeshExchange::ExpireWaits(absl::Time now, Completions& out) {
     }
     out.push_back(
         [done = std::move(it->done),
-         msg = absl::StrCat("mesh '", mesh_key_, "' of job '", job_, "': ", reported_count_,
-                            " of ", world_size_, " ranks asked for it in time; missing ranks ",
+         msg = absl::StrCat("mesh '", mesh_key_, "' of job '", job_, "': ", reported_count_, " of ",
+                            world_size_, " ranks asked for it in time; missing ranks ",
                             RankRanges(missing))] { done(absl::DeadlineExceededError(msg)); });
     it = waiters_.erase(it);
   }

@@ -114,8 +114,8 @@ struct WaiterCounts {
 
 // Running totals since the coordinator started (they only grow).
 struct Counters {
-  uint64_t ids_relayed = 0;       // NCCL unique ids handed out in ResolveGroups answers
-  uint64_t groups_answered = 0;   // ResolveGroups calls answered with ids
+  uint64_t ids_relayed = 0;      // NCCL unique ids handed out in ResolveGroups answers
+  uint64_t groups_answered = 0;  // ResolveGroups calls answered with ids
   uint64_t generations_started = 0;
   uint64_t generations_ended = 0;
 };

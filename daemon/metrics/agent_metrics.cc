@@ -15,8 +15,9 @@ std::vector<prometheus::MetricFamily> AgentMetrics::Collect() const {
   return {
       GaugeFamily("meshd_agent_registered", "1 once the node is registered with the coordinator",
                   {{{{"node", v.inventory.node}}, v.connected ? 1.0 : 0.0}}),
-      GaugeFamily("meshd_agent_gpus", "GPUs of this node (simulated ones are declared with "
-                                      "--simulate-gpus)",
+      GaugeFamily("meshd_agent_gpus",
+                  "GPUs of this node (simulated ones are declared with "
+                  "--simulate-gpus)",
                   {{{{"simulated", "false"}}, node_gpus - simulated},
                    {{{"simulated", "true"}}, simulated}}),
       GaugeFamily("meshd_agent_workers", "Local workers attached to a job, by state",

@@ -67,12 +67,12 @@ std::vector<prometheus::MetricFamily> CoordinatorMetrics::Collect() const {
   out.push_back(GaugeFamily("meshd_coordinator_jobs", "Jobs, by phase",
                             {{{{"phase", "joining"}}, static_cast<double>(s.jobs_joining)},
                              {{{"phase", "running"}}, static_cast<double>(s.jobs_running)}}));
-  out.push_back(GaugeFamily(
-      "meshd_coordinator_waiters", "Calls held open until something happens, by what they wait for",
-      {{{{"kind", "join"}}, static_cast<double>(s.waiting.join)},
-       {{{"kind", "kv"}}, static_cast<double>(s.waiting.kv)},
-       {{{"kind", "groups"}}, static_cast<double>(s.waiting.groups)},
-       {{{"kind", "watch"}}, static_cast<double>(s.waiting.watch)}}));
+  out.push_back(GaugeFamily("meshd_coordinator_waiters",
+                            "Calls held open until something happens, by what they wait for",
+                            {{{{"kind", "join"}}, static_cast<double>(s.waiting.join)},
+                             {{{"kind", "kv"}}, static_cast<double>(s.waiting.kv)},
+                             {{{"kind", "groups"}}, static_cast<double>(s.waiting.groups)},
+                             {{{"kind", "watch"}}, static_cast<double>(s.waiting.watch)}}));
   out.push_back(GaugeFamily("meshd_coordinator_heartbeat_timeout_seconds",
                             "Silence after which a node is declared dead, as told to agents now",
                             {{{}, absl::ToDoubleSeconds(s.heartbeat_timeout)}}));

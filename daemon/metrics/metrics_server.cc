@@ -29,8 +29,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
   int port = 0;
   if (colon == std::string::npos || colon == 0 ||
       !absl::SimpleAtoi(listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metrics address '", listen, "' must be HOST:PORT, e.g. 0.0.0.0:9464 (port 0: a free one)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics address '", listen,
+                     "' must be HOST:PORT, e.g. 0.0.0.0:9464 (port 0: a free one)"));
   }
   std::unique_ptr<MetricsServer> server(new MetricsServer());
   try {

@@ -13,9 +13,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
-
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "daemon/metrics/rpc_metrics.h"
 #include "prometheus/collectable.h"
 

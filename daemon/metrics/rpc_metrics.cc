@@ -17,8 +17,8 @@ using grpc::experimental::ServerRpcInfo;
 // From half a millisecond (a KV read) to ten minutes (a JoinJob held until the job's last node).
 const prometheus::Histogram::BucketBoundaries& Buckets() {
   static const auto* b = new prometheus::Histogram::BucketBoundaries{
-      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,  0.25, 0.5,
-      1,      2.5,   5,      10,    30,   60,    120,  300,  600};
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+      1,      2.5,   5,      10,    30,   60,    120,  300, 600};
   return *b;
 }
 
@@ -37,12 +37,12 @@ const char* TypeName(ServerRpcInfo::Type type) {
 }
 
 const char* CodeName(int code) {
-  static const char* const kNames[] = {
-      "OK",           "Canceled",          "Unknown",        "InvalidArgument", "DeadlineExceeded",
-      "NotFound",     "AlreadyExists",     "PermissionDenied", "ResourceExhausted",
-      "FailedPrecondition", "Aborted",     "OutOfRange",     "Unimplemented",   "Internal",
-      "Unavailable",  "DataLoss",          "Unauthenticated"};
-  return code >= 0 && code < 17 ? kNames[code] : "Unknown";
+  static const char* const kNames[RpcMetrics::kStatusCodes] = {
+      "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+      "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+      "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
+      "DataLoss", "Unauthenticated"};
+  return code >= 0 && code < RpcMetrics::kStatusCodes ? kNames[code] : "Unknown";
 }
 
 // Times one call from its start to its status (or to its end, when the client went away first:
@@ -58,7 +58,8 @@ class CallInterceptor : public grpc::experimental::Interceptor {
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (!recorded_ && methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+    if (!recorded_ &&
+        methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       Record(methods->GetSendStatus().error_code());
     }
     methods->Proceed();
@@ -149,7 +150,7 @@ RpcMetrics::Method& RpcMetrics::MethodFor(const std::string& server,
 }
 
 void RpcMetrics::Handled(Method& m, int code, double seconds) {
-  if (code < 0 || code >= 17) code = 2;  // UNKNOWN
+  if (code < 0 || code >= kStatusCodes) code = grpc::StatusCode::UNKNOWN;
   prometheus::Counter* counter = m.handled[code].load(std::memory_order_acquire);
   if (counter == nullptr) {
     prometheus::Labels labels = m.labels;

@@ -34,11 +34,14 @@ namespace meshd::metrics {
 
 class RpcMetrics : public prometheus::Collectable {
  public:
+  // grpc::StatusCode runs from OK (0) to UNAUTHENTICATED (16).
+  static constexpr int kStatusCodes = 17;
+
   // The series of one method on one server.
   struct Method {
     prometheus::Counter* started = nullptr;
     prometheus::Histogram* seconds = nullptr;
-    std::array<std::atomic<prometheus::Counter*>, 17> handled{};  // by grpc::StatusCode
+    std::array<std::atomic<prometheus::Counter*>, kStatusCodes> handled{};  // by code
     prometheus::Labels labels;  // server, grpc_service, grpc_method, grpc_type
   };
 

@@ -11,8 +11,8 @@
 #include "absl/status/statusor.h"
 #include "common/time/clock.h"
 #include "daemon/agent/agent.h"
-#include "daemon/service/agent_service.h"
 #include "daemon/metrics/metrics_server.h"
+#include "daemon/service/agent_service.h"
 #include "daemon/service/grpc_server.h"
 #include "daemon/service/ticker.h"
 

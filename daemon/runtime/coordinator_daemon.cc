@@ -23,8 +23,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   CoordinatorDaemon* raw = d.get();
   if (options.metrics != nullptr) {
     d->metrics_ = options.metrics;
-    d->collector_ = std::make_shared<metrics::CoordinatorMetrics>(
-        [raw] { return raw->core_->Status(); });
+    d->collector_ =
+        std::make_shared<metrics::CoordinatorMetrics>([raw] { return raw->core_->Status(); });
   }
   metrics::CoordinatorMetrics* collector = d->collector_.get();
   d->core_ = std::make_unique<coordinator::Coordinator>(

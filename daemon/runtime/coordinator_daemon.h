@@ -12,9 +12,9 @@
 #include "absl/time/time.h"
 #include "common/time/clock.h"
 #include "daemon/coordinator/coordinator.h"
-#include "daemon/service/coordinator_service.h"
 #include "daemon/metrics/coordinator_metrics.h"
 #include "daemon/metrics/metrics_server.h"
+#include "daemon/service/coordinator_service.h"
 #include "daemon/service/grpc_server.h"
 #include "daemon/service/ticker.h"
 

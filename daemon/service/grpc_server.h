@@ -27,7 +27,8 @@ struct ServerOptions {
   // Permissions of unix sockets (owner and group may connect).
   unsigned unix_socket_mode = 0660;
   // Server interceptors (e.g. call metrics), made once when the server starts.
-  std::function<std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>()>
+  std::function<
+      std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>()>
       interceptors;
 };
 

@@ -7,12 +7,12 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/process/subprocess.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/run_command.h"
 #include "tests/support/scrape.h"
-#include "common/process/subprocess.h"
 
 namespace meshd {
 namespace {
@@ -126,7 +126,8 @@ TEST(MeshdMetrics, StandaloneServesCoordinatorAndAgentSeries) {
   ASSERT_TRUE((*daemon)->WaitForLine("meshd standalone listening on ", absl::Seconds(20)).ok());
   std::vector<std::unique_ptr<Subprocess>> workers;
   for (int r = 0; r < 2; ++r) {
-    workers.push_back(*Subprocess::Start({WORKER_PATH, socket, "train", std::to_string(r), "2", "1"}));
+    workers.push_back(
+        *Subprocess::Start({WORKER_PATH, socket, "train", std::to_string(r), "2", "1"}));
   }
   for (auto& w : workers) ASSERT_TRUE(w->WaitForLine("{\"watching\"", absl::Seconds(20)).ok());
   auto s = testing::Scrape(*url);
@@ -156,8 +157,8 @@ TEST(MeshdMetrics, StandaloneServesCoordinatorAndAgentSeries) {
 }
 
 TEST(MeshdMetrics, BadAddress_ExitOneWithMessage) {
-  auto r = RunCommand(absl::StrCat(MESHD_PATH, " coordinator --listen 127.0.0.1:0 --metrics-listen 9464"),
-                      true);
+  auto r = RunCommand(
+      absl::StrCat(MESHD_PATH, " coordinator --listen 127.0.0.1:0 --metrics-listen 9464"), true);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.out, HasSubstr("must be HOST:PORT"));
 }

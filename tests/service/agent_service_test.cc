@@ -12,9 +12,9 @@
 #include "daemon/runtime/agent_daemon.h"
 #include "daemon/runtime/coordinator_daemon.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "meshd/v1/agent.grpc.pb.h"
 
 namespace meshd {

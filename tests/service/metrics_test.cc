@@ -170,8 +170,9 @@ TEST_F(MetricsTest, SeriesFollowNodesJobsCallsIdsAndGenerations) {
   EXPECT_EQ(Value(s, "meshd_coordinator_rendezvous_duration_seconds_bucket{le=\"+Inf\"}"), 1);
   EXPECT_EQ(Value(s, Rpc("coordinator", "meshd.v1.Coordinator", "JoinJob", "OK")), 2);
   // The held JoinJob's time counts: at least the 50 ms it waited.
-  EXPECT_GE(Value(s, "grpc_server_handling_seconds_sum{grpc_method=\"JoinJob\",grpc_service="
-                     "\"meshd.v1.Coordinator\",grpc_type=\"unary\",server=\"coordinator\"}"),
+  EXPECT_GE(Value(s,
+                  "grpc_server_handling_seconds_sum{grpc_method=\"JoinJob\",grpc_service="
+                  "\"meshd.v1.Coordinator\",grpc_type=\"unary\",server=\"coordinator\"}"),
             0.05);
 
   // The ids: both ranks report; each gets the world group's one id.
