@@ -45,9 +45,8 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
   if (ports.empty()) return absl::UnavailableError(absl::StrCat("could not bind ", listen));
   server->address_ = absl::StrCat(listen.substr(0, colon), ":", ports[0]);
   server->rpc_ = std::make_shared<RpcMetrics>();
-  server->build_info_ = std::make_shared<BuildInfo>();
   server->Add(server->rpc_);
-  server->Add(server->build_info_);
+  server->Add(std::make_shared<BuildInfo>());
   return server;
 }
 

@@ -47,7 +47,6 @@ class MetricsServer {
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::string address_;
   std::shared_ptr<RpcMetrics> rpc_;
-  std::shared_ptr<prometheus::Collectable> build_info_;
   absl::Mutex mu_;
   std::vector<std::shared_ptr<prometheus::Collectable>> held_ ABSL_GUARDED_BY(mu_);
 };
