@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -15,6 +16,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -34,7 +36,7 @@ struct Flags {
   bool no_world_group = false;
   bool register_first = false;
   uint32_t ranks_per_id = 0;
-  uint32_t channels = 32;
+  uint32_t channels = 0;  // 0: DefaultChannels(nodes)
   std::string coordinator;
   int coordinator_pid = 0;
   std::string meshd;
@@ -51,6 +53,13 @@ std::string DefaultMeshd() {
   return ec ? "meshd" : (self.parent_path() / "meshd").string();
 }
 
+// Connections the simulated nodes share unless --channels says: one per 512 nodes, 4 to 32.
+// Each new connection costs a few milliseconds of setup inside the timed run, which dominates
+// small runs (64 nodes: 17-19 ms with 4-8 connections, 26-29 ms with 32), while at 16,384 nodes
+// more connections spread the load (4: ~15% slower than 32). 4 is also what the TCPStore
+// comparison's shared variant opens.
+uint32_t DefaultChannels(uint32_t nodes) { return std::clamp<uint32_t>(nodes / 512, 4, 32); }
+
 int Fail(const std::string& what) {
   std::cerr << "meshd_bench: " << what << std::endl;
   return 1;
@@ -60,6 +69,9 @@ int Fail(const std::string& what) {
 
 int main(int argc, char** argv) {
   using namespace meshd::bench;  // NOLINT
+  // As in the daemon: Abseil's lock-order graph (on in Debian's build) costs the simulated
+  // agents ~6% of their CPU at 16,384 nodes, CPU the coordinator shares on a small machine.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   Flags f;
   CLI::App app{"meshd_bench: a simulated cluster against a real meshd coordinator"};
   app.add_option("--nodes", f.nodes, "Simulated nodes")->check(CLI::Range(1u, 1u << 20));
@@ -73,7 +85,8 @@ int main(int argc, char** argv) {
   app.add_option("--ranks-per-id", f.ranks_per_id,
                  "Members per NCCL id as ClientOptions::ranks_per_id (0: one id per group; "
                  "128 simulates ncclCommInitRankScalable as PyTorch sets it up)");
-  app.add_option("--channels", f.channels, "gRPC connections the simulated nodes share")
+  app.add_option("--channels", f.channels,
+                 "gRPC connections the simulated nodes share (default: one per 512 nodes, 4 to 32)")
       ->check(CLI::Range(1u, 4096u));
   app.add_option("--coordinator", f.coordinator,
                  "Use this running coordinator (HOST:PORT or unix:PATH) instead of starting one");
@@ -129,7 +142,7 @@ int main(int argc, char** argv) {
   so.address = address;
   so.nodes = f.nodes;
   so.gpus_per_node = f.gpus_per_node;
-  so.channels = f.channels;
+  so.channels = f.channels == 0 ? DefaultChannels(f.nodes) : f.channels;
   so.timeout = absl::Seconds(f.timeout_s);
   so.register_first = f.register_first;
   absl::StatusOr<SimResult> r = RunClusterSim(so, *workload);
@@ -154,6 +167,7 @@ int main(int argc, char** argv) {
   j["groups"] = workload->groups;
   j["world_group"] = !f.no_world_group;
   j["ranks_per_id"] = f.ranks_per_id;
+  j["channels"] = so.channels;
   j["ids"] = workload->ids;
   j["t_registered_s"] = r->t_registered_s;
   j["t_ranks_s"] = r->t_ranks_s;
@@ -193,7 +207,8 @@ int main(int argc, char** argv) {
            absl::StrFormat("%.3f s / %.3f s", r->t_ranks_s - r->t_job_start_s,
                            r->t_ids_s - r->t_job_start_s));
     }
-    line("RPCs sent", absl::StrFormat("%u (%u heartbeats)", r->rpcs, r->heartbeats));
+    line("RPCs sent", absl::StrFormat("%u (%u heartbeats) over %u connections", r->rpcs,
+                                      r->heartbeats, so.channels));
     if (before && after) {
       const double cpu = after->cpu_s - before->cpu_s;
       line("coordinator CPU",

