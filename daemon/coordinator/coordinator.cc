@@ -179,7 +179,7 @@ absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv) {
     for (const Gpu& g : inv.gpus) cliques.push_back(g.nvlink_clique);
     rec->clique = topology::NodeClique(cliques);
     rec->last_heard = clock_->Now();
-    rec->timing = CurrentTiming();
+    Tell(*rec);
     rec->alive = true;
   }
   RunAll(out);
@@ -205,8 +205,7 @@ absl::StatusOr<HeartbeatTiming> Coordinator::Heartbeat(const std::string& node,
                      rec.inventory.incarnation, "; this agent is stale"));
   }
   rec.last_heard = clock_->Now();
-  rec.timing = CurrentTiming();
-  return rec.timing;
+  return Tell(rec);
 }
 
 HeartbeatTiming Coordinator::CurrentTiming() const {
@@ -216,6 +215,32 @@ HeartbeatTiming Coordinator::CurrentTiming() const {
   if (options_.max_heartbeats_per_second == 0 || nodes_.size() <= per_interval) return t;
   const double scale = static_cast<double>(nodes_.size()) / per_interval;
   return HeartbeatTiming{t.interval * scale, t.timeout * scale};
+}
+
+namespace {
+double Hz(const HeartbeatTiming& t) {
+  return t.interval > absl::ZeroDuration() ? 1 / absl::ToDoubleSeconds(t.interval) : 0;
+}
+}  // namespace
+
+HeartbeatTiming Coordinator::Tell(NodeRecord& rec) {
+  const HeartbeatTiming fair = CurrentTiming();
+  HeartbeatTiming t = fair;
+  // A new node's registration (or a heartbeat) during a burst of registrations: the nodes before
+  // it were told intervals for a smaller cluster and keep them until their next heartbeat, which
+  // comes within one fair interval and corrects them. Where their promised rate leaves less room
+  // than this node's fair share, its interval stretches to what fits, at most to twice the fair
+  // one, so its first heartbeat comes after theirs were corrected. Without this, 16,384 agents
+  // registering at once heartbeat at ~2.5x the cap until the first answers reach them.
+  const double others = std::max(0.0, promised_hz_ - (rec.alive ? Hz(rec.timing) : 0));
+  const double room = options_.max_heartbeats_per_second - others;
+  if (options_.max_heartbeats_per_second > 0 && room < Hz(fair) * (1 - 1e-9)) {
+    const double stretch = room > 0 ? std::min(Hz(fair) / room, 2.0) : 2.0;
+    t = HeartbeatTiming{fair.interval * stretch, fair.timeout * stretch};
+  }
+  promised_hz_ = others + Hz(t);
+  rec.timing = t;
+  return t;
 }
 
 HeartbeatTiming Coordinator::HeartbeatTimingOf(const std::string& node) const {
@@ -653,6 +678,7 @@ void Coordinator::CheckDeadlines() {
     for (auto& [name, rec] : nodes_) {
       if (!rec->alive || now - rec->last_heard <= rec->timing.timeout) continue;
       rec->alive = false;
+      promised_hz_ = std::max(0.0, promised_hz_ - Hz(rec->timing));
       const std::string message = absl::StrCat(
           "node '", name, "' lost: no heartbeat for ", absl::FormatDuration(now - rec->last_heard),
           " (timeout ", absl::FormatDuration(rec->timing.timeout), ")");

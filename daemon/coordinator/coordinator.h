@@ -142,6 +142,9 @@ class Coordinator {
   struct NodeRecord;
   // The timing for the current number of nodes (see max_heartbeats_per_second).
   HeartbeatTiming CurrentTiming() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells `rec` its timing: CurrentTiming(), stretched (up to twice) while nodes told shorter
+  // intervals when the cluster was smaller still use up the rate cap; keeps promised_hz_.
+  HeartbeatTiming Tell(NodeRecord& rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   struct JobRecord;
   struct Watcher {
     std::string job;
@@ -181,6 +184,8 @@ class Coordinator {
   std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
   Counters counters_ ABSL_GUARDED_BY(mu_);
+  // The heartbeat rate live nodes were told: the sum of 1 / interval over them, per second.
+  double promised_hz_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace meshd::coordinator

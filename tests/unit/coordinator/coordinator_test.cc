@@ -125,31 +125,55 @@ TEST_F(CoordinatorTest, HeartbeatExpiry_NodeDeadUntilItRegistersAgain) {
   EXPECT_TRUE(coord_.Nodes()[0].alive);
 }
 
-TEST(CoordinatorHeartbeatRate, TimingStretchesPastTheRateCap) {
+// 2 heartbeats/s at a 1 s interval: two nodes fit; four need a 2 s interval (and a 10 s timeout).
+Coordinator RateCappedCoordinator(FakeClock& clock) {
+  return Coordinator(&clock, CoordinatorOptions{absl::Seconds(1), absl::Seconds(5), 64, 100000, 2});
+}
+NodeInventory RateNode(const std::string& name) {
+  return NodeInventory{name, name, "unix:/x", 1, {Gpu{0, "GPU-" + name, "", "sim", 0, "", true}}};
+}
+
+TEST(CoordinatorHeartbeatRate, BurstStretchesNewcomersWhileEarlierNodesFillTheCap) {
   FakeClock clock;
-  // 2 heartbeats/s at a 1 s interval: two nodes fit, four need a 2 s interval (and 10 s timeout).
-  Coordinator coord(&clock, CoordinatorOptions{absl::Seconds(1), absl::Seconds(5), 64, 100000, 2});
-  auto node = [](const std::string& name) {
-    return NodeInventory{name, name, "unix:/x", 1, {Gpu{0, "GPU-" + name, "", "sim", 0, "", true}}};
-  };
-  for (const char* n : {"a", "b"}) ASSERT_TRUE(coord.RegisterNode(node(n)).ok());
+  Coordinator coord = RateCappedCoordinator(clock);
+  for (const char* n : {"a", "b"}) ASSERT_TRUE(coord.RegisterNode(RateNode(n)).ok());
   EXPECT_EQ(coord.HeartbeatTimingOf("b").interval, absl::Seconds(1));
-  for (const char* n : {"c", "d"}) ASSERT_TRUE(coord.RegisterNode(node(n)).ok());
-  EXPECT_EQ(coord.HeartbeatTimingOf("d").interval, absl::Seconds(2));
-  EXPECT_EQ(coord.HeartbeatTimingOf("d").timeout, absl::Seconds(10));
+  // a and b were told 1 s and use the whole cap until their next heartbeat: c (fair 1.5 s with
+  // three nodes) and d (fair 2 s) get twice their fair interval and timeout.
+  for (const char* n : {"c", "d"}) ASSERT_TRUE(coord.RegisterNode(RateNode(n)).ok());
+  EXPECT_EQ(coord.HeartbeatTimingOf("c").interval, absl::Seconds(3));
+  EXPECT_EQ(coord.HeartbeatTimingOf("d").interval, absl::Seconds(4));
+  EXPECT_EQ(coord.HeartbeatTimingOf("d").timeout, absl::Seconds(20));
   EXPECT_EQ(coord.HeartbeatTimingOf("a").timeout, absl::Seconds(5));  // told before the growth
-  ASSERT_TRUE(coord.Heartbeat("a", 1).ok());
-  EXPECT_EQ(coord.HeartbeatTimingOf("a").timeout, absl::Seconds(10));  // each answer updates it
-  EXPECT_EQ(coord.Status().heartbeat_timeout, absl::Seconds(10));
-  // Each node is judged by the timeout it was told: b still has 5 s, the others 10 s.
+  EXPECT_EQ(coord.Status().heartbeat_timeout, absl::Seconds(10));      // the fair timing
+  // Each node is judged by the timeout it was told: a and b 5 s, c 15 s, d 20 s.
   clock.Advance(absl::Seconds(6));
   coord.CheckDeadlines();
   for (const NodeView& v : coord.Nodes()) {
-    EXPECT_EQ(v.alive, v.inventory.node != "b") << v.inventory.node;
+    EXPECT_EQ(v.alive, v.inventory.node == "c" || v.inventory.node == "d") << v.inventory.node;
   }
-  clock.Advance(absl::Seconds(5));
+  // The dead release their share: e (fair 2.5 s with five nodes) fits beside c and d.
+  ASSERT_TRUE(coord.RegisterNode(RateNode("e")).ok());
+  EXPECT_EQ(coord.HeartbeatTimingOf("e").interval, absl::Milliseconds(2500));
+  clock.Advance(absl::Seconds(10));  // 16 s: c's 15 s are up, d (20 s) and e (12.5 s from 6 s) live
   coord.CheckDeadlines();
-  for (const NodeView& v : coord.Nodes()) EXPECT_FALSE(v.alive) << v.inventory.node;
+  for (const NodeView& v : coord.Nodes()) {
+    EXPECT_EQ(v.alive, v.inventory.node == "d" || v.inventory.node == "e") << v.inventory.node;
+  }
+}
+
+TEST(CoordinatorHeartbeatRate, HeartbeatAnswersConvergeToTheFairTiming) {
+  FakeClock clock;
+  Coordinator coord = RateCappedCoordinator(clock);
+  const std::vector<std::string> nodes = {"a", "b", "c", "d"};
+  for (const std::string& n : nodes) ASSERT_TRUE(coord.RegisterNode(RateNode(n)).ok());
+  for (int round = 0; round < 2; ++round) {
+    for (const std::string& n : nodes) ASSERT_TRUE(coord.Heartbeat(n, 1).ok());
+  }
+  for (const std::string& n : nodes) {
+    EXPECT_EQ(coord.HeartbeatTimingOf(n).interval, absl::Seconds(2)) << n;
+    EXPECT_EQ(coord.HeartbeatTimingOf(n).timeout, absl::Seconds(10)) << n;
+  }
 }
 
 // ---- Fixed rounds -------------------------------------------------------------------------------
