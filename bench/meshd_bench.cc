@@ -16,10 +16,10 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "bench/sim/cluster_sim.h"
 #include "bench/sim/proc_stats.h"

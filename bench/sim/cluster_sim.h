@@ -20,7 +20,7 @@ struct SimOptions {
   std::string address;        // the coordinator, HOST:PORT or unix:PATH
   uint32_t nodes = 64;
   uint32_t gpus_per_node = 8;
-  uint32_t channels = 4;      // connections shared by the simulated nodes
+  uint32_t channels = 4;  // connections shared by the simulated nodes
   std::string job = "bench";
   // Register every node first (agents are a standing service), then start the job: the job's own
   // figures then exclude connecting and registering, as on a running cluster.

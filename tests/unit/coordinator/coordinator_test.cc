@@ -145,7 +145,7 @@ TEST(CoordinatorHeartbeatRate, BurstStretchesNewcomersWhileEarlierNodesFillTheCa
   EXPECT_EQ(coord.HeartbeatTimingOf("d").interval, absl::Seconds(4));
   EXPECT_EQ(coord.HeartbeatTimingOf("d").timeout, absl::Seconds(20));
   EXPECT_EQ(coord.HeartbeatTimingOf("a").timeout, absl::Seconds(5));  // told before the growth
-  EXPECT_EQ(coord.Status().heartbeat_timeout, absl::Seconds(10));      // the fair timing
+  EXPECT_EQ(coord.Status().heartbeat_timeout, absl::Seconds(10));     // the fair timing
   // Each node is judged by the timeout it was told: a and b 5 s, c 15 s, d 20 s.
   clock.Advance(absl::Seconds(6));
   coord.CheckDeadlines();
