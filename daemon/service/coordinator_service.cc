@@ -20,11 +20,39 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
 
 }  // namespace
 
+// The async methods' two halves: asking gRPC for the next call, and serving one.
+#define MESHD_ASYNC_METHOD(Name)                                                        \
+  {[this](auto* ctx, auto* req, auto* writer, auto* cq, void* tag) {                    \
+     Request##Name(ctx, req, writer, cq, cq, tag);                                      \
+   },                                                                                   \
+   [this](auto* ctx, const auto& req, auto* resp, auto reply) {                         \
+     Serve##Name(ctx, req, resp, std::move(reply));                                     \
+   }}
+
 CoordinatorService::CoordinatorService(coordinator::Coordinator* core, const Clock* clock,
                                        absl::Duration max_wait)
-    : core_(core), clock_(clock), max_wait_(max_wait) {}
+    : core_(core),
+      clock_(clock),
+      max_wait_(max_wait),
+      join_job_(MESHD_ASYNC_METHOD(JoinJob)),
+      key_get_(MESHD_ASYNC_METHOD(KeyGet)),
+      barrier_(MESHD_ASYNC_METHOD(Barrier)),
+      resolve_groups_(MESHD_ASYNC_METHOD(ResolveGroups)) {}
 
-absl::Time CoordinatorService::Deadline(grpc::CallbackServerContext* ctx) const {
+#undef MESHD_ASYNC_METHOD
+
+void CoordinatorService::AwaitCalls(grpc::ServerCompletionQueue* cq, AsyncCallCount* count) {
+  // Two calls of each asked for at a time, so that one arriving while the queue's thread serves
+  // another does not wait for the next ask.
+  for (int i = 0; i < 2; ++i) {
+    Async<v1::JoinJobRequest, v1::Assignment>::Await(&join_job_, cq, count);
+    Async<v1::KeyGetRequest, v1::KeyGetResponse>::Await(&key_get_, cq, count);
+    Async<v1::BarrierRequest, v1::BarrierResponse>::Await(&barrier_, cq, count);
+    Async<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>::Await(&resolve_groups_, cq, count);
+  }
+}
+
+absl::Time CoordinatorService::Deadline(const grpc::ServerContextBase* ctx) const {
   return CallDeadline(ctx->deadline(), clock_->Now(), max_wait_);
 }
 
@@ -53,18 +81,17 @@ grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerCont
   return Done(ctx, t.status());
 }
 
-grpc::ServerUnaryReactor* CoordinatorService::JoinJob(grpc::CallbackServerContext* ctx,
-                                                      const v1::JoinJobRequest* req,
-                                                      v1::Assignment* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  core_->JoinJob(coordinator::JoinRequest{req->job(), req->node(), req->incarnation(),
-                                          req->local_world(), FromProto(req->nodes())},
-                 Deadline(ctx), [reactor, resp, with_members = req->with_members()](
-                                    absl::StatusOr<coordinator::Assignment> a) {
+void CoordinatorService::ServeJoinJob(grpc::ServerContext* ctx, const v1::JoinJobRequest& req,
+                                      v1::Assignment* resp,
+                                      Async<v1::JoinJobRequest, v1::Assignment>::Reply reply) {
+  core_->JoinJob(coordinator::JoinRequest{req.job(), req.node(), req.incarnation(),
+                                          req.local_world(), FromProto(req.nodes())},
+                 Deadline(ctx),
+                 [reply = std::move(reply), resp, with_members = req.with_members()](
+                     absl::StatusOr<coordinator::Assignment> a) {
                    if (a.ok()) ToProto(*a, with_members, resp);
-                   reactor->Finish(ToGrpc(a.status()));
+                   reply(ToGrpc(a.status()));
                  });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::LeaveJob(grpc::CallbackServerContext* ctx,
@@ -99,16 +126,14 @@ grpc::ServerUnaryReactor* CoordinatorService::KeySet(grpc::CallbackServerContext
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CoordinatorService::KeyGet(grpc::CallbackServerContext* ctx,
-                                                     const v1::KeyGetRequest* req,
-                                                     v1::KeyGetResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  core_->KeyGet(req->job(), req->generation(), req->key(), req->wait(), Deadline(ctx),
-                [reactor, resp](absl::StatusOr<std::string> v) {
+void CoordinatorService::ServeKeyGet(grpc::ServerContext* ctx, const v1::KeyGetRequest& req,
+                                     v1::KeyGetResponse* resp,
+                                     Async<v1::KeyGetRequest, v1::KeyGetResponse>::Reply reply) {
+  core_->KeyGet(req.job(), req.generation(), req.key(), req.wait(), Deadline(ctx),
+                [reply = std::move(reply), resp](absl::StatusOr<std::string> v) {
                   if (v.ok()) resp->set_value(*std::move(v));
-                  reactor->Finish(ToGrpc(v.status()));
+                  reply(ToGrpc(v.status()));
                 });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::KeyAdd(grpc::CallbackServerContext* ctx,
@@ -132,32 +157,30 @@ grpc::ServerUnaryReactor* CoordinatorService::KeyCompareSet(grpc::CallbackServer
   return Done(ctx, r.status());
 }
 
-grpc::ServerUnaryReactor* CoordinatorService::Barrier(grpc::CallbackServerContext* ctx,
-                                                      const v1::BarrierRequest* req,
-                                                      v1::BarrierResponse*) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  core_->Barrier(req->job(), req->generation(), req->barrier(), req->participant(), req->count(),
-                 Deadline(ctx), [reactor](absl::Status s) { reactor->Finish(ToGrpc(s)); });
-  return reactor;
+void CoordinatorService::ServeBarrier(grpc::ServerContext* ctx, const v1::BarrierRequest& req,
+                                      v1::BarrierResponse*,
+                                      Async<v1::BarrierRequest, v1::BarrierResponse>::Reply reply) {
+  core_->Barrier(req.job(), req.generation(), req.barrier(), req.participant(), req.count(),
+                 Deadline(ctx),
+                 [reply = std::move(reply)](absl::Status s) { reply(ToGrpc(s)); });
 }
 
-grpc::ServerUnaryReactor* CoordinatorService::ResolveGroups(grpc::CallbackServerContext* ctx,
-                                                            const v1::ResolveGroupsRequest* req,
-                                                            v1::ResolveGroupsResponse* resp) {
+void CoordinatorService::ServeResolveGroups(
+    grpc::ServerContext* ctx, const v1::ResolveGroupsRequest& req, v1::ResolveGroupsResponse* resp,
+    Async<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>::Reply reply) {
   std::vector<coordinator::RankSpec> ranks;
-  for (const auto& r : req->ranks()) {
+  for (const auto& r : req.ranks()) {
     ranks.push_back({r.rank(), r.spec().fingerprint(), r.spec().description()});
   }
   std::vector<coordinator::GroupRequest> groups;
-  for (const v1::GroupRequest& g : req->groups()) groups.push_back(FromProto(g));
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  core_->ResolveGroups(req->job(), req->generation(), req->node(), req->mesh_key(), ranks, groups,
+  for (const v1::GroupRequest& g : req.groups()) groups.push_back(FromProto(g));
+  core_->ResolveGroups(req.job(), req.generation(), req.node(), req.mesh_key(), ranks, groups,
                        Deadline(ctx),
-                       [reactor, resp](absl::StatusOr<std::vector<coordinator::GroupIds>> ids) {
+                       [reply = std::move(reply),
+                        resp](absl::StatusOr<std::vector<coordinator::GroupIds>> ids) {
                          if (ids.ok()) ToProto(*ids, resp);
-                         reactor->Finish(ToGrpc(ids.status()));
+                         reply(ToGrpc(ids.status()));
                        });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::GetStatus(grpc::CallbackServerContext* ctx,

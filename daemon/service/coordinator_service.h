@@ -1,6 +1,8 @@
-// CoordinatorService: meshd.v1.Coordinator on gRPC's callback API. Pure translation: convert the
-// request, call the core, finish with the converted result. Long waits hold their reactor and are
-// finished later by the core's completion, on whatever thread completes them; no thread waits.
+// CoordinatorService: meshd.v1.Coordinator, a pure translation: convert the request, call the core,
+// finish with the converted result. The methods that hold calls open (JoinJob, KeyGet, Barrier,
+// ResolveGroups) are on gRPC's async API, spread over the server's completion queues (see
+// async_unary.h); the rest on the callback API. A held call is finished later by the core's
+// completion, on whatever thread completes it; no thread waits.
 //
 // Thread-safety: thread-safe (the core is).
 #ifndef MESHD_DAEMON_SERVICE_COORDINATOR_SERVICE_H_
@@ -9,11 +11,24 @@
 #include "absl/time/time.h"
 #include "common/time/clock.h"
 #include "daemon/coordinator/coordinator.h"
+#include "daemon/service/async_unary.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 
 namespace meshd::service {
 
-class CoordinatorService final : public v1::Coordinator::CallbackService {
+namespace coordinator_service_internal {
+using C = v1::Coordinator;
+// Held methods async, the others callback (gRPC's generated mix-ins, one per method).
+using Base = C::WithCallbackMethod_RegisterNode<C::WithCallbackMethod_Heartbeat<
+    C::WithAsyncMethod_JoinJob<C::WithCallbackMethod_LeaveJob<C::WithCallbackMethod_WatchJob<
+        C::WithCallbackMethod_KeySet<C::WithAsyncMethod_KeyGet<C::WithCallbackMethod_KeyAdd<
+            C::WithCallbackMethod_KeyCompareSet<C::WithAsyncMethod_Barrier<
+                C::WithAsyncMethod_ResolveGroups<C::WithCallbackMethod_GetStatus<
+                    C::WithCallbackMethod_ListNodes<C::WithCallbackMethod_ListJobs<
+                        C::WithCallbackMethod_GetJob<C::Service>>>>>>>>>>>>>>>;
+}  // namespace coordinator_service_internal
+
+class CoordinatorService final : public coordinator_service_internal::Base, public AsyncMethods {
  public:
   // `max_wait` caps every long wait whose call has no (or a later) deadline.
   CoordinatorService(coordinator::Coordinator* core, const Clock* clock,
@@ -25,8 +40,6 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
                                       const v1::HeartbeatRequest* req,
                                       v1::HeartbeatResponse* resp) override;
-  grpc::ServerUnaryReactor* JoinJob(grpc::CallbackServerContext* ctx, const v1::JoinJobRequest* req,
-                                    v1::Assignment* resp) override;
   grpc::ServerUnaryReactor* LeaveJob(grpc::CallbackServerContext* ctx,
                                      const v1::LeaveJobRequest* req,
                                      v1::LeaveJobResponse* resp) override;
@@ -34,18 +47,11 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
                                                         const v1::WatchJobRequest* req) override;
   grpc::ServerUnaryReactor* KeySet(grpc::CallbackServerContext* ctx, const v1::KeySetRequest* req,
                                    v1::KeySetResponse* resp) override;
-  grpc::ServerUnaryReactor* KeyGet(grpc::CallbackServerContext* ctx, const v1::KeyGetRequest* req,
-                                   v1::KeyGetResponse* resp) override;
   grpc::ServerUnaryReactor* KeyAdd(grpc::CallbackServerContext* ctx, const v1::KeyAddRequest* req,
                                    v1::KeyAddResponse* resp) override;
   grpc::ServerUnaryReactor* KeyCompareSet(grpc::CallbackServerContext* ctx,
                                           const v1::KeyCompareSetRequest* req,
                                           v1::KeyCompareSetResponse* resp) override;
-  grpc::ServerUnaryReactor* Barrier(grpc::CallbackServerContext* ctx, const v1::BarrierRequest* req,
-                                    v1::BarrierResponse* resp) override;
-  grpc::ServerUnaryReactor* ResolveGroups(grpc::CallbackServerContext* ctx,
-                                          const v1::ResolveGroupsRequest* req,
-                                          v1::ResolveGroupsResponse* resp) override;
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
                                       const v1::GetStatusRequest* req,
                                       v1::CoordinatorStatus* resp) override;
@@ -58,12 +64,30 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
   grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx, const v1::GetJobRequest* req,
                                    v1::JobStatus* resp) override;
 
+  void AwaitCalls(grpc::ServerCompletionQueue* cq, AsyncCallCount* count) override;
+
  private:
-  absl::Time Deadline(grpc::CallbackServerContext* ctx) const;
+  template <typename Req, typename Resp>
+  using Async = AsyncUnaryCall<Req, Resp>;
+
+  void ServeJoinJob(grpc::ServerContext* ctx, const v1::JoinJobRequest& req, v1::Assignment* resp,
+               Async<v1::JoinJobRequest, v1::Assignment>::Reply reply);
+  void ServeKeyGet(grpc::ServerContext* ctx, const v1::KeyGetRequest& req, v1::KeyGetResponse* resp,
+              Async<v1::KeyGetRequest, v1::KeyGetResponse>::Reply reply);
+  void ServeBarrier(grpc::ServerContext* ctx, const v1::BarrierRequest& req, v1::BarrierResponse* resp,
+               Async<v1::BarrierRequest, v1::BarrierResponse>::Reply reply);
+  void ServeResolveGroups(grpc::ServerContext* ctx, const v1::ResolveGroupsRequest& req,
+                     v1::ResolveGroupsResponse* resp,
+                     Async<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>::Reply reply);
+  absl::Time Deadline(const grpc::ServerContextBase* ctx) const;
 
   coordinator::Coordinator* const core_;
   const Clock* const clock_;
   const absl::Duration max_wait_;
+  const Async<v1::JoinJobRequest, v1::Assignment>::Method join_job_;
+  const Async<v1::KeyGetRequest, v1::KeyGetResponse>::Method key_get_;
+  const Async<v1::BarrierRequest, v1::BarrierResponse>::Method barrier_;
+  const Async<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>::Method resolve_groups_;
 };
 
 }  // namespace meshd::service

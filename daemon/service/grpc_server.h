@@ -9,11 +9,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "daemon/service/async_unary.h"
 #include "grpcpp/server.h"
 #include "grpcpp/support/server_interceptor.h"
 
@@ -30,11 +32,14 @@ struct ServerOptions {
   std::function<
       std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>()>
       interceptors;
+  // Completion queues (one thread each) for the methods of services that implement AsyncMethods.
+  int completion_queues = 8;
 };
 
 class GrpcServer {
  public:
-  // Services are not owned and must outlive the server. `health_names` are the service names
+  // Services are not owned and must outlive the server; those that also implement AsyncMethods
+  // get their async methods' calls on the server's own completion queues. `health_names` are the service names
   // reported SERVING (e.g. "meshd.v1.Coordinator").
   // Errors: INVALID_ARGUMENT no listener or a malformed address; UNAVAILABLE a listener could not
   // be bound (in use, no permission, a regular file where the socket should be).
@@ -54,7 +59,15 @@ class GrpcServer {
 
  private:
   GrpcServer() = default;
+  void ServeQueues(const std::vector<AsyncMethods*>& async);
+  // Once the server is shut down: waits (until `deadline`) for the async calls to end, then shuts
+  // the queues and joins their threads.
+  void StopQueues(absl::Time deadline);
 
+  // Declared before server_ so that the server is destroyed first.
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
+  std::vector<std::thread> queue_threads_;
+  AsyncCallCount async_calls_;
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::string> addresses_;
   absl::Mutex mu_;
