@@ -1,15 +1,18 @@
 // Unary methods on gRPC's async API, for the calls a daemon holds open (a job's round, a barrier,
 // a group's ids). gRPC's callback API funnels every call of the process through one completion
-// queue, and Debian's libgrpc (built without NDEBUG) scans that queue's outstanding operations on
-// every completion: with 16,384 held calls that scan was ~12% of the coordinator's CPU. Held
-// methods therefore get their calls on the server's own completion queues (GrpcServer starts them
-// and one thread each), spread so that each queue holds a fraction of the calls.
+// queue, and Debian's libgrpc (built without NDEBUG) scans a queue's outstanding operations on
+// every completion: with 16,384 held calls that scan was ~12% of the coordinator's CPU. Here calls
+// arrive on one queue, and each call is bound to one of the server's queues: the first while few
+// calls are alive, more as more are (AsyncQueues::kCallsPerQueue a queue), so that no queue holds
+// many. Spreading small loads costs thread hand-offs (~10% at 1,024 nodes), hence the threshold.
 //
-// Thread-safety: an AsyncUnaryCall's reply may be called from any thread, once.
+// Thread-safety: an AsyncUnaryCall's reply may be called from any thread, once; AsyncQueues is
+// thread-safe.
 #ifndef MESHD_DAEMON_SERVICE_ASYNC_UNARY_H_
 #define MESHD_DAEMON_SERVICE_ASYNC_UNARY_H_
 
 #include <functional>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -27,10 +30,22 @@ class AsyncTag {
   virtual void Proceed(bool ok) = 0;
 };
 
-// Counts async calls alive (asked for, running or finishing), so that the server shuts its
-// completion queues only when nothing can post to them any more.
-class AsyncCallCount {
+// The server's completion queues for async calls, and a count of the calls alive (asked for,
+// running or finishing) so that the server shuts the queues only when nothing can post to them.
+class AsyncQueues {
  public:
+  static constexpr int64_t kCallsPerQueue = 1024;
+
+  explicit AsyncQueues(std::vector<grpc::ServerCompletionQueue*> queues)
+      : queues_(std::move(queues)) {}
+
+  // Where calls arrive.
+  grpc::ServerCompletionQueue* arrivals() const { return queues_.front(); }
+  // The queue for a new call: queue i once i * kCallsPerQueue calls are alive (cycling).
+  grpc::CompletionQueue* ForNewCall() {
+    absl::MutexLock lock(&mu_);
+    return queues_[static_cast<size_t>(alive_ / kCallsPerQueue) % queues_.size()];
+  }
   void Add() {
     absl::MutexLock lock(&mu_);
     ++alive_;
@@ -39,7 +54,7 @@ class AsyncCallCount {
     absl::MutexLock lock(&mu_);
     --alive_;
   }
-  // True when none is alive, waiting until `deadline` at most.
+  // True when no call is alive, waiting until `deadline` at most.
   bool AwaitNone(absl::Time deadline) {
     absl::MutexLock lock(&mu_);
     auto none = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return alive_ == 0; };
@@ -47,21 +62,22 @@ class AsyncCallCount {
   }
 
  private:
+  const std::vector<grpc::ServerCompletionQueue*> queues_;
   absl::Mutex mu_;
   int64_t alive_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // A gRPC service some of whose methods are on the async API. GrpcServer::Start calls AwaitCalls
-// once for each of its completion queues once the server runs.
+// once the server runs.
 class AsyncMethods {
  public:
   virtual ~AsyncMethods() = default;
-  virtual void AwaitCalls(grpc::ServerCompletionQueue* cq, AsyncCallCount* count) = 0;
+  virtual void AwaitCalls(AsyncQueues* queues) = 0;
 };
 
-// One call of an async unary method. Await() asks gRPC for a call on `cq`; when it comes, the next
-// one is asked for on the same queue (so the method stays served), `handle` runs, and the call
-// finishes when `handle`'s reply is called. The object deletes itself once the finish completes.
+// One call of an async unary method. Await() asks gRPC for a call; when it comes, the next one is
+// asked for (so the method stays served), `handle` runs, and the call finishes when `handle`'s
+// reply is called. The object deletes itself once the finish completes.
 template <typename Request, typename Response>
 class AsyncUnaryCall final : public AsyncTag {
  public:
@@ -69,15 +85,16 @@ class AsyncUnaryCall final : public AsyncTag {
   struct Method {
     // The generated Request<Method> of the service, bound to it.
     std::function<void(grpc::ServerContext*, Request*, grpc::ServerAsyncResponseWriter<Response>*,
-                       grpc::ServerCompletionQueue*, void*)>
+                       grpc::CompletionQueue*, grpc::ServerCompletionQueue*, void*)>
         request;
     // Fills the response, then replies (now or later, from any thread; exactly once).
     std::function<void(grpc::ServerContext*, const Request&, Response*, Reply)> handle;
   };
 
-  static void Await(const Method* method, grpc::ServerCompletionQueue* cq, AsyncCallCount* count) {
-    auto* call = new AsyncUnaryCall(method, cq, count);
-    method->request(&call->ctx_, &call->request_, &call->writer_, cq, call);
+  static void Await(const Method* method, AsyncQueues* queues) {
+    auto* call = new AsyncUnaryCall(method, queues);
+    method->request(&call->ctx_, &call->request_, &call->writer_, queues->ForNewCall(),
+                    queues->arrivals(), call);
   }
 
   void Proceed(bool ok) override {
@@ -86,7 +103,7 @@ class AsyncUnaryCall final : public AsyncTag {
       return;
     }
     started_ = true;
-    Await(method_, cq_, count_);
+    Await(method_, queues_);
     method_->handle(&ctx_, request_, &response_, [this](const grpc::Status& s) {
       if (s.ok()) {
         writer_.Finish(response_, s, this);
@@ -97,15 +114,14 @@ class AsyncUnaryCall final : public AsyncTag {
   }
 
  private:
-  AsyncUnaryCall(const Method* method, grpc::ServerCompletionQueue* cq, AsyncCallCount* count)
-      : method_(method), cq_(cq), count_(count), writer_(&ctx_) {
-    count_->Add();
+  AsyncUnaryCall(const Method* method, AsyncQueues* queues)
+      : method_(method), queues_(queues), writer_(&ctx_) {
+    queues_->Add();
   }
-  ~AsyncUnaryCall() override { count_->Remove(); }
+  ~AsyncUnaryCall() override { queues_->Remove(); }
 
   const Method* const method_;
-  grpc::ServerCompletionQueue* const cq_;
-  AsyncCallCount* const count_;
+  AsyncQueues* const queues_;
   grpc::ServerContext ctx_;
   Request request_;
   Response response_;

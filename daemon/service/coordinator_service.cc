@@ -22,8 +22,8 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
 
 // The async methods' two halves: asking gRPC for the next call, and serving one.
 #define MESHD_ASYNC_METHOD(Name)                                                        \
-  {[this](auto* ctx, auto* req, auto* writer, auto* cq, void* tag) {                    \
-     Request##Name(ctx, req, writer, cq, cq, tag);                                      \
+  {[this](auto* ctx, auto* req, auto* writer, auto* call_cq, auto* arrival_cq, void* tag) { \
+     Request##Name(ctx, req, writer, call_cq, arrival_cq, tag);                           \
    },                                                                                   \
    [this](auto* ctx, const auto& req, auto* resp, auto reply) {                         \
      Serve##Name(ctx, req, resp, std::move(reply));                                     \
@@ -41,14 +41,14 @@ CoordinatorService::CoordinatorService(coordinator::Coordinator* core, const Clo
 
 #undef MESHD_ASYNC_METHOD
 
-void CoordinatorService::AwaitCalls(grpc::ServerCompletionQueue* cq, AsyncCallCount* count) {
-  // Two calls of each asked for at a time, so that one arriving while the queue's thread serves
+void CoordinatorService::AwaitCalls(AsyncQueues* queues) {
+  // Two calls of each asked for at a time, so that one arriving while the arrivals' thread serves
   // another does not wait for the next ask.
   for (int i = 0; i < 2; ++i) {
-    Async<v1::JoinJobRequest, v1::Assignment>::Await(&join_job_, cq, count);
-    Async<v1::KeyGetRequest, v1::KeyGetResponse>::Await(&key_get_, cq, count);
-    Async<v1::BarrierRequest, v1::BarrierResponse>::Await(&barrier_, cq, count);
-    Async<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>::Await(&resolve_groups_, cq, count);
+    Async<v1::JoinJobRequest, v1::Assignment>::Await(&join_job_, queues);
+    Async<v1::KeyGetRequest, v1::KeyGetResponse>::Await(&key_get_, queues);
+    Async<v1::BarrierRequest, v1::BarrierResponse>::Await(&barrier_, queues);
+    Async<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>::Await(&resolve_groups_, queues);
   }
 }
 

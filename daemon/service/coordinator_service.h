@@ -64,7 +64,7 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx, const v1::GetJobRequest* req,
                                    v1::JobStatus* resp) override;
 
-  void AwaitCalls(grpc::ServerCompletionQueue* cq, AsyncCallCount* count) override;
+  void AwaitCalls(AsyncQueues* queues) override;
 
  private:
   template <typename Req, typename Resp>

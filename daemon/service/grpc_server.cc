@@ -97,8 +97,12 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
 }
 
 void GrpcServer::ServeQueues(const std::vector<AsyncMethods*>& async) {
+  if (queues_.empty()) return;
+  std::vector<grpc::ServerCompletionQueue*> queues;
+  for (const std::unique_ptr<grpc::ServerCompletionQueue>& q : queues_) queues.push_back(q.get());
+  async_queues_ = std::make_unique<AsyncQueues>(std::move(queues));
+  for (AsyncMethods* a : async) a->AwaitCalls(async_queues_.get());
   for (const std::unique_ptr<grpc::ServerCompletionQueue>& q : queues_) {
-    for (AsyncMethods* a : async) a->AwaitCalls(q.get(), &async_calls_);
     queue_threads_.emplace_back([cq = q.get()] {
       void* tag = nullptr;
       bool ok = false;
@@ -108,12 +112,13 @@ void GrpcServer::ServeQueues(const std::vector<AsyncMethods*>& async) {
 }
 
 void GrpcServer::StopQueues(absl::Time deadline) {
-  if (!async_calls_.AwaitNone(deadline)) {
+  if (async_queues_ != nullptr && !async_queues_->AwaitNone(deadline)) {
     // A held call was never answered (its service's core still holds it): shutting the queues
     // now would crash when it is. Leave queues and threads to the process's exit.
     log::Error("gRPC server stopped with async calls still unanswered; their queues are left open");
     for (std::thread& t : queue_threads_) t.detach();
     for (std::unique_ptr<grpc::ServerCompletionQueue>& q : queues_) q.release();
+    async_queues_.release();
     queue_threads_.clear();
     queues_.clear();
     return;

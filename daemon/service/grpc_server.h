@@ -67,7 +67,7 @@ class GrpcServer {
   // Declared before server_ so that the server is destroyed first.
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::vector<std::thread> queue_threads_;
-  AsyncCallCount async_calls_;
+  std::unique_ptr<AsyncQueues> async_queues_;
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::string> addresses_;
   absl::Mutex mu_;

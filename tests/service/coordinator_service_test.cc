@@ -11,6 +11,7 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "daemon/runtime/coordinator_daemon.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -327,6 +328,83 @@ TEST_F(CoordinatorServiceTest, Barrier_TwoParticipants) {
   t.join();
   EXPECT_TRUE(first.ok());
   EXPECT_EQ(enter("r1", 3).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// Held calls beyond one completion queue's share (AsyncQueues::kCallsPerQueue) are spread over
+// the server's queues; every one of them is answered when the barrier fills.
+TEST_F(CoordinatorServiceTest, Barrier_ThousandsHeldAcrossQueues_AllAnswered) {
+  StartJob();
+  constexpr int kParticipants = 2600;
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::BarrierRequest req;
+    v1::BarrierResponse resp;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  absl::Mutex mu;
+  int ok = 0, failed = 0;
+  for (int i = 0; i < kParticipants; ++i) {
+    auto c = std::make_unique<Call>();
+    c->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    c->req.set_job("job");
+    c->req.set_generation(1);
+    c->req.set_barrier("many");
+    c->req.set_participant(absl::StrCat("p", i));
+    c->req.set_count(kParticipants);
+    stub_->async()->Barrier(&c->ctx, &c->req, &c->resp, [&](grpc::Status s) {
+      absl::MutexLock lock(&mu);
+      ++(s.ok() ? ok : failed);
+    });
+    calls.push_back(std::move(c));
+  }
+  absl::MutexLock lock(&mu);
+  auto all = [&] { return ok + failed == kParticipants; };
+  ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(30)));
+  EXPECT_EQ(ok, kParticipants);
+  EXPECT_EQ(failed, 0);
+}
+
+// Stopping the daemon while thousands of calls are held cancels each of them; nothing is left
+// behind and the stop returns.
+TEST_F(CoordinatorServiceTest, Stop_ThousandsHeld_EachCancelled) {
+  StartJob();
+  constexpr int kParticipants = 2100;
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::BarrierRequest req;
+    v1::BarrierResponse resp;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  absl::Mutex mu;
+  int cancelled = 0, other = 0;
+  for (int i = 0; i < kParticipants; ++i) {
+    auto c = std::make_unique<Call>();
+    c->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    c->req.set_job("job");
+    c->req.set_generation(1);
+    c->req.set_barrier("never");
+    c->req.set_participant(absl::StrCat("p", i));
+    c->req.set_count(kParticipants + 1);
+    stub_->async()->Barrier(&c->ctx, &c->req, &c->resp, [&](grpc::Status s) {
+      absl::MutexLock lock(&mu);
+      ++(s.error_code() == grpc::StatusCode::CANCELLED ? cancelled : other);
+    });
+    calls.push_back(std::move(c));
+  }
+  // Wait until the coordinator holds them all (GetStatus counts waiters).
+  const absl::Time until = absl::Now() + absl::Seconds(30);
+  v1::CoordinatorStatus status;
+  while (absl::Now() < until) {
+    ASSERT_TRUE(stub_->GetStatus(Ctx().get(), v1::GetStatusRequest(), &status).ok());
+    if (status.waiters() >= kParticipants) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_GE(status.waiters(), static_cast<uint32_t>(kParticipants));
+  daemon_->Stop();
+  absl::MutexLock lock(&mu);
+  auto all = [&] { return cancelled + other == kParticipants; };
+  ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(30)));
+  EXPECT_EQ(cancelled, kParticipants);
 }
 
 TEST_F(CoordinatorServiceTest, Introspection_StatusNodesJobs) {
