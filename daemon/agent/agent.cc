@@ -514,18 +514,24 @@ void Agent::SendMesh(const std::string& job, const std::string& mesh_key, Comple
             auto m = j == jobs_.end() ? decltype(j->second.meshes)::iterator()
                                       : j->second.meshes.find(mesh_key);
             if (j != jobs_.end() && m != j->second.meshes.end()) {
-              std::map<std::string, std::vector<std::string>> ids;
+              std::map<std::string, coordinator::SharedGroupIds> ids;
               for (const v1::GroupIds& g : call->resp.groups()) {
-                ids[g.key()].assign(g.ids().begin(), g.ids().end());
+                ids[g.key()] = std::make_shared<const coordinator::GroupIds>(coordinator::GroupIds{
+                    g.key(), std::vector<std::string>(g.ids().begin(), g.ids().end())});
               }
               for (auto& [local_rank, ask] : m->second) {
                 if (!s.ok()) {
                   answers.push_back([done = std::move(ask.done), st = FromGrpc(s)] { done(st); });
                   continue;
                 }
-                std::vector<coordinator::GroupIds> mine;
+                std::vector<coordinator::SharedGroupIds> mine;
                 for (const coordinator::GroupRequest& g : ask.request.groups) {
-                  mine.push_back(coordinator::GroupIds{g.key, ids[g.key]});
+                  coordinator::SharedGroupIds& got = ids[g.key];
+                  if (got == nullptr) {  // the coordinator left it out: an empty answer
+                    got = std::make_shared<const coordinator::GroupIds>(
+                        coordinator::GroupIds{g.key, {}});
+                  }
+                  mine.push_back(got);
                 }
                 answers.push_back(
                     [done = std::move(ask.done), mine = std::move(mine)] { done(mine); });

@@ -28,11 +28,17 @@ void MeshExchange::Fail(const absl::Status& status, Completions& out) {
 }
 
 void MeshExchange::Answer(Waiter& w, Completions& out) {
-  std::vector<GroupIds> answer;
+  std::vector<SharedGroupIds> answer;
+  answer.reserve(w.keys.size());
   for (const std::string& key : w.keys) {
-    GroupIds g{key, {}};
-    const std::vector<std::optional<std::string>>& slots = ids_.find(key)->second;  // reported
-    g.ids.reserve(slots.size());
+    Group& group = ids_.find(key)->second;  // reported
+    if (group.answer != nullptr) {
+      answer.push_back(group.answer);
+      continue;
+    }
+    const std::vector<std::optional<std::string>>& slots = group.slots;
+    auto g = std::make_shared<GroupIds>(GroupIds{key, {}});
+    g->ids.reserve(slots.size());
     for (size_t i = 0; i < slots.size(); ++i) {
       if (!slots[i]) {
         auto why = mint_errors_.find(key);
@@ -45,12 +51,13 @@ void MeshExchange::Answer(Waiter& w, Completions& out) {
         out.push_back([done = std::move(w.done), missing] { done(missing); });
         return;
       }
-      g.ids.push_back(*slots[i]);
+      g->ids.push_back(*slots[i]);
     }
-    answer.push_back(std::move(g));
+    group.answer = std::move(g);
+    answer.push_back(group.answer);
   }
   ++counters_->groups_answered;
-  for (const GroupIds& g : answer) counters_->ids_relayed += g.ids.size();
+  for (const SharedGroupIds& g : answer) counters_->ids_relayed += g->ids.size();
   out.push_back([done = std::move(w.done), answer = std::move(answer)] { done(answer); });
 }
 
@@ -73,9 +80,10 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
           "group key '", g.key, "' must be 1-1024 bytes with 1-", kMaxIdsPerGroup, " ids")));
     }
     auto known = ids_.find(g.key);
-    if (known != ids_.end() && known->second.size() != g.num_ids) {
-      return reject(absl::InvalidArgumentError(absl::StrCat(
-          "group '", g.key, "' asked with ", g.num_ids, " ids after ", known->second.size())));
+    if (known != ids_.end() && known->second.slots.size() != g.num_ids) {
+      return reject(absl::InvalidArgumentError(absl::StrCat("group '", g.key, "' asked with ",
+                                                            g.num_ids, " ids after ",
+                                                            known->second.slots.size())));
     }
     for (const auto& [index, id] : g.minted) {
       if (index >= g.num_ids || id.size() != kIdBytes) {
@@ -83,7 +91,8 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
             absl::StrCat("group '", g.key, "': minted id ", index, " must be one of ", g.num_ids,
                          " and ", kIdBytes, " bytes (got ", id.size(), ")")));
       }
-      if (known != ids_.end() && known->second[index] && *known->second[index] != id) {
+      if (known != ids_.end() && known->second.slots[index] &&
+          *known->second.slots[index] != id) {
         return reject(absl::InvalidArgumentError(
             absl::StrCat("group '", g.key, "': chunk ", index,
                          " was minted twice with different ids; only its "
@@ -92,7 +101,7 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
     }
   }
   for (const GroupRequest& g : groups) {
-    auto& slots = ids_[g.key];
+    auto& slots = ids_[g.key].slots;
     slots.resize(g.num_ids);
     if (!g.mint_error.empty()) mint_errors_.emplace(g.key, g.mint_error);
     for (const auto& [index, id] : g.minted) slots[index] = id;

@@ -178,9 +178,12 @@ struct GroupIds {
   std::string key;
   std::vector<std::string> ids;
 };
+// A group's ids as answered: immutable and shared by every answer naming the group (a 2,048-rank
+// group's ids are not copied 2,048 times).
+using SharedGroupIds = std::shared_ptr<const GroupIds>;
 
 using JoinDone = std::function<void(absl::StatusOr<Assignment>)>;
-using GroupsDone = std::function<void(absl::StatusOr<std::vector<GroupIds>>)>;
+using GroupsDone = std::function<void(absl::StatusOr<std::vector<SharedGroupIds>>)>;
 using WatchDone = std::function<void(const GenerationEnd&)>;
 using StatusDone = std::function<void(absl::Status)>;
 using BytesDone = std::function<void(absl::StatusOr<std::string>)>;

@@ -3,10 +3,14 @@
 
 #include "daemon/service/watch_reactor.h"
 #include "daemon/wire/convert.h"
+#include "daemon/wire/group_ids_encoding.h"
+#include "google/protobuf/arena.h"
+#include "grpcpp/support/proto_buffer_reader.h"
 
 namespace meshd::service {
 
 using wire::CallDeadline;
+using wire::EncodeResolveGroupsResponse;
 using wire::FromProto;
 using wire::ToGrpc;
 using wire::ToProto;
@@ -48,7 +52,7 @@ void CoordinatorService::AwaitCalls(AsyncQueues* queues) {
     Async<v1::JoinJobRequest, v1::Assignment>::Await(&join_job_, queues);
     Async<v1::KeyGetRequest, v1::KeyGetResponse>::Await(&key_get_, queues);
     Async<v1::BarrierRequest, v1::BarrierResponse>::Await(&barrier_, queues);
-    Async<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>::Await(&resolve_groups_, queues);
+    Async<grpc::ByteBuffer, grpc::ByteBuffer>::Await(&resolve_groups_, queues);
   }
 }
 
@@ -165,9 +169,19 @@ void CoordinatorService::ServeBarrier(grpc::ServerContext* ctx, const v1::Barrie
                  [reply = std::move(reply)](absl::Status s) { reply(ToGrpc(s)); });
 }
 
-void CoordinatorService::ServeResolveGroups(
-    grpc::ServerContext* ctx, const v1::ResolveGroupsRequest& req, v1::ResolveGroupsResponse* resp,
-    Async<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>::Reply reply) {
+void CoordinatorService::ServeResolveGroups(grpc::ServerContext* ctx,
+                                            const grpc::ByteBuffer& request, grpc::ByteBuffer* resp,
+                                            Async<grpc::ByteBuffer, grpc::ByteBuffer>::Reply reply) {
+  // Parsed into an arena: one free for the whole request when this function returns.
+  google::protobuf::Arena arena;
+  auto* parsed = google::protobuf::Arena::CreateMessage<v1::ResolveGroupsRequest>(&arena);
+  grpc::ByteBuffer bytes = request;  // shares the slices; Deserialize consumes its argument
+  if (!grpc::SerializationTraits<v1::ResolveGroupsRequest>::Deserialize(&bytes, parsed).ok()) {
+    return reply(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "the ResolveGroupsRequest could not be parsed: send a "
+                              "meshd.v1.ResolveGroupsRequest (see proto/meshd/v1)"));
+  }
+  const v1::ResolveGroupsRequest& req = *parsed;
   std::vector<coordinator::RankSpec> ranks;
   for (const auto& r : req.ranks()) {
     ranks.push_back({r.rank(), r.spec().fingerprint(), r.spec().description()});
@@ -177,8 +191,8 @@ void CoordinatorService::ServeResolveGroups(
   core_->ResolveGroups(req.job(), req.generation(), req.node(), req.mesh_key(), ranks, groups,
                        Deadline(ctx),
                        [reply = std::move(reply),
-                        resp](absl::StatusOr<std::vector<coordinator::GroupIds>> ids) {
-                         if (ids.ok()) ToProto(*ids, resp);
+                        resp](absl::StatusOr<std::vector<coordinator::SharedGroupIds>> ids) {
+                         if (ids.ok()) *resp = EncodeResolveGroupsResponse(*ids);
                          reply(ToGrpc(ids.status()));
                        });
 }

@@ -18,12 +18,13 @@ namespace meshd::service {
 
 namespace coordinator_service_internal {
 using C = v1::Coordinator;
-// Held methods async, the others callback (gRPC's generated mix-ins, one per method).
+// Held methods async (ResolveGroups raw: its answer is encoded straight from the core's shared
+// records), the others callback (gRPC's generated mix-ins, one per method).
 using Base = C::WithCallbackMethod_RegisterNode<C::WithCallbackMethod_Heartbeat<
     C::WithAsyncMethod_JoinJob<C::WithCallbackMethod_LeaveJob<C::WithCallbackMethod_WatchJob<
         C::WithCallbackMethod_KeySet<C::WithAsyncMethod_KeyGet<C::WithCallbackMethod_KeyAdd<
             C::WithCallbackMethod_KeyCompareSet<C::WithAsyncMethod_Barrier<
-                C::WithAsyncMethod_ResolveGroups<C::WithCallbackMethod_GetStatus<
+                C::WithRawMethod_ResolveGroups<C::WithCallbackMethod_GetStatus<
                     C::WithCallbackMethod_ListNodes<C::WithCallbackMethod_ListJobs<
                         C::WithCallbackMethod_GetJob<C::Service>>>>>>>>>>>>>>>;
 }  // namespace coordinator_service_internal
@@ -76,9 +77,9 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
               Async<v1::KeyGetRequest, v1::KeyGetResponse>::Reply reply);
   void ServeBarrier(grpc::ServerContext* ctx, const v1::BarrierRequest& req, v1::BarrierResponse* resp,
                Async<v1::BarrierRequest, v1::BarrierResponse>::Reply reply);
-  void ServeResolveGroups(grpc::ServerContext* ctx, const v1::ResolveGroupsRequest& req,
-                     v1::ResolveGroupsResponse* resp,
-                     Async<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>::Reply reply);
+  void ServeResolveGroups(grpc::ServerContext* ctx, const grpc::ByteBuffer& request,
+                          grpc::ByteBuffer* resp,
+                          Async<grpc::ByteBuffer, grpc::ByteBuffer>::Reply reply);
   absl::Time Deadline(const grpc::ServerContextBase* ctx) const;
 
   coordinator::Coordinator* const core_;
@@ -87,7 +88,7 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   const Async<v1::JoinJobRequest, v1::Assignment>::Method join_job_;
   const Async<v1::KeyGetRequest, v1::KeyGetResponse>::Method key_get_;
   const Async<v1::BarrierRequest, v1::BarrierResponse>::Method barrier_;
-  const Async<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>::Method resolve_groups_;
+  const Async<grpc::ByteBuffer, grpc::ByteBuffer>::Method resolve_groups_;
 };
 
 }  // namespace meshd::service

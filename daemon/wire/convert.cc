@@ -156,11 +156,11 @@ coordinator::GroupRequest FromProto(const v1::GroupRequest& p) {
   return d;
 }
 
-void ToProto(const std::vector<coordinator::GroupIds>& d, v1::ResolveGroupsResponse* p) {
-  for (const coordinator::GroupIds& g : d) {
+void ToProto(const std::vector<coordinator::SharedGroupIds>& d, v1::ResolveGroupsResponse* p) {
+  for (const coordinator::SharedGroupIds& g : d) {
     v1::GroupIds* out = p->add_groups();
-    out->set_key(g.key);
-    for (const std::string& id : g.ids) out->add_ids(id);
+    out->set_key(g->key);
+    for (const std::string& id : g->ids) out->add_ids(id);
   }
 }
 

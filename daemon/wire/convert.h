@@ -31,7 +31,7 @@ void ToProto(const coordinator::JobView& d, v1::JobStatus* p);
 void ToProto(const coordinator::NodeView& d, v1::NodeStatus* p);
 coordinator::GroupRequest FromProto(const v1::GroupRequest& p);
 coordinator::EndReason FromProto(v1::GenerationEnd::Reason r);
-void ToProto(const std::vector<coordinator::GroupIds>& d, v1::ResolveGroupsResponse* p);
+void ToProto(const std::vector<coordinator::SharedGroupIds>& d, v1::ResolveGroupsResponse* p);
 
 // The time by which a call must be answered: the client's deadline, capped at now + max_wait so
 // that a call without a deadline still ends.

@@ -15,6 +15,7 @@
 #include "daemon/runtime/coordinator_daemon.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
@@ -405,6 +406,31 @@ TEST_F(CoordinatorServiceTest, Stop_ThousandsHeld_EachCancelled) {
   auto all = [&] { return cancelled + other == kParticipants; };
   ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(30)));
   EXPECT_EQ(cancelled, kParticipants);
+}
+
+// A ResolveGroups payload that is not a ResolveGroupsRequest is refused with INVALID_ARGUMENT
+// (the method parses its own request), and the server goes on serving.
+TEST_F(CoordinatorServiceTest, ResolveGroups_UnparsableRequest_InvalidArgument) {
+  grpc::GenericStub generic(channel_);
+  const std::string junk = "\xff\xff\xff\xff\x0f not a protobuf";
+  grpc::Slice slice(junk);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  absl::Mutex mu;
+  std::optional<grpc::Status> status;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  generic.UnaryCall(&ctx, "/meshd.v1.Coordinator/ResolveGroups", grpc::StubOptions(), &request,
+                    &response, [&](grpc::Status s) {
+                      absl::MutexLock lock(&mu);
+                      status = s;
+                    });
+  absl::MutexLock lock(&mu);
+  auto done = [&] { return status.has_value(); };
+  ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(10)));
+  EXPECT_EQ(status->error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status->error_message(), HasSubstr("ResolveGroupsRequest"));
+  EXPECT_TRUE(Register("still-serving").ok());
 }
 
 TEST_F(CoordinatorServiceTest, Introspection_StatusNodesJobs) {

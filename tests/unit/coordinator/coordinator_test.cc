@@ -634,7 +634,7 @@ class ResolveGroupsTest : public RunningJobTest {
     for (uint32_t r : ranks) out.push_back(RankSpec{r, fp, "DeviceMesh(" + fp + ")"});
     return out;
   }
-  using Result = Got<absl::StatusOr<std::vector<GroupIds>>>;
+  using Result = Got<absl::StatusOr<std::vector<SharedGroupIds>>>;
   void Resolve(const std::string& node, std::vector<RankSpec> specs,
                std::vector<GroupRequest> groups, Result& got,
                absl::Duration timeout = absl::Seconds(30)) {
@@ -652,12 +652,13 @@ TEST_F(ResolveGroupsTest, AnsweredOnlyWhenEveryRankReported_IdsRelayed) {
   Resolve("b", Specs({2, 3}), {{"tp/1", 1, {{0, Id('u')}}}, {"dp/0", 1, {}}, {"dp/1", 1, {}}}, b);
   ASSERT_TRUE(a.done() && b.done());
   ASSERT_TRUE(a.value->ok() && b.value->ok()) << a.value->status() << b.value->status();
-  const std::vector<GroupIds>& got_b = **b.value;
+  const std::vector<SharedGroupIds>& got_b = **b.value;
   ASSERT_EQ(got_b.size(), 3u);
-  EXPECT_EQ(got_b[0].key, "tp/1");
-  EXPECT_EQ(got_b[0].ids[0], Id('u'));
-  EXPECT_EQ(got_b[1].ids[0], Id('d'));  // minted on node a, relayed to node b
-  EXPECT_EQ((**a.value)[1].ids[0], Id('d'));
+  EXPECT_EQ(got_b[0]->key, "tp/1");
+  EXPECT_EQ(got_b[0]->ids[0], Id('u'));
+  EXPECT_EQ(got_b[1]->ids[0], Id('d'));  // minted on node a, relayed to node b
+  EXPECT_EQ((**a.value)[1]->ids[0], Id('d'));
+  EXPECT_EQ((**a.value)[1], got_b[1]);  // one shared record for both answers
   const Counters c = coord_.Status().counters;
   EXPECT_EQ(c.groups_answered, 2u);
   EXPECT_EQ(c.ids_relayed, 6u);  // 3 groups' ids to each of 2 nodes
@@ -719,7 +720,7 @@ TEST_F(ResolveGroupsTest, ScalableGroup_OneIdPerChunk) {
   Resolve("a", Specs({0, 1}), {{"big/0", 2, {{0, Id('0')}}}}, a);
   Resolve("b", Specs({2, 3}), {{"big/0", 2, {{1, Id('1')}}}}, b);
   ASSERT_TRUE(a.value->ok());
-  EXPECT_EQ((**a.value)[0].ids, (std::vector<std::string>{Id('0'), Id('1')}));
+  EXPECT_EQ((**a.value)[0]->ids, (std::vector<std::string>{Id('0'), Id('1')}));
 }
 
 TEST_F(ResolveGroupsTest, BadRequests_InvalidArgument) {
