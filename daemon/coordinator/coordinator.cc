@@ -240,6 +240,7 @@ HeartbeatTiming Coordinator::Tell(NodeRecord& rec) {
   }
   promised_hz_ = others + Hz(t);
   rec.timing = t;
+  nodes_due_ = std::min(nodes_due_, rec.last_heard + t.timeout);
   return t;
 }
 
@@ -271,6 +272,7 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
   }
   {
     absl::MutexLock lock(&mu_);
+    waits_due_ = std::min(waits_due_, deadline);
     auto node_it = nodes_.find(req.node);
     if (shut_down_) {
       fail(absl::CancelledError("the coordinator is shutting down"));
@@ -553,6 +555,7 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
                                        ? absl::CancelledError("the coordinator is shutting down")
                                        : Running(job, generation);
     if (j.ok()) {
+      waits_due_ = std::min(waits_due_, deadline);
       JobRecord& rec = **j;
       auto it =
           rec.meshes
@@ -597,6 +600,7 @@ void Coordinator::KeyGet(const std::string& job, uint64_t generation, const std:
     absl::MutexLock lock(&mu_);
     absl::StatusOr<KvStore*> kv = Store(job, generation);
     if (kv.ok()) {
+      waits_due_ = std::min(waits_due_, deadline);
       (*kv)->Get(key, wait, deadline, std::move(done), out);
     } else {
       status = kv.status();
@@ -660,6 +664,7 @@ void Coordinator::Barrier(const std::string& job, uint64_t generation, const std
     absl::MutexLock lock(&mu_);
     absl::StatusOr<KvStore*> kv = Store(job, generation);
     if (kv.ok()) {
+      waits_due_ = std::min(waits_due_, deadline);
       (*kv)->Barrier(name, participant, count, deadline, std::move(done), out);
     } else {
       status = kv.status();
@@ -675,23 +680,36 @@ void Coordinator::CheckDeadlines() {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;
     const absl::Time now = clock_->Now();
-    for (auto& [name, rec] : nodes_) {
-      if (!rec->alive || now - rec->last_heard <= rec->timing.timeout) continue;
-      rec->alive = false;
-      promised_hz_ = std::max(0.0, promised_hz_ - Hz(rec->timing));
-      const std::string message = absl::StrCat(
-          "node '", name, "' lost: no heartbeat for ", absl::FormatDuration(now - rec->last_heard),
-          " (timeout ", absl::FormatDuration(rec->timing.timeout), ")");
-      Emit(EventKind::kNodeLost, message, "", name, kNoGeneration, out);
-      DropNode(name, EndReason::kNodeLost, message, out);
+    if (now >= nodes_due_) {
+      absl::Time next = absl::InfiniteFuture();
+      for (auto& [name, rec] : nodes_) {
+        if (!rec->alive) continue;
+        if (now - rec->last_heard <= rec->timing.timeout) {
+          next = std::min(next, rec->last_heard + rec->timing.timeout);
+          continue;
+        }
+        rec->alive = false;
+        promised_hz_ = std::max(0.0, promised_hz_ - Hz(rec->timing));
+        const std::string message = absl::StrCat(
+            "node '", name, "' lost: no heartbeat for ",
+            absl::FormatDuration(now - rec->last_heard), " (timeout ",
+            absl::FormatDuration(rec->timing.timeout), ")");
+        Emit(EventKind::kNodeLost, message, "", name, kNoGeneration, out);
+        DropNode(name, EndReason::kNodeLost, message, out);
+      }
+      nodes_due_ = next;
     }
+    const bool waits_due = now >= waits_due_;
+    absl::Time next_wait = absl::InfiniteFuture();
     for (auto& [name, job] : jobs_) {
       JobRecord& j = *job;
       for (auto* pool : {&j.joiners, &j.standby}) {
+        if (!waits_due) break;
         for (auto it = pool->begin(); it != pool->end();) {
           auto& waiters = it->second.waiters;
           for (auto w = waiters.begin(); w != waiters.end();) {
             if (w->second > now) {
+              next_wait = std::min(next_wait, w->second);
               ++w;
               continue;
             }
@@ -713,9 +731,11 @@ void Coordinator::CheckDeadlines() {
         if (j.count.elastic() && j.joiners.size() < j.count.min_nodes) j.last_call_deadline.reset();
         if (j.last_call_deadline && *j.last_call_deadline <= now) CloseRound(j, out);
       }
-      j.kv.ExpireWaits(now, out);
-      for (auto& [key, mesh] : j.meshes) mesh.ExpireWaits(now, out);
+      if (!waits_due) continue;
+      next_wait = std::min(next_wait, j.kv.ExpireWaits(now, out));
+      for (auto& [key, mesh] : j.meshes) next_wait = std::min(next_wait, mesh.ExpireWaits(now, out));
     }
+    if (waits_due) waits_due_ = next_wait;
   }
   RunAll(out);
 }

@@ -186,6 +186,11 @@ class Coordinator {
   Counters counters_ ABSL_GUARDED_BY(mu_);
   // The heartbeat rate live nodes were told: the sum of 1 / interval over them, per second.
   double promised_hz_ ABSL_GUARDED_BY(mu_) = 0;
+  // Lower bounds for CheckDeadlines: no live node can time out before nodes_due_ and no wait
+  // before waits_due_. Lowered whenever a node is heard or a wait may be added, recomputed by the
+  // scan they gate, so a tick walks 16,384 nodes and their waits only when one may be due.
+  absl::Time nodes_due_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time waits_due_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace meshd::coordinator

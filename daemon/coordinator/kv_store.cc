@@ -91,9 +91,11 @@ void KvStore::Barrier(const std::string& name, const std::string& participant, u
   }
 }
 
-void KvStore::ExpireWaits(absl::Time now, Completions& out) {
+absl::Time KvStore::ExpireWaits(absl::Time now, Completions& out) {
+  absl::Time next = absl::InfiniteFuture();
   for (auto it = getters_.begin(); it != getters_.end();) {
     if (it->second.deadline > now) {
+      next = std::min(next, it->second.deadline);
       ++it;
       continue;
     }
@@ -105,6 +107,7 @@ void KvStore::ExpireWaits(absl::Time now, Completions& out) {
   for (auto& [name, b] : barriers_) {
     for (auto it = b.waiters.begin(); it != b.waiters.end();) {
       if (it->second > now) {
+        next = std::min(next, it->second);
         ++it;
         continue;
       }
@@ -116,6 +119,7 @@ void KvStore::ExpireWaits(absl::Time now, Completions& out) {
       it = b.waiters.erase(it);
     }
   }
+  return next;
 }
 
 void KvStore::FailAll(const absl::Status& status, Completions& out) {

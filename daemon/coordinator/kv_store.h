@@ -44,8 +44,9 @@ class KvStore {
   void Barrier(const std::string& name, const std::string& participant, uint32_t count,
                absl::Time deadline, StatusDone done, Completions& out);
 
-  // Fails waits past `now` with DEADLINE_EXCEEDED.
-  void ExpireWaits(absl::Time now, Completions& out);
+  // Fails waits past `now` with DEADLINE_EXCEEDED; returns the earliest deadline of those left
+  // (InfiniteFuture when none).
+  absl::Time ExpireWaits(absl::Time now, Completions& out);
   // Fails every wait with `status` (generation ended, shutdown) and forgets everything.
   void FailAll(const absl::Status& status, Completions& out);
   size_t waiters() const;

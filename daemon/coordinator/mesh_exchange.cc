@@ -134,9 +134,11 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
   waiters_.clear();
 }
 
-void MeshExchange::ExpireWaits(absl::Time now, Completions& out) {
+absl::Time MeshExchange::ExpireWaits(absl::Time now, Completions& out) {
+  absl::Time next = absl::InfiniteFuture();
   for (auto it = waiters_.begin(); it != waiters_.end();) {
     if (it->deadline > now) {
+      next = std::min(next, it->deadline);
       ++it;
       continue;
     }
@@ -151,6 +153,7 @@ void MeshExchange::ExpireWaits(absl::Time now, Completions& out) {
                             RankRanges(missing))] { done(absl::DeadlineExceededError(msg)); });
     it = waiters_.erase(it);
   }
+  return next;
 }
 
 void MeshExchange::FailAll(const absl::Status& status, Completions& out) { Fail(status, out); }

@@ -40,8 +40,9 @@ class MeshExchange {
   void Report(const std::string& node, const std::vector<RankSpec>& ranks,
               const std::vector<GroupRequest>& groups, absl::Time deadline, GroupsDone done,
               Completions& out);
-  // Fails waits past `now` with DEADLINE_EXCEEDED naming the ranks still missing.
-  void ExpireWaits(absl::Time now, Completions& out);
+  // Fails waits past `now` with DEADLINE_EXCEEDED naming the ranks still missing; returns the
+  // earliest deadline of those left (InfiniteFuture when none).
+  absl::Time ExpireWaits(absl::Time now, Completions& out);
   void FailAll(const absl::Status& status, Completions& out);
   size_t waiters() const { return waiters_.size(); }
 

@@ -125,6 +125,45 @@ TEST_F(CoordinatorTest, HeartbeatExpiry_NodeDeadUntilItRegistersAgain) {
   EXPECT_TRUE(coord_.Nodes()[0].alive);
 }
 
+// CheckDeadlines walks the nodes only once one may have timed out; the bound it keeps must follow
+// every node heard since: a node registered or silent after a walk is still found at its timeout,
+// among others that keep beating.
+TEST_F(CoordinatorTest, HeartbeatExpiry_FoundOnTimeAmongLiveNodesAfterSkippedTicks) {
+  coord_.CheckDeadlines();  // walks an empty cluster: nothing will ever be due
+  Register("a");
+  clock_.Advance(absl::Seconds(3));
+  Register("b");  // due at t=8s
+  for (int i = 0; i < 10; ++i) {  // t=3s..8s: a keeps beating, b is silent
+    clock_.Advance(absl::Milliseconds(500));
+    Beat({"a"});
+    coord_.CheckDeadlines();
+  }
+  EXPECT_TRUE(coord_.Nodes()[1].alive);  // exactly b's timeout
+  clock_.Advance(absl::Milliseconds(1));
+  coord_.CheckDeadlines();
+  EXPECT_TRUE(coord_.Nodes()[0].alive);
+  EXPECT_FALSE(coord_.Nodes()[1].alive);
+}
+
+// A wait added after a walk that found only later deadlines still ends at its own deadline.
+TEST_F(CoordinatorTest, WaitDeadline_ShorterWaitAfterLongerOne_EndsOnTime) {
+  Register("a");
+  Register("b");
+  Got<absl::StatusOr<Assignment>> patient, hurried;
+  coord_.JoinJob(Join("slow", "a", 3), Deadline(absl::Seconds(60)), patient.Callback());
+  coord_.CheckDeadlines();  // walks: nothing due before t=60s
+  coord_.JoinJob(Join("fast", "b", 3), Deadline(absl::Seconds(2)), hurried.Callback());
+  clock_.Advance(absl::Seconds(1));
+  Beat({"a", "b"});
+  coord_.CheckDeadlines();
+  EXPECT_FALSE(hurried.done());
+  clock_.Advance(absl::Seconds(1));
+  coord_.CheckDeadlines();
+  ASSERT_TRUE(hurried.done());
+  EXPECT_EQ(hurried.value->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_FALSE(patient.done());
+}
+
 // 2 heartbeats/s at a 1 s interval: two nodes fit; four need a 2 s interval (and a 10 s timeout).
 Coordinator RateCappedCoordinator(FakeClock& clock) {
   return Coordinator(&clock, CoordinatorOptions{absl::Seconds(1), absl::Seconds(5), 64, 100000, 2});
