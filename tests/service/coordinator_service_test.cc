@@ -9,6 +9,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -331,81 +332,79 @@ TEST_F(CoordinatorServiceTest, Barrier_TwoParticipants) {
   EXPECT_EQ(enter("r1", 3).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-// Held calls beyond one completion queue's share (AsyncQueues::kCallsPerQueue) are spread over
-// the server's queues; every one of them is answered when the barrier fills.
-TEST_F(CoordinatorServiceTest, Barrier_ThousandsHeldAcrossQueues_AllAnswered) {
-  StartJob();
-  constexpr int kParticipants = 2600;
+// `n` participants enter barrier `name` of job "job" (generation 1) expecting `count`, each its
+// own call in flight at once; counts their outcomes by status code.
+class HeldBarrierCalls {
+ public:
+  HeldBarrierCalls(v1::Coordinator::Stub* stub, int n, const std::string& name, uint32_t count)
+      : n_(n) {
+    for (int i = 0; i < n; ++i) {
+      auto c = std::make_unique<Call>();
+      c->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+      c->req.set_job("job");
+      c->req.set_generation(1);
+      c->req.set_barrier(name);
+      c->req.set_participant(absl::StrCat("p", i));
+      c->req.set_count(count);
+      stub->async()->Barrier(&c->ctx, &c->req, &c->resp, [this](grpc::Status s) {
+        absl::MutexLock lock(&mu_);
+        ++codes_[s.error_code()];
+        ++finished_;
+      });
+      calls_.push_back(std::move(c));
+    }
+  }
+  ~HeldBarrierCalls() { EXPECT_TRUE(AllFinished()); }
+  // True once every call finished (within 30 s).
+  bool AllFinished() {
+    absl::MutexLock lock(&mu_);
+    auto all = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return finished_ == n_; };
+    return mu_.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(30));
+  }
+  int Count(grpc::StatusCode code) {
+    absl::MutexLock lock(&mu_);
+    return codes_[code];
+  }
+
+ private:
   struct Call {
     grpc::ClientContext ctx;
     v1::BarrierRequest req;
     v1::BarrierResponse resp;
   };
-  std::vector<std::unique_ptr<Call>> calls;
-  absl::Mutex mu;
-  int ok = 0, failed = 0;
-  for (int i = 0; i < kParticipants; ++i) {
-    auto c = std::make_unique<Call>();
-    c->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-    c->req.set_job("job");
-    c->req.set_generation(1);
-    c->req.set_barrier("many");
-    c->req.set_participant(absl::StrCat("p", i));
-    c->req.set_count(kParticipants);
-    stub_->async()->Barrier(&c->ctx, &c->req, &c->resp, [&](grpc::Status s) {
-      absl::MutexLock lock(&mu);
-      ++(s.ok() ? ok : failed);
-    });
-    calls.push_back(std::move(c));
-  }
-  absl::MutexLock lock(&mu);
-  auto all = [&] { return ok + failed == kParticipants; };
-  ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(30)));
-  EXPECT_EQ(ok, kParticipants);
-  EXPECT_EQ(failed, 0);
+  const int n_;
+  std::vector<std::unique_ptr<Call>> calls_;
+  absl::Mutex mu_;
+  std::map<grpc::StatusCode, int> codes_ ABSL_GUARDED_BY(mu_);
+  int finished_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Held calls beyond one completion queue's share (AsyncQueues::kCallsPerQueue) are spread over
+// the server's queues; every one of them is answered when the barrier fills.
+TEST_F(CoordinatorServiceTest, Barrier_ThousandsHeldAcrossQueues_AllAnswered) {
+  StartJob();
+  HeldBarrierCalls calls(stub_.get(), 2600, "many", 2600);
+  ASSERT_TRUE(calls.AllFinished());
+  EXPECT_EQ(calls.Count(grpc::StatusCode::OK), 2600);
 }
 
 // Stopping the daemon while thousands of calls are held cancels each of them; nothing is left
 // behind and the stop returns.
 TEST_F(CoordinatorServiceTest, Stop_ThousandsHeld_EachCancelled) {
   StartJob();
-  constexpr int kParticipants = 2100;
-  struct Call {
-    grpc::ClientContext ctx;
-    v1::BarrierRequest req;
-    v1::BarrierResponse resp;
-  };
-  std::vector<std::unique_ptr<Call>> calls;
-  absl::Mutex mu;
-  int cancelled = 0, other = 0;
-  for (int i = 0; i < kParticipants; ++i) {
-    auto c = std::make_unique<Call>();
-    c->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-    c->req.set_job("job");
-    c->req.set_generation(1);
-    c->req.set_barrier("never");
-    c->req.set_participant(absl::StrCat("p", i));
-    c->req.set_count(kParticipants + 1);
-    stub_->async()->Barrier(&c->ctx, &c->req, &c->resp, [&](grpc::Status s) {
-      absl::MutexLock lock(&mu);
-      ++(s.error_code() == grpc::StatusCode::CANCELLED ? cancelled : other);
-    });
-    calls.push_back(std::move(c));
-  }
+  HeldBarrierCalls calls(stub_.get(), 2100, "never", 2101);
   // Wait until the coordinator holds them all (GetStatus counts waiters).
   const absl::Time until = absl::Now() + absl::Seconds(30);
   v1::CoordinatorStatus status;
   while (absl::Now() < until) {
     ASSERT_TRUE(stub_->GetStatus(Ctx().get(), v1::GetStatusRequest(), &status).ok());
-    if (status.waiters() >= kParticipants) break;
+    if (status.waiters() >= 2100) break;
     absl::SleepFor(absl::Milliseconds(20));
   }
-  ASSERT_GE(status.waiters(), static_cast<uint32_t>(kParticipants));
+  ASSERT_GE(status.waiters(), 2100u);
   daemon_->Stop();
-  absl::MutexLock lock(&mu);
-  auto all = [&] { return cancelled + other == kParticipants; };
-  ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(30)));
-  EXPECT_EQ(cancelled, kParticipants);
+  ASSERT_TRUE(calls.AllFinished());
+  EXPECT_EQ(calls.Count(grpc::StatusCode::CANCELLED), 2100);
 }
 
 // A ResolveGroups payload that is not a ResolveGroupsRequest is refused with INVALID_ARGUMENT
