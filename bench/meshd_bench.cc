@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
   so.channels = f.channels == 0 ? DefaultChannels(f.nodes) : f.channels;
   so.timeout = absl::Seconds(f.timeout_s);
   so.register_first = f.register_first;
-  absl::StatusOr<SimResult> r = RunClusterSim(so, *workload);
+  absl::StatusOr<SimResult> r = RunClusterSim(so, &*workload);
   std::optional<ProcStats> after;
   if (pid > 0) {
     if (auto s = ReadProcStats(pid); s.ok()) after = *s;

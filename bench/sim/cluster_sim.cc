@@ -25,7 +25,7 @@ using SteadyClock = std::chrono::steady_clock;
 
 class Sim {
  public:
-  Sim(const SimOptions& o, const Workload& w) : o_(o), w_(w), nodes_(o.nodes) {
+  Sim(const SimOptions& o, Workload* w) : o_(o), w_(*w), nodes_(o.nodes) {
     for (uint32_t c = 0; c < std::max<uint32_t>(1, o.channels); ++c) {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // its own connection
@@ -39,7 +39,10 @@ class Sim {
       stubs_.push_back(v1::Coordinator::NewStub(
           grpc::CreateCustomChannel(o.address, grpc::InsecureChannelCredentials(), args)));
     }
-    for (uint32_t i = 0; i < o.nodes; ++i) names_.push_back(absl::StrFormat("node-%05u", i));
+    for (uint32_t i = 0; i < o.nodes; ++i) {
+      names_.push_back(absl::StrFormat("node-%05u", i));
+      registrations_.push_back(Inventory(i));
+    }
   }
 
   absl::StatusOr<SimResult> Run() {
@@ -126,9 +129,10 @@ class Sim {
                         absl::StrCat(what, " for ", node, ": ", s.error_message()));
   }
 
-  void Register(uint32_t i) {
-    auto* c = new Call<v1::RegisterNodeRequest, v1::RegisterNodeResponse>;
-    v1::NodeInventory* inv = c->req.mutable_inventory();
+  // Node i's registration, as its agent has it ready once its GPUs are discovered (before the run).
+  v1::RegisterNodeRequest Inventory(uint32_t i) const {
+    v1::RegisterNodeRequest req;
+    v1::NodeInventory* inv = req.mutable_inventory();
     inv->set_node(names_[i]);
     inv->set_hostname(names_[i]);
     inv->set_agent_address(absl::StrCat("unix:/run/meshd/", names_[i], ".sock"));
@@ -140,6 +144,12 @@ class Sim {
       gpu->set_name("simulated GPU (meshd_bench)");
       gpu->set_simulated(true);
     }
+    return req;
+  }
+
+  void Register(uint32_t i) {
+    auto* c = new Call<v1::RegisterNodeRequest, v1::RegisterNodeResponse>;
+    c->req = std::move(registrations_[i]);  // sent once
     if (!Begin(c)) return delete c;
     Async(i)->RegisterNode(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
@@ -193,7 +203,7 @@ class Sim {
     auto* c = new Call<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>;
     {
       absl::MutexLock lock(&mu_);
-      c->req = w_.requests[nodes_[i].node_rank];
+      c->req = std::move(w_.requests[nodes_[i].node_rank]);  // each rank's, once (ranks_taken_)
       c->req.set_generation(nodes_[i].generation);
     }
     c->req.set_job(o_.job);
@@ -285,9 +295,10 @@ class Sim {
   }
 
   const SimOptions& o_;
-  const Workload& w_;
+  Workload& w_;  // its requests are moved out as they are sent
   std::vector<std::unique_ptr<Stub>> stubs_;
   std::vector<std::string> names_;  // "node-00042": sorts like its index
+  std::vector<v1::RegisterNodeRequest> registrations_;  // by node, moved out when sent
   std::chrono::system_clock::time_point deadline_;
   SteadyClock::time_point start_;
   std::atomic<uint64_t> rpcs_{0};
@@ -311,8 +322,8 @@ class Sim {
 
 }  // namespace
 
-absl::StatusOr<SimResult> RunClusterSim(const SimOptions& options, const Workload& workload) {
-  if (workload.requests.size() != options.nodes) {
+absl::StatusOr<SimResult> RunClusterSim(const SimOptions& options, Workload* workload) {
+  if (workload->requests.size() != options.nodes) {
     return absl::InvalidArgumentError("the workload was built for another number of nodes");
   }
   Sim sim(options, workload);

@@ -43,7 +43,8 @@ struct SimResult {
 
 // Runs one rendezvous of one job over the whole simulated cluster. The first failed RPC or check
 // fails the run (with what failed and where); in-flight calls are cancelled before returning.
-absl::StatusOr<SimResult> RunClusterSim(const SimOptions& options, const Workload& workload);
+// The workload's requests are sent (moved out of it); the rest of it is left as it was.
+absl::StatusOr<SimResult> RunClusterSim(const SimOptions& options, Workload* workload);
 
 }  // namespace meshd::bench
 
