@@ -690,10 +690,10 @@ void Coordinator::CheckDeadlines() {
         }
         rec->alive = false;
         promised_hz_ = std::max(0.0, promised_hz_ - Hz(rec->timing));
-        const std::string message = absl::StrCat(
-            "node '", name, "' lost: no heartbeat for ",
-            absl::FormatDuration(now - rec->last_heard), " (timeout ",
-            absl::FormatDuration(rec->timing.timeout), ")");
+        const std::string message =
+            absl::StrCat("node '", name, "' lost: no heartbeat for ",
+                         absl::FormatDuration(now - rec->last_heard), " (timeout ",
+                         absl::FormatDuration(rec->timing.timeout), ")");
         Emit(EventKind::kNodeLost, message, "", name, kNoGeneration, out);
         DropNode(name, EndReason::kNodeLost, message, out);
       }
@@ -733,7 +733,9 @@ void Coordinator::CheckDeadlines() {
       }
       if (!waits_due) continue;
       next_wait = std::min(next_wait, j.kv.ExpireWaits(now, out));
-      for (auto& [key, mesh] : j.meshes) next_wait = std::min(next_wait, mesh.ExpireWaits(now, out));
+      for (auto& [key, mesh] : j.meshes) {
+        next_wait = std::min(next_wait, mesh.ExpireWaits(now, out));
+      }
     }
     if (waits_due) waits_due_ = next_wait;
   }

@@ -81,9 +81,9 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
     }
     auto known = ids_.find(g.key);
     if (known != ids_.end() && known->second.slots.size() != g.num_ids) {
-      return reject(absl::InvalidArgumentError(absl::StrCat("group '", g.key, "' asked with ",
-                                                            g.num_ids, " ids after ",
-                                                            known->second.slots.size())));
+      return reject(
+          absl::InvalidArgumentError(absl::StrCat("group '", g.key, "' asked with ", g.num_ids,
+                                                  " ids after ", known->second.slots.size())));
     }
     for (const auto& [index, id] : g.minted) {
       if (index >= g.num_ids || id.size() != kIdBytes) {
@@ -91,8 +91,7 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
             absl::StrCat("group '", g.key, "': minted id ", index, " must be one of ", g.num_ids,
                          " and ", kIdBytes, " bytes (got ", id.size(), ")")));
       }
-      if (known != ids_.end() && known->second.slots[index] &&
-          *known->second.slots[index] != id) {
+      if (known != ids_.end() && known->second.slots[index] && *known->second.slots[index] != id) {
         return reject(absl::InvalidArgumentError(
             absl::StrCat("group '", g.key, "': chunk ", index,
                          " was minted twice with different ids; only its "

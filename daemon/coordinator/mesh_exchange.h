@@ -68,7 +68,7 @@ class MeshExchange {
     SharedGroupIds answer;                          // once every slot is filled and asked for
   };
   // Hash maps: a 131,072-rank mesh has ~100,000 groups, asked for by every node.
-  absl::flat_hash_map<std::string, Group> ids_;  // key -> ids
+  absl::flat_hash_map<std::string, Group> ids_;                                    // key -> ids
   absl::flat_hash_map<std::string, std::string> mint_errors_;                      // key -> why
   std::vector<Waiter> waiters_;
   std::optional<absl::Status> failed_;

@@ -78,11 +78,12 @@ grpc::ServerUnaryReactor* AgentService::ResolveGroups(grpc::CallbackServerContex
                             {}};
   for (const v1::GroupRequest& g : req->groups()) request.groups.push_back(FromProto(g));
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  agent_->ResolveGroups(std::move(request), CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
-                        [reactor, resp](absl::StatusOr<std::vector<coordinator::SharedGroupIds>> ids) {
-                          if (ids.ok()) ToProto(*ids, resp);
-                          reactor->Finish(ToGrpc(ids.status()));
-                        });
+  agent_->ResolveGroups(
+      std::move(request), CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
+      [reactor, resp](absl::StatusOr<std::vector<coordinator::SharedGroupIds>> ids) {
+        if (ids.ok()) ToProto(*ids, resp);
+        reactor->Finish(ToGrpc(ids.status()));
+      });
   return reactor;
 }
 

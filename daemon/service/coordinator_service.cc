@@ -22,28 +22,36 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
   return reactor;
 }
 
-}  // namespace
+// An async method's two halves on `s`: asking gRPC for its next call (the generated Request<Name>)
+// and serving one (Serve<Name>).
+template <typename Req, typename Resp, typename S, typename RequestFn, typename ServeFn>
+typename AsyncUnaryCall<Req, Resp>::Method AsyncMethod(S* s, RequestFn request, ServeFn serve) {
+  return {[s, request](grpc::ServerContext* ctx, Req* req,
+                       grpc::ServerAsyncResponseWriter<Resp>* writer, grpc::CompletionQueue* call_cq,
+                       grpc::ServerCompletionQueue* arrival_cq,
+                       void* tag) { (s->*request)(ctx, req, writer, call_cq, arrival_cq, tag); },
+          [s, serve](grpc::ServerContext* ctx, const Req& req, Resp* resp,
+                     typename AsyncUnaryCall<Req, Resp>::Reply reply) {
+            (s->*serve)(ctx, req, resp, std::move(reply));
+          }};
+}
 
-// The async methods' two halves: asking gRPC for the next call, and serving one.
-#define MESHD_ASYNC_METHOD(Name)                                                        \
-  {[this](auto* ctx, auto* req, auto* writer, auto* call_cq, auto* arrival_cq, void* tag) { \
-     Request##Name(ctx, req, writer, call_cq, arrival_cq, tag);                           \
-   },                                                                                   \
-   [this](auto* ctx, const auto& req, auto* resp, auto reply) {                         \
-     Serve##Name(ctx, req, resp, std::move(reply));                                     \
-   }}
+}  // namespace
 
 CoordinatorService::CoordinatorService(coordinator::Coordinator* core, const Clock* clock,
                                        absl::Duration max_wait)
     : core_(core),
       clock_(clock),
       max_wait_(max_wait),
-      join_job_(MESHD_ASYNC_METHOD(JoinJob)),
-      key_get_(MESHD_ASYNC_METHOD(KeyGet)),
-      barrier_(MESHD_ASYNC_METHOD(Barrier)),
-      resolve_groups_(MESHD_ASYNC_METHOD(ResolveGroups)) {}
-
-#undef MESHD_ASYNC_METHOD
+      join_job_(AsyncMethod<v1::JoinJobRequest, v1::Assignment>(
+          this, &CoordinatorService::RequestJoinJob, &CoordinatorService::ServeJoinJob)),
+      key_get_(AsyncMethod<v1::KeyGetRequest, v1::KeyGetResponse>(
+          this, &CoordinatorService::RequestKeyGet, &CoordinatorService::ServeKeyGet)),
+      barrier_(AsyncMethod<v1::BarrierRequest, v1::BarrierResponse>(
+          this, &CoordinatorService::RequestBarrier, &CoordinatorService::ServeBarrier)),
+      resolve_groups_(AsyncMethod<grpc::ByteBuffer, grpc::ByteBuffer>(
+          this, &CoordinatorService::RequestResolveGroups,
+          &CoordinatorService::ServeResolveGroups)) {}
 
 void CoordinatorService::AwaitCalls(AsyncQueues* queues) {
   // Two calls of each asked for at a time, so that one arriving while the arrivals' thread serves
@@ -91,8 +99,8 @@ void CoordinatorService::ServeJoinJob(grpc::ServerContext* ctx, const v1::JoinJo
   core_->JoinJob(coordinator::JoinRequest{req.job(), req.node(), req.incarnation(),
                                           req.local_world(), FromProto(req.nodes())},
                  Deadline(ctx),
-                 [reply = std::move(reply), resp, with_members = req.with_members()](
-                     absl::StatusOr<coordinator::Assignment> a) {
+                 [reply = std::move(reply), resp,
+                  with_members = req.with_members()](absl::StatusOr<coordinator::Assignment> a) {
                    if (a.ok()) ToProto(*a, with_members, resp);
                    reply(ToGrpc(a.status()));
                  });
@@ -165,13 +173,12 @@ void CoordinatorService::ServeBarrier(grpc::ServerContext* ctx, const v1::Barrie
                                       v1::BarrierResponse*,
                                       Async<v1::BarrierRequest, v1::BarrierResponse>::Reply reply) {
   core_->Barrier(req.job(), req.generation(), req.barrier(), req.participant(), req.count(),
-                 Deadline(ctx),
-                 [reply = std::move(reply)](absl::Status s) { reply(ToGrpc(s)); });
+                 Deadline(ctx), [reply = std::move(reply)](absl::Status s) { reply(ToGrpc(s)); });
 }
 
-void CoordinatorService::ServeResolveGroups(grpc::ServerContext* ctx,
-                                            const grpc::ByteBuffer& request, grpc::ByteBuffer* resp,
-                                            Async<grpc::ByteBuffer, grpc::ByteBuffer>::Reply reply) {
+void CoordinatorService::ServeResolveGroups(
+    grpc::ServerContext* ctx, const grpc::ByteBuffer& request, grpc::ByteBuffer* resp,
+    Async<grpc::ByteBuffer, grpc::ByteBuffer>::Reply reply) {
   // Parsed into an arena: one free for the whole request when this function returns.
   google::protobuf::Arena arena;
   auto* parsed = google::protobuf::Arena::CreateMessage<v1::ResolveGroupsRequest>(&arena);

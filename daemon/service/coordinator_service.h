@@ -72,11 +72,12 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   using Async = AsyncUnaryCall<Req, Resp>;
 
   void ServeJoinJob(grpc::ServerContext* ctx, const v1::JoinJobRequest& req, v1::Assignment* resp,
-               Async<v1::JoinJobRequest, v1::Assignment>::Reply reply);
+                    Async<v1::JoinJobRequest, v1::Assignment>::Reply reply);
   void ServeKeyGet(grpc::ServerContext* ctx, const v1::KeyGetRequest& req, v1::KeyGetResponse* resp,
-              Async<v1::KeyGetRequest, v1::KeyGetResponse>::Reply reply);
-  void ServeBarrier(grpc::ServerContext* ctx, const v1::BarrierRequest& req, v1::BarrierResponse* resp,
-               Async<v1::BarrierRequest, v1::BarrierResponse>::Reply reply);
+                   Async<v1::KeyGetRequest, v1::KeyGetResponse>::Reply reply);
+  void ServeBarrier(grpc::ServerContext* ctx, const v1::BarrierRequest& req,
+                    v1::BarrierResponse* resp,
+                    Async<v1::BarrierRequest, v1::BarrierResponse>::Reply reply);
   void ServeResolveGroups(grpc::ServerContext* ctx, const grpc::ByteBuffer& request,
                           grpc::ByteBuffer* resp,
                           Async<grpc::ByteBuffer, grpc::ByteBuffer>::Reply reply);

@@ -39,10 +39,10 @@ struct ServerOptions {
 class GrpcServer {
  public:
   // Services are not owned and must outlive the server; those that also implement AsyncMethods
-  // get their async methods' calls on the server's own completion queues. `health_names` are the service names
-  // reported SERVING (e.g. "meshd.v1.Coordinator").
-  // Errors: INVALID_ARGUMENT no listener or a malformed address; UNAVAILABLE a listener could not
-  // be bound (in use, no permission, a regular file where the socket should be).
+  // get their async methods' calls on the server's own completion queues. `health_names` are the
+  // service names reported SERVING (e.g. "meshd.v1.Coordinator"). Errors: INVALID_ARGUMENT no
+  // listener or a malformed address; UNAVAILABLE a listener could not be bound (in use, no
+  // permission, a regular file where the socket should be).
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
       const ServerOptions& options, const std::vector<grpc::Service*>& services,
       const std::vector<std::string>& health_names);

@@ -16,7 +16,8 @@
 namespace meshd::wire {
 
 // The encoded meshd.v1.ResolveGroupsResponse holding `groups`, in order.
-grpc::ByteBuffer EncodeResolveGroupsResponse(const std::vector<coordinator::SharedGroupIds>& groups);
+grpc::ByteBuffer EncodeResolveGroupsResponse(
+    const std::vector<coordinator::SharedGroupIds>& groups);
 
 }  // namespace meshd::wire
 

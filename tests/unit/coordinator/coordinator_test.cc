@@ -132,7 +132,7 @@ TEST_F(CoordinatorTest, HeartbeatExpiry_FoundOnTimeAmongLiveNodesAfterSkippedTic
   coord_.CheckDeadlines();  // walks an empty cluster: nothing will ever be due
   Register("a");
   clock_.Advance(absl::Seconds(3));
-  Register("b");  // due at t=8s
+  Register("b");                  // due at t=8s
   for (int i = 0; i < 10; ++i) {  // t=3s..8s: a keeps beating, b is silent
     clock_.Advance(absl::Milliseconds(500));
     Beat({"a"});

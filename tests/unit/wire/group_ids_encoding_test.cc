@@ -25,7 +25,8 @@ std::string Bytes(grpc::ByteBuffer buffer) {
   std::vector<grpc::Slice> slices;
   EXPECT_TRUE(buffer.Dump(&slices).ok());
   std::string out;
-  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
   return out;
 }
 
@@ -39,7 +40,8 @@ void ExpectSameAsProtobuf(const std::vector<SharedGroupIds>& groups) {
   ASSERT_EQ(parsed.groups_size(), static_cast<int>(groups.size()));
   for (size_t i = 0; i < groups.size(); ++i) {
     EXPECT_EQ(parsed.groups(static_cast<int>(i)).key(), groups[i]->key);
-    ASSERT_EQ(parsed.groups(static_cast<int>(i)).ids_size(), static_cast<int>(groups[i]->ids.size()));
+    ASSERT_EQ(parsed.groups(static_cast<int>(i)).ids_size(),
+              static_cast<int>(groups[i]->ids.size()));
     for (size_t j = 0; j < groups[i]->ids.size(); ++j) {
       EXPECT_EQ(parsed.groups(static_cast<int>(i)).ids(static_cast<int>(j)), groups[i]->ids[j]);
     }
