@@ -27,8 +27,8 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
 template <typename Req, typename Resp, typename S, typename RequestFn, typename ServeFn>
 typename AsyncUnaryCall<Req, Resp>::Method AsyncMethod(S* s, RequestFn request, ServeFn serve) {
   return {[s, request](grpc::ServerContext* ctx, Req* req,
-                       grpc::ServerAsyncResponseWriter<Resp>* writer, grpc::CompletionQueue* call_cq,
-                       grpc::ServerCompletionQueue* arrival_cq,
+                       grpc::ServerAsyncResponseWriter<Resp>* writer,
+                       grpc::CompletionQueue* call_cq, grpc::ServerCompletionQueue* arrival_cq,
                        void* tag) { (s->*request)(ctx, req, writer, call_cq, arrival_cq, tag); },
           [s, serve](grpc::ServerContext* ctx, const Req& req, Resp* resp,
                      typename AsyncUnaryCall<Req, Resp>::Reply reply) {
