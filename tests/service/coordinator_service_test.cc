@@ -20,17 +20,14 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
+#include "tests/support/client_context.h"
 
 namespace meshd {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration timeout = absl::Seconds(10)) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  return ctx;
-}
+using testing::Ctx;
 
 class CoordinatorServiceTest : public ::testing::Test {
  protected:

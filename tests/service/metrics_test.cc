@@ -16,6 +16,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
+#include "tests/support/client_context.h"
 #include "tests/support/scrape.h"
 
 namespace meshd {
@@ -24,11 +25,7 @@ namespace {
 using ::testing::HasSubstr;
 using Series = std::map<std::string, double>;
 
-std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration timeout = absl::Seconds(10)) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  return ctx;
-}
+using testing::Ctx;
 
 // The value of one series, or -1 when the scrape does not show it.
 double Value(const Series& s, const std::string& series) {
