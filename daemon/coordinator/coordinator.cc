@@ -375,17 +375,19 @@ void Coordinator::CloseRound(JobRecord& j, Completions& out) {
   ++counters_.generations_started;
   j.last_call_deadline.reset();
   j.previous_members.clear();
+  // The event first: by the time any node has its rank, the start is logged and counted (a
+  // scrape right after a worker attached shows the generation).
+  Emit(EventKind::kGenerationStarted,
+       absl::StrCat("generation ", j.generation, " started: ", j.members->size(), " nodes, world ",
+                    j.members->size() * j.local_world, ", rendezvous ",
+                    absl::FormatDuration(rendezvous), " (", NameList(names), ")"),
+       j.name, "", j.generation, out, rendezvous);
   for (const Member& m : *j.members) {
     for (auto& [waiter, unused] : j.joiners[m.node].waiters) {
       out.push_back([waiter = std::move(waiter), a = j.AssignmentFor(m.node_rank)] { waiter(a); });
     }
   }
   j.joiners.clear();
-  Emit(EventKind::kGenerationStarted,
-       absl::StrCat("generation ", j.generation, " started: ", j.members->size(), " nodes, world ",
-                    j.members->size() * j.local_world, ", rendezvous ",
-                    absl::FormatDuration(rendezvous), " (", NameList(names), ")"),
-       j.name, "", j.generation, out, rendezvous);
 }
 
 void Coordinator::EndGeneration(JobRecord& j, EndReason reason, const std::string& node,

@@ -628,10 +628,18 @@ TEST_F(RunningJobTest, IntrospectionAndEvents) {
 TEST_F(CoordinatorTest, Events_RendezvousDurationAndEndReason) {
   Register("a");
   Register("b");
-  coord_.JoinJob(Join("job", "a", 2), Deadline(), [](auto) {});
+  // Each answer comes after the generation_started event (metrics show it once a node has its rank).
+  int answered_after_event = 0;
+  auto answer = [&](auto) {
+    if (!events_.empty() && events_.back().kind == EventKind::kGenerationStarted) {
+      ++answered_after_event;
+    }
+  };
+  coord_.JoinJob(Join("job", "a", 2), Deadline(), answer);
   clock_.Advance(absl::Milliseconds(1500));
   Beat({"a", "b"});
-  coord_.JoinJob(Join("job", "b", 2), Deadline(), [](auto) {});
+  coord_.JoinJob(Join("job", "b", 2), Deadline(), answer);
+  EXPECT_EQ(answered_after_event, 2);
   ASSERT_EQ(events_.back().kind, EventKind::kGenerationStarted);
   EXPECT_EQ(events_.back().rendezvous, absl::Milliseconds(1500));
   EXPECT_THAT(events_.back().what, HasSubstr("rendezvous 1.5s"));
