@@ -628,7 +628,8 @@ TEST_F(RunningJobTest, IntrospectionAndEvents) {
 TEST_F(CoordinatorTest, Events_RendezvousDurationAndEndReason) {
   Register("a");
   Register("b");
-  // Each answer comes after the generation_started event (metrics show it once a node has its rank).
+  // Each answer comes after the generation_started event (metrics show it once a node has its
+  // rank).
   int answered_after_event = 0;
   auto answer = [&](auto) {
     if (!events_.empty() && events_.back().kind == EventKind::kGenerationStarted) {
