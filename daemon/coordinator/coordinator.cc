@@ -394,6 +394,10 @@ void Coordinator::EndGeneration(JobRecord& j, EndReason reason, const std::strin
                                 const std::string& message, Completions& out) {
   if (j.phase != JobPhase::kRunning) return;
   GenerationEnd end{j.name, j.generation, reason, node, message};
+  ++counters_.generations_ended;
+  // The event first, as for a start: logged and counted before any watcher hears of the end.
+  Emit(EventKind::kGenerationEnded, absl::StrCat("generation ", j.generation, " ended: ", message),
+       j.name, node, j.generation, out, absl::ZeroDuration(), reason);
   for (auto it = watchers_.begin(); it != watchers_.end();) {
     if (it->second.job == j.name && it->second.generation == j.generation) {
       out.push_back([done = std::move(it->second.done), end] { done(end); });
@@ -408,9 +412,6 @@ void Coordinator::EndGeneration(JobRecord& j, EndReason reason, const std::strin
   j.kv.FailAll(aborted, out);
   for (auto& [key, mesh] : j.meshes) mesh.FailAll(aborted, out);
   j.meshes.clear();
-  ++counters_.generations_ended;
-  Emit(EventKind::kGenerationEnded, absl::StrCat("generation ", j.generation, " ended: ", message),
-       j.name, node, j.generation, out, absl::ZeroDuration(), reason);
   j.last_end = end;
   j.previous_members.clear();
   for (const Member& m : *j.members) {

@@ -405,12 +405,21 @@ class RunningJobTest : public CoordinatorTest {
 
 TEST_F(RunningJobTest, NodeLost_WatchersToldWithNodeAndReason) {
   Got<GenerationEnd> end;
-  ASSERT_TRUE(coord_.WatchJob("job", 1, end.Callback()).ok());
+  bool told_after_event = false;  // the end is logged and counted before watchers hear of it
+  ASSERT_TRUE(coord_
+                  .WatchJob("job", 1,
+                            [&](GenerationEnd e) {
+                              told_after_event = !events_.empty() &&
+                                                 events_.back().kind == EventKind::kGenerationEnded;
+                              end.value = std::move(e);
+                            })
+                  .ok());
   clock_.Advance(absl::Seconds(3));
   Beat({"a"});
   clock_.Advance(absl::Seconds(3));  // b silent for 6 s > 5 s
   coord_.CheckDeadlines();
   ASSERT_TRUE(end.done());
+  EXPECT_TRUE(told_after_event);
   EXPECT_EQ(end.value->reason, EndReason::kNodeLost);
   EXPECT_EQ(end.value->node, "b");
   EXPECT_THAT(end.value->message, HasSubstr("no heartbeat"));
