@@ -7,11 +7,13 @@
 #include <cstdlib>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "meshd/client_c.h"
 #include "tests/support/nccl.h"
+#include "tests/support/run_command.h"
 #include "tests/support/standalone.h"
 
 namespace meshd {
@@ -212,6 +214,22 @@ TEST_F(ClientTest, CAbi_AttachMeshGroup) {
   meshd_mesh_free(mesh);
   meshd_detach(client);
   EXPECT_EQ(meshd_attach("/nonexistent.sock", "j", 0, 1, 1, 1000, &client, err, sizeof err), 14);
+}
+
+// The library exports its public API and nothing else: its copies of the protocol's messages, of
+// gRPC and protobuf templates and of the mesh maths must not clash with (or be interposed by) the
+// same names in a training process that brings its own.
+TEST(ClientLibrary, ExportsOnlyThePublicApi) {
+  const testing::CommandResult nm =
+      testing::RunCommand(absl::StrCat("nm -D --defined-only -C ", MESHD_CLIENT_LIBRARY));
+  ASSERT_EQ(nm.exit_code, 0) << nm.out;
+  EXPECT_THAT(nm.out, HasSubstr("meshd::Client::Attach("));
+  EXPECT_THAT(nm.out, HasSubstr("meshd::DeviceMesh::Slice("));
+  EXPECT_THAT(nm.out, HasSubstr(" meshd_attach\n"));
+  for (const char* internal : {"meshd::v1::", "meshd::layout::", "google::protobuf::", "grpc::",
+                               "absl::"}) {
+    EXPECT_THAT(nm.out, ::testing::Not(HasSubstr(internal)));
+  }
 }
 
 }  // namespace
