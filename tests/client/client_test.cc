@@ -226,8 +226,8 @@ TEST(ClientLibrary, ExportsOnlyThePublicApi) {
   EXPECT_THAT(nm.out, HasSubstr("meshd::Client::Attach("));
   EXPECT_THAT(nm.out, HasSubstr("meshd::DeviceMesh::Slice("));
   EXPECT_THAT(nm.out, HasSubstr(" meshd_attach\n"));
-  for (const char* internal : {"meshd::v1::", "meshd::layout::", "google::protobuf::", "grpc::",
-                               "absl::"}) {
+  for (const char* internal :
+       {"meshd::v1::", "meshd::layout::", "google::protobuf::", "grpc::", "absl::"}) {
     EXPECT_THAT(nm.out, ::testing::Not(HasSubstr(internal)));
   }
 }
