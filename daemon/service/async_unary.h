@@ -41,14 +41,11 @@ class AsyncQueues {
 
   // Where calls arrive.
   grpc::ServerCompletionQueue* arrivals() const { return queues_.front(); }
-  // The queue for a new call: queue i once i * kCallsPerQueue calls are alive (cycling).
-  grpc::CompletionQueue* ForNewCall() {
+  // Counts a new call alive and returns its queue: queue i once i * kCallsPerQueue calls are
+  // alive (cycling).
+  grpc::CompletionQueue* Add() {
     absl::MutexLock lock(&mu_);
-    return queues_[static_cast<size_t>(alive_ / kCallsPerQueue) % queues_.size()];
-  }
-  void Add() {
-    absl::MutexLock lock(&mu_);
-    ++alive_;
+    return queues_[static_cast<size_t>(alive_++ / kCallsPerQueue) % queues_.size()];
   }
   void Remove() {
     absl::MutexLock lock(&mu_);
@@ -93,8 +90,8 @@ class AsyncUnaryCall final : public AsyncTag {
 
   static void Await(const Method* method, AsyncQueues* queues) {
     auto* call = new AsyncUnaryCall(method, queues);
-    method->request(&call->ctx_, &call->request_, &call->writer_, queues->ForNewCall(),
-                    queues->arrivals(), call);
+    method->request(&call->ctx_, &call->request_, &call->writer_, call->queue_, queues->arrivals(),
+                    call);
   }
 
   void Proceed(bool ok) override {
@@ -115,13 +112,12 @@ class AsyncUnaryCall final : public AsyncTag {
 
  private:
   AsyncUnaryCall(const Method* method, AsyncQueues* queues)
-      : method_(method), queues_(queues), writer_(&ctx_) {
-    queues_->Add();
-  }
+      : method_(method), queues_(queues), queue_(queues->Add()), writer_(&ctx_) {}
   ~AsyncUnaryCall() override { queues_->Remove(); }
 
   const Method* const method_;
   AsyncQueues* const queues_;
+  grpc::CompletionQueue* const queue_;  // the call's, from Add()
   grpc::ServerContext ctx_;
   Request request_;
   Response response_;
