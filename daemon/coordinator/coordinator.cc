@@ -677,6 +677,34 @@ void Coordinator::Barrier(const std::string& job, uint64_t generation, const std
   RunAll(out);
 }
 
+absl::Time Coordinator::ExpireJoinWaits(JobRecord& j, absl::Time now, Completions& out) {
+  absl::Time next = absl::InfiniteFuture();
+  for (auto* pool : {&j.joiners, &j.standby}) {
+    for (auto it = pool->begin(); it != pool->end();) {
+      auto& waiters = it->second.waiters;
+      for (auto w = waiters.begin(); w != waiters.end();) {
+        if (w->second > now) {
+          next = std::min(next, w->second);
+          ++w;
+          continue;
+        }
+        const std::vector<std::string> joined = j.JoinerNames();
+        out.push_back(
+            [waiter = std::move(w->first),
+             msg = absl::StrCat("job '", j.name, "' did not start in time: ", joined.size(), " of ",
+                                j.count.min_nodes,
+                                j.count.elastic() ? absl::StrCat(":", j.count.max_nodes) : "",
+                                " nodes joined (", NameList(joined), ")")] {
+              waiter(absl::DeadlineExceededError(msg));
+            });
+        w = waiters.erase(w);
+      }
+      it = waiters.empty() ? pool->erase(it) : std::next(it);
+    }
+  }
+  return next;
+}
+
 void Coordinator::CheckDeadlines() {
   Completions out;
   {
@@ -706,30 +734,7 @@ void Coordinator::CheckDeadlines() {
     absl::Time next_wait = absl::InfiniteFuture();
     for (auto& [name, job] : jobs_) {
       JobRecord& j = *job;
-      for (auto* pool : {&j.joiners, &j.standby}) {
-        if (!waits_due) break;
-        for (auto it = pool->begin(); it != pool->end();) {
-          auto& waiters = it->second.waiters;
-          for (auto w = waiters.begin(); w != waiters.end();) {
-            if (w->second > now) {
-              next_wait = std::min(next_wait, w->second);
-              ++w;
-              continue;
-            }
-            const std::vector<std::string> joined = j.JoinerNames();
-            out.push_back(
-                [waiter = std::move(w->first),
-                 msg = absl::StrCat("job '", name, "' did not start in time: ", joined.size(),
-                                    " of ", j.count.min_nodes,
-                                    j.count.elastic() ? absl::StrCat(":", j.count.max_nodes) : "",
-                                    " nodes joined (", NameList(joined), ")")] {
-                  waiter(absl::DeadlineExceededError(msg));
-                });
-            w = waiters.erase(w);
-          }
-          it = waiters.empty() ? pool->erase(it) : std::next(it);
-        }
-      }
+      if (waits_due) next_wait = std::min(next_wait, ExpireJoinWaits(j, now, out));
       if (j.phase == JobPhase::kJoining) {
         if (j.count.elastic() && j.joiners.size() < j.count.min_nodes) j.last_call_deadline.reset();
         if (j.last_call_deadline && *j.last_call_deadline <= now) CloseRound(j, out);

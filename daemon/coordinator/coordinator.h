@@ -154,6 +154,10 @@ class Coordinator {
 
   // Both collect completions to run after the lock is released.
   void CloseRound(JobRecord& job, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fails the job's join waits past `now` (a node whose waits all ended leaves the round);
+  // returns the earliest deadline of those left.
+  absl::Time ExpireJoinWaits(JobRecord& job, absl::Time now, Completions& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EndGeneration(JobRecord& job, EndReason reason, const std::string& node,
                      const std::string& message, Completions& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
