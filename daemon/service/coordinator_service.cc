@@ -5,7 +5,7 @@
 #include "daemon/wire/convert.h"
 #include "daemon/wire/group_ids_encoding.h"
 #include "google/protobuf/arena.h"
-#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/impl/codegen/proto_utils.h"  // SerializationTraits for protobuf messages
 
 namespace meshd::service {
 
