@@ -179,6 +179,7 @@ int main(int argc, char** argv) {
   j["job_ids_s"] = r->t_ids_s - r->t_job_start_s;
   j["rpcs"] = r->rpcs;
   j["heartbeats"] = r->heartbeats;
+  j["sim_cpu_s"] = r->sim_cpu_s;
   if (before && after) {
     const double cpu = after->cpu_s - before->cpu_s;
     j["coordinator_cpu_s"] = cpu;
@@ -212,10 +213,11 @@ int main(int argc, char** argv) {
     if (before && after) {
       const double cpu = after->cpu_s - before->cpu_s;
       line("coordinator CPU",
-           absl::StrFormat("%.2f s (%.2f us per rank, %.1f us per node)", cpu,
+           absl::StrFormat("%.3f s (%.2f us per rank, %.1f us per node)", cpu,
                            cpu * 1e6 / static_cast<double>(ranks), cpu * 1e6 / f.nodes));
       line("coordinator peak RSS", absl::StrFormat("%.1f MB", after->peak_rss_mb));
     }
+    line("simulator CPU (all nodes)", absl::StrFormat("%.3f s", r->sim_cpu_s));
   }
   std::cout << j.dump() << std::endl;
   return 0;

@@ -1,6 +1,8 @@
 // ClusterSim (see cluster_sim.h).
 #include "bench/sim/cluster_sim.h"
 
+#include <time.h>
+
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -49,6 +51,7 @@ class Sim {
     deadline_ = std::chrono::system_clock::now() +
                 std::chrono::milliseconds(absl::ToInt64Milliseconds(o_.timeout));
     start_ = SteadyClock::now();
+    cpu_start_ = ProcessCpu();
     for (uint32_t i = 0; i < o_.nodes; ++i) Register(i);
     std::thread heartbeats([this] { HeartbeatLoop(); });
     if (o_.register_first) {
@@ -99,6 +102,11 @@ class Sim {
     Resp resp;
   };
 
+  static double ProcessCpu() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+  }
   double Elapsed() const {
     return std::chrono::duration<double>(SteadyClock::now() - start_).count();
   }
@@ -218,6 +226,7 @@ class Sim {
       result_.groups_checked += c->resp.groups_size();
       if (++resolved_ == o_.nodes) {
         result_.t_ids_s = Elapsed();
+        result_.sim_cpu_s = ProcessCpu() - cpu_start_;
         finished_ = true;
       }
     });
@@ -301,6 +310,7 @@ class Sim {
   std::vector<v1::RegisterNodeRequest> registrations_;  // by node, moved out when sent
   std::chrono::system_clock::time_point deadline_;
   SteadyClock::time_point start_;
+  double cpu_start_ = 0;
   std::atomic<uint64_t> rpcs_{0};
   std::atomic<uint64_t> heartbeats_{0};
 

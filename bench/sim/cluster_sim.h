@@ -39,6 +39,10 @@ struct SimResult {
   uint64_t rpcs = 0;        // every RPC sent, heartbeats included
   uint64_t heartbeats = 0;
   uint64_t groups_checked = 0;
+  // CPU seconds this process (the simulated agents, all of them) spent from the start of the run
+  // until every node held its ids: the load the simulator puts on the machine beside the
+  // coordinator, which on a real cluster would be spread over the agents' own hosts.
+  double sim_cpu_s = 0;
 };
 
 // Runs one rendezvous of one job over the whole simulated cluster. The first failed RPC or check

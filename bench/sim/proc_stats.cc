@@ -1,6 +1,7 @@
 // ProcStats (see proc_stats.h).
 #include "bench/sim/proc_stats.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -33,7 +34,15 @@ absl::StatusOr<ProcStats> ReadProcStats(pid_t pid) {
     return absl::InternalError(absl::StrCat("bad ", dir, "stat"));
   }
   ProcStats s;
-  s.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  // The process's CPU clock counts nanoseconds (and its ended threads); /proc's ticks (10 ms) are
+  // the fallback, too coarse for a run of milliseconds.
+  clockid_t clock;
+  timespec ts;
+  if (clock_getcpuclockid(pid, &clock) == 0 && clock_gettime(clock, &ts) == 0) {
+    s.cpu_s = static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+  } else {
+    s.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
   std::string l;
   while (std::getline(status, l)) {
     absl::string_view v = l;
