@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "civetweb.h"
 #include "daemon/metrics/families.h"
 #include "prometheus/exposer.h"
 
@@ -67,6 +68,13 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
         absl::StrCat("metrics address '", listen,
                      "' must be HOST:PORT, e.g. 0.0.0.0:9464 (port 0: a free one)"));
   }
+  const bool ipv6 = listen.front() == '[' || listen.substr(0, colon).find(':') != std::string::npos;
+  if (ipv6 && !SupportsIpv6()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metrics address '", listen,
+        "' is IPv6, which this build's HTTP server (civetweb, under prometheus-cpp) was built "
+        "without; use an IPv4 one, e.g. 127.0.0.1:9464 or 0.0.0.0:9464"));
+  }
   std::unique_ptr<MetricsServer> server(new MetricsServer());
   try {
     // Two threads: scrapes are rare and short.
@@ -82,6 +90,11 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
   server->Add(server->rpc_);
   server->Add(std::make_shared<BuildInfo>());
   return server;
+}
+
+bool MetricsServer::SupportsIpv6() {
+  constexpr unsigned kIpv6 = 8;  // civetweb's feature bit (see mg_check_feature)
+  return mg_check_feature(kIpv6) != 0;
 }
 
 MetricsServer::~MetricsServer() {

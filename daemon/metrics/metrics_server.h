@@ -26,9 +26,12 @@ namespace meshd::metrics {
 
 class MetricsServer {
  public:
-  // `listen` is "HOST:PORT" (port 0 picks a free one).
-  // Errors: INVALID_ARGUMENT a malformed address; UNAVAILABLE it could not be bound.
+  // `listen` is "HOST:PORT" (port 0 picks a free one), "[IPv6]:PORT" where SupportsIpv6().
+  // Errors: INVALID_ARGUMENT a malformed address, or an IPv6 one this build cannot serve;
+  // UNAVAILABLE it could not be bound.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen);
+  // Whether the HTTP server under prometheus-cpp (civetweb) was built with IPv6; Debian 12's is not.
+  static bool SupportsIpv6();
   ~MetricsServer();
 
   // "127.0.0.1:9464", the port resolved.

@@ -281,5 +281,19 @@ TEST(MetricsServerTest, BadAddresses_ClearErrors) {
   EXPECT_THAT(std::string(second.status().message()), HasSubstr((*first)->address()));
 }
 
+TEST(MetricsServerTest, Ipv6Address_ServedOrRefusedClearly) {
+  auto v6 = metrics::MetricsServer::Start("[::1]:0");
+  if (metrics::MetricsServer::SupportsIpv6()) {
+    ASSERT_TRUE(v6.ok()) << v6.status();
+    EXPECT_THAT((*v6)->address(), ::testing::StartsWith("[::1]:"));
+    return;
+  }
+  EXPECT_EQ(v6.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(v6.status().message()), HasSubstr("IPv6"));
+  EXPECT_THAT(std::string(v6.status().message()), HasSubstr("0.0.0.0:9464"));
+  EXPECT_EQ(metrics::MetricsServer::Start("::1:0").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace meshd
