@@ -30,7 +30,7 @@ class MetricsServer {
   // Errors: INVALID_ARGUMENT a malformed address, or an IPv6 one this build cannot serve;
   // UNAVAILABLE it could not be bound.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen);
-  // Whether the HTTP server under prometheus-cpp (civetweb) was built with IPv6; Debian 12's is not.
+  // Whether civetweb (the HTTP server under prometheus-cpp) has IPv6; Debian 12's has not.
   static bool SupportsIpv6();
   ~MetricsServer();
 
