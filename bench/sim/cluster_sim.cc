@@ -1,8 +1,6 @@
 // ClusterSim (see cluster_sim.h).
 #include "bench/sim/cluster_sim.h"
 
-#include <time.h>
-
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -15,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "bench/sim/proc_stats.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
@@ -51,7 +50,7 @@ class Sim {
     deadline_ = std::chrono::system_clock::now() +
                 std::chrono::milliseconds(absl::ToInt64Milliseconds(o_.timeout));
     start_ = SteadyClock::now();
-    cpu_start_ = ProcessCpu();
+    cpu_start_ = CpuClockSeconds(CLOCK_PROCESS_CPUTIME_ID);
     for (uint32_t i = 0; i < o_.nodes; ++i) Register(i);
     std::thread heartbeats([this] { HeartbeatLoop(); });
     if (o_.register_first) {
@@ -102,11 +101,6 @@ class Sim {
     Resp resp;
   };
 
-  static double ProcessCpu() {
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-  }
   double Elapsed() const {
     return std::chrono::duration<double>(SteadyClock::now() - start_).count();
   }
@@ -226,7 +220,7 @@ class Sim {
       result_.groups_checked += c->resp.groups_size();
       if (++resolved_ == o_.nodes) {
         result_.t_ids_s = Elapsed();
-        result_.sim_cpu_s = ProcessCpu() - cpu_start_;
+        result_.sim_cpu_s = CpuClockSeconds(CLOCK_PROCESS_CPUTIME_ID) - cpu_start_;
         finished_ = true;
       }
     });

@@ -1,7 +1,6 @@
 // ProcStats (see proc_stats.h).
 #include "bench/sim/proc_stats.h"
 
-#include <time.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -14,6 +13,12 @@
 #include "absl/strings/strip.h"
 
 namespace meshd::bench {
+
+double CpuClockSeconds(clockid_t clock) {
+  timespec ts{};
+  if (clock_gettime(clock, &ts) != 0) return -1;
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 
 absl::StatusOr<ProcStats> ReadProcStats(pid_t pid) {
   const std::string dir = absl::StrCat("/proc/", pid, "/");
@@ -37,12 +42,10 @@ absl::StatusOr<ProcStats> ReadProcStats(pid_t pid) {
   // The process's CPU clock counts nanoseconds (and its ended threads); /proc's ticks (10 ms) are
   // the fallback, too coarse for a run of milliseconds.
   clockid_t clock;
-  timespec ts;
-  if (clock_getcpuclockid(pid, &clock) == 0 && clock_gettime(clock, &ts) == 0) {
-    s.cpu_s = static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-  } else {
-    s.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  }
+  const double precise = clock_getcpuclockid(pid, &clock) == 0 ? CpuClockSeconds(clock) : -1;
+  s.cpu_s = precise >= 0
+                ? precise
+                : static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
   std::string l;
   while (std::getline(status, l)) {
     absl::string_view v = l;

@@ -3,6 +3,7 @@
 #define MESHD_BENCH_SIM_PROC_STATS_H_
 
 #include <sys/types.h>
+#include <time.h>
 
 #include "absl/status/statusor.h"
 
@@ -16,6 +17,10 @@ struct ProcStats {
 
 // NOT_FOUND when the process is gone; INTERNAL when /proc cannot be parsed.
 absl::StatusOr<ProcStats> ReadProcStats(pid_t pid);
+
+// Seconds on a CPU-time clock (CLOCK_PROCESS_CPUTIME_ID, or a process's from
+// clock_getcpuclockid), to the nanosecond; -1 when the clock cannot be read.
+double CpuClockSeconds(clockid_t clock);
 
 }  // namespace meshd::bench
 
