@@ -5,6 +5,30 @@
 #include "common/log/log.h"
 
 namespace meshd::runtime {
+namespace {
+
+// A node joining a round is one line per node per job (16,384 at once on a large cluster): debug;
+// the round's close logs the outcome once (generation started, its nodes, the rendezvous time).
+// A node lost, and a generation ended by a lost or restarted node, is what an operator looks
+// for: warn.
+log::Level EventLevel(const coordinator::Event& e) {
+  using coordinator::EventKind;
+  switch (e.kind) {
+    case EventKind::kNodeJoined:
+      return log::Level::kDebug;
+    case EventKind::kNodeLost:
+      return log::Level::kWarn;
+    case EventKind::kGenerationEnded:
+      return e.reason == coordinator::EndReason::kNodeLost ||
+                     e.reason == coordinator::EndReason::kNodeRestarted
+                 ? log::Level::kWarn
+                 : log::Level::kInfo;
+    default:
+      return log::Level::kInfo;
+  }
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
     const CoordinatorDaemonOptions& options) {
@@ -29,10 +53,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   metrics::CoordinatorMetrics* collector = d->collector_.get();
   d->core_ = std::make_unique<coordinator::Coordinator>(
       &d->clock_, core_options, [collector](const coordinator::Event& e) {
-        log::Info(e.what, {{"event", coordinator::EventKindName(e.kind)},
-                           {"job", e.job},
-                           {"node", e.node},
-                           {"generation", e.generation ? absl::StrCat(e.generation) : ""}});
+        log::Write(EventLevel(e), e.what,
+                   {{"event", coordinator::EventKindName(e.kind)},
+                    {"job", e.job},
+                    {"node", e.node},
+                    {"generation", e.generation ? absl::StrCat(e.generation) : ""}});
         if (collector != nullptr) collector->OnEvent(e);
       });
   d->service_ = std::make_unique<service::CoordinatorService>(d->core_.get(), &d->clock_);
