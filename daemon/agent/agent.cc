@@ -25,15 +25,20 @@ using wire::ToProto;
 
 }  // namespace
 
-// One coordinator WatchJob stream; reports the end (or the stream's failure) to the agent once.
+// One coordinator WatchJob stream; reports the end to the agent once. A stream lost to the
+// transport (UNAVAILABLE: the coordinator unreachable, a connection reset) is not an end: the agent
+// watches again, waiting for the coordinator to answer, so a network blip does not end a running
+// job. A coordinator that answers without the job (it restarted and lost its state) ends it.
 class Agent::WatchCall final : public grpc::ClientReadReactor<v1::GenerationEnd> {
  public:
-  WatchCall(Agent* agent, std::string job, uint64_t generation)
-      : agent_(agent), job_(std::move(job)), generation_(generation) {}
+  WatchCall(Agent* agent, std::string job, uint64_t generation, bool again)
+      : agent_(agent), job_(std::move(job)), generation_(generation), again_(again) {}
   grpc::ClientContext* context() { return &ctx_; }
   void Start() {
     req_.set_job(job_);
     req_.set_generation(generation_);
+    // Watching again: wait for the coordinator to be reachable instead of failing at once.
+    if (again_) ctx_.set_wait_for_ready(true);
     agent_->stub_->async()->WatchJob(&ctx_, &req_, this);
     StartRead(&end_);
     StartCall();
@@ -45,6 +50,15 @@ class Agent::WatchCall final : public grpc::ClientReadReactor<v1::GenerationEnd>
       end.reason = FromProto(end_.reason());
       end.node = end_.node();
       end.message = end_.message();
+    } else if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      agent_->WatchAgain(job_, generation_, s.error_message());
+      agent_->CallDone(&ctx_);
+      delete this;
+      return;
+    } else if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
+      end.reason = coordinator::EndReason::kShutdown;
+      end.message = absl::StrCat("the coordinator no longer knows the job (it restarted): ",
+                                 s.error_message());
     } else {
       end.message = absl::StrCat("lost the watch on the coordinator: ", s.error_message());
     }
@@ -57,6 +71,7 @@ class Agent::WatchCall final : public grpc::ClientReadReactor<v1::GenerationEnd>
   Agent* const agent_;
   const std::string job_;
   const uint64_t generation_;
+  const bool again_;
   grpc::ClientContext ctx_;
   v1::WatchJobRequest req_;
   v1::GenerationEnd end_;
@@ -357,10 +372,29 @@ void Agent::OnJoined(const std::string& job, absl::StatusOr<coordinator::Assignm
   RunAll(out);
 }
 
-void Agent::StartWatch(const std::string& job, uint64_t generation, Completions& out) {
-  auto* call = new WatchCall(this, job, generation);
+void Agent::StartWatch(const std::string& job, uint64_t generation, Completions& out,
+                       bool again) {
+  auto* call = new WatchCall(this, job, generation, again);
   calls_.insert(call->context());
   out.push_back([call] { call->Start(); });
+}
+
+void Agent::WatchAgain(const std::string& job, uint64_t generation, const std::string& error) {
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    auto it = jobs_.find(job);
+    if (it == jobs_.end() || !it->second.assignment ||
+        it->second.assignment->generation != generation) {
+      return;  // the generation is over here already: nothing left to watch
+    }
+    StartWatch(job, generation, out, /*again=*/true);
+  }
+  log::Warn("lost the watch on the coordinator; watching again once it answers (the generation "
+            "goes on; an end is reported when the coordinator is back)",
+            {{"job", job}, {"generation", absl::StrCat(generation)}, {"error", error}});
+  RunAll(out);
 }
 
 void Agent::OnGenerationEnd(const std::string& job, const coordinator::GenerationEnd& end) {

@@ -153,9 +153,14 @@ class Agent {
   // Sends the node's ResolveGroups for a mesh whose local asks are complete (queued into `out`).
   void SendMesh(const std::string& job, const std::string& mesh_key, Completions& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues (into `out`, run after the lock) one coordinator watch for the job's generation.
-  void StartWatch(const std::string& job, uint64_t generation, Completions& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues (into `out`, run after the lock) one coordinator watch for the job's generation;
+  // `again`: after the previous one was lost to the transport (waits for the coordinator).
+  void StartWatch(const std::string& job, uint64_t generation, Completions& out,
+                  bool again = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A watch was lost to the transport: watch the generation again, unless it is over here or the
+  // agent stops.
+  void WatchAgain(const std::string& job, uint64_t generation, const std::string& error)
+      ABSL_LOCKS_EXCLUDED(mu_);
   AttachResult ResultFor(const coordinator::Assignment& a, uint32_t local_rank) const;
   void CallDone(grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
   // The worker's watch went away: if it had not detached, leave the generation (async).

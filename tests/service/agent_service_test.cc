@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "daemon/runtime/agent_daemon.h"
 #include "daemon/runtime/coordinator_daemon.h"
 #include "gmock/gmock.h"
@@ -16,6 +17,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "meshd/v1/agent.grpc.pb.h"
+#include "tests/support/tcp_relay.h"
 
 namespace meshd {
 namespace {
@@ -230,6 +232,93 @@ TEST(AgentDaemonTest, CoordinatorLateOrRestarted_AgentRegistersAgain) {
     EXPECT_EQ((*coordinator)->core().Nodes()[0].inventory.node, "late");
     (*coordinator)->Stop();  // the next coordinator starts empty: the agent must register again
   }
+}
+
+int PortOf(const std::string& address) {
+  int port = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(address.substr(address.rfind(':') + 1), &port)) << address;
+  return port;
+}
+
+// A running one-node job whose agent reaches the coordinator through a relay that can break.
+struct RelayedJob {
+  explicit RelayedJob(const std::string& name) {
+    runtime::CoordinatorDaemonOptions c;
+    c.listen = "127.0.0.1:0";
+    c.heartbeat_interval = absl::Milliseconds(100);
+    c.heartbeat_timeout = absl::Seconds(10);  // no node is lost while the relay is cut
+    coordinator = *runtime::CoordinatorDaemon::Start(c);
+    relay = *testing::TcpRelay::Start(PortOf(coordinator->address()));
+    runtime::AgentDaemonOptions a;
+    a.coordinator = relay->address();
+    a.socket = ::testing::TempDir() + "meshd_" + name + "_" + std::to_string(getpid()) + ".sock";
+    a.simulate_gpus = 1;
+    a.node_name = name;
+    agent = *runtime::AgentDaemon::Start(a);
+    stub = v1::Agent::NewStub(
+        grpc::CreateChannel(agent->address(), grpc::InsecureChannelCredentials()));
+    v1::AttachRequest req;
+    req.set_job(name);
+    req.set_local_world(1);
+    req.mutable_nodes()->set_min_nodes(1);
+    req.mutable_nodes()->set_max_nodes(1);
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    const grpc::Status s = stub->Attach(&ctx, req, &attached);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    v1::WatchRequest w;
+    w.set_job(name);
+    w.set_generation(attached.generation());
+    watch_ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    watch = stub->Watch(&watch_ctx, w);
+    // The agent's own watch on the coordinator is up once the coordinator holds it.
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (coordinator->core().Status().waiting.watch == 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+
+  std::unique_ptr<runtime::CoordinatorDaemon> coordinator;
+  std::unique_ptr<testing::TcpRelay> relay;
+  std::unique_ptr<runtime::AgentDaemon> agent;
+  std::unique_ptr<v1::Agent::Stub> stub;
+  v1::AttachResponse attached;
+  grpc::ClientContext watch_ctx;
+  std::unique_ptr<grpc::ClientReader<v1::GenerationEnd>> watch;
+};
+
+// A connection reset between agent and coordinator is not the end of a running generation: the
+// agent watches again, and the generation's real end still reaches the worker.
+TEST(AgentDaemonTest, WatchLostToTheNetwork_GenerationGoesOnAndItsEndStillArrives) {
+  RelayedJob job("blip");
+  ASSERT_EQ(job.coordinator->core().Status().waiting.watch, 1u);
+  EXPECT_GE(job.relay->Cut(), 1);
+  absl::SleepFor(absl::Milliseconds(300));  // the agent saw its watch break
+  ASSERT_TRUE(job.coordinator->core()
+                  .LeaveJob("blip", job.attached.generation(), "blip", "ended by the test")
+                  .ok());
+  v1::GenerationEnd end;
+  ASSERT_TRUE(job.watch->Read(&end));
+  EXPECT_EQ(end.reason(), v1::GenerationEnd::REASON_NODE_LEFT) << end.ShortDebugString();
+  EXPECT_THAT(end.message(), HasSubstr("ended by the test"));
+}
+
+// A coordinator that comes back without the job (it restarted and lost its state) ends the
+// generation, saying so, rather than leaving the worker watching nothing.
+TEST(AgentDaemonTest, CoordinatorBackWithoutTheJob_GenerationEndsSayingSo) {
+  RelayedJob job("reborn");
+  runtime::CoordinatorDaemonOptions c;
+  c.listen = "127.0.0.1:0";
+  c.heartbeat_interval = absl::Milliseconds(100);
+  auto fresh = runtime::CoordinatorDaemon::Start(c);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  job.relay->SetTarget(PortOf((*fresh)->address()));
+  EXPECT_GE(job.relay->Cut(), 1);
+  v1::GenerationEnd end;
+  ASSERT_TRUE(job.watch->Read(&end));
+  EXPECT_EQ(end.reason(), v1::GenerationEnd::REASON_SHUTDOWN) << end.ShortDebugString();
+  EXPECT_THAT(end.message(), HasSubstr("no longer knows the job"));
 }
 
 // --health-listen: a TCP port for Kubernetes' gRPC probes that serves health and nothing else (the
