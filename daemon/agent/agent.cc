@@ -311,33 +311,28 @@ void Agent::LaunchJoins(Completions& out) {
     e.phase = JobEntry::Phase::kJoining;
     absl::Time deadline = clock_->Now();
     for (const auto& [rank, p] : e.pending) deadline = std::max(deadline, p.deadline);
-    struct Call {
-      grpc::ClientContext ctx;
-      v1::JoinJobRequest req;
-      v1::Assignment resp;
-    };
-    auto* call = new Call();
-    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + (deadline - clock_->Now())));
-    call->req.set_job(name);
-    call->req.set_node(inventory_.node);
-    call->req.set_incarnation(inventory_.incarnation);
-    call->req.set_local_world(e.local_world);
-    call->req.mutable_nodes()->set_min_nodes(e.nodes.min_nodes);
-    call->req.mutable_nodes()->set_max_nodes(e.nodes.max_nodes);
-    call->req.mutable_nodes()->set_last_call_ms(
+    v1::JoinJobRequest req;
+    req.set_job(name);
+    req.set_node(inventory_.node);
+    req.set_incarnation(inventory_.incarnation);
+    req.set_local_world(e.local_world);
+    req.mutable_nodes()->set_min_nodes(e.nodes.min_nodes);
+    req.mutable_nodes()->set_max_nodes(e.nodes.max_nodes);
+    req.mutable_nodes()->set_last_call_ms(
         static_cast<uint32_t>(absl::ToInt64Milliseconds(e.nodes.last_call)));
-    calls_.insert(&call->ctx);
     log::Info("joining job for all local workers",
               {{"job", name}, {"local_world", absl::StrCat(e.local_world)}});
-    out.push_back([this, call, job = name] {
-      stub_->async()->JoinJob(
-          &call->ctx, &call->req, &call->resp, [this, call, job](grpc::Status s) {
-            absl::StatusOr<coordinator::Assignment> result =
-                s.ok() ? absl::StatusOr<coordinator::Assignment>(FromProto(call->resp))
-                       : FromGrpc(s);
-            OnJoined(job, std::move(result));
-            CallDone(&call->ctx);
-            delete call;
+    out.push_back([this, job = name, req = std::move(req),
+                   deadline = absl::Now() + (deadline - clock_->Now())]() mutable {
+      CallCoordinator<v1::JoinJobRequest, v1::Assignment>(
+          "JoinJob", std::move(req), deadline,
+          [this](grpc::ClientContext* ctx, const v1::JoinJobRequest* rq, v1::Assignment* rs,
+                 std::function<void(grpc::Status)> cb) {
+            stub_->async()->JoinJob(ctx, rq, rs, std::move(cb));
+          },
+          [this, job](const grpc::Status& s, v1::Assignment& resp) {
+            OnJoined(job, s.ok() ? absl::StatusOr<coordinator::Assignment>(FromProto(resp))
+                                 : FromGrpc(s));
           });
     });
   }
@@ -370,6 +365,56 @@ void Agent::OnJoined(const std::string& job, absl::StatusOr<coordinator::Assignm
     e.pending.clear();
   }
   RunAll(out);
+}
+
+template <typename Req, typename Resp>
+void Agent::CallCoordinator(const char* what, Req req, absl::Time deadline,
+                            CoordinatorMethod<Req, Resp> send,
+                            std::function<void(const grpc::Status&, Resp&)> done, int attempt) {
+  struct Call {
+    grpc::ClientContext ctx;
+    Req req;
+    Resp resp;
+  };
+  auto* call = new Call();
+  call->req = std::move(req);
+  call->ctx.set_deadline(absl::ToChronoTime(deadline));
+  // Again after a transport failure: wait for the coordinator to be reachable (gRPC reconnects
+  // with its own backoff) instead of failing at once.
+  if (attempt > 0) call->ctx.set_wait_for_ready(true);
+  bool stopping;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping = stopping_;
+    if (!stopping) calls_.insert(&call->ctx);  // Stop() cancels it, started or not
+  }
+  if (stopping) {
+    done(grpc::Status(grpc::StatusCode::CANCELLED, "the agent is shutting down"), call->resp);
+    delete call;
+    return;
+  }
+  send(&call->ctx, &call->req, &call->resp,
+       [this, call, what, deadline, send, done = std::move(done), attempt](grpc::Status s) mutable {
+         if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
+             attempt + 1 < kCoordinatorAttempts && absl::Now() < deadline && !Stopping()) {
+           if (attempt == 0) {
+             log::Warn(absl::StrCat(what, " failed on the way to the coordinator; sending it again "
+                                          "once the coordinator is reachable"),
+                       {{"error", s.error_message()}});
+           }
+           CallCoordinator<Req, Resp>(what, std::move(call->req), deadline, std::move(send),
+                                      std::move(done), attempt + 1);
+         } else {
+           done(s, call->resp);
+         }
+         CallDone(&call->ctx);
+         delete call;
+       });
+}
+
+bool Agent::Stopping() {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
 }
 
 void Agent::StartWatch(const std::string& job, uint64_t generation, Completions& out,
@@ -503,28 +548,23 @@ void Agent::ResolveGroups(RankGroups request, absl::Time deadline, coordinator::
 void Agent::SendMesh(const std::string& job, const std::string& mesh_key, Completions& out) {
   JobEntry& e = jobs_[job];
   std::map<uint32_t, MeshAsk>& asks = e.meshes[mesh_key];
-  struct Call {
-    grpc::ClientContext ctx;
-    v1::ResolveGroupsRequest req;
-    v1::ResolveGroupsResponse resp;
-  };
-  auto* call = new Call();
+  v1::ResolveGroupsRequest req;
   absl::Time deadline = clock_->Now();
   std::map<std::string, v1::GroupRequest*> merged;
-  call->req.set_job(job);
-  call->req.set_generation(e.assignment->generation);
-  call->req.set_node(inventory_.node);
-  call->req.set_mesh_key(mesh_key);
+  req.set_job(job);
+  req.set_generation(e.assignment->generation);
+  req.set_node(inventory_.node);
+  req.set_mesh_key(mesh_key);
   for (const auto& [local_rank, ask] : asks) {
     deadline = std::max(deadline, ask.deadline);
-    auto* spec = call->req.add_ranks();
+    auto* spec = req.add_ranks();
     spec->set_rank(e.assignment->node_rank * e.local_world + local_rank);
     spec->mutable_spec()->set_fingerprint(ask.request.fingerprint);
     spec->mutable_spec()->set_description(ask.request.description);
     for (const coordinator::GroupRequest& g : ask.request.groups) {
       v1::GroupRequest*& m = merged[g.key];
       if (m == nullptr) {
-        m = call->req.add_groups();
+        m = req.add_groups();
         m->set_key(g.key);
         m->set_num_ids(g.num_ids);
       }
@@ -536,11 +576,15 @@ void Agent::SendMesh(const std::string& job, const std::string& mesh_key, Comple
       }
     }
   }
-  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + (deadline - clock_->Now())));
-  calls_.insert(&call->ctx);
-  out.push_back([this, call, job, mesh_key] {
-    stub_->async()->ResolveGroups(
-        &call->ctx, &call->req, &call->resp, [this, call, job, mesh_key](grpc::Status s) {
+  out.push_back([this, job, mesh_key, req = std::move(req),
+                 deadline = absl::Now() + (deadline - clock_->Now())]() mutable {
+    CallCoordinator<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>(
+        "ResolveGroups", std::move(req), deadline,
+        [this](grpc::ClientContext* ctx, const v1::ResolveGroupsRequest* rq,
+               v1::ResolveGroupsResponse* rs, std::function<void(grpc::Status)> cb) {
+          stub_->async()->ResolveGroups(ctx, rq, rs, std::move(cb));
+        },
+        [this, job, mesh_key](const grpc::Status& s, v1::ResolveGroupsResponse& resp) {
           Completions answers;
           {
             absl::MutexLock lock(&mu_);
@@ -549,7 +593,7 @@ void Agent::SendMesh(const std::string& job, const std::string& mesh_key, Comple
                                       : j->second.meshes.find(mesh_key);
             if (j != jobs_.end() && m != j->second.meshes.end()) {
               std::map<std::string, coordinator::SharedGroupIds> ids;
-              for (const v1::GroupIds& g : call->resp.groups()) {
+              for (const v1::GroupIds& g : resp.groups()) {
                 ids[g.key()] = std::make_shared<const coordinator::GroupIds>(coordinator::GroupIds{
                     g.key(), std::vector<std::string>(g.ids().begin(), g.ids().end())});
               }
@@ -574,8 +618,6 @@ void Agent::SendMesh(const std::string& job, const std::string& mesh_key, Comple
             }
           }
           RunAll(answers);
-          CallDone(&call->ctx);
-          delete call;
         });
   });
 }

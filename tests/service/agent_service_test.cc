@@ -321,6 +321,62 @@ TEST(AgentDaemonTest, CoordinatorBackWithoutTheJob_GenerationEndsSayingSo) {
   EXPECT_THAT(end.message(), HasSubstr("no longer knows the job"));
 }
 
+// A JoinJob held on the coordinator when the connection resets is sent again once the
+// coordinator is reachable: the worker gets its rank, not UNAVAILABLE.
+TEST(AgentDaemonTest, JoinHeldWhenTheConnectionResets_SentAgainAndAnswered) {
+  runtime::CoordinatorDaemonOptions c;
+  c.listen = "127.0.0.1:0";
+  c.heartbeat_interval = absl::Milliseconds(100);
+  c.heartbeat_timeout = absl::Seconds(10);
+  auto coordinator = runtime::CoordinatorDaemon::Start(c);
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  auto relay = testing::TcpRelay::Start(PortOf((*coordinator)->address()));
+  ASSERT_TRUE(relay.ok()) << relay.status();
+  std::vector<std::unique_ptr<runtime::AgentDaemon>> agents;
+  std::vector<std::unique_ptr<v1::Agent::Stub>> stubs;
+  for (const char* node : {"a", "b"}) {
+    runtime::AgentDaemonOptions a;
+    // Node a reaches the coordinator through the relay, node b directly.
+    a.coordinator = agents.empty() ? (*relay)->address() : (*coordinator)->address();
+    a.socket = ::testing::TempDir() + "meshd_held_" + node + std::to_string(getpid()) + ".sock";
+    a.simulate_gpus = 1;
+    a.node_name = node;
+    auto agent = runtime::AgentDaemon::Start(a);
+    ASSERT_TRUE(agent.ok()) << agent.status();
+    stubs.push_back(v1::Agent::NewStub(
+        grpc::CreateChannel((*agent)->address(), grpc::InsecureChannelCredentials())));
+    agents.push_back(*std::move(agent));
+  }
+  const auto attach = [&](int i, v1::AttachResponse* resp) {
+    v1::AttachRequest req;
+    req.set_job("held");
+    req.set_local_world(1);
+    req.mutable_nodes()->set_min_nodes(2);
+    req.mutable_nodes()->set_max_nodes(2);
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    return stubs[i]->Attach(&ctx, req, resp);
+  };
+  v1::AttachResponse ra, rb;
+  grpc::Status sa;
+  std::thread first([&] { sa = attach(0, &ra); });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((*coordinator)->core().Status().waiting.join == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ((*coordinator)->core().Status().waiting.join, 1u);
+  EXPECT_GE((*relay)->Cut(), 1);
+  absl::SleepFor(absl::Milliseconds(300));
+  const grpc::Status sb = attach(1, &rb);
+  first.join();
+  ASSERT_TRUE(sa.ok()) << sa.error_message();
+  ASSERT_TRUE(sb.ok()) << sb.error_message();
+  EXPECT_EQ(ra.world_size(), 2u);
+  EXPECT_EQ(ra.generation(), rb.generation());
+  EXPECT_NE(ra.rank(), rb.rank());
+}
+
 // --health-listen: a TCP port for Kubernetes' gRPC probes that serves health and nothing else (the
 // workers' API stays on the unix socket).
 TEST(AgentDaemonTest, HealthListen_ServesOnlyHealthOnTcp) {
