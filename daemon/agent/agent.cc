@@ -398,8 +398,9 @@ void Agent::CallCoordinator(const char* what, Req req, absl::Time deadline,
          if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
              attempt + 1 < kCoordinatorAttempts && absl::Now() < deadline && !Stopping()) {
            if (attempt == 0) {
-             log::Warn(absl::StrCat(what, " failed on the way to the coordinator; sending it again "
-                                          "once the coordinator is reachable"),
+             log::Warn(absl::StrCat(what,
+                                    " failed on the way to the coordinator; sending it again "
+                                    "once the coordinator is reachable"),
                        {{"error", s.error_message()}});
            }
            CallCoordinator<Req, Resp>(what, std::move(call->req), deadline, std::move(send),
