@@ -24,6 +24,22 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// One worker's Attach through `stub` (waits for the agent to be up).
+grpc::Status AttachTo(v1::Agent::Stub* stub, const std::string& job, uint32_t local_rank,
+                      uint32_t local_world, uint32_t nodes, absl::Duration timeout,
+                      v1::AttachResponse* resp) {
+  v1::AttachRequest req;
+  req.set_job(job);
+  req.set_local_rank(local_rank);
+  req.set_local_world(local_world);
+  req.mutable_nodes()->set_min_nodes(nodes);
+  req.mutable_nodes()->set_max_nodes(nodes);
+  grpc::ClientContext ctx;
+  ctx.set_wait_for_ready(true);
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return stub->Attach(&ctx, req, resp);
+}
+
 class AgentServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -54,16 +70,7 @@ class AgentServiceTest : public ::testing::Test {
   grpc::Status Attach(uint32_t local_rank, uint32_t local_world, v1::AttachResponse* resp,
                       absl::Duration timeout = absl::Seconds(10), const std::string& job = "job",
                       uint32_t nodes = 1) {
-    v1::AttachRequest req;
-    req.set_job(job);
-    req.set_local_rank(local_rank);
-    req.set_local_world(local_world);
-    req.mutable_nodes()->set_min_nodes(nodes);
-    req.mutable_nodes()->set_max_nodes(nodes);
-    grpc::ClientContext ctx;
-    ctx.set_wait_for_ready(true);
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    return stub_->Attach(&ctx, req, resp);
+    return AttachTo(stub_.get(), job, local_rank, local_world, nodes, timeout, resp);
   }
 
   std::unique_ptr<runtime::CoordinatorDaemon> coordinator_;
@@ -257,15 +264,7 @@ struct RelayedJob {
     agent = *runtime::AgentDaemon::Start(a);
     stub = v1::Agent::NewStub(
         grpc::CreateChannel(agent->address(), grpc::InsecureChannelCredentials()));
-    v1::AttachRequest req;
-    req.set_job(name);
-    req.set_local_world(1);
-    req.mutable_nodes()->set_min_nodes(1);
-    req.mutable_nodes()->set_max_nodes(1);
-    grpc::ClientContext ctx;
-    ctx.set_wait_for_ready(true);
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    const grpc::Status s = stub->Attach(&ctx, req, &attached);
+    const grpc::Status s = AttachTo(stub.get(), name, 0, 1, 1, absl::Seconds(10), &attached);
     EXPECT_TRUE(s.ok()) << s.error_message();
     v1::WatchRequest w;
     w.set_job(name);
@@ -348,15 +347,7 @@ TEST(AgentDaemonTest, JoinHeldWhenTheConnectionResets_SentAgainAndAnswered) {
     agents.push_back(*std::move(agent));
   }
   const auto attach = [&](int i, v1::AttachResponse* resp) {
-    v1::AttachRequest req;
-    req.set_job("held");
-    req.set_local_world(1);
-    req.mutable_nodes()->set_min_nodes(2);
-    req.mutable_nodes()->set_max_nodes(2);
-    grpc::ClientContext ctx;
-    ctx.set_wait_for_ready(true);
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-    return stubs[i]->Attach(&ctx, req, resp);
+    return AttachTo(stubs[i].get(), "held", 0, 1, 2, absl::Seconds(20), resp);
   };
   v1::AttachResponse ra, rb;
   grpc::Status sa;
