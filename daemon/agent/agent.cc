@@ -396,7 +396,7 @@ void Agent::CallCoordinator(const char* what, Req req, absl::Time deadline,
   send(&call->ctx, &call->req, &call->resp,
        [this, call, what, deadline, send, done = std::move(done), attempt](grpc::Status s) mutable {
          if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
-             attempt + 1 < kCoordinatorAttempts && absl::Now() < deadline && !Stopping()) {
+             attempt + 1 < kCoordinatorAttempts && absl::Now() < deadline) {
            if (attempt == 0) {
              log::Warn(absl::StrCat(what,
                                     " failed on the way to the coordinator; sending it again "
@@ -411,11 +411,6 @@ void Agent::CallCoordinator(const char* what, Req req, absl::Time deadline,
          CallDone(&call->ctx);
          delete call;
        });
-}
-
-bool Agent::Stopping() {
-  absl::MutexLock lock(&mu_);
-  return stopping_;
 }
 
 void Agent::StartWatch(const std::string& job, uint64_t generation, Completions& out,

@@ -171,7 +171,8 @@ class Agent {
   // Sends one call to the coordinator; a transport failure (UNAVAILABLE) sends it again, waiting
   // for the coordinator to be reachable, while `deadline` allows (up to kCoordinatorAttempts
   // sends). The coordinator's JoinJob and ResolveGroups are idempotent for a node, so a call that
-  // did arrive before the connection broke is harmless to send again. `done` runs once.
+  // did arrive before the connection broke is harmless to send again. `done` runs once (with
+  // CANCELLED when the agent stops before a send).
   static constexpr int kCoordinatorAttempts = 8;
   template <typename Req, typename Resp>
   using CoordinatorMethod = std::function<void(grpc::ClientContext*, const Req*, Resp*,
@@ -181,7 +182,6 @@ class Agent {
                        CoordinatorMethod<Req, Resp> send,
                        std::function<void(const grpc::Status&, Resp&)> done, int attempt = 0)
       ABSL_LOCKS_EXCLUDED(mu_);
-  bool Stopping() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Constant after construction.
   const AgentOptions options_;
