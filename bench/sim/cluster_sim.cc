@@ -162,6 +162,7 @@ class Sim {
         nodes_[i].registered = true;
         nodes_[i].interval = std::chrono::milliseconds(c->resp.heartbeat_interval_ms());
         nodes_[i].next_beat = SteadyClock::now() + nodes_[i].interval;
+        if (registered_ == 0) result_.t_first_registered_s = Elapsed();
         if (++registered_ == o_.nodes) result_.t_registered_s = Elapsed();
       }
       if (!o_.register_first) Join(i);

@@ -32,6 +32,7 @@ struct SimResult {
   // Seconds from the start of the run until every node registered, until every node knows its
   // rank (its JoinJob answered), until every node holds every group id of its ranks.
   double t_registered_s = 0;
+  double t_first_registered_s = 0;  // the first answer: connecting and the first call
   double t_ranks_s = 0;
   double t_ids_s = 0;
   // When the first JoinJob went out (0 unless register_first: then after every registration).

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/log/log.h"
+#include "common/time/mutex_clock.h"
 #include "daemon/metrics/metrics_server.h"
 #include "daemon/runtime/agent_daemon.h"
 #include "daemon/runtime/coordinator_daemon.h"
@@ -106,6 +107,7 @@ int main(int argc, char** argv) {
   // Abseil's lock-order graph costs ~5% of the coordinator's CPU under load (meshd_bench); the
   // tests keep it on, where it catches lock-order inversions.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  meshd::CalibrateMutexClock();  // now, not during the first burst of calls
 
   CLI::App app{"meshd: device-mesh control plane for GPU clusters"};
   app.set_config(
