@@ -5,6 +5,7 @@
 //   {"nodes":..,"ranks":..,"t_registered_s":..,"t_ranks_s":..,"t_ids_s":..,"rpcs":..,
 //    "coordinator_cpu_s":..,"coordinator_peak_rss_mb":.., ...}
 // Exit 0 on a complete, checked run; 1 with the reason on stderr otherwise.
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@ struct Flags {
   std::string heartbeat_interval = "1s";
   std::string heartbeat_timeout = "5s";
   double timeout_s = 300;
+  int coordinator_cpu = -2;  // -2: the first CPU this process may use; -1: anywhere
   bool json = false;
 };
 
@@ -83,6 +85,36 @@ void BindSymbolsNow(char** argv) {
   unsetenv(kBoundMark);
 }
 
+// Starts `start` with this process confined to `cpu`, so that the child and every thread it makes
+// run there; this process gets all its CPUs back after. The system under test on one CPU, the
+// load (the simulated agents) on any: tcpstore_compare.py does the same for TCPStore's server.
+// Returns the CPUs the child got ("0", or "all" when not confined) or an error.
+template <typename Start>
+absl::StatusOr<std::string> StartOnCpu(int cpu, Start start) {
+  if (cpu == -1) {
+    absl::Status s = start();
+    if (!s.ok()) return s;
+    return std::string("all");
+  }
+  cpu_set_t all;
+  if (sched_getaffinity(0, sizeof(all), &all) != 0) return absl::InternalError("sched_getaffinity");
+  for (int c = 0; cpu == -2 && c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &all)) cpu = c;
+  }
+  if (cpu < 0 || !CPU_ISSET(cpu, &all)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--coordinator-cpu ", cpu, " is not a CPU this process may use; pick another or -1"));
+  }
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  sched_setaffinity(0, sizeof(one), &one);
+  absl::Status s = start();
+  sched_setaffinity(0, sizeof(all), &all);
+  if (!s.ok()) return s;
+  return absl::StrCat(cpu);
+}
+
 int Fail(const std::string& what) {
   std::cerr << "meshd_bench: " << what << std::endl;
   return 1;
@@ -119,6 +151,10 @@ int main(int argc, char** argv) {
                  "With --coordinator: its pid, for CPU and memory figures");
   app.add_option("--meshd", f.meshd, "The meshd binary to start (default: next to meshd_bench)");
   app.add_option("--coordinator-log", f.coordinator_log, "Where the started coordinator logs");
+  app.add_option("--coordinator-cpu", f.coordinator_cpu,
+                 "CPU the started coordinator runs on, the simulated agents using every CPU "
+                 "(default: the first this process may use; -1: any)")
+      ->check(CLI::Range(-1, CPU_SETSIZE - 1));
   app.add_option("--heartbeat-interval", f.heartbeat_interval, "For the started coordinator");
   app.add_option("--heartbeat-timeout", f.heartbeat_timeout, "For the started coordinator");
   app.add_option("--timeout", f.timeout_s, "Deadline of the whole run, seconds")
@@ -140,15 +176,21 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<meshd::process::Subprocess> coordinator;
   std::string address = f.coordinator;
+  std::string coordinator_cpus = "unknown";  // a coordinator this process did not start
   int pid = f.coordinator_pid;
   if (address.empty()) {
     if (f.meshd.empty()) f.meshd = DefaultMeshd();
-    auto p = meshd::process::Subprocess::Start(
-        {f.meshd, "coordinator", "--listen", "127.0.0.1:0", "--heartbeat-interval",
-         f.heartbeat_interval, "--heartbeat-timeout", f.heartbeat_timeout},
-        f.coordinator_log);
-    if (!p.ok()) return Fail(std::string(p.status().message()));
-    coordinator = *std::move(p);
+    absl::StatusOr<std::string> cpus = StartOnCpu(f.coordinator_cpu, [&]() -> absl::Status {
+      auto p = meshd::process::Subprocess::Start(
+          {f.meshd, "coordinator", "--listen", "127.0.0.1:0", "--heartbeat-interval",
+           f.heartbeat_interval, "--heartbeat-timeout", f.heartbeat_timeout},
+          f.coordinator_log);
+      if (!p.ok()) return p.status();
+      coordinator = *std::move(p);
+      return absl::OkStatus();
+    });
+    if (!cpus.ok()) return Fail(std::string(cpus.status().message()));
+    coordinator_cpus = *cpus;
     absl::StatusOr<std::string> addr =
         coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(30));
     if (!addr.ok()) {
@@ -193,6 +235,7 @@ int main(int argc, char** argv) {
   j["world_group"] = !f.no_world_group;
   j["ranks_per_id"] = f.ranks_per_id;
   j["channels"] = so.channels;
+  j["coordinator_cpus"] = coordinator_cpus;
   j["ids"] = workload->ids;
   j["t_first_registered_s"] = r->t_first_registered_s;
   j["t_registered_s"] = r->t_registered_s;
@@ -236,6 +279,7 @@ int main(int argc, char** argv) {
     }
     line("RPCs sent", absl::StrFormat("%u (%u heartbeats) over %u connections", r->rpcs,
                                       r->heartbeats, so.channels));
+    line("coordinator on CPUs", coordinator_cpus);
     if (before && after) {
       const double cpu = after->cpu_s - before->cpu_s;
       line("coordinator CPU",

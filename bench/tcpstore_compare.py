@@ -62,8 +62,10 @@ def groups_of(rank, sizes):
     return out
 
 
-def started(_):
-    """A no-op task: the pool's processes are up once every one has run it."""
+def started(cpus):
+    """The pool's first task: its processes are up once every one has run it. They were forked
+    from the (possibly confined) server process; the load runs on every CPU."""
+    os.sched_setaffinity(0, cpus)
     time.sleep(0.05)  # long enough that no process takes two of them
     return os.getpid()
 
@@ -99,17 +101,29 @@ def driver(args):
     return t_ranks, time.time() - start, len(stores) if per_rank else 1
 
 
-def run_tcpstore(nodes, gpus, per_rank, procs, timeout_s):
+def run_tcpstore(nodes, gpus, per_rank, procs, timeout_s, server_cpu=-1):
     from torch.distributed import TCPStore
     world = nodes * gpus
     sizes = [s for _, s in resolve_shape(default_shape(nodes, gpus), world)]
-    master = TCPStore("127.0.0.1", 0, None, True, timeout=datetime.timedelta(seconds=timeout_s),
-                      wait_for_workers=False)
+    cpus = os.sched_getaffinity(0)
+    if server_cpu >= 0:  # the store's server thread starts confined to one CPU, as meshd's coordinator
+        os.sched_setaffinity(0, {server_cpu})
+    try:
+        master = TCPStore("127.0.0.1", 0, None, True,
+                          timeout=datetime.timedelta(seconds=timeout_s), wait_for_workers=False)
+        r = drive_tcpstore(master, world, sizes, per_rank, procs, timeout_s, cpus, nodes, gpus)
+        r["server_cpus"] = str(server_cpu) if server_cpu >= 0 else "all"
+        return r
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
+def drive_tcpstore(master, world, sizes, per_rank, procs, timeout_s, cpus, nodes, gpus):
     slices = [list(range(p, world, procs)) for p in range(procs)]
     with mp.get_context("fork").Pool(procs) as pool:
         # The driver processes are started (forked, ~15-30 ms) before the clock starts, as
         # meshd_bench's simulator is: both sides time the store or the coordinator, not the harness.
-        pool.map(started, range(procs), chunksize=1)
+        pool.map(started, [cpus] * procs, chunksize=1)
         start = time.time()
         async_result = pool.map_async(driver, [("127.0.0.1", master.port, world, sizes, sl,
                                                 per_rank, start, timeout_s) for sl in slices],
@@ -125,12 +139,12 @@ def run_tcpstore(nodes, gpus, per_rank, procs, timeout_s):
             "store_ops": world * 2 + world * groups_per_rank}
 
 
-def run_meshd(bench, nodes, gpus, timeout_s, register_first=False):
+def run_meshd(bench, nodes, gpus, timeout_s, register_first=False, server_cpu=-1):
     """meshd_bench; with register_first, the job starts on a cluster whose agents are registered
     (meshd's normal state: agents are a standing service) and its times count from the job's start."""
     out = subprocess.run([bench, "--nodes", str(nodes), "--gpus-per-node", str(gpus), "--json",
-                          "--timeout", str(timeout_s)] + (["--register-first"] if register_first
-                                                          else []),
+                          "--timeout", str(timeout_s), "--coordinator-cpu", str(server_cpu)] +
+                         (["--register-first"] if register_first else []),
                          capture_output=True, text=True, timeout=timeout_s + 60)
     if out.returncode != 0:
         raise RuntimeError(out.stderr.strip())
@@ -154,20 +168,28 @@ def main():
     p.add_argument("--max-per-rank-connections", type=int, default=16384,
                    help="skip tcp-rank above this many ranks (file descriptors)")
     p.add_argument("--meshd-bench", default=os.path.join(here, "..", "build", "bin", "meshd_bench"))
+    p.add_argument("--server-cpu", type=int, default=min(os.sched_getaffinity(0)),
+                   help="CPU the server under test (meshd's coordinator, TCPStore's store) is "
+                        "confined to while the load runs on every CPU; -1: any (default: %(default)s)")
     a = p.parse_args()
+    if a.server_cpu >= 0 and a.server_cpu not in os.sched_getaffinity(0):
+        p.error(f"--server-cpu {a.server_cpu} is not a CPU this process may use; pick another or -1")
 
     rows = []
     for nodes in [int(n) for n in a.nodes.split(",")]:
         world = nodes * a.gpus_per_node
         for _ in range(a.repeat):
-            runs = [("meshd", lambda: run_meshd(a.meshd_bench, nodes, a.gpus_per_node, a.timeout)),
+            cpu = a.server_cpu
+            runs = [("meshd", lambda: run_meshd(a.meshd_bench, nodes, a.gpus_per_node, a.timeout,
+                                                server_cpu=cpu)),
                     ("meshd-registered", lambda: run_meshd(a.meshd_bench, nodes, a.gpus_per_node,
-                                                           a.timeout, register_first=True)),
+                                                           a.timeout, register_first=True,
+                                                           server_cpu=cpu)),
                     ("tcpstore-shared", lambda: run_tcpstore(nodes, a.gpus_per_node, False,
-                                                             a.procs, a.timeout))]
+                                                             a.procs, a.timeout, cpu))]
             if world <= a.max_per_rank_connections:
                 runs.append(("tcpstore-per-rank", lambda: run_tcpstore(
-                    nodes, a.gpus_per_node, True, a.procs, a.timeout)))
+                    nodes, a.gpus_per_node, True, a.procs, a.timeout, cpu)))
             for system, fn in runs:
                 try:
                     r = fn()
