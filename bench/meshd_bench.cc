@@ -108,7 +108,9 @@ absl::StatusOr<std::string> StartOnCpu(int cpu, Start start) {
   cpu_set_t one;
   CPU_ZERO(&one);
   CPU_SET(cpu, &one);
-  sched_setaffinity(0, sizeof(one), &one);
+  if (sched_setaffinity(0, sizeof(one), &one) != 0) {
+    return absl::InternalError(absl::StrCat("could not confine this process to CPU ", cpu));
+  }
   absl::Status s = start();
   sched_setaffinity(0, sizeof(all), &all);
   if (!s.ok()) return s;
