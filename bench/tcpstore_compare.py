@@ -105,30 +105,25 @@ def run_tcpstore(nodes, gpus, per_rank, procs, timeout_s, server_cpu=-1):
     from torch.distributed import TCPStore
     world = nodes * gpus
     sizes = [s for _, s in resolve_shape(default_shape(nodes, gpus), world)]
+    slices = [list(range(p, world, procs)) for p in range(procs)]
     cpus = os.sched_getaffinity(0)
-    if server_cpu >= 0:  # the store's server thread starts confined to one CPU, as meshd's coordinator
+    if server_cpu >= 0:  # the store's server thread starts on one CPU, as meshd's coordinator does
         os.sched_setaffinity(0, {server_cpu})
     try:
         master = TCPStore("127.0.0.1", 0, None, True,
                           timeout=datetime.timedelta(seconds=timeout_s), wait_for_workers=False)
-        r = drive_tcpstore(master, world, sizes, per_rank, procs, timeout_s, cpus, nodes, gpus)
-        r["server_cpus"] = str(server_cpu) if server_cpu >= 0 else "all"
-        return r
+        with mp.get_context("fork").Pool(procs) as pool:
+            # The driver processes are started (forked, ~15-30 ms) before the clock starts, as
+            # meshd_bench's simulator is: both sides time the store or the coordinator, not the
+            # harness.
+            pool.map(started, [cpus] * procs, chunksize=1)
+            start = time.time()
+            async_result = pool.map_async(driver, [("127.0.0.1", master.port, world, sizes, sl,
+                                                    per_rank, start, timeout_s) for sl in slices],
+                                          chunksize=1)
+            results = async_result.get(timeout=timeout_s)
     finally:
         os.sched_setaffinity(0, cpus)
-
-
-def drive_tcpstore(master, world, sizes, per_rank, procs, timeout_s, cpus, nodes, gpus):
-    slices = [list(range(p, world, procs)) for p in range(procs)]
-    with mp.get_context("fork").Pool(procs) as pool:
-        # The driver processes are started (forked, ~15-30 ms) before the clock starts, as
-        # meshd_bench's simulator is: both sides time the store or the coordinator, not the harness.
-        pool.map(started, [cpus] * procs, chunksize=1)
-        start = time.time()
-        async_result = pool.map_async(driver, [("127.0.0.1", master.port, world, sizes, sl,
-                                                per_rank, start, timeout_s) for sl in slices],
-                                      chunksize=1)
-        results = async_result.get(timeout=timeout_s)
     t_ranks = max(r[0] for r in results)
     t_ids = max(r[1] for r in results)
     connections = sum(r[2] for r in results)
@@ -136,7 +131,8 @@ def drive_tcpstore(master, world, sizes, per_rank, procs, timeout_s, cpus, nodes
     return {"system": "tcpstore-per-rank" if per_rank else "tcpstore-shared", "nodes": nodes,
             "gpus_per_node": gpus, "ranks": world, "connections": connections,
             "t_ranks_s": t_ranks, "t_ids_s": t_ids,
-            "store_ops": world * 2 + world * groups_per_rank}
+            "store_ops": world * 2 + world * groups_per_rank,
+            "server_cpus": str(server_cpu) if server_cpu >= 0 else "all"}
 
 
 def run_meshd(bench, nodes, gpus, timeout_s, register_first=False, server_cpu=-1):

@@ -107,7 +107,6 @@ int main(int argc, char** argv) {
   // Abseil's lock-order graph costs ~5% of the coordinator's CPU under load (meshd_bench); the
   // tests keep it on, where it catches lock-order inversions.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  meshd::CalibrateMutexClock();  // now, not during the first burst of calls
 
   CLI::App app{"meshd: device-mesh control plane for GPU clusters"};
   app.set_config(
@@ -183,6 +182,7 @@ int main(int argc, char** argv) {
     return kUsage;
   }
   options.max_heartbeats_per_second = common.max_heartbeat_rate;
+  meshd::CalibrateMutexClock();  // about to serve: now, not during the first burst of calls
 
   auto fail = [](const absl::Status& s) {
     std::cerr << "meshd: " << s.message() << "\n";
