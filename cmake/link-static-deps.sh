@@ -34,6 +34,13 @@ for arg in "$@"; do
       name=${name%%.so*}
       ;;
     -l*) name=${arg#-l} ;;
+    @*)
+      # A response file would hide the libraries from this script (CMake writes one only for
+      # lines longer than the system allows, far beyond these binaries').
+      echo "link-static-deps.sh: response file $arg not supported; configure with" \
+           "-DMESHD_STATIC_DEPS=OFF" >&2
+      exit 1
+      ;;
   esac
   if [[ -n $name && $name =~ $static_name ]]; then
     if [[ $arg == /* ]]; then
