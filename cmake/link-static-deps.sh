@@ -18,7 +18,7 @@ if [[ $# -lt 2 ]]; then
   exit 2
 fi
 
-# File names (without lib/.so) linked from their archives.
+# File names (without lib/.so) linked from their archives; MeshdStaticDeps.cmake checks they exist.
 static_name='^(absl_[a-z0-9_]+|grpc|grpc\+\+|grpc\+\+_reflection|gpr|upb|address_sorting|protobuf)$'
 
 args=()
