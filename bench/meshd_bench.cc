@@ -5,7 +5,6 @@
 //   {"nodes":..,"ranks":..,"t_registered_s":..,"t_ranks_s":..,"t_ids_s":..,"rpcs":..,
 //    "coordinator_cpu_s":..,"coordinator_peak_rss_mb":.., ...}
 // Exit 0 on a complete, checked run; 1 with the reason on stderr otherwise.
-#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -23,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "bench/sim/cluster_sim.h"
+#include "bench/sim/placement.h"
 #include "bench/sim/proc_stats.h"
 #include "bench/sim/workload.h"
 #include "common/process/subprocess.h"
@@ -56,13 +56,6 @@ std::string DefaultMeshd() {
   return ec ? "meshd" : (self.parent_path() / "meshd").string();
 }
 
-// Connections the simulated nodes share unless --channels says: one per 512 nodes, 4 to 32.
-// Each new connection costs a few milliseconds of setup inside the timed run, which dominates
-// small runs (64 nodes: 17-19 ms with 4-8 connections, 26-29 ms with 32), while at 16,384 nodes
-// more connections spread the load (4: ~15% slower than 32). 4 is also what the TCPStore
-// comparison's shared variant opens.
-uint32_t DefaultChannels(uint32_t nodes) { return std::clamp<uint32_t>(nodes / 512, 4, 32); }
-
 // The simulated agents stand for agent processes that have run for a while: their symbols are
 // bound and Abseil has measured the clock it needs for Mutex waits. A fresh meshd_bench binds
 // gRPC's symbols lazily — ~600 lookups across the ~80 shared libraries Debian splits gRPC, Abseil
@@ -83,38 +76,6 @@ void BindSymbolsNow(char** argv) {
   }
   if (std::string(mark) == "1") unsetenv("LD_BIND_NOW");
   unsetenv(kBoundMark);
-}
-
-// Starts `start` with this process confined to `cpu`, so that the child and every thread it makes
-// run there; this process gets all its CPUs back after. The system under test on one CPU, the
-// load (the simulated agents) on any: tcpstore_compare.py does the same for TCPStore's server.
-// Returns the CPUs the child got ("0", or "all" when not confined) or an error.
-template <typename Start>
-absl::StatusOr<std::string> StartOnCpu(int cpu, Start start) {
-  if (cpu == -1) {
-    absl::Status s = start();
-    if (!s.ok()) return s;
-    return std::string("all");
-  }
-  cpu_set_t all;
-  if (sched_getaffinity(0, sizeof(all), &all) != 0) return absl::InternalError("sched_getaffinity");
-  for (int c = 0; cpu == -2 && c < CPU_SETSIZE; ++c) {
-    if (CPU_ISSET(c, &all)) cpu = c;
-  }
-  if (cpu < 0 || !CPU_ISSET(cpu, &all)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--coordinator-cpu ", cpu, " is not a CPU this process may use; pick another or -1"));
-  }
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  if (sched_setaffinity(0, sizeof(one), &one) != 0) {
-    return absl::InternalError(absl::StrCat("could not confine this process to CPU ", cpu));
-  }
-  absl::Status s = start();
-  sched_setaffinity(0, sizeof(all), &all);
-  if (!s.ok()) return s;
-  return absl::StrCat(cpu);
 }
 
 int Fail(const std::string& what) {
@@ -182,15 +143,16 @@ int main(int argc, char** argv) {
   int pid = f.coordinator_pid;
   if (address.empty()) {
     if (f.meshd.empty()) f.meshd = DefaultMeshd();
-    absl::StatusOr<std::string> cpus = StartOnCpu(f.coordinator_cpu, [&]() -> absl::Status {
-      auto p = meshd::process::Subprocess::Start(
-          {f.meshd, "coordinator", "--listen", "127.0.0.1:0", "--heartbeat-interval",
-           f.heartbeat_interval, "--heartbeat-timeout", f.heartbeat_timeout},
-          f.coordinator_log);
-      if (!p.ok()) return p.status();
-      coordinator = *std::move(p);
-      return absl::OkStatus();
-    });
+    absl::StatusOr<std::string> cpus =
+        StartOnCpu(f.coordinator_cpu, "--coordinator-cpu", [&]() -> absl::Status {
+          auto p = meshd::process::Subprocess::Start(
+              {f.meshd, "coordinator", "--listen", "127.0.0.1:0", "--heartbeat-interval",
+               f.heartbeat_interval, "--heartbeat-timeout", f.heartbeat_timeout},
+              f.coordinator_log);
+          if (!p.ok()) return p.status();
+          coordinator = *std::move(p);
+          return absl::OkStatus();
+        });
     if (!cpus.ok()) return Fail(std::string(cpus.status().message()));
     coordinator_cpus = *cpus;
     absl::StatusOr<std::string> addr =
