@@ -43,6 +43,10 @@ CoordinatorService::CoordinatorService(coordinator::Coordinator* core, const Clo
     : core_(core),
       clock_(clock),
       max_wait_(max_wait),
+      register_node_(AsyncMethod<v1::RegisterNodeRequest, v1::RegisterNodeResponse>(
+          this, &CoordinatorService::RequestRegisterNode, &CoordinatorService::ServeRegisterNode)),
+      heartbeat_(AsyncMethod<v1::HeartbeatRequest, v1::HeartbeatResponse>(
+          this, &CoordinatorService::RequestHeartbeat, &CoordinatorService::ServeHeartbeat)),
       join_job_(AsyncMethod<v1::JoinJobRequest, v1::Assignment>(
           this, &CoordinatorService::RequestJoinJob, &CoordinatorService::ServeJoinJob)),
       key_get_(AsyncMethod<v1::KeyGetRequest, v1::KeyGetResponse>(
@@ -57,6 +61,8 @@ void CoordinatorService::AwaitCalls(AsyncQueues* queues) {
   // Two calls of each asked for at a time, so that one arriving while the arrivals' thread serves
   // another does not wait for the next ask.
   for (int i = 0; i < 2; ++i) {
+    Async<v1::RegisterNodeRequest, v1::RegisterNodeResponse>::Await(&register_node_, queues);
+    Async<v1::HeartbeatRequest, v1::HeartbeatResponse>::Await(&heartbeat_, queues);
     Async<v1::JoinJobRequest, v1::Assignment>::Await(&join_job_, queues);
     Async<v1::KeyGetRequest, v1::KeyGetResponse>::Await(&key_get_, queues);
     Async<v1::BarrierRequest, v1::BarrierResponse>::Await(&barrier_, queues);
@@ -68,29 +74,30 @@ absl::Time CoordinatorService::Deadline(const grpc::ServerContextBase* ctx) cons
   return CallDeadline(ctx->deadline(), clock_->Now(), max_wait_);
 }
 
-grpc::ServerUnaryReactor* CoordinatorService::RegisterNode(grpc::CallbackServerContext* ctx,
-                                                           const v1::RegisterNodeRequest* req,
-                                                           v1::RegisterNodeResponse* resp) {
-  absl::StatusOr<bool> restarted = core_->RegisterNode(FromProto(req->inventory()));
+void CoordinatorService::ServeRegisterNode(
+    grpc::ServerContext* /*ctx*/, const v1::RegisterNodeRequest& req,
+    v1::RegisterNodeResponse* resp,
+    Async<v1::RegisterNodeRequest, v1::RegisterNodeResponse>::Reply reply) {
+  absl::StatusOr<bool> restarted = core_->RegisterNode(FromProto(req.inventory()));
   if (restarted.ok()) {
     resp->set_restarted(*restarted);
-    const coordinator::HeartbeatTiming t = core_->HeartbeatTimingOf(req->inventory().node());
+    const coordinator::HeartbeatTiming t = core_->HeartbeatTimingOf(req.inventory().node());
     resp->set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t.interval)));
     resp->set_heartbeat_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t.timeout)));
   }
-  return Done(ctx, restarted.status());
+  reply(ToGrpc(restarted.status()));
 }
 
-grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
-                                                        const v1::HeartbeatRequest* req,
-                                                        v1::HeartbeatResponse* resp) {
+void CoordinatorService::ServeHeartbeat(
+    grpc::ServerContext* /*ctx*/, const v1::HeartbeatRequest& req, v1::HeartbeatResponse* resp,
+    Async<v1::HeartbeatRequest, v1::HeartbeatResponse>::Reply reply) {
   const absl::StatusOr<coordinator::HeartbeatTiming> t =
-      core_->Heartbeat(req->node(), req->incarnation());
+      core_->Heartbeat(req.node(), req.incarnation());
   if (t.ok()) {
     resp->set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t->interval)));
     resp->set_heartbeat_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t->timeout)));
   }
-  return Done(ctx, t.status());
+  reply(ToGrpc(t.status()));
 }
 
 void CoordinatorService::ServeJoinJob(grpc::ServerContext* ctx, const v1::JoinJobRequest& req,

@@ -20,7 +20,7 @@ namespace coordinator_service_internal {
 using C = v1::Coordinator;
 // Held methods async (ResolveGroups raw: its answer is encoded straight from the core's shared
 // records), the others callback (gRPC's generated mix-ins, one per method).
-using Base = C::WithCallbackMethod_RegisterNode<C::WithCallbackMethod_Heartbeat<
+using Base = C::WithAsyncMethod_RegisterNode<C::WithAsyncMethod_Heartbeat<
     C::WithAsyncMethod_JoinJob<C::WithCallbackMethod_LeaveJob<C::WithCallbackMethod_WatchJob<
         C::WithCallbackMethod_KeySet<C::WithAsyncMethod_KeyGet<C::WithCallbackMethod_KeyAdd<
             C::WithCallbackMethod_KeyCompareSet<C::WithAsyncMethod_Barrier<
@@ -35,12 +35,6 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   CoordinatorService(coordinator::Coordinator* core, const Clock* clock,
                      absl::Duration max_wait = absl::Minutes(10));
 
-  grpc::ServerUnaryReactor* RegisterNode(grpc::CallbackServerContext* ctx,
-                                         const v1::RegisterNodeRequest* req,
-                                         v1::RegisterNodeResponse* resp) override;
-  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
-                                      const v1::HeartbeatRequest* req,
-                                      v1::HeartbeatResponse* resp) override;
   grpc::ServerUnaryReactor* LeaveJob(grpc::CallbackServerContext* ctx,
                                      const v1::LeaveJobRequest* req,
                                      v1::LeaveJobResponse* resp) override;
@@ -71,6 +65,12 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   template <typename Req, typename Resp>
   using Async = AsyncUnaryCall<Req, Resp>;
 
+  void ServeRegisterNode(grpc::ServerContext* ctx, const v1::RegisterNodeRequest& req,
+                         v1::RegisterNodeResponse* resp,
+                         Async<v1::RegisterNodeRequest, v1::RegisterNodeResponse>::Reply reply);
+  void ServeHeartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest& req,
+                      v1::HeartbeatResponse* resp,
+                      Async<v1::HeartbeatRequest, v1::HeartbeatResponse>::Reply reply);
   void ServeJoinJob(grpc::ServerContext* ctx, const v1::JoinJobRequest& req, v1::Assignment* resp,
                     Async<v1::JoinJobRequest, v1::Assignment>::Reply reply);
   void ServeKeyGet(grpc::ServerContext* ctx, const v1::KeyGetRequest& req, v1::KeyGetResponse* resp,
@@ -86,6 +86,8 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   coordinator::Coordinator* const core_;
   const Clock* const clock_;
   const absl::Duration max_wait_;
+  const Async<v1::RegisterNodeRequest, v1::RegisterNodeResponse>::Method register_node_;
+  const Async<v1::HeartbeatRequest, v1::HeartbeatResponse>::Method heartbeat_;
   const Async<v1::JoinJobRequest, v1::Assignment>::Method join_job_;
   const Async<v1::KeyGetRequest, v1::KeyGetResponse>::Method key_get_;
   const Async<v1::BarrierRequest, v1::BarrierResponse>::Method barrier_;
