@@ -4,8 +4,7 @@
 #include "daemon/service/watch_reactor.h"
 #include "daemon/wire/convert.h"
 #include "daemon/wire/group_ids_encoding.h"
-#include "google/protobuf/arena.h"
-#include "grpcpp/impl/codegen/proto_utils.h"  // SerializationTraits for protobuf messages
+#include "daemon/wire/resolve_groups_decoding.h"
 
 namespace meshd::service {
 
@@ -186,23 +185,10 @@ void CoordinatorService::ServeBarrier(grpc::ServerContext* ctx, const v1::Barrie
 void CoordinatorService::ServeResolveGroups(
     grpc::ServerContext* ctx, const grpc::ByteBuffer& request, grpc::ByteBuffer* resp,
     Async<grpc::ByteBuffer, grpc::ByteBuffer>::Reply reply) {
-  // Parsed into an arena: one free for the whole request when this function returns.
-  google::protobuf::Arena arena;
-  auto* parsed = google::protobuf::Arena::CreateMessage<v1::ResolveGroupsRequest>(&arena);
-  grpc::ByteBuffer bytes = request;  // shares the slices; Deserialize consumes its argument
-  if (!grpc::SerializationTraits<v1::ResolveGroupsRequest>::Deserialize(&bytes, parsed).ok()) {
-    return reply(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              "the ResolveGroupsRequest could not be parsed: send a "
-                              "meshd.v1.ResolveGroupsRequest (see proto/meshd/v1)"));
-  }
-  const v1::ResolveGroupsRequest& req = *parsed;
-  std::vector<coordinator::RankSpec> ranks;
-  for (const auto& r : req.ranks()) {
-    ranks.push_back({r.rank(), r.spec().fingerprint(), r.spec().description()});
-  }
-  std::vector<coordinator::GroupRequest> groups;
-  for (const v1::GroupRequest& g : req.groups()) groups.push_back(FromProto(g));
-  core_->ResolveGroups(req.job(), req.generation(), req.node(), req.mesh_key(), ranks, groups,
+  // Read straight into the core's types (resolve_groups_decoding.h): one per node of a mesh.
+  absl::StatusOr<wire::ResolveGroupsCall> req = wire::DecodeResolveGroupsRequest(request);
+  if (!req.ok()) return reply(ToGrpc(req.status()));
+  core_->ResolveGroups(req->job, req->generation, req->node, req->mesh_key, req->ranks, req->groups,
                        Deadline(ctx),
                        [reply = std::move(reply),
                         resp](absl::StatusOr<std::vector<coordinator::SharedGroupIds>> ids) {

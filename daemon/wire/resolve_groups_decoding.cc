@@ -1,0 +1,295 @@
+// DecodeResolveGroupsRequest (see resolve_groups_decoding.h). Protocol buffers' wire format: a
+// message is a sequence of fields, each a varint tag (field number << 3 | wire type) and a value:
+// type 0 a varint, 1 eight bytes, 2 a varint length and that many bytes (strings, bytes, nested
+// messages), 5 four bytes, 3/4 the start and end of a (deprecated) group of fields.
+#include "daemon/wire/resolve_groups_decoding.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace meshd::wire {
+namespace {
+
+enum WireType : uint32_t {
+  kVarint = 0,
+  kFixed64 = 1,
+  kLengthDelimited = 2,
+  kStartGroup = 3,
+  kEndGroup = 4,
+  kFixed32 = 5
+};
+constexpr int kMaxGroupDepth = 100;  // protobuf's default recursion limit
+
+// RFC 3629 UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF — what protobuf checks
+// proto3 string fields against.
+bool ValidUtf8(absl::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const unsigned char* end = p + s.size();
+  while (p < end) {
+    if (end - p >= 8) {  // ASCII eight bytes at a time: keys, names and specs mostly are
+      uint64_t word;
+      std::memcpy(&word, p, 8);
+      if ((word & 0x8080808080808080ull) == 0) {
+        p += 8;
+        continue;
+      }
+    }
+    const unsigned char c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    int n;
+    unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;  // overlong
+      if (c == 0xED) hi = 0x9F;  // surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;  // overlong
+      if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
+    } else {
+      return false;
+    }
+    if (end - p <= n) return false;
+    if (p[1] < lo || p[1] > hi) return false;
+    for (int i = 2; i <= n; ++i) {
+      if ((p[i] & 0xC0) != 0x80) return false;
+    }
+    p += n + 1;
+  }
+  return true;
+}
+
+// Reads fields from [p, end). Every read returns false on malformed or truncated input.
+class Reader {
+ public:
+  explicit Reader(absl::string_view bytes)
+      : p_(reinterpret_cast<const uint8_t*>(bytes.data())), end_(p_ + bytes.size()) {}
+
+  bool done() const { return p_ == end_; }
+
+  bool Varint(uint64_t* v) {
+    uint64_t out = 0;
+    for (int i = 0; i < 10; ++i) {
+      if (p_ == end_) return false;
+      const uint8_t b = *p_++;
+      out |= static_cast<uint64_t>(b & 0x7F) << (7 * i);
+      if (b < 0x80) {
+        *v = out;
+        return true;
+      }
+    }
+    return false;  // more than ten bytes
+  }
+
+  // A tag: field number (never 0) and wire type.
+  bool Tag(uint32_t* field, uint32_t* type) {
+    uint64_t tag = 0;
+    if (!Varint(&tag) || tag > UINT32_MAX || (tag >> 3) == 0) return false;
+    *field = static_cast<uint32_t>(tag >> 3);
+    *type = static_cast<uint32_t>(tag & 7);
+    return true;
+  }
+
+  bool Bytes(absl::string_view* out) {
+    uint64_t n = 0;
+    if (!Varint(&n) || n > static_cast<uint64_t>(end_ - p_)) return false;
+    *out = absl::string_view(reinterpret_cast<const char*>(p_), static_cast<size_t>(n));
+    p_ += n;
+    return true;
+  }
+
+  bool String(std::string* out) {
+    absl::string_view s;
+    if (!Bytes(&s) || !ValidUtf8(s)) return false;
+    out->assign(s.data(), s.size());
+    return true;
+  }
+
+  bool Uint32(uint32_t* out) {
+    uint64_t v = 0;
+    if (!Varint(&v)) return false;
+    *out = static_cast<uint32_t>(v);  // protobuf keeps the low 32 bits
+    return true;
+  }
+
+  // Skips the value of a field this reader does not know (or knows with another wire type).
+  bool Skip(uint32_t field, uint32_t type, int depth = 0) {
+    uint64_t v = 0;
+    absl::string_view s;
+    switch (type) {
+      case kVarint:
+        return Varint(&v);
+      case kFixed64:
+        return Advance(8);
+      case kLengthDelimited:
+        return Bytes(&s);
+      case kFixed32:
+        return Advance(4);
+      case kStartGroup: {
+        if (depth >= kMaxGroupDepth) return false;
+        while (true) {
+          uint32_t f = 0, t = 0;
+          if (!Tag(&f, &t)) return false;
+          if (t == kEndGroup) return f == field;
+          if (!Skip(f, t, depth + 1)) return false;
+        }
+      }
+      default:  // an end of group with no start, or wire types 6 and 7
+        return false;
+    }
+  }
+
+ private:
+  bool Advance(size_t n) {
+    if (static_cast<size_t>(end_ - p_) < n) return false;
+    p_ += n;
+    return true;
+  }
+
+  const uint8_t* p_;
+  const uint8_t* const end_;
+};
+
+// Each Read* parses one message's fields into `out` (merging into what is there, as protobuf
+// does when a singular submessage field repeats).
+bool ReadMeshSpec(absl::string_view bytes, coordinator::RankSpec* out) {
+  Reader r(bytes);
+  while (!r.done()) {
+    uint32_t field = 0, type = 0;
+    if (!r.Tag(&field, &type)) return false;
+    bool ok;
+    if (field == 1 && type == kLengthDelimited) {
+      ok = r.String(&out->fingerprint);
+    } else if (field == 2 && type == kLengthDelimited) {
+      ok = r.String(&out->description);
+    } else {
+      ok = r.Skip(field, type);
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool ReadRankSpec(absl::string_view bytes, coordinator::RankSpec* out) {
+  Reader r(bytes);
+  while (!r.done()) {
+    uint32_t field = 0, type = 0;
+    if (!r.Tag(&field, &type)) return false;
+    bool ok;
+    absl::string_view spec;
+    if (field == 1 && type == kVarint) {
+      ok = r.Uint32(&out->rank);
+    } else if (field == 2 && type == kLengthDelimited) {
+      ok = r.Bytes(&spec) && ReadMeshSpec(spec, out);
+    } else {
+      ok = r.Skip(field, type);
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool ReadMintedId(absl::string_view bytes, std::pair<uint32_t, std::string>* out) {
+  Reader r(bytes);
+  while (!r.done()) {
+    uint32_t field = 0, type = 0;
+    if (!r.Tag(&field, &type)) return false;
+    bool ok;
+    absl::string_view id;
+    if (field == 1 && type == kVarint) {
+      ok = r.Uint32(&out->first);
+    } else if (field == 2 && type == kLengthDelimited) {
+      ok = r.Bytes(&id);
+      if (ok) out->second.assign(id.data(), id.size());
+    } else {
+      ok = r.Skip(field, type);
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool ReadGroupRequest(absl::string_view bytes, coordinator::GroupRequest* out) {
+  Reader r(bytes);
+  while (!r.done()) {
+    uint32_t field = 0, type = 0;
+    if (!r.Tag(&field, &type)) return false;
+    bool ok;
+    absl::string_view minted;
+    if (field == 1 && type == kLengthDelimited) {
+      ok = r.String(&out->key);
+    } else if (field == 2 && type == kVarint) {
+      ok = r.Uint32(&out->num_ids);
+    } else if (field == 3 && type == kLengthDelimited) {
+      ok = r.Bytes(&minted) && ReadMintedId(minted, &out->minted.emplace_back());
+    } else if (field == 4 && type == kLengthDelimited) {
+      ok = r.String(&out->mint_error);
+    } else {
+      ok = r.Skip(field, type);
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<ResolveGroupsCall> DecodeResolveGroupsRequest(absl::string_view bytes) {
+  ResolveGroupsCall call;
+  call.ranks.reserve(8);    // a node's local ranks, typically
+  call.groups.reserve(32);  // their groups: one per mesh dim and rank, shared ones once
+  Reader r(bytes);
+  while (!r.done()) {
+    uint32_t field = 0, type = 0;
+    bool ok = r.Tag(&field, &type);
+    absl::string_view nested;
+    if (!ok) {
+    } else if (field == 1 && type == kLengthDelimited) {
+      ok = r.String(&call.job);
+    } else if (field == 2 && type == kVarint) {
+      ok = r.Varint(&call.generation);
+    } else if (field == 3 && type == kLengthDelimited) {
+      ok = r.String(&call.node);
+    } else if (field == 4 && type == kLengthDelimited) {
+      ok = r.String(&call.mesh_key);
+    } else if (field == 5 && type == kLengthDelimited) {
+      ok = r.Bytes(&nested) && ReadRankSpec(nested, &call.ranks.emplace_back());
+    } else if (field == 6 && type == kLengthDelimited) {
+      coordinator::GroupRequest& g = call.groups.emplace_back();
+      g.num_ids = 0;  // proto3: absent is zero
+      ok = r.Bytes(&nested) && ReadGroupRequest(nested, &g);
+    } else {
+      ok = r.Skip(field, type);
+    }
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the ResolveGroupsRequest could not be parsed (malformed at field ", field,
+          ", or a string that is not UTF-8): send a meshd.v1.ResolveGroupsRequest (see "
+          "proto/meshd/v1)"));
+    }
+  }
+  return call;
+}
+
+absl::StatusOr<ResolveGroupsCall> DecodeResolveGroupsRequest(const grpc::ByteBuffer& bytes) {
+  std::vector<grpc::Slice> slices;
+  if (!bytes.Dump(&slices).ok()) {
+    return absl::InvalidArgumentError("the ResolveGroupsRequest could not be read");
+  }
+  if (slices.size() == 1) {
+    return DecodeResolveGroupsRequest(absl::string_view(
+        reinterpret_cast<const char*>(slices[0].begin()), slices[0].size()));
+  }
+  std::string flat;
+  flat.reserve(bytes.Length());
+  for (const grpc::Slice& s : slices) flat.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return DecodeResolveGroupsRequest(flat);
+}
+
+}  // namespace meshd::wire
