@@ -545,7 +545,7 @@ absl::Status Coordinator::LeaveJob(const std::string& job, uint64_t generation,
 void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
                                 const std::string& node, const std::string& mesh_key,
                                 const std::vector<RankSpec>& ranks,
-                                const std::vector<GroupRequest>& groups, absl::Time deadline,
+                                std::vector<GroupRequest> groups, absl::Time deadline,
                                 GroupsDone done) {
   Completions out;
   absl::Status status = ValidateKey(mesh_key);
@@ -565,7 +565,7 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
               .try_emplace(mesh_key, job, mesh_key,
                            static_cast<uint32_t>(rec.members->size()) * rec.local_world, &counters_)
               .first;
-      it->second.Report(node, ranks, groups, deadline, std::move(done), out);
+      it->second.Report(node, ranks, std::move(groups), deadline, std::move(done), out);
     } else {
       status = j.status();
     }

@@ -119,9 +119,10 @@ class Coordinator {
   // every rank of the generation reported `mesh_key`.
   // Errors: as KeySet's, plus FAILED_PRECONDITION mismatched specs or a group nobody minted;
   // DEADLINE_EXCEEDED (naming the missing ranks); INVALID_ARGUMENT malformed groups or ranks.
+  // `groups` is taken (its minted ids move into the exchange).
   void ResolveGroups(const std::string& job, uint64_t generation, const std::string& node,
                      const std::string& mesh_key, const std::vector<RankSpec>& ranks,
-                     const std::vector<GroupRequest>& groups, absl::Time deadline, GroupsDone done);
+                     std::vector<GroupRequest> groups, absl::Time deadline, GroupsDone done);
 
   // Expires heartbeats, last-call windows and waits. Called by a ticker (or by tests).
   void CheckDeadlines();

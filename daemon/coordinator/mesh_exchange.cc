@@ -29,9 +29,10 @@ void MeshExchange::Fail(const absl::Status& status, Completions& out) {
 
 void MeshExchange::Answer(Waiter& w, Completions& out) {
   std::vector<SharedGroupIds> answer;
-  answer.reserve(w.keys.size());
-  for (const std::string& key : w.keys) {
-    Group& group = ids_.find(key)->second;  // reported
+  answer.reserve(w.groups.size());
+  for (GroupEntry* entry : w.groups) {
+    const std::string& key = entry->first;
+    Group& group = entry->second;
     if (group.answer != nullptr) {
       answer.push_back(group.answer);
       continue;
@@ -62,8 +63,8 @@ void MeshExchange::Answer(Waiter& w, Completions& out) {
 }
 
 void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& ranks,
-                          const std::vector<GroupRequest>& groups, absl::Time deadline,
-                          GroupsDone done, Completions& out) {
+                          std::vector<GroupRequest> groups, absl::Time deadline, GroupsDone done,
+                          Completions& out) {
   auto reject = [&](absl::Status s) { out.push_back([done = std::move(done), s] { done(s); }); };
   if (failed_) return reject(*failed_);
   for (const RankSpec& r : ranks) {
@@ -99,11 +100,15 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
       }
     }
   }
-  for (const GroupRequest& g : groups) {
-    auto& slots = ids_[g.key].slots;
+  Waiter waiter{{}, std::move(done), deadline};
+  waiter.groups.reserve(groups.size());
+  for (GroupRequest& g : groups) {
+    GroupEntry& entry = *ids_.try_emplace(std::move(g.key)).first;
+    auto& slots = entry.second.slots;
     slots.resize(g.num_ids);
-    if (!g.mint_error.empty()) mint_errors_.emplace(g.key, g.mint_error);
-    for (const auto& [index, id] : g.minted) slots[index] = id;
+    if (!g.mint_error.empty()) mint_errors_.emplace(entry.first, g.mint_error);
+    for (auto& [index, id] : g.minted) slots[index] = std::move(id);
+    waiter.groups.push_back(&entry);
   }
   for (const RankSpec& r : ranks) {
     if (reported_[r.rank]) continue;  // a retry
@@ -113,8 +118,7 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
     if (desc.empty()) desc = r.description;
     asked.push_back(r.rank);
   }
-  waiters_.push_back(Waiter{{}, std::move(done), deadline});
-  for (const GroupRequest& g : groups) waiters_.back().keys.push_back(g.key);
+  waiters_.push_back(std::move(waiter));
 
   if (specs_.size() > 1) {
     std::vector<std::string> who;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "daemon/coordinator/kv_store.h"
@@ -37,8 +38,9 @@ class MeshExchange {
   // One node's report. Ranks must be below world_size; reporting a rank again (a retry) is fine.
   // Errors (through `done`): INVALID_ARGUMENT malformed ids or ranks; FAILED_PRECONDITION specs
   // differ between ranks (naming both and who asked for which) or a group's id was never minted.
+  // `groups` is taken: its ids and keys move into the exchange.
   void Report(const std::string& node, const std::vector<RankSpec>& ranks,
-              const std::vector<GroupRequest>& groups, absl::Time deadline, GroupsDone done,
+              std::vector<GroupRequest> groups, absl::Time deadline, GroupsDone done,
               Completions& out);
   // Fails waits past `now` with DEADLINE_EXCEEDED naming the ranks still missing; returns the
   // earliest deadline of those left (InfiniteFuture when none).
@@ -47,8 +49,13 @@ class MeshExchange {
   size_t waiters() const { return waiters_.size(); }
 
  private:
+  struct Group {
+    std::vector<std::optional<std::string>> slots;  // by chunk, as minted
+    SharedGroupIds answer;                          // once every slot is filled and asked for
+  };
+  using GroupEntry = std::pair<const std::string, Group>;  // key and group, at a stable address
   struct Waiter {
-    std::vector<std::string> keys;
+    std::vector<GroupEntry*> groups;  // as asked, in order
     GroupsDone done;
     absl::Time deadline;
   };
@@ -63,12 +70,9 @@ class MeshExchange {
       specs_;  // fp -> (desc, ranks)
   std::vector<bool> reported_;  // by rank
   uint32_t reported_count_ = 0;
-  struct Group {
-    std::vector<std::optional<std::string>> slots;  // by chunk, as minted
-    SharedGroupIds answer;                          // once every slot is filled and asked for
-  };
-  // Hash maps: a 131,072-rank mesh has ~100,000 groups, asked for by every node.
-  absl::flat_hash_map<std::string, Group> ids_;                                    // key -> ids
+  // Hash maps: a 131,072-rank mesh has ~100,000 groups, asked for by every node. Groups by node,
+  // so that a waiter holds its groups themselves and its answer needs no lookups.
+  absl::node_hash_map<std::string, Group> ids_;                                    // key -> ids
   absl::flat_hash_map<std::string, std::string> mint_errors_;                      // key -> why
   std::vector<Waiter> waiters_;
   std::optional<absl::Status> failed_;
