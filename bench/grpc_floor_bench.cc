@@ -55,6 +55,8 @@ int main(int argc, char** argv) {
   int server_cpu = -2;
   double timeout_s = 300;
   bool json = false;
+  std::string server_address;
+  int server_pid = 0;
   CLI::App app{
       "grpc_floor_bench: meshd_bench's calls on a bare gRPC server (the floor under meshd)"};
   app.add_option("--nodes", nodes, "Simulated nodes")->check(CLI::Range(1u, 1u << 20));
@@ -70,45 +72,66 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(-1, 1023));
   app.add_option("--timeout", timeout_s, "Deadline of the whole run, seconds")
       ->check(CLI::Range(1.0, 3600.0));
+  app.add_option("--server", server_address,
+                 "Use this running server (grpc_floor_bench --serve --nodes N, e.g. under a "
+                 "profiler) instead of starting one");
+  app.add_option("--server-pid", server_pid, "With --server: its pid, for its CPU and memory");
   app.add_flag("--json", json, "Print only the JSON line");
   app.add_flag("--serve", serve, "(internal) be the server");
   CLI11_PARSE(app, argc, argv);
   if (serve) return Serve(nodes);
 
-  std::error_code ec;
-  const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-  if (ec) return Fail("cannot find this program's path in /proc/self/exe");
   std::unique_ptr<meshd::process::Subprocess> server;
-  absl::StatusOr<std::string> cpus = StartOnCpu(server_cpu, "--server-cpu", [&]() -> absl::Status {
-    auto p = meshd::process::Subprocess::Start({self, "--serve", "--nodes", absl::StrCat(nodes)});
-    if (!p.ok()) return p.status();
-    server = *std::move(p);
-    return absl::OkStatus();
-  });
-  if (!cpus.ok()) return Fail(std::string(cpus.status().message()));
-  absl::StatusOr<std::string> address = server->WaitForLine(kServing, absl::Seconds(30));
-  if (!address.ok())
-    return Fail(absl::StrCat("the server did not start: ", address.status().message()));
+  std::string address = server_address;
+  std::string cpus = "unknown";  // a server this process did not start
+  int pid = server_pid;
+  if (address.empty()) {
+    std::error_code ec;
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    if (ec) return Fail("cannot find this program's path in /proc/self/exe");
+    absl::StatusOr<std::string> placed =
+        StartOnCpu(server_cpu, "--server-cpu", [&]() -> absl::Status {
+          auto p = meshd::process::Subprocess::Start(
+              {self, "--serve", "--nodes", absl::StrCat(nodes)});
+          if (!p.ok()) return p.status();
+          server = *std::move(p);
+          return absl::OkStatus();
+        });
+    if (!placed.ok()) return Fail(std::string(placed.status().message()));
+    cpus = *placed;
+    absl::StatusOr<std::string> bound = server->WaitForLine(kServing, absl::Seconds(30));
+    if (!bound.ok()) {
+      return Fail(absl::StrCat("the server did not start: ", bound.status().message()));
+    }
+    address = *bound;
+    pid = server->pid();
+  }
 
   floor::LoadOptions lo;
-  lo.address = *address;
+  lo.address = address;
   lo.nodes = nodes;
   lo.channels = channels == 0 ? DefaultChannels(nodes) : channels;
   lo.session = session;
   lo.timeout = absl::Seconds(timeout_s);
   std::optional<ProcStats> before, after;
-  if (auto s = ReadProcStats(server->pid()); s.ok()) before = *s;
+  if (pid > 0) {
+    if (auto s = ReadProcStats(pid); s.ok()) before = *s;
+  }
   absl::StatusOr<floor::LoadResult> r = floor::RunFloorLoad(lo);
-  if (auto s = ReadProcStats(server->pid()); s.ok()) after = *s;
-  server->Signal(SIGKILL);
-  (void)server->Wait(absl::Seconds(10));
+  if (pid > 0) {
+    if (auto s = ReadProcStats(pid); s.ok()) after = *s;
+  }
+  if (server) {
+    server->Signal(SIGKILL);
+    (void)server->Wait(absl::Seconds(10));
+  }
   if (!r.ok()) return Fail(absl::StrCat("the run failed: ", r.status().ToString()));
 
   nlohmann::ordered_json j;
   j["nodes"] = nodes;
   j["mode"] = session ? "session" : "unary";
   j["channels"] = lo.channels;
-  j["server_cpus"] = *cpus;
+  j["server_cpus"] = cpus;
   j["exchanges"] = r->exchanges;
   j["calls"] = r->streams;
   j["t_registered_s"] = r->t_registered_s;
@@ -131,7 +154,7 @@ int main(int argc, char** argv) {
     };
     std::cout << absl::StrFormat("grpc_floor_bench: %u nodes, %s, bare gRPC server on CPUs %s\n",
                                  nodes, session ? "one stream per node" : "three calls per node",
-                                 *cpus);
+                                 cpus);
     line("every node registered", absl::StrFormat("%.3f s", r->t_registered_s));
     line("every node joined", absl::StrFormat("%.3f s", r->t_joined_s));
     line("every node resolved", absl::StrFormat("%.3f s (%.3f s after the last registration)",
