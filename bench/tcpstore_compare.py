@@ -12,6 +12,9 @@ the same groups: every dim's groups plus the world group), it runs in alternatio
   tcp-shared PyTorch's TCPStore, simulated ranks sharing one connection per driver process
              (TCPStore's best case)
   tcp-rank   PyTorch's TCPStore, one connection per rank (what a real job opens)
+  grpc-floor build/bin/grpc_floor_bench --json: meshd_bench's three calls per node (register,
+             join held for all, resolve held for all) with payloads of meshd's sizes on a bare
+             gRPC server: no meshd in the path, the floor under meshd's figures (--no-floor: skip)
 
 The TCPStore workload is what torch.distributed does: every rank joins through the store (an
 atomic add gives it its rank, the last to arrive publishes that everyone joined, the others wait
@@ -153,6 +156,19 @@ def run_meshd(bench, nodes, gpus, timeout_s, register_first=False, server_cpu=-1
     return j
 
 
+def run_floor(bench, nodes, gpus, timeout_s, server_cpu=-1):
+    """grpc_floor_bench: meshd_bench's calls on a bare gRPC server (t_ids_s: every node resolved)."""
+    out = subprocess.run([bench, "--nodes", str(nodes), "--json", "--timeout", str(timeout_s),
+                          "--server-cpu", str(server_cpu)],
+                         capture_output=True, text=True, timeout=timeout_s + 60)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip())
+    j = json.loads(out.stdout.strip().splitlines()[-1])
+    j.update(system="grpc-floor", ranks=nodes * gpus, t_ranks_s=j["t_joined_s"],
+             t_ids_s=j["t_done_s"])
+    return j
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -164,6 +180,9 @@ def main():
     p.add_argument("--max-per-rank-connections", type=int, default=16384,
                    help="skip tcp-rank above this many ranks (file descriptors)")
     p.add_argument("--meshd-bench", default=os.path.join(here, "..", "build", "bin", "meshd_bench"))
+    p.add_argument("--floor-bench",
+                   default=os.path.join(here, "..", "build", "bin", "grpc_floor_bench"))
+    p.add_argument("--no-floor", action="store_true", help="skip the bare-gRPC floor runs")
     p.add_argument("--server-cpu", type=int, default=min(os.sched_getaffinity(0)),
                    help="CPU the server under test (meshd's coordinator, TCPStore's store) is "
                         "confined to while the load runs on every CPU; -1: any (default: %(default)s)")
@@ -183,6 +202,9 @@ def main():
                                                            server_cpu=cpu)),
                     ("tcpstore-shared", lambda: run_tcpstore(nodes, a.gpus_per_node, False,
                                                              a.procs, a.timeout, cpu))]
+            if not a.no_floor:
+                runs.append(("grpc-floor", lambda: run_floor(a.floor_bench, nodes, a.gpus_per_node,
+                                                             a.timeout, cpu)))
             if world <= a.max_per_rank_connections:
                 runs.append(("tcpstore-per-rank", lambda: run_tcpstore(
                     nodes, a.gpus_per_node, True, a.procs, a.timeout, cpu)))
@@ -197,8 +219,9 @@ def main():
     print()
     # meshd: connect, register and start the job in one go (cold); meshd-registered: the job alone
     # on a cluster whose agents are registered. The ratios divide by each (median of the repeats).
+    # after reg: from the last registration to every id held (cold meshd and the floor only).
     print(f"{'nodes':>6} {'ranks':>7} {'system':<18} {'t_ranks_s':>10} {'t_ids_s':>9} "
-          f"{'x cold':>7} {'x job':>7}")
+          f"{'x cold':>7} {'x job':>7} {'after reg':>9}")
     def median(system, nodes):
         v = sorted(r["t_ids_s"] for r in rows
                    if r["system"] == system and r["nodes"] == nodes and "t_ids_s" in r)
@@ -209,8 +232,10 @@ def main():
             continue
         cold = r["t_ids_s"] / median("meshd", r["nodes"])
         job = r["t_ids_s"] / median("meshd-registered", r["nodes"])
+        after = (f"{r['t_ids_s'] - r['t_registered_s']:>9.3f}"
+                 if r["system"] in ("meshd", "grpc-floor") else "")
         print(f"{r['nodes']:>6} {r['ranks']:>7} {r['system']:<18} {r['t_ranks_s']:>10.3f} "
-              f"{r['t_ids_s']:>9.3f} {cold:>7.1f} {job:>7.1f}")
+              f"{r['t_ids_s']:>9.3f} {cold:>7.1f} {job:>7.1f} {after}")
     return 0
 
 
