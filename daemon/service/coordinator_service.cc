@@ -188,7 +188,8 @@ void CoordinatorService::ServeResolveGroups(
   // Read straight into the core's types (resolve_groups_decoding.h): one per node of a mesh.
   absl::StatusOr<wire::ResolveGroupsCall> req = wire::DecodeResolveGroupsRequest(request);
   if (!req.ok()) return reply(ToGrpc(req.status()));
-  core_->ResolveGroups(req->job, req->generation, req->node, req->mesh_key, req->ranks, req->groups,
+  core_->ResolveGroups(req->job, req->generation, req->node, req->mesh_key, req->ranks,
+                       std::move(req->groups),
                        Deadline(ctx),
                        [reply = std::move(reply),
                         resp](absl::StatusOr<std::vector<coordinator::SharedGroupIds>> ids) {
