@@ -119,14 +119,9 @@ int main(int argc, char** argv) {
   lo.channels = channels == 0 ? DefaultChannels(nodes) : channels;
   lo.session = session;
   lo.timeout = absl::Seconds(timeout_s);
-  std::optional<ProcStats> before, after;
-  if (pid > 0) {
-    if (auto s = ReadProcStats(pid); s.ok()) before = *s;
-  }
+  const std::optional<ProcStats> before = ServerStats(pid);
   absl::StatusOr<floor::LoadResult> r = floor::RunFloorLoad(lo);
-  if (pid > 0) {
-    if (auto s = ReadProcStats(pid); s.ok()) after = *s;
-  }
+  const std::optional<ProcStats> after = ServerStats(pid);
   if (server) {
     server->Signal(SIGKILL);
     (void)server->Wait(absl::Seconds(10));

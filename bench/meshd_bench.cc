@@ -170,10 +170,7 @@ int main(int argc, char** argv) {
     address = *addr;
     pid = coordinator->pid();
   }
-  std::optional<ProcStats> before;
-  if (pid > 0) {
-    if (auto s = ReadProcStats(pid); s.ok()) before = *s;
-  }
+  const std::optional<ProcStats> before = ServerStats(pid);
 
   SimOptions so;
   so.address = address;
@@ -183,10 +180,7 @@ int main(int argc, char** argv) {
   so.timeout = absl::Seconds(f.timeout_s);
   so.register_first = f.register_first;
   absl::StatusOr<SimResult> r = RunClusterSim(so, &*workload);
-  std::optional<ProcStats> after;
-  if (pid > 0) {
-    if (auto s = ReadProcStats(pid); s.ok()) after = *s;
-  }
+  const std::optional<ProcStats> after = ServerStats(pid);
   if (coordinator) {
     coordinator->Signal(SIGTERM);
     (void)coordinator->Wait(absl::Seconds(30));

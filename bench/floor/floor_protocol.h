@@ -33,26 +33,12 @@ enum class Step : int { kRegister = 0, kJoin = 1, kResolve = 2 };
 inline constexpr int kSteps = 3;
 
 inline uint32_t RequestBytes(const Sizes& s, Step step) {
-  switch (step) {
-    case Step::kRegister:
-      return s.register_request;
-    case Step::kJoin:
-      return s.join_request;
-    case Step::kResolve:
-      return s.resolve_request;
-  }
-  return 0;
+  const uint32_t bytes[kSteps] = {s.register_request, s.join_request, s.resolve_request};
+  return bytes[static_cast<int>(step)];
 }
 inline uint32_t AnswerBytes(const Sizes& s, Step step) {
-  switch (step) {
-    case Step::kRegister:
-      return s.register_answer;
-    case Step::kJoin:
-      return s.join_answer;
-    case Step::kResolve:
-      return s.resolve_answer;
-  }
-  return 0;
+  const uint32_t bytes[kSteps] = {s.register_answer, s.join_answer, s.resolve_answer};
+  return bytes[static_cast<int>(step)];
 }
 
 }  // namespace meshd::bench::floor

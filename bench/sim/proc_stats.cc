@@ -60,4 +60,11 @@ absl::StatusOr<ProcStats> ReadProcStats(pid_t pid) {
   return s;
 }
 
+std::optional<ProcStats> ServerStats(pid_t pid) {
+  if (pid <= 0) return std::nullopt;
+  absl::StatusOr<ProcStats> s = ReadProcStats(pid);
+  if (!s.ok()) return std::nullopt;
+  return *s;
+}
+
 }  // namespace meshd::bench

@@ -5,6 +5,8 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include <optional>
+
 #include "absl/status/statusor.h"
 
 namespace meshd::bench {
@@ -17,6 +19,8 @@ struct ProcStats {
 
 // NOT_FOUND when the process is gone; INTERNAL when /proc cannot be parsed.
 absl::StatusOr<ProcStats> ReadProcStats(pid_t pid);
+// The same for a server under test whose pid may be unknown (0): nothing when it cannot be read.
+std::optional<ProcStats> ServerStats(pid_t pid);
 
 // Seconds on a CPU-time clock (CLOCK_PROCESS_CPUTIME_ID, or a process's from
 // clock_getcpuclockid), to the nanosecond; -1 when the clock cannot be read.

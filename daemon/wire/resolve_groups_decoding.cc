@@ -156,51 +156,48 @@ class Reader {
   const uint8_t* const end_;
 };
 
-// Each Read* parses one message's fields into `out` (merging into what is there, as protobuf
-// does when a singular submessage field repeats).
-bool ReadMeshSpec(absl::string_view bytes, coordinator::RankSpec* out) {
+// Reads one message's fields: `known(reader, field, type)` reads the fields it knows and returns
+// true when it did (false: not one of its fields, or not with that wire type); every other field
+// is skipped as protobuf skips unknown fields. `ok` is false on malformed input.
+template <typename Known>
+bool ReadFields(absl::string_view bytes, Known known) {
   Reader r(bytes);
   while (!r.done()) {
     uint32_t field = 0, type = 0;
-    if (!r.Tag(&field, &type)) return false;
-    bool ok;
-    if (field == 1 && type == kLengthDelimited) {
-      ok = r.String(&out->fingerprint);
-    } else if (field == 2 && type == kLengthDelimited) {
-      ok = r.String(&out->description);
-    } else {
-      ok = r.Skip(field, type);
+    bool ok = true;
+    if (!r.Tag(&field, &type) || (!known(r, field, type, ok) && !r.Skip(field, type)) || !ok) {
+      return false;
     }
-    if (!ok) return false;
   }
   return true;
 }
 
+// Each Read* parses one message's fields into `out`, merging into what is there (as protobuf does
+// when a singular submessage field repeats).
+bool ReadMeshSpec(absl::string_view bytes, coordinator::RankSpec* out) {
+  return ReadFields(bytes, [out](Reader& r, uint32_t field, uint32_t type, bool& ok) {
+    if (type != kLengthDelimited || (field != 1 && field != 2)) return false;
+    ok = r.String(field == 1 ? &out->fingerprint : &out->description);
+    return true;
+  });
+}
+
 bool ReadRankSpec(absl::string_view bytes, coordinator::RankSpec* out) {
-  Reader r(bytes);
-  while (!r.done()) {
-    uint32_t field = 0, type = 0;
-    if (!r.Tag(&field, &type)) return false;
-    bool ok;
+  return ReadFields(bytes, [out](Reader& r, uint32_t field, uint32_t type, bool& ok) {
     absl::string_view spec;
     if (field == 1 && type == kVarint) {
       ok = r.Uint32(&out->rank);
     } else if (field == 2 && type == kLengthDelimited) {
       ok = r.Bytes(&spec) && ReadMeshSpec(spec, out);
     } else {
-      ok = r.Skip(field, type);
+      return false;
     }
-    if (!ok) return false;
-  }
-  return true;
+    return true;
+  });
 }
 
 bool ReadMintedId(absl::string_view bytes, std::pair<uint32_t, std::string>* out) {
-  Reader r(bytes);
-  while (!r.done()) {
-    uint32_t field = 0, type = 0;
-    if (!r.Tag(&field, &type)) return false;
-    bool ok;
+  return ReadFields(bytes, [out](Reader& r, uint32_t field, uint32_t type, bool& ok) {
     absl::string_view id;
     if (field == 1 && type == kVarint) {
       ok = r.Uint32(&out->first);
@@ -208,19 +205,14 @@ bool ReadMintedId(absl::string_view bytes, std::pair<uint32_t, std::string>* out
       ok = r.Bytes(&id);
       if (ok) out->second.assign(id.data(), id.size());
     } else {
-      ok = r.Skip(field, type);
+      return false;
     }
-    if (!ok) return false;
-  }
-  return true;
+    return true;
+  });
 }
 
 bool ReadGroupRequest(absl::string_view bytes, coordinator::GroupRequest* out) {
-  Reader r(bytes);
-  while (!r.done()) {
-    uint32_t field = 0, type = 0;
-    if (!r.Tag(&field, &type)) return false;
-    bool ok;
+  return ReadFields(bytes, [out](Reader& r, uint32_t field, uint32_t type, bool& ok) {
     absl::string_view minted;
     if (field == 1 && type == kLengthDelimited) {
       ok = r.String(&out->key);
@@ -231,11 +223,36 @@ bool ReadGroupRequest(absl::string_view bytes, coordinator::GroupRequest* out) {
     } else if (field == 4 && type == kLengthDelimited) {
       ok = r.String(&out->mint_error);
     } else {
-      ok = r.Skip(field, type);
+      return false;
     }
-    if (!ok) return false;
-  }
-  return true;
+    return true;
+  });
+}
+
+bool ReadRequest(absl::string_view bytes, ResolveGroupsCall* out) {
+  return ReadFields(bytes, [out](Reader& r, uint32_t field, uint32_t type, bool& ok) {
+    absl::string_view nested;
+    if (field == 2 && type == kVarint) {
+      ok = r.Varint(&out->generation);
+    } else if (type != kLengthDelimited) {
+      return false;
+    } else if (field == 1) {
+      ok = r.String(&out->job);
+    } else if (field == 3) {
+      ok = r.String(&out->node);
+    } else if (field == 4) {
+      ok = r.String(&out->mesh_key);
+    } else if (field == 5) {
+      ok = r.Bytes(&nested) && ReadRankSpec(nested, &out->ranks.emplace_back());
+    } else if (field == 6) {
+      coordinator::GroupRequest& g = out->groups.emplace_back();
+      g.num_ids = 0;  // proto3: absent is zero
+      ok = r.Bytes(&nested) && ReadGroupRequest(nested, &g);
+    } else {
+      return false;
+    }
+    return true;
+  });
 }
 
 }  // namespace
@@ -244,35 +261,10 @@ absl::StatusOr<ResolveGroupsCall> DecodeResolveGroupsRequest(absl::string_view b
   ResolveGroupsCall call;
   call.ranks.reserve(8);    // a node's local ranks, typically
   call.groups.reserve(32);  // their groups: one per mesh dim and rank, shared ones once
-  Reader r(bytes);
-  while (!r.done()) {
-    uint32_t field = 0, type = 0;
-    bool ok = r.Tag(&field, &type);
-    absl::string_view nested;
-    if (!ok) {
-    } else if (field == 1 && type == kLengthDelimited) {
-      ok = r.String(&call.job);
-    } else if (field == 2 && type == kVarint) {
-      ok = r.Varint(&call.generation);
-    } else if (field == 3 && type == kLengthDelimited) {
-      ok = r.String(&call.node);
-    } else if (field == 4 && type == kLengthDelimited) {
-      ok = r.String(&call.mesh_key);
-    } else if (field == 5 && type == kLengthDelimited) {
-      ok = r.Bytes(&nested) && ReadRankSpec(nested, &call.ranks.emplace_back());
-    } else if (field == 6 && type == kLengthDelimited) {
-      coordinator::GroupRequest& g = call.groups.emplace_back();
-      g.num_ids = 0;  // proto3: absent is zero
-      ok = r.Bytes(&nested) && ReadGroupRequest(nested, &g);
-    } else {
-      ok = r.Skip(field, type);
-    }
-    if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the ResolveGroupsRequest could not be parsed (malformed at field ", field,
-          ", or a string that is not UTF-8): send a meshd.v1.ResolveGroupsRequest (see "
-          "proto/meshd/v1)"));
-    }
+  if (!ReadRequest(bytes, &call)) {
+    return absl::InvalidArgumentError(
+        "the ResolveGroupsRequest could not be parsed (malformed, or a string field that is not "
+        "UTF-8): send a meshd.v1.ResolveGroupsRequest (see proto/meshd/v1)");
   }
   return call;
 }
