@@ -8,23 +8,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/topology/rank_order.h"
+#include "daemon/coordinator/records.h"
 #include "daemon/coordinator/validation.h"
 
 namespace meshd::coordinator {
 namespace {
 
-constexpr uint32_t kMaxLocalWorld = 1024;
 // Events about a node rather than a job carry no generation.
 constexpr uint64_t kNoGeneration = 0;
 // Lists of nodes in messages are capped so that a 16,384-node job does not write a book.
 constexpr size_t kMaxNamesInMessage = 8;
-
-// The member list of a job with no running generation (shared, never freed).
-const std::shared_ptr<const std::vector<Member>>& NoMembers() {
-  static const auto* empty =
-      new std::shared_ptr<const std::vector<Member>>(std::make_shared<const std::vector<Member>>());
-  return *empty;
-}
 
 std::string NameList(const std::vector<std::string>& names) {
   if (names.size() <= kMaxNamesInMessage) return absl::StrJoin(names, ", ");
@@ -59,6 +52,10 @@ const char* EventKindName(EventKind kind) {
       return "generation_started";
     case EventKind::kGenerationEnded:
       return "generation_ended";
+    case EventKind::kJobRecovering:
+      return "job_recovering";
+    case EventKind::kGenerationRecovered:
+      return "generation_recovered";
   }
   return "unknown";
 }
@@ -79,51 +76,6 @@ std::string EndReasonName(EndReason r) {
   return "unknown";
 }
 
-struct Coordinator::NodeRecord {
-  NodeInventory inventory;
-  std::string clique;
-  absl::Time last_heard;
-  HeartbeatTiming timing;  // what the node was last told
-  bool alive = true;
-  uint32_t restarts = 0;
-};
-
-struct Coordinator::JobRecord {
-  struct Joiner {
-    uint64_t incarnation = 0;
-    std::vector<std::pair<JoinDone, absl::Time>> waiters;
-  };
-  std::string name;
-  NodeCount count;
-  uint32_t local_world = 0;
-  uint64_t generation = 1;
-  JobPhase phase = JobPhase::kJoining;
-  absl::Time phase_since;
-  std::map<std::string, Joiner> joiners;  // the open round
-  std::map<std::string, Joiner> standby;  // elastic job at its max: wait for the next round
-  std::optional<absl::Time> last_call_deadline;
-  std::vector<std::string> previous_members;
-  // The running generation's members in rank order; one list shared with every answer of it.
-  std::shared_ptr<const std::vector<Member>> members = NoMembers();
-  absl::flat_hash_map<std::string, uint32_t> rank_of;  // member node -> node rank
-  KvStore kv;
-  std::map<std::string, MeshExchange> meshes;  // running generation, by mesh key
-  std::optional<GenerationEnd> last_end;
-
-  std::vector<std::string> JoinerNames() const {
-    std::vector<std::string> out;
-    for (const auto& [n, j] : joiners) out.push_back(n);
-    return out;
-  }
-  Assignment AssignmentFor(uint32_t node_rank) const {
-    return Assignment{name,        generation,
-                      static_cast<uint32_t>(members->size()) * local_world,
-                      node_rank,   local_world,
-                      static_cast<uint32_t>(members->size()), members};
-  }
-  bool IsMember(const std::string& node) const { return rank_of.contains(node); }
-};
-
 Coordinator::Coordinator(const Clock* clock, CoordinatorOptions options, EventSink events)
     : clock_(clock), options_(options), events_(std::move(events)), started_(clock->Now()) {}
 
@@ -137,8 +89,10 @@ void Coordinator::Emit(EventKind kind, std::string what, const std::string& job,
                                  reason}] { events_(e); });
 }
 
-absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv) {
+absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv,
+                                               const std::vector<RunningJob>& running) {
   if (absl::Status s = ValidateInventory(inv, options_.max_gpus_per_node); !s.ok()) return s;
+  if (absl::Status s = ValidateRunningJobs(running, options_.max_nodes_per_job); !s.ok()) return s;
   Completions out;
   bool restarted = false;
   {
@@ -181,6 +135,8 @@ absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv) {
     rec->last_heard = clock_->Now();
     Tell(*rec);
     rec->alive = true;
+    // A new incarnation runs no generation yet: what it would report belongs to the old one.
+    if (!restarted) RecoverJobs(inv.node, running, out);
   }
   RunAll(out);
   return restarted;
@@ -306,6 +262,11 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
             " and local_world ", j.local_world, "; node '", req.node, "' asks for nodes ",
             req.nodes.min_nodes, ":", req.nodes.max_nodes, " and local_world ", req.local_world,
             " — every node of a job must use the same values")));
+      } else if (j.phase == JobPhase::kRecovering) {
+        fail(absl::UnavailableError(absl::StrCat(
+            "job '", j.name, "' is being recovered after a coordinator restart (",
+            j.recovery->node_at.size(), " of ", j.recovery->num_nodes,
+            " nodes reported generation ", j.generation, "); retry in a moment")));
       } else if (j.phase == JobPhase::kRunning) {
         auto member = j.rank_of.find(req.node);
         if (member != j.rank_of.end()) {
@@ -439,6 +400,12 @@ void Coordinator::DropNode(const std::string& node, EndReason reason, const std:
     JobRecord& j = *job;
     if (j.phase == JobPhase::kRunning && j.IsMember(node)) {
       EndGeneration(j, reason, node, message, out);
+    } else if (j.phase == JobPhase::kRecovering) {
+      const auto& reported = j.recovery->node_at;
+      if (std::any_of(reported.begin(), reported.end(),
+                      [&node](const auto& r) { return r.second == node; })) {
+        FailRecovery(j, node, message, out);
+      }
     }
     for (auto* pool : {&j.joiners, &j.standby}) {
       auto it = pool->find(node);
@@ -512,6 +479,12 @@ absl::StatusOr<Coordinator::JobRecord*> Coordinator::Running(const std::string& 
         absl::StrCat("generation ", generation, " of job '", job, "' has ended",
                      j.last_end ? absl::StrCat(" (", j.last_end->message, ")") : "",
                      "; the job is at generation ", j.generation, ": re-join"));
+  }
+  if (generation == j.generation && j.phase == JobPhase::kRecovering) {
+    return absl::UnavailableError(absl::StrCat(
+        "generation ", generation, " of job '", job,
+        "' is being recovered after a coordinator restart (", j.recovery->node_at.size(), " of ",
+        j.recovery->num_nodes, " nodes reported it); retry in a moment"));
   }
   if (generation > j.generation || j.phase == JobPhase::kJoining) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -740,6 +713,22 @@ void Coordinator::CheckDeadlines() {
         if (j.last_call_deadline && *j.last_call_deadline <= now) CloseRound(j, out);
       }
       if (!waits_due) continue;
+      if (j.phase == JobPhase::kRecovering) {
+        if (j.recovery->deadline > now) {
+          next_wait = std::min(next_wait, j.recovery->deadline);
+        } else {
+          std::vector<uint32_t> missing;
+          for (uint32_t r = 0; r < j.recovery->num_nodes && missing.size() < 64; ++r) {
+            if (!j.recovery->node_at.contains(r)) missing.push_back(r);
+          }
+          FailRecovery(j, "",
+                       absl::StrCat("node ranks ", RankRanges(missing), " of ",
+                                    j.recovery->num_nodes, " did not report generation ",
+                                    j.generation, " within ",
+                                    absl::FormatDuration(now - j.phase_since)),
+                       out);
+        }
+      }
       next_wait = std::min(next_wait, j.kv.ExpireWaits(now, out));
       for (auto& [key, mesh] : j.meshes) {
         next_wait = std::min(next_wait, mesh.ExpireWaits(now, out));
@@ -789,6 +778,12 @@ JobView Coordinator::View(const JobRecord& j) const {
   if (j.phase == JobPhase::kRunning) {
     v.members = *j.members;
     v.world_size = static_cast<uint32_t>(j.members->size()) * j.local_world;
+  } else if (j.phase == JobPhase::kRecovering) {
+    for (const auto& [rank, node] : j.recovery->node_at) {
+      const NodeRecord& rec = *nodes_.at(node);
+      v.members.push_back(Member{node, rec.inventory.hostname, rank, j.local_world, rec.clique});
+    }
+    v.world_size = j.recovery->num_nodes * j.local_world;
   } else {
     for (const auto& [node, joiner] : j.joiners) {
       const NodeRecord& rec = *nodes_.at(node);
@@ -812,7 +807,8 @@ StatusView Coordinator::Status() const {
   s.heartbeat_timeout = CurrentTiming().timeout;
   for (const auto& [name, rec] : nodes_) (rec->alive ? s.nodes_alive : s.nodes_dead)++;
   for (const auto& [name, job] : jobs_) {
-    (job->phase == JobPhase::kRunning ? s.jobs_running : s.jobs_joining)++;
+    // A recovering generation is running on its workers.
+    (job->phase == JobPhase::kJoining ? s.jobs_joining : s.jobs_running)++;
     for (const auto* pool : {&job->joiners, &job->standby}) {
       for (const auto& [node, joiner] : *pool) s.waiting.join += joiner.waiters.size();
     }

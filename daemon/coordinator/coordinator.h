@@ -11,6 +11,13 @@
 //                        |  member node lost / restarted / left; elastic job gains a node   |
 //                        +------------------ generation ends, generation + 1 ---------------+
 //
+// After a restart the coordinator knows no jobs. An agent that registers again reports the
+// generations its workers run (RunningJob); the first report of a job it does not know creates it
+// RECOVERING, and once every node rank of that generation has been reported it is RUNNING again
+// with the same generation and ranks, so the workers carry on. A rank still missing when the
+// recovery window closes (or a reported node lost meanwhile) ends the generation as a lost node
+// would.
+//
 // Every method is non-blocking: long waits (JoinJob, KeyGet with wait, Barrier, WatchJob) keep the
 // callback and complete it later. Callbacks always run on the caller's or the ticker's thread after
 // the lock is released, never under it.
@@ -50,6 +57,9 @@ struct CoordinatorOptions {
   // at this rate, the interval (and the timeout with it) handed to agents grows to
   // nodes / rate, as Nomad's max_heartbeats_per_second does. 0: no cap.
   uint32_t max_heartbeats_per_second = 2000;
+  // After a restart: how long a job reported by some of its nodes waits for the others (agents
+  // register again within their retry backoff). At least the heartbeat timeout.
+  absl::Duration recovery_window = absl::Seconds(10);
 };
 
 // The heartbeat interval an agent is told, and how long it may stay silent.
@@ -66,10 +76,13 @@ class Coordinator {
   Coordinator& operator=(const Coordinator&) = delete;
 
   // Registers (or re-registers) a node. Returns true when it replaced an earlier incarnation
-  // (a restart: its jobs' generations end).
-  // Errors: INVALID_ARGUMENT bad inventory (names, GPU list); ALREADY_EXISTS a GPU UUID that
-  // another node registered; CANCELLED after Shutdown.
-  absl::StatusOr<bool> RegisterNode(const NodeInventory& inventory);
+  // (a restart: its jobs' generations end). `running`: the generations its workers run, which
+  // rebuild jobs this coordinator does not know (after its restart; see above); reports of known
+  // jobs are ignored.
+  // Errors: INVALID_ARGUMENT bad inventory (names, GPU list) or running job; ALREADY_EXISTS a GPU
+  // UUID that another node registered; CANCELLED after Shutdown.
+  absl::StatusOr<bool> RegisterNode(const NodeInventory& inventory,
+                                    const std::vector<RunningJob>& running = {});
 
   // Errors: NOT_FOUND unknown or dead node (register again); FAILED_PRECONDITION an older
   // incarnation (a newer agent replaced it). Answers the timing the node must keep from now on.
@@ -162,6 +175,13 @@ class Coordinator {
   void EndGeneration(JobRecord& job, EndReason reason, const std::string& node,
                      const std::string& message, Completions& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Job recovery after a restart (job_recovery.cc): takes a registered node's reports, completes a
+  // job once all its ranks are in, or ends its generation (`node` lost, or a rank missing).
+  void RecoverJobs(const std::string& node, const std::vector<RunningJob>& running,
+                   Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishRecovery(JobRecord& job, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailRecovery(JobRecord& job, const std::string& node, const std::string& message,
+                    Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes a node from every job (it died, restarted or was replaced).
   void DropNode(const std::string& node, EndReason reason, const std::string& message,
                 Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -41,6 +41,16 @@ struct NodeCount {
   friend bool operator==(const NodeCount&, const NodeCount&) = default;
 };
 
+// A generation a node's workers run, reported when its agent registers again (see RegisterNode).
+struct RunningJob {
+  std::string job;
+  uint64_t generation = 0;
+  uint32_t node_rank = 0;
+  uint32_t num_nodes = 0;
+  uint32_t local_world = 0;
+  NodeCount nodes;
+};
+
 struct JoinRequest {
   std::string job;
   std::string node;
@@ -80,7 +90,8 @@ struct GenerationEnd {
   std::string message;
 };
 
-enum class JobPhase { kJoining, kRunning };
+// kRecovering: the coordinator restarted while the generation ran; its nodes report it back.
+enum class JobPhase { kJoining, kRunning, kRecovering };
 
 struct JobView {
   std::string job;
@@ -118,6 +129,7 @@ struct Counters {
   uint64_t groups_answered = 0;  // ResolveGroups calls answered with ids
   uint64_t generations_started = 0;
   uint64_t generations_ended = 0;
+  uint64_t generations_recovered = 0;
 };
 
 struct StatusView {
@@ -142,6 +154,8 @@ enum class EventKind {
   kNodeStandby,  // waits for the next round of an elastic job at its max
   kGenerationStarted,
   kGenerationEnded,
+  kJobRecovering,         // a node reported a generation this (restarted) coordinator did not know
+  kGenerationRecovered,   // every node of it did: it runs again
 };
 // "node_registered", ...: the name logs and metrics use.
 const char* EventKindName(EventKind kind);

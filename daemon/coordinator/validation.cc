@@ -87,4 +87,20 @@ absl::Status ValidateKey(absl::string_view key) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateRunningJobs(const std::vector<RunningJob>& running, uint32_t max_nodes) {
+  for (const RunningJob& r : running) {
+    absl::Status s = ValidateName("job", r.job, kMaxJobNameBytes);
+    if (s.ok()) s = ValidateNodeCount(r.nodes, max_nodes);
+    if (!s.ok()) return s;
+    if (r.generation < 1 || r.num_nodes < r.nodes.min_nodes || r.num_nodes > r.nodes.max_nodes ||
+        r.node_rank >= r.num_nodes || r.local_world < 1 || r.local_world > kMaxLocalWorld) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "running job '", r.job, "': generation ", r.generation, ", node rank ", r.node_rank,
+          " of ", r.num_nodes, " nodes (job size ", r.nodes.min_nodes, ":", r.nodes.max_nodes,
+          ") of ", r.local_world, " workers is not a generation a round could have closed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace meshd::coordinator

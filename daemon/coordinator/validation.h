@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -16,12 +17,16 @@ namespace meshd::coordinator {
 
 inline constexpr size_t kMaxJobNameBytes = 128;
 inline constexpr size_t kMaxNodeNameBytes = 253;
+inline constexpr uint32_t kMaxLocalWorld = 1024;  // workers per node
 
 // 1..max_bytes characters of [A-Za-z0-9._-]. `what` names the field in the message ("job", "node").
 absl::Status ValidateName(absl::string_view what, absl::string_view name, size_t max_bytes);
 absl::Status ValidateInventory(const NodeInventory& inventory, uint32_t max_gpus);
 absl::Status ValidateNodeCount(const NodeCount& count, uint32_t max_nodes);
 absl::Status ValidateKey(absl::string_view key);
+// Generations an agent reports running (RegisterNode after a coordinator restart): names, sizes,
+// and a rank and size a round could have given.
+absl::Status ValidateRunningJobs(const std::vector<RunningJob>& running, uint32_t max_nodes);
 
 }  // namespace meshd::coordinator
 

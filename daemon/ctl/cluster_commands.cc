@@ -43,7 +43,9 @@ std::string GpuSummary(const v1::NodeInventory& inv) {
   return absl::StrCat(inv.gpus_size(), simulated ? " (simulated)" : "");
 }
 
-std::string Phase(v1::JobPhase p) { return p == v1::JOB_PHASE_RUNNING ? "running" : "joining"; }
+std::string Phase(v1::JobPhase p) {
+  return p == v1::JOB_PHASE_RUNNING ? "running" : p == v1::JOB_PHASE_RECOVERING ? "recovering" : "joining";
+}
 
 std::string Count(const v1::NodeCount& c) {
   return c.min_nodes() == c.max_nodes() ? absl::StrCat(c.min_nodes())

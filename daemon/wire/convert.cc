@@ -52,6 +52,20 @@ void ToProto(const coordinator::NodeCount& d, v1::NodeCount* p) {
   p->set_last_call_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(d.last_call)));
 }
 
+coordinator::RunningJob FromProto(const v1::RunningJob& p) {
+  return coordinator::RunningJob{p.job(),         p.generation(),  p.node_rank(),
+                                 p.num_nodes(),   p.local_world(), FromProto(p.nodes())};
+}
+
+void ToProto(const coordinator::RunningJob& d, v1::RunningJob* p) {
+  p->set_job(d.job);
+  p->set_generation(d.generation);
+  p->set_node_rank(d.node_rank);
+  p->set_num_nodes(d.num_nodes);
+  p->set_local_world(d.local_world);
+  ToProto(d.nodes, p->mutable_nodes());
+}
+
 namespace {
 
 void ToProto(const coordinator::Member& d, v1::Member* p) {
@@ -131,8 +145,9 @@ void ToProto(const coordinator::GenerationEnd& d, v1::GenerationEnd* p) {
 
 void ToProto(const coordinator::JobView& d, v1::JobStatus* p) {
   p->set_job(d.job);
-  p->set_phase(d.phase == coordinator::JobPhase::kRunning ? v1::JOB_PHASE_RUNNING
-                                                          : v1::JOB_PHASE_JOINING);
+  p->set_phase(d.phase == coordinator::JobPhase::kRunning      ? v1::JOB_PHASE_RUNNING
+                : d.phase == coordinator::JobPhase::kRecovering ? v1::JOB_PHASE_RECOVERING
+                                                                : v1::JOB_PHASE_JOINING);
   p->set_generation(d.generation);
   ToProto(d.nodes, p->mutable_nodes());
   for (const coordinator::Member& m : d.members) ToProto(m, p->add_members());

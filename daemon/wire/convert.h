@@ -23,6 +23,8 @@ coordinator::NodeInventory FromProto(const v1::NodeInventory& p);
 void ToProto(const coordinator::NodeInventory& d, v1::NodeInventory* p);
 coordinator::NodeCount FromProto(const v1::NodeCount& p);
 void ToProto(const coordinator::NodeCount& d, v1::NodeCount* p);
+coordinator::RunningJob FromProto(const v1::RunningJob& p);
+void ToProto(const coordinator::RunningJob& d, v1::RunningJob* p);
 // The member list only when the request asked for it (JoinJobRequest.with_members).
 void ToProto(const coordinator::Assignment& d, bool with_members, v1::Assignment* p);
 coordinator::Assignment FromProto(const v1::Assignment& p);

@@ -1,0 +1,97 @@
+// Rebuilding running jobs after a coordinator restart (see coordinator.h): the generations the
+// nodes' agents report when they register again.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "daemon/coordinator/coordinator.h"
+#include "daemon/coordinator/records.h"
+#include "daemon/coordinator/validation.h"
+
+namespace meshd::coordinator {
+
+void Coordinator::RecoverJobs(const std::string& node, const std::vector<RunningJob>& running,
+                              Completions& out) {
+  const absl::Time now = clock_->Now();
+  for (const RunningJob& r : running) {
+    std::unique_ptr<JobRecord>& slot = jobs_[r.job];
+    if (slot == nullptr) {
+      slot = std::make_unique<JobRecord>();
+      JobRecord& j = *slot;
+      j.name = r.job;
+      j.count = r.nodes;
+      j.local_world = r.local_world;
+      j.generation = r.generation;
+      j.phase = JobPhase::kRecovering;
+      j.phase_since = now;
+      j.recovery = JobRecord::Recovery{
+          r.num_nodes, {}, now + std::max(options_.recovery_window, CurrentTiming().timeout)};
+      waits_due_ = std::min(waits_due_, j.recovery->deadline);
+      Emit(EventKind::kJobRecovering,
+           absl::StrCat("node reports generation ", r.generation, " (", r.num_nodes,
+                        " nodes) running, unknown here (the coordinator restarted): recovering it "
+                        "as its nodes register again"),
+           r.job, node, r.generation, out);
+    }
+    JobRecord& j = *slot;
+    if (j.phase != JobPhase::kRecovering || j.generation != r.generation) continue;  // known
+    JobRecord::Recovery& rec = *j.recovery;
+    if (rec.num_nodes != r.num_nodes || j.local_world != r.local_world || !(j.count == r.nodes)) {
+      FailRecovery(j, node,
+                   absl::StrCat("node '", node, "' reports generation ", r.generation, " with ",
+                                r.num_nodes, " nodes of ", r.local_world,
+                                " workers; other nodes reported ", rec.num_nodes, " nodes of ",
+                                j.local_world),
+                   out);
+      continue;
+    }
+    auto [at, fresh] = rec.node_at.try_emplace(r.node_rank, node);
+    if (!fresh && at->second != node) {
+      FailRecovery(j, node,
+                   absl::StrCat("nodes '", at->second, "' and '", node, "' both report node rank ",
+                                r.node_rank, " of generation ", r.generation),
+                   out);
+      continue;
+    }
+    if (rec.node_at.size() == rec.num_nodes) FinishRecovery(j, out);
+  }
+}
+
+void Coordinator::FinishRecovery(JobRecord& j, Completions& out) {
+  auto members = std::make_shared<std::vector<Member>>();
+  j.rank_of.clear();
+  for (const auto& [rank, node] : j.recovery->node_at) {
+    const NodeRecord& n = *nodes_.at(node);
+    j.rank_of[node] = rank;
+    members->push_back(Member{node, n.inventory.hostname, rank, j.local_world, n.clique});
+  }
+  j.members = std::move(members);
+  j.phase = JobPhase::kRunning;
+  const absl::Duration took = clock_->Now() - j.phase_since;
+  j.phase_since = clock_->Now();
+  j.recovery.reset();
+  ++counters_.generations_recovered;
+  Emit(EventKind::kGenerationRecovered,
+       absl::StrCat("generation ", j.generation, " recovered after a coordinator restart: its ",
+                    j.members->size(), " nodes reported it within ", absl::FormatDuration(took)),
+       j.name, "", j.generation, out);
+}
+
+void Coordinator::FailRecovery(JobRecord& j, const std::string& node, const std::string& message,
+                               Completions& out) {
+  // Ended as a running generation with the nodes that reported it, so that their watchers hear
+  // of the end and the next round expects them.
+  auto members = std::make_shared<std::vector<Member>>();
+  j.rank_of.clear();
+  for (const auto& [rank, reporter] : j.recovery->node_at) {
+    j.rank_of[reporter] = rank;
+    members->push_back(Member{reporter, "", rank, j.local_world, ""});
+  }
+  j.members = std::move(members);
+  j.phase = JobPhase::kRunning;
+  j.recovery.reset();
+  EndGeneration(j, EndReason::kNodeLost, node,
+                absl::StrCat("not recovered after a coordinator restart: ", message), out);
+}
+
+}  // namespace meshd::coordinator

@@ -1,0 +1,79 @@
+// The coordinator's records of nodes and jobs, shared by the files that implement Coordinator
+// (coordinator.cc, job_recovery.cc). Internal to daemon/coordinator.
+#ifndef MESHD_DAEMON_COORDINATOR_RECORDS_H_
+#define MESHD_DAEMON_COORDINATOR_RECORDS_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "daemon/coordinator/coordinator.h"
+
+namespace meshd::coordinator {
+
+// The member list of a job with no running generation (shared, never freed).
+inline const std::shared_ptr<const std::vector<Member>>& NoMembers() {
+  static const auto* empty =
+      new std::shared_ptr<const std::vector<Member>>(std::make_shared<const std::vector<Member>>());
+  return *empty;
+}
+
+struct Coordinator::NodeRecord {
+  NodeInventory inventory;
+  std::string clique;
+  absl::Time last_heard;
+  HeartbeatTiming timing;  // what the node was last told
+  bool alive = true;
+  uint32_t restarts = 0;
+};
+
+struct Coordinator::JobRecord {
+  struct Joiner {
+    uint64_t incarnation = 0;
+    std::vector<std::pair<JoinDone, absl::Time>> waiters;
+  };
+  std::string name;
+  NodeCount count;
+  uint32_t local_world = 0;
+  uint64_t generation = 1;
+  JobPhase phase = JobPhase::kJoining;
+  absl::Time phase_since;
+  std::map<std::string, Joiner> joiners;  // the open round
+  std::map<std::string, Joiner> standby;  // elastic job at its max: wait for the next round
+  std::optional<absl::Time> last_call_deadline;
+  std::vector<std::string> previous_members;
+  // The running generation's members in rank order; one list shared with every answer of it.
+  std::shared_ptr<const std::vector<Member>> members = NoMembers();
+  absl::flat_hash_map<std::string, uint32_t> rank_of;  // member node -> node rank
+  KvStore kv;
+  std::map<std::string, MeshExchange> meshes;  // running generation, by mesh key
+  std::optional<GenerationEnd> last_end;
+  // JobPhase::kRecovering: the generation its nodes report back after a coordinator restart.
+  struct Recovery {
+    uint32_t num_nodes = 0;
+    std::map<uint32_t, std::string> node_at;  // node rank -> node, as reported
+    absl::Time deadline;                      // the rest must report by then
+  };
+  std::optional<Recovery> recovery;
+
+  std::vector<std::string> JoinerNames() const {
+    std::vector<std::string> out;
+    for (const auto& [n, j] : joiners) out.push_back(n);
+    return out;
+  }
+  Assignment AssignmentFor(uint32_t node_rank) const {
+    return Assignment{name,        generation,
+                      static_cast<uint32_t>(members->size()) * local_world,
+                      node_rank,   local_world,
+                      static_cast<uint32_t>(members->size()), members};
+  }
+  bool IsMember(const std::string& node) const { return rank_of.contains(node); }
+};
+
+}  // namespace meshd::coordinator
+
+#endif  // MESHD_DAEMON_COORDINATOR_RECORDS_H_
