@@ -28,11 +28,17 @@ using wire::ToProto;
 // One coordinator WatchJob stream; reports the end to the agent once. A stream lost to the
 // transport (UNAVAILABLE: the coordinator unreachable, a connection reset) is not an end: the agent
 // watches again, waiting for the coordinator to answer, so a network blip does not end a running
-// job. A coordinator that answers without the job (it restarted and lost its state) ends it.
+// job. A coordinator that answers without the job may have restarted and not yet heard from this
+// node: the agent registers again, reporting the generation (which lets the coordinator rebuild
+// the job), and watches once more; a coordinator that still does not know it then ends it.
 class Agent::WatchCall final : public grpc::ClientReadReactor<v1::GenerationEnd> {
  public:
-  WatchCall(Agent* agent, std::string job, uint64_t generation, bool again)
-      : agent_(agent), job_(std::move(job)), generation_(generation), again_(again) {}
+  WatchCall(Agent* agent, std::string job, uint64_t generation, bool again, bool after_register)
+      : agent_(agent),
+        job_(std::move(job)),
+        generation_(generation),
+        again_(again),
+        after_register_(after_register) {}
   grpc::ClientContext* context() { return &ctx_; }
   void Start() {
     req_.set_job(job_);
@@ -55,6 +61,11 @@ class Agent::WatchCall final : public grpc::ClientReadReactor<v1::GenerationEnd>
       agent_->CallDone(&ctx_);
       delete this;
       return;
+    } else if (s.error_code() == grpc::StatusCode::NOT_FOUND && !after_register_) {
+      agent_->WatchAfterRegistering(job_, generation_);
+      agent_->CallDone(&ctx_);
+      delete this;
+      return;
     } else if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
       end.reason = coordinator::EndReason::kShutdown;
       end.message = absl::StrCat("the coordinator no longer knows the job (it restarted): ",
@@ -72,6 +83,7 @@ class Agent::WatchCall final : public grpc::ClientReadReactor<v1::GenerationEnd>
   const std::string job_;
   const uint64_t generation_;
   const bool again_;
+  const bool after_register_;  // the agent registered again since the coordinator said NOT_FOUND
   grpc::ClientContext ctx_;
   v1::WatchJobRequest req_;
   v1::GenerationEnd end_;
@@ -100,10 +112,35 @@ void Agent::Start() {
 bool Agent::RegisterOnce() {
   v1::RegisterNodeRequest req;
   ToProto(inventory_, req.mutable_inventory());
+  {
+    // The generations this node's workers run: a coordinator that restarted rebuilds its jobs
+    // from them.
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, e] : jobs_) {
+      if (!e.assignment) continue;
+      const coordinator::Assignment& a = *e.assignment;
+      ToProto(coordinator::RunningJob{name, a.generation, a.node_rank, a.num_nodes, a.local_world,
+                                      e.nodes},
+              req.add_running_jobs());
+    }
+  }
   v1::RegisterNodeResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-  const grpc::Status s = stub_->RegisterNode(&ctx, req, &resp);
+  grpc::Status s;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+    s = stub_->RegisterNode(&ctx, req, &resp);
+  }
+  if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT && req.running_jobs_size() > 0) {
+    // A coordinator that refuses the reports (another version?) must not keep the node out:
+    // register without them; those generations then end when their watches find no job.
+    log::Warn("the coordinator refused this node's running jobs; registering without them",
+              {{"error", s.error_message()}});
+    req.clear_running_jobs();
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+    s = stub_->RegisterNode(&ctx, req, &resp);
+  }
   if (!s.ok()) {
     log::Warn("cannot register with the coordinator; retrying",
               {{"coordinator", options_.coordinator},
@@ -118,9 +155,18 @@ bool Agent::RegisterOnce() {
     ++registrations_;
     heartbeat_interval_ = absl::Milliseconds(std::max<uint32_t>(resp.heartbeat_interval_ms(), 10));
     LaunchJoins(out);
+    for (const auto& [job, generation] : rewatch_) {
+      auto it = jobs_.find(job);
+      if (it != jobs_.end() && it->second.assignment &&
+          it->second.assignment->generation == generation) {
+        StartWatch(job, generation, out, /*again=*/true, /*after_register=*/true);
+      }
+    }
+    rewatch_.clear();
   }
   log::Info("registered with the coordinator",
             {{"coordinator", options_.coordinator},
+             {"running_jobs", absl::StrCat(req.running_jobs_size())},
              {"node", inventory_.node},
              {"gpus",
               absl::StrCat(inventory_.gpus.size(),
@@ -139,6 +185,10 @@ void Agent::Loop() {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
+      if (register_now_) {
+        register_now_ = false;
+        registered_ = false;
+      }
       registered = registered_;
       wait = heartbeat_interval_;
     }
@@ -198,7 +248,8 @@ void Agent::Loop() {
       }
     }
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait);
+    auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || register_now_; };
+    mu_.AwaitWithTimeout(absl::Condition(&wake), wait);
   }
 }
 
@@ -414,8 +465,8 @@ void Agent::CallCoordinator(const char* what, Req req, absl::Time deadline,
 }
 
 void Agent::StartWatch(const std::string& job, uint64_t generation, Completions& out,
-                       bool again) {
-  auto* call = new WatchCall(this, job, generation, again);
+                       bool again, bool after_register) {
+  auto* call = new WatchCall(this, job, generation, again, after_register);
   calls_.insert(call->context());
   out.push_back([call] { call->Start(); });
 }
@@ -436,6 +487,23 @@ void Agent::WatchAgain(const std::string& job, uint64_t generation, const std::s
             "goes on; an end is reported when the coordinator is back)",
             {{"job", job}, {"generation", absl::StrCat(generation)}, {"error", error}});
   RunAll(out);
+}
+
+void Agent::WatchAfterRegistering(const std::string& job, uint64_t generation) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    auto it = jobs_.find(job);
+    if (it == jobs_.end() || !it->second.assignment ||
+        it->second.assignment->generation != generation) {
+      return;
+    }
+    rewatch_.emplace(job, generation);
+    register_now_ = true;  // wakes the loop
+  }
+  log::Warn("the coordinator does not know a running job (did it restart?): registering again, "
+            "reporting it, then watching it again",
+            {{"job", job}, {"generation", absl::StrCat(generation)}});
 }
 
 void Agent::OnGenerationEnd(const std::string& job, const coordinator::GenerationEnd& end) {

@@ -155,8 +155,14 @@ class Agent {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues (into `out`, run after the lock) one coordinator watch for the job's generation;
   // `again`: after the previous one was lost to the transport (waits for the coordinator).
+  // `after_register`: the agent registered again since the coordinator did not know the job (a
+  // NOT_FOUND then ends the generation).
   void StartWatch(const std::string& job, uint64_t generation, Completions& out,
-                  bool again = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                  bool again = false, bool after_register = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The coordinator did not know a job this node runs: register again now (reporting it), then
+  // watch it again.
+  void WatchAfterRegistering(const std::string& job, uint64_t generation) ABSL_LOCKS_EXCLUDED(mu_);
   // A watch was lost to the transport: watch the generation again, unless it is over here or the
   // agent stops.
   void WatchAgain(const std::string& job, uint64_t generation, const std::string& error)
@@ -193,6 +199,8 @@ class Agent {
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool registered_ ABSL_GUARDED_BY(mu_) = false;
+  bool register_now_ ABSL_GUARDED_BY(mu_) = false;  // wakes the loop to register again
+  std::set<std::pair<std::string, uint64_t>> rewatch_ ABSL_GUARDED_BY(mu_);  // once registered
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
   uint64_t registrations_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t heartbeats_ ABSL_GUARDED_BY(mu_) = 0;

@@ -34,6 +34,7 @@ struct CommonFlags {
   std::string heartbeat_interval = "1s";
   std::string heartbeat_timeout = "5s";
   uint32_t max_heartbeat_rate = 2000;
+  std::string recovery_window = "10s";
   std::string metrics_listen;
 };
 
@@ -57,6 +58,12 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
                   "Heartbeats per second the coordinator accepts; past it agents are told a "
                   "longer interval and timeout, in proportion (0: no cap)")
       ->envname("MESHD_MAX_HEARTBEAT_RATE")
+      ->capture_default_str();
+  cmd->add_option("--recovery-window", f.recovery_window,
+                  "After a coordinator restart, how long a running job that some of its nodes "
+                  "reported waits for the others before its generation ends (at least the "
+                  "heartbeat timeout)")
+      ->envname("MESHD_RECOVERY_WINDOW")
       ->capture_default_str();
   cmd->add_option("--metrics-listen", f.metrics_listen,
                   "HOST:PORT to serve Prometheus metrics on, at /metrics (e.g. 0.0.0.0:9464; "
@@ -178,7 +185,8 @@ int main(int argc, char** argv) {
   if (!ParseDurationFlag("heartbeat-interval", common.heartbeat_interval,
                          &options.heartbeat_interval) ||
       !ParseDurationFlag("heartbeat-timeout", common.heartbeat_timeout,
-                         &options.heartbeat_timeout)) {
+                         &options.heartbeat_timeout) ||
+      !ParseDurationFlag("recovery-window", common.recovery_window, &options.recovery_window)) {
     return kUsage;
   }
   options.max_heartbeats_per_second = common.max_heartbeat_rate;

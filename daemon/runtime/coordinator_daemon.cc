@@ -44,6 +44,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   core_options.heartbeat_interval = options.heartbeat_interval;
   core_options.heartbeat_timeout = options.heartbeat_timeout;
   core_options.max_heartbeats_per_second = options.max_heartbeats_per_second;
+  core_options.recovery_window = options.recovery_window;
   CoordinatorDaemon* raw = d.get();
   if (options.metrics != nullptr) {
     d->metrics_ = options.metrics;

@@ -77,7 +77,9 @@ void CoordinatorService::ServeRegisterNode(
     grpc::ServerContext* /*ctx*/, const v1::RegisterNodeRequest& req,
     v1::RegisterNodeResponse* resp,
     Async<v1::RegisterNodeRequest, v1::RegisterNodeResponse>::Reply reply) {
-  absl::StatusOr<bool> restarted = core_->RegisterNode(FromProto(req.inventory()));
+  std::vector<coordinator::RunningJob> running;
+  for (const v1::RunningJob& r : req.running_jobs()) running.push_back(FromProto(r));
+  absl::StatusOr<bool> restarted = core_->RegisterNode(FromProto(req.inventory()), running);
   if (restarted.ok()) {
     resp->set_restarted(*restarted);
     const coordinator::HeartbeatTiming t = core_->HeartbeatTimingOf(req.inventory().node());

@@ -305,19 +305,38 @@ TEST(AgentDaemonTest, WatchLostToTheNetwork_GenerationGoesOnAndItsEndStillArrive
 
 // A coordinator that comes back without the job (it restarted and lost its state) ends the
 // generation, saying so, rather than leaving the worker watching nothing.
-TEST(AgentDaemonTest, CoordinatorBackWithoutTheJob_GenerationEndsSayingSo) {
+TEST(AgentDaemonTest, CoordinatorRestarted_JobRecoveredFromTheAgent_ThenItsEndStillArrives) {
   RelayedJob job("reborn");
   runtime::CoordinatorDaemonOptions c;
   c.listen = "127.0.0.1:0";
   c.heartbeat_interval = absl::Milliseconds(100);
-  auto fresh = runtime::CoordinatorDaemon::Start(c);
+  auto fresh = runtime::CoordinatorDaemon::Start(c);  // the restarted coordinator: no jobs
   ASSERT_TRUE(fresh.ok()) << fresh.status();
   job.relay->SetTarget(PortOf((*fresh)->address()));
   EXPECT_GE(job.relay->Cut(), 1);
+  // The agent registers again reporting its running generation, which the new coordinator takes
+  // back (one node: complete at once), and watches it there again.
+  const uint64_t generation = job.attached.generation();
+  const absl::Time deadline = absl::Now() + absl::Seconds(15);
+  absl::StatusOr<coordinator::JobView> view;
+  while (absl::Now() < deadline) {
+    view = (*fresh)->core().Job("reborn");
+    if (view.ok() && view->phase == coordinator::JobPhase::kRunning &&
+        (*fresh)->core().Status().waiting.watch == 1) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->phase, coordinator::JobPhase::kRunning);
+  EXPECT_EQ(view->generation, generation);
+  ASSERT_EQ((*fresh)->core().Status().waiting.watch, 1u);
+  // The worker heard nothing of the restart; the generation's real end still reaches it.
+  ASSERT_TRUE((*fresh)->core().LeaveJob("reborn", generation, "reborn", "test ends it").ok());
   v1::GenerationEnd end;
   ASSERT_TRUE(job.watch->Read(&end));
-  EXPECT_EQ(end.reason(), v1::GenerationEnd::REASON_SHUTDOWN) << end.ShortDebugString();
-  EXPECT_THAT(end.message(), HasSubstr("no longer knows the job"));
+  EXPECT_EQ(end.reason(), v1::GenerationEnd::REASON_NODE_LEFT) << end.ShortDebugString();
+  EXPECT_THAT(end.message(), HasSubstr("test ends it"));
 }
 
 // A JoinJob held on the coordinator when the connection resets is sent again once the
