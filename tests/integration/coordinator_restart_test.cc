@@ -1,0 +1,126 @@
+// The coordinator restarted under a running job, as real processes: three agents with two
+// workers each run a job; the coordinator is killed with SIGKILL and a new one started on the same
+// address. The agents register again reporting their running generation, the new coordinator
+// takes the job back (same generation and ranks) and no worker hears of the restart; then an agent
+// is killed and every remaining worker is told, through the new coordinator.
+#include <signal.h>
+#include <unistd.h>
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/process/subprocess.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "meshd/v1/coordinator.grpc.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace meshd {
+namespace {
+
+using process::Subprocess;
+
+constexpr int kAgents = 3;
+constexpr int kGpus = 2;
+
+std::unique_ptr<Subprocess> MustStart(const std::vector<std::string>& argv) {
+  auto p = Subprocess::Start(argv);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? *std::move(p) : nullptr;
+}
+
+std::unique_ptr<Subprocess> StartCoordinator(const std::string& listen) {
+  return MustStart({MESHD_PATH, "coordinator", "--listen", listen, "--heartbeat-interval", "200ms",
+                    "--heartbeat-timeout", "2s", "--recovery-window", "5s"});
+}
+
+TEST(CoordinatorRestart, RunningJobRecoveredFromTheAgents_WorkersCarryOn_ThenALostNodeIsTold) {
+  const std::string dir = ::testing::TempDir() + "meshd_restart_" + std::to_string(getpid());
+  auto coordinator = StartCoordinator("127.0.0.1:0");
+  ASSERT_NE(coordinator, nullptr);
+  auto address = coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
+  ASSERT_TRUE(address.ok()) << address.status();
+
+  std::vector<std::unique_ptr<Subprocess>> agents;
+  std::vector<std::string> sockets;
+  for (int i = 0; i < kAgents; ++i) {
+    sockets.push_back(absl::StrCat(dir, "/agent", i, ".sock"));
+    agents.push_back(MustStart({MESHD_PATH, "agent", "--coordinator", *address, "--socket",
+                                sockets.back(), "--simulate-gpus", std::to_string(kGpus),
+                                "--node-name", absl::StrCat("node", i)}));
+    ASSERT_TRUE(agents.back()->WaitForLine("meshd agent listening on ", absl::Seconds(20)).ok());
+  }
+  std::vector<std::unique_ptr<Subprocess>> workers;  // agent i's workers at 2i, 2i+1
+  for (int i = 0; i < kAgents; ++i) {
+    for (int r = 0; r < kGpus; ++r) {
+      workers.push_back(MustStart({WORKER_PATH, sockets[i], "train", std::to_string(r),
+                                   std::to_string(kGpus), std::to_string(kAgents)}));
+    }
+  }
+  std::set<int> ranks;
+  uint64_t generation = 0;
+  for (auto& w : workers) {
+    auto line = w->ReadLine(absl::Seconds(30));
+    ASSERT_TRUE(line.ok()) << line.status();
+    const auto j = nlohmann::json::parse(*line);
+    ASSERT_TRUE(j.contains("rank")) << *line;
+    ranks.insert(j["rank"].get<int>());
+    generation = j["generation"].get<uint64_t>();
+  }
+  ASSERT_EQ(ranks.size(), static_cast<size_t>(kAgents * kGpus));
+  for (auto& w : workers) ASSERT_TRUE(w->WaitForLine("{\"watching\"", absl::Seconds(20)).ok());
+
+  // The coordinator dies with its state; a new one takes its address.
+  coordinator->Signal(SIGKILL);
+  ASSERT_TRUE(coordinator->Wait(absl::Seconds(10)).ok());
+  coordinator = StartCoordinator(*address);
+  ASSERT_NE(coordinator, nullptr);
+  ASSERT_TRUE(coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(20)).ok());
+
+  auto stub = v1::Coordinator::NewStub(
+      grpc::CreateChannel(*address, grpc::InsecureChannelCredentials()));
+  v1::JobStatus job;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    v1::GetJobRequest req;
+    req.set_job("train");
+    if (stub->GetJob(&ctx, req, &job).ok() && job.phase() == v1::JOB_PHASE_RUNNING) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_EQ(job.phase(), v1::JOB_PHASE_RUNNING) << job.ShortDebugString();
+  EXPECT_EQ(job.generation(), generation);
+  ASSERT_EQ(job.members_size(), kAgents);
+  for (int i = 0; i < kAgents; ++i) EXPECT_EQ(job.members(i).node_rank(), static_cast<uint32_t>(i));
+  // No worker was told anything.
+  for (auto& w : workers) {
+    auto line = w->ReadLine(absl::Milliseconds(10));
+    EXPECT_FALSE(line.ok()) << "a worker heard of the restart: " << *line;
+  }
+
+  // Its watches are armed on the new coordinator: a lost node reaches every other worker.
+  const int victim = 1;
+  const absl::Time killed = absl::Now();
+  agents[victim]->Signal(SIGKILL);
+  for (int i = 0; i < kAgents; ++i) {
+    if (i == victim) continue;
+    for (int r = 0; r < kGpus; ++r) {
+      auto line = workers[i * kGpus + r]->ReadLine(killed + absl::Seconds(5) - absl::Now());
+      ASSERT_TRUE(line.ok()) << "worker " << r << " of agent " << i << ": " << line.status();
+      const auto j = nlohmann::json::parse(*line);
+      EXPECT_EQ(j["event"], "REASON_NODE_LOST") << *line;
+      EXPECT_EQ(j["node"], absl::StrCat("node", victim)) << *line;
+    }
+  }
+  for (int i = 0; i < kAgents; ++i) {
+    if (i != victim) agents[i]->Signal(SIGTERM);
+  }
+  coordinator->Signal(SIGTERM);
+  EXPECT_EQ(*coordinator->Wait(absl::Seconds(10)), 0);
+}
+
+}  // namespace
+}  // namespace meshd
