@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/process/subprocess.h"
+#include "tests/support/agent_fleet.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -45,23 +46,10 @@ TEST(Cluster, FourAgentsJobClosesThenKilledAgentIsReportedToEveryWorker) {
   auto address = coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
   ASSERT_TRUE(address.ok()) << address.status();
 
-  std::vector<std::unique_ptr<Subprocess>> agents;
-  std::vector<std::string> sockets;
-  for (int i = 0; i < kAgents; ++i) {
-    sockets.push_back(absl::StrCat(dir, "/agent", i, ".sock"));
-    agents.push_back(MustStart({MESHD_PATH, "agent", "--coordinator", *address, "--socket",
-                                sockets.back(), "--simulate-gpus", std::to_string(kGpus),
-                                "--node-name", absl::StrCat("node", i)}));
-    ASSERT_TRUE(agents.back()->WaitForLine("meshd agent listening on ", absl::Seconds(20)).ok());
-  }
-
-  std::vector<std::unique_ptr<Subprocess>> workers;  // agent i's workers at 2i, 2i+1
-  for (int i = 0; i < kAgents; ++i) {
-    for (int r = 0; r < kGpus; ++r) {
-      workers.push_back(MustStart({WORKER_PATH, sockets[i], "train", std::to_string(r),
-                                   std::to_string(kGpus), std::to_string(kAgents)}));
-    }
-  }
+  testing::AgentFleet fleet;
+  ASSERT_TRUE(fleet.Start(MESHD_PATH, WORKER_PATH, *address, dir, kAgents, kGpus, "train").ok());
+  auto& agents = fleet.agents;
+  auto& workers = fleet.workers;  // agent i's workers at 2i, 2i+1
   std::set<int> ranks;
   std::set<uint64_t> generations;
   for (auto& w : workers) {
