@@ -163,6 +163,8 @@ bool Agent::RegisterOnce() {
       }
     }
     rewatch_.clear();
+    for (auto& f : after_register_) out.push_back(std::move(f));
+    after_register_.clear();
   }
   log::Info("registered with the coordinator",
             {{"coordinator", options_.coordinator},
@@ -260,6 +262,11 @@ void Agent::Stop() {
     if (stopping_) return;
     stopping_ = true;
     for (grpc::ClientContext* ctx : calls_) ctx->TryCancel();
+    // Calls waiting to be sent again: sent now, they see the stop and answer CANCELLED.
+    for (auto& [at, f] : later_) out.push_back(std::move(f));
+    later_.clear();
+    for (auto& f : after_register_) out.push_back(std::move(f));
+    after_register_.clear();
     const absl::Status cancelled = absl::CancelledError("the agent is shutting down");
     for (auto& [name, job] : jobs_) {
       for (auto& [rank, p] : job.pending) {
@@ -384,7 +391,8 @@ void Agent::LaunchJoins(Completions& out) {
           [this, job](const grpc::Status& s, v1::Assignment& resp) {
             OnJoined(job, s.ok() ? absl::StatusOr<coordinator::Assignment>(FromProto(resp))
                                  : FromGrpc(s));
-          });
+          },
+          /*resend_when_unregistered=*/true);
     });
   }
 }
@@ -421,7 +429,8 @@ void Agent::OnJoined(const std::string& job, absl::StatusOr<coordinator::Assignm
 template <typename Req, typename Resp>
 void Agent::CallCoordinator(const char* what, Req req, absl::Time deadline,
                             CoordinatorMethod<Req, Resp> send,
-                            std::function<void(const grpc::Status&, Resp&)> done, int attempt) {
+                            std::function<void(const grpc::Status&, Resp&)> done,
+                            bool resend_when_unregistered, int attempt) {
   struct Call {
     grpc::ClientContext ctx;
     Req req;
@@ -445,23 +454,61 @@ void Agent::CallCoordinator(const char* what, Req req, absl::Time deadline,
     return;
   }
   send(&call->ctx, &call->req, &call->resp,
-       [this, call, what, deadline, send, done = std::move(done), attempt](grpc::Status s) mutable {
-         if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
+       [this, call, what, deadline, send, done = std::move(done), resend_when_unregistered,
+        attempt](grpc::Status s) mutable {
+         const bool unregistered =
+             resend_when_unregistered && s.error_code() == grpc::StatusCode::NOT_FOUND;
+         if ((s.error_code() == grpc::StatusCode::UNAVAILABLE || unregistered) &&
              attempt + 1 < kCoordinatorAttempts && absl::Now() < deadline) {
-           if (attempt == 0) {
-             log::Warn(absl::StrCat(what,
-                                    " failed on the way to the coordinator; sending it again "
-                                    "once the coordinator is reachable"),
+           if (attempt == 0 || unregistered) {
+             log::Warn(absl::StrCat(what, unregistered
+                                              ? " found the node unknown to the coordinator; "
+                                                "sending it again once registered"
+                                              : " failed on the way to (or in) the coordinator; "
+                                                "sending it again"),
                        {{"error", s.error_message()}});
            }
-           CallCoordinator<Req, Resp>(what, std::move(call->req), deadline, std::move(send),
-                                      std::move(done), attempt + 1);
+           auto again = [this, what, req = std::move(call->req), deadline, send,
+                         done = std::move(done), resend_when_unregistered, attempt]() mutable {
+             CallCoordinator<Req, Resp>(what, std::move(req), deadline, std::move(send),
+                                        std::move(done), resend_when_unregistered, attempt + 1);
+           };
+           if (unregistered) {
+             RunAfterRegistering(std::move(again));
+           } else {
+             RunLater(clock_->Now() + std::min(absl::Milliseconds(50) * (1 << std::min(attempt, 5)),
+                                               absl::Seconds(1)),
+                      std::move(again));
+           }
          } else {
            done(s, call->resp);
          }
          CallDone(&call->ctx);
          delete call;
        });
+}
+
+void Agent::RunLater(absl::Time at, std::function<void()> f) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      later_.emplace(at, std::move(f));
+      return;
+    }
+  }
+  f();  // stopping: the call sees it and answers CANCELLED
+}
+
+void Agent::RunAfterRegistering(std::function<void()> f) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      after_register_.push_back(std::move(f));
+      register_now_ = true;  // wakes the loop
+      return;
+    }
+  }
+  f();
 }
 
 void Agent::StartWatch(const std::string& job, uint64_t generation, Completions& out,
@@ -743,6 +790,10 @@ void Agent::CheckDeadlines() {
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
+    while (!later_.empty() && later_.begin()->first <= now) {
+      out.push_back(std::move(later_.begin()->second));
+      later_.erase(later_.begin());
+    }
     for (auto& [name, e] : jobs_) {
       for (auto& [key, asks] : e.meshes) {
         if (asks.size() >= e.local_world) continue;  // sent: the coordinator enforces the deadline

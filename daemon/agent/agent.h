@@ -174,20 +174,29 @@ class Agent {
 
   class WatchCall;
 
-  // Sends one call to the coordinator; a transport failure (UNAVAILABLE) sends it again, waiting
-  // for the coordinator to be reachable, while `deadline` allows (up to kCoordinatorAttempts
-  // sends). The coordinator's JoinJob and ResolveGroups are idempotent for a node, so a call that
-  // did arrive before the connection broke is harmless to send again. `done` runs once (with
-  // CANCELLED when the agent stops before a send).
-  static constexpr int kCoordinatorAttempts = 8;
+  // Sends one call to the coordinator and sends it again, while `deadline` allows (up to
+  // kCoordinatorAttempts sends), when it failed with UNAVAILABLE — the transport (a connection
+  // reset; the next send waits for the coordinator to be reachable) or a coordinator recovering
+  // the job after a restart — after a backoff (50 ms doubling to 1 s), and, with
+  // `resend_when_unregistered` (JoinJob), when the coordinator did not know the node (NOT_FOUND:
+  // it restarted, or declared the node dead) once the agent has registered again. The
+  // coordinator's JoinJob and ResolveGroups are idempotent for a node, so a call that did arrive
+  // before the connection broke is harmless to send again. `done` runs once (with CANCELLED when
+  // the agent stops before a send).
+  static constexpr int kCoordinatorAttempts = 16;
   template <typename Req, typename Resp>
   using CoordinatorMethod = std::function<void(grpc::ClientContext*, const Req*, Resp*,
                                                std::function<void(grpc::Status)>)>;
   template <typename Req, typename Resp>
   void CallCoordinator(const char* what, Req req, absl::Time deadline,
                        CoordinatorMethod<Req, Resp> send,
-                       std::function<void(const grpc::Status&, Resp&)> done, int attempt = 0)
+                       std::function<void(const grpc::Status&, Resp&)> done,
+                       bool resend_when_unregistered = false, int attempt = 0)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs `f` (outside the lock) at the first tick at or after `at`, or at Stop.
+  void RunLater(absl::Time at, std::function<void()> f) ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs `f` once the agent has registered again (it registers now), or at Stop.
+  void RunAfterRegistering(std::function<void()> f) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Constant after construction.
   const AgentOptions options_;
@@ -201,6 +210,8 @@ class Agent {
   bool registered_ ABSL_GUARDED_BY(mu_) = false;
   bool register_now_ ABSL_GUARDED_BY(mu_) = false;  // wakes the loop to register again
   std::set<std::pair<std::string, uint64_t>> rewatch_ ABSL_GUARDED_BY(mu_);  // once registered
+  std::vector<std::function<void()>> after_register_ ABSL_GUARDED_BY(mu_);
+  std::multimap<absl::Time, std::function<void()>> later_ ABSL_GUARDED_BY(mu_);
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
   uint64_t registrations_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t heartbeats_ ABSL_GUARDED_BY(mu_) = 0;

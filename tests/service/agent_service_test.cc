@@ -387,6 +387,55 @@ TEST(AgentDaemonTest, JoinHeldWhenTheConnectionResets_SentAgainAndAnswered) {
   EXPECT_NE(ra.rank(), rb.rank());
 }
 
+// The coordinator restarts while a node's JoinJob is held in an open round: the agent sends it
+// again, finds the new coordinator does not know the node, registers again and sends it once more;
+// the round closes there with the node that joined it meanwhile.
+TEST(AgentDaemonTest, CoordinatorRestartedDuringTheRound_JoinSentAgainOnceRegistered) {
+  runtime::CoordinatorDaemonOptions c;
+  c.listen = "127.0.0.1:0";
+  c.heartbeat_interval = absl::Seconds(2);  // the join's resend comes before the next heartbeat
+  c.heartbeat_timeout = absl::Seconds(10);
+  auto old = runtime::CoordinatorDaemon::Start(c);
+  ASSERT_TRUE(old.ok()) << old.status();
+  auto fresh = runtime::CoordinatorDaemon::Start(c);  // the restarted coordinator: no state
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  auto relay = testing::TcpRelay::Start(PortOf((*old)->address()));
+  ASSERT_TRUE(relay.ok()) << relay.status();
+  std::vector<std::unique_ptr<runtime::AgentDaemon>> agents;
+  std::vector<std::unique_ptr<v1::Agent::Stub>> stubs;
+  for (const char* node : {"a", "b"}) {
+    runtime::AgentDaemonOptions a;
+    // Node a reaches "the coordinator" through the relay (old, then fresh); node b only knows fresh.
+    a.coordinator = agents.empty() ? (*relay)->address() : (*fresh)->address();
+    a.socket = ::testing::TempDir() + "meshd_reround_" + node + std::to_string(getpid()) + ".sock";
+    a.simulate_gpus = 1;
+    a.node_name = node;
+    auto agent = runtime::AgentDaemon::Start(a);
+    ASSERT_TRUE(agent.ok()) << agent.status();
+    stubs.push_back(v1::Agent::NewStub(
+        grpc::CreateChannel((*agent)->address(), grpc::InsecureChannelCredentials())));
+    agents.push_back(*std::move(agent));
+  }
+  v1::AttachResponse ra, rb;
+  grpc::Status sa;
+  std::thread first([&] { sa = AttachTo(stubs[0].get(), "reround", 0, 1, 2, absl::Seconds(20), &ra); });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((*old)->core().Status().waiting.join == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ((*old)->core().Status().waiting.join, 1u);
+  (*relay)->SetTarget(PortOf((*fresh)->address()));
+  EXPECT_GE((*relay)->Cut(), 1);
+  const grpc::Status sb = AttachTo(stubs[1].get(), "reround", 0, 1, 2, absl::Seconds(20), &rb);
+  first.join();
+  ASSERT_TRUE(sa.ok()) << sa.error_message();
+  ASSERT_TRUE(sb.ok()) << sb.error_message();
+  EXPECT_EQ(ra.world_size(), 2u);
+  EXPECT_EQ(ra.generation(), rb.generation());
+  EXPECT_NE(ra.rank(), rb.rank());
+  EXPECT_EQ((*fresh)->core().Job("reround")->phase, coordinator::JobPhase::kRunning);
+}
+
 // --health-listen: a TCP port for Kubernetes' gRPC probes that serves health and nothing else (the
 // workers' API stays on the unix socket).
 TEST(AgentDaemonTest, HealthListen_ServesOnlyHealthOnTcp) {
