@@ -468,10 +468,12 @@ void Agent::CallCoordinator(const char* what, Req req, absl::Time deadline,
                                                 "sending it again"),
                        {{"error", s.error_message()}});
            }
+           // Once registered again, a NOT_FOUND is final (the job or node is really unknown).
            auto again = [this, what, req = std::move(call->req), deadline, send,
-                         done = std::move(done), resend_when_unregistered, attempt]() mutable {
+                         done = std::move(done),
+                         resend = resend_when_unregistered && !unregistered, attempt]() mutable {
              CallCoordinator<Req, Resp>(what, std::move(req), deadline, std::move(send),
-                                        std::move(done), resend_when_unregistered, attempt + 1);
+                                        std::move(done), resend, attempt + 1);
            };
            if (unregistered) {
              RunAfterRegistering(std::move(again));
@@ -729,7 +731,8 @@ void Agent::SendMesh(const std::string& job, const std::string& mesh_key, Comple
             }
           }
           RunAll(answers);
-        });
+        },
+        /*resend_when_unregistered=*/true);
   });
 }
 

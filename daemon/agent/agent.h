@@ -178,8 +178,9 @@ class Agent {
   // kCoordinatorAttempts sends), when it failed with UNAVAILABLE — the transport (a connection
   // reset; the next send waits for the coordinator to be reachable) or a coordinator recovering
   // the job after a restart — after a backoff (50 ms doubling to 1 s), and, with
-  // `resend_when_unregistered` (JoinJob), when the coordinator did not know the node (NOT_FOUND:
-  // it restarted, or declared the node dead) once the agent has registered again. The
+  // `resend_when_unregistered` (JoinJob, ResolveGroups), when the coordinator did not know the node
+  // or job (NOT_FOUND: it restarted, or declared the node dead) once the agent has registered
+  // again (which reports the node's running generations), once. The
   // coordinator's JoinJob and ResolveGroups are idempotent for a node, so a call that did arrive
   // before the connection broke is harmless to send again. `done` runs once (with CANCELLED when
   // the agent stops before a send).

@@ -85,6 +85,9 @@ std::vector<prometheus::MetricFamily> CoordinatorMetrics::Collect() const {
   out.push_back(CounterFamily("meshd_coordinator_generations_started_total",
                               "Job generations started (rounds closed)",
                               {{{}, static_cast<double>(s.counters.generations_started)}}));
+  out.push_back(CounterFamily("meshd_coordinator_generations_recovered_total",
+                              "Running generations taken back from the agents after a restart",
+                              {{{}, static_cast<double>(s.counters.generations_recovered)}}));
   return out;
 }
 

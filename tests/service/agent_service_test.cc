@@ -436,6 +436,88 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringTheRound_JoinSentAgainOnceRegist
   EXPECT_EQ((*fresh)->core().Job("reround")->phase, coordinator::JobPhase::kRunning);
 }
 
+// The coordinator restarts while one node's ResolveGroups is held (the other node has not asked
+// yet): the held call is sent again, the agents register again reporting the generation, the new
+// coordinator takes the job back, and the exchange completes there — both workers get the id the
+// leader minted.
+TEST(AgentDaemonTest, CoordinatorRestartedDuringAGroupExchange_IdsStillRelayed) {
+  runtime::CoordinatorDaemonOptions c;
+  c.listen = "127.0.0.1:0";
+  c.heartbeat_interval = absl::Milliseconds(200);
+  c.heartbeat_timeout = absl::Seconds(10);
+  auto old = runtime::CoordinatorDaemon::Start(c);
+  ASSERT_TRUE(old.ok()) << old.status();
+  auto fresh = runtime::CoordinatorDaemon::Start(c);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  std::vector<std::unique_ptr<testing::TcpRelay>> relays;
+  std::vector<std::unique_ptr<runtime::AgentDaemon>> agents;
+  std::vector<std::unique_ptr<v1::Agent::Stub>> stubs;
+  for (const char* node : {"a", "b"}) {
+    relays.push_back(*testing::TcpRelay::Start(PortOf((*old)->address())));
+    runtime::AgentDaemonOptions a;
+    a.coordinator = relays.back()->address();
+    a.socket = ::testing::TempDir() + "meshd_regroup_" + node + std::to_string(getpid()) + ".sock";
+    a.simulate_gpus = 1;
+    a.node_name = node;
+    auto agent = runtime::AgentDaemon::Start(a);
+    ASSERT_TRUE(agent.ok()) << agent.status();
+    stubs.push_back(v1::Agent::NewStub(
+        grpc::CreateChannel((*agent)->address(), grpc::InsecureChannelCredentials())));
+    agents.push_back(*std::move(agent));
+  }
+  v1::AttachResponse attached[2];
+  grpc::Status first;
+  std::thread t([&] { first = AttachTo(stubs[0].get(), "regroup", 0, 1, 2, absl::Seconds(20), &attached[0]); });
+  ASSERT_TRUE(AttachTo(stubs[1].get(), "regroup", 0, 1, 2, absl::Seconds(20), &attached[1]).ok());
+  t.join();
+  ASSERT_TRUE(first.ok()) << first.error_message();
+
+  const std::string id(128, 'x');
+  const auto resolve = [&](int i, v1::ResolveGroupsResponse* resp) {
+    v1::RankGroupsRequest req;
+    req.set_job("regroup");
+    req.set_generation(attached[i].generation());
+    req.set_local_rank(0);
+    req.set_mesh_key("m");
+    req.mutable_spec()->set_fingerprint("fp");
+    req.mutable_spec()->set_description("DeviceMesh((world=2))");
+    v1::GroupRequest* g = req.add_groups();
+    g->set_key("m/world/0");
+    g->set_num_ids(1);
+    if (attached[i].rank() == 0) {
+      v1::MintedId* m = g->add_minted();
+      m->set_index(0);
+      m->set_id(id);
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    return stubs[i]->ResolveGroups(&ctx, req, resp);
+  };
+  v1::ResolveGroupsResponse ra, rb;
+  grpc::Status sa;
+  std::thread held([&] { sa = resolve(0, &ra); });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((*old)->core().Status().waiting.groups == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ((*old)->core().Status().waiting.groups, 1u);
+  for (auto& r : relays) {
+    r->SetTarget(PortOf((*fresh)->address()));
+    EXPECT_GE(r->Cut(), 1);
+  }
+  const grpc::Status sb = resolve(1, &rb);
+  held.join();
+  ASSERT_TRUE(sa.ok()) << sa.error_message();
+  ASSERT_TRUE(sb.ok()) << sb.error_message();
+  for (const v1::ResolveGroupsResponse* r : {&ra, &rb}) {
+    ASSERT_EQ(r->groups_size(), 1);
+    ASSERT_EQ(r->groups(0).ids_size(), 1);
+    EXPECT_EQ(r->groups(0).ids(0), id);
+  }
+  EXPECT_EQ((*fresh)->core().Job("regroup")->phase, coordinator::JobPhase::kRunning);
+  EXPECT_EQ((*fresh)->core().Job("regroup")->generation, attached[0].generation());
+}
+
 // --health-listen: a TCP port for Kubernetes' gRPC probes that serves health and nothing else (the
 // workers' API stays on the unix socket).
 TEST(AgentDaemonTest, HealthListen_ServesOnlyHealthOnTcp) {

@@ -161,6 +161,7 @@ TEST_F(MetricsTest, SeriesFollowNodesJobsCallsIdsAndGenerations) {
   EXPECT_EQ(Value(s, "meshd_coordinator_jobs{phase=\"running\"}"), 1);
   EXPECT_EQ(Value(s, "meshd_coordinator_waiters{kind=\"join\"}"), 0);
   EXPECT_EQ(Value(s, "meshd_coordinator_generations_started_total"), 1);
+  EXPECT_EQ(Value(s, "meshd_coordinator_generations_recovered_total"), 0);
   EXPECT_EQ(Value(s, "meshd_coordinator_rendezvous_duration_seconds_count"), 1);
   EXPECT_GE(Value(s, "meshd_coordinator_rendezvous_duration_seconds_sum"), 0.05);
   EXPECT_EQ(Value(s, "meshd_coordinator_rendezvous_duration_seconds_bucket{le=\"0.01\"}"), 0);
