@@ -45,6 +45,16 @@ bool ParseDurationFlag(const std::string& name, const std::string& text, absl::D
   return false;
 }
 
+// The coordinator's own (coordinator and standalone).
+void AddCoordinatorFlags(CLI::App* cmd, CommonFlags& f) {
+  cmd->add_option("--recovery-window", f.recovery_window,
+                  "After a coordinator restart, how long a running job that some of its nodes "
+                  "reported waits for the others before its generation ends (at least the "
+                  "heartbeat timeout)")
+      ->envname("MESHD_RECOVERY_WINDOW")
+      ->capture_default_str();
+}
+
 void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
   cmd->add_option("--heartbeat-interval", f.heartbeat_interval,
                   "How often agents heartbeat (e.g. 500ms, 1s)")
@@ -58,12 +68,6 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
                   "Heartbeats per second the coordinator accepts; past it agents are told a "
                   "longer interval and timeout, in proportion (0: no cap)")
       ->envname("MESHD_MAX_HEARTBEAT_RATE")
-      ->capture_default_str();
-  cmd->add_option("--recovery-window", f.recovery_window,
-                  "After a coordinator restart, how long a running job that some of its nodes "
-                  "reported waits for the others before its generation ends (at least the "
-                  "heartbeat timeout)")
-      ->envname("MESHD_RECOVERY_WINDOW")
       ->capture_default_str();
   cmd->add_option("--metrics-listen", f.metrics_listen,
                   "HOST:PORT to serve Prometheus metrics on, at /metrics (e.g. 0.0.0.0:9464; "
@@ -132,6 +136,7 @@ int main(int argc, char** argv) {
       ->envname("MESHD_LISTEN")
       ->capture_default_str();
   AddCommonFlags(coord, common);
+  AddCoordinatorFlags(coord, common);
 
   meshd::runtime::AgentDaemonOptions agent_options;
   auto add_agent_flags = [&agent_options](CLI::App* cmd) {
@@ -170,6 +175,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   add_agent_flags(standalone);
   AddCommonFlags(standalone, common);
+  AddCoordinatorFlags(standalone, common);
 
   try {
     app.parse(argc, argv);
