@@ -461,17 +461,17 @@ void Agent::CallCoordinator(const char* what, Req req, absl::Time deadline,
          if ((s.error_code() == grpc::StatusCode::UNAVAILABLE || unregistered) &&
              attempt + 1 < kCoordinatorAttempts && absl::Now() < deadline) {
            if (attempt == 0 || unregistered) {
-             log::Warn(absl::StrCat(what, unregistered
-                                              ? " found the node unknown to the coordinator; "
-                                                "sending it again once registered"
-                                              : " failed on the way to (or in) the coordinator; "
-                                                "sending it again"),
-                       {{"error", s.error_message()}});
+             log::Warn(
+                 absl::StrCat(what, unregistered ? " found the node unknown to the coordinator; "
+                                                   "sending it again once registered"
+                                                 : " failed on the way to (or in) the coordinator; "
+                                                   "sending it again"),
+                 {{"error", s.error_message()}});
            }
            // Once registered again, a NOT_FOUND is final (the job or node is really unknown).
            auto again = [this, what, req = std::move(call->req), deadline, send,
-                         done = std::move(done),
-                         resend = resend_when_unregistered && !unregistered, attempt]() mutable {
+                         done = std::move(done), resend = resend_when_unregistered && !unregistered,
+                         attempt]() mutable {
              CallCoordinator<Req, Resp>(what, std::move(req), deadline, std::move(send),
                                         std::move(done), resend, attempt + 1);
            };
@@ -513,8 +513,8 @@ void Agent::RunAfterRegistering(std::function<void()> f) {
   f();
 }
 
-void Agent::StartWatch(const std::string& job, uint64_t generation, Completions& out,
-                       bool again, bool after_register) {
+void Agent::StartWatch(const std::string& job, uint64_t generation, Completions& out, bool again,
+                       bool after_register) {
   auto* call = new WatchCall(this, job, generation, again, after_register);
   calls_.insert(call->context());
   out.push_back([call] { call->Start(); });
@@ -550,9 +550,10 @@ void Agent::WatchAfterRegistering(const std::string& job, uint64_t generation) {
     rewatch_.emplace(job, generation);
     register_now_ = true;  // wakes the loop
   }
-  log::Warn("the coordinator does not know a running job (did it restart?): registering again, "
-            "reporting it, then watching it again",
-            {{"job", job}, {"generation", absl::StrCat(generation)}});
+  log::Warn(
+      "the coordinator does not know a running job (did it restart?): registering again, "
+      "reporting it, then watching it again",
+      {{"job", job}, {"generation", absl::StrCat(generation)}});
 }
 
 void Agent::OnGenerationEnd(const std::string& job, const coordinator::GenerationEnd& end) {

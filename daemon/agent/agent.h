@@ -157,9 +157,8 @@ class Agent {
   // `again`: after the previous one was lost to the transport (waits for the coordinator).
   // `after_register`: the agent registered again since the coordinator did not know the job (a
   // NOT_FOUND then ends the generation).
-  void StartWatch(const std::string& job, uint64_t generation, Completions& out,
-                  bool again = false, bool after_register = false)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartWatch(const std::string& job, uint64_t generation, Completions& out, bool again = false,
+                  bool after_register = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The coordinator did not know a job this node runs: register again now (reporting it), then
   // watch it again.
   void WatchAfterRegistering(const std::string& job, uint64_t generation) ABSL_LOCKS_EXCLUDED(mu_);

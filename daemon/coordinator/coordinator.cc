@@ -263,10 +263,10 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
             req.nodes.min_nodes, ":", req.nodes.max_nodes, " and local_world ", req.local_world,
             " — every node of a job must use the same values")));
       } else if (j.phase == JobPhase::kRecovering) {
-        fail(absl::UnavailableError(absl::StrCat(
-            "job '", j.name, "' is being recovered after a coordinator restart (",
-            j.recovery->node_at.size(), " of ", j.recovery->num_nodes,
-            " nodes reported generation ", j.generation, "); retry in a moment")));
+        fail(absl::UnavailableError(
+            absl::StrCat("job '", j.name, "' is being recovered after a coordinator restart (",
+                         j.recovery->node_at.size(), " of ", j.recovery->num_nodes,
+                         " nodes reported generation ", j.generation, "); retry in a moment")));
       } else if (j.phase == JobPhase::kRunning) {
         auto member = j.rank_of.find(req.node);
         if (member != j.rank_of.end()) {
@@ -721,12 +721,12 @@ void Coordinator::CheckDeadlines() {
           for (uint32_t r = 0; r < j.recovery->num_nodes && missing.size() < 64; ++r) {
             if (!j.recovery->node_at.contains(r)) missing.push_back(r);
           }
-          FailRecovery(j, "",
-                       absl::StrCat("node ranks ", RankRanges(missing), " of ",
-                                    j.recovery->num_nodes, " did not report generation ",
-                                    j.generation, " within ",
-                                    absl::FormatDuration(now - j.phase_since)),
-                       out);
+          FailRecovery(
+              j, "",
+              absl::StrCat("node ranks ", RankRanges(missing), " of ", j.recovery->num_nodes,
+                           " did not report generation ", j.generation, " within ",
+                           absl::FormatDuration(now - j.phase_since)),
+              out);
         }
       }
       next_wait = std::min(next_wait, j.kv.ExpireWaits(now, out));

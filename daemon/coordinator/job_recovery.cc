@@ -37,12 +37,12 @@ void Coordinator::RecoverJobs(const std::string& node, const std::vector<Running
     if (j.phase != JobPhase::kRecovering || j.generation != r.generation) continue;  // known
     JobRecord::Recovery& rec = *j.recovery;
     if (rec.num_nodes != r.num_nodes || j.local_world != r.local_world || !(j.count == r.nodes)) {
-      FailRecovery(j, node,
-                   absl::StrCat("node '", node, "' reports generation ", r.generation, " with ",
-                                r.num_nodes, " nodes of ", r.local_world,
-                                " workers; other nodes reported ", rec.num_nodes, " nodes of ",
-                                j.local_world),
-                   out);
+      FailRecovery(
+          j, node,
+          absl::StrCat("node '", node, "' reports generation ", r.generation, " with ", r.num_nodes,
+                       " nodes of ", r.local_world, " workers; other nodes reported ",
+                       rec.num_nodes, " nodes of ", j.local_world),
+          out);
       continue;
     }
     auto [at, fresh] = rec.node_at.try_emplace(r.node_rank, node);

@@ -66,10 +66,9 @@ struct Coordinator::JobRecord {
     return out;
   }
   Assignment AssignmentFor(uint32_t node_rank) const {
-    return Assignment{name,        generation,
-                      static_cast<uint32_t>(members->size()) * local_world,
-                      node_rank,   local_world,
-                      static_cast<uint32_t>(members->size()), members};
+    return Assignment{name,      generation,  static_cast<uint32_t>(members->size()) * local_world,
+                      node_rank, local_world, static_cast<uint32_t>(members->size()),
+                      members};
   }
   bool IsMember(const std::string& node) const { return rank_of.contains(node); }
 };

@@ -154,8 +154,8 @@ enum class EventKind {
   kNodeStandby,  // waits for the next round of an elastic job at its max
   kGenerationStarted,
   kGenerationEnded,
-  kJobRecovering,         // a node reported a generation this (restarted) coordinator did not know
-  kGenerationRecovered,   // every node of it did: it runs again
+  kJobRecovering,        // a node reported a generation this (restarted) coordinator did not know
+  kGenerationRecovered,  // every node of it did: it runs again
 };
 // "node_registered", ...: the name logs and metrics use.
 const char* EventKindName(EventKind kind);

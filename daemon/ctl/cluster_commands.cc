@@ -44,7 +44,9 @@ std::string GpuSummary(const v1::NodeInventory& inv) {
 }
 
 std::string Phase(v1::JobPhase p) {
-  return p == v1::JOB_PHASE_RUNNING ? "running" : p == v1::JOB_PHASE_RECOVERING ? "recovering" : "joining";
+  return p == v1::JOB_PHASE_RUNNING      ? "running"
+         : p == v1::JOB_PHASE_RECOVERING ? "recovering"
+                                         : "joining";
 }
 
 std::string Count(const v1::NodeCount& c) {

@@ -53,8 +53,8 @@ void ToProto(const coordinator::NodeCount& d, v1::NodeCount* p) {
 }
 
 coordinator::RunningJob FromProto(const v1::RunningJob& p) {
-  return coordinator::RunningJob{p.job(),         p.generation(),  p.node_rank(),
-                                 p.num_nodes(),   p.local_world(), FromProto(p.nodes())};
+  return coordinator::RunningJob{p.job(),       p.generation(),  p.node_rank(),
+                                 p.num_nodes(), p.local_world(), FromProto(p.nodes())};
 }
 
 void ToProto(const coordinator::RunningJob& d, v1::RunningJob* p) {
@@ -146,8 +146,8 @@ void ToProto(const coordinator::GenerationEnd& d, v1::GenerationEnd* p) {
 void ToProto(const coordinator::JobView& d, v1::JobStatus* p) {
   p->set_job(d.job);
   p->set_phase(d.phase == coordinator::JobPhase::kRunning      ? v1::JOB_PHASE_RUNNING
-                : d.phase == coordinator::JobPhase::kRecovering ? v1::JOB_PHASE_RECOVERING
-                                                                : v1::JOB_PHASE_JOINING);
+               : d.phase == coordinator::JobPhase::kRecovering ? v1::JOB_PHASE_RECOVERING
+                                                               : v1::JOB_PHASE_JOINING);
   p->set_generation(d.generation);
   ToProto(d.nodes, p->mutable_nodes());
   for (const coordinator::Member& m : d.members) ToProto(m, p->add_members());

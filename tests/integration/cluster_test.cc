@@ -14,10 +14,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/process/subprocess.h"
-#include "tests/support/agent_fleet.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/agent_fleet.h"
 
 namespace meshd {
 namespace {

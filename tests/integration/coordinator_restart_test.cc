@@ -10,13 +10,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/process/subprocess.h"
-#include "tests/support/agent_fleet.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/agent_fleet.h"
 
 namespace meshd {
 namespace {
@@ -68,8 +68,8 @@ TEST(CoordinatorRestart, RunningJobRecoveredFromTheAgents_WorkersCarryOn_ThenALo
   ASSERT_NE(coordinator, nullptr);
   ASSERT_TRUE(coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(20)).ok());
 
-  auto stub = v1::Coordinator::NewStub(
-      grpc::CreateChannel(*address, grpc::InsecureChannelCredentials()));
+  auto stub =
+      v1::Coordinator::NewStub(grpc::CreateChannel(*address, grpc::InsecureChannelCredentials()));
   v1::JobStatus job;
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
   while (absl::Now() < deadline) {

@@ -405,7 +405,8 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringTheRound_JoinSentAgainOnceRegist
   std::vector<std::unique_ptr<v1::Agent::Stub>> stubs;
   for (const char* node : {"a", "b"}) {
     runtime::AgentDaemonOptions a;
-    // Node a reaches "the coordinator" through the relay (old, then fresh); node b only knows fresh.
+    // Node a reaches "the coordinator" through the relay (old, then fresh); node b only knows
+    // fresh.
     a.coordinator = agents.empty() ? (*relay)->address() : (*fresh)->address();
     a.socket = ::testing::TempDir() + "meshd_reround_" + node + std::to_string(getpid()) + ".sock";
     a.simulate_gpus = 1;
@@ -418,7 +419,8 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringTheRound_JoinSentAgainOnceRegist
   }
   v1::AttachResponse ra, rb;
   grpc::Status sa;
-  std::thread first([&] { sa = AttachTo(stubs[0].get(), "reround", 0, 1, 2, absl::Seconds(20), &ra); });
+  std::thread first(
+      [&] { sa = AttachTo(stubs[0].get(), "reround", 0, 1, 2, absl::Seconds(20), &ra); });
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while ((*old)->core().Status().waiting.join == 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(10));
@@ -467,7 +469,9 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringAGroupExchange_IdsStillRelayed) 
   }
   v1::AttachResponse attached[2];
   grpc::Status first;
-  std::thread t([&] { first = AttachTo(stubs[0].get(), "regroup", 0, 1, 2, absl::Seconds(20), &attached[0]); });
+  std::thread t([&] {
+    first = AttachTo(stubs[0].get(), "regroup", 0, 1, 2, absl::Seconds(20), &attached[0]);
+  });
   ASSERT_TRUE(AttachTo(stubs[1].get(), "regroup", 0, 1, 2, absl::Seconds(20), &attached[1]).ok());
   t.join();
   ASSERT_TRUE(first.ok()) << first.error_message();

@@ -20,8 +20,8 @@ absl::Status AgentFleet::Start(const std::string& meshd, const std::string& work
   }
   for (int i = 0; i < num_agents; ++i) {
     for (int r = 0; r < gpus; ++r) {
-      auto w = process::Subprocess::Start({worker, sockets[i], job, absl::StrCat(r),
-                                           absl::StrCat(gpus), absl::StrCat(num_agents)});
+      auto w = process::Subprocess::Start(
+          {worker, sockets[i], job, absl::StrCat(r), absl::StrCat(gpus), absl::StrCat(num_agents)});
       if (!w.ok()) return w.status();
       workers.push_back(*std::move(w));
     }

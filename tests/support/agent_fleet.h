@@ -15,7 +15,7 @@ namespace meshd::testing {
 
 struct AgentFleet {
   std::vector<std::unique_ptr<process::Subprocess>> agents;
-  std::vector<std::string> sockets;  // agent i's unix socket
+  std::vector<std::string> sockets;                           // agent i's unix socket
   std::vector<std::unique_ptr<process::Subprocess>> workers;  // agent i's at i * gpus + local rank
 
   // Starts `agents` agents of `gpus` simulated GPUs each (sockets under `dir`), waits until each

@@ -130,7 +130,8 @@ TEST_F(JobRecoveryTest, AReportedNodeLostMeanwhile_EndsTheGenerationNamingIt) {
   ASSERT_TRUE(Report("b", {Train(1)}).ok());
   std::optional<GenerationEnd> ended;
   ASSERT_TRUE(coord_.WatchJob("train", 4, [&](const GenerationEnd& e) { ended = e; }).ok());
-  ASSERT_TRUE(Report("b", {}, /*incarnation=*/2).ok());  // b's agent restarted: its workers are gone
+  ASSERT_TRUE(
+      Report("b", {}, /*incarnation=*/2).ok());  // b's agent restarted: its workers are gone
   ASSERT_TRUE(ended.has_value());
   EXPECT_EQ(ended->node, "b");
   EXPECT_EQ(Job().generation, 5u);
@@ -174,9 +175,9 @@ TEST_F(JobRecoveryTest, ReportOfAKnownJob_Ignored) {
 }
 
 TEST_F(JobRecoveryTest, MalformedReport_InvalidArgumentAndNothingRecorded) {
-  for (RunningJob bad : {Train(3), Train(0, 0), Train(0, 3, 0),
-                         RunningJob{"bad name", 1, 0, 1, 2, NodeCount{1, 1}},
-                         RunningJob{"train", 1, 0, 5, 2, NodeCount{1, 2}}}) {
+  for (RunningJob bad :
+       {Train(3), Train(0, 0), Train(0, 3, 0), RunningJob{"bad name", 1, 0, 1, 2, NodeCount{1, 1}},
+        RunningJob{"train", 1, 0, 5, 2, NodeCount{1, 2}}}) {
     const absl::Status s = Report("a", {bad});
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   }
