@@ -248,6 +248,28 @@ int PortOf(const std::string& address) {
 }
 
 // A running one-node job whose agent reaches the coordinator through a relay that can break.
+// An agent daemon with one simulated GPU, named `node`, reaching the coordinator at `coordinator`
+// (its socket named after `tag`), and a stub to it.
+struct TestAgent {
+  std::unique_ptr<runtime::AgentDaemon> daemon;
+  std::unique_ptr<v1::Agent::Stub> stub;
+};
+absl::StatusOr<TestAgent> StartTestAgent(const std::string& node, const std::string& coordinator,
+                                         const std::string& tag) {
+  runtime::AgentDaemonOptions a;
+  a.coordinator = coordinator;
+  a.socket =
+      ::testing::TempDir() + "meshd_" + tag + "_" + node + std::to_string(getpid()) + ".sock";
+  a.simulate_gpus = 1;
+  a.node_name = node;
+  auto agent = runtime::AgentDaemon::Start(a);
+  if (!agent.ok()) return agent.status();
+  TestAgent t{*std::move(agent), nullptr};
+  t.stub = v1::Agent::NewStub(
+      grpc::CreateChannel(t.daemon->address(), grpc::InsecureChannelCredentials()));
+  return t;
+}
+
 struct RelayedJob {
   explicit RelayedJob(const std::string& name) {
     runtime::CoordinatorDaemonOptions c;
@@ -353,17 +375,12 @@ TEST(AgentDaemonTest, JoinHeldWhenTheConnectionResets_SentAgainAndAnswered) {
   std::vector<std::unique_ptr<runtime::AgentDaemon>> agents;
   std::vector<std::unique_ptr<v1::Agent::Stub>> stubs;
   for (const char* node : {"a", "b"}) {
-    runtime::AgentDaemonOptions a;
     // Node a reaches the coordinator through the relay, node b directly.
-    a.coordinator = agents.empty() ? (*relay)->address() : (*coordinator)->address();
-    a.socket = ::testing::TempDir() + "meshd_held_" + node + std::to_string(getpid()) + ".sock";
-    a.simulate_gpus = 1;
-    a.node_name = node;
-    auto agent = runtime::AgentDaemon::Start(a);
+    auto agent = StartTestAgent(
+        node, agents.empty() ? (*relay)->address() : (*coordinator)->address(), "held");
     ASSERT_TRUE(agent.ok()) << agent.status();
-    stubs.push_back(v1::Agent::NewStub(
-        grpc::CreateChannel((*agent)->address(), grpc::InsecureChannelCredentials())));
-    agents.push_back(*std::move(agent));
+    stubs.push_back(std::move(agent->stub));
+    agents.push_back(std::move(agent->daemon));
   }
   const auto attach = [&](int i, v1::AttachResponse* resp) {
     return AttachTo(stubs[i].get(), "held", 0, 1, 2, absl::Seconds(20), resp);
@@ -404,18 +421,13 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringTheRound_JoinSentAgainOnceRegist
   std::vector<std::unique_ptr<runtime::AgentDaemon>> agents;
   std::vector<std::unique_ptr<v1::Agent::Stub>> stubs;
   for (const char* node : {"a", "b"}) {
-    runtime::AgentDaemonOptions a;
     // Node a reaches "the coordinator" through the relay (old, then fresh); node b only knows
     // fresh.
-    a.coordinator = agents.empty() ? (*relay)->address() : (*fresh)->address();
-    a.socket = ::testing::TempDir() + "meshd_reround_" + node + std::to_string(getpid()) + ".sock";
-    a.simulate_gpus = 1;
-    a.node_name = node;
-    auto agent = runtime::AgentDaemon::Start(a);
+    auto agent =
+        StartTestAgent(node, agents.empty() ? (*relay)->address() : (*fresh)->address(), "reround");
     ASSERT_TRUE(agent.ok()) << agent.status();
-    stubs.push_back(v1::Agent::NewStub(
-        grpc::CreateChannel((*agent)->address(), grpc::InsecureChannelCredentials())));
-    agents.push_back(*std::move(agent));
+    stubs.push_back(std::move(agent->stub));
+    agents.push_back(std::move(agent->daemon));
   }
   v1::AttachResponse ra, rb;
   grpc::Status sa;
@@ -456,16 +468,10 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringAGroupExchange_IdsStillRelayed) 
   std::vector<std::unique_ptr<v1::Agent::Stub>> stubs;
   for (const char* node : {"a", "b"}) {
     relays.push_back(*testing::TcpRelay::Start(PortOf((*old)->address())));
-    runtime::AgentDaemonOptions a;
-    a.coordinator = relays.back()->address();
-    a.socket = ::testing::TempDir() + "meshd_regroup_" + node + std::to_string(getpid()) + ".sock";
-    a.simulate_gpus = 1;
-    a.node_name = node;
-    auto agent = runtime::AgentDaemon::Start(a);
+    auto agent = StartTestAgent(node, relays.back()->address(), "regroup");
     ASSERT_TRUE(agent.ok()) << agent.status();
-    stubs.push_back(v1::Agent::NewStub(
-        grpc::CreateChannel((*agent)->address(), grpc::InsecureChannelCredentials())));
-    agents.push_back(*std::move(agent));
+    stubs.push_back(std::move(agent->stub));
+    agents.push_back(std::move(agent->daemon));
   }
   v1::AttachResponse attached[2];
   grpc::Status first;
