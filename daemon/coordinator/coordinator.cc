@@ -263,10 +263,7 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
             req.nodes.min_nodes, ":", req.nodes.max_nodes, " and local_world ", req.local_world,
             " — every node of a job must use the same values")));
       } else if (j.phase == JobPhase::kRecovering) {
-        fail(absl::UnavailableError(
-            absl::StrCat("job '", j.name, "' is being recovered after a coordinator restart (",
-                         j.recovery->node_at.size(), " of ", j.recovery->num_nodes,
-                         " nodes reported generation ", j.generation, "); retry in a moment")));
+        fail(j.RecoveringError());
       } else if (j.phase == JobPhase::kRunning) {
         auto member = j.rank_of.find(req.node);
         if (member != j.rank_of.end()) {
@@ -480,12 +477,7 @@ absl::StatusOr<Coordinator::JobRecord*> Coordinator::Running(const std::string& 
                      j.last_end ? absl::StrCat(" (", j.last_end->message, ")") : "",
                      "; the job is at generation ", j.generation, ": re-join"));
   }
-  if (generation == j.generation && j.phase == JobPhase::kRecovering) {
-    return absl::UnavailableError(absl::StrCat(
-        "generation ", generation, " of job '", job,
-        "' is being recovered after a coordinator restart (", j.recovery->node_at.size(), " of ",
-        j.recovery->num_nodes, " nodes reported it); retry in a moment"));
-  }
+  if (generation == j.generation && j.phase == JobPhase::kRecovering) return j.RecoveringError();
   if (generation > j.generation || j.phase == JobPhase::kJoining) {
     return absl::FailedPreconditionError(absl::StrCat(
         "generation ", generation, " of job '", job, "' is not running; the job is at generation ",

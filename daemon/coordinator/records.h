@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "daemon/coordinator/coordinator.h"
 
 namespace meshd::coordinator {
@@ -71,6 +73,13 @@ struct Coordinator::JobRecord {
                       members};
   }
   bool IsMember(const std::string& node) const { return rank_of.contains(node); }
+  // What a call naming the generation gets while it recovers (kRecovering): retry in a moment.
+  absl::Status RecoveringError() const {
+    return absl::UnavailableError(
+        absl::StrCat("generation ", generation, " of job '", name,
+                     "' is being recovered after a coordinator restart (", recovery->node_at.size(),
+                     " of ", recovery->num_nodes, " nodes reported it); retry in a moment"));
+  }
 };
 
 }  // namespace meshd::coordinator
