@@ -155,14 +155,6 @@ bool Agent::RegisterOnce() {
     ++registrations_;
     heartbeat_interval_ = absl::Milliseconds(std::max<uint32_t>(resp.heartbeat_interval_ms(), 10));
     LaunchJoins(out);
-    for (const auto& [job, generation] : rewatch_) {
-      auto it = jobs_.find(job);
-      if (it != jobs_.end() && it->second.assignment &&
-          it->second.assignment->generation == generation) {
-        StartWatch(job, generation, out, /*again=*/true, /*after_register=*/true);
-      }
-    }
-    rewatch_.clear();
     for (auto& f : after_register_) out.push_back(std::move(f));
     after_register_.clear();
   }
@@ -539,21 +531,28 @@ void Agent::WatchAgain(const std::string& job, uint64_t generation, const std::s
 }
 
 void Agent::WatchAfterRegistering(const std::string& job, uint64_t generation) {
+  // Watching (again) only a generation that is still this node's.
+  auto current = [this, job, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = jobs_.find(job);
+    return !stopping_ && it != jobs_.end() && it->second.assignment &&
+           it->second.assignment->generation == generation;
+  };
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) return;
-    auto it = jobs_.find(job);
-    if (it == jobs_.end() || !it->second.assignment ||
-        it->second.assignment->generation != generation) {
-      return;
-    }
-    rewatch_.emplace(job, generation);
-    register_now_ = true;  // wakes the loop
+    if (!current()) return;
   }
   log::Warn(
       "the coordinator does not know a running job (did it restart?): registering again, "
       "reporting it, then watching it again",
       {{"job", job}, {"generation", absl::StrCat(generation)}});
+  RunAfterRegistering([this, job, generation, current] {
+    Completions out;
+    {
+      absl::MutexLock lock(&mu_);
+      if (current()) StartWatch(job, generation, out, /*again=*/true, /*after_register=*/true);
+    }
+    RunAll(out);
+  });
 }
 
 void Agent::OnGenerationEnd(const std::string& job, const coordinator::GenerationEnd& end) {

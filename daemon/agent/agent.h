@@ -209,7 +209,6 @@ class Agent {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool registered_ ABSL_GUARDED_BY(mu_) = false;
   bool register_now_ ABSL_GUARDED_BY(mu_) = false;  // wakes the loop to register again
-  std::set<std::pair<std::string, uint64_t>> rewatch_ ABSL_GUARDED_BY(mu_);  // once registered
   std::vector<std::function<void()>> after_register_ ABSL_GUARDED_BY(mu_);
   std::multimap<absl::Time, std::function<void()>> later_ ABSL_GUARDED_BY(mu_);
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
