@@ -397,12 +397,8 @@ void Coordinator::DropNode(const std::string& node, EndReason reason, const std:
     JobRecord& j = *job;
     if (j.phase == JobPhase::kRunning && j.IsMember(node)) {
       EndGeneration(j, reason, node, message, out);
-    } else if (j.phase == JobPhase::kRecovering) {
-      const auto& reported = j.recovery->node_at;
-      if (std::any_of(reported.begin(), reported.end(),
-                      [&node](const auto& r) { return r.second == node; })) {
-        FailRecovery(j, node, message, out);
-      }
+    } else if (j.phase == JobPhase::kRecovering && j.recovery->rank_of_node.contains(node)) {
+      FailRecovery(j, node, message, out);
     }
     for (auto* pool : {&j.joiners, &j.standby}) {
       auto it = pool->find(node);

@@ -24,8 +24,9 @@ void Coordinator::RecoverJobs(const std::string& node, const std::vector<Running
       j.generation = r.generation;
       j.phase = JobPhase::kRecovering;
       j.phase_since = now;
-      j.recovery = JobRecord::Recovery{
-          r.num_nodes, {}, now + std::max(options_.recovery_window, CurrentTiming().timeout)};
+      j.recovery.emplace();
+      j.recovery->num_nodes = r.num_nodes;
+      j.recovery->deadline = now + std::max(options_.recovery_window, CurrentTiming().timeout);
       waits_due_ = std::min(waits_due_, j.recovery->deadline);
       Emit(EventKind::kJobRecovering,
            absl::StrCat("node reports generation ", r.generation, " (", r.num_nodes,
@@ -49,6 +50,14 @@ void Coordinator::RecoverJobs(const std::string& node, const std::vector<Running
     if (!fresh && at->second != node) {
       FailRecovery(j, node,
                    absl::StrCat("nodes '", at->second, "' and '", node, "' both report node rank ",
+                                r.node_rank, " of generation ", r.generation),
+                   out);
+      continue;
+    }
+    auto [mine, first] = rec.rank_of_node.try_emplace(node, r.node_rank);
+    if (!first && mine->second != r.node_rank) {
+      FailRecovery(j, node,
+                   absl::StrCat("node '", node, "' reports node ranks ", mine->second, " and ",
                                 r.node_rank, " of generation ", r.generation),
                    out);
       continue;

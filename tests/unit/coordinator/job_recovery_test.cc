@@ -145,6 +145,18 @@ TEST_F(JobRecoveryTest, ConflictingReports_EndTheGenerationSayingWhy) {
   ASSERT_TRUE(ended.has_value());
   EXPECT_THAT(ended->message, HasSubstr("nodes 'a' and 'b' both report node rank 0"));
 
+  // One node claiming two ranks.
+  RunningJob again = Train(2);
+  again.job = "dup";
+  RunningJob twice = again;
+  twice.node_rank = 1;
+  std::optional<GenerationEnd> dup_ended;
+  ASSERT_TRUE(Report("c", {again}).ok());
+  ASSERT_TRUE(coord_.WatchJob("dup", 4, [&](const GenerationEnd& e) { dup_ended = e; }).ok());
+  ASSERT_TRUE(Report("c", {twice}).ok());
+  ASSERT_TRUE(dup_ended.has_value());
+  EXPECT_THAT(dup_ended->message, HasSubstr("node 'c' reports node ranks 2 and 1"));
+
   RunningJob other = Train(1);
   other.job = "eval";
   ASSERT_TRUE(Report("a", {other}).ok());
