@@ -99,7 +99,14 @@ Agent::Agent(AgentOptions options, std::vector<coordinator::Gpu> gpus, const Clo
   inventory_.incarnation =
       options_.incarnation != 0 ? options_.incarnation : (absl::Uniform<uint64_t>(gen) | 1);
   inventory_.gpus = std::move(gpus);
-  channel_ = grpc::CreateChannel(options_.coordinator, grpc::InsecureChannelCredentials());
+  // gRPC's reconnect backoff grows to 120 s by default: after a long coordinator outage an agent
+  // could come back minutes late, past the window in which a restarted coordinator takes its
+  // running jobs back. Capped at the agent's own registration backoff.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff)));
+  channel_ =
+      grpc::CreateCustomChannel(options_.coordinator, grpc::InsecureChannelCredentials(), args);
   stub_ = v1::Coordinator::NewStub(channel_);
 }
 
