@@ -16,7 +16,6 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
-#include "grpc/grpc.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -25,9 +24,11 @@
 #include "bench/sim/cluster_sim.h"
 #include "bench/sim/placement.h"
 #include "bench/sim/proc_stats.h"
+#include "bench/sim/restart_sim.h"
 #include "bench/sim/workload.h"
 #include "common/process/subprocess.h"
 #include "common/time/mutex_clock.h"
+#include "grpc/grpc.h"
 #include "nlohmann/json.hpp"
 
 namespace {
@@ -38,6 +39,7 @@ struct Flags {
   std::string shape;
   bool no_world_group = false;
   bool register_first = false;
+  bool restart = false;
   uint32_t ranks_per_id = 0;
   uint32_t channels = 0;  // 0: DefaultChannels(nodes)
   std::string coordinator;
@@ -131,6 +133,10 @@ int main(int argc, char** argv) {
   app.add_flag("--register-first", f.register_first,
                "Register every node, then start the job (a job on a running cluster: its figures "
                "job_ranks_s/job_ids_s exclude connecting and registering)");
+  app.add_flag("--restart", f.restart,
+               "After the run, kill the coordinator (SIGKILL) and start a new one on its address: "
+               "every node registers again reporting the running generation; restart_recovered_s "
+               "is how long until the job runs again");
   app.add_flag("--json", f.json, "Print only the JSON line");
   CLI11_PARSE(app, argc, argv);
 
@@ -147,28 +153,38 @@ int main(int argc, char** argv) {
   std::string address = f.coordinator;
   std::string coordinator_cpus = "unknown";  // a coordinator this process did not start
   int pid = f.coordinator_pid;
-  if (address.empty()) {
-    if (f.meshd.empty()) f.meshd = DefaultMeshd();
+  // Starts a coordinator listening on `listen` (on --coordinator-cpu) and waits until it serves.
+  const auto start_coordinator = [&](const std::string& listen) -> absl::Status {
     absl::StatusOr<std::string> cpus =
         StartOnCpu(f.coordinator_cpu, "--coordinator-cpu", [&]() -> absl::Status {
           auto p = meshd::process::Subprocess::Start(
-              {f.meshd, "coordinator", "--listen", "127.0.0.1:0", "--heartbeat-interval",
+              {f.meshd, "coordinator", "--listen", listen, "--heartbeat-interval",
                f.heartbeat_interval, "--heartbeat-timeout", f.heartbeat_timeout},
               f.coordinator_log);
           if (!p.ok()) return p.status();
           coordinator = *std::move(p);
           return absl::OkStatus();
         });
-    if (!cpus.ok()) return Fail(std::string(cpus.status().message()));
+    if (!cpus.ok()) return cpus.status();
     coordinator_cpus = *cpus;
     absl::StatusOr<std::string> addr =
         coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(30));
     if (!addr.ok()) {
-      return Fail(absl::StrCat("the coordinator (", f.meshd, ") did not start: ",
-                               addr.status().message(), "; see ", f.coordinator_log));
+      return absl::UnavailableError(absl::StrCat("the coordinator (", f.meshd,
+                                                 ") did not start: ", addr.status().message(),
+                                                 "; see ", f.coordinator_log));
     }
     address = *addr;
     pid = coordinator->pid();
+    return absl::OkStatus();
+  };
+  if (address.empty()) {
+    if (f.meshd.empty()) f.meshd = DefaultMeshd();
+    if (absl::Status s = start_coordinator("127.0.0.1:0"); !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
+  } else if (f.restart) {
+    return Fail("--restart restarts the coordinator meshd_bench starts: drop --coordinator");
   }
   const std::optional<ProcStats> before = ServerStats(pid);
 
@@ -181,6 +197,27 @@ int main(int argc, char** argv) {
   so.register_first = f.register_first;
   absl::StatusOr<SimResult> r = RunClusterSim(so, &*workload);
   const std::optional<ProcStats> after = ServerStats(pid);
+  std::optional<RestartResult> restarted;
+  std::optional<ProcStats> restart_before, restart_after;
+  if (r.ok() && f.restart) {
+    coordinator->Signal(SIGKILL);
+    (void)coordinator->Wait(absl::Seconds(30));
+    if (absl::Status s = start_coordinator(address); !s.ok()) return Fail(std::string(s.message()));
+    restart_before = ServerStats(pid);
+    RestartOptions ro;
+    ro.address = address;
+    ro.nodes = f.nodes;
+    ro.gpus_per_node = f.gpus_per_node;
+    ro.channels = so.channels;
+    ro.job = so.job;
+    ro.generation = r->generation;
+    ro.node_ranks = r->node_ranks;
+    ro.timeout = so.timeout;
+    absl::StatusOr<RestartResult> rr = RunRestartSim(ro);
+    restart_after = ServerStats(pid);
+    if (!rr.ok()) return Fail(absl::StrCat("the restart failed: ", rr.status().ToString()));
+    restarted = *rr;
+  }
   if (coordinator) {
     coordinator->Signal(SIGTERM);
     (void)coordinator->Wait(absl::Seconds(30));
@@ -223,6 +260,12 @@ int main(int argc, char** argv) {
     j["coordinator_cpu_s"] = nullptr;
     j["coordinator_peak_rss_mb"] = nullptr;
   }
+  if (restarted) {
+    j["restart_recovered_s"] = restarted->t_recovered_s;
+    if (restart_before && restart_after) {
+      j["restart_coordinator_cpu_s"] = restart_after->cpu_s - restart_before->cpu_s;
+    }
+  }
   if (!f.json) {
     auto line = [](absl::string_view what, const std::string& value) {
       std::cout << absl::StrFormat("  %-34s %s\n", what, value);
@@ -252,6 +295,10 @@ int main(int argc, char** argv) {
       line("coordinator peak RSS", absl::StrFormat("%.1f MB", after->peak_rss_mb));
     }
     line("simulator CPU (all nodes)", absl::StrFormat("%.3f s", r->sim_cpu_s));
+    if (restarted) {
+      line("coordinator restarted: job back",
+           absl::StrFormat("%.3f s after the new one served", restarted->t_recovered_s));
+    }
   }
   std::cout << j.dump() << std::endl;
   return 0;

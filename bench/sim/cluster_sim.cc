@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "bench/sim/nodes.h"
 #include "bench/sim/proc_stats.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -41,8 +42,8 @@ class Sim {
           grpc::CreateCustomChannel(o.address, grpc::InsecureChannelCredentials(), args)));
     }
     for (uint32_t i = 0; i < o.nodes; ++i) {
-      names_.push_back(absl::StrFormat("node-%05u", i));
-      registrations_.push_back(Inventory(i));
+      names_.push_back(SimulatedNodeName(i));
+      registrations_.push_back(SimulatedRegistration(i, o.gpus_per_node));
     }
   }
 
@@ -82,6 +83,8 @@ class Sim {
     if (!error_.ok()) return error_;
     result_.rpcs = rpcs_.load();
     result_.heartbeats = heartbeats_.load();
+    for (const Node& n : nodes_) result_.node_ranks.push_back(n.node_rank);
+    result_.generation = nodes_.empty() ? 0 : nodes_[0].generation;
     return result_;
   }
 
@@ -129,24 +132,6 @@ class Sim {
                              const grpc::Status& s) {
     return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
                         absl::StrCat(what, " for ", node, ": ", s.error_message()));
-  }
-
-  // Node i's registration, as its agent has it ready once its GPUs are discovered (before the run).
-  v1::RegisterNodeRequest Inventory(uint32_t i) const {
-    v1::RegisterNodeRequest req;
-    v1::NodeInventory* inv = req.mutable_inventory();
-    inv->set_node(names_[i]);
-    inv->set_hostname(names_[i]);
-    inv->set_agent_address(absl::StrCat("unix:/run/meshd/", names_[i], ".sock"));
-    inv->set_incarnation(1);
-    for (uint32_t g = 0; g < o_.gpus_per_node; ++g) {
-      v1::Gpu* gpu = inv->add_gpus();
-      gpu->set_index(g);
-      gpu->set_uuid(absl::StrCat("GPU-sim-", names_[i], "-", g));
-      gpu->set_name("simulated GPU (meshd_bench)");
-      gpu->set_simulated(true);
-    }
-    return req;
   }
 
   void Register(uint32_t i) {

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -44,6 +45,9 @@ struct SimResult {
   // until every node held its ids: the load the simulator puts on the machine beside the
   // coordinator, which on a real cluster would be spread over the agents' own hosts.
   double sim_cpu_s = 0;
+  // Where the run left the job: its generation and each node's rank (by node index).
+  uint64_t generation = 0;
+  std::vector<uint32_t> node_ranks;
 };
 
 // Runs one rendezvous of one job over the whole simulated cluster. The first failed RPC or check
