@@ -162,6 +162,10 @@ TEST_F(CoordinatorTest, WaitDeadline_ShorterWaitAfterLongerOne_EndsOnTime) {
   ASSERT_TRUE(hurried.done());
   EXPECT_EQ(hurried.value->status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_FALSE(patient.done());
+  // Ended here, while `patient` lives (the fixture's coordinator would answer it after).
+  coord_.Shutdown();
+  ASSERT_TRUE(patient.done());
+  EXPECT_EQ(patient.value->status().code(), absl::StatusCode::kCancelled);
 }
 
 // 2 heartbeats/s at a 1 s interval: two nodes fit; four need a 2 s interval (and a 10 s timeout).
