@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <functional>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -21,6 +22,16 @@
 
 namespace meshd {
 namespace {
+
+// Polls `done` until it holds or `timeout` passes; whether it held.
+bool PollUntil(const std::function<bool()>& done, absl::Duration timeout = absl::Seconds(10)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
+}
 
 using ::testing::HasSubstr;
 
@@ -231,10 +242,7 @@ TEST(AgentDaemonTest, CoordinatorLateOrRestarted_AgentRegistersAgain) {
   for (int restart = 0; restart < 2; ++restart) {
     auto coordinator = runtime::CoordinatorDaemon::Start(c);
     ASSERT_TRUE(coordinator.ok()) << coordinator.status();
-    const absl::Time deadline = absl::Now() + absl::Seconds(15);
-    while ((*coordinator)->core().Nodes().empty() && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(20));
-    }
+    PollUntil([&] { return !(*coordinator)->core().Nodes().empty(); }, absl::Seconds(15));
     ASSERT_EQ((*coordinator)->core().Nodes().size(), 1u) << "restart " << restart;
     EXPECT_EQ((*coordinator)->core().Nodes()[0].inventory.node, "late");
     (*coordinator)->Stop();  // the next coordinator starts empty: the agent must register again
@@ -294,10 +302,7 @@ struct RelayedJob {
     watch_ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     watch = stub->Watch(&watch_ctx, w);
     // The agent's own watch on the coordinator is up once the coordinator holds it.
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (coordinator->core().Status().waiting.watch == 0 && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(10));
-    }
+    PollUntil([&] { return coordinator->core().Status().waiting.watch > 0; });
   }
 
   std::unique_ptr<runtime::CoordinatorDaemon> coordinator;
@@ -339,16 +344,14 @@ TEST(AgentDaemonTest, CoordinatorRestarted_JobRecoveredFromTheAgent_ThenItsEndSt
   // The agent registers again reporting its running generation, which the new coordinator takes
   // back (one node: complete at once), and watches it there again.
   const uint64_t generation = job.attached.generation();
-  const absl::Time deadline = absl::Now() + absl::Seconds(15);
   absl::StatusOr<coordinator::JobView> view;
-  while (absl::Now() < deadline) {
-    view = (*fresh)->core().Job("reborn");
-    if (view.ok() && view->phase == coordinator::JobPhase::kRunning &&
-        (*fresh)->core().Status().waiting.watch == 1) {
-      break;
-    }
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  PollUntil(
+      [&] {
+        view = (*fresh)->core().Job("reborn");
+        return view.ok() && view->phase == coordinator::JobPhase::kRunning &&
+               (*fresh)->core().Status().waiting.watch == 1;
+      },
+      absl::Seconds(15));
   ASSERT_TRUE(view.ok()) << view.status();
   EXPECT_EQ(view->phase, coordinator::JobPhase::kRunning);
   EXPECT_EQ(view->generation, generation);
@@ -388,10 +391,7 @@ TEST(AgentDaemonTest, JoinHeldWhenTheConnectionResets_SentAgainAndAnswered) {
   v1::AttachResponse ra, rb;
   grpc::Status sa;
   std::thread first([&] { sa = attach(0, &ra); });
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while ((*coordinator)->core().Status().waiting.join == 0 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  PollUntil([&] { return (*coordinator)->core().Status().waiting.join > 0; });
   ASSERT_EQ((*coordinator)->core().Status().waiting.join, 1u);
   EXPECT_GE((*relay)->Cut(), 1);
   absl::SleepFor(absl::Milliseconds(300));
@@ -433,10 +433,7 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringTheRound_JoinSentAgainOnceRegist
   grpc::Status sa;
   std::thread first(
       [&] { sa = AttachTo(stubs[0].get(), "reround", 0, 1, 2, absl::Seconds(20), &ra); });
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while ((*old)->core().Status().waiting.join == 0 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  PollUntil([&] { return (*old)->core().Status().waiting.join > 0; });
   ASSERT_EQ((*old)->core().Status().waiting.join, 1u);
   (*relay)->SetTarget(PortOf((*fresh)->address()));
   EXPECT_GE((*relay)->Cut(), 1);
@@ -506,10 +503,7 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringAGroupExchange_IdsStillRelayed) 
   v1::ResolveGroupsResponse ra, rb;
   grpc::Status sa;
   std::thread held([&] { sa = resolve(0, &ra); });
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while ((*old)->core().Status().waiting.groups == 0 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  PollUntil([&] { return (*old)->core().Status().waiting.groups > 0; });
   ASSERT_EQ((*old)->core().Status().waiting.groups, 1u);
   for (auto& r : relays) {
     r->SetTarget(PortOf((*fresh)->address()));
