@@ -27,27 +27,21 @@ using process::Subprocess;
 constexpr int kAgents = 4;
 constexpr int kGpus = 2;
 
-std::unique_ptr<Subprocess> MustStart(const std::vector<std::string>& argv,
-                                      const std::string& stderr_path = "") {
-  auto p = Subprocess::Start(argv, stderr_path);
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? *std::move(p) : nullptr;
-}
-
 TEST(Cluster, FourAgentsJobClosesThenKilledAgentIsReportedToEveryWorker) {
   const std::string dir = ::testing::TempDir() + "meshd_cluster_" + std::to_string(getpid());
   const std::string coordinator_log =
       ::testing::TempDir() + "meshd_cluster_coordinator_" + std::to_string(getpid()) + ".log";
   std::remove(coordinator_log.c_str());
-  auto coordinator = MustStart({MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0",
-                                "--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s"},
-                               coordinator_log);
-  ASSERT_NE(coordinator, nullptr);
-  auto address = coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
-  ASSERT_TRUE(address.ok()) << address.status();
+  std::string address;
+  auto started =
+      testing::StartCoordinator({MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0",
+                                 "--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s"},
+                                &address, coordinator_log);
+  ASSERT_TRUE(started.ok()) << started.status();
+  auto& coordinator = *started;
 
   testing::AgentFleet fleet;
-  ASSERT_TRUE(fleet.Start(MESHD_PATH, WORKER_PATH, *address, dir, kAgents, kGpus, "train").ok());
+  ASSERT_TRUE(fleet.Start(MESHD_PATH, WORKER_PATH, address, dir, kAgents, kGpus, "train").ok());
   auto& agents = fleet.agents;
   auto& workers = fleet.workers;  // agent i's workers at 2i, 2i+1
   std::set<int> ranks;

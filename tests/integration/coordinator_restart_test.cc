@@ -26,26 +26,23 @@ using process::Subprocess;
 constexpr int kAgents = 3;
 constexpr int kGpus = 2;
 
-std::unique_ptr<Subprocess> MustStart(const std::vector<std::string>& argv) {
-  auto p = Subprocess::Start(argv);
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? *std::move(p) : nullptr;
-}
-
-std::unique_ptr<Subprocess> StartCoordinator(const std::string& listen) {
-  return MustStart({MESHD_PATH, "coordinator", "--listen", listen, "--heartbeat-interval", "200ms",
-                    "--heartbeat-timeout", "2s", "--recovery-window", "5s"});
+absl::StatusOr<std::unique_ptr<Subprocess>> StartCoordinator(const std::string& listen,
+                                                             std::string* address) {
+  return testing::StartCoordinator(
+      {MESHD_PATH, "coordinator", "--listen", listen, "--heartbeat-interval", "200ms",
+       "--heartbeat-timeout", "2s", "--recovery-window", "5s"},
+      address);
 }
 
 TEST(CoordinatorRestart, RunningJobRecoveredFromTheAgents_WorkersCarryOn_ThenALostNodeIsTold) {
   const std::string dir = ::testing::TempDir() + "meshd_restart_" + std::to_string(getpid());
-  auto coordinator = StartCoordinator("127.0.0.1:0");
-  ASSERT_NE(coordinator, nullptr);
-  auto address = coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
-  ASSERT_TRUE(address.ok()) << address.status();
+  std::string address;
+  auto started = StartCoordinator("127.0.0.1:0", &address);
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<Subprocess> coordinator = *std::move(started);
 
   testing::AgentFleet fleet;
-  ASSERT_TRUE(fleet.Start(MESHD_PATH, WORKER_PATH, *address, dir, kAgents, kGpus, "train").ok());
+  ASSERT_TRUE(fleet.Start(MESHD_PATH, WORKER_PATH, address, dir, kAgents, kGpus, "train").ok());
   auto& agents = fleet.agents;
   auto& workers = fleet.workers;  // agent i's workers at 2i, 2i+1
   std::set<int> ranks;
@@ -64,12 +61,13 @@ TEST(CoordinatorRestart, RunningJobRecoveredFromTheAgents_WorkersCarryOn_ThenALo
   // The coordinator dies with its state; a new one takes its address.
   coordinator->Signal(SIGKILL);
   ASSERT_TRUE(coordinator->Wait(absl::Seconds(10)).ok());
-  coordinator = StartCoordinator(*address);
-  ASSERT_NE(coordinator, nullptr);
-  ASSERT_TRUE(coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(20)).ok());
+  std::string again;
+  auto restarted = StartCoordinator(address, &again);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  coordinator = *std::move(restarted);
 
   auto stub =
-      v1::Coordinator::NewStub(grpc::CreateChannel(*address, grpc::InsecureChannelCredentials()));
+      v1::Coordinator::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   v1::JobStatus job;
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
   while (absl::Now() < deadline) {

@@ -5,6 +5,17 @@
 
 namespace meshd::testing {
 
+absl::StatusOr<std::unique_ptr<process::Subprocess>> StartCoordinator(
+    const std::vector<std::string>& argv, std::string* address, const std::string& log) {
+  auto coordinator = process::Subprocess::Start(argv, log);
+  if (!coordinator.ok()) return coordinator.status();
+  auto listening =
+      (*coordinator)->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
+  if (!listening.ok()) return listening.status();
+  *address = *listening;
+  return coordinator;
+}
+
 absl::Status AgentFleet::Start(const std::string& meshd, const std::string& worker,
                                const std::string& coordinator, const std::string& dir,
                                int num_agents, int gpus, const std::string& job) {

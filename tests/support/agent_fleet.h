@@ -9,9 +9,14 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/process/subprocess.h"
 
 namespace meshd::testing {
+
+// A `meshd coordinator` started with `argv` (its path first), once it serves; `address` gets where.
+absl::StatusOr<std::unique_ptr<process::Subprocess>> StartCoordinator(
+    const std::vector<std::string>& argv, std::string* address, const std::string& log = "");
 
 struct AgentFleet {
   std::vector<std::unique_ptr<process::Subprocess>> agents;
