@@ -3,10 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "daemon/coordinator/coordinator.h"
 #include "daemon/coordinator/records.h"
-#include "daemon/coordinator/validation.h"
 
 namespace meshd::coordinator {
 
@@ -46,39 +44,46 @@ void Coordinator::RecoverJobs(const std::string& node, const std::vector<Running
           out);
       continue;
     }
-    auto [at, fresh] = rec.node_at.try_emplace(r.node_rank, node);
-    if (!fresh && at->second != node) {
+    // Both checks before recording either, so that a refused report leaves no trace.
+    auto at = rec.node_at.find(r.node_rank);
+    if (at != rec.node_at.end() && at->second != node) {
       FailRecovery(j, node,
                    absl::StrCat("nodes '", at->second, "' and '", node, "' both report node rank ",
                                 r.node_rank, " of generation ", r.generation),
                    out);
       continue;
     }
-    auto [mine, first] = rec.rank_of_node.try_emplace(node, r.node_rank);
-    if (!first && mine->second != r.node_rank) {
+    auto mine = rec.rank_of_node.find(node);
+    if (mine != rec.rank_of_node.end() && mine->second != r.node_rank) {
       FailRecovery(j, node,
                    absl::StrCat("node '", node, "' reports node ranks ", mine->second, " and ",
                                 r.node_rank, " of generation ", r.generation),
                    out);
       continue;
     }
+    rec.node_at.emplace(r.node_rank, node);
+    rec.rank_of_node.emplace(node, r.node_rank);
     if (rec.node_at.size() == rec.num_nodes) FinishRecovery(j, out);
   }
 }
 
-void Coordinator::FinishRecovery(JobRecord& j, Completions& out) {
+void Coordinator::AdoptReportedGeneration(JobRecord& j) {
   auto members = std::make_shared<std::vector<Member>>();
   j.rank_of.clear();
   for (const auto& [rank, node] : j.recovery->node_at) {
-    const NodeRecord& n = *nodes_.at(node);
+    const NodeRecord& n = *nodes_.at(node);  // reported by a registered node; never erased
     j.rank_of[node] = rank;
     members->push_back(Member{node, n.inventory.hostname, rank, j.local_world, n.clique});
   }
   j.members = std::move(members);
   j.phase = JobPhase::kRunning;
+  j.recovery.reset();
+}
+
+void Coordinator::FinishRecovery(JobRecord& j, Completions& out) {
+  AdoptReportedGeneration(j);
   const absl::Duration took = clock_->Now() - j.phase_since;
   j.phase_since = clock_->Now();
-  j.recovery.reset();
   ++counters_.generations_recovered;
   Emit(EventKind::kGenerationRecovered,
        absl::StrCat("generation ", j.generation, " recovered after a coordinator restart: its ",
@@ -88,17 +93,9 @@ void Coordinator::FinishRecovery(JobRecord& j, Completions& out) {
 
 void Coordinator::FailRecovery(JobRecord& j, const std::string& node, const std::string& message,
                                Completions& out) {
-  // Ended as a running generation with the nodes that reported it, so that their watchers hear
-  // of the end and the next round expects them.
-  auto members = std::make_shared<std::vector<Member>>();
-  j.rank_of.clear();
-  for (const auto& [rank, reporter] : j.recovery->node_at) {
-    j.rank_of[reporter] = rank;
-    members->push_back(Member{reporter, "", rank, j.local_world, ""});
-  }
-  j.members = std::move(members);
-  j.phase = JobPhase::kRunning;
-  j.recovery.reset();
+  // Ended as a running generation of the nodes that reported it, so that their watchers hear of
+  // the end and the next round expects them.
+  AdoptReportedGeneration(j);
   EndGeneration(j, EndReason::kNodeLost, node,
                 absl::StrCat("not recovered after a coordinator restart: ", message), out);
 }
