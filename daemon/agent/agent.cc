@@ -132,21 +132,19 @@ bool Agent::RegisterOnce() {
     }
   }
   v1::RegisterNodeResponse resp;
-  grpc::Status s;
-  {
+  const auto send = [&] {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-    s = stub_->RegisterNode(&ctx, req, &resp);
-  }
+    return stub_->RegisterNode(&ctx, req, &resp);
+  };
+  grpc::Status s = send();
   if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT && req.running_jobs_size() > 0) {
     // A coordinator that refuses the reports (another version?) must not keep the node out:
     // register without them; those generations then end when their watches find no job.
     log::Warn("the coordinator refused this node's running jobs; registering without them",
               {{"error", s.error_message()}});
     req.clear_running_jobs();
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-    s = stub_->RegisterNode(&ctx, req, &resp);
+    s = send();
   }
   if (!s.ok()) {
     log::Warn("cannot register with the coordinator; retrying",
@@ -519,16 +517,17 @@ void Agent::StartWatch(const std::string& job, uint64_t generation, Completions&
   out.push_back([call] { call->Start(); });
 }
 
+bool Agent::Runs(const std::string& job, uint64_t generation) const {
+  auto it = jobs_.find(job);
+  return !stopping_ && it != jobs_.end() && it->second.assignment &&
+         it->second.assignment->generation == generation;
+}
+
 void Agent::WatchAgain(const std::string& job, uint64_t generation, const std::string& error) {
   Completions out;
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) return;
-    auto it = jobs_.find(job);
-    if (it == jobs_.end() || !it->second.assignment ||
-        it->second.assignment->generation != generation) {
-      return;  // the generation is over here already: nothing left to watch
-    }
+    if (!Runs(job, generation)) return;  // over here already (or stopping): nothing to watch
     StartWatch(job, generation, out, /*again=*/true);
   }
   log::Warn("lost the watch on the coordinator; watching again once it answers (the generation "
@@ -538,25 +537,21 @@ void Agent::WatchAgain(const std::string& job, uint64_t generation, const std::s
 }
 
 void Agent::WatchAfterRegistering(const std::string& job, uint64_t generation) {
-  // Watching (again) only a generation that is still this node's.
-  auto current = [this, job, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto it = jobs_.find(job);
-    return !stopping_ && it != jobs_.end() && it->second.assignment &&
-           it->second.assignment->generation == generation;
-  };
   {
     absl::MutexLock lock(&mu_);
-    if (!current()) return;
+    if (!Runs(job, generation)) return;
   }
   log::Warn(
       "the coordinator does not know a running job (did it restart?): registering again, "
       "reporting it, then watching it again",
       {{"job", job}, {"generation", absl::StrCat(generation)}});
-  RunAfterRegistering([this, job, generation, current] {
+  RunAfterRegistering([this, job, generation] {
     Completions out;
     {
       absl::MutexLock lock(&mu_);
-      if (current()) StartWatch(job, generation, out, /*again=*/true, /*after_register=*/true);
+      if (Runs(job, generation)) {
+        StartWatch(job, generation, out, /*again=*/true, /*after_register=*/true);
+      }
     }
     RunAll(out);
   });

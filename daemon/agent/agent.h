@@ -162,6 +162,8 @@ class Agent {
   // The coordinator did not know a job this node runs: register again now (reporting it), then
   // watch it again.
   void WatchAfterRegistering(const std::string& job, uint64_t generation) ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether `generation` of `job` is this node's running generation (and the agent not stopping).
+  bool Runs(const std::string& job, uint64_t generation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A watch was lost to the transport: watch the generation again, unless it is over here or the
   // agent stops.
   void WatchAgain(const std::string& job, uint64_t generation, const std::string& error)
