@@ -701,22 +701,7 @@ void Coordinator::CheckDeadlines() {
         if (j.last_call_deadline && *j.last_call_deadline <= now) CloseRound(j, out);
       }
       if (!waits_due) continue;
-      if (j.phase == JobPhase::kRecovering) {
-        if (j.recovery->deadline > now) {
-          next_wait = std::min(next_wait, j.recovery->deadline);
-        } else {
-          std::vector<uint32_t> missing;
-          for (uint32_t r = 0; r < j.recovery->num_nodes && missing.size() < 64; ++r) {
-            if (!j.recovery->node_at.contains(r)) missing.push_back(r);
-          }
-          FailRecovery(
-              j, "",
-              absl::StrCat("node ranks ", RankRanges(missing), " of ", j.recovery->num_nodes,
-                           " did not report generation ", j.generation, " within ",
-                           absl::FormatDuration(now - j.phase_since)),
-              out);
-        }
-      }
+      next_wait = std::min(next_wait, ExpireRecovery(j, now, out));
       next_wait = std::min(next_wait, j.kv.ExpireWaits(now, out));
       for (auto& [key, mesh] : j.meshes) {
         next_wait = std::min(next_wait, mesh.ExpireWaits(now, out));
@@ -767,10 +752,7 @@ JobView Coordinator::View(const JobRecord& j) const {
     v.members = *j.members;
     v.world_size = static_cast<uint32_t>(j.members->size()) * j.local_world;
   } else if (j.phase == JobPhase::kRecovering) {
-    for (const auto& [rank, node] : j.recovery->node_at) {
-      const NodeRecord& rec = *nodes_.at(node);
-      v.members.push_back(Member{node, rec.inventory.hostname, rank, j.local_world, rec.clique});
-    }
+    v.members = ReportedMembers(j);
     v.world_size = j.recovery->num_nodes * j.local_world;
   } else {
     for (const auto& [node, joiner] : j.joiners) {

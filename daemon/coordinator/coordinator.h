@@ -179,8 +179,15 @@ class Coordinator {
   // job once all its ranks are in, or ends its generation (`node` lost, or a rank missing).
   void RecoverJobs(const std::string& node, const std::vector<RunningJob>& running,
                    Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The reported nodes become the running generation's members (phase kRunning).
+  // The nodes that reported a recovering generation, in rank order.
+  std::vector<Member> ReportedMembers(const JobRecord& job) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // They become the running generation's members (phase kRunning).
   void AdoptReportedGeneration(JobRecord& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends a recovery whose window has passed; returns its deadline while it is open (else
+  // InfiniteFuture).
+  absl::Time ExpireRecovery(JobRecord& job, absl::Time now, Completions& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishRecovery(JobRecord& job, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailRecovery(JobRecord& job, const std::string& node, const std::string& message,
                     Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

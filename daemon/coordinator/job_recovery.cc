@@ -67,17 +67,35 @@ void Coordinator::RecoverJobs(const std::string& node, const std::vector<Running
   }
 }
 
-void Coordinator::AdoptReportedGeneration(JobRecord& j) {
-  auto members = std::make_shared<std::vector<Member>>();
-  j.rank_of.clear();
+std::vector<Member> Coordinator::ReportedMembers(const JobRecord& j) const {
+  std::vector<Member> members;
   for (const auto& [rank, node] : j.recovery->node_at) {
     const NodeRecord& n = *nodes_.at(node);  // reported by a registered node; never erased
-    j.rank_of[node] = rank;
-    members->push_back(Member{node, n.inventory.hostname, rank, j.local_world, n.clique});
+    members.push_back(Member{node, n.inventory.hostname, rank, j.local_world, n.clique});
   }
-  j.members = std::move(members);
+  return members;
+}
+
+void Coordinator::AdoptReportedGeneration(JobRecord& j) {
+  j.rank_of = j.recovery->rank_of_node;
+  j.members = std::make_shared<const std::vector<Member>>(ReportedMembers(j));
   j.phase = JobPhase::kRunning;
   j.recovery.reset();
+}
+
+absl::Time Coordinator::ExpireRecovery(JobRecord& j, absl::Time now, Completions& out) {
+  if (j.phase != JobPhase::kRecovering) return absl::InfiniteFuture();
+  if (j.recovery->deadline > now) return j.recovery->deadline;
+  std::vector<uint32_t> missing;
+  for (uint32_t r = 0; r < j.recovery->num_nodes && missing.size() < 64; ++r) {
+    if (!j.recovery->node_at.contains(r)) missing.push_back(r);
+  }
+  FailRecovery(j, "",
+               absl::StrCat("node ranks ", RankRanges(missing), " of ", j.recovery->num_nodes,
+                            " did not report generation ", j.generation, " within ",
+                            absl::FormatDuration(now - j.phase_since)),
+               out);
+  return absl::InfiniteFuture();
 }
 
 void Coordinator::FinishRecovery(JobRecord& j, Completions& out) {
