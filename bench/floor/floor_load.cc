@@ -10,10 +10,9 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "bench/sim/placement.h"
 #include "bench/sim/proc_stats.h"
-#include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
-#include "grpcpp/security/credentials.h"
 #include "grpcpp/support/client_callback.h"
 
 namespace meshd::bench::floor {
@@ -56,13 +55,8 @@ class Session final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::Byt
 class Load {
  public:
   explicit Load(const LoadOptions& o) : o_(o) {
-    for (uint32_t c = 0; c < std::max<uint32_t>(1, o.channels); ++c) {
-      grpc::ChannelArguments args;
-      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // its own connection
-      args.SetMaxReceiveMessageSize(-1);
-      args.SetInt(GRPC_ARG_MINIMAL_STACK, 1);  // as meshd_bench's simulator
-      stubs_.push_back(std::make_unique<grpc::GenericStub>(
-          grpc::CreateCustomChannel(o.address, grpc::InsecureChannelCredentials(), args)));
+    for (const auto& channel : SimChannels(o.address, o.channels)) {  // as meshd_bench's
+      stubs_.push_back(std::make_unique<grpc::GenericStub>(channel));
     }
     contexts_ = std::make_unique<grpc::ClientContext[]>(static_cast<size_t>(o.nodes) * kSteps);
   }

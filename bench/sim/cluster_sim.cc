@@ -14,9 +14,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/sim/nodes.h"
+#include "bench/sim/placement.h"
 #include "bench/sim/proc_stats.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 
 namespace meshd::bench {
@@ -28,18 +27,8 @@ using SteadyClock = std::chrono::steady_clock;
 class Sim {
  public:
   Sim(const SimOptions& o, Workload* w) : o_(o), w_(*w), nodes_(o.nodes) {
-    for (uint32_t c = 0; c < std::max<uint32_t>(1, o.channels); ++c) {
-      grpc::ChannelArguments args;
-      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // its own connection
-      args.SetMaxReceiveMessageSize(-1);
-      // gRPC's minimal client stack (no client-side deadline timers, compression or size
-      // filters): thousands of simulated agents share this process and the machine's cores with
-      // the coordinator, and their client-side overhead is not the coordinator's cost (on a real
-      // cluster each agent has its own host). Deadlines still reach the server, and the run's own
-      // deadline cancels every call in flight. At 1,024 nodes it cuts this process's CPU ~15%.
-      args.SetInt(GRPC_ARG_MINIMAL_STACK, 1);
-      stubs_.push_back(v1::Coordinator::NewStub(
-          grpc::CreateCustomChannel(o.address, grpc::InsecureChannelCredentials(), args)));
+    for (const auto& channel : SimChannels(o.address, o.channels)) {
+      stubs_.push_back(v1::Coordinator::NewStub(channel));
     }
     for (uint32_t i = 0; i < o.nodes; ++i) {
       names_.push_back(SimulatedNodeName(i));

@@ -6,10 +6,26 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 
 namespace meshd::bench {
 
 uint32_t DefaultChannels(uint32_t nodes) { return std::clamp<uint32_t>(nodes / 512, 4, 32); }
+
+std::vector<std::shared_ptr<grpc::Channel>> SimChannels(const std::string& address,
+                                                        uint32_t count) {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (uint32_t c = 0; c < std::max<uint32_t>(1, count); ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // its own connection
+    args.SetMaxReceiveMessageSize(-1);
+    args.SetInt(GRPC_ARG_MINIMAL_STACK, 1);
+    channels.push_back(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  }
+  return channels;
+}
 
 absl::StatusOr<std::string> StartOnCpu(int cpu, const std::string& flag,
                                        const std::function<absl::Status()>& start) {

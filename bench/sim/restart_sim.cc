@@ -8,8 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/sim/nodes.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
+#include "bench/sim/placement.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 
 namespace meshd::bench {
@@ -20,12 +19,8 @@ absl::StatusOr<RestartResult> RunRestartSim(const RestartOptions& o) {
   }
   // As the agents: new connections to the new coordinator (the old ones died with it).
   std::vector<std::unique_ptr<v1::Coordinator::Stub>> stubs;
-  for (uint32_t c = 0; c < std::max<uint32_t>(1, o.channels); ++c) {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    args.SetInt(GRPC_ARG_MINIMAL_STACK, 1);
-    stubs.push_back(v1::Coordinator::NewStub(
-        grpc::CreateCustomChannel(o.address, grpc::InsecureChannelCredentials(), args)));
+  for (const auto& channel : SimChannels(o.address, o.channels)) {
+    stubs.push_back(v1::Coordinator::NewStub(channel));
   }
   struct Call {
     grpc::ClientContext ctx;
