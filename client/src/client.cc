@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -28,6 +29,17 @@ namespace {
 using client_internal::CudaRuntime;
 using client_internal::NcclRuntime;
 using client_internal::NcclUniqueIdC;
+
+// Registers a call's context with the client's Interrupter (if any) while the call is in flight.
+class InterruptibleCall {
+ public:
+  InterruptibleCall(Interrupter* interrupter, grpc::ClientContext* ctx);
+  ~InterruptibleCall();
+
+ private:
+  Interrupter* const interrupter_;
+  grpc::ClientContext* const ctx_;
+};
 
 absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -83,6 +95,41 @@ absl::Status ResolveDefaults(ClientOptions& o) {
   return absl::OkStatus();
 }
 
+}  // namespace
+
+struct Interrupter::Impl {
+  absl::Mutex mu;
+  std::set<grpc::ClientContext*> calls ABSL_GUARDED_BY(mu);
+};
+
+Interrupter::Interrupter() : impl_(std::make_unique<Impl>()) {}
+Interrupter::~Interrupter() = default;
+
+void Interrupter::Interrupt() {
+  absl::MutexLock lock(&impl_->mu);
+  for (grpc::ClientContext* ctx : impl_->calls) ctx->TryCancel();
+}
+
+namespace {
+
+InterruptibleCall::InterruptibleCall(Interrupter* interrupter, grpc::ClientContext* ctx)
+    : interrupter_(interrupter), ctx_(ctx) {
+  if (interrupter_ == nullptr) return;
+  absl::MutexLock lock(&interrupter_->impl()->mu);
+  interrupter_->impl()->calls.insert(ctx_);
+}
+
+InterruptibleCall::~InterruptibleCall() {
+  if (interrupter_ == nullptr) return;
+  absl::MutexLock lock(&interrupter_->impl()->mu);
+  interrupter_->impl()->calls.erase(ctx_);
+}
+
+// A key for messages: at most 64 bytes of it.
+std::string KeyForMessage(absl::string_view key) {
+  return key.size() <= 64 ? std::string(key) : absl::StrCat(key.substr(0, 64), "...");
+}
+
 class ClientImpl final : public Client {
  public:
   ClientImpl(ClientOptions options, std::shared_ptr<grpc::Channel> channel, Placement placement)
@@ -130,7 +177,7 @@ class ClientImpl final : public Client {
 
   absl::StatusOr<DeviceMesh> InitDeviceMesh(const std::vector<int64_t>& shape,
                                             const std::vector<std::string>& names,
-                                            const std::string& mesh_name) override {
+                                            const std::string& mesh_name, MeshIds ids) override {
     if (absl::Status h = health(); !h.ok()) return h;
     absl::StatusOr<layout::DeviceMesh> mesh = layout::DeviceMesh::Create(
         shape, names.empty() ? layout::DimNames() : layout::DimNames(names), placement_.world_size);
@@ -142,7 +189,13 @@ class ClientImpl final : public Client {
     }
     DeviceMesh m(std::make_shared<const DeviceMesh::Impl>(
         DeviceMesh::Impl{*std::move(mesh), placement_.rank, key, key}));
-    absl::StatusOr<std::vector<Group>> groups = Exchange(m, /*with_world=*/true);
+    if (ids == MeshIds::kNone) {
+      // The spec check alone: an exchange with no groups, answered once every rank reported.
+      absl::StatusOr<std::vector<Group>> none = Exchange(m, /*with_world=*/false, /*ids=*/false);
+      if (!none.ok()) return none.status();
+      return m;
+    }
+    absl::StatusOr<std::vector<Group>> groups = Exchange(m, /*with_world=*/true, /*ids=*/true);
     if (!groups.ok()) return groups.status();
     return m;
   }
@@ -152,7 +205,7 @@ class ClientImpl final : public Client {
       absl::MutexLock lock(&mu_);
       if (auto it = groups_.find(mesh.key()); it != groups_.end()) return it->second;
     }
-    return Exchange(mesh, /*with_world=*/false);
+    return Exchange(mesh, /*with_world=*/false, /*ids=*/true);
   }
 
   absl::StatusOr<Group> GroupOf(const DeviceMesh& mesh, int dim) override {
@@ -172,14 +225,167 @@ class ClientImpl final : public Client {
   absl::StatusOr<std::unique_ptr<Communicator>> MakeCommunicator(const Group& group,
                                                                  CommInit mode) override;
 
+  absl::Status KeySet(const std::string& key, const std::string& value,
+                      absl::Duration timeout) override {
+    v1::KeySetRequest req = Scoped<v1::KeySetRequest>();
+    req.set_key(key);
+    req.set_value(value);
+    v1::KeySetResponse resp;
+    return Call("set", key, timeout, &v1::Agent::Stub::KeySet, req, &resp);
+  }
+
+  absl::StatusOr<std::string> KeyGet(const std::string& key, absl::Duration timeout) override {
+    v1::KeyGetRequest req = Scoped<v1::KeyGetRequest>();
+    req.set_key(key);
+    req.set_wait(true);
+    v1::KeyGetResponse resp;
+    if (absl::Status s = Call("get", key, timeout, &v1::Agent::Stub::KeyGet, req, &resp); !s.ok())
+      return s;
+    return std::move(*resp.mutable_value());
+  }
+
+  absl::StatusOr<int64_t> KeyAdd(const std::string& key, int64_t delta,
+                                 absl::Duration timeout) override {
+    v1::KeyAddRequest req = Scoped<v1::KeyAddRequest>();
+    req.set_key(key);
+    req.set_delta(delta);
+    v1::KeyAddResponse resp;
+    if (absl::Status s = Call("add to", key, timeout, &v1::Agent::Stub::KeyAdd, req, &resp);
+        !s.ok())
+      return s;
+    return resp.value();
+  }
+
+  absl::StatusOr<std::string> KeyCompareSet(const std::string& key, const std::string& expected,
+                                            const std::string& desired,
+                                            absl::Duration timeout) override {
+    const absl::Time deadline = absl::Now() + timeout;
+    // TCPStore: an empty `expected` matches an absent key, and an empty value.
+    v1::KeyCompareSetRequest req = Scoped<v1::KeyCompareSetRequest>();
+    req.set_key(key);
+    req.set_expected(expected);
+    req.set_expect_absent(expected.empty());
+    req.set_desired(desired);
+    v1::KeyCompareSetResponse resp;
+    if (absl::Status s = Call("compare-set", key, deadline - absl::Now(),
+                              &v1::Agent::Stub::KeyCompareSet, req, &resp);
+        !s.ok()) {
+      return s;
+    }
+    if (!resp.swapped() && expected.empty() && resp.present() && resp.value().empty()) {
+      req.set_expect_absent(false);  // set to "": compare with "" itself
+      if (absl::Status s = Call("compare-set", key, deadline - absl::Now(),
+                                &v1::Agent::Stub::KeyCompareSet, req, &resp);
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (!resp.present()) return expected;  // absent and not swapped: TCPStore answers `expected`
+    return std::move(*resp.mutable_value());
+  }
+
+  absl::Status KeyWait(const std::vector<std::string>& keys, absl::Duration timeout) override {
+    v1::KeyWaitRequest req = Scoped<v1::KeyWaitRequest>();
+    for (const std::string& k : keys) req.add_keys(k);
+    v1::KeyWaitResponse resp;
+    return Call("wait for", KeysForMessage(keys), timeout, &v1::Agent::Stub::KeyWait, req, &resp);
+  }
+
+  absl::StatusOr<bool> KeyCheck(const std::vector<std::string>& keys,
+                                absl::Duration timeout) override {
+    v1::KeyCheckRequest req = Scoped<v1::KeyCheckRequest>();
+    for (const std::string& k : keys) req.add_keys(k);
+    v1::KeyCheckResponse resp;
+    if (absl::Status s = Call("check", KeysForMessage(keys), timeout, &v1::Agent::Stub::KeyCheck,
+                              req, &resp);
+        !s.ok())
+      return s;
+    return resp.all_set();
+  }
+
+  absl::StatusOr<bool> KeyDelete(const std::string& key, absl::Duration timeout) override {
+    v1::KeyDeleteRequest req = Scoped<v1::KeyDeleteRequest>();
+    req.set_key(key);
+    v1::KeyDeleteResponse resp;
+    if (absl::Status s = Call("delete", key, timeout, &v1::Agent::Stub::KeyDelete, req, &resp);
+        !s.ok())
+      return s;
+    return resp.deleted();
+  }
+
+  absl::StatusOr<int64_t> KeyCount(absl::Duration timeout) override {
+    v1::KeyCountRequest req = Scoped<v1::KeyCountRequest>();
+    v1::KeyCountResponse resp;
+    if (absl::Status s = Call("count", "", timeout, &v1::Agent::Stub::KeyCount, req, &resp);
+        !s.ok())
+      return s;
+    return resp.count();
+  }
+
  private:
+  template <typename Req>
+  Req Scoped() const {
+    Req req;
+    req.set_job(options_.job);
+    req.set_generation(placement_.generation);
+    return req;
+  }
+
+  static std::string KeysForMessage(const std::vector<std::string>& keys) {
+    std::string out;
+    for (size_t i = 0; i < keys.size() && i < 4; ++i)
+      absl::StrAppend(&out, i ? ", " : "", KeyForMessage(keys[i]));
+    if (keys.size() > 4) absl::StrAppend(&out, " and ", keys.size() - 4, " more");
+    return out;
+  }
+
+  // One store call to the agent, ending by `timeout`; errors say what was asked of which key.
+  template <typename Req, typename Resp>
+  absl::Status Call(absl::string_view verb, absl::string_view key, absl::Duration timeout,
+                    grpc::Status (v1::Agent::Stub::*method)(grpc::ClientContext*, const Req&,
+                                                            Resp*),
+                    const Req& req, Resp* resp) {
+    if (absl::Status h = health(); !h.ok()) return h;
+    if (timeout <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError(absl::StrCat("cannot ", verb, " key ", key,
+                                                      ": the store's timeout is not positive"));
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    InterruptibleCall interruptible(options_.interrupter.get(), &ctx);
+    const grpc::Status s = (stub_.get()->*method)(&ctx, req, resp);
+    if (s.ok()) return absl::OkStatus();
+    if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("cannot ", verb, key.empty() ? "" : " key ", key.empty() ? "" : "'",
+                       key, key.empty() ? "" : "'", " of job '", options_.job, "' within ",
+                       absl::FormatDuration(timeout),
+                       s.error_message().empty() ? "" : ": ", s.error_message()));
+    }
+    return FromGrpc(s, absl::StrCat("cannot ", verb, key.empty() ? " the keys" : " key '", key,
+                                    key.empty() ? "" : "'", " of job '", options_.job, "'"));
+  }
+
   // One batched exchange: this rank's groups of `mesh` (plus the world group) with their ids.
-  absl::StatusOr<std::vector<Group>> Exchange(const DeviceMesh& mesh, bool with_world) {
+  // `ids` false: no groups, the spec check alone (nothing is cached).
+  absl::StatusOr<std::vector<Group>> Exchange(const DeviceMesh& mesh, bool with_world, bool ids) {
     std::lock_guard<std::mutex> serial(exchange_mu_);
     if (absl::Status h = health(); !h.ok()) return h;
     const layout::DeviceMesh& lm = mesh.impl()->mesh;
+    // A mesh checked without ids before gets its ids under a key of their own (the coordinator
+    // answers a key it has seen with what it answered then).
+    std::string exchange_key = mesh.key();
+    {
+      absl::MutexLock lock(&mu_);
+      if (!ids) {
+        spec_only_.insert(mesh.key());
+        exchange_key = mesh.key();
+      } else if (spec_only_.contains(mesh.key())) {
+        exchange_key = absl::StrCat(mesh.key(), "+ids");
+      }
+    }
     std::vector<Group> groups;
-    if (lm.coordinate(placement_.rank)) {
+    if (ids && lm.coordinate(placement_.rank)) {
       for (int d = 0; d < lm.ndim(); ++d) {
         absl::StatusOr<layout::RankGroup> g = lm.GroupOf(placement_.rank, d);
         if (!g.ok()) return g.status();
@@ -189,7 +395,7 @@ class ClientImpl final : public Client {
         out.group_rank = g->local_rank;
         out.group_index = g->index;
         out.index = std::find(g->ranks.begin(), g->ranks.end(), placement_.rank) - g->ranks.begin();
-        out.key = absl::StrCat(mesh.key(), "/", lm.DimLabel(d), "/", g->index);
+        out.key = absl::StrCat(exchange_key, "/", lm.DimLabel(d), "/", g->index);
         groups.push_back(std::move(out));
       }
     }
@@ -198,7 +404,7 @@ class ClientImpl final : public Client {
       world.dims = {"world"};
       for (int r = 0; r < placement_.world_size; ++r) world.ranks.push_back(r);
       world.index = world.group_rank = placement_.rank;
-      world.key = absl::StrCat(mesh.key(), "/world/0");
+      world.key = absl::StrCat(exchange_key, "/world/0");
       groups.push_back(std::move(world));
     }
 
@@ -206,7 +412,7 @@ class ClientImpl final : public Client {
     req.set_job(options_.job);
     req.set_generation(placement_.generation);
     req.set_local_rank(static_cast<uint32_t>(placement_.local_rank));
-    req.set_mesh_key(mesh.key());
+    req.set_mesh_key(exchange_key);
     req.mutable_spec()->set_fingerprint(MeshFingerprint(lm));
     req.mutable_spec()->set_description(lm.ToString());
     for (const Group& g : groups) {
@@ -236,6 +442,7 @@ class ClientImpl final : public Client {
     v1::ResolveGroupsResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+    InterruptibleCall interruptible(options_.interrupter.get(), &ctx);
     const grpc::Status s = stub_->ResolveGroups(&ctx, req, &resp);
     if (!s.ok()) {
       return FromGrpc(s, absl::StrCat("cannot get the NCCL ids of ", lm.ToString()));
@@ -252,6 +459,7 @@ class ClientImpl final : public Client {
         g.ids.push_back(id);
       }
     }
+    if (!ids) return groups;
     absl::MutexLock lock(&mu_);
     if (with_world) world_ = groups.back();
     if (with_world) groups.pop_back();
@@ -303,6 +511,7 @@ class ClientImpl final : public Client {
   std::vector<std::function<void(const absl::Status&)>> callbacks_ ABSL_GUARDED_BY(mu_);
   int unnamed_meshes_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::vector<Group>> groups_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> spec_only_ ABSL_GUARDED_BY(mu_);  // meshes checked without ids
   std::optional<Group> world_ ABSL_GUARDED_BY(mu_);
   std::mutex world_mu_;                       // guards world_comm_ and its creation
   std::unique_ptr<Communicator> world_comm_;  // for CommInit::kSplit, made on first use
@@ -433,7 +642,11 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Attach(ClientOptions options) {
   grpc::ClientContext ctx;
   ctx.set_wait_for_ready(true);
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
-  const grpc::Status s = stub->Attach(&ctx, req, &resp);
+  grpc::Status s;
+  {
+    InterruptibleCall interruptible(options.interrupter.get(), &ctx);
+    s = stub->Attach(&ctx, req, &resp);
+  }
   if (!s.ok()) {
     return FromGrpc(
         s, absl::StrCat("cannot attach to job '", options.job, "' through ", options.socket));
@@ -448,6 +661,9 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Attach(ClientOptions options) {
   p.generation = resp.generation();
   p.gpu_index = static_cast<int>(resp.gpu().index());
   p.gpu_uuid = resp.gpu().uuid();
+  p.gpu_pci_bus_id = resp.gpu().pci_bus_id();
+  p.gpu_name = resp.gpu().name();
+  p.gpu_nvlink_clique = resp.gpu().nvlink_clique();
   p.gpu_simulated = resp.gpu().simulated();
   return std::unique_ptr<Client>(new ClientImpl(std::move(options), channel, std::move(p)));
 }

@@ -60,6 +60,33 @@ absl::StatusOr<std::vector<int64_t>> DeviceMesh::view() const {
   if (!v.ok()) return v.status();
   return v->values;
 }
+absl::StatusOr<std::vector<std::vector<int64_t>>> DeviceMesh::all_group_ranks(int dim) const {
+  if (dim < 0 || dim >= ndim())
+    return absl::InvalidArgumentError(absl::StrCat("dim ", dim, " is out of range"));
+  const layout::GroupTable table = impl_->mesh.Groups(dim);
+  std::vector<std::vector<int64_t>> out;
+  const size_t n = static_cast<size_t>(table.group_size);
+  for (size_t i = 0; i + n <= table.ranks.size(); i += n) {
+    out.emplace_back(table.ranks.begin() + i, table.ranks.begin() + i + n);
+  }
+  return out;
+}
+absl::StatusOr<int> DeviceMesh::DimIndex(const std::variant<int, std::string>& dim) const {
+  if (const std::string* name = std::get_if<std::string>(&dim)) {
+    return impl_->mesh.DimIndex(*name);
+  }
+  const int n = ndim();
+  const int d = std::get<int>(dim);
+  if (d < -n || d >= n) {
+    return absl::InvalidArgumentError(absl::StrCat("dim ", d, " is out of range for ", ToString(),
+                                                   ", which has ", n, " dims (valid: ", -n, "..",
+                                                   n - 1, ")"));
+  }
+  return d < 0 ? d + n : d;
+}
+bool operator==(const DeviceMesh& a, const DeviceMesh& b) {
+  return a.impl_ == b.impl_ || a.impl_->mesh == b.impl_->mesh;
+}
 std::string DeviceMesh::ToString() const { return impl_->mesh.ToString(); }
 const std::string& DeviceMesh::key() const { return impl_->key; }
 

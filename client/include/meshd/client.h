@@ -29,6 +29,25 @@
 
 namespace meshd {
 
+// Ends blocking calls early from another thread: Interrupt() makes every call made with it that is
+// in flight at that moment (Attach, InitDeviceMesh, Groups, the Key* calls) return CANCELLED.
+// Calls started later are not affected. Python's binding interrupts on Ctrl-C this way.
+// Thread-safety: every method may be called from any thread.
+class Interrupter {
+ public:
+  Interrupter();
+  ~Interrupter();
+  Interrupter(const Interrupter&) = delete;
+  Interrupter& operator=(const Interrupter&) = delete;
+  void Interrupt();
+
+  struct Impl;  // private
+  Impl* impl() const { return impl_.get(); }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 struct ClientOptions {
   // The agent's unix socket. Default: $MESHD_SOCKET, else "/run/meshd/agent.sock".
   std::string socket;
@@ -56,6 +75,8 @@ struct ClientOptions {
   // Default: $MESHD_RANKS_PER_ID, else 0 = one id per group, all that kInitRank and kSplit use;
   // a group's ids then stay 128 bytes whatever its size.
   int ranks_per_id = -1;
+  // Optional: lets another thread interrupt Attach and every blocking call of the client.
+  std::shared_ptr<Interrupter> interrupter;
 };
 
 // Where this worker is in the job.
@@ -70,6 +91,9 @@ struct Placement {
   // The GPU the agent assigned (the local_rank-th of the host).
   int gpu_index = 0;
   std::string gpu_uuid;
+  std::string gpu_pci_bus_id;     // empty when simulated
+  std::string gpu_name;           // product name
+  std::string gpu_nvlink_clique;  // NVLink fabric clique, empty when none
   bool gpu_simulated = false;
 };
 
@@ -104,12 +128,22 @@ class DeviceMesh {
   absl::StatusOr<int64_t> local_rank(int dim) const;
   // This rank's group along `dim`: members in mesh order.
   absl::StatusOr<std::vector<int64_t>> group_ranks(int dim) const;
+  // Every group along `dim`, in PyTorch's order (each in mesh order). O(world).
+  absl::StatusOr<std::vector<std::vector<int64_t>>> all_group_ranks(int dim) const;
+  // The dim an index (negative counts from the end, as in PyTorch) or a name (a dim's name, or a
+  // flattened name on a root mesh) stands for. INVALID_ARGUMENT out of range or unknown (the
+  // message lists the valid names).
+  absl::StatusOr<int> DimIndex(const std::variant<int, std::string>& dim) const;
   // PyTorch's `mesh.mesh` on this rank, row-major in shape().
   absl::StatusOr<std::vector<int64_t>> view() const;
   // "DeviceMesh((pp=2, dp=4, tp=8), stride=(32, 8, 1))"
   std::string ToString() const;
   // The key its groups are registered under: the mesh name, or "#<n>" for the n-th unnamed mesh.
   const std::string& key() const;
+  // Same layout over the same ranks with the same names (PyTorch's DeviceMesh.__eq__), whatever
+  // the view it was reached through.
+  friend bool operator==(const DeviceMesh& a, const DeviceMesh& b);
+  friend bool operator!=(const DeviceMesh& a, const DeviceMesh& b) { return !(a == b); }
 
   // mesh[names], mesh._flatten(name), mesh._unflatten(dim, sizes, names), _concatenate: the same
   // rules and errors (INVALID_ARGUMENT / FAILED_PRECONDITION) as meshctl plan.
@@ -126,6 +160,12 @@ class DeviceMesh {
 
  private:
   std::shared_ptr<const Impl> impl_;
+};
+
+// Whether InitDeviceMesh fetches the NCCL ids of the mesh's groups.
+enum class MeshIds {
+  kFetch,  // mint and relay every group's ids (one batched exchange)
+  kNone,   // check the spec across ranks only
 };
 
 // How Communicator() builds an NCCL communicator.
@@ -177,9 +217,12 @@ class Client {
   // coordinator and fetches the NCCL ids of every group this rank is in (one per dim, plus the
   // world) in one request. When ranks asked for different meshes under one name (or as the same
   // n-th unnamed mesh), every rank gets FAILED_PRECONDITION naming both and who asked for which.
+  // With MeshIds::kNone only the spec check runs (no NCCL id is minted or fetched: for jobs whose
+  // communicators come from elsewhere, e.g. torch's process groups); Groups() fetches ids later.
   virtual absl::StatusOr<DeviceMesh> InitDeviceMesh(const std::vector<int64_t>& shape,
                                                     const std::vector<std::string>& names,
-                                                    const std::string& mesh_name = "") = 0;
+                                                    const std::string& mesh_name = "",
+                                                    MeshIds ids = MeshIds::kFetch) = 0;
   // This rank's groups of `mesh` (one per dim) with their ids: cached for meshes fetched before,
   // else one batched exchange (every rank of the job must ask for the same derived meshes, in the
   // same order, as with PyTorch's new_group).
@@ -190,6 +233,36 @@ class Client {
   // missing (never a fake); the NCCL error otherwise.
   virtual absl::StatusOr<std::unique_ptr<Communicator>> MakeCommunicator(
       const Group& group, CommInit mode = CommInit::kInitRank) = 0;
+
+  // The generation's key-value store: what torch.distributed's Store does (c10d semantics: the
+  // results TCPStore gives for the same calls), kept by the coordinator for the generation's
+  // lifetime and reached through the agent. Keys are 1-1024 bytes, values up to 4 MiB. Every call
+  // waits at most `timeout` (DEADLINE_EXCEEDED naming the keys); after the generation ended they
+  // answer ABORTED. Concurrent identical waits of one host's workers are one coordinator call.
+  virtual absl::Status KeySet(const std::string& key, const std::string& value,
+                              absl::Duration timeout) = 0;
+  // Waits until the key is set.
+  virtual absl::StatusOr<std::string> KeyGet(const std::string& key, absl::Duration timeout) = 0;
+  // Adds `delta` to a decimal counter (absent = 0) and returns it. INVALID_ARGUMENT when the key
+  // holds something else; OUT_OF_RANGE on overflow.
+  virtual absl::StatusOr<int64_t> KeyAdd(const std::string& key, int64_t delta,
+                                         absl::Duration timeout) = 0;
+  // TCPStore's compare_set: stores `desired` when the key holds `expected` (or is absent and
+  // `expected` is empty) and returns the value now stored; returns `expected` when the key is
+  // absent and `expected` is not empty.
+  virtual absl::StatusOr<std::string> KeyCompareSet(const std::string& key,
+                                                    const std::string& expected,
+                                                    const std::string& desired,
+                                                    absl::Duration timeout) = 0;
+  // Waits until every key is set.
+  virtual absl::Status KeyWait(const std::vector<std::string>& keys, absl::Duration timeout) = 0;
+  // Whether every key is set (no wait).
+  virtual absl::StatusOr<bool> KeyCheck(const std::vector<std::string>& keys,
+                                        absl::Duration timeout) = 0;
+  // Removes a key; whether it was set.
+  virtual absl::StatusOr<bool> KeyDelete(const std::string& key, absl::Duration timeout) = 0;
+  // How many keys are set.
+  virtual absl::StatusOr<int64_t> KeyCount(absl::Duration timeout) = 0;
 
   // OK while the generation runs; ABORTED with the reason once it ended.
   virtual absl::Status health() const = 0;
