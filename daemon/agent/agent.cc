@@ -2,6 +2,8 @@
 #include "daemon/agent/agent.h"
 
 #include <algorithm>
+#include <optional>
+#include <type_traits>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
@@ -840,6 +842,8 @@ AgentStatusView Agent::Status() const {
   v.registrations = registrations_;
   v.heartbeats = heartbeats_;
   v.heartbeat_failures = heartbeat_failures_;
+  v.key_calls = key_calls_;
+  v.key_calls_shared = key_calls_shared_;
   for (const auto& [name, e] : jobs_) {
     for (const auto& [rank, p] : e.pending) v.workers.push_back({name, rank, 0, 0});
     if (e.assignment) {
@@ -851,5 +855,191 @@ AgentStatusView Agent::Status() const {
   }
   return v;
 }
+
+// ---- The generation's key-value store, relayed for local workers ----
+
+namespace {
+
+// Per request type: the coordinator method and whether identical calls may share one send.
+template <typename Req>
+struct KeyMethod;
+
+#define MESHD_KEY_METHOD(Name)                                                      \
+  template <>                                                                              \
+  struct KeyMethod<v1::Name##Request> {                                                    \
+    using Resp = v1::Name##Response;                                                       \
+    static constexpr const char* kName = #Name;                                            \
+    static void Send(v1::Coordinator::Stub* stub, grpc::ClientContext* ctx,                \
+                     const v1::Name##Request* req, Resp* resp,                             \
+                     std::function<void(grpc::Status)> cb) {                               \
+      stub->async()->Name(ctx, req, resp, std::move(cb));                                  \
+    }                                                                                      \
+  };
+MESHD_KEY_METHOD(KeySet)
+MESHD_KEY_METHOD(KeyGet)
+MESHD_KEY_METHOD(KeyAdd)
+MESHD_KEY_METHOD(KeyCompareSet)
+MESHD_KEY_METHOD(KeyWait)
+MESHD_KEY_METHOD(KeyCheck)
+MESHD_KEY_METHOD(KeyDelete)
+MESHD_KEY_METHOD(KeyCount)
+#undef MESHD_KEY_METHOD
+
+// Length-prefixed parts, so that no two different calls share a signature.
+void AppendPart(std::string& out, absl::string_view part) {
+  absl::StrAppend(&out, part.size(), ":", part);
+}
+
+// The signature of a call that may share a coordinator call with identical ones; empty when it
+// may not (only waits share: KeyGet with wait, KeyWait).
+template <typename Req>
+std::string ShareSignature(const Req&) {
+  return "";
+}
+template <>
+std::string ShareSignature(const v1::KeyGetRequest& req) {
+  if (!req.wait()) return "";
+  std::string sig = "get|";
+  AppendPart(sig, req.job());
+  AppendPart(sig, absl::StrCat(req.generation()));
+  AppendPart(sig, req.key());
+  return sig;
+}
+template <>
+std::string ShareSignature(const v1::KeyWaitRequest& req) {
+  std::string sig = "wait|";
+  AppendPart(sig, req.job());
+  AppendPart(sig, absl::StrCat(req.generation()));
+  for (const std::string& k : req.keys()) AppendPart(sig, k);
+  return sig;
+}
+
+}  // namespace
+
+template <>
+std::map<std::string, Agent::SharedWait<v1::KeyGetResponse>>& Agent::SharedWaits() {
+  return shared_gets_;
+}
+template <>
+std::map<std::string, Agent::SharedWait<v1::KeyWaitResponse>>& Agent::SharedWaits() {
+  return shared_key_waits_;
+}
+
+absl::Status Agent::KeyScope(const std::string& job, uint64_t generation) const {
+  if (stopping_) return absl::CancelledError("the agent is shutting down");
+  auto it = jobs_.find(job);
+  if (it != jobs_.end() && it->second.assignment &&
+      it->second.assignment->generation == generation && !it->second.attached.empty()) {
+    return absl::OkStatus();
+  }
+  if (it != jobs_.end() && it->second.last_end && it->second.last_end->generation >= generation) {
+    return absl::AbortedError(absl::StrCat("generation ", generation, " of job '", job,
+                                           "' ended: ", it->second.last_end->message,
+                                           "; its key-value store is gone; re-attach"));
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("no worker of this node is attached to generation ", generation, " of job '",
+                   job.substr(0, 128), "'; attach first"));
+}
+
+template <typename Req, typename Resp>
+void Agent::RelayKeyCall(Req req, absl::Time deadline,
+                         std::function<void(const grpc::Status&, Resp&)> done) {
+  constexpr bool kShareable =
+      std::is_same_v<Resp, v1::KeyGetResponse> || std::is_same_v<Resp, v1::KeyWaitResponse>;
+  const std::string signature = ShareSignature(req);
+  absl::Status scope;
+  bool first = true;
+  {
+    absl::MutexLock lock(&mu_);
+    ++key_calls_;
+    scope = KeyScope(req.job(), req.generation());
+    if constexpr (kShareable) {
+      if (scope.ok() && !signature.empty()) {
+        auto& shared = SharedWaits<Resp>()[signature];
+        first = shared.waiters.empty();
+        if (!first) ++key_calls_shared_;
+        shared.waiters.push_back({std::move(done), deadline});
+      }
+    }
+  }
+  if (!scope.ok()) {
+    Resp empty;
+    done(wire::ToGrpc(scope), empty);
+    return;
+  }
+  if constexpr (kShareable) {
+    if (!signature.empty()) {
+      if (first) SendSharedWait<Req, Resp>(signature, std::move(req), deadline);
+      return;
+    }
+  }
+  CallCoordinator<Req, Resp>(
+      KeyMethod<Req>::kName, std::move(req), absl::Now() + (deadline - clock_->Now()),
+      [this](grpc::ClientContext* ctx, const Req* rq, Resp* rs,
+             std::function<void(grpc::Status)> cb) {
+        KeyMethod<Req>::Send(stub_.get(), ctx, rq, rs, std::move(cb));
+      },
+      std::move(done));
+}
+
+template <typename Req, typename Resp>
+void Agent::SendSharedWait(const std::string& signature, Req req, absl::Time deadline) {
+  Req copy = req;
+  CallCoordinator<Req, Resp>(
+      KeyMethod<Req>::kName, std::move(req), absl::Now() + (deadline - clock_->Now()),
+      [this](grpc::ClientContext* ctx, const Req* rq, Resp* rs,
+             std::function<void(grpc::Status)> cb) {
+        KeyMethod<Req>::Send(stub_.get(), ctx, rq, rs, std::move(cb));
+      },
+      [this, signature, copy = std::move(copy)](const grpc::Status& s, Resp& resp) mutable {
+        std::vector<typename SharedWait<Resp>::Waiter> answer;
+        std::optional<absl::Time> again;  // the deadline of a call for the waiters left
+        {
+          absl::MutexLock lock(&mu_);
+          auto it = SharedWaits<Resp>().find(signature);
+          if (it == SharedWaits<Resp>().end()) return;
+          auto& waiters = it->second.waiters;
+          const absl::Time now = clock_->Now();
+          // A wait that expired in the coordinator ends only the workers whose own deadline has
+          // come; one that joined later with a later deadline waits on in a new call.
+          if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+            std::vector<typename SharedWait<Resp>::Waiter> left;
+            for (auto& w : waiters) {
+              if (w.deadline > now + absl::Milliseconds(5)) {
+                if (!again || w.deadline < *again) again = w.deadline;
+                left.push_back(std::move(w));
+              } else {
+                answer.push_back(std::move(w));
+              }
+            }
+            waiters = std::move(left);
+          } else {
+            answer = std::move(waiters);
+            waiters.clear();
+          }
+          if (waiters.empty()) SharedWaits<Resp>().erase(it);
+        }
+        for (auto& w : answer) {
+          Resp each = resp;
+          w.done(s, each);
+        }
+        if (again) SendSharedWait<Req, Resp>(signature, std::move(copy), *again);
+      });
+}
+
+#define MESHD_KEY_RELAY(Name)                                                               \
+  template void Agent::RelayKeyCall<v1::Name##Request, v1::Name##Response>(                \
+      v1::Name##Request, absl::Time,                                                        \
+      std::function<void(const grpc::Status&, v1::Name##Response&)>);
+MESHD_KEY_RELAY(KeySet)
+MESHD_KEY_RELAY(KeyGet)
+MESHD_KEY_RELAY(KeyAdd)
+MESHD_KEY_RELAY(KeyCompareSet)
+MESHD_KEY_RELAY(KeyWait)
+MESHD_KEY_RELAY(KeyCheck)
+MESHD_KEY_RELAY(KeyDelete)
+MESHD_KEY_RELAY(KeyCount)
+#undef MESHD_KEY_RELAY
 
 }  // namespace meshd::agent

@@ -78,6 +78,8 @@ struct AgentStatusView {
   uint64_t registrations = 0;
   uint64_t heartbeats = 0;  // answered by the coordinator
   uint64_t heartbeat_failures = 0;
+  uint64_t key_calls = 0;         // store calls from local workers
+  uint64_t key_calls_shared = 0;  // of those, waits that joined another worker's coordinator call
 };
 
 class Agent {
@@ -112,6 +114,15 @@ class Agent {
   // generation ended; ALREADY_EXISTS the local rank already asked for this mesh; DEADLINE_EXCEEDED;
   // and the coordinator's errors (spec mismatch, ...).
   void ResolveGroups(RankGroups request, absl::Time deadline, coordinator::GroupsDone done);
+
+  // The generation's key-value store for local workers (agent.proto's Key* calls, one of
+  // v1::KeySet/KeyGet/KeyAdd/KeyCompareSet/KeyWait/KeyCheck/KeyDelete/KeyCountRequest): relayed to
+  // the coordinator as they are. Identical waits (KeyGet with wait, KeyWait) of local workers
+  // travel as one coordinator call. Errors: FAILED_PRECONDITION no worker of this node is attached
+  // to that generation of the job; ABORTED it ended; CANCELLED at Stop; the coordinator's.
+  template <typename Req, typename Resp>
+  void RelayKeyCall(Req req, absl::Time deadline,
+                    std::function<void(const grpc::Status&, Resp&)> done) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Expires worker waits; called by a ticker.
   void CheckDeadlines();
@@ -175,6 +186,25 @@ class Agent {
 
   class WatchCall;
 
+  // Local workers waiting on one identical KeyGet/KeyWait, answered by one coordinator call.
+  template <typename Resp>
+  struct SharedWait {
+    struct Waiter {
+      std::function<void(const grpc::Status&, Resp&)> done;
+      absl::Time deadline;
+    };
+    std::vector<Waiter> waiters;
+  };
+  // OK when local workers run `generation` of `job`; else the error to answer with.
+  absl::Status KeyScope(const std::string& job, uint64_t generation) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends the one coordinator call of the shared wait `signature` (deadline: its first waiter's).
+  template <typename Req, typename Resp>
+  void SendSharedWait(const std::string& signature, Req req, absl::Time deadline)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  template <typename Resp>
+  std::map<std::string, SharedWait<Resp>>& SharedWaits() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // Sends one call to the coordinator and sends it again, while `deadline` allows (up to
   // kCoordinatorAttempts sends), when it failed with UNAVAILABLE — the transport (a connection
   // reset; the next send waits for the coordinator to be reachable) or a coordinator recovering
@@ -221,6 +251,11 @@ class Agent {
   std::map<std::string, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
   std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);  // in flight, cancelled on Stop
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
+  // Shared waits by signature (kind, job, generation, keys).
+  std::map<std::string, SharedWait<v1::KeyGetResponse>> shared_gets_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, SharedWait<v1::KeyWaitResponse>> shared_key_waits_ ABSL_GUARDED_BY(mu_);
+  uint64_t key_calls_ ABSL_GUARDED_BY(mu_) = 0;        // Key* calls from workers
+  uint64_t key_calls_shared_ ABSL_GUARDED_BY(mu_) = 0;  // of those, answered by another's call
   std::thread loop_;
 };
 

@@ -612,6 +612,66 @@ absl::StatusOr<KvStore::CasResult> Coordinator::KeyCompareSet(const std::string&
   return result;
 }
 
+namespace {
+
+absl::Status ValidateKeys(const std::vector<std::string>& keys) {
+  if (keys.empty() || keys.size() > Coordinator::kMaxWaitKeys) {
+    return absl::InvalidArgumentError(absl::StrCat("a wait or check names 1-",
+                                                   Coordinator::kMaxWaitKeys, " keys, not ",
+                                                   keys.size()));
+  }
+  for (const std::string& k : keys) {
+    if (absl::Status s = ValidateKey(k); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void Coordinator::KeyWait(const std::string& job, uint64_t generation,
+                          const std::vector<std::string>& keys, absl::Time deadline,
+                          StatusDone done) {
+  Completions out;
+  absl::Status status = ValidateKeys(keys);
+  if (status.ok()) {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<KvStore*> kv = Store(job, generation);
+    if (kv.ok()) {
+      waits_due_ = std::min(waits_due_, deadline);
+      (*kv)->Wait(keys, deadline, std::move(done), out);
+    } else {
+      status = kv.status();
+    }
+  }
+  if (!status.ok()) out.push_back([done = std::move(done), status] { done(status); });
+  RunAll(out);
+}
+
+absl::StatusOr<bool> Coordinator::KeyCheck(const std::string& job, uint64_t generation,
+                                           const std::vector<std::string>& keys) {
+  if (absl::Status s = ValidateKeys(keys); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<KvStore*> kv = Store(job, generation);
+  if (!kv.ok()) return kv.status();
+  return (*kv)->Check(keys);
+}
+
+absl::StatusOr<bool> Coordinator::KeyDelete(const std::string& job, uint64_t generation,
+                                            const std::string& key) {
+  if (absl::Status s = ValidateKey(key); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<KvStore*> kv = Store(job, generation);
+  if (!kv.ok()) return kv.status();
+  return (*kv)->Delete(key);
+}
+
+absl::StatusOr<int64_t> Coordinator::KeyCount(const std::string& job, uint64_t generation) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<KvStore*> kv = Store(job, generation);
+  if (!kv.ok()) return kv.status();
+  return (*kv)->Count();
+}
+
 void Coordinator::Barrier(const std::string& job, uint64_t generation, const std::string& name,
                           const std::string& participant, uint32_t count, absl::Time deadline,
                           StatusDone done) {

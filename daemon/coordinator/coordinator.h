@@ -123,6 +123,18 @@ class Coordinator {
                                                    const std::string& key,
                                                    const std::string* expected,
                                                    std::string desired);
+  // Also: DEADLINE_EXCEEDED some keys not set by `deadline` (the message names them);
+  // INVALID_ARGUMENT no keys or more than kMaxWaitKeys.
+  void KeyWait(const std::string& job, uint64_t generation, const std::vector<std::string>& keys,
+               absl::Time deadline, StatusDone done);
+  // Also: INVALID_ARGUMENT no keys or more than kMaxWaitKeys.
+  absl::StatusOr<bool> KeyCheck(const std::string& job, uint64_t generation,
+                                const std::vector<std::string>& keys);
+  absl::StatusOr<bool> KeyDelete(const std::string& job, uint64_t generation,
+                                 const std::string& key);
+  absl::StatusOr<int64_t> KeyCount(const std::string& job, uint64_t generation);
+  // Keys one KeyWait or KeyCheck may name.
+  static constexpr size_t kMaxWaitKeys = 1024;
   // Also: INVALID_ARGUMENT count 0 or different from earlier arrivals; DEADLINE_EXCEEDED.
   void Barrier(const std::string& job, uint64_t generation, const std::string& name,
                const std::string& participant, uint32_t count, absl::Time deadline,

@@ -12,7 +12,62 @@ void KvStore::Wake(const std::string& key, Completions& out) {
     out.push_back([done = std::move(it->second.done), value = values_[key]] { done(value); });
   }
   getters_.erase(begin, end);
+  auto [wbegin, wend] = waiting_.equal_range(key);
+  for (auto it = wbegin; it != wend; ++it) {
+    auto w = key_waiters_.find(it->second);
+    if (w == key_waiters_.end()) continue;
+    w->second.missing.erase(key);
+    if (!w->second.missing.empty()) continue;
+    out.push_back([done = std::move(w->second.done)] { done(absl::OkStatus()); });
+    key_waiters_.erase(w);
+  }
+  waiting_.erase(wbegin, wend);
 }
+
+namespace {
+
+// At most `max` keys, each cut to 64 bytes, for messages.
+std::string ListKeys(const std::set<std::string>& keys, size_t max = 4) {
+  std::string out;
+  size_t n = 0;
+  for (const std::string& k : keys) {
+    if (n == max) {
+      absl::StrAppend(&out, " and ", keys.size() - max, " more");
+      break;
+    }
+    absl::StrAppend(&out, n++ ? ", '" : "'", k.size() <= 64 ? k : k.substr(0, 64) + "...", "'");
+  }
+  return out;
+}
+
+}  // namespace
+
+void KvStore::Wait(const std::vector<std::string>& keys, absl::Time deadline, StatusDone done,
+                   Completions& out) {
+  KeyWaiter w;
+  for (const std::string& k : keys) {
+    if (!values_.contains(k)) w.missing.insert(k);
+  }
+  if (w.missing.empty()) {
+    out.push_back([done = std::move(done)] { done(absl::OkStatus()); });
+    return;
+  }
+  const uint64_t id = next_waiter_++;
+  for (const std::string& k : w.missing) waiting_.emplace(k, id);
+  w.keys = keys.size();
+  w.done = std::move(done);
+  w.deadline = deadline;
+  key_waiters_.emplace(id, std::move(w));
+}
+
+bool KvStore::Check(const std::vector<std::string>& keys) const {
+  for (const std::string& k : keys) {
+    if (!values_.contains(k)) return false;
+  }
+  return true;
+}
+
+bool KvStore::Delete(const std::string& key) { return values_.erase(key) > 0; }
 
 void KvStore::Set(const std::string& key, std::string value, Completions& out) {
   values_[key] = std::move(value);
@@ -40,7 +95,11 @@ absl::StatusOr<int64_t> KvStore::Add(const std::string& key, int64_t delta, Comp
     return absl::InvalidArgumentError(absl::StrCat(
         "key '", key, "' holds a value that is not an integer; KeyAdd needs a counter"));
   }
-  current += delta;
+  if (__builtin_add_overflow(current, delta, &current)) {
+    return absl::OutOfRangeError(absl::StrCat("adding ", delta, " to key '",
+                                              key.size() <= 64 ? key : key.substr(0, 64),
+                                              "' overflows a 64-bit counter"));
+  }
   values_[key] = absl::StrCat(current);
   Wake(key, out);
   return current;
@@ -51,10 +110,13 @@ KvStore::CasResult KvStore::CompareSet(const std::string& key, const std::string
   auto it = values_.find(key);
   const bool match =
       expected == nullptr ? it == values_.end() : it != values_.end() && it->second == *expected;
-  if (!match) return {false, it == values_.end() ? "" : it->second};
+  if (!match) {
+    if (it == values_.end()) return {false, "", false};
+    return {false, it->second, true};
+  }
   values_[key] = desired;
   Wake(key, out);
-  return {true, std::move(desired)};
+  return {true, std::move(desired), true};
 }
 
 void KvStore::Barrier(const std::string& name, const std::string& participant, uint32_t count,
@@ -104,6 +166,28 @@ absl::Time KvStore::ExpireWaits(absl::Time now, Completions& out) {
     });
     it = getters_.erase(it);
   }
+  for (auto it = key_waiters_.begin(); it != key_waiters_.end();) {
+    if (it->second.deadline > now) {
+      next = std::min(next, it->second.deadline);
+      ++it;
+      continue;
+    }
+    out.push_back([done = std::move(it->second.done), missing = ListKeys(it->second.missing),
+                   n = it->second.missing.size(), of = it->second.keys] {
+      done(absl::DeadlineExceededError(
+          absl::StrCat(n, " of ", of, " keys were not set in time: ", missing)));
+    });
+    for (const std::string& k : it->second.missing) {
+      auto [b, e] = waiting_.equal_range(k);
+      for (auto w = b; w != e; ++w) {
+        if (w->second == it->first) {
+          waiting_.erase(w);
+          break;
+        }
+      }
+    }
+    it = key_waiters_.erase(it);
+  }
   for (auto& [name, b] : barriers_) {
     for (auto it = b.waiters.begin(); it != b.waiters.end();) {
       if (it->second > now) {
@@ -130,13 +214,17 @@ void KvStore::FailAll(const absl::Status& status, Completions& out) {
       out.push_back([done = std::move(done), status] { done(status); });
     }
   }
+  for (auto& [id, w] : key_waiters_)
+    out.push_back([done = std::move(w.done), status] { done(status); });
   getters_.clear();
+  key_waiters_.clear();
+  waiting_.clear();
   barriers_.clear();
   values_.clear();
 }
 
 size_t KvStore::waiters() const {
-  size_t n = getters_.size();
+  size_t n = getters_.size() + key_waiters_.size();
   for (const auto& [name, b] : barriers_) n += b.waiters.size();
   return n;
 }

@@ -32,12 +32,24 @@ class KvStore {
   // Waits until `deadline` when `wait`; else NOT_FOUND at once.
   void Get(const std::string& key, bool wait, absl::Time deadline, BytesDone done,
            Completions& out);
-  // Adds to an integer counter (absent = 0). INVALID_ARGUMENT when the value is not an integer.
+  // Calls `done` once every key is set (at once if they are), or DEADLINE_EXCEEDED at `deadline`
+  // naming the keys still missing.
+  void Wait(const std::vector<std::string>& keys, absl::Time deadline, StatusDone done,
+            Completions& out);
+  // Whether every key is set.
+  bool Check(const std::vector<std::string>& keys) const;
+  // Removes a key; whether it was set. Waits that saw it set stay satisfied (as TCPStore's).
+  bool Delete(const std::string& key);
+  // Keys set.
+  int64_t Count() const { return static_cast<int64_t>(values_.size()); }
+  // Adds to an integer counter (absent = 0). INVALID_ARGUMENT when the value is not an integer;
+  // OUT_OF_RANGE when the sum overflows int64.
   absl::StatusOr<int64_t> Add(const std::string& key, int64_t delta, Completions& out);
   // Swaps when the current value equals `expected` (or is absent, with expect_absent).
   struct CasResult {
     bool swapped = false;
-    std::string value;
+    std::string value;     // the value now stored ("" when absent)
+    bool present = false;  // whether the key is set now
   };
   CasResult CompareSet(const std::string& key, const std::string* expected, std::string desired,
                        Completions& out);
@@ -62,10 +74,19 @@ class KvStore {
     bool done = false;
     std::vector<std::pair<StatusDone, absl::Time>> waiters;
   };
+  struct KeyWaiter {
+    std::set<std::string> missing;  // keys not set yet
+    size_t keys = 0;                // how many it waits for
+    StatusDone done;
+    absl::Time deadline;
+  };
   void Wake(const std::string& key, Completions& out);
 
   absl::flat_hash_map<std::string, std::string> values_;
   std::multimap<std::string, Getter> getters_;
+  std::map<uint64_t, KeyWaiter> key_waiters_;     // by id
+  std::multimap<std::string, uint64_t> waiting_;  // missing key -> key waiter id
+  uint64_t next_waiter_ = 1;
   std::map<std::string, BarrierState> barriers_;
 };
 

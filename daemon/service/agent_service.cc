@@ -107,4 +107,56 @@ grpc::ServerUnaryReactor* AgentService::GetStatus(grpc::CallbackServerContext* c
   return reactor;
 }
 
+template <typename Req, typename Resp>
+grpc::ServerUnaryReactor* AgentService::RelayKey(grpc::CallbackServerContext* ctx, const Req* req,
+                                                 Resp* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  agent_->RelayKeyCall<Req, Resp>(*req, CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
+                                  [reactor, resp](const grpc::Status& s, Resp& answer) {
+                                    if (s.ok()) resp->Swap(&answer);
+                                    reactor->Finish(s);
+                                  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::KeySet(grpc::CallbackServerContext* ctx,
+                                           const v1::KeySetRequest* req, v1::KeySetResponse* resp) {
+  return RelayKey(ctx, req, resp);
+}
+
+grpc::ServerUnaryReactor* AgentService::KeyGet(grpc::CallbackServerContext* ctx,
+                                           const v1::KeyGetRequest* req, v1::KeyGetResponse* resp) {
+  return RelayKey(ctx, req, resp);
+}
+
+grpc::ServerUnaryReactor* AgentService::KeyAdd(grpc::CallbackServerContext* ctx,
+                                           const v1::KeyAddRequest* req, v1::KeyAddResponse* resp) {
+  return RelayKey(ctx, req, resp);
+}
+
+grpc::ServerUnaryReactor* AgentService::KeyCompareSet(grpc::CallbackServerContext* ctx,
+                                           const v1::KeyCompareSetRequest* req, v1::KeyCompareSetResponse* resp) {
+  return RelayKey(ctx, req, resp);
+}
+
+grpc::ServerUnaryReactor* AgentService::KeyWait(grpc::CallbackServerContext* ctx,
+                                           const v1::KeyWaitRequest* req, v1::KeyWaitResponse* resp) {
+  return RelayKey(ctx, req, resp);
+}
+
+grpc::ServerUnaryReactor* AgentService::KeyCheck(grpc::CallbackServerContext* ctx,
+                                           const v1::KeyCheckRequest* req, v1::KeyCheckResponse* resp) {
+  return RelayKey(ctx, req, resp);
+}
+
+grpc::ServerUnaryReactor* AgentService::KeyDelete(grpc::CallbackServerContext* ctx,
+                                           const v1::KeyDeleteRequest* req, v1::KeyDeleteResponse* resp) {
+  return RelayKey(ctx, req, resp);
+}
+
+grpc::ServerUnaryReactor* AgentService::KeyCount(grpc::CallbackServerContext* ctx,
+                                           const v1::KeyCountRequest* req, v1::KeyCountResponse* resp) {
+  return RelayKey(ctx, req, resp);
+}
+
 }  // namespace meshd::service

@@ -1,5 +1,6 @@
 // AgentService: meshd.v1.Agent on gRPC's callback API, translating to the node agent's logic.
-// Attach holds its reactor until the job's round closes; Watch is a held stream.
+// Attach holds its reactor until the job's round closes; Watch is a held stream; the Key* calls
+// (the generation's key-value store) are relayed to the coordinator by the agent.
 //
 // Thread-safety: thread-safe (the agent is).
 #ifndef MESHD_DAEMON_SERVICE_AGENT_SERVICE_H_
@@ -30,7 +31,28 @@ class AgentService final : public v1::Agent::CallbackService {
                                       const v1::GetAgentStatusRequest* req,
                                       v1::AgentStatus* resp) override;
 
+  grpc::ServerUnaryReactor* KeySet(grpc::CallbackServerContext* ctx, const v1::KeySetRequest* req,
+                            v1::KeySetResponse* resp) override;
+  grpc::ServerUnaryReactor* KeyGet(grpc::CallbackServerContext* ctx, const v1::KeyGetRequest* req,
+                            v1::KeyGetResponse* resp) override;
+  grpc::ServerUnaryReactor* KeyAdd(grpc::CallbackServerContext* ctx, const v1::KeyAddRequest* req,
+                            v1::KeyAddResponse* resp) override;
+  grpc::ServerUnaryReactor* KeyCompareSet(grpc::CallbackServerContext* ctx, const v1::KeyCompareSetRequest* req,
+                            v1::KeyCompareSetResponse* resp) override;
+  grpc::ServerUnaryReactor* KeyWait(grpc::CallbackServerContext* ctx, const v1::KeyWaitRequest* req,
+                            v1::KeyWaitResponse* resp) override;
+  grpc::ServerUnaryReactor* KeyCheck(grpc::CallbackServerContext* ctx, const v1::KeyCheckRequest* req,
+                            v1::KeyCheckResponse* resp) override;
+  grpc::ServerUnaryReactor* KeyDelete(grpc::CallbackServerContext* ctx, const v1::KeyDeleteRequest* req,
+                            v1::KeyDeleteResponse* resp) override;
+  grpc::ServerUnaryReactor* KeyCount(grpc::CallbackServerContext* ctx, const v1::KeyCountRequest* req,
+                            v1::KeyCountResponse* resp) override;
  private:
+  // Relays one Key* call of a local worker to the coordinator through the agent.
+  template <typename Req, typename Resp>
+  grpc::ServerUnaryReactor* RelayKey(grpc::CallbackServerContext* ctx, const Req* req,
+                                     Resp* resp);
+
   agent::Agent* const agent_;
   const Clock* const clock_;
   const absl::Duration max_wait_;

@@ -173,8 +173,44 @@ grpc::ServerUnaryReactor* CoordinatorService::KeyCompareSet(grpc::CallbackServer
   if (r.ok()) {
     resp->set_swapped(r->swapped);
     resp->set_value(r->value);
+    resp->set_present(r->present);
   }
   return Done(ctx, r.status());
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::KeyWait(grpc::CallbackServerContext* ctx,
+                                                      const v1::KeyWaitRequest* req,
+                                                      v1::KeyWaitResponse*) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  core_->KeyWait(req->job(), req->generation(),
+                 std::vector<std::string>(req->keys().begin(), req->keys().end()), Deadline(ctx),
+                 [reactor](absl::Status s) { reactor->Finish(ToGrpc(s)); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::KeyCheck(grpc::CallbackServerContext* ctx,
+                                                       const v1::KeyCheckRequest* req,
+                                                       v1::KeyCheckResponse* resp) {
+  absl::StatusOr<bool> all = core_->KeyCheck(
+      req->job(), req->generation(), std::vector<std::string>(req->keys().begin(), req->keys().end()));
+  if (all.ok()) resp->set_all_set(*all);
+  return Done(ctx, all.status());
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::KeyDelete(grpc::CallbackServerContext* ctx,
+                                                        const v1::KeyDeleteRequest* req,
+                                                        v1::KeyDeleteResponse* resp) {
+  absl::StatusOr<bool> deleted = core_->KeyDelete(req->job(), req->generation(), req->key());
+  if (deleted.ok()) resp->set_deleted(*deleted);
+  return Done(ctx, deleted.status());
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::KeyCount(grpc::CallbackServerContext* ctx,
+                                                       const v1::KeyCountRequest* req,
+                                                       v1::KeyCountResponse* resp) {
+  absl::StatusOr<int64_t> count = core_->KeyCount(req->job(), req->generation());
+  if (count.ok()) resp->set_count(*count);
+  return Done(ctx, count.status());
 }
 
 void CoordinatorService::ServeBarrier(grpc::ServerContext* ctx, const v1::BarrierRequest& req,

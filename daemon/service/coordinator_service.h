@@ -25,10 +25,13 @@ using C = v1::Coordinator;
 using Base = C::WithAsyncMethod_RegisterNode<C::WithAsyncMethod_Heartbeat<
     C::WithAsyncMethod_JoinJob<C::WithCallbackMethod_LeaveJob<C::WithCallbackMethod_WatchJob<
         C::WithCallbackMethod_KeySet<C::WithAsyncMethod_KeyGet<C::WithCallbackMethod_KeyAdd<
-            C::WithCallbackMethod_KeyCompareSet<C::WithAsyncMethod_Barrier<
-                C::WithRawMethod_ResolveGroups<C::WithCallbackMethod_GetStatus<
-                    C::WithCallbackMethod_ListNodes<C::WithCallbackMethod_ListJobs<
-                        C::WithCallbackMethod_GetJob<C::Service>>>>>>>>>>>>>>>;
+            C::WithCallbackMethod_KeyCompareSet<C::WithCallbackMethod_KeyWait<
+                C::WithCallbackMethod_KeyCheck<C::WithCallbackMethod_KeyDelete<
+                    C::WithCallbackMethod_KeyCount<C::WithAsyncMethod_Barrier<
+                        C::WithRawMethod_ResolveGroups<C::WithCallbackMethod_GetStatus<
+                            C::WithCallbackMethod_ListNodes<C::WithCallbackMethod_ListJobs<
+                                C::WithCallbackMethod_GetJob<
+                                    C::Service>>>>>>>>>>>>>>>>>>>;
 }  // namespace coordinator_service_internal
 
 class CoordinatorService final : public coordinator_service_internal::Base, public AsyncMethods {
@@ -49,6 +52,18 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   grpc::ServerUnaryReactor* KeyCompareSet(grpc::CallbackServerContext* ctx,
                                           const v1::KeyCompareSetRequest* req,
                                           v1::KeyCompareSetResponse* resp) override;
+  grpc::ServerUnaryReactor* KeyWait(grpc::CallbackServerContext* ctx,
+                                    const v1::KeyWaitRequest* req,
+                                    v1::KeyWaitResponse* resp) override;
+  grpc::ServerUnaryReactor* KeyCheck(grpc::CallbackServerContext* ctx,
+                                     const v1::KeyCheckRequest* req,
+                                     v1::KeyCheckResponse* resp) override;
+  grpc::ServerUnaryReactor* KeyDelete(grpc::CallbackServerContext* ctx,
+                                      const v1::KeyDeleteRequest* req,
+                                      v1::KeyDeleteResponse* resp) override;
+  grpc::ServerUnaryReactor* KeyCount(grpc::CallbackServerContext* ctx,
+                                     const v1::KeyCountRequest* req,
+                                     v1::KeyCountResponse* resp) override;
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
                                       const v1::GetStatusRequest* req,
                                       v1::CoordinatorStatus* resp) override;

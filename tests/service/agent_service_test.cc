@@ -108,6 +108,111 @@ TEST_F(AgentServiceTest, Attach_TwoLocalWorkers_OneJoinForTheNode) {
   EXPECT_EQ(job->world_size, 2u);
 }
 
+TEST_F(AgentServiceTest, Store_IdenticalWaitsOfLocalWorkers_OneCoordinatorCall) {
+  v1::AttachResponse r0, r1;
+  grpc::Status s0;
+  std::thread t([&] { s0 = Attach(0, 2, &r0); });
+  ASSERT_TRUE(Attach(1, 2, &r1).ok());
+  t.join();
+  ASSERT_TRUE(s0.ok()) << s0.error_message();
+
+  v1::KeyGetRequest get;
+  get.set_job("job");
+  get.set_generation(r0.generation());
+  get.set_key("nccl/id");
+  get.set_wait(true);
+  v1::KeyGetResponse got[2];
+  grpc::Status status[2];
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < 2; ++i) {
+    waiters.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+      status[i] = stub_->KeyGet(&ctx, get, &got[i]);
+    });
+  }
+  // Both waits arrived at the agent, and they hold one coordinator call.
+  ASSERT_TRUE(PollUntil([&] { return agent_->agent().Status().key_calls == 2; }));
+  ASSERT_TRUE(PollUntil([&] { return coordinator_->core().Status().waiting.kv == 1; }));
+  EXPECT_EQ(agent_->agent().Status().key_calls_shared, 1u);
+
+  v1::KeySetRequest set;
+  set.set_job("job");
+  set.set_generation(r0.generation());
+  set.set_key("nccl/id");
+  set.set_value(std::string(128, '\x5a'));
+  v1::KeySetResponse set_resp;
+  grpc::ClientContext set_ctx;
+  ASSERT_TRUE(stub_->KeySet(&set_ctx, set, &set_resp).ok());
+  for (auto& w : waiters) w.join();
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(status[i].ok()) << status[i].error_message();
+    EXPECT_EQ(got[i].value(), std::string(128, '\x5a'));
+  }
+}
+
+TEST_F(AgentServiceTest, Store_EveryCallRelayed_NoWorkerOfTheGeneration_FailedPrecondition) {
+  v1::AttachResponse r0;
+  ASSERT_TRUE(Attach(0, 1, &r0).ok());
+  const uint64_t gen = r0.generation();
+  auto call = [&](auto method, auto req, auto* resp) {
+    req.set_job("job");
+    req.set_generation(gen);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    return (stub_.get()->*method)(&ctx, req, resp);
+  };
+  v1::KeyAddRequest add;
+  add.set_key("n");
+  add.set_delta(3);
+  v1::KeyAddResponse added;
+  ASSERT_TRUE(call(&v1::Agent::Stub::KeyAdd, add, &added).ok());
+  EXPECT_EQ(added.value(), 3);
+
+  v1::KeyCompareSetRequest cas;
+  cas.set_key("leader");
+  cas.set_expected("x");
+  cas.set_desired("me");
+  v1::KeyCompareSetResponse cas_resp;
+  ASSERT_TRUE(call(&v1::Agent::Stub::KeyCompareSet, cas, &cas_resp).ok());
+  EXPECT_FALSE(cas_resp.swapped());
+  EXPECT_FALSE(cas_resp.present());
+
+  v1::KeyWaitRequest wait;
+  wait.add_keys("n");
+  v1::KeyWaitResponse waited;
+  EXPECT_TRUE(call(&v1::Agent::Stub::KeyWait, wait, &waited).ok());
+
+  v1::KeyCheckRequest check;
+  check.add_keys("n");
+  check.add_keys("leader");
+  v1::KeyCheckResponse checked;
+  ASSERT_TRUE(call(&v1::Agent::Stub::KeyCheck, check, &checked).ok());
+  EXPECT_FALSE(checked.all_set());
+
+  v1::KeyCountRequest count;
+  v1::KeyCountResponse counted;
+  ASSERT_TRUE(call(&v1::Agent::Stub::KeyCount, count, &counted).ok());
+  EXPECT_EQ(counted.count(), 1);
+
+  v1::KeyDeleteRequest del;
+  del.set_key("n");
+  v1::KeyDeleteResponse deleted;
+  ASSERT_TRUE(call(&v1::Agent::Stub::KeyDelete, del, &deleted).ok());
+  EXPECT_TRUE(deleted.deleted());
+
+  // Nobody of this node is in a later generation.
+  v1::KeySetRequest set;
+  set.set_job("job");
+  set.set_generation(gen + 1);
+  set.set_key("k");
+  v1::KeySetResponse set_resp;
+  grpc::ClientContext ctx;
+  const grpc::Status s = stub_->KeySet(&ctx, set, &set_resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("attach first"));
+}
+
 TEST_F(AgentServiceTest, Attach_DuplicateLocalRank_AlreadyExists) {
   v1::AttachResponse r;
   grpc::Status first;

@@ -1,6 +1,7 @@
 // The coordinator core on a fake clock: every transition is stepped explicitly, nothing sleeps.
 #include "daemon/coordinator/coordinator.h"
 
+#include <limits>
 #include <optional>
 
 #include "gmock/gmock.h"
@@ -10,6 +11,7 @@ namespace meshd::coordinator {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // Holds what a callback received.
 template <typename T>
@@ -537,6 +539,85 @@ TEST_F(RunningJobTest, Kv_WaitDeadline_Exceeded) {
   coord_.CheckDeadlines();
   ASSERT_TRUE(get.done());
   EXPECT_EQ(get.value->status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(RunningJobTest, KeyWait_AllKeysSet_AnsweredOnceTheLastIsSet) {
+  Got<absl::Status> both;
+  coord_.KeyWait("job", 1, {"a", "b"}, Deadline(), both.Callback());
+  coord_.KeySet("job", 1, "a", "1", [](absl::Status) {});
+  EXPECT_FALSE(both.done());
+  coord_.KeySet("job", 1, "b", "2", [](absl::Status) {});
+  ASSERT_TRUE(both.done());
+  EXPECT_TRUE(both.value->ok());
+  // Keys already set: at once.
+  Got<absl::Status> now;
+  coord_.KeyWait("job", 1, {"b", "a"}, Deadline(), now.Callback());
+  ASSERT_TRUE(now.done());
+  EXPECT_TRUE(now.value->ok());
+}
+
+TEST_F(RunningJobTest, KeyWait_Deadline_NamesTheMissingKeys) {
+  Got<absl::Status> w;
+  coord_.KeySet("job", 1, "here", "1", [](absl::Status) {});
+  coord_.KeyWait("job", 1, {"here", "late"}, Deadline(absl::Seconds(2)), w.Callback());
+  clock_.Advance(absl::Seconds(2));
+  Beat({"a", "b"});
+  coord_.CheckDeadlines();
+  ASSERT_TRUE(w.done());
+  EXPECT_EQ(w.value->code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(w.value->message(), HasSubstr("1 of 2 keys"));
+  EXPECT_THAT(w.value->message(), HasSubstr("'late'"));
+  EXPECT_THAT(w.value->message(), Not(HasSubstr("'here'")));
+  // The expired wait is gone: setting the key later answers nobody twice.
+  coord_.KeySet("job", 1, "late", "1", [](absl::Status) {});
+}
+
+TEST_F(RunningJobTest, KeyWait_GenerationEnds_Aborted) {
+  Got<absl::Status> w;
+  coord_.KeyWait("job", 1, {"never"}, Deadline(), w.Callback());
+  ASSERT_TRUE(coord_.RegisterNode(Node("b", 2)).ok());  // b restarts: generation 1 ends
+  ASSERT_TRUE(w.done());
+  EXPECT_EQ(w.value->code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(RunningJobTest, KeyCheckDeleteCount) {
+  EXPECT_EQ(*coord_.KeyCount("job", 1), 0);
+  EXPECT_FALSE(*coord_.KeyCheck("job", 1, {"x"}));
+  coord_.KeySet("job", 1, "x", "1", [](absl::Status) {});
+  coord_.KeySet("job", 1, "y", "", [](absl::Status) {});
+  EXPECT_TRUE(*coord_.KeyCheck("job", 1, {"x", "y"}));
+  EXPECT_FALSE(*coord_.KeyCheck("job", 1, {"x", "z"}));
+  EXPECT_EQ(*coord_.KeyCount("job", 1), 2);
+  EXPECT_TRUE(*coord_.KeyDelete("job", 1, "x"));
+  EXPECT_FALSE(*coord_.KeyDelete("job", 1, "x"));
+  EXPECT_EQ(*coord_.KeyCount("job", 1), 1);
+  EXPECT_EQ(coord_.KeyCheck("job", 1, {}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(coord_.KeyCheck("job", 1, std::vector<std::string>(1025, "k")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(coord_.KeyDelete("job", 1, "").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(coord_.KeyCount("nope", 1).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(coord_.KeyCount("job", 2).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RunningJobTest, KeyAdd_Overflow_OutOfRange) {
+  EXPECT_EQ(*coord_.KeyAdd("job", 1, "n", std::numeric_limits<int64_t>::max()),
+            std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(coord_.KeyAdd("job", 1, "n", 1).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(*coord_.KeyAdd("job", 1, "n", 0), std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(*coord_.KeyAdd("job", 1, "m", std::numeric_limits<int64_t>::min()),
+            std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(coord_.KeyAdd("job", 1, "m", -1).status().code(), absl::StatusCode::kOutOfRange);
+}
+
+TEST_F(RunningJobTest, KeyCompareSet_AbsentKey_SaysItIsAbsent) {
+  const std::string expected = "e";
+  auto cas = coord_.KeyCompareSet("job", 1, "k", &expected, "d");
+  ASSERT_TRUE(cas.ok());
+  EXPECT_FALSE(cas->swapped);
+  EXPECT_FALSE(cas->present);
+  cas = coord_.KeyCompareSet("job", 1, "k", nullptr, "d");
+  EXPECT_TRUE(cas->swapped && cas->present);
+  EXPECT_EQ(cas->value, "d");
 }
 
 TEST_F(RunningJobTest, Kv_BadKeysAndValues_InvalidArgument) {
