@@ -304,9 +304,10 @@ AttachResult Agent::ResultFor(const coordinator::Assignment& a, uint32_t local_r
                       inventory_.gpus[local_rank]};
 }
 
-void Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
-                   const coordinator::NodeCount& nodes, absl::Time deadline, AttachDone done) {
+uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
+                       const coordinator::NodeCount& nodes, absl::Time deadline, AttachDone done) {
   Completions out;
+  uint64_t id = 0;
   auto fail = [&out, &done](absl::Status s) {
     out.push_back([done = std::move(done), s = std::move(s)] { done(s); });
   };
@@ -325,7 +326,7 @@ void Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t local_w
   if (!valid.ok()) {
     fail(valid);
     RunAll(out);
-    return;
+    return 0;
   }
   {
     absl::MutexLock lock(&mu_);
@@ -354,11 +355,29 @@ void Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t local_w
                                                  "' is already attached on node '", inventory_.node,
                                                  "'; each worker needs its own")));
     } else {
-      e.pending.emplace(local_rank, Pending{std::move(done), deadline});
+      id = next_attach_id_++;
+      e.pending.emplace(local_rank, Pending{std::move(done), deadline, id});
       LaunchJoins(out);
     }
   }
   RunAll(out);
+  return id;
+}
+
+void Agent::WithdrawAttach(const std::string& job, uint32_t local_rank, uint64_t id) {
+  AttachDone done;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job);
+    if (it == jobs_.end() || it->second.phase != JobEntry::Phase::kCollecting) return;
+    auto p = it->second.pending.find(local_rank);
+    if (p == it->second.pending.end() || p->second.id != id) return;
+    done = std::move(p->second.done);
+    it->second.pending.erase(p);
+  }
+  log::Info("a worker waiting for its job's round went away; its place is free again",
+            {{"job", job}, {"local_rank", absl::StrCat(local_rank)}});
+  done(absl::CancelledError("the worker went away while waiting for the round"));
 }
 
 void Agent::LaunchJoins(Completions& out) {

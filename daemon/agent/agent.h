@@ -98,8 +98,13 @@ class Agent {
   // round closes. Errors: INVALID_ARGUMENT bad name/sizes or workers disagreeing on local_world or
   // nodes; FAILED_PRECONDITION more workers than GPUs; ALREADY_EXISTS the local rank is taken;
   // DEADLINE_EXCEEDED; any error of the coordinator's JoinJob; CANCELLED on Stop.
-  void Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
-              const coordinator::NodeCount& nodes, absl::Time deadline, AttachDone done);
+  // Returns an id for WithdrawAttach while the worker waits for the round (0 when answered at once).
+  uint64_t Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
+                  const coordinator::NodeCount& nodes, absl::Time deadline, AttachDone done);
+  // The worker of attach `id` went away (its call was cancelled: Ctrl-C, a crash) while its job's
+  // local workers were still gathering: its place is freed (so that it may attach again at once)
+  // and its `done` gets CANCELLED. Unknown or already answered ids are ignored.
+  void WithdrawAttach(const std::string& job, uint32_t local_rank, uint64_t id);
   // Calls `done` once when `generation` of `job` ends. Returns how to cancel.
   // Errors: NOT_FOUND unknown job; FAILED_PRECONDITION a generation this node is not in.
   // If the watch is cancelled (the worker's stream broke) before the worker detached, the worker is
@@ -134,6 +139,7 @@ class Agent {
   struct Pending {
     AttachDone done;
     absl::Time deadline;
+    uint64_t id = 0;
   };
   struct MeshAsk {
     RankGroups request;
@@ -251,6 +257,7 @@ class Agent {
   std::map<std::string, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
   std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);  // in flight, cancelled on Stop
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_attach_id_ ABSL_GUARDED_BY(mu_) = 1;
   // Shared waits by signature (kind, job, generation, keys).
   std::map<std::string, SharedWait<v1::KeyGetResponse>> shared_gets_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, SharedWait<v1::KeyWaitResponse>> shared_key_waits_ ABSL_GUARDED_BY(mu_);

@@ -1,6 +1,7 @@
 // meshd.v1.Agent translated onto the node agent (see agent_service.h).
 #include "daemon/service/agent_service.h"
 
+#include "absl/synchronization/mutex.h"
 #include "daemon/service/watch_reactor.h"
 #include "daemon/wire/convert.h"
 
@@ -14,30 +15,73 @@ using wire::ToProto;
 AgentService::AgentService(agent::Agent* agent, const Clock* clock, absl::Duration max_wait)
     : agent_(agent), clock_(clock), max_wait_(max_wait) {}
 
+namespace {
+
+// Attach's reactor: answers when the round closes; a call cancelled before (the worker went
+// away) withdraws the worker from the agent so that its local rank is free again.
+class AttachReactor final : public grpc::ServerUnaryReactor {
+ public:
+  AttachReactor(agent::Agent* agent, std::string job, uint32_t local_rank)
+      : agent_(agent), job_(std::move(job)), local_rank_(local_rank) {}
+
+  // The agent's id for this attach (0: answered already).
+  void Started(uint64_t id) {
+    bool cancelled;
+    {
+      absl::MutexLock lock(&mu_);
+      id_ = id;
+      cancelled = cancelled_;
+    }
+    if (cancelled && id != 0) agent_->WithdrawAttach(job_, local_rank_, id);
+  }
+  void OnCancel() override {
+    uint64_t id;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      id = id_;
+    }
+    if (id != 0) agent_->WithdrawAttach(job_, local_rank_, id);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  agent::Agent* const agent_;
+  const std::string job_;
+  const uint32_t local_rank_;
+  absl::Mutex mu_;
+  uint64_t id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
 grpc::ServerUnaryReactor* AgentService::Attach(grpc::CallbackServerContext* ctx,
                                                const v1::AttachRequest* req,
                                                v1::AttachResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  agent_->Attach(req->job(), req->local_rank(), req->local_world(), FromProto(req->nodes()),
-                 CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
-                 [reactor, resp](absl::StatusOr<agent::AttachResult> r) {
-                   if (r.ok()) {
-                     resp->set_job(r->assignment.job);
-                     resp->set_generation(r->assignment.generation);
-                     resp->set_rank(r->rank);
-                     resp->set_world_size(r->assignment.world_size);
-                     resp->set_local_rank(r->local_rank);
-                     resp->set_local_world(r->assignment.local_world);
-                     resp->set_node_rank(r->assignment.node_rank);
-                     resp->set_num_nodes(r->assignment.num_nodes);
-                     coordinator::NodeInventory one;
-                     one.gpus = {r->gpu};
-                     v1::NodeInventory p;
-                     ToProto(one, &p);
-                     *resp->mutable_gpu() = p.gpus(0);
-                   }
-                   reactor->Finish(ToGrpc(r.status()));
-                 });
+  auto* reactor = new AttachReactor(agent_, req->job(), req->local_rank());
+  const uint64_t id = agent_->Attach(
+      req->job(), req->local_rank(), req->local_world(), FromProto(req->nodes()),
+      CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
+      [reactor, resp](absl::StatusOr<agent::AttachResult> r) {
+        if (r.ok()) {
+          resp->set_job(r->assignment.job);
+          resp->set_generation(r->assignment.generation);
+          resp->set_rank(r->rank);
+          resp->set_world_size(r->assignment.world_size);
+          resp->set_local_rank(r->local_rank);
+          resp->set_local_world(r->assignment.local_world);
+          resp->set_node_rank(r->assignment.node_rank);
+          resp->set_num_nodes(r->assignment.num_nodes);
+          coordinator::NodeInventory one;
+          one.gpus = {r->gpu};
+          v1::NodeInventory p;
+          ToProto(one, &p);
+          *resp->mutable_gpu() = p.gpus(0);
+        }
+        reactor->Finish(ToGrpc(r.status()));
+      });
+  reactor->Started(id);
   return reactor;
 }
 

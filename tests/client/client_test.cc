@@ -61,6 +61,116 @@ TEST_F(ClientTest, Attach_MissingOptions_InvalidArgumentNamingTheVariable) {
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("MESHD_RANKS_PER_ID"));
 }
 
+TEST_F(ClientTest, Store_TcpStoreSemantics) {
+  auto c = Client::Attach(Options());
+  ASSERT_TRUE(c.ok()) << c.status();
+  Client& client = **c;
+  const absl::Duration t = absl::Seconds(10);
+  ASSERT_TRUE(client.KeySet("a", "1", t).ok());
+  EXPECT_EQ(*client.KeyGet("a", t), "1");
+  EXPECT_EQ(*client.KeyAdd("n", 2, t), 2);
+  EXPECT_EQ(*client.KeyAdd("n", -5, t), -3);
+  EXPECT_EQ(client.KeyAdd("a", 1, t).status().code(), absl::StatusCode::kOk);  // "1" counts
+  // compare_set as TCPStore: absent + expected "" sets; absent + other expected answers expected.
+  EXPECT_EQ(*client.KeyCompareSet("c", "", "first", t), "first");
+  EXPECT_EQ(*client.KeyCompareSet("d", "x", "y", t), "x");
+  EXPECT_FALSE(*client.KeyCheck({"d"}, t));
+  EXPECT_EQ(*client.KeyCompareSet("c", "nope", "second", t), "first");
+  EXPECT_EQ(*client.KeyCompareSet("c", "first", "second", t), "second");
+  ASSERT_TRUE(client.KeySet("empty", "", t).ok());
+  EXPECT_EQ(*client.KeyCompareSet("empty", "", "filled", t), "filled");
+  EXPECT_TRUE(*client.KeyCheck({"a", "c"}, t));
+  EXPECT_EQ(*client.KeyCount(t), 4);  // a, n, c, empty
+  EXPECT_TRUE(*client.KeyDelete("a", t));
+  EXPECT_FALSE(*client.KeyDelete("a", t));
+  EXPECT_EQ(*client.KeyCount(t), 3);
+  ASSERT_TRUE(client.KeyWait({"n", "c"}, t).ok());
+
+  // A wait that nobody answers ends at its timeout, naming the key.
+  const absl::Status late = client.KeyGet("never", absl::Milliseconds(300)).status();
+  EXPECT_EQ(late.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(late.message()), HasSubstr("'never'"));
+  const absl::Status wait = client.KeyWait({"n", "never"}, absl::Milliseconds(300));
+  EXPECT_EQ(wait.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(client.KeySet("", "v", t).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ClientTest, Store_GetWaitsForAnotherWorkersSet) {
+  absl::StatusOr<std::unique_ptr<Client>> other;
+  std::thread t([&] { other = Client::Attach(Options(1, 2)); });
+  auto c = Client::Attach(Options(0, 2));
+  t.join();
+  ASSERT_TRUE(c.ok() && other.ok());
+  absl::StatusOr<std::string> got;
+  std::thread getter([&] { got = (*c)->KeyGet("id", absl::Seconds(20)); });
+  ASSERT_TRUE((*other)->KeySet("id", std::string(128, '\x01'), absl::Seconds(10)).ok());
+  getter.join();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, std::string(128, '\x01'));
+}
+
+TEST_F(ClientTest, Interrupter_EndsABlockingCallWithCancelled) {
+  ClientOptions o = Options();
+  o.interrupter = std::make_shared<Interrupter>();
+  auto c = Client::Attach(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::Notification done;
+  absl::StatusOr<std::string> got;
+  std::thread getter([&] {
+    got = (*c)->KeyGet("never", absl::Seconds(60));
+    done.Notify();
+  });
+  // Interrupt until the call has ended: a call not yet in flight is not affected.
+  while (!done.WaitForNotificationWithTimeout(absl::Milliseconds(20))) o.interrupter->Interrupt();
+  getter.join();
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kCancelled);
+  // The client still works.
+  EXPECT_TRUE((*c)->KeySet("k", "v", absl::Seconds(10)).ok());
+}
+
+TEST_F(ClientTest, Interrupter_EndsAnAttachThatWaitsForTheRound) {
+  ClientOptions o = Options(0, 2);  // local rank 1 never comes
+  o.interrupter = std::make_shared<Interrupter>();
+  absl::Notification done;
+  absl::StatusOr<std::unique_ptr<Client>> c;
+  std::thread attach([&] {
+    c = Client::Attach(o);
+    done.Notify();
+  });
+  while (!done.WaitForNotificationWithTimeout(absl::Milliseconds(20))) o.interrupter->Interrupt();
+  attach.join();
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kCancelled);
+  // The agent freed the place: the same local rank attaches again at once (no ALREADY_EXISTS).
+  absl::StatusOr<std::unique_ptr<Client>> other;
+  std::thread second([&] { other = Client::Attach(Options(1, 2)); });
+  auto again = Client::Attach(Options(0, 2));
+  second.join();
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE(other.ok()) << other.status();
+}
+
+TEST_F(ClientTest, InitDeviceMesh_SpecOnly_NoIdsThenIdsOnDemand) {
+  auto c = Client::Attach(Options());
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto mesh = (*c)->InitDeviceMesh({1, 1}, {"dp", "tp"}, "", MeshIds::kNone);
+  ASSERT_TRUE(mesh.ok()) << mesh.status();  // works without NCCL: nothing is minted
+  EXPECT_EQ(*mesh->DimIndex(-1), 1);
+  EXPECT_EQ(*mesh->DimIndex(std::string("dp")), 0);
+  EXPECT_EQ(mesh->DimIndex(2).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(mesh->DimIndex(std::string("pp")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*mesh->all_group_ranks(0), std::vector<std::vector<int64_t>>{{0}});
+  auto again = mesh->Slice({"dp", "tp"});
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(*again == *mesh);
+  EXPECT_FALSE(*mesh->Flatten() == *mesh);
+  MESHD_SKIP_WITHOUT_NCCL();
+  auto groups = (*c)->Groups(*mesh);
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  ASSERT_EQ(groups->size(), 2u);
+  EXPECT_EQ((*groups)[0].ids.size(), 1u);
+}
+
 TEST_F(ClientTest, Attach_NoAgent_Unavailable) {
   ClientOptions o = Options();
   o.socket = "/nonexistent/agent.sock";
