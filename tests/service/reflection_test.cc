@@ -82,7 +82,8 @@ TEST_F(ReflectionTest, DescribesCoordinatorMethodsAndStreaming) {
       EXPECT_EQ(streaming.count("GetJob"), 1u);
       EXPECT_FALSE(streaming["JoinJob"]);
       EXPECT_TRUE(streaming["WatchJob"]);
-      EXPECT_EQ(streaming.size(), 15u);
+      EXPECT_EQ(streaming.count("KeyWait"), 1u);
+      EXPECT_EQ(streaming.size(), 19u);
     }
   }
   EXPECT_TRUE(found);
