@@ -29,6 +29,11 @@ std::vector<prometheus::MetricFamily> AgentMetrics::Collect() const {
       CounterFamily("meshd_agent_heartbeats_total", "Heartbeats sent to the coordinator, by result",
                     {{{{"result", "ok"}}, static_cast<double>(v.heartbeats)},
                      {{{"result", "failed"}}, static_cast<double>(v.heartbeat_failures)}}),
+      CounterFamily("meshd_agent_store_calls_total",
+                    "Key-value store calls of local workers; shared: waits answered by another "
+                    "worker's identical coordinator call",
+                    {{{{"sent", "own"}}, static_cast<double>(v.key_calls - v.key_calls_shared)},
+                     {{{"sent", "shared"}}, static_cast<double>(v.key_calls_shared)}}),
   };
 }
 
