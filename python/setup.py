@@ -114,6 +114,17 @@ class CMakeBuild(build_ext):
         run(cmd)
 
 
+def build_base() -> str:
+    """Where setuptools builds (and writes egg-info): beside MESHD_BUILD_DIR's outputs when set,
+    else python/build (git-ignored); never the package's source folder itself."""
+    env_dir = os.environ.get("MESHD_BUILD_DIR")
+    base = Path(env_dir).resolve() / "python-setup" if env_dir else HERE / "build"
+    base.mkdir(parents=True, exist_ok=True)
+    return str(base)
+
+
+BUILD_BASE = build_base()
+
 setup(
     name="meshd",
     version="0.1.0",
@@ -125,4 +136,5 @@ setup(
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.9",
     zip_safe=False,
+    options={"build": {"build_base": BUILD_BASE}, "egg_info": {"egg_base": BUILD_BASE}},
 )

@@ -119,6 +119,7 @@ class DeviceMesh:
         return self._m.key
 
     def _dim(self, dim: Optional[Dim], what: str = "dim") -> int:
+        """The index of ``dim`` in this mesh (C++ DimIndex; None only for a 1-D mesh)."""
         if dim is None:
             if self._m.ndim != 1:
                 raise InvalidArgument(
@@ -129,11 +130,26 @@ class DeviceMesh:
             raise TypeError(f"a dim must be an int or a str, not {type(dim).__name__}")
         return self._m.dim_index(dim)
 
+    def _resolve(self, dim: Optional[Dim]) -> Tuple[_core._DeviceMesh, int]:
+        """(mesh, index) of ``dim``. A flattened name on the root (``"dp_tp"`` after
+        ``mesh["dp", "tp"]._flatten()``) is no dim of the root: as in PyTorch it stands for the
+        flattened mesh's only dim."""
+        if isinstance(dim, str) and dim not in (self._m.names or ()):
+            try:
+                flat = self._m.slice([dim])
+            except InvalidArgument:
+                pass  # not a flattened name either: DimIndex says what is valid
+            else:
+                if flat.ndim == 1 and flat.names == [dim]:
+                    return flat, 0
+        return self._m, self._dim(dim)
+
     def size(self, dim: Optional[Dim] = None) -> int:
         """The number of ranks in the mesh, or along ``dim``."""
         if dim is None:
             return self._m.size()
-        return self._m.size(self._dim(dim))
+        m, d = self._resolve(dim)
+        return m.size(d)
 
     def get_coordinate(self) -> Optional[List[int]]:
         """This rank's coordinate in the mesh; None when it is not in it."""
@@ -145,7 +161,8 @@ class DeviceMesh:
 
         ``dim`` may be None only for a 1-D mesh (as in PyTorch). Raises
         :class:`meshd.FailedPrecondition` when this rank is not in the mesh."""
-        return self._m.local_rank(self._dim(dim))
+        m, d = self._resolve(dim)
+        return m.local_rank(d)
 
     def get_rank(self) -> int:
         """This process's global rank (PyTorch's ``DeviceMesh.get_rank``)."""
@@ -155,11 +172,13 @@ class DeviceMesh:
 
     def get_group_ranks(self, dim: Optional[Dim] = None) -> List[int]:
         """The members of this rank's group along ``dim``, in mesh order."""
-        return list(self._m.group_ranks(self._dim(dim)))
+        m, d = self._resolve(dim)
+        return list(m.group_ranks(d))
 
     def get_all_groups_ranks(self, dim: Optional[Dim] = None) -> List[List[int]]:
         """Every group along ``dim`` (each in mesh order), in PyTorch's order. O(world)."""
-        return [list(g) for g in self._m.all_group_ranks(self._dim(dim))]
+        m, d = self._resolve(dim)
+        return [list(g) for g in m.all_group_ranks(d)]
 
     # -- derived meshes ----------------------------------------------------------------------
 
@@ -217,8 +236,8 @@ class DeviceMesh:
     def nccl_unique_ids(self, dim: Optional[Dim] = None) -> List[bytes]:
         """The NCCL unique ids (128 bytes each) of this rank's group along ``dim``: minted by the
         group's first member and relayed, so equal on every member (see :meth:`groups`)."""
-        d = self._dim(dim)
-        return self._require_client()._group_of(self._m, d).ids
+        m, d = self._resolve(dim)
+        return self._require_client()._group_of(m, d).ids
 
     # -- value semantics ---------------------------------------------------------------------
 

@@ -124,6 +124,11 @@ class Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
+  // Whether a main-thread call waits on this executor: only read and written by the main thread
+  // with the GIL held. A call made while one waits (from a Python signal handler, which runs
+  // between the waiting call's slices) must not queue behind it: it calls directly.
+  bool waited_on = false;
+
   void Submit(std::function<void()> task) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -173,10 +178,15 @@ void DestroyWithoutGil(std::unique_ptr<T> p) {
 template <typename F>
 auto Blocking(Executor* executor, Interrupter* interrupter, F fn) -> decltype(fn()) {
   using R = decltype(fn());
-  if (executor == nullptr || interrupter == nullptr || !OnMainThread()) {
+  if (executor == nullptr || interrupter == nullptr || !OnMainThread() || executor->waited_on) {
     py::gil_scoped_release release;
     return fn();
   }
+  struct WaitedOn {
+    explicit WaitedOn(Executor* e) : e_(e) { e_->waited_on = true; }
+    ~WaitedOn() { e_->waited_on = false; }
+    Executor* e_;
+  } waited_on(executor);
   struct State {
     std::mutex mu;
     std::condition_variable cv;

@@ -427,19 +427,24 @@ def meshctl(*args: str, coordinator: Optional[str] = None, agent: Optional[str] 
 
 def worker_env(socket: Optional[str], job: Optional[str], local_rank: Optional[int],
                local_world: Optional[int], nnodes: Union[int, str, None] = 1,
-               extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+               extra: Optional[Mapping[str, str]] = None,
+               pythonpath: bool = True) -> Dict[str, str]:
     """The environment of one worker: this one's, minus any MESHD_*/LOCAL_* it had, plus the
-    given values (None: left unset) and PYTHONPATH with the built package first."""
+    given values (None: left unset) and PYTHONPATH with the built package first (``pythonpath``
+    False: no PYTHONPATH at all, e.g. for an interpreter that has meshd installed)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("MESHD_") and k not in ("LOCAL_RANK", "LOCAL_WORLD_SIZE")}
     for key, value in (("MESHD_SOCKET", socket), ("MESHD_JOB", job), ("LOCAL_RANK", local_rank),
                        ("LOCAL_WORLD_SIZE", local_world), ("MESHD_NNODES", nnodes)):
         if value is not None:
             env[key] = str(value)
-    paths = [package_path(), str(Path(__file__).resolve().parent)]
-    if os.environ.get("PYTHONPATH"):
-        paths.append(os.environ["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
+    if pythonpath:
+        paths = [package_path(), str(Path(__file__).resolve().parent)]
+        if os.environ.get("PYTHONPATH"):
+            paths.append(os.environ["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    else:
+        env.pop("PYTHONPATH", None)
     env["PYTHONUNBUFFERED"] = "1"
     if extra:
         env.update(extra)
@@ -466,22 +471,26 @@ class Workers:
 
     ``code`` runs as ``python3 -c code`` (or pass ``script``=path); ``args`` are appended to the
     command line. ``procs[i]`` is worker i (node i // local_world, local rank i % local_world).
+    ``python``: another interpreter (then PYTHONPATH is not set: it must have meshd installed).
     A context manager that kills what still runs on exit.
     """
 
     def __init__(self, sockets: Sequence[str], job: str, local_world: int, code: Optional[str] = None,
                  script: Optional[str] = None, nnodes: Union[int, str, None] = None,
-                 args: Sequence[str] = (), extra_env: Optional[Mapping[str, str]] = None) -> None:
+                 args: Sequence[str] = (), extra_env: Optional[Mapping[str, str]] = None,
+                 python: Optional[str] = None) -> None:
         if (code is None) == (script is None):
             raise ValueError("pass exactly one of code and script")
         nnodes = len(sockets) if nnodes is None else nnodes
-        cmd = [python_bin(), "-c", code] if code is not None else [python_bin(), script]
+        interpreter = python or python_bin()
+        cmd = [interpreter, "-c", code] if code is not None else [interpreter, script]
         self.procs: List[Process] = []
         self.where: List[tuple] = []
         try:
             for node, socket in enumerate(sockets):
                 for r in range(local_world):
-                    env = worker_env(socket, job, r, local_world, nnodes, extra_env)
+                    env = worker_env(socket, job, r, local_world, nnodes, extra_env,
+                                     pythonpath=python is None)
                     self.procs.append(Process([*cmd, *args], env=env, name=f"worker[{node}.{r}]"))
                     self.where.append((node, r))
         except BaseException:

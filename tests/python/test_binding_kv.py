@@ -1,0 +1,146 @@
+"""The generation's key-value store through the binding (TCPStore semantics, done by C++)."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+
+import pytest
+
+import meshd
+import meshd_cluster as mc
+from conftest import collective
+
+
+@pytest.fixture
+def client(standalone, job):
+    with meshd.attach(job=job, socket=standalone.socket, local_rank=0, local_world=1,
+                      timeout=30) as c:
+        yield c
+
+
+def test_set_and_get_bytes_and_str(client) -> None:
+    client.key_set("s", "héllo")
+    assert client.key_get("s") == "héllo".encode()
+    client.key_set("b", bytes(range(256)))
+    assert client.key_get("b") == bytes(range(256))
+    client.key_set("ba", bytearray(b"xy"))
+    assert client.key_get("ba") == b"xy"
+    client.key_set("e", b"")
+    assert client.key_get("e") == b""
+    client.key_set("s", b"again")
+    assert client.key_get("s") == b"again"
+
+
+def test_get_waits_for_the_key_with_the_gil_released(client) -> None:
+    # A thread blocks in key_get on this client while the main thread sets the key: were the GIL
+    # held by the waiting call, the main thread could not run.
+    got = []
+    t = threading.Thread(target=lambda: got.append(client.key_get("later", timeout=20)))
+    t.start()
+    client.key_set("later", b"now")
+    t.join(20)
+    assert not t.is_alive() and got == [b"now"]
+
+
+def test_add(client) -> None:
+    assert client.key_add("n", 2) == 2
+    assert client.key_add("n", -5) == -3
+    assert client.key_get("n") == b"-3"
+    client.key_set("text", "abc")
+    with pytest.raises(meshd.InvalidArgument, match="holds a value that is not an integer"):
+        client.key_add("text", 1)
+    client.key_add("big", 2**63 - 1)
+    with pytest.raises(meshd.OutOfRange, match="overflows a 64-bit counter"):
+        client.key_add("big", 1)
+
+
+def test_compare_set_has_tcpstore_semantics(client) -> None:
+    assert client.key_compare_set("k", "", "first") == b"first"   # absent, expected "": set
+    assert client.key_compare_set("k", "other", "x") == b"first"  # mismatch: the current value
+    assert client.key_compare_set("k", b"first", b"second") == b"second"  # match: swapped
+    assert client.key_get("k") == b"second"
+    assert client.key_compare_set("absent", "e", "d") == b"e"  # absent, expected set: expected
+    assert not client.key_check(["absent"])
+    client.key_set("empty", b"")
+    assert client.key_compare_set("empty", "", "filled") == b"filled"
+
+
+def test_wait_check_delete_count(client) -> None:
+    assert client.key_count() == 0
+    assert client.key_check(["a", "b"]) is False
+    client.key_set("a", "1")
+    client.key_set("b", "2")
+    client.key_wait(["a", "b"])
+    client.key_wait("a")  # one key as a str
+    assert client.key_check(["a", "b"]) is True
+    assert client.key_count() == 2
+    assert client.key_delete("a") is True
+    assert client.key_delete("a") is False
+    assert client.key_count() == 1
+
+
+def test_deadlines_raise_deadline_exceeded_naming_the_key(client, job) -> None:
+    with pytest.raises(meshd.DeadlineExceeded) as info:
+        client.key_get("absent", timeout=0.2)
+    assert isinstance(info.value, TimeoutError)
+    assert str(info.value).startswith(f"cannot get key 'absent' of job '{job}' within 200ms")
+    with pytest.raises(TimeoutError, match="cannot wait for key 'x, y'"):
+        client.key_wait(["x", "y"], timeout=datetime.timedelta(milliseconds=200))
+    client.timeout = 0.2  # the default of every key call
+    with pytest.raises(meshd.DeadlineExceeded, match="within 200ms"):
+        client.key_get("absent")
+    with pytest.raises(meshd.DeadlineExceeded, match="timeout is not positive"):
+        client.key_get("absent", timeout=0)
+
+
+def test_bad_keys_and_values(client) -> None:
+    with pytest.raises(meshd.InvalidArgument, match="must be 1-1024 bytes"):
+        client.key_set("", "v")
+    with pytest.raises(meshd.InvalidArgument, match=r"\(1025 bytes\) must be 1-1024 bytes"):
+        client.key_set("k" * 1025, "v")
+    with pytest.raises(meshd.InvalidArgument, match="larger than the limit of 4194304"):
+        client.key_set("big", b"x" * (4 * 1024 * 1024 + 1))
+    with pytest.raises(TypeError):
+        client.key_set(b"bytes-key", "v")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        client.key_set("k", 5)  # type: ignore[arg-type]
+
+
+@pytest.mark.xfail(reason="libmeshd_client/agent: a 4 MiB value (the documented limit) is set, but "
+                          "reading it back hits gRPC's default 4 MiB receive limit "
+                          "(RESOURCE_EXHAUSTED 'Received message larger than max')", strict=False)
+def test_a_value_of_the_largest_size_round_trips(client) -> None:
+    client.key_set("max", b"x" * (4 * 1024 * 1024))
+    assert len(client.key_get("max")) == 4 * 1024 * 1024
+
+
+def test_threads_share_a_client(client) -> None:
+    results = collective(list(range(8)), lambda _: client.key_add("counter", 1))
+    assert sorted(results) == list(range(1, 9))
+
+
+def test_processes_share_the_generations_store(standalone) -> None:
+    code = r"""
+import meshd
+with meshd.attach(timeout=60) as c:
+    c.key_set(f"rank{c.rank}", str(c.rank))
+    n = c.key_add("arrived", 1)
+    c.key_wait([f"rank{r}" for r in range(c.world_size)])
+    c.key_wait(["arrived"])
+    values = [c.key_get(f"rank{r}").decode() for r in range(c.world_size)]
+    print("RESULT", n, ",".join(values))
+    # a barrier, so that nobody detaches (ending its part of the job) before all have read
+    if c.key_add("done", 1) == c.world_size:
+        c.key_set("all-done", "1")
+    c.key_wait(["all-done"])
+"""
+    results = mc.run_workers(standalone.socket, "kv-procs", 4, code=code, timeout=60)
+    mc.assert_all_ok(results)
+    ns = []
+    for r in results:
+        line = [l for l in r.stdout.splitlines() if l.startswith("RESULT")][-1]
+        _, n, values = line.split()
+        ns.append(int(n))
+        assert values == "0,1,2,3"
+    assert sorted(ns) == [1, 2, 3, 4]
