@@ -2,7 +2,8 @@
 
 A thin layer over ``meshd._core`` (libmeshd_client): argument conversion, dataclasses and
 docstrings live here; the C++ does the work. Blocking calls release the GIL and, on the main
-thread, end with KeyboardInterrupt on Ctrl-C (see ``meshd._core``).
+thread, end with KeyboardInterrupt on Ctrl-C (see python/src/core.cc): the interrupt cancels every
+call of that client in flight at that moment, on any thread (those raise meshd.Cancelled).
 
 Thread-safety: every method may be called from any thread.
 """

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-import pytest
 
 import meshd
 import meshd_cluster as mc
