@@ -271,8 +271,8 @@ class Client:
 
     def detach(self) -> None:
         """Leaves the job cleanly (the agent does not take this worker as lost). Idempotent;
-        later calls raise :class:`meshd.FailedPrecondition` ("detached"). A call in flight on
-        another thread finishes first."""
+        later calls raise :class:`meshd.FailedPrecondition` ("detached"), and calls in flight on
+        other threads end at once with :class:`meshd.Cancelled`."""
         self._core.detach()
         _live.discard(self)
 

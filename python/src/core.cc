@@ -319,8 +319,10 @@ class PyClient {
       std::lock_guard<std::mutex> lock(mu_);
       c.swap(client_);
     }
-    // A call in flight on another thread keeps its reference: the client goes when it returns.
-    // The deleter releases the GIL.
+    if (!c) return;
+    // Calls in flight on other threads end now (CANCELLED) instead of at their deadlines; each
+    // keeps its reference, so the client goes when the last returns. The deleter releases the GIL.
+    interrupter_->Interrupt();
     c.reset();
   }
 

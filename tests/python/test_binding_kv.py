@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import threading
 
 import pytest
@@ -10,6 +11,13 @@ import pytest
 import meshd
 import meshd_cluster as mc
 from conftest import collective
+
+
+def _waiters(address: str) -> int:
+    """Calls held by the coordinator (a key wait is one)."""
+    r = mc.meshctl("--json", "status", coordinator=address)
+    assert r.returncode == 0, r.stderr
+    return int(json.loads(r.stdout)["waiters"])
 
 
 @pytest.fixture
@@ -144,3 +152,23 @@ with meshd.attach(timeout=60) as c:
         ns.append(int(n))
         assert values == "0,1,2,3"
     assert sorted(ns) == [1, 2, 3, 4]
+
+
+def test_detach_cancels_a_call_in_flight_on_another_thread(standalone, job) -> None:
+    c = meshd.attach(job=job, socket=standalone.socket, local_rank=0, local_world=1, timeout=30)
+    got = []
+
+    def wait() -> None:
+        try:
+            c.key_get("never", timeout=60)
+        except meshd.Error as e:
+            got.append(e)
+
+    before = _waiters(standalone.address)
+    t = threading.Thread(target=wait)
+    t.start()
+    mc.poll_until(lambda: _waiters(standalone.address) > before, 20, "the key wait")
+    c.detach()
+    t.join(10)
+    assert not t.is_alive(), "key_get still waits after detach"
+    assert len(got) == 1 and isinstance(got[0], meshd.Cancelled), got
