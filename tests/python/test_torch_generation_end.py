@@ -66,3 +66,45 @@ def test_agent_killed_reaches_python_within_heartbeat_timeout_plus_one_second():
 
             # The silent workers never exited: it was meshd, not gloo, that told node 0.
             assert all(p.running() for p in by_role["silent"])
+
+
+def test_init_again_after_the_generation_ended_joins_the_next_generation():
+    # In this process, one rank: the node's agent dies (generation 1 ends), comes back, and
+    # destroy + init_process_group(meshd://) attaches again, into generation 2, on a fresh store.
+    import datetime
+    import threading
+
+    import torch.distributed as dist
+
+    import meshd
+
+    with meshd_cluster.cluster(nodes=1, gpus=1, heartbeat_interval="200ms",
+                               heartbeat_timeout="1s") as c:
+        url = f"meshd://{c.sockets[0]}?job=torch-reattach&nnodes=1&local_rank=0&local_world=1"
+        timeout = datetime.timedelta(seconds=30)
+        ended = threading.Event()
+        mt.on_generation_end(lambda err: ended.set())
+        try:
+            dist.init_process_group("gloo", init_method=url, timeout=timeout)
+            first = mt.client()
+            mt.Store(first).set("from-generation-1", "x")
+            c.kill_agent(0)
+            assert ended.wait(HEARTBEAT_TIMEOUT_S + 10), "the generation did not end"
+            try:
+                first.health()
+                raise AssertionError("health() passed after the generation ended")
+            except meshd.Aborted:
+                pass
+            c.add_agent("node-0")  # the node comes back
+            dist.destroy_process_group()
+            dist.init_process_group("gloo", init_method=url, timeout=timeout)
+            second = mt.client()
+            assert second is not first and second.generation > first.generation
+            assert not mt.Store(second).check(["from-generation-1"])  # a new generation's store
+            t = torch.ones(1)
+            dist.all_reduce(t)
+            assert t.item() == 1.0
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+            mt.detach()
