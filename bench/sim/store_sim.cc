@@ -1,0 +1,488 @@
+// StoreSim (see store_sim.h).
+#include "bench/sim/store_sim.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "bench/sim/nodes.h"
+#include "bench/sim/placement.h"
+#include "bench/sim/proc_stats.h"
+#include "meshd/v1/coordinator.grpc.pb.h"
+
+namespace meshd::bench {
+namespace {
+
+using Stub = v1::Coordinator::Stub;
+using SteadyClock = std::chrono::steady_clock;
+
+template <typename Req, typename Resp>
+struct Call {
+  grpc::ClientContext ctx;
+  Req req;
+  Resp resp;
+};
+
+class Sim {
+ public:
+  Sim(const StoreSimOptions& o, const StoreWorkload& w)
+      : o_(o),
+        w_(w),
+        nodes_(w.world_size / w.gpus_per_node),
+        node_state_(nodes_),
+        ranks_(w.world_size),
+        waiting_then_(w.world_size),
+        adds_sent_(w.groups.size()),
+        beats_(nodes_) {
+    for (const auto& channel : SimChannels(o.address, o.channels)) {
+      stubs_.push_back(v1::Coordinator::NewStub(channel));
+    }
+    for (uint32_t i = 0; i < nodes_; ++i) {
+      names_.push_back(SimulatedNodeName(i));
+      registrations_.push_back(SimulatedRegistration(i, w.gpus_per_node));
+    }
+    node_of_rank_.assign(nodes_, 0);
+    steps_ = (w.barriers ? w.slots : 0) + w.slots;
+  }
+
+  absl::StatusOr<StoreSimResult> Run() {
+    deadline_ = std::chrono::system_clock::now() +
+                std::chrono::milliseconds(absl::ToInt64Milliseconds(o_.timeout));
+    const absl::Time give_up = absl::Now() + o_.timeout;
+    start_ = SteadyClock::now();
+    for (uint32_t i = 0; i < nodes_; ++i) Register(i);
+    std::thread heartbeats([this] { HeartbeatLoop(); });
+    bool joined = false;
+    {
+      absl::MutexLock lock(&mu_);
+      const auto all = [this] { return joined_ == nodes_ || !error_.ok(); };
+      joined = mu_.AwaitWithDeadline(absl::Condition(&all), give_up) && error_.ok();
+    }
+    if (joined) {
+      if (o_.on_store_start) o_.on_store_start();
+      cpu_start_ = CpuClockSeconds(CLOCK_PROCESS_CPUTIME_ID);
+      store_start_ = SteadyClock::now();
+      for (uint32_t r = 0; r < w_.world_size; ++r) Next(r);
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      const auto done = [this] { return finished_ || !error_.ok(); };
+      while (!mu_.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(1))) {
+        if (absl::Now() > give_up) break;
+        if (o_.progress && joined) {
+          std::fprintf(stderr, "  store_bench: %.1f s, %u of %u ranks done, %llu calls sent\n",
+                       Seconds(store_start_), done_ranks_.load(), w_.world_size,
+                       static_cast<unsigned long long>(calls_.load()));
+        }
+      }
+      stopping_ = true;
+      if (!finished_ && error_.ok()) {
+        error_ = absl::DeadlineExceededError(absl::StrCat(
+            "the run did not finish within ", absl::FormatDuration(o_.timeout), ": ", registered_,
+            " of ", nodes_, " nodes registered, ", joined_, " joined, ", done_ranks_.load(),
+            " of ", w_.world_size, " ranks through the store workload"));
+      }
+    }
+    {
+      absl::MutexLock lock(&inflight_mu_);
+      stopping_inflight_ = true;
+      for (grpc::ClientContext* ctx : inflight_) ctx->TryCancel();
+      const auto drained = [this] { return inflight_.empty(); };
+      inflight_mu_.AwaitWithTimeout(absl::Condition(&drained), absl::Seconds(30));
+    }
+    heartbeats.join();
+    absl::MutexLock lock(&mu_);
+    if (!error_.ok()) return error_;
+    result_.rank_adds = rank_adds_.load();
+    result_.rank_sets = rank_sets_.load();
+    result_.rank_waits = rank_waits_.load();
+    result_.rank_gets = rank_gets_.load();
+    result_.key_adds = key_adds_.load();
+    result_.key_sets = key_sets_.load();
+    result_.key_waits = key_waits_.load();
+    result_.key_gets = key_gets_.load();
+    result_.heartbeats = heartbeats_.load();
+    result_.generation = generation_;
+    return result_;
+  }
+
+ private:
+  // A rank's place in its sequence: step s < barrier steps is the barrier of slot s (sub 0: add 1,
+  // 1: add 0, 2: set last_worker, 3: wait), then one step per slot's id. Only the rank's own
+  // chain of calls touches it, one call at a time.
+  struct Rank {
+    uint32_t step = 0;
+    uint32_t sub = 0;
+  };
+  // A simulated agent: its identical waits in flight, by signature, with the local ranks waiting.
+  struct Node {
+    absl::Mutex mu;
+    absl::flat_hash_map<std::string, std::vector<uint32_t>> shared ABSL_GUARDED_BY(mu);
+    uint32_t node_rank = 0;
+  };
+
+  static double Seconds(SteadyClock::time_point since) {
+    return std::chrono::duration<double>(SteadyClock::now() - since).count();
+  }
+  Stub::async_interface* Async(uint32_t node) { return stubs_[node % stubs_.size()]->async(); }
+  uint32_t NodeOf(uint32_t rank) const { return node_of_rank_[rank / w_.gpus_per_node]; }
+
+  template <typename C>
+  bool Begin(C* c) {
+    c->ctx.set_deadline(deadline_);
+    absl::MutexLock lock(&inflight_mu_);
+    if (stopping_inflight_) return false;
+    inflight_.insert(&c->ctx);
+    ++calls_;
+    return true;
+  }
+  template <typename C>
+  void End(C* c) {
+    absl::MutexLock lock(&inflight_mu_);
+    inflight_.erase(&c->ctx);
+  }
+  void Fail(absl::Status s) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (error_.ok() && !stopping_) error_ = std::move(s);
+    }
+    absl::MutexLock lock(&inflight_mu_);
+    stopping_inflight_ = true;  // no new calls once the run failed
+  }
+  static absl::Status Failed(absl::string_view what, absl::string_view where,
+                             const grpc::Status& s) {
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                        absl::StrCat(what, " (", where, "): ", s.error_message()));
+  }
+
+  // ---- registration and join, as the agents do before their workers get ranks --------------
+
+  void Register(uint32_t i) {
+    auto* c = new Call<v1::RegisterNodeRequest, v1::RegisterNodeResponse>;
+    c->req = std::move(registrations_[i]);
+    if (!Begin(c)) return delete c;
+    Async(i)->RegisterNode(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+      std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+      End(c);
+      if (!s.ok()) return Fail(Failed("RegisterNode", names_[i], s));
+      {
+        absl::MutexLock lock(&mu_);
+        Beat& b = beats_[i];
+        b.on = true;
+        b.interval = std::chrono::milliseconds(c->resp.heartbeat_interval_ms());
+        b.next = SteadyClock::now() + b.interval;
+        if (++registered_ == nodes_) result_.t_registered_s = Seconds(start_);
+      }
+      Join(i);
+    });
+  }
+
+  void Join(uint32_t i) {
+    auto* c = new Call<v1::JoinJobRequest, v1::Assignment>;
+    c->req.set_job(o_.job);
+    c->req.set_node(names_[i]);
+    c->req.set_incarnation(1);
+    c->req.set_local_world(w_.gpus_per_node);
+    c->req.mutable_nodes()->set_min_nodes(nodes_);
+    c->req.mutable_nodes()->set_max_nodes(nodes_);
+    if (!Begin(c)) return delete c;
+    Async(i)->JoinJob(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+      std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+      End(c);
+      if (!s.ok()) return Fail(Failed("JoinJob", names_[i], s));
+      const uint32_t rank = c->resp.node_rank();
+      if (rank >= nodes_ || c->resp.world_size() != w_.world_size) {
+        return Fail(absl::InternalError(absl::StrCat(
+            "JoinJob gave ", names_[i], " node rank ", rank, " in a world of ",
+            c->resp.world_size(), "; expected a rank below ", nodes_, " of ", w_.world_size)));
+      }
+      absl::MutexLock lock(&mu_);
+      if (!ranks_taken_.insert(rank).second) {
+        if (error_.ok()) error_ = absl::InternalError(absl::StrCat("node rank ", rank, " twice"));
+        return;
+      }
+      if (generation_ != 0 && generation_ != c->resp.generation()) {
+        if (error_.ok()) error_ = absl::InternalError("nodes joined different generations");
+        return;
+      }
+      generation_ = c->resp.generation();
+      node_state_[i].node_rank = rank;
+      node_of_rank_[rank] = i;
+      if (++joined_ == nodes_) result_.t_joined_s = Seconds(start_);
+    });
+  }
+
+  // ---- the store workload --------------------------------------------------------------------
+
+  // Sends rank r's next call (or finishes it).
+  void Next(uint32_t r) {
+    Rank& rk = ranks_[r];
+    const uint32_t barrier_steps = w_.barriers ? w_.slots : 0;
+    if (rk.step == steps_) {
+      if (++done_ranks_ == w_.world_size) {
+        const double t = Seconds(store_start_);
+        const double cpu = CpuClockSeconds(CLOCK_PROCESS_CPUTIME_ID) - cpu_start_;
+        absl::MutexLock lock(&mu_);
+        result_.store_s = t;
+        result_.sim_cpu_s = cpu;
+        finished_ = true;
+      }
+      return;
+    }
+    if (rk.step < barrier_steps) {
+      const uint32_t g = w_.GroupOf(rk.step, r);
+      const StoreGroup& group = w_.groups[g];
+      switch (rk.sub) {
+        case 0:  // add(K, 1)
+          adds_sent_[g].fetch_add(1);
+          return Add(r, group.barrier_key, 1, [this, r](int64_t) {
+            ranks_[r].sub = 1;
+            Next(r);
+          });
+        case 1:  // n = add(K, 0); the ranks that see the whole group set K:last_worker
+          return Add(r, group.barrier_key, 0, [this, r, size = group.size](int64_t n) {
+            ranks_[r].sub = n == size ? 2 : 3;
+            Next(r);
+          });
+        case 2:
+          return Set(r, group.last_worker_key, "1", [this, r] {
+            ranks_[r].sub = 3;
+            Next(r);
+          });
+        default:  // wait([K:last_worker])
+          return SharedWait(r, /*get=*/false, group.last_worker_key, [this, r, g](const std::string&) {
+            if (adds_sent_[g].load() != w_.groups[g].size) {
+              return Fail(absl::InternalError(absl::StrCat(
+                  "rank ", r, ": the barrier of group ", w_.groups[g].name, " returned after ",
+                  adds_sent_[g].load(), " of its ", w_.groups[g].size, " members added")));
+            }
+            ranks_[r].step++;
+            ranks_[r].sub = 0;
+            Next(r);
+          });
+      }
+    }
+    const uint32_t g = w_.GroupOf(rk.step - barrier_steps, r);
+    const StoreGroup& group = w_.groups[g];
+    const auto advance = [this, r] {
+      ranks_[r].step++;
+      Next(r);
+    };
+    if (group.leader == r) return Set(r, group.id_key, w_.IdOf(g), advance);
+    SharedWait(r, /*get=*/true, group.id_key, [this, r, g, advance](const std::string& value) {
+      if (value != w_.IdOf(g)) {
+        return Fail(absl::InternalError(absl::StrCat(
+            "rank ", r, ": the id of group ", w_.groups[g].name, " is not the one its leader set (",
+            value.size(), " bytes)")));
+      }
+      advance();
+    });
+  }
+
+  void Add(uint32_t r, const std::string& key, int64_t delta, std::function<void(int64_t)> then) {
+    ++rank_adds_;
+    ++key_adds_;
+    auto* c = new Call<v1::KeyAddRequest, v1::KeyAddResponse>;
+    c->req.set_job(o_.job);
+    c->req.set_generation(generation_);
+    c->req.set_key(key);
+    c->req.set_delta(delta);
+    if (!Begin(c)) return delete c;
+    Async(NodeOf(r))->KeyAdd(&c->ctx, &c->req, &c->resp,
+                             [this, c, r, then = std::move(then)](grpc::Status s) {
+                               std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+                               End(c);
+                               if (!s.ok()) {
+                                 return Fail(Failed("KeyAdd", absl::StrCat("rank ", r), s));
+                               }
+                               then(c->resp.value());
+                             });
+  }
+
+  void Set(uint32_t r, const std::string& key, std::string value, std::function<void()> then) {
+    ++rank_sets_;
+    ++key_sets_;
+    auto* c = new Call<v1::KeySetRequest, v1::KeySetResponse>;
+    c->req.set_job(o_.job);
+    c->req.set_generation(generation_);
+    c->req.set_key(key);
+    c->req.set_value(std::move(value));
+    if (!Begin(c)) return delete c;
+    Async(NodeOf(r))->KeySet(&c->ctx, &c->req, &c->resp,
+                             [this, c, r, then = std::move(then)](grpc::Status s) {
+                               std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+                               End(c);
+                               if (!s.ok()) {
+                                 return Fail(Failed("KeySet", absl::StrCat("rank ", r), s));
+                               }
+                               then();
+                             });
+  }
+
+  // A wait (KeyWait on [key]) or a get (KeyGet of key, waiting) of rank r, through its node's
+  // agent: the first of the node's ranks to ask sends the coordinator call, ranks asking the same
+  // while it is in flight wait on it, and its answer goes to each (agent.cc, SendSharedWait).
+  void SharedWait(uint32_t r, bool get, const std::string& key,
+                  std::function<void(const std::string&)> then) {
+    ++(get ? rank_gets_ : rank_waits_);
+    const uint32_t n = NodeOf(r);
+    Node& node = node_state_[n];
+    std::string signature = absl::StrCat(get ? "get|" : "wait|", key);
+    bool first;
+    {
+      absl::MutexLock lock(&node.mu);
+      std::vector<uint32_t>& waiters = node.shared[signature];
+      first = waiters.empty();
+      waiters.push_back(r);
+      waiting_then_[r] = std::move(then);  // this rank's one call in flight
+    }
+    if (!first) return;
+    const auto answer = [this, n, signature](const std::string& value) {
+      std::vector<uint32_t> waiters;
+      {
+        Node& agent = node_state_[n];
+        absl::MutexLock lock(&agent.mu);
+        auto it = agent.shared.find(signature);
+        waiters = std::move(it->second);
+        agent.shared.erase(it);
+      }
+      for (uint32_t waiter : waiters) {
+        std::function<void(const std::string&)> each = std::move(waiting_then_[waiter]);
+        each(value);
+      }
+    };
+    if (get) {
+      ++key_gets_;
+      auto* c = new Call<v1::KeyGetRequest, v1::KeyGetResponse>;
+      c->req.set_job(o_.job);
+      c->req.set_generation(generation_);
+      c->req.set_key(key);
+      c->req.set_wait(true);
+      if (!Begin(c)) return delete c;
+      Async(n)->KeyGet(&c->ctx, &c->req, &c->resp, [this, c, n, answer](grpc::Status s) {
+        std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+        End(c);
+        if (!s.ok()) return Fail(Failed("KeyGet", names_[n], s));
+        answer(c->resp.value());
+      });
+    } else {
+      ++key_waits_;
+      auto* c = new Call<v1::KeyWaitRequest, v1::KeyWaitResponse>;
+      c->req.set_job(o_.job);
+      c->req.set_generation(generation_);
+      c->req.add_keys(key);
+      if (!Begin(c)) return delete c;
+      Async(n)->KeyWait(&c->ctx, &c->req, &c->resp, [this, c, n, answer](grpc::Status s) {
+        std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+        End(c);
+        if (!s.ok()) return Fail(Failed("KeyWait", names_[n], s));
+        answer(std::string());
+      });
+    }
+  }
+
+  // As agents do: every node heartbeats at the interval the coordinator gave it.
+  struct Beat {
+    bool on = false;  // registered
+    std::chrono::milliseconds interval{1000};
+    SteadyClock::time_point next;
+  };
+  void HeartbeatLoop() {
+    while (true) {
+      std::vector<uint32_t> beat;
+      {
+        absl::MutexLock lock(&mu_);
+        const auto stop = [this] { return stopping_; };
+        if (mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(50))) return;
+        const SteadyClock::time_point now = SteadyClock::now();
+        for (uint32_t i = 0; i < nodes_; ++i) {
+          Beat& b = beats_[i];
+          if (!b.on || b.next > now) continue;
+          beat.push_back(i);
+          b.next = now + b.interval;
+        }
+      }
+      for (uint32_t i : beat) {
+        auto* c = new Call<v1::HeartbeatRequest, v1::HeartbeatResponse>;
+        c->req.set_node(names_[i]);
+        c->req.set_incarnation(1);
+        if (!Begin(c)) {
+          delete c;
+          break;
+        }
+        ++heartbeats_;
+        Async(i)->Heartbeat(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+          std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+          End(c);
+          if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
+            return Fail(Failed("Heartbeat", names_[i], s));
+          }
+          if (s.ok() && c->resp.heartbeat_interval_ms() > 0) {
+            absl::MutexLock lock(&mu_);
+            beats_[i].interval = std::chrono::milliseconds(c->resp.heartbeat_interval_ms());
+          }
+        });
+      }
+    }
+  }
+
+  const StoreSimOptions& o_;
+  const StoreWorkload& w_;
+  const uint32_t nodes_;
+  uint32_t steps_ = 0;
+  std::vector<std::unique_ptr<Stub>> stubs_;
+  std::vector<std::string> names_;
+  std::vector<v1::RegisterNodeRequest> registrations_;  // by node, moved out when sent
+  std::chrono::system_clock::time_point deadline_;
+  SteadyClock::time_point start_;
+  SteadyClock::time_point store_start_;
+  double cpu_start_ = 0;
+  // Set before the store workload starts, read-only after.
+  uint64_t generation_ = 0;
+  std::vector<uint32_t> node_of_rank_;  // node rank -> node index
+
+  std::vector<Node> node_state_;
+  std::vector<Rank> ranks_;
+  // By rank: what to do with the answer of its wait or get in flight (its node's mutex hands it
+  // from the rank to the call's answer).
+  std::vector<std::function<void(const std::string&)>> waiting_then_;
+  std::vector<std::atomic<uint32_t>> adds_sent_;  // by group: add(K, 1)s sent
+  std::atomic<uint32_t> done_ranks_{0};
+  std::atomic<uint64_t> calls_{0}, heartbeats_{0};
+  std::atomic<uint64_t> rank_adds_{0}, rank_sets_{0}, rank_waits_{0}, rank_gets_{0};
+  std::atomic<uint64_t> key_adds_{0}, key_sets_{0}, key_waits_{0}, key_gets_{0};
+
+  absl::Mutex inflight_mu_;
+  absl::flat_hash_set<grpc::ClientContext*> inflight_ ABSL_GUARDED_BY(inflight_mu_);
+  bool stopping_inflight_ ABSL_GUARDED_BY(inflight_mu_) = false;
+
+  absl::Mutex mu_;
+  std::vector<Beat> beats_ ABSL_GUARDED_BY(mu_);  // by node
+  absl::flat_hash_set<uint32_t> ranks_taken_ ABSL_GUARDED_BY(mu_);
+  uint32_t registered_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t joined_ ABSL_GUARDED_BY(mu_) = 0;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  StoreSimResult result_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<StoreSimResult> RunStoreSim(const StoreSimOptions& options,
+                                           const StoreWorkload& workload) {
+  if (workload.gpus_per_node == 0 || workload.world_size % workload.gpus_per_node != 0) {
+    return absl::InvalidArgumentError("the workload's world is not whole nodes");
+  }
+  Sim sim(options, workload);
+  return sim.Run();
+}
+
+}  // namespace meshd::bench
