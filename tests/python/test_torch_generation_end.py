@@ -11,6 +11,9 @@ so gloo itself notices nothing. Within the heartbeat timeout + 1 s:
   node-1 rank that never sends: torch 1.13 cannot abort a gloo group, so the process exits with
   meshd.torch.GENERATION_END_EXIT_CODE (75) and says why (on torch 2.x with NCCL it would abort the
   groups instead; gloo exits there too).
+
+Then, in this process as a one-rank job: the node's agent dies and comes back, and destroy +
+init_process_group(meshd://) joins the job's next generation, on a fresh store.
 """
 
 from __future__ import annotations

@@ -169,7 +169,11 @@ def test_attach_twice_with_other_arguments_is_refused(daemon):
                             timeout=datetime.timedelta(seconds=30))
     with pytest.raises(ValueError, match="attached already"):
         mt.attach(job="another-job")
+    with pytest.raises(ValueError, match="socket='/elsewhere.sock'"):
+        mt.attach(socket="/elsewhere.sock")
+    # what is not named, or named the same, reuses the client
     assert mt.attach() is mt.client()
+    assert mt.attach(socket=daemon.socket, job="rdzv-one", nnodes="1:1") is mt.client()
 
 
 def test_init_device_mesh_one_rank_initialises_the_default_group(daemon):

@@ -11,8 +11,9 @@ What lives here:
     generation, then (when asked) the process groups are aborted where torch can abort them, or
     the process exits with a message where it cannot.
 
-Thread-safety: every function may be called from any thread (one lock guards the state); the
-generation-end callbacks run on a client thread.
+Thread-safety: every function may be called from any thread (attach/detach are serialised; the
+state has its own lock, never held across a call into meshd); the generation-end callbacks run on
+a client thread.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class _State:
         self.abort = False
 
 
+# _attach_lock serialises attach and detach (they block: a rendezvous, the agent); _lock guards
+# _state and is never held while calling meshd.
+_attach_lock = threading.Lock()
 _lock = threading.RLock()
 _state = _State()
 
@@ -74,6 +78,26 @@ def _healthy(c: "meshd.Client") -> bool:
         return True
     except meshd.Error:
         return False
+
+
+_ENV = {"socket": "MESHD_SOCKET", "job": "MESHD_JOB", "local_rank": "LOCAL_RANK",
+        "local_world": "LOCAL_WORLD_SIZE", "nnodes": "MESHD_NNODES"}
+
+
+def _resolved(args: Dict[str, Any]) -> Dict[str, Any]:
+    """The arguments with the environment's defaults filled in (for comparing two attaches; the
+    client itself reads the environment)."""
+    out = {}
+    for name, value in args.items():
+        if value is None:
+            value = os.environ.get(_ENV[name]) or None
+        if name == "socket" and value is None:
+            value = "/run/meshd/agent.sock"
+        if name == "nnodes" and value is not None:
+            lo, _, hi = str(value).partition(":")
+            value = lo if hi in ("", lo) else f"{lo}:{hi}"
+        out[name] = None if value is None else str(value)
+    return out
 
 
 def attach(socket: Optional[str] = None, job: Optional[str] = None,
@@ -92,14 +116,17 @@ def attach(socket: Optional[str] = None, job: Optional[str] = None,
     """
     asked = {"socket": socket, "job": job, "local_rank": local_rank, "local_world": local_world,
              "nnodes": nnodes}
-    with _lock:
-        if abort_on_generation_end is not None:
-            _state.abort = bool(abort_on_generation_end)
-        c = _state.client
+    with _attach_lock:
+        with _lock:
+            if abort_on_generation_end is not None:
+                _state.abort = bool(abort_on_generation_end)
+            c = _state.client
         if c is not None and _healthy(c):
-            differs = {k: (v, _state.args.get(k)) for k, v in asked.items()
-                       if v is not None and _state.args.get(k) is not None
-                       and str(v) != str(_state.args.get(k))}
+            # Only what this call names explicitly is compared (meshd:// with no parameters
+            # reuses whatever client is attached), against what the client was attached with
+            # (the environment's defaults filled in).
+            differs = {k: (v, _state.args.get(k)) for k, v in _resolved(asked).items()
+                       if asked[k] is not None and v != _state.args.get(k)}
             if differs:
                 what = ", ".join(f"{k}={new!r} (attached with {old!r})"
                                  for k, (new, old) in differs.items())
@@ -107,15 +134,15 @@ def attach(socket: Optional[str] = None, job: Optional[str] = None,
                                  " Call meshd.torch.detach() first to attach elsewhere.")
             return c
         if c is not None:
-            _detach_locked()
+            _forget_and_detach()
         c = meshd.attach(job=job, socket=socket, local_rank=local_rank, local_world=local_world,
                          nnodes=nnodes, timeout=timeout)
-        _state.client = c
-        _state.args = dict(asked)
-        _state.epoch = -1
-        _state.ended = None
-    # Registered outside the lock: the client runs the callback at once if the generation ended
-    # already.
+        with _lock:
+            _state.client = c
+            _state.args = _resolved(asked)
+            _state.epoch = -1
+            _state.ended = None
+    # The client runs the callback at once (on this thread) if the generation ended already.
     c.on_generation_end(lambda err, c=c: _generation_ended(c, err))
     return c
 
@@ -141,15 +168,18 @@ def attached() -> Optional["meshd.Client"]:
 def detach() -> None:
     """Detaches the client (a later ``attach`` or ``meshd://`` attaches again). Process groups
     built on its store stop working: destroy them first."""
+    with _attach_lock:
+        _forget_and_detach()
+
+
+def _forget_and_detach() -> None:
+    # Called with _attach_lock held, never _lock: detaching may wait for the client's callback
+    # thread, which may be waiting for _lock in _generation_ended.
     with _lock:
-        _detach_locked()
-
-
-def _detach_locked() -> None:
-    c, _state.client = _state.client, None
-    _state.args = {}
-    _state.epoch = -1
-    _state.ended = None
+        c, _state.client = _state.client, None
+        _state.args = {}
+        _state.epoch = -1
+        _state.ended = None
     if c is not None:
         try:
             c.detach()
