@@ -1,8 +1,9 @@
 """init_process_group(init_method="meshd://") with real PyTorch processes.
 
 * A coordinator and 2 agents x 4 simulated GPUs, 8 worker processes: gloo over meshd's store and
-  ranks; an all-reduce on the world, then on every group of every dim of a 2x2x2 mesh, each sum
-  checked against the groups the row-major layout implies (computed here, not by meshd).
+  ranks; an all-reduce on the world, then on every group of every dim of a 2x2x2 mesh and of its
+  first two dims flattened, each sum checked against the groups the row-major layout implies
+  (computed here, not by meshd).
 * In this process (a one-rank job): the URL's parameters, rank/world_size given to torch checked
   against meshd's, init again after destroy_process_group.
 """
@@ -69,6 +70,11 @@ def test_eight_workers_allreduce_world_and_every_mesh_group():
             assert sorted(info["meshd_ranks"]) == members
             assert info["sum"] == float(sum(2 ** q for q in members)), (name, r)
             assert info["group_rank"] == info["local_rank"] == members.index(r["rank"])
+        # dp and cp flattened: the ranks that share the tp coordinate
+        flat = r["dims"]["dp_cp"]
+        members = [q for q in range(world) if q % 2 == r["rank"] % 2]
+        assert flat["group_ranks"] == members, r
+        assert flat["sum"] == float(sum(2 ** q for q in members)), r
     print(f"8 workers: init {max(r['init_s'] for r in got):.2f}s, mesh + groups "
           f"{max(r['mesh_s'] for r in got):.2f}s, whole test {time.monotonic() - t0:.1f}s")
 

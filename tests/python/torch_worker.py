@@ -8,7 +8,7 @@ checks itself is wrong. No sleeps: every wait has a deadline and a condition.
 Commands:
   allreduce SHAPE NAMES   init_process_group("gloo", "meshd://"), an all-reduce on the world, then
                           meshd.torch.init_device_mesh and an all-reduce on this rank's group of
-                          every dim. Prints RESULT with the sums (each rank adds 2**rank, so a sum
+                          every dim and of the first two dims flattened. Prints RESULT with the sums (each rank adds 2**rank, so a sum
                           names its group's members).
   mismatch                init_process_group, then every rank but the last asks for a (2, W/2)
                           mesh and the last for (W/2, 2): prints MISMATCH with the error and when
@@ -79,6 +79,15 @@ def cmd_allreduce(args: argparse.Namespace) -> int:
             "local_rank": mesh.get_local_rank(name),
             "meshd_ranks": mesh.get_group_ranks(d),
         }
+    # A slice reuses its root's groups; a flattened dim gets new ones (every rank builds them).
+    if mesh[names[-1]].get_group() is not mesh.get_group(names[-1]):
+        emit("ERROR", what=f"mesh[{names[-1]!r}] has another group than the root's dim")
+        return 1
+    flat = mesh[names[0], names[1]]._flatten()
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t, group=flat.get_group())
+    dims["_".join(names[:2])] = {"sum": t.item(),
+                                 "group_ranks": dist.get_process_group_ranks(flat.get_group())}
     emit("RESULT", rank=rank, world=world, node=c.node_rank, local_rank=c.local_rank,
          local_world=c.local_world_size, generation=c.generation, world_sum=world_sum,
          coordinate=list(mesh.get_coordinate()), dims=dims, init_s=round(t_init, 3),

@@ -127,7 +127,7 @@ class DeviceMesh:
     @property
     def mesh(self) -> torch.Tensor:
         """This rank's view of the mesh as an int tensor of ``shape`` (torch's ``mesh.mesh``)."""
-        return torch.tensor(self._mesh.mesh, dtype=torch.int).reshape(tuple(self._mesh.shape))
+        return torch.as_tensor(self._mesh.mesh, dtype=torch.int).reshape(tuple(self._mesh.shape))
 
     @property
     def mesh_dim_names(self) -> Optional[Tuple[str, ...]]:
@@ -190,7 +190,7 @@ class DeviceMesh:
 
 def _check_torch_mesh(tmesh: Any, mesh: "meshd.DeviceMesh") -> None:
     """Torch's groups must be meshd's, dim by dim (the same row-major layout)."""
-    view = [int(r) for r in torch.tensor(mesh.mesh).flatten().tolist()]
+    view = [int(r) for r in torch.as_tensor(mesh.mesh).flatten().tolist()]
     tview = [int(r) for r in tmesh.mesh.flatten().tolist()]
     if view != tview:
         raise RuntimeError(f"torch's DeviceMesh {tview} differs from meshd's {view}")
@@ -243,7 +243,7 @@ def init_device_mesh(device_type: str, mesh_shape: Sequence[int],
         raise TypeError(f"torch {torch.__version__} has no DeviceMesh to take "
                         f"{', '.join(torch_kwargs)}")
     if HAS_TORCH_DEVICE_MESH:
-        ranks = torch.tensor(mesh.mesh, dtype=torch.int).reshape(shape)
+        ranks = torch.as_tensor(mesh.mesh, dtype=torch.int).reshape(shape)
         tmesh = _TorchDeviceMesh(device_type, ranks,
                                  mesh_dim_names=tuple(names) if names else None, **torch_kwargs)
         _check_torch_mesh(tmesh, mesh)

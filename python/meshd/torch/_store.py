@@ -124,7 +124,7 @@ class Store(dist.Store):
         if client is None:
             from meshd.torch import _rendezvous
 
-            client = _rendezvous.client()
+            client = _rendezvous.attached() or _rendezvous.attach()
         self._client = client
         self.set_timeout(timeout)
         with _kept_lock:
