@@ -50,6 +50,7 @@ struct Flags {
   bool progress = false;
   bool json = false;
   bool keys = false;
+  bool coalesce_adds = false;
 };
 
 std::string DefaultMeshd() {
@@ -101,6 +102,9 @@ int main(int argc, char** argv) {
   app.add_flag("--no-barriers", f.no_barriers,
                "No store-based barriers: torch 2.x's default (TORCH_DIST_INIT_BARRIER unset), "
                "the NCCL id exchange alone");
+  app.add_flag("--coalesce-adds", f.coalesce_adds,
+               "What-if (today's agent does not): each node sends its ranks' adds on one key "
+               "while one is in flight as one KeyAdd of their sum");
   app.add_option("--channels", f.channels,
                  "gRPC connections the simulated nodes share (default: one per 512 nodes, 4 to 32)")
       ->check(CLI::Range(1u, 4096u));
@@ -173,6 +177,7 @@ int main(int argc, char** argv) {
   so.channels = f.channels == 0 ? DefaultChannels(f.nodes) : f.channels;
   so.timeout = absl::Seconds(f.timeout_s);
   so.progress = f.progress;
+  so.coalesce_adds = f.coalesce_adds;
   std::optional<ProcStats> before;
   so.on_store_start = [&] { before = ServerStats(pid); };
   absl::StatusOr<StoreSimResult> r = RunStoreSim(so, *workload);
@@ -186,7 +191,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> dims;
   for (const auto& [name, size] : workload->dims) dims.push_back(absl::StrCat(name, "=", size));
   nlohmann::ordered_json j;
-  j["system"] = "meshd";
+  j["system"] = f.coalesce_adds ? "meshd-coalesce-adds" : "meshd";
   j["nodes"] = f.nodes;
   j["gpus_per_node"] = f.gpus_per_node;
   j["ranks"] = workload->world_size;
@@ -224,9 +229,10 @@ int main(int argc, char** argv) {
       std::cout << absl::StrFormat("  %-38s %s\n", what, value);
     };
     std::cout << absl::StrFormat(
-        "store_bench: %u nodes x %u GPUs = %u ranks, mesh %s, %u groups, barriers %s\n", f.nodes,
+        "store_bench: %u nodes x %u GPUs = %u ranks, mesh %s, %u groups, barriers %s%s\n", f.nodes,
         f.gpus_per_node, workload->world_size, j["shape"].get<std::string>(),
-        workload->groups.size(), workload->barriers ? "on" : "off");
+        workload->groups.size(), workload->barriers ? "on" : "off",
+        f.coalesce_adds ? ", adds coalesced per node and key (what-if)" : "");
     line("registered / joined (not in the store time)",
          absl::StrFormat("%.3f s / %.3f s", r->t_registered_s, r->t_joined_s));
     line("store workload (first call to last rank)", absl::StrFormat("%.3f s", r->store_s));

@@ -180,6 +180,8 @@ def run_tcpstore(nodes, gpus, per_rank, procs, timeout_s, server_cpu, barriers, 
             if msg[0] != "ready":
                 raise RuntimeError(msg[1])
             connections += msg[1]
+        # This process's CPU from here on is its TCPStore server thread's (the main thread waits).
+        cpu_before = time.process_time()
         start = time.time()
         for _, c in workers:
             c.send(start)
@@ -195,6 +197,7 @@ def run_tcpstore(nodes, gpus, per_rank, procs, timeout_s, server_cpu, barriers, 
             if msg[0] != "done":
                 raise RuntimeError(msg[1])
             results.append(msg)
+        server_cpu_s = time.process_time() - cpu_before
     finally:
         for proc, _ in workers:
             proc.join(5)
@@ -206,13 +209,15 @@ def run_tcpstore(nodes, gpus, per_rank, procs, timeout_s, server_cpu, barriers, 
             "store_s": max(m[1] for m in results), "rank_calls": sum(calls.values()),
             "rank_adds": calls["add"], "rank_sets": calls["set"], "rank_waits": calls["wait"],
             "rank_gets": calls["get"], "connections": connections, "procs": procs,
+            "server_cpu_s": server_cpu_s,
             "server_cpus": str(server_cpu) if server_cpu >= 0 else "all"}
 
 
-def run_meshd(bench, nodes, gpus, timeout_s, server_cpu, barriers, progress):
+def run_meshd(bench, nodes, gpus, timeout_s, server_cpu, barriers, progress, coalesce_adds=False):
     out = subprocess.run([bench, "--nodes", str(nodes), "--gpus-per-node", str(gpus), "--json",
                           "--timeout", str(timeout_s), "--coordinator-cpu", str(server_cpu)] +
                          ([] if barriers else ["--no-barriers"]) +
+                         (["--coalesce-adds"] if coalesce_adds else []) +
                          (["--progress"] if progress else []),
                          stdout=subprocess.PIPE, stderr=None if progress else subprocess.PIPE,
                          text=True, timeout=timeout_s + 60)
@@ -260,6 +265,9 @@ def main():
                    help="CPU the server under test (meshd's coordinator, TCPStore's server) is "
                         "confined to while the load runs on every CPU; -1: any (default: %(default)s)")
     p.add_argument("--progress", action="store_true", help="progress lines on stderr")
+    p.add_argument("--coalesce-adds", action="store_true",
+                   help="also run meshd-coalesce-adds: store_bench --coalesce-adds, a what-if "
+                        "(each node's adds on one key while one is in flight sent as one)")
     p.add_argument("--check-keys", action="store_true",
                    help="first check that store_bench's groups and keys are this script's")
     a = p.parse_args()
@@ -286,6 +294,10 @@ def main():
         for rnd in range(a.repeat):
             runs = [("meshd", lambda: run_meshd(a.store_bench, nodes, a.gpus_per_node, a.timeout,
                                                 a.server_cpu, barriers, a.progress))]
+            if a.coalesce_adds:
+                runs.append(("meshd-coalesce-adds", lambda: run_meshd(
+                    a.store_bench, nodes, a.gpus_per_node, a.timeout, a.server_cpu, barriers,
+                    a.progress, coalesce_adds=True)))
             if have_torch:
                 runs.append(("tcpstore-shared", lambda: run_tcpstore(
                     nodes, a.gpus_per_node, False, a.procs, a.timeout, a.server_cpu, barriers,

@@ -122,9 +122,15 @@ class Sim {
     uint32_t sub = 0;
   };
   // A simulated agent: its identical waits in flight, by signature, with the local ranks waiting.
+  struct PendingAdd {
+    int64_t delta;
+    std::function<void(int64_t)> then;
+  };
   struct Node {
     absl::Mutex mu;
     absl::flat_hash_map<std::string, std::vector<uint32_t>> shared ABSL_GUARDED_BY(mu);
+    // coalesce_adds: keys with a KeyAdd in flight, and the adds waiting for it to return.
+    absl::flat_hash_map<std::string, std::vector<PendingAdd>> adds ABSL_GUARDED_BY(mu);
     uint32_t node_rank = 0;
   };
 
@@ -286,24 +292,60 @@ class Sim {
     });
   }
 
+  // Rank r's add. As today's agent relays it: one KeyAdd per rank. With coalesce_adds (a what-if,
+  // see store_sim.h): while one KeyAdd of the node on `key` is in flight, the node's further adds
+  // on it wait, then go as one KeyAdd of their sum.
   void Add(uint32_t r, const std::string& key, int64_t delta, std::function<void(int64_t)> then) {
     ++rank_adds_;
+    const uint32_t n = NodeOf(r);
+    std::vector<PendingAdd> batch;
+    batch.push_back({delta, std::move(then)});
+    if (o_.coalesce_adds) {
+      Node& node = node_state_[n];
+      absl::MutexLock lock(&node.mu);
+      auto [it, fresh] = node.adds.try_emplace(key);
+      if (!fresh) return it->second.push_back(std::move(batch.front()));
+    }
+    SendAdd(n, key, std::move(batch));
+  }
+
+  // One KeyAdd of the batch's sum; the batch's adds took effect one after another, so the k-th
+  // of them saw the sum less the deltas after it.
+  void SendAdd(uint32_t n, const std::string& key, std::vector<PendingAdd> batch) {
     ++key_adds_;
     auto* c = new Call<v1::KeyAddRequest, v1::KeyAddResponse>;
     c->req.set_job(o_.job);
     c->req.set_generation(generation_);
     c->req.set_key(key);
-    c->req.set_delta(delta);
+    int64_t sum = 0;
+    for (const PendingAdd& a : batch) sum += a.delta;
+    c->req.set_delta(sum);
     if (!Begin(c)) return delete c;
-    Async(NodeOf(r))->KeyAdd(&c->ctx, &c->req, &c->resp,
-                             [this, c, r, then = std::move(then)](grpc::Status s) {
-                               std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
-                               End(c);
-                               if (!s.ok()) {
-                                 return Fail(Failed("KeyAdd", absl::StrCat("rank ", r), s));
-                               }
-                               then(c->resp.value());
-                             });
+    Async(n)->KeyAdd(&c->ctx, &c->req, &c->resp,
+                     [this, c, n, batch = std::move(batch)](grpc::Status s) mutable {
+                       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+                       End(c);
+                       if (!s.ok()) return Fail(Failed("KeyAdd", names_[n], s));
+                       if (o_.coalesce_adds) {
+                         std::vector<PendingAdd> next;
+                         {
+                           Node& node = node_state_[n];
+                           absl::MutexLock lock(&node.mu);
+                           auto it = node.adds.find(c->req.key());
+                           next = std::move(it->second);
+                           if (next.empty()) node.adds.erase(it);
+                           else it->second.clear();
+                         }
+                         if (!next.empty()) SendAdd(n, c->req.key(), std::move(next));
+                       }
+                       int64_t value = c->resp.value();
+                       std::vector<int64_t> seen(batch.size());
+                       for (size_t k = batch.size(); k-- > 0;) {
+                         seen[k] = value;
+                         value -= batch[k].delta;
+                       }
+                       for (size_t k = 0; k < batch.size(); ++k) batch[k].then(seen[k]);
+                     });
   }
 
   void Set(uint32_t r, const std::string& key, std::string value, std::function<void()> then) {

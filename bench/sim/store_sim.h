@@ -33,6 +33,12 @@ struct StoreSimOptions {
   std::function<void()> on_store_start;
   // Every second of the store workload, a line on stderr: ranks done, calls sent.
   bool progress = false;
+  // A what-if, not what today's agent does: while one KeyAdd of a node on a key is in flight, the
+  // node's further adds on that key wait and then go as ONE KeyAdd of their sum, each rank getting
+  // the value it would have seen had they run one after another (as TCPStore's server would have
+  // run them). Unchanged coordinator; fewer calls where local ranks add to one key (the world's
+  // barrier, a group within the node).
+  bool coalesce_adds = false;
 };
 
 struct StoreSimResult {
