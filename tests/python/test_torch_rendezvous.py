@@ -14,6 +14,7 @@ import datetime
 import importlib
 import itertools
 import math
+import subprocess
 import time
 
 import pytest
@@ -104,6 +105,13 @@ def test_parse_url():
         mt.parse_url("meshd://?local_rank=x")
     with pytest.raises(ValueError, match="abort_on_generation_end"):
         mt.parse_url("meshd://?abort_on_generation_end=maybe")
+
+
+def test_import_meshd_alone_does_not_import_torch():
+    code = ("import sys, meshd; assert 'torch' not in sys.modules, 'torch imported'; "
+            "import meshd.torch; assert 'torch' in sys.modules")
+    env = meshd_cluster.worker_env(None, None, None, None, None)
+    subprocess.run([meshd_cluster.python_bin(), "-c", code], env=env, check=True, timeout=60)
 
 
 def test_handler_is_registered():
