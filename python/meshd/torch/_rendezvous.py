@@ -214,10 +214,14 @@ def set_abort_on_generation_end(enabled: bool = True) -> None:
       gloo cannot be interrupted, and destroying its group from another thread would not wake it.
       A launcher (torchrun's ``--max-restarts``, systemd, a Kubernetes Job) starts it again.
 
-    Also the URL parameter ``meshd://...?abort_on_generation_end=1``.
+    Also the URL parameter ``meshd://...?abort_on_generation_end=1``. Enabled after the
+    generation ended already, it acts at once.
     """
     with _lock:
         _state.abort = bool(enabled)
+        ended = _state.ended if enabled else None
+    if ended is not None:
+        _abort_or_exit(ended)
 
 
 def _run_callback(cb: Callable[[meshd.Error], None], err: meshd.Error) -> None:
