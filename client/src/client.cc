@@ -445,7 +445,8 @@ class ClientImpl final : public Client {
     InterruptibleCall interruptible(options_.interrupter.get(), &ctx);
     const grpc::Status s = stub_->ResolveGroups(&ctx, req, &resp);
     if (!s.ok()) {
-      return FromGrpc(s, absl::StrCat("cannot get the NCCL ids of ", lm.ToString()));
+      return FromGrpc(s, ids ? absl::StrCat("cannot get the NCCL ids of ", lm.ToString())
+                             : absl::StrCat("cannot check ", lm.ToString(), " across the ranks"));
     }
     std::map<std::string, const v1::GroupIds*> by_key;
     for (const v1::GroupIds& g : resp.groups()) by_key[g.key()] = &g;
@@ -630,7 +631,10 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Attach(ClientOptions options) {
     return absl::UnavailableError(absl::StrCat("no meshd agent socket at ", options.socket,
                                                " (is meshd running? set MESHD_SOCKET)"));
   }
-  auto channel = grpc::CreateChannel("unix:" + options.socket, grpc::InsecureChannelCredentials());
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(8 << 20);  // store values of up to 4 MiB plus their framing
+  auto channel = grpc::CreateCustomChannel("unix:" + options.socket,
+                                           grpc::InsecureChannelCredentials(), args);
   auto stub = v1::Agent::NewStub(channel);
   v1::AttachRequest req;
   req.set_job(options.job);

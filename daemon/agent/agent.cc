@@ -105,6 +105,8 @@ Agent::Agent(AgentOptions options, std::vector<coordinator::Gpu> gpus, const Clo
   // could come back minutes late, past the window in which a restarted coordinator takes its
   // running jobs back. Capped at the agent's own registration backoff.
   grpc::ChannelArguments args;
+  // Answers carry key-value store values of up to 4 MiB plus their framing.
+  args.SetMaxReceiveMessageSize(8 << 20);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff)));
   channel_ =

@@ -85,6 +85,13 @@ TEST_F(ClientTest, Store_TcpStoreSemantics) {
   EXPECT_FALSE(*client.KeyDelete("a", t));
   EXPECT_EQ(*client.KeyCount(t), 3);
   ASSERT_TRUE(client.KeyWait({"n", "c"}, t).ok());
+  // The largest value travels both ways (through the agent and the coordinator).
+  const std::string largest(4 << 20, 'v');
+  ASSERT_TRUE(client.KeySet("large", largest, t).ok());
+  absl::StatusOr<std::string> back = client.KeyGet("large", t);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->size(), largest.size());
+  EXPECT_EQ(client.KeySet("larger", largest + "v", t).code(), absl::StatusCode::kInvalidArgument);
 
   // A wait that nobody answers ends at its timeout, naming the key.
   const absl::Status late = client.KeyGet("never", absl::Milliseconds(300)).status();
