@@ -80,14 +80,14 @@ T Value(absl::StatusOr<T> s) {
 
 // The meshd.errors instance for a status (GIL held).
 py::object ErrorObject(const absl::Status& s) {
-  py::object cls = py::module_::import("meshd.errors")
-                       .attr("error_class")(static_cast<int>(s.code()));
+  py::object cls =
+      py::module_::import("meshd.errors").attr("error_class")(static_cast<int>(s.code()));
   return cls(py::str(std::string(s.message())));
 }
 
 void SetPythonError(const absl::Status& s) {
-  py::object cls = py::module_::import("meshd.errors")
-                       .attr("error_class")(static_cast<int>(s.code()));
+  py::object cls =
+      py::module_::import("meshd.errors").attr("error_class")(static_cast<int>(s.code()));
   PyErr_SetObject(cls.ptr(), py::str(std::string(s.message())).ptr());
 }
 
@@ -361,9 +361,8 @@ class PyClient {
   absl::Duration timeout_;          // guarded by mu_; the key-value calls' default
 };
 
-std::unique_ptr<PyClient> Attach(const std::string& job, const std::string& socket,
-                                 int local_rank, int local_world, int min_nodes, int max_nodes,
-                                 double timeout) {
+std::unique_ptr<PyClient> Attach(const std::string& job, const std::string& socket, int local_rank,
+                                 int local_world, int min_nodes, int max_nodes, double timeout) {
   ClientOptions options;
   options.job = job;
   options.socket = socket;
@@ -377,8 +376,8 @@ std::unique_ptr<PyClient> Attach(const std::string& job, const std::string& sock
   auto executor = std::make_unique<Executor>();
   absl::StatusOr<std::unique_ptr<Client>> client;
   try {
-    client = Blocking(executor.get(), interrupter.get(),
-                      [&options] { return Client::Attach(options); });
+    client =
+        Blocking(executor.get(), interrupter.get(), [&options] { return Client::Attach(options); });
   } catch (...) {
     DestroyWithoutGil(std::move(executor));
     throw;
@@ -387,8 +386,8 @@ std::unique_ptr<PyClient> Attach(const std::string& job, const std::string& sock
     DestroyWithoutGil(std::move(executor));
     throw StatusError(client.status());
   }
-  return std::make_unique<PyClient>(*std::move(client), std::move(interrupter),
-                                    std::move(executor), options.timeout);
+  return std::make_unique<PyClient>(*std::move(client), std::move(interrupter), std::move(executor),
+                                    options.timeout);
 }
 
 py::tuple GroupTuple(const Group& g) {
@@ -440,13 +439,17 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
-  m.def("_shutdown", [] { g_finalizing.store(true); },
-        "Called at interpreter exit (atexit): no meshd thread touches Python after it.");
+  m.def(
+      "_shutdown", [] { g_finalizing.store(true); },
+      "Called at interpreter exit (atexit): no meshd thread touches Python after it.");
 
-  m.def("_raise_status", [](int code, const std::string& message) {
-    throw StatusError(absl::Status(static_cast<absl::StatusCode>(code), message));
-  }, py::arg("code"), py::arg("message"),
-        "Raises the meshd error of an absl status code, through the C++ translator (for tests).");
+  m.def(
+      "_raise_status",
+      [](int code, const std::string& message) {
+        throw StatusError(absl::Status(static_cast<absl::StatusCode>(code), message));
+      },
+      py::arg("code"), py::arg("message"),
+      "Raises the meshd error of an absl status code, through the C++ translator (for tests).");
 
   py::class_<DeviceMesh>(m, "_DeviceMesh", "A meshd::DeviceMesh (a value).")
       .def_property_readonly("ndim", &DeviceMesh::ndim)
@@ -454,44 +457,52 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("names", &DeviceMesh::names)
       .def_property_readonly("key", &DeviceMesh::key)
       .def("size", [](const DeviceMesh& d) { return d.size(); })
-      .def("size", [](const DeviceMesh& d, int dim) { return d.size(dim); }, py::arg("dim"))
+      .def(
+          "size", [](const DeviceMesh& d, int dim) { return d.size(dim); }, py::arg("dim"))
       .def("coordinate", &DeviceMesh::coordinate)
-      .def("local_rank", [](const DeviceMesh& d, int dim) { return Value(d.local_rank(dim)); },
-           py::arg("dim"))
-      .def("group_ranks", [](const DeviceMesh& d, int dim) { return Value(d.group_ranks(dim)); },
-           py::arg("dim"))
-      .def("all_group_ranks",
-           [](const DeviceMesh& d, int dim) { return Value(d.all_group_ranks(dim)); },
-           py::arg("dim"))
-      .def("dim_index", [](const DeviceMesh& d, const Dim& dim) { return Value(d.DimIndex(dim)); },
-           py::arg("dim"))
+      .def(
+          "local_rank", [](const DeviceMesh& d, int dim) { return Value(d.local_rank(dim)); },
+          py::arg("dim"))
+      .def(
+          "group_ranks", [](const DeviceMesh& d, int dim) { return Value(d.group_ranks(dim)); },
+          py::arg("dim"))
+      .def(
+          "all_group_ranks",
+          [](const DeviceMesh& d, int dim) { return Value(d.all_group_ranks(dim)); },
+          py::arg("dim"))
+      .def(
+          "dim_index", [](const DeviceMesh& d, const Dim& dim) { return Value(d.DimIndex(dim)); },
+          py::arg("dim"))
       .def("view", [](const DeviceMesh& d) { return Value(d.view()); })
       .def("to_string", &DeviceMesh::ToString)
       .def("__repr__", &DeviceMesh::ToString)
       .def("__eq__", [](const DeviceMesh& a, const DeviceMesh& b) { return a == b; })
-      .def("__hash__",
-           [](const DeviceMesh& d) { return py::hash(py::str(d.ToString())); })
-      .def("slice",
-           [](const DeviceMesh& d, const std::vector<std::string>& names) {
-             return Value(d.Slice(names));
-           },
-           py::arg("names"))
-      .def("flatten",
-           [](const DeviceMesh& d, const std::optional<std::string>& name) {
-             return Value(d.Flatten(name));
-           },
-           py::arg("name") = py::none())
-      .def("unflatten",
-           [](const DeviceMesh& d, const Dim& dim, const std::vector<int64_t>& sizes,
-              const std::vector<std::string>& names) {
-             return Value(d.Unflatten(dim, sizes, names));
-           },
-           py::arg("dim"), py::arg("sizes"), py::arg("names"))
-      .def_static("concatenate",
-                  [](const std::vector<DeviceMesh>& meshes) {
-                    return Value(DeviceMesh::Concatenate(meshes));
-                  },
-                  py::arg("meshes"));
+      .def("__hash__", [](const DeviceMesh& d) { return py::hash(py::str(d.ToString())); })
+      .def(
+          "slice",
+          [](const DeviceMesh& d, const std::vector<std::string>& names) {
+            return Value(d.Slice(names));
+          },
+          py::arg("names"))
+      .def(
+          "flatten",
+          [](const DeviceMesh& d, const std::optional<std::string>& name) {
+            return Value(d.Flatten(name));
+          },
+          py::arg("name") = py::none())
+      .def(
+          "unflatten",
+          [](const DeviceMesh& d, const Dim& dim, const std::vector<int64_t>& sizes,
+             const std::vector<std::string>& names) {
+            return Value(d.Unflatten(dim, sizes, names));
+          },
+          py::arg("dim"), py::arg("sizes"), py::arg("names"))
+      .def_static(
+          "concatenate",
+          [](const std::vector<DeviceMesh>& meshes) {
+            return Value(DeviceMesh::Concatenate(meshes));
+          },
+          py::arg("meshes"));
 
   py::class_<PyClient>(m, "_Client", "An attached meshd::Client.")
       .def_property_readonly("placement",
@@ -504,102 +515,112 @@ PYBIND11_MODULE(_core, m) {
              std::shared_ptr<Client> client = c.Get();
              Check(client->health());
            })
-      .def("on_generation_end",
-           [](PyClient& c, py::function fn) {
-             std::shared_ptr<Client> client = c.Get();
-             auto cb = std::make_shared<PyCallback>(std::move(fn));
-             // Without the GIL: the client calls it at once when the generation already ended,
-             // and its watch thread may be running callbacks (waiting for the GIL) meanwhile.
-             py::gil_scoped_release release;
-             client->OnGenerationEnd([cb](const absl::Status& s) { (*cb)(s); });
-             client.reset();
-           },
-           py::arg("callback"))
-      .def("init_device_mesh",
-           [](PyClient& c, const std::vector<int64_t>& shape,
-              const std::vector<std::string>& names, const std::string& mesh_name,
-              bool nccl_ids) {
-             std::shared_ptr<Client> client = c.Get();
-             const MeshIds ids = nccl_ids ? MeshIds::kFetch : MeshIds::kNone;
-             return Value(c.Run(
-                 [&] { return client->InitDeviceMesh(shape, names, mesh_name, ids); }));
-           },
-           py::arg("shape"), py::arg("names"), py::arg("mesh_name"), py::arg("nccl_ids"))
-      .def("groups",
-           [](PyClient& c, const DeviceMesh& mesh) {
-             std::shared_ptr<Client> client = c.Get();
-             std::vector<Group> groups = Value(c.Run([&] { return client->Groups(mesh); }));
-             py::list out;
-             for (const Group& g : groups) out.append(GroupTuple(g));
-             return out;
-           },
-           py::arg("mesh"))
-      .def("group_of",
-           [](PyClient& c, const DeviceMesh& mesh, int dim) {
-             std::shared_ptr<Client> client = c.Get();
-             return GroupTuple(Value(c.Run([&] { return client->GroupOf(mesh, dim); })));
-           },
-           py::arg("mesh"), py::arg("dim"))
-      .def("key_set",
-           [](PyClient& c, const std::string& key, const std::string& value,
-              std::optional<double> timeout) {
-             std::shared_ptr<Client> client = c.Get();
-             const absl::Duration t = c.Timeout(timeout);
-             Check(c.Run([&] { return client->KeySet(key, value, t); }));
-           },
-           py::arg("key"), py::arg("value"), py::arg("timeout") = py::none())
-      .def("key_get",
-           [](PyClient& c, const std::string& key, std::optional<double> timeout) {
-             std::shared_ptr<Client> client = c.Get();
-             const absl::Duration t = c.Timeout(timeout);
-             return py::bytes(Value(c.Run([&] { return client->KeyGet(key, t); })));
-           },
-           py::arg("key"), py::arg("timeout") = py::none())
-      .def("key_add",
-           [](PyClient& c, const std::string& key, int64_t delta, std::optional<double> timeout) {
-             std::shared_ptr<Client> client = c.Get();
-             const absl::Duration t = c.Timeout(timeout);
-             return Value(c.Run([&] { return client->KeyAdd(key, delta, t); }));
-           },
-           py::arg("key"), py::arg("delta"), py::arg("timeout") = py::none())
-      .def("key_compare_set",
-           [](PyClient& c, const std::string& key, const std::string& expected,
-              const std::string& desired, std::optional<double> timeout) {
-             std::shared_ptr<Client> client = c.Get();
-             const absl::Duration t = c.Timeout(timeout);
-             return py::bytes(
-                 Value(c.Run([&] { return client->KeyCompareSet(key, expected, desired, t); })));
-           },
-           py::arg("key"), py::arg("expected"), py::arg("desired"),
-           py::arg("timeout") = py::none())
-      .def("key_wait",
-           [](PyClient& c, const std::vector<std::string>& keys, std::optional<double> timeout) {
-             std::shared_ptr<Client> client = c.Get();
-             const absl::Duration t = c.Timeout(timeout);
-             Check(c.Run([&] { return client->KeyWait(keys, t); }));
-           },
-           py::arg("keys"), py::arg("timeout") = py::none())
-      .def("key_check",
-           [](PyClient& c, const std::vector<std::string>& keys, std::optional<double> timeout) {
-             std::shared_ptr<Client> client = c.Get();
-             const absl::Duration t = c.Timeout(timeout);
-             return Value(c.Run([&] { return client->KeyCheck(keys, t); }));
-           },
-           py::arg("keys"), py::arg("timeout") = py::none())
-      .def("key_delete",
-           [](PyClient& c, const std::string& key, std::optional<double> timeout) {
-             std::shared_ptr<Client> client = c.Get();
-             const absl::Duration t = c.Timeout(timeout);
-             return Value(c.Run([&] { return client->KeyDelete(key, t); }));
-           },
-           py::arg("key"), py::arg("timeout") = py::none())
-      .def("key_count",
-           [](PyClient& c, std::optional<double> timeout) {
-             std::shared_ptr<Client> client = c.Get();
-             const absl::Duration t = c.Timeout(timeout);
-             return Value(c.Run([&] { return client->KeyCount(t); }));
-           },
-           py::arg("timeout") = py::none());
+      .def(
+          "on_generation_end",
+          [](PyClient& c, py::function fn) {
+            std::shared_ptr<Client> client = c.Get();
+            auto cb = std::make_shared<PyCallback>(std::move(fn));
+            // Without the GIL: the client calls it at once when the generation already ended,
+            // and its watch thread may be running callbacks (waiting for the GIL) meanwhile.
+            py::gil_scoped_release release;
+            client->OnGenerationEnd([cb](const absl::Status& s) { (*cb)(s); });
+            client.reset();
+          },
+          py::arg("callback"))
+      .def(
+          "init_device_mesh",
+          [](PyClient& c, const std::vector<int64_t>& shape, const std::vector<std::string>& names,
+             const std::string& mesh_name, bool nccl_ids) {
+            std::shared_ptr<Client> client = c.Get();
+            const MeshIds ids = nccl_ids ? MeshIds::kFetch : MeshIds::kNone;
+            return Value(
+                c.Run([&] { return client->InitDeviceMesh(shape, names, mesh_name, ids); }));
+          },
+          py::arg("shape"), py::arg("names"), py::arg("mesh_name"), py::arg("nccl_ids"))
+      .def(
+          "groups",
+          [](PyClient& c, const DeviceMesh& mesh) {
+            std::shared_ptr<Client> client = c.Get();
+            std::vector<Group> groups = Value(c.Run([&] { return client->Groups(mesh); }));
+            py::list out;
+            for (const Group& g : groups) out.append(GroupTuple(g));
+            return out;
+          },
+          py::arg("mesh"))
+      .def(
+          "group_of",
+          [](PyClient& c, const DeviceMesh& mesh, int dim) {
+            std::shared_ptr<Client> client = c.Get();
+            return GroupTuple(Value(c.Run([&] { return client->GroupOf(mesh, dim); })));
+          },
+          py::arg("mesh"), py::arg("dim"))
+      .def(
+          "key_set",
+          [](PyClient& c, const std::string& key, const std::string& value,
+             std::optional<double> timeout) {
+            std::shared_ptr<Client> client = c.Get();
+            const absl::Duration t = c.Timeout(timeout);
+            Check(c.Run([&] { return client->KeySet(key, value, t); }));
+          },
+          py::arg("key"), py::arg("value"), py::arg("timeout") = py::none())
+      .def(
+          "key_get",
+          [](PyClient& c, const std::string& key, std::optional<double> timeout) {
+            std::shared_ptr<Client> client = c.Get();
+            const absl::Duration t = c.Timeout(timeout);
+            return py::bytes(Value(c.Run([&] { return client->KeyGet(key, t); })));
+          },
+          py::arg("key"), py::arg("timeout") = py::none())
+      .def(
+          "key_add",
+          [](PyClient& c, const std::string& key, int64_t delta, std::optional<double> timeout) {
+            std::shared_ptr<Client> client = c.Get();
+            const absl::Duration t = c.Timeout(timeout);
+            return Value(c.Run([&] { return client->KeyAdd(key, delta, t); }));
+          },
+          py::arg("key"), py::arg("delta"), py::arg("timeout") = py::none())
+      .def(
+          "key_compare_set",
+          [](PyClient& c, const std::string& key, const std::string& expected,
+             const std::string& desired, std::optional<double> timeout) {
+            std::shared_ptr<Client> client = c.Get();
+            const absl::Duration t = c.Timeout(timeout);
+            return py::bytes(
+                Value(c.Run([&] { return client->KeyCompareSet(key, expected, desired, t); })));
+          },
+          py::arg("key"), py::arg("expected"), py::arg("desired"), py::arg("timeout") = py::none())
+      .def(
+          "key_wait",
+          [](PyClient& c, const std::vector<std::string>& keys, std::optional<double> timeout) {
+            std::shared_ptr<Client> client = c.Get();
+            const absl::Duration t = c.Timeout(timeout);
+            Check(c.Run([&] { return client->KeyWait(keys, t); }));
+          },
+          py::arg("keys"), py::arg("timeout") = py::none())
+      .def(
+          "key_check",
+          [](PyClient& c, const std::vector<std::string>& keys, std::optional<double> timeout) {
+            std::shared_ptr<Client> client = c.Get();
+            const absl::Duration t = c.Timeout(timeout);
+            return Value(c.Run([&] { return client->KeyCheck(keys, t); }));
+          },
+          py::arg("keys"), py::arg("timeout") = py::none())
+      .def(
+          "key_delete",
+          [](PyClient& c, const std::string& key, std::optional<double> timeout) {
+            std::shared_ptr<Client> client = c.Get();
+            const absl::Duration t = c.Timeout(timeout);
+            return Value(c.Run([&] { return client->KeyDelete(key, t); }));
+          },
+          py::arg("key"), py::arg("timeout") = py::none())
+      .def(
+          "key_count",
+          [](PyClient& c, std::optional<double> timeout) {
+            std::shared_ptr<Client> client = c.Get();
+            const absl::Duration t = c.Timeout(timeout);
+            return Value(c.Run([&] { return client->KeyCount(t); }));
+          },
+          py::arg("timeout") = py::none());
 
   m.def("attach", &Attach, py::arg("job"), py::arg("socket"), py::arg("local_rank"),
         py::arg("local_world"), py::arg("min_nodes"), py::arg("max_nodes"), py::arg("timeout"),
