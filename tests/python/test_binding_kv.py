@@ -115,9 +115,6 @@ def test_bad_keys_and_values(client) -> None:
         client.key_set("k", 5)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(reason="libmeshd_client/agent: a 4 MiB value (the documented limit) is set, but "
-                          "reading it back hits gRPC's default 4 MiB receive limit "
-                          "(RESOURCE_EXHAUSTED 'Received message larger than max')", strict=False)
 def test_a_value_of_the_largest_size_round_trips(client) -> None:
     client.key_set("max", b"x" * (4 * 1024 * 1024))
     assert len(client.key_get("max")) == 4 * 1024 * 1024
