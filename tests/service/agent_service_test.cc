@@ -84,6 +84,16 @@ class AgentServiceTest : public ::testing::Test {
     return AttachTo(stub_.get(), job, local_rank, local_world, nodes, timeout, resp);
   }
 
+  // Local ranks 0 and 1 of a 2-worker job on this node.
+  void AttachTwo(v1::AttachResponse* r0, v1::AttachResponse* r1) {
+    grpc::Status s0;
+    std::thread t([&] { s0 = Attach(0, 2, r0); });
+    const grpc::Status s1 = Attach(1, 2, r1);
+    t.join();
+    ASSERT_TRUE(s0.ok()) << s0.error_message();
+    ASSERT_TRUE(s1.ok()) << s1.error_message();
+  }
+
   std::unique_ptr<runtime::CoordinatorDaemon> coordinator_;
   std::unique_ptr<runtime::AgentDaemon> agent_;
   std::unique_ptr<v1::Agent::Stub> stub_;
@@ -91,11 +101,7 @@ class AgentServiceTest : public ::testing::Test {
 
 TEST_F(AgentServiceTest, Attach_TwoLocalWorkers_OneJoinForTheNode) {
   v1::AttachResponse r0, r1;
-  grpc::Status s0;
-  std::thread t([&] { s0 = Attach(0, 2, &r0); });
-  ASSERT_TRUE(Attach(1, 2, &r1).ok());
-  t.join();
-  ASSERT_TRUE(s0.ok()) << s0.error_message();
+  ASSERT_NO_FATAL_FAILURE(AttachTwo(&r0, &r1));
   EXPECT_EQ(r0.rank(), 0u);
   EXPECT_EQ(r1.rank(), 1u);
   EXPECT_EQ(r1.world_size(), 2u);
@@ -110,11 +116,7 @@ TEST_F(AgentServiceTest, Attach_TwoLocalWorkers_OneJoinForTheNode) {
 
 TEST_F(AgentServiceTest, Store_IdenticalWaitsOfLocalWorkers_OneCoordinatorCall) {
   v1::AttachResponse r0, r1;
-  grpc::Status s0;
-  std::thread t([&] { s0 = Attach(0, 2, &r0); });
-  ASSERT_TRUE(Attach(1, 2, &r1).ok());
-  t.join();
-  ASSERT_TRUE(s0.ok()) << s0.error_message();
+  ASSERT_NO_FATAL_FAILURE(AttachTwo(&r0, &r1));
 
   v1::KeyGetRequest get;
   get.set_job("job");
