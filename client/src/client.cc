@@ -231,7 +231,7 @@ class ClientImpl final : public Client {
     req.set_key(key);
     req.set_value(value);
     v1::KeySetResponse resp;
-    return Call("set", key, timeout, &v1::Agent::Stub::KeySet, req, &resp);
+    return Call(OneKey("set", key), timeout, &v1::Agent::Stub::KeySet, req, &resp);
   }
 
   absl::StatusOr<std::string> KeyGet(const std::string& key, absl::Duration timeout) override {
@@ -239,7 +239,7 @@ class ClientImpl final : public Client {
     req.set_key(key);
     req.set_wait(true);
     v1::KeyGetResponse resp;
-    if (absl::Status s = Call("get", key, timeout, &v1::Agent::Stub::KeyGet, req, &resp); !s.ok())
+    if (absl::Status s = Call(OneKey("get", key), timeout, &v1::Agent::Stub::KeyGet, req, &resp); !s.ok())
       return s;
     return std::move(*resp.mutable_value());
   }
@@ -250,7 +250,7 @@ class ClientImpl final : public Client {
     req.set_key(key);
     req.set_delta(delta);
     v1::KeyAddResponse resp;
-    if (absl::Status s = Call("add to", key, timeout, &v1::Agent::Stub::KeyAdd, req, &resp);
+    if (absl::Status s = Call(OneKey("add to", key), timeout, &v1::Agent::Stub::KeyAdd, req, &resp);
         !s.ok())
       return s;
     return resp.value();
@@ -267,14 +267,14 @@ class ClientImpl final : public Client {
     req.set_expect_absent(expected.empty());
     req.set_desired(desired);
     v1::KeyCompareSetResponse resp;
-    if (absl::Status s = Call("compare-set", key, deadline - absl::Now(),
+    if (absl::Status s = Call(OneKey("compare-set", key), deadline - absl::Now(),
                               &v1::Agent::Stub::KeyCompareSet, req, &resp);
         !s.ok()) {
       return s;
     }
     if (!resp.swapped() && expected.empty() && resp.present() && resp.value().empty()) {
       req.set_expect_absent(false);  // set to "": compare with "" itself
-      if (absl::Status s = Call("compare-set", key, deadline - absl::Now(),
+      if (absl::Status s = Call(OneKey("compare-set", key), deadline - absl::Now(),
                                 &v1::Agent::Stub::KeyCompareSet, req, &resp);
           !s.ok()) {
         return s;
@@ -288,7 +288,7 @@ class ClientImpl final : public Client {
     v1::KeyWaitRequest req = Scoped<v1::KeyWaitRequest>();
     for (const std::string& k : keys) req.add_keys(k);
     v1::KeyWaitResponse resp;
-    return Call("wait for", KeysForMessage(keys), timeout, &v1::Agent::Stub::KeyWait, req, &resp);
+    return Call(Keys("wait for", keys), timeout, &v1::Agent::Stub::KeyWait, req, &resp);
   }
 
   absl::StatusOr<bool> KeyCheck(const std::vector<std::string>& keys,
@@ -296,7 +296,7 @@ class ClientImpl final : public Client {
     v1::KeyCheckRequest req = Scoped<v1::KeyCheckRequest>();
     for (const std::string& k : keys) req.add_keys(k);
     v1::KeyCheckResponse resp;
-    if (absl::Status s = Call("check", KeysForMessage(keys), timeout, &v1::Agent::Stub::KeyCheck,
+    if (absl::Status s = Call(Keys("check", keys), timeout, &v1::Agent::Stub::KeyCheck,
                               req, &resp);
         !s.ok())
       return s;
@@ -307,7 +307,7 @@ class ClientImpl final : public Client {
     v1::KeyDeleteRequest req = Scoped<v1::KeyDeleteRequest>();
     req.set_key(key);
     v1::KeyDeleteResponse resp;
-    if (absl::Status s = Call("delete", key, timeout, &v1::Agent::Stub::KeyDelete, req, &resp);
+    if (absl::Status s = Call(OneKey("delete", key), timeout, &v1::Agent::Stub::KeyDelete, req, &resp);
         !s.ok())
       return s;
     return resp.deleted();
@@ -316,7 +316,7 @@ class ClientImpl final : public Client {
   absl::StatusOr<int64_t> KeyCount(absl::Duration timeout) override {
     v1::KeyCountRequest req = Scoped<v1::KeyCountRequest>();
     v1::KeyCountResponse resp;
-    if (absl::Status s = Call("count", "", timeout, &v1::Agent::Stub::KeyCount, req, &resp);
+    if (absl::Status s = Call("count the keys", timeout, &v1::Agent::Stub::KeyCount, req, &resp);
         !s.ok())
       return s;
     return resp.count();
@@ -331,24 +331,28 @@ class ClientImpl final : public Client {
     return req;
   }
 
-  static std::string KeysForMessage(const std::vector<std::string>& keys) {
-    std::string out;
+  // "set key 'k'" (the key cut to 64 bytes), "wait for keys 'a', 'b'" (at most 4 named).
+  static std::string OneKey(absl::string_view verb, absl::string_view key) {
+    return absl::StrCat(verb, " key '", KeyForMessage(key), "'");
+  }
+  static std::string Keys(absl::string_view verb, const std::vector<std::string>& keys) {
+    std::string out = absl::StrCat(verb, keys.size() == 1 ? " key " : " keys ");
     for (size_t i = 0; i < keys.size() && i < 4; ++i)
-      absl::StrAppend(&out, i ? ", " : "", KeyForMessage(keys[i]));
+      absl::StrAppend(&out, i ? ", '" : "'", KeyForMessage(keys[i]), "'");
     if (keys.size() > 4) absl::StrAppend(&out, " and ", keys.size() - 4, " more");
     return out;
   }
 
-  // One store call to the agent, ending by `timeout`; errors say what was asked of which key.
+  // One store call to the agent, ending by `timeout`; errors say what was asked (`what`).
   template <typename Req, typename Resp>
-  absl::Status Call(absl::string_view verb, absl::string_view key, absl::Duration timeout,
+  absl::Status Call(absl::string_view what, absl::Duration timeout,
                     grpc::Status (v1::Agent::Stub::*method)(grpc::ClientContext*, const Req&,
                                                             Resp*),
                     const Req& req, Resp* resp) {
     if (absl::Status h = health(); !h.ok()) return h;
     if (timeout <= absl::ZeroDuration()) {
-      return absl::DeadlineExceededError(absl::StrCat("cannot ", verb, " key ", key,
-                                                      ": the store's timeout is not positive"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("cannot ", what, ": the store's timeout is not positive"));
     }
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -356,14 +360,11 @@ class ClientImpl final : public Client {
     const grpc::Status s = (stub_.get()->*method)(&ctx, req, resp);
     if (s.ok()) return absl::OkStatus();
     if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("cannot ", verb, key.empty() ? "" : " key ", key.empty() ? "" : "'",
-                       key, key.empty() ? "" : "'", " of job '", options_.job, "' within ",
-                       absl::FormatDuration(timeout),
-                       s.error_message().empty() ? "" : ": ", s.error_message()));
+      return absl::DeadlineExceededError(absl::StrCat(
+          "cannot ", what, " of job '", options_.job, "' within ", absl::FormatDuration(timeout),
+          s.error_message().empty() ? "" : ": ", s.error_message()));
     }
-    return FromGrpc(s, absl::StrCat("cannot ", verb, key.empty() ? " the keys" : " key '", key,
-                                    key.empty() ? "" : "'", " of job '", options_.job, "'"));
+    return FromGrpc(s, absl::StrCat("cannot ", what, " of job '", options_.job, "'"));
   }
 
   // One batched exchange: this rank's groups of `mesh` (plus the world group) with their ids.

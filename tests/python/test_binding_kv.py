@@ -93,7 +93,7 @@ def test_deadlines_raise_deadline_exceeded_naming_the_key(client, job) -> None:
         client.key_get("absent", timeout=0.2)
     assert isinstance(info.value, TimeoutError)
     assert str(info.value).startswith(f"cannot get key 'absent' of job '{job}' within 200ms")
-    with pytest.raises(TimeoutError, match="cannot wait for key 'x, y'"):
+    with pytest.raises(TimeoutError, match="cannot wait for keys 'x', 'y'"):
         client.key_wait(["x", "y"], timeout=datetime.timedelta(milliseconds=200))
     client.timeout = 0.2  # the default of every key call
     with pytest.raises(meshd.DeadlineExceeded, match="within 200ms"):

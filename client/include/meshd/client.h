@@ -130,8 +130,8 @@ class DeviceMesh {
   absl::StatusOr<std::vector<int64_t>> group_ranks(int dim) const;
   // Every group along `dim`, in PyTorch's order (each in mesh order). O(world).
   absl::StatusOr<std::vector<std::vector<int64_t>>> all_group_ranks(int dim) const;
-  // The dim an index (negative counts from the end, as in PyTorch) or a name (a dim's name, or a
-  // flattened name on a root mesh) stands for. INVALID_ARGUMENT out of range or unknown (the
+  // The dim an index (negative counts from the end, as in PyTorch) or a name (one of this mesh's
+  // dim names; a flattened name is reached by slicing the root: Slice({"dp_tp"})) stands for. INVALID_ARGUMENT out of range or unknown (the
   // message lists the valid names).
   absl::StatusOr<int> DimIndex(const std::variant<int, std::string>& dim) const;
   // PyTorch's `mesh.mesh` on this rank, row-major in shape().
