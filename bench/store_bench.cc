@@ -51,6 +51,7 @@ struct Flags {
   bool json = false;
   bool keys = false;
   bool coalesce_adds = false;
+  bool coalesce_sets = false;
 };
 
 std::string DefaultMeshd() {
@@ -105,6 +106,9 @@ int main(int argc, char** argv) {
   app.add_flag("--coalesce-adds", f.coalesce_adds,
                "What-if (today's agent does not): each node sends its ranks' adds on one key "
                "while one is in flight as one KeyAdd of their sum");
+  app.add_flag("--coalesce-sets", f.coalesce_sets,
+               "What-if (today's agent does not): likewise for its ranks' sets on one key (one "
+               "KeySet of the last value)");
   app.add_option("--channels", f.channels,
                  "gRPC connections the simulated nodes share (default: one per 512 nodes, 4 to 32)")
       ->check(CLI::Range(1u, 4096u));
@@ -178,6 +182,7 @@ int main(int argc, char** argv) {
   so.timeout = absl::Seconds(f.timeout_s);
   so.progress = f.progress;
   so.coalesce_adds = f.coalesce_adds;
+  so.coalesce_sets = f.coalesce_sets;
   std::optional<ProcStats> before;
   so.on_store_start = [&] { before = ServerStats(pid); };
   absl::StatusOr<StoreSimResult> r = RunStoreSim(so, *workload);
@@ -191,7 +196,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> dims;
   for (const auto& [name, size] : workload->dims) dims.push_back(absl::StrCat(name, "=", size));
   nlohmann::ordered_json j;
-  j["system"] = f.coalesce_adds ? "meshd-coalesce-adds" : "meshd";
+  j["system"] = f.coalesce_adds && f.coalesce_sets ? "meshd-coalesced"
+                : f.coalesce_adds                  ? "meshd-coalesce-adds"
+                : f.coalesce_sets                  ? "meshd-coalesce-sets"
+                                                   : "meshd";
   j["nodes"] = f.nodes;
   j["gpus_per_node"] = f.gpus_per_node;
   j["ranks"] = workload->world_size;
@@ -232,7 +240,7 @@ int main(int argc, char** argv) {
         "store_bench: %u nodes x %u GPUs = %u ranks, mesh %s, %u groups, barriers %s%s\n", f.nodes,
         f.gpus_per_node, workload->world_size, j["shape"].get<std::string>(),
         workload->groups.size(), workload->barriers ? "on" : "off",
-        f.coalesce_adds ? ", adds coalesced per node and key (what-if)" : "");
+        f.coalesce_adds || f.coalesce_sets ? ", coalesced per node and key (what-if)" : "");
     line("registered / joined (not in the store time)",
          absl::StrFormat("%.3f s / %.3f s", r->t_registered_s, r->t_joined_s));
     line("store workload (first call to last rank)", absl::StrFormat("%.3f s", r->store_s));

@@ -22,6 +22,9 @@ For each size it runs, in alternation:
                      G ranks over gRPC, each node sending what its agent relays (every add and set
                      on its own, identical waits/gets of its ranks as one call); registering and
                      joining the job come first and are not in the store time
+  meshd-coalesced    (--coalesced) a what-if, not today's agent: store_bench --coalesce-adds
+                     --coalesce-sets, each node sending its ranks' adds (sets) on one key while
+                     one is in flight as one KeyAdd of their sum (one KeySet of the last value)
   tcpstore-shared    PyTorch's TCPStore (Debian's python3-torch): the ranks spread over --procs
                      driver processes, each sharing one connection among its ranks (TCPStore's
                      best case); a driver runs its ranks' calls phase by phase (every rank's adds
@@ -118,6 +121,7 @@ def driver(conn, port, ranks, slots, per_rank, barriers, timeout_s, cpus):
         pairs = [(r, connect() if per_rank else shared) for r in ranks]
         conn.send(("ready", len(pairs) if per_rank else 1))
         start = conn.recv()  # the parent's clock (time.time()) at the start
+        cpu_start = time.process_time()
         calls = {"add": 0, "set": 0, "wait": 0, "get": 0}
         if barriers:
             for slot in slots:
@@ -144,7 +148,7 @@ def driver(conn, port, ranks, slots, per_rank, barriers, timeout_s, cpus):
                     if s.get(g.id_key) != g.id:
                         raise RuntimeError(f"rank {r}: the id of group {g.name} is not its leader's")
                     calls["get"] += 1
-        conn.send(("done", time.time() - start, calls))
+        conn.send(("done", time.time() - start, calls, time.process_time() - cpu_start))
     except Exception as e:  # reported to the parent, which fails the run
         conn.send(("error", f"{type(e).__name__}: {e}"))
 
@@ -209,15 +213,15 @@ def run_tcpstore(nodes, gpus, per_rank, procs, timeout_s, server_cpu, barriers, 
             "store_s": max(m[1] for m in results), "rank_calls": sum(calls.values()),
             "rank_adds": calls["add"], "rank_sets": calls["set"], "rank_waits": calls["wait"],
             "rank_gets": calls["get"], "connections": connections, "procs": procs,
-            "server_cpu_s": server_cpu_s,
+            "server_cpu_s": server_cpu_s, "drivers_cpu_s": sum(m[3] for m in results),
             "server_cpus": str(server_cpu) if server_cpu >= 0 else "all"}
 
 
-def run_meshd(bench, nodes, gpus, timeout_s, server_cpu, barriers, progress, coalesce_adds=False):
+def run_meshd(bench, nodes, gpus, timeout_s, server_cpu, barriers, progress, coalesce=False):
     out = subprocess.run([bench, "--nodes", str(nodes), "--gpus-per-node", str(gpus), "--json",
                           "--timeout", str(timeout_s), "--coordinator-cpu", str(server_cpu)] +
                          ([] if barriers else ["--no-barriers"]) +
-                         (["--coalesce-adds"] if coalesce_adds else []) +
+                         (["--coalesce-adds", "--coalesce-sets"] if coalesce else []) +
                          (["--progress"] if progress else []),
                          stdout=subprocess.PIPE, stderr=None if progress else subprocess.PIPE,
                          text=True, timeout=timeout_s + 60)
@@ -265,9 +269,10 @@ def main():
                    help="CPU the server under test (meshd's coordinator, TCPStore's server) is "
                         "confined to while the load runs on every CPU; -1: any (default: %(default)s)")
     p.add_argument("--progress", action="store_true", help="progress lines on stderr")
-    p.add_argument("--coalesce-adds", action="store_true",
-                   help="also run meshd-coalesce-adds: store_bench --coalesce-adds, a what-if "
-                        "(each node's adds on one key while one is in flight sent as one)")
+    p.add_argument("--coalesced", action="store_true",
+                   help="also run meshd-coalesced: store_bench --coalesce-adds --coalesce-sets, a "
+                        "what-if (each node's adds, and sets, on one key while one is in flight "
+                        "sent as one call)")
     p.add_argument("--check-keys", action="store_true",
                    help="first check that store_bench's groups and keys are this script's")
     a = p.parse_args()
@@ -294,10 +299,10 @@ def main():
         for rnd in range(a.repeat):
             runs = [("meshd", lambda: run_meshd(a.store_bench, nodes, a.gpus_per_node, a.timeout,
                                                 a.server_cpu, barriers, a.progress))]
-            if a.coalesce_adds:
-                runs.append(("meshd-coalesce-adds", lambda: run_meshd(
+            if a.coalesced:
+                runs.append(("meshd-coalesced", lambda: run_meshd(
                     a.store_bench, nodes, a.gpus_per_node, a.timeout, a.server_cpu, barriers,
-                    a.progress, coalesce_adds=True)))
+                    a.progress, coalesce=True)))
             if have_torch:
                 runs.append(("tcpstore-shared", lambda: run_tcpstore(
                     nodes, a.gpus_per_node, False, a.procs, a.timeout, a.server_cpu, barriers,
@@ -310,11 +315,13 @@ def main():
                 if a.progress:
                     print(f"store_compare: {world} ranks, round {rnd + 1} of {a.repeat}: {system}",
                           file=sys.stderr, flush=True)
+                load = os.getloadavg()[0]  # the machine's 1-minute load before the run
                 try:
                     r = fn()
                 except Exception as e:  # a system that cannot finish a size is reported as such
                     r = {"system": system, "nodes": nodes, "ranks": world, "error": str(e)[:300]}
                     failed = True
+                r["loadavg_before"] = round(load, 2)
                 print(json.dumps(r), flush=True)
                 rows.append(r)
 

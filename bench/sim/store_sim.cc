@@ -126,11 +126,17 @@ class Sim {
     int64_t delta;
     std::function<void(int64_t)> then;
   };
+  struct PendingSet {
+    std::string value;
+    std::function<void()> then;
+  };
   struct Node {
     absl::Mutex mu;
     absl::flat_hash_map<std::string, std::vector<uint32_t>> shared ABSL_GUARDED_BY(mu);
     // coalesce_adds: keys with a KeyAdd in flight, and the adds waiting for it to return.
     absl::flat_hash_map<std::string, std::vector<PendingAdd>> adds ABSL_GUARDED_BY(mu);
+    // coalesce_sets: likewise for sets.
+    absl::flat_hash_map<std::string, std::vector<PendingSet>> sets ABSL_GUARDED_BY(mu);
     uint32_t node_rank = 0;
   };
 
@@ -348,24 +354,50 @@ class Sim {
                      });
   }
 
+  // Rank r's set. As today's agent relays it: one KeySet per rank. With coalesce_sets (a what-if,
+  // see store_sim.h): while one KeySet of the node on `key` is in flight, the node's further sets
+  // on it wait, then go as one KeySet of the last of their values (as if run one after another).
   void Set(uint32_t r, const std::string& key, std::string value, std::function<void()> then) {
     ++rank_sets_;
+    const uint32_t n = NodeOf(r);
+    std::vector<PendingSet> batch;
+    batch.push_back({std::move(value), std::move(then)});
+    if (o_.coalesce_sets) {
+      Node& node = node_state_[n];
+      absl::MutexLock lock(&node.mu);
+      auto [it, fresh] = node.sets.try_emplace(key);
+      if (!fresh) return it->second.push_back(std::move(batch.front()));
+    }
+    SendSet(n, key, std::move(batch));
+  }
+
+  void SendSet(uint32_t n, const std::string& key, std::vector<PendingSet> batch) {
     ++key_sets_;
     auto* c = new Call<v1::KeySetRequest, v1::KeySetResponse>;
     c->req.set_job(o_.job);
     c->req.set_generation(generation_);
     c->req.set_key(key);
-    c->req.set_value(std::move(value));
+    c->req.set_value(std::move(batch.back().value));
     if (!Begin(c)) return delete c;
-    Async(NodeOf(r))->KeySet(&c->ctx, &c->req, &c->resp,
-                             [this, c, r, then = std::move(then)](grpc::Status s) {
-                               std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
-                               End(c);
-                               if (!s.ok()) {
-                                 return Fail(Failed("KeySet", absl::StrCat("rank ", r), s));
-                               }
-                               then();
-                             });
+    Async(n)->KeySet(&c->ctx, &c->req, &c->resp,
+                     [this, c, n, batch = std::move(batch)](grpc::Status s) mutable {
+                       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+                       End(c);
+                       if (!s.ok()) return Fail(Failed("KeySet", names_[n], s));
+                       if (o_.coalesce_sets) {
+                         std::vector<PendingSet> next;
+                         {
+                           Node& node = node_state_[n];
+                           absl::MutexLock lock(&node.mu);
+                           auto it = node.sets.find(c->req.key());
+                           next = std::move(it->second);
+                           if (next.empty()) node.sets.erase(it);
+                           else it->second.clear();
+                         }
+                         if (!next.empty()) SendSet(n, c->req.key(), std::move(next));
+                       }
+                       for (PendingSet& set : batch) set.then();
+                     });
   }
 
   // A wait (KeyWait on [key]) or a get (KeyGet of key, waiting) of rank r, through its node's

@@ -39,6 +39,11 @@ struct StoreSimOptions {
   // run them). Unchanged coordinator; fewer calls where local ranks add to one key (the world's
   // barrier, a group within the node).
   bool coalesce_adds = false;
+  // Likewise for sets (a what-if): while one KeySet of a node on a key is in flight, the node's
+  // further sets on it wait and then go as ONE KeySet of the last value — every rank whose
+  // add(K, 0) saw its whole group sets K:last_worker, several per node in the world's barrier.
+  // Safe as the adds are: the merged sets take effect after each of them was asked for.
+  bool coalesce_sets = false;
 };
 
 struct StoreSimResult {
