@@ -37,8 +37,9 @@ Both sides: the server under test (meshd's coordinator, TCPStore's server thread
 (--server-cpu), the load on every CPU; the driver processes started and connected before the
 clock (as store_bench's simulated nodes are registered and joined before its clock); the time is
 from the first store call to the last rank done. Prints one JSON line per run as it finishes, then
-a table: system, ranks, groups, store calls, seconds, and each run's time as a multiple of meshd's
-median at that size (TCPStore / meshd: above 1, meshd is faster).
+a table: system, ranks, groups, store calls, the server's CPU, seconds, and each run's time as a
+multiple of meshd's run in the same round (TCPStore / meshd: above 1, meshd is faster), and a
+summary per size and system.
 Needs Debian's python3-torch (run with /usr/bin/python3); without it the TCPStore runs are
 reported as skipped.
 """
@@ -322,25 +323,47 @@ def main():
                     r = {"system": system, "nodes": nodes, "ranks": world, "error": str(e)[:300]}
                     failed = True
                 r["loadavg_before"] = round(load, 2)
+                r["round"] = f"{nodes}/{rnd}"
                 print(json.dumps(r), flush=True)
                 rows.append(r)
 
-    def median(system, nodes):
-        v = sorted(r["store_s"] for r in rows
-                   if r["system"] == system and r["nodes"] == nodes and "store_s" in r)
-        return v[len(v) // 2] if v else float("nan")
+    # Each run against meshd's run of the same round (the VM's speed drifts between rounds by a
+    # third and more; within a round, minutes apart at most, much less).
+    meshd_of_round = {}
+    for r in rows:
+        if r["system"] == "meshd" and "store_s" in r:
+            meshd_of_round[r["round"]] = r["store_s"]
+    for r in rows:
+        if "store_s" in r and r["round"] in meshd_of_round:
+            r["x_meshd"] = r["store_s"] / meshd_of_round[r["round"]]
 
     print()
     print(f"{'system':<18} {'ranks':>6} {'groups':>6} {'store calls':>11} {'coord calls':>11} "
-          f"{'seconds':>8} {'x meshd':>8}")
+          f"{'server cpu':>10} {'seconds':>8} {'x meshd':>8}")
     for r in rows:
         if "error" in r:
             print(f"{r['system']:<18} {r['ranks']:>6} failed: {r['error']}")
             continue
         coord = r.get("coordinator_calls")
+        cpu = r.get("coordinator_cpu_s", r.get("server_cpu_s"))
         print(f"{r['system']:<18} {r['ranks']:>6} {r['groups']:>6} {r['rank_calls']:>11} "
-              f"{coord if coord is not None else '':>11} {r['store_s']:>8.3f} "
-              f"{r['store_s'] / median('meshd', r['nodes']):>8.2f}")
+              f"{coord if coord is not None else '':>11} "
+              f"{'' if cpu is None else format(cpu, '.3f'):>10} {r['store_s']:>8.3f} "
+              f"{r.get('x_meshd', float('nan')):>8.2f}")
+
+    def spread(values, fmt):
+        v = sorted(values)
+        return f"{v[0]:{fmt}}-{v[-1]:{fmt}} (median {v[len(v) // 2]:{fmt}})"
+
+    print()
+    print("x meshd: each run's time over meshd's in the same round (above 1: meshd is faster)")
+    for ranks in sorted({r["ranks"] for r in rows}):
+        for system in dict.fromkeys(r["system"] for r in rows):
+            ok = [r for r in rows if r["ranks"] == ranks and r["system"] == system and "x_meshd" in r]
+            if ok:
+                print(f"{system:<18} {ranks:>6}  {len(ok)} runs  "
+                      f"{spread([r['store_s'] for r in ok], '.3f')} s  "
+                      f"x meshd {spread([r['x_meshd'] for r in ok], '.2f')}")
     return 1 if failed else 0
 
 
