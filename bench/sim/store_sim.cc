@@ -86,8 +86,8 @@ class Sim {
       if (!finished_ && error_.ok()) {
         error_ = absl::DeadlineExceededError(absl::StrCat(
             "the run did not finish within ", absl::FormatDuration(o_.timeout), ": ", registered_,
-            " of ", nodes_, " nodes registered, ", joined_, " joined, ", done_ranks_.load(),
-            " of ", w_.world_size, " ranks through the store workload"));
+            " of ", nodes_, " nodes registered, ", joined_, " joined, ", done_ranks_.load(), " of ",
+            w_.world_size, " ranks through the store workload"));
       }
     }
     {
@@ -269,16 +269,17 @@ class Sim {
             Next(r);
           });
         default:  // wait([K:last_worker])
-          return SharedWait(r, /*get=*/false, group.last_worker_key, [this, r, g](const std::string&) {
-            if (adds_sent_[g].load() != w_.groups[g].size) {
-              return Fail(absl::InternalError(absl::StrCat(
-                  "rank ", r, ": the barrier of group ", w_.groups[g].name, " returned after ",
-                  adds_sent_[g].load(), " of its ", w_.groups[g].size, " members added")));
-            }
-            ranks_[r].step++;
-            ranks_[r].sub = 0;
-            Next(r);
-          });
+          return SharedWait(
+              r, /*get=*/false, group.last_worker_key, [this, r, g](const std::string&) {
+                if (adds_sent_[g].load() != w_.groups[g].size) {
+                  return Fail(absl::InternalError(absl::StrCat(
+                      "rank ", r, ": the barrier of group ", w_.groups[g].name, " returned after ",
+                      adds_sent_[g].load(), " of its ", w_.groups[g].size, " members added")));
+                }
+                ranks_[r].step++;
+                ranks_[r].sub = 0;
+                Next(r);
+              });
       }
     }
     const uint32_t g = w_.GroupOf(rk.step - barrier_steps, r);
@@ -290,9 +291,9 @@ class Sim {
     if (group.leader == r) return Set(r, group.id_key, w_.IdOf(g), advance);
     SharedWait(r, /*get=*/true, group.id_key, [this, r, g, advance](const std::string& value) {
       if (value != w_.IdOf(g)) {
-        return Fail(absl::InternalError(absl::StrCat(
-            "rank ", r, ": the id of group ", w_.groups[g].name, " is not the one its leader set (",
-            value.size(), " bytes)")));
+        return Fail(absl::InternalError(
+            absl::StrCat("rank ", r, ": the id of group ", w_.groups[g].name,
+                         " is not the one its leader set (", value.size(), " bytes)")));
       }
       advance();
     });
@@ -339,8 +340,10 @@ class Sim {
                            absl::MutexLock lock(&node.mu);
                            auto it = node.adds.find(c->req.key());
                            next = std::move(it->second);
-                           if (next.empty()) node.adds.erase(it);
-                           else it->second.clear();
+                           if (next.empty())
+                             node.adds.erase(it);
+                           else
+                             it->second.clear();
                          }
                          if (!next.empty()) SendAdd(n, c->req.key(), std::move(next));
                        }
@@ -391,8 +394,10 @@ class Sim {
                            absl::MutexLock lock(&node.mu);
                            auto it = node.sets.find(c->req.key());
                            next = std::move(it->second);
-                           if (next.empty()) node.sets.erase(it);
-                           else it->second.clear();
+                           if (next.empty())
+                             node.sets.erase(it);
+                           else
+                             it->second.clear();
                          }
                          if (!next.empty()) SendSet(n, c->req.key(), std::move(next));
                        }

@@ -68,7 +68,9 @@ struct StoreWorkload {
   uint32_t slots = 0;
   std::vector<uint32_t> group_of;
 
-  uint32_t GroupOf(uint32_t slot, uint32_t rank) const { return group_of[slot * world_size + rank]; }
+  uint32_t GroupOf(uint32_t slot, uint32_t rank) const {
+    return group_of[slot * world_size + rank];
+  }
   // The 128-byte id the leader of `group` sets (deterministic, so that every get is checked).
   std::string IdOf(uint32_t group) const;
   // Store calls every rank makes together, the last_worker sets aside (their number depends on
