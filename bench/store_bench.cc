@@ -50,8 +50,8 @@ struct Flags {
   bool progress = false;
   bool json = false;
   bool keys = false;
-  bool coalesce_adds = false;
-  bool coalesce_sets = false;
+  bool coalesce_adds = true;  // as the agent does (Agent::SendMergedWrites)
+  bool coalesce_sets = true;
 };
 
 std::string DefaultMeshd() {
@@ -103,12 +103,11 @@ int main(int argc, char** argv) {
   app.add_flag("--no-barriers", f.no_barriers,
                "No store-based barriers: torch 2.x's default (TORCH_DIST_INIT_BARRIER unset), "
                "the NCCL id exchange alone");
-  app.add_flag("--coalesce-adds", f.coalesce_adds,
-               "What-if (today's agent does not): each node sends its ranks' adds on one key "
-               "while one is in flight as one KeyAdd of their sum");
-  app.add_flag("--coalesce-sets", f.coalesce_sets,
-               "What-if (today's agent does not): likewise for its ranks' sets on one key (one "
-               "KeySet of the last value)");
+  app.add_flag_callback(
+      "--no-merge-writes",
+      [&f] { f.coalesce_adds = f.coalesce_sets = false; },
+      "Each add and set of a node's ranks as its own coordinator call (the agent before it merged "
+      "its workers' adds and sets on one key while one is in flight)");
   app.add_option("--channels", f.channels,
                  "gRPC connections the simulated nodes share (default: one per 512 nodes, 4 to 32)")
       ->check(CLI::Range(1u, 4096u));
@@ -196,10 +195,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> dims;
   for (const auto& [name, size] : workload->dims) dims.push_back(absl::StrCat(name, "=", size));
   nlohmann::ordered_json j;
-  j["system"] = f.coalesce_adds && f.coalesce_sets ? "meshd-coalesced"
-                : f.coalesce_adds                  ? "meshd-coalesce-adds"
-                : f.coalesce_sets                  ? "meshd-coalesce-sets"
-                                                   : "meshd";
+  j["system"] = f.coalesce_adds && f.coalesce_sets ? "meshd" : "meshd-unmerged";
   j["nodes"] = f.nodes;
   j["gpus_per_node"] = f.gpus_per_node;
   j["ranks"] = workload->world_size;
@@ -240,7 +236,7 @@ int main(int argc, char** argv) {
         "store_bench: %u nodes x %u GPUs = %u ranks, mesh %s, %u groups, barriers %s%s\n", f.nodes,
         f.gpus_per_node, workload->world_size, j["shape"].get<std::string>(),
         workload->groups.size(), workload->barriers ? "on" : "off",
-        f.coalesce_adds || f.coalesce_sets ? ", coalesced per node and key (what-if)" : "");
+        f.coalesce_adds ? "" : ", adds and sets one call each (--no-merge-writes)");
     line("registered / joined (not in the store time)",
          absl::StrFormat("%.3f s / %.3f s", r->t_registered_s, r->t_joined_s));
     line("store workload (first call to last rank)", absl::StrFormat("%.3f s", r->store_s));

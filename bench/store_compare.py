@@ -19,12 +19,12 @@ ids alone.
 For each size it runs, in alternation:
 
   meshd              build/bin/store_bench --json: a real `meshd coordinator`, simulated nodes of
-                     G ranks over gRPC, each node sending what its agent relays (every add and set
-                     on its own, identical waits/gets of its ranks as one call); registering and
-                     joining the job come first and are not in the store time
-  meshd-coalesced    (--coalesced) a what-if, not today's agent: store_bench --coalesce-adds
-                     --coalesce-sets, each node sending its ranks' adds (sets) on one key while
-                     one is in flight as one KeyAdd of their sum (one KeySet of the last value)
+                     G ranks over gRPC, each node sending what its agent relays (identical
+                     waits/gets of its ranks as one call; its ranks' adds (sets) on one key while
+                     one is in flight as one KeyAdd of their sum (one KeySet of the last value));
+                     registering and joining the job come first and are not in the store time
+  meshd-unmerged     (--unmerged) store_bench --no-merge-writes: every add and set on its own, as
+                     the agent sent them before it merged writes
   tcpstore-shared    PyTorch's TCPStore (Debian's python3-torch): the ranks spread over --procs
                      driver processes, each sharing one connection among its ranks (TCPStore's
                      best case); a driver runs its ranks' calls phase by phase (every rank's adds
@@ -218,11 +218,11 @@ def run_tcpstore(nodes, gpus, per_rank, procs, timeout_s, server_cpu, barriers, 
             "server_cpus": str(server_cpu) if server_cpu >= 0 else "all"}
 
 
-def run_meshd(bench, nodes, gpus, timeout_s, server_cpu, barriers, progress, coalesce=False):
+def run_meshd(bench, nodes, gpus, timeout_s, server_cpu, barriers, progress, unmerged=False):
     out = subprocess.run([bench, "--nodes", str(nodes), "--gpus-per-node", str(gpus), "--json",
                           "--timeout", str(timeout_s), "--coordinator-cpu", str(server_cpu)] +
                          ([] if barriers else ["--no-barriers"]) +
-                         (["--coalesce-adds", "--coalesce-sets"] if coalesce else []) +
+                         (["--no-merge-writes"] if unmerged else []) +
                          (["--progress"] if progress else []),
                          stdout=subprocess.PIPE, stderr=None if progress else subprocess.PIPE,
                          text=True, timeout=timeout_s + 60)
@@ -270,10 +270,9 @@ def main():
                    help="CPU the server under test (meshd's coordinator, TCPStore's server) is "
                         "confined to while the load runs on every CPU; -1: any (default: %(default)s)")
     p.add_argument("--progress", action="store_true", help="progress lines on stderr")
-    p.add_argument("--coalesced", action="store_true",
-                   help="also run meshd-coalesced: store_bench --coalesce-adds --coalesce-sets, a "
-                        "what-if (each node's adds, and sets, on one key while one is in flight "
-                        "sent as one call)")
+    p.add_argument("--unmerged", action="store_true",
+                   help="also run meshd-unmerged: store_bench --no-merge-writes (every add and set "
+                        "its own coordinator call, as before the agent merged them)")
     p.add_argument("--check-keys", action="store_true",
                    help="first check that store_bench's groups and keys are this script's")
     a = p.parse_args()
@@ -300,10 +299,10 @@ def main():
         for rnd in range(a.repeat):
             runs = [("meshd", lambda: run_meshd(a.store_bench, nodes, a.gpus_per_node, a.timeout,
                                                 a.server_cpu, barriers, a.progress))]
-            if a.coalesced:
-                runs.append(("meshd-coalesced", lambda: run_meshd(
+            if a.unmerged:
+                runs.append(("meshd-unmerged", lambda: run_meshd(
                     a.store_bench, nodes, a.gpus_per_node, a.timeout, a.server_cpu, barriers,
-                    a.progress, coalesce=True)))
+                    a.progress, unmerged=True)))
             if have_torch:
                 runs.append(("tcpstore-shared", lambda: run_tcpstore(
                     nodes, a.gpus_per_node, False, a.procs, a.timeout, a.server_cpu, barriers,

@@ -33,17 +33,17 @@ struct StoreSimOptions {
   std::function<void()> on_store_start;
   // Every second of the store workload, a line on stderr: ranks done, calls sent.
   bool progress = false;
-  // A what-if, not what today's agent does: while one KeyAdd of a node on a key is in flight, the
+  // What the agent does (Agent::SendMergedWrites): while one KeyAdd of a node on a key is in flight, the
   // node's further adds on that key wait and then go as ONE KeyAdd of their sum, each rank getting
   // the value it would have seen had they run one after another (as TCPStore's server would have
   // run them). Unchanged coordinator; fewer calls where local ranks add to one key (the world's
   // barrier, a group within the node).
-  bool coalesce_adds = false;
-  // Likewise for sets (a what-if): while one KeySet of a node on a key is in flight, the node's
+  bool coalesce_adds = true;
+  // Likewise for sets (as the agent does): while one KeySet of a node on a key is in flight, the node's
   // further sets on it wait and then go as ONE KeySet of the last value — every rank whose
   // add(K, 0) saw its whole group sets K:last_worker, several per node in the world's barrier.
   // Safe as the adds are: the merged sets take effect after each of them was asked for.
-  bool coalesce_sets = false;
+  bool coalesce_sets = true;
 };
 
 struct StoreSimResult {

@@ -963,14 +963,26 @@ absl::Status Agent::KeyScope(const std::string& job, uint64_t generation) const 
                    job.substr(0, 128), "'; attach first"));
 }
 
+template <>
+std::map<std::string, Agent::MergedWrites<v1::KeyAddResponse>>& Agent::Merged() {
+  return merged_adds_;
+}
+template <>
+std::map<std::string, Agent::MergedWrites<v1::KeySetResponse>>& Agent::Merged() {
+  return merged_sets_;
+}
+
 template <typename Req, typename Resp>
 void Agent::RelayKeyCall(Req req, absl::Time deadline,
                          std::function<void(const grpc::Status&, Resp&)> done) {
   constexpr bool kShareable =
       std::is_same_v<Resp, v1::KeyGetResponse> || std::is_same_v<Resp, v1::KeyWaitResponse>;
+  constexpr bool kMergeable =
+      std::is_same_v<Resp, v1::KeyAddResponse> || std::is_same_v<Resp, v1::KeySetResponse>;
   const std::string signature = ShareSignature(req);
   absl::Status scope;
   bool first = true;
+  std::string merge_signature;
   {
     absl::MutexLock lock(&mu_);
     ++key_calls_;
@@ -981,6 +993,25 @@ void Agent::RelayKeyCall(Req req, absl::Time deadline,
         first = shared.waiters.empty();
         if (!first) ++key_calls_shared_;
         shared.waiters.push_back({std::move(done), deadline});
+      }
+    }
+    if constexpr (kMergeable) {
+      if (scope.ok()) {
+        merge_signature = absl::StrCat(req.job().size(), ":", req.job(), req.generation(), "|",
+                                       req.key());
+        auto& merged = Merged<Resp>()[merge_signature];
+        typename MergedWrites<Resp>::Writer w;
+        if constexpr (std::is_same_v<Resp, v1::KeyAddResponse>) {
+          w.delta = req.delta();
+        } else {
+          w.value = std::move(*req.mutable_value());
+        }
+        w.done = std::move(done);
+        w.deadline = deadline;
+        merged.queued.push_back(std::move(w));
+        first = !merged.in_flight;
+        merged.in_flight = true;
+        if (!first) ++key_calls_shared_;
       }
     }
   }
@@ -995,6 +1026,10 @@ void Agent::RelayKeyCall(Req req, absl::Time deadline,
       return;
     }
   }
+  if constexpr (kMergeable) {
+    if (first) SendMergedWrites<Req, Resp>(merge_signature, std::move(req));
+    return;
+  }
   CallCoordinator<Req, Resp>(
       KeyMethod<Req>::kName, std::move(req), absl::Now() + (deadline - clock_->Now()),
       [this](grpc::ClientContext* ctx, const Req* rq, Resp* rs,
@@ -1002,6 +1037,101 @@ void Agent::RelayKeyCall(Req req, absl::Time deadline,
         KeyMethod<Req>::Send(stub_.get(), ctx, rq, rs, std::move(cb));
       },
       std::move(done));
+}
+
+template <typename Req, typename Resp>
+void Agent::SendMergedWrites(const std::string& signature, Req request) {
+  using Writer = typename MergedWrites<Resp>::Writer;
+  constexpr bool kAdd = std::is_same_v<Resp, v1::KeyAddResponse>;
+  std::vector<Writer> batch;
+  int64_t sum = 0;
+  absl::Time deadline = clock_->Now();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = Merged<Resp>().find(signature);
+    if (it == Merged<Resp>().end()) return;
+    MergedWrites<Resp>& m = it->second;
+    if (m.queued.empty()) {
+      Merged<Resp>().erase(it);
+      return;
+    }
+    // Adds: a run of deltas of one sign (so that every partial sum lies between the counter and
+    // its final value: if the merged add does not overflow, none of the adds one by one would
+    // have) whose sum fits int64; at least one. One alone after a merged add overflowed the
+    // counter, so that each gets the answer it would have got by itself.
+    size_t take = m.queued.size();
+    if (m.alone > 0) {
+      take = 1;
+      --m.alone;
+    } else if constexpr (kAdd) {
+      take = 0;
+      int sign = 0;
+      for (const Writer& w : m.queued) {
+        const int s = (w.delta > 0) - (w.delta < 0);
+        int64_t next = 0;
+        if (take > 0 && ((s != 0 && sign != 0 && s != sign) ||
+                         __builtin_add_overflow(sum, w.delta, &next))) {
+          break;
+        }
+        sum = take == 0 ? w.delta : next;
+        if (s != 0) sign = s;
+        ++take;
+      }
+    }
+    batch.assign(std::make_move_iterator(m.queued.begin()),
+                 std::make_move_iterator(m.queued.begin() + take));
+    m.queued.erase(m.queued.begin(), m.queued.begin() + take);
+    if constexpr (kAdd) {
+      sum = 0;
+      for (const Writer& w : batch) sum += w.delta;  // checked above
+    }
+    for (const Writer& w : batch) deadline = std::max(deadline, w.deadline);
+  }
+  if constexpr (kAdd) {
+    request.set_delta(sum);
+  } else {
+    request.set_value(batch.back().value);
+  }
+  Req again = request;  // the job, generation and key for the next batch
+  CallCoordinator<Req, Resp>(
+      KeyMethod<Req>::kName, std::move(request), absl::Now() + (deadline - clock_->Now()),
+      [this](grpc::ClientContext* ctx, const Req* rq, Resp* rs,
+             std::function<void(grpc::Status)> cb) {
+        KeyMethod<Req>::Send(stub_.get(), ctx, rq, rs, std::move(cb));
+      },
+      [this, signature, again = std::move(again), batch = std::move(batch), sum](
+          const grpc::Status& s, Resp& resp) mutable {
+        if constexpr (kAdd) {
+          if (s.error_code() == grpc::StatusCode::OUT_OF_RANGE && batch.size() > 1) {
+            // The sum overflowed where the adds one by one might not all have: send them again,
+            // one per call, in their order, ahead of the later ones.
+            {
+              absl::MutexLock lock(&mu_);
+              MergedWrites<Resp>& m = Merged<Resp>()[signature];
+              m.queued.insert(m.queued.begin(), std::make_move_iterator(batch.begin()),
+                              std::make_move_iterator(batch.end()));
+              m.alone += batch.size();
+            }
+            SendMergedWrites<Req, Resp>(signature, std::move(again));
+            return;
+          }
+          int64_t value = s.ok() ? resp.value() - sum : 0;
+          for (Writer& w : batch) {
+            Resp each;
+            if (s.ok()) {
+              value += w.delta;
+              each.set_value(value);
+            }
+            w.done(s, each);
+          }
+        } else {
+          for (Writer& w : batch) {
+            Resp each;
+            w.done(s, each);
+          }
+        }
+        SendMergedWrites<Req, Resp>(signature, std::move(again));
+      });
 }
 
 template <typename Req, typename Resp>

@@ -79,7 +79,7 @@ struct AgentStatusView {
   uint64_t heartbeats = 0;  // answered by the coordinator
   uint64_t heartbeat_failures = 0;
   uint64_t key_calls = 0;         // store calls from local workers
-  uint64_t key_calls_shared = 0;  // of those, waits that joined another worker's coordinator call
+  uint64_t key_calls_shared = 0;  // of those, sent within another worker's coordinator call
 };
 
 class Agent {
@@ -123,7 +123,8 @@ class Agent {
   // The generation's key-value store for local workers (agent.proto's Key* calls, one of
   // v1::KeySet/KeyGet/KeyAdd/KeyCompareSet/KeyWait/KeyCheck/KeyDelete/KeyCountRequest): relayed to
   // the coordinator as they are. Identical waits (KeyGet with wait, KeyWait) of local workers
-  // travel as one coordinator call. Errors: FAILED_PRECONDITION no worker of this node is attached
+  // travel as one coordinator call, and adds or sets of local workers on one key arriving while one
+  // is in flight travel as one call when it returns. Errors: FAILED_PRECONDITION no worker of this node is attached
   // to that generation of the job; ABORTED it ended; CANCELLED at Stop; the coordinator's.
   template <typename Req, typename Resp>
   void RelayKeyCall(Req req, absl::Time deadline,
@@ -201,6 +202,27 @@ class Agent {
     };
     std::vector<Waiter> waiters;
   };
+  // Local workers' adds (or sets) on one key that arrive while one is in flight, sent as one
+  // coordinator call when it returns: adds as their sum, each answered with the value it would have
+  // seen in turn; sets as the last value (the others taking effect just before it).
+  template <typename Resp>
+  struct MergedWrites {
+    struct Writer {
+      int64_t delta = 0;  // KeyAdd
+      std::string value;  // KeySet
+      std::function<void(const grpc::Status&, Resp&)> done;
+      absl::Time deadline;
+    };
+    bool in_flight = false;
+    size_t alone = 0;  // the first `alone` writers go one per call (a merged add overflowed)
+    std::vector<Writer> queued;
+  };
+  template <typename Resp>
+  std::map<std::string, MergedWrites<Resp>>& Merged() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends the queued writes of `signature` (job, generation, key) as one call; again on return
+  // while more are queued.
+  template <typename Req, typename Resp>
+  void SendMergedWrites(const std::string& signature, Req request) ABSL_LOCKS_EXCLUDED(mu_);
   // OK when local workers run `generation` of `job`; else the error to answer with.
   absl::Status KeyScope(const std::string& job, uint64_t generation) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -261,6 +283,8 @@ class Agent {
   // Shared waits by signature (kind, job, generation, keys).
   std::map<std::string, SharedWait<v1::KeyGetResponse>> shared_gets_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, SharedWait<v1::KeyWaitResponse>> shared_key_waits_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, MergedWrites<v1::KeyAddResponse>> merged_adds_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, MergedWrites<v1::KeySetResponse>> merged_sets_ ABSL_GUARDED_BY(mu_);
   uint64_t key_calls_ ABSL_GUARDED_BY(mu_) = 0;        // Key* calls from workers
   uint64_t key_calls_shared_ ABSL_GUARDED_BY(mu_) = 0;  // of those, answered by another's call
   std::thread loop_;
