@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <type_traits>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -343,6 +344,11 @@ class ClientImpl final : public Client {
     return out;
   }
 
+  // The store calls that wait (KeyGet is always sent with wait).
+  template <typename Req>
+  static constexpr bool kWaits =
+      std::is_same_v<Req, v1::KeyGetRequest> || std::is_same_v<Req, v1::KeyWaitRequest>;
+
   // One store call to the agent, ending by `timeout`; errors say what was asked (`what`).
   template <typename Req, typename Resp>
   absl::Status Call(absl::string_view what, absl::Duration timeout,
@@ -354,10 +360,20 @@ class ClientImpl final : public Client {
       return absl::DeadlineExceededError(
           absl::StrCat("cannot ", what, ": the store's timeout is not positive"));
     }
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    InterruptibleCall interruptible(options_.interrupter.get(), &ctx);
-    const grpc::Status s = (stub_.get()->*method)(&ctx, req, resp);
+    const absl::Time deadline = absl::Now() + timeout;
+    grpc::Status s;
+    while (true) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(deadline));
+      InterruptibleCall interruptible(options_.interrupter.get(), &ctx);
+      s = (stub_.get()->*method)(&ctx, req, resp);
+      // The servers hold a wait for at most their --max-wait (10 minutes): a longer wait (torch's
+      // store timeout is 30 minutes) is sent again until its own deadline.
+      if (!kWaits<Req> || s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED ||
+          absl::Now() + absl::Milliseconds(50) >= deadline) {
+        break;
+      }
+    }
     if (s.ok()) return absl::OkStatus();
     if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
       return absl::DeadlineExceededError(absl::StrCat(

@@ -8,6 +8,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
+#include "daemon/coordinator/kv_store.h"
 #include "daemon/coordinator/validation.h"
 #include "daemon/wire/convert.h"
 #include "grpcpp/create_channel.h"
@@ -979,14 +980,42 @@ void Agent::RelayKeyCall(Req req, absl::Time deadline,
       std::is_same_v<Resp, v1::KeyGetResponse> || std::is_same_v<Resp, v1::KeyWaitResponse>;
   constexpr bool kMergeable =
       std::is_same_v<Resp, v1::KeyAddResponse> || std::is_same_v<Resp, v1::KeySetResponse>;
-  const std::string signature = ShareSignature(req);
+  constexpr bool kWrite = kMergeable || std::is_same_v<Resp, v1::KeyCompareSetResponse> ||
+                          std::is_same_v<Resp, v1::KeyDeleteResponse>;
+  std::string signature = ShareSignature(req);
   absl::Status scope;
   bool first = true;
   std::string merge_signature;
+  if constexpr (kMergeable) {
+    // Checked here too: a merged set sends only the last value, so a bad one must not hide in it.
+    if (req.key().empty() || req.key().size() > coordinator::KvStore::kMaxKeyBytes) {
+      scope = absl::InvalidArgumentError(absl::StrCat(
+          "key of ", req.key().size(), " bytes: keys are 1-", coordinator::KvStore::kMaxKeyBytes));
+    }
+    if constexpr (std::is_same_v<Resp, v1::KeySetResponse>) {
+      if (req.value().size() > coordinator::KvStore::kMaxValueBytes) {
+        scope = absl::InvalidArgumentError(
+            absl::StrCat("value of ", req.value().size(), " bytes is larger than the limit of ",
+                         coordinator::KvStore::kMaxValueBytes));
+      }
+    }
+  }
+  if constexpr (kWrite) {
+    // Answered: later gets of local workers must see it (read your writes).
+    done = [this, job = req.job(), done = std::move(done)](const grpc::Status& s, Resp& r) {
+      StoreWriteAnswered(job);
+      done(s, r);
+    };
+  }
   {
     absl::MutexLock lock(&mu_);
     ++key_calls_;
-    scope = KeyScope(req.job(), req.generation());
+    if (scope.ok()) scope = KeyScope(req.job(), req.generation());
+    if constexpr (std::is_same_v<Resp, v1::KeyGetResponse>) {
+      if (scope.ok() && !signature.empty()) {
+        absl::StrAppend(&signature, "#", jobs_[req.job()].store_writes);
+      }
+    }
     if constexpr (kShareable) {
       if (scope.ok() && !signature.empty()) {
         auto& shared = SharedWaits<Resp>()[signature];
@@ -1036,7 +1065,12 @@ void Agent::RelayKeyCall(Req req, absl::Time deadline,
              std::function<void(grpc::Status)> cb) {
         KeyMethod<Req>::Send(stub_.get(), ctx, rq, rs, std::move(cb));
       },
-      std::move(done));
+      std::move(done), /*resend_when_unregistered=*/false, kWrite ? kSendOnce : 0);
+}
+
+void Agent::StoreWriteAnswered(const std::string& job) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = jobs_.find(job); it != jobs_.end()) ++it->second.store_writes;
 }
 
 template <typename Req, typename Resp>
@@ -1131,7 +1165,8 @@ void Agent::SendMergedWrites(const std::string& signature, Req request) {
           }
         }
         SendMergedWrites<Req, Resp>(signature, std::move(again));
-      });
+      },
+      /*resend_when_unregistered=*/false, kAdd ? kSendOnce : 0);
 }
 
 template <typename Req, typename Resp>

@@ -159,6 +159,9 @@ class Agent {
     std::map<uint64_t, std::pair<uint64_t, EndDone>> watchers;  // id -> (generation, done)
     // Group-id exchanges of the running generation: mesh key -> local rank -> ask.
     std::map<std::string, std::map<uint32_t, MeshAsk>> meshes;
+    // Store writes of local workers answered so far: a get joins only a shared get sent since the
+    // last one, so that a worker reads its own writes.
+    uint64_t store_writes = 0;
   };
   using Completions = std::vector<std::function<void()>>;
 
@@ -219,6 +222,8 @@ class Agent {
   };
   template <typename Resp>
   std::map<std::string, MergedWrites<Resp>>& Merged() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A local worker's store write was answered: later gets do not join shared gets sent before.
+  void StoreWriteAnswered(const std::string& job) ABSL_LOCKS_EXCLUDED(mu_);
   // Sends the queued writes of `signature` (job, generation, key) as one call; again on return
   // while more are queued.
   template <typename Req, typename Resp>
@@ -244,6 +249,10 @@ class Agent {
   // before the connection broke is harmless to send again. `done` runs once (with CANCELLED when
   // the agent stops before a send).
   static constexpr int kCoordinatorAttempts = 16;
+  // As `attempt`: one send that waits for the coordinator to be reachable, never sent again — for
+  // calls that must not apply twice (KeyAdd, KeyCompareSet, KeyDelete: an UNAVAILABLE may come
+  // after the coordinator applied them).
+  static constexpr int kSendOnce = kCoordinatorAttempts - 1;
   template <typename Req, typename Resp>
   using CoordinatorMethod = std::function<void(grpc::ClientContext*, const Req*, Resp*,
                                                std::function<void(grpc::Status)>)>;
