@@ -988,12 +988,9 @@ void Agent::RelayKeyCall(Req req, absl::Time deadline,
   std::string merge_signature;
   if constexpr (kMergeable) {
     // Checked here too: a merged set sends only the last value, so a bad one must not hide in it.
-    if (req.key().empty() || req.key().size() > coordinator::KvStore::kMaxKeyBytes) {
-      scope = absl::InvalidArgumentError(absl::StrCat(
-          "key of ", req.key().size(), " bytes: keys are 1-", coordinator::KvStore::kMaxKeyBytes));
-    }
+    scope = coordinator::ValidateKey(req.key());
     if constexpr (std::is_same_v<Resp, v1::KeySetResponse>) {
-      if (req.value().size() > coordinator::KvStore::kMaxValueBytes) {
+      if (scope.ok() && req.value().size() > coordinator::KvStore::kMaxValueBytes) {
         scope = absl::InvalidArgumentError(
             absl::StrCat("value of ", req.value().size(), " bytes is larger than the limit of ",
                          coordinator::KvStore::kMaxValueBytes));
