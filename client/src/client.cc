@@ -258,8 +258,8 @@ class ClientImpl final : public Client {
   }
 
   absl::StatusOr<std::string> KeyCompareSet(const std::string& key, const std::string& expected,
-                                            const std::string& desired,
-                                            absl::Duration timeout) override {
+                                            const std::string& desired, absl::Duration timeout,
+                                            bool* swapped) override {
     const absl::Time deadline = absl::Now() + timeout;
     // TCPStore: an empty `expected` matches an absent key, and an empty value.
     v1::KeyCompareSetRequest req = Scoped<v1::KeyCompareSetRequest>();
@@ -281,6 +281,7 @@ class ClientImpl final : public Client {
         return s;
       }
     }
+    if (swapped != nullptr) *swapped = resp.swapped();
     if (!resp.present()) return expected;  // absent and not swapped: TCPStore answers `expected`
     return std::move(*resp.mutable_value());
   }

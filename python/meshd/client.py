@@ -351,6 +351,14 @@ class Client:
         return self._core.key_compare_set(_key(key), _bytes(expected, "expected"),
                                           _bytes(desired, "desired"), _seconds(timeout))
 
+    def key_compare_swap(self, key: str, expected: Value, desired: Value,
+                         timeout: Optional[Timeout] = None) -> Tuple[bool, bytes]:
+        """As :meth:`key_compare_set`, and whether this call stored ``desired`` — which the value
+        alone cannot tell when another caller stored the same bytes."""
+        swapped, now = self._core.key_compare_swap(_key(key), _bytes(expected, "expected"),
+                                                   _bytes(desired, "desired"), _seconds(timeout))
+        return bool(swapped), now
+
     def key_wait(self, keys: Sequence[str], timeout: Optional[Timeout] = None) -> None:
         """Waits until every key of ``keys`` is set."""
         self._core.key_wait(_keys(keys), _seconds(timeout))

@@ -590,6 +590,18 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("key"), py::arg("expected"), py::arg("desired"), py::arg("timeout") = py::none())
       .def(
+          "key_compare_swap",
+          [](PyClient& c, const std::string& key, const std::string& expected,
+             const std::string& desired, std::optional<double> timeout) {
+            std::shared_ptr<Client> client = c.Get();
+            const absl::Duration t = c.Timeout(timeout);
+            bool swapped = false;
+            std::string now = Value(
+                c.Run([&] { return client->KeyCompareSet(key, expected, desired, t, &swapped); }));
+            return py::make_tuple(swapped, py::bytes(now));
+          },
+          py::arg("key"), py::arg("expected"), py::arg("desired"), py::arg("timeout") = py::none())
+      .def(
           "key_wait",
           [](PyClient& c, const std::vector<std::string>& keys, std::optional<double> timeout) {
             std::shared_ptr<Client> client = c.Get();

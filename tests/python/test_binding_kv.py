@@ -74,6 +74,14 @@ def test_compare_set_has_tcpstore_semantics(client) -> None:
     assert client.key_compare_set("empty", "", "filled") == b"filled"
 
 
+def test_compare_swap_says_whether_this_call_stored(client) -> None:
+    assert client.key_compare_swap("s", "", "v") == (True, b"v")
+    # Another caller already stored the same bytes: the value matches, but this call did not swap.
+    assert client.key_compare_swap("s", "", "v") == (False, b"v")
+    assert client.key_compare_swap("s", "v", "w") == (True, b"w")
+    assert client.key_compare_swap("gone", "e", "d") == (False, b"e")
+
+
 def test_wait_check_delete_count(client) -> None:
     assert client.key_count() == 0
     assert client.key_check(["a", "b"]) is False

@@ -249,11 +249,13 @@ class Client {
                                          absl::Duration timeout) = 0;
   // TCPStore's compare_set: stores `desired` when the key holds `expected` (or is absent and
   // `expected` is empty) and returns the value now stored; returns `expected` when the key is
-  // absent and `expected` is not empty.
+  // absent and `expected` is not empty. `swapped` (optional): whether this call stored `desired`
+  // (the answer alone cannot tell when another caller stored the same bytes).
   virtual absl::StatusOr<std::string> KeyCompareSet(const std::string& key,
                                                     const std::string& expected,
                                                     const std::string& desired,
-                                                    absl::Duration timeout) = 0;
+                                                    absl::Duration timeout,
+                                                    bool* swapped = nullptr) = 0;
   // Waits until every key is set.
   virtual absl::Status KeyWait(const std::vector<std::string>& keys, absl::Duration timeout) = 0;
   // Whether every key is set (no wait).

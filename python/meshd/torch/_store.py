@@ -227,7 +227,8 @@ class Store(dist.Store):
             present = self._client.key_check([key], timeout=seconds)
             current = self._client.key_get(key, timeout=seconds) if present else b""
             desired = current + tail
-            if self._client.key_compare_set(key, current, desired, timeout=seconds) == desired:
+            swapped, _ = self._client.key_compare_swap(key, current, desired, timeout=seconds)
+            if swapped:  # not merely equal: another rank may have appended the same bytes
                 return
 
     def multi_get(self, keys: Sequence[str]) -> List[bytes]:
