@@ -50,6 +50,12 @@ CoordinatorService::CoordinatorService(coordinator::Coordinator* core, const Clo
           this, &CoordinatorService::RequestJoinJob, &CoordinatorService::ServeJoinJob)),
       key_get_(AsyncMethod<v1::KeyGetRequest, v1::KeyGetResponse>(
           this, &CoordinatorService::RequestKeyGet, &CoordinatorService::ServeKeyGet)),
+      key_set_(AsyncMethod<v1::KeySetRequest, v1::KeySetResponse>(
+          this, &CoordinatorService::RequestKeySet, &CoordinatorService::ServeKeySet)),
+      key_add_(AsyncMethod<v1::KeyAddRequest, v1::KeyAddResponse>(
+          this, &CoordinatorService::RequestKeyAdd, &CoordinatorService::ServeKeyAdd)),
+      key_wait_(AsyncMethod<v1::KeyWaitRequest, v1::KeyWaitResponse>(
+          this, &CoordinatorService::RequestKeyWait, &CoordinatorService::ServeKeyWait)),
       barrier_(AsyncMethod<v1::BarrierRequest, v1::BarrierResponse>(
           this, &CoordinatorService::RequestBarrier, &CoordinatorService::ServeBarrier)),
       resolve_groups_(AsyncMethod<grpc::ByteBuffer, grpc::ByteBuffer>(
@@ -64,6 +70,9 @@ void CoordinatorService::AwaitCalls(AsyncQueues* queues) {
     Async<v1::HeartbeatRequest, v1::HeartbeatResponse>::Await(&heartbeat_, queues);
     Async<v1::JoinJobRequest, v1::Assignment>::Await(&join_job_, queues);
     Async<v1::KeyGetRequest, v1::KeyGetResponse>::Await(&key_get_, queues);
+    Async<v1::KeySetRequest, v1::KeySetResponse>::Await(&key_set_, queues);
+    Async<v1::KeyAddRequest, v1::KeyAddResponse>::Await(&key_add_, queues);
+    Async<v1::KeyWaitRequest, v1::KeyWaitResponse>::Await(&key_wait_, queues);
     Async<v1::BarrierRequest, v1::BarrierResponse>::Await(&barrier_, queues);
     Async<grpc::ByteBuffer, grpc::ByteBuffer>::Await(&resolve_groups_, queues);
   }
@@ -137,13 +146,11 @@ grpc::ServerWriteReactor<v1::GenerationEnd>* CoordinatorService::WatchJob(
   });
 }
 
-grpc::ServerUnaryReactor* CoordinatorService::KeySet(grpc::CallbackServerContext* ctx,
-                                                     const v1::KeySetRequest* req,
-                                                     v1::KeySetResponse*) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  core_->KeySet(req->job(), req->generation(), req->key(), req->value(),
-                [reactor](absl::Status s) { reactor->Finish(ToGrpc(s)); });
-  return reactor;
+void CoordinatorService::ServeKeySet(grpc::ServerContext* /*ctx*/, const v1::KeySetRequest& req,
+                                     v1::KeySetResponse* /*resp*/,
+                                     Async<v1::KeySetRequest, v1::KeySetResponse>::Reply reply) {
+  core_->KeySet(req.job(), req.generation(), req.key(), req.value(),
+                [reply = std::move(reply)](absl::Status s) { reply(ToGrpc(s)); });
 }
 
 void CoordinatorService::ServeKeyGet(grpc::ServerContext* ctx, const v1::KeyGetRequest& req,
@@ -156,13 +163,12 @@ void CoordinatorService::ServeKeyGet(grpc::ServerContext* ctx, const v1::KeyGetR
                 });
 }
 
-grpc::ServerUnaryReactor* CoordinatorService::KeyAdd(grpc::CallbackServerContext* ctx,
-                                                     const v1::KeyAddRequest* req,
-                                                     v1::KeyAddResponse* resp) {
-  absl::StatusOr<int64_t> v =
-      core_->KeyAdd(req->job(), req->generation(), req->key(), req->delta());
+void CoordinatorService::ServeKeyAdd(grpc::ServerContext* /*ctx*/, const v1::KeyAddRequest& req,
+                                     v1::KeyAddResponse* resp,
+                                     Async<v1::KeyAddRequest, v1::KeyAddResponse>::Reply reply) {
+  absl::StatusOr<int64_t> v = core_->KeyAdd(req.job(), req.generation(), req.key(), req.delta());
   if (v.ok()) resp->set_value(*v);
-  return Done(ctx, v.status());
+  reply(ToGrpc(v.status()));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::KeyCompareSet(grpc::CallbackServerContext* ctx,
@@ -178,14 +184,12 @@ grpc::ServerUnaryReactor* CoordinatorService::KeyCompareSet(grpc::CallbackServer
   return Done(ctx, r.status());
 }
 
-grpc::ServerUnaryReactor* CoordinatorService::KeyWait(grpc::CallbackServerContext* ctx,
-                                                      const v1::KeyWaitRequest* req,
-                                                      v1::KeyWaitResponse*) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  core_->KeyWait(req->job(), req->generation(),
-                 std::vector<std::string>(req->keys().begin(), req->keys().end()), Deadline(ctx),
-                 [reactor](absl::Status s) { reactor->Finish(ToGrpc(s)); });
-  return reactor;
+void CoordinatorService::ServeKeyWait(grpc::ServerContext* ctx, const v1::KeyWaitRequest& req,
+                                      v1::KeyWaitResponse* /*resp*/,
+                                      Async<v1::KeyWaitRequest, v1::KeyWaitResponse>::Reply reply) {
+  core_->KeyWait(req.job(), req.generation(),
+                 std::vector<std::string>(req.keys().begin(), req.keys().end()), Deadline(ctx),
+                 [reply = std::move(reply)](absl::Status s) { reply(ToGrpc(s)); });
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::KeyCheck(grpc::CallbackServerContext* ctx,

@@ -24,8 +24,8 @@ using C = v1::Coordinator;
 // straight from and to the core's types), the others callback (gRPC's generated mix-ins).
 using Base = C::WithAsyncMethod_RegisterNode<C::WithAsyncMethod_Heartbeat<
     C::WithAsyncMethod_JoinJob<C::WithCallbackMethod_LeaveJob<C::WithCallbackMethod_WatchJob<
-        C::WithCallbackMethod_KeySet<C::WithAsyncMethod_KeyGet<C::WithCallbackMethod_KeyAdd<
-            C::WithCallbackMethod_KeyCompareSet<C::WithCallbackMethod_KeyWait<
+        C::WithAsyncMethod_KeySet<C::WithAsyncMethod_KeyGet<C::WithAsyncMethod_KeyAdd<
+            C::WithCallbackMethod_KeyCompareSet<C::WithAsyncMethod_KeyWait<
                 C::WithCallbackMethod_KeyCheck<C::WithCallbackMethod_KeyDelete<
                     C::WithCallbackMethod_KeyCount<C::WithAsyncMethod_Barrier<
                         C::WithRawMethod_ResolveGroups<C::WithCallbackMethod_GetStatus<
@@ -45,16 +45,9 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
                                      v1::LeaveJobResponse* resp) override;
   grpc::ServerWriteReactor<v1::GenerationEnd>* WatchJob(grpc::CallbackServerContext* ctx,
                                                         const v1::WatchJobRequest* req) override;
-  grpc::ServerUnaryReactor* KeySet(grpc::CallbackServerContext* ctx, const v1::KeySetRequest* req,
-                                   v1::KeySetResponse* resp) override;
-  grpc::ServerUnaryReactor* KeyAdd(grpc::CallbackServerContext* ctx, const v1::KeyAddRequest* req,
-                                   v1::KeyAddResponse* resp) override;
   grpc::ServerUnaryReactor* KeyCompareSet(grpc::CallbackServerContext* ctx,
                                           const v1::KeyCompareSetRequest* req,
                                           v1::KeyCompareSetResponse* resp) override;
-  grpc::ServerUnaryReactor* KeyWait(grpc::CallbackServerContext* ctx,
-                                    const v1::KeyWaitRequest* req,
-                                    v1::KeyWaitResponse* resp) override;
   grpc::ServerUnaryReactor* KeyCheck(grpc::CallbackServerContext* ctx,
                                      const v1::KeyCheckRequest* req,
                                      v1::KeyCheckResponse* resp) override;
@@ -92,6 +85,16 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
                     Async<v1::JoinJobRequest, v1::Assignment>::Reply reply);
   void ServeKeyGet(grpc::ServerContext* ctx, const v1::KeyGetRequest& req, v1::KeyGetResponse* resp,
                    Async<v1::KeyGetRequest, v1::KeyGetResponse>::Reply reply);
+  // The store's busiest calls (torch's start-up is sets, adds and waits) on the async API too:
+  // on the callback API they complete through gRPC's one callback queue, which Debian's libgrpc
+  // scans on every completion.
+  void ServeKeySet(grpc::ServerContext* ctx, const v1::KeySetRequest& req, v1::KeySetResponse* resp,
+                   Async<v1::KeySetRequest, v1::KeySetResponse>::Reply reply);
+  void ServeKeyAdd(grpc::ServerContext* ctx, const v1::KeyAddRequest& req, v1::KeyAddResponse* resp,
+                   Async<v1::KeyAddRequest, v1::KeyAddResponse>::Reply reply);
+  void ServeKeyWait(grpc::ServerContext* ctx, const v1::KeyWaitRequest& req,
+                    v1::KeyWaitResponse* resp,
+                    Async<v1::KeyWaitRequest, v1::KeyWaitResponse>::Reply reply);
   void ServeBarrier(grpc::ServerContext* ctx, const v1::BarrierRequest& req,
                     v1::BarrierResponse* resp,
                     Async<v1::BarrierRequest, v1::BarrierResponse>::Reply reply);
@@ -107,6 +110,9 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   const Async<v1::HeartbeatRequest, v1::HeartbeatResponse>::Method heartbeat_;
   const Async<v1::JoinJobRequest, v1::Assignment>::Method join_job_;
   const Async<v1::KeyGetRequest, v1::KeyGetResponse>::Method key_get_;
+  const Async<v1::KeySetRequest, v1::KeySetResponse>::Method key_set_;
+  const Async<v1::KeyAddRequest, v1::KeyAddResponse>::Method key_add_;
+  const Async<v1::KeyWaitRequest, v1::KeyWaitResponse>::Method key_wait_;
   const Async<v1::BarrierRequest, v1::BarrierResponse>::Method barrier_;
   const Async<grpc::ByteBuffer, grpc::ByteBuffer>::Method resolve_groups_;
 };
