@@ -819,6 +819,8 @@ void Agent::CheckDeadlines() {
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
+    ExpireSharedWaiters<v1::KeyGetResponse>(now, out);
+    ExpireSharedWaiters<v1::KeyWaitResponse>(now, out);
     while (!later_.empty() && later_.begin()->first <= now) {
       out.push_back(std::move(later_.begin()->second));
       later_.erase(later_.begin());
@@ -947,6 +949,46 @@ std::map<std::string, Agent::SharedWait<v1::KeyWaitResponse>>& Agent::SharedWait
   return shared_key_waits_;
 }
 
+namespace {
+
+std::string QuotedKey(absl::string_view key) {
+  return absl::StrCat("'", key.size() <= 64 ? key : key.substr(0, 64), key.size() <= 64 ? "" : "...",
+                      "'");
+}
+std::string WaitedKeys(const v1::KeyGetRequest& req) {
+  return absl::StrCat("key ", QuotedKey(req.key()));
+}
+std::string WaitedKeys(const v1::KeyWaitRequest& req) {
+  std::string out = req.keys_size() == 1 ? "key " : "keys ";
+  for (int i = 0; i < req.keys_size() && i < 4; ++i)
+    absl::StrAppend(&out, i ? ", " : "", QuotedKey(req.keys(i)));
+  if (req.keys_size() > 4) absl::StrAppend(&out, " and ", req.keys_size() - 4, " more");
+  return out;
+}
+
+}  // namespace
+
+template <typename Resp>
+void Agent::ExpireSharedWaiters(absl::Time now, Completions& out) {
+  for (auto& [signature, shared] : SharedWaits<Resp>()) {
+    auto& waiters = shared.waiters;
+    for (auto it = waiters.begin(); it != waiters.end();) {
+      if (it->deadline > now) {
+        ++it;
+        continue;
+      }
+      out.push_back([done = std::move(it->done), what = shared.what] {
+        Resp empty;
+        done(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          absl::StrCat(what, " not set in time")),
+             empty);
+      });
+      it = waiters.erase(it);
+    }
+    // An entry left without waiters stays until its coordinator call returns (and erases it).
+  }
+}
+
 absl::Status Agent::KeyScope(const std::string& job, uint64_t generation) const {
   if (stopping_) return absl::CancelledError("the agent is shutting down");
   auto it = jobs_.find(job);
@@ -1016,6 +1058,7 @@ void Agent::RelayKeyCall(Req req, absl::Time deadline,
     if constexpr (kShareable) {
       if (scope.ok() && !signature.empty()) {
         auto& shared = SharedWaits<Resp>()[signature];
+        if (shared.what.empty()) shared.what = WaitedKeys(req);
         first = shared.waiters.empty();
         if (!first) ++key_calls_shared_;
         shared.waiters.push_back({std::move(done), deadline});

@@ -204,7 +204,12 @@ class Agent {
       absl::Time deadline;
     };
     std::vector<Waiter> waiters;
+    std::string what;  // "key 'k'" or "keys 'a', 'b'", for the message of an expired waiter
   };
+  // Answers the shared waiters whose own deadline passed (a later joiner's may come before the
+  // shared call's), so that they hear why and their entries go.
+  template <typename Resp>
+  void ExpireSharedWaiters(absl::Time now, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Local workers' adds (or sets) on one key that arrive while one is in flight, sent as one
   // coordinator call when it returns: adds as their sum, each answered with the value it would have
   // seen in turn; sets as the last value (the others taking effect just before it).
@@ -298,6 +303,16 @@ class Agent {
   uint64_t key_calls_shared_ ABSL_GUARDED_BY(mu_) = 0;  // of those, answered by another's call
   std::thread loop_;
 };
+
+// The shared waits and merged writes of each store call type (defined in agent.cc).
+template <>
+std::map<std::string, Agent::SharedWait<v1::KeyGetResponse>>& Agent::SharedWaits();
+template <>
+std::map<std::string, Agent::SharedWait<v1::KeyWaitResponse>>& Agent::SharedWaits();
+template <>
+std::map<std::string, Agent::MergedWrites<v1::KeyAddResponse>>& Agent::Merged();
+template <>
+std::map<std::string, Agent::MergedWrites<v1::KeySetResponse>>& Agent::Merged();
 
 }  // namespace meshd::agent
 

@@ -262,6 +262,42 @@ TEST_F(AgentServiceTest, Store_GetAfterOwnSet_DoesNotJoinAnEarlierSharedGet) {
   EXPECT_EQ(agent_->agent().Status().key_calls_shared, 0u);
 }
 
+// A worker that joins a shared wait with an earlier deadline ends at its own deadline; the
+// worker whose call is shared waits on and gets the value.
+TEST_F(AgentServiceTest, Store_JoinerWithAnEarlierDeadline_EndsAloneAtIt) {
+  v1::AttachResponse r0, r1;
+  ASSERT_NO_FATAL_FAILURE(AttachTwo(&r0, &r1));
+  v1::KeyGetRequest get;
+  get.set_job("job");
+  get.set_generation(r0.generation());
+  get.set_key("late");
+  get.set_wait(true);
+  v1::KeyGetResponse long_resp, short_resp;
+  grpc::Status long_status;
+  std::thread long_waiter([&] {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    long_status = stub_->KeyGet(&ctx, get, &long_resp);
+  });
+  ASSERT_TRUE(PollUntil([&] { return coordinator_->core().Status().waiting.kv == 1; }));
+  grpc::ClientContext short_ctx;
+  short_ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(300)));
+  EXPECT_EQ(stub_->KeyGet(&short_ctx, get, &short_resp).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(agent_->agent().Status().key_calls_shared, 1u);  // it had joined
+  v1::KeySetRequest set;
+  set.set_job("job");
+  set.set_generation(r0.generation());
+  set.set_key("late");
+  set.set_value("v");
+  v1::KeySetResponse set_resp;
+  grpc::ClientContext set_ctx;
+  ASSERT_TRUE(stub_->KeySet(&set_ctx, set, &set_resp).ok());
+  long_waiter.join();
+  ASSERT_TRUE(long_status.ok()) << long_status.error_message();
+  EXPECT_EQ(long_resp.value(), "v");
+}
+
 TEST_F(AgentServiceTest, Store_EveryCallRelayed_NoWorkerOfTheGeneration_FailedPrecondition) {
   v1::AttachResponse r0;
   ASSERT_TRUE(Attach(0, 1, &r0).ok());
