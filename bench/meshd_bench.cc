@@ -29,11 +29,12 @@
 #include "common/process/subprocess.h"
 #include "common/time/mutex_clock.h"
 #include "grpc/grpc.h"
+#include "bench/sim/bench_process.h"
 #include "nlohmann/json.hpp"
 
 namespace {
 
-struct Flags {
+struct Flags : meshd::bench::CoordinatorFlags {
   uint32_t nodes = 64;
   uint32_t gpus_per_node = 8;
   std::string shape;
@@ -41,45 +42,8 @@ struct Flags {
   bool register_first = false;
   bool restart = false;
   uint32_t ranks_per_id = 0;
-  uint32_t channels = 0;  // 0: DefaultChannels(nodes)
-  std::string coordinator;
-  int coordinator_pid = 0;
-  std::string meshd;
-  std::string coordinator_log = "/dev/null";
-  std::string heartbeat_interval = "1s";
-  std::string heartbeat_timeout = "5s";
-  double timeout_s = 300;
-  int coordinator_cpu = -2;  // -2: the first CPU this process may use; -1: anywhere
   bool json = false;
 };
-
-std::string DefaultMeshd() {
-  std::error_code ec;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? "meshd" : (self.parent_path() / "meshd").string();
-}
-
-// The simulated agents stand for agent processes that have run for a while: their symbols are
-// bound and Abseil has measured the clock it needs for Mutex waits. A fresh meshd_bench binds
-// gRPC's symbols lazily — ~600 lookups across the ~80 shared libraries Debian splits gRPC, Abseil
-// and protobuf into, in the first milliseconds of the timed run (perf: ld.so was a fifth of this
-// process's CPU there) — so bind them at start: run once more with LD_BIND_NOW set, then take it
-// out of the environment again so that the coordinator this process starts runs as shipped.
-constexpr char kBoundMark[] = "MESHD_BENCH_BOUND_NOW";  // "1": we set LD_BIND_NOW; "0": the user did
-void BindSymbolsNow(char** argv) {
-  const char* mark = getenv(kBoundMark);
-  if (mark == nullptr) {
-    const bool set_by_user = getenv("LD_BIND_NOW") != nullptr;
-    setenv(kBoundMark, set_by_user ? "0" : "1", 1);
-    setenv("LD_BIND_NOW", "1", 1);
-    std::error_code ec;  // the real path, so that the process keeps its name (not "exe")
-    const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-    if (!ec) execv(self.c_str(), argv);  // returns only on failure: go on with lazy binding
-    mark = set_by_user ? "0" : "1";
-  }
-  if (std::string(mark) == "1") unsetenv("LD_BIND_NOW");
-  unsetenv(kBoundMark);
-}
 
 int Fail(const std::string& what) {
   std::cerr << "meshd_bench: " << what << std::endl;
@@ -90,7 +54,7 @@ int Fail(const std::string& what) {
 
 int main(int argc, char** argv) {
   using namespace meshd::bench;  // NOLINT
-  BindSymbolsNow(argv);
+  BindSymbolsNow(argv, "MESHD_BENCH_BOUND_NOW");
   // gRPC stays initialized until the process exits. Otherwise the last channel's destruction,
   // after the run, starts gRPC's shutdown on a thread of its own while the callback API's
   // threads may still poll their queue: 1 run in ~6 at 16,384 nodes died there (SIGSEGV in
@@ -113,23 +77,7 @@ int main(int argc, char** argv) {
   app.add_option("--ranks-per-id", f.ranks_per_id,
                  "Members per NCCL id as ClientOptions::ranks_per_id (0: one id per group; "
                  "128 simulates ncclCommInitRankScalable as PyTorch sets it up)");
-  app.add_option("--channels", f.channels,
-                 "gRPC connections the simulated nodes share (default: one per 512 nodes, 4 to 32)")
-      ->check(CLI::Range(1u, 4096u));
-  app.add_option("--coordinator", f.coordinator,
-                 "Use this running coordinator (HOST:PORT or unix:PATH) instead of starting one");
-  app.add_option("--coordinator-pid", f.coordinator_pid,
-                 "With --coordinator: its pid, for CPU and memory figures");
-  app.add_option("--meshd", f.meshd, "The meshd binary to start (default: next to meshd_bench)");
-  app.add_option("--coordinator-log", f.coordinator_log, "Where the started coordinator logs");
-  app.add_option("--coordinator-cpu", f.coordinator_cpu,
-                 "CPU the started coordinator runs on, the simulated agents using every CPU "
-                 "(default: the first this process may use; -1: any)")
-      ->check(CLI::Range(-1, CPU_SETSIZE - 1));
-  app.add_option("--heartbeat-interval", f.heartbeat_interval, "For the started coordinator");
-  app.add_option("--heartbeat-timeout", f.heartbeat_timeout, "For the started coordinator");
-  app.add_option("--timeout", f.timeout_s, "Deadline of the whole run, seconds")
-      ->check(CLI::Range(1.0, 3600.0));
+  AddCoordinatorFlags(app, f, "meshd_bench");
   app.add_flag("--register-first", f.register_first,
                "Register every node, then start the job (a job on a running cluster: its figures "
                "job_ranks_s/job_ids_s exclude connecting and registering)");

@@ -29,55 +29,22 @@
 #include "common/process/subprocess.h"
 #include "common/time/mutex_clock.h"
 #include "grpc/grpc.h"
+#include "bench/sim/bench_process.h"
 #include "nlohmann/json.hpp"
 
 namespace {
 
-struct Flags {
+struct Flags : meshd::bench::CoordinatorFlags {
   uint32_t nodes = 64;
   uint32_t gpus_per_node = 8;
   std::string shape;
   bool no_barriers = false;
-  uint32_t channels = 0;  // 0: DefaultChannels(nodes)
-  std::string coordinator;
-  int coordinator_pid = 0;
-  std::string meshd;
-  std::string coordinator_log = "/dev/null";
-  std::string heartbeat_interval = "1s";
-  std::string heartbeat_timeout = "5s";
-  double timeout_s = 300;
-  int coordinator_cpu = -2;  // -2: the first CPU this process may use; -1: anywhere
   bool progress = false;
   bool json = false;
   bool keys = false;
   bool coalesce_adds = true;  // as the agent does (Agent::SendMergedWrites)
   bool coalesce_sets = true;
 };
-
-std::string DefaultMeshd() {
-  std::error_code ec;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? "meshd" : (self.parent_path() / "meshd").string();
-}
-
-// As meshd_bench: the simulated agents stand for agents that have run a while, so bind gRPC's
-// symbols at start (run once more with LD_BIND_NOW), and take LD_BIND_NOW out of the environment
-// again so that the coordinator this process starts runs as shipped.
-constexpr char kBoundMark[] = "MESHD_STORE_BENCH_BOUND_NOW";  // "1": we set LD_BIND_NOW
-void BindSymbolsNow(char** argv) {
-  const char* mark = getenv(kBoundMark);
-  if (mark == nullptr) {
-    const bool set_by_user = getenv("LD_BIND_NOW") != nullptr;
-    setenv(kBoundMark, set_by_user ? "0" : "1", 1);
-    setenv("LD_BIND_NOW", "1", 1);
-    std::error_code ec;
-    const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-    if (!ec) execv(self.c_str(), argv);  // returns only on failure: go on with lazy binding
-    mark = set_by_user ? "0" : "1";
-  }
-  if (std::string(mark) == "1") unsetenv("LD_BIND_NOW");
-  unsetenv(kBoundMark);
-}
 
 int Fail(const std::string& what) {
   std::cerr << "store_bench: " << what << std::endl;
@@ -88,7 +55,7 @@ int Fail(const std::string& what) {
 
 int main(int argc, char** argv) {
   using namespace meshd::bench;  // NOLINT
-  BindSymbolsNow(argv);
+  BindSymbolsNow(argv, "MESHD_STORE_BENCH_BOUND_NOW");
   grpc_init();  // kept until exit (see meshd_bench: a crash at exit otherwise)
   meshd::CalibrateMutexClock();
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -108,23 +75,7 @@ int main(int argc, char** argv) {
       [&f] { f.coalesce_adds = f.coalesce_sets = false; },
       "Each add and set of a node's ranks as its own coordinator call (the agent before it merged "
       "its workers' adds and sets on one key while one is in flight)");
-  app.add_option("--channels", f.channels,
-                 "gRPC connections the simulated nodes share (default: one per 512 nodes, 4 to 32)")
-      ->check(CLI::Range(1u, 4096u));
-  app.add_option("--coordinator", f.coordinator,
-                 "Use this running coordinator (HOST:PORT or unix:PATH) instead of starting one");
-  app.add_option("--coordinator-pid", f.coordinator_pid,
-                 "With --coordinator: its pid, for CPU and memory figures");
-  app.add_option("--meshd", f.meshd, "The meshd binary to start (default: next to store_bench)");
-  app.add_option("--coordinator-log", f.coordinator_log, "Where the started coordinator logs");
-  app.add_option("--coordinator-cpu", f.coordinator_cpu,
-                 "CPU the started coordinator runs on, the simulated nodes using every CPU "
-                 "(default: the first this process may use; -1: any)")
-      ->check(CLI::Range(-1, CPU_SETSIZE - 1));
-  app.add_option("--heartbeat-interval", f.heartbeat_interval, "For the started coordinator");
-  app.add_option("--heartbeat-timeout", f.heartbeat_timeout, "For the started coordinator");
-  app.add_option("--timeout", f.timeout_s, "Deadline of the whole run, seconds")
-      ->check(CLI::Range(1.0, 3600.0));
+  AddCoordinatorFlags(app, f, "store_bench");
   app.add_flag("--progress", f.progress, "A progress line on stderr every second");
   app.add_flag("--json", f.json, "Print only the JSON line");
   app.add_flag("--keys", f.keys,
