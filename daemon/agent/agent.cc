@@ -554,9 +554,10 @@ void Agent::WatchAgain(const std::string& job, uint64_t generation, const std::s
     if (!Runs(job, generation)) return;  // over here already (or stopping): nothing to watch
     StartWatch(job, generation, out, /*again=*/true);
   }
-  log::Warn("lost the watch on the coordinator; watching again once it answers (the generation "
-            "goes on; an end is reported when the coordinator is back)",
-            {{"job", job}, {"generation", absl::StrCat(generation)}, {"error", error}});
+  log::Warn(
+      "lost the watch on the coordinator; watching again once it answers (the generation "
+      "goes on; an end is reported when the coordinator is back)",
+      {{"job", job}, {"generation", absl::StrCat(generation)}, {"error", error}});
   RunAll(out);
 }
 
@@ -884,20 +885,20 @@ AgentStatusView Agent::Status() const {
 
 namespace {
 
-// Per request type: the coordinator method and whether identical calls may share one send.
+// Per request type: the coordinator method's name and how to send it.
 template <typename Req>
 struct KeyMethod;
 
-#define MESHD_KEY_METHOD(Name)                                                      \
-  template <>                                                                              \
-  struct KeyMethod<v1::Name##Request> {                                                    \
-    using Resp = v1::Name##Response;                                                       \
-    static constexpr const char* kName = #Name;                                            \
-    static void Send(v1::Coordinator::Stub* stub, grpc::ClientContext* ctx,                \
-                     const v1::Name##Request* req, Resp* resp,                             \
-                     std::function<void(grpc::Status)> cb) {                               \
-      stub->async()->Name(ctx, req, resp, std::move(cb));                                  \
-    }                                                                                      \
+#define MESHD_KEY_METHOD(Name)                                              \
+  template <>                                                               \
+  struct KeyMethod<v1::Name##Request> {                                     \
+    using Resp = v1::Name##Response;                                        \
+    static constexpr const char* kName = #Name;                             \
+    static void Send(v1::Coordinator::Stub* stub, grpc::ClientContext* ctx, \
+                     const v1::Name##Request* req, Resp* resp,              \
+                     std::function<void(grpc::Status)> cb) {                \
+      stub->async()->Name(ctx, req, resp, std::move(cb));                   \
+    }                                                                       \
   };
 MESHD_KEY_METHOD(KeySet)
 MESHD_KEY_METHOD(KeyGet)
@@ -914,6 +915,16 @@ void AppendPart(std::string& out, absl::string_view part) {
   absl::StrAppend(&out, part.size(), ":", part);
 }
 
+// "kind|" and the request's job, generation and key: what identical calls on one key share.
+template <typename Req>
+std::string KeySignature(absl::string_view kind, const Req& req) {
+  std::string sig = absl::StrCat(kind, "|");
+  AppendPart(sig, req.job());
+  AppendPart(sig, absl::StrCat(req.generation()));
+  AppendPart(sig, req.key());
+  return sig;
+}
+
 // The signature of a call that may share a coordinator call with identical ones; empty when it
 // may not (only waits share: KeyGet with wait, KeyWait).
 template <typename Req>
@@ -922,12 +933,7 @@ std::string ShareSignature(const Req&) {
 }
 template <>
 std::string ShareSignature(const v1::KeyGetRequest& req) {
-  if (!req.wait()) return "";
-  std::string sig = "get|";
-  AppendPart(sig, req.job());
-  AppendPart(sig, absl::StrCat(req.generation()));
-  AppendPart(sig, req.key());
-  return sig;
+  return req.wait() ? KeySignature("get", req) : "";
 }
 template <>
 std::string ShareSignature(const v1::KeyWaitRequest& req) {
@@ -952,8 +958,8 @@ std::map<std::string, Agent::SharedWait<v1::KeyWaitResponse>>& Agent::SharedWait
 namespace {
 
 std::string QuotedKey(absl::string_view key) {
-  return absl::StrCat("'", key.size() <= 64 ? key : key.substr(0, 64), key.size() <= 64 ? "" : "...",
-                      "'");
+  return absl::StrCat("'", key.size() <= 64 ? key : key.substr(0, 64),
+                      key.size() <= 64 ? "" : "...", "'");
 }
 std::string WaitedKeys(const v1::KeyGetRequest& req) {
   return absl::StrCat("key ", QuotedKey(req.key()));
@@ -1033,9 +1039,9 @@ void Agent::RelayKeyCall(Req req, absl::Time deadline,
     scope = coordinator::ValidateKey(req.key());
     if constexpr (std::is_same_v<Resp, v1::KeySetResponse>) {
       if (scope.ok() && req.value().size() > coordinator::KvStore::kMaxValueBytes) {
-        scope = absl::InvalidArgumentError(
-            absl::StrCat("value of ", req.value().size(), " bytes is larger than the limit of ",
-                         coordinator::KvStore::kMaxValueBytes));
+        scope = absl::InvalidArgumentError(absl::StrCat("value of ", req.value().size(),
+                                                        " bytes is larger than the limit of ",
+                                                        coordinator::KvStore::kMaxValueBytes));
       }
     }
   }
@@ -1052,7 +1058,7 @@ void Agent::RelayKeyCall(Req req, absl::Time deadline,
     if (scope.ok()) scope = KeyScope(req.job(), req.generation());
     if constexpr (std::is_same_v<Resp, v1::KeyGetResponse>) {
       if (scope.ok() && !signature.empty()) {
-        absl::StrAppend(&signature, "#", jobs_[req.job()].store_writes);
+        absl::StrAppend(&signature, "#", jobs_.find(req.job())->second.store_writes);
       }
     }
     if constexpr (kShareable) {
@@ -1066,8 +1072,7 @@ void Agent::RelayKeyCall(Req req, absl::Time deadline,
     }
     if constexpr (kMergeable) {
       if (scope.ok()) {
-        merge_signature = absl::StrCat(req.job().size(), ":", req.job(), req.generation(), "|",
-                                       req.key());
+        merge_signature = KeySignature("write", req);
         auto& merged = Merged<Resp>()[merge_signature];
         typename MergedWrites<Resp>::Writer w;
         if constexpr (std::is_same_v<Resp, v1::KeyAddResponse>) {
@@ -1099,13 +1104,19 @@ void Agent::RelayKeyCall(Req req, absl::Time deadline,
     if (first) SendMergedWrites<Req, Resp>(merge_signature, std::move(req));
     return;
   }
+  SendKeyCall<Req, Resp>(std::move(req), deadline, std::move(done), kWrite ? kSendOnce : 0);
+}
+
+template <typename Req, typename Resp>
+void Agent::SendKeyCall(Req req, absl::Time deadline,
+                        std::function<void(const grpc::Status&, Resp&)> done, int attempt) {
   CallCoordinator<Req, Resp>(
       KeyMethod<Req>::kName, std::move(req), absl::Now() + (deadline - clock_->Now()),
       [this](grpc::ClientContext* ctx, const Req* rq, Resp* rs,
              std::function<void(grpc::Status)> cb) {
         KeyMethod<Req>::Send(stub_.get(), ctx, rq, rs, std::move(cb));
       },
-      std::move(done), /*resend_when_unregistered=*/false, kWrite ? kSendOnce : 0);
+      std::move(done), /*resend_when_unregistered=*/false, attempt);
 }
 
 void Agent::StoreWriteAnswered(const std::string& job) {
@@ -1137,14 +1148,15 @@ void Agent::SendMergedWrites(const std::string& signature, Req request) {
     if (m.alone > 0) {
       take = 1;
       --m.alone;
+      if constexpr (kAdd) sum = m.queued.front().delta;
     } else if constexpr (kAdd) {
       take = 0;
       int sign = 0;
       for (const Writer& w : m.queued) {
         const int s = (w.delta > 0) - (w.delta < 0);
         int64_t next = 0;
-        if (take > 0 && ((s != 0 && sign != 0 && s != sign) ||
-                         __builtin_add_overflow(sum, w.delta, &next))) {
+        if (take > 0 &&
+            ((s != 0 && sign != 0 && s != sign) || __builtin_add_overflow(sum, w.delta, &next))) {
           break;
         }
         sum = take == 0 ? w.delta : next;
@@ -1155,10 +1167,6 @@ void Agent::SendMergedWrites(const std::string& signature, Req request) {
     batch.assign(std::make_move_iterator(m.queued.begin()),
                  std::make_move_iterator(m.queued.begin() + take));
     m.queued.erase(m.queued.begin(), m.queued.begin() + take);
-    if constexpr (kAdd) {
-      sum = 0;
-      for (const Writer& w : batch) sum += w.delta;  // checked above
-    }
     for (const Writer& w : batch) deadline = std::max(deadline, w.deadline);
   }
   if constexpr (kAdd) {
@@ -1167,12 +1175,8 @@ void Agent::SendMergedWrites(const std::string& signature, Req request) {
     request.set_value(batch.back().value);
   }
   Req again = request;  // the job, generation and key for the next batch
-  CallCoordinator<Req, Resp>(
-      KeyMethod<Req>::kName, std::move(request), absl::Now() + (deadline - clock_->Now()),
-      [this](grpc::ClientContext* ctx, const Req* rq, Resp* rs,
-             std::function<void(grpc::Status)> cb) {
-        KeyMethod<Req>::Send(stub_.get(), ctx, rq, rs, std::move(cb));
-      },
+  SendKeyCall<Req, Resp>(
+      std::move(request), deadline,
       [this, signature, again = std::move(again), batch = std::move(batch), sum](
           const grpc::Status& s, Resp& resp) mutable {
         if constexpr (kAdd) {
@@ -1206,18 +1210,14 @@ void Agent::SendMergedWrites(const std::string& signature, Req request) {
         }
         SendMergedWrites<Req, Resp>(signature, std::move(again));
       },
-      /*resend_when_unregistered=*/false, kAdd ? kSendOnce : 0);
+      kAdd ? kSendOnce : 0);
 }
 
 template <typename Req, typename Resp>
 void Agent::SendSharedWait(const std::string& signature, Req req, absl::Time deadline) {
   Req copy = req;
-  CallCoordinator<Req, Resp>(
-      KeyMethod<Req>::kName, std::move(req), absl::Now() + (deadline - clock_->Now()),
-      [this](grpc::ClientContext* ctx, const Req* rq, Resp* rs,
-             std::function<void(grpc::Status)> cb) {
-        KeyMethod<Req>::Send(stub_.get(), ctx, rq, rs, std::move(cb));
-      },
+  SendKeyCall<Req, Resp>(
+      std::move(req), deadline,
       [this, signature, copy = std::move(copy)](const grpc::Status& s, Resp& resp) mutable {
         std::vector<typename SharedWait<Resp>::Waiter> answer;
         std::optional<absl::Time> again;  // the deadline of a call for the waiters left
@@ -1254,9 +1254,9 @@ void Agent::SendSharedWait(const std::string& signature, Req req, absl::Time dea
       });
 }
 
-#define MESHD_KEY_RELAY(Name)                                                               \
-  template void Agent::RelayKeyCall<v1::Name##Request, v1::Name##Response>(                \
-      v1::Name##Request, absl::Time,                                                        \
+#define MESHD_KEY_RELAY(Name)                                               \
+  template void Agent::RelayKeyCall<v1::Name##Request, v1::Name##Response>( \
+      v1::Name##Request, absl::Time,                                        \
       std::function<void(const grpc::Status&, v1::Name##Response&)>);
 MESHD_KEY_RELAY(KeySet)
 MESHD_KEY_RELAY(KeyGet)

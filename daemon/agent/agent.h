@@ -98,7 +98,8 @@ class Agent {
   // round closes. Errors: INVALID_ARGUMENT bad name/sizes or workers disagreeing on local_world or
   // nodes; FAILED_PRECONDITION more workers than GPUs; ALREADY_EXISTS the local rank is taken;
   // DEADLINE_EXCEEDED; any error of the coordinator's JoinJob; CANCELLED on Stop.
-  // Returns an id for WithdrawAttach while the worker waits for the round (0 when answered at once).
+  // Returns an id for WithdrawAttach while the worker waits for the round (0 when answered at
+  // once).
   uint64_t Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
                   const coordinator::NodeCount& nodes, absl::Time deadline, AttachDone done);
   // The worker of attach `id` went away (its call was cancelled: Ctrl-C, a crash) while its job's
@@ -124,8 +125,9 @@ class Agent {
   // v1::KeySet/KeyGet/KeyAdd/KeyCompareSet/KeyWait/KeyCheck/KeyDelete/KeyCountRequest): relayed to
   // the coordinator as they are. Identical waits (KeyGet with wait, KeyWait) of local workers
   // travel as one coordinator call, and adds or sets of local workers on one key arriving while one
-  // is in flight travel as one call when it returns. Errors: FAILED_PRECONDITION no worker of this node is attached
-  // to that generation of the job; ABORTED it ended; CANCELLED at Stop; the coordinator's.
+  // is in flight travel as one call when it returns. Errors: FAILED_PRECONDITION no worker of this
+  // node is attached to that generation of the job; ABORTED it ended; CANCELLED at Stop; the
+  // coordinator's.
   template <typename Req, typename Resp>
   void RelayKeyCall(Req req, absl::Time deadline,
                     std::function<void(const grpc::Status&, Resp&)> done) ABSL_LOCKS_EXCLUDED(mu_);
@@ -236,6 +238,12 @@ class Agent {
   // OK when local workers run `generation` of `job`; else the error to answer with.
   absl::Status KeyScope(const std::string& job, uint64_t generation) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends one Key* call to the coordinator by `deadline` (on the injected clock); `attempt` as
+  // CallCoordinator's (kSendOnce: never sent again).
+  template <typename Req, typename Resp>
+  void SendKeyCall(Req req, absl::Time deadline,
+                   std::function<void(const grpc::Status&, Resp&)> done, int attempt = 0)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Sends the one coordinator call of the shared wait `signature` (deadline: its first waiter's).
   template <typename Req, typename Resp>
   void SendSharedWait(const std::string& signature, Req req, absl::Time deadline)
@@ -299,7 +307,7 @@ class Agent {
   std::map<std::string, SharedWait<v1::KeyWaitResponse>> shared_key_waits_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, MergedWrites<v1::KeyAddResponse>> merged_adds_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, MergedWrites<v1::KeySetResponse>> merged_sets_ ABSL_GUARDED_BY(mu_);
-  uint64_t key_calls_ ABSL_GUARDED_BY(mu_) = 0;        // Key* calls from workers
+  uint64_t key_calls_ ABSL_GUARDED_BY(mu_) = 0;         // Key* calls from workers
   uint64_t key_calls_shared_ ABSL_GUARDED_BY(mu_) = 0;  // of those, answered by another's call
   std::thread loop_;
 };
