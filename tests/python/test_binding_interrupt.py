@@ -81,13 +81,13 @@ def test_ctrl_c_interrupts_attach_in_this_process(standalone, job) -> None:
 
 
 def test_ctrl_c_interrupts_a_key_wait_and_the_client_stays_usable(standalone, job) -> None:
-    gate = os.path.join(mc.short_tempdir(), "go")
+    # The worker goes on to its wait when the test sends SIGUSR1 (blocked, then waited for).
     code = r"""
-import meshd, os, sys, time
+import meshd, signal, time
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
 c = meshd.attach(timeout=60)
 print("attached", flush=True)
-while not os.path.exists(sys.argv[1]):
-    time.sleep(0.01)
+signal.sigwait({signal.SIGUSR1})
 try:
     c.key_get("never", timeout=60)
 except KeyboardInterrupt:
@@ -96,16 +96,14 @@ c.key_set("after", "ok")
 print("usable", c.key_get("after").decode(), flush=True)
 c.detach()
 """
-    with mc.start_workers(standalone.socket, job, 1, code=code, args=[gate]) as w:
+    with mc.start_workers(standalone.socket, job, 1, code=code) as w:
         w.procs[0].wait_for_line("attached", 20)
         before = _waiters(standalone.address)
-        open(gate, "w").close()
+        w.procs[0].send_signal(signal.SIGUSR1)
         mc.poll_until(lambda: _waiters(standalone.address) > before, 20, "the key wait")
         sent = time.monotonic()
         w.procs[0].send_signal(signal.SIGINT)
         result = w.wait(20)[0]
-    os.remove(gate)
-    os.rmdir(os.path.dirname(gate))
     assert result.returncode == 0, result
     got = float(result.stdout.split("KeyboardInterrupt at")[1].split()[0])
     assert got - sent < LATENCY, f"KeyboardInterrupt {got - sent:.3f}s after SIGINT"
