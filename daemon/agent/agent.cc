@@ -8,8 +8,8 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
-#include "daemon/coordinator/kv_store.h"
-#include "daemon/coordinator/validation.h"
+#include "daemon/domain/limits.h"
+#include "daemon/domain/validation.h"
 #include "daemon/wire/convert.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -54,7 +54,7 @@ class Agent::WatchCall final : public grpc::ClientReadReactor<v1::GenerationEnd>
   }
   void OnReadDone(bool ok) override { got_ = ok; }
   void OnDone(const grpc::Status& s) override {
-    coordinator::GenerationEnd end{job_, generation_, coordinator::EndReason::kNodeLost, "", ""};
+    domain::GenerationEnd end{job_, generation_, domain::EndReason::kNodeLost, "", ""};
     if (got_) {
       end.reason = FromProto(end_.reason());
       end.node = end_.node();
@@ -70,7 +70,7 @@ class Agent::WatchCall final : public grpc::ClientReadReactor<v1::GenerationEnd>
       delete this;
       return;
     } else if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
-      end.reason = coordinator::EndReason::kShutdown;
+      end.reason = domain::EndReason::kShutdown;
       end.message = absl::StrCat("the coordinator no longer knows the job (it restarted): ",
                                  s.error_message());
     } else {
@@ -93,7 +93,7 @@ class Agent::WatchCall final : public grpc::ClientReadReactor<v1::GenerationEnd>
   bool got_ = false;
 };
 
-Agent::Agent(AgentOptions options, std::vector<coordinator::Gpu> gpus, const Clock* clock)
+Agent::Agent(AgentOptions options, std::vector<domain::Gpu> gpus, const Clock* clock)
     : options_(std::move(options)), clock_(clock) {
   inventory_.node = options_.node_name;
   inventory_.hostname = options_.hostname;
@@ -130,8 +130,8 @@ bool Agent::RegisterOnce() {
     absl::MutexLock lock(&mu_);
     for (const auto& [name, e] : jobs_) {
       if (!e.assignment) continue;
-      const coordinator::Assignment& a = *e.assignment;
-      ToProto(coordinator::RunningJob{name, a.generation, a.node_rank, a.num_nodes, a.local_world,
+      const domain::Assignment& a = *e.assignment;
+      ToProto(domain::RunningJob{name, a.generation, a.node_rank, a.num_nodes, a.local_world,
                                       e.nodes},
               req.add_running_jobs());
     }
@@ -284,7 +284,7 @@ void Agent::Stop() {
       for (auto& [id, w] : job.watchers) {
         out.push_back(
             [done = std::move(w.second),
-             end = coordinator::GenerationEnd{name, w.first, coordinator::EndReason::kShutdown, "",
+             end = domain::GenerationEnd{name, w.first, domain::EndReason::kShutdown, "",
                                               "the agent is shutting down"}] { done(end); });
       }
       job.watchers.clear();
@@ -302,20 +302,20 @@ void Agent::CallDone(grpc::ClientContext* ctx) {
   calls_.erase(ctx);
 }
 
-AttachResult Agent::ResultFor(const coordinator::Assignment& a, uint32_t local_rank) const {
+AttachResult Agent::ResultFor(const domain::Assignment& a, uint32_t local_rank) const {
   return AttachResult{a, local_rank, a.node_rank * a.local_world + local_rank,
                       inventory_.gpus[local_rank]};
 }
 
 uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
-                       const coordinator::NodeCount& nodes, absl::Time deadline, AttachDone done) {
+                       const domain::NodeCount& nodes, absl::Time deadline, AttachDone done) {
   Completions out;
   uint64_t id = 0;
   auto fail = [&out, &done](absl::Status s) {
     out.push_back([done = std::move(done), s = std::move(s)] { done(s); });
   };
-  absl::Status valid = coordinator::ValidateName("job", job, coordinator::kMaxJobNameBytes);
-  if (valid.ok()) valid = coordinator::ValidateNodeCount(nodes, 100000);
+  absl::Status valid = domain::ValidateName("job", job, domain::kMaxJobNameBytes);
+  if (valid.ok()) valid = domain::ValidateNodeCount(nodes, 100000);
   if (valid.ok() && (local_world < 1 || local_rank >= local_world)) {
     valid = absl::InvalidArgumentError(absl::StrCat("local_rank ", local_rank,
                                                     " must be below local_world ", local_world,
@@ -410,7 +410,7 @@ void Agent::LaunchJoins(Completions& out) {
             stub_->async()->JoinJob(ctx, rq, rs, std::move(cb));
           },
           [this, job](const grpc::Status& s, v1::Assignment& resp) {
-            OnJoined(job, s.ok() ? absl::StatusOr<coordinator::Assignment>(FromProto(resp))
+            OnJoined(job, s.ok() ? absl::StatusOr<domain::Assignment>(FromProto(resp))
                                  : FromGrpc(s));
           },
           /*resend_when_unregistered=*/true);
@@ -418,7 +418,7 @@ void Agent::LaunchJoins(Completions& out) {
   }
 }
 
-void Agent::OnJoined(const std::string& job, absl::StatusOr<coordinator::Assignment> result) {
+void Agent::OnJoined(const std::string& job, absl::StatusOr<domain::Assignment> result) {
   Completions out;
   {
     absl::MutexLock lock(&mu_);
@@ -582,7 +582,7 @@ void Agent::WatchAfterRegistering(const std::string& job, uint64_t generation) {
   });
 }
 
-void Agent::OnGenerationEnd(const std::string& job, const coordinator::GenerationEnd& end) {
+void Agent::OnGenerationEnd(const std::string& job, const domain::GenerationEnd& end) {
   Completions out;
   {
     absl::MutexLock lock(&mu_);
@@ -649,7 +649,7 @@ absl::StatusOr<std::function<void()>> Agent::Watch(const std::string& job, uint6
   return cancel;
 }
 
-void Agent::ResolveGroups(RankGroups request, absl::Time deadline, coordinator::GroupsDone done) {
+void Agent::ResolveGroups(RankGroups request, absl::Time deadline, domain::GroupsDone done) {
   Completions out;
   {
     absl::MutexLock lock(&mu_);
@@ -701,7 +701,7 @@ void Agent::SendMesh(const std::string& job, const std::string& mesh_key, Comple
     spec->set_rank(e.assignment->node_rank * e.local_world + local_rank);
     spec->mutable_spec()->set_fingerprint(ask.request.fingerprint);
     spec->mutable_spec()->set_description(ask.request.description);
-    for (const coordinator::GroupRequest& g : ask.request.groups) {
+    for (const domain::GroupRequest& g : ask.request.groups) {
       v1::GroupRequest*& m = merged[g.key];
       if (m == nullptr) {
         m = req.add_groups();
@@ -732,9 +732,9 @@ void Agent::SendMesh(const std::string& job, const std::string& mesh_key, Comple
             auto m = j == jobs_.end() ? decltype(j->second.meshes)::iterator()
                                       : j->second.meshes.find(mesh_key);
             if (j != jobs_.end() && m != j->second.meshes.end()) {
-              std::map<std::string, coordinator::SharedGroupIds> ids;
+              std::map<std::string, domain::SharedGroupIds> ids;
               for (const v1::GroupIds& g : resp.groups()) {
-                ids[g.key()] = std::make_shared<const coordinator::GroupIds>(coordinator::GroupIds{
+                ids[g.key()] = std::make_shared<const domain::GroupIds>(domain::GroupIds{
                     g.key(), std::vector<std::string>(g.ids().begin(), g.ids().end())});
               }
               for (auto& [local_rank, ask] : m->second) {
@@ -742,12 +742,12 @@ void Agent::SendMesh(const std::string& job, const std::string& mesh_key, Comple
                   answers.push_back([done = std::move(ask.done), st = FromGrpc(s)] { done(st); });
                   continue;
                 }
-                std::vector<coordinator::SharedGroupIds> mine;
-                for (const coordinator::GroupRequest& g : ask.request.groups) {
-                  coordinator::SharedGroupIds& got = ids[g.key];
+                std::vector<domain::SharedGroupIds> mine;
+                for (const domain::GroupRequest& g : ask.request.groups) {
+                  domain::SharedGroupIds& got = ids[g.key];
                   if (got == nullptr) {  // the coordinator left it out: an empty answer
-                    got = std::make_shared<const coordinator::GroupIds>(
-                        coordinator::GroupIds{g.key, {}});
+                    got = std::make_shared<const domain::GroupIds>(
+                        domain::GroupIds{g.key, {}});
                   }
                   mine.push_back(got);
                 }
@@ -1036,12 +1036,12 @@ void Agent::RelayKeyCall(Req req, absl::Time deadline,
   std::string merge_signature;
   if constexpr (kMergeable) {
     // Checked here too: a merged set sends only the last value, so a bad one must not hide in it.
-    scope = coordinator::ValidateKey(req.key());
+    scope = domain::ValidateKey(req.key());
     if constexpr (std::is_same_v<Resp, v1::KeySetResponse>) {
-      if (scope.ok() && req.value().size() > coordinator::KvStore::kMaxValueBytes) {
+      if (scope.ok() && req.value().size() > domain::kMaxValueBytes) {
         scope = absl::InvalidArgumentError(absl::StrCat("value of ", req.value().size(),
                                                         " bytes is larger than the limit of ",
-                                                        coordinator::KvStore::kMaxValueBytes));
+                                                        domain::kMaxValueBytes));
       }
     }
   }

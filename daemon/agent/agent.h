@@ -27,7 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/time/clock.h"
-#include "daemon/coordinator/types.h"
+#include "daemon/domain/types.h"
 #include "grpcpp/channel.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 
@@ -44,13 +44,13 @@ struct AgentOptions {
 };
 
 struct AttachResult {
-  coordinator::Assignment assignment;
+  domain::Assignment assignment;
   uint32_t local_rank = 0;
   uint32_t rank = 0;
-  coordinator::Gpu gpu;
+  domain::Gpu gpu;
 };
 using AttachDone = std::function<void(absl::StatusOr<AttachResult>)>;
-using EndDone = std::function<void(const coordinator::GenerationEnd&)>;
+using EndDone = std::function<void(const domain::GenerationEnd&)>;
 
 // One local rank's part of a mesh's group-id exchange.
 struct RankGroups {
@@ -60,11 +60,11 @@ struct RankGroups {
   std::string mesh_key;
   std::string fingerprint;
   std::string description;
-  std::vector<coordinator::GroupRequest> groups;
+  std::vector<domain::GroupRequest> groups;
 };
 
 struct AgentStatusView {
-  coordinator::NodeInventory inventory;
+  domain::NodeInventory inventory;
   std::string coordinator;
   bool connected = false;
   struct Worker {
@@ -84,7 +84,7 @@ struct AgentStatusView {
 
 class Agent {
  public:
-  Agent(AgentOptions options, std::vector<coordinator::Gpu> gpus, const Clock* clock);
+  Agent(AgentOptions options, std::vector<domain::Gpu> gpus, const Clock* clock);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
@@ -101,7 +101,7 @@ class Agent {
   // Returns an id for WithdrawAttach while the worker waits for the round (0 when answered at
   // once).
   uint64_t Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
-                  const coordinator::NodeCount& nodes, absl::Time deadline, AttachDone done);
+                  const domain::NodeCount& nodes, absl::Time deadline, AttachDone done);
   // The worker of attach `id` went away (its call was cancelled: Ctrl-C, a crash) while its job's
   // local workers were still gathering: its place is freed (so that it may attach again at once)
   // and its `done` gets CANCELLED. Unknown or already answered ids are ignored.
@@ -119,7 +119,7 @@ class Agent {
   // Errors: FAILED_PRECONDITION the worker is not attached to that generation; ABORTED the
   // generation ended; ALREADY_EXISTS the local rank already asked for this mesh; DEADLINE_EXCEEDED;
   // and the coordinator's errors (spec mismatch, ...).
-  void ResolveGroups(RankGroups request, absl::Time deadline, coordinator::GroupsDone done);
+  void ResolveGroups(RankGroups request, absl::Time deadline, domain::GroupsDone done);
 
   // The generation's key-value store for local workers (agent.proto's Key* calls, one of
   // v1::KeySet/KeyGet/KeyAdd/KeyCompareSet/KeyWait/KeyCheck/KeyDelete/KeyCountRequest): relayed to
@@ -136,7 +136,7 @@ class Agent {
   void CheckDeadlines();
 
   AgentStatusView Status() const;
-  const coordinator::NodeInventory& inventory() const { return inventory_; }
+  const domain::NodeInventory& inventory() const { return inventory_; }
 
  private:
   struct Pending {
@@ -146,18 +146,18 @@ class Agent {
   };
   struct MeshAsk {
     RankGroups request;
-    coordinator::GroupsDone done;
+    domain::GroupsDone done;
     absl::Time deadline;
   };
   struct JobEntry {
     uint32_t local_world = 0;
-    coordinator::NodeCount nodes;
+    domain::NodeCount nodes;
     enum class Phase { kCollecting, kJoining, kJoined } phase = Phase::kCollecting;
     std::map<uint32_t, Pending> pending;  // local rank -> waiting worker
-    std::optional<coordinator::Assignment> assignment;
+    std::optional<domain::Assignment> assignment;
     std::set<uint32_t> attached;  // local ranks answered in this generation
     std::set<uint32_t> detached;  // of those, the ones that left cleanly
-    std::optional<coordinator::GenerationEnd> last_end;
+    std::optional<domain::GenerationEnd> last_end;
     std::map<uint64_t, std::pair<uint64_t, EndDone>> watchers;  // id -> (generation, done)
     // Group-id exchanges of the running generation: mesh key -> local rank -> ask.
     std::map<std::string, std::map<uint32_t, MeshAsk>> meshes;
@@ -171,8 +171,8 @@ class Agent {
   bool RegisterOnce();
   // Sends JoinJob for every job whose local workers have all attached (when registered).
   void LaunchJoins(Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnJoined(const std::string& job, absl::StatusOr<coordinator::Assignment> result);
-  void OnGenerationEnd(const std::string& job, const coordinator::GenerationEnd& end);
+  void OnJoined(const std::string& job, absl::StatusOr<domain::Assignment> result);
+  void OnGenerationEnd(const std::string& job, const domain::GenerationEnd& end);
   // Sends the node's ResolveGroups for a mesh whose local asks are complete (queued into `out`).
   void SendMesh(const std::string& job, const std::string& mesh_key, Completions& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -191,7 +191,7 @@ class Agent {
   // agent stops.
   void WatchAgain(const std::string& job, uint64_t generation, const std::string& error)
       ABSL_LOCKS_EXCLUDED(mu_);
-  AttachResult ResultFor(const coordinator::Assignment& a, uint32_t local_rank) const;
+  AttachResult ResultFor(const domain::Assignment& a, uint32_t local_rank) const;
   void CallDone(grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
   // The worker's watch went away: if it had not detached, leave the generation (async).
   void WorkerGone(const std::string& job, uint64_t generation, uint32_t local_rank);
@@ -283,7 +283,7 @@ class Agent {
   // Constant after construction.
   const AgentOptions options_;
   const Clock* const clock_;
-  coordinator::NodeInventory inventory_;
+  domain::NodeInventory inventory_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
 

@@ -38,7 +38,7 @@ class Nvml final : public GpuDiscovery {
     if (handle_ != nullptr) dlclose(handle_);
   }
 
-  absl::StatusOr<std::vector<coordinator::Gpu>> Discover() override {
+  absl::StatusOr<std::vector<domain::Gpu>> Discover() override {
     if (handle_ == nullptr) {
       handle_ = dlopen(library_.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (handle_ == nullptr) {
@@ -69,7 +69,7 @@ class Nvml final : public GpuDiscovery {
     if (nvmlReturn_t r = init(); r != kNvmlSuccess) {
       return absl::FailedPreconditionError(absl::StrCat("nvmlInit failed with NVML error ", r));
     }
-    std::vector<coordinator::Gpu> gpus;
+    std::vector<domain::Gpu> gpus;
     unsigned n = 0;
     absl::Status status;
     if (count(&n) != kNvmlSuccess) status = absl::InternalError("nvmlDeviceGetCount failed");
@@ -85,7 +85,7 @@ class Nvml final : public GpuDiscovery {
         status = absl::InternalError(absl::StrCat("NVML could not describe GPU ", i));
         break;
       }
-      coordinator::Gpu g{i, uuid_buf, pci_info.bus_id, name_buf, mem.total, "", false};
+      domain::Gpu g{i, uuid_buf, pci_info.bus_id, name_buf, mem.total, "", false};
       NvmlFabricInfo f{};
       if (fabric && fabric(dev, &f) == kNvmlSuccess && f.state == kFabricStateCompleted &&
           f.status == kNvmlSuccess) {
@@ -110,14 +110,14 @@ class Nvml final : public GpuDiscovery {
 class Simulated final : public GpuDiscovery {
  public:
   Simulated(int count, std::string node) : count_(count), node_(std::move(node)) {}
-  absl::StatusOr<std::vector<coordinator::Gpu>> Discover() override {
+  absl::StatusOr<std::vector<domain::Gpu>> Discover() override {
     if (count_ < 1 || count_ > 64) {
       return absl::InvalidArgumentError(
           absl::StrCat("--simulate-gpus must be between 1 and 64, got ", count_));
     }
-    std::vector<coordinator::Gpu> gpus;
+    std::vector<domain::Gpu> gpus;
     for (int i = 0; i < count_; ++i) {
-      gpus.push_back(coordinator::Gpu{static_cast<uint32_t>(i), absl::StrCat("SIM-", node_, "-", i),
+      gpus.push_back(domain::Gpu{static_cast<uint32_t>(i), absl::StrCat("SIM-", node_, "-", i),
                                       "", "simulated GPU", 0, "", true});
     }
     return gpus;

@@ -10,14 +10,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "daemon/coordinator/types.h"
+#include "daemon/domain/types.h"
 
 namespace meshd::agent {
 
 class GpuDiscovery {
  public:
   virtual ~GpuDiscovery() = default;
-  virtual absl::StatusOr<std::vector<coordinator::Gpu>> Discover() = 0;
+  virtual absl::StatusOr<std::vector<domain::Gpu>> Discover() = 0;
 };
 
 // Loads NVML from `library` (default "libnvidia-ml.so.1", found by the dynamic loader) and reads

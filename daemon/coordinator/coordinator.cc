@@ -9,7 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/topology/rank_order.h"
 #include "daemon/coordinator/records.h"
-#include "daemon/coordinator/validation.h"
+#include "daemon/domain/validation.h"
 
 namespace meshd::coordinator {
 namespace {
@@ -60,22 +60,6 @@ const char* EventKindName(EventKind kind) {
   return "unknown";
 }
 
-std::string EndReasonName(EndReason r) {
-  switch (r) {
-    case EndReason::kNodeLost:
-      return "node lost";
-    case EndReason::kNodeRestarted:
-      return "node restarted";
-    case EndReason::kNodeJoining:
-      return "node joining";
-    case EndReason::kNodeLeft:
-      return "node left";
-    case EndReason::kShutdown:
-      return "coordinator shutting down";
-  }
-  return "unknown";
-}
-
 Coordinator::Coordinator(const Clock* clock, CoordinatorOptions options, EventSink events)
     : clock_(clock), options_(options), events_(std::move(events)), started_(clock->Now()) {}
 
@@ -91,8 +75,8 @@ void Coordinator::Emit(EventKind kind, std::string what, const std::string& job,
 
 absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv,
                                                const std::vector<RunningJob>& running) {
-  if (absl::Status s = ValidateInventory(inv, options_.max_gpus_per_node); !s.ok()) return s;
-  if (absl::Status s = ValidateRunningJobs(running, options_.max_nodes_per_job); !s.ok()) return s;
+  if (absl::Status s = domain::ValidateInventory(inv, options_.max_gpus_per_node); !s.ok()) return s;
+  if (absl::Status s = domain::ValidateRunningJobs(running, options_.max_nodes_per_job); !s.ok()) return s;
   Completions out;
   bool restarted = false;
   {
@@ -214,12 +198,12 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
     out.push_back([done = std::move(done), s = std::move(s)] { done(s); });
     taken = true;
   };
-  absl::Status valid = ValidateName("job", req.job, kMaxJobNameBytes);
-  if (valid.ok()) valid = ValidateName("node", req.node, kMaxNodeNameBytes);
-  if (valid.ok()) valid = ValidateNodeCount(req.nodes, options_.max_nodes_per_job);
-  if (valid.ok() && (req.local_world < 1 || req.local_world > kMaxLocalWorld)) {
+  absl::Status valid = domain::ValidateName("job", req.job, domain::kMaxJobNameBytes);
+  if (valid.ok()) valid = domain::ValidateName("node", req.node, domain::kMaxNodeNameBytes);
+  if (valid.ok()) valid = domain::ValidateNodeCount(req.nodes, options_.max_nodes_per_job);
+  if (valid.ok() && (req.local_world < 1 || req.local_world > domain::kMaxLocalWorld)) {
     valid = absl::InvalidArgumentError(
-        absl::StrCat("local_world ", req.local_world, " must be between 1 and ", kMaxLocalWorld));
+        absl::StrCat("local_world ", req.local_world, " must be between 1 and ", domain::kMaxLocalWorld));
   }
   if (!valid.ok()) {
     fail(valid);
@@ -509,7 +493,7 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
                                 std::vector<GroupRequest> groups, absl::Time deadline,
                                 GroupsDone done) {
   Completions out;
-  absl::Status status = ValidateKey(mesh_key);
+  absl::Status status = domain::ValidateKey(mesh_key);
   if (status.ok() && ranks.empty()) {
     status = absl::InvalidArgumentError("ResolveGroups needs at least one rank's spec");
   }
@@ -538,7 +522,7 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
 void Coordinator::KeySet(const std::string& job, uint64_t generation, const std::string& key,
                          std::string value, StatusDone done) {
   Completions out;
-  absl::Status status = ValidateKey(key);
+  absl::Status status = domain::ValidateKey(key);
   if (status.ok() && value.size() > KvStore::kMaxValueBytes) {
     status = absl::InvalidArgumentError(absl::StrCat(
         "value of ", value.size(), " bytes is larger than the limit of ", KvStore::kMaxValueBytes));
@@ -559,7 +543,7 @@ void Coordinator::KeySet(const std::string& job, uint64_t generation, const std:
 void Coordinator::KeyGet(const std::string& job, uint64_t generation, const std::string& key,
                          bool wait, absl::Time deadline, BytesDone done) {
   Completions out;
-  absl::Status status = ValidateKey(key);
+  absl::Status status = domain::ValidateKey(key);
   if (status.ok()) {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<KvStore*> kv = Store(job, generation);
@@ -576,7 +560,7 @@ void Coordinator::KeyGet(const std::string& job, uint64_t generation, const std:
 
 absl::StatusOr<int64_t> Coordinator::KeyAdd(const std::string& job, uint64_t generation,
                                             const std::string& key, int64_t delta) {
-  if (absl::Status s = ValidateKey(key); !s.ok()) return s;
+  if (absl::Status s = domain::ValidateKey(key); !s.ok()) return s;
   Completions out;
   absl::StatusOr<int64_t> result;
   {
@@ -593,7 +577,7 @@ absl::StatusOr<KvStore::CasResult> Coordinator::KeyCompareSet(const std::string&
                                                               const std::string& key,
                                                               const std::string* expected,
                                                               std::string desired) {
-  if (absl::Status s = ValidateKey(key); !s.ok()) return s;
+  if (absl::Status s = domain::ValidateKey(key); !s.ok()) return s;
   if (desired.size() > KvStore::kMaxValueBytes) {
     return absl::InvalidArgumentError("desired value is larger than the limit");
   }
@@ -621,7 +605,7 @@ absl::Status ValidateKeys(const std::vector<std::string>& keys) {
                                                    keys.size()));
   }
   for (const std::string& k : keys) {
-    if (absl::Status s = ValidateKey(k); !s.ok()) return s;
+    if (absl::Status s = domain::ValidateKey(k); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -658,7 +642,7 @@ absl::StatusOr<bool> Coordinator::KeyCheck(const std::string& job, uint64_t gene
 
 absl::StatusOr<bool> Coordinator::KeyDelete(const std::string& job, uint64_t generation,
                                             const std::string& key) {
-  if (absl::Status s = ValidateKey(key); !s.ok()) return s;
+  if (absl::Status s = domain::ValidateKey(key); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   absl::StatusOr<KvStore*> kv = Store(job, generation);
   if (!kv.ok()) return kv.status();
@@ -676,7 +660,7 @@ void Coordinator::Barrier(const std::string& job, uint64_t generation, const std
                           const std::string& participant, uint32_t count, absl::Time deadline,
                           StatusDone done) {
   Completions out;
-  absl::Status status = ValidateKey(name);
+  absl::Status status = domain::ValidateKey(name);
   if (status.ok() && (participant.empty() || participant.size() > KvStore::kMaxKeyBytes)) {
     status = absl::InvalidArgumentError("barrier participant must be 1-1024 bytes");
   }

@@ -42,6 +42,7 @@
 #include "daemon/coordinator/kv_store.h"
 #include "daemon/coordinator/mesh_exchange.h"
 #include "daemon/coordinator/types.h"
+#include "daemon/domain/limits.h"
 
 namespace meshd::coordinator {
 
@@ -134,7 +135,7 @@ class Coordinator {
                                  const std::string& key);
   absl::StatusOr<int64_t> KeyCount(const std::string& job, uint64_t generation);
   // Keys one KeyWait or KeyCheck may name.
-  static constexpr size_t kMaxWaitKeys = 1024;
+  static constexpr size_t kMaxWaitKeys = domain::kMaxWaitKeys;
   // Also: INVALID_ARGUMENT count 0 or different from earlier arrivals; DEADLINE_EXCEEDED.
   void Barrier(const std::string& job, uint64_t generation, const std::string& name,
                const std::string& participant, uint32_t count, absl::Time deadline,

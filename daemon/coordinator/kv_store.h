@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "daemon/coordinator/types.h"
+#include "daemon/domain/limits.h"
 
 namespace meshd::coordinator {
 
@@ -25,8 +26,8 @@ using Completions = std::vector<std::function<void()>>;
 class KvStore {
  public:
   // Limits, checked by the callers' validation: key 1..1024 bytes, value up to 4 MiB.
-  static constexpr size_t kMaxKeyBytes = 1024;
-  static constexpr size_t kMaxValueBytes = 4 << 20;
+  static constexpr size_t kMaxKeyBytes = domain::kMaxKeyBytes;
+  static constexpr size_t kMaxValueBytes = domain::kMaxValueBytes;
 
   void Set(const std::string& key, std::string value, Completions& out);
   // Waits until `deadline` when `wait`; else NOT_FOUND at once.

@@ -18,14 +18,15 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "daemon/coordinator/kv_store.h"
+#include "daemon/domain/limits.h"
 #include "daemon/coordinator/types.h"
 
 namespace meshd::coordinator {
 
 class MeshExchange {
  public:
-  static constexpr size_t kIdBytes = 128;
-  static constexpr uint32_t kMaxIdsPerGroup = 4096;
+  static constexpr size_t kIdBytes = domain::kIdBytes;
+  static constexpr uint32_t kMaxIdsPerGroup = domain::kMaxIdsPerGroup;
 
   // `counters` (the owner's, outliving the exchange) counts the ids and answers handed out.
   MeshExchange(std::string job, std::string mesh_key, uint32_t world_size, Counters* counters)

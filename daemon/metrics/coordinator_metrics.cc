@@ -18,14 +18,14 @@ const prometheus::Histogram::BucketBoundaries& RendezvousBuckets() {
 }
 
 // "node lost" -> "node_lost".
-std::string ReasonLabel(coordinator::EndReason reason) {
-  if (reason == coordinator::EndReason::kShutdown) return "shutdown";
-  return absl::StrReplaceAll(coordinator::EndReasonName(reason), {{" ", "_"}});
+std::string ReasonLabel(domain::EndReason reason) {
+  if (reason == domain::EndReason::kShutdown) return "shutdown";
+  return absl::StrReplaceAll(domain::EndReasonName(reason), {{" ", "_"}});
 }
 
 }  // namespace
 
-CoordinatorMetrics::CoordinatorMetrics(std::function<coordinator::StatusView()> status)
+CoordinatorMetrics::CoordinatorMetrics(std::function<domain::StatusView()> status)
     : status_(std::move(status)),
       events_(prometheus::BuildCounter()
                   .Name("meshd_coordinator_events_total")
@@ -42,9 +42,9 @@ CoordinatorMetrics::CoordinatorMetrics(std::function<coordinator::StatusView()> 
                       .Register(registry_)
                       .Add({}, RendezvousBuckets())) {
   // Every reason is shown from the start (at 0), so rate() works on the first bump.
-  for (auto r : {coordinator::EndReason::kNodeLost, coordinator::EndReason::kNodeRestarted,
-                 coordinator::EndReason::kNodeJoining, coordinator::EndReason::kNodeLeft,
-                 coordinator::EndReason::kShutdown}) {
+  for (auto r : {domain::EndReason::kNodeLost, domain::EndReason::kNodeRestarted,
+                 domain::EndReason::kNodeJoining, domain::EndReason::kNodeLeft,
+                 domain::EndReason::kShutdown}) {
     ends_.Add({{"reason", ReasonLabel(r)}});
   }
 }
@@ -59,7 +59,7 @@ void CoordinatorMetrics::OnEvent(const coordinator::Event& e) {
 }
 
 std::vector<prometheus::MetricFamily> CoordinatorMetrics::Collect() const {
-  const coordinator::StatusView s = status_();
+  const domain::StatusView s = status_();
   std::vector<prometheus::MetricFamily> out = registry_.Collect();
   out.push_back(GaugeFamily("meshd_coordinator_nodes", "Registered nodes, by state",
                             {{{{"state", "alive"}}, static_cast<double>(s.nodes_alive)},

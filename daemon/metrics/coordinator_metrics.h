@@ -31,14 +31,14 @@ namespace meshd::metrics {
 class CoordinatorMetrics : public prometheus::Collectable {
  public:
   // `status` samples the core (called on the scrape thread).
-  explicit CoordinatorMetrics(std::function<coordinator::StatusView()> status);
+  explicit CoordinatorMetrics(std::function<domain::StatusView()> status);
 
   void OnEvent(const coordinator::Event& event);
 
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
-  const std::function<coordinator::StatusView()> status_;
+  const std::function<domain::StatusView()> status_;
   prometheus::Registry registry_;
   prometheus::Family<prometheus::Counter>& events_;
   prometheus::Family<prometheus::Counter>& ends_;

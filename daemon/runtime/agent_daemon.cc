@@ -22,7 +22,7 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
   std::unique_ptr<agent::GpuDiscovery> discovery =
       options.simulate_gpus > 0 ? agent::SimulatedDiscovery(options.simulate_gpus, node)
                                 : agent::NvmlDiscovery(options.nvml_library);
-  absl::StatusOr<std::vector<coordinator::Gpu>> gpus = discovery->Discover();
+  absl::StatusOr<std::vector<domain::Gpu>> gpus = discovery->Discover();
   if (!gpus.ok()) {
     if (options.simulate_gpus > 0) return gpus.status();
     return absl::FailedPreconditionError(

@@ -19,8 +19,8 @@ log::Level EventLevel(const coordinator::Event& e) {
     case EventKind::kNodeLost:
       return log::Level::kWarn;
     case EventKind::kGenerationEnded:
-      return e.reason == coordinator::EndReason::kNodeLost ||
-                     e.reason == coordinator::EndReason::kNodeRestarted
+      return e.reason == domain::EndReason::kNodeLost ||
+                     e.reason == domain::EndReason::kNodeRestarted
                  ? log::Level::kWarn
                  : log::Level::kInfo;
     default:

@@ -73,7 +73,7 @@ grpc::ServerUnaryReactor* AgentService::Attach(grpc::CallbackServerContext* ctx,
           resp->set_local_world(r->assignment.local_world);
           resp->set_node_rank(r->assignment.node_rank);
           resp->set_num_nodes(r->assignment.num_nodes);
-          coordinator::NodeInventory one;
+          domain::NodeInventory one;
           one.gpus = {r->gpu};
           v1::NodeInventory p;
           ToProto(one, &p);
@@ -93,7 +93,7 @@ grpc::ServerWriteReactor<v1::GenerationEnd>* AgentService::Watch(grpc::CallbackS
        local_rank = req->local_rank()](GenerationWatchReactor::Deliver deliver)
           -> absl::StatusOr<GenerationWatchReactor::Cancel> {
         auto cancel =
-            a->Watch(job, generation, local_rank, [deliver](const coordinator::GenerationEnd& e) {
+            a->Watch(job, generation, local_rank, [deliver](const domain::GenerationEnd& e) {
               v1::GenerationEnd p;
               ToProto(e, &p);
               deliver(p);
@@ -124,7 +124,7 @@ grpc::ServerUnaryReactor* AgentService::ResolveGroups(grpc::CallbackServerContex
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   agent_->ResolveGroups(
       std::move(request), CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
-      [reactor, resp](absl::StatusOr<std::vector<coordinator::SharedGroupIds>> ids) {
+      [reactor, resp](absl::StatusOr<std::vector<domain::SharedGroupIds>> ids) {
         if (ids.ok()) ToProto(*ids, resp);
         reactor->Finish(ToGrpc(ids.status()));
       });

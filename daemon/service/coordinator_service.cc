@@ -86,7 +86,7 @@ void CoordinatorService::ServeRegisterNode(
     grpc::ServerContext* /*ctx*/, const v1::RegisterNodeRequest& req,
     v1::RegisterNodeResponse* resp,
     Async<v1::RegisterNodeRequest, v1::RegisterNodeResponse>::Reply reply) {
-  std::vector<coordinator::RunningJob> running;
+  std::vector<domain::RunningJob> running;
   for (const v1::RunningJob& r : req.running_jobs()) running.push_back(FromProto(r));
   absl::StatusOr<bool> restarted = core_->RegisterNode(FromProto(req.inventory()), running);
   if (restarted.ok()) {
@@ -113,11 +113,11 @@ void CoordinatorService::ServeHeartbeat(
 void CoordinatorService::ServeJoinJob(grpc::ServerContext* ctx, const v1::JoinJobRequest& req,
                                       v1::Assignment* resp,
                                       Async<v1::JoinJobRequest, v1::Assignment>::Reply reply) {
-  core_->JoinJob(coordinator::JoinRequest{req.job(), req.node(), req.incarnation(),
+  core_->JoinJob(domain::JoinRequest{req.job(), req.node(), req.incarnation(),
                                           req.local_world(), FromProto(req.nodes())},
                  Deadline(ctx),
                  [reply = std::move(reply), resp,
-                  with_members = req.with_members()](absl::StatusOr<coordinator::Assignment> a) {
+                  with_members = req.with_members()](absl::StatusOr<domain::Assignment> a) {
                    if (a.ok()) ToProto(*a, with_members, resp);
                    reply(ToGrpc(a.status()));
                  });
@@ -136,7 +136,7 @@ grpc::ServerWriteReactor<v1::GenerationEnd>* CoordinatorService::WatchJob(
                                         GenerationWatchReactor::Deliver deliver)
                                         -> absl::StatusOr<GenerationWatchReactor::Cancel> {
     absl::StatusOr<uint64_t> id =
-        core->WatchJob(job, generation, [deliver](const coordinator::GenerationEnd& e) {
+        core->WatchJob(job, generation, [deliver](const domain::GenerationEnd& e) {
           v1::GenerationEnd p;
           ToProto(e, &p);
           deliver(p);
@@ -234,7 +234,7 @@ void CoordinatorService::ServeResolveGroups(
                        std::move(req->groups),
                        Deadline(ctx),
                        [reply = std::move(reply),
-                        resp](absl::StatusOr<std::vector<coordinator::SharedGroupIds>> ids) {
+                        resp](absl::StatusOr<std::vector<domain::SharedGroupIds>> ids) {
                          if (ids.ok()) *resp = EncodeResolveGroupsResponse(*ids);
                          reply(ToGrpc(ids.status()));
                        });
@@ -243,7 +243,7 @@ void CoordinatorService::ServeResolveGroups(
 grpc::ServerUnaryReactor* CoordinatorService::GetStatus(grpc::CallbackServerContext* ctx,
                                                         const v1::GetStatusRequest*,
                                                         v1::CoordinatorStatus* resp) {
-  const coordinator::StatusView s = core_->Status();
+  const domain::StatusView s = core_->Status();
   resp->set_version(MESHD_VERSION);
   resp->set_uptime_ms(absl::ToInt64Milliseconds(s.uptime));
   resp->set_nodes_alive(s.nodes_alive);
@@ -259,21 +259,21 @@ grpc::ServerUnaryReactor* CoordinatorService::GetStatus(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* CoordinatorService::ListNodes(grpc::CallbackServerContext* ctx,
                                                         const v1::ListNodesRequest*,
                                                         v1::ListNodesResponse* resp) {
-  for (const coordinator::NodeView& n : core_->Nodes()) ToProto(n, resp->add_nodes());
+  for (const domain::NodeView& n : core_->Nodes()) ToProto(n, resp->add_nodes());
   return Done(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::ListJobs(grpc::CallbackServerContext* ctx,
                                                        const v1::ListJobsRequest*,
                                                        v1::ListJobsResponse* resp) {
-  for (const coordinator::JobView& j : core_->Jobs()) ToProto(j, resp->add_jobs());
+  for (const domain::JobView& j : core_->Jobs()) ToProto(j, resp->add_jobs());
   return Done(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::GetJob(grpc::CallbackServerContext* ctx,
                                                      const v1::GetJobRequest* req,
                                                      v1::JobStatus* resp) {
-  absl::StatusOr<coordinator::JobView> j = core_->Job(req->job());
+  absl::StatusOr<domain::JobView> j = core_->Job(req->job());
   if (j.ok()) ToProto(*j, resp);
   return Done(ctx, j.status());
 }

@@ -14,21 +14,21 @@ absl::Status FromGrpc(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
 }
 
-coordinator::NodeInventory FromProto(const v1::NodeInventory& p) {
-  coordinator::NodeInventory d{p.node(), p.hostname(), p.agent_address(), p.incarnation(), {}};
+domain::NodeInventory FromProto(const v1::NodeInventory& p) {
+  domain::NodeInventory d{p.node(), p.hostname(), p.agent_address(), p.incarnation(), {}};
   for (const v1::Gpu& g : p.gpus()) {
-    d.gpus.push_back(coordinator::Gpu{g.index(), g.uuid(), g.pci_bus_id(), g.name(),
+    d.gpus.push_back(domain::Gpu{g.index(), g.uuid(), g.pci_bus_id(), g.name(),
                                       g.memory_bytes(), g.nvlink_clique(), g.simulated()});
   }
   return d;
 }
 
-void ToProto(const coordinator::NodeInventory& d, v1::NodeInventory* p) {
+void ToProto(const domain::NodeInventory& d, v1::NodeInventory* p) {
   p->set_node(d.node);
   p->set_hostname(d.hostname);
   p->set_agent_address(d.agent_address);
   p->set_incarnation(d.incarnation);
-  for (const coordinator::Gpu& g : d.gpus) {
+  for (const domain::Gpu& g : d.gpus) {
     v1::Gpu* out = p->add_gpus();
     out->set_index(g.index);
     out->set_uuid(g.uuid);
@@ -40,24 +40,24 @@ void ToProto(const coordinator::NodeInventory& d, v1::NodeInventory* p) {
   }
 }
 
-coordinator::NodeCount FromProto(const v1::NodeCount& p) {
-  return coordinator::NodeCount{
+domain::NodeCount FromProto(const v1::NodeCount& p) {
+  return domain::NodeCount{
       p.min_nodes(), p.max_nodes(),
       p.last_call_ms() == 0 ? absl::Seconds(1) : absl::Milliseconds(p.last_call_ms())};
 }
 
-void ToProto(const coordinator::NodeCount& d, v1::NodeCount* p) {
+void ToProto(const domain::NodeCount& d, v1::NodeCount* p) {
   p->set_min_nodes(d.min_nodes);
   p->set_max_nodes(d.max_nodes);
   p->set_last_call_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(d.last_call)));
 }
 
-coordinator::RunningJob FromProto(const v1::RunningJob& p) {
-  return coordinator::RunningJob{p.job(),       p.generation(),  p.node_rank(),
+domain::RunningJob FromProto(const v1::RunningJob& p) {
+  return domain::RunningJob{p.job(),       p.generation(),  p.node_rank(),
                                  p.num_nodes(), p.local_world(), FromProto(p.nodes())};
 }
 
-void ToProto(const coordinator::RunningJob& d, v1::RunningJob* p) {
+void ToProto(const domain::RunningJob& d, v1::RunningJob* p) {
   p->set_job(d.job);
   p->set_generation(d.generation);
   p->set_node_rank(d.node_rank);
@@ -68,7 +68,7 @@ void ToProto(const coordinator::RunningJob& d, v1::RunningJob* p) {
 
 namespace {
 
-void ToProto(const coordinator::Member& d, v1::Member* p) {
+void ToProto(const domain::Member& d, v1::Member* p) {
   p->set_node(d.node);
   p->set_hostname(d.hostname);
   p->set_node_rank(d.node_rank);
@@ -76,17 +76,17 @@ void ToProto(const coordinator::Member& d, v1::Member* p) {
   p->set_nvlink_clique(d.nvlink_clique);
 }
 
-v1::GenerationEnd::Reason ToProto(coordinator::EndReason r) {
+v1::GenerationEnd::Reason ToProto(domain::EndReason r) {
   switch (r) {
-    case coordinator::EndReason::kNodeLost:
+    case domain::EndReason::kNodeLost:
       return v1::GenerationEnd::REASON_NODE_LOST;
-    case coordinator::EndReason::kNodeRestarted:
+    case domain::EndReason::kNodeRestarted:
       return v1::GenerationEnd::REASON_NODE_RESTARTED;
-    case coordinator::EndReason::kNodeJoining:
+    case domain::EndReason::kNodeJoining:
       return v1::GenerationEnd::REASON_NODE_JOINING;
-    case coordinator::EndReason::kNodeLeft:
+    case domain::EndReason::kNodeLeft:
       return v1::GenerationEnd::REASON_NODE_LEFT;
-    case coordinator::EndReason::kShutdown:
+    case domain::EndReason::kShutdown:
       return v1::GenerationEnd::REASON_SHUTDOWN;
   }
   return v1::GenerationEnd::REASON_UNSPECIFIED;
@@ -94,22 +94,22 @@ v1::GenerationEnd::Reason ToProto(coordinator::EndReason r) {
 
 }  // namespace
 
-coordinator::EndReason FromProto(v1::GenerationEnd::Reason r) {
+domain::EndReason FromProto(v1::GenerationEnd::Reason r) {
   switch (r) {
     case v1::GenerationEnd::REASON_NODE_RESTARTED:
-      return coordinator::EndReason::kNodeRestarted;
+      return domain::EndReason::kNodeRestarted;
     case v1::GenerationEnd::REASON_NODE_JOINING:
-      return coordinator::EndReason::kNodeJoining;
+      return domain::EndReason::kNodeJoining;
     case v1::GenerationEnd::REASON_NODE_LEFT:
-      return coordinator::EndReason::kNodeLeft;
+      return domain::EndReason::kNodeLeft;
     case v1::GenerationEnd::REASON_SHUTDOWN:
-      return coordinator::EndReason::kShutdown;
+      return domain::EndReason::kShutdown;
     default:
-      return coordinator::EndReason::kNodeLost;
+      return domain::EndReason::kNodeLost;
   }
 }
 
-void ToProto(const coordinator::Assignment& d, bool with_members, v1::Assignment* p) {
+void ToProto(const domain::Assignment& d, bool with_members, v1::Assignment* p) {
   p->set_job(d.job);
   p->set_generation(d.generation);
   p->set_world_size(d.world_size);
@@ -118,14 +118,14 @@ void ToProto(const coordinator::Assignment& d, bool with_members, v1::Assignment
   p->set_num_nodes(d.num_nodes);
   if (!with_members || !d.members) return;
   p->mutable_members()->Reserve(static_cast<int>(d.members->size()));
-  for (const coordinator::Member& m : *d.members) ToProto(m, p->add_members());
+  for (const domain::Member& m : *d.members) ToProto(m, p->add_members());
 }
 
-coordinator::Assignment FromProto(const v1::Assignment& p) {
-  coordinator::Assignment d{p.job(),       p.generation(),  p.world_size(),
+domain::Assignment FromProto(const v1::Assignment& p) {
+  domain::Assignment d{p.job(),       p.generation(),  p.world_size(),
                             p.node_rank(), p.local_world(), p.num_nodes(), nullptr};
   if (p.members_size() > 0) {
-    auto members = std::make_shared<std::vector<coordinator::Member>>();
+    auto members = std::make_shared<std::vector<domain::Member>>();
     for (const v1::Member& m : p.members()) {
       members->push_back(
           {m.node(), m.hostname(), m.node_rank(), m.local_world(), m.nvlink_clique()});
@@ -135,7 +135,7 @@ coordinator::Assignment FromProto(const v1::Assignment& p) {
   return d;
 }
 
-void ToProto(const coordinator::GenerationEnd& d, v1::GenerationEnd* p) {
+void ToProto(const domain::GenerationEnd& d, v1::GenerationEnd* p) {
   p->set_job(d.job);
   p->set_generation(d.generation);
   p->set_reason(ToProto(d.reason));
@@ -143,21 +143,21 @@ void ToProto(const coordinator::GenerationEnd& d, v1::GenerationEnd* p) {
   p->set_message(d.message);
 }
 
-void ToProto(const coordinator::JobView& d, v1::JobStatus* p) {
+void ToProto(const domain::JobView& d, v1::JobStatus* p) {
   p->set_job(d.job);
-  p->set_phase(d.phase == coordinator::JobPhase::kRunning      ? v1::JOB_PHASE_RUNNING
-               : d.phase == coordinator::JobPhase::kRecovering ? v1::JOB_PHASE_RECOVERING
+  p->set_phase(d.phase == domain::JobPhase::kRunning      ? v1::JOB_PHASE_RUNNING
+               : d.phase == domain::JobPhase::kRecovering ? v1::JOB_PHASE_RECOVERING
                                                                : v1::JOB_PHASE_JOINING);
   p->set_generation(d.generation);
   ToProto(d.nodes, p->mutable_nodes());
-  for (const coordinator::Member& m : d.members) ToProto(m, p->add_members());
+  for (const domain::Member& m : d.members) ToProto(m, p->add_members());
   for (const std::string& n : d.missing) p->add_missing(n);
   p->set_phase_ms(absl::ToInt64Milliseconds(d.in_phase));
   p->set_world_size(d.world_size);
   if (d.has_last_end) ToProto(d.last_end, p->mutable_last_end());
 }
 
-void ToProto(const coordinator::NodeView& d, v1::NodeStatus* p) {
+void ToProto(const domain::NodeView& d, v1::NodeStatus* p) {
   ToProto(d.inventory, p->mutable_inventory());
   p->set_state(d.alive ? v1::NODE_STATE_ALIVE : v1::NODE_STATE_DEAD);
   p->set_last_heard_ms_ago(absl::ToInt64Milliseconds(d.since_heard));
@@ -165,14 +165,14 @@ void ToProto(const coordinator::NodeView& d, v1::NodeStatus* p) {
   for (const std::string& j : d.jobs) p->add_jobs(j);
 }
 
-coordinator::GroupRequest FromProto(const v1::GroupRequest& p) {
-  coordinator::GroupRequest d{p.key(), p.num_ids(), {}, p.mint_error()};
+domain::GroupRequest FromProto(const v1::GroupRequest& p) {
+  domain::GroupRequest d{p.key(), p.num_ids(), {}, p.mint_error()};
   for (const v1::MintedId& m : p.minted()) d.minted.emplace_back(m.index(), m.id());
   return d;
 }
 
-void ToProto(const std::vector<coordinator::SharedGroupIds>& d, v1::ResolveGroupsResponse* p) {
-  for (const coordinator::SharedGroupIds& g : d) {
+void ToProto(const std::vector<domain::SharedGroupIds>& d, v1::ResolveGroupsResponse* p) {
+  for (const domain::SharedGroupIds& g : d) {
     v1::GroupIds* out = p->add_groups();
     out->set_key(g->key);
     for (const std::string& id : g->ids) out->add_ids(id);

@@ -10,7 +10,8 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "daemon/coordinator/types.h"
+#include "daemon/domain/types.h"
+#include "daemon/domain/views.h"
 #include "grpcpp/support/status.h"
 #include "meshd/v1/coordinator.pb.h"
 
@@ -19,21 +20,21 @@ namespace meshd::wire {
 grpc::Status ToGrpc(const absl::Status& s);
 absl::Status FromGrpc(const grpc::Status& s);
 
-coordinator::NodeInventory FromProto(const v1::NodeInventory& p);
-void ToProto(const coordinator::NodeInventory& d, v1::NodeInventory* p);
-coordinator::NodeCount FromProto(const v1::NodeCount& p);
-void ToProto(const coordinator::NodeCount& d, v1::NodeCount* p);
-coordinator::RunningJob FromProto(const v1::RunningJob& p);
-void ToProto(const coordinator::RunningJob& d, v1::RunningJob* p);
+domain::NodeInventory FromProto(const v1::NodeInventory& p);
+void ToProto(const domain::NodeInventory& d, v1::NodeInventory* p);
+domain::NodeCount FromProto(const v1::NodeCount& p);
+void ToProto(const domain::NodeCount& d, v1::NodeCount* p);
+domain::RunningJob FromProto(const v1::RunningJob& p);
+void ToProto(const domain::RunningJob& d, v1::RunningJob* p);
 // The member list only when the request asked for it (JoinJobRequest.with_members).
-void ToProto(const coordinator::Assignment& d, bool with_members, v1::Assignment* p);
-coordinator::Assignment FromProto(const v1::Assignment& p);
-void ToProto(const coordinator::GenerationEnd& d, v1::GenerationEnd* p);
-void ToProto(const coordinator::JobView& d, v1::JobStatus* p);
-void ToProto(const coordinator::NodeView& d, v1::NodeStatus* p);
-coordinator::GroupRequest FromProto(const v1::GroupRequest& p);
-coordinator::EndReason FromProto(v1::GenerationEnd::Reason r);
-void ToProto(const std::vector<coordinator::SharedGroupIds>& d, v1::ResolveGroupsResponse* p);
+void ToProto(const domain::Assignment& d, bool with_members, v1::Assignment* p);
+domain::Assignment FromProto(const v1::Assignment& p);
+void ToProto(const domain::GenerationEnd& d, v1::GenerationEnd* p);
+void ToProto(const domain::JobView& d, v1::JobStatus* p);
+void ToProto(const domain::NodeView& d, v1::NodeStatus* p);
+domain::GroupRequest FromProto(const v1::GroupRequest& p);
+domain::EndReason FromProto(v1::GenerationEnd::Reason r);
+void ToProto(const std::vector<domain::SharedGroupIds>& d, v1::ResolveGroupsResponse* p);
 
 // The time by which a call must be answered: the client's deadline, capped at now + max_wait so
 // that a call without a deadline still ends.

@@ -47,7 +47,7 @@ uint8_t* PutField(uint8_t tag, const std::string& bytes, uint8_t* out) {
 }
 
 // GroupIds' encoded size; protobuf leaves an empty key out.
-size_t GroupSize(const coordinator::GroupIds& g) {
+size_t GroupSize(const domain::GroupIds& g) {
   size_t n = g.key.empty() ? 0 : FieldSize(g.key.size());
   for (const std::string& id : g.ids) n += FieldSize(id.size());
   return n;
@@ -56,11 +56,11 @@ size_t GroupSize(const coordinator::GroupIds& g) {
 }  // namespace
 
 grpc::ByteBuffer EncodeResolveGroupsResponse(
-    const std::vector<coordinator::SharedGroupIds>& groups) {
+    const std::vector<domain::SharedGroupIds>& groups) {
   std::vector<size_t> sizes;
   sizes.reserve(groups.size());
   size_t total = 0;
-  for (const coordinator::SharedGroupIds& g : groups) {
+  for (const domain::SharedGroupIds& g : groups) {
     sizes.push_back(GroupSize(*g));
     total += FieldSize(sizes.back());
   }

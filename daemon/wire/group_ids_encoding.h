@@ -10,14 +10,14 @@
 
 #include <vector>
 
-#include "daemon/coordinator/types.h"
+#include "daemon/domain/types.h"
 #include "grpcpp/support/byte_buffer.h"
 
 namespace meshd::wire {
 
 // The encoded meshd.v1.ResolveGroupsResponse holding `groups`, in order.
 grpc::ByteBuffer EncodeResolveGroupsResponse(
-    const std::vector<coordinator::SharedGroupIds>& groups);
+    const std::vector<domain::SharedGroupIds>& groups);
 
 }  // namespace meshd::wire
 

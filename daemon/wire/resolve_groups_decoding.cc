@@ -174,7 +174,7 @@ bool ReadFields(absl::string_view bytes, Known known) {
 
 // Each Read* parses one message's fields into `out`, merging into what is there (as protobuf does
 // when a singular submessage field repeats).
-bool ReadMeshSpec(absl::string_view bytes, coordinator::RankSpec* out) {
+bool ReadMeshSpec(absl::string_view bytes, domain::RankSpec* out) {
   return ReadFields(bytes, [out](Reader& r, uint32_t field, uint32_t type, bool& ok) {
     if (type != kLengthDelimited || (field != 1 && field != 2)) return false;
     ok = r.String(field == 1 ? &out->fingerprint : &out->description);
@@ -182,7 +182,7 @@ bool ReadMeshSpec(absl::string_view bytes, coordinator::RankSpec* out) {
   });
 }
 
-bool ReadRankSpec(absl::string_view bytes, coordinator::RankSpec* out) {
+bool ReadRankSpec(absl::string_view bytes, domain::RankSpec* out) {
   return ReadFields(bytes, [out](Reader& r, uint32_t field, uint32_t type, bool& ok) {
     absl::string_view spec;
     if (field == 1 && type == kVarint) {
@@ -211,7 +211,7 @@ bool ReadMintedId(absl::string_view bytes, std::pair<uint32_t, std::string>* out
   });
 }
 
-bool ReadGroupRequest(absl::string_view bytes, coordinator::GroupRequest* out) {
+bool ReadGroupRequest(absl::string_view bytes, domain::GroupRequest* out) {
   return ReadFields(bytes, [out](Reader& r, uint32_t field, uint32_t type, bool& ok) {
     absl::string_view minted;
     if (field == 1 && type == kLengthDelimited) {
@@ -245,7 +245,7 @@ bool ReadRequest(absl::string_view bytes, ResolveGroupsCall* out) {
     } else if (field == 5) {
       ok = r.Bytes(&nested) && ReadRankSpec(nested, &out->ranks.emplace_back());
     } else if (field == 6) {
-      coordinator::GroupRequest& g = out->groups.emplace_back();
+      domain::GroupRequest& g = out->groups.emplace_back();
       g.num_ids = 0;  // proto3: absent is zero
       ok = r.Bytes(&nested) && ReadGroupRequest(nested, &g);
     } else {

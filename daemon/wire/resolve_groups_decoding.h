@@ -17,7 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "daemon/coordinator/types.h"
+#include "daemon/domain/types.h"
 #include "grpcpp/support/byte_buffer.h"
 
 namespace meshd::wire {
@@ -28,8 +28,8 @@ struct ResolveGroupsCall {
   uint64_t generation = 0;
   std::string node;
   std::string mesh_key;
-  std::vector<coordinator::RankSpec> ranks;
-  std::vector<coordinator::GroupRequest> groups;
+  std::vector<domain::RankSpec> ranks;
+  std::vector<domain::GroupRequest> groups;
 };
 
 // INVALID_ARGUMENT, saying where, when the bytes are not a ResolveGroupsRequest protobuf would

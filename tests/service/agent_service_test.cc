@@ -437,7 +437,7 @@ TEST_F(AgentServiceTest, Watch_CoordinatorRestartOfNode_Relayed) {
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
   auto reader = stub_->Watch(&ctx, w);
   // The node "restarts" from the coordinator's point of view: a new incarnation registers.
-  coordinator::NodeInventory inv = agent_->agent().inventory();
+  domain::NodeInventory inv = agent_->agent().inventory();
   inv.incarnation += 2;
   ASSERT_TRUE(coordinator_->core().RegisterNode(inv).ok());
   v1::GenerationEnd end;
@@ -596,16 +596,16 @@ TEST(AgentDaemonTest, CoordinatorRestarted_JobRecoveredFromTheAgent_ThenItsEndSt
   // The agent registers again reporting its running generation, which the new coordinator takes
   // back (one node: complete at once), and watches it there again.
   const uint64_t generation = job.attached.generation();
-  absl::StatusOr<coordinator::JobView> view;
+  absl::StatusOr<domain::JobView> view;
   PollUntil(
       [&] {
         view = (*fresh)->core().Job("reborn");
-        return view.ok() && view->phase == coordinator::JobPhase::kRunning &&
+        return view.ok() && view->phase == domain::JobPhase::kRunning &&
                (*fresh)->core().Status().waiting.watch == 1;
       },
       absl::Seconds(15));
   ASSERT_TRUE(view.ok()) << view.status();
-  EXPECT_EQ(view->phase, coordinator::JobPhase::kRunning);
+  EXPECT_EQ(view->phase, domain::JobPhase::kRunning);
   EXPECT_EQ(view->generation, generation);
   ASSERT_EQ((*fresh)->core().Status().waiting.watch, 1u);
   // The worker heard nothing of the restart; the generation's real end still reaches it.
@@ -696,7 +696,7 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringTheRound_JoinSentAgainOnceRegist
   EXPECT_EQ(ra.world_size(), 2u);
   EXPECT_EQ(ra.generation(), rb.generation());
   EXPECT_NE(ra.rank(), rb.rank());
-  EXPECT_EQ((*fresh)->core().Job("reround")->phase, coordinator::JobPhase::kRunning);
+  EXPECT_EQ((*fresh)->core().Job("reround")->phase, domain::JobPhase::kRunning);
 }
 
 // The coordinator restarts while one node's ResolveGroups is held (the other node has not asked
@@ -770,7 +770,7 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringAGroupExchange_IdsStillRelayed) 
     ASSERT_EQ(r->groups(0).ids_size(), 1);
     EXPECT_EQ(r->groups(0).ids(0), id);
   }
-  EXPECT_EQ((*fresh)->core().Job("regroup")->phase, coordinator::JobPhase::kRunning);
+  EXPECT_EQ((*fresh)->core().Job("regroup")->phase, domain::JobPhase::kRunning);
   EXPECT_EQ((*fresh)->core().Job("regroup")->generation, attached[0].generation());
 }
 

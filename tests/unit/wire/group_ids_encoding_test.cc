@@ -12,8 +12,8 @@
 namespace meshd::wire {
 namespace {
 
-using coordinator::GroupIds;
-using coordinator::SharedGroupIds;
+using domain::GroupIds;
+using domain::SharedGroupIds;
 
 SharedGroupIds Group(std::string key, size_t ids, char fill) {
   std::vector<std::string> v;

@@ -1,13 +1,12 @@
 // Request validation (see validation.h).
-#include "daemon/coordinator/validation.h"
+#include "daemon/domain/validation.h"
 
 #include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "daemon/coordinator/kv_store.h"
 
-namespace meshd::coordinator {
+namespace meshd::domain {
 namespace {
 
 std::string Shown(absl::string_view s) {
@@ -80,9 +79,18 @@ absl::Status ValidateNodeCount(const NodeCount& c, uint32_t max_nodes) {
 }
 
 absl::Status ValidateKey(absl::string_view key) {
-  if (key.empty() || key.size() > KvStore::kMaxKeyBytes) {
+  if (key.empty() || key.size() > kMaxKeyBytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat("key ", Shown(key), " must be 1-", KvStore::kMaxKeyBytes, " bytes"));
+        absl::StrCat("key ", Shown(key), " must be 1-", kMaxKeyBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateValue(absl::string_view value) {
+  if (value.size() > kMaxValueBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("value of ", value.size(),
+                                                   " bytes is larger than the limit of ",
+                                                   kMaxValueBytes));
   }
   return absl::OkStatus();
 }
@@ -103,4 +111,4 @@ absl::Status ValidateRunningJobs(const std::vector<RunningJob>& running, uint32_
   return absl::OkStatus();
 }
 
-}  // namespace meshd::coordinator
+}  // namespace meshd::domain

@@ -1,9 +1,9 @@
-// Request validation for the coordinator: names, sizes, inventories. Every error is
+// Request validation shared by the coordinator and the agent: names, sizes, inventories, keys. Every error is
 // INVALID_ARGUMENT with a message that names the field, the value and what is allowed.
 //
 // Thread-safety: pure functions.
-#ifndef MESHD_DAEMON_COORDINATOR_VALIDATION_H_
-#define MESHD_DAEMON_COORDINATOR_VALIDATION_H_
+#ifndef MESHD_DAEMON_DOMAIN_VALIDATION_H_
+#define MESHD_DAEMON_DOMAIN_VALIDATION_H_
 
 #include <cstdint>
 #include <string>
@@ -11,23 +11,22 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "daemon/coordinator/types.h"
+#include "daemon/domain/limits.h"
+#include "daemon/domain/types.h"
 
-namespace meshd::coordinator {
-
-inline constexpr size_t kMaxJobNameBytes = 128;
-inline constexpr size_t kMaxNodeNameBytes = 253;
-inline constexpr uint32_t kMaxLocalWorld = 1024;  // workers per node
+namespace meshd::domain {
 
 // 1..max_bytes characters of [A-Za-z0-9._-]. `what` names the field in the message ("job", "node").
 absl::Status ValidateName(absl::string_view what, absl::string_view name, size_t max_bytes);
 absl::Status ValidateInventory(const NodeInventory& inventory, uint32_t max_gpus);
 absl::Status ValidateNodeCount(const NodeCount& count, uint32_t max_nodes);
 absl::Status ValidateKey(absl::string_view key);
+// A key-value store value of at most kMaxValueBytes.
+absl::Status ValidateValue(absl::string_view value);
 // Generations an agent reports running (RegisterNode after a coordinator restart): names, sizes,
 // and a rank and size a round could have given.
 absl::Status ValidateRunningJobs(const std::vector<RunningJob>& running, uint32_t max_nodes);
 
-}  // namespace meshd::coordinator
+}  // namespace meshd::domain
 
-#endif  // MESHD_DAEMON_COORDINATOR_VALIDATION_H_
+#endif  // MESHD_DAEMON_DOMAIN_VALIDATION_H_

@@ -1,0 +1,71 @@
+// Read-only views of the cluster as the coordinator answers them (GetStatus, ListJobs, ListNodes,
+// metrics). Plain data: the coordinator builds them, daemon/wire turns them into protos.
+#ifndef MESHD_DAEMON_DOMAIN_VIEWS_H_
+#define MESHD_DAEMON_DOMAIN_VIEWS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "daemon/domain/types.h"
+
+namespace meshd::domain {
+
+// kRecovering: the coordinator restarted while the generation ran; its nodes report it back.
+enum class JobPhase { kJoining, kRunning, kRecovering };
+
+struct JobView {
+  std::string job;
+  JobPhase phase = JobPhase::kJoining;
+  uint64_t generation = 0;
+  NodeCount nodes;
+  std::vector<Member> members;       // joiners (JOINING) or members in rank order (RUNNING)
+  std::vector<std::string> missing;  // previous members not joined again (JOINING)
+  absl::Duration in_phase;
+  uint32_t world_size = 0;
+  bool has_last_end = false;
+  GenerationEnd last_end;
+};
+
+struct NodeView {
+  NodeInventory inventory;
+  bool alive = true;
+  absl::Duration since_heard;
+  uint32_t restarts = 0;
+  std::vector<std::string> jobs;
+};
+
+// Calls held open, by what they wait for.
+struct WaiterCounts {
+  uint32_t join = 0;    // JoinJob until the round closes (and standby nodes)
+  uint32_t kv = 0;      // KeyGet with wait, Barrier
+  uint32_t groups = 0;  // ResolveGroups until every rank reported
+  uint32_t watch = 0;   // WatchJob until the generation ends
+  uint32_t total() const { return join + kv + groups + watch; }
+};
+
+// Running totals since the coordinator started (they only grow).
+struct Counters {
+  uint64_t ids_relayed = 0;      // NCCL unique ids handed out in ResolveGroups answers
+  uint64_t groups_answered = 0;  // ResolveGroups calls answered with ids
+  uint64_t generations_started = 0;
+  uint64_t generations_ended = 0;
+  uint64_t generations_recovered = 0;
+};
+
+struct StatusView {
+  absl::Duration uptime;
+  uint32_t nodes_alive = 0;
+  uint32_t nodes_dead = 0;
+  uint32_t jobs_joining = 0;
+  uint32_t jobs_running = 0;
+  uint32_t waiters = 0;  // waiting.total()
+  WaiterCounts waiting;
+  Counters counters;
+  absl::Duration heartbeat_timeout;
+};
+
+}  // namespace meshd::domain
+
+#endif  // MESHD_DAEMON_DOMAIN_VIEWS_H_
