@@ -23,7 +23,7 @@
 #include "bench/floor/floor_server.h"
 #include "bench/sim/placement.h"
 #include "bench/sim/proc_stats.h"
-#include "common/process/subprocess.h"
+#include "tests/support/subprocess.h"
 #include "nlohmann/json.hpp"
 
 namespace {

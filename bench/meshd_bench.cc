@@ -26,7 +26,7 @@
 #include "bench/sim/proc_stats.h"
 #include "bench/sim/restart_sim.h"
 #include "bench/sim/workload.h"
-#include "common/process/subprocess.h"
+#include "tests/support/subprocess.h"
 #include "common/time/mutex_clock.h"
 #include "grpc/grpc.h"
 #include "bench/sim/bench_process.h"

@@ -19,7 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/run_command.h"
-#include "common/process/subprocess.h"
+#include "tests/support/subprocess.h"
 
 namespace meshd {
 namespace {

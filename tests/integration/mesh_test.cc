@@ -16,7 +16,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/support/nccl.h"
 #include "tests/support/run_command.h"
-#include "common/process/subprocess.h"
+#include "tests/support/subprocess.h"
 
 namespace meshd {
 namespace {

@@ -9,7 +9,7 @@
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "common/process/subprocess.h"
+#include "tests/support/subprocess.h"
 
 namespace meshd {
 namespace {

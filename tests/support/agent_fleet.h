@@ -10,7 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/process/subprocess.h"
+#include "tests/support/subprocess.h"
 
 namespace meshd::testing {
 

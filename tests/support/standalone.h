@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "common/process/subprocess.h"
+#include "tests/support/subprocess.h"
 
 namespace meshd::testing {
 

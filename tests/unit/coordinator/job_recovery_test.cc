@@ -5,6 +5,7 @@
 #include "daemon/coordinator/coordinator.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/fake_clock.h"
 
 namespace meshd::coordinator {
 namespace {
