@@ -1,5 +1,5 @@
 // Subprocess (see subprocess.h).
-#include "common/process/subprocess.h"
+#include "tests/support/subprocess.h"
 
 #include <fcntl.h>
 #include <poll.h>

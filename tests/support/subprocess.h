@@ -1,7 +1,7 @@
 // Subprocess: runs a real program (integration tests, the load simulator) — its stdout read line by line with
 // deadlines, signals, and a bounded wait. Its stderr goes to the test's stderr (the daemon's logs).
-#ifndef MESHD_COMMON_PROCESS_SUBPROCESS_H_
-#define MESHD_COMMON_PROCESS_SUBPROCESS_H_
+#ifndef MESHD_TESTS_SUPPORT_SUBPROCESS_H_
+#define MESHD_TESTS_SUPPORT_SUBPROCESS_H_
 
 #include <sys/types.h>
 
@@ -42,4 +42,4 @@ class Subprocess {
 
 }  // namespace meshd::process
 
-#endif  // MESHD_COMMON_PROCESS_SUBPROCESS_H_
+#endif  // MESHD_TESTS_SUPPORT_SUBPROCESS_H_
