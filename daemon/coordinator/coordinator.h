@@ -1,15 +1,16 @@
 // Coordinator: the cluster's state machine — node registry and liveness, job rounds and
-// generations, per-generation key-value store and barriers, watches. Pure: no gRPC, no I/O, an
-// injected clock. daemon/service translates RPCs to these calls; a ticker calls CheckDeadlines() in
-// production and tests call it directly after advancing a FakeClock.
+// generations, per-generation key-value store and barriers, NCCL id exchange, watches. Pure: no
+// gRPC, no I/O, an injected clock. daemon/service translates RPCs to these calls; a ticker calls
+// CheckDeadlines() in production and tests call it directly after advancing a FakeClock.
 //
-// Job lifecycle (one record per job name):
-//
-//      first JoinJob          nnodes joined (fixed), max joined, or min + last call (elastic)
-//   ----------------> JOINING ---------------------------------------------------------> RUNNING
-//                        ^                                                                  |
-//                        |  member node lost / restarted / left; elastic job gains a node   |
-//                        +------------------ generation ends, generation + 1 ---------------+
+// A thin façade over small registries that hold the state, each with its own header and tests:
+//   NodeRegistry  nodes, GPUs, liveness, incarnations, the heartbeat-rate policy
+//   JobRounds     jobs: rounds, generations, standby nodes, watches, recovery after a restart
+//                 (its header draws a job's life), and per running generation:
+//   KvStore       its key-value store and barriers
+//   MeshExchange  one mesh's spec check and NCCL id relay
+// The façade validates requests, takes the one lock, asks the registries, and runs the callbacks
+// they collected after releasing the lock.
 //
 // After a restart the coordinator knows no jobs. An agent that registers again reports the
 // generations its workers run (RunningJob); the first report of a job it does not know creates it
@@ -27,20 +28,20 @@
 #define MESHD_DAEMON_COORDINATOR_COORDINATOR_H_
 
 #include <cstdint>
-#include <map>
-#include <memory>
-#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/time/clock.h"
+#include "daemon/coordinator/completions.h"
+#include "daemon/coordinator/job_rounds.h"
 #include "daemon/coordinator/kv_store.h"
 #include "daemon/coordinator/mesh_exchange.h"
+#include "daemon/coordinator/node_registry.h"
 #include "daemon/coordinator/types.h"
 #include "daemon/domain/limits.h"
 
@@ -61,12 +62,6 @@ struct CoordinatorOptions {
   // After a restart: how long a job reported by some of its nodes waits for the others (agents
   // register again within their retry backoff). At least the heartbeat timeout.
   absl::Duration recovery_window = absl::Seconds(10);
-};
-
-// The heartbeat interval an agent is told, and how long it may stay silent.
-struct HeartbeatTiming {
-  absl::Duration interval;
-  absl::Duration timeout;
 };
 
 class Coordinator {
@@ -166,56 +161,12 @@ class Coordinator {
   HeartbeatTiming HeartbeatTimingOf(const std::string& node) const;
 
  private:
-  struct NodeRecord;
-  // The timing for the current number of nodes (see max_heartbeats_per_second).
-  HeartbeatTiming CurrentTiming() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Tells `rec` its timing: CurrentTiming(), stretched (up to twice) while nodes told shorter
-  // intervals when the cluster was smaller still use up the rate cap; keeps promised_hz_.
-  HeartbeatTiming Tell(NodeRecord& rec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  struct JobRecord;
-  struct Watcher {
-    std::string job;
-    uint64_t generation;
-    WatchDone done;
-  };
-
-  // Both collect completions to run after the lock is released.
-  void CloseRound(JobRecord& job, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Fails the job's join waits past `now` (a node whose waits all ended leaves the round);
-  // returns the earliest deadline of those left.
-  absl::Time ExpireJoinWaits(JobRecord& job, absl::Time now, Completions& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EndGeneration(JobRecord& job, EndReason reason, const std::string& node,
-                     const std::string& message, Completions& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Job recovery after a restart (job_recovery.cc): takes a registered node's reports, completes a
-  // job once all its ranks are in, or ends its generation (`node` lost, or a rank missing).
-  void RecoverJobs(const std::string& node, const std::vector<RunningJob>& running,
-                   Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The nodes that reported a recovering generation, in rank order.
-  std::vector<Member> ReportedMembers(const JobRecord& job) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // They become the running generation's members (phase kRunning).
-  void AdoptReportedGeneration(JobRecord& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends a recovery whose window has passed; returns its deadline while it is open (else
-  // InfiniteFuture).
-  absl::Time ExpireRecovery(JobRecord& job, absl::Time now, Completions& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void FinishRecovery(JobRecord& job, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void FailRecovery(JobRecord& job, const std::string& node, const std::string& message,
-                    Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Removes a node from every job (it died, restarted or was replaced).
-  void DropNode(const std::string& node, EndReason reason, const std::string& message,
-                Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Emit(EventKind kind, std::string what, const std::string& job, const std::string& node,
-            uint64_t generation, Completions& out, absl::Duration rendezvous = absl::ZeroDuration(),
-            EndReason reason = EndReason::kNodeLost) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The job if `generation` is its running generation, or the error for a request naming it.
-  absl::StatusOr<JobRecord*> Running(const std::string& job, uint64_t generation)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<KvStore*> Store(const std::string& job, uint64_t generation)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  JobView View(const JobRecord& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The KV methods' one shape: under the lock, finds the running generation's store (noting a wait
+  // until `wait_deadline`) and calls `op(store, out)`, whose result it returns, or the lookup's
+  // error; runs the completions after the lock. Callers validate their arguments first.
+  template <typename Op>
+  auto WithStore(const std::string& job, uint64_t generation, absl::Time wait_deadline, Op op)
+      -> decltype(op(std::declval<KvStore&>(), std::declval<Completions&>()));
 
   // Constant after construction.
   const Clock* const clock_;
@@ -225,19 +176,8 @@ class Coordinator {
 
   mutable absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  std::map<std::string, std::unique_ptr<NodeRecord>> nodes_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::string> gpu_owner_ ABSL_GUARDED_BY(mu_);  // uuid -> node
-  std::map<std::string, std::unique_ptr<JobRecord>> jobs_ ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
-  Counters counters_ ABSL_GUARDED_BY(mu_);
-  // The heartbeat rate live nodes were told: the sum of 1 / interval over them, per second.
-  double promised_hz_ ABSL_GUARDED_BY(mu_) = 0;
-  // Lower bounds for CheckDeadlines: no live node can time out before nodes_due_ and no wait
-  // before waits_due_. Lowered whenever a node is heard or a wait may be added, recomputed by the
-  // scan they gate, so a tick walks 16,384 nodes and their waits only when one may be due.
-  absl::Time nodes_due_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Time waits_due_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  NodeRegistry nodes_ ABSL_GUARDED_BY(mu_);
+  JobRounds jobs_ ABSL_GUARDED_BY(mu_);  // reads nodes_, emits through events_
 };
 
 }  // namespace meshd::coordinator

@@ -1,15 +1,15 @@
-// Rebuilding running jobs after a coordinator restart (see coordinator.h): the generations the
-// nodes' agents report when they register again.
+// JobRounds: rebuilding running jobs after a coordinator restart (see job_rounds.h) from the
+// generations the nodes' agents report when they register again.
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "daemon/coordinator/coordinator.h"
-#include "daemon/coordinator/records.h"
+#include "daemon/coordinator/job_record.h"
+#include "daemon/coordinator/job_rounds.h"
 
 namespace meshd::coordinator {
 
-void Coordinator::RecoverJobs(const std::string& node, const std::vector<RunningJob>& running,
-                              Completions& out) {
+void JobRounds::Recover(const std::string& node, const std::vector<RunningJob>& running,
+                        Completions& out) {
   const absl::Time now = clock_->Now();
   for (const RunningJob& r : running) {
     std::unique_ptr<JobRecord>& slot = jobs_[r.job];
@@ -24,13 +24,13 @@ void Coordinator::RecoverJobs(const std::string& node, const std::vector<Running
       j.phase_since = now;
       j.recovery.emplace();
       j.recovery->num_nodes = r.num_nodes;
-      j.recovery->deadline = now + std::max(options_.recovery_window, CurrentTiming().timeout);
+      j.recovery->deadline = now + std::max(options_.recovery_window, nodes_->FairTiming().timeout);
       waits_due_ = std::min(waits_due_, j.recovery->deadline);
       Emit(EventKind::kJobRecovering,
            absl::StrCat("node reports generation ", r.generation, " (", r.num_nodes,
                         " nodes) running, unknown here (the coordinator restarted): recovering it "
                         "as its nodes register again"),
-           r.job, node, r.generation, out);
+           j, node, out);
     }
     JobRecord& j = *slot;
     if (j.phase != JobPhase::kRecovering || j.generation != r.generation) continue;  // known
@@ -67,23 +67,23 @@ void Coordinator::RecoverJobs(const std::string& node, const std::vector<Running
   }
 }
 
-std::vector<Member> Coordinator::ReportedMembers(const JobRecord& j) const {
+std::vector<Member> JobRounds::ReportedMembers(const JobRecord& j) const {
   std::vector<Member> members;
   for (const auto& [rank, node] : j.recovery->node_at) {
-    const NodeRecord& n = *nodes_.at(node);  // reported by a registered node; never erased
+    const NodeRegistry::Node& n = nodes_->Get(node);  // reported by a registered node
     members.push_back(Member{node, n.inventory.hostname, rank, j.local_world, n.clique});
   }
   return members;
 }
 
-void Coordinator::AdoptReportedGeneration(JobRecord& j) {
+void JobRounds::AdoptReportedGeneration(JobRecord& j) {
   j.rank_of = j.recovery->rank_of_node;
   j.members = std::make_shared<const std::vector<Member>>(ReportedMembers(j));
   j.phase = JobPhase::kRunning;
   j.recovery.reset();
 }
 
-absl::Time Coordinator::ExpireRecovery(JobRecord& j, absl::Time now, Completions& out) {
+absl::Time JobRounds::ExpireRecovery(JobRecord& j, absl::Time now, Completions& out) {
   if (j.phase != JobPhase::kRecovering) return absl::InfiniteFuture();
   if (j.recovery->deadline > now) return j.recovery->deadline;
   std::vector<uint32_t> missing;
@@ -98,7 +98,7 @@ absl::Time Coordinator::ExpireRecovery(JobRecord& j, absl::Time now, Completions
   return absl::InfiniteFuture();
 }
 
-void Coordinator::FinishRecovery(JobRecord& j, Completions& out) {
+void JobRounds::FinishRecovery(JobRecord& j, Completions& out) {
   AdoptReportedGeneration(j);
   const absl::Duration took = clock_->Now() - j.phase_since;
   j.phase_since = clock_->Now();
@@ -106,11 +106,11 @@ void Coordinator::FinishRecovery(JobRecord& j, Completions& out) {
   Emit(EventKind::kGenerationRecovered,
        absl::StrCat("generation ", j.generation, " recovered after a coordinator restart: its ",
                     j.members->size(), " nodes reported it within ", absl::FormatDuration(took)),
-       j.name, "", j.generation, out);
+       j, "", out);
 }
 
-void Coordinator::FailRecovery(JobRecord& j, const std::string& node, const std::string& message,
-                               Completions& out) {
+void JobRounds::FailRecovery(JobRecord& j, const std::string& node, const std::string& message,
+                             Completions& out) {
   // Ended as a running generation of the nodes that reported it, so that their watchers hear of
   // the end and the next round expects them.
   AdoptReportedGeneration(j);

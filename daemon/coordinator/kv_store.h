@@ -16,12 +16,11 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "daemon/coordinator/completions.h"
 #include "daemon/coordinator/types.h"
 #include "daemon/domain/limits.h"
 
 namespace meshd::coordinator {
-
-using Completions = std::vector<std::function<void()>>;
 
 class KvStore {
  public:

@@ -1,7 +1,11 @@
-// The coordinator's records of nodes and jobs, shared by the files that implement Coordinator
-// (coordinator.cc, job_recovery.cc). Internal to daemon/coordinator.
-#ifndef MESHD_DAEMON_COORDINATOR_RECORDS_H_
-#define MESHD_DAEMON_COORDINATOR_RECORDS_H_
+// JobRecord: what JobRounds keeps of one job — its open round, standby nodes, running generation
+// (members, KV store, mesh exchanges), the end of the last one, and a generation being recovered.
+// Shared by the files that implement JobRounds (job_rounds.cc, job_recovery.cc, job_views.cc);
+// internal to daemon/coordinator.
+//
+// Thread-safety: none; guarded by the Coordinator's lock.
+#ifndef MESHD_DAEMON_COORDINATOR_JOB_RECORD_H_
+#define MESHD_DAEMON_COORDINATOR_JOB_RECORD_H_
 
 #include <map>
 #include <memory>
@@ -13,7 +17,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "daemon/coordinator/coordinator.h"
+#include "daemon/coordinator/kv_store.h"
+#include "daemon/coordinator/mesh_exchange.h"
+#include "daemon/coordinator/types.h"
 
 namespace meshd::coordinator {
 
@@ -24,16 +30,7 @@ inline const std::shared_ptr<const std::vector<Member>>& NoMembers() {
   return *empty;
 }
 
-struct Coordinator::NodeRecord {
-  NodeInventory inventory;
-  std::string clique;
-  absl::Time last_heard;
-  HeartbeatTiming timing;  // what the node was last told
-  bool alive = true;
-  uint32_t restarts = 0;
-};
-
-struct Coordinator::JobRecord {
+struct JobRecord {
   struct Joiner {
     uint64_t incarnation = 0;
     std::vector<std::pair<JoinDone, absl::Time>> waiters;
@@ -85,4 +82,4 @@ struct Coordinator::JobRecord {
 
 }  // namespace meshd::coordinator
 
-#endif  // MESHD_DAEMON_COORDINATOR_RECORDS_H_
+#endif  // MESHD_DAEMON_COORDINATOR_JOB_RECORD_H_

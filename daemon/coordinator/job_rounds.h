@@ -1,0 +1,190 @@
+// JobRounds: the coordinator's jobs — each job's rounds (nodes join; the round closes into a
+// generation with node ranks in topology order), the standby nodes of an elastic job at its max,
+// the running generation's state (its KvStore and MeshExchanges), the end of a generation and the
+// watches told of it, and the recovery of running generations after a coordinator restart
+// (job_recovery.cc). Pure: time comes from the injected clock; node details (hostname, NVLink
+// clique) from the NodeRegistry.
+//
+// A job (one record per name, never forgotten):
+//
+//      first Join             nnodes joined (fixed), max joined, or min + last call (elastic)
+//   ------------> JOINING ---------------------------------------------------------> RUNNING
+//                    ^                                                                  |
+//                    |  member node lost / restarted / left; elastic job gains a node   |
+//                    +------------------ generation ends, generation + 1 ---------------+
+//
+//      first report of an unknown job                 every node rank reported
+//   -----------------------------------> RECOVERING ----------------------------> RUNNING
+//                                             |  window passed, a report conflicts, or a
+//                                             |  reporting node lost: ended as a lost node
+//                                             +---------------------------------> JOINING
+//
+// A node that asks to join an elastic job running at its max stands by; the end of the generation
+// makes the standby nodes the next round's first joiners.
+//
+// Every method that may answer a wait or emit an event appends the callbacks to `out`, which the
+// caller runs after releasing its lock.
+//
+// Thread-safety: none; owned by the Coordinator and guarded by its lock.
+#ifndef MESHD_DAEMON_COORDINATOR_JOB_ROUNDS_H_
+#define MESHD_DAEMON_COORDINATOR_JOB_ROUNDS_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/time/clock.h"
+#include "daemon/coordinator/completions.h"
+#include "daemon/coordinator/kv_store.h"
+#include "daemon/coordinator/mesh_exchange.h"
+#include "daemon/coordinator/node_registry.h"
+#include "daemon/coordinator/types.h"
+
+namespace meshd::coordinator {
+
+struct JobRecord;
+
+class JobRounds {
+ public:
+  struct Options {
+    // After a coordinator restart: how long a job reported by some of its nodes waits for the
+    // others (at least the nodes' heartbeat timeout).
+    absl::Duration recovery_window;
+  };
+
+  // `nodes` and `events` are not owned and outlive this (the Coordinator's members).
+  JobRounds(const Clock* clock, Options options, const NodeRegistry* nodes,
+            const EventSink* events);
+  ~JobRounds();
+  JobRounds(const JobRounds&) = delete;
+  JobRounds& operator=(const JobRounds&) = delete;
+
+  // ---- Rounds
+
+  // `req` is valid and its node admitted (alive, current incarnation). Creates the job at its
+  // first join; then the job's phase decides: an open round takes the node (and closes when
+  // full), a member of the running generation gets its assignment again, an elastic job below
+  // its max ends its generation for a new round, one at its max keeps the node standing by.
+  // Errors (through `done`): FAILED_PRECONDITION a spec that differs from the job's, or a running
+  // fixed-size job the node is not a member of; UNAVAILABLE the job is being recovered.
+  void Join(const JoinRequest& req, absl::Time deadline, JoinDone done, Completions& out);
+  // A member node leaves the running generation, which ends (kNodeLeft).
+  // Errors: as Running's; FAILED_PRECONDITION the node is not a member.
+  absl::Status Leave(const std::string& job, uint64_t generation, const std::string& node,
+                     const std::string& message, Completions& out);
+  // Removes a node from every job (it died, restarted or was replaced): ends the generations it
+  // is a member of (or recovers), fails its join and standby waits with ABORTED.
+  void DropNode(const std::string& node, EndReason reason, const std::string& message,
+                Completions& out);
+  // A registered node's reports of the generations its workers run (job_recovery.cc): a job this
+  // coordinator does not know is created RECOVERING; once every node rank of it has been
+  // reported it runs again with the same generation and ranks. Reports of known jobs are ignored.
+  void Recover(const std::string& node, const std::vector<RunningJob>& running, Completions& out);
+
+  // ---- The running generation
+
+  // The running generation's store.
+  // Errors: NOT_FOUND unknown job; ABORTED `generation` has ended; FAILED_PRECONDITION it has not
+  // started (round still open); UNAVAILABLE it is being recovered.
+  absl::StatusOr<KvStore*> Store(const std::string& job, uint64_t generation);
+  // The running generation's exchange of `mesh_key`, created at its first report. Errors: Store's.
+  absl::StatusOr<MeshExchange*> Exchange(const std::string& job, uint64_t generation,
+                                         const std::string& mesh_key);
+  // A wait with this deadline was added to a store or an exchange: CheckDeadlines looks by then.
+  void WaitAdded(absl::Time deadline) { waits_due_ = std::min(waits_due_, deadline); }
+
+  // ---- Watches
+
+  // Calls `done` once when `generation` of `job` ends: at once if it has (or, `shut_down`, with
+  // kShutdown); returns the watch's id, 0 when answered at once.
+  // Errors (returned): NOT_FOUND unknown job; FAILED_PRECONDITION a generation not started.
+  absl::StatusOr<uint64_t> Watch(const std::string& job, uint64_t generation, bool shut_down,
+                                 WatchDone done, Completions& out);
+  // Forgets a watch. Unknown ids are ignored.
+  void CancelWatch(uint64_t id) { watchers_.erase(id); }
+
+  // ---- Time and shutdown
+
+  // Closes elastic rounds whose last call has passed; fails join, KV and mesh waits past `now`
+  // (DEADLINE_EXCEEDED); ends recoveries whose window has passed. Walks the waits only when one
+  // may be due.
+  void CheckDeadlines(absl::Time now, Completions& out);
+  // Fails every wait with `cancelled` and tells every watch kShutdown.
+  void Shutdown(const absl::Status& cancelled, Completions& out);
+
+  // ---- Views (job_views.cc)
+
+  std::vector<JobView> Views() const;
+  // Errors: NOT_FOUND unknown job.
+  absl::StatusOr<JobView> View(const std::string& job) const;
+  // The jobs `node` is a member of, joins or stands by for, by name.
+  std::vector<std::string> JobsOf(const std::string& node) const;
+  // Fills the jobs' part of `s`: jobs by phase, held calls, counters.
+  void Tally(StatusView& s) const;
+
+ private:
+  struct Watcher {
+    std::string job;
+    uint64_t generation;
+    WatchDone done;
+  };
+
+  // Join's steps.
+  JobRecord& FindOrCreate(const JoinRequest& req, Completions& out);
+  // A join while the job runs. True when the node goes on to join a new round (the generation
+  // ended for it); false when `done` was answered or kept standing by.
+  bool JoinRunning(JobRecord& job, const JoinRequest& req, absl::Time deadline, JoinDone& done,
+                   Completions& out);
+  void JoinRound(JobRecord& job, const JoinRequest& req, absl::Time deadline, JoinDone done,
+                 Completions& out);
+
+  void CloseRound(JobRecord& job, Completions& out);
+  void EndGeneration(JobRecord& job, EndReason reason, const std::string& node,
+                     const std::string& message, Completions& out);
+  // Fails the job's join waits past `now` (a node whose waits all ended leaves the round);
+  // returns the earliest deadline of those left.
+  absl::Time ExpireJoinWaits(JobRecord& job, absl::Time now, Completions& out);
+  // The job if `generation` is its running generation, or the error for a request naming it.
+  absl::StatusOr<JobRecord*> Running(const std::string& job, uint64_t generation);
+  JobView ViewOf(const JobRecord& job) const;
+
+  // Recovery (job_recovery.cc).
+  // The nodes that reported a recovering generation, in rank order.
+  std::vector<Member> ReportedMembers(const JobRecord& job) const;
+  // They become the running generation's members (phase kRunning).
+  void AdoptReportedGeneration(JobRecord& job);
+  // Ends a recovery whose window has passed; returns its deadline while it is open (else
+  // InfiniteFuture).
+  absl::Time ExpireRecovery(JobRecord& job, absl::Time now, Completions& out);
+  void FinishRecovery(JobRecord& job, Completions& out);
+  void FailRecovery(JobRecord& job, const std::string& node, const std::string& message,
+                    Completions& out);
+
+  void Emit(EventKind kind, std::string what, const JobRecord& job, const std::string& node,
+            Completions& out, absl::Duration rendezvous = absl::ZeroDuration(),
+            EndReason reason = EndReason::kNodeLost);
+
+  // Constant after construction.
+  const Clock* const clock_;
+  const Options options_;
+  const NodeRegistry* const nodes_;
+  const EventSink* const events_;
+
+  std::map<std::string, std::unique_ptr<JobRecord>> jobs_;
+  std::map<uint64_t, Watcher> watchers_;
+  uint64_t next_watch_id_ = 1;
+  Counters counters_;
+  // No wait can expire before this: lowered whenever a wait may be added, recomputed by the walk
+  // it gates, so a tick walks 16,384 nodes' waits only when one may be due.
+  absl::Time waits_due_ = absl::InfinitePast();
+};
+
+}  // namespace meshd::coordinator
+
+#endif  // MESHD_DAEMON_COORDINATOR_JOB_ROUNDS_H_

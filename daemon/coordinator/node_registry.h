@@ -1,0 +1,122 @@
+// NodeRegistry: the coordinator's nodes — inventories and the GPUs they claim, liveness, incarnations
+// — and the heartbeat-rate policy: the interval and timeout each node is told, so that a cluster's
+// heartbeats stay under a cap however many nodes it has. Pure: time comes from the injected clock.
+//
+// A node (one record per name, never forgotten):
+//
+//        RegisterNode                  silent for longer than the timeout it was told
+//   --------------------> ALIVE ---------------------------------------------------> DEAD
+//                         ^    |                                                      |
+//                         +----+ a new incarnation registers (a restart: count it)    |
+//                         +-------------------- RegisterNode again -------------------+
+//
+// It never calls out: what a registration or a loss means for jobs (ending their generations, the
+// events) is the caller's to do, from what Register returns and ExpireSilent reports.
+//
+// Thread-safety: none; owned by the Coordinator and guarded by its lock.
+#ifndef MESHD_DAEMON_COORDINATOR_NODE_REGISTRY_H_
+#define MESHD_DAEMON_COORDINATOR_NODE_REGISTRY_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/time/clock.h"
+#include "daemon/coordinator/types.h"
+
+namespace meshd::coordinator {
+
+// The heartbeat interval an agent is told, and how long it may stay silent.
+struct HeartbeatTiming {
+  absl::Duration interval;
+  absl::Duration timeout;
+};
+
+class NodeRegistry {
+ public:
+  struct Options {
+    absl::Duration heartbeat_interval;
+    absl::Duration heartbeat_timeout;
+    // With more nodes than `heartbeat_interval` allows at this rate, the interval (and the timeout
+    // with it) grows to nodes / rate. 0: no cap. See CoordinatorOptions.
+    uint32_t max_heartbeats_per_second = 0;
+  };
+
+  struct Node {
+    NodeInventory inventory;
+    std::string clique;  // of its GPUs, for rank order (topology::NodeClique)
+    absl::Time last_heard;
+    HeartbeatTiming timing;  // what the node was last told
+    bool alive = true;
+    uint32_t restarts = 0;
+  };
+
+  // What a registration turned out to be.
+  enum class Arrival {
+    kNew,        // a name not seen before
+    kAgain,      // the live node's incarnation again (an agent retrying)
+    kBack,       // the same incarnation, declared dead meanwhile
+    kRestarted,  // a new incarnation replaced the old one
+  };
+  struct Registration {
+    Arrival arrival = Arrival::kNew;
+    uint64_t previous_incarnation = 0;  // kRestarted: the one replaced
+  };
+
+  NodeRegistry(const Clock* clock, Options options);
+  NodeRegistry(const NodeRegistry&) = delete;
+  NodeRegistry& operator=(const NodeRegistry&) = delete;
+
+  // ALREADY_EXISTS when a GPU of `inventory` is claimed by another node that is alive.
+  absl::Status CheckGpus(const NodeInventory& inventory) const;
+  // Records `inventory` (after CheckGpus) as heard now, alive, and tells it its timing.
+  Registration Register(const NodeInventory& inventory);
+  // Records a heartbeat; answers the timing the node must keep from now on.
+  // Errors: NOT_FOUND unknown or dead node; FAILED_PRECONDITION an older incarnation.
+  absl::StatusOr<HeartbeatTiming> Heartbeat(const std::string& node, uint64_t incarnation);
+  // Whether `node` may act as `incarnation` (join a job).
+  // Errors: NOT_FOUND unknown or dead node; FAILED_PRECONDITION a stale incarnation.
+  absl::Status CheckCurrent(const std::string& node, uint64_t incarnation) const;
+  // Declares dead every live node silent past the timeout it was told; calls `lost(node, why)` for
+  // each, in name order. Walks the nodes only when one may be due (a tick at 16,384 nodes is O(1)).
+  void ExpireSilent(absl::Time now,
+                    absl::FunctionRef<void(const std::string& node, const std::string& why)> lost);
+
+  // A registered node. @pre it was registered (nodes are never forgotten).
+  const Node& Get(const std::string& node) const { return *nodes_.at(node); }
+  // Every node, by name.
+  const std::map<std::string, std::unique_ptr<Node>>& nodes() const { return nodes_; }
+  // The timing a node is told for the current number of nodes (see max_heartbeats_per_second).
+  HeartbeatTiming FairTiming() const;
+  // What `node` was told at its last registration or heartbeat (the configured timing for an
+  // unknown node).
+  HeartbeatTiming TimingOf(const std::string& node) const;
+
+ private:
+  // Tells `node` its timing: FairTiming(), stretched (up to twice) while nodes told shorter
+  // intervals when the cluster was smaller still use up the rate cap; keeps promised_hz_.
+  HeartbeatTiming Tell(Node& node);
+
+  // Constant after construction.
+  const Clock* const clock_;
+  const Options options_;
+
+  std::map<std::string, std::unique_ptr<Node>> nodes_;
+  absl::flat_hash_map<std::string, std::string> gpu_owner_;  // uuid -> node
+  // The heartbeat rate live nodes were told: the sum of 1 / interval over them, per second.
+  double promised_hz_ = 0;
+  // No live node can time out before this: lowered whenever a node is heard, recomputed by the walk
+  // it gates.
+  absl::Time due_ = absl::InfinitePast();
+};
+
+}  // namespace meshd::coordinator
+
+#endif  // MESHD_DAEMON_COORDINATOR_NODE_REGISTRY_H_

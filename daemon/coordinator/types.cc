@@ -1,0 +1,34 @@
+// Names of the coordinator's events (see types.h).
+#include "daemon/coordinator/types.h"
+
+namespace meshd::coordinator {
+
+const char* EventKindName(EventKind kind) {
+  switch (kind) {
+    case EventKind::kNodeRegistered:
+      return "node_registered";
+    case EventKind::kNodeRestarted:
+      return "node_restarted";
+    case EventKind::kNodeBack:
+      return "node_back";
+    case EventKind::kNodeLost:
+      return "node_lost";
+    case EventKind::kJobCreated:
+      return "job_created";
+    case EventKind::kNodeJoined:
+      return "node_joined";
+    case EventKind::kNodeStandby:
+      return "node_standby";
+    case EventKind::kGenerationStarted:
+      return "generation_started";
+    case EventKind::kGenerationEnded:
+      return "generation_ended";
+    case EventKind::kJobRecovering:
+      return "job_recovering";
+    case EventKind::kGenerationRecovered:
+      return "generation_recovered";
+  }
+  return "unknown";
+}
+
+}  // namespace meshd::coordinator
