@@ -1,5 +1,5 @@
 // Read-only views of the cluster as the coordinator answers them (GetStatus, ListJobs, ListNodes,
-// metrics). Plain data: the coordinator builds them, daemon/wire turns them into protos.
+// metrics), and of a node agent. Plain data: the cores build them, daemon/wire turns them into protos.
 #ifndef MESHD_DAEMON_DOMAIN_VIEWS_H_
 #define MESHD_DAEMON_DOMAIN_VIEWS_H_
 
@@ -64,6 +64,26 @@ struct StatusView {
   WaiterCounts waiting;
   Counters counters;
   absl::Duration heartbeat_timeout;
+};
+
+// A node agent at a glance (its GetStatus, metrics).
+struct AgentView {
+  NodeInventory inventory;
+  std::string coordinator;
+  bool connected = false;
+  struct Worker {
+    std::string job;
+    uint32_t local_rank = 0;
+    uint64_t generation = 0;  // 0 while waiting
+    uint32_t rank = 0;
+  };
+  std::vector<Worker> workers;
+  // Totals since the agent started, for metrics.
+  uint64_t registrations = 0;
+  uint64_t heartbeats = 0;  // answered by the coordinator
+  uint64_t heartbeat_failures = 0;
+  uint64_t key_calls = 0;         // store calls from local workers
+  uint64_t key_calls_shared = 0;  // of those, sent within another worker's coordinator call
 };
 
 }  // namespace meshd::domain

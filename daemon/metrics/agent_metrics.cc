@@ -6,11 +6,11 @@
 namespace meshd::metrics {
 
 std::vector<prometheus::MetricFamily> AgentMetrics::Collect() const {
-  const agent::AgentStatusView v = status_();
+  const domain::AgentView v = status_();
   double simulated = 0;
   for (const domain::Gpu& g : v.inventory.gpus) simulated += g.simulated ? 1 : 0;
   double waiting = 0;
-  for (const agent::AgentStatusView::Worker& w : v.workers) waiting += w.generation == 0 ? 1 : 0;
+  for (const domain::AgentView::Worker& w : v.workers) waiting += w.generation == 0 ? 1 : 0;
   const double node_gpus = static_cast<double>(v.inventory.gpus.size());
   return {
       GaugeFamily("meshd_agent_registered", "1 once the node is registered with the coordinator",

@@ -13,7 +13,7 @@
 #include <functional>
 #include <vector>
 
-#include "daemon/agent/agent.h"
+#include "daemon/domain/views.h"
 #include "prometheus/collectable.h"
 
 namespace meshd::metrics {
@@ -21,13 +21,13 @@ namespace meshd::metrics {
 class AgentMetrics : public prometheus::Collectable {
  public:
   // `status` samples the agent (called on the scrape thread).
-  explicit AgentMetrics(std::function<agent::AgentStatusView()> status)
+  explicit AgentMetrics(std::function<domain::AgentView()> status)
       : status_(std::move(status)) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
-  const std::function<agent::AgentStatusView()> status_;
+  const std::function<domain::AgentView()> status_;
 };
 
 }  // namespace meshd::metrics

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
-#include "daemon/agent/gpu_discovery.h"
+#include "daemon/agent/gpu/gpu_discovery.h"
 #include "daemon/metrics/agent_metrics.h"
 
 namespace meshd::runtime {
@@ -31,9 +31,12 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
   }
   std::unique_ptr<AgentDaemon> d(new AgentDaemon());
   const std::string address = absl::StrCat("unix:", options.socket);
-  d->agent_ = std::make_unique<agent::Agent>(
-      agent::AgentOptions{options.coordinator, node, HostName(), address}, *gpus, &d->clock_);
-  d->service_ = std::make_unique<service::AgentService>(d->agent_.get(), &d->clock_);
+  if (options.clock != nullptr) d->clock_ = options.clock;
+  const agent::AgentOptions agent_options{options.coordinator, node, HostName(), address};
+  d->client_ = std::make_unique<agent::GrpcCoordinatorClient>(options.coordinator,
+                                                              agent_options.max_backoff);
+  d->agent_ = std::make_unique<agent::Agent>(agent_options, *gpus, d->clock_, d->client_.get());
+  d->service_ = std::make_unique<service::AgentService>(d->agent_.get(), d->clock_);
   service::ServerOptions server_options;
   server_options.listen = {address};
   if (options.metrics != nullptr) {
@@ -57,8 +60,9 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
     d->collector_ = std::make_shared<metrics::AgentMetrics>([a] { return a->Status(); });
     d->metrics_->Add(d->collector_);
   }
-  d->ticker_ =
-      std::make_unique<service::Ticker>(absl::Milliseconds(100), [a] { a->CheckDeadlines(); });
+  // Heartbeats are due at the coordinator's interval (10 ms at the least), deadlines to the
+  // millisecond: a tick every 10 ms costs a lock and a few map lookups.
+  d->ticker_ = std::make_unique<service::Ticker>(absl::Milliseconds(10), [a] { a->Tick(); });
   log::Info("agent serving",
             {{"socket", d->address()},
              {"node", node},

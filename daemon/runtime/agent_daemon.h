@@ -1,5 +1,5 @@
-// AgentDaemon: a running node agent — GPU discovery, the agent logic, its gRPC service on a unix
-// socket, and a deadline ticker. Used by `meshd agent`, `meshd standalone` and tests.
+// AgentDaemon: a running node agent — GPU discovery, the agent's core over a gRPC coordinator
+// client, its gRPC service on a unix socket, and the ticker that drives the core's time. Used by `meshd agent`, `meshd standalone` and tests.
 //
 // Thread-safety: Stop() is thread-safe and idempotent.
 #ifndef MESHD_DAEMON_RUNTIME_AGENT_DAEMON_H_
@@ -10,7 +10,8 @@
 
 #include "absl/status/statusor.h"
 #include "common/time/clock.h"
-#include "daemon/agent/agent.h"
+#include "daemon/agent/core/agent.h"
+#include "daemon/agent/transport/grpc_coordinator_client.h"
 #include "daemon/metrics/metrics_server.h"
 #include "daemon/service/agent_service.h"
 #include "daemon/service/grpc_server.h"
@@ -31,6 +32,8 @@ struct AgentDaemonOptions {
   // "HOST:PORT": also serve grpc.health.v1.Health (and nothing else) on TCP, for probes that
   // cannot reach a unix socket (Kubernetes' native gRPC probes). Empty: off.
   std::string health_listen;
+  // The agent's time (deadlines, heartbeats, backoff); nullptr: the real clock. Not owned.
+  const Clock* clock = nullptr;
 };
 
 class AgentDaemon {
@@ -53,7 +56,9 @@ class AgentDaemon {
  private:
   AgentDaemon() = default;
 
-  RealClock clock_;
+  RealClock real_clock_;
+  const Clock* clock_ = &real_clock_;
+  std::unique_ptr<agent::GrpcCoordinatorClient> client_;
   std::unique_ptr<agent::Agent> agent_;
   std::unique_ptr<service::AgentService> service_;
   std::unique_ptr<service::GrpcServer> server_;

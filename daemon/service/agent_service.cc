@@ -3,6 +3,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "daemon/service/watch_reactor.h"
+#include "daemon/wire/agent_convert.h"
 #include "daemon/wire/convert.h"
 
 namespace meshd::service {
@@ -64,21 +65,7 @@ grpc::ServerUnaryReactor* AgentService::Attach(grpc::CallbackServerContext* ctx,
       req->job(), req->local_rank(), req->local_world(), FromProto(req->nodes()),
       CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
       [reactor, resp](absl::StatusOr<agent::AttachResult> r) {
-        if (r.ok()) {
-          resp->set_job(r->assignment.job);
-          resp->set_generation(r->assignment.generation);
-          resp->set_rank(r->rank);
-          resp->set_world_size(r->assignment.world_size);
-          resp->set_local_rank(r->local_rank);
-          resp->set_local_world(r->assignment.local_world);
-          resp->set_node_rank(r->assignment.node_rank);
-          resp->set_num_nodes(r->assignment.num_nodes);
-          domain::NodeInventory one;
-          one.gpus = {r->gpu};
-          v1::NodeInventory p;
-          ToProto(one, &p);
-          *resp->mutable_gpu() = p.gpus(0);
-        }
+        if (r.ok()) wire::ToAttachResponse(r->assignment, r->local_rank, r->gpu, resp);
         reactor->Finish(ToGrpc(r.status()));
       });
   reactor->Started(id);
@@ -113,39 +100,20 @@ grpc::ServerUnaryReactor* AgentService::Detach(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* AgentService::ResolveGroups(grpc::CallbackServerContext* ctx,
                                                       const v1::RankGroupsRequest* req,
                                                       v1::ResolveGroupsResponse* resp) {
-  agent::RankGroups request{req->job(),
-                            req->generation(),
-                            req->local_rank(),
-                            req->mesh_key(),
-                            req->spec().fingerprint(),
-                            req->spec().description(),
-                            {}};
-  for (const v1::GroupRequest& g : req->groups()) request.groups.push_back(FromProto(g));
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  agent_->ResolveGroups(
-      std::move(request), CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
-      [reactor, resp](absl::StatusOr<std::vector<domain::SharedGroupIds>> ids) {
-        if (ids.ok()) ToProto(*ids, resp);
-        reactor->Finish(ToGrpc(ids.status()));
-      });
+  agent_->ResolveGroups(*req, CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
+                        [reactor, resp](absl::StatusOr<v1::ResolveGroupsResponse> ids) {
+                          if (ids.ok()) resp->Swap(&*ids);
+                          reactor->Finish(ToGrpc(ids.status()));
+                        });
   return reactor;
 }
 
 grpc::ServerUnaryReactor* AgentService::GetStatus(grpc::CallbackServerContext* ctx,
                                                   const v1::GetAgentStatusRequest*,
                                                   v1::AgentStatus* resp) {
-  const agent::AgentStatusView s = agent_->Status();
+  ToProto(agent_->Status(), resp);
   resp->set_version(MESHD_VERSION);
-  ToProto(s.inventory, resp->mutable_inventory());
-  resp->set_coordinator(s.coordinator);
-  resp->set_connected(s.connected);
-  for (const auto& w : s.workers) {
-    v1::AgentStatus::Worker* out = resp->add_workers();
-    out->set_job(w.job);
-    out->set_local_rank(w.local_rank);
-    out->set_generation(w.generation);
-    out->set_rank(w.rank);
-  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
@@ -156,9 +124,9 @@ grpc::ServerUnaryReactor* AgentService::RelayKey(grpc::CallbackServerContext* ct
                                                  Resp* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   agent_->RelayKeyCall<Req, Resp>(*req, CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
-                                  [reactor, resp](const grpc::Status& s, Resp& answer) {
-                                    if (s.ok()) resp->Swap(&answer);
-                                    reactor->Finish(s);
+                                  [reactor, resp](absl::StatusOr<Resp> answer) {
+                                    if (answer.ok()) resp->Swap(&*answer);
+                                    reactor->Finish(ToGrpc(answer.status()));
                                   });
   return reactor;
 }

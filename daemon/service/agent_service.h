@@ -8,7 +8,7 @@
 
 #include "absl/time/time.h"
 #include "common/time/clock.h"
-#include "daemon/agent/agent.h"
+#include "daemon/agent/core/agent.h"
 #include "meshd/v1/agent.grpc.pb.h"
 
 namespace meshd::service {

@@ -1,6 +1,8 @@
 // Proto <-> domain conversions (see convert.h).
 #include "daemon/wire/convert.h"
 
+#include "daemon/wire/agent_convert.h"
+
 namespace meshd::wire {
 
 grpc::Status ToGrpc(const absl::Status& s) {
@@ -28,16 +30,7 @@ void ToProto(const domain::NodeInventory& d, v1::NodeInventory* p) {
   p->set_hostname(d.hostname);
   p->set_agent_address(d.agent_address);
   p->set_incarnation(d.incarnation);
-  for (const domain::Gpu& g : d.gpus) {
-    v1::Gpu* out = p->add_gpus();
-    out->set_index(g.index);
-    out->set_uuid(g.uuid);
-    out->set_pci_bus_id(g.pci_bus_id);
-    out->set_name(g.name);
-    out->set_memory_bytes(g.memory_bytes);
-    out->set_nvlink_clique(g.nvlink_clique);
-    out->set_simulated(g.simulated);
-  }
+  for (const domain::Gpu& g : d.gpus) ToProto(g, p->add_gpus());
 }
 
 domain::NodeCount FromProto(const v1::NodeCount& p) {

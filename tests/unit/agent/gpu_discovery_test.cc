@@ -1,6 +1,6 @@
 // GPU discovery through the real dlopen path, against a fake NVML shared library built by the
 // tests.
-#include "daemon/agent/gpu_discovery.h"
+#include "daemon/agent/gpu/gpu_discovery.h"
 
 #include <cstdlib>
 

@@ -2,8 +2,8 @@
 // driver), or GPUs declared with --simulate-gpus, which are marked simulated everywhere.
 //
 // Thread-safety: Discover() may be called from one thread at a time.
-#ifndef MESHD_DAEMON_AGENT_GPU_DISCOVERY_H_
-#define MESHD_DAEMON_AGENT_GPU_DISCOVERY_H_
+#ifndef MESHD_DAEMON_AGENT_GPU_GPU_DISCOVERY_H_
+#define MESHD_DAEMON_AGENT_GPU_GPU_DISCOVERY_H_
 
 #include <memory>
 #include <string>
@@ -31,4 +31,4 @@ std::unique_ptr<GpuDiscovery> SimulatedDiscovery(int count, std::string node);
 
 }  // namespace meshd::agent
 
-#endif  // MESHD_DAEMON_AGENT_GPU_DISCOVERY_H_
+#endif  // MESHD_DAEMON_AGENT_GPU_GPU_DISCOVERY_H_

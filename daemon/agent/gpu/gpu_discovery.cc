@@ -1,5 +1,5 @@
 // GPU discovery: NVML through dlopen, and simulated GPUs (see gpu_discovery.h).
-#include "daemon/agent/gpu_discovery.h"
+#include "daemon/agent/gpu/gpu_discovery.h"
 
 #include <dlfcn.h>
 

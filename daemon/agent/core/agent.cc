@@ -1,0 +1,519 @@
+// The node agent's core (see agent.h).
+#include "daemon/agent/core/agent.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "common/log/log.h"
+#include "daemon/agent/core/mesh_request.h"
+#include "daemon/domain/limits.h"
+#include "daemon/domain/validation.h"
+
+namespace meshd::agent {
+namespace {
+
+void RunAll(std::vector<std::function<void()>>& out) {
+  for (auto& f : out) f();
+  out.clear();
+}
+
+const absl::Status& ShuttingDown() {
+  static const absl::Status* const kStatus =
+      new absl::Status(absl::CancelledError("the agent is shutting down"));
+  return *kStatus;
+}
+
+}  // namespace
+
+Agent::Agent(AgentOptions options, std::vector<domain::Gpu> gpus, const Clock* clock,
+             CoordinatorClient* client)
+    : options_(std::move(options)),
+      clock_(clock),
+      client_(client),
+      session_(&inventory_, SessionOptions{options_.coordinator, options_.rpc_timeout,
+                                           options_.max_backoff},
+               clock, client,
+               Session::Hooks{[this] { return RunningJobs(); },
+                              [this] {
+                                Completions out;
+                                {
+                                  absl::MutexLock lock(&mu_);
+                                  LaunchJoins(out);
+                                }
+                                RunAll(out);
+                              }}),
+      resender_(clock, &timers_, &session_),
+      store_(clock, client, &resender_,
+             [this](const std::string& job, uint64_t generation) {
+               return KeyScope(job, generation);
+             }),
+      mesh_(options_.node_name, client, &resender_) {
+  inventory_.node = options_.node_name;
+  inventory_.hostname = options_.hostname;
+  inventory_.agent_address = options_.agent_address;
+  absl::BitGen gen;
+  inventory_.incarnation =
+      options_.incarnation != 0 ? options_.incarnation : (absl::Uniform<uint64_t>(gen) | 1);
+  inventory_.gpus = std::move(gpus);
+}
+
+Agent::~Agent() { Stop(); }
+
+void Agent::Start() { session_.Start(); }
+
+void Agent::Tick() {
+  const absl::Time now = clock_->Now();
+  session_.Tick();
+  timers_.Run(now);
+  store_.ExpireWaiters(now);
+  mesh_.Expire(now);
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    ExpireWorkers(now, out);
+  }
+  RunAll(out);
+}
+
+void Agent::Stop() {
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    for (auto& [name, job] : jobs_) {
+      for (auto& [rank, p] : job.pending) {
+        out.push_back([done = std::move(p.done)] { done(ShuttingDown()); });
+      }
+      job.pending.clear();
+      out.push_back([this, job = name] { mesh_.End(job, UINT64_MAX, ShuttingDown()); });
+      for (auto& [id, w] : job.watchers) {
+        out.push_back(
+            [done = std::move(w.second),
+             end = domain::GenerationEnd{name, w.first, domain::EndReason::kShutdown, "",
+                                         "the agent is shutting down"}] { done(end); });
+      }
+      job.watchers.clear();
+    }
+  }
+  RunAll(out);
+  // Calls in flight answer CANCELLED; those waiting to be sent again are sent now and refused.
+  client_->Shutdown();
+  timers_.Stop();
+  session_.Stop();
+}
+
+std::vector<domain::RunningJob> Agent::RunningJobs() const {
+  std::vector<domain::RunningJob> running;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [name, e] : jobs_) {
+    if (!e.assignment) continue;
+    const domain::Assignment& a = *e.assignment;
+    running.push_back(
+        domain::RunningJob{name, a.generation, a.node_rank, a.num_nodes, a.local_world, e.nodes});
+  }
+  return running;
+}
+
+AttachResult Agent::ResultFor(const domain::Assignment& a, uint32_t local_rank) const {
+  return AttachResult{a, local_rank, a.node_rank * a.local_world + local_rank,
+                      inventory_.gpus[local_rank]};
+}
+
+uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
+                       const domain::NodeCount& nodes, absl::Time deadline, AttachDone done) {
+  Completions out;
+  uint64_t id = 0;
+  auto fail = [&out, &done](absl::Status s) {
+    out.push_back([done = std::move(done), s = std::move(s)] { done(s); });
+  };
+  absl::Status valid = domain::ValidateName("job", job, domain::kMaxJobNameBytes);
+  if (valid.ok()) valid = domain::ValidateNodeCount(nodes, domain::kMaxNodes);
+  if (valid.ok() && (local_world < 1 || local_rank >= local_world)) {
+    valid = absl::InvalidArgumentError(absl::StrCat("local_rank ", local_rank,
+                                                    " must be below local_world ", local_world,
+                                                    ", which must be at least 1"));
+  }
+  if (valid.ok() && local_world > inventory_.gpus.size()) {
+    valid = absl::FailedPreconditionError(
+        absl::StrCat("job '", job, "' asks for ", local_world, " workers on node '",
+                     inventory_.node, "', which has ", inventory_.gpus.size(), " GPUs"));
+  }
+  if (!valid.ok()) {
+    fail(valid);
+    RunAll(out);
+    return 0;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto [it, created] = jobs_.try_emplace(job);
+    JobEntry& e = it->second;
+    if (created || (e.phase == JobEntry::Phase::kCollecting && e.pending.empty())) {
+      e.local_world = local_world;
+      e.nodes = nodes;
+    }
+    if (stopping_) {
+      fail(ShuttingDown());
+    } else if (e.local_world != local_world || !(e.nodes == nodes)) {
+      fail(absl::InvalidArgumentError(absl::StrCat(
+          "workers of job '", job, "' on this node disagree: local_world ", e.local_world,
+          " and nodes ", e.nodes.min_nodes, ":", e.nodes.max_nodes,
+          " were given first; this one asks for local_world ", local_world, " and nodes ",
+          nodes.min_nodes, ":", nodes.max_nodes)));
+    } else if (e.phase == JobEntry::Phase::kJoined) {
+      // The generation is running: a worker that restarted gets its place again.
+      out.push_back(
+          [done = std::move(done), r = ResultFor(*e.assignment, local_rank)] { done(r); });
+      e.attached.insert(local_rank);
+    } else if (e.pending.contains(local_rank)) {
+      fail(absl::AlreadyExistsError(absl::StrCat("local rank ", local_rank, " of job '", job,
+                                                 "' is already attached on node '", inventory_.node,
+                                                 "'; each worker needs its own")));
+    } else {
+      id = next_attach_id_++;
+      e.pending.emplace(local_rank, Pending{std::move(done), deadline, id});
+      LaunchJoins(out);
+    }
+  }
+  RunAll(out);
+  return id;
+}
+
+void Agent::WithdrawAttach(const std::string& job, uint32_t local_rank, uint64_t id) {
+  AttachDone done;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job);
+    if (it == jobs_.end() || it->second.phase != JobEntry::Phase::kCollecting) return;
+    auto p = it->second.pending.find(local_rank);
+    if (p == it->second.pending.end() || p->second.id != id) return;
+    done = std::move(p->second.done);
+    it->second.pending.erase(p);
+  }
+  log::Info("a worker waiting for its job's round went away; its place is free again",
+            {{"job", job}, {"local_rank", absl::StrCat(local_rank)}});
+  done(absl::CancelledError("the worker went away while waiting for the round"));
+}
+
+void Agent::LaunchJoins(Completions& out) {
+  if (stopping_ || !session_.registered()) return;
+  for (auto& [name, e] : jobs_) {
+    if (e.phase != JobEntry::Phase::kCollecting || e.pending.size() < e.local_world) continue;
+    e.phase = JobEntry::Phase::kJoining;
+    absl::Time deadline = clock_->Now();
+    for (const auto& [rank, p] : e.pending) deadline = std::max(deadline, p.deadline);
+    log::Info("joining job for all local workers",
+              {{"job", name}, {"local_world", absl::StrCat(e.local_world)}});
+    out.push_back([this, job = name, deadline,
+                   req = domain::JoinRequest{name, inventory_.node, inventory_.incarnation,
+                                             e.local_world, e.nodes}] {
+      resender_.Send<domain::Assignment>(
+          "JoinJob", deadline,
+          [this, req](CallOptions options, Answer<domain::Assignment> answer) {
+            client_->JoinJob(req, options, std::move(answer));
+          },
+          [this, job](absl::StatusOr<domain::Assignment> a) { OnJoined(job, std::move(a)); },
+          /*resend_when_unregistered=*/true);
+    });
+  }
+}
+
+void Agent::OnJoined(const std::string& job, absl::StatusOr<domain::Assignment> result) {
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    JobEntry& e = jobs_[job];
+    if (result.ok()) {
+      e.phase = JobEntry::Phase::kJoined;
+      e.assignment = *result;
+      for (auto& [rank, p] : e.pending) {
+        e.attached.insert(rank);
+        out.push_back([done = std::move(p.done), r = ResultFor(*result, rank)] { done(r); });
+      }
+      log::Info("job round closed", {{"job", job},
+                                     {"generation", absl::StrCat(result->generation)},
+                                     {"node_rank", absl::StrCat(result->node_rank)},
+                                     {"world", absl::StrCat(result->world_size)}});
+      if (!stopping_) StartWatch(job, result->generation, out);
+    } else {
+      e.phase = JobEntry::Phase::kCollecting;
+      for (auto& [rank, p] : e.pending) {
+        out.push_back([done = std::move(p.done), s = result.status()] { done(s); });
+      }
+      log::Warn("joining the job failed", {{"job", job}, {"error", result.status().ToString()}});
+    }
+    e.pending.clear();
+  }
+  RunAll(out);
+}
+
+// One coordinator watch per job's generation; reports the end to the workers once. A watch lost
+// to the transport (UNAVAILABLE: the coordinator unreachable, a connection reset) is not an end:
+// the agent watches again, waiting for the coordinator to answer, so a network blip does not end a
+// running job. A coordinator that answers without the job may have restarted and not yet heard
+// from this node: the agent registers again, reporting the generation (which lets the coordinator
+// rebuild the job), and watches once more; a coordinator that still does not know it then ends it.
+void Agent::StartWatch(const std::string& job, uint64_t generation, Completions& out, bool again,
+                       bool after_register) {
+  out.push_back([this, job, generation, again, after_register] {
+    client_->WatchJob(job, generation, CallOptions{absl::InfiniteDuration(), again},
+                      [this, job, generation, after_register](
+                          absl::StatusOr<domain::GenerationEnd> end) {
+                        OnWatchDone(job, generation, after_register, std::move(end));
+                      });
+  });
+}
+
+void Agent::OnWatchDone(const std::string& job, uint64_t generation, bool after_register,
+                        absl::StatusOr<domain::GenerationEnd> result) {
+  if (result.ok()) return OnGenerationEnd(job, *result);
+  const absl::Status& s = result.status();
+  if (s.code() == absl::StatusCode::kCancelled) return;  // the agent stops
+  if (s.code() == absl::StatusCode::kUnavailable) {
+    Completions out;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!Runs(job, generation)) return;  // over here already (or stopping): nothing to watch
+      StartWatch(job, generation, out, /*again=*/true);
+    }
+    log::Warn(
+        "lost the watch on the coordinator; watching again once it answers (the generation "
+        "goes on; an end is reported when the coordinator is back)",
+        {{"job", job},
+         {"generation", absl::StrCat(generation)},
+         {"error", std::string(s.message())}});
+    return RunAll(out);
+  }
+  if (s.code() == absl::StatusCode::kNotFound && !after_register) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!Runs(job, generation)) return;
+    }
+    log::Warn(
+        "the coordinator does not know a running job (did it restart?): registering again, "
+        "reporting it, then watching it again",
+        {{"job", job}, {"generation", absl::StrCat(generation)}});
+    return session_.RunAfterRegistering([this, job, generation] {
+      Completions out;
+      {
+        absl::MutexLock lock(&mu_);
+        if (Runs(job, generation)) {
+          StartWatch(job, generation, out, /*again=*/true, /*after_register=*/true);
+        }
+      }
+      RunAll(out);
+    });
+  }
+  domain::GenerationEnd end{job, generation, domain::EndReason::kNodeLost, "", ""};
+  if (s.code() == absl::StatusCode::kNotFound) {
+    end.reason = domain::EndReason::kShutdown;
+    end.message =
+        absl::StrCat("the coordinator no longer knows the job (it restarted): ", s.message());
+  } else {
+    end.message = absl::StrCat("lost the watch on the coordinator: ", s.message());
+  }
+  OnGenerationEnd(job, end);
+}
+
+bool Agent::Runs(const std::string& job, uint64_t generation) const {
+  auto it = jobs_.find(job);
+  return !stopping_ && it != jobs_.end() && it->second.assignment &&
+         it->second.assignment->generation == generation;
+}
+
+void Agent::OnGenerationEnd(const std::string& job, const domain::GenerationEnd& end) {
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    JobEntry& e = jobs_[job];
+    if (e.assignment && e.assignment->generation == end.generation) {
+      e.phase = JobEntry::Phase::kCollecting;
+      e.assignment.reset();
+      e.attached.clear();
+      e.detached.clear();
+    }
+    out.push_back([this, job, generation = end.generation,
+                   aborted = absl::AbortedError(absl::StrCat("generation ", end.generation,
+                                                             " of job '", job,
+                                                             "' ended: ", end.message))] {
+      mesh_.End(job, generation, aborted);
+    });
+    e.last_end = end;
+    for (auto it = e.watchers.begin(); it != e.watchers.end();) {
+      if (it->second.first <= end.generation) {
+        out.push_back([done = std::move(it->second.second), end] { done(end); });
+        it = e.watchers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  log::Info(absl::StrCat("generation ended: ", end.message),
+            {{"job", job}, {"generation", absl::StrCat(end.generation)}, {"node", end.node}});
+  RunAll(out);
+}
+
+absl::StatusOr<std::function<void()>> Agent::Watch(const std::string& job, uint64_t generation,
+                                                   uint32_t local_rank, EndDone done) {
+  Completions out;
+  std::function<void()> cancel = [] {};
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job);
+    if (it == jobs_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("no worker of this node attached to job '", job, "'"));
+    }
+    JobEntry& e = it->second;
+    if (e.last_end && generation <= e.last_end->generation) {
+      out.push_back([done = std::move(done), end = *e.last_end] { done(end); });
+    } else if (e.assignment && e.assignment->generation == generation) {
+      const uint64_t id = next_watch_id_++;
+      e.watchers.emplace(id, std::make_pair(generation, std::move(done)));
+      cancel = [this, job, id, generation, local_rank] {
+        {
+          absl::MutexLock cancel_lock(&mu_);
+          if (auto j = jobs_.find(job); j != jobs_.end()) j->second.watchers.erase(id);
+        }
+        WorkerGone(job, generation, local_rank);
+      };
+    } else {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "this node is not in generation ", generation, " of job '", job, "'; attach first"));
+    }
+  }
+  RunAll(out);
+  return cancel;
+}
+
+absl::Status Agent::Detach(const std::string& job, uint64_t generation, uint32_t local_rank) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job);
+  if (it == jobs_.end())
+    return absl::NotFoundError(absl::StrCat("no job '", job, "' on this node"));
+  JobEntry& e = it->second;
+  if (e.assignment && e.assignment->generation == generation) e.detached.insert(local_rank);
+  return absl::OkStatus();
+}
+
+void Agent::WorkerGone(const std::string& job, uint64_t generation, uint32_t local_rank) {
+  std::string message;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job);
+    if (stopping_ || it == jobs_.end()) return;
+    JobEntry& e = it->second;
+    if (!e.assignment || e.assignment->generation != generation ||
+        !e.attached.contains(local_rank) || e.detached.contains(local_rank)) {
+      return;  // detached cleanly, or the generation is already over
+    }
+    e.detached.insert(local_rank);
+    message = absl::StrCat("worker local rank ", local_rank, " (rank ",
+                           e.assignment->node_rank * e.local_world + local_rank, ") on node '",
+                           inventory_.node, "' went away without detaching");
+  }
+  log::Warn("a worker went away without detaching; leaving the generation",
+            {{"job", job},
+             {"generation", absl::StrCat(generation)},
+             {"local_rank", absl::StrCat(local_rank)}});
+  client_->LeaveJob(job, generation, inventory_.node, message,
+                    CallOptions{options_.rpc_timeout, false}, [](absl::Status s) {
+                      if (!s.ok()) log::Warn("LeaveJob failed", {{"error", s.ToString()}});
+                    });
+}
+
+void Agent::ResolveGroups(v1::RankGroupsRequest request, absl::Time deadline,
+                          Answer<v1::ResolveGroupsResponse> done) {
+  absl::Status status;
+  uint32_t local_world = 0;
+  uint32_t first_rank = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(request.job());
+    if (stopping_) {
+      status = ShuttingDown();
+    } else if (it == jobs_.end() || !it->second.assignment ||
+               it->second.assignment->generation != request.generation() ||
+               !it->second.attached.contains(request.local_rank())) {
+      const bool ended = it != jobs_.end() && it->second.last_end &&
+                         it->second.last_end->generation >= request.generation();
+      status = ended ? absl::AbortedError(absl::StrCat(
+                           "generation ", request.generation(), " of job '", request.job(),
+                           "' ended: ", it->second.last_end->message, "; re-attach"))
+                     : absl::FailedPreconditionError(absl::StrCat(
+                           "local rank ", request.local_rank(), " is not attached to generation ",
+                           request.generation(), " of job '", request.job(), "'; attach first"));
+    } else {
+      local_world = it->second.local_world;
+      first_rank = it->second.assignment->node_rank * local_world;
+    }
+  }
+  if (!status.ok()) return done(status);
+  mesh_.Ask(std::move(request), local_world, first_rank, deadline, std::move(done));
+}
+
+void Agent::ExpireWorkers(absl::Time now, Completions& out) {
+  for (auto& [name, e] : jobs_) {
+    if (e.phase != JobEntry::Phase::kCollecting) continue;
+    for (auto it = e.pending.begin(); it != e.pending.end();) {
+      if (it->second.deadline > now) {
+        ++it;
+        continue;
+      }
+      out.push_back([done = std::move(it->second.done),
+                     msg = absl::StrCat("only ", e.pending.size(), " of ", e.local_world,
+                                        " local workers of job '", name, "' attached to node '",
+                                        inventory_.node, "' in time")] {
+        done(absl::DeadlineExceededError(msg));
+      });
+      it = e.pending.erase(it);
+    }
+  }
+}
+
+absl::Status Agent::KeyScope(const std::string& job, uint64_t generation) const {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return ShuttingDown();
+  auto it = jobs_.find(job);
+  if (it != jobs_.end() && it->second.assignment &&
+      it->second.assignment->generation == generation && !it->second.attached.empty()) {
+    return absl::OkStatus();
+  }
+  if (it != jobs_.end() && it->second.last_end && it->second.last_end->generation >= generation) {
+    return absl::AbortedError(absl::StrCat("generation ", generation, " of job '", job,
+                                           "' ended: ", it->second.last_end->message,
+                                           "; its key-value store is gone; re-attach"));
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("no worker of this node is attached to generation ", generation, " of job '",
+                   job.substr(0, domain::kMaxJobNameBytes), "'; attach first"));
+}
+
+domain::AgentView Agent::Status() const {
+  domain::AgentView v;
+  v.inventory = inventory_;
+  v.coordinator = options_.coordinator;
+  v.connected = session_.registered();
+  const Session::Counts session = session_.counts();
+  v.registrations = session.registrations;
+  v.heartbeats = session.heartbeats;
+  v.heartbeat_failures = session.heartbeat_failures;
+  const StoreRelay::Counts store = store_.counts();
+  v.key_calls = store.calls;
+  v.key_calls_shared = store.shared;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [name, e] : jobs_) {
+    for (const auto& [rank, p] : e.pending) v.workers.push_back({name, rank, 0, 0});
+    if (e.assignment) {
+      for (uint32_t rank : e.attached) {
+        v.workers.push_back(
+            {name, rank, e.assignment->generation, e.assignment->node_rank * e.local_world + rank});
+      }
+    }
+  }
+  return v;
+}
+
+}  // namespace meshd::agent

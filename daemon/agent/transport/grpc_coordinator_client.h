@@ -1,0 +1,76 @@
+// GrpcCoordinatorClient: the agent core's CoordinatorClient over gRPC (one channel to the
+// coordinator, the callback API, daemon/wire for every conversion). Transport only: one send per
+// call, no retries (the core resends), deadlines from each call's timeout on the real clock.
+//
+// Thread-safety: thread-safe. The destructor shuts down (cancels and waits for calls in flight).
+#ifndef MESHD_DAEMON_AGENT_TRANSPORT_GRPC_COORDINATOR_CLIENT_H_
+#define MESHD_DAEMON_AGENT_TRANSPORT_GRPC_COORDINATOR_CLIENT_H_
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "daemon/agent/core/coordinator_client.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+#include "meshd/v1/coordinator.grpc.pb.h"
+
+namespace meshd::agent {
+
+class GrpcCoordinatorClient final : public CoordinatorClient {
+ public:
+  // `target`: "host:port". `max_backoff` caps gRPC's reconnect backoff (120 s by default: after a
+  // long coordinator outage the agent could come back past the window in which a restarted
+  // coordinator takes its running jobs back).
+  GrpcCoordinatorClient(const std::string& target, absl::Duration max_backoff);
+  ~GrpcCoordinatorClient() override { Shutdown(); }
+
+  void RegisterNode(const domain::NodeInventory& inventory,
+                    const std::vector<domain::RunningJob>& running, CallOptions options,
+                    Answer<absl::Duration> done) override;
+  void Heartbeat(const std::string& node, uint64_t incarnation, CallOptions options,
+                 Answer<absl::Duration> done) override;
+  void JoinJob(const domain::JoinRequest& request, CallOptions options,
+               Answer<domain::Assignment> done) override;
+  void LeaveJob(const std::string& job, uint64_t generation, const std::string& node,
+                const std::string& message, CallOptions options,
+                std::function<void(absl::Status)> done) override;
+  void WatchJob(const std::string& job, uint64_t generation, CallOptions options,
+                Answer<domain::GenerationEnd> done) override;
+  void ResolveGroups(v1::ResolveGroupsRequest request, CallOptions options,
+                     Answer<v1::ResolveGroupsResponse> done) override;
+  void Key(v1::KeySetRequest r, CallOptions o, Answer<v1::KeySetResponse> done) override;
+  void Key(v1::KeyGetRequest r, CallOptions o, Answer<v1::KeyGetResponse> done) override;
+  void Key(v1::KeyAddRequest r, CallOptions o, Answer<v1::KeyAddResponse> done) override;
+  void Key(v1::KeyCompareSetRequest r, CallOptions o,
+           Answer<v1::KeyCompareSetResponse> done) override;
+  void Key(v1::KeyWaitRequest r, CallOptions o, Answer<v1::KeyWaitResponse> done) override;
+  void Key(v1::KeyCheckRequest r, CallOptions o, Answer<v1::KeyCheckResponse> done) override;
+  void Key(v1::KeyDeleteRequest r, CallOptions o, Answer<v1::KeyDeleteResponse> done) override;
+  void Key(v1::KeyCountRequest r, CallOptions o, Answer<v1::KeyCountResponse> done) override;
+  void Shutdown() override;
+
+ private:
+  class WatchCall;
+
+  // Sends one unary call: `start(ctx, req, resp, on_done)` starts it on the stub's async API;
+  // `answer(status, resp)` turns its outcome into the core's answer.
+  template <typename Req, typename Resp, typename Start, typename Done>
+  void Unary(Req req, CallOptions options, Start start, Done done);
+  // Registers a call in flight; false (and nothing registered) after Shutdown.
+  bool Begin(grpc::ClientContext* ctx, const CallOptions& options) ABSL_LOCKS_EXCLUDED(mu_);
+  void End(grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Coordinator::Stub> stub_;
+  absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace meshd::agent
+
+#endif  // MESHD_DAEMON_AGENT_TRANSPORT_GRPC_COORDINATOR_CLIENT_H_

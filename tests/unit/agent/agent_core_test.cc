@@ -1,0 +1,539 @@
+// The agent's core on a fake coordinator client and a fake clock: attach aggregation, resends
+// after UNAVAILABLE and NOT_FOUND, re-registration after a coordinator restart, heartbeats and
+// backoff, generation ends and watches, the group-id exchange, deadlines, Stop. No sleep: time
+// moves when the test advances the clock and calls Tick.
+#include "daemon/agent/core/agent.h"
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/fake_clock.h"
+#include "tests/unit/agent/fake_coordinator_client.h"
+
+namespace meshd::agent {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+std::vector<domain::Gpu> Gpus(int n) {
+  std::vector<domain::Gpu> gpus;
+  for (int i = 0; i < n; ++i) {
+    gpus.push_back(domain::Gpu{static_cast<uint32_t>(i), "SIM-" + std::to_string(i), "", "", 0,
+                               "", true});
+  }
+  return gpus;
+}
+
+domain::Assignment Assigned(const std::string& job, uint64_t generation, uint32_t node_rank,
+                            uint32_t num_nodes, uint32_t local_world) {
+  return domain::Assignment{job,       generation, num_nodes * local_world, node_rank,
+                            local_world, num_nodes,  nullptr};
+}
+
+// What a worker's attach got.
+struct Attached {
+  std::optional<absl::StatusOr<AttachResult>> result;
+  AttachDone done() {
+    return [this](absl::StatusOr<AttachResult> r) { result = std::move(r); };
+  }
+};
+
+class AgentCoreTest : public ::testing::Test {
+ protected:
+  static constexpr domain::NodeCount kTwoNodes{2, 2, absl::Seconds(1)};
+
+  void SetUp() override {
+    agent_ = std::make_unique<Agent>(AgentOptions{"coordinator:7070", "node-a", "host-a",
+                                                  "unix:/tmp/a.sock", 77},
+                                     Gpus(2), &clock_, &client_);
+    agent_->Start();
+  }
+  void TearDown() override { agent_.reset(); }
+
+  // Answers the pending registration with a heartbeat interval of 1 s.
+  void Register() {
+    auto r = client_.TakeRegister();
+    ASSERT_TRUE(r.has_value());
+    r->done(absl::Seconds(1));
+  }
+  // Both local workers of `job` attach; returns what they got.
+  void AttachBoth(const std::string& job, Attached& w0, Attached& w1,
+                  absl::Duration within = absl::Minutes(1)) {
+    agent_->Attach(job, 0, 2, kTwoNodes, clock_.Now() + within, w0.done());
+    agent_->Attach(job, 1, 2, kTwoNodes, clock_.Now() + within, w1.done());
+  }
+  // Registered, both workers attached, the round closed: generation `generation` runs.
+  void RunGeneration(const std::string& job, uint64_t generation, Attached& w0, Attached& w1) {
+    AttachBoth(job, w0, w1);
+    auto join = client_.TakeJoin();
+    ASSERT_TRUE(join.has_value());
+    join->done(Assigned(job, generation, 1, 2, 2));
+    ASSERT_TRUE(w0.result.has_value() && w0.result->ok());
+    ASSERT_TRUE(w1.result.has_value() && w1.result->ok());
+  }
+  void Advance(absl::Duration d) {
+    clock_.Advance(d);
+    agent_->Tick();
+  }
+
+  // A worker's result slot that outlives the agent (Stop answers workers still waiting).
+  Attached& Worker() { return workers_.emplace_back(); }
+
+  FakeClock clock_;
+  FakeCoordinatorClient client_;
+  std::deque<Attached> workers_;
+  std::unique_ptr<Agent> agent_;
+};
+
+TEST_F(AgentCoreTest, RegistersWithItsInventoryAtStart) {
+  auto r = client_.TakeRegister();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->request.inventory.node, "node-a");
+  EXPECT_EQ(r->request.inventory.incarnation, 77u);
+  EXPECT_THAT(r->request.inventory.gpus, SizeIs(2));
+  EXPECT_TRUE(r->request.running.empty());
+  EXPECT_FALSE(agent_->Status().connected);
+  r->done(absl::Seconds(1));
+  EXPECT_TRUE(agent_->Status().connected);
+  EXPECT_EQ(agent_->Status().registrations, 1u);
+}
+
+TEST_F(AgentCoreTest, LocalWorkersJoinAsOneCallOnceAllAttached) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w0.done());
+  EXPECT_EQ(client_.joins(), 0u);  // one of two: still collecting
+  EXPECT_FALSE(w0.result.has_value());
+  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w1.done());
+  auto join = client_.TakeJoin();
+  ASSERT_TRUE(join.has_value());
+  EXPECT_EQ(client_.joins(), 0u);
+  EXPECT_EQ(join->request.job, "train");
+  EXPECT_EQ(join->request.node, "node-a");
+  EXPECT_EQ(join->request.incarnation, 77u);
+  EXPECT_EQ(join->request.local_world, 2u);
+  EXPECT_EQ(join->request.nodes, kTwoNodes);
+  join->done(Assigned("train", 3, 1, 2, 2));
+  ASSERT_TRUE(w0.result.has_value() && w0.result->ok());
+  ASSERT_TRUE(w1.result.has_value() && w1.result->ok());
+  EXPECT_EQ((*w0.result)->rank, 2u);
+  EXPECT_EQ((*w1.result)->rank, 3u);
+  EXPECT_EQ((*w1.result)->gpu.uuid, "SIM-1");
+  EXPECT_EQ((*w1.result)->assignment.generation, 3u);
+  // One watch of the generation for the node.
+  auto watch = client_.TakeWatch();
+  ASSERT_TRUE(watch.has_value());
+  EXPECT_EQ(watch->request.generation, 3u);
+  EXPECT_EQ(watch->options.timeout, absl::InfiniteDuration());
+}
+
+TEST_F(AgentCoreTest, WorkersAttachedBeforeRegistrationJoinOnceRegistered) {
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  AttachBoth("train", w0, w1);
+  EXPECT_EQ(client_.joins(), 0u);
+  Register();
+  EXPECT_EQ(client_.joins(), 1u);
+}
+
+TEST_F(AgentCoreTest, WorkersThatDisagreeOrClashAreRefused) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& other = Worker();
+  Attached& again = Worker();
+  Attached& too_many = Worker();
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w0.done());
+  agent_->Attach("train", 1, 2, domain::NodeCount{3, 3, absl::Seconds(1)},
+                 clock_.Now() + absl::Minutes(1), other.done());
+  ASSERT_TRUE(other.result.has_value());
+  EXPECT_EQ(other.result->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(other.result->status().message(), HasSubstr("disagree"));
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), again.done());
+  EXPECT_EQ(again.result->status().code(), absl::StatusCode::kAlreadyExists);
+  agent_->Attach("big", 0, 3, kTwoNodes, clock_.Now() + absl::Minutes(1), too_many.done());
+  EXPECT_EQ(too_many.result->status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(too_many.result->status().message(), HasSubstr("which has 2 GPUs"));
+}
+
+TEST_F(AgentCoreTest, JoinLostToTheTransportIsSentAgainAfterABackoff) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  AttachBoth("train", w0, w1);
+  auto join = client_.TakeJoin();
+  ASSERT_TRUE(join.has_value());
+  EXPECT_FALSE(join->options.wait_for_ready);
+  join->done(absl::UnavailableError("connection reset"));
+  EXPECT_FALSE(w0.result.has_value());  // not an answer: it goes again
+  Advance(absl::Milliseconds(49));
+  EXPECT_EQ(client_.joins(), 0u);
+  Advance(absl::Milliseconds(1));
+  auto again = client_.TakeJoin();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_TRUE(again->options.wait_for_ready);  // waits for the coordinator to be back
+  // The second backoff doubles.
+  again->done(absl::UnavailableError("connection refused"));
+  Advance(absl::Milliseconds(99));
+  EXPECT_EQ(client_.joins(), 0u);
+  Advance(absl::Milliseconds(1));
+  auto third = client_.TakeJoin();
+  ASSERT_TRUE(third.has_value());
+  third->done(Assigned("train", 1, 0, 2, 2));
+  ASSERT_TRUE(w0.result.has_value());
+  EXPECT_TRUE(w0.result->ok());
+}
+
+TEST_F(AgentCoreTest, JoinPastItsDeadlineIsNotSentAgain) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  AttachBoth("train", w0, w1, absl::Milliseconds(30));
+  auto join = client_.TakeJoin();
+  ASSERT_TRUE(join.has_value());
+  EXPECT_LE(join->options.timeout, absl::Milliseconds(30));
+  clock_.Advance(absl::Milliseconds(31));
+  join->done(absl::UnavailableError("connection reset"));
+  ASSERT_TRUE(w0.result.has_value());
+  EXPECT_EQ(w0.result->status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(AgentCoreTest, JoinTheCoordinatorDidNotKnowIsSentAgainAfterRegisteringAgain) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  AttachBoth("train", w0, w1);
+  auto join = client_.TakeJoin();
+  join->done(absl::NotFoundError("no node 'node-a' (did the coordinator restart?)"));
+  // Registers again at once; the join waits for it.
+  EXPECT_EQ(client_.joins(), 0u);
+  auto r = client_.TakeRegister();
+  ASSERT_TRUE(r.has_value());
+  r->done(absl::Seconds(1));
+  auto again = client_.TakeJoin();
+  ASSERT_TRUE(again.has_value());
+  // Once registered again, NOT_FOUND is final.
+  again->done(absl::NotFoundError("no job"));
+  ASSERT_TRUE(w0.result.has_value());
+  EXPECT_EQ(w0.result->status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(client_.registers(), 0u);
+}
+
+TEST_F(AgentCoreTest, HeartbeatsAtTheIntervalTheCoordinatorAsks) {
+  Register();
+  Advance(absl::Milliseconds(999));
+  EXPECT_EQ(client_.heartbeats(), 0u);
+  Advance(absl::Milliseconds(1));
+  auto hb = client_.TakeHeartbeat();
+  ASSERT_TRUE(hb.has_value());
+  EXPECT_EQ(hb->request.node, "node-a");
+  EXPECT_EQ(hb->request.incarnation, 77u);
+  Advance(absl::Seconds(5));  // one heartbeat in flight at a time
+  EXPECT_EQ(client_.heartbeats(), 0u);
+  hb->done(absl::Seconds(3));  // the cluster grew: the coordinator stretches the interval
+  Advance(absl::Milliseconds(2999));
+  EXPECT_EQ(client_.heartbeats(), 0u);
+  Advance(absl::Milliseconds(1));
+  auto next = client_.TakeHeartbeat();
+  ASSERT_TRUE(next.has_value());
+  next->done(absl::UnavailableError("coordinator down"));
+  EXPECT_EQ(agent_->Status().heartbeats, 1u);
+  EXPECT_EQ(agent_->Status().heartbeat_failures, 1u);
+  EXPECT_TRUE(agent_->Status().connected);  // a failed heartbeat is not a lost registration
+}
+
+TEST_F(AgentCoreTest, RegistrationFailuresBackOffWithJitter) {
+  auto r = client_.TakeRegister();
+  r->done(absl::UnavailableError("connection refused"));
+  Advance(absl::Milliseconds(49));  // the first backoff is 100 ms × [0.5, 1.5)
+  EXPECT_EQ(client_.registers(), 0u);
+  Advance(absl::Milliseconds(101));
+  auto again = client_.TakeRegister();
+  ASSERT_TRUE(again.has_value());
+  again->done(absl::UnavailableError("connection refused"));
+  Advance(absl::Milliseconds(99));  // the second: 200 ms × [0.5, 1.5)
+  EXPECT_EQ(client_.registers(), 0u);
+  Advance(absl::Milliseconds(201));
+  ASSERT_EQ(client_.registers(), 1u);
+}
+
+TEST_F(AgentCoreTest, ACoordinatorThatForgotTheNodeGetsItsRunningJobsReported) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 5, w0, w1);
+  Advance(absl::Seconds(1));
+  auto hb = client_.TakeHeartbeat();
+  ASSERT_TRUE(hb.has_value());
+  hb->done(absl::NotFoundError("unknown node (the coordinator restarted)"));
+  EXPECT_FALSE(agent_->Status().connected);
+  auto r = client_.TakeRegister();
+  ASSERT_TRUE(r.has_value());
+  ASSERT_THAT(r->request.running, SizeIs(1));
+  const domain::RunningJob& running = r->request.running[0];
+  EXPECT_EQ(running.job, "train");
+  EXPECT_EQ(running.generation, 5u);
+  EXPECT_EQ(running.node_rank, 1u);
+  EXPECT_EQ(running.num_nodes, 2u);
+  EXPECT_EQ(running.local_world, 2u);
+  EXPECT_EQ(running.nodes, kTwoNodes);
+  r->done(absl::Seconds(1));
+  EXPECT_TRUE(agent_->Status().connected);
+  EXPECT_EQ(agent_->Status().registrations, 2u);
+}
+
+TEST_F(AgentCoreTest, ACoordinatorRefusingTheReportsStillRegistersTheNode) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 5, w0, w1);
+  Advance(absl::Seconds(1));
+  client_.TakeHeartbeat()->done(absl::FailedPreconditionError("stale incarnation"));
+  auto r = client_.TakeRegister();
+  ASSERT_THAT(r->request.running, SizeIs(1));
+  r->done(absl::InvalidArgumentError("unknown field"));
+  auto without = client_.TakeRegister();
+  ASSERT_TRUE(without.has_value());
+  EXPECT_TRUE(without->request.running.empty());
+  without->done(absl::Seconds(1));
+  EXPECT_TRUE(agent_->Status().connected);
+}
+
+TEST_F(AgentCoreTest, AGenerationEndReachesEveryWorkerWatchAndReopensTheRound) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  std::vector<domain::GenerationEnd> ends;
+  for (uint32_t rank : {0u, 1u}) {
+    auto cancel = agent_->Watch("train", 2, rank,
+                                [&ends](const domain::GenerationEnd& e) { ends.push_back(e); });
+    ASSERT_TRUE(cancel.ok());
+  }
+  auto watch = client_.TakeWatch();
+  ASSERT_TRUE(watch.has_value());
+  watch->done(domain::GenerationEnd{"train", 2, domain::EndReason::kNodeLost, "node-b",
+                                    "node 'node-b' stopped heartbeating"});
+  ASSERT_THAT(ends, SizeIs(2));
+  EXPECT_EQ(ends[0].reason, domain::EndReason::kNodeLost);
+  EXPECT_EQ(ends[1].node, "node-b");
+  // A watch of the ended generation is answered at once; the store refuses it (ABORTED).
+  std::optional<domain::GenerationEnd> late;
+  ASSERT_TRUE(agent_->Watch("train", 2, 0, [&late](const domain::GenerationEnd& e) {
+                      late = e;
+                    }).ok());
+  EXPECT_TRUE(late.has_value());
+  std::optional<absl::Status> get;
+  v1::KeyGetRequest req;
+  req.set_job("train");
+  req.set_generation(2);
+  req.set_key("k");
+  agent_->RelayKeyCall<v1::KeyGetRequest, v1::KeyGetResponse>(
+      req, clock_.Now() + absl::Seconds(1),
+      [&get](absl::StatusOr<v1::KeyGetResponse> r) { get = r.status(); });
+  ASSERT_TRUE(get.has_value());
+  EXPECT_EQ(get->code(), absl::StatusCode::kAborted);
+  // The workers re-attach: a new round of both.
+  Attached& again0 = Worker();
+  Attached& again1 = Worker();
+  AttachBoth("train", again0, again1);
+  auto join = client_.TakeJoin();
+  ASSERT_TRUE(join.has_value());
+  join->done(Assigned("train", 3, 0, 2, 2));
+  ASSERT_TRUE(again0.result.has_value() && again0.result->ok());
+  EXPECT_EQ((*again0.result)->assignment.generation, 3u);
+}
+
+TEST_F(AgentCoreTest, AWatchLostToTheTransportIsWatchedAgainWithoutAnEnd) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  bool ended = false;
+  ASSERT_TRUE(agent_->Watch("train", 2, 0, [&ended](const domain::GenerationEnd&) {
+                      ended = true;
+                    }).ok());
+  auto watch = client_.TakeWatch();
+  EXPECT_FALSE(watch->options.wait_for_ready);
+  watch->done(absl::UnavailableError("connection reset"));
+  EXPECT_FALSE(ended);
+  auto again = client_.TakeWatch();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_TRUE(again->options.wait_for_ready);
+  again->done(absl::InternalError("stream broke"));  // any other error ends the generation
+  EXPECT_TRUE(ended);
+}
+
+TEST_F(AgentCoreTest, AWatchOfAJobTheCoordinatorForgotRegistersAgainThenEndsIfStillUnknown) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  std::optional<domain::GenerationEnd> end;
+  ASSERT_TRUE(
+      agent_->Watch("train", 2, 0, [&end](const domain::GenerationEnd& e) { end = e; }).ok());
+  client_.TakeWatch()->done(absl::NotFoundError("no job 'train'"));
+  EXPECT_FALSE(end.has_value());
+  auto r = client_.TakeRegister();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_THAT(r->request.running, SizeIs(1));  // the report lets the coordinator rebuild it
+  EXPECT_EQ(client_.watches(), 0u);
+  r->done(absl::Seconds(1));
+  auto again = client_.TakeWatch();
+  ASSERT_TRUE(again.has_value());
+  again->done(absl::NotFoundError("no job 'train'"));
+  ASSERT_TRUE(end.has_value());
+  EXPECT_EQ(end->reason, domain::EndReason::kShutdown);
+  EXPECT_THAT(end->message, HasSubstr("no longer knows the job"));
+}
+
+TEST_F(AgentCoreTest, AWorkerGoneWithoutDetachingMakesTheNodeLeave) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  auto cancel0 = agent_->Watch("train", 2, 0, [](const domain::GenerationEnd&) {});
+  auto cancel1 = agent_->Watch("train", 2, 1, [](const domain::GenerationEnd&) {});
+  ASSERT_TRUE(cancel0.ok() && cancel1.ok());
+  ASSERT_TRUE(agent_->Detach("train", 2, 0).ok());
+  (*cancel0)();  // detached first: a clean exit
+  EXPECT_FALSE(client_.TakeLeave().has_value());
+  (*cancel1)();  // its stream broke without a detach
+  auto leave = client_.TakeLeave();
+  ASSERT_TRUE(leave.has_value());
+  EXPECT_EQ(leave->request.generation, 2u);
+  EXPECT_THAT(leave->request.message, HasSubstr("local rank 1 (rank 3)"));
+}
+
+TEST_F(AgentCoreTest, AttachesThatMissTheirDeadlineSayHowManyCame) {
+  Register();
+  Attached& w0 = Worker();
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Seconds(2), w0.done());
+  Advance(absl::Milliseconds(1999));
+  EXPECT_FALSE(w0.result.has_value());
+  Advance(absl::Milliseconds(1));
+  ASSERT_TRUE(w0.result.has_value());
+  EXPECT_EQ(w0.result->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(w0.result->status().message(), HasSubstr("only 1 of 2 local workers"));
+}
+
+TEST_F(AgentCoreTest, AWorkerThatWentAwayWhileGatheringFreesItsPlace) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& back = Worker();
+  const uint64_t id =
+      agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w0.done());
+  ASSERT_NE(id, 0u);
+  agent_->WithdrawAttach("train", 0, id);
+  ASSERT_TRUE(w0.result.has_value());
+  EXPECT_EQ(w0.result->status().code(), absl::StatusCode::kCancelled);
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), back.done());
+  EXPECT_FALSE(back.result.has_value());  // waiting again, not ALREADY_EXISTS
+}
+
+v1::RankGroupsRequest Ask(uint32_t local_rank, const std::vector<std::string>& groups,
+                          uint64_t generation = 2) {
+  v1::RankGroupsRequest r;
+  r.set_job("train");
+  r.set_generation(generation);
+  r.set_local_rank(local_rank);
+  r.set_mesh_key("#0");
+  r.mutable_spec()->set_fingerprint("fp");
+  r.mutable_spec()->set_description("DeviceMesh((dp=2, tp=2))");
+  for (const std::string& key : groups) {
+    v1::GroupRequest* g = r.add_groups();
+    g->set_key(key);
+    g->set_num_ids(1);
+  }
+  return r;
+}
+
+TEST_F(AgentCoreTest, LocalWorkersGroupRequestsTravelAsOneResolveGroups) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  std::optional<absl::StatusOr<v1::ResolveGroupsResponse>> got0, got1;
+  v1::RankGroupsRequest a0 = Ask(0, {"dp/0", "tp/1"});
+  v1::MintedId* minted = a0.mutable_groups(1)->add_minted();
+  minted->set_index(0);
+  minted->set_id(std::string(128, 'x'));
+  agent_->ResolveGroups(a0, clock_.Now() + absl::Minutes(1),
+                        [&got0](absl::StatusOr<v1::ResolveGroupsResponse> r) { got0 = r; });
+  EXPECT_EQ(client_.resolves(), 0u);
+  agent_->ResolveGroups(Ask(1, {"dp/1", "tp/1"}), clock_.Now() + absl::Minutes(1),
+                        [&got1](absl::StatusOr<v1::ResolveGroupsResponse> r) { got1 = r; });
+  auto call = client_.TakeResolve();
+  ASSERT_TRUE(call.has_value());
+  const v1::ResolveGroupsRequest& req = call->request;
+  EXPECT_EQ(req.node(), "node-a");
+  EXPECT_EQ(req.mesh_key(), "#0");
+  ASSERT_EQ(req.ranks_size(), 2);
+  EXPECT_EQ(req.ranks(0).rank(), 2u);  // node rank 1 × local world 2
+  EXPECT_EQ(req.ranks(1).rank(), 3u);
+  EXPECT_EQ(req.ranks(1).spec().fingerprint(), "fp");
+  ASSERT_EQ(req.groups_size(), 3);  // tp/1 once, with the id rank 2 minted
+  EXPECT_EQ(req.groups(1).key(), "tp/1");
+  EXPECT_EQ(req.groups(1).minted_size(), 1);
+  v1::ResolveGroupsResponse answer;
+  for (const char* key : {"dp/0", "tp/1", "dp/1"}) {
+    v1::GroupIds* g = answer.add_groups();
+    g->set_key(key);
+    g->add_ids(std::string(128, key[0]));
+  }
+  call->done(answer);
+  ASSERT_TRUE(got0.has_value() && got0->ok());
+  ASSERT_EQ((*got0)->groups_size(), 2);
+  EXPECT_EQ((*got0)->groups(0).key(), "dp/0");
+  EXPECT_EQ((*got0)->groups(1).key(), "tp/1");
+  ASSERT_TRUE(got1.has_value() && got1->ok());
+  EXPECT_EQ((*got1)->groups(0).key(), "dp/1");
+}
+
+TEST_F(AgentCoreTest, GroupRequestsOfAnEndedGenerationAreAborted) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  std::optional<absl::StatusOr<v1::ResolveGroupsResponse>> got;
+  agent_->ResolveGroups(Ask(0, {"dp/0"}), clock_.Now() + absl::Minutes(1),
+                        [&got](absl::StatusOr<v1::ResolveGroupsResponse> r) { got = r; });
+  client_.TakeWatch()->done(
+      domain::GenerationEnd{"train", 2, domain::EndReason::kNodeLeft, "node-b", "node left"});
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status().code(), absl::StatusCode::kAborted);
+  got.reset();
+  agent_->ResolveGroups(Ask(1, {"dp/1"}), clock_.Now() + absl::Minutes(1),
+                        [&got](absl::StatusOr<v1::ResolveGroupsResponse> r) { got = r; });
+  EXPECT_EQ(got->status().code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(AgentCoreTest, StopAnswersEveryWaitingWorkerCancelled) {
+  Register();
+  Attached& waiting = Worker();
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), waiting.done());
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("other", 1, w0, w1);
+  std::optional<domain::GenerationEnd> end;
+  ASSERT_TRUE(
+      agent_->Watch("other", 1, 0, [&end](const domain::GenerationEnd& e) { end = e; }).ok());
+  agent_->Stop();
+  ASSERT_TRUE(waiting.result.has_value());
+  EXPECT_EQ(waiting.result->status().code(), absl::StatusCode::kCancelled);
+  ASSERT_TRUE(end.has_value());
+  EXPECT_EQ(end->reason, domain::EndReason::kShutdown);
+  EXPECT_EQ(client_.watches(), 0u);  // the coordinator watch was cancelled
+  Attached& late = Worker();
+  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), late.done());
+  EXPECT_EQ(late.result->status().code(), absl::StatusCode::kCancelled);
+}
+
+}  // namespace
+}  // namespace meshd::agent
