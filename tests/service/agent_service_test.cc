@@ -87,6 +87,14 @@ class AgentServiceTest : public ::testing::Test {
     return AttachTo(stub_.get(), job, local_rank, local_world, nodes, timeout, resp);
   }
 
+  // Whether local rank `local_rank` of "job" waits in the agent for its round.
+  bool Waiting(uint32_t local_rank) {
+    for (const auto& w : agent_->agent().Status().workers) {
+      if (w.job == "job" && w.local_rank == local_rank && w.generation == 0) return true;
+    }
+    return false;
+  }
+
   // Local ranks 0 and 1 of a 2-worker job on this node.
   void AttachTwo(v1::AttachResponse* r0, v1::AttachResponse* r1) {
     grpc::Status s0;
@@ -364,7 +372,7 @@ TEST_F(AgentServiceTest, Attach_DuplicateLocalRank_AlreadyExists) {
   v1::AttachResponse r;
   grpc::Status first;
   std::thread t([&] { first = Attach(0, 2, &r, absl::Seconds(2)); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE(PollUntil([&] { return Waiting(0); }));
   const grpc::Status dup = Attach(0, 2, &r);
   EXPECT_EQ(dup.error_code(), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_THAT(dup.error_message(), HasSubstr("local rank 0"));
@@ -392,7 +400,7 @@ TEST_F(AgentServiceTest, Attach_WorkersDisagree_InvalidArgument) {
   v1::AttachResponse r;
   grpc::Status first;
   std::thread t([&] { first = Attach(0, 2, &r, absl::Seconds(2)); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE(PollUntil([&] { return Waiting(0); }));
   const grpc::Status s = Attach(1, 2, &r, absl::Seconds(5), "job", /*nodes=*/2);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("disagree"));
@@ -571,8 +579,10 @@ struct RelayedJob {
 TEST(AgentDaemonTest, WatchLostToTheNetwork_GenerationGoesOnAndItsEndStillArrives) {
   RelayedJob job("blip");
   ASSERT_EQ(job.coordinator->core().Status().waiting.watch, 1u);
+  const int relayed = job.relay->relayed();
   EXPECT_GE(job.relay->Cut(), 1);
-  absl::SleepFor(absl::Milliseconds(300));  // the agent saw its watch break
+  // The agent saw its connection break: it reconnected (to watch again).
+  ASSERT_TRUE(PollUntil([&] { return job.relay->relayed() > relayed; }));
   ASSERT_TRUE(job.coordinator->core()
                   .LeaveJob("blip", job.attached.generation(), "blip", "ended by the test")
                   .ok());
@@ -645,8 +655,10 @@ TEST(AgentDaemonTest, JoinHeldWhenTheConnectionResets_SentAgainAndAnswered) {
   std::thread first([&] { sa = attach(0, &ra); });
   PollUntil([&] { return (*coordinator)->core().Status().waiting.join > 0; });
   ASSERT_EQ((*coordinator)->core().Status().waiting.join, 1u);
+  const int relayed = (*relay)->relayed();
   EXPECT_GE((*relay)->Cut(), 1);
-  absl::SleepFor(absl::Milliseconds(300));
+  // Node a's agent reconnected (to send its join again) before node b joins.
+  ASSERT_TRUE(PollUntil([&] { return (*relay)->relayed() > relayed; }));
   const grpc::Status sb = attach(1, &rb);
   first.join();
   ASSERT_TRUE(sa.ok()) << sa.error_message();

@@ -135,6 +135,7 @@ void TcpRelay::Serve() {
         const int b = Connect(target_port_);
         if (b >= 0) {
           pairs.emplace_back(a, b);
+          ++relayed_;
         } else {
           close(a);
         }

@@ -27,6 +27,8 @@ class TcpRelay {
   std::string address() const;  // "127.0.0.1:PORT"
   // Closes every connection relayed so far; returns how many were open.
   int Cut();
+  // Connections relayed so far (a client that reconnected after a Cut adds one).
+  int relayed() const { return relayed_; }
   // Relays new connections to `port` from now on (a coordinator restarted elsewhere).
   void SetTarget(int port) { target_port_ = port; }
 
@@ -39,6 +41,7 @@ class TcpRelay {
   std::atomic<int> target_port_;
   int wake_[2] = {-1, -1};  // a pipe: wakes Serve() for Cut() and for the destructor
   std::atomic<bool> stop_{false};
+  std::atomic<int> relayed_{0};
   absl::Mutex mu_;
   int cuts_ ABSL_GUARDED_BY(mu_) = 0;
   int cut_open_ ABSL_GUARDED_BY(mu_) = 0;  // what the last cut closed
