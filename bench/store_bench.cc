@@ -42,7 +42,7 @@ struct Flags : meshd::bench::CoordinatorFlags {
   bool progress = false;
   bool json = false;
   bool keys = false;
-  bool coalesce_adds = true;  // as the agent does (Agent::SendMergedWrites)
+  bool coalesce_adds = true;  // as the agent does (StoreRelay::SendMergedWrites)
   bool coalesce_sets = true;
 };
 

@@ -407,7 +407,7 @@ class Sim {
 
   // A wait (KeyWait on [key]) or a get (KeyGet of key, waiting) of rank r, through its node's
   // agent: the first of the node's ranks to ask sends the coordinator call, ranks asking the same
-  // while it is in flight wait on it, and its answer goes to each (agent.cc, SendSharedWait).
+  // while it is in flight wait on it, and its answer goes to each (agent/core/store_relay.cc, SendSharedWait).
   void SharedWait(uint32_t r, bool get, const std::string& key,
                   std::function<void(const std::string&)> then) {
     ++(get ? rank_gets_ : rank_waits_);

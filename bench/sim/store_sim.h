@@ -1,6 +1,6 @@
 // StoreSim: N simulated nodes of G ranks running PyTorch's start-up (StoreWorkload) through
 // meshd's key-value store on a real coordinator, over the real gRPC protocol. Each simulated node
-// sends the coordinator exactly what its agent would relay for its G workers (agent.cc,
+// sends the coordinator exactly what its agent would relay for its G workers (agent/core/store_relay.cc,
 // RelayKeyCall): every rank's KeyAdd and KeySet on its own, and identical waits — KeyWait on the
 // same keys, KeyGet with wait of the same key — of the node's ranks while one is in flight as ONE
 // coordinator call whose answer goes to each. First every node registers and joins the job (as
@@ -33,7 +33,7 @@ struct StoreSimOptions {
   std::function<void()> on_store_start;
   // Every second of the store workload, a line on stderr: ranks done, calls sent.
   bool progress = false;
-  // What the agent does (Agent::SendMergedWrites): while one KeyAdd of a node on a key is in flight, the
+  // What the agent does (StoreRelay::SendMergedWrites): while one KeyAdd of a node on a key is in flight, the
   // node's further adds on that key wait and then go as ONE KeyAdd of their sum, each rank getting
   // the value it would have seen had they run one after another (as TCPStore's server would have
   // run them). Unchanged coordinator; fewer calls where local ranks add to one key (the world's
