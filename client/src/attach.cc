@@ -1,0 +1,122 @@
+// meshd::Client::Attach (see <meshd/client.h>): the option defaults from the environment, the
+// Attach call to the agent, and the ClientImpl it makes. Thread-safety: Attach may be called from
+// any thread; it reads the environment.
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "client/src/client_impl.h"
+#include "client/src/interrupter.h"
+
+namespace meshd {
+namespace {
+
+using client_internal::ClientImpl;
+using client_internal::FromGrpc;
+using client_internal::InterruptibleCall;
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+absl::Status ResolveDefaults(ClientOptions& o) {
+  if (o.socket.empty()) o.socket = Env("MESHD_SOCKET");
+  if (o.socket.empty()) o.socket = "/run/meshd/agent.sock";
+  if (o.job.empty()) o.job = Env("MESHD_JOB");
+  if (o.job.empty())
+    return absl::InvalidArgumentError("no job: set ClientOptions::job or MESHD_JOB");
+  if (o.local_rank < 0 && !absl::SimpleAtoi(Env("LOCAL_RANK"), &o.local_rank)) {
+    return absl::InvalidArgumentError("no local rank: set ClientOptions::local_rank or LOCAL_RANK");
+  }
+  if (o.local_world < 0 && !absl::SimpleAtoi(Env("LOCAL_WORLD_SIZE"), &o.local_world)) {
+    return absl::InvalidArgumentError(
+        "no local world size: set ClientOptions::local_world or LOCAL_WORLD_SIZE");
+  }
+  if (o.min_nodes == 0) {
+    const std::string nnodes = Env("MESHD_NNODES");
+    if (nnodes.empty()) {
+      o.min_nodes = o.max_nodes = 1;
+    } else {
+      std::vector<std::string> parts = absl::StrSplit(nnodes, ':');
+      if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &o.min_nodes) ||
+          !absl::SimpleAtoi(parts.back(), &o.max_nodes)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("MESHD_NNODES='", nnodes, "' must be N or MIN:MAX"));
+      }
+    }
+  }
+  if (o.max_nodes == 0) o.max_nodes = o.min_nodes;
+  if (o.nccl_library.empty()) o.nccl_library = Env("MESHD_NCCL_LIBRARY");
+  if (o.nccl_library.empty()) o.nccl_library = "libnccl.so.2";
+  if (o.cudart_library.empty()) o.cudart_library = Env("MESHD_CUDART_LIBRARY");
+  if (o.ranks_per_id < 0) {
+    const std::string per_id = Env("MESHD_RANKS_PER_ID");
+    o.ranks_per_id = 0;
+    if (!per_id.empty() && (!absl::SimpleAtoi(per_id, &o.ranks_per_id) || o.ranks_per_id < 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "MESHD_RANKS_PER_ID='", per_id, "' must be a number of ranks (0: one id per group)"));
+    }
+  }
+  if (o.timeout <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("timeout must be positive");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Attach(ClientOptions options) {
+  if (absl::Status s = ResolveDefaults(options); !s.ok()) return s;
+  struct stat st {};
+  if (stat(options.socket.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    return absl::UnavailableError(absl::StrCat("no meshd agent socket at ", options.socket,
+                                               " (is meshd running? set MESHD_SOCKET)"));
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(8 << 20);  // store values of up to 4 MiB plus their framing
+  auto channel =
+      grpc::CreateCustomChannel("unix:" + options.socket, grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::Agent::NewStub(channel);
+  v1::AttachRequest req;
+  req.set_job(options.job);
+  req.set_local_rank(static_cast<uint32_t>(options.local_rank));
+  req.set_local_world(static_cast<uint32_t>(options.local_world));
+  req.mutable_nodes()->set_min_nodes(static_cast<uint32_t>(options.min_nodes));
+  req.mutable_nodes()->set_max_nodes(static_cast<uint32_t>(options.max_nodes));
+  v1::AttachResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_wait_for_ready(true);
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
+  grpc::Status s;
+  {
+    InterruptibleCall interruptible(options.interrupter.get(), &ctx);
+    s = stub->Attach(&ctx, req, &resp);
+  }
+  if (!s.ok()) {
+    return FromGrpc(
+        s, absl::StrCat("cannot attach to job '", options.job, "' through ", options.socket));
+  }
+  Placement p;
+  p.rank = static_cast<int>(resp.rank());
+  p.world_size = static_cast<int>(resp.world_size());
+  p.local_rank = static_cast<int>(resp.local_rank());
+  p.local_world = static_cast<int>(resp.local_world());
+  p.node_rank = static_cast<int>(resp.node_rank());
+  p.num_nodes = static_cast<int>(resp.num_nodes());
+  p.generation = resp.generation();
+  p.gpu_index = static_cast<int>(resp.gpu().index());
+  p.gpu_uuid = resp.gpu().uuid();
+  p.gpu_pci_bus_id = resp.gpu().pci_bus_id();
+  p.gpu_name = resp.gpu().name();
+  p.gpu_nvlink_clique = resp.gpu().nvlink_clique();
+  p.gpu_simulated = resp.gpu().simulated();
+  return std::unique_ptr<Client>(new ClientImpl(std::move(options), channel, std::move(p)));
+}
+
+}  // namespace meshd

@@ -1,0 +1,119 @@
+// ClientImpl: the meshd::Client that Client::Attach returns (see <meshd/client.h>), private to
+// libmeshd_client. It talks to the host's agent over its unix socket with the meshd.v1.Agent API.
+// Its methods live in files named after what they do:
+//   client.cc         construction (arming the generation watch), Detach on destruction, health,
+//                     OnGenerationEnd and the watch thread
+//   attach.cc         Client::Attach and the option defaults from the environment
+//   store_calls.cc    the Key* calls (the job's key-value store)
+//   mesh_calls.cc     InitDeviceMesh, Groups, GroupOf and the group exchange with the agent
+//   communicator.cc   MakeCommunicator and meshd::Communicator
+//
+// Thread-safety: every method may be called from any thread. The fields below `mu_` are guarded
+// by it; exchanges (collective: every rank issues them in the same order) are serialized by
+// `exchange_mu_`, the world communicator's creation by `world_mu_`. User callbacks run without
+// any lock held.
+#ifndef MESHD_CLIENT_SRC_CLIENT_IMPL_H_
+#define MESHD_CLIENT_SRC_CLIENT_IMPL_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "meshd/client.h"
+#include "meshd/v1/agent.grpc.pb.h"
+
+namespace meshd::client_internal {
+
+// A gRPC status as an absl::Status of the same code, its message prefixed with `what`.
+absl::Status FromGrpc(const grpc::Status& s, absl::string_view what);
+
+class ClientImpl final : public Client {
+ public:
+  // Starts the generation watch and returns once it is armed (or after options.timeout).
+  ClientImpl(ClientOptions options, std::shared_ptr<grpc::Channel> channel, Placement placement);
+  // Detaches from the agent (so that it does not take this worker as lost), then ends the watch.
+  ~ClientImpl() override;
+
+  const Placement& placement() const override { return placement_; }
+  absl::Status health() const override;
+  void OnGenerationEnd(std::function<void(const absl::Status&)> callback) override;
+
+  absl::StatusOr<DeviceMesh> InitDeviceMesh(const std::vector<int64_t>& shape,
+                                            const std::vector<std::string>& names,
+                                            const std::string& mesh_name, MeshIds ids) override;
+  absl::StatusOr<std::vector<Group>> Groups(const DeviceMesh& mesh) override;
+  absl::StatusOr<Group> GroupOf(const DeviceMesh& mesh, int dim) override;
+  absl::StatusOr<std::unique_ptr<Communicator>> MakeCommunicator(const Group& group,
+                                                                 CommInit mode) override;
+
+  absl::Status KeySet(const std::string& key, const std::string& value,
+                      absl::Duration timeout) override;
+  absl::StatusOr<std::string> KeyGet(const std::string& key, absl::Duration timeout) override;
+  absl::StatusOr<int64_t> KeyAdd(const std::string& key, int64_t delta,
+                                 absl::Duration timeout) override;
+  absl::StatusOr<std::string> KeyCompareSet(const std::string& key, const std::string& expected,
+                                            const std::string& desired, absl::Duration timeout,
+                                            bool* swapped) override;
+  absl::Status KeyWait(const std::vector<std::string>& keys, absl::Duration timeout) override;
+  absl::StatusOr<bool> KeyCheck(const std::vector<std::string>& keys,
+                                absl::Duration timeout) override;
+  absl::StatusOr<bool> KeyDelete(const std::string& key, absl::Duration timeout) override;
+  absl::StatusOr<int64_t> KeyCount(absl::Duration timeout) override;
+
+ private:
+  // A store request with this client's job and generation set (store_calls.cc).
+  template <typename Req>
+  Req Scoped() const;
+
+  // One store call to the agent, ending by `timeout`; errors say what was asked (`what`)
+  // (store_calls.cc).
+  template <typename Req, typename Resp>
+  absl::Status Call(absl::string_view what, absl::Duration timeout,
+                    grpc::Status (v1::Agent::Stub::*method)(grpc::ClientContext*, const Req&,
+                                                            Resp*),
+                    const Req& req, Resp* resp);
+
+  // One batched exchange: this rank's groups of `mesh` (plus the world group) with their ids.
+  // `ids` false: no groups, the spec check alone (nothing is cached) (mesh_calls.cc).
+  absl::StatusOr<std::vector<Group>> Exchange(const DeviceMesh& mesh, bool with_world, bool ids);
+
+  // The watch thread's body: waits for the end of this generation, then fails health and runs
+  // the callbacks (client.cc).
+  void WatchGeneration();
+
+  // Constant after construction.
+  const ClientOptions options_;
+  std::unique_ptr<v1::Agent::Stub> stub_;
+  const Placement placement_;
+  grpc::ClientContext watch_ctx_;
+  absl::Notification watch_armed_;
+  std::thread watch_thread_;
+  std::mutex exchange_mu_;  // exchanges are collective: one at a time, in call order
+
+  mutable absl::Mutex mu_;
+  absl::Status health_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void(const absl::Status&)>> callbacks_ ABSL_GUARDED_BY(mu_);
+  int unnamed_meshes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, std::vector<Group>> groups_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> spec_only_ ABSL_GUARDED_BY(mu_);  // meshes checked without ids
+  std::optional<Group> world_ ABSL_GUARDED_BY(mu_);
+  std::mutex world_mu_;                       // guards world_comm_ and its creation
+  std::unique_ptr<Communicator> world_comm_;  // for CommInit::kSplit, made on first use
+};
+
+}  // namespace meshd::client_internal
+
+#endif  // MESHD_CLIENT_SRC_CLIENT_IMPL_H_

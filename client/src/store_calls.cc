@@ -1,0 +1,181 @@
+// ClientImpl's Key* calls: the job's key-value store (TCPStore's semantics), each one call to the
+// agent, resent while a wait outlasts the servers' --max-wait. Errors name the keys asked for.
+// Thread-safety: see client_impl.h; these calls take no lock of the client's beyond health().
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/src/client_impl.h"
+#include "client/src/interrupter.h"
+
+namespace meshd::client_internal {
+namespace {
+
+// A key for messages: at most 64 bytes of it.
+std::string KeyForMessage(absl::string_view key) {
+  return key.size() <= 64 ? std::string(key) : absl::StrCat(key.substr(0, 64), "...");
+}
+
+// "set key 'k'" (the key cut to 64 bytes), "wait for keys 'a', 'b'" (at most 4 named).
+std::string OneKey(absl::string_view verb, absl::string_view key) {
+  return absl::StrCat(verb, " key '", KeyForMessage(key), "'");
+}
+std::string Keys(absl::string_view verb, const std::vector<std::string>& keys) {
+  std::string out = absl::StrCat(verb, keys.size() == 1 ? " key " : " keys ");
+  for (size_t i = 0; i < keys.size() && i < 4; ++i)
+    absl::StrAppend(&out, i ? ", '" : "'", KeyForMessage(keys[i]), "'");
+  if (keys.size() > 4) absl::StrAppend(&out, " and ", keys.size() - 4, " more");
+  return out;
+}
+
+// The store calls that wait (KeyGet is always sent with wait).
+template <typename Req>
+constexpr bool kWaits =
+    std::is_same_v<Req, v1::KeyGetRequest> || std::is_same_v<Req, v1::KeyWaitRequest>;
+
+}  // namespace
+
+template <typename Req>
+Req ClientImpl::Scoped() const {
+  Req req;
+  req.set_job(options_.job);
+  req.set_generation(placement_.generation);
+  return req;
+}
+
+template <typename Req, typename Resp>
+absl::Status ClientImpl::Call(absl::string_view what, absl::Duration timeout,
+                              grpc::Status (v1::Agent::Stub::*method)(grpc::ClientContext*,
+                                                                      const Req&, Resp*),
+                              const Req& req, Resp* resp) {
+  if (absl::Status h = health(); !h.ok()) return h;
+  if (timeout <= absl::ZeroDuration()) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("cannot ", what, ": the store's timeout is not positive"));
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  grpc::Status s;
+  while (true) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(deadline));
+    InterruptibleCall interruptible(options_.interrupter.get(), &ctx);
+    s = (stub_.get()->*method)(&ctx, req, resp);
+    // The servers hold a wait for at most their --max-wait (10 minutes): a longer wait (torch's
+    // store timeout is 30 minutes) is sent again until its own deadline.
+    if (!kWaits<Req> || s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED ||
+        absl::Now() + absl::Milliseconds(50) >= deadline) {
+      break;
+    }
+  }
+  if (s.ok()) return absl::OkStatus();
+  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "cannot ", what, " of job '", options_.job, "' within ", absl::FormatDuration(timeout),
+        s.error_message().empty() ? "" : ": ", s.error_message()));
+  }
+  return FromGrpc(s, absl::StrCat("cannot ", what, " of job '", options_.job, "'"));
+}
+
+absl::Status ClientImpl::KeySet(const std::string& key, const std::string& value,
+                                absl::Duration timeout) {
+  v1::KeySetRequest req = Scoped<v1::KeySetRequest>();
+  req.set_key(key);
+  req.set_value(value);
+  v1::KeySetResponse resp;
+  return Call(OneKey("set", key), timeout, &v1::Agent::Stub::KeySet, req, &resp);
+}
+
+absl::StatusOr<std::string> ClientImpl::KeyGet(const std::string& key, absl::Duration timeout) {
+  v1::KeyGetRequest req = Scoped<v1::KeyGetRequest>();
+  req.set_key(key);
+  req.set_wait(true);
+  v1::KeyGetResponse resp;
+  if (absl::Status s = Call(OneKey("get", key), timeout, &v1::Agent::Stub::KeyGet, req, &resp);
+      !s.ok())
+    return s;
+  return std::move(*resp.mutable_value());
+}
+
+absl::StatusOr<int64_t> ClientImpl::KeyAdd(const std::string& key, int64_t delta,
+                                           absl::Duration timeout) {
+  v1::KeyAddRequest req = Scoped<v1::KeyAddRequest>();
+  req.set_key(key);
+  req.set_delta(delta);
+  v1::KeyAddResponse resp;
+  if (absl::Status s = Call(OneKey("add to", key), timeout, &v1::Agent::Stub::KeyAdd, req, &resp);
+      !s.ok())
+    return s;
+  return resp.value();
+}
+
+absl::StatusOr<std::string> ClientImpl::KeyCompareSet(const std::string& key,
+                                                      const std::string& expected,
+                                                      const std::string& desired,
+                                                      absl::Duration timeout, bool* swapped) {
+  const absl::Time deadline = absl::Now() + timeout;
+  // TCPStore: an empty `expected` matches an absent key, and an empty value.
+  v1::KeyCompareSetRequest req = Scoped<v1::KeyCompareSetRequest>();
+  req.set_key(key);
+  req.set_expected(expected);
+  req.set_expect_absent(expected.empty());
+  req.set_desired(desired);
+  v1::KeyCompareSetResponse resp;
+  if (absl::Status s = Call(OneKey("compare-set", key), deadline - absl::Now(),
+                            &v1::Agent::Stub::KeyCompareSet, req, &resp);
+      !s.ok()) {
+    return s;
+  }
+  if (!resp.swapped() && expected.empty() && resp.present() && resp.value().empty()) {
+    req.set_expect_absent(false);  // set to "": compare with "" itself
+    if (absl::Status s = Call(OneKey("compare-set", key), deadline - absl::Now(),
+                              &v1::Agent::Stub::KeyCompareSet, req, &resp);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (swapped != nullptr) *swapped = resp.swapped();
+  if (!resp.present()) return expected;  // absent and not swapped: TCPStore answers `expected`
+  return std::move(*resp.mutable_value());
+}
+
+absl::Status ClientImpl::KeyWait(const std::vector<std::string>& keys, absl::Duration timeout) {
+  v1::KeyWaitRequest req = Scoped<v1::KeyWaitRequest>();
+  for (const std::string& k : keys) req.add_keys(k);
+  v1::KeyWaitResponse resp;
+  return Call(Keys("wait for", keys), timeout, &v1::Agent::Stub::KeyWait, req, &resp);
+}
+
+absl::StatusOr<bool> ClientImpl::KeyCheck(const std::vector<std::string>& keys,
+                                          absl::Duration timeout) {
+  v1::KeyCheckRequest req = Scoped<v1::KeyCheckRequest>();
+  for (const std::string& k : keys) req.add_keys(k);
+  v1::KeyCheckResponse resp;
+  if (absl::Status s = Call(Keys("check", keys), timeout, &v1::Agent::Stub::KeyCheck, req, &resp);
+      !s.ok())
+    return s;
+  return resp.all_set();
+}
+
+absl::StatusOr<bool> ClientImpl::KeyDelete(const std::string& key, absl::Duration timeout) {
+  v1::KeyDeleteRequest req = Scoped<v1::KeyDeleteRequest>();
+  req.set_key(key);
+  v1::KeyDeleteResponse resp;
+  if (absl::Status s =
+          Call(OneKey("delete", key), timeout, &v1::Agent::Stub::KeyDelete, req, &resp);
+      !s.ok())
+    return s;
+  return resp.deleted();
+}
+
+absl::StatusOr<int64_t> ClientImpl::KeyCount(absl::Duration timeout) {
+  v1::KeyCountRequest req = Scoped<v1::KeyCountRequest>();
+  v1::KeyCountResponse resp;
+  if (absl::Status s = Call("count the keys", timeout, &v1::Agent::Stub::KeyCount, req, &resp);
+      !s.ok())
+    return s;
+  return resp.count();
+}
+
+}  // namespace meshd::client_internal
