@@ -40,6 +40,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
         absl::FormatDuration(options.heartbeat_interval), "), which must be positive"));
   }
   std::unique_ptr<CoordinatorDaemon> d(new CoordinatorDaemon());
+  if (options.clock != nullptr) d->clock_ = options.clock;
   coordinator::CoordinatorOptions core_options;
   core_options.heartbeat_interval = options.heartbeat_interval;
   core_options.heartbeat_timeout = options.heartbeat_timeout;
@@ -53,7 +54,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   }
   metrics::CoordinatorMetrics* collector = d->collector_.get();
   d->core_ = std::make_unique<coordinator::Coordinator>(
-      &d->clock_, core_options, [collector](const coordinator::Event& e) {
+      d->clock_, core_options, [collector](const coordinator::Event& e) {
         log::Write(EventLevel(e), e.what,
                    {{"event", coordinator::EventKindName(e.kind)},
                     {"job", e.job},
@@ -61,7 +62,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
                     {"generation", e.generation ? absl::StrCat(e.generation) : ""}});
         if (collector != nullptr) collector->OnEvent(e);
       });
-  d->service_ = std::make_unique<service::CoordinatorService>(d->core_.get(), &d->clock_);
+  d->service_ = std::make_unique<service::CoordinatorService>(d->core_.get(), d->clock_);
   service::ServerOptions server_options;
   server_options.listen = {options.listen};
   if (options.metrics != nullptr) {

@@ -31,6 +31,10 @@ struct CoordinatorDaemonOptions {
   // Not owned; outlives the daemon. When set, the coordinator's series and its gRPC calls are
   // served there (see daemon/metrics).
   metrics::MetricsServer* metrics = nullptr;
+  // The coordinator's time (heartbeat expiry, waits' deadlines, uptime), for the core and the
+  // service. Not owned; outlives the daemon. nullptr: a RealClock the daemon owns. Tests pass a
+  // FakeClock and advance it: the ticker still runs in real time and acts on the clock's time.
+  const Clock* clock = nullptr;
 };
 
 class CoordinatorDaemon {
@@ -50,7 +54,8 @@ class CoordinatorDaemon {
  private:
   CoordinatorDaemon() = default;
 
-  RealClock clock_;
+  RealClock real_clock_;
+  const Clock* clock_ = &real_clock_;  // options.clock, or real_clock_
   std::unique_ptr<coordinator::Coordinator> core_;
   std::unique_ptr<service::CoordinatorService> service_;
   std::unique_ptr<service::GrpcServer> server_;

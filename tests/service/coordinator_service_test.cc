@@ -1,14 +1,16 @@
 // meshd.v1.Coordinator against a real server on 127.0.0.1:0: one test per RPC and status code,
-// health, limits, garbage on the socket, a unix socket, and shutdown.
+// health, limits, garbage on the socket, a unix socket, and shutdown. The coordinator runs on a
+// FakeClock: where a test waits for time to pass (heartbeat expiry, a call's deadline) it advances
+// the clock; where it waits for the server's threads, it polls a condition with a deadline.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -21,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 #include "tests/support/client_context.h"
+#include "tests/support/fake_clock.h"
 
 namespace meshd {
 namespace {
@@ -29,12 +32,23 @@ using ::testing::HasSubstr;
 
 using testing::Ctx;
 
+// Polls `condition` every 2 ms until it holds, for at most `timeout` of real time: a wait for what
+// the server's threads do, never a fixed sleep. False when it never held.
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout = absl::Seconds(10)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return true;
+}
+
 class CoordinatorServiceTest : public ::testing::Test {
  protected:
   void SetUp() override { StartDaemon(absl::Seconds(2)); }
 
-  // (Re)starts the coordinator. Tests whose nodes do not heartbeat while they load the server
-  // with thousands of calls give a timeout that a slow, busy machine cannot reach.
+  // (Re)starts the coordinator, on clock_. Tests whose nodes do not heartbeat while they load the
+  // server with thousands of calls give a timeout no test's advance of the clock reaches.
   void StartDaemon(absl::Duration heartbeat_timeout) {
     daemon_.reset();
     runtime::CoordinatorDaemonOptions o;
@@ -42,6 +56,7 @@ class CoordinatorServiceTest : public ::testing::Test {
     o.heartbeat_interval = absl::Milliseconds(200);
     o.heartbeat_timeout = heartbeat_timeout;
     o.tick = absl::Milliseconds(20);
+    o.clock = &clock_;
     auto d = runtime::CoordinatorDaemon::Start(o);
     ASSERT_TRUE(d.ok()) << d.status();
     daemon_ = *std::move(d);
@@ -77,6 +92,24 @@ class CoordinatorServiceTest : public ::testing::Test {
     return r;
   }
 
+  grpc::Status Heartbeat(const std::string& node, uint64_t incarnation = 1) {
+    v1::HeartbeatRequest req;
+    req.set_node(node);
+    req.set_incarnation(incarnation);
+    v1::HeartbeatResponse resp;
+    return stub_->Heartbeat(Ctx().get(), req, &resp);
+  }
+
+  // Moves the coordinator's time on and lets it act on it at once, as its ticker would.
+  void Advance(absl::Duration d) {
+    clock_.Advance(d);
+    daemon_->core().CheckDeadlines();
+  }
+  // Waits until the coordinator holds `n` calls of a kind (a join, a key wait, ...).
+  bool Held(uint32_t domain::WaiterCounts::*kind, uint32_t n) {
+    return WaitFor([&] { return daemon_->core().Status().waiting.*kind == n; });
+  }
+
   // Registers a and b and runs job "job" (generation 1) with both.
   void StartJob() {
     ASSERT_TRUE(Register("a").ok());
@@ -89,6 +122,7 @@ class CoordinatorServiceTest : public ::testing::Test {
     t.join();
   }
 
+  FakeClock clock_;  // outlives daemon_
   std::unique_ptr<runtime::CoordinatorDaemon> daemon_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
@@ -163,11 +197,18 @@ TEST_F(CoordinatorServiceTest, JoinJob_RoundClosesForBoth) {
   EXPECT_EQ(b.members(1).node_rank(), 1u);
 }
 
+// The client's deadline reaches the coordinator: once its clock passes it, the held join ends.
 TEST_F(CoordinatorServiceTest, JoinJob_ClientDeadline_DeadlineExceeded) {
   ASSERT_TRUE(Register("a").ok());
-  v1::Assignment a;
-  const grpc::Status s =
-      stub_->JoinJob(Ctx(absl::Milliseconds(300)).get(), JoinReq("job", "a", 2), &a);
+  grpc::Status s;
+  std::thread t([&] {
+    v1::Assignment a;
+    s = stub_->JoinJob(Ctx(absl::Seconds(1)).get(), JoinReq("job", "a", 2), &a);
+  });
+  EXPECT_TRUE(Held(&domain::WaiterCounts::join, 1));  // (else the call's own deadline ends it)
+  // Past the call's deadline (gRPC rounds the timeout it sends up), within the heartbeat timeout.
+  Advance(absl::Milliseconds(1500));
+  t.join();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
 }
 
@@ -202,30 +243,31 @@ TEST_F(CoordinatorServiceTest, WatchJob_NodeRestart_StreamsEndThenFinishes) {
   EXPECT_TRUE(reader->Finish().ok());
 }
 
+// On the coordinator's clock: a and b were heard at `start`; only a heartbeats after it.
 TEST_F(CoordinatorServiceTest, WatchJob_NodeLost_WithinTimeoutPlusOneSecond) {
   StartJob();
-  std::atomic<bool> stop{false};
-  std::thread beat([&] {  // only a keeps heartbeating
-    while (!stop) {
-      v1::HeartbeatRequest hb;
-      hb.set_node("a");
-      hb.set_incarnation(1);
-      v1::HeartbeatResponse r;
-      (void)stub_->Heartbeat(Ctx().get(), hb, &r);
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  });
+  const absl::Time start = clock_.Now();
   v1::WatchJobRequest req;
   req.set_job("job");
   req.set_generation(1);
   auto ctx = Ctx();
-  const absl::Time start = absl::Now();
   auto reader = stub_->WatchJob(ctx.get(), req);
+  ASSERT_TRUE(Held(&domain::WaiterCounts::watch, 1));
+  for (int i = 0; i < 10; ++i) {  // 2 s in 200 ms heartbeat intervals
+    clock_.Advance(absl::Milliseconds(200));
+    ASSERT_TRUE(Heartbeat("a").ok());
+    daemon_->core().CheckDeadlines();
+  }
+  // b has been silent for exactly the timeout (2 s): still a member, the generation runs.
+  absl::StatusOr<domain::JobView> job = daemon_->core().Job("job");
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->phase, domain::JobPhase::kRunning);
+  EXPECT_EQ(job->generation, 1u);
+  EXPECT_EQ(daemon_->core().Status().waiting.watch, 1u);
+  Advance(absl::Milliseconds(1));
   v1::GenerationEnd end;
   const bool got = reader->Read(&end);
-  const absl::Duration took = absl::Now() - start;
-  stop = true;
-  beat.join();
+  const absl::Duration took = clock_.Now() - start;
   ASSERT_TRUE(got);
   EXPECT_EQ(end.reason(), v1::GenerationEnd::REASON_NODE_LOST);
   EXPECT_EQ(end.node(), "b");
@@ -253,7 +295,7 @@ TEST_F(CoordinatorServiceTest, KeyValue_SetWaitGetAddCompareSet) {
   v1::KeyGetResponse got;
   grpc::Status get_status;
   std::thread waiter([&] { get_status = stub_->KeyGet(Ctx().get(), get, &got); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(Held(&domain::WaiterCounts::kv, 1));  // the get waits for the key
   v1::KeySetRequest set;
   set.set_job("job");
   set.set_generation(1);
@@ -297,8 +339,15 @@ TEST_F(CoordinatorServiceTest, KeyGet_CodesForMissingStaleAndTimedOut) {
   v1::KeyGetResponse got;
   EXPECT_EQ(stub_->KeyGet(Ctx().get(), get, &got).error_code(), grpc::StatusCode::NOT_FOUND);
   get.set_wait(true);
-  EXPECT_EQ(stub_->KeyGet(Ctx(absl::Milliseconds(200)).get(), get, &got).error_code(),
-            grpc::StatusCode::DEADLINE_EXCEEDED);
+  grpc::Status timed_out;
+  std::thread waiter([&] {
+    v1::KeyGetResponse never;
+    timed_out = stub_->KeyGet(Ctx(absl::Seconds(1)).get(), get, &never);
+  });
+  EXPECT_TRUE(Held(&domain::WaiterCounts::kv, 1));
+  Advance(absl::Milliseconds(1500));  // past the call's deadline, within the heartbeat timeout
+  waiter.join();
+  EXPECT_EQ(timed_out.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   get.set_generation(2);
   EXPECT_EQ(stub_->KeyGet(Ctx().get(), get, &got).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
@@ -398,13 +447,13 @@ TEST_F(CoordinatorServiceTest, Stop_ThousandsHeld_EachCancelled) {
   StartJob();
   HeldBarrierCalls calls(stub_.get(), 2100, "never", 2101);
   // Wait until the coordinator holds them all (GetStatus counts waiters).
-  const absl::Time until = absl::Now() + absl::Seconds(30);
   v1::CoordinatorStatus status;
-  while (absl::Now() < until) {
-    ASSERT_TRUE(stub_->GetStatus(Ctx().get(), v1::GetStatusRequest(), &status).ok());
-    if (status.waiters() >= 2100) break;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  WaitFor(
+      [&] {
+        return stub_->GetStatus(Ctx().get(), v1::GetStatusRequest(), &status).ok() &&
+               status.waiters() >= 2100;
+      },
+      absl::Seconds(30));
   ASSERT_GE(status.waiters(), 2100u);
   daemon_->Stop();
   ASSERT_TRUE(calls.AllFinished());
@@ -515,7 +564,7 @@ TEST_F(CoordinatorServiceTest, Shutdown_PendingJoinCancelled) {
     v1::Assignment a;
     s = stub_->JoinJob(Ctx().get(), JoinReq("job", "a", 2), &a);
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(Held(&domain::WaiterCounts::join, 1));
   daemon_->Stop();
   t.join();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::CANCELLED);
