@@ -1,6 +1,8 @@
 // The Prometheus endpoint against real daemons in process: a coordinator and an agent serving gRPC
 // on loopback and a unix socket, scraped over HTTP the way Prometheus does, while a job registers,
-// rendezvous, relays ids and loses a node. Every series checked is seen to move.
+// rendezvous, relays ids and loses a node. Every series checked is seen to move. The coordinator
+// runs on a FakeClock: the test advances it where time must pass (a rendezvous, a heartbeat
+// timeout) and polls a scrape with a deadline where the servers' threads must act.
 #include <sys/socket.h>
 
 #include <condition_variable>
@@ -17,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 #include "tests/support/client_context.h"
+#include "tests/support/fake_clock.h"
 #include "tests/support/scrape.h"
 
 namespace meshd {
@@ -52,6 +55,7 @@ class MetricsTest : public ::testing::Test {
     o.heartbeat_timeout = absl::Seconds(3);
     o.tick = absl::Milliseconds(20);
     o.metrics = metrics_.get();
+    o.clock = &clock_;
     auto d = runtime::CoordinatorDaemon::Start(o);
     ASSERT_TRUE(d.ok()) << d.status();
     coordinator_ = *std::move(d);
@@ -64,8 +68,8 @@ class MetricsTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *s : Series{};
   }
-  // Scrapes until `series` shows `want` (or, with at_least, `want` or more): the agent and held
-  // calls move on their own threads.
+  // Scrapes until `series` shows `want` (or, with at_least, `want` or more), every 20 ms for at
+  // most 10 s: the agent and held calls move on their own threads.
   bool Eventually(const std::string& series, double want, bool at_least = false) {
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
     while (absl::Now() < deadline) {
@@ -116,6 +120,7 @@ class MetricsTest : public ::testing::Test {
     return stub_->ResolveGroups(Ctx().get(), r, &resp);
   }
 
+  FakeClock clock_;  // the coordinator's; outlives it
   std::unique_ptr<metrics::MetricsServer> metrics_;
   std::unique_ptr<runtime::CoordinatorDaemon> coordinator_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
@@ -142,6 +147,7 @@ TEST_F(MetricsTest, ServesPrometheusTextWithBuildInfo) {
 TEST_F(MetricsTest, SeriesFollowNodesJobsCallsIdsAndGenerations) {
   ASSERT_TRUE(Register("a").ok());
   ASSERT_TRUE(Register("b").ok());
+  const absl::Time registered = clock_.Now();
   EXPECT_EQ(Register("").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   Series s = Scrape();
   EXPECT_EQ(Value(s, "meshd_coordinator_nodes{state=\"alive\"}"), 2);
@@ -153,8 +159,10 @@ TEST_F(MetricsTest, SeriesFollowNodesJobsCallsIdsAndGenerations) {
   // a's JoinJob is held until b joins: one join waiter, one joining job.
   std::thread a([&] { EXPECT_TRUE(Join("a").ok()); });
   ASSERT_TRUE(Eventually("meshd_coordinator_waiters{kind=\"join\"}", 1));
+  const absl::Time held_since = absl::Now();  // a's call was in the server before this
   EXPECT_EQ(Value(Scrape(), "meshd_coordinator_jobs{phase=\"joining\"}"), 1);
-  absl::SleepFor(absl::Milliseconds(50));
+  clock_.Advance(absl::Milliseconds(50));  // the round stays open 50 ms on the coordinator's clock
+  const absl::Duration held = absl::Now() - held_since;  // and a's call is held at least this long
   ASSERT_TRUE(Join("b").ok());
   a.join();
   s = Scrape();
@@ -167,11 +175,12 @@ TEST_F(MetricsTest, SeriesFollowNodesJobsCallsIdsAndGenerations) {
   EXPECT_EQ(Value(s, "meshd_coordinator_rendezvous_duration_seconds_bucket{le=\"0.01\"}"), 0);
   EXPECT_EQ(Value(s, "meshd_coordinator_rendezvous_duration_seconds_bucket{le=\"+Inf\"}"), 1);
   EXPECT_EQ(Value(s, Rpc("coordinator", "meshd.v1.Coordinator", "JoinJob", "OK")), 2);
-  // The held JoinJob's time counts: at least the 50 ms it waited.
+  // The held JoinJob's time counts (gRPC's, in real time): at least the time it was seen held
+  // before b joined.
   EXPECT_GE(Value(s,
                   "grpc_server_handling_seconds_sum{grpc_method=\"JoinJob\",grpc_service="
                   "\"meshd.v1.Coordinator\",grpc_type=\"unary\",server=\"coordinator\"}"),
-            0.05);
+            absl::ToDoubleSeconds(held));
 
   // The ids: both ranks report; each gets the world group's one id.
   std::thread r0([&] { EXPECT_TRUE(Resolve("a", 0).ok()); });
@@ -196,8 +205,17 @@ TEST_F(MetricsTest, SeriesFollowNodesJobsCallsIdsAndGenerations) {
   EXPECT_EQ(Value(s, "meshd_coordinator_jobs{phase=\"joining\"}"), 1);
   EXPECT_EQ(Value(s, "meshd_coordinator_events_total{event=\"generation_ended\"}"), 1);
 
-  // A node that stops heartbeating is declared dead (timeout 3 s).
-  ASSERT_TRUE(Eventually("meshd_coordinator_nodes{state=\"dead\"}", 2));
+  // A node that stops heartbeating is declared dead (timeout 3 s): not at 3 s, just after.
+  clock_.Advance(registered + absl::Seconds(3) - clock_.Now());
+  coordinator_->core().CheckDeadlines();
+  s = Scrape();
+  EXPECT_EQ(Value(s, "meshd_coordinator_nodes{state=\"alive\"}"), 2);
+  EXPECT_EQ(Value(s, "meshd_coordinator_nodes{state=\"dead\"}"), 0);
+  clock_.Advance(absl::Milliseconds(1));
+  coordinator_->core().CheckDeadlines();
+  s = Scrape();
+  EXPECT_EQ(Value(s, "meshd_coordinator_nodes{state=\"alive\"}"), 0);
+  EXPECT_EQ(Value(s, "meshd_coordinator_nodes{state=\"dead\"}"), 2);
 }
 
 TEST_F(MetricsTest, HealthChecksAndUnknownMethodsAreBounded) {
