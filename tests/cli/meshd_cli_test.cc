@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "tests/support/subprocess.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -20,6 +22,18 @@ namespace {
 using ::meshd::testing::RunCommand;
 using ::meshd::process::Subprocess;
 using ::testing::HasSubstr;
+
+// Polls `condition` every few ms until it holds, for at most `timeout`: a wait on what another
+// process does, never a fixed sleep. False when it never held.
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout,
+             absl::Duration every = absl::Milliseconds(20)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(every);
+  }
+  return true;
+}
 
 class StandaloneTest : public ::testing::Test {
  protected:
@@ -143,14 +157,15 @@ TEST(MeshdMetrics, StandaloneServesCoordinatorAndAgentSeries) {
   // A worker dies: the agent leaves the generation for its node, which ends it.
   workers[0]->Signal(SIGKILL);
   const std::string ended = "meshd_coordinator_generation_ends_total{reason=\"node_left\"}";
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
   double value = 0;
-  while (absl::Now() < deadline && value != 1) {
-    s = testing::Scrape(*url);
-    ASSERT_TRUE(s.ok()) << s.status();
-    value = (*s)[ended];
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  WaitFor(
+      [&] {
+        s = testing::Scrape(*url);
+        EXPECT_TRUE(s.ok()) << s.status();
+        value = s.ok() ? (*s)[ended] : 0;
+        return value == 1 || !s.ok();
+      },
+      absl::Seconds(10));
   EXPECT_EQ(value, 1);
   (*daemon)->Signal(SIGTERM);
   EXPECT_EQ(*(*daemon)->Wait(absl::Seconds(10)), 0);

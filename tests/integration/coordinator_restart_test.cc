@@ -6,9 +6,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <functional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "tests/support/subprocess.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
@@ -25,6 +27,18 @@ using process::Subprocess;
 
 constexpr int kAgents = 3;
 constexpr int kGpus = 2;
+
+// Polls `condition` every few ms until it holds, for at most `timeout`: a wait on what another
+// process does, never a fixed sleep. False when it never held.
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout,
+             absl::Duration every = absl::Milliseconds(20)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(every);
+  }
+  return true;
+}
 
 absl::StatusOr<std::unique_ptr<Subprocess>> StartCoordinator(const std::string& listen,
                                                              std::string* address) {
@@ -69,15 +83,15 @@ TEST(CoordinatorRestart, RunningJobRecoveredFromTheAgents_WorkersCarryOn_ThenALo
   auto stub =
       v1::Coordinator::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   v1::JobStatus job;
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (absl::Now() < deadline) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
-    v1::GetJobRequest req;
-    req.set_job("train");
-    if (stub->GetJob(&ctx, req, &job).ok() && job.phase() == v1::JOB_PHASE_RUNNING) break;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  WaitFor(
+      [&] {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+        v1::GetJobRequest req;
+        req.set_job("train");
+        return stub->GetJob(&ctx, req, &job).ok() && job.phase() == v1::JOB_PHASE_RUNNING;
+      },
+      absl::Seconds(20));
   ASSERT_EQ(job.phase(), v1::JOB_PHASE_RUNNING) << job.ShortDebugString();
   EXPECT_EQ(job.generation(), generation);
   ASSERT_EQ(job.members_size(), kAgents);
