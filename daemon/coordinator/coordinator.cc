@@ -34,9 +34,8 @@ absl::Status ValidateJoin(const JoinRequest& req, uint32_t max_nodes) {
   }
   if (absl::Status s = domain::ValidateNodeCount(req.nodes, max_nodes); !s.ok()) return s;
   if (req.local_world < 1 || req.local_world > domain::kMaxLocalWorld) {
-    return absl::InvalidArgumentError(absl::StrCat("local_world ", req.local_world,
-                                                   " must be between 1 and ",
-                                                   domain::kMaxLocalWorld));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "local_world ", req.local_world, " must be between 1 and ", domain::kMaxLocalWorld));
   }
   return absl::OkStatus();
 }
@@ -58,10 +57,11 @@ std::optional<Event> RegistrationEvent(const NodeRegistry::Registration& r,
                                        const NodeInventory& inv) {
   switch (r.arrival) {
     case NodeRegistry::Arrival::kNew:
-      return NodeEvent(EventKind::kNodeRegistered,
-                       absl::StrCat("node registered with ", inv.gpus.size(), " GPUs",
-                                    !inv.gpus.empty() && inv.gpus[0].simulated ? " (simulated)" : ""),
-                       inv.node);
+      return NodeEvent(
+          EventKind::kNodeRegistered,
+          absl::StrCat("node registered with ", inv.gpus.size(), " GPUs",
+                       !inv.gpus.empty() && inv.gpus[0].simulated ? " (simulated)" : ""),
+          inv.node);
     case NodeRegistry::Arrival::kRestarted:
       return NodeEvent(EventKind::kNodeRestarted,
                        absl::StrCat("node restarted (incarnation ", r.previous_incarnation, " -> ",
@@ -92,7 +92,9 @@ Coordinator::~Coordinator() { Shutdown(); }
 
 absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv,
                                                const std::vector<RunningJob>& running) {
-  if (absl::Status s = domain::ValidateInventory(inv, options_.max_gpus_per_node); !s.ok()) return s;
+  if (absl::Status s = domain::ValidateInventory(inv, options_.max_gpus_per_node); !s.ok()) {
+    return s;
+  }
   if (absl::Status s = domain::ValidateRunningJobs(running, options_.max_nodes_per_job); !s.ok()) {
     return s;
   }
@@ -279,20 +281,23 @@ void Coordinator::KeyWait(const std::string& job, uint64_t generation,
 absl::StatusOr<bool> Coordinator::KeyCheck(const std::string& job, uint64_t generation,
                                            const std::vector<std::string>& keys) {
   if (absl::Status s = ValidateKeys(keys); !s.ok()) return s;
-  return WithStore(job, generation, absl::InfiniteFuture(),
-                   [&](KvStore& kv, Completions&) -> absl::StatusOr<bool> { return kv.Check(keys); });
+  return WithStore(
+      job, generation, absl::InfiniteFuture(),
+      [&](KvStore& kv, Completions&) -> absl::StatusOr<bool> { return kv.Check(keys); });
 }
 
 absl::StatusOr<bool> Coordinator::KeyDelete(const std::string& job, uint64_t generation,
                                             const std::string& key) {
   if (absl::Status s = domain::ValidateKey(key); !s.ok()) return s;
-  return WithStore(job, generation, absl::InfiniteFuture(),
-                   [&](KvStore& kv, Completions&) -> absl::StatusOr<bool> { return kv.Delete(key); });
+  return WithStore(
+      job, generation, absl::InfiniteFuture(),
+      [&](KvStore& kv, Completions&) -> absl::StatusOr<bool> { return kv.Delete(key); });
 }
 
 absl::StatusOr<int64_t> Coordinator::KeyCount(const std::string& job, uint64_t generation) {
-  return WithStore(job, generation, absl::InfiniteFuture(),
-                   [&](KvStore& kv, Completions&) -> absl::StatusOr<int64_t> { return kv.Count(); });
+  return WithStore(
+      job, generation, absl::InfiniteFuture(),
+      [&](KvStore& kv, Completions&) -> absl::StatusOr<int64_t> { return kv.Count(); });
 }
 
 void Coordinator::Barrier(const std::string& job, uint64_t generation, const std::string& name,

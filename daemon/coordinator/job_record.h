@@ -56,7 +56,7 @@ struct JobRecord {
     uint32_t num_nodes = 0;
     std::map<uint32_t, std::string> node_at;                  // node rank -> node, as reported
     absl::flat_hash_map<std::string, uint32_t> rank_of_node;  // and back
-    absl::Time deadline;                      // the rest must report by then
+    absl::Time deadline;                                      // the rest must report by then
   };
   std::optional<Recovery> recovery;
 

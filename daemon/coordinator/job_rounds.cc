@@ -58,8 +58,7 @@ void JobRounds::Emit(EventKind kind, std::string what, const JobRecord& job,
 
 // ---- Join ---------------------------------------------------------------------------------------
 
-void JobRounds::Join(const JoinRequest& req, absl::Time deadline, JoinDone done,
-                     Completions& out) {
+void JobRounds::Join(const JoinRequest& req, absl::Time deadline, JoinDone done, Completions& out) {
   waits_due_ = std::min(waits_due_, deadline);
   JobRecord& j = FindOrCreate(req, out);
   absl::Status refused = SameSpec(j, req);
@@ -120,8 +119,8 @@ bool JobRounds::JoinRunning(JobRecord& j, const JoinRequest& req, absl::Time dea
   return true;
 }
 
-void JobRounds::JoinRound(JobRecord& j, const JoinRequest& req, absl::Time deadline,
-                          JoinDone done, Completions& out) {
+void JobRounds::JoinRound(JobRecord& j, const JoinRequest& req, absl::Time deadline, JoinDone done,
+                          Completions& out) {
   JobRecord::Joiner& joiner = j.joiners[req.node];
   joiner.incarnation = req.incarnation;
   joiner.waiters.emplace_back(std::move(done), deadline);
@@ -130,8 +129,7 @@ void JobRounds::JoinRound(JobRecord& j, const JoinRequest& req, absl::Time deadl
        req.node, out);
   if (j.joiners.size() >= j.count.max_nodes) {
     CloseRound(j, out);
-  } else if (j.count.elastic() && j.joiners.size() >= j.count.min_nodes &&
-             !j.last_call_deadline) {
+  } else if (j.count.elastic() && j.joiners.size() >= j.count.min_nodes && !j.last_call_deadline) {
     j.last_call_deadline = clock_->Now() + j.count.last_call;
   }
 }
@@ -151,8 +149,8 @@ void JobRounds::CloseRound(JobRecord& j, Completions& out) {
   for (size_t i : topology::TopologyOrder(placements)) {
     const auto node_rank = static_cast<uint32_t>(members->size());
     j.rank_of[placements[i].node] = node_rank;
-    members->push_back(Member{placements[i].node, placements[i].hostname, node_rank,
-                              j.local_world, placements[i].clique});
+    members->push_back(Member{placements[i].node, placements[i].hostname, node_rank, j.local_world,
+                              placements[i].clique});
   }
   j.members = std::move(members);
   j.phase = JobPhase::kRunning;
@@ -288,11 +286,11 @@ absl::StatusOr<MeshExchange*> JobRounds::Exchange(const std::string& job, uint64
   absl::StatusOr<JobRecord*> j = Running(job, generation);
   if (!j.ok()) return j.status();
   JobRecord& rec = **j;
-  auto it = rec.meshes
-                .try_emplace(mesh_key, job, mesh_key,
-                             static_cast<uint32_t>(rec.members->size()) * rec.local_world,
-                             &counters_)
-                .first;
+  auto it =
+      rec.meshes
+          .try_emplace(mesh_key, job, mesh_key,
+                       static_cast<uint32_t>(rec.members->size()) * rec.local_world, &counters_)
+          .first;
   return &it->second;
 }
 
@@ -304,10 +302,9 @@ absl::StatusOr<uint64_t> JobRounds::Watch(const std::string& job, uint64_t gener
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", job, "' does not exist"));
   JobRecord& j = *it->second;
   if (generation > j.generation || (generation == j.generation && j.phase == JobPhase::kJoining)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("generation ", generation, " of job '", job,
-                     "' has not started; the job is at generation ", j.generation,
-                     j.phase == JobPhase::kJoining ? " (joining)" : " (running)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "generation ", generation, " of job '", job, "' has not started; the job is at generation ",
+        j.generation, j.phase == JobPhase::kJoining ? " (joining)" : " (running)"));
   }
   if (generation < j.generation) {
     GenerationEnd end =
@@ -343,12 +340,12 @@ absl::Time JobRounds::ExpireJoinWaits(JobRecord& j, absl::Time now, Completions&
           continue;
         }
         const std::vector<std::string> joined = j.JoinerNames();
-        out.push_back([waiter = std::move(w->first),
-                       msg = absl::StrCat("job '", j.name, "' did not start in time: ",
-                                          joined.size(), " of ", SizeText(j.count),
-                                          " nodes joined (", NameList(joined), ")")] {
-          waiter(absl::DeadlineExceededError(msg));
-        });
+        out.push_back(
+            [waiter = std::move(w->first),
+             msg = absl::StrCat("job '", j.name, "' did not start in time: ", joined.size(), " of ",
+                                SizeText(j.count), " nodes joined (", NameList(joined), ")")] {
+              waiter(absl::DeadlineExceededError(msg));
+            });
         w = waiters.erase(w);
       }
       it = waiters.empty() ? pool->erase(it) : std::next(it);

@@ -23,8 +23,7 @@ NodeRegistry::NodeRegistry(const Clock* clock, Options options)
 absl::Status NodeRegistry::CheckGpus(const NodeInventory& inv) const {
   for (const Gpu& g : inv.gpus) {
     auto owner = gpu_owner_.find(g.uuid);
-    if (owner != gpu_owner_.end() && owner->second != inv.node &&
-        nodes_.at(owner->second)->alive) {
+    if (owner != gpu_owner_.end() && owner->second != inv.node && nodes_.at(owner->second)->alive) {
       return absl::AlreadyExistsError(absl::StrCat(
           "GPU ", g.uuid, " is already registered by live node '", owner->second, "'; node '",
           inv.node, "' cannot claim it (two agents on one host, or a copied node name?)"));
@@ -87,9 +86,9 @@ absl::Status NodeRegistry::CheckCurrent(const std::string& name, uint64_t incarn
                                             "agent must register before joining"));
   }
   if (it->second->inventory.incarnation != incarnation) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("node '", name, "' incarnation ", incarnation, " is stale; the node is now ",
-                     it->second->inventory.incarnation));
+    return absl::FailedPreconditionError(absl::StrCat("node '", name, "' incarnation ", incarnation,
+                                                      " is stale; the node is now ",
+                                                      it->second->inventory.incarnation));
   }
   return absl::OkStatus();
 }

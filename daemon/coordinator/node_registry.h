@@ -1,6 +1,7 @@
-// NodeRegistry: the coordinator's nodes — inventories and the GPUs they claim, liveness, incarnations
-// — and the heartbeat-rate policy: the interval and timeout each node is told, so that a cluster's
-// heartbeats stay under a cap however many nodes it has. Pure: time comes from the injected clock.
+// NodeRegistry: the coordinator's nodes — inventories and the GPUs they claim, liveness,
+// incarnations — and the heartbeat-rate policy: the interval and timeout each node is told, so that
+// a cluster's heartbeats stay under a cap however many nodes it has. Pure: time comes from the
+// injected clock.
 //
 // A node (one record per name, never forgotten):
 //

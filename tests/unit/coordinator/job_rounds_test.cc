@@ -34,8 +34,9 @@ class JobRoundsTest : public ::testing::Test {
   // Joins and runs the completions; the answer, once there is one, in `*got`.
   void Join(const JoinRequest& req, std::optional<absl::StatusOr<Assignment>>* got,
             absl::Duration timeout = absl::Seconds(30)) {
-    jobs_.Join(req, clock_.Now() + timeout,
-               [got](absl::StatusOr<Assignment> a) { *got = std::move(a); }, out_);
+    jobs_.Join(
+        req, clock_.Now() + timeout, [got](absl::StatusOr<Assignment> a) { *got = std::move(a); },
+        out_);
     RunAll(out_);
   }
   void Tick() {
@@ -62,8 +63,8 @@ TEST_F(JobRoundsTest, FixedRound_ClosesWhenFull_RanksInTopologyOrder) {
   EXPECT_EQ((*b)->node_rank, 1u);
   EXPECT_EQ((*a)->world_size, 4u);
   EXPECT_EQ(jobs_.View("job")->phase, JobPhase::kRunning);
-  EXPECT_THAT(kinds_, ElementsAre("job_created", "node_joined", "node_joined",
-                                  "generation_started"));
+  EXPECT_THAT(kinds_,
+              ElementsAre("job_created", "node_joined", "node_joined", "generation_started"));
   EXPECT_THAT(jobs_.JobsOf("a"), ElementsAre("job"));
 }
 
@@ -114,7 +115,10 @@ TEST_F(JobRoundsTest, Elastic_BelowMax_NewNodeEndsTheGeneration) {
   Tick();  // last call over: a runs alone
   ASSERT_TRUE(a.has_value() && a->ok());
   std::optional<GenerationEnd> end;
-  ASSERT_TRUE(jobs_.Watch("job", 1, false, [&](const GenerationEnd& e) { end = e; }, out_).ok());
+  ASSERT_TRUE(jobs_
+                  .Watch(
+                      "job", 1, false, [&](const GenerationEnd& e) { end = e; }, out_)
+                  .ok());
   Join(Req("c", 1, 3), &c);
   ASSERT_TRUE(end.has_value());
   EXPECT_EQ(end->reason, EndReason::kNodeJoining);

@@ -18,8 +18,12 @@ using ::testing::HasSubstr;
 using ::testing::Pair;
 using Arrival = NodeRegistry::Arrival;
 
-NodeInventory Node(const std::string& name, uint64_t incarnation = 1, const std::string& clique = "") {
-  return NodeInventory{name, "host-" + name, "unix:/x", incarnation,
+NodeInventory Node(const std::string& name, uint64_t incarnation = 1,
+                   const std::string& clique = "") {
+  return NodeInventory{name,
+                       "host-" + name,
+                       "unix:/x",
+                       incarnation,
                        {Gpu{0, "GPU-" + name, "", "sim", 0, clique, true}}};
 }
 
@@ -132,7 +136,8 @@ TEST_F(NodeRegistryTest, TimingOf_UnknownNode_TheConfiguredTiming) {
   EXPECT_EQ(nodes_.TimingOf("ghost").timeout, absl::Seconds(5));
 }
 
-// ---- The heartbeat-rate policy: 2 heartbeats/s at a 1 s interval ----------------------------------
+// ---- The heartbeat-rate policy: 2 heartbeats/s at a 1 s interval
+// ----------------------------------
 
 class HeartbeatRateTest : public NodeRegistryTest {
  protected:
