@@ -21,6 +21,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "meshd/v1/agent.grpc.pb.h"
+#include "tests/support/fake_clock.h"
 #include "tests/support/tcp_relay.h"
 
 namespace meshd {
@@ -54,10 +55,13 @@ grpc::Status AttachTo(v1::Agent::Stub* stub, const std::string& job, uint32_t lo
   return stub->Attach(&ctx, req, resp);
 }
 
+// A coordinator and an agent on one FakeClock: time (heartbeats, their expiry, the agent's and
+// coordinator's deadlines) moves only when a test advances it. Client deadlines stay real.
 class AgentServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     runtime::CoordinatorDaemonOptions c;
+    c.clock = &clock_;
     c.listen = "127.0.0.1:0";
     c.heartbeat_interval = absl::Milliseconds(100);
     c.heartbeat_timeout = absl::Seconds(1);
@@ -70,6 +74,7 @@ class AgentServiceTest : public ::testing::Test {
     a.socket = ::testing::TempDir() + "meshd_agent_test_" + std::to_string(getpid()) + ".sock";
     a.simulate_gpus = 2;
     a.node_name = "n0";
+    a.clock = &clock_;
     auto ad = runtime::AgentDaemon::Start(a);
     ASSERT_TRUE(ad.ok()) << ad.status();
     agent_ = *std::move(ad);
@@ -105,6 +110,7 @@ class AgentServiceTest : public ::testing::Test {
     ASSERT_TRUE(s1.ok()) << s1.error_message();
   }
 
+  FakeClock clock_;
   std::unique_ptr<runtime::CoordinatorDaemon> coordinator_;
   std::unique_ptr<runtime::AgentDaemon> agent_;
   std::unique_ptr<v1::Agent::Stub> stub_;
@@ -376,7 +382,11 @@ TEST_F(AgentServiceTest, Attach_DuplicateLocalRank_AlreadyExists) {
   const grpc::Status dup = Attach(0, 2, &r);
   EXPECT_EQ(dup.error_code(), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_THAT(dup.error_message(), HasSubstr("local rank 0"));
+  // Past the first one's deadline (gRPC rounds the timeout it sends up): the agent answers it.
+  clock_.Advance(absl::Seconds(3));
   t.join();
+  EXPECT_EQ(first.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(first.error_message(), HasSubstr("only 1 of 2 local workers"));
 }
 
 TEST_F(AgentServiceTest, Attach_MoreWorkersThanGpus_FailedPrecondition) {
@@ -404,7 +414,9 @@ TEST_F(AgentServiceTest, Attach_WorkersDisagree_InvalidArgument) {
   const grpc::Status s = Attach(1, 2, &r, absl::Seconds(5), "job", /*nodes=*/2);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("disagree"));
+  clock_.Advance(absl::Seconds(3));
   t.join();
+  EXPECT_EQ(first.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
 }
 
 TEST_F(AgentServiceTest, Attach_MissingLocalWorker_DeadlineExceeded) {
