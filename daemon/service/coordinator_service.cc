@@ -113,9 +113,7 @@ void CoordinatorService::ServeHeartbeat(
 void CoordinatorService::ServeJoinJob(grpc::ServerContext* ctx, const v1::JoinJobRequest& req,
                                       v1::Assignment* resp,
                                       Async<v1::JoinJobRequest, v1::Assignment>::Reply reply) {
-  core_->JoinJob(domain::JoinRequest{req.job(), req.node(), req.incarnation(),
-                                          req.local_world(), FromProto(req.nodes())},
-                 Deadline(ctx),
+  core_->JoinJob(FromProto(req), Deadline(ctx),
                  [reply = std::move(reply), resp,
                   with_members = req.with_members()](absl::StatusOr<domain::Assignment> a) {
                    if (a.ok()) ToProto(*a, with_members, resp);

@@ -5,19 +5,6 @@
 
 namespace meshd::wire {
 
-void ToProto(const domain::JoinRequest& d, v1::JoinJobRequest* p) {
-  p->set_job(d.job);
-  p->set_node(d.node);
-  p->set_incarnation(d.incarnation);
-  p->set_local_world(d.local_world);
-  ToProto(d.nodes, p->mutable_nodes());
-}
-
-domain::JoinRequest FromProto(const v1::JoinJobRequest& p) {
-  return domain::JoinRequest{p.job(), p.node(), p.incarnation(), p.local_world(),
-                             FromProto(p.nodes())};
-}
-
 domain::GenerationEnd FromProto(const v1::GenerationEnd& p, const std::string& job,
                                 uint64_t generation) {
   return domain::GenerationEnd{job, generation, FromProto(p.reason()), p.node(), p.message()};

@@ -1,5 +1,5 @@
-// Conversions on the agent's side of the protocol: what its core sends the coordinator (JoinJob),
-// what comes back (a generation's end), and what it answers its workers (Attach, GetStatus).
+// Conversions on the agent's side of the protocol: what comes back from the coordinator (a
+// generation's end) and what the agent answers its workers (Attach, GetStatus).
 // Translation only: no decisions are made here.
 //
 // Thread-safety: pure functions.
@@ -15,8 +15,6 @@
 
 namespace meshd::wire {
 
-void ToProto(const domain::JoinRequest& d, v1::JoinJobRequest* p);
-domain::JoinRequest FromProto(const v1::JoinJobRequest& p);
 domain::GenerationEnd FromProto(const v1::GenerationEnd& p, const std::string& job,
                                 uint64_t generation);
 void ToProto(const domain::Gpu& d, v1::Gpu* p);

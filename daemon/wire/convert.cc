@@ -59,6 +59,19 @@ void ToProto(const domain::RunningJob& d, v1::RunningJob* p) {
   ToProto(d.nodes, p->mutable_nodes());
 }
 
+void ToProto(const domain::JoinRequest& d, v1::JoinJobRequest* p) {
+  p->set_job(d.job);
+  p->set_node(d.node);
+  p->set_incarnation(d.incarnation);
+  p->set_local_world(d.local_world);
+  ToProto(d.nodes, p->mutable_nodes());
+}
+
+domain::JoinRequest FromProto(const v1::JoinJobRequest& p) {
+  return domain::JoinRequest{p.job(), p.node(), p.incarnation(), p.local_world(),
+                             FromProto(p.nodes())};
+}
+
 namespace {
 
 void ToProto(const domain::Member& d, v1::Member* p) {

@@ -26,6 +26,8 @@ domain::NodeCount FromProto(const v1::NodeCount& p);
 void ToProto(const domain::NodeCount& d, v1::NodeCount* p);
 domain::RunningJob FromProto(const v1::RunningJob& p);
 void ToProto(const domain::RunningJob& d, v1::RunningJob* p);
+void ToProto(const domain::JoinRequest& d, v1::JoinJobRequest* p);
+domain::JoinRequest FromProto(const v1::JoinJobRequest& p);
 // The member list only when the request asked for it (JoinJobRequest.with_members).
 void ToProto(const domain::Assignment& d, bool with_members, v1::Assignment* p);
 domain::Assignment FromProto(const v1::Assignment& p);
