@@ -15,25 +15,15 @@
 #include "nlohmann/json.hpp"
 #include "tests/support/run_command.h"
 #include "tests/support/scrape.h"
+#include "tests/support/wait_for.h"
 
 namespace meshd {
 namespace {
 
+using ::meshd::testing::WaitFor;
 using ::meshd::testing::RunCommand;
 using ::meshd::process::Subprocess;
 using ::testing::HasSubstr;
-
-// Polls `condition` every few ms until it holds, for at most `timeout`: a wait on what another
-// process does, never a fixed sleep. False when it never held.
-bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout,
-             absl::Duration every = absl::Milliseconds(20)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() >= deadline) return false;
-    absl::SleepFor(every);
-  }
-  return true;
-}
 
 class StandaloneTest : public ::testing::Test {
  protected:

@@ -19,26 +19,16 @@
 #include "meshd/v1/coordinator.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/agent_fleet.h"
+#include "tests/support/wait_for.h"
 
 namespace meshd {
 namespace {
 
+using ::meshd::testing::WaitFor;
 using process::Subprocess;
 
 constexpr int kAgents = 3;
 constexpr int kGpus = 2;
-
-// Polls `condition` every few ms until it holds, for at most `timeout`: a wait on what another
-// process does, never a fixed sleep. False when it never held.
-bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout,
-             absl::Duration every = absl::Milliseconds(20)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() >= deadline) return false;
-    absl::SleepFor(every);
-  }
-  return true;
-}
 
 absl::StatusOr<std::unique_ptr<Subprocess>> StartCoordinator(const std::string& listen,
                                                              std::string* address) {

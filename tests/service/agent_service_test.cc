@@ -23,19 +23,12 @@
 #include "meshd/v1/agent.grpc.pb.h"
 #include "tests/support/fake_clock.h"
 #include "tests/support/tcp_relay.h"
+#include "tests/support/wait_for.h"
 
 namespace meshd {
 namespace {
 
-// Polls `done` until it holds or `timeout` passes; whether it held.
-bool PollUntil(const std::function<bool()>& done, absl::Duration timeout = absl::Seconds(10)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!done()) {
-    if (absl::Now() >= deadline) return false;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return true;
-}
+using ::meshd::testing::WaitFor;
 
 using ::testing::HasSubstr;
 
@@ -151,8 +144,8 @@ TEST_F(AgentServiceTest, Store_IdenticalWaitsOfLocalWorkers_OneCoordinatorCall) 
     });
   }
   // Both waits arrived at the agent, and they hold one coordinator call.
-  ASSERT_TRUE(PollUntil([&] { return agent_->agent().Status().key_calls == 2; }));
-  ASSERT_TRUE(PollUntil([&] { return coordinator_->core().Status().waiting.kv == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return agent_->agent().Status().key_calls == 2; }));
+  ASSERT_TRUE(WaitFor([&] { return coordinator_->core().Status().waiting.kv == 1; }));
   EXPECT_EQ(agent_->agent().Status().key_calls_shared, 1u);
 
   v1::KeySetRequest set;
@@ -260,7 +253,7 @@ TEST_F(AgentServiceTest, Store_GetAfterOwnSet_DoesNotJoinAnEarlierSharedGet) {
   v1::KeyGetResponse first;
   grpc::Status first_status;
   std::thread waiter([&] { first_status = stub_->KeyGet(ctx().get(), get, &first); });
-  ASSERT_TRUE(PollUntil([&] { return coordinator_->core().Status().waiting.kv == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return coordinator_->core().Status().waiting.kv == 1; }));
   // Worker 0 sets "k" then reads it: a fresh read, not a join of worker 1's older get.
   v1::KeySetRequest set = request(v1::KeySetRequest());
   set.set_key("k");
@@ -293,7 +286,7 @@ TEST_F(AgentServiceTest, Store_JoinerWithAnEarlierDeadline_EndsAloneAtIt) {
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
     long_status = stub_->KeyGet(&ctx, get, &long_resp);
   });
-  ASSERT_TRUE(PollUntil([&] { return coordinator_->core().Status().waiting.kv == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return coordinator_->core().Status().waiting.kv == 1; }));
   grpc::ClientContext short_ctx;
   short_ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(300)));
   EXPECT_EQ(stub_->KeyGet(&short_ctx, get, &short_resp).error_code(),
@@ -378,7 +371,7 @@ TEST_F(AgentServiceTest, Attach_DuplicateLocalRank_AlreadyExists) {
   v1::AttachResponse r;
   grpc::Status first;
   std::thread t([&] { first = Attach(0, 2, &r, absl::Seconds(2)); });
-  ASSERT_TRUE(PollUntil([&] { return Waiting(0); }));
+  ASSERT_TRUE(WaitFor([&] { return Waiting(0); }));
   const grpc::Status dup = Attach(0, 2, &r);
   EXPECT_EQ(dup.error_code(), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_THAT(dup.error_message(), HasSubstr("local rank 0"));
@@ -410,7 +403,7 @@ TEST_F(AgentServiceTest, Attach_WorkersDisagree_InvalidArgument) {
   v1::AttachResponse r;
   grpc::Status first;
   std::thread t([&] { first = Attach(0, 2, &r, absl::Seconds(2)); });
-  ASSERT_TRUE(PollUntil([&] { return Waiting(0); }));
+  ASSERT_TRUE(WaitFor([&] { return Waiting(0); }));
   const grpc::Status s = Attach(1, 2, &r, absl::Seconds(5), "job", /*nodes=*/2);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("disagree"));
@@ -514,7 +507,7 @@ TEST(AgentDaemonTest, CoordinatorLateOrRestarted_AgentRegistersAgain) {
   for (int restart = 0; restart < 2; ++restart) {
     auto coordinator = runtime::CoordinatorDaemon::Start(c);
     ASSERT_TRUE(coordinator.ok()) << coordinator.status();
-    PollUntil([&] { return !(*coordinator)->core().Nodes().empty(); }, absl::Seconds(15));
+    WaitFor([&] { return !(*coordinator)->core().Nodes().empty(); }, absl::Seconds(15));
     ASSERT_EQ((*coordinator)->core().Nodes().size(), 1u) << "restart " << restart;
     EXPECT_EQ((*coordinator)->core().Nodes()[0].inventory.node, "late");
     (*coordinator)->Stop();  // the next coordinator starts empty: the agent must register again
@@ -574,7 +567,7 @@ struct RelayedJob {
     watch_ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     watch = stub->Watch(&watch_ctx, w);
     // The agent's own watch on the coordinator is up once the coordinator holds it.
-    PollUntil([&] { return coordinator->core().Status().waiting.watch > 0; });
+    WaitFor([&] { return coordinator->core().Status().waiting.watch > 0; });
   }
 
   std::unique_ptr<runtime::CoordinatorDaemon> coordinator;
@@ -594,7 +587,7 @@ TEST(AgentDaemonTest, WatchLostToTheNetwork_GenerationGoesOnAndItsEndStillArrive
   const int relayed = job.relay->relayed();
   EXPECT_GE(job.relay->Cut(), 1);
   // The agent saw its connection break: it reconnected (to watch again).
-  ASSERT_TRUE(PollUntil([&] { return job.relay->relayed() > relayed; }));
+  ASSERT_TRUE(WaitFor([&] { return job.relay->relayed() > relayed; }));
   ASSERT_TRUE(job.coordinator->core()
                   .LeaveJob("blip", job.attached.generation(), "blip", "ended by the test")
                   .ok());
@@ -619,7 +612,7 @@ TEST(AgentDaemonTest, CoordinatorRestarted_JobRecoveredFromTheAgent_ThenItsEndSt
   // back (one node: complete at once), and watches it there again.
   const uint64_t generation = job.attached.generation();
   absl::StatusOr<domain::JobView> view;
-  PollUntil(
+  WaitFor(
       [&] {
         view = (*fresh)->core().Job("reborn");
         return view.ok() && view->phase == domain::JobPhase::kRunning &&
@@ -665,12 +658,12 @@ TEST(AgentDaemonTest, JoinHeldWhenTheConnectionResets_SentAgainAndAnswered) {
   v1::AttachResponse ra, rb;
   grpc::Status sa;
   std::thread first([&] { sa = attach(0, &ra); });
-  PollUntil([&] { return (*coordinator)->core().Status().waiting.join > 0; });
+  WaitFor([&] { return (*coordinator)->core().Status().waiting.join > 0; });
   ASSERT_EQ((*coordinator)->core().Status().waiting.join, 1u);
   const int relayed = (*relay)->relayed();
   EXPECT_GE((*relay)->Cut(), 1);
   // Node a's agent reconnected (to send its join again) before node b joins.
-  ASSERT_TRUE(PollUntil([&] { return (*relay)->relayed() > relayed; }));
+  ASSERT_TRUE(WaitFor([&] { return (*relay)->relayed() > relayed; }));
   const grpc::Status sb = attach(1, &rb);
   first.join();
   ASSERT_TRUE(sa.ok()) << sa.error_message();
@@ -709,7 +702,7 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringTheRound_JoinSentAgainOnceRegist
   grpc::Status sa;
   std::thread first(
       [&] { sa = AttachTo(stubs[0].get(), "reround", 0, 1, 2, absl::Seconds(20), &ra); });
-  PollUntil([&] { return (*old)->core().Status().waiting.join > 0; });
+  WaitFor([&] { return (*old)->core().Status().waiting.join > 0; });
   ASSERT_EQ((*old)->core().Status().waiting.join, 1u);
   (*relay)->SetTarget(PortOf((*fresh)->address()));
   EXPECT_GE((*relay)->Cut(), 1);
@@ -779,7 +772,7 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringAGroupExchange_IdsStillRelayed) 
   v1::ResolveGroupsResponse ra, rb;
   grpc::Status sa;
   std::thread held([&] { sa = resolve(0, &ra); });
-  PollUntil([&] { return (*old)->core().Status().waiting.groups > 0; });
+  WaitFor([&] { return (*old)->core().Status().waiting.groups > 0; });
   ASSERT_EQ((*old)->core().Status().waiting.groups, 1u);
   for (auto& r : relays) {
     r->SetTarget(PortOf((*fresh)->address()));

@@ -24,24 +24,15 @@
 #include "meshd/v1/coordinator.grpc.pb.h"
 #include "tests/support/client_context.h"
 #include "tests/support/fake_clock.h"
+#include "tests/support/wait_for.h"
 
 namespace meshd {
 namespace {
 
+using ::meshd::testing::WaitFor;
 using ::testing::HasSubstr;
 
 using testing::Ctx;
-
-// Polls `condition` every 2 ms until it holds, for at most `timeout` of real time: a wait for what
-// the server's threads do, never a fixed sleep. False when it never held.
-bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout = absl::Seconds(10)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() >= deadline) return false;
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  return true;
-}
 
 class CoordinatorServiceTest : public ::testing::Test {
  protected:
