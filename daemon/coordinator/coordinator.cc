@@ -187,7 +187,7 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
   if (status.ok()) {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<MeshExchange*> mesh =
-        shut_down_ ? ShuttingDown() : jobs_.Exchange(job, generation, mesh_key);
+        shut_down_ ? ShuttingDown() : jobs_.Exchange(job, generation, mesh_key, node, ranks);
     if (mesh.ok()) {
       jobs_.WaitAdded(deadline);
       (*mesh)->Report(node, ranks, std::move(groups), deadline, std::move(done), out);

@@ -282,10 +282,29 @@ absl::StatusOr<KvStore*> JobRounds::Store(const std::string& job, uint64_t gener
 }
 
 absl::StatusOr<MeshExchange*> JobRounds::Exchange(const std::string& job, uint64_t generation,
-                                                  const std::string& mesh_key) {
+                                                  const std::string& mesh_key,
+                                                  const std::string& node,
+                                                  const std::vector<RankSpec>& ranks) {
   absl::StatusOr<JobRecord*> j = Running(job, generation);
   if (!j.ok()) return j.status();
   JobRecord& rec = **j;
+  auto member = rec.rank_of.find(node);
+  if (member == rec.rank_of.end()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("node '", node.substr(0, 64), "' is not a member of generation ", generation,
+                     " of job '", job, "'; only its members exchange its groups' ids"));
+  }
+  const uint64_t first = uint64_t{member->second} * rec.local_world;
+  const uint64_t world = uint64_t{rec.local_world} * rec.members->size();
+  for (const RankSpec& r : ranks) {
+    // A rank beyond the world is malformed (the exchange says INVALID_ARGUMENT); one of another
+    // node's is not this node's to report.
+    if (r.rank < world && (r.rank < first || r.rank >= first + rec.local_world)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "node '", node, "' holds ranks ", first, "-", first + rec.local_world - 1,
+          " of generation ", generation, " of job '", job, "'; it reported rank ", r.rank));
+    }
+  }
   auto it =
       rec.meshes
           .try_emplace(mesh_key, job, mesh_key,

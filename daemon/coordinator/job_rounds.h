@@ -93,9 +93,14 @@ class JobRounds {
   // Errors: NOT_FOUND unknown job; ABORTED `generation` has ended; FAILED_PRECONDITION it has not
   // started (round still open); UNAVAILABLE it is being recovered.
   absl::StatusOr<KvStore*> Store(const std::string& job, uint64_t generation);
-  // The running generation's exchange of `mesh_key`, created at its first report. Errors: Store's.
+  // The running generation's exchange of `mesh_key` for a report of `node` about `ranks`, created
+  // at its first report. Errors: Store's; PERMISSION_DENIED `node` is not a member of the
+  // generation, or a rank is not one of the node's (a node reports only the ranks it holds) —
+  // nothing is created or changed then, and the message names nothing of the job's but the
+  // caller's own place.
   absl::StatusOr<MeshExchange*> Exchange(const std::string& job, uint64_t generation,
-                                         const std::string& mesh_key);
+                                         const std::string& mesh_key, const std::string& node,
+                                         const std::vector<RankSpec>& ranks);
   // A wait with this deadline was added to a store or an exchange: CheckDeadlines looks by then.
   void WaitAdded(absl::Time deadline) { waits_due_ = std::min(waits_due_, deadline); }
 

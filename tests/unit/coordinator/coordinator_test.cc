@@ -807,6 +807,36 @@ TEST_F(ResolveGroupsTest, AnsweredOnlyWhenEveryRankReported_IdsRelayed) {
   EXPECT_EQ(c.ids_relayed, 6u);  // 3 groups' ids to each of 2 nodes
 }
 
+// One job's ids are served only to its members, and a member reports only its own ranks: a node
+// that is not in the generation learns nothing and changes nothing; a member claiming another's
+// rank (to plant its own id in that rank's groups) is refused, and the real exchange goes on.
+TEST_F(ResolveGroupsTest, NonMember_PermissionDenied_LearnsNothing) {
+  Result mallory, a, b;
+  Resolve("mallory", Specs({0, 1}), {{"tp/0", 1, {{0, Id('m')}}}}, mallory);
+  ASSERT_TRUE(mallory.done());
+  EXPECT_EQ(mallory.value->status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(mallory.value->status().message(), HasSubstr("not a member"));
+  EXPECT_THAT(mallory.value->status().message(), Not(HasSubstr("'a'")));
+  Resolve("a", Specs({0, 1}), {{"tp/0", 1, {{0, Id('t')}}}}, a);
+  Resolve("b", Specs({2, 3}), {{"tp/0", 1, {}}}, b);
+  ASSERT_TRUE(a.done() && b.done());
+  ASSERT_TRUE(b.value->ok()) << b.value->status();
+  EXPECT_EQ((**b.value)[0]->ids[0], Id('t'));
+}
+
+TEST_F(ResolveGroupsTest, MemberReportingAnotherNodesRank_PermissionDenied_IdNotPlanted) {
+  Result forged, a, b;
+  Resolve("b", Specs({0}), {{"tp/0", 1, {{0, Id('f')}}}}, forged);
+  ASSERT_TRUE(forged.done());
+  EXPECT_EQ(forged.value->status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(forged.value->status().message(), HasSubstr("holds ranks 2-3"));
+  Resolve("a", Specs({0, 1}), {{"tp/0", 1, {{0, Id('t')}}}}, a);
+  Resolve("b", Specs({2, 3}), {{"tp/0", 1, {}}}, b);
+  ASSERT_TRUE(a.done() && b.done());
+  ASSERT_TRUE(a.value->ok()) << a.value->status();
+  EXPECT_EQ((**a.value)[0]->ids[0], Id('t'));
+}
+
 TEST_F(ResolveGroupsTest, SpecMismatch_EveryRankToldBothSpecsAndWho) {
   Result a, b;
   Resolve("a", Specs({0, 1}, "A"), {{"g/0", 1, {{0, Id('x')}}}}, a);

@@ -159,8 +159,11 @@ TEST_F(JobRoundsTest, Store_ErrorsByGeneration) {
   Join(Req("b", 2), &b);
   ASSERT_TRUE(jobs_.Store("job", 1).ok());
   EXPECT_EQ(jobs_.Store("job", 2).status().code(), absl::StatusCode::kFailedPrecondition);
-  ASSERT_TRUE(jobs_.Exchange("job", 1, "mesh").ok());
-  EXPECT_EQ(*jobs_.Exchange("job", 1, "mesh"), *jobs_.Exchange("job", 1, "mesh"));
+  ASSERT_TRUE(jobs_.Exchange("job", 1, "mesh", "a", {}).ok());
+  EXPECT_EQ(*jobs_.Exchange("job", 1, "mesh", "a", {}), *jobs_.Exchange("job", 1, "mesh", "b", {}));
+  // Only members, and only about their own ranks.
+  EXPECT_EQ(jobs_.Exchange("job", 1, "mesh", "c", {}).status().code(),
+            absl::StatusCode::kPermissionDenied);
   jobs_.DropNode("b", EndReason::kNodeRestarted, "node 'b' restarted", out_);
   RunAll(out_);
   EXPECT_EQ(jobs_.Store("job", 1).status().code(), absl::StatusCode::kAborted);
