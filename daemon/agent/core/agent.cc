@@ -162,11 +162,19 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
           " and nodes ", e.nodes.min_nodes, ":", e.nodes.max_nodes,
           " were given first; this one asks for local_world ", local_world, " and nodes ",
           nodes.min_nodes, ":", nodes.max_nodes)));
+    } else if (e.phase == JobEntry::Phase::kJoined && e.attached.contains(local_rank) &&
+               !e.detached.contains(local_rank) && e.watching[local_rank] > 0) {
+      fail(absl::AlreadyExistsError(absl::StrCat(
+          "local rank ", local_rank, " of job '", job, "' runs in generation ",
+          e.assignment->generation, " on node '", inventory_.node,
+          "' (a live worker holds it); each worker needs its own")));
     } else if (e.phase == JobEntry::Phase::kJoined) {
-      // The generation is running: a worker that restarted gets its place again.
+      // The generation is running and the place is free (its worker detached, or never watched):
+      // a worker that restarted gets it again.
       out.push_back(
           [done = std::move(done), r = ResultFor(*e.assignment, local_rank)] { done(r); });
       e.attached.insert(local_rank);
+      e.detached.erase(local_rank);
     } else if (e.pending.contains(local_rank)) {
       fail(absl::AlreadyExistsError(absl::StrCat("local rank ", local_rank, " of job '", job,
                                                  "' is already attached on node '", inventory_.node,
@@ -333,6 +341,7 @@ void Agent::OnGenerationEnd(const std::string& job, const domain::GenerationEnd&
       e.assignment.reset();
       e.attached.clear();
       e.detached.clear();
+      e.watching.clear();
     }
     out.push_back([this, job, generation = end.generation,
                    aborted = absl::AbortedError(absl::StrCat("generation ", end.generation,
@@ -372,10 +381,17 @@ absl::StatusOr<std::function<void()>> Agent::Watch(const std::string& job, uint6
     } else if (e.assignment && e.assignment->generation == generation) {
       const uint64_t id = next_watch_id_++;
       e.watchers.emplace(id, std::make_pair(generation, std::move(done)));
+      ++e.watching[local_rank];
       cancel = [this, job, id, generation, local_rank] {
         {
           absl::MutexLock cancel_lock(&mu_);
-          if (auto j = jobs_.find(job); j != jobs_.end()) j->second.watchers.erase(id);
+          if (auto j = jobs_.find(job); j != jobs_.end()) {
+            j->second.watchers.erase(id);
+            if (j->second.assignment && j->second.assignment->generation == generation &&
+                --j->second.watching[local_rank] <= 0) {
+              j->second.watching.erase(local_rank);
+            }
+          }
         }
         WorkerGone(job, generation, local_rank);
       };

@@ -79,7 +79,9 @@ class Agent {
 
   // A worker attaches to `job` as local_rank of local_world. `done` gets the result when the job's
   // round closes. Errors: INVALID_ARGUMENT bad name/sizes or workers disagreeing on local_world or
-  // nodes; FAILED_PRECONDITION more workers than GPUs; ALREADY_EXISTS the local rank is taken;
+  // nodes; FAILED_PRECONDITION more workers than GPUs; ALREADY_EXISTS the local rank is taken (a
+  // worker waits with it, or runs with it and watches its generation: a second process cannot
+  // take a running worker's place and GPU; one whose holder detached or never watched can);
   // DEADLINE_EXCEEDED; any error of the coordinator's JoinJob; CANCELLED on Stop.
   // Returns an id for WithdrawAttach while the worker waits for the round (0 when answered at
   // once).
@@ -129,6 +131,7 @@ class Agent {
     std::optional<domain::Assignment> assignment;
     std::set<uint32_t> attached;  // local ranks answered in this generation
     std::set<uint32_t> detached;  // of those, the ones that left cleanly
+    std::map<uint32_t, int> watching;  // local rank -> its workers' live watches
     std::optional<domain::GenerationEnd> last_end;
     std::map<uint64_t, std::pair<uint64_t, EndDone>> watchers;  // id -> (generation, done)
   };

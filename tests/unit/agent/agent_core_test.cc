@@ -411,6 +411,32 @@ TEST_F(AgentCoreTest, AWorkerGoneWithoutDetachingMakesTheNodeLeave) {
   EXPECT_THAT(leave->request.message, HasSubstr("local rank 1 (rank 3)"));
 }
 
+TEST_F(AgentCoreTest, ASecondProcessCannotTakeARunningWorkersPlace) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  auto cancel = agent_->Watch("train", 2, 1, [](const domain::GenerationEnd&) {});
+  ASSERT_TRUE(cancel.ok());
+  Attached& intruder = Worker();
+  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), intruder.done());
+  ASSERT_TRUE(intruder.result.has_value());
+  EXPECT_EQ(intruder.result->status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(intruder.result->status().message(), HasSubstr("a live worker holds it"));
+  // Rank 0 never watched (its process died before it could): a restarted worker gets it back.
+  Attached& restarted = Worker();
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), restarted.done());
+  ASSERT_TRUE(restarted.result.has_value() && restarted.result->ok());
+  EXPECT_EQ((*restarted.result)->rank, 2u);
+  // Rank 1 detaches cleanly and its watch goes: the place is free again.
+  ASSERT_TRUE(agent_->Detach("train", 2, 1).ok());
+  (*cancel)();
+  Attached& next = Worker();
+  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), next.done());
+  ASSERT_TRUE(next.result.has_value() && next.result->ok());
+  EXPECT_FALSE(client_.TakeLeave().has_value());  // a clean exit: the node did not leave
+}
+
 TEST_F(AgentCoreTest, AttachesThatMissTheirDeadlineSayHowManyCame) {
   Register();
   Attached& w0 = Worker();
