@@ -65,7 +65,8 @@ std::string ToJson(const google::protobuf::Message& m) {
 
 absl::Status Failed(const grpc::Status& s, const std::string& what, const std::string& address) {
   const std::string hint = s.error_code() == grpc::StatusCode::UNAVAILABLE
-                               ? " (is meshd running there? see --coordinator / --agent)"
+                               ? " (is meshd running there? see --coordinator / --agent; a TLS "
+                                 "coordinator needs --tls-cert, --tls-key and --tls-ca)"
                                : "";
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
                       absl::StrCat(what, " from ", address, ": ", s.error_message(), hint));
@@ -166,7 +167,9 @@ std::string RenderJob(const v1::JobStatus& j) {
 
 absl::StatusOr<std::string> RunClusterCommand(const std::string& command, const std::string& arg,
                                               const ClusterTarget& target, bool json) {
-  auto channel = grpc::CreateChannel(target.address, grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(target.address, target.credentials != nullptr && !target.agent
+                                                         ? target.credentials
+                                                         : grpc::InsecureChannelCredentials());
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + target.timeout));
   if (target.agent) {

@@ -6,10 +6,12 @@
 #ifndef MESHD_DAEMON_CTL_CLUSTER_COMMANDS_H_
 #define MESHD_DAEMON_CTL_CLUSTER_COMMANDS_H_
 
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "grpcpp/security/credentials.h"
 #include "meshd/v1/agent.pb.h"
 #include "meshd/v1/coordinator.pb.h"
 
@@ -19,6 +21,9 @@ struct ClusterTarget {
   std::string address;  // "HOST:PORT" or "unix:/path"
   bool agent = false;   // an agent's socket rather than the coordinator
   absl::Duration timeout = absl::Seconds(10);
+  // For a coordinator's TCP address (mutual TLS in production); nullptr: plaintext. An agent's
+  // unix socket is always plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
 };
 
 // Runs `command` ("status", "nodes", "jobs", "job") with `arg` (the job name for "job").

@@ -18,6 +18,7 @@
 #include "daemon/ctl/cluster_commands.h"
 #include "daemon/ctl/plan_render.h"
 #include "daemon/ctl/plan_script.h"
+#include "daemon/security/tls_credentials.h"
 
 namespace {
 
@@ -127,6 +128,14 @@ int main(int argc, char** argv) {
   app.add_option("--agent", agent_socket, "Ask the node agent on this unix socket instead")
       ->envname("MESHD_AGENT_SOCKET");
   app.add_option("--timeout", timeout, "Deadline of each call, e.g. 5s")->capture_default_str();
+  meshd::security::TlsFiles tls;
+  app.add_option("--tls-cert", tls.cert,
+                 "PEM certificate to present to a TLS coordinator (an operator's; with "
+                 "--tls-key and --tls-ca)")
+      ->envname("MESHD_TLS_CERT");
+  app.add_option("--tls-key", tls.key, "PEM private key of --tls-cert")->envname("MESHD_TLS_KEY");
+  app.add_option("--tls-ca", tls.ca, "PEM CA bundle the coordinator's certificate must chain to")
+      ->envname("MESHD_TLS_CA");
   app.add_flag("--json", json, "Print JSON for scripts instead of tables");
 
   std::string job_name;
@@ -174,6 +183,11 @@ int main(int argc, char** argv) {
                                 : coordinator;
   if (!absl::ParseDuration(timeout, &target.timeout) || target.timeout <= absl::ZeroDuration()) {
     return Fail("--timeout must be a positive duration like 5s");
+  }
+  if (!target.agent && tls.enabled()) {
+    auto credentials = meshd::security::MutualTlsChannelCredentials(tls);
+    if (!credentials.ok()) return Fail(std::string(credentials.status().message()));
+    target.credentials = *std::move(credentials);
   }
   for (CLI::App* c : {status, nodes, jobs, job}) {
     if (!c->parsed()) continue;

@@ -1,6 +1,10 @@
 // meshd — the daemon: `meshd coordinator` (one per cluster), `meshd agent` (one per host) or
 // `meshd standalone` (both in one process, for a single host). Flags may also come from MESHD_*
-// environment variables and from a config file (--config, TOML or INI: `listen = "0.0.0.0:7070"`).
+// environment variables and from a config file (--config, TOML or INI: `listen = "0.0.0.0:7070"`);
+// the command line wins over the environment, which wins over the config file.
+//
+// With --tls-cert, --tls-key and --tls-ca every TCP port speaks mutual TLS (docs/security.md).
+// Without them a plaintext TCP port must be on loopback unless --insecure is given.
 //
 // On start the daemon prints to stdout "meshd metrics on <url>" (with --metrics-listen) and then
 // "meshd <mode> listening on <address>" once it serves; it logs to stderr. SIGTERM or SIGINT stop
@@ -8,10 +12,12 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -21,6 +27,8 @@
 #include "daemon/runtime/agent_daemon.h"
 #include "daemon/runtime/coordinator_daemon.h"
 #include "daemon/runtime/sd_notify.h"
+#include "daemon/security/listen_policy.h"
+#include "daemon/security/tls_credentials.h"
 #include "daemon/service/ticker.h"
 
 namespace {
@@ -36,7 +44,15 @@ struct CommonFlags {
   uint32_t max_heartbeat_rate = 2000;
   std::string recovery_window = "10s";
   std::string metrics_listen;
+  std::string tls_cert, tls_key, tls_ca;
+  std::string tls_refresh = "10s";
+  bool insecure = false;
 };
+
+// The default --listen: any address with TLS, loopback without (a plaintext coordinator is for this
+// host only unless the operator says --insecure).
+constexpr char kTlsListen[] = "0.0.0.0:7070";
+constexpr char kPlaintextListen[] = "127.0.0.1:7070";
 
 bool ParseDurationFlag(const std::string& name, const std::string& text, absl::Duration* out) {
   if (absl::ParseDuration(text, out) && *out > absl::ZeroDuration()) return true;
@@ -74,6 +90,25 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
                   "port 0: a free one). Off when empty")
       ->envname("MESHD_METRICS_LISTEN")
       ->capture_default_str();
+  cmd->add_option("--tls-cert", f.tls_cert,
+                  "PEM certificate (chain) this daemon presents on its TCP ports and to the "
+                  "coordinator; with --tls-key and --tls-ca every TCP port speaks mutual TLS")
+      ->envname("MESHD_TLS_CERT");
+  cmd->add_option("--tls-key", f.tls_key, "PEM private key of --tls-cert (unencrypted)")
+      ->envname("MESHD_TLS_KEY");
+  cmd->add_option("--tls-ca", f.tls_ca,
+                  "PEM CA bundle: peers' certificates must chain to it (clients of this daemon "
+                  "must present one)")
+      ->envname("MESHD_TLS_CA");
+  cmd->add_option("--tls-refresh", f.tls_refresh,
+                  "How often the TLS files are re-read; replacing them rotates the certificates "
+                  "for new connections without a restart")
+      ->envname("MESHD_TLS_REFRESH")
+      ->capture_default_str();
+  cmd->add_flag("--insecure", f.insecure,
+                "Without TLS, serve plaintext TCP on addresses other hosts can reach (refused "
+                "otherwise); logs a warning and sets the metric meshd_insecure to 1")
+      ->envname("MESHD_INSECURE");
   cmd->add_option("--log-format", f.log_format, "Log format on stderr: text or json")
       ->envname("MESHD_LOG_FORMAT")
       ->check(CLI::IsMember({"text", "json"}))
@@ -82,6 +117,34 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
       ->envname("MESHD_LOG_LEVEL")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();
+}
+
+// Whether the command line itself gives `opt` (--name VALUE or --name=VALUE).
+bool OnCommandLine(const CLI::Option* opt, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") break;
+    for (const std::string& name : opt->get_lnames()) {
+      if (arg == "--" + name || absl::StartsWith(arg, "--" + name + "=")) return true;
+    }
+  }
+  return false;
+}
+
+// Command line > environment > config file > default. CLI11 applies a MESHD_* variable only to an
+// option the config file left unset (so the file would win), and to every mode's options, chosen
+// or not; each mode has its own storage, and here the chosen mode's variables are applied again
+// over the config file's values, unless the command line gave the option. Throws CLI::Error.
+void ApplyEnvironment(CLI::App* cmd, int argc, char** argv) {
+  for (CLI::Option* opt : cmd->get_options()) {
+    const std::string env = opt->get_envname();
+    if (env.empty()) continue;
+    const char* value = std::getenv(env.c_str());
+    if (value == nullptr || OnCommandLine(opt, argc, argv)) continue;
+    opt->clear();
+    opt->add_result(std::string(value));
+    opt->run_callback();
+  }
 }
 
 // Blocks the stop signals in every thread (call before any thread starts), so sigwait sees them.
@@ -127,19 +190,22 @@ int main(int argc, char** argv) {
   app.allow_config_extras(CLI::config_extras_mode::error);  // a misplaced key is an error
   app.require_subcommand(1);
 
-  CommonFlags common;
-  std::string listen = "0.0.0.0:7070";
+  // Each mode has its own storage: CLI11 reads the environment for every mode, chosen or not.
+  CommonFlags coord_common, agent_common, standalone_common;
+  std::string coord_listen, standalone_listen;  // empty: kTlsListen or kPlaintextListen
+  const std::string listen_help =
+      absl::StrCat(" (default ", kTlsListen, " with TLS, ", kPlaintextListen, " without)");
   CLI::App* coord = app.add_subcommand(
       "coordinator",
       "Run the cluster coordinator: node registry, job rendezvous, ranks, generations, KV");
-  coord->add_option("--listen", listen, "HOST:PORT to serve gRPC on (port 0 picks a free port)")
-      ->envname("MESHD_LISTEN")
-      ->capture_default_str();
-  AddCommonFlags(coord, common);
-  AddCoordinatorFlags(coord, common);
+  coord->add_option("--listen", coord_listen,
+                    "HOST:PORT to serve gRPC on (port 0 picks a free port)" + listen_help)
+      ->envname("MESHD_LISTEN");
+  AddCommonFlags(coord, coord_common);
+  AddCoordinatorFlags(coord, coord_common);
 
-  meshd::runtime::AgentDaemonOptions agent_options;
-  auto add_agent_flags = [&agent_options](CLI::App* cmd) {
+  meshd::runtime::AgentDaemonOptions agent_mode_options, standalone_agent_options;
+  auto add_agent_flags = [](CLI::App* cmd, meshd::runtime::AgentDaemonOptions& agent_options) {
     cmd->add_option("--socket", agent_options.socket,
                     "Unix socket local workers attach on (created with mode 0660)")
         ->envname("MESHD_SOCKET")
@@ -162,32 +228,73 @@ int main(int argc, char** argv) {
   };
   CLI::App* agent = app.add_subcommand(
       "agent", "Run the node agent: discover GPUs, register them, serve local workers");
-  agent->add_option("--coordinator", agent_options.coordinator, "HOST:PORT of the coordinator")
+  agent->add_option("--coordinator", agent_mode_options.coordinator,
+                    "HOST:PORT of the coordinator (with TLS, a name or IP its certificate has)")
       ->envname("MESHD_COORDINATOR")
       ->capture_default_str();
-  add_agent_flags(agent);
-  AddCommonFlags(agent, common);
+  add_agent_flags(agent, agent_mode_options);
+  AddCommonFlags(agent, agent_common);
 
   CLI::App* standalone = app.add_subcommand(
       "standalone", "Run coordinator and agent in one process: the single-host default");
-  standalone->add_option("--listen", listen, "HOST:PORT of the coordinator (port 0: a free port)")
-      ->envname("MESHD_LISTEN")
-      ->capture_default_str();
-  add_agent_flags(standalone);
-  AddCommonFlags(standalone, common);
-  AddCoordinatorFlags(standalone, common);
+  standalone->add_option("--listen", standalone_listen,
+                         "HOST:PORT of the coordinator (port 0: a free port)" + listen_help)
+      ->envname("MESHD_LISTEN");
+  add_agent_flags(standalone, standalone_agent_options);
+  AddCommonFlags(standalone, standalone_common);
+  AddCoordinatorFlags(standalone, standalone_common);
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+    for (CLI::App* mode : {coord, agent, standalone}) {
+      if (mode->parsed()) ApplyEnvironment(mode, argc, argv);
+    }
+  } catch (const CLI::Error& e) {
     return app.exit(e) == 0 ? 0 : kUsage;
   }
+  CommonFlags& common = coord->parsed()   ? coord_common
+                        : agent->parsed() ? agent_common
+                                          : standalone_common;
+  meshd::runtime::AgentDaemonOptions& agent_options =
+      agent->parsed() ? agent_mode_options : standalone_agent_options;
+  std::string listen = coord->parsed() ? coord_listen : standalone_listen;
 
   meshd::log::Init(
       common.log_format == "json" ? meshd::log::Format::kJson : meshd::log::Format::kText,
       meshd::log::ParseLevel(common.log_level));
+  const meshd::security::TlsFiles tls{common.tls_cert, common.tls_key, common.tls_ca};
+  if (absl::Status s = meshd::security::ValidateTlsFiles(tls); !s.ok()) {
+    std::cerr << "meshd: " << s.message() << "\n";
+    return kUsage;
+  }
+  absl::Duration tls_refresh;
+  if (!ParseDurationFlag("tls-refresh", common.tls_refresh, &tls_refresh)) return kUsage;
+  if (listen.empty()) listen = tls.enabled() ? kTlsListen : kPlaintextListen;
+  // Refused before anything starts, as a usage error: the message says what to pass.
+  absl::Status exposed = agent->parsed()
+                             ? meshd::security::CheckPlaintextListen(
+                                   "--health-listen", agent_options.health_listen.empty()
+                                                          ? "unix:"
+                                                          : agent_options.health_listen,
+                                   tls.enabled(), common.insecure)
+                             : meshd::security::CheckPlaintextListen("--listen", listen,
+                                                                     tls.enabled(), common.insecure);
+  if (exposed.ok() && standalone->parsed() && !agent_options.health_listen.empty()) {
+    exposed = meshd::security::CheckPlaintextListen(
+        "--health-listen", agent_options.health_listen, tls.enabled(), common.insecure);
+  }
+  if (!exposed.ok()) {
+    std::cerr << "meshd: " << exposed.message() << "\n";
+    return kUsage;
+  }
+  agent_options.tls = tls;
+  agent_options.tls_refresh = tls_refresh;
+  agent_options.insecure = common.insecure;
   meshd::runtime::CoordinatorDaemonOptions options;
   options.listen = listen;
+  options.tls = tls;
+  options.tls_refresh = tls_refresh;
+  options.insecure = common.insecure;
   if (!ParseDurationFlag("heartbeat-interval", common.heartbeat_interval,
                          &options.heartbeat_interval) ||
       !ParseDurationFlag("heartbeat-timeout", common.heartbeat_timeout,
@@ -224,6 +331,9 @@ int main(int argc, char** argv) {
   if (agent->parsed()) {
     auto daemon = meshd::runtime::AgentDaemon::Start(agent_options);
     if (!daemon.ok()) return fail(daemon.status());
+    if (!(*daemon)->health_address().empty()) {
+      std::cout << "meshd agent health on " << (*daemon)->health_address() << std::endl;
+    }
     std::cout << "meshd agent listening on " << (*daemon)->address() << std::endl;
     ServeUntilStopSignal(stop_signals, "agent serving on " + (*daemon)->address());
     (*daemon)->Stop();

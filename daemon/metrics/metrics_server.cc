@@ -33,6 +33,25 @@ class BuildInfo : public prometheus::Collectable {
   }
 };
 
+}  // namespace
+
+// meshd_insecure (see MetricsServer::SetInsecure).
+class InsecureGauge : public prometheus::Collectable {
+ public:
+  void Set(bool insecure) { insecure_ = insecure; }
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    return {GaugeFamily("meshd_insecure",
+                        "1 if this process serves plaintext TCP that other hosts can reach "
+                        "(started with --insecure), else 0",
+                        {{{}, insecure_ ? 1.0 : 0.0}})};
+  }
+
+ private:
+  std::atomic<bool> insecure_{false};
+};
+
+namespace {
+
 // Opens and closes one connection to `host_port` (waiting 100 ms at most), which wakes a listener
 // blocked in poll(). A wildcard host is knocked on through loopback.
 void Knock(const std::string& host_port) {
@@ -89,6 +108,8 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
   server->rpc_ = std::make_shared<RpcMetrics>();
   server->Add(server->rpc_);
   server->Add(std::make_shared<BuildInfo>());
+  server->insecure_ = std::make_shared<InsecureGauge>();
+  server->Add(server->insecure_);
   return server;
 }
 
@@ -113,6 +134,8 @@ MetricsServer::~MetricsServer() {
   }
   stopper.join();
 }
+
+void MetricsServer::SetInsecure(bool insecure) { insecure_->Set(insecure); }
 
 void MetricsServer::Add(std::shared_ptr<prometheus::Collectable> collector) {
   exposer_->RegisterCollectable(collector);

@@ -24,6 +24,8 @@ class Exposer;
 
 namespace meshd::metrics {
 
+class InsecureGauge;
+
 class MetricsServer {
  public:
   // `listen` is "HOST:PORT" (port 0 picks a free one), "[IPv6]:PORT" where SupportsIpv6().
@@ -44,12 +46,17 @@ class MetricsServer {
 
   RpcMetrics& rpc() { return *rpc_; }
 
+  // meshd_insecure: 1 while this process serves plaintext TCP that other hosts can reach (it was
+  // started with --insecure), 0 otherwise (TLS, or plaintext on loopback only). 0 until set.
+  void SetInsecure(bool insecure);
+
  private:
   MetricsServer() = default;
 
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::string address_;
   std::shared_ptr<RpcMetrics> rpc_;
+  std::shared_ptr<InsecureGauge> insecure_;
   absl::Mutex mu_;
   std::vector<std::shared_ptr<prometheus::Collectable>> held_ ABSL_GUARDED_BY(mu_);
 };

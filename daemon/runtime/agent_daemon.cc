@@ -7,6 +7,7 @@
 #include "common/log/log.h"
 #include "daemon/agent/gpu/gpu_discovery.h"
 #include "daemon/metrics/agent_metrics.h"
+#include "daemon/security/listen_policy.h"
 
 namespace meshd::runtime {
 
@@ -29,12 +30,25 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
         absl::StrCat("no GPU found on this host (", gpus.status().message(),
                      "). To run the agent without GPUs, declare them: --simulate-gpus N"));
   }
+  if (!options.health_listen.empty()) {
+    if (absl::Status s = security::CheckPlaintextListen(
+            "--health-listen", options.health_listen, options.tls.enabled(), options.insecure);
+        !s.ok()) {
+      return s;
+    }
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> channel_credentials =
+      security::ChannelCredentialsFor(options.tls, options.tls_refresh);
+  if (!channel_credentials.ok()) return channel_credentials.status();
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> health_credentials =
+      security::ServerCredentialsFor(options.tls, options.tls_refresh);
+  if (!health_credentials.ok()) return health_credentials.status();
   std::unique_ptr<AgentDaemon> d(new AgentDaemon());
   const std::string address = absl::StrCat("unix:", options.socket);
   if (options.clock != nullptr) d->clock_ = options.clock;
   const agent::AgentOptions agent_options{options.coordinator, node, HostName(), address};
-  d->client_ = std::make_unique<agent::GrpcCoordinatorClient>(options.coordinator,
-                                                              agent_options.max_backoff);
+  d->client_ = std::make_unique<agent::GrpcCoordinatorClient>(
+      options.coordinator, agent_options.max_backoff, *channel_credentials);
   d->agent_ = std::make_unique<agent::Agent>(agent_options, *gpus, d->clock_, d->client_.get());
   d->service_ = std::make_unique<service::AgentService>(d->agent_.get(), d->clock_);
   service::ServerOptions server_options;
@@ -49,6 +63,7 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
   if (!options.health_listen.empty()) {
     service::ServerOptions health_options;
     health_options.listen = {options.health_listen};
+    health_options.tcp_credentials = *health_credentials;
     auto health = service::GrpcServer::Start(health_options, {}, {"meshd.v1.Agent"});
     if (!health.ok()) return health.status();
     d->health_server_ = *std::move(health);
@@ -63,11 +78,18 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
   // Heartbeats are due at the coordinator's interval (10 ms at the least), deadlines to the
   // millisecond: a tick every 10 ms costs a lock and a few map lookups.
   d->ticker_ = std::make_unique<service::Ticker>(absl::Milliseconds(10), [a] { a->Tick(); });
+  if (!options.health_listen.empty() && !options.tls.enabled() &&
+      !security::IsLocalOnly(options.health_listen)) {
+    log::Warn("agent health port served PLAINTEXT to other hosts (--insecure)",
+              {{"address", d->health_address()}});
+    if (options.metrics != nullptr) options.metrics->SetInsecure(true);
+  }
   log::Info("agent serving",
             {{"socket", d->address()},
              {"node", node},
              {"gpus", absl::StrCat(gpus->size(), options.simulate_gpus > 0 ? " (simulated)" : "")},
              {"coordinator", options.coordinator},
+             {"tls", options.tls.enabled() ? "mutual" : "off"},
              {"health", d->health_address()}});
   return d;
 }

@@ -13,6 +13,7 @@
 #include "daemon/agent/core/agent.h"
 #include "daemon/agent/transport/grpc_coordinator_client.h"
 #include "daemon/metrics/metrics_server.h"
+#include "daemon/security/tls_credentials.h"
 #include "daemon/service/agent_service.h"
 #include "daemon/service/grpc_server.h"
 #include "daemon/service/ticker.h"
@@ -32,6 +33,13 @@ struct AgentDaemonOptions {
   // "HOST:PORT": also serve grpc.health.v1.Health (and nothing else) on TCP, for probes that
   // cannot reach a unix socket (Kubernetes' native gRPC probes). Empty: off.
   std::string health_listen;
+  // Mutual TLS: the agent's certificate (its node's) for the channel to the coordinator and for
+  // the health port, which then requires client certificates of the CA too. Re-read every
+  // `tls_refresh`. Empty: plaintext. The unix socket is always plaintext.
+  security::TlsFiles tls;
+  absl::Duration tls_refresh = security::kDefaultRefresh;
+  // Serve the health port in plaintext on an address other hosts can reach (refused otherwise).
+  bool insecure = false;
   // The agent's time (deadlines, heartbeats, backoff); nullptr: the real clock. Not owned.
   const Clock* clock = nullptr;
 };
@@ -39,8 +47,9 @@ struct AgentDaemonOptions {
 class AgentDaemon {
  public:
   // Errors: FAILED_PRECONDITION no GPU could be discovered and none was simulated (the message
-  // says to pass --simulate-gpus N); INVALID_ARGUMENT bad options; UNAVAILABLE the socket (or the
-  // health port) could not be bound.
+  // says to pass --simulate-gpus N); INVALID_ARGUMENT bad options or TLS files (the message names
+  // the file); FAILED_PRECONDITION a plaintext health port on a non-loopback address without
+  // `insecure`; UNAVAILABLE the socket (or the health port) could not be bound.
   static absl::StatusOr<std::unique_ptr<AgentDaemon>> Start(const AgentDaemonOptions& options);
   ~AgentDaemon() { Stop(); }
 

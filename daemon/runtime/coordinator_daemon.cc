@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
+#include "daemon/security/listen_policy.h"
 
 namespace meshd::runtime {
 namespace {
@@ -39,6 +40,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
         ") must be longer than the heartbeat interval (",
         absl::FormatDuration(options.heartbeat_interval), "), which must be positive"));
   }
+  if (absl::Status s = security::CheckPlaintextListen("--listen", options.listen,
+                                                      options.tls.enabled(), options.insecure);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      security::ServerCredentialsFor(options.tls, options.tls_refresh);
+  if (!credentials.ok()) return credentials.status();
   std::unique_ptr<CoordinatorDaemon> d(new CoordinatorDaemon());
   if (options.clock != nullptr) d->clock_ = options.clock;
   coordinator::CoordinatorOptions core_options;
@@ -65,6 +74,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   d->service_ = std::make_unique<service::CoordinatorService>(d->core_.get(), d->clock_);
   service::ServerOptions server_options;
   server_options.listen = {options.listen};
+  server_options.tcp_credentials = *credentials;
   if (options.metrics != nullptr) {
     metrics::RpcMetrics* rpc = &options.metrics->rpc();
     server_options.interceptors = [rpc] {
@@ -78,8 +88,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   if (d->collector_ != nullptr) d->metrics_->Add(d->collector_);
   coordinator::Coordinator* core = d->core_.get();
   d->ticker_ = std::make_unique<service::Ticker>(options.tick, [core] { core->CheckDeadlines(); });
+  const bool exposed = !options.tls.enabled() && !security::IsLocalOnly(options.listen);
+  if (exposed) {
+    log::Warn("coordinator serving PLAINTEXT to other hosts (--insecure): anyone who can reach "
+              "it can act as any node or job; use --tls-cert/--tls-key/--tls-ca",
+              {{"address", d->address()}});
+  }
+  if (options.metrics != nullptr && exposed) options.metrics->SetInsecure(true);
   log::Info("coordinator serving",
             {{"address", d->address()},
+             {"tls", options.tls.enabled() ? "mutual" : "off"},
              {"heartbeat_timeout", absl::FormatDuration(options.heartbeat_timeout)}});
   return d;
 }

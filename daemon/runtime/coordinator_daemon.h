@@ -14,6 +14,7 @@
 #include "daemon/coordinator/coordinator.h"
 #include "daemon/metrics/coordinator_metrics.h"
 #include "daemon/metrics/metrics_server.h"
+#include "daemon/security/tls_credentials.h"
 #include "daemon/service/coordinator_service.h"
 #include "daemon/service/grpc_server.h"
 #include "daemon/service/ticker.h"
@@ -21,7 +22,15 @@
 namespace meshd::runtime {
 
 struct CoordinatorDaemonOptions {
-  std::string listen = "0.0.0.0:7070";
+  // Loopback by default: a plaintext coordinator is for this host only (see `insecure`).
+  std::string listen = "127.0.0.1:7070";
+  // Mutual TLS on the listener (client certificates of the CA required), the files re-read every
+  // `tls_refresh`. Empty: plaintext.
+  security::TlsFiles tls;
+  absl::Duration tls_refresh = security::kDefaultRefresh;
+  // Serve plaintext on an address other hosts can reach (refused otherwise: FAILED_PRECONDITION);
+  // logged as a warning, and meshd_insecure is 1 on `metrics`.
+  bool insecure = false;
   absl::Duration heartbeat_interval = absl::Seconds(1);
   absl::Duration heartbeat_timeout = absl::Seconds(5);
   uint32_t max_heartbeats_per_second = 2000;  // see CoordinatorOptions
@@ -39,7 +48,9 @@ struct CoordinatorDaemonOptions {
 
 class CoordinatorDaemon {
  public:
-  // Errors: INVALID_ARGUMENT bad options; UNAVAILABLE the address could not be bound.
+  // Errors: INVALID_ARGUMENT bad options or TLS files (the message names the file);
+  // FAILED_PRECONDITION plaintext on a non-loopback address without `insecure`; UNAVAILABLE the
+  // address could not be bound.
   static absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> Start(
       const CoordinatorDaemonOptions& options);
   ~CoordinatorDaemon() { Stop(); }

@@ -54,8 +54,13 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
       return absl::InvalidArgumentError(
           absl::StrCat("listen address '", address, "' must be HOST:PORT or unix:/path"));
     }
+    const bool tcp = !absl::StartsWith(address, "unix:");
     ports.push_back(std::make_unique<int>(0));
-    builder.AddListeningPort(address, grpc::InsecureServerCredentials(), ports.back().get());
+    builder.AddListeningPort(address,
+                             tcp && options.tcp_credentials != nullptr
+                                 ? options.tcp_credentials
+                                 : grpc::InsecureServerCredentials(),
+                             ports.back().get());
   }
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   std::vector<AsyncMethods*> async;

@@ -1,6 +1,8 @@
 // GrpcServer: starts gRPC services on TCP and unix-socket listeners with server reflection (so
 // grpcurl can list and describe everything) and grpc.health.v1.Health (one status per service,
-// NOT_SERVING from the moment shutdown begins), and sane message size limits.
+// NOT_SERVING from the moment shutdown begins), and sane message size limits. TCP listeners use
+// `tcp_credentials` (mutual TLS in production); unix sockets stay plaintext, guarded by the
+// socket's file permissions.
 //
 // Thread-safety: Shutdown() may be called from any thread, once or more.
 #ifndef MESHD_DAEMON_SERVICE_GRPC_SERVER_H_
@@ -16,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "daemon/service/async_unary.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/support/server_interceptor.h"
 
@@ -26,6 +29,9 @@ struct ServerOptions {
   std::vector<std::string> listen;
   int max_receive_bytes = 8 << 20;  // KV values are at most 4 MiB
   int max_send_bytes = 256 << 20;   // introspection of very large clusters
+  // Credentials of the TCP listeners (e.g. security::MutualTlsServerCredentials); nullptr:
+  // plaintext. Unix-socket listeners are always plaintext.
+  std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
   // Permissions of unix sockets (owner and group may connect).
   unsigned unix_socket_mode = 0660;
   // Server interceptors (e.g. call metrics), made once when the server starts.

@@ -19,14 +19,16 @@ const absl::Status& Cancelled() {
 
 }  // namespace
 
-GrpcCoordinatorClient::GrpcCoordinatorClient(const std::string& target,
-                                             absl::Duration max_backoff) {
+GrpcCoordinatorClient::GrpcCoordinatorClient(
+    const std::string& target, absl::Duration max_backoff,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   // Answers carry key-value store values of up to 4 MiB plus their framing.
   args.SetMaxReceiveMessageSize(8 << 20);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(max_backoff)));
-  channel_ = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
+  channel_ = grpc::CreateCustomChannel(target, credentials, args);
   stub_ = v1::Coordinator::NewStub(channel_);
 }
 

@@ -16,6 +16,7 @@
 #include "daemon/agent/core/coordinator_client.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/security/credentials.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 
 namespace meshd::agent {
@@ -24,8 +25,10 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
  public:
   // `target`: "host:port". `max_backoff` caps gRPC's reconnect backoff (120 s by default: after a
   // long coordinator outage the agent could come back past the window in which a restarted
-  // coordinator takes its running jobs back).
-  GrpcCoordinatorClient(const std::string& target, absl::Duration max_backoff);
+  // coordinator takes its running jobs back). `credentials`: the channel's (mutual TLS from
+  // security::MutualTlsChannelCredentials in production); nullptr: plaintext.
+  GrpcCoordinatorClient(const std::string& target, absl::Duration max_backoff,
+                        std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   ~GrpcCoordinatorClient() override { Shutdown(); }
 
   void RegisterNode(const domain::NodeInventory& inventory,

@@ -1,0 +1,307 @@
+// Security as an operator meets it, with real processes: a job over mutual TLS (`meshd
+// coordinator` and `meshd agent` with certificates, workers attached, meshctl with an operator's
+// certificate), rotation of every certificate under the running job, the safe defaults
+// (plaintext refused off loopback, --insecure with meshd_insecure 1), the TLS flags' errors, and
+// the precedence of flags: command line > environment > config file > default.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/support/run_command.h"
+#include "tests/support/scrape.h"
+#include "tests/support/subprocess.h"
+#include "tests/support/wait_for.h"
+
+namespace meshd {
+namespace {
+
+using ::meshd::process::Subprocess;
+using ::meshd::testing::RunCommand;
+using ::meshd::testing::WaitFor;
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+std::string Read(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Copies `from` over `to` atomically (a rename), as an operator's rotation should.
+void Install(const std::string& from, const std::string& to) {
+  fs::copy_file(from, to + ".new", fs::copy_options::overwrite_existing);
+  fs::rename(to + ".new", to);
+}
+
+std::string Flags(const std::string& cert, const std::string& key, const std::string& ca) {
+  return absl::StrCat(" --tls-cert ", cert, " --tls-key ", key, " --tls-ca ", ca);
+}
+
+// The serial of the certificate served on `address` to a client presenting `client` (openssl
+// s_client, a TLS client that is not gRPC), e.g. "1002"; "" when none was served.
+std::string ServedSerial(const std::string& address, const std::string& pki,
+                         const std::string& client) {
+  const auto r = RunCommand(absl::StrCat(
+      "openssl s_client -connect ", address, " -cert ", pki, "/", client, ".pem -key ", pki, "/",
+      client, ".key -CAfile ", pki, "/ca.pem </dev/null 2>/dev/null | openssl x509 -noout -serial",
+      " 2>/dev/null"));
+  absl::string_view out = r.out;
+  absl::ConsumePrefix(&out, "serial=");
+  return std::string(absl::StripTrailingAsciiWhitespace(out));
+}
+
+class TlsClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(::testing::TempDir(), "meshd_security_", getpid(), "_",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    pki_ = dir_ + "/pki";
+    const auto made = RunCommand(absl::StrCat(MAKE_CERTS, " ", pki_), true);
+    ASSERT_EQ(made.exit_code, 0) << made.out;
+    // The daemons read these paths; rotation replaces what is there.
+    Install(pki_ + "/server.pem", dir_ + "/coordinator.pem");
+    Install(pki_ + "/server.key", dir_ + "/coordinator.key");
+    Install(pki_ + "/node-a.pem", dir_ + "/agent.pem");
+    Install(pki_ + "/node-a.key", dir_ + "/agent.key");
+    const std::string ca = pki_ + "/ca.pem";
+
+    auto c = Subprocess::Start(
+        {MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0", "--tls-cert",
+         dir_ + "/coordinator.pem", "--tls-key", dir_ + "/coordinator.key", "--tls-ca", ca,
+         "--tls-refresh", "1s", "--metrics-listen", "127.0.0.1:0"});
+    ASSERT_TRUE(c.ok()) << c.status();
+    coordinator_ = *std::move(c);
+    auto url = coordinator_->WaitForLine("meshd metrics on ", absl::Seconds(20));
+    ASSERT_TRUE(url.ok()) << url.status();
+    metrics_ = *url;
+    auto line = coordinator_->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
+    ASSERT_TRUE(line.ok()) << line.status();
+    address_ = *line;
+
+    socket_ = dir_ + "/agent.sock";
+    auto a = Subprocess::Start(
+        {MESHD_PATH, "agent", "--coordinator", address_, "--socket", socket_, "--simulate-gpus",
+         "2", "--node-name", "node-a", "--health-listen", "127.0.0.1:0", "--tls-cert",
+         dir_ + "/agent.pem", "--tls-key", dir_ + "/agent.key", "--tls-ca", ca, "--tls-refresh",
+         "1s"});
+    ASSERT_TRUE(a.ok()) << a.status();
+    agent_ = *std::move(a);
+    auto health = agent_->WaitForLine("meshd agent health on ", absl::Seconds(20));
+    ASSERT_TRUE(health.ok()) << health.status();
+    health_ = *health;
+    ASSERT_TRUE(agent_->WaitForLine("meshd agent listening on ", absl::Seconds(20)).ok());
+  }
+
+  // Two workers of job "train" on node-a; their placement lines.
+  std::vector<nlohmann::json> AttachWorkers() {
+    std::vector<nlohmann::json> placements;
+    for (int r = 0; r < 2; ++r) {
+      auto w = Subprocess::Start({WORKER_PATH, socket_, "train", std::to_string(r), "2", "1"});
+      EXPECT_TRUE(w.ok());
+      workers_.push_back(*std::move(w));
+    }
+    for (auto& w : workers_) {
+      auto placement = w->ReadLine(absl::Seconds(30));
+      EXPECT_TRUE(placement.ok()) << placement.status();
+      placements.push_back(nlohmann::json::parse(placement.ok() ? *placement : "{}"));
+      EXPECT_TRUE(w->WaitForLine("{\"watching\"", absl::Seconds(20)).ok());
+    }
+    return placements;
+  }
+
+  testing::CommandResult Meshctl(const std::string& args, const std::string& client = "operator") {
+    return RunCommand(absl::StrCat(MESHCTL_PATH, " --coordinator ", address_,
+                                   client.empty() ? ""
+                                                  : Flags(pki_ + "/" + client + ".pem",
+                                                          pki_ + "/" + client + ".key",
+                                                          pki_ + "/ca.pem"),
+                                   " --timeout 5s ", args),
+                      true);
+  }
+
+  std::string dir_, pki_, address_, metrics_, socket_, health_;
+  std::unique_ptr<Subprocess> coordinator_, agent_;
+  std::vector<std::unique_ptr<Subprocess>> workers_;
+};
+
+TEST_F(TlsClusterTest, JobOverMutualTls_WorkersGetRanks_MeshctlWithCertificate) {
+  const auto placements = AttachWorkers();
+  ASSERT_EQ(placements.size(), 2u);
+  std::set<int> ranks;
+  for (const auto& p : placements) ranks.insert(p.value("rank", -1));
+  EXPECT_EQ(ranks, (std::set<int>{0, 1}));
+
+  auto r = Meshctl("job train --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto job = nlohmann::json::parse(r.out);
+  EXPECT_EQ(job["phase"], "JOB_PHASE_RUNNING");
+  EXPECT_EQ(job["members"][0]["node"], "node-a");
+
+  // Without a certificate meshctl is refused, and told what to pass.
+  r = Meshctl("status", "");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("UNAVAILABLE"));
+  EXPECT_THAT(r.out, HasSubstr("--tls-cert"));
+  // A certificate of another CA is refused too.
+  r = RunCommand(absl::StrCat(MESHCTL_PATH, " --coordinator ", address_,
+                              Flags(pki_ + "/stranger.pem", pki_ + "/stranger.key",
+                                    pki_ + "/ca.pem"),
+                              " --timeout 5s status"),
+                 true);
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+
+  auto s = testing::Scrape(metrics_);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)["meshd_insecure"], 0);
+  EXPECT_EQ(ServedSerial(address_, pki_, "operator"), "1001");
+  EXPECT_EQ(ServedSerial(health_, pki_, "operator"), "2001");
+}
+
+// Every certificate replaced under a running job: new connections (meshctl, openssl s_client) see
+// the new ones on the coordinator and on the agent's health port; the job keeps its generation
+// and no worker is told anything.
+TEST_F(TlsClusterTest, Rotation_NewCertificatesServed_JobUndisturbed) {
+  AttachWorkers();
+  auto r = Meshctl("job train --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto generation = nlohmann::json::parse(r.out)["generation"];
+
+  Install(pki_ + "/server2.key", dir_ + "/coordinator.key");
+  Install(pki_ + "/server2.pem", dir_ + "/coordinator.pem");
+  Install(pki_ + "/node-a2.key", dir_ + "/agent.key");
+  Install(pki_ + "/node-a2.pem", dir_ + "/agent.pem");
+  std::string served;
+  EXPECT_TRUE(WaitFor([&] { return (served = ServedSerial(address_, pki_, "operator")) == "1002"; },
+                      absl::Seconds(20), absl::Milliseconds(200)))
+      << "coordinator still serves " << served;
+  EXPECT_TRUE(WaitFor([&] { return (served = ServedSerial(health_, pki_, "operator")) == "2002"; },
+                      absl::Seconds(20), absl::Milliseconds(200)))
+      << "agent's health port still serves " << served;
+
+  r = Meshctl("job train --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto job = nlohmann::json::parse(r.out);
+  EXPECT_EQ(job["phase"], "JOB_PHASE_RUNNING");
+  EXPECT_EQ(job["generation"], generation);
+  r = RunCommand(absl::StrCat(MESHCTL_PATH, " --agent ", socket_, " status"), true);
+  EXPECT_THAT(r.out, HasSubstr("(connected)"));
+  for (auto& w : workers_) {
+    const auto line = w->ReadLine(absl::Milliseconds(300));
+    EXPECT_EQ(line.status().code(), absl::StatusCode::kDeadlineExceeded)
+        << "a worker was told: " << (line.ok() ? *line : "");
+  }
+}
+
+TEST(SafeDefaults, PlaintextOffLoopback_RefusedSayingWhatToPass) {
+  const auto standalone = RunCommand(
+      absl::StrCat(MESHD_PATH, " standalone --listen 0.0.0.0:0 --simulate-gpus 1 --socket ",
+                   ::testing::TempDir(), "safe_", getpid(), ".sock"),
+      true);
+  EXPECT_EQ(standalone.exit_code, 2) << standalone.out;
+  EXPECT_THAT(standalone.out, HasSubstr("refusing to serve plaintext on --listen 0.0.0.0:0"));
+  auto r = RunCommand(absl::StrCat(MESHD_PATH, " coordinator --listen 0.0.0.0:0"), true);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("--tls-cert, --tls-key and --tls-ca"));
+  EXPECT_THAT(r.out, HasSubstr("--insecure"));
+  r = RunCommand(absl::StrCat(MESHD_PATH,
+                              " agent --health-listen 0.0.0.0:0 --simulate-gpus 1 --socket ",
+                              ::testing::TempDir(), "safe_agent_", getpid(), ".sock"),
+                 true);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("--health-listen 0.0.0.0:0"));
+}
+
+TEST(SafeDefaults, Insecure_ServesWithWarningAndGauge) {
+  const std::string log = absl::StrCat(::testing::TempDir(), "insecure_", getpid(), ".log");
+  auto c = Subprocess::Start({MESHD_PATH, "coordinator", "--listen", "0.0.0.0:0", "--insecure",
+                              "--metrics-listen", "127.0.0.1:0"},
+                             log);
+  ASSERT_TRUE(c.ok());
+  auto url = (*c)->WaitForLine("meshd metrics on ", absl::Seconds(20));
+  ASSERT_TRUE(url.ok()) << url.status();
+  ASSERT_TRUE((*c)->WaitForLine("meshd coordinator listening on 0.0.0.0:", absl::Seconds(20)).ok());
+  auto s = testing::Scrape(*url);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)["meshd_insecure"], 1);
+  EXPECT_THAT(Read(log), HasSubstr("PLAINTEXT"));
+
+  // On loopback plaintext needs no --insecure, and the gauge stays 0.
+  auto local = Subprocess::Start(
+      {MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(local.ok());
+  url = (*local)->WaitForLine("meshd metrics on ", absl::Seconds(20));
+  ASSERT_TRUE(url.ok()) << url.status();
+  ASSERT_TRUE((*local)->WaitForLine("meshd coordinator listening on ", absl::Seconds(20)).ok());
+  s = testing::Scrape(*url);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)["meshd_insecure"], 0);
+}
+
+TEST(TlsFlags, SomeButNotAll_OrBadFile_UsageErrorNamingIt) {
+  auto r = RunCommand(absl::StrCat(MESHD_PATH, " coordinator --listen 127.0.0.1:0 --tls-cert /x"),
+                      true);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("missing: --tls-key, --tls-ca"));
+  r = RunCommand(absl::StrCat("/usr/bin/env MESHD_TLS_CERT=/nope.pem MESHD_TLS_KEY=/nope.key "
+                              "MESHD_TLS_CA=/nope-ca.pem ",
+                              MESHD_PATH, " coordinator --listen 127.0.0.1:0"),
+                 true);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("--tls-cert /nope.pem: cannot read it"));
+  r = RunCommand(absl::StrCat(MESHCTL_PATH, " --tls-cert /nope.pem status"), true);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("missing: --tls-key, --tls-ca"));
+}
+
+// The coordinator's heartbeat timeout as meshctl reports it, for a coordinator started with
+// `env` (VAR=value ...), `config` (the [coordinator] section) and `args`.
+std::string HeartbeatTimeout(const std::string& env, const std::string& config,
+                             const std::string& args) {
+  static int n = 0;
+  const std::string file =
+      absl::StrCat(::testing::TempDir(), "precedence_", getpid(), "_", n++, ".toml");
+  std::ofstream(file) << "[coordinator]\n" << config;
+  std::vector<std::string> argv = {"/usr/bin/env"};
+  for (const auto& part : absl::StrSplit(env, ' ', absl::SkipEmpty())) argv.emplace_back(part);
+  for (const std::string& a :
+       {std::string(MESHD_PATH), std::string("coordinator"), std::string("--config"), file}) {
+    argv.push_back(a);
+  }
+  for (const auto& part : absl::StrSplit(args, ' ', absl::SkipEmpty())) argv.emplace_back(part);
+  auto c = Subprocess::Start(argv);
+  if (!c.ok()) return c.status().ToString();
+  auto line = (*c)->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
+  if (!line.ok()) return line.status().ToString();
+  const auto r = RunCommand(absl::StrCat(MESHCTL_PATH, " --coordinator ", *line, " status --json"));
+  const auto status = nlohmann::json::parse(r.out, nullptr, false);
+  if (status.is_discarded() || !status.contains("heartbeat_timeout_ms")) return r.out;
+  return absl::StrCat(status["heartbeat_timeout_ms"].get<int64_t>());
+}
+
+TEST(FlagPrecedence, CommandLineOverEnvironmentOverConfigFileOverDefault) {
+  // --listen shared by coordinator and standalone: the environment used to win over the command
+  // line (each mode's variables were applied to the storage they shared).
+  const std::string base = "listen = \"127.0.0.1:0\"\n";
+  EXPECT_EQ(HeartbeatTimeout("", base, ""), "5000");  // the default
+  EXPECT_EQ(HeartbeatTimeout("", base + "heartbeat-timeout = \"3s\"\n", ""), "3000");
+  EXPECT_EQ(HeartbeatTimeout("MESHD_HEARTBEAT_TIMEOUT=4s", base + "heartbeat-timeout = \"3s\"\n", ""),
+            "4000");
+  EXPECT_EQ(HeartbeatTimeout("MESHD_HEARTBEAT_TIMEOUT=4s", base + "heartbeat-timeout = \"3s\"\n",
+                             "--heartbeat-timeout 6s"),
+            "6000");
+  // The environment's address would not serve; the command line's does.
+  EXPECT_EQ(HeartbeatTimeout("MESHD_LISTEN=not-an-address", "", "--listen 127.0.0.1:0"), "5000");
+  EXPECT_EQ(HeartbeatTimeout("MESHD_LISTEN=127.0.0.1:0", "listen = \"not-an-address\"\n", ""),
+            "5000");
+}
+
+}  // namespace
+}  // namespace meshd
