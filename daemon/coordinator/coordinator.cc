@@ -4,6 +4,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/domain/validation.h"
 
@@ -92,6 +93,26 @@ Coordinator::~Coordinator() { Shutdown(); }
 
 absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv,
                                                const std::vector<RunningJob>& running) {
+  absl::StatusOr<NodeRegistered> r = Register(nullptr, inv, running);
+  if (!r.ok()) return r.status();
+  return r->restarted;
+}
+
+absl::StatusOr<NodeRegistered> Coordinator::RegisterNodeAs(const Caller& caller,
+                                                           const NodeInventory& inv,
+                                                           const std::vector<RunningJob>& running) {
+  return Register(&caller, inv, running);
+}
+
+std::string Coordinator::NewSecret() {
+  if (options_.new_secret) return options_.new_secret();
+  return absl::StrCat(absl::Hex(absl::Uniform<uint64_t>(secret_gen_), absl::kZeroPad16),
+                      absl::Hex(absl::Uniform<uint64_t>(secret_gen_), absl::kZeroPad16));
+}
+
+absl::StatusOr<NodeRegistered> Coordinator::Register(const Caller* caller,
+                                                     const NodeInventory& inv,
+                                                     const std::vector<RunningJob>& running) {
   if (absl::Status s = domain::ValidateInventory(inv, options_.max_gpus_per_node); !s.ok()) {
     return s;
   }
@@ -99,15 +120,20 @@ absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv,
     return s;
   }
   Completions out;
-  bool restarted = false;
+  NodeRegistered result;
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return ShuttingDown();
+    if (caller != nullptr) {
+      if (absl::Status s = nodes_.MayRegister(*caller, inv.node); !s.ok()) return s;
+    }
     if (absl::Status s = nodes_.CheckGpus(inv); !s.ok()) return s;
-    const NodeRegistry::Registration r = nodes_.Register(inv);
+    result.secret = NewSecret();
+    const NodeRegistry::Registration r = nodes_.Register(inv, result.secret);
     if (std::optional<Event> e = RegistrationEvent(r, inv)) Emit(events_, *std::move(e), out);
-    restarted = r.arrival == NodeRegistry::Arrival::kRestarted;
-    if (restarted) {
+    result.restarted = r.arrival == NodeRegistry::Arrival::kRestarted;
+    result.timing = nodes_.TimingOf(inv.node);
+    if (result.restarted) {
       jobs_.DropNode(inv.node, EndReason::kNodeRestarted,
                      absl::StrCat("node '", inv.node, "' restarted"), out);
     } else {
@@ -116,7 +142,34 @@ absl::StatusOr<bool> Coordinator::RegisterNode(const NodeInventory& inv,
     }
   }
   RunAll(out);
-  return restarted;
+  return result;
+}
+
+absl::Status Coordinator::AuthorizeNode(const Caller& caller, const std::string& node) const {
+  absl::MutexLock lock(&mu_);
+  return nodes_.Authenticate(caller, node);
+}
+
+absl::Status Coordinator::AuthorizeMember(const Caller& caller, const std::string& job,
+                                          uint64_t generation) const {
+  absl::MutexLock lock(&mu_);
+  // Not running (or no such job): the call it guards answers its own error.
+  if (!jobs_.MemberOfRunning(job, generation, "").has_value()) return absl::OkStatus();
+  std::vector<std::string> candidates = caller.certified_nodes;
+  if (!caller.node.empty()) candidates.push_back(caller.node);
+  for (const std::string& node : candidates) {
+    if (jobs_.MemberOfRunning(job, generation, node).value_or(false) &&
+        nodes_.Authenticate(caller, node).ok()) {
+      return absl::OkStatus();
+    }
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "generation ", generation, " of job '", job.substr(0, domain::kMaxJobNameBytes),
+      "' serves its key-value store, barriers and watch only to its member nodes; this call's "
+      "sender is ",
+      caller.node.empty() && caller.certified_nodes.empty()
+          ? "not authenticated as a node"
+          : "not authenticated as one of them"));
 }
 
 absl::StatusOr<HeartbeatTiming> Coordinator::Heartbeat(const std::string& node,

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -62,6 +63,16 @@ struct CoordinatorOptions {
   // After a restart: how long a job reported by some of its nodes waits for the others (agents
   // register again within their retry backoff). At least the heartbeat timeout.
   absl::Duration recovery_window = absl::Seconds(10);
+  // Makes the secret a registration returns (unguessable: the daemon passes one drawn from the
+  // kernel's random source). nullptr: 128 bits from absl::BitGen.
+  std::function<std::string()> new_secret;
+};
+
+// What an authenticated registration returns.
+struct NodeRegistered {
+  bool restarted = false;  // it replaced an earlier incarnation (its jobs' generations ended)
+  std::string secret;      // to present on every later call of this node (see Caller)
+  HeartbeatTiming timing;
 };
 
 class Coordinator {
@@ -79,6 +90,23 @@ class Coordinator {
   // UUID that another node registered; CANCELLED after Shutdown.
   absl::StatusOr<bool> RegisterNode(const NodeInventory& inventory,
                                     const std::vector<RunningJob>& running = {});
+  // RegisterNode for `caller`, as the service calls it: a live node registers only for a caller
+  // authenticated as it (NodeRegistry::MayRegister: PERMISSION_DENIED otherwise, and nothing
+  // changes); the answer carries the node's new secret and timing.
+  absl::StatusOr<NodeRegistered> RegisterNodeAs(const Caller& caller,
+                                                const NodeInventory& inventory,
+                                                const std::vector<RunningJob>& running = {});
+
+  // ---- Authorization (the service asks before a call that acts for a node or a job) ----
+  // OK when `caller` may act as `node` (NodeRegistry::Authenticate). Errors: NOT_FOUND unknown
+  // node; PERMISSION_DENIED.
+  absl::Status AuthorizeNode(const Caller& caller, const std::string& node) const;
+  // OK when `caller` is authenticated as a member node of `generation` of `job`, or when that
+  // generation does not run (the call then answers its own error). A job's key-value store,
+  // barriers and watch serve only its members. Errors: PERMISSION_DENIED, naming nothing of the
+  // job's members.
+  absl::Status AuthorizeMember(const Caller& caller, const std::string& job,
+                               uint64_t generation) const;
 
   // Errors: NOT_FOUND unknown or dead node (register again); FAILED_PRECONDITION an older
   // incarnation (a newer agent replaced it). Answers the timing the node must keep from now on.
@@ -161,6 +189,11 @@ class Coordinator {
   HeartbeatTiming HeartbeatTimingOf(const std::string& node) const;
 
  private:
+  // RegisterNode's body; `caller` null: trusted (in-process callers and tests).
+  absl::StatusOr<NodeRegistered> Register(const Caller* caller, const NodeInventory& inventory,
+                                          const std::vector<RunningJob>& running)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  std::string NewSecret() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The KV methods' one shape: under the lock, finds the running generation's store (noting a wait
   // until `wait_deadline`) and calls `op(store, out)`, whose result it returns, or the lookup's
   // error; runs the completions after the lock. Callers validate their arguments first.
@@ -175,6 +208,7 @@ class Coordinator {
   const absl::Time started_;
 
   mutable absl::Mutex mu_;
+  absl::BitGen secret_gen_ ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   NodeRegistry nodes_ ABSL_GUARDED_BY(mu_);
   JobRounds jobs_ ABSL_GUARDED_BY(mu_);  // reads nodes_, emits through events_

@@ -275,6 +275,15 @@ absl::StatusOr<JobRecord*> JobRounds::Running(const std::string& job, uint64_t g
   return &j;
 }
 
+std::optional<bool> JobRounds::MemberOfRunning(const std::string& job, uint64_t generation,
+                                               const std::string& node) const {
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) return std::nullopt;
+  const JobRecord& j = *it->second;
+  if (generation != j.generation || j.phase != JobPhase::kRunning) return std::nullopt;
+  return j.IsMember(node);
+}
+
 absl::StatusOr<KvStore*> JobRounds::Store(const std::string& job, uint64_t generation) {
   absl::StatusOr<JobRecord*> j = Running(job, generation);
   if (!j.ok()) return j.status();

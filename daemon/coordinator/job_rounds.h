@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,10 @@ class JobRounds {
   absl::StatusOr<MeshExchange*> Exchange(const std::string& job, uint64_t generation,
                                          const std::string& mesh_key, const std::string& node,
                                          const std::vector<RankSpec>& ranks);
+  // Whether `node` is a member of `generation` of `job` while it runs; nullopt when that
+  // generation does not run (the call it guards then answers its own NOT_FOUND, ABORTED, ...).
+  std::optional<bool> MemberOfRunning(const std::string& job, uint64_t generation,
+                                      const std::string& node) const;
   // A wait with this deadline was added to a store or an exchange: CheckDeadlines looks by then.
   void WaitAdded(absl::Time deadline) { waits_due_ = std::min(waits_due_, deadline); }
 

@@ -32,7 +32,52 @@ absl::Status NodeRegistry::CheckGpus(const NodeInventory& inv) const {
   return absl::OkStatus();
 }
 
-NodeRegistry::Registration NodeRegistry::Register(const NodeInventory& inv) {
+namespace {
+
+// Compares without stopping at the first difference, so that timing tells nothing of a secret.
+bool SameSecret(const std::string& a, const std::string& b) {
+  if (a.size() != b.size() || a.empty()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+absl::Status NodeRegistry::Authenticate(const Caller& caller, const std::string& name) const {
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("node '", name.substr(0, 64), "' is not registered; register first"));
+  }
+  if (caller.Certifies(name)) return absl::OkStatus();
+  if (caller.node == name && SameSecret(caller.secret, it->second->secret)) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "this call acts for node '", name,
+      "', but its sender is not authenticated as that node: an agent presents the secret its "
+      "registration returned (metadata ",
+      domain::kNodeSecretMetadata, ") or a TLS client certificate naming the node"));
+}
+
+absl::Status NodeRegistry::MayRegister(const Caller& caller, const std::string& name) const {
+  auto it = nodes_.find(name);
+  if (it == nodes_.end() || !it->second->alive) return absl::OkStatus();
+  if (caller.Certifies(name)) return absl::OkStatus();
+  if (caller.node == name && SameSecret(caller.secret, it->second->secret)) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "node '", name,
+      "' is registered and alive under another agent; a second process cannot take its name. A "
+      "restarted agent is accepted once the coordinator declares the old one dead (no heartbeat "
+      "for ",
+      absl::FormatDuration(it->second->timing.timeout),
+      "), or at once with a TLS client certificate naming the node"));
+}
+
+NodeRegistry::Registration NodeRegistry::Register(const NodeInventory& inv, std::string secret) {
   Registration r;
   std::unique_ptr<Node>& node = nodes_[inv.node];
   if (node == nullptr) {
@@ -48,6 +93,7 @@ NodeRegistry::Registration NodeRegistry::Register(const NodeInventory& inv) {
   for (const Gpu& g : node->inventory.gpus) gpu_owner_.erase(g.uuid);
   for (const Gpu& g : inv.gpus) gpu_owner_[g.uuid] = inv.node;
   node->inventory = inv;
+  node->secret = std::move(secret);
   std::vector<std::string> cliques;
   for (const Gpu& g : inv.gpus) cliques.push_back(g.nvlink_clique);
   node->clique = topology::NodeClique(cliques);

@@ -31,6 +31,7 @@
 #include "absl/time/time.h"
 #include "common/time/clock.h"
 #include "daemon/coordinator/types.h"
+#include "daemon/domain/caller.h"
 
 namespace meshd::coordinator {
 
@@ -57,6 +58,9 @@ class NodeRegistry {
     HeartbeatTiming timing;  // what the node was last told
     bool alive = true;
     uint32_t restarts = 0;
+    // Returned by its registration; its agent presents it on every later call (without TLS, the
+    // proof that a call comes from that agent). A new one at every registration.
+    std::string secret;
   };
 
   // What a registration turned out to be.
@@ -77,8 +81,18 @@ class NodeRegistry {
 
   // ALREADY_EXISTS when a GPU of `inventory` is claimed by another node that is alive.
   absl::Status CheckGpus(const NodeInventory& inventory) const;
-  // Records `inventory` (after CheckGpus) as heard now, alive, and tells it its timing.
-  Registration Register(const NodeInventory& inventory);
+  // Records `inventory` (after CheckGpus and MayRegister) as heard now, alive, with `secret`, and
+  // tells it its timing.
+  Registration Register(const NodeInventory& inventory, std::string secret = "");
+  // OK when `caller` may act as `node`: its certificate names the node, or it presents the secret
+  // of the node's current registration. Errors: NOT_FOUND unknown node (register first);
+  // PERMISSION_DENIED otherwise (the message says how to authenticate, never the secret).
+  absl::Status Authenticate(const Caller& caller, const std::string& node) const;
+  // Whether `caller` may register `node` now: a name never seen, or a node declared dead, is
+  // anyone's to register (without TLS: the first agent to come); a live node only by a caller
+  // authenticated as it (its own agent registering again, or a certificate naming it). So one
+  // process cannot end another's jobs by registering under its name. Errors: PERMISSION_DENIED.
+  absl::Status MayRegister(const Caller& caller, const std::string& node) const;
   // Records a heartbeat; answers the timing the node must keep from now on.
   // Errors: NOT_FOUND unknown or dead node; FAILED_PRECONDITION an older incarnation.
   absl::StatusOr<HeartbeatTiming> Heartbeat(const std::string& node, uint64_t incarnation);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "daemon/domain/caller.h"
 #include "daemon/domain/types.h"
 #include "daemon/domain/views.h"
 
@@ -40,6 +41,7 @@ using domain::WatchDone;
 using domain::StatusDone;
 using domain::BytesDone;
 using domain::EndReasonName;
+using domain::Caller;
 
 enum class EventKind {
   kNodeRegistered,

@@ -1,0 +1,35 @@
+// Caller: who sent a call to the coordinator, as the transport established it, for the core's
+// authorization. A node is who its certificate says (TLS), or who proves it holds the secret its
+// registration returned (the `meshd-node` and `meshd-node-secret` call metadata): a second
+// process cannot speak as a node without either. Plain data: the service fills it in, the
+// coordinator core decides.
+#ifndef MESHD_DAEMON_DOMAIN_CALLER_H_
+#define MESHD_DAEMON_DOMAIN_CALLER_H_
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace meshd::domain {
+
+// Call metadata an agent sends on every call once registered.
+inline constexpr char kNodeMetadata[] = "meshd-node";
+inline constexpr char kNodeSecretMetadata[] = "meshd-node-secret";
+
+struct Caller {
+  // The node the caller says it acts for and the secret it presented (empty when none).
+  std::string node;
+  std::string secret;
+  // Node names its verified client certificate carries (DNS SANs, CN, SPIFFE URI SANs); empty
+  // without TLS.
+  std::vector<std::string> certified_nodes;
+
+  bool Certifies(const std::string& name) const {
+    return std::find(certified_nodes.begin(), certified_nodes.end(), name) !=
+           certified_nodes.end();
+  }
+};
+
+}  // namespace meshd::domain
+
+#endif  // MESHD_DAEMON_DOMAIN_CALLER_H_
