@@ -15,7 +15,8 @@ namespace meshd::security {
 // "[::1]:P". A wildcard (0.0.0.0, [::]), any other IP or any other host name is not.
 bool IsLocalOnly(absl::string_view address);
 
-// OK when `tls`, when `address` IsLocalOnly, or when `insecure`. Else FAILED_PRECONDITION naming
+// OK when `tls`, when `address` IsLocalOnly, when `insecure`, or when `address` is not HOST:PORT
+// at all (the listener reports that). Else FAILED_PRECONDITION naming
 // `flag` and the address and saying what to pass (--tls-cert/--tls-key/--tls-ca, a loopback
 // address, or --insecure).
 absl::Status CheckPlaintextListen(absl::string_view flag, absl::string_view address, bool tls,
