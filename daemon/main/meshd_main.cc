@@ -210,6 +210,10 @@ int main(int argc, char** argv) {
                     "Unix socket local workers attach on (created with mode 0660)")
         ->envname("MESHD_SOCKET")
         ->capture_default_str();
+    cmd->add_option("--socket-group", agent_options.socket_group,
+                    "Group the socket is given to: its members' processes may attach (default: "
+                    "the daemon's own group)")
+        ->envname("MESHD_SOCKET_GROUP");
     cmd->add_option("--simulate-gpus", agent_options.simulate_gpus,
                     "Declare N simulated GPUs instead of discovering them with NVML (hosts "
                     "without GPUs); they are marked simulated everywhere")

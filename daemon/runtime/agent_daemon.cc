@@ -19,6 +19,14 @@ std::string HostName() {
 
 absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemonOptions& options) {
   if (options.socket.empty()) return absl::InvalidArgumentError("--socket needs a path");
+  gid_t socket_gid = static_cast<gid_t>(-1);  // the daemon's own group
+  if (!options.socket_group.empty()) {
+    absl::StatusOr<gid_t> gid = service::GroupId(options.socket_group);
+    if (!gid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--socket-group: ", gid.status().message()));
+    }
+    socket_gid = *gid;
+  }
   const std::string node = options.node_name.empty() ? HostName() : options.node_name;
   std::unique_ptr<agent::GpuDiscovery> discovery =
       options.simulate_gpus > 0 ? agent::SimulatedDiscovery(options.simulate_gpus, node)
@@ -50,9 +58,11 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
   d->client_ = std::make_unique<agent::GrpcCoordinatorClient>(
       options.coordinator, agent_options.max_backoff, *channel_credentials);
   d->agent_ = std::make_unique<agent::Agent>(agent_options, *gpus, d->clock_, d->client_.get());
-  d->service_ = std::make_unique<service::AgentService>(d->agent_.get(), d->clock_);
+  d->service_ = std::make_unique<service::AgentService>(d->agent_.get(), d->clock_, &d->peers_);
   service::ServerOptions server_options;
   server_options.listen = {address};
+  server_options.unix_socket_group = socket_gid;
+  server_options.unix_peers = &d->peers_;
   if (options.metrics != nullptr) {
     metrics::RpcMetrics* rpc = &options.metrics->rpc();
     server_options.interceptors = [rpc] { return rpc->Interceptors("agent", {"meshd.v1.Agent"}); };

@@ -23,6 +23,8 @@ namespace meshd::runtime {
 struct AgentDaemonOptions {
   std::string coordinator = "127.0.0.1:7070";
   std::string socket = "/run/meshd/agent.sock";
+  // The group the socket is given (mode 0660: its members may attach); empty: the daemon's own.
+  std::string socket_group;
   // > 0: declare this many simulated GPUs instead of asking NVML.
   int simulate_gpus = 0;
   std::string node_name;  // default: the hostname
@@ -49,7 +51,10 @@ class AgentDaemon {
   // Errors: FAILED_PRECONDITION no GPU could be discovered and none was simulated (the message
   // says to pass --simulate-gpus N); INVALID_ARGUMENT bad options or TLS files (the message names
   // the file); FAILED_PRECONDITION a plaintext health port on a non-loopback address without
-  // `insecure`; UNAVAILABLE the socket (or the health port) could not be bound.
+  // `insecure`; UNAVAILABLE the socket (or the health port) could not be bound, or a file that
+  // is not a socket is in its place; FAILED_PRECONDITION another process (another agent) serves
+  // on the socket (a stale socket file is replaced), or the socket could not be given to
+  // `socket_group`; INVALID_ARGUMENT no group is named `socket_group`.
   static absl::StatusOr<std::unique_ptr<AgentDaemon>> Start(const AgentDaemonOptions& options);
   ~AgentDaemon() { Stop(); }
 
@@ -69,6 +74,8 @@ class AgentDaemon {
   const Clock* clock_ = &real_clock_;
   std::unique_ptr<agent::GrpcCoordinatorClient> client_;
   std::unique_ptr<agent::Agent> agent_;
+  // The credentials of the socket's connections; read by service_, written by server_.
+  service::UnixPeers peers_;
   std::unique_ptr<service::AgentService> service_;
   std::unique_ptr<service::GrpcServer> server_;
   std::unique_ptr<service::GrpcServer> health_server_;

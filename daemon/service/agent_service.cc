@@ -1,7 +1,9 @@
 // meshd.v1.Agent translated onto the node agent (see agent_service.h).
 #include "daemon/service/agent_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/log/log.h"
 #include "daemon/service/watch_reactor.h"
 #include "daemon/wire/agent_convert.h"
 #include "daemon/wire/convert.h"
@@ -13,8 +15,14 @@ using wire::FromProto;
 using wire::ToGrpc;
 using wire::ToProto;
 
-AgentService::AgentService(agent::Agent* agent, const Clock* clock, absl::Duration max_wait)
-    : agent_(agent), clock_(clock), max_wait_(max_wait) {}
+AgentService::AgentService(agent::Agent* agent, const Clock* clock, const UnixPeers* peers,
+                           absl::Duration max_wait)
+    : agent_(agent), clock_(clock), max_wait_(max_wait), peers_(peers) {}
+
+std::optional<PeerCredentials> AgentService::PeerOf(const grpc::CallbackServerContext* ctx) const {
+  if (peers_ == nullptr) return std::nullopt;
+  return peers_->Find(ctx->peer());
+}
 
 namespace {
 
@@ -60,6 +68,13 @@ class AttachReactor final : public grpc::ServerUnaryReactor {
 grpc::ServerUnaryReactor* AgentService::Attach(grpc::CallbackServerContext* ctx,
                                                const v1::AttachRequest* req,
                                                v1::AttachResponse* resp) {
+  if (const std::optional<PeerCredentials> peer = PeerOf(ctx)) {
+    log::Debug("attach", {{"job", req->job()},
+                          {"local_rank", absl::StrCat(req->local_rank())},
+                          {"pid", absl::StrCat(peer->pid)},
+                          {"uid", absl::StrCat(peer->uid)},
+                          {"gid", absl::StrCat(peer->gid)}});
+  }
   auto* reactor = new AttachReactor(agent_, req->job(), req->local_rank());
   const uint64_t id = agent_->Attach(
       req->job(), req->local_rank(), req->local_world(), FromProto(req->nodes()),

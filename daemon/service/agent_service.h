@@ -1,22 +1,35 @@
 // AgentService: meshd.v1.Agent on gRPC's callback API, translating to the node agent's logic.
 // Attach holds its reactor until the job's round closes; Watch is a held stream; the Key* calls
-// (the generation's key-value store) are relayed to the coordinator by the agent.
+// (the generation's key-value store) are relayed to the coordinator by the agent. PeerOf tells
+// which local process (pid, uid, gid) made a call.
 //
 // Thread-safety: thread-safe (the agent is).
 #ifndef MESHD_DAEMON_SERVICE_AGENT_SERVICE_H_
 #define MESHD_DAEMON_SERVICE_AGENT_SERVICE_H_
 
+#include <optional>
+
 #include "absl/time/time.h"
 #include "common/time/clock.h"
 #include "daemon/agent/core/agent.h"
+#include "daemon/service/grpc_server.h"
 #include "meshd/v1/agent.grpc.pb.h"
 
 namespace meshd::service {
 
 class AgentService final : public v1::Agent::CallbackService {
  public:
-  AgentService(agent::Agent* agent, const Clock* clock,
+  // `peers`: where the server that serves this service records its unix connections'
+  // credentials (ServerOptions::unix_peers); not owned, outlives the service; nullptr: unknown.
+  AgentService(agent::Agent* agent, const Clock* clock, const UnixPeers* peers = nullptr,
                absl::Duration max_wait = absl::Minutes(10));
+
+  // The process that made the call of `ctx` (SO_PEERCRED of its connection, as of connect()):
+  // what binds a job to a local user. nullopt: the call did not come through the agent's unix
+  // socket (a TCP port, an in-process channel) or the service has no `peers`; such a caller is
+  // nobody known and must not be trusted as any uid. Thread-safe; any call, any time before it
+  // finishes.
+  std::optional<PeerCredentials> PeerOf(const grpc::CallbackServerContext* ctx) const;
 
   grpc::ServerUnaryReactor* Attach(grpc::CallbackServerContext* ctx, const v1::AttachRequest* req,
                                    v1::AttachResponse* resp) override;
@@ -56,6 +69,7 @@ class AgentService final : public v1::Agent::CallbackService {
   agent::Agent* const agent_;
   const Clock* const clock_;
   const absl::Duration max_wait_;
+  const UnixPeers* const peers_;
 };
 
 }  // namespace meshd::service
