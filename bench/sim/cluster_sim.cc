@@ -16,6 +16,7 @@
 #include "bench/sim/nodes.h"
 #include "bench/sim/placement.h"
 #include "bench/sim/proc_stats.h"
+#include "daemon/domain/caller.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 
 namespace meshd::bench {
@@ -34,6 +35,7 @@ class Sim {
       names_.push_back(SimulatedNodeName(i));
       registrations_.push_back(SimulatedRegistration(i, o.gpus_per_node));
     }
+    secrets_.resize(names_.size());
   }
 
   absl::StatusOr<SimResult> Run() {
@@ -98,10 +100,13 @@ class Sim {
   }
   Stub::async_interface* Async(uint32_t node) { return stubs_[node % stubs_.size()]->async(); }
 
-  // Registers the call as in flight; false (and the call is dropped) once the run is stopping.
+  // Registers the call of `node` as in flight, with the metadata its agent sends (the node, and
+  // the secret its registration returned: see domain/caller.h).
   template <typename C>
-  bool Begin(C* c) {
+  bool Begin(C* c, uint32_t node) {
     c->ctx.set_deadline(deadline_);
+    c->ctx.AddMetadata(domain::kNodeMetadata, names_[node]);
+    if (!secrets_[node].empty()) c->ctx.AddMetadata(domain::kNodeSecretMetadata, secrets_[node]);
     absl::MutexLock lock(&mu_);
     if (stopping_) return false;
     inflight_.insert(&c->ctx);
@@ -126,11 +131,12 @@ class Sim {
   void Register(uint32_t i) {
     auto* c = new Call<v1::RegisterNodeRequest, v1::RegisterNodeResponse>;
     c->req = std::move(registrations_[i]);  // sent once
-    if (!Begin(c)) return delete c;
+    if (!Begin(c, i)) return delete c;
     Async(i)->RegisterNode(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
       End(c);
       if (!s.ok()) return Fail(Failed("RegisterNode", names_[i], s));
+      secrets_[i] = c->resp.node_secret();  // before any later call of node i
       {
         absl::MutexLock lock(&mu_);
         nodes_[i].registered = true;
@@ -151,7 +157,7 @@ class Sim {
     c->req.set_local_world(o_.gpus_per_node);
     c->req.mutable_nodes()->set_min_nodes(o_.nodes);
     c->req.mutable_nodes()->set_max_nodes(o_.nodes);
-    if (!Begin(c)) return delete c;
+    if (!Begin(c, i)) return delete c;
     Async(i)->JoinJob(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
       End(c);
@@ -185,7 +191,7 @@ class Sim {
     }
     c->req.set_job(o_.job);
     c->req.set_node(names_[i]);
-    if (!Begin(c)) return delete c;
+    if (!Begin(c, i)) return delete c;
     Async(i)->ResolveGroups(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
       End(c);
@@ -252,7 +258,7 @@ class Sim {
         auto* c = new Call<v1::HeartbeatRequest, v1::HeartbeatResponse>;
         c->req.set_node(names_[i]);
         c->req.set_incarnation(1);
-        if (!Begin(c)) {
+        if (!Begin(c, i)) {
           delete c;
           break;
         }
@@ -276,6 +282,8 @@ class Sim {
   Workload& w_;  // its requests are moved out as they are sent
   std::vector<std::unique_ptr<Stub>> stubs_;
   std::vector<std::string> names_;  // "node-00042": sorts like its index
+  // By node: the secret its registration returned (written once, before its next call).
+  std::vector<std::string> secrets_;
   std::vector<v1::RegisterNodeRequest> registrations_;  // by node, moved out when sent
   std::chrono::system_clock::time_point deadline_;
   SteadyClock::time_point start_;

@@ -15,6 +15,7 @@
 #include "bench/sim/nodes.h"
 #include "bench/sim/placement.h"
 #include "bench/sim/proc_stats.h"
+#include "daemon/domain/caller.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 
 namespace meshd::bench {
@@ -48,6 +49,7 @@ class Sim {
       names_.push_back(SimulatedNodeName(i));
       registrations_.push_back(SimulatedRegistration(i, w.gpus_per_node));
     }
+    secrets_.resize(names_.size());
     node_of_rank_.assign(nodes_, 0);
     steps_ = (w.barriers ? w.slots : 0) + w.slots;
   }
@@ -146,9 +148,13 @@ class Sim {
   Stub::async_interface* Async(uint32_t node) { return stubs_[node % stubs_.size()]->async(); }
   uint32_t NodeOf(uint32_t rank) const { return node_of_rank_[rank / w_.gpus_per_node]; }
 
+  // Registers the call of `node` as in flight, with the metadata its agent sends (the node, and
+  // the secret its registration returned: see domain/caller.h).
   template <typename C>
-  bool Begin(C* c) {
+  bool Begin(C* c, uint32_t node) {
     c->ctx.set_deadline(deadline_);
+    c->ctx.AddMetadata(domain::kNodeMetadata, names_[node]);
+    if (!secrets_[node].empty()) c->ctx.AddMetadata(domain::kNodeSecretMetadata, secrets_[node]);
     absl::MutexLock lock(&inflight_mu_);
     if (stopping_inflight_) return false;
     inflight_.insert(&c->ctx);
@@ -179,11 +185,12 @@ class Sim {
   void Register(uint32_t i) {
     auto* c = new Call<v1::RegisterNodeRequest, v1::RegisterNodeResponse>;
     c->req = std::move(registrations_[i]);
-    if (!Begin(c)) return delete c;
+    if (!Begin(c, i)) return delete c;
     Async(i)->RegisterNode(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
       End(c);
       if (!s.ok()) return Fail(Failed("RegisterNode", names_[i], s));
+      secrets_[i] = c->resp.node_secret();  // before any later call of node i
       {
         absl::MutexLock lock(&mu_);
         Beat& b = beats_[i];
@@ -204,7 +211,7 @@ class Sim {
     c->req.set_local_world(w_.gpus_per_node);
     c->req.mutable_nodes()->set_min_nodes(nodes_);
     c->req.mutable_nodes()->set_max_nodes(nodes_);
-    if (!Begin(c)) return delete c;
+    if (!Begin(c, i)) return delete c;
     Async(i)->JoinJob(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
       End(c);
@@ -327,7 +334,7 @@ class Sim {
     int64_t sum = 0;
     for (const PendingAdd& a : batch) sum += a.delta;
     c->req.set_delta(sum);
-    if (!Begin(c)) return delete c;
+    if (!Begin(c, n)) return delete c;
     Async(n)->KeyAdd(&c->ctx, &c->req, &c->resp,
                      [this, c, n, batch = std::move(batch)](grpc::Status s) mutable {
                        std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
@@ -381,7 +388,7 @@ class Sim {
     c->req.set_generation(generation_);
     c->req.set_key(key);
     c->req.set_value(std::move(batch.back().value));
-    if (!Begin(c)) return delete c;
+    if (!Begin(c, n)) return delete c;
     Async(n)->KeySet(&c->ctx, &c->req, &c->resp,
                      [this, c, n, batch = std::move(batch)](grpc::Status s) mutable {
                        std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
@@ -444,7 +451,7 @@ class Sim {
       c->req.set_generation(generation_);
       c->req.set_key(key);
       c->req.set_wait(true);
-      if (!Begin(c)) return delete c;
+      if (!Begin(c, n)) return delete c;
       Async(n)->KeyGet(&c->ctx, &c->req, &c->resp, [this, c, n, answer](grpc::Status s) {
         std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
         End(c);
@@ -457,7 +464,7 @@ class Sim {
       c->req.set_job(o_.job);
       c->req.set_generation(generation_);
       c->req.add_keys(key);
-      if (!Begin(c)) return delete c;
+      if (!Begin(c, n)) return delete c;
       Async(n)->KeyWait(&c->ctx, &c->req, &c->resp, [this, c, n, answer](grpc::Status s) {
         std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
         End(c);
@@ -492,7 +499,7 @@ class Sim {
         auto* c = new Call<v1::HeartbeatRequest, v1::HeartbeatResponse>;
         c->req.set_node(names_[i]);
         c->req.set_incarnation(1);
-        if (!Begin(c)) {
+        if (!Begin(c, i)) {
           delete c;
           break;
         }
@@ -518,6 +525,8 @@ class Sim {
   uint32_t steps_ = 0;
   std::vector<std::unique_ptr<Stub>> stubs_;
   std::vector<std::string> names_;
+  // By node: the secret its registration returned (written once, before its next call).
+  std::vector<std::string> secrets_;
   std::vector<v1::RegisterNodeRequest> registrations_;  // by node, moved out when sent
   std::chrono::system_clock::time_point deadline_;
   SteadyClock::time_point start_;

@@ -128,7 +128,14 @@ absl::StatusOr<NodeRegistered> Coordinator::Register(const Caller* caller,
       if (absl::Status s = nodes_.MayRegister(*caller, inv.node); !s.ok()) return s;
     }
     if (absl::Status s = nodes_.CheckGpus(inv); !s.ok()) return s;
-    result.secret = NewSecret();
+    // The same agent registering again (its secret, its incarnation) keeps its secret, so that
+    // its calls in flight stay its own; any other registration gets a new one.
+    const auto known = nodes_.nodes().find(inv.node);
+    const bool same_agent = caller != nullptr && known != nodes_.nodes().end() &&
+                            known->second->alive &&
+                            known->second->inventory.incarnation == inv.incarnation &&
+                            caller->node == inv.node && nodes_.Authenticate(*caller, inv.node).ok();
+    result.secret = same_agent ? known->second->secret : NewSecret();
     const NodeRegistry::Registration r = nodes_.Register(inv, result.secret);
     if (std::optional<Event> e = RegistrationEvent(r, inv)) Emit(events_, *std::move(e), out);
     result.restarted = r.arrival == NodeRegistry::Arrival::kRestarted;

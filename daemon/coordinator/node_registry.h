@@ -59,7 +59,7 @@ class NodeRegistry {
     bool alive = true;
     uint32_t restarts = 0;
     // Returned by its registration; its agent presents it on every later call (without TLS, the
-    // proof that a call comes from that agent). A new one at every registration.
+    // proof that a call comes from that agent).
     std::string secret;
   };
 

@@ -1,6 +1,7 @@
 // meshd.v1.Coordinator translated onto the coordinator core (see coordinator_service.h).
 #include "daemon/service/coordinator_service.h"
 
+#include "daemon/service/caller.h"
 #include "daemon/service/watch_reactor.h"
 #include "daemon/wire/convert.h"
 #include "daemon/wire/group_ids_encoding.h"
@@ -83,24 +84,29 @@ absl::Time CoordinatorService::Deadline(const grpc::ServerContextBase* ctx) cons
 }
 
 void CoordinatorService::ServeRegisterNode(
-    grpc::ServerContext* /*ctx*/, const v1::RegisterNodeRequest& req,
-    v1::RegisterNodeResponse* resp,
+    grpc::ServerContext* ctx, const v1::RegisterNodeRequest& req, v1::RegisterNodeResponse* resp,
     Async<v1::RegisterNodeRequest, v1::RegisterNodeResponse>::Reply reply) {
   std::vector<domain::RunningJob> running;
   for (const v1::RunningJob& r : req.running_jobs()) running.push_back(FromProto(r));
-  absl::StatusOr<bool> restarted = core_->RegisterNode(FromProto(req.inventory()), running);
-  if (restarted.ok()) {
-    resp->set_restarted(*restarted);
-    const coordinator::HeartbeatTiming t = core_->HeartbeatTimingOf(req.inventory().node());
-    resp->set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t.interval)));
-    resp->set_heartbeat_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t.timeout)));
+  absl::StatusOr<coordinator::NodeRegistered> r =
+      core_->RegisterNodeAs(CallerOf(*ctx), FromProto(req.inventory()), running);
+  if (r.ok()) {
+    resp->set_restarted(r->restarted);
+    resp->set_node_secret(r->secret);
+    resp->set_heartbeat_interval_ms(
+        static_cast<uint32_t>(absl::ToInt64Milliseconds(r->timing.interval)));
+    resp->set_heartbeat_timeout_ms(
+        static_cast<uint32_t>(absl::ToInt64Milliseconds(r->timing.timeout)));
   }
-  reply(ToGrpc(restarted.status()));
+  reply(ToGrpc(r.status()));
 }
 
 void CoordinatorService::ServeHeartbeat(
-    grpc::ServerContext* /*ctx*/, const v1::HeartbeatRequest& req, v1::HeartbeatResponse* resp,
+    grpc::ServerContext* ctx, const v1::HeartbeatRequest& req, v1::HeartbeatResponse* resp,
     Async<v1::HeartbeatRequest, v1::HeartbeatResponse>::Reply reply) {
+  if (absl::Status s = core_->AuthorizeNode(CallerOf(*ctx), req.node()); !s.ok()) {
+    return reply(ToGrpc(s));
+  }
   const absl::StatusOr<coordinator::HeartbeatTiming> t =
       core_->Heartbeat(req.node(), req.incarnation());
   if (t.ok()) {
@@ -113,6 +119,9 @@ void CoordinatorService::ServeHeartbeat(
 void CoordinatorService::ServeJoinJob(grpc::ServerContext* ctx, const v1::JoinJobRequest& req,
                                       v1::Assignment* resp,
                                       Async<v1::JoinJobRequest, v1::Assignment>::Reply reply) {
+  if (absl::Status s = core_->AuthorizeNode(CallerOf(*ctx), req.node()); !s.ok()) {
+    return reply(ToGrpc(s));
+  }
   core_->JoinJob(FromProto(req), Deadline(ctx),
                  [reply = std::move(reply), resp,
                   with_members = req.with_members()](absl::StatusOr<domain::Assignment> a) {
@@ -124,15 +133,20 @@ void CoordinatorService::ServeJoinJob(grpc::ServerContext* ctx, const v1::JoinJo
 grpc::ServerUnaryReactor* CoordinatorService::LeaveJob(grpc::CallbackServerContext* ctx,
                                                        const v1::LeaveJobRequest* req,
                                                        v1::LeaveJobResponse*) {
+  if (absl::Status s = core_->AuthorizeNode(CallerOf(*ctx), req->node()); !s.ok()) {
+    return Done(ctx, s);
+  }
   return Done(ctx, core_->LeaveJob(req->job(), req->generation(), req->node(), req->message()));
 }
 
 grpc::ServerWriteReactor<v1::GenerationEnd>* CoordinatorService::WatchJob(
-    grpc::CallbackServerContext*, const v1::WatchJobRequest* req) {
+    grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* req) {
   coordinator::Coordinator* core = core_;
-  return new GenerationWatchReactor([core, job = req->job(), generation = req->generation()](
+  return new GenerationWatchReactor([core, job = req->job(), generation = req->generation(),
+                                     caller = CallerOf(*ctx)](
                                         GenerationWatchReactor::Deliver deliver)
                                         -> absl::StatusOr<GenerationWatchReactor::Cancel> {
+    if (absl::Status s = core->AuthorizeMember(caller, job, generation); !s.ok()) return s;
     absl::StatusOr<uint64_t> id =
         core->WatchJob(job, generation, [deliver](const domain::GenerationEnd& e) {
           v1::GenerationEnd p;
@@ -144,9 +158,13 @@ grpc::ServerWriteReactor<v1::GenerationEnd>* CoordinatorService::WatchJob(
   });
 }
 
-void CoordinatorService::ServeKeySet(grpc::ServerContext* /*ctx*/, const v1::KeySetRequest& req,
+void CoordinatorService::ServeKeySet(grpc::ServerContext* ctx, const v1::KeySetRequest& req,
                                      v1::KeySetResponse* /*resp*/,
                                      Async<v1::KeySetRequest, v1::KeySetResponse>::Reply reply) {
+  if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req.job(), req.generation());
+      !s.ok()) {
+    return reply(ToGrpc(s));
+  }
   core_->KeySet(req.job(), req.generation(), req.key(), req.value(),
                 [reply = std::move(reply)](absl::Status s) { reply(ToGrpc(s)); });
 }
@@ -154,6 +172,10 @@ void CoordinatorService::ServeKeySet(grpc::ServerContext* /*ctx*/, const v1::Key
 void CoordinatorService::ServeKeyGet(grpc::ServerContext* ctx, const v1::KeyGetRequest& req,
                                      v1::KeyGetResponse* resp,
                                      Async<v1::KeyGetRequest, v1::KeyGetResponse>::Reply reply) {
+  if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req.job(), req.generation());
+      !s.ok()) {
+    return reply(ToGrpc(s));
+  }
   core_->KeyGet(req.job(), req.generation(), req.key(), req.wait(), Deadline(ctx),
                 [reply = std::move(reply), resp](absl::StatusOr<std::string> v) {
                   if (v.ok()) resp->set_value(*std::move(v));
@@ -161,9 +183,13 @@ void CoordinatorService::ServeKeyGet(grpc::ServerContext* ctx, const v1::KeyGetR
                 });
 }
 
-void CoordinatorService::ServeKeyAdd(grpc::ServerContext* /*ctx*/, const v1::KeyAddRequest& req,
+void CoordinatorService::ServeKeyAdd(grpc::ServerContext* ctx, const v1::KeyAddRequest& req,
                                      v1::KeyAddResponse* resp,
                                      Async<v1::KeyAddRequest, v1::KeyAddResponse>::Reply reply) {
+  if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req.job(), req.generation());
+      !s.ok()) {
+    return reply(ToGrpc(s));
+  }
   absl::StatusOr<int64_t> v = core_->KeyAdd(req.job(), req.generation(), req.key(), req.delta());
   if (v.ok()) resp->set_value(*v);
   reply(ToGrpc(v.status()));
@@ -172,6 +198,10 @@ void CoordinatorService::ServeKeyAdd(grpc::ServerContext* /*ctx*/, const v1::Key
 grpc::ServerUnaryReactor* CoordinatorService::KeyCompareSet(grpc::CallbackServerContext* ctx,
                                                             const v1::KeyCompareSetRequest* req,
                                                             v1::KeyCompareSetResponse* resp) {
+  if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req->job(), req->generation());
+      !s.ok()) {
+    return Done(ctx, s);
+  }
   auto r = core_->KeyCompareSet(req->job(), req->generation(), req->key(),
                                 req->expect_absent() ? nullptr : &req->expected(), req->desired());
   if (r.ok()) {
@@ -185,6 +215,10 @@ grpc::ServerUnaryReactor* CoordinatorService::KeyCompareSet(grpc::CallbackServer
 void CoordinatorService::ServeKeyWait(grpc::ServerContext* ctx, const v1::KeyWaitRequest& req,
                                       v1::KeyWaitResponse* /*resp*/,
                                       Async<v1::KeyWaitRequest, v1::KeyWaitResponse>::Reply reply) {
+  if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req.job(), req.generation());
+      !s.ok()) {
+    return reply(ToGrpc(s));
+  }
   core_->KeyWait(req.job(), req.generation(),
                  std::vector<std::string>(req.keys().begin(), req.keys().end()), Deadline(ctx),
                  [reply = std::move(reply)](absl::Status s) { reply(ToGrpc(s)); });
@@ -193,6 +227,10 @@ void CoordinatorService::ServeKeyWait(grpc::ServerContext* ctx, const v1::KeyWai
 grpc::ServerUnaryReactor* CoordinatorService::KeyCheck(grpc::CallbackServerContext* ctx,
                                                        const v1::KeyCheckRequest* req,
                                                        v1::KeyCheckResponse* resp) {
+  if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req->job(), req->generation());
+      !s.ok()) {
+    return Done(ctx, s);
+  }
   absl::StatusOr<bool> all = core_->KeyCheck(
       req->job(), req->generation(), std::vector<std::string>(req->keys().begin(), req->keys().end()));
   if (all.ok()) resp->set_all_set(*all);
@@ -202,6 +240,10 @@ grpc::ServerUnaryReactor* CoordinatorService::KeyCheck(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* CoordinatorService::KeyDelete(grpc::CallbackServerContext* ctx,
                                                         const v1::KeyDeleteRequest* req,
                                                         v1::KeyDeleteResponse* resp) {
+  if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req->job(), req->generation());
+      !s.ok()) {
+    return Done(ctx, s);
+  }
   absl::StatusOr<bool> deleted = core_->KeyDelete(req->job(), req->generation(), req->key());
   if (deleted.ok()) resp->set_deleted(*deleted);
   return Done(ctx, deleted.status());
@@ -210,6 +252,10 @@ grpc::ServerUnaryReactor* CoordinatorService::KeyDelete(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* CoordinatorService::KeyCount(grpc::CallbackServerContext* ctx,
                                                        const v1::KeyCountRequest* req,
                                                        v1::KeyCountResponse* resp) {
+  if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req->job(), req->generation());
+      !s.ok()) {
+    return Done(ctx, s);
+  }
   absl::StatusOr<int64_t> count = core_->KeyCount(req->job(), req->generation());
   if (count.ok()) resp->set_count(*count);
   return Done(ctx, count.status());
@@ -218,6 +264,10 @@ grpc::ServerUnaryReactor* CoordinatorService::KeyCount(grpc::CallbackServerConte
 void CoordinatorService::ServeBarrier(grpc::ServerContext* ctx, const v1::BarrierRequest& req,
                                       v1::BarrierResponse*,
                                       Async<v1::BarrierRequest, v1::BarrierResponse>::Reply reply) {
+  if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req.job(), req.generation());
+      !s.ok()) {
+    return reply(ToGrpc(s));
+  }
   core_->Barrier(req.job(), req.generation(), req.barrier(), req.participant(), req.count(),
                  Deadline(ctx), [reply = std::move(reply)](absl::Status s) { reply(ToGrpc(s)); });
 }
@@ -228,6 +278,9 @@ void CoordinatorService::ServeResolveGroups(
   // Read straight into the core's types (resolve_groups_decoding.h): one per node of a mesh.
   absl::StatusOr<wire::ResolveGroupsCall> req = wire::DecodeResolveGroupsRequest(request);
   if (!req.ok()) return reply(ToGrpc(req.status()));
+  if (absl::Status s = core_->AuthorizeNode(CallerOf(*ctx), req->node); !s.ok()) {
+    return reply(ToGrpc(s));
+  }
   core_->ResolveGroups(req->job, req->generation, req->node, req->mesh_key, req->ranks,
                        std::move(req->groups),
                        Deadline(ctx),

@@ -31,6 +31,7 @@ namespace {
 
 using ::meshd::testing::WaitFor;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 using testing::Ctx;
 
@@ -68,7 +69,21 @@ class CoordinatorServiceTest : public ::testing::Test {
       g->set_simulated(true);
     }
     v1::RegisterNodeResponse resp;
-    return stub_->RegisterNode(Ctx().get(), req, &resp);
+    // As the node's own agent: presenting its secret when it has one (registering again, or a
+    // restart that authenticates as the node).
+    const grpc::Status s = stub_->RegisterNode(As(node).get(), req, &resp);
+    if (s.ok()) secrets_[node] = resp.node_secret();
+    return s;
+  }
+  // A context for a call that acts for `node`: the metadata its agent sends (domain/caller.h).
+  std::unique_ptr<grpc::ClientContext> As(const std::string& node,
+                                          absl::Duration timeout = absl::Seconds(10)) {
+    auto ctx = Ctx(timeout);
+    ctx->AddMetadata(domain::kNodeMetadata, node);
+    if (auto it = secrets_.find(node); it != secrets_.end()) {
+      ctx->AddMetadata(domain::kNodeSecretMetadata, it->second);
+    }
+    return ctx;
   }
 
   v1::JoinJobRequest JoinReq(const std::string& job, const std::string& node, uint32_t nodes,
@@ -88,7 +103,7 @@ class CoordinatorServiceTest : public ::testing::Test {
     req.set_node(node);
     req.set_incarnation(incarnation);
     v1::HeartbeatResponse resp;
-    return stub_->Heartbeat(Ctx().get(), req, &resp);
+    return stub_->Heartbeat(As(node).get(), req, &resp);
   }
 
   // Moves the coordinator's time on and lets it act on it at once, as its ticker would.
@@ -107,13 +122,14 @@ class CoordinatorServiceTest : public ::testing::Test {
     ASSERT_TRUE(Register("b").ok());
     v1::Assignment a;
     std::thread t(
-        [&] { EXPECT_TRUE(stub_->JoinJob(Ctx().get(), JoinReq("job", "a", 2), &a).ok()); });
+        [&] { EXPECT_TRUE(stub_->JoinJob(As("a").get(), JoinReq("job", "a", 2), &a).ok()); });
     v1::Assignment b;
-    ASSERT_TRUE(stub_->JoinJob(Ctx().get(), JoinReq("job", "b", 2), &b).ok());
+    ASSERT_TRUE(stub_->JoinJob(As("b").get(), JoinReq("job", "b", 2), &b).ok());
     t.join();
   }
 
   FakeClock clock_;  // outlives daemon_
+  std::map<std::string, std::string> secrets_;  // node -> the secret its registration returned
   std::unique_ptr<runtime::CoordinatorDaemon> daemon_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
@@ -164,15 +180,65 @@ TEST_F(CoordinatorServiceTest, Heartbeat_UnknownNode_NotFound) {
   EXPECT_EQ(stub_->Heartbeat(Ctx().get(), req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+// Issue 20's attacks, each refused with PERMISSION_DENIED while the job runs on undisturbed: one
+// process speaking as another node (registering under its name, heartbeating for it, leaving its
+// job, exchanging ids for it) or reading another job's store.
+TEST_F(CoordinatorServiceTest, SpoofedNodeCalls_PermissionDenied_JobRunsOn) {
+  StartJob();
+  // RegisterNode under member b's name, from another process (no secret): it used to end the job.
+  v1::RegisterNodeRequest reg;
+  reg.mutable_inventory()->set_node("b");
+  reg.mutable_inventory()->set_incarnation(99);
+  v1::RegisterNodeResponse reg_resp;
+  const grpc::Status spoof = stub_->RegisterNode(Ctx().get(), reg, &reg_resp);
+  EXPECT_EQ(spoof.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(spoof.error_message(), HasSubstr("alive under another agent"));
+  // Heartbeats for b without its secret (they kept a killed agent's node alive).
+  v1::HeartbeatRequest hb;
+  hb.set_node("b");
+  hb.set_incarnation(1);
+  v1::HeartbeatResponse hb_resp;
+  EXPECT_EQ(stub_->Heartbeat(Ctx().get(), hb, &hb_resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  // LeaveJob for member a, presenting b's secret under a's name.
+  auto forged = Ctx();
+  forged->AddMetadata(domain::kNodeMetadata, "a");
+  forged->AddMetadata(domain::kNodeSecretMetadata, secrets_["b"]);
+  v1::LeaveJobRequest leave;
+  leave.set_job("job");
+  leave.set_generation(1);
+  leave.set_node("a");
+  v1::LeaveJobResponse leave_resp;
+  EXPECT_EQ(stub_->LeaveJob(forged.get(), leave, &leave_resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  // A registered node that is not a member reads the job's store.
+  ASSERT_TRUE(Register("c").ok());
+  v1::KeyGetRequest get;
+  get.set_job("job");
+  get.set_generation(1);
+  get.set_key("secret");
+  v1::KeyGetResponse got;
+  const grpc::Status read = stub_->KeyGet(As("c").get(), get, &got);
+  EXPECT_EQ(read.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(read.error_message(), Not(HasSubstr("'a'")));
+  // The job runs on: same generation, both members, nobody told anything.
+  absl::StatusOr<domain::JobView> job = daemon_->core().Job("job");
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->phase, domain::JobPhase::kRunning);
+  EXPECT_EQ(job->generation, 1u);
+  // The real members still act: a's own leave is accepted.
+  EXPECT_TRUE(stub_->LeaveJob(As("a").get(), leave, &leave_resp).ok());
+}
+
 TEST_F(CoordinatorServiceTest, JoinJob_RoundClosesForBoth) {
   ASSERT_TRUE(Register("a").ok());
   ASSERT_TRUE(Register("b").ok());
   v1::Assignment a, b;
   grpc::Status sa;
-  std::thread t([&] { sa = stub_->JoinJob(Ctx().get(), JoinReq("job", "a", 2), &a); });
+  std::thread t([&] { sa = stub_->JoinJob(As("a").get(), JoinReq("job", "a", 2), &a); });
   v1::JoinJobRequest with_members = JoinReq("job", "b", 2);
   with_members.set_with_members(true);
-  ASSERT_TRUE(stub_->JoinJob(Ctx().get(), with_members, &b).ok());
+  ASSERT_TRUE(stub_->JoinJob(As("b").get(), with_members, &b).ok());
   t.join();
   ASSERT_TRUE(sa.ok()) << sa.error_message();
   EXPECT_EQ(a.node_rank(), 0u);
@@ -194,7 +260,7 @@ TEST_F(CoordinatorServiceTest, JoinJob_ClientDeadline_DeadlineExceeded) {
   grpc::Status s;
   std::thread t([&] {
     v1::Assignment a;
-    s = stub_->JoinJob(Ctx(absl::Seconds(1)).get(), JoinReq("job", "a", 2), &a);
+    s = stub_->JoinJob(As("a", absl::Seconds(1)).get(), JoinReq("job", "a", 2), &a);
   });
   EXPECT_TRUE(Held(&domain::WaiterCounts::join, 1));  // (else the call's own deadline ends it)
   // Past the call's deadline (gRPC rounds the timeout it sends up), within the heartbeat timeout.
@@ -205,7 +271,7 @@ TEST_F(CoordinatorServiceTest, JoinJob_ClientDeadline_DeadlineExceeded) {
 
 TEST_F(CoordinatorServiceTest, JoinJob_UnregisteredNode_NotFound) {
   v1::Assignment a;
-  EXPECT_EQ(stub_->JoinJob(Ctx().get(), JoinReq("job", "ghost", 1), &a).error_code(),
+  EXPECT_EQ(stub_->JoinJob(As("ghost").get(), JoinReq("job", "ghost", 1), &a).error_code(),
             grpc::StatusCode::NOT_FOUND);
 }
 
@@ -213,7 +279,7 @@ TEST_F(CoordinatorServiceTest, JoinJob_NonMemberOfRunningFixedJob_FailedPrecondi
   StartJob();
   ASSERT_TRUE(Register("c").ok());
   v1::Assignment c;
-  const grpc::Status s = stub_->JoinJob(Ctx().get(), JoinReq("job", "c", 2), &c);
+  const grpc::Status s = stub_->JoinJob(As("c").get(), JoinReq("job", "c", 2), &c);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("admits no new nodes"));
 }
@@ -223,7 +289,7 @@ TEST_F(CoordinatorServiceTest, WatchJob_NodeRestart_StreamsEndThenFinishes) {
   v1::WatchJobRequest req;
   req.set_job("job");
   req.set_generation(1);
-  auto ctx = Ctx();
+  auto ctx = As("a");
   auto reader = stub_->WatchJob(ctx.get(), req);
   ASSERT_TRUE(Register("b", 2).ok());
   v1::GenerationEnd end;
@@ -241,7 +307,7 @@ TEST_F(CoordinatorServiceTest, WatchJob_NodeLost_WithinTimeoutPlusOneSecond) {
   v1::WatchJobRequest req;
   req.set_job("job");
   req.set_generation(1);
-  auto ctx = Ctx();
+  auto ctx = As("a");
   auto reader = stub_->WatchJob(ctx.get(), req);
   ASSERT_TRUE(Held(&domain::WaiterCounts::watch, 1));
   for (int i = 0; i < 10; ++i) {  // 2 s in 200 ms heartbeat intervals
@@ -269,7 +335,7 @@ TEST_F(CoordinatorServiceTest, WatchJob_UnknownJob_NotFound) {
   v1::WatchJobRequest req;
   req.set_job("nope");
   req.set_generation(1);
-  auto ctx = Ctx();
+  auto ctx = As("a");
   auto reader = stub_->WatchJob(ctx.get(), req);
   v1::GenerationEnd end;
   EXPECT_FALSE(reader->Read(&end));
@@ -285,7 +351,7 @@ TEST_F(CoordinatorServiceTest, KeyValue_SetWaitGetAddCompareSet) {
   get.set_wait(true);
   v1::KeyGetResponse got;
   grpc::Status get_status;
-  std::thread waiter([&] { get_status = stub_->KeyGet(Ctx().get(), get, &got); });
+  std::thread waiter([&] { get_status = stub_->KeyGet(As("a").get(), get, &got); });
   EXPECT_TRUE(Held(&domain::WaiterCounts::kv, 1));  // the get waits for the key
   v1::KeySetRequest set;
   set.set_job("job");
@@ -293,7 +359,7 @@ TEST_F(CoordinatorServiceTest, KeyValue_SetWaitGetAddCompareSet) {
   set.set_key("nccl/id");
   set.set_value(std::string(128, '\x01'));
   v1::KeySetResponse set_resp;
-  ASSERT_TRUE(stub_->KeySet(Ctx().get(), set, &set_resp).ok());
+  ASSERT_TRUE(stub_->KeySet(As("a").get(), set, &set_resp).ok());
   waiter.join();
   ASSERT_TRUE(get_status.ok()) << get_status.error_message();
   EXPECT_EQ(got.value(), std::string(128, '\x01'));
@@ -304,7 +370,7 @@ TEST_F(CoordinatorServiceTest, KeyValue_SetWaitGetAddCompareSet) {
   add.set_key("count");
   add.set_delta(3);
   v1::KeyAddResponse added;
-  ASSERT_TRUE(stub_->KeyAdd(Ctx().get(), add, &added).ok());
+  ASSERT_TRUE(stub_->KeyAdd(As("a").get(), add, &added).ok());
   EXPECT_EQ(added.value(), 3);
 
   v1::KeyCompareSetRequest cas;
@@ -314,9 +380,9 @@ TEST_F(CoordinatorServiceTest, KeyValue_SetWaitGetAddCompareSet) {
   cas.set_expect_absent(true);
   cas.set_desired("a");
   v1::KeyCompareSetResponse cas_resp;
-  ASSERT_TRUE(stub_->KeyCompareSet(Ctx().get(), cas, &cas_resp).ok());
+  ASSERT_TRUE(stub_->KeyCompareSet(As("a").get(), cas, &cas_resp).ok());
   EXPECT_TRUE(cas_resp.swapped());
-  ASSERT_TRUE(stub_->KeyCompareSet(Ctx().get(), cas, &cas_resp).ok());
+  ASSERT_TRUE(stub_->KeyCompareSet(As("a").get(), cas, &cas_resp).ok());
   EXPECT_FALSE(cas_resp.swapped());
   EXPECT_EQ(cas_resp.value(), "a");
 }
@@ -328,30 +394,30 @@ TEST_F(CoordinatorServiceTest, KeyGet_CodesForMissingStaleAndTimedOut) {
   get.set_generation(1);
   get.set_key("absent");
   v1::KeyGetResponse got;
-  EXPECT_EQ(stub_->KeyGet(Ctx().get(), get, &got).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(stub_->KeyGet(As("a").get(), get, &got).error_code(), grpc::StatusCode::NOT_FOUND);
   get.set_wait(true);
   grpc::Status timed_out;
   std::thread waiter([&] {
     v1::KeyGetResponse never;
-    timed_out = stub_->KeyGet(Ctx(absl::Seconds(1)).get(), get, &never);
+    timed_out = stub_->KeyGet(As("a", absl::Seconds(1)).get(), get, &never);
   });
   EXPECT_TRUE(Held(&domain::WaiterCounts::kv, 1));
   Advance(absl::Milliseconds(1500));  // past the call's deadline, within the heartbeat timeout
   waiter.join();
   EXPECT_EQ(timed_out.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   get.set_generation(2);
-  EXPECT_EQ(stub_->KeyGet(Ctx().get(), get, &got).error_code(),
+  EXPECT_EQ(stub_->KeyGet(As("a").get(), get, &got).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
   ASSERT_TRUE(Register("a", 2).ok());  // restart: generation 1 ends
   get.set_generation(1);
-  const grpc::Status stale = stub_->KeyGet(Ctx().get(), get, &got);
+  const grpc::Status stale = stub_->KeyGet(As("a").get(), get, &got);
   EXPECT_EQ(stale.error_code(), grpc::StatusCode::ABORTED);
   EXPECT_THAT(stale.error_message(), HasSubstr("re-join"));
   get.set_job("other");
-  EXPECT_EQ(stub_->KeyGet(Ctx().get(), get, &got).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(stub_->KeyGet(As("a").get(), get, &got).error_code(), grpc::StatusCode::NOT_FOUND);
   get.set_job("job");
   get.set_key("");
-  EXPECT_EQ(stub_->KeyGet(Ctx().get(), get, &got).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(stub_->KeyGet(As("a").get(), get, &got).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_F(CoordinatorServiceTest, Barrier_TwoParticipants) {
@@ -364,7 +430,7 @@ TEST_F(CoordinatorServiceTest, Barrier_TwoParticipants) {
     r.set_participant(who);
     r.set_count(count);
     v1::BarrierResponse resp;
-    return stub_->Barrier(Ctx().get(), r, &resp);
+    return stub_->Barrier(As("a").get(), r, &resp);
   };
   grpc::Status first;
   std::thread t([&] { first = enter("r0", 2); });
@@ -378,11 +444,15 @@ TEST_F(CoordinatorServiceTest, Barrier_TwoParticipants) {
 // own call in flight at once; counts their outcomes by status code.
 class HeldBarrierCalls {
  public:
-  HeldBarrierCalls(v1::Coordinator::Stub* stub, int n, const std::string& name, uint32_t count)
+  // Each call acts for node "a", presenting `secret`.
+  HeldBarrierCalls(v1::Coordinator::Stub* stub, int n, const std::string& name, uint32_t count,
+                   const std::string& secret)
       : n_(n) {
     for (int i = 0; i < n; ++i) {
       auto c = std::make_unique<Call>();
       c->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+      c->ctx.AddMetadata(domain::kNodeMetadata, "a");
+      c->ctx.AddMetadata(domain::kNodeSecretMetadata, secret);
       c->req.set_job("job");
       c->req.set_generation(1);
       c->req.set_barrier(name);
@@ -426,7 +496,7 @@ class HeldBarrierCalls {
 TEST_F(CoordinatorServiceTest, Barrier_ThousandsHeldAcrossQueues_AllAnswered) {
   StartDaemon(absl::Minutes(2));  // no node may be declared lost meanwhile
   StartJob();
-  HeldBarrierCalls calls(stub_.get(), 2600, "many", 2600);
+  HeldBarrierCalls calls(stub_.get(), 2600, "many", 2600, secrets_["a"]);
   ASSERT_TRUE(calls.AllFinished());
   EXPECT_EQ(calls.Count(grpc::StatusCode::OK), 2600);
 }
@@ -436,7 +506,7 @@ TEST_F(CoordinatorServiceTest, Barrier_ThousandsHeldAcrossQueues_AllAnswered) {
 TEST_F(CoordinatorServiceTest, Stop_ThousandsHeld_EachCancelled) {
   StartDaemon(absl::Minutes(2));  // no node may be declared lost meanwhile
   StartJob();
-  HeldBarrierCalls calls(stub_.get(), 2100, "never", 2101);
+  HeldBarrierCalls calls(stub_.get(), 2100, "never", 2101, secrets_["a"]);
   // Wait until the coordinator holds them all (GetStatus counts waiters).
   v1::CoordinatorStatus status;
   WaitFor(
@@ -526,7 +596,7 @@ TEST_F(CoordinatorServiceTest, OversizedMessage_ResourceExhausted) {
   set.set_key("big");
   set.set_value(std::string(9 << 20, 'x'));
   v1::KeySetResponse resp;
-  EXPECT_EQ(stub_->KeySet(Ctx().get(), set, &resp).error_code(),
+  EXPECT_EQ(stub_->KeySet(As("a").get(), set, &resp).error_code(),
             grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
@@ -553,7 +623,7 @@ TEST_F(CoordinatorServiceTest, Shutdown_PendingJoinCancelled) {
   grpc::Status s;
   std::thread t([&] {
     v1::Assignment a;
-    s = stub_->JoinJob(Ctx().get(), JoinReq("job", "a", 2), &a);
+    s = stub_->JoinJob(As("a").get(), JoinReq("job", "a", 2), &a);
   });
   EXPECT_TRUE(Held(&domain::WaiterCounts::join, 1));
   daemon_->Stop();

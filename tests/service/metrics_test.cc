@@ -11,6 +11,7 @@
 
 #include "daemon/metrics/metrics_server.h"
 #include "daemon/runtime/agent_daemon.h"
+#include "daemon/domain/caller.h"
 #include "daemon/runtime/coordinator_daemon.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -86,7 +87,16 @@ class MetricsTest : public ::testing::Test {
     req.mutable_inventory()->set_node(node);
     req.mutable_inventory()->set_incarnation(1);
     v1::RegisterNodeResponse resp;
-    return stub_->RegisterNode(Ctx().get(), req, &resp);
+    const grpc::Status s = stub_->RegisterNode(Ctx().get(), req, &resp);
+    if (s.ok()) secrets_[node] = resp.node_secret();
+    return s;
+  }
+  // A context for a call that acts for `node`, with the metadata its agent sends.
+  std::unique_ptr<grpc::ClientContext> As(const std::string& node) {
+    auto ctx = Ctx();
+    ctx->AddMetadata(domain::kNodeMetadata, node);
+    ctx->AddMetadata(domain::kNodeSecretMetadata, secrets_[node]);
+    return ctx;
   }
   grpc::Status Join(const std::string& node) {
     v1::JoinJobRequest r;
@@ -97,7 +107,7 @@ class MetricsTest : public ::testing::Test {
     r.mutable_nodes()->set_min_nodes(2);
     r.mutable_nodes()->set_max_nodes(2);
     v1::Assignment a;
-    return stub_->JoinJob(Ctx().get(), r, &a);
+    return stub_->JoinJob(As(node).get(), r, &a);
   }
   grpc::Status Resolve(const std::string& node, uint32_t rank) {
     v1::ResolveGroupsRequest r;
@@ -117,10 +127,11 @@ class MetricsTest : public ::testing::Test {
       id->set_id(std::string(128, 'x'));
     }
     v1::ResolveGroupsResponse resp;
-    return stub_->ResolveGroups(Ctx().get(), r, &resp);
+    return stub_->ResolveGroups(As(node).get(), r, &resp);
   }
 
   FakeClock clock_;  // the coordinator's; outlives it
+  std::map<std::string, std::string> secrets_;  // node -> its registration's secret
   std::unique_ptr<metrics::MetricsServer> metrics_;
   std::unique_ptr<runtime::CoordinatorDaemon> coordinator_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
@@ -198,7 +209,7 @@ TEST_F(MetricsTest, SeriesFollowNodesJobsCallsIdsAndGenerations) {
   leave.set_node("b");
   leave.set_message("worker lost");
   v1::LeaveJobResponse left;
-  ASSERT_TRUE(stub_->LeaveJob(Ctx().get(), leave, &left).ok());
+  ASSERT_TRUE(stub_->LeaveJob(As("b").get(), leave, &left).ok());
   s = Scrape();
   EXPECT_EQ(Value(s, "meshd_coordinator_generation_ends_total{reason=\"node_left\"}"), 1);
   EXPECT_EQ(Value(s, "meshd_coordinator_generation_ends_total{reason=\"node_lost\"}"), 0);

@@ -137,7 +137,8 @@ void Session::Tick() {
 
 void Session::Heartbeated(absl::StatusOr<absl::Duration> interval) {
   const absl::StatusCode code = interval.status().code();
-  if (code == absl::StatusCode::kNotFound || code == absl::StatusCode::kFailedPrecondition) {
+  if (code == absl::StatusCode::kNotFound || code == absl::StatusCode::kFailedPrecondition ||
+      code == absl::StatusCode::kPermissionDenied) {
     log::Warn("the coordinator does not know this node any more; registering again",
               {{"error", std::string(interval.status().message())}});
     {

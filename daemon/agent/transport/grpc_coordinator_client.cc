@@ -39,6 +39,11 @@ bool GrpcCoordinatorClient::Begin(grpc::ClientContext* ctx, const CallOptions& o
   if (options.wait_for_ready) ctx->set_wait_for_ready(true);
   absl::MutexLock lock(&mu_);
   if (shut_down_) return false;
+  if (!node_.empty()) {
+    // Without a certificate naming the node, this is how the coordinator knows the call is its.
+    ctx->AddMetadata(domain::kNodeMetadata, node_);
+    if (!secret_.empty()) ctx->AddMetadata(domain::kNodeSecretMetadata, secret_);
+  }
   calls_.insert(ctx);
   return true;
 }
@@ -84,13 +89,23 @@ void GrpcCoordinatorClient::RegisterNode(const domain::NodeInventory& inventory,
   v1::RegisterNodeRequest req;
   wire::ToProto(inventory, req.mutable_inventory());
   for (const domain::RunningJob& r : running) wire::ToProto(r, req.add_running_jobs());
+  {
+    // Registering again, the agent presents the secret of its registration so far.
+    absl::MutexLock lock(&mu_);
+    if (node_ != inventory.node) secret_.clear();
+    node_ = inventory.node;
+  }
   Unary<v1::RegisterNodeRequest, v1::RegisterNodeResponse>(
       std::move(req), options,
       [this](auto* ctx, auto* rq, auto* rs, auto cb) {
         stub_->async()->RegisterNode(ctx, rq, rs, std::move(cb));
       },
-      [done = std::move(done)](absl::Status s, v1::RegisterNodeResponse* r) {
+      [this, done = std::move(done)](absl::Status s, v1::RegisterNodeResponse* r) {
         if (!s.ok()) return done(s);
+        {
+          absl::MutexLock lock(&mu_);
+          secret_ = r->node_secret();
+        }
         done(absl::Milliseconds(r->heartbeat_interval_ms()));
       });
 }

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "daemon/agent/core/coordinator_client.h"
+#include "daemon/domain/caller.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/security/credentials.h"
@@ -72,6 +73,10 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);
+  // The node this agent registered, and the secret its registration returned: sent with every
+  // call (domain/caller.h).
+  std::string node_ ABSL_GUARDED_BY(mu_);
+  std::string secret_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace meshd::agent

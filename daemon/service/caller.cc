@@ -1,0 +1,43 @@
+// Who sent a call (see caller.h).
+#include "daemon/service/caller.h"
+
+#include <string>
+
+#include "daemon/security/peer_identity.h"
+
+namespace meshd::service {
+namespace {
+
+// The metadata value of `key`, capped (a secret is 32 characters, a node name at most 253).
+std::string Metadata(const grpc::ServerContextBase& ctx, const char* key) {
+  const auto& md = ctx.client_metadata();
+  auto it = md.find(key);
+  if (it == md.end() || it->second.size() > 512) return "";
+  return std::string(it->second.data(), it->second.size());
+}
+
+}  // namespace
+
+domain::Caller CallerOf(const grpc::ServerContextBase& ctx) {
+  domain::Caller caller;
+  caller.node = Metadata(ctx, domain::kNodeMetadata);
+  caller.secret = Metadata(ctx, domain::kNodeSecretMetadata);
+  if (std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context()) {
+    const security::PeerIdentity peer = security::FromAuthContext(*auth);
+    if (peer.authenticated) {
+      // The names the certificate vouches for (PeerIdentity::Names' rule): its DNS SANs, or its
+      // CN when it has none, and the last segment of its SPIFFE id.
+      caller.certified_nodes = peer.dns_names;
+      if (peer.dns_names.empty() && !peer.common_name.empty()) {
+        caller.certified_nodes.push_back(peer.common_name);
+      }
+      if (!peer.spiffe_id.empty()) {
+        const size_t slash = peer.spiffe_id.rfind('/');
+        caller.certified_nodes.push_back(peer.spiffe_id.substr(slash + 1));
+      }
+    }
+  }
+  return caller;
+}
+
+}  // namespace meshd::service

@@ -1,0 +1,18 @@
+// CallerOf: who sent a server call, for the coordinator core's authorization — the node names
+// its verified TLS client certificate carries, and the node and secret it presented in its call
+// metadata (domain/caller.h). Translation only: the core decides what the caller may do.
+//
+// Thread-safety: reads only the call's context.
+#ifndef MESHD_DAEMON_SERVICE_CALLER_H_
+#define MESHD_DAEMON_SERVICE_CALLER_H_
+
+#include "daemon/domain/caller.h"
+#include "grpcpp/server_context.h"
+
+namespace meshd::service {
+
+domain::Caller CallerOf(const grpc::ServerContextBase& ctx);
+
+}  // namespace meshd::service
+
+#endif  // MESHD_DAEMON_SERVICE_CALLER_H_
