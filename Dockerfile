@@ -1,7 +1,11 @@
 # meshd container image: build on Debian 12 with the packages scripts/ installs, run from a slim stage.
 #   docker build -t meshd .
-#   docker run --rm -p 7070:7070 -p 9464:9464 meshd coordinator --listen 0.0.0.0:7070 \
+#   docker run --rm -p 7070:7070 -p 127.0.0.1:9464:9464 -v /etc/meshd/tls:/etc/meshd/tls:ro \
+#       meshd coordinator --listen 0.0.0.0:7070 --tls-cert /etc/meshd/tls/coordinator.pem \
+#       --tls-key /etc/meshd/tls/coordinator.key --tls-ca /etc/meshd/tls/ca.pem \
 #       --metrics-listen 0.0.0.0:9464
+#   (mutual TLS, docs/security.md; the key must be readable by uid/gid 10001. Without the three TLS
+#   flags a non-loopback --listen is refused, exit 2. Metrics stay plaintext: published on loopback.)
 #   docker run --rm --entrypoint meshctl meshd plan --world 64 --shape 2,4,8 --names pp,dp,tp
 # Both stages read their package lists from scripts/packages-*.txt, the same files the setup scripts
 # use, so the image and a host build never drift apart.

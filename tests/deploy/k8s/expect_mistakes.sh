@@ -7,9 +7,27 @@ if out=$("$here/validate.sh" "$here/testdata" 2>&1); then
 fi
 echo "$out"
 status=0
-for want in "nodeSelecter: unknown field" "readinessProbe/grpc/port must be integer" \
-            "livenessProbe must be a native gRPC probe" "MESHD_NODE_NAME must come from spec.nodeName" \
-            "agent must mount /run/meshd"; do
+wants=(
+  # testdata/typos
+  "nodeSelecter: unknown field" "readinessProbe/grpc/port must be integer"
+  "livenessProbe must be an exec probe running meshctl" "MESHD_NODE_NAME must come from spec.nodeName"
+  "agent must mount /run/meshd"
+  # testdata/tls: plaintext off-loopback, half a TLS setup, probes and certificates that cannot work
+  "plain-coordinator coordinator: listens on 0.0.0.0:7070 off-loopback without TLS"
+  "MESHD_TLS_CA without MESHD_TLS_CERT, MESHD_TLS_KEY: all three TLS files or none"
+  "MESHD_TLS_CA /etc/meshd/tls/ca.crt is on no mounted volume"
+  "plain-agent agent: serves health on 0.0.0.0:7071 off-loopback without TLS"
+  "plain-agent agent: dials the coordinator at meshd-coordinator:7070 without TLS"
+  "readinessProbe is a gRPC probe, but the port speaks mutual TLS"
+  "livenessProbe dials meshd-coordinator:7070: probe the coordinator on loopback"
+  "is mounted with subPath, which the kubelet never updates"
+  "shared-cert-agent agent: its TLS files come from agent-tls, the same for every node"
+  "Certificate/coordinator.spec.dnsName: unknown field"
+  "issuerRef names Issuer no-such-issuer"
+  "lacks the DNS name meshd-coordinator that DaemonSet/shared-cert-agent agent dials"
+  'needs the usage "client auth"'
+)
+for want in "${wants[@]}"; do
   grep -qF "$want" <<<"$out" || { echo "MISSING: $want"; status=1; }
 done
 exit $status

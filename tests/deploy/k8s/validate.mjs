@@ -4,9 +4,16 @@
 //      (kubernetes-models: types, required fields, enums, formats);
 //   3. each field must exist in that schema (the API server's strict field validation): a typo
 //      such as `nodeSelecter` is an error, not silently dropped;
-//   4. meshd's own rules: the probes are native gRPC probes, the coordinator has a PDB, the agent
-//      gets NODE_NAME from the Downward API and mounts /run/meshd, containers set resources and
-//      run as non-root.
+//   4. meshd's own rules: containers set resources and run as non-root; the coordinator has a PDB;
+//      the agent gets NODE_NAME from the Downward API and mounts /run/meshd; no meshd port other
+//      hosts reach is plaintext without --insecure (meshd would refuse to start, exit 2); TLS files
+//      are on mounted volumes, an agent's are its node's own; probes are ones that work with TLS
+//      (exec `meshctl ... status`; the kubelet's gRPC probe speaks no TLS);
+//   5. cert-manager's kinds (cert-manager.io/v1 Certificate, Issuer, ClusterIssuer): their CRD
+//      schemas are not available offline (not in Debian, not in kubernetes-models), so they are
+//      checked by hand-written rules instead: the spec fields cert-manager v1 knows, the required
+//      ones, and against the manifests that use them (the coordinator's Certificate names what
+//      agents and probes dial, its issuer exists). Any other kind without a schema is an error.
 // Usage: node validate.mjs <deploy/k8s dir>     Exit 0 when all pass; prints every problem.
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
@@ -81,16 +88,176 @@ function checkMeshdRules(doc, where, problems) {
     if (root && !(doc.kind === "DaemonSet" && (spec.initContainers ?? []).includes(c))) problems.push(`${at}: runs as root`);
     if (!root && spec.securityContext?.runAsNonRoot !== true && c.securityContext?.runAsNonRoot !== true) problems.push(`${at}: runAsNonRoot not set`);
   }
-  const meshd = spec.containers.filter((c) => (c.args ?? [])[0] === "coordinator" || (c.args ?? [])[0] === "agent");
+  const meshd = spec.containers.filter((c) => ["coordinator", "agent", "standalone"].includes((c.args ?? [])[0]));
   for (const c of meshd) {
-    for (const probe of ["livenessProbe", "readinessProbe"]) {
-      if (!c[probe]?.grpc?.port) problems.push(`${where} ${c.name}: ${probe} must be a native gRPC probe`);
-    }
+    checkTransport(doc, spec, c, `${where} ${c.name}`, problems);
     if (c.args[0] === "agent") {
       const node = (c.env ?? []).find((e) => e.name === "MESHD_NODE_NAME");
       if (node?.valueFrom?.fieldRef?.fieldPath !== "spec.nodeName") problems.push(`${where}: MESHD_NODE_NAME must come from spec.nodeName`);
       if (!(c.volumeMounts ?? []).some((m) => m.mountPath === "/run/meshd")) problems.push(`${where}: agent must mount /run/meshd`);
     }
+  }
+}
+
+// ---- meshd's transport: TLS, --insecure, probes ----
+// A container's meshd settings, MESHD_* names: env first, then args (the command line wins).
+function meshdSettings(c) {
+  const s = new Map();
+  for (const e of c.env ?? []) if (e.name.startsWith("MESHD_")) s.set(e.name, e.value ?? (e.valueFrom ? "<downward>" : ""));
+  const args = c.args ?? [];
+  for (let i = 1; i < args.length; i++) {
+    const m = String(args[i]).match(/^--([a-z][a-z-]*)(?:=(.*))?$/s);
+    if (!m) continue;
+    const name = `MESHD_${m[1].toUpperCase().replace(/-/g, "_")}`;
+    if (m[2] !== undefined) s.set(name, m[2]);
+    else if (m[1] === "insecure") s.set(name, "true");
+    else s.set(name, String(args[++i] ?? ""));
+  }
+  return s;
+}
+const enabled = (v) => v !== undefined && !/^(|0|false|no|off)$/i.test(String(v).trim());
+// As meshd's security::IsLocalOnly: 127.0.0.0/8, [::1], localhost. An empty host is every interface.
+function hostOf(address) {
+  const m = String(address).match(/^(?:\[([^\]]*)\]|([^:]*)):\d+$/);
+  return m ? (m[1] ?? m[2]) : null;
+}
+const loopback = (address) => /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i.test(hostOf(address) ?? "");
+const TLS = ["MESHD_TLS_CERT", "MESHD_TLS_KEY", "MESHD_TLS_CA"];
+
+function checkTransport(doc, spec, c, at, problems) {
+  const mode = c.args[0];
+  const s = meshdSettings(c);
+  const given = TLS.filter((k) => s.get(k));
+  if (given.length > 0 && given.length < 3) {
+    problems.push(`${at}: ${given.join(", ")} without ${TLS.filter((k) => !s.get(k)).join(", ")}: all three TLS files or none (meshd exits 2)`);
+  }
+  const tls = given.length === 3;
+  const insecure = enabled(s.get("MESHD_INSECURE"));
+  const plain = (what, address) => {
+    if (!tls && !insecure && hostOf(address) !== null && !loopback(address)) {
+      problems.push(`${at}: ${what} ${address} off-loopback without TLS: meshd refuses to start (exit 2); set MESHD_TLS_CERT/KEY/CA (files mounted from a Secret or the host) or, knowingly, --insecure`);
+    }
+  };
+  if (mode !== "agent") plain("listens on", s.get("MESHD_LISTEN") ?? (tls ? "0.0.0.0:7070" : "127.0.0.1:7070"));
+  if (mode !== "coordinator" && s.get("MESHD_HEALTH_LISTEN")) plain("serves health on", s.get("MESHD_HEALTH_LISTEN"));
+  if (mode === "agent" && !tls && !loopback(s.get("MESHD_COORDINATOR") ?? "127.0.0.1:7070")) {
+    problems.push(`${at}: dials the coordinator at ${s.get("MESHD_COORDINATOR")} without TLS (a coordinator other hosts reach speaks mutual TLS)`);
+  }
+  // The TLS files: on a volume, mounted so that renewals reach them; an agent's, its node's own.
+  const sharedReported = new Set();
+  for (const k of given) {
+    const path = s.get(k);
+    const mount = (c.volumeMounts ?? []).filter((m) => path === m.mountPath || path.startsWith(`${m.mountPath.replace(/\/$/, "")}/`))
+      .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+    if (!mount) { problems.push(`${at}: ${k} ${path} is on no mounted volume`); continue; }
+    if (mount.subPath || mount.subPathExpr) problems.push(`${at}: ${k} ${path} is mounted with subPath, which the kubelet never updates: a renewed certificate would not reach meshd`);
+    const volume = (spec.volumes ?? []).find((v) => v.name === mount.name);
+    const shared = volume?.secret?.secretName ?? volume?.configMap?.name ??
+      (volume?.projected?.sources ?? []).map((x) => x.secret?.name ?? x.configMap?.name).find(Boolean);
+    if (mode === "agent" && shared && !sharedReported.has(shared)) {
+      sharedReported.add(shared);
+      problems.push(`${at}: its TLS files come from ${shared}, the same for every node: each agent needs a certificate naming its own node (hostPath /etc/meshd/tls, docs/operations.md)`);
+    }
+  }
+  // Probes: the kubelet's gRPC probe speaks plaintext only; exec `meshctl ... status` works with TLS.
+  for (const probe of ["livenessProbe", "readinessProbe"]) {
+    const p = c[probe];
+    if (!p) { problems.push(`${at}: no ${probe}`); continue; }
+    if (p.grpc) {
+      if (tls) problems.push(`${at}: ${probe} is a gRPC probe, but the port speaks mutual TLS, which the kubelet's gRPC probe cannot: exec meshctl ... status`);
+      continue;
+    }
+    const cmd = (p.exec?.command ?? []).map(String);
+    if (!/(^|\/)meshctl$/.test(cmd[0] ?? "") || !cmd.includes("status")) {
+      problems.push(`${at}: ${probe} must be an exec probe running meshctl ... status (or, plaintext only, a native gRPC probe)`);
+      continue;
+    }
+    const probeArgs = meshdSettings({ args: cmd });
+    if (mode === "agent" || probeArgs.has("MESHD_AGENT_SOCKET") || cmd.includes("--agent")) {
+      const i = cmd.indexOf("--agent");
+      const socket = (i >= 0 ? cmd[i + 1] : "").replace(/^unix:/, "");
+      if (socket !== (s.get("MESHD_SOCKET") ?? "/run/meshd/agent.sock").replace(/^unix:/, "")) {
+        problems.push(`${at}: ${probe} must ask the agent on its own socket (meshctl --agent ${s.get("MESHD_SOCKET") ?? "/run/meshd/agent.sock"} status)`);
+      }
+      continue;
+    }
+    const target = probeArgs.get("MESHD_COORDINATOR") ?? "127.0.0.1:7070";
+    if (!loopback(target)) problems.push(`${at}: ${probe} dials ${target}: probe the coordinator on loopback (a Service routes only to ready pods)`);
+    for (const k of TLS) {
+      if (tls && probeArgs.get(k) !== s.get(k)) problems.push(`${at}: ${probe}: meshctl needs ${k.replace("MESHD_", "--").replace("_", "-").toLowerCase()} ${s.get(k)}, the coordinator's own`);
+    }
+    probeTargets.push({ secret: tlsSecretOf(spec, c, s), host: hostOf(target), at: `${at} ${probe}` });
+  }
+  if (mode === "agent") {
+    const host = hostOf(s.get("MESHD_COORDINATOR") ?? "");
+    if (tls && host) dialedNames.push({ host, at });
+  } else if (tls) {
+    coordinatorSecrets.push({ secret: tlsSecretOf(spec, c, s), at });
+  }
+}
+function tlsSecretOf(spec, c, s) {
+  const path = s.get("MESHD_TLS_CERT") ?? "";
+  const mount = (c.volumeMounts ?? []).find((m) => path.startsWith(`${m.mountPath.replace(/\/$/, "")}/`));
+  return (spec.volumes ?? []).find((v) => v.name === mount?.name)?.secret?.secretName;
+}
+// Filled per kustomization by checkTransport, checked against its Certificates.
+let probeTargets = [], dialedNames = [], coordinatorSecrets = [];
+
+// ---- cert-manager.io/v1, by rules (no CRD schema offline) ----
+// Spec fields of cert-manager v1 (pkg/apis/certmanager/v1/types_certificate.go, types_issuer.go).
+const CERT_FIELDS = new Set(["subject", "literalSubject", "commonName", "duration", "renewBefore",
+  "renewBeforePercentage", "dnsNames", "ipAddresses", "uris", "otherNames", "emailAddresses", "secretName",
+  "secretTemplate", "keystores", "issuerRef", "isCA", "usages", "privateKey", "encodeUsagesInRequest",
+  "revisionHistoryLimit", "additionalOutputFormats", "nameConstraints"]);
+const PRIVATE_KEY_FIELDS = new Set(["rotationPolicy", "encoding", "algorithm", "size"]);
+const ISSUER_TYPES = new Set(["acme", "ca", "vault", "selfSigned", "venafi"]);
+const USAGES = new Set(["signing", "digital signature", "content commitment", "key encipherment",
+  "key agreement", "data encipherment", "cert sign", "crl sign", "encipher only", "decipher only", "any",
+  "server auth", "client auth", "code signing", "email protection", "s/mime", "ipsec end system",
+  "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc"]);
+const isCertManager = (doc) => /^cert-manager\.io\//.test(doc.apiVersion ?? "");
+
+function checkCertManager(doc, where, docs, problems) {
+  if (doc.apiVersion !== "cert-manager.io/v1") { problems.push(`${where}: ${doc.apiVersion}: meshd's manifests use cert-manager.io/v1`); return; }
+  const spec = doc.spec;
+  if (!spec || typeof spec !== "object") { problems.push(`${where}: no spec`); return; }
+  if (doc.kind === "Issuer" || doc.kind === "ClusterIssuer") {
+    for (const k of Object.keys(spec)) if (!ISSUER_TYPES.has(k)) problems.push(`${where}.spec.${k}: unknown field (not in cert-manager IssuerSpec)`);
+    const types = Object.keys(spec).filter((k) => ISSUER_TYPES.has(k));
+    if (types.length !== 1) problems.push(`${where}: spec must set exactly one of ${[...ISSUER_TYPES].join(", ")}`);
+    if (spec.ca && !spec.ca.secretName) problems.push(`${where}: spec.ca.secretName is required`);
+    return;
+  }
+  if (doc.kind !== "Certificate") { problems.push(`${where}: no rules for cert-manager kind ${doc.kind}`); return; }
+  for (const k of Object.keys(spec)) if (!CERT_FIELDS.has(k)) problems.push(`${where}.spec.${k}: unknown field (not in cert-manager CertificateSpec)`);
+  for (const k of Object.keys(spec.privateKey ?? {})) if (!PRIVATE_KEY_FIELDS.has(k)) problems.push(`${where}.spec.privateKey.${k}: unknown field`);
+  if (!spec.secretName) problems.push(`${where}: spec.secretName is required`);
+  if (!spec.issuerRef?.name) problems.push(`${where}: spec.issuerRef.name is required`);
+  if (!["commonName", "dnsNames", "uris", "ipAddresses", "emailAddresses", "literalSubject", "otherNames"].some((k) => spec[k]?.length)) {
+    problems.push(`${where}: names nothing (commonName, dnsNames, uris, ipAddresses...)`);
+  }
+  for (const u of spec.usages ?? []) if (!USAGES.has(u)) problems.push(`${where}: spec.usages: unknown usage "${u}"`);
+  for (const d of ["duration", "renewBefore"]) {
+    if (spec[d] !== undefined && !/^(\d+(\.\d+)?(h|m|s|ms))+$/.test(String(spec[d]))) problems.push(`${where}: spec.${d} "${spec[d]}" is not a Go duration`);
+  }
+  const kind = spec.issuerRef?.kind ?? "Issuer";
+  if ((spec.issuerRef?.group ?? "cert-manager.io") === "cert-manager.io" && kind === "Issuer" &&
+      !docs.some((d) => d.kind === "Issuer" && d.metadata?.name === spec.issuerRef?.name)) {
+    problems.push(`${where}: issuerRef names Issuer ${spec.issuerRef?.name}, which this kustomization does not define`);
+  }
+  // The coordinator's certificate must name what its clients dial, and serve as a client for probes.
+  if (!coordinatorSecrets.some((x) => x.secret === spec.secretName)) return;
+  const usages = spec.usages ?? ["digital signature", "key encipherment"];
+  if (!usages.includes("server auth")) problems.push(`${where}: the coordinator's certificate needs the usage "server auth"`);
+  const ip = (h) => /^[\d.]+$|:/.test(h);
+  for (const d of dialedNames) {
+    const names = ip(d.host) ? spec.ipAddresses ?? [] : spec.dnsNames ?? [];
+    if (!names.includes(d.host)) problems.push(`${where}: lacks ${ip(d.host) ? "the IP" : "the DNS name"} ${d.host} that ${d.at} dials (MESHD_COORDINATOR)`);
+  }
+  for (const p of probeTargets.filter((x) => x.secret === spec.secretName)) {
+    if (!usages.includes("client auth")) problems.push(`${where}: ${p.at} presents this certificate as a client: it needs the usage "client auth"`);
+    const names = ip(p.host) ? spec.ipAddresses ?? [] : spec.dnsNames ?? [];
+    if (!names.includes(p.host)) problems.push(`${where}: lacks ${p.host}, which ${p.at} dials`);
   }
 }
 
@@ -115,9 +282,11 @@ for (const dir of kustomizations) {
     problems.push(`kustomize build failed: ${e.stderr || e.message}`);
   }
   const kinds = new Map();
+  probeTargets = []; dialedNames = []; coordinatorSecrets = [];
   for (const doc of docs) {
     const where = `${doc.kind}/${doc.metadata?.name}`;
     kinds.set(doc.kind, (kinds.get(doc.kind) ?? 0) + 1);
+    if (isCertManager(doc)) continue;  // after the workloads: their rules read what those use
     const [group, version] = doc.apiVersion.includes("/") ? doc.apiVersion.split("/") : [null, doc.apiVersion];
     const modelPath = join(modelsDir, group ?? "", version, `${doc.kind}.js`);
     if (!existsSync(modelPath)) { problems.push(`${where}: no schema for ${doc.apiVersion} ${doc.kind}`); continue; }
@@ -127,6 +296,7 @@ for (const dir of kustomizations) {
     checkFields(doc, `${modelPath.replace(/\.js$/, ".d.ts")}#${declaration}`, where, problems);
     checkMeshdRules(doc, where, problems);
   }
+  for (const doc of docs.filter(isCertManager)) checkCertManager(doc, `${doc.kind}/${doc.metadata?.name}`, docs, problems);
   if (docs.some((d) => d.kind === "Deployment") && !kinds.get("PodDisruptionBudget")) problems.push("the coordinator has no PodDisruptionBudget");
   const summary = [...kinds].map(([k, n]) => `${n} ${k}`).join(", ");
   if (problems.length) {
