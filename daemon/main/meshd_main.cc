@@ -214,6 +214,12 @@ int main(int argc, char** argv) {
                     "Group the socket is given to: its members' processes may attach (default: "
                     "the daemon's own group)")
         ->envname("MESHD_SOCKET_GROUP");
+    cmd->add_option("--allow-uids", agent_options.allow_uids,
+                    "A job on this host belongs to the uid of its first worker: other uids may "
+                    "not attach to it, watch it, detach it or use its store. These uids may "
+                    "(comma-separated)")
+        ->envname("MESHD_ALLOW_UIDS")
+        ->delimiter(',');
     cmd->add_option("--simulate-gpus", agent_options.simulate_gpus,
                     "Declare N simulated GPUs instead of discovering them with NVML (hosts "
                     "without GPUs); they are marked simulated everywhere")

@@ -54,7 +54,12 @@ absl::StatusOr<std::unique_ptr<AgentDaemon>> AgentDaemon::Start(const AgentDaemo
   std::unique_ptr<AgentDaemon> d(new AgentDaemon());
   const std::string address = absl::StrCat("unix:", options.socket);
   if (options.clock != nullptr) d->clock_ = options.clock;
-  const agent::AgentOptions agent_options{options.coordinator, node, HostName(), address};
+  agent::AgentOptions agent_options;
+  agent_options.coordinator = options.coordinator;
+  agent_options.node_name = node;
+  agent_options.hostname = HostName();
+  agent_options.agent_address = address;
+  agent_options.allow_uids = options.allow_uids;
   d->client_ = std::make_unique<agent::GrpcCoordinatorClient>(
       options.coordinator, agent_options.max_backoff, *channel_credentials);
   d->agent_ = std::make_unique<agent::Agent>(agent_options, *gpus, d->clock_, d->client_.get());

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/time/clock.h"
@@ -25,6 +26,8 @@ struct AgentDaemonOptions {
   std::string socket = "/run/meshd/agent.sock";
   // The group the socket is given (mode 0660: its members may attach); empty: the daemon's own.
   std::string socket_group;
+  // A job is bound to the uid of its first local worker; these uids may also use it.
+  std::vector<uint32_t> allow_uids;
   // > 0: declare this many simulated GPUs instead of asking NVML.
   int simulate_gpus = 0;
   std::string node_name;  // default: the hostname

@@ -19,6 +19,11 @@ AgentService::AgentService(agent::Agent* agent, const Clock* clock, const UnixPe
                            absl::Duration max_wait)
     : agent_(agent), clock_(clock), max_wait_(max_wait), peers_(peers) {}
 
+agent::WorkerUid AgentService::UidOf(const grpc::CallbackServerContext* ctx) const {
+  if (const std::optional<PeerCredentials> peer = PeerOf(ctx)) return peer->uid;
+  return std::nullopt;
+}
+
 std::optional<PeerCredentials> AgentService::PeerOf(const grpc::CallbackServerContext* ctx) const {
   if (peers_ == nullptr) return std::nullopt;
   return peers_->Find(ctx->peer());
@@ -82,24 +87,27 @@ grpc::ServerUnaryReactor* AgentService::Attach(grpc::CallbackServerContext* ctx,
       [reactor, resp](absl::StatusOr<agent::AttachResult> r) {
         if (r.ok()) wire::ToAttachResponse(r->assignment, r->local_rank, r->gpu, resp);
         reactor->Finish(ToGrpc(r.status()));
-      });
+      },
+      UidOf(ctx));
   reactor->Started(id);
   return reactor;
 }
 
-grpc::ServerWriteReactor<v1::GenerationEnd>* AgentService::Watch(grpc::CallbackServerContext*,
+grpc::ServerWriteReactor<v1::GenerationEnd>* AgentService::Watch(grpc::CallbackServerContext* ctx,
                                                                  const v1::WatchRequest* req) {
   agent::Agent* a = agent_;
   return new GenerationWatchReactor(
-      [a, job = req->job(), generation = req->generation(),
-       local_rank = req->local_rank()](GenerationWatchReactor::Deliver deliver)
+      [a, job = req->job(), generation = req->generation(), local_rank = req->local_rank(),
+       uid = UidOf(ctx)](GenerationWatchReactor::Deliver deliver)
           -> absl::StatusOr<GenerationWatchReactor::Cancel> {
-        auto cancel =
-            a->Watch(job, generation, local_rank, [deliver](const domain::GenerationEnd& e) {
+        auto cancel = a->Watch(
+            job, generation, local_rank,
+            [deliver](const domain::GenerationEnd& e) {
               v1::GenerationEnd p;
               ToProto(e, &p);
               deliver(p);
-            });
+            },
+            uid);
         if (!cancel.ok()) return cancel.status();
         return GenerationWatchReactor::Cancel(*std::move(cancel));
       });
@@ -108,7 +116,8 @@ grpc::ServerWriteReactor<v1::GenerationEnd>* AgentService::Watch(grpc::CallbackS
 grpc::ServerUnaryReactor* AgentService::Detach(grpc::CallbackServerContext* ctx,
                                                const v1::DetachRequest* req, v1::DetachResponse*) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpc(agent_->Detach(req->job(), req->generation(), req->local_rank())));
+  reactor->Finish(
+      ToGrpc(agent_->Detach(req->job(), req->generation(), req->local_rank(), UidOf(ctx))));
   return reactor;
 }
 
@@ -116,11 +125,13 @@ grpc::ServerUnaryReactor* AgentService::ResolveGroups(grpc::CallbackServerContex
                                                       const v1::RankGroupsRequest* req,
                                                       v1::ResolveGroupsResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  agent_->ResolveGroups(*req, CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
-                        [reactor, resp](absl::StatusOr<v1::ResolveGroupsResponse> ids) {
-                          if (ids.ok()) resp->Swap(&*ids);
-                          reactor->Finish(ToGrpc(ids.status()));
-                        });
+  agent_->ResolveGroups(
+      *req, CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
+      [reactor, resp](absl::StatusOr<v1::ResolveGroupsResponse> ids) {
+        if (ids.ok()) resp->Swap(&*ids);
+        reactor->Finish(ToGrpc(ids.status()));
+      },
+      UidOf(ctx));
   return reactor;
 }
 
@@ -142,7 +153,8 @@ grpc::ServerUnaryReactor* AgentService::RelayKey(grpc::CallbackServerContext* ct
                                   [reactor, resp](absl::StatusOr<Resp> answer) {
                                     if (answer.ok()) resp->Swap(&*answer);
                                     reactor->Finish(ToGrpc(answer.status()));
-                                  });
+                                  },
+                                  UidOf(ctx));
   return reactor;
 }
 

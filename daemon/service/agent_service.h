@@ -29,6 +29,9 @@ class AgentService final : public v1::Agent::CallbackService {
   // socket (a TCP port, an in-process channel) or the service has no `peers`; such a caller is
   // nobody known and must not be trusted as any uid. Thread-safe; any call, any time before it
   // finishes.
+  // The uid of the process behind a call on the agent's unix socket (the job binding's key);
+  // nullopt when unknown (not a unix-socket call).
+  agent::WorkerUid UidOf(const grpc::CallbackServerContext* ctx) const;
   std::optional<PeerCredentials> PeerOf(const grpc::CallbackServerContext* ctx) const;
 
   grpc::ServerUnaryReactor* Attach(grpc::CallbackServerContext* ctx, const v1::AttachRequest* req,

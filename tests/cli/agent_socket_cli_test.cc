@@ -1,6 +1,7 @@
 // `meshd agent` and its unix socket as an operator meets them: a second agent on a socket a live
 // agent serves is refused (naming the first one's pid) while the first one's worker runs on; a
-// stale socket is replaced; a regular file is left alone; --socket-group (flag, environment).
+// stale socket is replaced; a regular file is left alone; --socket-group (flag, environment); a
+// job is bound to its first worker's uid (--allow-uids).
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -127,6 +128,40 @@ TEST_F(AgentSocketCliTest, UnknownSocketGroup_ExitOneWithMessage) {
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_THAT(r.out, HasSubstr("no group named 'meshd-no-such-group'"));
   EXPECT_FALSE(std::filesystem::exists(socket_));
+}
+
+// A job belongs to the uid of its first local worker: a process of another uid that may reach
+// the socket (through its group) is refused PERMISSION_DENIED, and the job goes on; --allow-uids
+// lets that uid in.
+TEST_F(AgentSocketCliTest, JobBoundToFirstWorkersUid_OtherUidRefused_AllowUidsLetsItIn) {
+  if (getuid() != 0) GTEST_SKIP() << "needs root to run a worker as another user";
+  std::filesystem::permissions(dir_, std::filesystem::perms::all);  // uid 65534 reaches the socket
+  auto daemon = Subprocess::Start({MESHD_PATH, "standalone", "--listen", "127.0.0.1:0", "--socket",
+                                   socket_, "--simulate-gpus", "2", "--node-name", "solo",
+                                   "--socket-group", "nogroup", "--allow-uids", "4242"});
+  ASSERT_TRUE(daemon.ok());
+  ASSERT_TRUE((*daemon)->WaitForLine("meshd standalone listening on ", absl::Seconds(20)).ok());
+  // Local rank 0 of 2, as root: the job is root's on this host; it waits for rank 1.
+  auto owner = Subprocess::Start({WORKER_PATH, socket_, "bound", "0", "2", "1"});
+  ASSERT_TRUE(owner.ok());
+  const auto intruder =
+      RunCommand(absl::StrCat("setpriv --reuid=65534 --regid=65534 --clear-groups ", WORKER_PATH,
+                              " ", socket_, " bound 1 2 1"),
+                 true);
+  EXPECT_NE(intruder.exit_code, 0) << intruder.out;
+  EXPECT_THAT(intruder.out, HasSubstr("\"error\":7"));  // PERMISSION_DENIED
+  EXPECT_THAT(intruder.out, HasSubstr("belongs to uid 0"));
+  // An allowed uid completes the job's round.
+  auto allowed = Subprocess::Start(
+      {"/usr/bin/setpriv", "--reuid=4242", "--regid=65534", "--clear-groups", WORKER_PATH, socket_, "bound",
+       "1", "2", "1"});
+  ASSERT_TRUE(allowed.ok());
+  absl::StatusOr<std::string> allowed_line = (*allowed)->ReadLine(absl::Seconds(20));
+  ASSERT_TRUE(allowed_line.ok()) << allowed_line.status();
+  EXPECT_THAT(*allowed_line, HasSubstr("\"rank\":1"));
+  absl::StatusOr<std::string> owner_line = (*owner)->ReadLine(absl::Seconds(20));
+  ASSERT_TRUE(owner_line.ok()) << owner_line.status();  // placement: the round closed
+  EXPECT_THAT(*owner_line, HasSubstr("\"rank\":0"));
 }
 
 }  // namespace

@@ -46,8 +46,8 @@ Agent::Agent(AgentOptions options, std::vector<domain::Gpu> gpus, const Clock* c
                               }}),
       resender_(clock, &timers_, &session_),
       store_(clock, client, &resender_,
-             [this](const std::string& job, uint64_t generation) {
-               return KeyScope(job, generation);
+             [this](const std::string& job, uint64_t generation, WorkerUid uid) {
+               return KeyScope(job, generation, uid);
              }),
       mesh_(options_.node_name, client, &resender_) {
   inventory_.node = options_.node_name;
@@ -123,7 +123,8 @@ AttachResult Agent::ResultFor(const domain::Assignment& a, uint32_t local_rank) 
 }
 
 uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
-                       const domain::NodeCount& nodes, absl::Time deadline, AttachDone done) {
+                       const domain::NodeCount& nodes, absl::Time deadline, AttachDone done,
+                       WorkerUid uid) {
   Completions out;
   uint64_t id = 0;
   auto fail = [&out, &done](absl::Status s) {
@@ -150,12 +151,20 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
     absl::MutexLock lock(&mu_);
     auto [it, created] = jobs_.try_emplace(job);
     JobEntry& e = it->second;
-    if (created || (e.phase == JobEntry::Phase::kCollecting && e.pending.empty())) {
+    const bool vacant = created || (e.phase == JobEntry::Phase::kCollecting && e.pending.empty());
+    if (vacant) {
+      // No worker of the job waits on the node: its first one decides its sizes.
       e.local_world = local_world;
       e.nodes = nodes;
     }
+    // The job's first worker binds it to its uid, until every worker of it detached cleanly (a
+    // generation's end does not free it: its workers come back for the next one).
+    if (!e.owner_uid) e.owner_uid = uid;
+    absl::Status owner = CheckUid(job, e, uid);
     if (stopping_) {
       fail(ShuttingDown());
+    } else if (!owner.ok()) {
+      fail(std::move(owner));
     } else if (e.local_world != local_world || !(e.nodes == nodes)) {
       fail(absl::InvalidArgumentError(absl::StrCat(
           "workers of job '", job, "' on this node disagree: local_world ", e.local_world,
@@ -187,6 +196,18 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
   }
   RunAll(out);
   return id;
+}
+
+absl::Status Agent::CheckUid(const std::string& job, const JobEntry& e, WorkerUid uid) const {
+  if (!uid || !e.owner_uid || *uid == *e.owner_uid) return absl::OkStatus();
+  for (uint32_t allowed : options_.allow_uids) {
+    if (allowed == *uid) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "job '", job.substr(0, domain::kMaxJobNameBytes), "' on node '", inventory_.node,
+      "' belongs to uid ", *e.owner_uid, " (its first local worker's); a process of uid ", *uid,
+      " may not attach to it, watch it, detach from it or use its store (the agent's "
+      "--allow-uids lets other uids in)"));
 }
 
 void Agent::WithdrawAttach(const std::string& job, uint32_t local_rank, uint64_t id) {
@@ -365,7 +386,8 @@ void Agent::OnGenerationEnd(const std::string& job, const domain::GenerationEnd&
 }
 
 absl::StatusOr<std::function<void()>> Agent::Watch(const std::string& job, uint64_t generation,
-                                                   uint32_t local_rank, EndDone done) {
+                                                   uint32_t local_rank, EndDone done,
+                                                   WorkerUid uid) {
   Completions out;
   std::function<void()> cancel = [] {};
   {
@@ -376,6 +398,7 @@ absl::StatusOr<std::function<void()>> Agent::Watch(const std::string& job, uint6
           absl::StrCat("no worker of this node attached to job '", job, "'"));
     }
     JobEntry& e = it->second;
+    if (absl::Status s = CheckUid(job, e, uid); !s.ok()) return s;
     if (e.last_end && generation <= e.last_end->generation) {
       out.push_back([done = std::move(done), end = *e.last_end] { done(end); });
     } else if (e.assignment && e.assignment->generation == generation) {
@@ -404,13 +427,19 @@ absl::StatusOr<std::function<void()>> Agent::Watch(const std::string& job, uint6
   return cancel;
 }
 
-absl::Status Agent::Detach(const std::string& job, uint64_t generation, uint32_t local_rank) {
+absl::Status Agent::Detach(const std::string& job, uint64_t generation, uint32_t local_rank,
+                           WorkerUid uid) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job);
   if (it == jobs_.end())
     return absl::NotFoundError(absl::StrCat("no job '", job, "' on this node"));
   JobEntry& e = it->second;
+  if (absl::Status s = CheckUid(job, e, uid); !s.ok()) return s;
   if (e.assignment && e.assignment->generation == generation) e.detached.insert(local_rank);
+  if (e.pending.empty() && !e.attached.empty() &&
+      std::includes(e.detached.begin(), e.detached.end(), e.attached.begin(), e.attached.end())) {
+    e.owner_uid.reset();  // every worker left cleanly: the job is no one's on this node now
+  }
   return absl::OkStatus();
 }
 
@@ -441,7 +470,7 @@ void Agent::WorkerGone(const std::string& job, uint64_t generation, uint32_t loc
 }
 
 void Agent::ResolveGroups(v1::RankGroupsRequest request, absl::Time deadline,
-                          Answer<v1::ResolveGroupsResponse> done) {
+                          Answer<v1::ResolveGroupsResponse> done, WorkerUid uid) {
   absl::Status status;
   uint32_t local_world = 0;
   uint32_t first_rank = 0;
@@ -450,6 +479,8 @@ void Agent::ResolveGroups(v1::RankGroupsRequest request, absl::Time deadline,
     auto it = jobs_.find(request.job());
     if (stopping_) {
       status = ShuttingDown();
+    } else if (it != jobs_.end() && !CheckUid(request.job(), it->second, uid).ok()) {
+      status = CheckUid(request.job(), it->second, uid);
     } else if (it == jobs_.end() || !it->second.assignment ||
                it->second.assignment->generation != request.generation() ||
                !it->second.attached.contains(request.local_rank())) {
@@ -489,10 +520,13 @@ void Agent::ExpireWorkers(absl::Time now, Completions& out) {
   }
 }
 
-absl::Status Agent::KeyScope(const std::string& job, uint64_t generation) const {
+absl::Status Agent::KeyScope(const std::string& job, uint64_t generation, WorkerUid uid) const {
   absl::MutexLock lock(&mu_);
   if (stopping_) return ShuttingDown();
   auto it = jobs_.find(job);
+  if (it != jobs_.end()) {
+    if (absl::Status s = CheckUid(job, it->second, uid); !s.ok()) return s;
+  }
   if (it != jobs_.end() && it->second.assignment &&
       it->second.assignment->generation == generation && !it->second.attached.empty()) {
     return absl::OkStatus();

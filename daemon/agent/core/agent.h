@@ -48,7 +48,13 @@ struct AgentOptions {
   uint64_t incarnation = 0;   // 0: a random one is chosen
   absl::Duration rpc_timeout = absl::Seconds(5);
   absl::Duration max_backoff = absl::Seconds(5);
+  // Uids that may also use a job bound to another uid (--allow-uids).
+  std::vector<uint32_t> allow_uids;
 };
+
+// The local process behind a worker's call, as the kernel says (SO_PEERCRED on the agent's unix
+// socket). Unknown (nullopt) for callers in the agent's own process (tests).
+using WorkerUid = std::optional<uint32_t>;
 
 // A worker's placement once its job's round closed.
 struct AttachResult {
@@ -85,8 +91,12 @@ class Agent {
   // DEADLINE_EXCEEDED; any error of the coordinator's JoinJob; CANCELLED on Stop.
   // Returns an id for WithdrawAttach while the worker waits for the round (0 when answered at
   // once).
+  // A job is bound to the uid of its first local worker until all its workers detached cleanly:
+  // a worker of another uid (not in allow_uids) is refused PERMISSION_DENIED here and in every
+  // call below, so that one user cannot attach to, watch, detach or read another's job.
   uint64_t Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
-                  const domain::NodeCount& nodes, absl::Time deadline, AttachDone done);
+                  const domain::NodeCount& nodes, absl::Time deadline, AttachDone done,
+                  WorkerUid uid = std::nullopt);
   // The worker of attach `id` went away (its call was cancelled: Ctrl-C, a crash) while its job's
   // local workers were still gathering: its place is freed (so that it may attach again at once)
   // and its `done` gets CANCELLED. Unknown or already answered ids are ignored.
@@ -96,22 +106,24 @@ class Agent {
   // If the watch is cancelled (the worker's stream broke) before the worker detached, the worker is
   // lost: the agent makes the node leave the generation so that every other worker is told.
   absl::StatusOr<std::function<void()>> Watch(const std::string& job, uint64_t generation,
-                                              uint32_t local_rank, EndDone done);
+                                              uint32_t local_rank, EndDone done,
+                                              WorkerUid uid = std::nullopt);
   // A worker leaves cleanly. Errors: NOT_FOUND unknown job.
-  absl::Status Detach(const std::string& job, uint64_t generation, uint32_t local_rank);
+  absl::Status Detach(const std::string& job, uint64_t generation, uint32_t local_rank,
+                      WorkerUid uid = std::nullopt);
   // One worker's groups of one mesh (its request as it came). Once every local worker of the job
   // asked for the mesh, the agent sends one ResolveGroups for the node and answers each worker
   // with its groups' ids. Errors: FAILED_PRECONDITION the worker is not attached to that
   // generation; ABORTED the generation ended; ALREADY_EXISTS the local rank already asked for this
   // mesh; DEADLINE_EXCEEDED; and the coordinator's errors (spec mismatch, ...).
   void ResolveGroups(v1::RankGroupsRequest request, absl::Time deadline,
-                     Answer<v1::ResolveGroupsResponse> done);
+                     Answer<v1::ResolveGroupsResponse> done, WorkerUid uid = std::nullopt);
   // The generation's key-value store for local workers (see StoreRelay). Errors:
   // FAILED_PRECONDITION no worker of this node is attached to that generation of the job; ABORTED
   // it ended; CANCELLED at Stop; the coordinator's.
   template <typename Req, typename Resp>
-  void RelayKeyCall(Req req, absl::Time deadline, Answer<Resp> done) {
-    store_.Relay<Req, Resp>(std::move(req), deadline, std::move(done));
+  void RelayKeyCall(Req req, absl::Time deadline, Answer<Resp> done, WorkerUid uid = std::nullopt) {
+    store_.Relay<Req, Resp>(std::move(req), deadline, std::move(done), uid);
   }
 
   domain::AgentView Status() const;
@@ -132,6 +144,8 @@ class Agent {
     std::set<uint32_t> attached;  // local ranks answered in this generation
     std::set<uint32_t> detached;  // of those, the ones that left cleanly
     std::map<uint32_t, int> watching;  // local rank -> its workers' live watches
+    // The uid of its first local worker; cleared when every worker detached cleanly.
+    std::optional<uint32_t> owner_uid;
     std::optional<domain::GenerationEnd> last_end;
     std::map<uint64_t, std::pair<uint64_t, EndDone>> watchers;  // id -> (generation, done)
   };
@@ -152,9 +166,13 @@ class Agent {
                    absl::StatusOr<domain::GenerationEnd> end) ABSL_LOCKS_EXCLUDED(mu_);
   // Whether `generation` of `job` is this node's running generation (and the agent not stopping).
   bool Runs(const std::string& job, uint64_t generation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // OK when local workers run `generation` of `job` (the store's scope); else the error.
-  absl::Status KeyScope(const std::string& job, uint64_t generation) const
+  // OK when local workers run `generation` of `job` (the store's scope) and `uid` may use it;
+  // else the error.
+  absl::Status KeyScope(const std::string& job, uint64_t generation, WorkerUid uid) const
       ABSL_LOCKS_EXCLUDED(mu_);
+  // PERMISSION_DENIED when `job` is bound to another uid than `uid` (see Attach).
+  absl::Status CheckUid(const std::string& job, const JobEntry& e, WorkerUid uid) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   AttachResult ResultFor(const domain::Assignment& a, uint32_t local_rank) const;
   // The worker's watch went away: if it had not detached, leave the generation.
   void WorkerGone(const std::string& job, uint64_t generation, uint32_t local_rank)

@@ -139,7 +139,8 @@ void StoreRelay::WriteAnswered(const std::string& job) {
 }
 
 template <typename Req, typename Resp>
-void StoreRelay::Relay(Req req, absl::Time deadline, Answer<Resp> done) {
+void StoreRelay::Relay(Req req, absl::Time deadline, Answer<Resp> done,
+                       std::optional<uint32_t> uid) {
   constexpr bool kShareable = kIs<Resp, v1::KeyGetResponse> || kIs<Resp, v1::KeyWaitResponse>;
   constexpr bool kMergeable = kIs<Resp, v1::KeyAddResponse> || kIs<Resp, v1::KeySetResponse>;
   constexpr bool kWrite =
@@ -153,7 +154,7 @@ void StoreRelay::Relay(Req req, absl::Time deadline, Answer<Resp> done) {
       if (scope.ok()) scope = domain::ValidateValue(req.value());
     }
   }
-  if (scope.ok()) scope = scope_(req.job(), req.generation());
+  if (scope.ok()) scope = scope_(req.job(), req.generation(), uid);
   if constexpr (kWrite) {
     // Answered: later gets of local workers must see it (read your writes).
     done = [this, job = req.job(), done = std::move(done)](absl::StatusOr<Resp> r) {
@@ -354,7 +355,7 @@ void StoreRelay::SendSharedWait(const std::string& signature, Req req, absl::Tim
 
 #define MESHD_KEY_RELAY(Name)                                                              \
   template void StoreRelay::Relay<v1::Name##Request, v1::Name##Response>(                 \
-      v1::Name##Request, absl::Time, Answer<v1::Name##Response>);
+      v1::Name##Request, absl::Time, Answer<v1::Name##Response>, std::optional<uint32_t>);
 MESHD_KEY_RELAY(KeySet)
 MESHD_KEY_RELAY(KeyGet)
 MESHD_KEY_RELAY(KeyAdd)

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,7 +35,8 @@ class StoreRelay {
  public:
   // OK when local workers run `generation` of `job`, else the error to answer with
   // (FAILED_PRECONDITION not attached, ABORTED ended, CANCELLED stopping).
-  using Scope = std::function<absl::Status(const std::string& job, uint64_t generation)>;
+  using Scope = std::function<absl::Status(const std::string& job, uint64_t generation,
+                                           std::optional<uint32_t> uid)>;
   struct Counts {
     uint64_t calls = 0;   // Key* calls from workers
     uint64_t shared = 0;  // of those, sent within another worker's coordinator call
@@ -46,7 +48,8 @@ class StoreRelay {
   // One worker's call, answered by `deadline` (on the core's clock). Req/Resp: one of the
   // v1::Key{Set,Get,Add,CompareSet,Wait,Check,Delete,Count} pairs.
   template <typename Req, typename Resp>
-  void Relay(Req req, absl::Time deadline, Answer<Resp> done) ABSL_LOCKS_EXCLUDED(mu_);
+  void Relay(Req req, absl::Time deadline, Answer<Resp> done,
+             std::optional<uint32_t> uid = std::nullopt) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Answers the shared waiters whose own deadline passed (a later joiner's may come before the
   // shared call's) with DEADLINE_EXCEEDED naming the keys.

@@ -480,6 +480,63 @@ v1::RankGroupsRequest Ask(uint32_t local_rank, const std::vector<std::string>& g
   return r;
 }
 
+// On a host, a job belongs to the uid of its first worker: a process of another uid can neither
+// attach to it, watch it, detach it, exchange its ids nor use its store; --allow-uids lets one in.
+TEST_F(AgentCoreTest, AJobIsBoundToItsFirstWorkersUid) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w0.done(), 1000);
+  Attached& other = Worker();
+  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), other.done(), 2000);
+  ASSERT_TRUE(other.result.has_value());
+  EXPECT_EQ(other.result->status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(other.result->status().message(), HasSubstr("belongs to uid 1000"));
+  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w1.done(), 1000);
+  client_.TakeJoin()->done(Assigned("train", 1, 0, 2, 2));
+  ASSERT_TRUE(w0.result.has_value() && w0.result->ok());
+  const auto denied = absl::StatusCode::kPermissionDenied;
+  EXPECT_EQ(agent_->Watch("train", 1, 0, [](const domain::GenerationEnd&) {}, 2000).status().code(),
+            denied);
+  EXPECT_EQ(agent_->Detach("train", 1, 0, 2000).code(), denied);
+  std::optional<absl::StatusOr<v1::ResolveGroupsResponse>> ids;
+  agent_->ResolveGroups(Ask(0, {"dp/0"}, 1), clock_.Now() + absl::Minutes(1),
+                        [&ids](absl::StatusOr<v1::ResolveGroupsResponse> r) { ids = r; }, 2000);
+  EXPECT_EQ(ids->status().code(), denied);
+  std::optional<absl::Status> get;
+  v1::KeyGetRequest req;
+  req.set_job("train");
+  req.set_generation(1);
+  req.set_key("k");
+  agent_->RelayKeyCall<v1::KeyGetRequest, v1::KeyGetResponse>(
+      req, clock_.Now() + absl::Seconds(1),
+      [&get](absl::StatusOr<v1::KeyGetResponse> r) { get = r.status(); }, 2000);
+  EXPECT_EQ(get->code(), denied);
+  EXPECT_EQ(client_.TakeKey(), std::nullopt);  // nothing reached the coordinator
+  // The owner's own calls go through.
+  EXPECT_TRUE(agent_->Watch("train", 1, 0, [](const domain::GenerationEnd&) {}, 1000).ok());
+  // Both workers detach cleanly: the job is no one's here any more.
+  ASSERT_TRUE(agent_->Detach("train", 1, 0, 1000).ok());
+  ASSERT_TRUE(agent_->Detach("train", 1, 1, 1000).ok());
+  EXPECT_TRUE(agent_->Detach("train", 1, 1, 2000).ok());
+}
+
+TEST_F(AgentCoreTest, AllowedUidsShareAJob) {
+  FakeCoordinatorClient client;
+  AgentOptions options{"coordinator:7070", "node-b", "host-b", "unix:/tmp/b.sock", 78};
+  options.allow_uids = {2000};
+  Agent agent(options, Gpus(2), &clock_, &client);
+  agent.Start();
+  client.TakeRegister()->done(absl::Seconds(1));
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  agent.Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w0.done(), 1000);
+  agent.Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w1.done(), 2000);
+  EXPECT_FALSE(w1.result.has_value());  // let in: both wait for the round
+  EXPECT_EQ(client.joins(), 1u);
+  agent.Stop();
+}
+
 TEST_F(AgentCoreTest, LocalWorkersGroupRequestsTravelAsOneResolveGroups) {
   Register();
   Attached& w0 = Worker();
