@@ -165,6 +165,41 @@ TEST_F(TlsClusterTest, JobOverMutualTls_WorkersGetRanks_MeshctlWithCertificate) 
   EXPECT_EQ(ServedSerial(health_, pki_, "operator"), "2001");
 }
 
+// A node is who its certificate says: an agent holding node-b's certificate that claims to be
+// node-a (running a job) is refused (its registration names a node its certificate does not),
+// and node-a's job runs on undisturbed — same generation, no worker told anything.
+TEST_F(TlsClusterTest, AgentClaimingAnotherNodesName_Refused_ThatNodesJobRunsOn) {
+  ASSERT_EQ(AttachWorkers().size(), 2u);
+  const std::string rogue_log = dir_ + "/rogue.log";
+  const std::string rogue_socket = dir_ + "/rogue.sock";
+  auto rogue = Subprocess::Start(
+      {MESHD_PATH, "agent", "--coordinator", address_, "--socket", rogue_socket,
+       "--simulate-gpus", "2", "--node-name", "node-a", "--tls-cert", pki_ + "/node-b.pem",
+       "--tls-key", pki_ + "/node-b.key", "--tls-ca", pki_ + "/ca.pem"},
+      rogue_log);
+  ASSERT_TRUE(rogue.ok()) << rogue.status();
+  // It is refused, and says why in its log.
+  ASSERT_TRUE(testing::WaitFor([&] {
+    std::ifstream in(rogue_log);
+    const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return log.find("PERMISSION_DENIED") != std::string::npos &&
+           log.find("alive under another agent") != std::string::npos;
+  }));
+  auto status = RunCommand(absl::StrCat(MESHCTL_PATH, " --agent ", rogue_socket,
+                                        " --timeout 5s status"),
+                           true);
+  EXPECT_THAT(status.out, HasSubstr("NOT connected"));
+  auto r = Meshctl("job train --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto job = nlohmann::json::parse(r.out);
+  EXPECT_EQ(job["phase"], "JOB_PHASE_RUNNING");
+  EXPECT_EQ(job.value("generation", std::string("1")), "1") << r.out;
+  for (auto& w : workers_) {
+    EXPECT_EQ(w->ReadLine(absl::Milliseconds(300)).status().code(),
+              absl::StatusCode::kDeadlineExceeded);
+  }
+}
+
 // Every certificate replaced under a running job: new connections (meshctl, openssl s_client) see
 // the new ones on the coordinator and on the agent's health port; the job keeps its generation
 // and no worker is told anything.
