@@ -95,11 +95,15 @@ std::string RenderAgentStatus(const v1::AgentStatus& s, const std::string& addre
              {"coordinator",
               absl::StrCat(s.coordinator(), s.connected() ? " (connected)" : " (NOT connected)")}});
   if (s.workers_size() == 0) return out + "no workers attached\n";
-  std::vector<std::vector<std::string>> rows = {{"JOB", "LOCAL RANK", "GENERATION", "RANK"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"JOB", "LOCAL RANK", "GENERATION", "RANK", "PID", "UID", "GID"}};
   for (const auto& w : s.workers()) {
     rows.push_back({w.job(), absl::StrCat(w.local_rank()),
                     w.generation() ? absl::StrCat(w.generation()) : "waiting",
-                    w.generation() ? absl::StrCat(w.rank()) : "-"});
+                    w.generation() ? absl::StrCat(w.rank()) : "-",
+                    w.has_pid() ? absl::StrCat(w.pid()) : "-",
+                    w.has_uid() ? absl::StrCat(w.uid()) : "-",
+                    w.has_gid() ? absl::StrCat(w.gid()) : "-"});
   }
   return out + "\n" + Table(rows);
 }

@@ -74,6 +74,10 @@ grpc::ServerUnaryReactor* AgentService::Attach(grpc::CallbackServerContext* ctx,
                                                const v1::AttachRequest* req,
                                                v1::AttachResponse* resp) {
   if (const std::optional<PeerCredentials> peer = PeerOf(ctx)) {
+    {
+      absl::MutexLock lock(&attached_mu_);
+      if (attached_by_.size() < 65536) attached_by_[{req->job(), req->local_rank()}] = *peer;
+    }
     log::Debug("attach", {{"job", req->job()},
                           {"local_rank", absl::StrCat(req->local_rank())},
                           {"pid", absl::StrCat(peer->pid)},
@@ -140,6 +144,19 @@ grpc::ServerUnaryReactor* AgentService::GetStatus(grpc::CallbackServerContext* c
                                                   v1::AgentStatus* resp) {
   ToProto(agent_->Status(), resp);
   resp->set_version(MESHD_VERSION);
+  {
+    absl::MutexLock lock(&attached_mu_);
+    std::map<std::pair<std::string, uint32_t>, PeerCredentials> listed;
+    for (v1::AgentStatus::Worker& w : *resp->mutable_workers()) {
+      auto it = attached_by_.find({w.job(), w.local_rank()});
+      if (it == attached_by_.end()) continue;
+      w.set_pid(static_cast<uint32_t>(it->second.pid));
+      w.set_uid(it->second.uid);
+      w.set_gid(it->second.gid);
+      listed.insert(*it);
+    }
+    attached_by_ = std::move(listed);  // workers no longer listed are forgotten
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -9,6 +9,9 @@
 
 #include <optional>
 
+#include <map>
+#include <utility>
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/time/clock.h"
 #include "daemon/agent/core/agent.h"
@@ -73,6 +76,11 @@ class AgentService final : public v1::Agent::CallbackService {
   const Clock* const clock_;
   const absl::Duration max_wait_;
   const UnixPeers* const peers_;
+  // The credentials of the process behind each worker's Attach, by (job, local rank), for
+  // GetStatus; pruned to the workers the agent still lists.
+  mutable absl::Mutex attached_mu_;
+  mutable std::map<std::pair<std::string, uint32_t>, PeerCredentials> attached_by_
+      ABSL_GUARDED_BY(attached_mu_);
 };
 
 }  // namespace meshd::service

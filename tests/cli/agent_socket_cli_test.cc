@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "tests/support/run_command.h"
 #include "tests/support/subprocess.h"
+#include "tests/support/wait_for.h"
 
 namespace meshd {
 namespace {
@@ -144,6 +145,8 @@ TEST_F(AgentSocketCliTest, JobBoundToFirstWorkersUid_OtherUidRefused_AllowUidsLe
   // Local rank 0 of 2, as root: the job is root's on this host; it waits for rank 1.
   auto owner = Subprocess::Start({WORKER_PATH, socket_, "bound", "0", "2", "1"});
   ASSERT_TRUE(owner.ok());
+  // ... once the agent lists it waiting (the first worker binds the job).
+  ASSERT_TRUE(testing::WaitFor([&] { return AgentStatus().out.find("bound") != std::string::npos; }));
   const auto intruder =
       RunCommand(absl::StrCat("setpriv --reuid=65534 --regid=65534 --clear-groups ", WORKER_PATH,
                               " ", socket_, " bound 1 2 1"),
@@ -162,6 +165,12 @@ TEST_F(AgentSocketCliTest, JobBoundToFirstWorkersUid_OtherUidRefused_AllowUidsLe
   absl::StatusOr<std::string> owner_line = (*owner)->ReadLine(absl::Seconds(20));
   ASSERT_TRUE(owner_line.ok()) << owner_line.status();  // placement: the round closed
   EXPECT_THAT(*owner_line, HasSubstr("\"rank\":0"));
+  // meshctl shows who attached each worker, as the kernel said.
+  const auto status = AgentStatus();
+  ASSERT_EQ(status.exit_code, 0) << status.out;
+  EXPECT_THAT(status.out, HasSubstr("PID"));
+  EXPECT_THAT(status.out, HasSubstr(absl::StrCat((*owner)->pid())));
+  EXPECT_THAT(status.out, HasSubstr("4242"));
 }
 
 }  // namespace
