@@ -128,14 +128,13 @@ absl::StatusOr<NodeRegistered> Coordinator::Register(const Caller* caller,
       if (absl::Status s = nodes_.MayRegister(*caller, inv.node); !s.ok()) return s;
     }
     if (absl::Status s = nodes_.CheckGpus(inv); !s.ok()) return s;
-    // The same agent registering again (its secret, its incarnation) keeps its secret, so that
-    // its calls in flight stay its own; any other registration gets a new one.
-    const auto known = nodes_.nodes().find(inv.node);
-    const bool same_agent = caller != nullptr && known != nodes_.nodes().end() &&
-                            known->second->alive &&
-                            known->second->inventory.incarnation == inv.incarnation &&
-                            caller->node == inv.node && nodes_.Authenticate(*caller, inv.node).ok();
-    result.secret = same_agent ? known->second->secret : NewSecret();
+    // An agent chooses its secret (a random key per incarnation, sent with its registration), so
+    // that a registration whose answer was lost, retried, is still its own, and its calls in
+    // flight stay valid; a caller without one is given one.
+    result.secret = caller != nullptr && caller->node == inv.node &&
+                            caller->secret.size() >= domain::kMinNodeSecretBytes
+                        ? caller->secret
+                        : NewSecret();
     const NodeRegistry::Registration r = nodes_.Register(inv, result.secret);
     if (std::optional<Event> e = RegistrationEvent(r, inv)) Emit(events_, *std::move(e), out);
     result.restarted = r.arrival == NodeRegistry::Arrival::kRestarted;

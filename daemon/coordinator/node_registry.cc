@@ -42,6 +42,14 @@ bool SameSecret(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// Whether `caller` proves it is `name`: a certificate naming it, or — for a caller without a
+// certificate — the node's current secret. A certificate naming another node proves nothing,
+// whatever secret comes with it: with TLS a node is who its certificate says.
+bool Proves(const Caller& caller, const std::string& name, const NodeRegistry::Node& node) {
+  if (!caller.certified_nodes.empty()) return caller.Certifies(name);
+  return caller.node == name && SameSecret(caller.secret, node.secret);
+}
+
 }  // namespace
 
 absl::Status NodeRegistry::Authenticate(const Caller& caller, const std::string& name) const {
@@ -50,10 +58,7 @@ absl::Status NodeRegistry::Authenticate(const Caller& caller, const std::string&
     return absl::NotFoundError(
         absl::StrCat("node '", name.substr(0, 64), "' is not registered; register first"));
   }
-  if (caller.Certifies(name)) return absl::OkStatus();
-  if (caller.node == name && SameSecret(caller.secret, it->second->secret)) {
-    return absl::OkStatus();
-  }
+  if (Proves(caller, name, *it->second)) return absl::OkStatus();
   return absl::PermissionDeniedError(absl::StrCat(
       "this call acts for node '", name,
       "', but its sender is not authenticated as that node: an agent presents the secret its "
@@ -62,12 +67,15 @@ absl::Status NodeRegistry::Authenticate(const Caller& caller, const std::string&
 }
 
 absl::Status NodeRegistry::MayRegister(const Caller& caller, const std::string& name) const {
+  if (!caller.certified_nodes.empty() && !caller.Certifies(name)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "this agent's certificate does not name node '", name.substr(0, 64),
+        "'; with TLS a node registers only under a name its certificate carries (a DNS SAN, the "
+        "CN when it has none, or a spiffe:// URI ending in it)"));
+  }
   auto it = nodes_.find(name);
   if (it == nodes_.end() || !it->second->alive) return absl::OkStatus();
-  if (caller.Certifies(name)) return absl::OkStatus();
-  if (caller.node == name && SameSecret(caller.secret, it->second->secret)) {
-    return absl::OkStatus();
-  }
+  if (Proves(caller, name, *it->second)) return absl::OkStatus();
   return absl::PermissionDeniedError(absl::StrCat(
       "node '", name,
       "' is registered and alive under another agent; a second process cannot take its name. A "

@@ -7,6 +7,7 @@
 #define MESHD_DAEMON_DOMAIN_CALLER_H_
 
 #include <algorithm>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@ namespace meshd::domain {
 // Call metadata an agent sends on every call once registered.
 inline constexpr char kNodeMetadata[] = "meshd-node";
 inline constexpr char kNodeSecretMetadata[] = "meshd-node-secret";
+// A node secret an agent chooses is at least this long (128 bits, hex).
+inline constexpr size_t kMinNodeSecretBytes = 32;
 
 struct Caller {
   // The node the caller says it acts for and the secret it presented (empty when none).

@@ -20,8 +20,11 @@ AgentService::AgentService(agent::Agent* agent, const Clock* clock, const UnixPe
     : agent_(agent), clock_(clock), max_wait_(max_wait), peers_(peers) {}
 
 agent::WorkerUid AgentService::UidOf(const grpc::CallbackServerContext* ctx) const {
+  if (peers_ == nullptr) return std::nullopt;  // no unix socket (in-process callers)
   if (const std::optional<PeerCredentials> peer = PeerOf(ctx)) return peer->uid;
-  return std::nullopt;
+  // Served on the socket but its credentials are not known: never anyone's uid (no job's owner
+  // matches it), rather than no check.
+  return static_cast<uint32_t>(-1);
 }
 
 std::optional<PeerCredentials> AgentService::PeerOf(const grpc::CallbackServerContext* ctx) const {
@@ -73,11 +76,8 @@ class AttachReactor final : public grpc::ServerUnaryReactor {
 grpc::ServerUnaryReactor* AgentService::Attach(grpc::CallbackServerContext* ctx,
                                                const v1::AttachRequest* req,
                                                v1::AttachResponse* resp) {
-  if (const std::optional<PeerCredentials> peer = PeerOf(ctx)) {
-    {
-      absl::MutexLock lock(&attached_mu_);
-      if (attached_by_.size() < 65536) attached_by_[{req->job(), req->local_rank()}] = *peer;
-    }
+  const std::optional<PeerCredentials> peer = PeerOf(ctx);
+  if (peer) {
     log::Debug("attach", {{"job", req->job()},
                           {"local_rank", absl::StrCat(req->local_rank())},
                           {"pid", absl::StrCat(peer->pid)},
@@ -88,8 +88,14 @@ grpc::ServerUnaryReactor* AgentService::Attach(grpc::CallbackServerContext* ctx,
   const uint64_t id = agent_->Attach(
       req->job(), req->local_rank(), req->local_world(), FromProto(req->nodes()),
       CallDeadline(ctx->deadline(), clock_->Now(), max_wait_),
-      [reactor, resp](absl::StatusOr<agent::AttachResult> r) {
-        if (r.ok()) wire::ToAttachResponse(r->assignment, r->local_rank, r->gpu, resp);
+      [this, reactor, resp, peer, job = req->job()](absl::StatusOr<agent::AttachResult> r) {
+        if (r.ok()) {
+          wire::ToAttachResponse(r->assignment, r->local_rank, r->gpu, resp);
+          if (peer) {  // who holds this place now, for GetStatus
+            absl::MutexLock lock(&attached_mu_);
+            attached_by_[{job, r->local_rank}] = *peer;
+          }
+        }
         reactor->Finish(ToGrpc(r.status()));
       },
       UidOf(ctx));

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "absl/strings/strip.h"
 #include "daemon/security/peer_identity.h"
 
 namespace meshd::service {
@@ -31,9 +32,16 @@ domain::Caller CallerOf(const grpc::ServerContextBase& ctx) {
       if (peer.dns_names.empty() && !peer.common_name.empty()) {
         caller.certified_nodes.push_back(peer.common_name);
       }
-      if (!peer.spiffe_id.empty()) {
-        const size_t slash = peer.spiffe_id.rfind('/');
-        caller.certified_nodes.push_back(peer.spiffe_id.substr(slash + 1));
+      // spiffe://<trust domain>/<path...>/<node>: the last segment of a path, never the trust
+      // domain itself.
+      constexpr absl::string_view kScheme = "spiffe://";
+      absl::string_view id = peer.spiffe_id;
+      if (absl::ConsumePrefix(&id, kScheme)) {
+        const size_t path = id.find('/');
+        const size_t last = id.rfind('/');
+        if (path != absl::string_view::npos && last + 1 < id.size()) {
+          caller.certified_nodes.emplace_back(id.substr(last + 1));
+        }
       }
     }
   }

@@ -183,7 +183,7 @@ TEST_F(TlsClusterTest, AgentClaimingAnotherNodesName_Refused_ThatNodesJobRunsOn)
     std::ifstream in(rogue_log);
     const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     return log.find("PERMISSION_DENIED") != std::string::npos &&
-           log.find("alive under another agent") != std::string::npos;
+           log.find("does not name node 'node-a'") != std::string::npos;
   }));
   auto status = RunCommand(absl::StrCat(MESHCTL_PATH, " --agent ", rogue_socket,
                                         " --timeout 5s status"),

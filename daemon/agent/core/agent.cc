@@ -157,9 +157,6 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
       e.local_world = local_world;
       e.nodes = nodes;
     }
-    // The job's first worker binds it to its uid, until every worker of it detached cleanly (a
-    // generation's end does not free it: its workers come back for the next one).
-    if (!e.owner_uid) e.owner_uid = uid;
     absl::Status owner = CheckUid(job, e, uid);
     if (stopping_) {
       fail(ShuttingDown());
@@ -184,11 +181,15 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
           [done = std::move(done), r = ResultFor(*e.assignment, local_rank)] { done(r); });
       e.attached.insert(local_rank);
       e.detached.erase(local_rank);
+      if (!e.owner_uid) e.owner_uid = uid;
     } else if (e.pending.contains(local_rank)) {
       fail(absl::AlreadyExistsError(absl::StrCat("local rank ", local_rank, " of job '", job,
                                                  "' is already attached on node '", inventory_.node,
                                                  "'; each worker needs its own")));
     } else {
+      // Admitted: the job's first worker binds it to its uid, until no worker of it is on the
+      // node (a generation's end does not free it: its workers come back for the next one).
+      if (!e.owner_uid) e.owner_uid = uid;
       id = next_attach_id_++;
       e.pending.emplace(local_rank, Pending{std::move(done), deadline, id});
       LaunchJoins(out);
@@ -196,6 +197,10 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
   }
   RunAll(out);
   return id;
+}
+
+void Agent::ReleaseIfIdle(JobEntry& e) {
+  if (e.pending.empty() && !e.assignment) e.owner_uid.reset();
 }
 
 absl::Status Agent::CheckUid(const std::string& job, const JobEntry& e, WorkerUid uid) const {
@@ -220,6 +225,7 @@ void Agent::WithdrawAttach(const std::string& job, uint32_t local_rank, uint64_t
     if (p == it->second.pending.end() || p->second.id != id) return;
     done = std::move(p->second.done);
     it->second.pending.erase(p);
+    ReleaseIfIdle(it->second);
   }
   log::Info("a worker waiting for its job's round went away; its place is free again",
             {{"job", job}, {"local_rank", absl::StrCat(local_rank)}});
@@ -358,11 +364,17 @@ void Agent::OnGenerationEnd(const std::string& job, const domain::GenerationEnd&
     absl::MutexLock lock(&mu_);
     JobEntry& e = jobs_[job];
     if (e.assignment && e.assignment->generation == end.generation) {
+      // A generation every worker of which left cleanly frees the job on this node; one that
+      // ended otherwise keeps it bound (its workers come back for the next).
+      const bool all_left =
+          !e.attached.empty() && std::includes(e.detached.begin(), e.detached.end(),
+                                               e.attached.begin(), e.attached.end());
       e.phase = JobEntry::Phase::kCollecting;
       e.assignment.reset();
       e.attached.clear();
       e.detached.clear();
       e.watching.clear();
+      if (all_left) ReleaseIfIdle(e);
     }
     out.push_back([this, job, generation = end.generation,
                    aborted = absl::AbortedError(absl::StrCat("generation ", end.generation,
@@ -436,10 +448,6 @@ absl::Status Agent::Detach(const std::string& job, uint64_t generation, uint32_t
   JobEntry& e = it->second;
   if (absl::Status s = CheckUid(job, e, uid); !s.ok()) return s;
   if (e.assignment && e.assignment->generation == generation) e.detached.insert(local_rank);
-  if (e.pending.empty() && !e.attached.empty() &&
-      std::includes(e.detached.begin(), e.detached.end(), e.attached.begin(), e.attached.end())) {
-    e.owner_uid.reset();  // every worker left cleanly: the job is no one's on this node now
-  }
   return absl::OkStatus();
 }
 

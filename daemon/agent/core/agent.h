@@ -91,7 +91,8 @@ class Agent {
   // DEADLINE_EXCEEDED; any error of the coordinator's JoinJob; CANCELLED on Stop.
   // Returns an id for WithdrawAttach while the worker waits for the round (0 when answered at
   // once).
-  // A job is bound to the uid of its first local worker until all its workers detached cleanly:
+  // A job is bound to the uid of its first admitted local worker until none of its workers waits
+  // or runs on the node:
   // a worker of another uid (not in allow_uids) is refused PERMISSION_DENIED here and in every
   // call below, so that one user cannot attach to, watch, detach or read another's job.
   uint64_t Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
@@ -144,7 +145,8 @@ class Agent {
     std::set<uint32_t> attached;  // local ranks answered in this generation
     std::set<uint32_t> detached;  // of those, the ones that left cleanly
     std::map<uint32_t, int> watching;  // local rank -> its workers' live watches
-    // The uid of its first local worker; cleared when every worker detached cleanly.
+    // The uid of its first admitted local worker; cleared when no worker of it waits or runs on
+    // the node (all withdrew, or its generation ended after every worker detached cleanly).
     std::optional<uint32_t> owner_uid;
     std::optional<domain::GenerationEnd> last_end;
     std::map<uint64_t, std::pair<uint64_t, EndDone>> watchers;  // id -> (generation, done)
@@ -170,6 +172,8 @@ class Agent {
   // else the error.
   absl::Status KeyScope(const std::string& job, uint64_t generation, WorkerUid uid) const
       ABSL_LOCKS_EXCLUDED(mu_);
+  // No worker of the job waits or runs on the node: it is no one's any more.
+  void ReleaseIfIdle(JobEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // PERMISSION_DENIED when `job` is bound to another uid than `uid` (see Attach).
   absl::Status CheckUid(const std::string& job, const JobEntry& e, WorkerUid uid) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

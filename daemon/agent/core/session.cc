@@ -139,7 +139,10 @@ void Session::Heartbeated(absl::StatusOr<absl::Duration> interval) {
   const absl::StatusCode code = interval.status().code();
   if (code == absl::StatusCode::kNotFound || code == absl::StatusCode::kFailedPrecondition ||
       code == absl::StatusCode::kPermissionDenied) {
-    log::Warn("the coordinator does not know this node any more; registering again",
+    log::Warn(code == absl::StatusCode::kPermissionDenied
+                  ? "the coordinator no longer takes this agent as the node (another agent "
+                    "registered it?); registering again"
+                  : "the coordinator does not know this node any more; registering again",
               {{"error", std::string(interval.status().message())}});
     {
       absl::MutexLock lock(&mu_);

@@ -1,8 +1,14 @@
 // The agent core's coordinator calls over gRPC (see grpc_coordinator_client.h).
 #include "daemon/agent/transport/grpc_coordinator_client.h"
 
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstdlib>
+
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "daemon/wire/agent_convert.h"
 #include "daemon/wire/convert.h"
 #include "grpcpp/create_channel.h"
@@ -10,6 +16,23 @@
 
 namespace meshd::agent {
 namespace {
+
+// 128 bits from the kernel's random source, as hex.
+std::string RandomKey() {
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n > 0) {
+      got += static_cast<size_t>(n);
+    } else if (n < 0 && errno != EINTR) {
+      std::abort();  // never on Linux >= 3.17; a guessable key would let others act as this node
+    }
+  }
+  std::string hex;
+  for (unsigned char b : bytes) absl::StrAppend(&hex, absl::Hex(b, absl::kZeroPad2));
+  return hex;
+}
 
 const absl::Status& Cancelled() {
   static const absl::Status* const kCancelled =
@@ -90,10 +113,11 @@ void GrpcCoordinatorClient::RegisterNode(const domain::NodeInventory& inventory,
   wire::ToProto(inventory, req.mutable_inventory());
   for (const domain::RunningJob& r : running) wire::ToProto(r, req.add_running_jobs());
   {
-    // Registering again, the agent presents the secret of its registration so far.
+    // The agent's own secret, chosen once (128 bits from the kernel), sent with every
+    // registration: a retry whose first answer was lost is still this agent's.
     absl::MutexLock lock(&mu_);
-    if (node_ != inventory.node) secret_.clear();
     node_ = inventory.node;
+    if (secret_.empty()) secret_ = RandomKey();
   }
   Unary<v1::RegisterNodeRequest, v1::RegisterNodeResponse>(
       std::move(req), options,

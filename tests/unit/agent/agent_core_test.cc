@@ -515,10 +515,37 @@ TEST_F(AgentCoreTest, AJobIsBoundToItsFirstWorkersUid) {
   EXPECT_EQ(client_.TakeKey(), std::nullopt);  // nothing reached the coordinator
   // The owner's own calls go through.
   EXPECT_TRUE(agent_->Watch("train", 1, 0, [](const domain::GenerationEnd&) {}, 1000).ok());
-  // Both workers detach cleanly: the job is no one's here any more.
+  // Both workers detach cleanly: while the generation runs, the job stays theirs (another uid
+  // must not slip into the running generation) ...
   ASSERT_TRUE(agent_->Detach("train", 1, 0, 1000).ok());
   ASSERT_TRUE(agent_->Detach("train", 1, 1, 1000).ok());
-  EXPECT_TRUE(agent_->Detach("train", 1, 1, 2000).ok());
+  Attached& late = Worker();
+  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), late.done(), 2000);
+  EXPECT_EQ(late.result->status().code(), denied);
+  // ... and once it ended, the job is no one's here any more.
+  client_.TakeWatch()->done(
+      domain::GenerationEnd{"train", 1, domain::EndReason::kNodeLeft, "node-a", "done"});
+  Attached& next = Worker();
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), next.done(), 2000);
+  EXPECT_FALSE(next.result.has_value());  // waiting for its round, as uid 2000's job now
+}
+
+TEST_F(AgentCoreTest, ARefusedOrWithdrawnAttachBindsNothing) {
+  Register();
+  Attached& squatter = Worker();
+  const uint64_t id = agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1),
+                                     squatter.done(), 2000);
+  agent_->WithdrawAttach("train", 0, id);  // it went away: the job is free again
+  Attached& owner = Worker();
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), owner.done(), 1000);
+  EXPECT_FALSE(owner.result.has_value());  // admitted, waiting
+  Attached& clash = Worker();  // another uid's refused attach changes nothing
+  agent_->Attach("train", 1, 2, domain::NodeCount{3, 3, absl::Seconds(1)},
+                 clock_.Now() + absl::Minutes(1), clash.done(), 2000);
+  EXPECT_EQ(clash.result->status().code(), absl::StatusCode::kPermissionDenied);
+  Attached& second = Worker();
+  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), second.done(), 1000);
+  EXPECT_EQ(client_.joins(), 1u);
 }
 
 TEST_F(AgentCoreTest, AllowedUidsShareAJob) {

@@ -94,6 +94,35 @@ TEST_F(AuthorizationTest, RegisteringUnderALiveNodesName_PermissionDenied_ItsJob
   (void)b;
 }
 
+// With TLS a node is who its certificate says: a certificate naming node-b registers neither a
+// new name nor a dead one, and a secret does not make its holder another node.
+TEST_F(AuthorizationTest, ACertificateActsOnlyAsTheNodesItNames) {
+  const Caller b_cert{"", "", {"node-b"}};
+  absl::StatusOr<NodeRegistered> fresh = coord_.RegisterNodeAs(b_cert, Node("node-a"));
+  EXPECT_EQ(fresh.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(fresh.status().message(), HasSubstr("does not name node 'node-a'"));
+  const Caller a = Agent("node-a");  // node-a's own agent, without TLS
+  EXPECT_EQ(coord_.AuthorizeNode(Caller{"node-a", a.secret, {"node-b"}}, "node-a").code(),
+            absl::StatusCode::kPermissionDenied);
+  ASSERT_TRUE(coord_.RegisterNodeAs(b_cert, Node("node-b")).ok());
+}
+
+// An agent chooses its secret and sends it with its registration: a retry whose answer was lost
+// presents the same one and is still that agent's; its calls in flight stay valid.
+TEST_F(AuthorizationTest, AnAgentsOwnSecretSurvivesARetriedRegistration) {
+  const Caller mine{"a", std::string(32, 'k'), {}};
+  absl::StatusOr<NodeRegistered> first = coord_.RegisterNodeAs(mine, Node("a"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->secret, mine.secret);
+  absl::StatusOr<NodeRegistered> retry = coord_.RegisterNodeAs(mine, Node("a"));  // answer lost
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(coord_.AuthorizeNode(mine, "a").ok());
+  // A short secret is not taken: the coordinator draws one.
+  absl::StatusOr<NodeRegistered> weak = coord_.RegisterNodeAs(Caller{"w", "short", {}}, Node("w"));
+  ASSERT_TRUE(weak.ok());
+  EXPECT_NE(weak->secret, "short");
+}
+
 TEST_F(AuthorizationTest, ANodeDeclaredDeadIsAnyonesToRegister) {
   Agent("a");
   clock_.Advance(absl::Seconds(6));
