@@ -7,6 +7,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
+#include "daemon/agent/core/agent_errors.h"
 #include "daemon/agent/core/mesh_request.h"
 #include "daemon/domain/limits.h"
 #include "daemon/domain/validation.h"
@@ -49,7 +50,16 @@ Agent::Agent(AgentOptions options, std::vector<domain::Gpu> gpus, const Clock* c
              [this](const std::string& job, uint64_t generation, WorkerUid uid) {
                return KeyScope(job, generation, uid);
              }),
-      mesh_(options_.node_name, client, &resender_) {
+      mesh_(options_.node_name, client, &resender_),
+      watch_(client, &session_,
+             GenerationWatch::Hooks{[this](const std::string& job, uint64_t generation) {
+                                      absl::MutexLock lock(&mu_);
+                                      return Runs(job, generation);
+                                    },
+                                    [this](const std::string& job,
+                                           const domain::GenerationEnd& end) {
+                                      OnGenerationEnd(job, end);
+                                    }}) {
   inventory_.node = options_.node_name;
   inventory_.hostname = options_.hostname;
   inventory_.agent_address = options_.agent_address;
@@ -133,14 +143,10 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
   absl::Status valid = domain::ValidateName("job", job, domain::kMaxJobNameBytes);
   if (valid.ok()) valid = domain::ValidateNodeCount(nodes, domain::kMaxNodes);
   if (valid.ok() && (local_world < 1 || local_rank >= local_world)) {
-    valid = absl::InvalidArgumentError(absl::StrCat("local_rank ", local_rank,
-                                                    " must be below local_world ", local_world,
-                                                    ", which must be at least 1"));
+    valid = errors::BadLocalRank(local_rank, local_world);
   }
   if (valid.ok() && local_world > inventory_.gpus.size()) {
-    valid = absl::FailedPreconditionError(
-        absl::StrCat("job '", job, "' asks for ", local_world, " workers on node '",
-                     inventory_.node, "', which has ", inventory_.gpus.size(), " GPUs"));
+    valid = errors::TooManyWorkers(job, local_world, inventory_.node, inventory_.gpus.size());
   }
   if (!valid.ok()) {
     fail(valid);
@@ -163,17 +169,10 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
     } else if (!owner.ok()) {
       fail(std::move(owner));
     } else if (e.local_world != local_world || !(e.nodes == nodes)) {
-      fail(absl::InvalidArgumentError(absl::StrCat(
-          "workers of job '", job, "' on this node disagree: local_world ", e.local_world,
-          " and nodes ", e.nodes.min_nodes, ":", e.nodes.max_nodes,
-          " were given first; this one asks for local_world ", local_world, " and nodes ",
-          nodes.min_nodes, ":", nodes.max_nodes)));
+      fail(errors::WorkersDisagree(job, e.local_world, e.nodes, local_world, nodes));
     } else if (e.phase == JobEntry::Phase::kJoined && e.attached.contains(local_rank) &&
                !e.detached.contains(local_rank) && e.watching[local_rank] > 0) {
-      fail(absl::AlreadyExistsError(absl::StrCat(
-          "local rank ", local_rank, " of job '", job, "' runs in generation ",
-          e.assignment->generation, " on node '", inventory_.node,
-          "' (a live worker holds it); each worker needs its own")));
+      fail(errors::RankRunning(job, local_rank, e.assignment->generation, inventory_.node));
     } else if (e.phase == JobEntry::Phase::kJoined) {
       // The generation is running and the place is free (its worker detached, or never watched):
       // a worker that restarted gets it again.
@@ -183,9 +182,7 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
       e.detached.erase(local_rank);
       if (!e.owner_uid) e.owner_uid = uid;
     } else if (e.pending.contains(local_rank)) {
-      fail(absl::AlreadyExistsError(absl::StrCat("local rank ", local_rank, " of job '", job,
-                                                 "' is already attached on node '", inventory_.node,
-                                                 "'; each worker needs its own")));
+      fail(errors::RankWaiting(job, local_rank, inventory_.node));
     } else {
       // Admitted: the job's first worker binds it to its uid, until no worker of it is on the
       // node (a generation's end does not free it: its workers come back for the next one).
@@ -208,11 +205,7 @@ absl::Status Agent::CheckUid(const std::string& job, const JobEntry& e, WorkerUi
   for (uint32_t allowed : options_.allow_uids) {
     if (allowed == *uid) return absl::OkStatus();
   }
-  return absl::PermissionDeniedError(absl::StrCat(
-      "job '", job.substr(0, domain::kMaxJobNameBytes), "' on node '", inventory_.node,
-      "' belongs to uid ", *e.owner_uid, " (its first local worker's); a process of uid ", *uid,
-      " may not attach to it, watch it, detach from it or use its store (the agent's "
-      "--allow-uids lets other uids in)"));
+  return errors::OtherUid(job, inventory_.node, *e.owner_uid, *uid);
 }
 
 void Agent::WithdrawAttach(const std::string& job, uint32_t local_rank, uint64_t id) {
@@ -271,7 +264,11 @@ void Agent::OnJoined(const std::string& job, absl::StatusOr<domain::Assignment> 
                                      {"generation", absl::StrCat(result->generation)},
                                      {"node_rank", absl::StrCat(result->node_rank)},
                                      {"world", absl::StrCat(result->world_size)}});
-      if (!stopping_) StartWatch(job, result->generation, out);
+      if (!stopping_) {
+        out.push_back([this, job, generation = result->generation] {
+          watch_.Start(job, generation);
+        });
+      }
     } else {
       e.phase = JobEntry::Phase::kCollecting;
       for (auto& [rank, p] : e.pending) {
@@ -282,74 +279,6 @@ void Agent::OnJoined(const std::string& job, absl::StatusOr<domain::Assignment> 
     e.pending.clear();
   }
   RunAll(out);
-}
-
-// One coordinator watch per job's generation; reports the end to the workers once. A watch lost
-// to the transport (UNAVAILABLE: the coordinator unreachable, a connection reset) is not an end:
-// the agent watches again, waiting for the coordinator to answer, so a network blip does not end a
-// running job. A coordinator that answers without the job may have restarted and not yet heard
-// from this node: the agent registers again, reporting the generation (which lets the coordinator
-// rebuild the job), and watches once more; a coordinator that still does not know it then ends it.
-void Agent::StartWatch(const std::string& job, uint64_t generation, Completions& out, bool again,
-                       bool after_register) {
-  out.push_back([this, job, generation, again, after_register] {
-    client_->WatchJob(job, generation, CallOptions{absl::InfiniteDuration(), again},
-                      [this, job, generation, after_register](
-                          absl::StatusOr<domain::GenerationEnd> end) {
-                        OnWatchDone(job, generation, after_register, std::move(end));
-                      });
-  });
-}
-
-void Agent::OnWatchDone(const std::string& job, uint64_t generation, bool after_register,
-                        absl::StatusOr<domain::GenerationEnd> result) {
-  if (result.ok()) return OnGenerationEnd(job, *result);
-  const absl::Status& s = result.status();
-  if (s.code() == absl::StatusCode::kCancelled) return;  // the agent stops
-  if (s.code() == absl::StatusCode::kUnavailable) {
-    Completions out;
-    {
-      absl::MutexLock lock(&mu_);
-      if (!Runs(job, generation)) return;  // over here already (or stopping): nothing to watch
-      StartWatch(job, generation, out, /*again=*/true);
-    }
-    log::Warn(
-        "lost the watch on the coordinator; watching again once it answers (the generation "
-        "goes on; an end is reported when the coordinator is back)",
-        {{"job", job},
-         {"generation", absl::StrCat(generation)},
-         {"error", std::string(s.message())}});
-    return RunAll(out);
-  }
-  if (s.code() == absl::StatusCode::kNotFound && !after_register) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (!Runs(job, generation)) return;
-    }
-    log::Warn(
-        "the coordinator does not know a running job (did it restart?): registering again, "
-        "reporting it, then watching it again",
-        {{"job", job}, {"generation", absl::StrCat(generation)}});
-    return session_.RunAfterRegistering([this, job, generation] {
-      Completions out;
-      {
-        absl::MutexLock lock(&mu_);
-        if (Runs(job, generation)) {
-          StartWatch(job, generation, out, /*again=*/true, /*after_register=*/true);
-        }
-      }
-      RunAll(out);
-    });
-  }
-  domain::GenerationEnd end{job, generation, domain::EndReason::kNodeLost, "", ""};
-  if (s.code() == absl::StatusCode::kNotFound) {
-    end.reason = domain::EndReason::kShutdown;
-    end.message =
-        absl::StrCat("the coordinator no longer knows the job (it restarted): ", s.message());
-  } else {
-    end.message = absl::StrCat("lost the watch on the coordinator: ", s.message());
-  }
-  OnGenerationEnd(job, end);
 }
 
 bool Agent::Runs(const std::string& job, uint64_t generation) const {
@@ -494,12 +423,10 @@ void Agent::ResolveGroups(v1::RankGroupsRequest request, absl::Time deadline,
                !it->second.attached.contains(request.local_rank())) {
       const bool ended = it != jobs_.end() && it->second.last_end &&
                          it->second.last_end->generation >= request.generation();
-      status = ended ? absl::AbortedError(absl::StrCat(
-                           "generation ", request.generation(), " of job '", request.job(),
-                           "' ended: ", it->second.last_end->message, "; re-attach"))
-                     : absl::FailedPreconditionError(absl::StrCat(
-                           "local rank ", request.local_rank(), " is not attached to generation ",
-                           request.generation(), " of job '", request.job(), "'; attach first"));
+      status = ended ? errors::GenerationEnded(request.job(), request.generation(),
+                                               it->second.last_end->message, "")
+                     : errors::RankNotAttached(request.job(), request.local_rank(),
+                                               request.generation());
     } else {
       local_world = it->second.local_world;
       first_rank = it->second.assignment->node_rank * local_world;
@@ -540,13 +467,10 @@ absl::Status Agent::KeyScope(const std::string& job, uint64_t generation, Worker
     return absl::OkStatus();
   }
   if (it != jobs_.end() && it->second.last_end && it->second.last_end->generation >= generation) {
-    return absl::AbortedError(absl::StrCat("generation ", generation, " of job '", job,
-                                           "' ended: ", it->second.last_end->message,
-                                           "; its key-value store is gone; re-attach"));
+    return errors::GenerationEnded(job, generation, it->second.last_end->message,
+                                   "its key-value store is gone");
   }
-  return absl::FailedPreconditionError(
-      absl::StrCat("no worker of this node is attached to generation ", generation, " of job '",
-                   job.substr(0, domain::kMaxJobNameBytes), "'; attach first"));
+  return errors::NoWorkerAttached(job, generation);
 }
 
 domain::AgentView Agent::Status() const {

@@ -1,8 +1,8 @@
 // Agent: the node agent's core. It keeps the node registered with the coordinator (Session),
 // aggregates the local workers of each job into one JoinJob per node and fans the answer out,
 // merges their group-id requests into one ResolveGroups per mesh (MeshRelay), relays their
-// key-value store calls (StoreRelay), and relays the end of a generation from one coordinator watch per job to
-// every local worker's watch. Pure: no transport (a CoordinatorClient), no thread (the daemon's
+// key-value store calls (StoreRelay), and relays the end of a generation from one coordinator
+// watch per job (GenerationWatch) to every local worker's watch. Pure: no transport (a CoordinatorClient), no thread (the daemon's
 // ticker, or a test, calls Tick), time from the injected clock.
 //
 // Per job on this node:
@@ -29,6 +29,7 @@
 #include "absl/time/time.h"
 #include "common/time/clock.h"
 #include "daemon/agent/core/coordinator_client.h"
+#include "daemon/agent/core/generation_watch.h"
 #include "daemon/agent/core/mesh_relay.h"
 #include "daemon/agent/core/resender.h"
 #include "daemon/agent/core/session.h"
@@ -159,13 +160,6 @@ class Agent {
       ABSL_LOCKS_EXCLUDED(mu_);
   void OnGenerationEnd(const std::string& job, const domain::GenerationEnd& end)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Queues (into `out`) one coordinator watch for the job's generation; `again`: after the previous
-  // one was lost to the transport (waits for the coordinator). `after_register`: the agent
-  // registered again since the coordinator did not know the job (a NOT_FOUND then ends it).
-  void StartWatch(const std::string& job, uint64_t generation, Completions& out, bool again = false,
-                  bool after_register = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnWatchDone(const std::string& job, uint64_t generation, bool after_register,
-                   absl::StatusOr<domain::GenerationEnd> end) ABSL_LOCKS_EXCLUDED(mu_);
   // Whether `generation` of `job` is this node's running generation (and the agent not stopping).
   bool Runs(const std::string& job, uint64_t generation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // OK when local workers run `generation` of `job` (the store's scope) and `uid` may use it;
@@ -195,6 +189,7 @@ class Agent {
   Resender resender_;
   StoreRelay store_;
   MeshRelay mesh_;
+  GenerationWatch watch_;
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
