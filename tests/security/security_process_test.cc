@@ -7,7 +7,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/files.h"
 #include "tests/support/run_command.h"
 #include "tests/support/scrape.h"
 #include "tests/support/subprocess.h"
@@ -30,15 +30,11 @@ using ::meshd::testing::WaitFor;
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-std::string Read(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using ::meshd::testing::ReadFile;
 
 // Copies `from` over `to` atomically (a rename), as an operator's rotation should.
 void Install(const std::string& from, const std::string& to) {
-  fs::copy_file(from, to + ".new", fs::copy_options::overwrite_existing);
-  fs::rename(to + ".new", to);
+  testing::ReplaceFile(to, testing::ReadFile(from));
 }
 
 std::string Flags(const std::string& cert, const std::string& key, const std::string& ca) {
@@ -180,8 +176,7 @@ TEST_F(TlsClusterTest, AgentClaimingAnotherNodesName_Refused_ThatNodesJobRunsOn)
   ASSERT_TRUE(rogue.ok()) << rogue.status();
   // It is refused, and says why in its log.
   ASSERT_TRUE(testing::WaitFor([&] {
-    std::ifstream in(rogue_log);
-    const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string log = ReadFile(rogue_log);
     return log.find("PERMISSION_DENIED") != std::string::npos &&
            log.find("does not name node 'node-a'") != std::string::npos;
   }));
@@ -266,7 +261,7 @@ TEST(SafeDefaults, Insecure_ServesWithWarningAndGauge) {
   auto s = testing::Scrape(*url);
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ((*s)["meshd_insecure"], 1);
-  EXPECT_THAT(Read(log), HasSubstr("PLAINTEXT"));
+  EXPECT_THAT(ReadFile(log), HasSubstr("PLAINTEXT"));
 
   // On loopback plaintext needs no --insecure, and the gauge stays 0.
   auto local = Subprocess::Start(

@@ -6,7 +6,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -22,6 +21,7 @@
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
 #include "gtest/gtest.h"
+#include "tests/support/files.h"
 #include "tests/support/run_command.h"
 #include "tests/support/wait_for.h"
 
@@ -32,17 +32,8 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-std::string Read(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// Writes `text` to `path` atomically (a rename), as an operator's rotation should.
-void Replace(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".new";
-  std::ofstream(tmp) << text;
-  fs::rename(tmp, path);
-}
+using ::meshd::testing::ReadFile;
+using ::meshd::testing::ReplaceFile;
 
 // The test PKI (make_certs.sh), made once for the whole binary.
 const std::string& Pki() {
@@ -95,7 +86,7 @@ std::shared_ptr<grpc::ChannelCredentials> ClientWithoutCertificate() {
   grpc::experimental::TlsChannelCredentialsOptions options;
   options.set_certificate_provider(
       std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
-          Read(Pki() + "/ca.pem")));
+          ReadFile(Pki() + "/ca.pem")));
   options.watch_root_certs();
   return grpc::experimental::TlsCredentials(options);
 }
@@ -174,7 +165,7 @@ class TlsServerTest : public ::testing::Test {
 TEST_F(TlsServerTest, ClientOfTheCa_Served) {
   std::string pem;
   EXPECT_TRUE(Check(Channel(address_, ClientTls(Files("node-a"))), &pem).ok());
-  EXPECT_EQ(pem, Read(Pki() + "/server.pem"));
+  EXPECT_EQ(pem, ReadFile(Pki() + "/server.pem"));
 }
 
 TEST_F(TlsServerTest, PlaintextClient_Refused) {
@@ -210,8 +201,8 @@ TEST(TlsRotation, ServerFilesReplaced_NewConnectionsGetNewCertificate) {
   const std::string dir = absl::StrCat(Pki(), "/live_", ::testing::UnitTest::GetInstance()->random_seed());
   fs::create_directories(dir);
   const TlsFiles live{dir + "/cert.pem", dir + "/key.pem", Pki() + "/ca.pem"};
-  Replace(live.cert, Read(Pki() + "/server.pem"));
-  Replace(live.key, Read(Pki() + "/server.key"));
+  ReplaceFile(live.cert, ReadFile(Pki() + "/server.pem"));
+  ReplaceFile(live.key, ReadFile(Pki() + "/server.key"));
   service::ServerOptions options;
   options.listen = {"127.0.0.1:0"};
   options.tcp_credentials = *MutualTlsServerCredentials(live, absl::Seconds(1));
@@ -221,11 +212,11 @@ TEST(TlsRotation, ServerFilesReplaced_NewConnectionsGetNewCertificate) {
   auto before = Channel(address, ClientTls(Files("node-a")));
   std::string pem;
   ASSERT_TRUE(Check(before, &pem).ok());
-  EXPECT_EQ(pem, Read(Pki() + "/server.pem"));
+  EXPECT_EQ(pem, ReadFile(Pki() + "/server.pem"));
 
-  Replace(live.key, Read(Pki() + "/server2.key"));
-  Replace(live.cert, Read(Pki() + "/server2.pem"));
-  const std::string rotated = Read(Pki() + "/server2.pem");
+  ReplaceFile(live.key, ReadFile(Pki() + "/server2.key"));
+  ReplaceFile(live.cert, ReadFile(Pki() + "/server2.pem"));
+  const std::string rotated = ReadFile(Pki() + "/server2.pem");
   EXPECT_TRUE(meshd::testing::WaitFor(
       [&] { return Check(Channel(address, ClientTls(Files("node-a"))), &pem).ok() && pem == rotated; },
       absl::Seconds(15), absl::Milliseconds(100)))
