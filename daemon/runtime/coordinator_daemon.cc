@@ -1,36 +1,13 @@
 // CoordinatorDaemon (see coordinator_daemon.h).
 #include "daemon/runtime/coordinator_daemon.h"
 
-#include <sys/random.h>
-
-#include <cerrno>
-#include <cstdlib>
-
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
 #include "daemon/security/listen_policy.h"
+#include "daemon/security/random_secret.h"
 
 namespace meshd::runtime {
 namespace {
-
-// A node secret: 128 bits from the kernel's random source (getrandom(2)), as hex.
-std::string KernelRandomSecret() {
-  unsigned char bytes[16];
-  size_t got = 0;
-  while (got < sizeof bytes) {
-    const ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n > 0) {
-      got += static_cast<size_t>(n);
-    } else if (n < 0 && errno != EINTR) {
-      // Never expected on Linux >= 3.17; fail closed rather than hand out a guessable secret.
-      log::Error("getrandom failed; cannot make a node secret", {{"errno", absl::StrCat(errno)}});
-      std::abort();
-    }
-  }
-  std::string hex;
-  for (unsigned char b : bytes) absl::StrAppend(&hex, absl::Hex(b, absl::kZeroPad2));
-  return hex;
-}
 
 // A node joining a round is one line per node per job (16,384 at once on a large cluster): debug;
 // the round's close logs the outcome once (generation started, its nodes, the rendezvous time).
@@ -79,7 +56,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   core_options.heartbeat_timeout = options.heartbeat_timeout;
   core_options.max_heartbeats_per_second = options.max_heartbeats_per_second;
   core_options.recovery_window = options.recovery_window;
-  core_options.new_secret = KernelRandomSecret;
+  core_options.new_secret = security::RandomSecret;
   CoordinatorDaemon* raw = d.get();
   if (options.metrics != nullptr) {
     d->metrics_ = options.metrics;

@@ -1,14 +1,10 @@
 // The agent core's coordinator calls over gRPC (see grpc_coordinator_client.h).
 #include "daemon/agent/transport/grpc_coordinator_client.h"
 
-#include <sys/random.h>
-
-#include <cerrno>
-#include <cstdlib>
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/security/random_secret.h"
 #include "daemon/wire/agent_convert.h"
 #include "daemon/wire/convert.h"
 #include "grpcpp/create_channel.h"
@@ -16,23 +12,6 @@
 
 namespace meshd::agent {
 namespace {
-
-// 128 bits from the kernel's random source, as hex.
-std::string RandomKey() {
-  unsigned char bytes[16];
-  size_t got = 0;
-  while (got < sizeof bytes) {
-    const ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n > 0) {
-      got += static_cast<size_t>(n);
-    } else if (n < 0 && errno != EINTR) {
-      std::abort();  // never on Linux >= 3.17; a guessable key would let others act as this node
-    }
-  }
-  std::string hex;
-  for (unsigned char b : bytes) absl::StrAppend(&hex, absl::Hex(b, absl::kZeroPad2));
-  return hex;
-}
 
 const absl::Status& Cancelled() {
   static const absl::Status* const kCancelled =
@@ -117,7 +96,7 @@ void GrpcCoordinatorClient::RegisterNode(const domain::NodeInventory& inventory,
     // registration: a retry whose first answer was lost is still this agent's.
     absl::MutexLock lock(&mu_);
     node_ = inventory.node;
-    if (secret_.empty()) secret_ = RandomKey();
+    if (secret_.empty()) secret_ = security::RandomSecret();
   }
   Unary<v1::RegisterNodeRequest, v1::RegisterNodeResponse>(
       std::move(req), options,
