@@ -3,7 +3,6 @@
 
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "daemon/security/random_secret.h"
 #include "daemon/wire/agent_convert.h"
 #include "daemon/wire/convert.h"
