@@ -44,18 +44,22 @@ PeerIdentity FromAuthContext(const grpc::AuthContext& context) {
   return id;
 }
 
-bool PeerIdentity::Names(absl::string_view name) const {
-  if (!authenticated || name.empty()) return false;
-  if (std::find(dns_names.begin(), dns_names.end(), name) != dns_names.end()) return true;
-  if (dns_names.empty() && common_name == name) return true;
-  if (!spiffe_id.empty()) {
-    const size_t slash = spiffe_id.rfind('/');
-    if (slash != std::string::npos && slash > std::string("spiffe://").size() &&
-        absl::string_view(spiffe_id).substr(slash + 1) == name) {
-      return true;
-    }
+std::vector<std::string> PeerIdentity::NodeNames() const {
+  if (!authenticated) return {};
+  std::vector<std::string> names = dns_names;
+  if (dns_names.empty() && !common_name.empty()) names.push_back(common_name);
+  const size_t slash = spiffe_id.rfind('/');
+  if (!spiffe_id.empty() && slash != std::string::npos &&
+      slash > std::string("spiffe://").size() && slash + 1 < spiffe_id.size()) {
+    names.push_back(spiffe_id.substr(slash + 1));
   }
-  return false;
+  return names;
+}
+
+bool PeerIdentity::Names(absl::string_view name) const {
+  if (name.empty()) return false;
+  const std::vector<std::string> names = NodeNames();
+  return std::find(names.begin(), names.end(), name) != names.end();
 }
 
 std::string PeerIdentity::DebugString() const {

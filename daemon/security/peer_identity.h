@@ -24,9 +24,11 @@ struct PeerIdentity {
   std::string common_name;             // the subject's CN, "" when absent
   std::string subject;                 // the subject, e.g. "CN=gpu-17,O=meshd" ("" before gRPC 1.5x)
 
-  // Whether the certificate names `name`: one of its DNS SANs equals it, or, when it has none,
-  // its CN does, or the last path segment of its SPIFFE id does ("spiffe://td/node/gpu-17" names
-  // "gpu-17"). Never true unauthenticated. A helper for the authorization, which decides the policy.
+  // The node names the certificate vouches for: its DNS SANs, or its CN when it has none, and
+  // the last path segment of its SPIFFE id ("spiffe://td/node/gpu-17" names "gpu-17"; a bare
+  // trust domain names nothing). Empty unauthenticated. The one rule the authorization uses.
+  std::vector<std::string> NodeNames() const;
+  // Whether NodeNames() holds `name`.
   bool Names(absl::string_view name) const;
   // "dns=[a,b] uri=[...] cn=x" for logs and errors; "unauthenticated" for plaintext.
   std::string DebugString() const;

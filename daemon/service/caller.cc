@@ -3,7 +3,6 @@
 
 #include <string>
 
-#include "absl/strings/strip.h"
 #include "daemon/security/peer_identity.h"
 
 namespace meshd::service {
@@ -24,26 +23,7 @@ domain::Caller CallerOf(const grpc::ServerContextBase& ctx) {
   caller.node = Metadata(ctx, domain::kNodeMetadata);
   caller.secret = Metadata(ctx, domain::kNodeSecretMetadata);
   if (std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context()) {
-    const security::PeerIdentity peer = security::FromAuthContext(*auth);
-    if (peer.authenticated) {
-      // The names the certificate vouches for (PeerIdentity::Names' rule): its DNS SANs, or its
-      // CN when it has none, and the last segment of its SPIFFE id.
-      caller.certified_nodes = peer.dns_names;
-      if (peer.dns_names.empty() && !peer.common_name.empty()) {
-        caller.certified_nodes.push_back(peer.common_name);
-      }
-      // spiffe://<trust domain>/<path...>/<node>: the last segment of a path, never the trust
-      // domain itself.
-      constexpr absl::string_view kScheme = "spiffe://";
-      absl::string_view id = peer.spiffe_id;
-      if (absl::ConsumePrefix(&id, kScheme)) {
-        const size_t path = id.find('/');
-        const size_t last = id.rfind('/');
-        if (path != absl::string_view::npos && last + 1 < id.size()) {
-          caller.certified_nodes.emplace_back(id.substr(last + 1));
-        }
-      }
-    }
+    caller.certified_nodes = security::FromAuthContext(*auth).NodeNames();
   }
   return caller;
 }
