@@ -414,10 +414,12 @@ void Agent::ResolveGroups(v1::RankGroupsRequest request, absl::Time deadline,
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(request.job());
+    const absl::Status owner =
+        it == jobs_.end() ? absl::OkStatus() : CheckUid(request.job(), it->second, uid);
     if (stopping_) {
       status = ShuttingDown();
-    } else if (it != jobs_.end() && !CheckUid(request.job(), it->second, uid).ok()) {
-      status = CheckUid(request.job(), it->second, uid);
+    } else if (!owner.ok()) {
+      status = owner;
     } else if (it == jobs_.end() || !it->second.assignment ||
                it->second.assignment->generation != request.generation() ||
                !it->second.attached.contains(request.local_rank())) {
