@@ -159,15 +159,15 @@ absl::Status Coordinator::AuthorizeNode(const Caller& caller, const std::string&
 absl::Status Coordinator::AuthorizeMember(const Caller& caller, const std::string& job,
                                           uint64_t generation) const {
   absl::MutexLock lock(&mu_);
+  const absl::flat_hash_map<std::string, uint32_t>* members = jobs_.RunningMembers(job, generation);
   // Not running (or no such job): the call it guards answers its own error.
-  if (!jobs_.MemberOfRunning(job, generation, "").has_value()) return absl::OkStatus();
-  std::vector<std::string> candidates = caller.certified_nodes;
-  if (!caller.node.empty()) candidates.push_back(caller.node);
-  for (const std::string& node : candidates) {
-    if (jobs_.MemberOfRunning(job, generation, node).value_or(false) &&
-        nodes_.Authenticate(caller, node).ok()) {
-      return absl::OkStatus();
-    }
+  if (members == nullptr) return absl::OkStatus();
+  const auto authenticated_member = [&](const std::string& node) {
+    return members->contains(node) && nodes_.Authenticate(caller, node).ok();
+  };
+  if (!caller.node.empty() && authenticated_member(caller.node)) return absl::OkStatus();
+  for (const std::string& node : caller.certified_nodes) {
+    if (authenticated_member(node)) return absl::OkStatus();
   }
   return absl::PermissionDeniedError(absl::StrCat(
       "generation ", generation, " of job '", job.substr(0, domain::kMaxJobNameBytes),

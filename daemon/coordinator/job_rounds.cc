@@ -275,13 +275,13 @@ absl::StatusOr<JobRecord*> JobRounds::Running(const std::string& job, uint64_t g
   return &j;
 }
 
-std::optional<bool> JobRounds::MemberOfRunning(const std::string& job, uint64_t generation,
-                                               const std::string& node) const {
+const absl::flat_hash_map<std::string, uint32_t>* JobRounds::RunningMembers(
+    const std::string& job, uint64_t generation) const {
   auto it = jobs_.find(job);
-  if (it == jobs_.end()) return std::nullopt;
+  if (it == jobs_.end()) return nullptr;
   const JobRecord& j = *it->second;
-  if (generation != j.generation || j.phase != JobPhase::kRunning) return std::nullopt;
-  return j.IsMember(node);
+  if (generation != j.generation || j.phase != JobPhase::kRunning) return nullptr;
+  return &j.rank_of;
 }
 
 absl::StatusOr<KvStore*> JobRounds::Store(const std::string& job, uint64_t generation) {

@@ -33,10 +33,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -102,10 +102,10 @@ class JobRounds {
   absl::StatusOr<MeshExchange*> Exchange(const std::string& job, uint64_t generation,
                                          const std::string& mesh_key, const std::string& node,
                                          const std::vector<RankSpec>& ranks);
-  // Whether `node` is a member of `generation` of `job` while it runs; nullopt when that
+  // The member nodes (-> node rank) of `generation` of `job` while it runs; nullptr when that
   // generation does not run (the call it guards then answers its own NOT_FOUND, ABORTED, ...).
-  std::optional<bool> MemberOfRunning(const std::string& job, uint64_t generation,
-                                      const std::string& node) const;
+  const absl::flat_hash_map<std::string, uint32_t>* RunningMembers(const std::string& job,
+                                                                   uint64_t generation) const;
   // A wait with this deadline was added to a store or an exchange: CheckDeadlines looks by then.
   void WaitAdded(absl::Time deadline) { waits_due_ = std::min(waits_due_, deadline); }
 
