@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "tests/support/wait_for.h"
 
 namespace meshd::process {
 
@@ -87,19 +88,18 @@ void Subprocess::Signal(int sig) {
 }
 
 absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!exited_) {
-    int status = 0;
-    const pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      exited_ = true;
-      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      break;
-    }
-    if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(absl::StrCat("pid ", pid_, " did not exit in time"));
-    }
-    absl::SleepFor(absl::Milliseconds(10));
+  const bool exited = testing::WaitFor(
+      [this] {
+        if (exited_) return true;
+        int status = 0;
+        if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
+        exited_ = true;
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return true;
+      },
+      timeout, absl::Milliseconds(10));
+  if (!exited) {
+    return absl::DeadlineExceededError(absl::StrCat("pid ", pid_, " did not exit in time"));
   }
   return exit_code_;
 }
