@@ -10,6 +10,9 @@ find_package(spdlog CONFIG REQUIRED)
 find_package(nlohmann_json CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(prometheus-cpp CONFIG REQUIRED)
+# OpenSSL (libssl-dev): the metrics port's TLS (daemon/metrics/https_endpoint.cc) and the tests'
+# TLS client; the same libssl3 gRPC uses.
+find_package(OpenSSL REQUIRED)
 if(MESHD_BUILD_TESTS)
   find_package(GTest CONFIG REQUIRED)
   include(GoogleTest)

@@ -19,7 +19,10 @@
 #include "absl/time/time.h"
 #include "civetweb.h"
 #include "daemon/metrics/families.h"
+#include "daemon/metrics/https_endpoint.h"
+#include "daemon/metrics/metrics_tls.h"
 #include "prometheus/exposer.h"
+#include "prometheus/text_serializer.h"
 
 namespace meshd::metrics {
 namespace {
@@ -78,7 +81,8 @@ void Knock(const std::string& host_port) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& listen) {
+absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
+    const std::string& listen, const security::TlsFiles& tls, absl::Duration tls_refresh) {
   const size_t colon = listen.rfind(':');
   int port = 0;
   if (colon == std::string::npos || colon == 0 ||
@@ -95,16 +99,27 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
         "without; use an IPv4 one, e.g. 127.0.0.1:9464 or 0.0.0.0:9464"));
   }
   std::unique_ptr<MetricsServer> server(new MetricsServer());
-  try {
-    // Two threads: scrapes are rare and short.
-    server->exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", listen, ": ", e.what(),
-                                               " (address in use or not local?)"));
+  if (tls.enabled()) {
+    // HTTPS on an endpoint of meshd's own (civetweb's TLS crashes on Debian 12: https_endpoint.h).
+    absl::StatusOr<std::shared_ptr<MetricsTls>> files = MetricsTls::Create(tls, tls_refresh);
+    if (!files.ok()) return files.status();
+    auto https = HttpsEndpoint::Start(listen, *std::move(files),
+                                      [raw = server.get()] { return raw->Render(); });
+    if (!https.ok()) return https.status();
+    server->https_ = *std::move(https);
+    server->address_ = absl::StrCat(listen.substr(0, colon), ":", server->https_->port());
+  } else {
+    try {
+      // Two threads: scrapes are rare and short.
+      server->exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", listen, ": ",
+                                                 e.what(), " (address in use or not local?)"));
+    }
+    const std::vector<int> ports = server->exposer_->GetListeningPorts();
+    if (ports.empty()) return absl::UnavailableError(absl::StrCat("could not bind ", listen));
+    server->address_ = absl::StrCat(listen.substr(0, colon), ":", ports[0]);
   }
-  const std::vector<int> ports = server->exposer_->GetListeningPorts();
-  if (ports.empty()) return absl::UnavailableError(absl::StrCat("could not bind ", listen));
-  server->address_ = absl::StrCat(listen.substr(0, colon), ":", ports[0]);
   server->rpc_ = std::make_shared<RpcMetrics>();
   server->Add(server->rpc_);
   server->Add(std::make_shared<BuildInfo>());
@@ -119,6 +134,8 @@ bool MetricsServer::SupportsIpv6() {
 }
 
 MetricsServer::~MetricsServer() {
+  https_.reset();  // its threads stop: no Render() runs past here
+  if (exposer_ == nullptr) return;
   // The exposer stops its threads first, so no scrape runs while the collectors go. Its listener
   // (civetweb) polls in 2 s slices and notices the stop only between them, which held every
   // daemon's shutdown for up to 2 s; a connection wakes it, so knock until it has stopped.
@@ -138,15 +155,26 @@ MetricsServer::~MetricsServer() {
 void MetricsServer::SetInsecure(bool insecure) { insecure_->Set(insecure); }
 
 void MetricsServer::Add(std::shared_ptr<prometheus::Collectable> collector) {
-  exposer_->RegisterCollectable(collector);
+  if (exposer_ != nullptr) exposer_->RegisterCollectable(collector);
   absl::MutexLock lock(&mu_);
   held_.push_back(std::move(collector));
 }
 
 void MetricsServer::Remove(const std::shared_ptr<prometheus::Collectable>& collector) {
-  exposer_->RemoveCollectable(collector);
+  if (exposer_ != nullptr) exposer_->RemoveCollectable(collector);
   absl::MutexLock lock(&mu_);
   std::erase(held_, collector);
+}
+
+std::string MetricsServer::Render() {
+  std::vector<prometheus::MetricFamily> families;
+  {
+    absl::MutexLock lock(&mu_);  // as the exposer does: Remove() waits for a scrape under way
+    for (const auto& collector : held_) {
+      for (auto& family : collector->Collect()) families.push_back(std::move(family));
+    }
+  }
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 }  // namespace meshd::metrics

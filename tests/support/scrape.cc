@@ -56,6 +56,10 @@ absl::StatusOr<HttpResponse> HttpGet(const std::string& host_port, const std::st
     raw.append(buf, n);
   }
   close(fd);
+  return ParseHttpResponse(raw);
+}
+
+absl::StatusOr<HttpResponse> ParseHttpResponse(const std::string& raw) {
   const size_t head_end = raw.find("\r\n\r\n");
   if (!absl::StartsWith(raw, "HTTP/1.") || head_end == std::string::npos) {
     return absl::InternalError(absl::StrCat("not an HTTP answer: ", raw.substr(0, 80)));

@@ -22,6 +22,10 @@ struct HttpResponse {
 absl::StatusOr<HttpResponse> HttpGet(const std::string& host_port, const std::string& path,
                                      absl::Duration timeout = absl::Seconds(10));
 
+// An HTTP/1.x answer read to the end of the connection: status, content type and the body (a
+// chunked one joined). Errors: INTERNAL not an HTTP answer.
+absl::StatusOr<HttpResponse> ParseHttpResponse(const std::string& raw);
+
 // Series as printed ("name{label=\"v\",...}", labels as the exporter orders them) -> value.
 // Errors: INVALID_ARGUMENT a line that is neither a comment nor "series value".
 absl::StatusOr<std::map<std::string, double>> ParseExposition(const std::string& text);
