@@ -4,8 +4,9 @@
 #       meshd coordinator --listen 0.0.0.0:7070 --tls-cert /etc/meshd/tls/coordinator.pem \
 #       --tls-key /etc/meshd/tls/coordinator.key --tls-ca /etc/meshd/tls/ca.pem \
 #       --metrics-listen 0.0.0.0:9464
-#   (mutual TLS, docs/security.md; the key must be readable by uid/gid 10001. Without the three TLS
-#   flags a non-loopback --listen is refused, exit 2. Metrics stay plaintext: published on loopback.)
+#   (mutual TLS on every port, metrics included: HTTPS, and Prometheus presents a certificate of the
+#   CA; docs/security.md. The key must be readable by uid/gid 10001. Without the three TLS flags a
+#   non-loopback --listen is refused, exit 2, and metrics are plaintext: published on loopback.)
 #   docker run --rm --entrypoint meshctl meshd plan --world 64 --shape 2,4,8 --names pp,dp,tp
 # Both stages read their package lists from scripts/packages-*.txt, the same files the setup scripts
 # use, so the image and a host build never drift apart.

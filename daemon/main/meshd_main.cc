@@ -6,9 +6,9 @@
 // With --tls-cert, --tls-key and --tls-ca every TCP port speaks mutual TLS (docs/security.md).
 // Without them a plaintext TCP port must be on loopback unless --insecure is given.
 //
-// On start the daemon prints to stdout "meshd metrics on <url>" (with --metrics-listen) and then
-// "meshd <mode> listening on <address>" once it serves; it logs to stderr. SIGTERM or SIGINT stop
-// it in order: health NOT_SERVING, waits cancelled, server stopped.
+// On start the daemon prints to stdout "meshd metrics on <url>" (with --metrics-listen; https://
+// with TLS) and then "meshd <mode> listening on <address>" once it serves; it logs to stderr.
+// SIGTERM or SIGINT stop it in order: health NOT_SERVING, waits cancelled, server stopped.
 #include <signal.h>
 
 #include <cstdio>
@@ -87,7 +87,8 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
       ->capture_default_str();
   cmd->add_option("--metrics-listen", f.metrics_listen,
                   "HOST:PORT to serve Prometheus metrics on, at /metrics (e.g. 0.0.0.0:9464; "
-                  "port 0: a free one). Off when empty")
+                  "port 0: a free one); HTTPS with a client certificate required when TLS is "
+                  "configured. Off when empty")
       ->envname("MESHD_METRICS_LISTEN")
       ->capture_default_str();
   cmd->add_option("--tls-cert", f.tls_cert,
@@ -322,13 +323,15 @@ int main(int argc, char** argv) {
   // One scrape endpoint for the process (standalone: coordinator and agent share it).
   std::unique_ptr<meshd::metrics::MetricsServer> metrics;
   if (!common.metrics_listen.empty()) {
-    auto started = meshd::metrics::MetricsServer::Start(common.metrics_listen);
+    // With TLS the metrics port speaks it too (HTTPS, a client certificate of the CA required).
+    auto started = meshd::metrics::MetricsServer::Start(common.metrics_listen, tls, tls_refresh);
     if (!started.ok()) return fail(started.status());
     metrics = *std::move(started);
     options.metrics = metrics.get();
     agent_options.metrics = metrics.get();
     std::cout << "meshd metrics on " << metrics->url() << std::endl;
-    meshd::log::Info("metrics served", {{"url", metrics->url()}});
+    meshd::log::Info("metrics served",
+                     {{"url", metrics->url()}, {"tls", metrics->tls() ? "mutual" : "off"}});
   }
   if (coord->parsed()) {
     auto daemon = meshd::runtime::CoordinatorDaemon::Start(options);

@@ -19,6 +19,7 @@
 #include "tests/support/run_command.h"
 #include "tests/support/scrape.h"
 #include "tests/support/subprocess.h"
+#include "tests/support/tls_scrape.h"
 #include "tests/support/wait_for.h"
 
 namespace meshd {
@@ -123,6 +124,16 @@ class TlsClusterTest : public ::testing::Test {
                       true);
   }
 
+  testing::TlsClient Client(const std::string& name) {
+    return {pki_ + "/" + name + ".pem", pki_ + "/" + name + ".key", pki_ + "/ca.pem"};
+  }
+  // "127.0.0.1:PORT" of metrics_ ("https://127.0.0.1:PORT/metrics").
+  std::string MetricsAddress() {
+    absl::string_view rest = metrics_;
+    absl::ConsumePrefix(&rest, "https://");
+    return std::string(rest.substr(0, rest.find('/')));
+  }
+
   std::string dir_, pki_, address_, metrics_, socket_, health_;
   std::unique_ptr<Subprocess> coordinator_, agent_;
   std::vector<std::unique_ptr<Subprocess>> workers_;
@@ -154,11 +165,18 @@ TEST_F(TlsClusterTest, JobOverMutualTls_WorkersGetRanks_MeshctlWithCertificate) 
                  true);
   EXPECT_EQ(r.exit_code, 1) << r.out;
 
-  auto s = testing::Scrape(metrics_);
+  // The metrics port speaks mutual TLS too: Prometheus with a certificate of the CA scrapes it;
+  // plaintext and a client without a certificate get nothing.
+  EXPECT_THAT(metrics_, ::testing::StartsWith("https://127.0.0.1:"));
+  auto s = testing::ScrapeTls(metrics_, Client("operator"));
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ((*s)["meshd_insecure"], 0);
+  EXPECT_EQ((*s)["meshd_coordinator_nodes{state=\"alive\"}"], 1);
+  EXPECT_FALSE(testing::Scrape("http://" + MetricsAddress()).ok());
+  EXPECT_FALSE(testing::ScrapeTls(metrics_, {"", "", pki_ + "/ca.pem"}).ok());
   EXPECT_EQ(ServedSerial(address_, pki_, "operator"), "1001");
   EXPECT_EQ(ServedSerial(health_, pki_, "operator"), "2001");
+  EXPECT_EQ(ServedSerial(MetricsAddress(), pki_, "operator"), "1001");
 }
 
 // A node is who its certificate says: an agent holding node-b's certificate that claims to be
@@ -215,6 +233,11 @@ TEST_F(TlsClusterTest, Rotation_NewCertificatesServed_JobUndisturbed) {
   EXPECT_TRUE(WaitFor([&] { return (served = ServedSerial(health_, pki_, "operator")) == "2002"; },
                       absl::Seconds(20), absl::Milliseconds(200)))
       << "agent's health port still serves " << served;
+  // The coordinator's metrics port too, and its scrapes go on.
+  EXPECT_TRUE(WaitFor([&] {
+    return (served = ServedSerial(MetricsAddress(), pki_, "operator")) == "1002";
+  }, absl::Seconds(20), absl::Milliseconds(200))) << "metrics port still serves " << served;
+  EXPECT_TRUE(testing::ScrapeTls(metrics_, Client("operator")).ok());
 
   r = Meshctl("job train --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
