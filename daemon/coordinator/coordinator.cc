@@ -414,7 +414,10 @@ StatusView Coordinator::Status() const {
   StatusView s;
   s.uptime = clock_->Now() - started_;
   s.heartbeat_timeout = nodes_.FairTiming().timeout;
-  for (const auto& [name, node] : nodes_.nodes()) (node->alive ? s.nodes_alive : s.nodes_dead)++;
+  for (const auto& [name, node] : nodes_.nodes()) {
+    (node->alive ? s.nodes_alive : s.nodes_dead)++;
+    if (node->cordoned) ++s.nodes_cordoned;
+  }
   jobs_.Tally(s);
   s.waiters = s.waiting.total();
   return s;
@@ -426,7 +429,7 @@ std::vector<NodeView> Coordinator::Nodes() const {
   const absl::Time now = clock_->Now();
   for (const auto& [name, node] : nodes_.nodes()) {
     out.push_back(NodeView{node->inventory, node->alive, now - node->last_heard, node->restarts,
-                           jobs_.JobsOf(name)});
+                           jobs_.JobsOf(name), node->cordoned, node->cordon_reason});
   }
   return out;
 }

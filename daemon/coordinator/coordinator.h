@@ -68,6 +68,13 @@ struct CoordinatorOptions {
   std::function<std::string()> new_secret;
 };
 
+// What an operator's verb changed (meshd.v1.AdminResponse).
+struct AdminResult {
+  bool changed = false;  // false: it already held
+  std::string summary;   // a sentence
+  std::vector<std::pair<std::string, uint64_t>> ended;  // (job, generation) it ended
+};
+
 // What an authenticated registration returns.
 struct NodeRegistered {
   bool restarted = false;  // it replaced an earlier incarnation (its jobs' generations ended)
@@ -173,6 +180,25 @@ class Coordinator {
                      const std::string& mesh_key, const std::vector<RankSpec>& ranks,
                      std::vector<GroupRequest> groups, absl::Time deadline, GroupsDone done);
 
+  // ---- Operators' verbs (coordinator_admin.cc) ----
+  // Each is for a caller the transport found to be an operator (Caller::admin; PERMISSION_DENIED
+  // otherwise, nothing changed), is logged as an event naming Caller::identity, and answers what
+  // it changed. Common errors: INVALID_ARGUMENT a malformed name or a reason over
+  // kMaxReasonBytes; NOT_FOUND unknown node or job; CANCELLED after Shutdown.
+  static constexpr size_t kMaxReasonBytes = 256;
+  // `cordoned`: the node joins no new rounds (its running jobs carry on), or again does.
+  absl::StatusOr<AdminResult> CordonNode(const Caller& caller, const std::string& node,
+                                         bool cordoned, const std::string& reason);
+  // Cordons the node and ends the generations of its jobs (kNodeDrained), refusing its joins.
+  absl::StatusOr<AdminResult> DrainNode(const Caller& caller, const std::string& node,
+                                        const std::string& reason);
+  // Removes a dead node's record. Also: FAILED_PRECONDITION it is alive.
+  absl::StatusOr<AdminResult> ForgetNode(const Caller& caller, const std::string& node);
+  // Ends the job's running generation (kJobEnded) and refuses the joins waiting for its next
+  // round. Also: UNAVAILABLE the job is being recovered.
+  absl::StatusOr<AdminResult> EndJob(const Caller& caller, const std::string& job,
+                                     const std::string& reason);
+
   // Expires heartbeats, last-call windows and waits. Called by a ticker (or by tests).
   void CheckDeadlines();
   // Fails every wait with CANCELLED and refuses new work. Idempotent.
@@ -194,6 +220,11 @@ class Coordinator {
                                           const std::vector<RunningJob>& running)
       ABSL_LOCKS_EXCLUDED(mu_);
   std::string NewSecret() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The checks every operator's verb starts with: the caller is an operator, the name valid, the
+  // reason short, the coordinator not shut down.
+  absl::Status CheckAdmin(const Caller& caller, const char* what, const std::string& name,
+                          size_t max_name, const std::string& reason) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The KV methods' one shape: under the lock, finds the running generation's store (noting a wait
   // until `wait_deadline`) and calls `op(store, out)`, whose result it returns, or the lookup's
   // error; runs the completions after the lock. Callers validate their arguments first.

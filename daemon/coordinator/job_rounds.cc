@@ -52,7 +52,7 @@ void JobRounds::Emit(EventKind kind, std::string what, const JobRecord& job,
                      const std::string& node, Completions& out, absl::Duration rendezvous,
                      EndReason reason) {
   coordinator::Emit(
-      *events_, Event{kind, std::move(what), job.name, node, job.generation, rendezvous, reason},
+      *events_, Event{kind, std::move(what), job.name, node, job.generation, rendezvous, reason, {}},
       out);
 }
 
@@ -60,6 +60,10 @@ void JobRounds::Emit(EventKind kind, std::string what, const JobRecord& job,
 
 void JobRounds::Join(const JoinRequest& req, absl::Time deadline, JoinDone done, Completions& out) {
   waits_due_ = std::min(waits_due_, deadline);
+  if (absl::Status s = CordonedJoin(req); !s.ok()) {
+    out.push_back([done = std::move(done), s] { done(s); });
+    return;
+  }
   JobRecord& j = FindOrCreate(req, out);
   absl::Status refused = SameSpec(j, req);
   if (refused.ok() && j.phase == JobPhase::kRecovering) refused = j.RecoveringError();
@@ -69,6 +73,20 @@ void JobRounds::Join(const JoinRequest& req, absl::Time deadline, JoinDone done,
   }
   if (j.phase == JobPhase::kRunning && !JoinRunning(j, req, deadline, done, out)) return;
   JoinRound(j, req, deadline, std::move(done), out);
+}
+
+absl::Status JobRounds::CordonedJoin(const JoinRequest& req) const {
+  const NodeRegistry::Node& node = nodes_->Get(req.node);
+  if (!node.cordoned) return absl::OkStatus();
+  auto it = jobs_.find(req.job);
+  if (it != jobs_.end() && it->second->phase == JobPhase::kRunning &&
+      it->second->IsMember(req.node)) {
+    return absl::OkStatus();  // a member asking again: its job carries on
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "node '", req.node, "' is cordoned",
+      node.cordon_reason.empty() ? "" : absl::StrCat(" (", node.cordon_reason, ")"),
+      ": it joins no new rounds until an operator runs `meshctl node uncordon ", req.node, "`"));
 }
 
 JobRecord& JobRounds::FindOrCreate(const JoinRequest& req, Completions& out) {
@@ -231,11 +249,12 @@ absl::Status JobRounds::Leave(const std::string& job, uint64_t generation, const
 }
 
 void JobRounds::DropNode(const std::string& node, EndReason reason, const std::string& message,
-                         Completions& out) {
+                         Completions& out, std::vector<std::pair<std::string, uint64_t>>* ended) {
   const absl::Status aborted = absl::AbortedError(message);
   for (auto& [name, job] : jobs_) {
     JobRecord& j = *job;
     if (j.phase == JobPhase::kRunning && j.IsMember(node)) {
+      if (ended != nullptr) ended->emplace_back(name, j.generation);
       EndGeneration(j, reason, node, message, out);
     } else if (j.phase == JobPhase::kRecovering && j.recovery->rank_of_node.contains(node)) {
       FailRecovery(j, node, message, out);
@@ -252,6 +271,35 @@ void JobRounds::DropNode(const std::string& node, EndReason reason, const std::s
       j.last_call_deadline.reset();
     }
   }
+}
+
+absl::StatusOr<uint64_t> JobRounds::End(const std::string& job, const std::string& message,
+                                        Completions& out) {
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", job, "' does not exist"));
+  JobRecord& j = *it->second;
+  if (j.phase == JobPhase::kRecovering) return j.RecoveringError();
+  // Nobody waits for an ended job's next round: standby nodes (which the end would make that
+  // round's first joiners) and an open round's joiners are refused first.
+  const absl::Status aborted = absl::AbortedError(
+      absl::StrCat("job '", j.name, "' was ended by an operator (", message, "); join it again "
+                   "to start its next generation"));
+  for (auto* pool : {&j.joiners, &j.standby}) {
+    for (auto& [node, joiner] : *pool) {
+      for (auto& [waiter, unused] : joiner.waiters) {
+        out.push_back([waiter = std::move(waiter), aborted] { waiter(aborted); });
+      }
+    }
+    pool->clear();
+  }
+  uint64_t ended = 0;
+  if (j.phase == JobPhase::kRunning) {
+    ended = j.generation;
+    EndGeneration(j, EndReason::kJobEnded, "", message, out);
+  }
+  j.last_call_deadline.reset();
+  j.previous_members.clear();
+  return ended;
 }
 
 // ---- The running generation ---------------------------------------------------------------------

@@ -79,10 +79,18 @@ class JobRounds {
   // Errors: as Running's; FAILED_PRECONDITION the node is not a member.
   absl::Status Leave(const std::string& job, uint64_t generation, const std::string& node,
                      const std::string& message, Completions& out);
-  // Removes a node from every job (it died, restarted or was replaced): ends the generations it
-  // is a member of (or recovers), fails its join and standby waits with ABORTED.
+  // Removes a node from every job (it died, restarted, was replaced or drained): ends the
+  // generations it is a member of (or recovers), fails its join and standby waits with ABORTED.
+  // `ended`, when given, gets the (job, generation) of each generation it ended.
   void DropNode(const std::string& node, EndReason reason, const std::string& message,
-                Completions& out);
+                Completions& out,
+                std::vector<std::pair<std::string, uint64_t>>* ended = nullptr);
+  // An operator ends `job`: its running generation ends (kJobEnded, `message`) and every join
+  // waiting for its next round (standby nodes included) is refused with ABORTED. Returns the
+  // generation it ended, 0 when none ran (an open round was only cleared).
+  // Errors: NOT_FOUND unknown job; UNAVAILABLE it is being recovered.
+  absl::StatusOr<uint64_t> End(const std::string& job, const std::string& message,
+                               Completions& out);
   // A registered node's reports of the generations its workers run (job_recovery.cc): a job this
   // coordinator does not know is created RECOVERING; once every node rank of it has been
   // reported it runs again with the same generation and ranks. Reports of known jobs are ignored.
@@ -146,6 +154,9 @@ class JobRounds {
   };
 
   // Join's steps.
+  // FAILED_PRECONDITION when the node is cordoned and the join is not a member's of the running
+  // generation asking again.
+  absl::Status CordonedJoin(const JoinRequest& req) const;
   JobRecord& FindOrCreate(const JoinRequest& req, Completions& out);
   // A join while the job runs. True when the node goes on to join a new round (the generation
   // ended for it); false when `done` was answered or kept standing by.

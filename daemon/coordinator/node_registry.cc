@@ -111,6 +111,37 @@ NodeRegistry::Registration NodeRegistry::Register(const NodeInventory& inv, std:
   return r;
 }
 
+absl::StatusOr<bool> NodeRegistry::Cordon(const std::string& name, bool cordoned,
+                                          const std::string& reason) {
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(absl::StrCat("node '", name.substr(0, 64), "' is not registered"));
+  }
+  Node& node = *it->second;
+  const bool changed = node.cordoned != cordoned;
+  node.cordoned = cordoned;
+  if (changed || cordoned) node.cordon_reason = cordoned ? reason : "";
+  return changed;
+}
+
+absl::Status NodeRegistry::Forget(const std::string& name) {
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(absl::StrCat("node '", name.substr(0, 64), "' is not registered"));
+  }
+  if (it->second->alive) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node '", name, "' is alive; only a dead node is forgotten. Drain it (meshctl node drain ",
+        name, "), stop its agent, and forget it once the coordinator declares it dead"));
+  }
+  for (const Gpu& g : it->second->inventory.gpus) {
+    auto owner = gpu_owner_.find(g.uuid);
+    if (owner != gpu_owner_.end() && owner->second == name) gpu_owner_.erase(owner);
+  }
+  nodes_.erase(it);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<HeartbeatTiming> NodeRegistry::Heartbeat(const std::string& name,
                                                         uint64_t incarnation) {
   auto it = nodes_.find(name);

@@ -3,7 +3,7 @@
 // a cluster's heartbeats stay under a cap however many nodes it has. Pure: time comes from the
 // injected clock.
 //
-// A node (one record per name, never forgotten):
+// A node (one record per name, until an operator forgets a dead one):
 //
 //        RegisterNode                  silent for longer than the timeout it was told
 //   --------------------> ALIVE ---------------------------------------------------> DEAD
@@ -61,6 +61,10 @@ class NodeRegistry {
     // Returned by its registration; its agent presents it on every later call (without TLS, the
     // proof that a call comes from that agent).
     std::string secret;
+    // An operator took it out of service (Cordon): it joins no new rounds. Kept across its
+    // agent's restarts.
+    bool cordoned = false;
+    std::string cordon_reason;
   };
 
   // What a registration turned out to be.
@@ -104,8 +108,20 @@ class NodeRegistry {
   void ExpireSilent(absl::Time now,
                     absl::FunctionRef<void(const std::string& node, const std::string& why)> lost);
 
-  // A registered node. @pre it was registered (nodes are never forgotten).
+  // Marks `node` cordoned (or not) with `reason`; returns whether that changed anything.
+  // Errors: NOT_FOUND unknown node.
+  absl::StatusOr<bool> Cordon(const std::string& node, bool cordoned, const std::string& reason);
+  // Removes a dead node's record and frees its GPUs' UUIDs. The caller must have dropped it from
+  // every job (a dead node is). Errors: NOT_FOUND unknown node; FAILED_PRECONDITION it is alive.
+  absl::Status Forget(const std::string& node);
+
+  // A registered node. @pre it is registered (and not forgotten since).
   const Node& Get(const std::string& node) const { return *nodes_.at(node); }
+  // The node, or nullptr when unknown.
+  const Node* Find(const std::string& node) const {
+    auto it = nodes_.find(node);
+    return it == nodes_.end() ? nullptr : it->second.get();
+  }
   // Every node, by name.
   const std::map<std::string, std::unique_ptr<Node>>& nodes() const { return nodes_; }
   // The timing a node is told for the current number of nodes (see max_heartbeats_per_second).

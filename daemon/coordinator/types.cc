@@ -27,6 +27,16 @@ const char* EventKindName(EventKind kind) {
       return "job_recovering";
     case EventKind::kGenerationRecovered:
       return "generation_recovered";
+    case EventKind::kNodeCordoned:
+      return "node_cordoned";
+    case EventKind::kNodeUncordoned:
+      return "node_uncordoned";
+    case EventKind::kNodeDrained:
+      return "node_drained";
+    case EventKind::kNodeForgotten:
+      return "node_forgotten";
+    case EventKind::kJobEnded:
+      return "job_ended";
   }
   return "unknown";
 }

@@ -55,6 +55,12 @@ enum class EventKind {
   kGenerationEnded,
   kJobRecovering,        // a node reported a generation this (restarted) coordinator did not know
   kGenerationRecovered,  // every node of it did: it runs again
+  // An operator's verbs (meshd.v1.Admin); Event::by names who.
+  kNodeCordoned,
+  kNodeUncordoned,
+  kNodeDrained,
+  kNodeForgotten,
+  kJobEnded,
 };
 // "node_registered", ...: the name logs and metrics use.
 const char* EventKindName(EventKind kind);
@@ -70,6 +76,8 @@ struct Event {
   absl::Duration rendezvous;
   // kGenerationEnded: why.
   EndReason reason = EndReason::kNodeLost;
+  // An operator's verb: the caller's identity (Caller::identity).
+  std::string by;
 };
 
 using EventSink = std::function<void(const Event&)>;

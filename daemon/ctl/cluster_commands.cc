@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
+#include "meshd/v1/admin.grpc.pb.h"
 #include "meshd/v1/agent.grpc.pb.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 
@@ -64,10 +65,13 @@ std::string ToJson(const google::protobuf::Message& m) {
 }
 
 absl::Status Failed(const grpc::Status& s, const std::string& what, const std::string& address) {
-  const std::string hint = s.error_code() == grpc::StatusCode::UNAVAILABLE
-                               ? " (is meshd running there? see --coordinator / --agent; a TLS "
-                                 "coordinator needs --tls-cert, --tls-key and --tls-ca)"
-                               : "";
+  const std::string hint =
+      s.error_code() == grpc::StatusCode::UNAVAILABLE
+          ? " (is meshd running there? see --coordinator / --agent; a TLS coordinator needs "
+            "--tls-cert, --tls-key and --tls-ca)"
+      : s.error_code() == grpc::StatusCode::PERMISSION_DENIED
+          ? " (operators' verbs need an operator's certificate in --tls-cert)"
+          : "";
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
                       absl::StrCat(what, " from ", address, ": ", s.error_message(), hint));
 }
@@ -79,7 +83,10 @@ std::string RenderStatus(const v1::CoordinatorStatus& s, const std::string& addr
       {{"coordinator", address},
        {"version", s.version()},
        {"uptime", Duration(s.uptime_ms())},
-       {"nodes", absl::StrCat(s.nodes_alive(), " alive, ", s.nodes_dead(), " dead")},
+       {"nodes", absl::StrCat(s.nodes_alive(), " alive, ", s.nodes_dead(), " dead",
+                              s.nodes_cordoned() ? absl::StrCat(", ", s.nodes_cordoned(),
+                                                                " cordoned")
+                                                 : "")},
        {"jobs", absl::StrCat(s.jobs_running(), " running, ", s.jobs_joining(), " joining")},
        {"waiting calls", absl::StrCat(s.waiters())},
        {"heartbeat timeout", Duration(s.heartbeat_timeout_ms())}});
@@ -113,7 +120,9 @@ std::string RenderNodes(const v1::ListNodesResponse& nodes) {
   std::vector<std::vector<std::string>> rows = {
       {"NODE", "STATE", "GPUS", "HOSTNAME", "LAST HEARD", "RESTARTS", "JOBS"}};
   for (const auto& n : nodes.nodes()) {
-    rows.push_back({n.inventory().node(), n.state() == v1::NODE_STATE_ALIVE ? "alive" : "DEAD",
+    rows.push_back({n.inventory().node(),
+                    absl::StrCat(n.state() == v1::NODE_STATE_ALIVE ? "alive" : "DEAD",
+                                 n.cordoned() ? ",cordoned" : ""),
                     GpuSummary(n.inventory()), n.inventory().hostname(),
                     Duration(n.last_heard_ms_ago()) + " ago", absl::StrCat(n.restarts()),
                     n.jobs().empty() ? "-" : absl::StrJoin(n.jobs(), ",")});
@@ -216,6 +225,54 @@ absl::StatusOr<std::string> RunClusterCommand(const std::string& command, const 
     return json ? ToJson(s) : RenderJob(s);
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown command '", command, "'"));
+}
+
+absl::StatusOr<std::string> RunAdminCommand(const std::string& verb, const std::string& name,
+                                            const std::string& reason,
+                                            const ClusterTarget& target, bool json) {
+  if (target.agent) {
+    return absl::InvalidArgumentError(
+        "operators' verbs go to the coordinator; use --coordinator HOST:PORT, not --agent");
+  }
+  auto stub = v1::Admin::NewStub(grpc::CreateChannel(
+      target.address, target.credentials != nullptr ? target.credentials
+                                                    : grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + target.timeout));
+  v1::AdminResponse resp;
+  grpc::Status r;
+  if (verb == "cordon") {
+    v1::CordonNodeRequest req;
+    req.set_node(name);
+    req.set_reason(reason);
+    r = stub->CordonNode(&ctx, req, &resp);
+  } else if (verb == "uncordon") {
+    v1::UncordonNodeRequest req;
+    req.set_node(name);
+    r = stub->UncordonNode(&ctx, req, &resp);
+  } else if (verb == "drain") {
+    v1::DrainNodeRequest req;
+    req.set_node(name);
+    req.set_reason(reason);
+    r = stub->DrainNode(&ctx, req, &resp);
+  } else if (verb == "forget") {
+    v1::ForgetNodeRequest req;
+    req.set_node(name);
+    r = stub->ForgetNode(&ctx, req, &resp);
+  } else if (verb == "end") {
+    v1::EndJobRequest req;
+    req.set_job(name);
+    req.set_reason(reason);
+    r = stub->EndJob(&ctx, req, &resp);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown verb '", verb, "'"));
+  }
+  if (!r.ok()) {
+    return Failed(r, absl::StrCat("cannot ", verb, " ", verb == "end" ? "job" : "node", " '", name,
+                                  "'"),
+                  target.address);
+  }
+  return json ? ToJson(resp) : resp.summary() + "\n";
 }
 
 }  // namespace meshd::ctl

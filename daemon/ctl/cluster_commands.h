@@ -1,5 +1,6 @@
-// meshctl's cluster commands: `status`, `nodes`, `jobs`, `job NAME` against a coordinator, and
-// `status` against a node agent's socket. Human tables by default, JSON (the protobuf messages with
+// meshctl's cluster commands: `status`, `nodes`, `jobs`, `job NAME` against a coordinator,
+// `status` against a node agent's socket, and the operators' verbs (`node cordon|uncordon|drain|
+// forget NAME`, `job end NAME`). Human tables by default, JSON (the protobuf messages with
 // their .proto field names) with --json.
 //
 // Thread-safety: pure functions apart from the RPC.
@@ -32,6 +33,14 @@ struct ClusterTarget {
 // target does not serve.
 absl::StatusOr<std::string> RunClusterCommand(const std::string& command, const std::string& arg,
                                               const ClusterTarget& target, bool json);
+
+// Runs an operator's verb (meshd.v1.Admin) on the coordinator: "cordon", "uncordon", "drain" or
+// "forget" node `name`, or "end" job `name`; `reason` for cordon, drain and end. Answers the
+// coordinator's summary of what changed (JSON: the AdminResponse). Errors: the RPC's status with a
+// message naming what was asked of whom (PERMISSION_DENIED: the caller is not an operator).
+absl::StatusOr<std::string> RunAdminCommand(const std::string& verb, const std::string& name,
+                                            const std::string& reason,
+                                            const ClusterTarget& target, bool json);
 
 // Renderers, exposed for tests.
 std::string RenderStatus(const v1::CoordinatorStatus& s, const std::string& address);

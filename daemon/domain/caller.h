@@ -26,6 +26,12 @@ struct Caller {
   // Node names its verified client certificate carries (DNS SANs, CN, SPIFFE URI SANs); empty
   // without TLS.
   std::vector<std::string> certified_nodes;
+  // Whether the transport found the caller to be an operator (a certificate matching
+  // --admin-identity, or a plaintext caller on the coordinator's own host): only then may it use
+  // the admin calls. Set only by the Admin service.
+  bool admin = false;
+  // Who the caller is, for the logs of what it did: its certificate's names, or its address.
+  std::string identity;
 
   bool Certifies(const std::string& name) const {
     return std::find(certified_nodes.begin(), certified_nodes.end(), name) !=

@@ -15,6 +15,10 @@ std::string EndReasonName(EndReason r) {
       return "node left";
     case EndReason::kShutdown:
       return "coordinator shutting down";
+    case EndReason::kNodeDrained:
+      return "node drained";
+    case EndReason::kJobEnded:
+      return "job ended";
   }
   return "unknown";
 }

@@ -82,7 +82,15 @@ struct Assignment {
   std::shared_ptr<const std::vector<Member>> members;
 };
 
-enum class EndReason { kNodeLost, kNodeRestarted, kNodeJoining, kNodeLeft, kShutdown };
+enum class EndReason {
+  kNodeLost,
+  kNodeRestarted,
+  kNodeJoining,
+  kNodeLeft,
+  kShutdown,
+  kNodeDrained,  // an operator drained a member node
+  kJobEnded,     // an operator ended the job
+};
 std::string EndReasonName(EndReason r);
 
 struct GenerationEnd {

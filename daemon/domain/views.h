@@ -34,6 +34,8 @@ struct NodeView {
   absl::Duration since_heard;
   uint32_t restarts = 0;
   std::vector<std::string> jobs;
+  bool cordoned = false;      // an operator took it out of service: it joins no new rounds
+  std::string cordon_reason;  // theirs
 };
 
 // Calls held open, by what they wait for.
@@ -58,6 +60,7 @@ struct StatusView {
   absl::Duration uptime;
   uint32_t nodes_alive = 0;
   uint32_t nodes_dead = 0;
+  uint32_t nodes_cordoned = 0;  // alive or dead
   uint32_t jobs_joining = 0;
   uint32_t jobs_running = 0;
   uint32_t waiters = 0;  // waiting.total()

@@ -143,9 +143,34 @@ int main(int argc, char** argv) {
       app.add_subcommand("status", "The coordinator's (or with --agent, the agent's) state");
   CLI::App* nodes = app.add_subcommand("nodes", "Registered nodes, their GPUs and liveness");
   CLI::App* jobs = app.add_subcommand("jobs", "Jobs, their phase and generation");
-  CLI::App* job =
-      app.add_subcommand("job", "One job: generation, members and ranks, who is missing");
-  job->add_option("name", job_name, "Job name")->required();
+  CLI::App* job = app.add_subcommand(
+      "job", "One job: generation, members and ranks, who is missing (meshctl job NAME)");
+  job->add_option("name", job_name, "Job name");
+
+  // Operators' verbs (meshd.v1.Admin): an operator's certificate with TLS, this host without.
+  std::string target_name, reason;
+  std::vector<std::pair<std::string, CLI::App*>> verbs;
+  CLI::App* node =
+      app.add_subcommand("node", "Operators' verbs on a node: cordon, uncordon, drain, forget");
+  node->require_subcommand(1);
+  for (const auto& [verb, help] : std::vector<std::pair<std::string, std::string>>{
+           {"cordon", "The node joins no new rounds; its running jobs carry on"},
+           {"uncordon", "The node joins rounds again"},
+           {"drain", "Cordon the node and end the generations of its jobs (elastic jobs re-form "
+                     "without it)"},
+           {"forget", "Remove a dead node's record"}}) {
+    CLI::App* c = node->add_subcommand(verb, help);
+    c->add_option("name", target_name, "Node name")->required();
+    if (verb == "cordon" || verb == "drain") {
+      c->add_option("--reason", reason, "Why (shown in meshctl nodes and told to workers)");
+    }
+    verbs.emplace_back(verb, c);
+  }
+  CLI::App* end = job->add_subcommand(
+      "end", "End the job's running generation: every worker is told, with --reason");
+  end->add_option("name", target_name, "Job name")->required();
+  end->add_option("--reason", reason, "Why (told to every worker)");
+  verbs.emplace_back("end", end);
 
   PlanFlags plan;
   CLI::App* cmd = app.add_subcommand(
@@ -189,6 +214,19 @@ int main(int argc, char** argv) {
     if (!credentials.ok()) return Fail(std::string(credentials.status().message()));
     target.credentials = *std::move(credentials);
   }
+  for (const auto& [verb, c] : verbs) {
+    if (!c->parsed()) continue;
+    absl::StatusOr<std::string> out =
+        meshd::ctl::RunAdminCommand(verb, target_name, reason, target, json);
+    if (!out.ok()) {
+      std::cerr << "meshctl: " << absl::StatusCodeToString(out.status().code()) << ": "
+                << out.status().message() << "\n";
+      return kStepFailed;
+    }
+    std::cout << *out;
+    return 0;
+  }
+  if (job->parsed() && job_name.empty()) return Fail("meshctl job NAME: give the job's name");
   for (CLI::App* c : {status, nodes, jobs, job}) {
     if (!c->parsed()) continue;
     absl::StatusOr<std::string> out =

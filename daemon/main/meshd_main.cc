@@ -43,6 +43,7 @@ struct CommonFlags {
   std::string heartbeat_timeout = "5s";
   uint32_t max_heartbeat_rate = 2000;
   std::string recovery_window = "10s";
+  std::vector<std::string> admin_identities;
   std::string metrics_listen;
   std::string tls_cert, tls_key, tls_ca;
   std::string tls_refresh = "10s";
@@ -69,6 +70,13 @@ void AddCoordinatorFlags(CLI::App* cmd, CommonFlags& f) {
                   "heartbeat timeout)")
       ->envname("MESHD_RECOVERY_WINDOW")
       ->capture_default_str();
+  cmd->add_option("--admin-identity", f.admin_identities,
+                  "With TLS: the client certificates that are operators' and may use the admin "
+                  "calls (meshctl node cordon|drain|..., meshctl job end): a URI SAN "
+                  "(spiffe://td/operator/*: a prefix), dns:NAME, cn:NAME or a subject attribute "
+                  "like OU=admin (comma-separated). Without TLS, callers on this host are operators")
+      ->envname("MESHD_ADMIN_IDENTITY")
+      ->delimiter(',');
 }
 
 void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
@@ -306,6 +314,7 @@ int main(int argc, char** argv) {
   options.tls = tls;
   options.tls_refresh = tls_refresh;
   options.insecure = common.insecure;
+  options.admin_identities = common.admin_identities;
   if (!ParseDurationFlag("heartbeat-interval", common.heartbeat_interval,
                          &options.heartbeat_interval) ||
       !ParseDurationFlag("heartbeat-timeout", common.heartbeat_timeout,

@@ -44,7 +44,8 @@ CoordinatorMetrics::CoordinatorMetrics(std::function<domain::StatusView()> statu
   // Every reason is shown from the start (at 0), so rate() works on the first bump.
   for (auto r : {domain::EndReason::kNodeLost, domain::EndReason::kNodeRestarted,
                  domain::EndReason::kNodeJoining, domain::EndReason::kNodeLeft,
-                 domain::EndReason::kShutdown}) {
+                 domain::EndReason::kShutdown, domain::EndReason::kNodeDrained,
+                 domain::EndReason::kJobEnded}) {
     ends_.Add({{"reason", ReasonLabel(r)}});
   }
 }
@@ -64,6 +65,9 @@ std::vector<prometheus::MetricFamily> CoordinatorMetrics::Collect() const {
   out.push_back(GaugeFamily("meshd_coordinator_nodes", "Registered nodes, by state",
                             {{{{"state", "alive"}}, static_cast<double>(s.nodes_alive)},
                              {{{"state", "dead"}}, static_cast<double>(s.nodes_dead)}}));
+  out.push_back(GaugeFamily("meshd_coordinator_nodes_cordoned",
+                            "Nodes an operator cordoned or drained (they join no new rounds)",
+                            {{{}, static_cast<double>(s.nodes_cordoned)}}));
   out.push_back(GaugeFamily("meshd_coordinator_jobs", "Jobs, by phase",
                             {{{{"phase", "joining"}}, static_cast<double>(s.jobs_joining)},
                              {{{"phase", "running"}}, static_cast<double>(s.jobs_running)}}));

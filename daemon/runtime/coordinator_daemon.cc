@@ -49,6 +49,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       security::ServerCredentialsFor(options.tls, options.tls_refresh);
   if (!credentials.ok()) return credentials.status();
+  absl::StatusOr<security::AdminPolicy> admins =
+      security::AdminPolicy::Parse(options.admin_identities);
+  if (!admins.ok()) return admins.status();
+  if (options.tls.enabled() && options.admin_identities.empty()) {
+    log::Info("no --admin-identity: no certificate may use the admin calls (meshctl node "
+              "cordon|drain|uncordon|forget, meshctl job end)");
+  } else if (!options.tls.enabled() && !options.admin_identities.empty()) {
+    log::Warn("--admin-identity has no effect without TLS: the admin calls are open to callers on "
+              "this host only");
+  }
   std::unique_ptr<CoordinatorDaemon> d(new CoordinatorDaemon());
   if (options.clock != nullptr) d->clock_ = options.clock;
   coordinator::CoordinatorOptions core_options;
@@ -70,21 +80,24 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
                    {{"event", coordinator::EventKindName(e.kind)},
                     {"job", e.job},
                     {"node", e.node},
-                    {"generation", e.generation ? absl::StrCat(e.generation) : ""}});
+                    {"generation", e.generation ? absl::StrCat(e.generation) : ""},
+                    {"by", e.by}});
         if (collector != nullptr) collector->OnEvent(e);
       });
   d->service_ = std::make_unique<service::CoordinatorService>(d->core_.get(), d->clock_);
+  d->admin_service_ = std::make_unique<service::AdminService>(d->core_.get(), *std::move(admins));
   service::ServerOptions server_options;
   server_options.listen = {options.listen};
   server_options.tcp_credentials = *credentials;
   if (options.metrics != nullptr) {
     metrics::RpcMetrics* rpc = &options.metrics->rpc();
     server_options.interceptors = [rpc] {
-      return rpc->Interceptors("coordinator", {"meshd.v1.Coordinator"});
+      return rpc->Interceptors("coordinator", {"meshd.v1.Coordinator", "meshd.v1.Admin"});
     };
   }
   absl::StatusOr<std::unique_ptr<service::GrpcServer>> server =
-      service::GrpcServer::Start(server_options, {d->service_.get()}, {"meshd.v1.Coordinator"});
+      service::GrpcServer::Start(server_options, {d->service_.get(), d->admin_service_.get()},
+                                 {"meshd.v1.Coordinator", "meshd.v1.Admin"});
   if (!server.ok()) return server.status();
   d->server_ = *std::move(server);
   if (d->collector_ != nullptr) d->metrics_->Add(d->collector_);

@@ -15,6 +15,7 @@
 #include "daemon/metrics/coordinator_metrics.h"
 #include "daemon/metrics/metrics_server.h"
 #include "daemon/security/tls_credentials.h"
+#include "daemon/service/admin_service.h"
 #include "daemon/service/coordinator_service.h"
 #include "daemon/service/grpc_server.h"
 #include "daemon/service/ticker.h"
@@ -31,6 +32,9 @@ struct CoordinatorDaemonOptions {
   // Serve plaintext on an address other hosts can reach (refused otherwise: FAILED_PRECONDITION);
   // logged as a warning, and meshd_insecure is 1 on `metrics`.
   bool insecure = false;
+  // Who may use the admin calls (meshd.v1.Admin): patterns of operators' certificates, see
+  // security::AdminPolicy. Without TLS, callers on this host.
+  std::vector<std::string> admin_identities;
   absl::Duration heartbeat_interval = absl::Seconds(1);
   absl::Duration heartbeat_timeout = absl::Seconds(5);
   uint32_t max_heartbeats_per_second = 2000;  // see CoordinatorOptions
@@ -48,7 +52,8 @@ struct CoordinatorDaemonOptions {
 
 class CoordinatorDaemon {
  public:
-  // Errors: INVALID_ARGUMENT bad options or TLS files (the message names the file);
+  // Errors: INVALID_ARGUMENT bad options, TLS files (the message names the file) or admin
+  // identities;
   // FAILED_PRECONDITION plaintext on a non-loopback address without `insecure`; UNAVAILABLE the
   // address could not be bound.
   static absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> Start(
@@ -69,6 +74,7 @@ class CoordinatorDaemon {
   const Clock* clock_ = &real_clock_;  // options.clock, or real_clock_
   std::unique_ptr<coordinator::Coordinator> core_;
   std::unique_ptr<service::CoordinatorService> service_;
+  std::unique_ptr<service::AdminService> admin_service_;
   std::unique_ptr<service::GrpcServer> server_;
   std::unique_ptr<service::Ticker> ticker_;
   metrics::MetricsServer* metrics_ = nullptr;

@@ -299,6 +299,7 @@ grpc::ServerUnaryReactor* CoordinatorService::GetStatus(grpc::CallbackServerCont
   resp->set_uptime_ms(absl::ToInt64Milliseconds(s.uptime));
   resp->set_nodes_alive(s.nodes_alive);
   resp->set_nodes_dead(s.nodes_dead);
+  resp->set_nodes_cordoned(s.nodes_cordoned);
   resp->set_jobs_joining(s.jobs_joining);
   resp->set_jobs_running(s.jobs_running);
   resp->set_waiters(s.waiters);

@@ -94,6 +94,10 @@ v1::GenerationEnd::Reason ToProto(domain::EndReason r) {
       return v1::GenerationEnd::REASON_NODE_LEFT;
     case domain::EndReason::kShutdown:
       return v1::GenerationEnd::REASON_SHUTDOWN;
+    case domain::EndReason::kNodeDrained:
+      return v1::GenerationEnd::REASON_NODE_DRAINED;
+    case domain::EndReason::kJobEnded:
+      return v1::GenerationEnd::REASON_JOB_ENDED;
   }
   return v1::GenerationEnd::REASON_UNSPECIFIED;
 }
@@ -110,6 +114,10 @@ domain::EndReason FromProto(v1::GenerationEnd::Reason r) {
       return domain::EndReason::kNodeLeft;
     case v1::GenerationEnd::REASON_SHUTDOWN:
       return domain::EndReason::kShutdown;
+    case v1::GenerationEnd::REASON_NODE_DRAINED:
+      return domain::EndReason::kNodeDrained;
+    case v1::GenerationEnd::REASON_JOB_ENDED:
+      return domain::EndReason::kJobEnded;
     default:
       return domain::EndReason::kNodeLost;
   }
@@ -169,6 +177,8 @@ void ToProto(const domain::NodeView& d, v1::NodeStatus* p) {
   p->set_last_heard_ms_ago(absl::ToInt64Milliseconds(d.since_heard));
   p->set_restarts(d.restarts);
   for (const std::string& j : d.jobs) p->add_jobs(j);
+  p->set_cordoned(d.cordoned);
+  p->set_cordon_reason(d.cordon_reason);
 }
 
 domain::GroupRequest FromProto(const v1::GroupRequest& p) {

@@ -106,6 +106,44 @@ TEST_F(StandaloneTest, MeshctlErrors) {
   EXPECT_THAT(r.out, HasSubstr("UNAVAILABLE"));
 }
 
+// The operators' verbs without TLS: a caller on the coordinator's host is an operator. Drain
+// ends the job's generation with the operator's reason; the drained node joins no new round until
+// uncordoned; a live node cannot be forgotten.
+TEST_F(StandaloneTest, OperatorVerbs_PlaintextFromThisHost) {
+  auto r = Meshctl("node drain solo --reason 'swap GPU 3'");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("generations ended: train 1"));
+  for (auto& w : workers_) {
+    auto line = w->ReadLine(absl::Seconds(10));
+    ASSERT_TRUE(line.ok()) << line.status();
+    EXPECT_THAT(*line, HasSubstr("REASON_NODE_DRAINED"));
+  }
+  r = Meshctl("status");
+  EXPECT_THAT(r.out, HasSubstr("1 alive, 0 dead, 1 cordoned"));
+  r = Meshctl("nodes --json");
+  const auto n = nlohmann::json::parse(r.out);
+  EXPECT_EQ(n["nodes"][0]["cordoned"], true);
+  EXPECT_EQ(n["nodes"][0]["cordon_reason"], "swap GPU 3");
+
+  // A worker attaching now is refused, and told how the node comes back.
+  auto w = Subprocess::Start({WORKER_PATH, socket_, "eval", "0", "1", "1"});
+  ASSERT_TRUE(w.ok());
+  auto refused = (*w)->ReadLine(absl::Seconds(20));
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_THAT(*refused, HasSubstr("cordoned"));
+  EXPECT_THAT(*refused, HasSubstr("meshctl node uncordon solo"));
+
+  r = Meshctl("node forget solo");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("FAILED_PRECONDITION"));
+  r = Meshctl("job end nope");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("NOT_FOUND"));
+  r = Meshctl("node uncordon solo");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("uncordoned"));
+}
+
 TEST_F(StandaloneTest, Sigterm_WorkersToldShutdown_ExitZero) {
   daemon_->Signal(SIGTERM);
   for (auto& w : workers_) {

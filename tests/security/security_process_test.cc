@@ -73,7 +73,9 @@ class TlsClusterTest : public ::testing::Test {
     auto c = Subprocess::Start(
         {MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0", "--tls-cert",
          dir_ + "/coordinator.pem", "--tls-key", dir_ + "/coordinator.key", "--tls-ca", ca,
-         "--tls-refresh", "1s", "--metrics-listen", "127.0.0.1:0"});
+         "--tls-refresh", "1s", "--metrics-listen", "127.0.0.1:0", "--admin-identity",
+         "OU=admin"},
+        dir_ + "/coordinator.log");
     ASSERT_TRUE(c.ok()) << c.status();
     coordinator_ = *std::move(c);
     auto url = coordinator_->WaitForLine("meshd metrics on ", absl::Seconds(20));
@@ -251,6 +253,49 @@ TEST_F(TlsClusterTest, Rotation_NewCertificatesServed_JobUndisturbed) {
     EXPECT_EQ(line.status().code(), absl::StatusCode::kDeadlineExceeded)
         << "a worker was told: " << (line.ok() ? *line : "");
   }
+}
+
+// Roles: an operator's certificate (OU=admin, the coordinator's --admin-identity) may use the
+// admin calls; a node's certificate may not, and changes nothing. Ending the job by hand tells
+// every worker why.
+TEST_F(TlsClusterTest, AdminCalls_OperatorCertificateCan_NodeCertificateCannot) {
+  ASSERT_EQ(AttachWorkers().size(), 2u);
+  auto r = Meshctl("node cordon node-a --reason maintenance", "node-a");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("PERMISSION_DENIED"));
+  EXPECT_THAT(r.out, HasSubstr("--admin-identity"));
+  r = Meshctl("job end train", "node-b");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  r = Meshctl("nodes --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["nodes"][0]["cordoned"], false) << r.out;
+  for (auto& w : workers_) {
+    EXPECT_EQ(w->ReadLine(absl::Milliseconds(300)).status().code(),
+              absl::StatusCode::kDeadlineExceeded);
+  }
+
+  r = Meshctl("node cordon node-a --reason maintenance");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("node 'node-a' cordoned (maintenance)"));
+  r = Meshctl("nodes");
+  EXPECT_THAT(r.out, HasSubstr("alive,cordoned"));
+  r = Meshctl("node uncordon node-a --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["changed"], true);
+
+  r = Meshctl("job end train --reason 'bad learning rate'");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("generation 1 ended"));
+  for (auto& w : workers_) {
+    auto line = w->ReadLine(absl::Seconds(10));
+    ASSERT_TRUE(line.ok()) << line.status();
+    EXPECT_THAT(*line, HasSubstr("REASON_JOB_ENDED"));
+  }
+  // The event names who did it.
+  EXPECT_TRUE(WaitFor([&] {
+    const std::string log = ReadFile(dir_ + "/coordinator.log");
+    return log.find("job_ended") != std::string::npos && log.find("cn=operator") != std::string::npos;
+  }));
 }
 
 TEST(SafeDefaults, PlaintextOffLoopback_RefusedSayingWhatToPass) {

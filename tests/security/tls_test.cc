@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "daemon/security/admin_policy.h"
 #include "daemon/security/listen_policy.h"
 #include "daemon/security/peer_identity.h"
 #include "daemon/security/tls_credentials.h"
@@ -301,6 +302,51 @@ TEST(PeerIdentity, Plaintext_Unauthenticated) {
   EXPECT_EQ(id.common_name, "");
   EXPECT_FALSE(id.Names("node-a"));
   EXPECT_EQ(id.DebugString(), "unauthenticated");
+}
+
+// Roles: the operator's certificate (OU=admin, a spiffe://.../operator/ URI) matches the patterns
+// an operator would configure; node-a's certificate (from the same CA) matches none of them.
+TEST(AdminPolicy, OperatorCertificateMatches_NodeCertificateDoesNot) {
+  IdentityServer server(*MutualTlsServerCredentials(Files("server")));
+  Check(Channel(server.address(), ClientTls(Files("operator"))));
+  const PeerIdentity op = server.last();
+  Check(Channel(server.address(), ClientTls(Files("node-a"))));
+  const PeerIdentity node = server.last();
+  for (const char* pattern :
+       {"OU=admin", "spiffe://meshd.test/operator/*", "spiffe://meshd.test/operator/alice",
+        "cn:operator"}) {
+    auto policy = AdminPolicy::Parse({pattern});
+    ASSERT_TRUE(policy.ok()) << policy.status();
+    EXPECT_TRUE(policy->IsOperator(op, "ipv4:10.0.0.5:4000")) << pattern;
+    EXPECT_FALSE(policy->IsOperator(node, "ipv4:127.0.0.1:4000")) << pattern;
+  }
+  auto none = AdminPolicy::Parse({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->IsOperator(op, "ipv4:127.0.0.1:4000"));  // TLS without --admin-identity
+  auto nodes = AdminPolicy::Parse({"dns:node-*"});
+  ASSERT_TRUE(nodes.ok());
+  EXPECT_TRUE(nodes->Matches(node));
+  EXPECT_FALSE(nodes->Matches(op));
+}
+
+TEST(AdminPolicy, Plaintext_OnlyFromThisHost) {
+  const AdminPolicy policy;
+  const PeerIdentity plaintext;
+  EXPECT_TRUE(policy.IsOperator(plaintext, "ipv4:127.0.0.1:5000"));
+  EXPECT_TRUE(policy.IsOperator(plaintext, "ipv6:[::1]:5000"));
+  EXPECT_TRUE(policy.IsOperator(plaintext, "unix:/run/meshd/agent.sock"));
+  EXPECT_FALSE(policy.IsOperator(plaintext, "ipv4:10.1.2.3:5000"));
+  EXPECT_FALSE(policy.IsOperator(plaintext, "ipv6:[fe80::1]:5000"));
+  EXPECT_FALSE(policy.IsOperator(plaintext, "ipv4:128.0.0.1:5000"));
+}
+
+TEST(AdminPolicy, BadPattern_InvalidArgumentSayingWhatIsAccepted) {
+  for (const char* bad : {"", "admin", "cn:", "OU=ad*min", "cn:ops*", "*"}) {
+    auto policy = AdminPolicy::Parse({bad});
+    ASSERT_FALSE(policy.ok()) << bad;
+    EXPECT_EQ(policy.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(policy.status().message(), HasSubstr("OU=admin"));
+  }
 }
 
 }  // namespace
