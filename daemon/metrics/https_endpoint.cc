@@ -148,7 +148,13 @@ void HttpsEndpoint::Accept() {
     if (poll(p, 2, -1) < 0 && errno != EINTR) return;
     if (p[1].revents != 0) return;
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        pollfd stop{stop_fd_, POLLIN, 0};
+        poll(&stop, 1, 100);  // out of descriptors or memory: let it pass rather than spin
+      }
+      continue;
+    }
     absl::MutexLock lock(&mu_);
     if (accepted_.size() >= kMaxWaiting) {
       close(fd);

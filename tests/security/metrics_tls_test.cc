@@ -100,12 +100,13 @@ TEST_F(MetricsTlsTest, ClientWithoutCertificate_Refused) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
 }
 
+// The client trusts the server's CA, so the failure is the server's refusal (its alert "unknown
+// ca" may or may not reach the client before the connection is reset).
 TEST_F(MetricsTlsTest, ClientOfAnotherCa_Refused) {
   Serve();
   auto r = HttpsGet(server_->address(), "/metrics", Client("stranger"), absl::Seconds(5));
   ASSERT_FALSE(r.ok()) << "HTTP " << r->status;
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
-  EXPECT_THAT(r.status().message(), HasSubstr("alert unknown ca"));  // the server's refusal
 }
 
 // Replaced like an operator should (rename into place, key first): new connections get the new
