@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/layout/device_mesh.h"
+#include "common/layout/mesh_spec.h"
 
 namespace meshd::bench {
 
@@ -105,11 +106,20 @@ absl::StatusOr<Workload> BuildWorkload(const WorkloadOptions& o) {
     ++w.ids;
     return id;
   };
-  const uint64_t per_id = o.ranks_per_id > 0 ? o.ranks_per_id : w.world_size;
-  auto chunks = [per_id](uint64_t members) {
-    return static_cast<uint32_t>((members + per_id - 1) / per_id);
+  auto chunks = [&o](uint64_t members) {
+    return static_cast<uint32_t>(layout::ChunkCount(static_cast<int64_t>(members), o.ranks_per_id));
   };
-  const std::string fingerprint = absl::StrCat("meshd_bench:", w.description);
+  // The chunk each member index leads (-1: none), as the client picks its leaders; the world
+  // group's last.
+  std::vector<std::vector<int64_t>> leads(ndim + 1);
+  for (int d = 0; d <= ndim; ++d) {
+    const int64_t members = d < ndim ? group_size[d] : static_cast<int64_t>(w.world_size);
+    const int64_t n = chunks(static_cast<uint64_t>(members));
+    leads[d].assign(members, -1);
+    for (int64_t c = 0; c < n; ++c) leads[d][layout::ChunkLeader(members, n, c)] = c;
+  }
+  // The client's own fingerprint: the coordinator rebuilds the mesh from it to know the leaders.
+  const std::string fingerprint = layout::MeshFingerprint(*mesh);
   w.requests.resize(o.nodes);
   for (uint32_t n = 0; n < o.nodes; ++n) {
     v1::ResolveGroupsRequest& req = w.requests[n];
@@ -133,18 +143,19 @@ absl::StatusOr<Workload> BuildWorkload(const WorkloadOptions& o) {
       for (int d = 0; d < ndim; ++d) {
         const Place p = place[d][rank];
         v1::GroupRequest* g =
-            group(absl::StrCat(o.mesh_key, "/", names[d], "/", p.group), chunks(group_size[d]));
-        if (p.index % per_id == 0) {
+            group(layout::GroupKey(o.mesh_key, names[d], p.group), chunks(group_size[d]));
+        if (const int64_t c = leads[d][p.index]; c >= 0) {
           v1::MintedId* m = g->add_minted();
-          m->set_index(p.index / per_id);
+          m->set_index(static_cast<uint32_t>(c));
           m->set_id(mint());
         }
       }
       if (o.world_group) {
-        v1::GroupRequest* g = group(absl::StrCat(o.mesh_key, "/world/0"), chunks(w.world_size));
-        if (rank % per_id == 0) {
+        v1::GroupRequest* g =
+            group(layout::GroupKey(o.mesh_key, layout::kWorldGroupLabel, 0), chunks(w.world_size));
+        if (const int64_t c = leads[ndim][rank]; c >= 0) {
           v1::MintedId* m = g->add_minted();
-          m->set_index(static_cast<uint32_t>(rank / per_id));
+          m->set_index(static_cast<uint32_t>(c));
           m->set_id(mint());
         }
       }

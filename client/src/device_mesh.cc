@@ -18,21 +18,6 @@ DeviceMesh Wrap(const DeviceMesh::Impl& parent, layout::DeviceMesh derived) {
 
 }  // namespace
 
-std::string MeshFingerprint(const layout::DeviceMesh& mesh) {
-  const layout::RankMap& map = mesh.rank_map();
-  std::string ranks;
-  if (map.is_identity()) {
-    ranks = absl::StrCat("identity(", map.size(), ")");
-  } else {
-    uint64_t h = 1469598103934665603ull;  // FNV-1a over the explicit table
-    for (int64_t i = 0; i < map.size(); ++i)
-      h = (h ^ static_cast<uint64_t>(map.at(i))) * 1099511628211ull;
-    ranks = absl::StrCat("table(", map.size(), ",", absl::Hex(h), ")");
-  }
-  return absl::StrCat(ranks, "|", mesh.layout().ToString(), "|",
-                      mesh.names() ? absl::StrJoin(*mesh.names(), ",") : "-");
-}
-
 int DeviceMesh::ndim() const { return impl_->mesh.ndim(); }
 std::vector<int64_t> DeviceMesh::shape() const { return impl_->mesh.shape(); }
 int64_t DeviceMesh::size() const { return impl_->mesh.size(); }

@@ -16,9 +16,6 @@ struct DeviceMesh::Impl {
   std::string root_key;  // the root mesh's key
 };
 
-// Canonical form of a mesh (root rank map, layout, names): equal on ranks that built the same mesh.
-std::string MeshFingerprint(const layout::DeviceMesh& mesh);
-
 }  // namespace meshd
 
 #endif  // MESHD_CLIENT_SRC_DEVICE_MESH_IMPL_H_

@@ -15,6 +15,7 @@
 #include "client/src/device_mesh_impl.h"
 #include "client/src/interrupter.h"
 #include "client/src/nccl_runtime.h"
+#include "common/layout/mesh_spec.h"
 
 namespace meshd::client_internal {
 
@@ -93,16 +94,16 @@ absl::StatusOr<std::vector<Group>> ClientImpl::Exchange(const DeviceMesh& mesh, 
       out.group_rank = g->local_rank;
       out.group_index = g->index;
       out.index = std::find(g->ranks.begin(), g->ranks.end(), placement_.rank) - g->ranks.begin();
-      out.key = absl::StrCat(exchange_key, "/", lm.DimLabel(d), "/", g->index);
+      out.key = layout::GroupKey(exchange_key, lm.DimLabel(d), g->index);
       groups.push_back(std::move(out));
     }
   }
   if (with_world) {
     Group world;
-    world.dims = {"world"};
+    world.dims = {std::string(layout::kWorldGroupLabel)};
     for (int r = 0; r < placement_.world_size; ++r) world.ranks.push_back(r);
     world.index = world.group_rank = placement_.rank;
-    world.key = absl::StrCat(exchange_key, "/world/0");
+    world.key = layout::GroupKey(exchange_key, layout::kWorldGroupLabel, 0);
     groups.push_back(std::move(world));
   }
 
@@ -111,20 +112,19 @@ absl::StatusOr<std::vector<Group>> ClientImpl::Exchange(const DeviceMesh& mesh, 
   req.set_generation(placement_.generation);
   req.set_local_rank(static_cast<uint32_t>(placement_.local_rank));
   req.set_mesh_key(exchange_key);
-  req.mutable_spec()->set_fingerprint(MeshFingerprint(lm));
+  req.mutable_spec()->set_fingerprint(layout::MeshFingerprint(lm));
   req.mutable_spec()->set_description(lm.ToString());
   for (const Group& g : groups) {
     v1::GroupRequest* gr = req.add_groups();
     gr->set_key(g.key);
     const int64_t members = static_cast<int64_t>(g.ranks.size());
-    const int64_t per_id = options_.ranks_per_id > 0 ? options_.ranks_per_id : members;
-    const int64_t chunks = (members + per_id - 1) / per_id;
+    const int64_t chunks = layout::ChunkCount(members, options_.ranks_per_id);
     gr->set_num_ids(static_cast<uint32_t>(chunks));
     for (int64_t c = 0; c < chunks; ++c) {
-      if (g.ranks[c * per_id] != placement_.rank) continue;
-      // This rank leads chunk c: its process becomes that id's NCCL bootstrap root. If it cannot
-      // mint, it still reports (with the reason) so that every member fails fast, not at the
-      // deadline.
+      if (g.ranks[layout::ChunkLeader(members, chunks, c)] != placement_.rank) continue;
+      // This rank leads chunk c: its process becomes that id's NCCL bootstrap root, and the
+      // coordinator takes that id from no other rank. If it cannot mint, it still reports (with the
+      // reason) so that every member fails fast, not at the deadline.
       absl::StatusOr<const NcclRuntime*> nccl = NcclRuntime::Load(options_.nccl_library);
       absl::StatusOr<NcclUniqueId> id =
           nccl.ok() ? (*nccl)->MintId() : absl::StatusOr<NcclUniqueId>(nccl.status());

@@ -194,6 +194,16 @@ absl::StatusOr<RankGroup> DeviceMesh::GroupOf(int64_t rank, int dim) const {
   return g;
 }
 
+std::optional<int64_t> DeviceMesh::GroupIndex(int64_t rank, int dim) const {
+  const std::optional<int64_t> pos = rank_map().position_of(rank);
+  if (!pos) return std::nullopt;
+  return dim_frames_[dim].Decompose(*pos).copy;
+}
+
+int64_t DeviceMesh::GroupMember(int dim, int64_t group, int64_t member) const {
+  return rank_map().at(dim_frames_[dim].Compose(group, {member}));
+}
+
 absl::StatusOr<RankTensor> DeviceMesh::View(int64_t rank) const {
   int64_t copy = 0;
   if (const std::optional<int64_t> pos = rank_map().position_of(rank)) {

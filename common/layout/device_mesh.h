@@ -134,6 +134,12 @@ class DeviceMesh {
   std::optional<std::vector<int64_t>> coordinate(int64_t rank) const;
   // The rank's group along `dim`. Errors: FAILED_PRECONDITION when the rank is not in the mesh.
   absl::StatusOr<RankGroup> GroupOf(int64_t rank, int dim) const;
+  // The index of the rank's group along `dim` (GroupOf(rank, dim)->index), or nullopt when the
+  // rank is not in the mesh. O(ndim), unlike GroupOf.
+  std::optional<int64_t> GroupIndex(int64_t rank, int dim) const;
+  // Member `member` of group `group` along `dim`: GroupOf(...)->ranks[member] of that group.
+  // O(ndim). @pre 0 <= group < num_groups(dim), 0 <= member < size(dim).
+  int64_t GroupMember(int dim, int64_t group, int64_t member) const;
   // `.mesh` as seen by `rank`: the copy of this mesh that contains the rank (or the only copy).
   // Errors: FAILED_PRECONDITION when the mesh has several copies and the rank is in none of them.
   absl::StatusOr<RankTensor> View(int64_t rank) const;

@@ -109,7 +109,9 @@ struct Group {
   std::string key;                // the same on every member: "<mesh key>/<dims>/<group index>"
   // One id per ClientOptions::ranks_per_id members (one in all by default); ncclCommInitRank
   // uses ids[0], ncclCommInitRankScalable all of them.
-  // Minted with ncclGetUniqueId by the group's first member (member 128*i for id i).
+  // Minted with ncclGetUniqueId by the chunk's leader, the first member ncclCommInitRankScalable
+  // gives that id (member k*i for id i when k = ranks_per_id divides the group); the coordinator
+  // takes each id from its leader's node only.
   std::vector<NcclUniqueId> ids;
 };
 
