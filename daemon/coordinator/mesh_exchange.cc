@@ -62,6 +62,15 @@ void MeshExchange::Answer(Waiter& w, Completions& out) {
   out.push_back([done = std::move(w.done), answer = std::move(answer)] { done(answer); });
 }
 
+const absl::StatusOr<MintRules>& MeshExchange::RulesFor(const std::string& fingerprint) {
+  if (!rules_ || rules_fingerprint_ != fingerprint) {
+    rules_fingerprint_ = fingerprint;
+    rules_ = MintRules::Create(fingerprint, mesh_key_, world_size_,
+                               absl::StrCat("mesh '", mesh_key_, "' of job '", job_, "'"));
+  }
+  return *rules_;
+}
+
 void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& ranks,
                           std::vector<GroupRequest> groups, absl::Time deadline, GroupsDone done,
                           Completions& out) {
@@ -92,11 +101,41 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
             absl::StrCat("group '", g.key, "': minted id ", index, " must be one of ", g.num_ids,
                          " and ", kIdBytes, " bytes (got ", id.size(), ")")));
       }
-      if (known != ids_.end() && known->second.slots[index] && *known->second.slots[index] != id) {
+    }
+  }
+  if (!groups.empty()) {
+    // Who may ask for and mint which ids follows from the mesh the ranks asked for. A report whose
+    // spec differs from the recorded one (or whose ranks differ) fails the exchange below, when
+    // one of those ranks is new: none of its groups is recorded; with only old ranks it is refused.
+    const std::string* spec = specs_.empty() ? nullptr : &specs_.begin()->first;
+    bool differs = false, mismatch = false;
+    for (const RankSpec& r : ranks) {
+      if (spec == nullptr) spec = &r.fingerprint;
+      if (r.fingerprint == *spec) continue;
+      differs = true;
+      if (!reported_[r.rank]) mismatch = true;
+    }
+    if (mismatch) {
+      groups.clear();
+    } else if (differs) {
+      return reject(absl::FailedPreconditionError(absl::StrCat(
+          "node '", node, "' reported its ranks of mesh '", mesh_key_, "' of job '", job_,
+          "' again as another mesh than ", specs_.begin()->second.first)));
+    } else {
+      const absl::StatusOr<MintRules>& rules = RulesFor(*spec);
+      if (!rules.ok()) return reject(rules.status());
+      if (absl::Status s = rules->Check(node, ranks, groups); !s.ok()) return reject(s);
+    }
+  }
+  for (const GroupRequest& g : groups) {
+    if (g.minted.empty()) continue;
+    auto known = ids_.find(g.key);
+    if (known == ids_.end()) continue;
+    for (const auto& [index, id] : g.minted) {
+      if (known->second.slots[index] && *known->second.slots[index] != id) {
         return reject(absl::InvalidArgumentError(
             absl::StrCat("group '", g.key, "': chunk ", index,
-                         " was minted twice with different ids; only its "
-                         "leader (the chunk's first member) may mint it")));
+                         " was minted again with another id; its leader mints it once")));
       }
     }
   }

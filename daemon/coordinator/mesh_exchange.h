@@ -1,7 +1,9 @@
 // MeshExchange: the relay of one mesh's NCCL unique ids within one job generation, and the check
 // that every rank asked for the same mesh under the same key. Nodes report their local ranks'
 // specs, groups and minted ids; nobody is answered until all `world_size` ranks reported, so a spec
-// mismatch reaches every rank and every leader's id is known before anyone is answered.
+// mismatch reaches every rank and every leader's id is known before anyone is answered. Which
+// groups a node may ask for, and which ids it may mint, follow from the mesh its ranks reported
+// (MintRules): a group's ids only by the node holding each chunk's leader.
 // Owned by the coordinator under its lock; completions go to `out` and run after the lock.
 //
 // Thread-safety: none; guarded by the owner.
@@ -17,7 +19,9 @@
 #include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "absl/status/statusor.h"
 #include "daemon/coordinator/kv_store.h"
+#include "daemon/coordinator/mint_rules.h"
 #include "daemon/domain/limits.h"
 #include "daemon/coordinator/types.h"
 
@@ -37,9 +41,12 @@ class MeshExchange {
         reported_(world_size, false) {}
 
   // One node's report. Ranks must be below world_size; reporting a rank again (a retry) is fine.
-  // Errors (through `done`): INVALID_ARGUMENT malformed ids or ranks; FAILED_PRECONDITION specs
-  // differ between ranks (naming both and who asked for which) or a group's id was never minted.
-  // `groups` is taken: its ids and keys move into the exchange.
+  // Errors (through `done`): INVALID_ARGUMENT malformed ids or ranks, a key that is not a group of
+  // the mesh, a spec the coordinator cannot rebuild the mesh from (only when ids are asked for);
+  // PERMISSION_DENIED a group none of the ranks is in, or an id or mint error of a chunk whose
+  // leader the node does not hold (see MintRules); FAILED_PRECONDITION specs differ between ranks
+  // (naming both and who asked for which) or a group's id was never minted. A rejected report
+  // records nothing. `groups` is taken: its ids and keys move into the exchange.
   void Report(const std::string& node, const std::vector<RankSpec>& ranks,
               std::vector<GroupRequest> groups, absl::Time deadline, GroupsDone done,
               Completions& out);
@@ -62,6 +69,8 @@ class MeshExchange {
   };
   void Fail(const absl::Status& status, Completions& out);
   void Answer(Waiter& w, Completions& out);
+  // The rules of the mesh `fingerprint` describes, built once.
+  const absl::StatusOr<MintRules>& RulesFor(const std::string& fingerprint);
 
   const std::string job_;
   const std::string mesh_key_;
@@ -77,6 +86,8 @@ class MeshExchange {
   absl::flat_hash_map<std::string, std::string> mint_errors_;                      // key -> why
   std::vector<Waiter> waiters_;
   std::optional<absl::Status> failed_;
+  std::string rules_fingerprint_;                   // what rules_ was built from
+  std::optional<absl::StatusOr<MintRules>> rules_;  // once a report asked for ids
 };
 
 // "0-7,16,18-23": ranks, compactly, capped at a few ranges.

@@ -755,7 +755,7 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringAGroupExchange_IdsStillRelayed) 
     req.set_generation(attached[i].generation());
     req.set_local_rank(0);
     req.set_mesh_key("m");
-    req.mutable_spec()->set_fingerprint("fp");
+    req.mutable_spec()->set_fingerprint("identity(2)|[(2):(1)]|world");  // the client's form
     req.mutable_spec()->set_description("DeviceMesh((world=2))");
     v1::GroupRequest* g = req.add_groups();
     g->set_key("m/world/0");

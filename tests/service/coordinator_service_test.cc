@@ -546,6 +546,62 @@ TEST_F(CoordinatorServiceTest, ResolveGroups_UnparsableRequest_InvalidArgument) 
   EXPECT_TRUE(Register("still-serving").ok());
 }
 
+// Only a group's leader mints its id (issue 20): member b, which does not lead dp group {0,2},
+// reports its own id for it first, as itself (its secret); it is refused and nothing of its report
+// counts, and then both members get the id that leader rank 0 (node a) minted.
+TEST_F(CoordinatorServiceTest, ResolveGroups_MemberNotLeaderMints_PermissionDenied_LeadersIdRelayed) {
+  StartJob();  // a holds ranks 0-1, b ranks 2-3
+  const auto request = [](const std::string& node, uint32_t first,
+                          std::vector<std::pair<std::string, char>> groups) {
+    v1::ResolveGroupsRequest r;
+    r.set_job("job");
+    r.set_generation(1);
+    r.set_node(node);
+    r.set_mesh_key("m");
+    for (uint32_t rank : {first, first + 1}) {
+      v1::ResolveGroupsRequest::RankSpec* spec = r.add_ranks();
+      spec->set_rank(rank);
+      spec->mutable_spec()->set_fingerprint("identity(4)|[(2):(2), (2):(1)]|dp,tp");  // dp=2, tp=2
+      spec->mutable_spec()->set_description("DeviceMesh((dp=2, tp=2), stride=(2, 1))");
+    }
+    for (const auto& [key, minted] : groups) {
+      v1::GroupRequest* g = r.add_groups();
+      g->set_key(key);
+      g->set_num_ids(1);
+      if (minted == 0) continue;
+      v1::MintedId* id = g->add_minted();
+      id->set_index(0);
+      id->set_id(std::string(128, minted));
+    }
+    return r;
+  };
+  v1::ResolveGroupsResponse forged_resp;
+  const grpc::Status forged = stub_->ResolveGroups(
+      As("b").get(), request("b", 2, {{"m/dp/0", 'X'}, {"m/dp/1", 0}, {"m/tp/1", 'U'}}),
+      &forged_resp);
+  EXPECT_EQ(forged.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(forged.error_message(), HasSubstr("only rank 0's node may mint it"));
+
+  v1::ResolveGroupsResponse ra, rb;
+  grpc::Status sa;
+  std::thread t([&] {
+    sa = stub_->ResolveGroups(
+        As("a").get(), request("a", 0, {{"m/dp/0", 'L'}, {"m/dp/1", 'M'}, {"m/tp/0", 'T'}}), &ra);
+  });
+  ASSERT_TRUE(Held(&domain::WaiterCounts::groups, 1));  // waits for ranks 2-3: b's did not count
+  const grpc::Status sb = stub_->ResolveGroups(
+      As("b").get(), request("b", 2, {{"m/dp/0", 0}, {"m/dp/1", 0}, {"m/tp/1", 'U'}}), &rb);
+  t.join();
+  ASSERT_TRUE(sa.ok()) << sa.error_message();
+  ASSERT_TRUE(sb.ok()) << sb.error_message();
+  for (const v1::ResolveGroupsResponse* r : {&ra, &rb}) {
+    ASSERT_EQ(r->groups_size(), 3);
+    EXPECT_EQ(r->groups(0).key(), "m/dp/0");
+    ASSERT_EQ(r->groups(0).ids_size(), 1);
+    EXPECT_EQ(r->groups(0).ids(0), std::string(128, 'L'));
+  }
+}
+
 TEST_F(CoordinatorServiceTest, Introspection_StatusNodesJobs) {
   StartJob();
   v1::CoordinatorStatus status;

@@ -117,9 +117,9 @@ class MetricsTest : public ::testing::Test {
     r.set_mesh_key("mesh");
     auto* spec = r.add_ranks();
     spec->set_rank(rank);
-    spec->mutable_spec()->set_fingerprint("fp");
+    spec->mutable_spec()->set_fingerprint("identity(2)|[(2):(1)]|dp");  // the client's form
     v1::GroupRequest* g = r.add_groups();
-    g->set_key("world/0");
+    g->set_key("mesh/world/0");
     g->set_num_ids(1);
     if (rank == 0) {  // the group's leader mints its id
       v1::MintedId* id = g->add_minted();

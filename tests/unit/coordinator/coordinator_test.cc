@@ -768,13 +768,17 @@ namespace {
 
 // ---- NCCL id exchange ---------------------------------------------------------------------------
 
-// Job "job" running with nodes a (ranks 0,1) and b (ranks 2,3).
+// Job "job" running with nodes a (ranks 0,1) and b (ranks 2,3); mesh "mesh" is dp=2 x tp=2:
+// tp groups {0,1} (led by 0) and {2,3} (led by 2), dp groups {0,2} (led by 0) and {1,3} (led by 1).
 class ResolveGroupsTest : public RunningJobTest {
  protected:
+  static constexpr char kA[] = "identity(4)|[(2):(2), (2):(1)]|dp,tp";
+  static constexpr char kB[] = "identity(4)|[(4):(1)]|dp";
   static std::string Id(char c) { return std::string(MeshExchange::kIdBytes, c); }
-  static std::vector<RankSpec> Specs(std::vector<uint32_t> ranks, const std::string& fp = "A") {
+  static std::vector<RankSpec> Specs(std::vector<uint32_t> ranks, const std::string& fp = kA) {
     std::vector<RankSpec> out;
-    for (uint32_t r : ranks) out.push_back(RankSpec{r, fp, "DeviceMesh(" + fp + ")"});
+    const std::string desc = fp == kA ? "DeviceMesh(A)" : fp == kB ? "DeviceMesh(B)" : fp;
+    for (uint32_t r : ranks) out.push_back(RankSpec{r, fp, desc});
     return out;
   }
   using Result = Got<absl::StatusOr<std::vector<SharedGroupIds>>>;
@@ -787,17 +791,19 @@ class ResolveGroupsTest : public RunningJobTest {
 
 TEST_F(ResolveGroupsTest, AnsweredOnlyWhenEveryRankReported_IdsRelayed) {
   Result a, b;
-  // tp groups {0,1} (led by 0) and {2,3} (led by 2); dp group {0,2} led by 0, {1,3} led by 1.
   Resolve("a", Specs({0, 1}),
-          {{"tp/0", 1, {{0, Id('t')}}}, {"dp/0", 1, {{0, Id('d')}}}, {"dp/1", 1, {{0, Id('e')}}}},
+          {{"mesh/tp/0", 1, {{0, Id('t')}}},
+           {"mesh/dp/0", 1, {{0, Id('d')}}},
+           {"mesh/dp/1", 1, {{0, Id('e')}}}},
           a);
   EXPECT_FALSE(a.done());
-  Resolve("b", Specs({2, 3}), {{"tp/1", 1, {{0, Id('u')}}}, {"dp/0", 1, {}}, {"dp/1", 1, {}}}, b);
+  Resolve("b", Specs({2, 3}),
+          {{"mesh/tp/1", 1, {{0, Id('u')}}}, {"mesh/dp/0", 1, {}}, {"mesh/dp/1", 1, {}}}, b);
   ASSERT_TRUE(a.done() && b.done());
   ASSERT_TRUE(a.value->ok() && b.value->ok()) << a.value->status() << b.value->status();
   const std::vector<SharedGroupIds>& got_b = **b.value;
   ASSERT_EQ(got_b.size(), 3u);
-  EXPECT_EQ(got_b[0]->key, "tp/1");
+  EXPECT_EQ(got_b[0]->key, "mesh/tp/1");
   EXPECT_EQ(got_b[0]->ids[0], Id('u'));
   EXPECT_EQ(got_b[1]->ids[0], Id('d'));  // minted on node a, relayed to node b
   EXPECT_EQ((**a.value)[1]->ids[0], Id('d'));
@@ -812,13 +818,13 @@ TEST_F(ResolveGroupsTest, AnsweredOnlyWhenEveryRankReported_IdsRelayed) {
 // rank (to plant its own id in that rank's groups) is refused, and the real exchange goes on.
 TEST_F(ResolveGroupsTest, NonMember_PermissionDenied_LearnsNothing) {
   Result mallory, a, b;
-  Resolve("mallory", Specs({0, 1}), {{"tp/0", 1, {{0, Id('m')}}}}, mallory);
+  Resolve("mallory", Specs({0, 1}), {{"mesh/dp/0", 1, {{0, Id('m')}}}}, mallory);
   ASSERT_TRUE(mallory.done());
   EXPECT_EQ(mallory.value->status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(mallory.value->status().message(), HasSubstr("not a member"));
   EXPECT_THAT(mallory.value->status().message(), Not(HasSubstr("'a'")));
-  Resolve("a", Specs({0, 1}), {{"tp/0", 1, {{0, Id('t')}}}}, a);
-  Resolve("b", Specs({2, 3}), {{"tp/0", 1, {}}}, b);
+  Resolve("a", Specs({0, 1}), {{"mesh/dp/0", 1, {{0, Id('t')}}}}, a);
+  Resolve("b", Specs({2, 3}), {{"mesh/dp/0", 1, {}}}, b);
   ASSERT_TRUE(a.done() && b.done());
   ASSERT_TRUE(b.value->ok()) << b.value->status();
   EXPECT_EQ((**b.value)[0]->ids[0], Id('t'));
@@ -826,12 +832,12 @@ TEST_F(ResolveGroupsTest, NonMember_PermissionDenied_LearnsNothing) {
 
 TEST_F(ResolveGroupsTest, MemberReportingAnotherNodesRank_PermissionDenied_IdNotPlanted) {
   Result forged, a, b;
-  Resolve("b", Specs({0}), {{"tp/0", 1, {{0, Id('f')}}}}, forged);
+  Resolve("b", Specs({0}), {{"mesh/dp/0", 1, {{0, Id('f')}}}}, forged);
   ASSERT_TRUE(forged.done());
   EXPECT_EQ(forged.value->status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(forged.value->status().message(), HasSubstr("holds ranks 2-3"));
-  Resolve("a", Specs({0, 1}), {{"tp/0", 1, {{0, Id('t')}}}}, a);
-  Resolve("b", Specs({2, 3}), {{"tp/0", 1, {}}}, b);
+  Resolve("a", Specs({0, 1}), {{"mesh/dp/0", 1, {{0, Id('t')}}}}, a);
+  Resolve("b", Specs({2, 3}), {{"mesh/dp/0", 1, {}}}, b);
   ASSERT_TRUE(a.done() && b.done());
   ASSERT_TRUE(a.value->ok()) << a.value->status();
   EXPECT_EQ((**a.value)[0]->ids[0], Id('t'));
@@ -839,8 +845,8 @@ TEST_F(ResolveGroupsTest, MemberReportingAnotherNodesRank_PermissionDenied_IdNot
 
 TEST_F(ResolveGroupsTest, SpecMismatch_EveryRankToldBothSpecsAndWho) {
   Result a, b;
-  Resolve("a", Specs({0, 1}, "A"), {{"g/0", 1, {{0, Id('x')}}}}, a);
-  Resolve("b", Specs({2, 3}, "B"), {{"g/0", 1, {}}}, b);
+  Resolve("a", Specs({0, 1}, kA), {{"mesh/dp/0", 1, {{0, Id('x')}}}}, a);
+  Resolve("b", Specs({2, 3}, kB), {{"mesh/dp/0", 1, {}}}, b);
   ASSERT_TRUE(a.done() && b.done());
   for (Result* r : {&a, &b}) {
     EXPECT_EQ(r->value->status().code(), absl::StatusCode::kFailedPrecondition);
@@ -856,7 +862,7 @@ TEST_F(ResolveGroupsTest, SpecMismatch_EveryRankToldBothSpecsAndWho) {
 
 TEST_F(ResolveGroupsTest, MissingRanks_DeadlineNamesThem) {
   Result a;
-  Resolve("a", Specs({0, 1}), {{"g/0", 1, {{0, Id('x')}}}}, a, absl::Seconds(2));
+  Resolve("a", Specs({0, 1}), {{"mesh/dp/0", 1, {{0, Id('x')}}}}, a, absl::Seconds(2));
   clock_.Advance(absl::Seconds(2));
   Beat({"a", "b"});
   coord_.CheckDeadlines();
@@ -868,19 +874,19 @@ TEST_F(ResolveGroupsTest, MissingRanks_DeadlineNamesThem) {
 
 TEST_F(ResolveGroupsTest, GroupWithoutLeader_FailedPrecondition) {
   Result a, b;
-  Resolve("a", Specs({0, 1}), {{"g/0", 1, {}}}, a);
-  Resolve("b", Specs({2, 3}), {}, b);
+  Resolve("b", Specs({2, 3}), {{"mesh/dp/0", 1, {}}}, b);
+  Resolve("a", Specs({0, 1}), {}, a);
   ASSERT_TRUE(a.done() && b.done());
-  EXPECT_EQ(a.value->status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(a.value->status().message()), HasSubstr("did not ask for this group"));
-  EXPECT_TRUE(b.value->ok());
+  EXPECT_EQ(b.value->status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(b.value->status().message()), HasSubstr("did not ask for this group"));
+  EXPECT_TRUE(a.value->ok());
 }
 
 TEST_F(ResolveGroupsTest, LeaderCouldNotMint_MembersToldWhyAtOnce) {
   Result a, b;
-  GroupRequest failed{"g/0", 1, {}, "rank 0: cannot load NCCL (libnccl.so.2)"};
+  GroupRequest failed{"mesh/dp/0", 1, {}, "rank 0: cannot load NCCL (libnccl.so.2)"};
   Resolve("a", Specs({0, 1}), {failed}, a);
-  Resolve("b", Specs({2, 3}), {{"g/0", 1, {}}}, b);
+  Resolve("b", Specs({2, 3}), {{"mesh/dp/0", 1, {}}}, b);
   ASSERT_TRUE(a.done() && b.done());
   for (Result* r : {&a, &b}) {
     EXPECT_EQ(r->value->status().code(), absl::StatusCode::kFailedPrecondition);
@@ -890,8 +896,9 @@ TEST_F(ResolveGroupsTest, LeaderCouldNotMint_MembersToldWhyAtOnce) {
 
 TEST_F(ResolveGroupsTest, ScalableGroup_OneIdPerChunk) {
   Result a, b;
-  Resolve("a", Specs({0, 1}), {{"big/0", 2, {{0, Id('0')}}}}, a);
-  Resolve("b", Specs({2, 3}), {{"big/0", 2, {{1, Id('1')}}}}, b);
+  // The world group of 4 ranks in 2 chunks: led by ranks 0 (node a) and 2 (node b).
+  Resolve("a", Specs({0, 1}), {{"mesh/world/0", 2, {{0, Id('0')}}}}, a);
+  Resolve("b", Specs({2, 3}), {{"mesh/world/0", 2, {{1, Id('1')}}}}, b);
   ASSERT_TRUE(a.value->ok());
   EXPECT_EQ((**a.value)[0]->ids, (std::vector<std::string>{Id('0'), Id('1')}));
 }
@@ -900,37 +907,42 @@ TEST_F(ResolveGroupsTest, BadRequests_InvalidArgument) {
   Result r;
   Resolve("a", Specs({9}), {}, r);
   EXPECT_EQ(r.value->status().code(), absl::StatusCode::kInvalidArgument);
-  Resolve("a", Specs({0}), {{"g/0", 1, {{0, "short"}}}}, r);
+  Resolve("a", Specs({0}), {{"mesh/dp/0", 1, {{0, "short"}}}}, r);
   EXPECT_EQ(r.value->status().code(), absl::StatusCode::kInvalidArgument);
-  Resolve("a", Specs({0}), {{"g/0", 0, {}}}, r);
+  Resolve("a", Specs({0}), {{"mesh/dp/0", 0, {}}}, r);
   EXPECT_EQ(r.value->status().code(), absl::StatusCode::kInvalidArgument);
   Resolve("a", {}, {}, r);
   EXPECT_EQ(r.value->status().code(), absl::StatusCode::kInvalidArgument);
   // A report rejected at its second group records nothing of its first.
-  Resolve("a", Specs({0}), {{"ok/0", 1, {{0, Id('k')}}}, {"g/0", 1, {{0, "short"}}}}, r);
+  Resolve("a", Specs({0}), {{"mesh/world/0", 1, {{0, Id('k')}}}, {"mesh/dp/0", 1, {{0, "short"}}}},
+          r);
   EXPECT_EQ(r.value->status().code(), absl::StatusCode::kInvalidArgument);
-  // Had it recorded "ok/0" with 1 id, this would be rejected ("asked with 3 ids after 1"); it
-  // waits.
+  // Had it recorded "mesh/world/0" with 1 id, this would be rejected ("asked with 3 ids after
+  // 1"); it waits.
   Result other_size;
-  Resolve("b", Specs({2}), {{"ok/0", 3, {}}}, other_size);
+  Resolve("b", Specs({2}), {{"mesh/world/0", 3, {}}}, other_size);
   EXPECT_FALSE(other_size.done());
   coord_.Shutdown();  // fails the waiter while it is alive
   EXPECT_EQ(other_size.value->status().code(), absl::StatusCode::kCancelled);
 }
 
+// A chunk is minted once: its leader's node sending another id for it is refused; any other node
+// minting it is refused for not holding the leader (see mesh_exchange_test.cc).
 TEST_F(ResolveGroupsTest, ConflictingMints_InvalidArgument) {
   Result r;
-  Resolve("a", Specs({0}), {{"g/0", 1, {{0, Id('x')}}}}, r);
-  Result twice;
-  Resolve("b", Specs({2}), {{"g/0", 1, {{0, Id('y')}}}}, twice);
+  Resolve("a", Specs({0}), {{"mesh/dp/0", 1, {{0, Id('x')}}}}, r);
+  Result twice, other;
+  Resolve("a", Specs({0}), {{"mesh/dp/0", 1, {{0, Id('y')}}}}, twice);
   EXPECT_EQ(twice.value->status().code(), absl::StatusCode::kInvalidArgument);
+  Resolve("b", Specs({2}), {{"mesh/dp/0", 1, {{0, Id('y')}}}}, other);
+  EXPECT_EQ(other.value->status().code(), absl::StatusCode::kPermissionDenied);
   coord_.Shutdown();  // fails the still-waiting `r` while it is alive
   EXPECT_EQ(r.value->status().code(), absl::StatusCode::kCancelled);
 }
 
 TEST_F(ResolveGroupsTest, GenerationEnd_AbortsWaiters_StaleGenerationAborted) {
   Result a;
-  Resolve("a", Specs({0, 1}), {{"g/0", 1, {{0, Id('x')}}}}, a);
+  Resolve("a", Specs({0, 1}), {{"mesh/dp/0", 1, {{0, Id('x')}}}}, a);
   ASSERT_TRUE(coord_.RegisterNode(Node("b", 2)).ok());
   ASSERT_TRUE(a.done());
   EXPECT_EQ(a.value->status().code(), absl::StatusCode::kAborted);
