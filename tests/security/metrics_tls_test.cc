@@ -138,6 +138,15 @@ TEST(MetricsTlsStart, KeyNotTheCertificates_InvalidArgumentNamingIt) {
               HasSubstr("--tls-key " + Pki() + "/node-a.key is not the private key of --tls-cert"));
 }
 
+TEST(MetricsTlsStart, AddressInUse_Unavailable) {
+  const security::TlsFiles files{Pki() + "/server.pem", Pki() + "/server.key", Pki() + "/ca.pem"};
+  auto first = MetricsServer::Start("127.0.0.1:0", files);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = MetricsServer::Start((*first)->address(), files);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(second.status().message(), HasSubstr("cannot serve metrics on"));
+}
+
 TEST(MetricsTlsStart, WithoutTls_PlainHttpAsBefore) {
   auto s = MetricsServer::Start("127.0.0.1:0");
   ASSERT_TRUE(s.ok()) << s.status();
