@@ -85,7 +85,8 @@ Coordinator::Coordinator(const Clock* clock, CoordinatorOptions options, EventSi
       started_(clock->Now()),
       nodes_(clock, NodeRegistry::Options{options.heartbeat_interval, options.heartbeat_timeout,
                                           options.max_heartbeats_per_second}),
-      jobs_(clock, JobRounds::Options{options.recovery_window}, &nodes_, &events_) {}
+      jobs_(clock, JobRounds::Options{options.recovery_window, options.sign_membership}, &nodes_,
+            &events_) {}
 
 Coordinator::~Coordinator() { Shutdown(); }
 

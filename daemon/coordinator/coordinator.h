@@ -66,6 +66,9 @@ struct CoordinatorOptions {
   // Makes the secret a registration returns (unguessable: the daemon passes one drawn from the
   // kernel's random source). nullptr: 128 bits from absl::BitGen.
   std::function<std::string()> new_secret;
+  // Signs membership tokens (see JobRounds::Options::sign_membership): the daemon passes an
+  // HMAC-SHA256 under its --membership-key. nullptr: none; reports after a restart on trust.
+  std::function<std::string(const std::string& message)> sign_membership;
 };
 
 // What an operator's verb changed (meshd.v1.AdminResponse).

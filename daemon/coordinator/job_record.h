@@ -68,7 +68,7 @@ struct JobRecord {
   Assignment AssignmentFor(uint32_t node_rank) const {
     return Assignment{name,      generation,  static_cast<uint32_t>(members->size()) * local_world,
                       node_rank, local_world, static_cast<uint32_t>(members->size()),
-                      members};
+                      members,   {}};
   }
   bool IsMember(const std::string& node) const { return rank_of.contains(node); }
   // What a call naming the generation gets while it recovers (kRecovering): retry in a moment.

@@ -110,7 +110,9 @@ bool JobRounds::JoinRunning(JobRecord& j, const JoinRequest& req, absl::Time dea
   auto member = j.rank_of.find(req.node);
   if (member != j.rank_of.end()) {
     // A retry from a member: same generation, same answer.
-    out.push_back([done = std::move(done), a = j.AssignmentFor(member->second)] { done(a); });
+    out.push_back([done = std::move(done), a = AssignmentOf(j, req.node, member->second)] {
+      done(a);
+    });
     return false;
   }
   if (!j.count.elastic()) {
@@ -154,6 +156,25 @@ void JobRounds::JoinRound(JobRecord& j, const JoinRequest& req, absl::Time deadl
 
 // ---- Generations --------------------------------------------------------------------------------
 
+Assignment JobRounds::AssignmentOf(const JobRecord& j, const std::string& node,
+                                   uint32_t node_rank) const {
+  Assignment a = j.AssignmentFor(node_rank);
+  a.membership_token =
+      MembershipToken(j.name, j.generation, node, node_rank, a.num_nodes, j.local_world);
+  return a;
+}
+
+std::string JobRounds::MembershipToken(const std::string& job, uint64_t generation,
+                                       const std::string& node, uint32_t node_rank,
+                                       uint32_t num_nodes, uint32_t local_world) const {
+  if (!options_.sign_membership) return "";
+  // Fields a name cannot contain a NUL of apart: one message, one place.
+  return options_.sign_membership(absl::StrCat("meshd membership v1", std::string(1, '\0'), job,
+                                               std::string(1, '\0'), generation, "/", node,
+                                               std::string(1, '\0'), node_rank, "/", num_nodes,
+                                               "/", local_world));
+}
+
 void JobRounds::CloseRound(JobRecord& j, Completions& out) {
   std::vector<topology::NodePlacement> placements;
   std::vector<std::string> names;
@@ -186,7 +207,8 @@ void JobRounds::CloseRound(JobRecord& j, Completions& out) {
        j, "", out, rendezvous);
   for (const Member& m : *j.members) {
     for (auto& [waiter, unused] : j.joiners[m.node].waiters) {
-      out.push_back([waiter = std::move(waiter), a = j.AssignmentFor(m.node_rank)] { waiter(a); });
+      out.push_back(
+          [waiter = std::move(waiter), a = AssignmentOf(j, m.node, m.node_rank)] { waiter(a); });
     }
   }
   j.joiners.clear();

@@ -30,6 +30,7 @@
 #define MESHD_DAEMON_COORDINATOR_JOB_ROUNDS_H_
 
 #include <algorithm>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -57,6 +58,11 @@ class JobRounds {
     // After a coordinator restart: how long a job reported by some of its nodes waits for the
     // others (at least the nodes' heartbeat timeout).
     absl::Duration recovery_window;
+    // Signs a node's place in a generation (the membership token, HMAC-SHA256 under the
+    // coordinator's --membership-key). When set, every assignment carries its token, and after a
+    // restart a report of a running generation counts only with the right one. nullptr: no
+    // tokens, reports taken on the nodes' word.
+    std::function<std::string(const std::string& message)> sign_membership;
   };
 
   // `nodes` and `events` are not owned and outlive this (the Coordinator's members).
@@ -174,6 +180,11 @@ class JobRounds {
   // The job if `generation` is its running generation, or the error for a request naming it.
   absl::StatusOr<JobRecord*> Running(const std::string& job, uint64_t generation);
   JobView ViewOf(const JobRecord& job) const;
+  // `node`'s assignment in the running generation, with its membership token.
+  Assignment AssignmentOf(const JobRecord& job, const std::string& node, uint32_t node_rank) const;
+  // The token of `node` at `node_rank` of `job`'s `generation` of `num_nodes` ("" unsigned).
+  std::string MembershipToken(const std::string& job, uint64_t generation, const std::string& node,
+                              uint32_t node_rank, uint32_t num_nodes, uint32_t local_world) const;
 
   // Recovery (job_recovery.cc).
   // The nodes that reported a recovering generation, in rank order.

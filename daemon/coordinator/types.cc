@@ -27,6 +27,8 @@ const char* EventKindName(EventKind kind) {
       return "job_recovering";
     case EventKind::kGenerationRecovered:
       return "generation_recovered";
+    case EventKind::kRecoveryRefused:
+      return "recovery_refused";
     case EventKind::kNodeCordoned:
       return "node_cordoned";
     case EventKind::kNodeUncordoned:

@@ -55,6 +55,7 @@ enum class EventKind {
   kGenerationEnded,
   kJobRecovering,        // a node reported a generation this (restarted) coordinator did not know
   kGenerationRecovered,  // every node of it did: it runs again
+  kRecoveryRefused,      // a report without the coordinator's membership token, ignored
   // An operator's verbs (meshd.v1.Admin); Event::by names who.
   kNodeCordoned,
   kNodeUncordoned,

@@ -52,6 +52,9 @@ struct RunningJob {
   uint32_t num_nodes = 0;
   uint32_t local_world = 0;
   NodeCount nodes;
+  // The coordinator's proof that the node was given this place (Assignment::membership_token);
+  // a restarted coordinator that has its key accepts the report only with it.
+  std::string membership_token;
 };
 
 struct JoinRequest {
@@ -80,6 +83,10 @@ struct Assignment {
   // Every member in rank order; one list shared by every answer of a generation (a 16,384-node
   // round answers 16,384 joins without copying it).
   std::shared_ptr<const std::vector<Member>> members;
+  // For the agent only (never shown to workers): the coordinator's signature of this node's place
+  // in this generation, which the agent presents when it reports the generation to a restarted
+  // coordinator (RunningJob). Empty when the coordinator signs none (no --membership-key).
+  std::string membership_token;
 };
 
 enum class EndReason {

@@ -44,6 +44,7 @@ struct CommonFlags {
   uint32_t max_heartbeat_rate = 2000;
   std::string recovery_window = "10s";
   std::vector<std::string> admin_identities;
+  std::string membership_key;
   std::string metrics_listen;
   std::string tls_cert, tls_key, tls_ca;
   std::string tls_refresh = "10s";
@@ -77,6 +78,12 @@ void AddCoordinatorFlags(CLI::App* cmd, CommonFlags& f) {
                   "like OU=admin (comma-separated). Without TLS, callers on this host are operators")
       ->envname("MESHD_ADMIN_IDENTITY")
       ->delimiter(',');
+  cmd->add_option("--membership-key", f.membership_key,
+                  "File with the key the coordinator signs each node's place in a job with "
+                  "(created, mode 0600, when absent; keep it across restarts, e.g. "
+                  "/var/lib/meshd/membership.key): a restarted coordinator then recovers running "
+                  "jobs only from the places it gave. Unset: it takes the agents' reports on trust")
+      ->envname("MESHD_MEMBERSHIP_KEY");
 }
 
 void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
@@ -315,6 +322,7 @@ int main(int argc, char** argv) {
   options.tls_refresh = tls_refresh;
   options.insecure = common.insecure;
   options.admin_identities = common.admin_identities;
+  options.membership_key = common.membership_key;
   if (!ParseDurationFlag("heartbeat-interval", common.heartbeat_interval,
                          &options.heartbeat_interval) ||
       !ParseDurationFlag("heartbeat-timeout", common.heartbeat_timeout,

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log/log.h"
 #include "daemon/security/listen_policy.h"
+#include "daemon/security/membership_key.h"
 #include "daemon/security/random_secret.h"
 
 namespace meshd::runtime {
@@ -19,6 +20,7 @@ log::Level EventLevel(const coordinator::Event& e) {
     case EventKind::kNodeJoined:
       return log::Level::kDebug;
     case EventKind::kNodeLost:
+    case EventKind::kRecoveryRefused:
       return log::Level::kWarn;
     case EventKind::kGenerationEnded:
       return e.reason == domain::EndReason::kNodeLost ||
@@ -67,6 +69,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   core_options.max_heartbeats_per_second = options.max_heartbeats_per_second;
   core_options.recovery_window = options.recovery_window;
   core_options.new_secret = security::RandomSecret;
+  if (!options.membership_key.empty()) {
+    absl::StatusOr<std::string> key = security::LoadOrCreateMembershipKey(options.membership_key);
+    if (!key.ok()) return key.status();
+    core_options.sign_membership = security::MembershipSigner(*std::move(key));
+  } else {
+    log::Info("no --membership-key: after a restart this coordinator takes the generations agents "
+              "report on their word");
+  }
   CoordinatorDaemon* raw = d.get();
   if (options.metrics != nullptr) {
     d->metrics_ = options.metrics;

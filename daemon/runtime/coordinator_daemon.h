@@ -35,6 +35,10 @@ struct CoordinatorDaemonOptions {
   // Who may use the admin calls (meshd.v1.Admin): patterns of operators' certificates, see
   // security::AdminPolicy. Without TLS, callers on this host.
   std::vector<std::string> admin_identities;
+  // A file holding the key membership tokens are signed with (created when absent; see
+  // security/membership_key.h). With it, a restarted coordinator recovers a running generation
+  // only from the places it gave; empty: it takes the agents' reports on trust.
+  std::string membership_key;
   absl::Duration heartbeat_interval = absl::Seconds(1);
   absl::Duration heartbeat_timeout = absl::Seconds(5);
   uint32_t max_heartbeats_per_second = 2000;  // see CoordinatorOptions

@@ -46,8 +46,8 @@ void ToProto(const domain::NodeCount& d, v1::NodeCount* p) {
 }
 
 domain::RunningJob FromProto(const v1::RunningJob& p) {
-  return domain::RunningJob{p.job(),       p.generation(),  p.node_rank(),
-                                 p.num_nodes(), p.local_world(), FromProto(p.nodes())};
+  return domain::RunningJob{p.job(),       p.generation(),  p.node_rank(),         p.num_nodes(),
+                            p.local_world(), FromProto(p.nodes()), p.membership_token()};
 }
 
 void ToProto(const domain::RunningJob& d, v1::RunningJob* p) {
@@ -57,6 +57,7 @@ void ToProto(const domain::RunningJob& d, v1::RunningJob* p) {
   p->set_num_nodes(d.num_nodes);
   p->set_local_world(d.local_world);
   ToProto(d.nodes, p->mutable_nodes());
+  p->set_membership_token(d.membership_token);
 }
 
 void ToProto(const domain::JoinRequest& d, v1::JoinJobRequest* p) {
@@ -130,6 +131,7 @@ void ToProto(const domain::Assignment& d, bool with_members, v1::Assignment* p) 
   p->set_node_rank(d.node_rank);
   p->set_local_world(d.local_world);
   p->set_num_nodes(d.num_nodes);
+  p->set_membership_token(d.membership_token);
   if (!with_members || !d.members) return;
   p->mutable_members()->Reserve(static_cast<int>(d.members->size()));
   for (const domain::Member& m : *d.members) ToProto(m, p->add_members());
@@ -137,7 +139,8 @@ void ToProto(const domain::Assignment& d, bool with_members, v1::Assignment* p) 
 
 domain::Assignment FromProto(const v1::Assignment& p) {
   domain::Assignment d{p.job(),       p.generation(),  p.world_size(),
-                            p.node_rank(), p.local_world(), p.num_nodes(), nullptr};
+                            p.node_rank(), p.local_world(), p.num_nodes(), nullptr,
+                            p.membership_token()};
   if (p.members_size() > 0) {
     auto members = std::make_shared<std::vector<domain::Member>>();
     for (const v1::Member& m : p.members()) {

@@ -2,7 +2,9 @@
 // workers each run a job; the coordinator is killed with SIGKILL and a new one started on the same
 // address. The agents register again reporting their running generation, the new coordinator
 // takes the job back (same generation and ranks) and no worker hears of the restart; then an agent
-// is killed and every remaining worker is told, through the new coordinator.
+// is killed and every remaining worker is told, through the new coordinator. Both coordinators
+// share a --membership-key: a node that was never in the job and reports a place in it to the new
+// coordinator (before or after the real members) is ignored, and the job is not disturbed.
 #include <signal.h>
 #include <unistd.h>
 
@@ -32,10 +34,39 @@ constexpr int kGpus = 2;
 
 absl::StatusOr<std::unique_ptr<Subprocess>> StartCoordinator(const std::string& listen,
                                                              std::string* address) {
+  static const std::string key =
+      ::testing::TempDir() + "meshd_restart_membership_" + std::to_string(getpid()) + ".key";
   return testing::StartCoordinator(
       {MESHD_PATH, "coordinator", "--listen", listen, "--heartbeat-interval", "200ms",
-       "--heartbeat-timeout", "2s", "--recovery-window", "5s"},
+       "--heartbeat-timeout", "2s", "--recovery-window", "5s", "--membership-key", key},
       address);
+}
+
+// Registers node "mallory" on `stub` (retrying until the coordinator answers), reporting node
+// rank 0 of `generation` of "train" with a token it made up.
+void ForgeReport(v1::Coordinator::Stub& stub, uint64_t generation) {
+  v1::RegisterNodeRequest req;
+  req.mutable_inventory()->set_node("mallory");
+  req.mutable_inventory()->set_hostname("mallory");
+  req.mutable_inventory()->set_incarnation(1);
+  v1::RunningJob* r = req.add_running_jobs();
+  r->set_job("train");
+  r->set_generation(generation);
+  r->set_node_rank(0);
+  r->set_num_nodes(kAgents);
+  r->set_local_world(kGpus);
+  r->mutable_nodes()->set_min_nodes(kAgents);
+  r->mutable_nodes()->set_max_nodes(kAgents);
+  r->set_membership_token(std::string(32, 'x'));
+  grpc::Status s;
+  EXPECT_TRUE(WaitFor([&] {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+    v1::RegisterNodeResponse resp;
+    s = stub.RegisterNode(&ctx, req, &resp);
+    return s.error_code() != grpc::StatusCode::UNAVAILABLE;
+  }));
+  EXPECT_TRUE(s.ok()) << s.error_message();
 }
 
 TEST(CoordinatorRestart, RunningJobRecoveredFromTheAgents_WorkersCarryOn_ThenALostNodeIsTold) {
@@ -72,6 +103,7 @@ TEST(CoordinatorRestart, RunningJobRecoveredFromTheAgents_WorkersCarryOn_ThenALo
 
   auto stub =
       v1::Coordinator::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  ForgeReport(*stub, generation);
   v1::JobStatus job;
   WaitFor(
       [&] {

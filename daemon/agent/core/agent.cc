@@ -122,7 +122,8 @@ std::vector<domain::RunningJob> Agent::RunningJobs() const {
     if (!e.assignment) continue;
     const domain::Assignment& a = *e.assignment;
     running.push_back(
-        domain::RunningJob{name, a.generation, a.node_rank, a.num_nodes, a.local_world, e.nodes});
+        domain::RunningJob{name,          a.generation, a.node_rank, a.num_nodes,
+                           a.local_world, e.nodes,      a.membership_token});
   }
   return running;
 }

@@ -33,7 +33,7 @@ std::vector<domain::Gpu> Gpus(int n) {
 domain::Assignment Assigned(const std::string& job, uint64_t generation, uint32_t node_rank,
                             uint32_t num_nodes, uint32_t local_world) {
   return domain::Assignment{job,       generation, num_nodes * local_world, node_rank,
-                            local_world, num_nodes,  nullptr};
+                            local_world, num_nodes,  nullptr, {}};
 }
 
 // What a worker's attach got.

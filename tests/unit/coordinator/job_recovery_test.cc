@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "daemon/coordinator/coordinator.h"
+#include "daemon/security/membership_key.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/fake_clock.h"
@@ -196,6 +197,96 @@ TEST_F(JobRecoveryTest, MalformedReport_InvalidArgumentAndNothingRecorded) {
   }
   EXPECT_TRUE(coord_.Jobs().empty());
   EXPECT_TRUE(coord_.Nodes().empty());
+}
+
+}  // namespace
+}  // namespace meshd::coordinator
+
+// ---- With a membership key: only the places the coordinator gave count ----------------------
+
+namespace meshd::coordinator {
+namespace {
+
+class SignedRecoveryTest : public ::testing::Test {
+ protected:
+  static CoordinatorOptions Options() {
+    CoordinatorOptions o;
+    o.recovery_window = absl::Seconds(10);
+    o.sign_membership = security::MembershipSigner(std::string(32, 'k'));
+    return o;
+  }
+  static NodeInventory Node(const std::string& name) {
+    NodeInventory inv{name, "host-" + name, "unix:/run/" + name, 1, {}};
+    inv.gpus.push_back(Gpu{0, "GPU-" + name, "", "sim", 0, "", true});
+    return inv;
+  }
+  // Runs generation 1 of a 2-node "train" on a and b in `c`; returns their assignments.
+  static std::vector<Assignment> RunTrain(Coordinator& c) {
+    std::vector<Assignment> got(2);
+    for (int i = 0; i < 2; ++i) {
+      const std::string node = i == 0 ? "a" : "b";
+      EXPECT_TRUE(c.RegisterNode(Node(node)).ok());
+    }
+    for (int i = 0; i < 2; ++i) {
+      const std::string node = i == 0 ? "a" : "b";
+      c.JoinJob(JoinRequest{"train", node, 1, 2, NodeCount{2, 2}}, absl::InfiniteFuture(),
+                [&got, i](absl::StatusOr<Assignment> a) {
+                  ASSERT_TRUE(a.ok()) << a.status();
+                  got[i] = *a;
+                });
+    }
+    return got;
+  }
+  static RunningJob Report(const Assignment& a) {
+    return RunningJob{a.job,        a.generation, a.node_rank, a.num_nodes,
+                      a.local_world, NodeCount{2, 2}, a.membership_token};
+  }
+
+  FakeClock clock_;
+  std::vector<Event> events_;
+};
+
+TEST_F(SignedRecoveryTest, TokensOfTheFirstCoordinator_RecoverTheJob_ForgedReportsIgnored) {
+  std::vector<Assignment> given;
+  {
+    Coordinator first(&clock_, Options());
+    given = RunTrain(first);
+  }
+  ASSERT_EQ(given[0].membership_token.size(), 32u);
+  EXPECT_NE(given[0].membership_token, given[1].membership_token);
+
+  Coordinator restarted(&clock_, Options(), [this](const Event& e) { events_.push_back(e); });
+  // A node that was never in the job claims b's place first (with a token of its own place in
+  // another job, or none): ignored — the job is not even created by it.
+  RunningJob forged = Report(given[0]);
+  forged.node_rank = 1;
+  ASSERT_TRUE(restarted.RegisterNode(Node("mallory"), {forged, Report(given[1])}).ok());
+  EXPECT_FALSE(restarted.Job("train").ok());
+  ASSERT_FALSE(events_.empty());
+  EXPECT_EQ(events_.back().kind, EventKind::kRecoveryRefused);
+  EXPECT_THAT(events_.back().what, HasSubstr("without a valid membership token"));
+
+  // The real members' reports recover it, same generation and places.
+  ASSERT_TRUE(restarted.RegisterNode(Node("a"), {Report(given[0])}).ok());
+  ASSERT_TRUE(restarted.RegisterNode(Node("b"), {Report(given[1])}).ok());
+  absl::StatusOr<JobView> j = restarted.Job("train");
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(j->phase, JobPhase::kRunning);
+  EXPECT_EQ(j->generation, 1u);
+  EXPECT_EQ(j->members[1].node, "b");
+}
+
+TEST_F(SignedRecoveryTest, AnotherKey_ReportsIgnored) {
+  std::vector<Assignment> given;
+  {
+    Coordinator first(&clock_, Options());
+    given = RunTrain(first);
+  }
+  CoordinatorOptions other = Options();
+  other.sign_membership = security::MembershipSigner(std::string(32, 'x'));
+  Coordinator restarted(&clock_, other);
+  ASSERT_TRUE(restarted.RegisterNode(Node("a"), {Report(given[0])}).ok());
+  EXPECT_FALSE(restarted.Job("train").ok());
 }
 
 }  // namespace
