@@ -1,4 +1,6 @@
-// meshctl — the operator's command line. Today: `meshctl plan`, the mesh maths with no cluster.
+// meshctl — the operator's command line: `status`, `nodes`, `jobs`, `job NAME` against a
+// coordinator (or `status` against an agent's socket with --agent); the operators' verbs `node
+// cordon|uncordon|drain|forget NAME` and `job end NAME`; and `plan`, the mesh maths with no cluster.
 //
 // Exit status: 0 success; 1 a plan step failed (the output says which and why); 2 bad usage or
 // input that could not be read (message on stderr).

@@ -53,6 +53,14 @@ absl::StatusOr<std::string> LoadOrCreateMembershipKey(const std::string& path) {
     return key;
   }
   if (errno != ENOENT) return Errno("open", path);
+  // Its directory too (one level: /var/lib/meshd), private to meshd's user.
+  const size_t slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    const std::string dir = path.substr(0, slash);
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return Errno("create the directory of", path);
+    }
+  }
   std::string key(kMembershipKeyBytes, '\0');
   if (getrandom(key.data(), key.size(), 0) != static_cast<ssize_t>(key.size())) {
     return Errno("draw random bytes for", path);

@@ -16,8 +16,8 @@ namespace meshd::security {
 
 inline constexpr size_t kMembershipKeyBytes = 32;
 
-// The key in `path`, or a new one written there (mode 0600, atomically) when the file does not
-// exist. Errors: INVALID_ARGUMENT the file is not kMembershipKeyBytes long, or is readable by
+// The key in `path`, or a new one written there (mode 0600, atomically; its directory made, mode
+// 0700, when missing) when the file does not exist. Errors: INVALID_ARGUMENT the file is not kMembershipKeyBytes long, or is readable by
 // others than its owner (the message says what to do); UNAVAILABLE it cannot be read or written.
 absl::StatusOr<std::string> LoadOrCreateMembershipKey(const std::string& path);
 

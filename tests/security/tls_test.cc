@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "daemon/security/admin_policy.h"
 #include "daemon/security/listen_policy.h"
+#include "daemon/security/membership_key.h"
 #include "daemon/security/peer_identity.h"
 #include "daemon/security/tls_credentials.h"
 #include "daemon/service/grpc_server.h"
@@ -347,6 +348,39 @@ TEST(AdminPolicy, BadPattern_InvalidArgumentSayingWhatIsAccepted) {
     EXPECT_EQ(policy.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(policy.status().message(), HasSubstr("OU=admin"));
   }
+}
+
+// The membership key: made once (32 bytes, 0600, its directory too), then read back the same;
+// a key open to others, or of the wrong size, is refused with what to do.
+TEST(MembershipKey, MadeOnceThenTheSame_BadFilesRefused) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "meshd_key_", getpid());
+  fs::create_directories(dir);
+  const std::string path = dir + "/state/membership.key";  // state/ is made
+  auto made = LoadOrCreateMembershipKey(path);
+  ASSERT_TRUE(made.ok()) << made.status();
+  EXPECT_EQ(made->size(), kMembershipKeyBytes);
+  EXPECT_EQ(fs::status(path).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  auto again = LoadOrCreateMembershipKey(path);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *made);
+  const auto sign = MembershipSigner(*made);
+  EXPECT_EQ(sign("a").size(), 32u);
+  EXPECT_EQ(sign("a"), MembershipSigner(*again)("a"));
+  EXPECT_NE(sign("a"), sign("b"));
+
+  fs::permissions(path, fs::perms::group_read, fs::perm_options::add);
+  auto open = LoadOrCreateMembershipKey(path);
+  EXPECT_EQ(open.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(open.status().message(), HasSubstr("chmod 600"));
+
+  const std::string short_key = dir + "/short.key";
+  ReplaceFile(short_key, "too short");
+  fs::permissions(short_key, fs::perms::owner_read | fs::perms::owner_write);
+  auto bad = LoadOrCreateMembershipKey(short_key);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("exactly 32 bytes"));
+  fs::remove_all(dir);
 }
 
 }  // namespace
