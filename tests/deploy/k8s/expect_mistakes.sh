@@ -26,6 +26,12 @@ wants=(
   "issuerRef names Issuer no-such-issuer"
   "lacks the DNS name meshd-coordinator that DaemonSet/shared-cert-agent agent dials"
   'needs the usage "client auth"'
+  # testdata/state: metrics scraped as http from a TLS port; the membership key missing or unkeepable
+  "no-key-coordinator coordinator: its metrics port speaks mutual TLS (MESHD_TLS_*), but the pod's prometheus.io annotations scrape http"
+  "no-key-coordinator coordinator: no MESHD_MEMBERSHIP_KEY"
+  "secret-key-coordinator coordinator: MESHD_MEMBERSHIP_KEY /etc/meshd/tls/membership.key is on a read-only volume (secret)"
+  "unmounted-key-coordinator coordinator: MESHD_MEMBERSHIP_KEY /var/lib/meshd/membership.key is on no mounted volume"
+  "pvc-key-coordinator coordinator: MESHD_MEMBERSHIP_KEY /var/lib/meshd/membership.key is on a persistent volume with fsGroup and without fsGroupChangePolicy: OnRootMismatch"
 )
 for want in "${wants[@]}"; do
   grep -qF "$want" <<<"$out" || { echo "MISSING: $want"; status=1; }

@@ -8,7 +8,9 @@
 //      the agent gets NODE_NAME from the Downward API and mounts /run/meshd; no meshd port other
 //      hosts reach is plaintext without --insecure (meshd would refuse to start, exit 2); TLS files
 //      are on mounted volumes, an agent's are its node's own; probes are ones that work with TLS
-//      (exec `meshctl ... status`; the kubelet's gRPC probe speaks no TLS);
+//      (exec `meshctl ... status`; the kubelet's gRPC probe speaks no TLS); a TLS daemon's metrics,
+//      mutual TLS too, are annotated prometheus.io/scheme: https; a TLS coordinator keeps a
+//      membership key (MESHD_MEMBERSHIP_KEY) on a writable volume that leaves its mode alone;
 //   5. cert-manager's kinds (cert-manager.io/v1 Certificate, Issuer, ClusterIssuer): their CRD
 //      schemas are not available offline (not in Debian, not in kubernetes-models), so they are
 //      checked by hand-written rules instead: the spec fields cert-manager v1 knows, the required
@@ -188,11 +190,51 @@ function checkTransport(doc, spec, c, at, problems) {
     }
     probeTargets.push({ secret: tlsSecretOf(spec, c, s), host: hostOf(target), at: `${at} ${probe}` });
   }
+  checkMetricsScheme(doc, s, tls, at, problems);
+  if (mode !== "agent") checkMembershipKey(spec, c, s, tls, at, problems);
   if (mode === "agent") {
     const host = hostOf(s.get("MESHD_COORDINATOR") ?? "");
     if (tls && host) dialedNames.push({ host, at });
   } else if (tls) {
     coordinatorSecrets.push({ secret: tlsSecretOf(spec, c, s), at });
+  }
+}
+// With TLS files the metrics port speaks mutual TLS (HTTPS only, a client certificate of the CA):
+// annotations that tell Prometheus to scrape plain http would fail on every scrape.
+function checkMetricsScheme(doc, s, tls, at, problems) {
+  const annotations = doc.spec?.template?.metadata?.annotations ?? {};
+  if (!s.get("MESHD_METRICS_LISTEN") || !enabled(annotations["prometheus.io/scrape"])) return;
+  const scheme = String(annotations["prometheus.io/scheme"] ?? "http").trim().toLowerCase();
+  if (tls && scheme !== "https") {
+    problems.push(`${at}: its metrics port speaks mutual TLS (MESHD_TLS_*), but the pod's prometheus.io annotations scrape ${scheme}: set prometheus.io/scheme: https, and give Prometheus a client certificate of the CA (docs/security.md#metrics)`);
+  }
+  if (!tls && scheme === "https") problems.push(`${at}: prometheus.io/scheme is https, but without TLS files the metrics port serves plain http`);
+}
+
+// The coordinator's membership key: with TLS it must have one (else a restarted coordinator takes
+// the jobs agents report on their word), in a directory meshd can write (it creates the key, 0600,
+// beside it and renames it), on a volume that outlives the container, whose files the kubelet does
+// not chmod: fsGroup's ownership change adds group rw on every mount of a PVC (policy Always), and
+// meshd refuses a key others than its owner may read.
+function checkMembershipKey(spec, c, s, tls, at, problems) {
+  const key = s.get("MESHD_MEMBERSHIP_KEY");
+  if (!key) {
+    if (tls) problems.push(`${at}: no MESHD_MEMBERSHIP_KEY: a restarted coordinator would take back the jobs agents report on their word; set it to a file on a writable volume (an emptyDir or PVC at /var/lib/meshd)`);
+    return;
+  }
+  const mounts = (c.volumeMounts ?? []).filter((m) => key === m.mountPath || key.startsWith(`${m.mountPath.replace(/\/$/, "")}/`))
+    .sort((a, b) => b.mountPath.length - a.mountPath.length);
+  const mount = mounts[0];
+  if (!mount) { problems.push(`${at}: MESHD_MEMBERSHIP_KEY ${key} is on no mounted volume: the container's filesystem is read-only or lost with the container; mount an emptyDir or PVC at its directory`); return; }
+  if (mount.mountPath === key) problems.push(`${at}: MESHD_MEMBERSHIP_KEY ${key} is a mount point: meshd creates the key in its directory (a file written beside it, then linked); mount the directory`);
+  const volume = (spec.volumes ?? []).find((v) => v.name === mount.name) ?? {};
+  const readOnlyKind = ["secret", "configMap", "projected", "downwardAPI"].find((k) => volume[k]);
+  if (mount.readOnly || readOnlyKind) {
+    problems.push(`${at}: MESHD_MEMBERSHIP_KEY ${key} is on a read-only volume (${readOnlyKind ?? "readOnly: true"}): meshd creates the key there on first start; use an emptyDir or PVC`);
+  }
+  const sc = spec.securityContext ?? {};
+  if ((volume.persistentVolumeClaim || volume.ephemeral) && sc.fsGroup !== undefined && sc.fsGroupChangePolicy !== "OnRootMismatch") {
+    problems.push(`${at}: MESHD_MEMBERSHIP_KEY ${key} is on a persistent volume with fsGroup and without fsGroupChangePolicy: OnRootMismatch: the kubelet adds group rw to the key on every mount and meshd refuses it (mode 0660), so the coordinator cannot restart`);
   }
 }
 function tlsSecretOf(spec, c, s) {
