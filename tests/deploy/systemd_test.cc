@@ -1,12 +1,16 @@
 // deploy/systemd: every unit passes `systemd-analyze verify` without a single complaint (verify exits 0
 // on unknown keys, so its output must be empty), and a real meshd speaks the notify protocol the
 // Type=notify units rely on: READY=1 once its port answers, WATCHDOG=1 when asked, STOPPING=1 on
-// SIGTERM.
+// SIGTERM. The coordinator unit's own settings (its Environment= lines, with the test PKI in
+// /etc/meshd/tls and a temporary StateDirectory) start a real coordinator: the membership key is
+// made in the state directory, metrics speak https, and the operator certificate as
+// docs/security.md issues it (OU=admin) may use the admin calls while a node's may not.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -14,8 +18,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/run_command.h"
@@ -132,6 +138,84 @@ TEST(Systemd, NotifyReadyWatchdogStopping) {
   (*daemon)->Signal(SIGTERM);
   EXPECT_THAT(notify.WaitFor("STOPPING=1", absl::Seconds(10)), HasSubstr("STOPPING=1"));
   EXPECT_EQ(*(*daemon)->Wait(absl::Seconds(10)), 0);
+}
+
+// A unit's `Key=value` settings, in order (comments and sections skipped).
+std::vector<std::pair<std::string, std::string>> UnitSettings(const fs::path& unit) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::ifstream in(unit);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#' || line[0] == '[') continue;
+    std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
+    out.push_back(std::move(kv));
+  }
+  return out;
+}
+
+TEST(Systemd, CoordinatorUnitSettingsServe) {
+  if (system("command -v openssl >/dev/null 2>&1") != 0) GTEST_SKIP() << "no openssl";
+  const fs::path unit = fs::path(MESHD_SOURCE_DIR) / "deploy/systemd/meshd-coordinator.service";
+  const std::string meshctl = (fs::path(MESHD_PATH).parent_path() / "meshctl").string();
+  ASSERT_TRUE(fs::exists(meshctl)) << meshctl << " (build the meshctl target)";
+  const std::string dir = absl::StrCat(::testing::TempDir(), "meshd_unit_env_", getpid());
+  fs::remove_all(dir);
+  const std::string tls = dir + "/tls";
+  ASSERT_EQ(testing::RunCommand(absl::StrCat("sh '", MESHD_SOURCE_DIR,
+                                             "/tests/security/make_certs.sh' '", tls, "'"))
+                .exit_code,
+            0);
+  // The coordinator's files under the unit's names (the test PKI's server certificate names
+  // 127.0.0.1 and is good for clientAuth and serverAuth).
+  fs::copy_file(tls + "/server.pem", tls + "/coordinator.pem");
+  fs::copy_file(tls + "/server.key", tls + "/coordinator.key");
+
+  std::vector<std::string> argv = {"/usr/bin/env", "-i"};
+  std::string state_directory, key_path;
+  for (const auto& [key, value] : UnitSettings(unit)) {
+    if (key == "StateDirectory") state_directory = value;
+    if (key != "Environment") continue;
+    const std::string setting = absl::StrReplaceAll(
+        value, {{"/etc/meshd/tls", tls}, {"/var/lib/meshd", dir + "/state"}});
+    if (absl::StartsWith(value, "MESHD_MEMBERSHIP_KEY=")) key_path = value.substr(21);
+    argv.push_back(setting);
+  }
+  // ProtectSystem=strict leaves only the StateDirectory writable: the key must be in it.
+  ASSERT_EQ(state_directory, "meshd");
+  ASSERT_TRUE(absl::StartsWith(key_path, "/var/lib/meshd/")) << key_path;
+  ASSERT_EQ(mkdir((dir + "/state").c_str(), 0700), 0);  // what StateDirectoryMode=0700 makes
+  // As meshd.env.example would set them, on loopback with free ports.
+  argv.insert(argv.end(), {"MESHD_LISTEN=127.0.0.1:0", "MESHD_METRICS_LISTEN=127.0.0.1:0", MESHD_PATH,
+                           "coordinator"});
+  auto daemon = process::Subprocess::Start(argv);
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  auto metrics = (*daemon)->WaitForLine("meshd metrics on ", absl::Seconds(20));
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(*metrics, ::testing::StartsWith("https://127.0.0.1:"));
+  auto address = (*daemon)->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
+  ASSERT_TRUE(address.ok()) << address.status();
+
+  const std::string key_file = dir + "/state/" + key_path.substr(15);
+  struct stat st {};
+  ASSERT_EQ(stat(key_file.c_str(), &st), 0) << key_file;
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  EXPECT_EQ(st.st_size, 32);
+
+  auto as = [&](const std::string& who) {
+    return testing::RunCommand(
+        absl::StrCat(meshctl, " --coordinator ", *address, " --timeout 5s --tls-cert '", tls, "/",
+                     who, ".pem' --tls-key '", tls, "/", who, ".key' --tls-ca '", tls,
+                     "/ca.pem' node cordon no-such-node"),
+        true);
+  };
+  // The operator gets past the admin check (the node does not exist); a node is refused.
+  EXPECT_THAT(as("operator").out, HasSubstr("NOT_FOUND"));
+  const auto node = as("node-a");
+  EXPECT_THAT(node.out, HasSubstr("PERMISSION_DENIED"));
+  EXPECT_EQ(node.exit_code, 1);
+
+  (*daemon)->Signal(SIGTERM);
+  EXPECT_EQ(*(*daemon)->Wait(absl::Seconds(10)), 0);
+  fs::remove_all(dir);
 }
 
 }  // namespace
