@@ -85,8 +85,10 @@ Coordinator::Coordinator(const Clock* clock, CoordinatorOptions options, EventSi
       started_(clock->Now()),
       nodes_(clock, NodeRegistry::Options{options.heartbeat_interval, options.heartbeat_timeout,
                                           options.max_heartbeats_per_second}),
-      jobs_(clock, JobRounds::Options{options.recovery_window, options.sign_membership}, &nodes_,
-            &events_) {}
+      jobs_(clock,
+            JobRounds::Options{options.recovery_window, options.sign_membership,
+                               options.job_retention},
+            &nodes_, &events_) {}
 
 Coordinator::~Coordinator() { Shutdown(); }
 
@@ -203,6 +205,28 @@ void Coordinator::JoinJob(const JoinRequest& req, absl::Time deadline, JoinDone 
   }
   RunAll(out);
   if (!status.ok()) done(status);
+}
+
+absl::Status Coordinator::LeaveNode(const std::string& node, uint64_t incarnation,
+                                    const std::string& message) {
+  if (message.size() > kMaxReasonBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the message is ", message.size(),
+                                                   " bytes; at most ", kMaxReasonBytes));
+  }
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<bool> left = nodes_.Depart(node, incarnation);
+    if (!left.ok()) return left.status();
+    if (*left) {
+      const std::string why = absl::StrCat("node '", node, "' left: its agent stopped",
+                                           message.empty() ? "" : absl::StrCat(" (", message, ")"));
+      Emit(events_, NodeEvent(EventKind::kNodeLeft, why, node), out);
+      jobs_.DropNode(node, EndReason::kNodeLeft, why, out);
+    }
+  }
+  RunAll(out);
+  return absl::OkStatus();
 }
 
 absl::Status Coordinator::LeaveJob(const std::string& job, uint64_t generation,
@@ -392,6 +416,16 @@ void Coordinator::CheckDeadlines() {
       Emit(events_, NodeEvent(EventKind::kNodeLost, why, node), out);
       jobs_.DropNode(node, EndReason::kNodeLost, why, out);
     });
+    nodes_.ExpireGone(now, options_.node_retention,
+                      [&](const std::string& node, const NodeRegistry::Node& record) {
+                        Emit(events_,
+                             NodeEvent(EventKind::kNodeExpired,
+                                       absl::StrCat("node removed: ", record.left ? "left" : "dead",
+                                                    " for ",
+                                                    absl::FormatDuration(now - record.gone_since)),
+                                       node),
+                             out);
+                      });
     jobs_.CheckDeadlines(now, out);
   }
   RunAll(out);
@@ -416,7 +450,7 @@ StatusView Coordinator::Status() const {
   s.uptime = clock_->Now() - started_;
   s.heartbeat_timeout = nodes_.FairTiming().timeout;
   for (const auto& [name, node] : nodes_.nodes()) {
-    (node->alive ? s.nodes_alive : s.nodes_dead)++;
+    (node->alive ? s.nodes_alive : node->left ? s.nodes_left : s.nodes_dead)++;
     if (node->cordoned) ++s.nodes_cordoned;
   }
   jobs_.Tally(s);
@@ -430,7 +464,7 @@ std::vector<NodeView> Coordinator::Nodes() const {
   const absl::Time now = clock_->Now();
   for (const auto& [name, node] : nodes_.nodes()) {
     out.push_back(NodeView{node->inventory, node->alive, now - node->last_heard, node->restarts,
-                           jobs_.JobsOf(name), node->cordoned, node->cordon_reason});
+                           jobs_.JobsOf(name), node->cordoned, node->cordon_reason, node->left});
   }
   return out;
 }

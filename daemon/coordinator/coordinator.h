@@ -63,6 +63,10 @@ struct CoordinatorOptions {
   // After a restart: how long a job reported by some of its nodes waits for the others (agents
   // register again within their retry backoff). At least the heartbeat timeout.
   absl::Duration recovery_window = absl::Seconds(10);
+  // A node dead or departed this long is removed from the registry; a job nobody joined for this
+  // long (its generation ended, or its round's joins expired) is removed. Default 10 min each.
+  absl::Duration node_retention = absl::Minutes(10);
+  absl::Duration job_retention = absl::Minutes(10);
   // Makes the secret a registration returns (unguessable: the daemon passes one drawn from the
   // kernel's random source). nullptr: 128 bits from absl::BitGen.
   std::function<std::string()> new_secret;
@@ -134,6 +138,13 @@ class Coordinator {
   // reason kNodeLeft. Errors: as KeySet's; FAILED_PRECONDITION the node is not a member.
   absl::Status LeaveJob(const std::string& job, uint64_t generation, const std::string& node,
                         const std::string& message);
+
+  // The node's agent stops cleanly (SIGTERM): the node is no longer alive (LEFT), and every job it
+  // is a member of ends its generation at once (kNodeLeft, naming the node), its joins refused —
+  // the other nodes' workers are told now rather than after the heartbeat timeout. A node that is
+  // already dead or left: OK, nothing changes. Errors: NOT_FOUND unknown node; FAILED_PRECONDITION
+  // an older incarnation.
+  absl::Status LeaveNode(const std::string& node, uint64_t incarnation, const std::string& message);
 
   // Calls `done` once when `generation` of `job` ends (at once if it already has). Returns an id
   // for CancelWatch. Errors (returned): NOT_FOUND unknown job; FAILED_PRECONDITION a generation

@@ -455,8 +455,22 @@ absl::Time JobRounds::ExpireJoinWaits(JobRecord& j, absl::Time now, Completions&
 void JobRounds::CheckDeadlines(absl::Time now, Completions& out) {
   const bool waits_due = now >= waits_due_;
   absl::Time next_wait = absl::InfiniteFuture();
-  for (auto& [name, job] : jobs_) {
-    JobRecord& j = *job;
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    JobRecord& j = *it->second;
+    if (j.phase == JobPhase::kJoining && j.joiners.empty() && j.standby.empty() &&
+        now - j.phase_since >= options_.job_retention) {
+      // Nobody joined its next round for the retention: forgotten (a join creates it again).
+      Emit(EventKind::kJobExpired,
+           absl::StrCat("job removed: no node joined it for ",
+                        absl::FormatDuration(now - j.phase_since),
+                        j.last_end ? absl::StrCat(" since its generation ", j.generation - 1,
+                                                  " ended (", j.last_end->message, ")")
+                                   : ""),
+           j, "", out);
+      it = jobs_.erase(it);
+      continue;
+    }
+    ++it;
     if (waits_due) next_wait = std::min(next_wait, ExpireJoinWaits(j, now, out));
     if (j.phase == JobPhase::kJoining) {
       if (j.count.elastic() && j.joiners.size() < j.count.min_nodes) j.last_call_deadline.reset();

@@ -63,6 +63,9 @@ class JobRounds {
     // restart a report of a running generation counts only with the right one. nullptr: no
     // tokens, reports taken on the nodes' word.
     std::function<std::string(const std::string& message)> sign_membership;
+    // A job whose round has had no node in it this long (its generation ended and nobody joined
+    // again, or its joins expired) is removed.
+    absl::Duration job_retention = absl::Minutes(10);
   };
 
   // `nodes` and `events` are not owned and outlive this (the Coordinator's members).
@@ -136,7 +139,8 @@ class JobRounds {
   // ---- Time and shutdown
 
   // Closes elastic rounds whose last call has passed; fails join, KV and mesh waits past `now`
-  // (DEADLINE_EXCEEDED); ends recoveries whose window has passed. Walks the waits only when one
+  // (DEADLINE_EXCEEDED); ends recoveries whose window has passed; removes jobs idle for the
+  // retention (kJobExpired). Walks the waits only when one
   // may be due.
   void CheckDeadlines(absl::Time now, Completions& out);
   // Fails every wait with `cancelled` and tells every watch kShutdown.

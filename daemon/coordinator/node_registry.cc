@@ -88,6 +88,7 @@ absl::Status NodeRegistry::MayRegister(const Caller& caller, const std::string& 
 NodeRegistry::Registration NodeRegistry::Register(const NodeInventory& inv, std::string secret) {
   Registration r;
   std::unique_ptr<Node>& node = nodes_[inv.node];
+  if (node == nullptr || !node->alive) ++alive_;  // counted from now on (FairTiming)
   if (node == nullptr) {
     node = std::make_unique<Node>();
     r.arrival = Arrival::kNew;
@@ -108,6 +109,7 @@ NodeRegistry::Registration NodeRegistry::Register(const NodeInventory& inv, std:
   node->last_heard = clock_->Now();
   Tell(*node);  // while `alive` still says whether its old share of the rate counts
   node->alive = true;
+  node->left = false;
   return r;
 }
 
@@ -124,6 +126,49 @@ absl::StatusOr<bool> NodeRegistry::Cordon(const std::string& name, bool cordoned
   return changed;
 }
 
+void NodeRegistry::Gone(Node& node, absl::Time now) {
+  node.alive = false;
+  node.gone_since = now;
+  --alive_;
+  promised_hz_ = std::max(0.0, promised_hz_ - Hz(node.timing));
+  gone_due_ = std::min(gone_due_, now);
+}
+
+absl::StatusOr<bool> NodeRegistry::Depart(const std::string& name, uint64_t incarnation) {
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(absl::StrCat("node '", name.substr(0, 64), "' is not registered"));
+  }
+  Node& node = *it->second;
+  if (node.inventory.incarnation != incarnation) {
+    return absl::FailedPreconditionError(absl::StrCat("node '", name, "' incarnation ", incarnation,
+                                                      " is stale; the node is now ",
+                                                      node.inventory.incarnation));
+  }
+  if (!node.alive) return false;
+  Gone(node, clock_->Now());
+  node.left = true;
+  return true;
+}
+
+void NodeRegistry::ExpireGone(
+    absl::Time now, absl::Duration retention,
+    absl::FunctionRef<void(const std::string&, const Node&)> removed) {
+  if (now < gone_due_ + retention) return;
+  absl::Time next = absl::InfiniteFuture();
+  for (auto it = nodes_.begin(); it != nodes_.end();) {
+    Node& node = *it->second;
+    if (node.alive || now < node.gone_since + retention) {
+      if (!node.alive) next = std::min(next, node.gone_since);
+      ++it;
+      continue;
+    }
+    removed(it->first, node);
+    it = Erase(it);
+  }
+  gone_due_ = next;
+}
+
 absl::Status NodeRegistry::Forget(const std::string& name) {
   auto it = nodes_.find(name);
   if (it == nodes_.end()) {
@@ -134,12 +179,16 @@ absl::Status NodeRegistry::Forget(const std::string& name) {
         "node '", name, "' is alive; only a dead node is forgotten. Drain it (meshctl node drain ",
         name, "), stop its agent, and forget it once the coordinator declares it dead"));
   }
+  Erase(it);
+  return absl::OkStatus();
+}
+
+NodeRegistry::NodeMap::iterator NodeRegistry::Erase(NodeMap::iterator it) {
   for (const Gpu& g : it->second->inventory.gpus) {
     auto owner = gpu_owner_.find(g.uuid);
-    if (owner != gpu_owner_.end() && owner->second == name) gpu_owner_.erase(owner);
+    if (owner != gpu_owner_.end() && owner->second == it->first) gpu_owner_.erase(owner);
   }
-  nodes_.erase(it);
-  return absl::OkStatus();
+  return nodes_.erase(it);
 }
 
 absl::StatusOr<HeartbeatTiming> NodeRegistry::Heartbeat(const std::string& name,
@@ -188,8 +237,7 @@ void NodeRegistry::ExpireSilent(
       next = std::min(next, node->last_heard + node->timing.timeout);
       continue;
     }
-    node->alive = false;
-    promised_hz_ = std::max(0.0, promised_hz_ - Hz(node->timing));
+    Gone(*node, now);
     lost(name, absl::StrCat("node '", name, "' lost: no heartbeat for ",
                             absl::FormatDuration(now - node->last_heard), " (timeout ",
                             absl::FormatDuration(node->timing.timeout), ")"));
@@ -201,8 +249,8 @@ HeartbeatTiming NodeRegistry::FairTiming() const {
   HeartbeatTiming t{options_.heartbeat_interval, options_.heartbeat_timeout};
   const double per_interval =
       options_.max_heartbeats_per_second * absl::ToDoubleSeconds(options_.heartbeat_interval);
-  if (options_.max_heartbeats_per_second == 0 || nodes_.size() <= per_interval) return t;
-  const double scale = static_cast<double>(nodes_.size()) / per_interval;
+  if (options_.max_heartbeats_per_second == 0 || alive_ <= per_interval) return t;
+  const double scale = static_cast<double>(alive_) / per_interval;
   return HeartbeatTiming{t.interval * scale, t.timeout * scale};
 }
 

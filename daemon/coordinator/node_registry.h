@@ -3,13 +3,17 @@
 // a cluster's heartbeats stay under a cap however many nodes it has. Pure: time comes from the
 // injected clock.
 //
-// A node (one record per name, until an operator forgets a dead one):
+// A node (one record per name):
 //
 //        RegisterNode                  silent for longer than the timeout it was told
 //   --------------------> ALIVE ---------------------------------------------------> DEAD
-//                         ^    |                                                      |
-//                         +----+ a new incarnation registers (a restart: count it)    |
-//                         +-------------------- RegisterNode again -------------------+
+//                         ^ |  |              its agent stops cleanly (Depart)          |
+//                         | |  +------------------------------------------------> LEFT  |
+//                         | +-- a new incarnation registers (a restart: count it)   |   |
+//                         +-------------------- RegisterNode again -----------------+---+
+//
+// A dead or departed node is removed after the retention (ExpireGone), or at once by an
+// operator (Forget).
 //
 // It never calls out: what a registration or a loss means for jobs (ending their generations, the
 // events) is the caller's to do, from what Register returns and ExpireSilent reports.
@@ -65,6 +69,10 @@ class NodeRegistry {
     // agent's restarts.
     bool cordoned = false;
     std::string cordon_reason;
+    // Not alive because its agent said it leaves (rather than fell silent).
+    bool left = false;
+    // When it died or left (meaningful while !alive).
+    absl::Time gone_since;
   };
 
   // What a registration turned out to be.
@@ -111,6 +119,14 @@ class NodeRegistry {
   // Marks `node` cordoned (or not) with `reason`; returns whether that changed anything.
   // Errors: NOT_FOUND unknown node.
   absl::StatusOr<bool> Cordon(const std::string& node, bool cordoned, const std::string& reason);
+  // The node's agent stops cleanly: it is no longer alive (LEFT), from now. Returns whether it was
+  // alive (false: already dead or left — nothing to do). Errors: NOT_FOUND unknown node;
+  // FAILED_PRECONDITION an older incarnation.
+  absl::StatusOr<bool> Depart(const std::string& node, uint64_t incarnation);
+  // Removes every node dead or left for longer than `retention` as of `now` (calling `removed` for
+  // each, in name order). Walks the nodes only when one may be due.
+  void ExpireGone(absl::Time now, absl::Duration retention,
+                  absl::FunctionRef<void(const std::string& node, const Node& record)> removed);
   // Removes a dead node's record and frees its GPUs' UUIDs. The caller must have dropped it from
   // every job (a dead node is). Errors: NOT_FOUND unknown node; FAILED_PRECONDITION it is alive.
   absl::Status Forget(const std::string& node);
@@ -124,7 +140,8 @@ class NodeRegistry {
   }
   // Every node, by name.
   const std::map<std::string, std::unique_ptr<Node>>& nodes() const { return nodes_; }
-  // The timing a node is told for the current number of nodes (see max_heartbeats_per_second).
+  // The timing a node is told for the current number of live nodes (see
+  // max_heartbeats_per_second; dead and departed nodes do not count).
   HeartbeatTiming FairTiming() const;
   // What `node` was told at its last registration or heartbeat (the configured timing for an
   // unknown node).
@@ -146,6 +163,15 @@ class NodeRegistry {
   // No live node can time out before this: lowered whenever a node is heard, recomputed by the walk
   // it gates.
   absl::Time due_ = absl::InfinitePast();
+  // Live nodes (FairTiming's count).
+  size_t alive_ = 0;
+  // No gone node can expire before this (plus the retention): lowered when a node dies or leaves.
+  absl::Time gone_due_ = absl::InfiniteFuture();
+  using NodeMap = std::map<std::string, std::unique_ptr<Node>>;
+  // Marks a live node gone (dead or left) at `now`.
+  void Gone(Node& node, absl::Time now);
+  // Removes a record (a gone node's) and frees the GPUs it claimed; the next one.
+  NodeMap::iterator Erase(NodeMap::iterator it);
 };
 
 }  // namespace meshd::coordinator

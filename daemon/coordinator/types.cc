@@ -29,6 +29,12 @@ const char* EventKindName(EventKind kind) {
       return "generation_recovered";
     case EventKind::kRecoveryRefused:
       return "recovery_refused";
+    case EventKind::kNodeLeft:
+      return "node_left";
+    case EventKind::kNodeExpired:
+      return "node_expired";
+    case EventKind::kJobExpired:
+      return "job_expired";
     case EventKind::kNodeCordoned:
       return "node_cordoned";
     case EventKind::kNodeUncordoned:

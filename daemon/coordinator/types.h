@@ -56,6 +56,9 @@ enum class EventKind {
   kJobRecovering,        // a node reported a generation this (restarted) coordinator did not know
   kGenerationRecovered,  // every node of it did: it runs again
   kRecoveryRefused,      // a report without the coordinator's membership token, ignored
+  kNodeLeft,             // its agent stopped cleanly (LeaveNode)
+  kNodeExpired,          // dead or departed for longer than the retention: removed
+  kJobExpired,           // no node in its round for longer than the retention: removed
   // An operator's verbs (meshd.v1.Admin); Event::by names who.
   kNodeCordoned,
   kNodeUncordoned,

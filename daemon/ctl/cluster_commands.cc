@@ -84,6 +84,7 @@ std::string RenderStatus(const v1::CoordinatorStatus& s, const std::string& addr
        {"version", s.version()},
        {"uptime", Duration(s.uptime_ms())},
        {"nodes", absl::StrCat(s.nodes_alive(), " alive, ", s.nodes_dead(), " dead",
+                              s.nodes_left() ? absl::StrCat(", ", s.nodes_left(), " left") : "",
                               s.nodes_cordoned() ? absl::StrCat(", ", s.nodes_cordoned(),
                                                                 " cordoned")
                                                  : "")},
@@ -121,7 +122,9 @@ std::string RenderNodes(const v1::ListNodesResponse& nodes) {
       {"NODE", "STATE", "GPUS", "HOSTNAME", "LAST HEARD", "RESTARTS", "JOBS"}};
   for (const auto& n : nodes.nodes()) {
     rows.push_back({n.inventory().node(),
-                    absl::StrCat(n.state() == v1::NODE_STATE_ALIVE ? "alive" : "DEAD",
+                    absl::StrCat(n.state() == v1::NODE_STATE_ALIVE  ? "alive"
+                                 : n.state() == v1::NODE_STATE_LEFT ? "left"
+                                                                    : "DEAD",
                                  n.cordoned() ? ",cordoned" : ""),
                     GpuSummary(n.inventory()), n.inventory().hostname(),
                     Duration(n.last_heard_ms_ago()) + " ago", absl::StrCat(n.restarts()),

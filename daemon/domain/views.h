@@ -36,6 +36,7 @@ struct NodeView {
   std::vector<std::string> jobs;
   bool cordoned = false;      // an operator took it out of service: it joins no new rounds
   std::string cordon_reason;  // theirs
+  bool left = false;          // not alive because its agent stopped cleanly (not a failure)
 };
 
 // Calls held open, by what they wait for.
@@ -60,6 +61,7 @@ struct StatusView {
   absl::Duration uptime;
   uint32_t nodes_alive = 0;
   uint32_t nodes_dead = 0;
+  uint32_t nodes_left = 0;      // departed: their agents stopped cleanly
   uint32_t nodes_cordoned = 0;  // alive or dead
   uint32_t jobs_joining = 0;
   uint32_t jobs_running = 0;

@@ -45,6 +45,8 @@ struct CommonFlags {
   std::string recovery_window = "10s";
   std::vector<std::string> admin_identities;
   std::string membership_key;
+  std::string node_retention = "10m";
+  std::string job_retention = "10m";
   std::string metrics_listen;
   std::string tls_cert, tls_key, tls_ca;
   std::string tls_refresh = "10s";
@@ -84,6 +86,16 @@ void AddCoordinatorFlags(CLI::App* cmd, CommonFlags& f) {
                   "/var/lib/meshd/membership.key): a restarted coordinator then recovers running "
                   "jobs only from the places it gave. Unset: it takes the agents' reports on trust")
       ->envname("MESHD_MEMBERSHIP_KEY");
+  cmd->add_option("--node-retention", f.node_retention,
+                  "A node dead or departed this long is removed from the registry (its name, "
+                  "GPUs and series)")
+      ->envname("MESHD_NODE_RETENTION")
+      ->capture_default_str();
+  cmd->add_option("--job-retention", f.job_retention,
+                  "A job nobody joined this long (its generation ended, or its joins expired) is "
+                  "removed")
+      ->envname("MESHD_JOB_RETENTION")
+      ->capture_default_str();
 }
 
 void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
@@ -327,7 +339,9 @@ int main(int argc, char** argv) {
                          &options.heartbeat_interval) ||
       !ParseDurationFlag("heartbeat-timeout", common.heartbeat_timeout,
                          &options.heartbeat_timeout) ||
-      !ParseDurationFlag("recovery-window", common.recovery_window, &options.recovery_window)) {
+      !ParseDurationFlag("recovery-window", common.recovery_window, &options.recovery_window) ||
+      !ParseDurationFlag("node-retention", common.node_retention, &options.node_retention) ||
+      !ParseDurationFlag("job-retention", common.job_retention, &options.job_retention)) {
     return kUsage;
   }
   options.max_heartbeats_per_second = common.max_heartbeat_rate;

@@ -64,7 +64,8 @@ std::vector<prometheus::MetricFamily> CoordinatorMetrics::Collect() const {
   std::vector<prometheus::MetricFamily> out = registry_.Collect();
   out.push_back(GaugeFamily("meshd_coordinator_nodes", "Registered nodes, by state",
                             {{{{"state", "alive"}}, static_cast<double>(s.nodes_alive)},
-                             {{{"state", "dead"}}, static_cast<double>(s.nodes_dead)}}));
+                             {{{"state", "dead"}}, static_cast<double>(s.nodes_dead)},
+                             {{{"state", "left"}}, static_cast<double>(s.nodes_left)}}));
   out.push_back(GaugeFamily("meshd_coordinator_nodes_cordoned",
                             "Nodes an operator cordoned or drained (they join no new rounds)",
                             {{{}, static_cast<double>(s.nodes_cordoned)}}));

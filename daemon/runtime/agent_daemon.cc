@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/log/log.h"
 #include "daemon/agent/gpu/gpu_discovery.h"
 #include "daemon/metrics/agent_metrics.h"
@@ -116,6 +117,18 @@ void AgentDaemon::Stop() {
   ticker_->Stop();
   server_->SetNotServing();
   if (health_server_ != nullptr) health_server_->SetNotServing();
+  // Tell the coordinator the node leaves, so that its jobs' other workers are told now; a
+  // coordinator that does not answer in time is not waited for (it then notices the silence).
+  auto departed = std::make_shared<absl::Notification>();  // the answer may come after the wait
+  agent_->Depart("", absl::Seconds(2), [departed](absl::Status s) {
+    if (!s.ok() && s.code() != absl::StatusCode::kFailedPrecondition) {
+      log::Warn("could not tell the coordinator this node leaves; it notices at its heartbeat "
+                "timeout",
+                {{"error", std::string(s.message())}});
+    }
+    departed->Notify();
+  });
+  departed->WaitForNotificationWithTimeout(absl::Seconds(3));
   agent_->Stop();
   server_->Shutdown(absl::Seconds(2));
   if (health_server_ != nullptr) health_server_->Shutdown(absl::Seconds(1));

@@ -68,6 +68,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   core_options.heartbeat_timeout = options.heartbeat_timeout;
   core_options.max_heartbeats_per_second = options.max_heartbeats_per_second;
   core_options.recovery_window = options.recovery_window;
+  core_options.node_retention = options.node_retention;
+  core_options.job_retention = options.job_retention;
   core_options.new_secret = security::RandomSecret;
   if (!options.membership_key.empty()) {
     absl::StatusOr<std::string> key = security::LoadOrCreateMembershipKey(options.membership_key);

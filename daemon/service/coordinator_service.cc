@@ -139,6 +139,15 @@ grpc::ServerUnaryReactor* CoordinatorService::LeaveJob(grpc::CallbackServerConte
   return Done(ctx, core_->LeaveJob(req->job(), req->generation(), req->node(), req->message()));
 }
 
+grpc::ServerUnaryReactor* CoordinatorService::LeaveNode(grpc::CallbackServerContext* ctx,
+                                                        const v1::LeaveNodeRequest* req,
+                                                        v1::LeaveNodeResponse*) {
+  if (absl::Status s = core_->AuthorizeNode(CallerOf(*ctx), req->node()); !s.ok()) {
+    return Done(ctx, s);
+  }
+  return Done(ctx, core_->LeaveNode(req->node(), req->incarnation(), req->message()));
+}
+
 grpc::ServerWriteReactor<v1::GenerationEnd>* CoordinatorService::WatchJob(
     grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* req) {
   coordinator::Coordinator* core = core_;
@@ -300,6 +309,7 @@ grpc::ServerUnaryReactor* CoordinatorService::GetStatus(grpc::CallbackServerCont
   resp->set_nodes_alive(s.nodes_alive);
   resp->set_nodes_dead(s.nodes_dead);
   resp->set_nodes_cordoned(s.nodes_cordoned);
+  resp->set_nodes_left(s.nodes_left);
   resp->set_jobs_joining(s.jobs_joining);
   resp->set_jobs_running(s.jobs_running);
   resp->set_waiters(s.waiters);

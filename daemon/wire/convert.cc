@@ -176,7 +176,9 @@ void ToProto(const domain::JobView& d, v1::JobStatus* p) {
 
 void ToProto(const domain::NodeView& d, v1::NodeStatus* p) {
   ToProto(d.inventory, p->mutable_inventory());
-  p->set_state(d.alive ? v1::NODE_STATE_ALIVE : v1::NODE_STATE_DEAD);
+  p->set_state(d.alive  ? v1::NODE_STATE_ALIVE
+               : d.left ? v1::NODE_STATE_LEFT
+                        : v1::NODE_STATE_DEAD);
   p->set_last_heard_ms_ago(absl::ToInt64Milliseconds(d.since_heard));
   p->set_restarts(d.restarts);
   for (const std::string& j : d.jobs) p->add_jobs(j);

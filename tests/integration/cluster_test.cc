@@ -18,11 +18,14 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/agent_fleet.h"
+#include "tests/support/run_command.h"
+#include "tests/support/wait_for.h"
 
 namespace meshd {
 namespace {
 
 using process::Subprocess;
+using testing::RunCommand;
 
 constexpr int kAgents = 4;
 constexpr int kGpus = 2;
@@ -109,6 +112,65 @@ TEST(Cluster, FourAgentsJobClosesThenKilledAgentIsReportedToEveryWorker) {
   EXPECT_EQ(lost_warnings, 1) << log.str();
   EXPECT_EQ(ended_warnings, 1) << log.str();
   std::remove(coordinator_log.c_str());
+}
+
+// An agent stopped cleanly (SIGTERM) tells the coordinator it leaves: the job's other workers are
+// told at once that the node left — not after the heartbeat timeout, 60 s here — its own workers
+// that it shuts down, and the node is shown LEFT, not dead. After the retention (8 s here) the
+// departed node, and the job nobody joined again, are gone from the coordinator.
+TEST(Cluster, AgentStoppedCleanly_OtherWorkersToldAtOnce_NodeShownLeft) {
+  const std::string dir = ::testing::TempDir() + "meshd_leave_" + std::to_string(getpid());
+  std::string address;
+  auto started =
+      testing::StartCoordinator({MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0",
+                                 "--heartbeat-interval", "1s", "--heartbeat-timeout", "60s",
+                                 "--node-retention", "8s", "--job-retention", "8s"},
+                                &address);
+  ASSERT_TRUE(started.ok()) << started.status();
+  auto& coordinator = *started;
+  testing::AgentFleet fleet;
+  ASSERT_TRUE(fleet.Start(MESHD_PATH, WORKER_PATH, address, dir, 2, kGpus, "train").ok());
+  for (auto& w : fleet.workers) {
+    ASSERT_TRUE(w->ReadLine(absl::Seconds(30)).ok());  // placement
+    ASSERT_TRUE(w->WaitForLine("{\"watching\"", absl::Seconds(20)).ok());
+  }
+
+  const absl::Time stopped = absl::Now();
+  fleet.agents[1]->Signal(SIGTERM);
+  for (int r = 0; r < kGpus; ++r) {
+    auto line = fleet.workers[r]->ReadLine(absl::Seconds(10));
+    ASSERT_TRUE(line.ok()) << "worker " << r << " of node0: " << line.status();
+    const auto j = nlohmann::json::parse(*line);
+    EXPECT_EQ(j["event"], "REASON_NODE_LEFT") << *line;
+    EXPECT_EQ(j["node"], "node1") << *line;
+  }
+  std::fprintf(stderr, "node0's workers were told after %s\n",
+               absl::FormatDuration(absl::Now() - stopped).c_str());
+  for (int r = 0; r < kGpus; ++r) {
+    auto line = fleet.workers[kGpus + r]->ReadLine(absl::Seconds(10));
+    ASSERT_TRUE(line.ok()) << line.status();
+    EXPECT_EQ(nlohmann::json::parse(*line)["event"], "REASON_SHUTDOWN") << *line;
+  }
+  EXPECT_EQ(*fleet.agents[1]->Wait(absl::Seconds(10)), 0);
+  const auto nodes = RunCommand(absl::StrCat(MESHCTL_PATH, " --coordinator ", address, " nodes"));
+  EXPECT_THAT(nodes.out, ::testing::HasSubstr("left")) << nodes.out;
+  const auto status = RunCommand(absl::StrCat(MESHCTL_PATH, " --coordinator ", address, " status"));
+  EXPECT_THAT(status.out, ::testing::HasSubstr("1 alive, 0 dead, 1 left")) << status.out;
+
+  std::string listed;
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        listed = RunCommand(absl::StrCat(MESHCTL_PATH, " --coordinator ", address, " nodes")).out +
+                 RunCommand(absl::StrCat(MESHCTL_PATH, " --coordinator ", address, " jobs")).out;
+        return listed.find("node1") == std::string::npos &&
+               listed.find("train") == std::string::npos;
+      },
+      absl::Seconds(30), absl::Milliseconds(250)))
+      << listed;
+
+  fleet.agents[0]->Signal(SIGTERM);
+  coordinator->Signal(SIGTERM);
+  EXPECT_EQ(*coordinator->Wait(absl::Seconds(10)), 0);
 }
 
 }  // namespace

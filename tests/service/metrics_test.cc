@@ -293,11 +293,13 @@ TEST_F(MetricsTest, AgentSeries_GpusRegistrationHeartbeatsAndItsCalls) {
   s = Scrape();
   EXPECT_EQ(Value(s, Rpc("agent", "grpc.health.v1.Health", "Check", "OK")), 1);
   EXPECT_GE(Value(s, Rpc("coordinator", "meshd.v1.Coordinator", "Heartbeat", "OK")), 1);
-  // Once the agent stops, its series leave the scrape.
+  // Once the agent stops, its series leave the scrape, and its node left (it said so).
   (*agent)->Stop();
   s = Scrape();
   EXPECT_EQ(Value(s, "meshd_agent_registered{node=\"n1\"}"), -1);
-  EXPECT_EQ(Value(s, "meshd_coordinator_nodes{state=\"alive\"}"), 1);
+  EXPECT_EQ(Value(s, "meshd_coordinator_nodes{state=\"alive\"}"), 0);
+  EXPECT_EQ(Value(s, "meshd_coordinator_nodes{state=\"left\"}"), 1);
+  EXPECT_EQ(Value(s, "meshd_coordinator_events_total{event=\"node_left\"}"), 1);
 }
 
 TEST(MetricsServerTest, BadAddresses_ClearErrors) {

@@ -66,6 +66,7 @@ TEST_F(ReflectionTest, ListsEveryService) {
   std::vector<std::string> names;
   for (const auto& s : resp.list_services_response().service()) names.push_back(s.name());
   EXPECT_THAT(names, Contains("meshd.v1.Coordinator"));
+  EXPECT_THAT(names, Contains("meshd.v1.Admin"));
   EXPECT_THAT(names, Contains("grpc.health.v1.Health"));
   EXPECT_THAT(names, Contains("grpc.reflection.v1alpha.ServerReflection"));
 }
@@ -83,7 +84,8 @@ TEST_F(ReflectionTest, DescribesCoordinatorMethodsAndStreaming) {
       EXPECT_FALSE(streaming["JoinJob"]);
       EXPECT_TRUE(streaming["WatchJob"]);
       EXPECT_EQ(streaming.count("KeyWait"), 1u);
-      EXPECT_EQ(streaming.size(), 19u);
+      EXPECT_EQ(streaming.count("LeaveNode"), 1u);
+      EXPECT_EQ(streaming.size(), 20u);
     }
   }
   EXPECT_TRUE(found);

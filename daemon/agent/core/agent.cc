@@ -87,7 +87,33 @@ void Agent::Tick() {
   RunAll(out);
 }
 
+void Agent::Depart(const std::string& message, absl::Duration timeout,
+                   std::function<void(absl::Status)> done) {
+  // Its own workers hear of the shutdown first; the ends the coordinator then sends for this
+  // node's jobs (NODE_LEFT) are for the other nodes' workers.
+  EndWorkers();
+  if (!session_.registered()) {
+    return done(absl::FailedPreconditionError("not registered with the coordinator"));
+  }
+  CallOptions options;
+  options.timeout = timeout;
+  client_->LeaveNode(inventory_.node, inventory_.incarnation, message, options, std::move(done));
+}
+
 void Agent::Stop() {
+  EndWorkers();
+  {
+    absl::MutexLock lock(&mu_);
+    if (client_shut_down_) return;
+    client_shut_down_ = true;
+  }
+  // Calls in flight answer CANCELLED; those waiting to be sent again are sent now and refused.
+  client_->Shutdown();
+  timers_.Stop();
+  session_.Stop();
+}
+
+void Agent::EndWorkers() {
   Completions out;
   {
     absl::MutexLock lock(&mu_);
@@ -109,10 +135,6 @@ void Agent::Stop() {
     }
   }
   RunAll(out);
-  // Calls in flight answer CANCELLED; those waiting to be sent again are sent now and refused.
-  client_->Shutdown();
-  timers_.Stop();
-  session_.Stop();
 }
 
 std::vector<domain::RunningJob> Agent::RunningJobs() const {

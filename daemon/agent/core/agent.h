@@ -77,6 +77,12 @@ class Agent {
 
   // Registers with the coordinator (heartbeats and re-registration follow from Tick).
   void Start();
+  // The agent is about to stop cleanly (SIGTERM): tells the coordinator the node leaves, so the
+  // jobs it is in end their generations now (their other nodes' workers are told) instead of after
+  // the heartbeat timeout. `done` gets the coordinator's answer (FAILED_PRECONDITION at once when
+  // the node is not registered). Call before Stop; the caller bounds how long it waits.
+  void Depart(const std::string& message, absl::Duration timeout,
+              std::function<void(absl::Status)> done);
   // Answers every waiting worker CANCELLED, shuts the client down (its calls in flight answer
   // CANCELLED) and sends nothing more. Idempotent.
   void Stop();
@@ -156,6 +162,9 @@ class Agent {
 
   // Sends JoinJob for every job whose local workers have all attached (when registered).
   void LaunchJoins(Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stop's first half (also Depart's): every waiting worker CANCELLED, every watcher told kShutdown,
+  // nothing new admitted. Idempotent.
+  void EndWorkers() ABSL_LOCKS_EXCLUDED(mu_);
   void OnJoined(const std::string& job, absl::StatusOr<domain::Assignment> result)
       ABSL_LOCKS_EXCLUDED(mu_);
   void OnGenerationEnd(const std::string& job, const domain::GenerationEnd& end)
@@ -192,7 +201,8 @@ class Agent {
   GenerationWatch watch_;
 
   mutable absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // workers told; nothing new admitted
+  bool client_shut_down_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t next_attach_id_ ABSL_GUARDED_BY(mu_) = 1;

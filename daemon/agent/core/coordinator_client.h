@@ -51,6 +51,9 @@ class CoordinatorClient {
   virtual void LeaveJob(const std::string& job, uint64_t generation, const std::string& node,
                         const std::string& message, CallOptions options,
                         std::function<void(absl::Status)> done) = 0;
+  // The node's agent stops cleanly: the coordinator ends the generations of the node's jobs now.
+  virtual void LeaveNode(const std::string& node, uint64_t incarnation, const std::string& message,
+                         CallOptions options, std::function<void(absl::Status)> done) = 0;
   // Held until `generation` of `job` ends (the end), or the watch breaks (the error: UNAVAILABLE
   // the transport, NOT_FOUND a coordinator without the job, CANCELLED at Shutdown, ...).
   virtual void WatchJob(const std::string& job, uint64_t generation, CallOptions options,

@@ -159,6 +159,21 @@ void GrpcCoordinatorClient::LeaveJob(const std::string& job, uint64_t generation
       [done = std::move(done)](absl::Status s, v1::LeaveJobResponse*) { done(s); });
 }
 
+void GrpcCoordinatorClient::LeaveNode(const std::string& node, uint64_t incarnation,
+                                      const std::string& message, CallOptions options,
+                                      std::function<void(absl::Status)> done) {
+  v1::LeaveNodeRequest req;
+  req.set_node(node);
+  req.set_incarnation(incarnation);
+  req.set_message(message);
+  Unary<v1::LeaveNodeRequest, v1::LeaveNodeResponse>(
+      std::move(req), options,
+      [this](auto* ctx, auto* rq, auto* rs, auto cb) {
+        stub_->async()->LeaveNode(ctx, rq, rs, std::move(cb));
+      },
+      [done = std::move(done)](absl::Status s, v1::LeaveNodeResponse*) { done(s); });
+}
+
 void GrpcCoordinatorClient::ResolveGroups(v1::ResolveGroupsRequest request, CallOptions options,
                                           Answer<v1::ResolveGroupsResponse> done) {
   Unary<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>(

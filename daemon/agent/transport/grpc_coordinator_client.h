@@ -42,6 +42,8 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   void LeaveJob(const std::string& job, uint64_t generation, const std::string& node,
                 const std::string& message, CallOptions options,
                 std::function<void(absl::Status)> done) override;
+  void LeaveNode(const std::string& node, uint64_t incarnation, const std::string& message,
+                 CallOptions options, std::function<void(absl::Status)> done) override;
   void WatchJob(const std::string& job, uint64_t generation, CallOptions options,
                 Answer<domain::GenerationEnd> done) override;
   void ResolveGroups(v1::ResolveGroupsRequest request, CallOptions options,

@@ -305,6 +305,49 @@ TEST_F(AgentCoreTest, ACoordinatorRefusingTheReportsStillRegistersTheNode) {
   EXPECT_TRUE(agent_->Status().connected);
 }
 
+// A clean stop (SIGTERM): the agent's own workers are told it shuts down, then the coordinator is
+// told the node leaves (so the other nodes' workers hear of it now); the end the coordinator then
+// sends for this node's job is not relayed again.
+TEST_F(AgentCoreTest, DepartTellsItsWorkersThenTheCoordinator) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  std::vector<domain::GenerationEnd> ends;
+  for (uint32_t rank : {0u, 1u}) {
+    ASSERT_TRUE(agent_->Watch("train", 2, rank, [&ends](const domain::GenerationEnd& e) {
+                        ends.push_back(e);
+                      }).ok());
+  }
+  auto watch = client_.TakeWatch();
+  ASSERT_TRUE(watch.has_value());
+
+  std::optional<absl::Status> departed;
+  agent_->Depart("", absl::Seconds(2), [&departed](absl::Status s) { departed = s; });
+  ASSERT_THAT(ends, SizeIs(2));
+  EXPECT_EQ(ends[0].reason, domain::EndReason::kShutdown);
+  auto leave = client_.TakeNodeLeave();
+  ASSERT_TRUE(leave.has_value());
+  EXPECT_EQ(leave->request.node, "node-a");
+  EXPECT_EQ(leave->request.incarnation, 77u);
+  EXPECT_EQ(leave->options.timeout, absl::Seconds(2));
+  EXPECT_FALSE(departed.has_value());
+  watch->done(domain::GenerationEnd{"train", 2, domain::EndReason::kNodeLeft, "node-a", "left"});
+  leave->done(true);
+  ASSERT_TRUE(departed.has_value());
+  EXPECT_TRUE(departed->ok());
+  EXPECT_THAT(ends, SizeIs(2));  // nothing more
+  agent_->Stop();
+}
+
+TEST_F(AgentCoreTest, DepartBeforeRegistering_NothingToTell) {
+  std::optional<absl::Status> departed;
+  agent_->Depart("", absl::Seconds(2), [&departed](absl::Status s) { departed = s; });
+  ASSERT_TRUE(departed.has_value());
+  EXPECT_EQ(departed->code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(client_.TakeNodeLeave().has_value());
+}
+
 TEST_F(AgentCoreTest, AGenerationEndReachesEveryWorkerWatchAndReopensTheRound) {
   Register();
   Attached& w0 = Worker();

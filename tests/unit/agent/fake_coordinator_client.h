@@ -42,6 +42,12 @@ struct LeaveCall {
   std::string message;
 };
 
+struct NodeLeaveCall {
+  std::string node;
+  uint64_t incarnation = 0;
+  std::string message;
+};
+
 class FakeCoordinatorClient final : public CoordinatorClient {
  public:
   template <typename Req, typename Resp>
@@ -64,6 +70,11 @@ class FakeCoordinatorClient final : public CoordinatorClient {
                 const std::string& message, CallOptions options,
                 std::function<void(absl::Status)> done) override {
     Hold(leaves_, LeaveCall{job, generation, message}, options,
+         Answer<bool>([done = std::move(done)](absl::StatusOr<bool> r) { done(r.status()); }));
+  }
+  void LeaveNode(const std::string& node, uint64_t incarnation, const std::string& message,
+                 CallOptions options, std::function<void(absl::Status)> done) override {
+    Hold(node_leaves_, NodeLeaveCall{node, incarnation, message}, options,
          Answer<bool>([done = std::move(done)](absl::StatusOr<bool> r) { done(r.status()); }));
   }
   void WatchJob(const std::string& job, uint64_t generation, CallOptions options,
@@ -102,6 +113,7 @@ class FakeCoordinatorClient final : public CoordinatorClient {
       Drain(heartbeats_, cancel);
       Drain(joins_, cancel);
       Drain(leaves_, cancel);
+      Drain(node_leaves_, cancel);
       Drain(watches_, cancel);
       Drain(resolves_, cancel);
       Drain(keys_, cancel);
@@ -118,6 +130,7 @@ class FakeCoordinatorClient final : public CoordinatorClient {
     return Take(joins_);
   }
   std::optional<FakeCall<LeaveCall, bool>> TakeLeave() { return Take(leaves_); }
+  std::optional<FakeCall<NodeLeaveCall, bool>> TakeNodeLeave() { return Take(node_leaves_); }
   std::optional<FakeCall<WatchCall, domain::GenerationEnd>> TakeWatch() { return Take(watches_); }
   std::optional<FakeCall<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>> TakeResolve() {
     return Take(resolves_);
@@ -172,6 +185,7 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   Queue<HeartbeatCall, absl::Duration> heartbeats_;
   Queue<domain::JoinRequest, domain::Assignment> joins_;
   Queue<LeaveCall, bool> leaves_;
+  Queue<NodeLeaveCall, bool> node_leaves_;
   Queue<WatchCall, domain::GenerationEnd> watches_;
   Queue<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse> resolves_;
   Queue<std::string, bool> keys_;

@@ -198,13 +198,20 @@ TEST(CoordinatorHeartbeatRate, BurstStretchesNewcomersWhileEarlierNodesFillTheCa
   for (const NodeView& v : coord.Nodes()) {
     EXPECT_EQ(v.alive, v.inventory.node == "c" || v.inventory.node == "d") << v.inventory.node;
   }
-  // The dead release their share: e (fair 2.5 s with five nodes) fits beside c and d.
+  // The dead release their share and no longer count: e (fair 1.5 s with three live nodes) fits
+  // beside c and d.
   ASSERT_TRUE(coord.RegisterNode(RateNode("e")).ok());
-  EXPECT_EQ(coord.HeartbeatTimingOf("e").interval, absl::Milliseconds(2500));
-  clock.Advance(absl::Seconds(10));  // 16 s: c's 15 s are up, d (20 s) and e (12.5 s from 6 s) live
+  EXPECT_EQ(coord.HeartbeatTimingOf("e").interval, absl::Milliseconds(1500));
+  EXPECT_EQ(coord.HeartbeatTimingOf("e").timeout, absl::Milliseconds(7500));
+  clock.Advance(absl::Seconds(7));  // 13 s: c (15 s), d (20 s), e (7.5 s from 6 s) live
   coord.CheckDeadlines();
   for (const NodeView& v : coord.Nodes()) {
-    EXPECT_EQ(v.alive, v.inventory.node == "d" || v.inventory.node == "e") << v.inventory.node;
+    EXPECT_EQ(v.alive, v.inventory.node != "a" && v.inventory.node != "b") << v.inventory.node;
+  }
+  clock.Advance(absl::Seconds(3));  // 16 s: c's 15 s and e's 7.5 s are up; d (20 s) lives
+  coord.CheckDeadlines();
+  for (const NodeView& v : coord.Nodes()) {
+    EXPECT_EQ(v.alive, v.inventory.node == "d") << v.inventory.node;
   }
 }
 

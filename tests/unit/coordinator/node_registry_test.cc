@@ -177,9 +177,9 @@ TEST_F(HeartbeatRateTest, DeadNodesReleaseTheirShare) {
   nodes_.Register(Node("b"));
   clock_.Advance(absl::Seconds(6));
   ASSERT_EQ(Expire().size(), 2u);
-  // Three nodes known (fair 1.5 s), none promised anything: c gets its fair share unstretched.
+  // Only live nodes count: c alone (fair 1 s), none promised anything, gets it unstretched.
   nodes_.Register(Node("c"));
-  EXPECT_EQ(nodes_.TimingOf("c").interval, absl::Milliseconds(1500));
+  EXPECT_EQ(nodes_.TimingOf("c").interval, absl::Seconds(1));
 }
 
 }  // namespace
