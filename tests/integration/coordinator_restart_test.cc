@@ -21,6 +21,7 @@
 #include "meshd/v1/coordinator.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/agent_fleet.h"
+#include "tests/support/files.h"
 #include "tests/support/wait_for.h"
 
 namespace meshd {
@@ -141,6 +142,50 @@ TEST(CoordinatorRestart, RunningJobRecoveredFromTheAgents_WorkersCarryOn_ThenALo
   for (int i = 0; i < kAgents; ++i) {
     if (i != victim) agents[i]->Signal(SIGTERM);
   }
+  coordinator->Signal(SIGTERM);
+  EXPECT_EQ(*coordinator->Wait(absl::Seconds(10)), 0);
+}
+
+// A worker lost while the coordinator is away: its agent's LeaveJob fails and is sent again until
+// the coordinator has it — after it restarted, the agents registered again and the job recovered —
+// and then the generation ends and every surviving worker is told.
+TEST(CoordinatorRestart, WorkerLostWhileTheCoordinatorIsAway_EveryOtherWorkerToldOnceItIsBack) {
+  const std::string dir = ::testing::TempDir() + "meshd_outage_" + std::to_string(getpid());
+  std::string address;
+  auto started = StartCoordinator("127.0.0.1:0", &address);
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<Subprocess> coordinator = *std::move(started);
+  testing::AgentFleet fleet;
+  ASSERT_TRUE(fleet.Start(MESHD_PATH, WORKER_PATH, address, dir, kAgents, kGpus, "train").ok());
+  auto& workers = fleet.workers;
+  for (auto& w : workers) {
+    ASSERT_TRUE(w->ReadLine(absl::Seconds(30)).ok());
+    ASSERT_TRUE(w->WaitForLine("{\"watching\"", absl::Seconds(20)).ok());
+  }
+
+  coordinator->Signal(SIGKILL);
+  ASSERT_TRUE(coordinator->Wait(absl::Seconds(10)).ok());
+  // Worker 0 of node0 dies while nobody answers on the coordinator's address; its agent tries to
+  // tell the coordinator and fails.
+  workers[0]->Signal(SIGKILL);
+  ASSERT_TRUE(workers[0]->Wait(absl::Seconds(10)).ok());
+  ASSERT_TRUE(WaitFor([&] {
+    const std::string log = testing::ReadFile(dir + "/agent0.log");
+    return log.find("LeaveJob failed on the way to (or in) the coordinator") != std::string::npos;
+  })) << testing::ReadFile(dir + "/agent0.log");
+
+  std::string again;
+  auto restarted = StartCoordinator(address, &again);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  coordinator = *std::move(restarted);
+  for (size_t i = 1; i < workers.size(); ++i) {
+    auto line = workers[i]->ReadLine(absl::Seconds(30));
+    ASSERT_TRUE(line.ok()) << "worker " << i << ": " << line.status();
+    const auto j = nlohmann::json::parse(*line);
+    EXPECT_EQ(j["event"], "REASON_NODE_LEFT") << *line;
+    EXPECT_EQ(j["node"], "node0") << *line;
+  }
+  for (auto& a : fleet.agents) a->Signal(SIGTERM);
   coordinator->Signal(SIGTERM);
   EXPECT_EQ(*coordinator->Wait(absl::Seconds(10)), 0);
 }

@@ -1,6 +1,9 @@
 // AgentFleet (see agent_fleet.h).
 #include "tests/support/agent_fleet.h"
 
+#include <filesystem>
+#include <system_error>
+
 #include "absl/strings/str_cat.h"
 
 namespace meshd::testing {
@@ -19,11 +22,14 @@ absl::StatusOr<std::unique_ptr<process::Subprocess>> StartCoordinator(
 absl::Status AgentFleet::Start(const std::string& meshd, const std::string& worker,
                                const std::string& coordinator, const std::string& dir,
                                int num_agents, int gpus, const std::string& job) {
+  std::error_code ignored;
+  std::filesystem::create_directories(dir, ignored);  // for the logs; the agents make it too
   for (int i = 0; i < num_agents; ++i) {
     sockets.push_back(absl::StrCat(dir, "/agent", i, ".sock"));
     auto agent = process::Subprocess::Start(
         {meshd, "agent", "--coordinator", coordinator, "--socket", sockets.back(),
-         "--simulate-gpus", absl::StrCat(gpus), "--node-name", absl::StrCat("node", i)});
+         "--simulate-gpus", absl::StrCat(gpus), "--node-name", absl::StrCat("node", i)},
+        absl::StrCat(dir, "/agent", i, ".log"));
     if (!agent.ok()) return agent.status();
     agents.push_back(*std::move(agent));
     auto up = agents.back()->WaitForLine("meshd agent listening on ", absl::Seconds(20));

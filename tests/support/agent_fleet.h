@@ -23,8 +23,9 @@ struct AgentFleet {
   std::vector<std::string> sockets;                           // agent i's unix socket
   std::vector<std::unique_ptr<process::Subprocess>> workers;  // agent i's at i * gpus + local rank
 
-  // Starts `agents` agents of `gpus` simulated GPUs each (sockets under `dir`), waits until each
-  // serves, then one worker per GPU attaching to `job` (a job of `agents` nodes).
+  // Starts `agents` agents of `gpus` simulated GPUs each (sockets and logs under `dir`: agent i's
+  // stderr is appended to `dir`/agent<i>.log), waits until each serves, then one worker per GPU
+  // attaching to `job` (a job of `agents` nodes).
   absl::Status Start(const std::string& meshd, const std::string& worker,
                      const std::string& coordinator, const std::string& dir, int agents, int gpus,
                      const std::string& job);

@@ -15,6 +15,10 @@
 namespace meshd::agent {
 namespace {
 
+// How long a state change the agent owes the coordinator (a lost worker's LeaveJob) is sent again
+// while the coordinator is unreachable or recovering.
+constexpr absl::Duration kOwedCallDeadline = absl::Minutes(10);
+
 void RunAll(std::vector<std::function<void()>>& out) {
   for (auto& f : out) f();
   out.clear();
@@ -423,10 +427,27 @@ void Agent::WorkerGone(const std::string& job, uint64_t generation, uint32_t loc
             {{"job", job},
              {"generation", absl::StrCat(generation)},
              {"local_rank", absl::StrCat(local_rank)}});
-  client_->LeaveJob(job, generation, inventory_.node, message,
-                    CallOptions{options_.rpc_timeout, false}, [](absl::Status s) {
-                      if (!s.ok()) log::Warn("LeaveJob failed", {{"error", s.ToString()}});
-                    });
+  // Owed to the coordinator until it acknowledges: sent again across a broken connection or a
+  // coordinator restart (after registering again, which reports the generation; the recovered
+  // generation then ends at once), so no failure is lost while the coordinator is away.
+  resender_.Send<bool>(
+      "LeaveJob", clock_->Now() + kOwedCallDeadline,
+      [this, job, generation, message](CallOptions options, Answer<bool> answer) {
+        client_->LeaveJob(job, generation, inventory_.node, message, options,
+                          [answer = std::move(answer)](absl::Status s) {
+                            if (s.ok()) return answer(true);
+                            answer(s);
+                          });
+      },
+      [job, generation](absl::StatusOr<bool> r) {
+        if (!r.ok()) {
+          log::Warn("could not tell the coordinator that a worker was lost",
+                    {{"job", job},
+                     {"generation", absl::StrCat(generation)},
+                     {"error", r.status().ToString()}});
+        }
+      },
+      /*resend_when_unregistered=*/true);
 }
 
 void Agent::ResolveGroups(v1::RankGroupsRequest request, absl::Time deadline,

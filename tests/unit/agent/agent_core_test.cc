@@ -454,6 +454,42 @@ TEST_F(AgentCoreTest, AWorkerGoneWithoutDetachingMakesTheNodeLeave) {
   EXPECT_THAT(leave->request.message, HasSubstr("local rank 1 (rank 3)"));
 }
 
+// The coordinator away when a worker is lost: its LeaveJob is sent again until acknowledged —
+// after a transport failure (with a backoff), and after the coordinator forgot the node (once
+// registered again, reporting the generation it still runs).
+TEST_F(AgentCoreTest, ALostWorkersLeaveIsSentAgainUntilTheCoordinatorHasIt) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  auto cancel0 = agent_->Watch("train", 2, 0, [](const domain::GenerationEnd&) {});
+  ASSERT_TRUE(cancel0.ok());
+  (*cancel0)();  // lost
+  auto leave = client_.TakeLeave();
+  ASSERT_TRUE(leave.has_value());
+  leave->done(absl::UnavailableError("connection reset"));
+  EXPECT_FALSE(client_.TakeLeave().has_value());
+  Advance(absl::Milliseconds(60));
+  leave = client_.TakeLeave();
+  ASSERT_TRUE(leave.has_value());
+  EXPECT_TRUE(leave->options.wait_for_ready);
+  // A restarted coordinator does not know the node: registered again, reporting generation 2.
+  leave->done(absl::NotFoundError("node 'node-a' is not registered"));
+  EXPECT_FALSE(client_.TakeLeave().has_value());
+  Advance(absl::Seconds(2));  // the session registers again at its next tick
+  auto again = client_.TakeRegister();
+  ASSERT_TRUE(again.has_value());
+  ASSERT_EQ(again->request.running.size(), 1u);
+  EXPECT_EQ(again->request.running[0].generation, 2u);
+  again->done(absl::Seconds(1));
+  leave = client_.TakeLeave();
+  ASSERT_TRUE(leave.has_value());
+  EXPECT_EQ(leave->request.job, "train");
+  leave->done(true);
+  Advance(absl::Seconds(5));
+  EXPECT_FALSE(client_.TakeLeave().has_value());  // acknowledged: never again
+}
+
 TEST_F(AgentCoreTest, ASecondProcessCannotTakeARunningWorkersPlace) {
   Register();
   Attached& w0 = Worker();
