@@ -5,6 +5,7 @@
 // Exit status: 0 success; 1 a plan step failed (the output says which and why); 2 bad usage or
 // input that could not be read (message on stderr).
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -18,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "daemon/ctl/cluster_commands.h"
+#include "daemon/main/build_info.h"
 #include "daemon/ctl/plan_render.h"
 #include "daemon/ctl/plan_script.h"
 #include "daemon/security/tls_credentials.h"
@@ -118,17 +120,21 @@ int RunPlanCommand(const PlanFlags& f) {
 int main(int argc, char** argv) {
   CLI::App app{"meshctl: inspect meshd clusters and plan device meshes"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", meshd::VersionLine("meshctl"));
   app.fallthrough();  // global flags may follow the subcommand: meshctl jobs --json
 
   std::string coordinator = "127.0.0.1:7070";
   std::string agent_socket;
   std::string timeout = "10s";
   bool json = false;
-  app.add_option("--coordinator", coordinator, "Coordinator to ask (HOST:PORT)")
-      ->envname("MESHD_COORDINATOR")
-      ->capture_default_str();
-  app.add_option("--agent", agent_socket, "Ask the node agent on this unix socket instead")
-      ->envname("MESHD_AGENT_SOCKET");
+  CLI::Option* coordinator_flag =
+      app.add_option("--coordinator", coordinator, "Coordinator to ask (HOST:PORT)")
+          ->envname("MESHD_COORDINATOR")
+          ->capture_default_str();
+  app.add_option("--agent", agent_socket,
+                 "Ask the node agent on this unix socket instead (`status` only). Without it, "
+                 "`meshctl status` asks the agent at $MESHD_SOCKET when that is set and "
+                 "--coordinator is not");
   app.add_option("--timeout", timeout, "Deadline of each call, e.g. 5s")->capture_default_str();
   meshd::security::TlsFiles tls;
   app.add_option("--tls-cert", tls.cert,
@@ -203,6 +209,19 @@ int main(int argc, char** argv) {
   plan.json = json;
   if (cmd->parsed()) return RunPlanCommand(plan);
 
+  // The agent's socket from the variable meshd agent and the clients read (the old name still
+  // works, with a line saying so), for `status` when no coordinator was named.
+  if (agent_socket.empty() && status->parsed() && coordinator_flag->count() == 0 &&
+      std::getenv("MESHD_COORDINATOR") == nullptr) {
+    if (const char* s = std::getenv("MESHD_SOCKET"); s != nullptr && *s != '\0') {
+      agent_socket = s;
+    } else if (const char* old = std::getenv("MESHD_AGENT_SOCKET");
+               old != nullptr && *old != '\0') {
+      std::cerr << "meshctl: MESHD_AGENT_SOCKET is deprecated; set MESHD_SOCKET (the variable meshd "
+                   "agent and the clients read)\n";
+      agent_socket = old;
+    }
+  }
   meshd::ctl::ClusterTarget target;
   target.agent = !agent_socket.empty();
   target.address = target.agent ? (absl::StartsWith(agent_socket, "unix:") ? agent_socket

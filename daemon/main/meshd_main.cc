@@ -23,12 +23,14 @@
 #include "absl/time/time.h"
 #include "common/log/log.h"
 #include "common/time/mutex_clock.h"
+#include "daemon/main/build_info.h"
 #include "daemon/metrics/metrics_server.h"
 #include "daemon/runtime/agent_daemon.h"
 #include "daemon/runtime/coordinator_daemon.h"
 #include "daemon/runtime/sd_notify.h"
 #include "daemon/security/listen_policy.h"
 #include "daemon/security/tls_credentials.h"
+#include "daemon/service/grpc_logging.h"
 #include "daemon/service/ticker.h"
 
 namespace {
@@ -65,8 +67,22 @@ bool ParseDurationFlag(const std::string& name, const std::string& text, absl::D
   return false;
 }
 
-// The coordinator's own (coordinator and standalone).
+// The coordinator's own (coordinator and standalone); an agent has none of them (it is told its
+// heartbeat timing by the coordinator), so `meshd agent --heartbeat-timeout 5s` is a usage error.
 void AddCoordinatorFlags(CLI::App* cmd, CommonFlags& f) {
+  cmd->add_option("--heartbeat-interval", f.heartbeat_interval,
+                  "How often agents heartbeat (e.g. 500ms, 1s)")
+      ->envname("MESHD_HEARTBEAT_INTERVAL")
+      ->capture_default_str();
+  cmd->add_option("--heartbeat-timeout", f.heartbeat_timeout,
+                  "A node silent this long is declared dead and its jobs' generations end")
+      ->envname("MESHD_HEARTBEAT_TIMEOUT")
+      ->capture_default_str();
+  cmd->add_option("--max-heartbeat-rate", f.max_heartbeat_rate,
+                  "Heartbeats per second the coordinator accepts; past it agents are told a "
+                  "longer interval and timeout, in proportion (0: no cap)")
+      ->envname("MESHD_MAX_HEARTBEAT_RATE")
+      ->capture_default_str();
   cmd->add_option("--recovery-window", f.recovery_window,
                   "After a coordinator restart, how long a running job that some of its nodes "
                   "reported waits for the others before its generation ends (at least the "
@@ -99,19 +115,6 @@ void AddCoordinatorFlags(CLI::App* cmd, CommonFlags& f) {
 }
 
 void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {
-  cmd->add_option("--heartbeat-interval", f.heartbeat_interval,
-                  "How often agents heartbeat (e.g. 500ms, 1s)")
-      ->envname("MESHD_HEARTBEAT_INTERVAL")
-      ->capture_default_str();
-  cmd->add_option("--heartbeat-timeout", f.heartbeat_timeout,
-                  "A node silent this long is declared dead and its jobs' generations end")
-      ->envname("MESHD_HEARTBEAT_TIMEOUT")
-      ->capture_default_str();
-  cmd->add_option("--max-heartbeat-rate", f.max_heartbeat_rate,
-                  "Heartbeats per second the coordinator accepts; past it agents are told a "
-                  "longer interval and timeout, in proportion (0: no cap)")
-      ->envname("MESHD_MAX_HEARTBEAT_RATE")
-      ->capture_default_str();
   cmd->add_option("--metrics-listen", f.metrics_listen,
                   "HOST:PORT to serve Prometheus metrics on, at /metrics (e.g. 0.0.0.0:9464; "
                   "port 0: a free one); HTTPS with a client certificate required when TLS is "
@@ -217,6 +220,7 @@ int main(int argc, char** argv) {
   app.fallthrough();  // --config may follow the mode: meshd agent --config /etc/meshd/agent.toml
   app.allow_config_extras(CLI::config_extras_mode::error);  // a misplaced key is an error
   app.require_subcommand(1);
+  app.set_version_flag("--version", meshd::VersionLine("meshd"));
 
   // Each mode has its own storage: CLI11 reads the environment for every mode, chosen or not.
   CommonFlags coord_common, agent_common, standalone_common;
@@ -300,6 +304,7 @@ int main(int argc, char** argv) {
   meshd::log::Init(
       common.log_format == "json" ? meshd::log::Format::kJson : meshd::log::Format::kText,
       meshd::log::ParseLevel(common.log_level));
+  meshd::service::RouteGrpcLogsToMeshdLog();  // gRPC's own lines in the same format
   const meshd::security::TlsFiles tls{common.tls_cert, common.tls_key, common.tls_ca};
   if (absl::Status s = meshd::security::ValidateTlsFiles(tls); !s.ok()) {
     std::cerr << "meshd: " << s.message() << "\n";

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <functional>
 
@@ -13,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/files.h"
 #include "tests/support/run_command.h"
 #include "tests/support/scrape.h"
 #include "tests/support/wait_for.h"
@@ -246,6 +248,103 @@ TEST(MeshdFlags, BadValues_ExitTwoWithMessage) {
   r = RunCommand(absl::StrCat(MESHD_PATH, " --help"), true);
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_THAT(r.out, HasSubstr("standalone"));
+  // The coordinator tells agents their heartbeat timing: an agent refuses the flags.
+  r = RunCommand(absl::StrCat(MESHD_PATH, " agent --heartbeat-timeout 5s --simulate-gpus 1"), true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("--heartbeat-timeout"));
+}
+
+// --version: version, git revision and build type, on both binaries.
+TEST(Release, VersionLines) {
+  for (const auto& [path, name] : {std::pair<std::string, std::string>{MESHD_PATH, "meshd"},
+                                   {MESHCTL_PATH, "meshctl"}}) {
+    const auto r = RunCommand(path + " --version", true);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_THAT(r.out, ::testing::MatchesRegex(name +
+                                               " [0-9]+\\.[0-9]+\\.[0-9]+ \\(git "
+                                               "([0-9a-f]{12}(-dirty)?|unknown), [A-Za-z]+\\)\n"))
+        << r.out;
+  }
+}
+
+// gRPC's own lines go through meshd's logger: with --log-format json, a TLS handshake gRPC
+// complains about is a JSON line too (every stderr line parses).
+TEST(Release, EveryLogLineIsJson) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "meshd_json_", getpid());
+  const std::string log = dir + ".log";
+  std::remove(log.c_str());
+  // gRPC at its chattiest, so that it has lines to write.
+  auto p = Subprocess::Start(
+      {"/bin/sh", "-c",
+       absl::StrCat("GRPC_VERBOSITY=debug exec ", MESHD_PATH,
+                    " coordinator --listen 127.0.0.1:0 --log-format json --log-level debug")},
+      log);
+  ASSERT_TRUE(p.ok());
+  auto line = (*p)->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
+  ASSERT_TRUE(line.ok()) << line.status();
+  // A TLS client on a plaintext port: gRPC logs the bad handshake.
+  RunCommand(absl::StrCat("openssl s_client -connect ", *line, " </dev/null"), true);
+  (*p)->Signal(SIGTERM);
+  ASSERT_TRUE((*p)->Wait(absl::Seconds(10)).ok());
+  std::ifstream in(log);
+  int lines = 0;
+  for (std::string l; std::getline(in, l); ++lines) {
+    EXPECT_TRUE(nlohmann::json::accept(l)) << "not JSON: " << l;
+  }
+  EXPECT_GT(lines, 2);
+  EXPECT_NE(testing::ReadFile(log).find("\"source\":\"grpc\""), std::string::npos) << testing::ReadFile(log);
+}
+
+// meshctl's bash completion: commands, the operators' verbs, flags, and node and job names from
+// the coordinator; and nothing meshctl has is missing from it.
+TEST_F(StandaloneTest, BashCompletion) {
+  const std::string completion = std::string(SOURCE_DIR) + "/deploy/completion/meshctl.bash";
+  const std::string bin = std::string(MESHCTL_PATH).substr(0, std::string(MESHCTL_PATH).rfind('/'));
+  auto complete = [&](const std::string& words, int cword) {
+    return RunCommand(absl::StrCat("PATH=", bin, ":$PATH bash -c 'source ", completion,
+                                   "; COMP_WORDS=(", words, "); COMP_CWORD=", cword,
+                                   "; _meshctl; echo \"${COMPREPLY[*]}\"'"),
+                      true)
+        .out;
+  };
+  EXPECT_EQ(complete("meshctl \"\"", 1), "status nodes jobs job node plan\n");
+  EXPECT_EQ(complete("meshctl node \"\"", 2), "cordon uncordon drain forget\n");
+  EXPECT_EQ(complete("meshctl node dr", 2), "drain\n");
+  EXPECT_EQ(complete(absl::StrCat("meshctl --coordinator ", address_, " node drain \"\""), 5),
+            "solo\n");
+  EXPECT_EQ(complete(absl::StrCat("meshctl --coordinator ", address_, " job end \"\""), 5),
+            "train\n");
+  EXPECT_THAT(complete("meshctl node drain solo --r", 4), HasSubstr("--reason"));
+  // Every command meshctl's help lists is completed.
+  for (const char* command : {"status", "nodes", "jobs", "job", "node", "plan"}) {
+    EXPECT_THAT(RunCommand(absl::StrCat(MESHCTL_PATH, " --help"), true).out, HasSubstr(command));
+  }
+  const std::string help = RunCommand(absl::StrCat(MESHCTL_PATH, " node --help"), true).out;
+  for (const char* verb : {"cordon", "uncordon", "drain", "forget"}) {
+    EXPECT_THAT(help, HasSubstr(verb));
+  }
+}
+
+// `meshctl status` asks the agent at $MESHD_SOCKET (the variable the agent and the clients read)
+// unless a coordinator is named; the old MESHD_AGENT_SOCKET still works, with a line saying so.
+TEST_F(StandaloneTest, MeshctlStatus_AgentFromMeshdSocket) {
+  auto r = RunCommand(absl::StrCat("MESHD_SOCKET=", socket_, " ", MESHCTL_PATH, " status"), true);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("agent"));
+  EXPECT_THAT(r.out, HasSubstr("(connected)"));
+  r = RunCommand(absl::StrCat("MESHD_AGENT_SOCKET=", socket_, " ", MESHCTL_PATH, " status"), true);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("MESHD_AGENT_SOCKET is deprecated"));
+  EXPECT_THAT(r.out, HasSubstr("(connected)"));
+  // A coordinator named, or a coordinator's command: the coordinator.
+  r = RunCommand(absl::StrCat("MESHD_SOCKET=", socket_, " ", MESHCTL_PATH, " --coordinator ",
+                              address_, " status"),
+                 true);
+  EXPECT_THAT(r.out, HasSubstr("heartbeat timeout"));
+  r = RunCommand(absl::StrCat("MESHD_SOCKET=", socket_, " ", MESHCTL_PATH, " --coordinator ",
+                              address_, " nodes"),
+                 true);
+  EXPECT_THAT(r.out, HasSubstr("solo"));
 }
 
 }  // namespace
