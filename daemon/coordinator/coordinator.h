@@ -239,6 +239,13 @@ class Coordinator {
   absl::Status CheckAdmin(const Caller& caller, const char* what, const std::string& name,
                           size_t max_name, const std::string& reason) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An operator's verb: under the lock, CheckAdmin, then `act(result, out)` (its error returned);
+  // the completions after the lock (coordinator_admin.cc).
+  template <typename Act>
+  absl::StatusOr<AdminResult> AsOperator(const Caller& caller, const char* what,
+                                         const std::string& name, size_t max_name,
+                                         const std::string& reason, Act act)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The KV methods' one shape: under the lock, finds the running generation's store (noting a wait
   // until `wait_deadline`) and calls `op(store, out)`, whose result it returns, or the lookup's
   // error; runs the completions after the lock. Callers validate their arguments first.

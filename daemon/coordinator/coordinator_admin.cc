@@ -57,100 +57,97 @@ absl::Status Coordinator::CheckAdmin(const Caller& caller, const char* what,
   return absl::OkStatus();
 }
 
-absl::StatusOr<AdminResult> Coordinator::CordonNode(const Caller& caller, const std::string& node,
-                                                    bool cordoned, const std::string& reason) {
+template <typename Act>
+absl::StatusOr<AdminResult> Coordinator::AsOperator(const Caller& caller, const char* what,
+                                                    const std::string& name, size_t max_name,
+                                                    const std::string& reason, Act act) {
   Completions out;
   AdminResult result;
+  absl::Status status;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckAdmin(caller, "node", node, domain::kMaxNodeNameBytes, reason);
-        !s.ok()) {
-      return s;
-    }
-    absl::StatusOr<bool> changed = nodes_.Cordon(node, cordoned, reason);
-    if (!changed.ok()) return changed.status();
-    result.changed = *changed;
-    result.summary = absl::StrCat(
-        "node '", node, "' ", *changed ? "" : "was already ",
-        cordoned ? absl::StrCat("cordoned", Because(reason), ": it joins no new rounds")
-                 : "uncordoned: it joins rounds again");
-    if (*changed) {
-      Emit(events_,
-           AdminEvent(cordoned ? EventKind::kNodeCordoned : EventKind::kNodeUncordoned,
-                      result.summary, node, "", 0, caller),
-           out);
-    }
+    status = CheckAdmin(caller, what, name, max_name, reason);
+    if (status.ok()) status = act(result, out);
   }
   RunAll(out);
+  if (!status.ok()) return status;
   return result;
+}
+
+absl::StatusOr<AdminResult> Coordinator::CordonNode(const Caller& caller, const std::string& node,
+                                                    bool cordoned, const std::string& reason) {
+  return AsOperator(caller, "node", node, domain::kMaxNodeNameBytes, reason,
+                    [&](AdminResult& result, Completions& out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                      absl::StatusOr<bool> changed = nodes_.Cordon(node, cordoned, reason);
+                      if (!changed.ok()) return changed.status();
+                      result.changed = *changed;
+                      result.summary = absl::StrCat(
+                          "node '", node, "' ", *changed ? "" : "was already ",
+                          cordoned ? absl::StrCat("cordoned", Because(reason),
+                                                  ": it joins no new rounds")
+                                   : "uncordoned: it joins rounds again");
+                      if (*changed) {
+                        Emit(events_,
+                             AdminEvent(cordoned ? EventKind::kNodeCordoned
+                                                 : EventKind::kNodeUncordoned,
+                                        result.summary, node, "", 0, caller),
+                             out);
+                      }
+                      return absl::OkStatus();
+                    });
 }
 
 absl::StatusOr<AdminResult> Coordinator::DrainNode(const Caller& caller, const std::string& node,
                                                    const std::string& reason) {
-  Completions out;
-  AdminResult result;
-  {
-    absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckAdmin(caller, "node", node, domain::kMaxNodeNameBytes, reason);
-        !s.ok()) {
-      return s;
-    }
-    absl::StatusOr<bool> cordoned = nodes_.Cordon(node, true, reason);
-    if (!cordoned.ok()) return cordoned.status();
-    jobs_.DropNode(node, EndReason::kNodeDrained,
-                   absl::StrCat("node '", node, "' was drained by an operator", Because(reason)),
-                   out, &result.ended);
-    result.changed = *cordoned || !result.ended.empty();
-    result.summary = absl::StrCat("node '", node, "' drained", Because(reason),
-                                  ": cordoned, it joins no new rounds", EndedText(result.ended));
-    Emit(events_, AdminEvent(EventKind::kNodeDrained, result.summary, node, "", 0, caller), out);
-  }
-  RunAll(out);
-  return result;
+  return AsOperator(
+      caller, "node", node, domain::kMaxNodeNameBytes, reason,
+      [&](AdminResult& result, Completions& out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        absl::StatusOr<bool> cordoned = nodes_.Cordon(node, true, reason);
+        if (!cordoned.ok()) return cordoned.status();
+        jobs_.DropNode(node, EndReason::kNodeDrained,
+                       absl::StrCat("node '", node, "' was drained by an operator", Because(reason)),
+                       out, &result.ended);
+        result.changed = *cordoned || !result.ended.empty();
+        result.summary = absl::StrCat("node '", node, "' drained", Because(reason),
+                                      ": cordoned, it joins no new rounds", EndedText(result.ended));
+        Emit(events_, AdminEvent(EventKind::kNodeDrained, result.summary, node, "", 0, caller),
+             out);
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<AdminResult> Coordinator::ForgetNode(const Caller& caller,
                                                     const std::string& node) {
-  Completions out;
-  AdminResult result;
-  {
-    absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckAdmin(caller, "node", node, domain::kMaxNodeNameBytes, "");
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = nodes_.Forget(node); !s.ok()) return s;
-    result.changed = true;
-    result.summary = absl::StrCat("node '", node, "' forgotten: its record and GPUs are gone");
-    Emit(events_, AdminEvent(EventKind::kNodeForgotten, result.summary, node, "", 0, caller), out);
-  }
-  RunAll(out);
-  return result;
+  return AsOperator(
+      caller, "node", node, domain::kMaxNodeNameBytes, "",
+      [&](AdminResult& result, Completions& out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        if (absl::Status s = nodes_.Forget(node); !s.ok()) return s;
+        result.changed = true;
+        result.summary = absl::StrCat("node '", node, "' forgotten: its record and GPUs are gone");
+        Emit(events_, AdminEvent(EventKind::kNodeForgotten, result.summary, node, "", 0, caller),
+             out);
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<AdminResult> Coordinator::EndJob(const Caller& caller, const std::string& job,
                                                 const std::string& reason) {
-  Completions out;
-  AdminResult result;
-  {
-    absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckAdmin(caller, "job", job, domain::kMaxJobNameBytes, reason);
-        !s.ok()) {
-      return s;
-    }
-    absl::StatusOr<uint64_t> ended = jobs_.End(
-        job, absl::StrCat("ended by an operator", reason.empty() ? "" : ": ", reason), out);
-    if (!ended.ok()) return ended.status();
-    if (*ended != 0) result.ended.emplace_back(job, *ended);
-    result.changed = true;
-    result.summary =
-        absl::StrCat("job '", job, "' ended", Because(reason),
-                     *ended != 0 ? absl::StrCat(": generation ", *ended, " ended, every worker told")
-                                 : ": no generation was running; its waiting joins were refused");
-    Emit(events_, AdminEvent(EventKind::kJobEnded, result.summary, "", job, *ended, caller), out);
-  }
-  RunAll(out);
-  return result;
+  return AsOperator(
+      caller, "job", job, domain::kMaxJobNameBytes, reason,
+      [&](AdminResult& result, Completions& out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        absl::StatusOr<uint64_t> ended = jobs_.End(
+            job, absl::StrCat("ended by an operator", reason.empty() ? "" : ": ", reason), out);
+        if (!ended.ok()) return ended.status();
+        if (*ended != 0) result.ended.emplace_back(job, *ended);
+        result.changed = true;
+        result.summary = absl::StrCat(
+            "job '", job, "' ended", Because(reason),
+            *ended != 0 ? absl::StrCat(": generation ", *ended, " ended, every worker told")
+                        : ": no generation was running; its waiting joins were refused");
+        Emit(events_, AdminEvent(EventKind::kJobEnded, result.summary, "", job, *ended, caller),
+             out);
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace meshd::coordinator

@@ -235,10 +235,8 @@ int main(int argc, char** argv) {
     if (!credentials.ok()) return Fail(std::string(credentials.status().message()));
     target.credentials = *std::move(credentials);
   }
-  for (const auto& [verb, c] : verbs) {
-    if (!c->parsed()) continue;
-    absl::StatusOr<std::string> out =
-        meshd::ctl::RunAdminCommand(verb, target_name, reason, target, json);
+  // What a command answered, or its error with the canonical code.
+  auto print = [](const absl::StatusOr<std::string>& out) {
     if (!out.ok()) {
       std::cerr << "meshctl: " << absl::StatusCodeToString(out.status().code()) << ": "
                 << out.status().message() << "\n";
@@ -246,19 +244,17 @@ int main(int argc, char** argv) {
     }
     std::cout << *out;
     return 0;
+  };
+  for (const auto& [verb, c] : verbs) {
+    if (c->parsed()) {
+      return print(meshd::ctl::RunAdminCommand(verb, target_name, reason, target, json));
+    }
   }
   if (job->parsed() && job_name.empty()) return Fail("meshctl job NAME: give the job's name");
   for (CLI::App* c : {status, nodes, jobs, job}) {
-    if (!c->parsed()) continue;
-    absl::StatusOr<std::string> out =
-        meshd::ctl::RunClusterCommand(c->get_name(), job_name, target, json);
-    if (!out.ok()) {
-      std::cerr << "meshctl: " << absl::StatusCodeToString(out.status().code()) << ": "
-                << out.status().message() << "\n";
-      return kStepFailed;
+    if (c->parsed()) {
+      return print(meshd::ctl::RunClusterCommand(c->get_name(), job_name, target, json));
     }
-    std::cout << *out;
-    return 0;
   }
   return kUsage;
 }
