@@ -80,10 +80,10 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json, "Print only the JSON line");
   app.add_flag("--serve", serve, "(internal) be the server");
   CLI11_PARSE(app, argc, argv);
-  // gRPC stays initialized until the process exits. Otherwise the last channel's destruction,
-  // after the run, starts gRPC's shutdown on a thread of its own while the callback API's
-  // threads may still poll their queue: 1 run in ~6 at 16,384 nodes died there (SIGSEGV in
-  // grpc_completion_queue_next), losing the run's figures.
+  // gRPC stays initialized until the process exits (one start-up for all the runs' channels).
+  // The SIGSEGV in grpc_completion_queue_next this was once taken to avoid (1 run in ~6 at 16,384
+  // nodes) was a channel released on the callback API's own thread, which freed the queue that
+  // thread polls: the simulators now wait until every call is gone (bench/sim/calls_in_flight.h).
   grpc_init();
   if (serve) return Serve(nodes);
 

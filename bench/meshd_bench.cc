@@ -55,10 +55,10 @@ int Fail(const std::string& what) {
 int main(int argc, char** argv) {
   using namespace meshd::bench;  // NOLINT
   BindSymbolsNow(argv, "MESHD_BENCH_BOUND_NOW");
-  // gRPC stays initialized until the process exits. Otherwise the last channel's destruction,
-  // after the run, starts gRPC's shutdown on a thread of its own while the callback API's
-  // threads may still poll their queue: 1 run in ~6 at 16,384 nodes died there (SIGSEGV in
-  // grpc_completion_queue_next), losing the run's figures.
+  // gRPC stays initialized until the process exits (one start-up for all the runs' channels).
+  // The SIGSEGV in grpc_completion_queue_next this was once taken to avoid (1 run in ~6 at 16,384
+  // nodes) was a channel released on the callback API's own thread, which freed the queue that
+  // thread polls: the simulators now wait until every call is gone (bench/sim/calls_in_flight.h).
   grpc_init();
   meshd::CalibrateMutexClock();  // before the clock, as an agent running for a while has
   // As in the daemon: Abseil's lock-order graph (on in Debian's build) costs the simulated

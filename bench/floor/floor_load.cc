@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "bench/sim/calls_in_flight.h"
 #include "bench/sim/placement.h"
 #include "bench/sim/proc_stats.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -76,18 +77,20 @@ class Load {
         Unary(i, Step::kRegister, deadline);
       }
     }
-    absl::MutexLock lock(&mu_);
-    const auto done = [this] { return finished_ == o_.nodes || !error_.ok(); };
-    if (!mu_.AwaitWithTimeout(absl::Condition(&done), o_.timeout) && error_.ok()) {
-      error_ = absl::DeadlineExceededError(
-          absl::StrCat("the floor run did not finish within ", absl::FormatDuration(o_.timeout),
-                       ": ", answered_[0], " registered, ", answered_[1], " joined, ", answered_[2],
-                       " resolved of ", o_.nodes));
+    {
+      absl::MutexLock lock(&mu_);
+      const auto done = [this] { return finished_ == o_.nodes || !error_.ok(); };
+      if (!mu_.AwaitWithTimeout(absl::Condition(&done), o_.timeout) && error_.ok()) {
+        error_ = absl::DeadlineExceededError(absl::StrCat(
+            "the floor run did not finish within ", absl::FormatDuration(o_.timeout), ": ",
+            answered_[0], " registered, ", answered_[1], " joined, ", answered_[2], " resolved of ",
+            o_.nodes));
+      }
+      stopping_ = true;
     }
-    stopping_ = true;
-    for (grpc::ClientContext* ctx : live_) ctx->TryCancel();
-    const auto drained = [this] { return live_.empty(); };
-    mu_.AwaitWithTimeout(absl::Condition(&drained), absl::Seconds(30));
+    // Every call (a session owns its context) gone before the stubs go: see calls_in_flight.h.
+    calls_.StopAndDrain();
+    absl::MutexLock lock(&mu_);
     if (!error_.ok()) return error_;
     result_.exchanges = exchanges_;
     result_.streams = o_.session ? o_.nodes : exchanges_;
@@ -96,6 +99,7 @@ class Load {
 
   grpc::GenericStub* Stub(uint32_t node) { return stubs_[node % stubs_.size()].get(); }
   const Sizes& sizes() const { return o_.sizes; }
+  CallsInFlight* calls() { return &calls_; }
 
   // Counts an answer of `step`; the run's milestones are the last node's answer of each step.
   void Answered(Step step) {
@@ -113,9 +117,9 @@ class Load {
     }
   }
   void NodeDone(grpc::ClientContext* ctx) {
+    calls_.Answered(ctx);
     absl::MutexLock lock(&mu_);
     ++finished_;
-    live_.erase(ctx);
   }
   // Records the run's first error.
   void Error(absl::Status s) {
@@ -125,15 +129,15 @@ class Load {
   // Records an error for a call that is over.
   void Fail(grpc::ClientContext* ctx, absl::Status s) {
     Error(std::move(s));
-    absl::MutexLock lock(&mu_);
-    live_.erase(ctx);
+    calls_.Answered(ctx);
   }
   // False once the run is stopping (the call must not start).
   bool Track(grpc::ClientContext* ctx) {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return false;
-    live_.insert(ctx);
-    return true;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return false;
+    }
+    return calls_.Add(ctx);
   }
 
  private:
@@ -153,6 +157,7 @@ class Load {
     Stub(node)->UnaryCall(
         ctx, method, grpc::StubOptions(), &call->request, &call->answer,
         [this, call, ctx, node, step, deadline](grpc::Status s) {
+          CallsInFlight::Gone gone(&calls_);
           std::unique_ptr<Call> own(call);
           if (!s.ok()) {
             return Fail(ctx,
@@ -166,10 +171,7 @@ class Load {
           }
           Answered(step);
           if (step == Step::kResolve) return NodeDone(ctx);
-          {
-            absl::MutexLock lock(&mu_);
-            live_.erase(ctx);
-          }
+          calls_.Answered(ctx);
           Unary(node, static_cast<Step>(static_cast<int>(step) + 1), deadline);
         });
   }
@@ -181,7 +183,7 @@ class Load {
   double cpu_start_ = 0;
 
   absl::Mutex mu_;
-  absl::flat_hash_set<grpc::ClientContext*> live_ ABSL_GUARDED_BY(mu_);
+  CallsInFlight calls_;  // before it returns, Run waits until every call is gone
   uint32_t answered_[kSteps] ABSL_GUARDED_BY(mu_) = {0, 0, 0};
   uint32_t finished_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t exchanges_ ABSL_GUARDED_BY(mu_) = 0;
@@ -241,6 +243,8 @@ void Session::OnReadDone(bool ok) {
 }
 
 void Session::OnDone(const grpc::Status& s) {
+  // Destroyed after this session (its context holds a reference to the channel).
+  CallsInFlight::Gone gone(load_->calls());
   if (!s.ok()) {
     load_->Fail(&ctx,
                 absl::Status(static_cast<absl::StatusCode>(s.error_code()),

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "bench/sim/calls_in_flight.h"
 #include "bench/sim/nodes.h"
 #include "bench/sim/placement.h"
 #include "bench/sim/proc_stats.h"
@@ -65,11 +66,10 @@ class Sim {
             registered_, " of ", o_.nodes, " nodes registered, ", joined_, " joined, ", resolved_,
             " resolved their groups"));
       }
-      for (grpc::ClientContext* ctx : inflight_) ctx->TryCancel();
-      const auto drained = [this] { return inflight_.empty(); };
-      mu_.AwaitWithTimeout(absl::Condition(&drained), absl::Seconds(30));
     }
     heartbeats.join();
+    // Every call gone before the stubs (and the channels) go with this Sim: see calls_in_flight.h.
+    calls_.StopAndDrain();
     absl::MutexLock lock(&mu_);
     if (!error_.ok()) return error_;
     result_.rpcs = rpcs_.load();
@@ -107,16 +107,18 @@ class Sim {
     c->ctx.set_deadline(deadline_);
     c->ctx.AddMetadata(domain::kNodeMetadata, names_[node]);
     if (!secrets_[node].empty()) c->ctx.AddMetadata(domain::kNodeSecretMetadata, secrets_[node]);
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return false;
-    inflight_.insert(&c->ctx);
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return false;
+    }
+    if (!calls_.Add(&c->ctx)) return false;
     ++rpcs_;
     return true;
   }
+  // First thing in a call's callback: it is answered (no longer cancelled).
   template <typename C>
   void End(C* c) {
-    absl::MutexLock lock(&mu_);
-    inflight_.erase(&c->ctx);
+    calls_.Answered(&c->ctx);
   }
   void Fail(absl::Status s) {
     absl::MutexLock lock(&mu_);
@@ -133,6 +135,7 @@ class Sim {
     c->req = std::move(registrations_[i]);  // sent once
     if (!Begin(c, i)) return delete c;
     Async(i)->RegisterNode(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+      CallsInFlight::Gone gone(&calls_);  // after the call (its channel reference) is deleted
       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
       End(c);
       if (!s.ok()) return Fail(Failed("RegisterNode", names_[i], s));
@@ -159,6 +162,7 @@ class Sim {
     c->req.mutable_nodes()->set_max_nodes(o_.nodes);
     if (!Begin(c, i)) return delete c;
     Async(i)->JoinJob(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+      CallsInFlight::Gone gone(&calls_);  // after the call (its channel reference) is deleted
       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
       End(c);
       if (!s.ok()) return Fail(Failed("JoinJob", names_[i], s));
@@ -193,6 +197,7 @@ class Sim {
     c->req.set_node(names_[i]);
     if (!Begin(c, i)) return delete c;
     Async(i)->ResolveGroups(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+      CallsInFlight::Gone gone(&calls_);  // after the call (its channel reference) is deleted
       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
       End(c);
       if (!s.ok()) return Fail(Failed("ResolveGroups", names_[i], s));
@@ -264,7 +269,8 @@ class Sim {
         }
         ++heartbeats_;
         Async(i)->Heartbeat(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
-          std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
+          CallsInFlight::Gone gone(&calls_);  // after the call (its channel reference) is deleted
+      std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
           End(c);
           if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
             return Fail(Failed("Heartbeat", names_[i], s));
@@ -293,7 +299,6 @@ class Sim {
 
   absl::Mutex mu_;
   std::vector<Node> nodes_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<grpc::ClientContext*> inflight_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<uint32_t> ranks_taken_ ABSL_GUARDED_BY(mu_);
   uint32_t registered_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t joined_ ABSL_GUARDED_BY(mu_) = 0;
@@ -302,6 +307,8 @@ class Sim {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   SimResult result_ ABSL_GUARDED_BY(mu_);
+
+  CallsInFlight calls_;  // before it returns, Run waits until every call is gone
 
   absl::Mutex ids_mu_;
   absl::flat_hash_map<std::string, size_t> id_hashes_ ABSL_GUARDED_BY(ids_mu_);

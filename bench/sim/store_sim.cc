@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "bench/sim/calls_in_flight.h"
 #include "bench/sim/nodes.h"
 #include "bench/sim/placement.h"
 #include "bench/sim/proc_stats.h"
@@ -92,13 +93,8 @@ class Sim {
             w_.world_size, " ranks through the store workload"));
       }
     }
-    {
-      absl::MutexLock lock(&inflight_mu_);
-      stopping_inflight_ = true;
-      for (grpc::ClientContext* ctx : inflight_) ctx->TryCancel();
-      const auto drained = [this] { return inflight_.empty(); };
-      inflight_mu_.AwaitWithTimeout(absl::Condition(&drained), absl::Seconds(30));
-    }
+    // Every call gone before the stubs (and the channels) go with this Sim: see calls_in_flight.h.
+    calls_in_flight_.StopAndDrain();
     heartbeats.join();
     absl::MutexLock lock(&mu_);
     if (!error_.ok()) return error_;
@@ -155,24 +151,21 @@ class Sim {
     c->ctx.set_deadline(deadline_);
     c->ctx.AddMetadata(domain::kNodeMetadata, names_[node]);
     if (!secrets_[node].empty()) c->ctx.AddMetadata(domain::kNodeSecretMetadata, secrets_[node]);
-    absl::MutexLock lock(&inflight_mu_);
-    if (stopping_inflight_) return false;
-    inflight_.insert(&c->ctx);
+    if (!calls_in_flight_.Add(&c->ctx)) return false;
     ++calls_;
     return true;
   }
+  // First thing in a call's callback: it is answered (no longer cancelled).
   template <typename C>
   void End(C* c) {
-    absl::MutexLock lock(&inflight_mu_);
-    inflight_.erase(&c->ctx);
+    calls_in_flight_.Answered(&c->ctx);
   }
   void Fail(absl::Status s) {
     {
       absl::MutexLock lock(&mu_);
       if (error_.ok() && !stopping_) error_ = std::move(s);
     }
-    absl::MutexLock lock(&inflight_mu_);
-    stopping_inflight_ = true;  // no new calls once the run failed
+    calls_in_flight_.Refuse();  // no new calls once the run failed
   }
   static absl::Status Failed(absl::string_view what, absl::string_view where,
                              const grpc::Status& s) {
@@ -187,6 +180,7 @@ class Sim {
     c->req = std::move(registrations_[i]);
     if (!Begin(c, i)) return delete c;
     Async(i)->RegisterNode(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+      CallsInFlight::Gone gone(&calls_in_flight_);  // after the call is deleted
       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
       End(c);
       if (!s.ok()) return Fail(Failed("RegisterNode", names_[i], s));
@@ -213,6 +207,7 @@ class Sim {
     c->req.mutable_nodes()->set_max_nodes(nodes_);
     if (!Begin(c, i)) return delete c;
     Async(i)->JoinJob(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+      CallsInFlight::Gone gone(&calls_in_flight_);  // after the call is deleted
       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
       End(c);
       if (!s.ok()) return Fail(Failed("JoinJob", names_[i], s));
@@ -337,6 +332,7 @@ class Sim {
     if (!Begin(c, n)) return delete c;
     Async(n)->KeyAdd(&c->ctx, &c->req, &c->resp,
                      [this, c, n, batch = std::move(batch)](grpc::Status s) mutable {
+                       CallsInFlight::Gone gone(&calls_in_flight_);  // after the call is deleted
                        std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
                        End(c);
                        if (!s.ok()) return Fail(Failed("KeyAdd", names_[n], s));
@@ -391,6 +387,7 @@ class Sim {
     if (!Begin(c, n)) return delete c;
     Async(n)->KeySet(&c->ctx, &c->req, &c->resp,
                      [this, c, n, batch = std::move(batch)](grpc::Status s) mutable {
+                       CallsInFlight::Gone gone(&calls_in_flight_);  // after the call is deleted
                        std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
                        End(c);
                        if (!s.ok()) return Fail(Failed("KeySet", names_[n], s));
@@ -453,6 +450,7 @@ class Sim {
       c->req.set_wait(true);
       if (!Begin(c, n)) return delete c;
       Async(n)->KeyGet(&c->ctx, &c->req, &c->resp, [this, c, n, answer](grpc::Status s) {
+        CallsInFlight::Gone gone(&calls_in_flight_);  // after the call is deleted
         std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
         End(c);
         if (!s.ok()) return Fail(Failed("KeyGet", names_[n], s));
@@ -466,6 +464,7 @@ class Sim {
       c->req.add_keys(key);
       if (!Begin(c, n)) return delete c;
       Async(n)->KeyWait(&c->ctx, &c->req, &c->resp, [this, c, n, answer](grpc::Status s) {
+        CallsInFlight::Gone gone(&calls_in_flight_);  // after the call is deleted
         std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
         End(c);
         if (!s.ok()) return Fail(Failed("KeyWait", names_[n], s));
@@ -505,6 +504,7 @@ class Sim {
         }
         ++heartbeats_;
         Async(i)->Heartbeat(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+          CallsInFlight::Gone gone(&calls_in_flight_);  // after the call is deleted
           std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
           End(c);
           if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
@@ -547,9 +547,7 @@ class Sim {
   std::atomic<uint64_t> rank_adds_{0}, rank_sets_{0}, rank_waits_{0}, rank_gets_{0};
   std::atomic<uint64_t> key_adds_{0}, key_sets_{0}, key_waits_{0}, key_gets_{0};
 
-  absl::Mutex inflight_mu_;
-  absl::flat_hash_set<grpc::ClientContext*> inflight_ ABSL_GUARDED_BY(inflight_mu_);
-  bool stopping_inflight_ ABSL_GUARDED_BY(inflight_mu_) = false;
+  CallsInFlight calls_in_flight_;  // before it returns, Run waits until every call is gone
 
   absl::Mutex mu_;
   std::vector<Beat> beats_ ABSL_GUARDED_BY(mu_);  // by node
