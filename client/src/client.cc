@@ -1,6 +1,7 @@
 // ClientImpl's life: construction (arming the generation watch), Detach on destruction, health,
 // OnGenerationEnd and the watch thread that ends the generation's health. Thread-safety: see
 // client_impl.h; callbacks run on the watch thread (or the caller's), without mu_ held.
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -35,7 +36,15 @@ ClientImpl::~ClientImpl() {
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   (void)stub_->Detach(&ctx, detach, &resp);
   watch_ctx_.TryCancel();
-  if (watch_thread_.joinable()) watch_thread_.join();
+  if (!watch_thread_.joinable()) return;
+  if (watch_thread_.get_id() == std::this_thread::get_id()) {
+    // Destroyed by an OnGenerationEnd callback, on the watch thread itself (joining it would throw
+    // and terminate): the watch is over, its stream already gone, and the thread touches nothing
+    // of this client after the callbacks (see WatchGeneration).
+    watch_thread_.detach();
+    return;
+  }
+  watch_thread_.join();
 }
 
 absl::Status ClientImpl::health() const {
@@ -57,33 +66,39 @@ void ClientImpl::OnGenerationEnd(std::function<void(const absl::Status&)> callba
 }
 
 void ClientImpl::WatchGeneration() {
-  v1::WatchRequest req;
-  req.set_job(options_.job);
-  req.set_generation(placement_.generation);
-  req.set_local_rank(static_cast<uint32_t>(placement_.local_rank));
-  auto reader = stub_->Watch(&watch_ctx_, req);
-  reader->WaitForInitialMetadata();  // sent by the agent once the watch is registered
-  watch_armed_.Notify();
-  v1::GenerationEnd end;
   absl::Status ended;
-  if (reader->Read(&end)) {
-    ended = absl::AbortedError(absl::StrCat(
-        "generation ", end.generation(), " of job '", end.job(), "' ended (",
-        v1::GenerationEnd::Reason_Name(end.reason()), end.node().empty() ? "" : " of node '",
-        end.node(), end.node().empty() ? "" : "'", "): ", end.message(),
-        "; abort communicators and attach again"));
-  } else {
+  {
+    v1::WatchRequest req;
+    req.set_job(options_.job);
+    req.set_generation(placement_.generation);
+    req.set_local_rank(static_cast<uint32_t>(placement_.local_rank));
+    auto reader = stub_->Watch(&watch_ctx_, req);
+    reader->WaitForInitialMetadata();  // sent by the agent once the watch is registered
+    watch_armed_.Notify();
+    v1::GenerationEnd end;
+    if (reader->Read(&end)) {
+      ended = absl::AbortedError(absl::StrCat(
+          "generation ", end.generation(), " of job '", end.job(), "' ended (",
+          v1::GenerationEnd::Reason_Name(end.reason()), end.node().empty() ? "" : " of node '",
+          end.node(), end.node().empty() ? "" : "'", "): ", end.message(),
+          "; abort communicators and attach again"));
+      watch_ctx_.TryCancel();  // the stream is over: finish it before the callbacks
+    }
     const grpc::Status s = reader->Finish();
-    if (s.error_code() == grpc::StatusCode::CANCELLED) return;  // the client is closing
-    ended = absl::AbortedError(absl::StrCat("lost the meshd agent's watch on generation ",
-                                            placement_.generation, ": ", s.error_message()));
-  }
+    if (ended.ok()) {
+      if (s.error_code() == grpc::StatusCode::CANCELLED) return;  // the client is closing
+      ended = absl::AbortedError(absl::StrCat("lost the meshd agent's watch on generation ",
+                                              placement_.generation, ": ", s.error_message()));
+    }
+  }  // the stream and its reader are gone: a callback may destroy this client
   std::vector<std::function<void(const absl::Status&)>> callbacks;
   {
     absl::MutexLock lock(&mu_);
     health_ = ended;
     callbacks.swap(callbacks_);
   }
+  // Nothing of this client is touched from here: a callback may destroy it (~ClientImpl then
+  // detaches this thread instead of joining it).
   for (auto& cb : callbacks) cb(ended);
 }
 
