@@ -536,6 +536,9 @@ domain::AgentView Agent::Status() const {
     for (const auto& [rank, p] : e.pending) v.workers.push_back({name, rank, 0, 0});
     if (e.assignment) {
       for (uint32_t rank : e.attached) {
+        // A worker that detached (its client closed) is no longer attached, though its
+        // generation runs on until it ends.
+        if (e.detached.contains(rank)) continue;
         v.workers.push_back(
             {name, rank, e.assignment->generation, e.assignment->node_rank * e.local_world + rank});
       }
