@@ -46,12 +46,26 @@ bool GrpcCoordinatorClient::Begin(grpc::ClientContext* ctx, const CallOptions& o
     if (!secret_.empty()) ctx->AddMetadata(domain::kNodeSecretMetadata, secret_);
   }
   calls_.insert(ctx);
+  ++alive_;
   return true;
 }
 
 void GrpcCoordinatorClient::End(grpc::ClientContext* ctx) {
   absl::MutexLock lock(&mu_);
   calls_.erase(ctx);
+}
+
+void GrpcCoordinatorClient::Gone() {
+  absl::MutexLock lock(&mu_);
+  --alive_;
+}
+
+GrpcCoordinatorClient::~GrpcCoordinatorClient() {
+  Shutdown();
+  // Unbounded: every call was cancelled, and a cancelled call always completes.
+  absl::MutexLock lock(&mu_);
+  auto gone = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return alive_ == 0; };
+  mu_.Await(absl::Condition(&gone));
 }
 
 void GrpcCoordinatorClient::Shutdown() {
@@ -81,6 +95,7 @@ void GrpcCoordinatorClient::Unary(Req req, CallOptions options, Start start, Don
           End(&call->ctx);
           done(wire::FromGrpc(s), &call->resp);
           delete call;
+          Gone();
         });
 }
 
@@ -240,7 +255,9 @@ class GrpcCoordinatorClient::WatchCall final : public grpc::ClientReadReactor<v1
     } else {
       done_(absl::UnknownError("the coordinator closed the watch without an end"));
     }
+    GrpcCoordinatorClient* const client = client_;
     delete this;
+    client->Gone();
   }
 
  private:

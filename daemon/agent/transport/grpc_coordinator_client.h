@@ -30,7 +30,8 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   // security::MutualTlsChannelCredentials in production); nullptr: plaintext.
   GrpcCoordinatorClient(const std::string& target, absl::Duration max_backoff,
                         std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
-  ~GrpcCoordinatorClient() override { Shutdown(); }
+  // Cancels what is in flight and waits until every call is gone (see Gone).
+  ~GrpcCoordinatorClient() override;
 
   void RegisterNode(const domain::NodeInventory& inventory,
                     const std::vector<domain::RunningJob>& running, CallOptions options,
@@ -69,12 +70,18 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   // Registers a call in flight; false (and nothing registered) after Shutdown.
   bool Begin(grpc::ClientContext* ctx, const CallOptions& options) ABSL_LOCKS_EXCLUDED(mu_);
   void End(grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
+  // A call Begin registered is destroyed: last thing in its callback. A call's ClientContext holds
+  // a reference to channel_; if the last one went on gRPC's callback thread (this client already
+  // destroyed), gRPC 1.51 would free the callback queue that thread polls (see
+  // bench/sim/calls_in_flight.h), so the destructor waits for every call to be gone.
+  void Gone() ABSL_LOCKS_EXCLUDED(mu_);
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);
+  uint64_t alive_ ABSL_GUARDED_BY(mu_) = 0;  // calls begun and not yet gone
   // The node this agent registered, and the secret its registration returned: sent with every
   // call (domain/caller.h).
   std::string node_ ABSL_GUARDED_BY(mu_);
