@@ -325,23 +325,18 @@ class Coordinator(_Daemon):
 
 
 class Agent(_Daemon):
-    """``meshd agent`` of ``coordinator`` on a fresh socket in ``directory``."""
+    """``meshd agent`` of ``coordinator`` on a fresh socket in ``directory``. (Its heartbeat
+    timing is the coordinator's to tell it: an agent refuses the --heartbeat-* flags.)"""
 
     _ready = "meshd agent listening on "
 
     def __init__(self, coordinator: str, directory: str, node_name: str, gpus: int = 4,
-                 heartbeat_interval: Optional[str] = None,
-                 heartbeat_timeout: Optional[str] = None, extra_args: Sequence[str] = (),
-                 log_level: str = "info") -> None:
+                 extra_args: Sequence[str] = (), log_level: str = "info") -> None:
         self.socket = os.path.join(directory, f"{node_name}.sock")
         self.node_name = node_name
         self.gpus = gpus
         args = ["agent", "--coordinator", coordinator, "--socket", self.socket,
                 "--simulate-gpus", str(gpus), "--node-name", node_name]
-        if heartbeat_interval:
-            args += ["--heartbeat-interval", heartbeat_interval]
-        if heartbeat_timeout:
-            args += ["--heartbeat-timeout", heartbeat_timeout]
         super().__init__([*args, *extra_args], name=f"agent[{node_name}]", log_level=log_level)
 
 
@@ -355,8 +350,6 @@ class Cluster:
         self.dir = short_tempdir()
         self.nodes = nodes
         self.gpus = gpus
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat_timeout = heartbeat_timeout
         self.log_level = log_level
         self.coordinator = Coordinator(heartbeat_interval, heartbeat_timeout, log_level=log_level)
         self.agents: List[Agent] = []
@@ -384,8 +377,7 @@ class Cluster:
                   timeout: float = START_TIMEOUT) -> Agent:
         """Starts one more agent (e.g. a node joining an elastic job)."""
         agent = Agent(self.coordinator.address, self.dir, node_name,
-                      gpus if gpus is not None else self.gpus, self.heartbeat_interval,
-                      self.heartbeat_timeout, log_level=self.log_level)
+                      gpus if gpus is not None else self.gpus, log_level=self.log_level)
         self.agents.append(agent)
         agent.start(timeout)
         return agent
