@@ -229,6 +229,18 @@ absl::Status Coordinator::LeaveNode(const std::string& node, uint64_t incarnatio
   return absl::OkStatus();
 }
 
+absl::Status Coordinator::FinishJob(const std::string& job, uint64_t generation,
+                                    const std::string& node) {
+  Completions out;
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    status = jobs_.Finish(job, generation, node, out);
+  }
+  RunAll(out);
+  return status;
+}
+
 absl::Status Coordinator::LeaveJob(const std::string& job, uint64_t generation,
                                    const std::string& node, const std::string& message) {
   Completions out;

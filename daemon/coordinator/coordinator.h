@@ -139,6 +139,11 @@ class Coordinator {
   absl::Status LeaveJob(const std::string& job, uint64_t generation, const std::string& node,
                         const std::string& message);
 
+  // A member node's workers of `generation` all detached cleanly; once every member node's have,
+  // the generation ends (kJobFinished) and the job is later removed (job retention). Errors: as
+  // LeaveJob's.
+  absl::Status FinishJob(const std::string& job, uint64_t generation, const std::string& node);
+
   // The node's agent stops cleanly (SIGTERM): the node is no longer alive (LEFT), and every job it
   // is a member of ends its generation at once (kNodeLeft, naming the node), its joins refused —
   // the other nodes' workers are told now rather than after the heartbeat timeout. A node that is

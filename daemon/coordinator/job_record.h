@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,6 +49,7 @@ struct JobRecord {
   // The running generation's members in rank order; one list shared with every answer of it.
   std::shared_ptr<const std::vector<Member>> members = NoMembers();
   absl::flat_hash_map<std::string, uint32_t> rank_of;  // member node -> node rank
+  std::set<std::string> finished;  // members whose workers all detached cleanly (FinishJob)
   KvStore kv;
   std::map<std::string, MeshExchange> meshes;  // running generation, by mesh key
   std::optional<GenerationEnd> last_end;

@@ -109,7 +109,8 @@ bool JobRounds::JoinRunning(JobRecord& j, const JoinRequest& req, absl::Time dea
                             JoinDone& done, Completions& out) {
   auto member = j.rank_of.find(req.node);
   if (member != j.rank_of.end()) {
-    // A retry from a member: same generation, same answer.
+    // A retry from a member (or its workers back): same generation, same answer; not done.
+    j.finished.erase(req.node);
     out.push_back([done = std::move(done), a = AssignmentOf(j, req.node, member->second)] {
       done(a);
     });
@@ -243,6 +244,7 @@ void JobRounds::EndGeneration(JobRecord& j, EndReason reason, const std::string&
   }
   j.members = NoMembers();
   j.rank_of.clear();
+  j.finished.clear();
   ++j.generation;
   j.phase = JobPhase::kJoining;
   j.phase_since = clock_->Now();
@@ -267,6 +269,25 @@ absl::Status JobRounds::Leave(const std::string& job, uint64_t generation, const
   }
   EndGeneration(**j, EndReason::kNodeLeft, node,
                 message.empty() ? absl::StrCat("node '", node, "' left") : message, out);
+  return absl::OkStatus();
+}
+
+absl::Status JobRounds::Finish(const std::string& job, uint64_t generation,
+                               const std::string& node, Completions& out) {
+  absl::StatusOr<JobRecord*> j = Running(job, generation);
+  if (!j.ok()) return j.status();
+  JobRecord& rec = **j;
+  if (!rec.IsMember(node)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node '", node, "' is not a member of generation ", generation, " of job '", job, "'"));
+  }
+  rec.finished.insert(node);
+  if (rec.finished.size() == rec.members->size()) {
+    EndGeneration(rec, EndReason::kJobFinished, "",
+                  absl::StrCat("finished: the workers of all ", rec.members->size(),
+                               " nodes detached"),
+                  out);
+  }
   return absl::OkStatus();
 }
 

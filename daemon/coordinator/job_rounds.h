@@ -88,6 +88,10 @@ class JobRounds {
   // Errors: as Running's; FAILED_PRECONDITION the node is not a member.
   absl::Status Leave(const std::string& job, uint64_t generation, const std::string& node,
                      const std::string& message, Completions& out);
+  // A member node's workers all detached cleanly: once every member node has, the generation
+  // ends (kJobFinished). Errors: as Running's; FAILED_PRECONDITION the node is not a member.
+  absl::Status Finish(const std::string& job, uint64_t generation, const std::string& node,
+                      Completions& out);
   // Removes a node from every job (it died, restarted, was replaced or drained): ends the
   // generations it is a member of (or recovers), fails its join and standby waits with ABORTED.
   // `ended`, when given, gets the (job, generation) of each generation it ended.

@@ -19,6 +19,8 @@ std::string EndReasonName(EndReason r) {
       return "node drained";
     case EndReason::kJobEnded:
       return "job ended";
+    case EndReason::kJobFinished:
+      return "job finished";
   }
   return "unknown";
 }

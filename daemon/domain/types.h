@@ -97,6 +97,7 @@ enum class EndReason {
   kShutdown,
   kNodeDrained,  // an operator drained a member node
   kJobEnded,     // an operator ended the job
+  kJobFinished,  // every member node's workers detached cleanly
 };
 std::string EndReasonName(EndReason r);
 

@@ -45,7 +45,7 @@ CoordinatorMetrics::CoordinatorMetrics(std::function<domain::StatusView()> statu
   for (auto r : {domain::EndReason::kNodeLost, domain::EndReason::kNodeRestarted,
                  domain::EndReason::kNodeJoining, domain::EndReason::kNodeLeft,
                  domain::EndReason::kShutdown, domain::EndReason::kNodeDrained,
-                 domain::EndReason::kJobEnded}) {
+                 domain::EndReason::kJobEnded, domain::EndReason::kJobFinished}) {
     ends_.Add({{"reason", ReasonLabel(r)}});
   }
 }

@@ -139,6 +139,15 @@ grpc::ServerUnaryReactor* CoordinatorService::LeaveJob(grpc::CallbackServerConte
   return Done(ctx, core_->LeaveJob(req->job(), req->generation(), req->node(), req->message()));
 }
 
+grpc::ServerUnaryReactor* CoordinatorService::FinishJob(grpc::CallbackServerContext* ctx,
+                                                        const v1::FinishJobRequest* req,
+                                                        v1::FinishJobResponse*) {
+  if (absl::Status s = core_->AuthorizeNode(CallerOf(*ctx), req->node()); !s.ok()) {
+    return Done(ctx, s);
+  }
+  return Done(ctx, core_->FinishJob(req->job(), req->generation(), req->node()));
+}
+
 grpc::ServerUnaryReactor* CoordinatorService::LeaveNode(grpc::CallbackServerContext* ctx,
                                                         const v1::LeaveNodeRequest* req,
                                                         v1::LeaveNodeResponse*) {

@@ -23,7 +23,7 @@ using C = v1::Coordinator;
 // Held and bulk methods async (ResolveGroups raw: its request is decoded and its answer encoded
 // straight from and to the core's types), the others callback (gRPC's generated mix-ins).
 using Base = C::WithAsyncMethod_RegisterNode<C::WithAsyncMethod_Heartbeat<
-    C::WithAsyncMethod_JoinJob<C::WithCallbackMethod_LeaveJob<C::WithCallbackMethod_LeaveNode<C::WithCallbackMethod_WatchJob<
+    C::WithAsyncMethod_JoinJob<C::WithCallbackMethod_LeaveJob<C::WithCallbackMethod_LeaveNode<C::WithCallbackMethod_FinishJob<C::WithCallbackMethod_WatchJob<
         C::WithAsyncMethod_KeySet<C::WithAsyncMethod_KeyGet<C::WithAsyncMethod_KeyAdd<
             C::WithCallbackMethod_KeyCompareSet<C::WithAsyncMethod_KeyWait<
                 C::WithCallbackMethod_KeyCheck<C::WithCallbackMethod_KeyDelete<
@@ -31,7 +31,7 @@ using Base = C::WithAsyncMethod_RegisterNode<C::WithAsyncMethod_Heartbeat<
                         C::WithRawMethod_ResolveGroups<C::WithCallbackMethod_GetStatus<
                             C::WithCallbackMethod_ListNodes<C::WithCallbackMethod_ListJobs<
                                 C::WithCallbackMethod_GetJob<
-                                    C::Service>>>>>>>>>>>>>>>>>>>>;
+                                    C::Service>>>>>>>>>>>>>>>>>>>>>;
 }  // namespace coordinator_service_internal
 
 class CoordinatorService final : public coordinator_service_internal::Base, public AsyncMethods {
@@ -43,6 +43,9 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   grpc::ServerUnaryReactor* LeaveJob(grpc::CallbackServerContext* ctx,
                                      const v1::LeaveJobRequest* req,
                                      v1::LeaveJobResponse* resp) override;
+  grpc::ServerUnaryReactor* FinishJob(grpc::CallbackServerContext* ctx,
+                                      const v1::FinishJobRequest* req,
+                                      v1::FinishJobResponse* resp) override;
   grpc::ServerUnaryReactor* LeaveNode(grpc::CallbackServerContext* ctx,
                                       const v1::LeaveNodeRequest* req,
                                       v1::LeaveNodeResponse* resp) override;

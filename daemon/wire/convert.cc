@@ -99,6 +99,8 @@ v1::GenerationEnd::Reason ToProto(domain::EndReason r) {
       return v1::GenerationEnd::REASON_NODE_DRAINED;
     case domain::EndReason::kJobEnded:
       return v1::GenerationEnd::REASON_JOB_ENDED;
+    case domain::EndReason::kJobFinished:
+      return v1::GenerationEnd::REASON_JOB_FINISHED;
   }
   return v1::GenerationEnd::REASON_UNSPECIFIED;
 }
@@ -119,6 +121,8 @@ domain::EndReason FromProto(v1::GenerationEnd::Reason r) {
       return domain::EndReason::kNodeDrained;
     case v1::GenerationEnd::REASON_JOB_ENDED:
       return domain::EndReason::kJobEnded;
+    case v1::GenerationEnd::REASON_JOB_FINISHED:
+      return domain::EndReason::kJobFinished;
     default:
       return domain::EndReason::kNodeLost;
   }

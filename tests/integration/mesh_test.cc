@@ -17,6 +17,7 @@
 #include "tests/support/nccl.h"
 #include "tests/support/run_command.h"
 #include "tests/support/subprocess.h"
+#include "tests/support/wait_for.h"
 
 namespace meshd {
 namespace {
@@ -173,12 +174,17 @@ TEST(MeshIntegration, KilledWorkerAbortsTheOthers_CleanExitDoesNot) {
     for (auto& w : workers) EXPECT_TRUE(w->ReadLine(absl::Seconds(60)).ok());
     return workers;
   };
-  // Workers that finish and exit detach cleanly: the generation keeps running.
+  // Workers that finish and exit detach cleanly: nobody is aborted, and once every node's workers
+  // have, the job is finished (its generation ends with JOB_FINISHED; nobody is left to tell).
   for (auto& w : start("clean", false)) EXPECT_EQ(*w->Wait(absl::Seconds(10)), 0);
-  const auto job = testing::RunCommand(
-      absl::StrCat(MESHCTL_PATH, " --coordinator ", c.address, " job clean --json"));
-  EXPECT_EQ(json::parse(job.out)["phase"], "JOB_PHASE_RUNNING") << job.out;
-  EXPECT_EQ(json::parse(job.out)["generation"], "1");
+  std::string job;
+  EXPECT_TRUE(testing::WaitFor([&] {
+    job = testing::RunCommand(
+              absl::StrCat(MESHCTL_PATH, " --coordinator ", c.address, " job clean --json"))
+              .out;
+    return job.find("REASON_JOB_FINISHED") != std::string::npos;
+  })) << job;
+  EXPECT_EQ(json::parse(job)["last_end"]["generation"], "1") << job;
 
   // A worker killed mid-job: every other worker is told, ABORTED, naming it.
   auto workers = start("crash", true);

@@ -397,13 +397,43 @@ absl::StatusOr<std::function<void()>> Agent::Watch(const std::string& job, uint6
 
 absl::Status Agent::Detach(const std::string& job, uint64_t generation, uint32_t local_rank,
                            WorkerUid uid) {
-  absl::MutexLock lock(&mu_);
-  auto it = jobs_.find(job);
-  if (it == jobs_.end())
-    return absl::NotFoundError(absl::StrCat("no job '", job, "' on this node"));
-  JobEntry& e = it->second;
-  if (absl::Status s = CheckUid(job, e, uid); !s.ok()) return s;
-  if (e.assignment && e.assignment->generation == generation) e.detached.insert(local_rank);
+  bool finished = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job);
+    if (it == jobs_.end())
+      return absl::NotFoundError(absl::StrCat("no job '", job, "' on this node"));
+    JobEntry& e = it->second;
+    if (absl::Status s = CheckUid(job, e, uid); !s.ok()) return s;
+    if (e.assignment && e.assignment->generation == generation &&
+        e.detached.insert(local_rank).second) {
+      // Every local rank of the generation attached and then detached cleanly: done here.
+      finished = e.attached.size() == e.local_world &&
+                 std::includes(e.detached.begin(), e.detached.end(), e.attached.begin(),
+                               e.attached.end());
+    }
+  }
+  if (finished) {
+    // Owed like a lost worker's LeaveJob: sent again until the coordinator has it.
+    resender_.Send<bool>(
+        "FinishJob", clock_->Now() + kOwedCallDeadline,
+        [this, job, generation](CallOptions options, Answer<bool> answer) {
+          client_->FinishJob(job, generation, inventory_.node, options,
+                             [answer = std::move(answer)](absl::Status s) {
+                               if (s.ok()) return answer(true);
+                               answer(s);
+                             });
+        },
+        [job, generation](absl::StatusOr<bool> r) {
+          if (!r.ok() && r.status().code() != absl::StatusCode::kAborted) {
+            log::Warn("could not tell the coordinator that this node's workers finished",
+                      {{"job", job},
+                       {"generation", absl::StrCat(generation)},
+                       {"error", r.status().ToString()}});
+          }
+        },
+        /*resend_when_unregistered=*/true);
+  }
   return absl::OkStatus();
 }
 

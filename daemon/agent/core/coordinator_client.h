@@ -51,6 +51,9 @@ class CoordinatorClient {
   virtual void LeaveJob(const std::string& job, uint64_t generation, const std::string& node,
                         const std::string& message, CallOptions options,
                         std::function<void(absl::Status)> done) = 0;
+  // The node's workers of `generation` of `job` all detached cleanly (see Coordinator::FinishJob).
+  virtual void FinishJob(const std::string& job, uint64_t generation, const std::string& node,
+                         CallOptions options, std::function<void(absl::Status)> done) = 0;
   // The node's agent stops cleanly: the coordinator ends the generations of the node's jobs now.
   virtual void LeaveNode(const std::string& node, uint64_t incarnation, const std::string& message,
                          CallOptions options, std::function<void(absl::Status)> done) = 0;

@@ -174,6 +174,21 @@ void GrpcCoordinatorClient::LeaveJob(const std::string& job, uint64_t generation
       [done = std::move(done)](absl::Status s, v1::LeaveJobResponse*) { done(s); });
 }
 
+void GrpcCoordinatorClient::FinishJob(const std::string& job, uint64_t generation,
+                                      const std::string& node, CallOptions options,
+                                      std::function<void(absl::Status)> done) {
+  v1::FinishJobRequest req;
+  req.set_job(job);
+  req.set_generation(generation);
+  req.set_node(node);
+  Unary<v1::FinishJobRequest, v1::FinishJobResponse>(
+      std::move(req), options,
+      [this](auto* ctx, auto* rq, auto* rs, auto cb) {
+        stub_->async()->FinishJob(ctx, rq, rs, std::move(cb));
+      },
+      [done = std::move(done)](absl::Status s, v1::FinishJobResponse*) { done(s); });
+}
+
 void GrpcCoordinatorClient::LeaveNode(const std::string& node, uint64_t incarnation,
                                       const std::string& message, CallOptions options,
                                       std::function<void(absl::Status)> done) {

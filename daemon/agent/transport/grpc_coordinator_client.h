@@ -45,6 +45,8 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
                 std::function<void(absl::Status)> done) override;
   void LeaveNode(const std::string& node, uint64_t incarnation, const std::string& message,
                  CallOptions options, std::function<void(absl::Status)> done) override;
+  void FinishJob(const std::string& job, uint64_t generation, const std::string& node,
+                 CallOptions options, std::function<void(absl::Status)> done) override;
   void WatchJob(const std::string& job, uint64_t generation, CallOptions options,
                 Answer<domain::GenerationEnd> done) override;
   void ResolveGroups(v1::ResolveGroupsRequest request, CallOptions options,

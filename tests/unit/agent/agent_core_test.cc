@@ -454,6 +454,26 @@ TEST_F(AgentCoreTest, AWorkerGoneWithoutDetachingMakesTheNodeLeave) {
   EXPECT_THAT(leave->request.message, HasSubstr("local rank 1 (rank 3)"));
 }
 
+// Every local worker of the generation detached cleanly: the node tells the coordinator it is
+// done with it (FinishJob), once; a worker gone without detaching is a lost worker instead.
+TEST_F(AgentCoreTest, AllLocalWorkersDetachedCleanly_FinishJobOnce) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  ASSERT_TRUE(agent_->Detach("train", 2, 0).ok());
+  EXPECT_FALSE(client_.TakeFinish().has_value());
+  ASSERT_TRUE(agent_->Detach("train", 2, 1).ok());
+  ASSERT_TRUE(agent_->Detach("train", 2, 1).ok());  // again: nothing more
+  auto finish = client_.TakeFinish();
+  ASSERT_TRUE(finish.has_value());
+  EXPECT_EQ(finish->request.job, "train");
+  EXPECT_EQ(finish->request.generation, 2u);
+  finish->done(true);
+  EXPECT_FALSE(client_.TakeFinish().has_value());
+  EXPECT_FALSE(client_.TakeLeave().has_value());
+}
+
 // The coordinator away when a worker is lost: its LeaveJob is sent again until acknowledged —
 // after a transport failure (with a backoff), and after the coordinator forgot the node (once
 // registered again, reporting the generation it still runs).

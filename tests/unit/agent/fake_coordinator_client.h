@@ -72,6 +72,11 @@ class FakeCoordinatorClient final : public CoordinatorClient {
     Hold(leaves_, LeaveCall{job, generation, message}, options,
          Answer<bool>([done = std::move(done)](absl::StatusOr<bool> r) { done(r.status()); }));
   }
+  void FinishJob(const std::string& job, uint64_t generation, const std::string&,
+                 CallOptions options, std::function<void(absl::Status)> done) override {
+    Hold(finishes_, LeaveCall{job, generation, ""}, options,
+         Answer<bool>([done = std::move(done)](absl::StatusOr<bool> r) { done(r.status()); }));
+  }
   void LeaveNode(const std::string& node, uint64_t incarnation, const std::string& message,
                  CallOptions options, std::function<void(absl::Status)> done) override {
     Hold(node_leaves_, NodeLeaveCall{node, incarnation, message}, options,
@@ -114,6 +119,7 @@ class FakeCoordinatorClient final : public CoordinatorClient {
       Drain(joins_, cancel);
       Drain(leaves_, cancel);
       Drain(node_leaves_, cancel);
+      Drain(finishes_, cancel);
       Drain(watches_, cancel);
       Drain(resolves_, cancel);
       Drain(keys_, cancel);
@@ -131,6 +137,7 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   }
   std::optional<FakeCall<LeaveCall, bool>> TakeLeave() { return Take(leaves_); }
   std::optional<FakeCall<NodeLeaveCall, bool>> TakeNodeLeave() { return Take(node_leaves_); }
+  std::optional<FakeCall<LeaveCall, bool>> TakeFinish() { return Take(finishes_); }
   std::optional<FakeCall<WatchCall, domain::GenerationEnd>> TakeWatch() { return Take(watches_); }
   std::optional<FakeCall<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>> TakeResolve() {
     return Take(resolves_);
@@ -186,6 +193,7 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   Queue<domain::JoinRequest, domain::Assignment> joins_;
   Queue<LeaveCall, bool> leaves_;
   Queue<NodeLeaveCall, bool> node_leaves_;
+  Queue<LeaveCall, bool> finishes_;
   Queue<WatchCall, domain::GenerationEnd> watches_;
   Queue<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse> resolves_;
   Queue<std::string, bool> keys_;

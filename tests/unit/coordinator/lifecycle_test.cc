@@ -159,3 +159,38 @@ TEST_F(LifecycleTest, HeartbeatRateCountsLiveNodesOnly) {
 
 }  // namespace
 }  // namespace meshd::coordinator
+
+namespace meshd::coordinator {
+namespace {
+
+// A job whose workers all detached cleanly on every node is finished: its generation ends
+// (nobody is left to tell) and the job goes after the retention; one node alone finishing ends
+// nothing, and a node whose workers come back is not finished any more.
+TEST_F(LifecycleTest, EveryNodeFinished_GenerationEnds_ThenTheJobGoes) {
+  Register("a");
+  Register("b");
+  Run({"a", "b"});
+  std::optional<GenerationEnd> end;
+  ASSERT_TRUE(coord_.WatchJob("train", 1, [&](const GenerationEnd& e) { end = e; }).ok());
+  ASSERT_TRUE(coord_.FinishJob("train", 1, "a").ok());
+  EXPECT_FALSE(end.has_value());
+  // a's workers attach again: it is a member asking again, no longer finished.
+  std::optional<absl::StatusOr<Assignment>> again;
+  coord_.JoinJob(JoinRequest{"train", "a", 1, 1, NodeCount{2, 2, absl::Seconds(1)}},
+                 clock_.Now() + absl::Seconds(30),
+                 [&](absl::StatusOr<Assignment> x) { again = std::move(x); });
+  ASSERT_TRUE(again && again->ok());
+  ASSERT_TRUE(coord_.FinishJob("train", 1, "b").ok());
+  EXPECT_FALSE(end.has_value());
+  EXPECT_EQ(coord_.FinishJob("train", 1, "zed").code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(coord_.FinishJob("train", 1, "a").ok());
+  ASSERT_TRUE(end.has_value());
+  EXPECT_EQ(end->reason, EndReason::kJobFinished);
+  EXPECT_EQ(coord_.Job("train")->phase, JobPhase::kJoining);
+  EXPECT_EQ(coord_.FinishJob("train", 1, "a").code(), absl::StatusCode::kAborted);
+  Pass(absl::Minutes(10) + absl::Seconds(1), {"a", "b"});
+  EXPECT_EQ(coord_.Job("train").status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace meshd::coordinator
