@@ -26,6 +26,10 @@ ClientImpl::ClientImpl(ClientOptions options, std::shared_ptr<grpc::Channel> cha
 }
 
 ClientImpl::~ClientImpl() {
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+  }
   // Leave cleanly, so that the agent does not take this worker as lost when its watch goes.
   v1::DetachRequest detach;
   detach.set_job(options_.job);
@@ -95,7 +99,8 @@ void ClientImpl::WatchGeneration() {
   {
     absl::MutexLock lock(&mu_);
     health_ = ended;
-    callbacks.swap(callbacks_);
+    // A closing client's own detach may have finished the job: nobody is listening any more.
+    if (!closing_) callbacks.swap(callbacks_);
   }
   // Nothing of this client is touched from here: a callback may destroy it (~ClientImpl then
   // detaches this thread instead of joining it).

@@ -106,6 +106,9 @@ class ClientImpl final : public Client {
   mutable absl::Mutex mu_;
   absl::Status health_ ABSL_GUARDED_BY(mu_);
   std::vector<std::function<void(const absl::Status&)>> callbacks_ ABSL_GUARDED_BY(mu_);
+  // The client is being destroyed (it detaches): an end of the generation that its own detach
+  // brings about (the job finished) reaches no callback.
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
   int unnamed_meshes_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::vector<Group>> groups_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> spec_only_ ABSL_GUARDED_BY(mu_);  // meshes checked without ids
