@@ -16,6 +16,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "daemon/ctl/cluster_commands.h"
@@ -47,6 +48,10 @@ bool ParseIntList(const std::string& text, std::vector<int64_t>& out) {
   }
   return !out.empty();
 }
+
+// The largest world `meshctl plan` renders (8x the largest tested cluster, 131,072 ranks): every
+// group table is materialized, so a larger one is refused before anything is allocated.
+constexpr int64_t kMaxPlanWorld = int64_t{1} << 20;
 
 int Fail(const std::string& message) {
   std::cerr << "meshctl: " << message << "\n";
@@ -80,13 +85,24 @@ int RunPlanCommand(const PlanFlags& f) {
     steps = nlohmann::json::array({meshd::ctl::InitStep(shape, names)});
     if (world == 0) {
       world = 1;
-      for (int64_t s : shape) world *= std::max<int64_t>(s, 1);
+      for (int64_t s : shape) {
+        // Checked before multiplying: a product past the limit is refused, never overflowed.
+        if (std::max<int64_t>(s, 1) > kMaxPlanWorld / world) {
+          return Fail(absl::StrCat("--shape ", f.shape, " makes more than ", kMaxPlanWorld,
+                                   " ranks, the most meshctl plan renders"));
+        }
+        world *= std::max<int64_t>(s, 1);
+      }
     }
   } else {
     return Fail(
         "give a script (--script FILE, '-' for stdin) or a mesh (--shape 2,4,8 --names pp,dp,tp)");
   }
   if (world < 1) return Fail("--world must be at least 1");
+  if (world > kMaxPlanWorld) {
+    return Fail(absl::StrCat("--world ", world, " is more than ", kMaxPlanWorld,
+                             " ranks, the most meshctl plan renders"));
+  }
 
   meshd::ctl::RenderOptions options;
   options.world_size = world;

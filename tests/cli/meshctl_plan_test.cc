@@ -71,6 +71,18 @@ TEST(MeshctlPlan, BadInput_ExitsTwoWithMessage) {
   EXPECT_EQ(r.exit_code, 2);
 }
 
+// Shapes whose product overflows, or is past what plan renders, are refused before anything is
+// allocated (--shape 2147483647 once took 24 GB and was killed; 2^32 x 2^32 overflowed to 0).
+TEST(MeshctlPlan, HugeShapes_RefusedNamingTheLimit) {
+  for (const char* args : {"plan --shape 4294967296,4294967296", "plan --shape 2147483647",
+                           "plan --shape 1024,1024,2", "plan --world 1048577 --shape 2"}) {
+    const Result r = Meshctl(args, true);
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.out;
+    EXPECT_THAT(r.out, HasSubstr("1048576 ranks, the most meshctl plan renders")) << args;
+  }
+  EXPECT_EQ(Meshctl("plan --shape 1024,1024 --ranks 0", true).exit_code, 0);
+}
+
 TEST(MeshctlPlan, Help_ExitsZero) {
   const Result r = Meshctl("plan --help");
   EXPECT_EQ(r.exit_code, 0);
