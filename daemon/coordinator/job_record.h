@@ -18,6 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "daemon/coordinator/completions.h"
 #include "daemon/coordinator/kv_store.h"
 #include "daemon/coordinator/mesh_exchange.h"
 #include "daemon/coordinator/types.h"
@@ -35,6 +36,13 @@ struct JobRecord {
   struct Joiner {
     uint64_t incarnation = 0;
     std::vector<std::pair<JoinDone, absl::Time>> waiters;
+    // Answers every wait with `status` (through `out`), leaving none.
+    void Fail(const absl::Status& status, Completions& out) {
+      for (auto& [waiter, unused] : waiters) {
+        out.push_back([waiter = std::move(waiter), status] { waiter(status); });
+      }
+      waiters.clear();
+    }
   };
   std::string name;
   NodeCount count;

@@ -7,17 +7,6 @@
 #include "daemon/coordinator/job_rounds.h"
 
 namespace meshd::coordinator {
-namespace {
-
-// Compares without stopping at the first difference (a token is a MAC).
-bool SameToken(const std::string& a, const std::string& b) {
-  if (a.size() != b.size() || b.empty()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
-}  // namespace
 
 void JobRounds::Recover(const std::string& node, const std::vector<RunningJob>& running,
                         Completions& out) {
@@ -26,7 +15,7 @@ void JobRounds::Recover(const std::string& node, const std::vector<RunningJob>& 
     // With a membership key, only the coordinator's own signature of this place counts: a node
     // cannot claim a place in a job it was never given (nor create the job by claiming one).
     if (options_.sign_membership &&
-        !SameToken(r.membership_token, MembershipToken(r.job, r.generation, node, r.node_rank,
+        !SameSecret(r.membership_token, MembershipToken(r.job, r.generation, node, r.node_rank,
                                                        r.num_nodes, r.local_world))) {
       coordinator::Emit(
           *events_,

@@ -305,9 +305,7 @@ void JobRounds::DropNode(const std::string& node, EndReason reason, const std::s
     for (auto* pool : {&j.joiners, &j.standby}) {
       auto it = pool->find(node);
       if (it == pool->end()) continue;
-      for (auto& [waiter, unused] : it->second.waiters) {
-        out.push_back([waiter = std::move(waiter), aborted] { waiter(aborted); });
-      }
+      it->second.Fail(aborted, out);
       pool->erase(it);
     }
     if (j.phase == JobPhase::kJoining && j.joiners.size() < j.count.min_nodes) {
@@ -328,11 +326,7 @@ absl::StatusOr<uint64_t> JobRounds::End(const std::string& job, const std::strin
       absl::StrCat("job '", j.name, "' was ended by an operator (", message, "); join it again "
                    "to start its next generation"));
   for (auto* pool : {&j.joiners, &j.standby}) {
-    for (auto& [node, joiner] : *pool) {
-      for (auto& [waiter, unused] : joiner.waiters) {
-        out.push_back([waiter = std::move(waiter), aborted] { waiter(aborted); });
-      }
-    }
+    for (auto& [node, joiner] : *pool) joiner.Fail(aborted, out);
     pool->clear();
   }
   uint64_t ended = 0;
@@ -508,11 +502,7 @@ void JobRounds::CheckDeadlines(absl::Time now, Completions& out) {
 void JobRounds::Shutdown(const absl::Status& cancelled, Completions& out) {
   for (auto& [name, job] : jobs_) {
     for (auto* pool : {&job->joiners, &job->standby}) {
-      for (auto& [node, joiner] : *pool) {
-        for (auto& [waiter, unused] : joiner.waiters) {
-          out.push_back([waiter = std::move(waiter), cancelled] { waiter(cancelled); });
-        }
-      }
+      for (auto& [node, joiner] : *pool) joiner.Fail(cancelled, out);
       pool->clear();
     }
     job->kv.FailAll(cancelled, out);

@@ -34,14 +34,6 @@ absl::Status NodeRegistry::CheckGpus(const NodeInventory& inv) const {
 
 namespace {
 
-// Compares without stopping at the first difference, so that timing tells nothing of a secret.
-bool SameSecret(const std::string& a, const std::string& b) {
-  if (a.size() != b.size() || a.empty()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
 // Whether `caller` proves it is `name`: a certificate naming it, or — for a caller without a
 // certificate — the node's current secret. A certificate naming another node proves nothing,
 // whatever secret comes with it: with TLS a node is who its certificate says.
@@ -122,7 +114,7 @@ absl::StatusOr<bool> NodeRegistry::Cordon(const std::string& name, bool cordoned
   Node& node = *it->second;
   const bool changed = node.cordoned != cordoned;
   node.cordoned = cordoned;
-  if (changed || cordoned) node.cordon_reason = cordoned ? reason : "";
+  node.cordon_reason = cordoned ? reason : "";
   return changed;
 }
 

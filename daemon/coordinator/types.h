@@ -86,6 +86,15 @@ struct Event {
 
 using EventSink = std::function<void(const Event&)>;
 
+// Whether two secrets (a node's secret, a membership token) are equal and not empty, compared
+// without stopping at the first difference, so that timing tells nothing of the expected one.
+inline bool SameSecret(const std::string& a, const std::string& b) {
+  if (a.size() != b.size() || a.empty()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
 }  // namespace meshd::coordinator
 
 #endif  // MESHD_DAEMON_COORDINATOR_TYPES_H_

@@ -414,27 +414,37 @@ absl::Status Agent::Detach(const std::string& job, uint64_t generation, uint32_t
     }
   }
   if (finished) {
-    // Owed like a lost worker's LeaveJob: sent again until the coordinator has it.
-    resender_.Send<bool>(
-        "FinishJob", clock_->Now() + kOwedCallDeadline,
-        [this, job, generation](CallOptions options, Answer<bool> answer) {
-          client_->FinishJob(job, generation, inventory_.node, options,
-                             [answer = std::move(answer)](absl::Status s) {
-                               if (s.ok()) return answer(true);
-                               answer(s);
-                             });
+    SendOwed(
+        "FinishJob", job, generation,
+        [this, job, generation](CallOptions options, std::function<void(absl::Status)> done) {
+          client_->FinishJob(job, generation, inventory_.node, options, std::move(done));
         },
-        [job, generation](absl::StatusOr<bool> r) {
-          if (!r.ok() && r.status().code() != absl::StatusCode::kAborted) {
-            log::Warn("could not tell the coordinator that this node's workers finished",
-                      {{"job", job},
-                       {"generation", absl::StrCat(generation)},
-                       {"error", r.status().ToString()}});
-          }
-        },
-        /*resend_when_unregistered=*/true);
+        "could not tell the coordinator that this node's workers finished",
+        /*aborted_is_done=*/true);
   }
   return absl::OkStatus();
+}
+
+void Agent::SendOwed(const char* what, const std::string& job, uint64_t generation,
+                     std::function<void(CallOptions, std::function<void(absl::Status)>)> send,
+                     const char* failure, bool aborted_is_done) {
+  resender_.Send<bool>(
+      what, clock_->Now() + kOwedCallDeadline,
+      [send = std::move(send)](CallOptions options, Answer<bool> answer) {
+        send(options, [answer = std::move(answer)](absl::Status s) {
+          if (s.ok()) return answer(true);
+          answer(s);
+        });
+      },
+      [job, generation, failure, aborted_is_done](absl::StatusOr<bool> r) {
+        if (r.ok() || (aborted_is_done && r.status().code() == absl::StatusCode::kAborted)) {
+          return;
+        }
+        log::Warn(failure, {{"job", job},
+                            {"generation", absl::StrCat(generation)},
+                            {"error", r.status().ToString()}});
+      },
+      /*resend_when_unregistered=*/true);
 }
 
 void Agent::WorkerGone(const std::string& job, uint64_t generation, uint32_t local_rank) {
@@ -457,27 +467,15 @@ void Agent::WorkerGone(const std::string& job, uint64_t generation, uint32_t loc
             {{"job", job},
              {"generation", absl::StrCat(generation)},
              {"local_rank", absl::StrCat(local_rank)}});
-  // Owed to the coordinator until it acknowledges: sent again across a broken connection or a
-  // coordinator restart (after registering again, which reports the generation; the recovered
-  // generation then ends at once), so no failure is lost while the coordinator is away.
-  resender_.Send<bool>(
-      "LeaveJob", clock_->Now() + kOwedCallDeadline,
-      [this, job, generation, message](CallOptions options, Answer<bool> answer) {
-        client_->LeaveJob(job, generation, inventory_.node, message, options,
-                          [answer = std::move(answer)](absl::Status s) {
-                            if (s.ok()) return answer(true);
-                            answer(s);
-                          });
+  // Owed: sent again until acknowledged, so no failure is lost while the coordinator is away (after
+  // its restart, the recovered generation then ends at once).
+  SendOwed(
+      "LeaveJob", job, generation,
+      [this, job, generation, message](CallOptions options,
+                                       std::function<void(absl::Status)> done) {
+        client_->LeaveJob(job, generation, inventory_.node, message, options, std::move(done));
       },
-      [job, generation](absl::StatusOr<bool> r) {
-        if (!r.ok()) {
-          log::Warn("could not tell the coordinator that a worker was lost",
-                    {{"job", job},
-                     {"generation", absl::StrCat(generation)},
-                     {"error", r.status().ToString()}});
-        }
-      },
-      /*resend_when_unregistered=*/true);
+      "could not tell the coordinator that a worker was lost", /*aborted_is_done=*/false);
 }
 
 void Agent::ResolveGroups(v1::RankGroupsRequest request, absl::Time deadline,

@@ -162,6 +162,13 @@ class Agent {
 
   // Sends JoinJob for every job whose local workers have all attached (when registered).
   void LaunchJoins(Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A state change owed to the coordinator about `generation` of `job` (a lost worker's LeaveJob,
+  // FinishJob): `send` is sent again until acknowledged — across a broken connection, and after a
+  // coordinator restart once registered again (Resender) — for kOwedCallDeadline; `failure` is
+  // logged if it never is (not for ABORTED, the generation over meanwhile, when `aborted_is_done`).
+  void SendOwed(const char* what, const std::string& job, uint64_t generation,
+                std::function<void(CallOptions, std::function<void(absl::Status)>)> send,
+                const char* failure, bool aborted_is_done);
   // Stop's first half (also Depart's): every waiting worker CANCELLED, every watcher told kShutdown,
   // nothing new admitted. Idempotent.
   void EndWorkers() ABSL_LOCKS_EXCLUDED(mu_);
