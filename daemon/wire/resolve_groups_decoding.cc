@@ -87,18 +87,23 @@ class Reader {
     return false;  // more than ten bytes
   }
 
-  // A tag: field number (never 0) and wire type.
+  // A tag: field number (never 0) and wire type. As protobuf reads one: at most five bytes, of
+  // which the low 32 bits count (a fifth byte's bits past them are dropped, not refused).
   bool Tag(uint32_t* field, uint32_t* type) {
     uint64_t tag = 0;
-    if (!Varint(&tag) || tag > UINT32_MAX || (tag >> 3) == 0) return false;
-    *field = static_cast<uint32_t>(tag >> 3);
-    *type = static_cast<uint32_t>(tag & 7);
+    if (!ShortVarint(&tag)) return false;
+    const auto low = static_cast<uint32_t>(tag);
+    if ((low >> 3) == 0) return false;
+    *field = low >> 3;
+    *type = low & 7;
     return true;
   }
 
+  // A length prefix, as protobuf reads one: at most five bytes and under 2 GiB (a longer
+  // encoding of a small number, such as eight bytes of padding, is refused).
   bool Bytes(absl::string_view* out) {
     uint64_t n = 0;
-    if (!Varint(&n) || n > static_cast<uint64_t>(end_ - p_)) return false;
+    if (!ShortVarint(&n) || n > INT32_MAX || n > static_cast<uint64_t>(end_ - p_)) return false;
     *out = absl::string_view(reinterpret_cast<const char*>(p_), static_cast<size_t>(n));
     p_ += n;
     return true;
@@ -146,6 +151,21 @@ class Reader {
   }
 
  private:
+  // A varint of at most five bytes (35 bits): how protobuf reads tags and lengths.
+  bool ShortVarint(uint64_t* v) {
+    uint64_t out = 0;
+    for (int i = 0; i < 5; ++i) {
+      if (p_ == end_) return false;
+      const uint8_t b = *p_++;
+      out |= static_cast<uint64_t>(b & 0x7F) << (7 * i);
+      if (b < 0x80) {
+        *v = out;
+        return true;
+      }
+    }
+    return false;
+  }
+
   bool Advance(size_t n) {
     if (static_cast<size_t>(end_ - p_) < n) return false;
     p_ += n;

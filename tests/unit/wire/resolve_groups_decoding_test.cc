@@ -167,6 +167,31 @@ TEST(ResolveGroupsDecoding, MalformedGroupsAndTags_RefusedLikeProtobuf) {
   ExpectAsProtobuf(deep, "groups nested 120 deep");
 }
 
+// Protobuf reads a tag as at most five bytes and keeps their low 32 bits, and a length prefix as
+// at most five bytes: the decoder refused the first and accepted eight-byte lengths.
+TEST(ResolveGroupsDecoding, TagsAndLengthsOfFiveBytesOrMore_AsProtobuf) {
+  // Field 1 (job), wire type 2, with bit 33 set in the fifth byte: protobuf drops it.
+  const std::string wide_tag = Varint(uint64_t{1} << 33 | (1 << 3 | 2));
+  ASSERT_EQ(wide_tag.size(), 5u);
+  ExpectAsProtobuf(wide_tag + Varint(3) + "abc", "five-byte tag past 32 bits");
+  ExpectAsProtobuf(Varint(uint64_t{1} << 32 | (2 << 3)) + Varint(7), "five-byte tag, generation");
+  ExpectAsProtobuf(Varint(uint64_t{1} << 32) + Varint(7), "five-byte tag whose low bits are 0");
+  ExpectAsProtobuf(Len(5, Varint(uint64_t{1} << 34 | (1 << 3)) + Varint(9)),
+                   "five-byte tag in a rank");
+  ExpectAsProtobuf(std::string("\x8A\x80\x80\x80\x80\x00", 6) + "abc", "six-byte tag");
+  const std::string padded5("\x83\x80\x80\x80\x00", 5);
+  const std::string padded6("\x83\x80\x80\x80\x80\x00", 6);
+  const std::string padded8("\x83\x80\x80\x80\x80\x80\x80\x00", 8);
+  ExpectAsProtobuf(Tag(1, 2) + padded5 + "abc", "length of five bytes");
+  ExpectAsProtobuf(Tag(1, 2) + padded6 + "abc", "length of six bytes");
+  ExpectAsProtobuf(Tag(1, 2) + padded8 + "abc", "length of eight bytes");
+  ExpectAsProtobuf(Tag(97, 2) + padded8 + "abc", "unknown field, length of eight bytes");
+  ExpectAsProtobuf(Len(6, Tag(3, 2) + padded8 + "abc"), "minted id, length of eight bytes");
+  ExpectAsProtobuf(Tag(1, 2) + Varint(uint64_t{1} << 31) + "abc", "length of 2 GiB");
+  // A tag's fifth byte with its continuation bit set: six bytes or more.
+  ExpectAsProtobuf(std::string("\x8A\x80\x80\x80\x90\x00", 6), "tag continued past five bytes");
+}
+
 TEST(ResolveGroupsDecoding, RepeatedSingularFields_LastWinsAndSubmessagesMerge) {
   const std::string spec1 = Len(1, "first-fp") + Len(2, "first-desc");
   const std::string spec2 = Len(1, "second-fp");
