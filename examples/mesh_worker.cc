@@ -3,7 +3,11 @@
 // GPU exist — creates a communicator per group and checks one all-reduce per group.
 //   mesh_worker --socket PATH --job NAME --local-rank I --nnodes N --shape 2,2,2 --names pp,dp,tp
 //               [--flatten dp,tp]... [--comm-init initrank|scalable|split] [--json] [--wait]
+//               [--require-nccl]
+//   mesh_worker --check-nccl     (only load NCCL and print its version: an image's build check)
 // With --wait it then blocks until its generation ends and prints how (JSON: {"ended": {...}}).
+// With --require-nccl (a training job on GPUs) a missing NCCL is an error before attaching, and
+// communicators that cannot be built fail the worker instead of being skipped.
 // local_world = prod(shape) / nnodes. Exit status: 0 ok, 1 a meshd or NCCL call failed, 2 bad
 // flags.
 #include <cstdio>
@@ -17,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
+#include "examples/nccl_check.h"
 #include "meshd/client.h"
 #include "nlohmann/json.hpp"
 
@@ -47,6 +52,15 @@ int Fail(const absl::Status& s, const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before the other flags are parsed (--job and the others are not needed for it).
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) != "--check-nccl") continue;
+    const std::string library = meshd_example::NcclLibrary("");
+    absl::StatusOr<std::string> version = meshd_example::RequireNccl(library);
+    if (!version.ok()) return Fail(version.status(), "nccl");
+    std::cout << "NCCL " << *version << " from " << library << std::endl;
+    return 0;
+  }
   CLI::App app{"mesh_worker: an example worker on libmeshd_client"};
   meshd::ClientOptions o;
   std::string shape_flag, names_flag, comm_init = "initrank";
@@ -54,6 +68,7 @@ int main(int argc, char** argv) {
   int nnodes = 1;
   bool json = false;
   bool wait = false;
+  bool require_nccl = false;
   app.add_option("--socket", o.socket, "The agent's socket (default: $MESHD_SOCKET)");
   app.add_option("--job", o.job, "Job name")->required();
   app.add_option("--local-rank", o.local_rank, "This worker's index on the host")->required();
@@ -66,6 +81,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--json", json, "Print one JSON object");
   app.add_flag("--wait", wait, "Then wait for the generation to end and print how");
+  bool check_nccl = false;  // handled before parsing (above); listed here for --help
+  app.add_flag("--check-nccl", check_nccl, "Only load NCCL ($MESHD_NCCL_LIBRARY or libnccl.so.2), print its "
+               "version and exit: 0 loaded, 1 not (the message says what is missing)");
+  app.add_flag("--require-nccl", require_nccl,
+               "Fail (exit 1) when NCCL cannot be loaded, before attaching, or communicators "
+               "cannot be built, instead of skipping them");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -92,6 +113,13 @@ int main(int argc, char** argv) {
   }
   o.local_world = static_cast<int>(world / nnodes);
   o.min_nodes = o.max_nodes = nnodes;
+  if (require_nccl) {
+    absl::StatusOr<std::string> version = meshd_example::RequireNccl(
+        meshd_example::NcclLibrary(o.nccl_library));
+    if (!version.ok()) return Fail(version.status(), "nccl");
+    std::cerr << "mesh_worker: NCCL " << *version << " from "
+              << meshd_example::NcclLibrary(o.nccl_library) << "\n";
+  }
 
   auto client = meshd::Client::Attach(o);
   if (!client.ok()) return Fail(client.status(), "attach");
@@ -122,7 +150,7 @@ int main(int argc, char** argv) {
   for (const meshd::Group& g : all) {
     auto comm = (*client)->MakeCommunicator(g, mode);
     if (!comm.ok()) {
-      if (comm.status().code() == absl::StatusCode::kFailedPrecondition) {
+      if (comm.status().code() == absl::StatusCode::kFailedPrecondition && !require_nccl) {
         comm_note = absl::StrCat("skipped: ", comm.status().message());
         break;
       }

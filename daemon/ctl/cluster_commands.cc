@@ -278,4 +278,24 @@ absl::StatusOr<std::string> RunAdminCommand(const std::string& verb, const std::
   return json ? ToJson(resp) : resp.summary() + "\n";
 }
 
+absl::StatusOr<std::string> RunLeaveCommand(const std::string& reason,
+                                            const ClusterTarget& target, bool json) {
+  if (!target.agent) {
+    return absl::InvalidArgumentError(
+        "leave asks this host's agent: meshctl --agent /run/meshd/agent.sock leave (or set "
+        "MESHD_SOCKET); to take another node out, an operator drains it on the coordinator "
+        "(meshctl node drain NAME)");
+  }
+  auto stub = v1::Agent::NewStub(grpc::CreateChannel(target.address,
+                                                     grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + target.timeout));
+  v1::LeaveRequest req;
+  req.set_reason(reason);
+  v1::LeaveResponse resp;
+  const grpc::Status r = stub->Leave(&ctx, req, &resp);
+  if (!r.ok()) return Failed(r, "the node could not leave the cluster", target.address);
+  return json ? ToJson(resp) : resp.summary() + "\n";
+}
+
 }  // namespace meshd::ctl

@@ -1,6 +1,6 @@
 // meshctl's cluster commands: `status`, `nodes`, `jobs`, `job NAME` against a coordinator,
 // `status` against a node agent's socket, and the operators' verbs (`node cordon|uncordon|drain|
-// forget NAME`, `job end NAME`). Human tables by default, JSON (the protobuf messages with
+// forget NAME`, `job end NAME`), and `leave` on an agent's socket. Human tables by default, JSON (the protobuf messages with
 // their .proto field names) with --json.
 //
 // Thread-safety: pure functions apart from the RPC.
@@ -41,6 +41,14 @@ absl::StatusOr<std::string> RunClusterCommand(const std::string& command, const 
 absl::StatusOr<std::string> RunAdminCommand(const std::string& verb, const std::string& name,
                                             const std::string& reason,
                                             const ClusterTarget& target, bool json);
+
+// `leave` on an agent's socket (meshd.v1.Agent/Leave): this host's node leaves the cluster before
+// its agent stops (the DaemonSet's preStop hook). Answers the agent's summary (JSON: the
+// LeaveResponse). Errors: INVALID_ARGUMENT `target` is not an agent's socket; the RPC's status
+// (PERMISSION_DENIED: not the agent's user or root; UNAVAILABLE: no agent there, or the
+// coordinator could not be told).
+absl::StatusOr<std::string> RunLeaveCommand(const std::string& reason, const ClusterTarget& target,
+                                            bool json);
 
 // Renderers, exposed for tests.
 std::string RenderStatus(const v1::CoordinatorStatus& s, const std::string& address);

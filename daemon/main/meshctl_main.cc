@@ -1,6 +1,7 @@
 // meshctl — the operator's command line: `status`, `nodes`, `jobs`, `job NAME` against a
-// coordinator (or `status` against an agent's socket with --agent); the operators' verbs `node
-// cordon|uncordon|drain|forget NAME` and `job end NAME`; and `plan`, the mesh maths with no cluster.
+// coordinator (or `status` and `leave` against an agent's socket with --agent); the operators'
+// verbs `node cordon|uncordon|drain|forget NAME` and `job end NAME`; and `plan`, the mesh maths
+// with no cluster.
 //
 // Exit status: 0 success; 1 a plan step failed (the output says which and why); 2 bad usage or
 // input that could not be read (message on stderr).
@@ -148,7 +149,7 @@ int main(int argc, char** argv) {
           ->envname("MESHD_COORDINATOR")
           ->capture_default_str();
   app.add_option("--agent", agent_socket,
-                 "Ask the node agent on this unix socket instead (`status` only). Without it, "
+                 "Ask the node agent on this unix socket instead (`status`, `leave`). Without it, "
                  "`meshctl status` asks the agent at $MESHD_SOCKET when that is set and "
                  "--coordinator is not");
   app.add_option("--timeout", timeout, "Deadline of each call, e.g. 5s")->capture_default_str();
@@ -196,6 +197,15 @@ int main(int argc, char** argv) {
   end->add_option("--reason", reason, "Why (told to every worker)");
   verbs.emplace_back("end", end);
 
+  // On this host's agent (its socket), not the coordinator: no operator's certificate needed.
+  std::string leave_reason;
+  CLI::App* leave = app.add_subcommand(
+      "leave",
+      "This host's node leaves the cluster before its agent stops (the DaemonSet's preStop "
+      "hook): its jobs end their generations (elastic ones re-form without it), its workers are "
+      "told. Asks the agent at --agent or $MESHD_SOCKET; the agent's own user or root only");
+  leave->add_option("--reason", leave_reason, "Why (logged by the coordinator)");
+
   PlanFlags plan;
   CLI::App* cmd = app.add_subcommand(
       "plan",
@@ -227,8 +237,9 @@ int main(int argc, char** argv) {
 
   // The agent's socket from the variable meshd agent and the clients read (the old name still
   // works, with a line saying so), for `status` when no coordinator was named.
-  if (agent_socket.empty() && status->parsed() && coordinator_flag->count() == 0 &&
-      std::getenv("MESHD_COORDINATOR") == nullptr) {
+  if (agent_socket.empty() &&
+      (leave->parsed() || (status->parsed() && coordinator_flag->count() == 0 &&
+                           std::getenv("MESHD_COORDINATOR") == nullptr))) {
     if (const char* s = std::getenv("MESHD_SOCKET"); s != nullptr && *s != '\0') {
       agent_socket = s;
     } else if (const char* old = std::getenv("MESHD_AGENT_SOCKET");
@@ -261,6 +272,7 @@ int main(int argc, char** argv) {
     std::cout << *out;
     return 0;
   };
+  if (leave->parsed()) return print(meshd::ctl::RunLeaveCommand(leave_reason, target, json));
   for (const auto& [verb, c] : verbs) {
     if (c->parsed()) {
       return print(meshd::ctl::RunAdminCommand(verb, target_name, reason, target, json));

@@ -1,10 +1,12 @@
 // AgentDaemon: a running node agent — GPU discovery, the agent's core over a gRPC coordinator
 // client, its gRPC service on a unix socket, and the ticker that drives the core's time. Used by `meshd agent`, `meshd standalone` and tests.
 //
-// Thread-safety: Stop() is thread-safe and idempotent.
+// Thread-safety: Stop() and Leave() are thread-safe; Stop() is idempotent.
 #ifndef MESHD_DAEMON_RUNTIME_AGENT_DAEMON_H_
 #define MESHD_DAEMON_RUNTIME_AGENT_DAEMON_H_
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +33,9 @@ struct AgentDaemonOptions {
   // > 0: declare this many simulated GPUs instead of asking NVML.
   int simulate_gpus = 0;
   std::string node_name;  // default: the hostname
+  // The hostname reported to the coordinator, which orders a job's nodes by it (after the NVLink
+  // domain). Default: gethostname(), in a pod the pod's name: a DaemonSet sets spec.nodeName.
+  std::string hostname;
   std::string nvml_library = "libnvidia-ml.so.1";
   // Not owned; outlives the daemon. When set, the agent's series and its gRPC calls are served
   // there (see daemon/metrics).
@@ -51,7 +56,8 @@ struct AgentDaemonOptions {
 
 class AgentDaemon {
  public:
-  // Errors: FAILED_PRECONDITION no GPU could be discovered and none was simulated (the message
+  // Errors: INVALID_ARGUMENT a node name or hostname that is not 1-253 letters, digits, '.', '_'
+  // or '-'; FAILED_PRECONDITION no GPU could be discovered and none was simulated (the message
   // says to pass --simulate-gpus N); INVALID_ARGUMENT bad options or TLS files (the message names
   // the file); FAILED_PRECONDITION a plaintext health port on a non-loopback address without
   // `insecure`; UNAVAILABLE the socket (or the health port) could not be bound, or a file that
@@ -68,10 +74,25 @@ class AgentDaemon {
     return health_server_ ? health_server_->addresses()[0] : "";
   }
   agent::Agent& agent() { return *agent_; }
+  // The node leaves the cluster before the agent stops (meshd.v1.Agent/Leave; the PreStop hook):
+  // the local workers are told, the coordinator is told (LeaveNode: the node's jobs end their
+  // generations with NODE_LEFT) and, once it answered, the agent stops talking to it (no
+  // heartbeat re-registers the node) while its socket keeps answering GetStatus until Stop.
+  // `done` gets what changed. Errors: UNAVAILABLE or DEADLINE_EXCEEDED the coordinator was not
+  // told (Stop tries again); CANCELLED the daemon stopped meanwhile.
+  void Leave(const std::string& reason, std::function<void(absl::StatusOr<v1::LeaveResponse>)> done);
   void Stop();
 
  private:
   AgentDaemon() = default;
+  // Stop's LeaveNode, waited for at most 3 s (a coordinator that does not answer then notices the
+  // silence at its heartbeat timeout).
+  void DepartOnStop();
+
+  // Set once the coordinator was told the node leaves (or there was no one to tell): the ticker
+  // no longer drives the agent and Stop sends no second LeaveNode. First, so that it outlives the
+  // client whose callbacks set it.
+  std::atomic<bool> left_{false};
 
   RealClock real_clock_;
   const Clock* clock_ = &real_clock_;

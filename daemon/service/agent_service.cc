@@ -1,6 +1,8 @@
 // meshd.v1.Agent translated onto the node agent (see agent_service.h).
 #include "daemon/service/agent_service.h"
 
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
@@ -165,6 +167,29 @@ grpc::ServerUnaryReactor* AgentService::GetStatus(grpc::CallbackServerContext* c
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::Leave(grpc::CallbackServerContext* ctx,
+                                              const v1::LeaveRequest* req,
+                                              v1::LeaveResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const uint32_t own = static_cast<uint32_t>(geteuid());
+  if (const agent::WorkerUid uid = UidOf(ctx); uid && *uid != own && *uid != 0) {
+    reactor->Finish(ToGrpc(absl::PermissionDeniedError(absl::StrCat(
+        "only the agent's own user (uid ", own, ") or root may make this node leave the cluster; "
+        "this call came from uid ", *uid, " (workers may not: run meshctl leave as the agent's user, "
+        "as the DaemonSet's preStop hook does)"))));
+    return reactor;
+  }
+  if (!leave_) {
+    reactor->Finish(ToGrpc(absl::UnimplementedError("this agent cannot leave on request")));
+    return reactor;
+  }
+  leave_(req->reason(), [reactor, resp](absl::StatusOr<v1::LeaveResponse> answer) {
+    if (answer.ok()) resp->Swap(&*answer);
+    reactor->Finish(ToGrpc(answer.status()));
+  });
   return reactor;
 }
 

@@ -7,9 +7,10 @@
 #ifndef MESHD_DAEMON_SERVICE_AGENT_SERVICE_H_
 #define MESHD_DAEMON_SERVICE_AGENT_SERVICE_H_
 
-#include <optional>
-
+#include <functional>
 #include <map>
+#include <optional>
+#include <string>
 #include <utility>
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -35,6 +36,11 @@ class AgentService final : public v1::Agent::CallbackService {
   // The uid of the process behind a call on the agent's unix socket (the job binding's key);
   // nullopt when unknown (not a unix-socket call).
   agent::WorkerUid UidOf(const grpc::CallbackServerContext* ctx) const;
+  // What Leave does (the daemon's: the node leaves, then the agent stops talking to the
+  // coordinator). Set before the service is served; unset, Leave answers UNIMPLEMENTED.
+  using LeaveFn = std::function<void(const std::string& reason,
+                                     std::function<void(absl::StatusOr<v1::LeaveResponse>)> done)>;
+  void SetLeave(LeaveFn leave) { leave_ = std::move(leave); }
   std::optional<PeerCredentials> PeerOf(const grpc::CallbackServerContext* ctx) const;
 
   grpc::ServerUnaryReactor* Attach(grpc::CallbackServerContext* ctx, const v1::AttachRequest* req,
@@ -49,6 +55,10 @@ class AgentService final : public v1::Agent::CallbackService {
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
                                       const v1::GetAgentStatusRequest* req,
                                       v1::AgentStatus* resp) override;
+  // The agent's own uid or root only: every worker may reach the socket, none may take the node
+  // out of the cluster. Callers in the agent's process (no unix peer) may.
+  grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const v1::LeaveRequest* req,
+                                  v1::LeaveResponse* resp) override;
 
   grpc::ServerUnaryReactor* KeySet(grpc::CallbackServerContext* ctx, const v1::KeySetRequest* req,
                             v1::KeySetResponse* resp) override;
@@ -76,6 +86,7 @@ class AgentService final : public v1::Agent::CallbackService {
   const Clock* const clock_;
   const absl::Duration max_wait_;
   const UnixPeers* const peers_;
+  LeaveFn leave_;  // set before serving, then constant
   // The credentials of the process behind each worker's Attach, by (job, local rank), for
   // GetStatus; pruned to the workers the agent still lists.
   mutable absl::Mutex attached_mu_;

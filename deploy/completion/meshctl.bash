@@ -44,7 +44,7 @@ _meshctl() {
   if [[ $cur == -* ]]; then
     local flags=$global
     case $command/$verb in
-      node/cordon | node/drain | job/end) flags="$flags --reason" ;;
+      node/cordon | node/drain | job/end | leave/*) flags="$flags --reason" ;;
       plan/*) flags="$flags --world --script --shape --names --gpus-per-node --ranks" ;;
     esac
     mapfile -t COMPREPLY < <(compgen -W "$flags" -- "$cur")
@@ -52,7 +52,7 @@ _meshctl() {
   fi
   case $command in
     "")
-      mapfile -t COMPREPLY < <(compgen -W "status nodes jobs job node plan" -- "$cur") ;;
+      mapfile -t COMPREPLY < <(compgen -W "status nodes jobs job node leave plan" -- "$cur") ;;
     node)
       if [[ -z $verb ]]; then
         mapfile -t COMPREPLY < <(compgen -W "cordon uncordon drain forget" -- "$cur")
