@@ -260,6 +260,11 @@ int main(int argc, char** argv) {
     cmd->add_option("--node-name", agent_options.node_name,
                     "This node's name in the cluster (default: the hostname)")
         ->envname("MESHD_NODE_NAME");
+    cmd->add_option("--hostname", agent_options.hostname,
+                    "The hostname reported to the coordinator, which orders a job's nodes by it "
+                    "(default: gethostname(); in a Kubernetes pod that is the pod's name: pass "
+                    "spec.nodeName)")
+        ->envname("MESHD_HOSTNAME");
     cmd->add_option("--health-listen", agent_options.health_listen,
                     "HOST:PORT to also serve grpc.health.v1.Health on TCP (only that), for "
                     "Kubernetes gRPC probes. Off when empty")
