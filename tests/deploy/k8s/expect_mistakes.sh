@@ -32,6 +32,24 @@ wants=(
   "secret-key-coordinator coordinator: MESHD_MEMBERSHIP_KEY /etc/meshd/tls/membership.key is on a read-only volume (secret)"
   "unmounted-key-coordinator coordinator: MESHD_MEMBERSHIP_KEY /var/lib/meshd/membership.key is on no mounted volume"
   "pvc-key-coordinator coordinator: MESHD_MEMBERSHIP_KEY /var/lib/meshd/membership.key is on a persistent volume with fsGroup and without fsGroupChangePolicy: OnRootMismatch"
+  # testdata/lifecycle: the pod's name as hostname, no preStop, a surge, a grace period too short,
+  # a training Job without NCCL
+  "DaemonSet/no-hook-agent: MESHD_HOSTNAME must come from spec.nodeName"
+  "DaemonSet/no-hook-agent: the agent has no preStop hook running meshctl --agent /run/meshd/agent.sock leave"
+  "DaemonSet/no-hook-agent: updateStrategy.rollingUpdate.maxSurge 1: two agents on one node"
+  "DaemonSet/short-grace-agent: terminationGracePeriodSeconds 20 leaves no time for preStop's meshctl leave (--timeout 30s)"
+  "Job/nccl-less-train container train: runs mesh_worker from the meshd image, which has no NCCL"
+  "Job/nccl-less-train container train: mesh_worker without --require-nccl"
+  # testdata/monitoring: series meshd does not export, bad PromQL, alerts unlike the docs, TLS scrapes
+  "NodesDeadTypo: expr names meshd_coordinator_dead_nodes, a series meshd does not export"
+  "Broken: expr is not valid PromQL"
+  'lacks the documented alert increase(meshd_coordinator_events_total{event="recovery_refused"}[10m])>0'
+  "AgentUnregistered: for: (none), but docs/operations.md says 1m"
+  "NodesDeadTypo: not one of docs/operations.md's alerts"
+  "ServiceMonitor/http-monitor endpoint 0: scheme http, but the metrics port speaks mutual TLS"
+  "ServiceMonitor/http-monitor endpoint 0: no client certificate"
+  "ServiceMonitor/server-cert-monitor.spec.endpoints[0].tlsConfg: unknown field"
+  'Certificate/server-only (Secret server-only-tls) lacks the usage "client auth"'
 )
 for want in "${wants[@]}"; do
   grep -qF "$want" <<<"$out" || { echo "MISSING: $want"; status=1; }

@@ -11,22 +11,38 @@
 //      (exec `meshctl ... status`; the kubelet's gRPC probe speaks no TLS); a TLS daemon's metrics,
 //      mutual TLS too, are annotated prometheus.io/scheme: https; a TLS coordinator keeps a
 //      membership key (MESHD_MEMBERSHIP_KEY) on a writable volume that leaves its mode alone;
+//   4b. the agent's lifecycle: MESHD_HOSTNAME from spec.nodeName too (a pod's own hostname is its
+//      random name), a preStop hook running `meshctl --agent <its socket> leave` within
+//      terminationGracePeriodSeconds, and a RollingUpdate that never runs two agents on a node
+//      (maxSurge 0: they share its socket); a Job running mesh_worker uses an image with NCCL (not
+//      the meshd image) and --require-nccl;
+//   4c. the Prometheus Operator's kinds (monitoring.coreos.com/v1, schemas from
+//      @kubernetes-models/prometheus-operator, their fields checked by the types it declares): a
+//      PrometheusRule's expressions parse as PromQL (@prometheus-io/lezer-promql), name only series
+//      meshd exports (the names in daemon/metrics/*.cc) and are exactly the alerts documented in
+//      docs/operations.md; a ServiceMonitor/PodMonitor of a TLS metrics port scrapes https with
+//      a client certificate that a Certificate here issues for client auth;
 //   5. cert-manager's kinds (cert-manager.io/v1 Certificate, Issuer, ClusterIssuer): their CRD
 //      schemas are not available offline (not in Debian, not in kubernetes-models), so they are
 //      checked by hand-written rules instead: the spec fields cert-manager v1 knows, the required
 //      ones, and against the manifests that use them (the coordinator's Certificate names what
 //      agents and probes dial, its issuer exists). Any other kind without a schema is an error.
-// Usage: node validate.mjs <deploy/k8s dir>     Exit 0 when all pass; prints every problem.
+// Usage: node validate.mjs <deploy/k8s dir> <repository root>   Exit 0 when all pass; prints every
+// problem.
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import yaml from "js-yaml";
+import { parser as promql } from "@prometheus-io/lezer-promql";
 
 const require = createRequire(import.meta.url);
 const modelsDir = dirname(require.resolve("kubernetes-models/package.json"));
 const apimachineryDir = dirname(require.resolve("@kubernetes-models/apimachinery/package.json"));
 const kustomize = join(dirname(require.resolve("kustomize/package.json")), "run.js");
+const operatorDir = dirname(require.resolve("@kubernetes-models/prometheus-operator/package.json"));
+// Where the schema of an API group lives: kubernetes-models, or a CRD package.
+const modelRoot = (group) => (group === "monitoring.coreos.com" ? operatorDir : modelsDir);
 
 // ---- the schema's field names, from kubernetes-models' type declarations ----
 const interfaces = new Map();  // qualified name (IIoK8s...) -> Map(field -> type text)
@@ -97,9 +113,46 @@ function checkMeshdRules(doc, where, problems) {
       const node = (c.env ?? []).find((e) => e.name === "MESHD_NODE_NAME");
       if (node?.valueFrom?.fieldRef?.fieldPath !== "spec.nodeName") problems.push(`${where}: MESHD_NODE_NAME must come from spec.nodeName`);
       if (!(c.volumeMounts ?? []).some((m) => m.mountPath === "/run/meshd")) problems.push(`${where}: agent must mount /run/meshd`);
+      const host = (c.env ?? []).find((e) => e.name === "MESHD_HOSTNAME");
+      if (host?.valueFrom?.fieldRef?.fieldPath !== "spec.nodeName") problems.push(`${where}: MESHD_HOSTNAME must come from spec.nodeName (the downward API): a pod's own hostname is its random name, and the coordinator orders nodes by hostname`);
+      if (doc.kind === "DaemonSet") checkAgentLifecycle(doc, spec, c, where, problems);
     }
   }
+  for (const c of spec.containers) {
+    const line = [...(c.command ?? []), ...(c.args ?? [])].join(" ");
+    if (!/(^|[\s/])mesh_worker\s/.test(line)) continue;
+    const image = String(c.image ?? "").split(/[:@]/)[0];
+    if (/(^|\/)meshd$/.test(image)) problems.push(`${where} container ${c.name}: runs mesh_worker from the meshd image, which has no NCCL: use an image built FROM a CUDA/NCCL base (overlays/example/train-image/Dockerfile)`);
+    if (!/--require-nccl\b/.test(line)) problems.push(`${where} container ${c.name}: mesh_worker without --require-nccl: a worker without NCCL would skip its communicators and exit 0`);
+  }
 }
+
+// An agent's upgrade: the old agent takes its node out of the cluster first (preStop: meshctl
+// leave on its own socket), within the grace period, and never runs beside the new one.
+function checkAgentLifecycle(doc, spec, c, where, problems) {
+  const socket = (meshdSettings(c).get("MESHD_SOCKET") ?? "/run/meshd/agent.sock").replace(/^unix:/, "");
+  const cmd = (c.lifecycle?.preStop?.exec?.command ?? []).map(String);
+  const i = cmd.indexOf("--agent");
+  if (!/(^|\/)meshctl$/.test(cmd[0] ?? "") || !cmd.includes("leave")) {
+    problems.push(`${where}: the agent has no preStop hook running meshctl --agent ${socket} leave: an upgrade would stop it without taking its node out of the cluster first`);
+  } else if (i < 0 || String(cmd[i + 1]).replace(/^unix:/, "") !== socket) {
+    problems.push(`${where}: preStop must ask the agent on its own socket (meshctl --agent ${socket} leave)`);
+  } else {
+    const t = cmd.indexOf("--timeout");
+    const seconds = t >= 0 ? goSeconds(cmd[t + 1]) : 10;
+    const grace = spec.terminationGracePeriodSeconds ?? 30;
+    // After the hook the agent stops in at most ~6 s (a last LeaveNode, its servers' shutdown).
+    if (!(seconds + 6 <= grace)) problems.push(`${where}: terminationGracePeriodSeconds ${grace} leaves no time for preStop's meshctl leave (--timeout ${t >= 0 ? cmd[t + 1] : "10s"}) and the agent's stop (~6 s)`);
+  }
+  const u = doc.spec?.updateStrategy ?? {};
+  if ((u.type ?? "RollingUpdate") !== "RollingUpdate") problems.push(`${where}: updateStrategy ${u.type}: agents are upgraded by RollingUpdate (each old agent leaves first, in its preStop)`);
+  const surge = u.rollingUpdate?.maxSurge ?? 0;
+  if (!(surge === 0 || surge === "0" || surge === "0%")) problems.push(`${where}: updateStrategy.rollingUpdate.maxSurge ${surge}: two agents on one node would share its socket (the new one exits: another agent is serving); use maxSurge 0 and maxUnavailable`);
+}
+const goSeconds = (d) => {
+  const m = String(d ?? "").match(/^(\d+(?:\.\d+)?)(ms|s|m|h)$/);
+  return m ? Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2]] : NaN;
+};
 
 // ---- meshd's transport: TLS, --insecure, probes ----
 // A container's meshd settings, MESHD_* names: env first, then args (the command line wins).
@@ -303,9 +356,166 @@ function checkCertManager(doc, where, docs, problems) {
   }
 }
 
+
+// ---- the Prometheus Operator's kinds (monitoring.coreos.com/v1) ----
+// Their declarations nest every type inline ({ "field"?: T; ... }), so they are parsed here into
+// a tree the field check walks: object (fields), array, map, or anything else (not checked).
+function parseTsType(text) {
+  const tokens = text.match(/"(?:[^"\\]|\\.)*"|\[key: string\]|[{}<>;:?|\[\]]|[^\s{}<>;:?|"\[\]]+/g) ?? [];
+  let i = 0;
+  const peek = () => tokens[i];
+  function type() {
+    const alternatives = [primary()];
+    while (peek() === "|") { i++; alternatives.push(primary()); }
+    return alternatives.find((a) => a.kind !== "other") ?? alternatives[0];
+  }
+  function primary() {
+    const t = tokens[i++];
+    if (t === "{") {
+      const fields = new Map();
+      let map = null;
+      while (peek() !== "}" && i < tokens.length) {
+        const key = tokens[i++];
+        if (peek() === "?") i++;
+        i++;  // ":"
+        const value = type();
+        if (peek() === ";") i++;
+        if (key === "[key: string]") map = value; else fields.set(key.replace(/^"|"$/g, ""), value);
+      }
+      i++;  // "}"
+      return map && fields.size === 0 ? { kind: "map", of: map } : { kind: "object", fields };
+    }
+    if (t === "Array") { i++; const of = type(); i++; return { kind: "array", of }; }
+    while (peek() === "[" ) { while (tokens[i++] !== "]"); }  // IFoo["spec"]
+    return { kind: "other" };
+  }
+  return type();
+}
+function checkTsFields(value, t, where, problems) {
+  if (!t || value === null || typeof value !== "object") return;
+  if (t.kind === "array") { if (Array.isArray(value)) value.forEach((v, k) => checkTsFields(v, t.of, `${where}[${k}]`, problems)); return; }
+  if (t.kind === "map") { for (const [k, v] of Object.entries(value)) checkTsFields(v, t.of, `${where}.${k}`, problems); return; }
+  if (t.kind !== "object" || Array.isArray(value)) return;
+  for (const [k, v] of Object.entries(value)) {
+    if (!t.fields.has(k)) problems.push(`${where}.${k}: unknown field`);
+    else checkTsFields(v, t.fields.get(k), `${where}.${k}`, problems);
+  }
+}
+// The spec's type of an operator kind, from its declaration file.
+function operatorSpecType(declarationPath, kind) {
+  const text = readFileSync(declarationPath, "utf8");
+  const body = text.match(new RegExp(`export interface I${kind} \\{\\n([\\s\\S]*?)\\n\\}`))?.[1] ?? "";
+  const at = body.search(/^ {4}"spec"\??: /m);
+  return at < 0 ? null : parseTsType(body.slice(body.indexOf(":", at) + 1));  // the first type there
+}
+
+// The series meshd exports: every name its metrics code registers (daemon/metrics/*.cc), and a
+// histogram's _bucket, _sum and _count.
+function exportedSeries(repo) {
+  const names = new Set();
+  const dir = join(repo, "daemon", "metrics");
+  for (const f of readdirSync(dir).filter((x) => x.endsWith(".cc"))) {
+    for (const m of readFileSync(join(dir, f), "utf8").matchAll(/"((?:meshd|grpc)_[a-z0-9_]+)"/g)) {
+      for (const suffix of ["", "_bucket", "_sum", "_count"]) names.add(m[1] + suffix);
+    }
+  }
+  return names;
+}
+// docs/operations.md's alerts: the code block after "Useful alerts:", one expression a line, a
+// comment "# for more than a minute" meaning `for: 1m`.
+function documentedAlerts(repo) {
+  const text = readFileSync(join(repo, "docs", "operations.md"), "utf8");
+  const block = text.match(/Useful alerts:\s*\n```\n([\s\S]*?)```/)?.[1] ?? "";
+  return block.split("\n").map((l) => l.trim()).filter(Boolean).map((l) => {
+    const [expr, comment] = l.split(/\s+#\s*/);
+    const minutes = comment?.match(/for more than (a|\d+) minutes?/);
+    return { expr: normalizePromql(expr), for: minutes ? `${minutes[1] === "a" ? 1 : minutes[1]}m` : undefined };
+  });
+}
+const normalizePromql = (e) => String(e).replace(/\s+/g, "").trim();
+
+// Series names in a PromQL expression (every vector selector's metric name); parse errors listed.
+function promqlNames(expr) {
+  const tree = promql.parse(expr);
+  const names = [], errors = [];
+  tree.iterate({
+    enter(n) {
+      if (n.type.isError) errors.push(n.from);
+      if (n.name === "VectorSelector") {
+        const id = n.node.getChild("Identifier");
+        if (id) names.push(expr.slice(id.from, id.to));
+      }
+    },
+  });
+  return { names, errors };
+}
+
+function checkPrometheusRule(doc, where, repo, problems) {
+  const exported = exportedSeries(repo);
+  const documented = documentedAlerts(repo);
+  const alerts = [];
+  for (const g of doc.spec?.groups ?? []) {
+    for (const r of g.rules ?? []) {
+      const at = `${where} ${r.alert ?? r.record ?? "rule"}`;
+      const { names, errors } = promqlNames(String(r.expr));
+      if (errors.length) { problems.push(`${at}: expr is not valid PromQL (at character ${errors[0]}): ${r.expr}`); continue; }
+      for (const n of names) if (!exported.has(n)) problems.push(`${at}: expr names ${n}, a series meshd does not export (daemon/metrics)`);
+      if (r.alert) alerts.push({ alert: r.alert, expr: normalizePromql(r.expr), for: r.for });
+    }
+  }
+  for (const d of documented) {
+    const a = alerts.find((x) => x.expr === d.expr);
+    if (!a) problems.push(`${where}: lacks the documented alert ${d.expr} (docs/operations.md "Useful alerts")`);
+    else if ((a.for ?? undefined) !== d.for) problems.push(`${where} ${a.alert}: for: ${a.for ?? "(none)"}, but docs/operations.md says ${d.for ?? "none"}`);
+  }
+  for (const a of alerts) {
+    if (!documented.some((d) => d.expr === a.expr)) problems.push(`${where} ${a.alert}: not one of docs/operations.md's alerts (document it there, or drop it): ${a.expr}`);
+  }
+}
+
+// A monitor of meshd's metrics: over https with a client certificate when the port speaks TLS, the
+// certificate's Secret one a Certificate here issues for client auth.
+function checkMonitor(doc, where, docs, problems) {
+  const endpoints = doc.kind === "ServiceMonitor" ? doc.spec?.endpoints ?? [] : doc.spec?.podMetricsEndpoints ?? [];
+  const labels = doc.spec?.selector?.matchLabels ?? {};
+  const matches = (l) => Object.entries(labels).every(([k, v]) => l?.[k] === v);
+  const workloads = docs.filter((d) => ["Deployment", "DaemonSet"].includes(d.kind));
+  let tlsTargets;
+  if (doc.kind === "ServiceMonitor") {
+    const services = docs.filter((d) => d.kind === "Service" && matches(d.metadata?.labels));
+    if (!services.length) problems.push(`${where}: selects no Service of this kustomization`);
+    for (const e of endpoints) {
+      if (e.port && !services.some((sv) => (sv.spec?.ports ?? []).some((p) => p.name === e.port))) problems.push(`${where}: no selected Service has a port named ${e.port}`);
+    }
+    tlsTargets = workloads.filter((w) => services.some((sv) => Object.entries(sv.spec?.selector ?? {}).every(([k, v]) => w.spec?.template?.metadata?.labels?.[k] === v)));
+  } else {
+    tlsTargets = workloads.filter((w) => matches(w.spec?.template?.metadata?.labels));
+    if (!tlsTargets.length) problems.push(`${where}: selects no pods of this kustomization`);
+  }
+  const tls = tlsTargets.some((w) => (w.spec.template.spec.containers ?? []).some((c) => TLS.every((k) => meshdSettings(c).get(k))));
+  const issued = (name) => docs.find((d) => isCertManager(d) && d.kind === "Certificate" && d.spec?.secretName === name);
+  for (const [k, e] of endpoints.entries()) {
+    const at = `${where} endpoint ${k}`;
+    if (!tls) continue;
+    if ((e.scheme ?? "http") !== "https") problems.push(`${at}: scheme ${e.scheme ?? "http"}, but the metrics port speaks mutual TLS: scheme https`);
+    const t = e.tlsConfig ?? {};
+    const secrets = [t.cert?.secret?.name, t.keySecret?.name].filter(Boolean);
+    if (!t.cert || !t.keySecret) { problems.push(`${at}: no client certificate (tlsConfig.cert and keySecret): the metrics port requires one of meshd's CA (docs/security.md#metrics)`); continue; }
+    if (!t.ca) problems.push(`${at}: no tlsConfig.ca: Prometheus cannot verify meshd's certificate`);
+    for (const name of new Set(secrets)) {
+      const cert = issued(name);
+      if (!cert) problems.push(`${at}: the client certificate's Secret ${name} is issued by no Certificate here`);
+      else if (!(cert.spec?.usages ?? []).includes("client auth")) problems.push(`${at}: Certificate/${cert.metadata?.name} (Secret ${name}) lacks the usage "client auth"`);
+    }
+  }
+}
+
 // ---- run ----
 const root = process.argv[2];
-if (!root || !existsSync(root)) { console.error("usage: node validate.mjs <deploy/k8s dir>"); process.exit(2); }
+const repo = process.argv[3];
+if (!root || !existsSync(root) || !repo || !existsSync(join(repo, "docs", "operations.md"))) {
+  console.error("usage: node validate.mjs <deploy/k8s dir> <repository root>"); process.exit(2);
+}
 indexDeclarations(modelsDir);
 indexDeclarations(apimachineryDir);
 const kustomizations = [];
@@ -330,10 +540,16 @@ for (const dir of kustomizations) {
     kinds.set(doc.kind, (kinds.get(doc.kind) ?? 0) + 1);
     if (isCertManager(doc)) continue;  // after the workloads: their rules read what those use
     const [group, version] = doc.apiVersion.includes("/") ? doc.apiVersion.split("/") : [null, doc.apiVersion];
-    const modelPath = join(modelsDir, group ?? "", version, `${doc.kind}.js`);
+    const modelPath = join(modelRoot(group), group ?? "", version, `${doc.kind}.js`);
     if (!existsSync(modelPath)) { problems.push(`${where}: no schema for ${doc.apiVersion} ${doc.kind}`); continue; }
     const Model = require(modelPath)[doc.kind];
     try { new Model(doc).validate(); } catch (e) { problems.push(`${where}: ${e.message}`); }
+    if (group === "monitoring.coreos.com") {
+      checkTsFields(doc.spec, operatorSpecType(modelPath.replace(/\.js$/, ".d.ts"), doc.kind), `${where}.spec`, problems);
+      if (doc.kind === "PrometheusRule") checkPrometheusRule(doc, where, repo, problems);
+      if (doc.kind === "ServiceMonitor" || doc.kind === "PodMonitor") checkMonitor(doc, where, docs, problems);
+      continue;
+    }
     const declaration = readFileSync(modelPath.replace(/\.js$/, ".d.ts"), "utf8").match(/export interface (\w+)/)[1];
     checkFields(doc, `${modelPath.replace(/\.js$/, ".d.ts")}#${declaration}`, where, problems);
     checkMeshdRules(doc, where, problems);

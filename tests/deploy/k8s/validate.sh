@@ -17,4 +17,4 @@ if ! cmp -s "$here/package-lock.json" "$work/node_modules/.meshd-lock" 2>/dev/nu
   (cd "$work" && npm install --no-audit --no-fund --loglevel=error)
   cp "$here/package-lock.json" "$work/node_modules/.meshd-lock"
 fi
-exec node "$work/validate.mjs" "${1:-$root/deploy/k8s}"
+exec node "$work/validate.mjs" "${1:-$root/deploy/k8s}" "$root"
