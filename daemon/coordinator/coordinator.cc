@@ -87,7 +87,7 @@ Coordinator::Coordinator(const Clock* clock, CoordinatorOptions options, EventSi
                                           options.max_heartbeats_per_second}),
       jobs_(clock,
             JobRounds::Options{options.recovery_window, options.sign_membership,
-                               options.job_retention},
+                               options.job_retention, options.kv_limits},
             &nodes_, &events_) {}
 
 Coordinator::~Coordinator() { Shutdown(); }
@@ -320,8 +320,7 @@ void Coordinator::KeySet(const std::string& job, uint64_t generation, const std:
   if (status.ok()) status = domain::ValidateValue(value);
   if (status.ok()) {
     status = WithStore(job, generation, absl::InfiniteFuture(), [&](KvStore& kv, Completions& out) {
-      kv.Set(key, std::move(value), out);
-      return absl::OkStatus();
+      return kv.Set(key, std::move(value), out);
     });
   }
   done(status);

@@ -67,6 +67,8 @@ struct CoordinatorOptions {
   // long (its generation ended, or its round's joins expired) is removed. Default 10 min each.
   absl::Duration node_retention = absl::Minutes(10);
   absl::Duration job_retention = absl::Minutes(10);
+  // What each job generation's key-value store may hold (KvStore::Limits).
+  KvStore::Limits kv_limits;
   // Makes the secret a registration returns (unguessable: the daemon passes one drawn from the
   // kernel's random source). nullptr: 128 bits from absl::BitGen.
   std::function<std::string()> new_secret;

@@ -33,6 +33,8 @@ inline const std::shared_ptr<const std::vector<Member>>& NoMembers() {
 }
 
 struct JobRecord {
+  explicit JobRecord(KvStore::Limits kv_limits) : kv(kv_limits) {}
+
   struct Joiner {
     uint64_t incarnation = 0;
     std::vector<std::pair<JoinDone, absl::Time>> waiters;

@@ -30,7 +30,7 @@ void JobRounds::Recover(const std::string& node, const std::vector<RunningJob>& 
     }
     std::unique_ptr<JobRecord>& slot = jobs_[r.job];
     if (slot == nullptr) {
-      slot = std::make_unique<JobRecord>();
+      slot = std::make_unique<JobRecord>(options_.kv_limits);
       JobRecord& j = *slot;
       j.name = r.job;
       j.count = r.nodes;

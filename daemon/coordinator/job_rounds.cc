@@ -92,7 +92,7 @@ absl::Status JobRounds::CordonedJoin(const JoinRequest& req) const {
 JobRecord& JobRounds::FindOrCreate(const JoinRequest& req, Completions& out) {
   std::unique_ptr<JobRecord>& job = jobs_[req.job];
   if (job == nullptr) {
-    job = std::make_unique<JobRecord>();
+    job = std::make_unique<JobRecord>(options_.kv_limits);
     job->name = req.job;
     job->count = req.nodes;
     job->local_world = req.local_world;

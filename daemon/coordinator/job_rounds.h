@@ -66,6 +66,8 @@ class JobRounds {
     // A job whose round has had no node in it this long (its generation ended and nobody joined
     // again, or its joins expired) is removed.
     absl::Duration job_retention = absl::Minutes(10);
+    // What each generation's key-value store may hold.
+    KvStore::Limits kv_limits;
   };
 
   // `nodes` and `events` are not owned and outlive this (the Coordinator's members).

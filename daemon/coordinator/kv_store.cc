@@ -6,6 +6,47 @@
 
 namespace meshd::coordinator {
 
+absl::Status KvStore::Room(size_t more_keys, size_t more_bytes) const {
+  const size_t keys = values_.size() + barriers_.size();
+  if (more_keys > 0 && keys + more_keys > limits_.max_keys) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the generation's key-value store holds ", keys, " keys and barriers, its limit "
+        "(the coordinator's --kv-max-keys ", limits_.max_keys, "); delete keys it no longer needs"));
+  }
+  if (bytes_ + more_bytes > limits_.max_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the generation's key-value store holds ", bytes_, " bytes; ", more_bytes,
+        " more would pass its limit (the coordinator's --kv-max-bytes ", limits_.max_bytes,
+        "); delete keys it no longer needs or store less"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KvStore::RoomToWait() const {
+  if (waiters() >= limits_.max_waits) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the generation's key-value store already holds ", waiters(),
+        " waits, its limit (the coordinator's --kv-max-waits ", limits_.max_waits, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KvStore::Put(const std::string& key, std::string value) {
+  auto it = values_.find(key);
+  if (it == values_.end()) {
+    if (absl::Status s = Room(1, key.size() + value.size()); !s.ok()) return s;
+    bytes_ += key.size() + value.size();
+    values_.emplace(key, std::move(value));
+    return absl::OkStatus();
+  }
+  if (value.size() > it->second.size()) {
+    if (absl::Status s = Room(0, value.size() - it->second.size()); !s.ok()) return s;
+  }
+  bytes_ = bytes_ - it->second.size() + value.size();
+  it->second = std::move(value);
+  return absl::OkStatus();
+}
+
 void KvStore::Wake(const std::string& key, Completions& out) {
   auto [begin, end] = getters_.equal_range(key);
   for (auto it = begin; it != end; ++it) {
@@ -52,6 +93,10 @@ void KvStore::Wait(const std::vector<std::string>& keys, absl::Time deadline, St
     out.push_back([done = std::move(done)] { done(absl::OkStatus()); });
     return;
   }
+  if (absl::Status s = RoomToWait(); !s.ok()) {
+    out.push_back([done = std::move(done), s] { done(s); });
+    return;
+  }
   const uint64_t id = next_waiter_++;
   for (const std::string& k : w.missing) waiting_.emplace(k, id);
   w.keys = keys.size();
@@ -67,11 +112,18 @@ bool KvStore::Check(const std::vector<std::string>& keys) const {
   return true;
 }
 
-bool KvStore::Delete(const std::string& key) { return values_.erase(key) > 0; }
+bool KvStore::Delete(const std::string& key) {
+  auto it = values_.find(key);
+  if (it == values_.end()) return false;
+  bytes_ -= it->first.size() + it->second.size();
+  values_.erase(it);
+  return true;
+}
 
-void KvStore::Set(const std::string& key, std::string value, Completions& out) {
-  values_[key] = std::move(value);
+absl::Status KvStore::Set(const std::string& key, std::string value, Completions& out) {
+  if (absl::Status s = Put(key, std::move(value)); !s.ok()) return s;
   Wake(key, out);
+  return absl::OkStatus();
 }
 
 void KvStore::Get(const std::string& key, bool wait, absl::Time deadline, BytesDone done,
@@ -84,6 +136,10 @@ void KvStore::Get(const std::string& key, bool wait, absl::Time deadline, BytesD
     out.push_back([done = std::move(done), key] {
       done(absl::NotFoundError(absl::StrCat("key '", key, "' is not set")));
     });
+    return;
+  }
+  if (absl::Status s = RoomToWait(); !s.ok()) {
+    out.push_back([done = std::move(done), s] { done(s); });
     return;
   }
   getters_.emplace(key, Getter{std::move(done), deadline});
@@ -100,29 +156,43 @@ absl::StatusOr<int64_t> KvStore::Add(const std::string& key, int64_t delta, Comp
                                               key.size() <= 64 ? key : key.substr(0, 64),
                                               "' overflows a 64-bit counter"));
   }
-  values_[key] = absl::StrCat(current);
+  if (absl::Status s = Put(key, absl::StrCat(current)); !s.ok()) return s;
   Wake(key, out);
   return current;
 }
 
-KvStore::CasResult KvStore::CompareSet(const std::string& key, const std::string* expected,
-                                       std::string desired, Completions& out) {
+absl::StatusOr<KvStore::CasResult> KvStore::CompareSet(const std::string& key,
+                                                       const std::string* expected,
+                                                       std::string desired, Completions& out) {
   auto it = values_.find(key);
   const bool match =
       expected == nullptr ? it == values_.end() : it != values_.end() && it->second == *expected;
   if (!match) {
-    if (it == values_.end()) return {false, "", false};
-    return {false, it->second, true};
+    if (it == values_.end()) return CasResult{false, "", false};
+    return CasResult{false, it->second, true};
   }
-  values_[key] = desired;
+  if (absl::Status s = Put(key, desired); !s.ok()) return s;
   Wake(key, out);
-  return {true, std::move(desired), true};
+  return CasResult{true, std::move(desired), true};
 }
 
 void KvStore::Barrier(const std::string& name, const std::string& participant, uint32_t count,
                       absl::Time deadline, StatusDone done, Completions& out) {
+  auto found = barriers_.find(name);
+  absl::Status room = RoomToWait();
+  if (room.ok() && found == barriers_.end()) room = Room(1, name.size() + participant.size());
+  if (room.ok() && found != barriers_.end() && !found->second.arrived.contains(participant)) {
+    room = Room(0, participant.size());
+  }
+  if (!room.ok()) {
+    out.push_back([done = std::move(done), room] { done(room); });
+    return;
+  }
   BarrierState& b = barriers_[name];
-  if (b.count == 0) b.count = count;
+  if (b.count == 0) {
+    b.count = count;
+    bytes_ += name.size();
+  }
   if (b.count != count) {
     out.push_back([done = std::move(done), name, count, expected = b.count] {
       done(absl::InvalidArgumentError(
@@ -142,7 +212,7 @@ void KvStore::Barrier(const std::string& name, const std::string& participant, u
     }
     return;
   }
-  b.arrived.insert(participant);
+  if (b.arrived.insert(participant).second) bytes_ += participant.size();
   b.waiters.emplace_back(std::move(done), deadline);
   if (b.arrived.size() >= b.count) {
     b.done = true;
@@ -221,6 +291,7 @@ void KvStore::FailAll(const absl::Status& status, Completions& out) {
   waiting_.clear();
   barriers_.clear();
   values_.clear();
+  bytes_ = 0;
 }
 
 size_t KvStore::waiters() const {

@@ -15,6 +15,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "daemon/coordinator/completions.h"
 #include "daemon/coordinator/types.h"
@@ -22,14 +23,28 @@
 
 namespace meshd::coordinator {
 
+// What one generation's store may hold, so that no job can take the coordinator's memory: keys and
+// barriers together, their bytes (keys, values, barrier names and participants), and the waits
+// held at once. Past one, a call that would grow it gets RESOURCE_EXHAUSTED naming the limit and
+// its flag; nothing is stored.
+struct KvStoreLimits {
+  size_t max_keys = domain::kDefaultStoreKeys;
+  size_t max_bytes = domain::kDefaultStoreBytes;
+  size_t max_waits = domain::kDefaultStoreWaits;
+};
+
 class KvStore {
  public:
   // Limits, checked by the callers' validation: key 1..1024 bytes, value up to 4 MiB.
   static constexpr size_t kMaxKeyBytes = domain::kMaxKeyBytes;
   static constexpr size_t kMaxValueBytes = domain::kMaxValueBytes;
+  using Limits = KvStoreLimits;
 
-  void Set(const std::string& key, std::string value, Completions& out);
-  // Waits until `deadline` when `wait`; else NOT_FOUND at once.
+  explicit KvStore(Limits limits = {}) : limits_(limits) {}
+
+  absl::Status Set(const std::string& key, std::string value, Completions& out);
+  // Waits until `deadline` when `wait`; else NOT_FOUND at once. A wait past Limits::max_waits
+  // gets RESOURCE_EXHAUSTED.
   void Get(const std::string& key, bool wait, absl::Time deadline, BytesDone done,
            Completions& out);
   // Calls `done` once every key is set (at once if they are), or DEADLINE_EXCEEDED at `deadline`
@@ -42,6 +57,8 @@ class KvStore {
   bool Delete(const std::string& key);
   // Keys set.
   int64_t Count() const { return static_cast<int64_t>(values_.size()); }
+  // Bytes held (keys, values, barrier names and participants).
+  size_t bytes() const { return bytes_; }
   // Adds to an integer counter (absent = 0). INVALID_ARGUMENT when the value is not an integer;
   // OUT_OF_RANGE when the sum overflows int64.
   absl::StatusOr<int64_t> Add(const std::string& key, int64_t delta, Completions& out);
@@ -51,8 +68,8 @@ class KvStore {
     std::string value;     // the value now stored ("" when absent)
     bool present = false;  // whether the key is set now
   };
-  CasResult CompareSet(const std::string& key, const std::string* expected, std::string desired,
-                       Completions& out);
+  absl::StatusOr<CasResult> CompareSet(const std::string& key, const std::string* expected,
+                                       std::string desired, Completions& out);
   void Barrier(const std::string& name, const std::string& participant, uint32_t count,
                absl::Time deadline, StatusDone done, Completions& out);
 
@@ -81,7 +98,15 @@ class KvStore {
     absl::Time deadline;
   };
   void Wake(const std::string& key, Completions& out);
+  // Stores `value` at `key` within the limits (RESOURCE_EXHAUSTED, nothing stored, past one).
+  absl::Status Put(const std::string& key, std::string value);
+  // OK when `more_keys` more entries of `more_bytes` more bytes stay within the limits.
+  absl::Status Room(size_t more_keys, size_t more_bytes) const;
+  // OK when one more wait stays within the limit.
+  absl::Status RoomToWait() const;
 
+  Limits limits_;
+  size_t bytes_ = 0;
   absl::flat_hash_map<std::string, std::string> values_;
   std::multimap<std::string, Getter> getters_;
   std::map<uint64_t, KeyWaiter> key_waiters_;     // by id

@@ -17,6 +17,12 @@ inline constexpr uint32_t kMaxNodes = 100000;     // nodes a job may ask for
 inline constexpr size_t kMaxKeyBytes = 1024;
 inline constexpr size_t kMaxValueBytes = 4 << 20;
 inline constexpr size_t kMaxWaitKeys = 1024;  // keys of one KeyWait
+// What one generation's store holds at most, by default (the coordinator's --kv-max-keys,
+// --kv-max-bytes, --kv-max-waits): torch's rendezvous and init_process_group set a few keys per
+// rank, so a million keys is room for several per rank of 131,072.
+inline constexpr size_t kDefaultStoreKeys = size_t{1} << 20;
+inline constexpr size_t kDefaultStoreBytes = size_t{1} << 30;
+inline constexpr size_t kDefaultStoreWaits = size_t{1} << 20;
 // NCCL unique ids relayed per group.
 inline constexpr size_t kIdBytes = 128;
 inline constexpr uint32_t kMaxIdsPerGroup = 4096;

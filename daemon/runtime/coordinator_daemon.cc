@@ -70,6 +70,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   core_options.recovery_window = options.recovery_window;
   core_options.node_retention = options.node_retention;
   core_options.job_retention = options.job_retention;
+  core_options.kv_limits = options.kv_limits;
   core_options.new_secret = security::RandomSecret;
   if (!options.membership_key.empty()) {
     absl::StatusOr<std::string> key = security::LoadOrCreateMembershipKey(options.membership_key);
