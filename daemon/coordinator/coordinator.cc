@@ -7,6 +7,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/domain/validation.h"
+#include "daemon/domain/quote.h"
 
 namespace meshd::coordinator {
 namespace {
@@ -404,7 +405,7 @@ void Coordinator::Barrier(const std::string& job, uint64_t generation, const std
   }
   if (status.ok() && count == 0) {
     status = absl::InvalidArgumentError(
-        absl::StrCat("barrier '", name, "' needs a count of at least 1 participant"));
+        absl::StrCat("barrier ", domain::Quote(name), " needs a count of at least 1 participant"));
   }
   if (status.ok()) {
     status = WithStore(job, generation, deadline, [&](KvStore& kv, Completions& out) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/topology/rank_order.h"
 #include "daemon/coordinator/job_record.h"
+#include "daemon/domain/quote.h"
 
 namespace meshd::coordinator {
 namespace {
@@ -317,7 +318,7 @@ void JobRounds::DropNode(const std::string& node, EndReason reason, const std::s
 absl::StatusOr<uint64_t> JobRounds::End(const std::string& job, const std::string& message,
                                         Completions& out) {
   auto it = jobs_.find(job);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", job, "' does not exist"));
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", domain::Quote(job), " does not exist"));
   JobRecord& j = *it->second;
   if (j.phase == JobPhase::kRecovering) return j.RecoveringError();
   // Nobody waits for an ended job's next round: standby nodes (which the end would make that
@@ -343,7 +344,7 @@ absl::StatusOr<uint64_t> JobRounds::End(const std::string& job, const std::strin
 
 absl::StatusOr<JobRecord*> JobRounds::Running(const std::string& job, uint64_t generation) {
   auto it = jobs_.find(job);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", job, "' does not exist"));
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", domain::Quote(job), " does not exist"));
   JobRecord& j = *it->second;
   if (generation < j.generation) {
     return absl::AbortedError(
@@ -412,7 +413,7 @@ absl::StatusOr<MeshExchange*> JobRounds::Exchange(const std::string& job, uint64
 absl::StatusOr<uint64_t> JobRounds::Watch(const std::string& job, uint64_t generation,
                                           bool shut_down, WatchDone done, Completions& out) {
   auto it = jobs_.find(job);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", job, "' does not exist"));
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", domain::Quote(job), " does not exist"));
   JobRecord& j = *it->second;
   if (generation > j.generation || (generation == j.generation && j.phase == JobPhase::kJoining)) {
     return absl::FailedPreconditionError(absl::StrCat(

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "daemon/coordinator/job_record.h"
 #include "daemon/coordinator/job_rounds.h"
+#include "daemon/domain/quote.h"
 
 namespace meshd::coordinator {
 
@@ -43,7 +44,7 @@ std::vector<JobView> JobRounds::Views() const {
 
 absl::StatusOr<JobView> JobRounds::View(const std::string& job) const {
   auto it = jobs_.find(job);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job '", job, "' does not exist"));
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", domain::Quote(job), " does not exist"));
   return ViewOf(*it->second);
 }
 

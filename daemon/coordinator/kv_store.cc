@@ -3,6 +3,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "daemon/domain/quote.h"
 
 namespace meshd::coordinator {
 
@@ -134,7 +135,7 @@ void KvStore::Get(const std::string& key, bool wait, absl::Time deadline, BytesD
   }
   if (!wait) {
     out.push_back([done = std::move(done), key] {
-      done(absl::NotFoundError(absl::StrCat("key '", key, "' is not set")));
+      done(absl::NotFoundError(absl::StrCat("key ", domain::Quote(key), " is not set")));
     });
     return;
   }
@@ -149,12 +150,11 @@ absl::StatusOr<int64_t> KvStore::Add(const std::string& key, int64_t delta, Comp
   int64_t current = 0;
   if (auto it = values_.find(key); it != values_.end() && !absl::SimpleAtoi(it->second, &current)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "key '", key, "' holds a value that is not an integer; KeyAdd needs a counter"));
+        "key ", domain::Quote(key), " holds a value that is not an integer; KeyAdd needs a counter"));
   }
   if (__builtin_add_overflow(current, delta, &current)) {
-    return absl::OutOfRangeError(absl::StrCat("adding ", delta, " to key '",
-                                              key.size() <= 64 ? key : key.substr(0, 64),
-                                              "' overflows a 64-bit counter"));
+    return absl::OutOfRangeError(absl::StrCat("adding ", delta, " to key ", domain::Quote(key),
+                                              " overflows a 64-bit counter"));
   }
   if (absl::Status s = Put(key, absl::StrCat(current)); !s.ok()) return s;
   Wake(key, out);
@@ -196,7 +196,7 @@ void KvStore::Barrier(const std::string& name, const std::string& participant, u
   if (b.count != count) {
     out.push_back([done = std::move(done), name, count, expected = b.count] {
       done(absl::InvalidArgumentError(
-          absl::StrCat("barrier '", name, "' was entered with count ", expected, ", not ", count,
+          absl::StrCat("barrier ", domain::Quote(name), " was entered with count ", expected, ", not ", count,
                        "; every participant must give the same count")));
     });
     return;
@@ -207,7 +207,7 @@ void KvStore::Barrier(const std::string& name, const std::string& participant, u
     } else {
       out.push_back([done = std::move(done), name, count] {
         done(absl::FailedPreconditionError(absl::StrCat(
-            "barrier '", name, "' already completed with its ", count, " participants")));
+            "barrier ", domain::Quote(name), " already completed with its ", count, " participants")));
       });
     }
     return;
@@ -232,7 +232,7 @@ absl::Time KvStore::ExpireWaits(absl::Time now, Completions& out) {
       continue;
     }
     out.push_back([done = std::move(it->second.done), key = it->first] {
-      done(absl::DeadlineExceededError(absl::StrCat("key '", key, "' was not set in time")));
+      done(absl::DeadlineExceededError(absl::StrCat("key ", domain::Quote(key), " was not set in time")));
     });
     it = getters_.erase(it);
   }
@@ -267,7 +267,7 @@ absl::Time KvStore::ExpireWaits(absl::Time now, Completions& out) {
       }
       out.push_back(
           [done = std::move(it->first), name = name, arrived = b.arrived.size(), count = b.count] {
-            done(absl::DeadlineExceededError(absl::StrCat("barrier '", name, "': ", arrived, " of ",
+            done(absl::DeadlineExceededError(absl::StrCat("barrier ", domain::Quote(name), ": ", arrived, " of ",
                                                           count, " participants arrived in time")));
           });
       it = b.waiters.erase(it);

@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "daemon/domain/quote.h"
 
 namespace meshd::coordinator {
 
@@ -87,12 +88,13 @@ void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& 
     if (g.key.empty() || g.key.size() > KvStore::kMaxKeyBytes || g.num_ids < 1 ||
         g.num_ids > kMaxIdsPerGroup) {
       return reject(absl::InvalidArgumentError(absl::StrCat(
-          "group key '", g.key, "' must be 1-1024 bytes with 1-", kMaxIdsPerGroup, " ids")));
+          "group key ", domain::Quote(g.key), " must be 1-1024 bytes with 1-", kMaxIdsPerGroup,
+          " ids")));
     }
     auto known = ids_.find(g.key);
     if (known != ids_.end() && known->second.slots.size() != g.num_ids) {
       return reject(
-          absl::InvalidArgumentError(absl::StrCat("group '", g.key, "' asked with ", g.num_ids,
+          absl::InvalidArgumentError(absl::StrCat("group ", domain::Quote(g.key), " asked with ", g.num_ids,
                                                   " ids after ", known->second.slots.size())));
     }
     for (const auto& [index, id] : g.minted) {

@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "common/layout/mesh_spec.h"
 #include "daemon/coordinator/mesh_exchange.h"
+#include "daemon/domain/quote.h"
 
 namespace meshd::coordinator {
 
@@ -62,7 +63,7 @@ absl::StatusOr<MintRules::Target> MintRules::Find(const std::string& key) const 
     if (label == layout::kWorldGroupLabel && index == 0) return Target{-1, 0, world_size_};
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      where_, ": group key '", key, "' names no group of ", mesh_.ToString(), " (keys are '",
+      where_, ": group key ", domain::Quote(key), " names no group of ", mesh_.ToString(), " (keys are '",
       prefix_, "<dim>/<group index>' with dims ", absl::StrJoin(labels_, ", "), ", or '", prefix_,
       layout::kWorldGroupLabel, "/0')"));
 }

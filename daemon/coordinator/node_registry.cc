@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/topology/rank_order.h"
+#include "daemon/domain/quote.h"
 
 namespace meshd::coordinator {
 namespace {
@@ -109,7 +110,7 @@ absl::StatusOr<bool> NodeRegistry::Cordon(const std::string& name, bool cordoned
                                           const std::string& reason) {
   auto it = nodes_.find(name);
   if (it == nodes_.end()) {
-    return absl::NotFoundError(absl::StrCat("node '", name.substr(0, 64), "' is not registered"));
+    return absl::NotFoundError(absl::StrCat("node ", domain::Quote(name), " is not registered"));
   }
   Node& node = *it->second;
   const bool changed = node.cordoned != cordoned;
@@ -129,7 +130,7 @@ void NodeRegistry::Gone(Node& node, absl::Time now) {
 absl::StatusOr<bool> NodeRegistry::Depart(const std::string& name, uint64_t incarnation) {
   auto it = nodes_.find(name);
   if (it == nodes_.end()) {
-    return absl::NotFoundError(absl::StrCat("node '", name.substr(0, 64), "' is not registered"));
+    return absl::NotFoundError(absl::StrCat("node ", domain::Quote(name), " is not registered"));
   }
   Node& node = *it->second;
   if (node.inventory.incarnation != incarnation) {
@@ -164,7 +165,7 @@ void NodeRegistry::ExpireGone(
 absl::Status NodeRegistry::Forget(const std::string& name) {
   auto it = nodes_.find(name);
   if (it == nodes_.end()) {
-    return absl::NotFoundError(absl::StrCat("node '", name.substr(0, 64), "' is not registered"));
+    return absl::NotFoundError(absl::StrCat("node ", domain::Quote(name), " is not registered"));
   }
   if (it->second->alive) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -187,12 +188,12 @@ absl::StatusOr<HeartbeatTiming> NodeRegistry::Heartbeat(const std::string& name,
                                                         uint64_t incarnation) {
   auto it = nodes_.find(name);
   if (it == nodes_.end()) {
-    return absl::NotFoundError(absl::StrCat("node '", name, "' is not registered; register first"));
+    return absl::NotFoundError(absl::StrCat("node ", domain::Quote(name), " is not registered; register first"));
   }
   Node& node = *it->second;
   if (!node.alive) {
-    return absl::NotFoundError(absl::StrCat("node '", name,
-                                            "' was declared dead after missing heartbeats; "
+    return absl::NotFoundError(absl::StrCat("node ", domain::Quote(name),
+                                            " was declared dead after missing heartbeats; "
                                             "register again"));
   }
   if (node.inventory.incarnation != incarnation) {
@@ -207,8 +208,8 @@ absl::StatusOr<HeartbeatTiming> NodeRegistry::Heartbeat(const std::string& name,
 absl::Status NodeRegistry::CheckCurrent(const std::string& name, uint64_t incarnation) const {
   auto it = nodes_.find(name);
   if (it == nodes_.end() || !it->second->alive) {
-    return absl::NotFoundError(absl::StrCat("node '", name,
-                                            "' is not registered (or was declared dead); its "
+    return absl::NotFoundError(absl::StrCat("node ", domain::Quote(name),
+                                            " is not registered (or was declared dead); its "
                                             "agent must register before joining"));
   }
   if (it->second->inventory.incarnation != incarnation) {

@@ -11,6 +11,10 @@ namespace meshd::domain {
 
 inline constexpr size_t kMaxJobNameBytes = 128;
 inline constexpr size_t kMaxNodeNameBytes = 253;
+// What a node reports about itself: its agent's address (HOST:PORT or unix:PATH), and each GPU's
+// PCI bus id, name and NVLink clique.
+inline constexpr size_t kMaxAddressBytes = 512;
+inline constexpr size_t kMaxGpuFieldBytes = 256;
 inline constexpr uint32_t kMaxLocalWorld = 1024;  // workers per node
 inline constexpr uint32_t kMaxNodes = 100000;     // nodes a job may ask for
 // The generation's key-value store.

@@ -5,13 +5,19 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "daemon/domain/quote.h"
 
 namespace meshd::domain {
 namespace {
 
-std::string Shown(absl::string_view s) {
-  return s.size() > 40 ? absl::StrCat("'", s.substr(0, 40), "...' (", s.size(), " bytes)")
-                       : absl::StrCat("'", s, "'");
+std::string Shown(absl::string_view s) { return Quote(s); }
+
+// Optional text a node reports about itself, at most `max` bytes.
+absl::Status ValidateField(absl::string_view node, absl::string_view what,
+                           absl::string_view value, size_t max) {
+  if (value.size() <= max) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("node '", node, "': ", what, " ", Shown(value),
+                                                 " is longer than ", max, " bytes"));
 }
 
 }  // namespace
@@ -38,6 +44,11 @@ absl::Status ValidateInventory(const NodeInventory& inv, uint32_t max_gpus) {
     return absl::InvalidArgumentError(
         absl::StrCat("hostname ", Shown(inv.hostname), " is too long"));
   }
+  if (absl::Status s = ValidateField(inv.node, "agent address", inv.agent_address,
+                                     kMaxAddressBytes);
+      !s.ok()) {
+    return s;
+  }
   if (inv.incarnation == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "node '", inv.node, "': incarnation must be non-zero (a per-start random id)"));
@@ -53,6 +64,14 @@ absl::Status ValidateInventory(const NodeInventory& inv, uint32_t max_gpus) {
     if (g.uuid.empty() || g.uuid.size() > 128) {
       return absl::InvalidArgumentError(absl::StrCat("node '", inv.node, "': GPU ", g.index,
                                                      " needs a UUID of 1-128 characters"));
+    }
+    for (const auto& [what, value] : {std::pair<const char*, const std::string*>{
+                                          "GPU PCI bus id", &g.pci_bus_id},
+                                      {"GPU name", &g.name},
+                                      {"GPU NVLink clique", &g.nvlink_clique}}) {
+      if (absl::Status s = ValidateField(inv.node, what, *value, kMaxGpuFieldBytes); !s.ok()) {
+        return s;
+      }
     }
     if (!uuids.insert(g.uuid).second) {
       return absl::InvalidArgumentError(

@@ -11,6 +11,7 @@
 #include "daemon/agent/core/mesh_request.h"
 #include "daemon/domain/limits.h"
 #include "daemon/domain/validation.h"
+#include "daemon/domain/quote.h"
 
 namespace meshd::agent {
 namespace {
@@ -363,7 +364,7 @@ absl::StatusOr<std::function<void()>> Agent::Watch(const std::string& job, uint6
     auto it = jobs_.find(job);
     if (it == jobs_.end()) {
       return absl::NotFoundError(
-          absl::StrCat("no worker of this node attached to job '", job, "'"));
+          absl::StrCat("no worker of this node attached to job ", domain::Quote(job)));
     }
     JobEntry& e = it->second;
     if (absl::Status s = CheckUid(job, e, uid); !s.ok()) return s;
@@ -402,7 +403,7 @@ absl::Status Agent::Detach(const std::string& job, uint64_t generation, uint32_t
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(job);
     if (it == jobs_.end())
-      return absl::NotFoundError(absl::StrCat("no job '", job, "' on this node"));
+      return absl::NotFoundError(absl::StrCat("no job ", domain::Quote(job), " on this node"));
     JobEntry& e = it->second;
     if (absl::Status s = CheckUid(job, e, uid); !s.ok()) return s;
     if (e.assignment && e.assignment->generation == generation &&
