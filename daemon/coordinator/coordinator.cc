@@ -88,7 +88,8 @@ Coordinator::Coordinator(const Clock* clock, CoordinatorOptions options, EventSi
                                           options.max_heartbeats_per_second}),
       jobs_(clock,
             JobRounds::Options{options.recovery_window, options.sign_membership,
-                               options.job_retention, options.kv_limits},
+                               options.job_retention, options.kv_limits,
+                               options.round_timeout},
             &nodes_, &events_) {}
 
 Coordinator::~Coordinator() { Shutdown(); }

@@ -69,6 +69,9 @@ struct CoordinatorOptions {
   absl::Duration job_retention = absl::Minutes(10);
   // What each job generation's key-value store may hold (KvStore::Limits).
   KvStore::Limits kv_limits;
+  // A round open this long without closing is abandoned: its joiners are told DEADLINE_EXCEEDED
+  // and the job's name holds no size until its next joiner, so nobody can squat a name.
+  absl::Duration round_timeout = absl::Minutes(10);
   // Makes the secret a registration returns (unguessable: the daemon passes one drawn from the
   // kernel's random source). nullptr: 128 bits from absl::BitGen.
   std::function<std::string()> new_secret;

@@ -53,6 +53,7 @@ struct JobRecord {
   JobPhase phase = JobPhase::kJoining;
   absl::Time phase_since;
   std::map<std::string, Joiner> joiners;  // the open round
+  absl::Time round_opened;                // its first joiner came (while `joiners` is not empty)
   std::map<std::string, Joiner> standby;  // elastic job at its max: wait for the next round
   std::optional<absl::Time> last_call_deadline;
   std::vector<std::string> previous_members;

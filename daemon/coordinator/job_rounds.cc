@@ -66,6 +66,12 @@ void JobRounds::Join(const JoinRequest& req, absl::Time deadline, JoinDone done,
     return;
   }
   JobRecord& j = FindOrCreate(req, out);
+  if (j.phase == JobPhase::kJoining && j.joiners.empty() && j.standby.empty()) {
+    // No round open: the name holds no size until its first joiner, so that a join that gave up
+    // (or timed out) leaves nothing behind that refuses the next job of that name.
+    j.count = req.nodes;
+    j.local_world = req.local_world;
+  }
   absl::Status refused = SameSpec(j, req);
   if (refused.ok() && j.phase == JobPhase::kRecovering) refused = j.RecoveringError();
   if (!refused.ok()) {
@@ -143,6 +149,7 @@ bool JobRounds::JoinRunning(JobRecord& j, const JoinRequest& req, absl::Time dea
 
 void JobRounds::JoinRound(JobRecord& j, const JoinRequest& req, absl::Time deadline, JoinDone done,
                           Completions& out) {
+  if (j.joiners.empty()) j.round_opened = clock_->Now();
   JobRecord::Joiner& joiner = j.joiners[req.node];
   joiner.incarnation = req.incarnation;
   joiner.waiters.emplace_back(std::move(done), deadline);
@@ -253,6 +260,7 @@ void JobRounds::EndGeneration(JobRecord& j, EndReason reason, const std::string&
   // The nodes that stood by are the new round's first joiners.
   j.joiners = std::move(j.standby);
   j.standby.clear();
+  j.round_opened = clock_->Now();
   if (!j.joiners.empty() && j.joiners.size() >= j.count.max_nodes) {
     CloseRound(j, out);
   } else if (j.count.elastic() && j.joiners.size() >= j.count.min_nodes) {
@@ -468,6 +476,19 @@ absl::Time JobRounds::ExpireJoinWaits(JobRecord& j, absl::Time now, Completions&
   return next;
 }
 
+void JobRounds::AbandonRound(JobRecord& j, absl::Time now, Completions& out) {
+  const std::vector<std::string> joined = j.JoinerNames();
+  const std::string message = absl::StrCat(
+      "the round of job '", j.name, "' did not close within the coordinator's --round-timeout (",
+      absl::FormatDuration(options_.round_timeout), "): ", joined.size(), " of ", SizeText(j.count),
+      " nodes joined (", NameList(joined), "); join again once every node can");
+  for (auto& [node, joiner] : j.joiners) joiner.Fail(absl::DeadlineExceededError(message), out);
+  j.joiners.clear();
+  j.last_call_deadline.reset();
+  j.phase_since = now;
+  Emit(EventKind::kRoundTimedOut, message, j, "", out);
+}
+
 void JobRounds::CheckDeadlines(absl::Time now, Completions& out) {
   const bool waits_due = now >= waits_due_;
   absl::Time next_wait = absl::InfiniteFuture();
@@ -488,6 +509,10 @@ void JobRounds::CheckDeadlines(absl::Time now, Completions& out) {
     }
     ++it;
     if (waits_due) next_wait = std::min(next_wait, ExpireJoinWaits(j, now, out));
+    if (j.phase == JobPhase::kJoining && !j.joiners.empty() &&
+        now - j.round_opened >= options_.round_timeout) {
+      AbandonRound(j, now, out);
+    }
     if (j.phase == JobPhase::kJoining) {
       if (j.count.elastic() && j.joiners.size() < j.count.min_nodes) j.last_call_deadline.reset();
       if (j.last_call_deadline && *j.last_call_deadline <= now) CloseRound(j, out);

@@ -68,6 +68,8 @@ class JobRounds {
     absl::Duration job_retention = absl::Minutes(10);
     // What each generation's key-value store may hold.
     KvStore::Limits kv_limits;
+    // A round open this long without closing is abandoned (kRoundTimedOut).
+    absl::Duration round_timeout = absl::Minutes(10);
   };
 
   // `nodes` and `events` are not owned and outlive this (the Coordinator's members).
@@ -144,10 +146,10 @@ class JobRounds {
 
   // ---- Time and shutdown
 
-  // Closes elastic rounds whose last call has passed; fails join, KV and mesh waits past `now`
-  // (DEADLINE_EXCEEDED); ends recoveries whose window has passed; removes jobs idle for the
-  // retention (kJobExpired). Walks the waits only when one
-  // may be due.
+  // Closes elastic rounds whose last call has passed; abandons rounds open past the round timeout
+  // (kRoundTimedOut); fails join, KV and mesh waits past `now` (DEADLINE_EXCEEDED); ends
+  // recoveries whose window has passed; removes jobs idle for the retention (kJobExpired). Walks
+  // the waits only when one may be due.
   void CheckDeadlines(absl::Time now, Completions& out);
   // Fails every wait with `cancelled` and tells every watch kShutdown.
   void Shutdown(const absl::Status& cancelled, Completions& out);
@@ -187,6 +189,9 @@ class JobRounds {
   // Fails the job's join waits past `now` (a node whose waits all ended leaves the round);
   // returns the earliest deadline of those left.
   absl::Time ExpireJoinWaits(JobRecord& job, absl::Time now, Completions& out);
+  // Refuses every joiner of the job's open round (DEADLINE_EXCEEDED: it did not close within the
+  // round timeout), leaving the round empty.
+  void AbandonRound(JobRecord& job, absl::Time now, Completions& out);
   // The job if `generation` is its running generation, or the error for a request naming it.
   absl::StatusOr<JobRecord*> Running(const std::string& job, uint64_t generation);
   JobView ViewOf(const JobRecord& job) const;

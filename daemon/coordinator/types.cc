@@ -35,6 +35,8 @@ const char* EventKindName(EventKind kind) {
       return "node_expired";
     case EventKind::kJobExpired:
       return "job_expired";
+    case EventKind::kRoundTimedOut:
+      return "round_timed_out";
     case EventKind::kNodeCordoned:
       return "node_cordoned";
     case EventKind::kNodeUncordoned:

@@ -59,6 +59,7 @@ enum class EventKind {
   kNodeLeft,             // its agent stopped cleanly (LeaveNode)
   kNodeExpired,          // dead or departed for longer than the retention: removed
   kJobExpired,           // no node in its round for longer than the retention: removed
+  kRoundTimedOut,        // a round open longer than the round timeout: its joiners refused
   // An operator's verbs (meshd.v1.Admin); Event::by names who.
   kNodeCordoned,
   kNodeUncordoned,

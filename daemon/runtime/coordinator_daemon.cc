@@ -21,6 +21,7 @@ log::Level EventLevel(const coordinator::Event& e) {
       return log::Level::kDebug;
     case EventKind::kNodeLost:
     case EventKind::kRecoveryRefused:
+    case EventKind::kRoundTimedOut:
       return log::Level::kWarn;
     case EventKind::kGenerationEnded:
       return e.reason == domain::EndReason::kNodeLost ||
@@ -71,6 +72,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
   core_options.node_retention = options.node_retention;
   core_options.job_retention = options.job_retention;
   core_options.kv_limits = options.kv_limits;
+  core_options.round_timeout = options.round_timeout;
   core_options.new_secret = security::RandomSecret;
   if (!options.membership_key.empty()) {
     absl::StatusOr<std::string> key = security::LoadOrCreateMembershipKey(options.membership_key);

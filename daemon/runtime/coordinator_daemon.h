@@ -46,6 +46,7 @@ struct CoordinatorDaemonOptions {
   absl::Duration node_retention = absl::Minutes(10);  // see CoordinatorOptions
   absl::Duration job_retention = absl::Minutes(10);   // see CoordinatorOptions
   coordinator::KvStore::Limits kv_limits;             // see CoordinatorOptions
+  absl::Duration round_timeout = absl::Minutes(10);   // see CoordinatorOptions
   // How often deadlines are checked; bounds how late a failure is noticed past the timeout.
   absl::Duration tick = absl::Milliseconds(100);
   // Not owned; outlives the daemon. When set, the coordinator's series and its gRPC calls are

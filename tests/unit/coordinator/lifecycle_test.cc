@@ -23,6 +23,7 @@ class LifecycleTest : public ::testing::Test {
     o.heartbeat_timeout = absl::Seconds(5);
     o.node_retention = absl::Minutes(10);
     o.job_retention = absl::Minutes(10);
+    o.round_timeout = absl::Minutes(20);
     return o;
   }
   void Register(const std::string& name) {
@@ -140,6 +141,48 @@ TEST_F(LifecycleTest, JobWithAJoinerWaiting_Kept) {
   Pass(absl::Minutes(11), {"a"});
   EXPECT_TRUE(coord_.Job("train").ok());
   EXPECT_FALSE(got.has_value());
+}
+
+// The squat: a 1-second JoinJob of a 64-node "train" held the name, refusing every other
+// size for the job retention. A join that gave up leaves no size behind.
+TEST_F(LifecycleTest, AbandonedJoin_NameHoldsNoSize) {
+  Register("a");
+  Register("b");
+  std::optional<absl::StatusOr<Assignment>> squat;
+  coord_.JoinJob(JoinRequest{"train", "a", 1, 1, NodeCount{64, 64, absl::Seconds(1)}},
+                 clock_.Now() + absl::Seconds(1), [&](absl::StatusOr<Assignment> a) { squat = a; });
+  Pass(absl::Seconds(2), {"a", "b"});
+  ASSERT_TRUE(squat.has_value());
+  EXPECT_EQ(squat->status().code(), absl::StatusCode::kDeadlineExceeded);
+  std::optional<absl::StatusOr<Assignment>> real;
+  coord_.JoinJob(JoinRequest{"train", "b", 1, 8, NodeCount{1, 1, absl::Seconds(1)}},
+                 clock_.Now() + absl::Seconds(30), [&](absl::StatusOr<Assignment> a) { real = a; });
+  ASSERT_TRUE(real.has_value());
+  ASSERT_TRUE(real->ok()) << real->status();
+  EXPECT_EQ((*real)->num_nodes, 1u);
+}
+
+// A round that a live node keeps open (its join held as long as the coordinator allows, and sent
+// again) holds the name only for the round timeout: then its joiners are refused, saying why, and
+// another size may start.
+TEST_F(LifecycleTest, RoundOpenPastTheRoundTimeout_JoinersRefused_NameFree) {
+  Register("a");
+  Register("b");
+  std::optional<absl::StatusOr<Assignment>> held;
+  coord_.JoinJob(JoinRequest{"train", "a", 1, 1, NodeCount{64, 64, absl::Seconds(1)}},
+                 clock_.Now() + absl::Hours(1), [&](absl::StatusOr<Assignment> a) { held = a; });
+  Pass(absl::Minutes(19), {"a", "b"});
+  EXPECT_FALSE(held.has_value());
+  Pass(absl::Minutes(1), {"a", "b"});
+  ASSERT_TRUE(held.has_value());
+  EXPECT_EQ(held->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(held->status().message(), HasSubstr("--round-timeout"));
+  EXPECT_THAT(held->status().message(), HasSubstr("1 of 64 nodes joined (a)"));
+  EXPECT_EQ(Count(EventKind::kRoundTimedOut), 1);
+  std::optional<absl::StatusOr<Assignment>> other;
+  coord_.JoinJob(JoinRequest{"train", "b", 1, 2, NodeCount{1, 1, absl::Seconds(1)}},
+                 clock_.Now() + absl::Seconds(30), [&](absl::StatusOr<Assignment> a) { other = a; });
+  ASSERT_TRUE(other.has_value() && other->ok());
 }
 
 // Dead nodes do not stretch the heartbeat timing the live ones are told (a burst of fake
