@@ -51,7 +51,11 @@ absl::StatusOr<JobView> JobRounds::View(const std::string& job) const {
 std::vector<std::string> JobRounds::JobsOf(const std::string& node) const {
   std::vector<std::string> out;
   for (const auto& [name, job] : jobs_) {
-    if (job->IsMember(node) || job->joiners.contains(node) || job->standby.contains(node)) {
+    // A recovering generation's reported nodes run it too (its view lists them as members).
+    const bool reported = job->phase == JobPhase::kRecovering &&
+                          job->recovery->rank_of_node.contains(node);
+    if (job->IsMember(node) || reported || job->joiners.contains(node) ||
+        job->standby.contains(node)) {
       out.push_back(name);
     }
   }

@@ -101,6 +101,21 @@ TEST_F(JobRecoveryTest, WhileRecovering_CallsOfTheGenerationAreUnavailable) {
   EXPECT_EQ(joined->status().code(), absl::StatusCode::kUnavailable);
 }
 
+// Found by tests/fuzz/coordinator_fuzz.cc: while the job recovered, its view listed the node as a
+// member but the node's own view (meshctl nodes) listed no job.
+TEST_F(JobRecoveryTest, WhileRecovering_ReportedNodesListTheJob) {
+  ASSERT_TRUE(Report("a", {Train(0)}).ok());
+  ASSERT_TRUE(Report("b", {}).ok());
+  ASSERT_EQ(Job().phase, JobPhase::kRecovering);
+  for (const NodeView& n : coord_.Nodes()) {
+    if (n.inventory.node == "a") {
+      EXPECT_THAT(n.jobs, ::testing::ElementsAre("train"));
+    } else {
+      EXPECT_THAT(n.jobs, ::testing::IsEmpty()) << n.inventory.node;
+    }
+  }
+}
+
 TEST_F(JobRecoveryTest, ARankMissingAtTheWindow_GenerationEndsAndTheJobReforms) {
   ASSERT_TRUE(Report("a", {Train(0)}).ok());
   ASSERT_TRUE(Report("b", {Train(1)}).ok());
