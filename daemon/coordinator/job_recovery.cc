@@ -38,7 +38,9 @@ void JobRounds::Recover(const std::string& node, const std::vector<RunningJob>& 
       j.generation = r.generation;
       j.phase = JobPhase::kRecovering;
       j.phase_since = now;
-      j.recovery.emplace();
+      // Not emplace(): clang finds the nested Recovery (with member initializers) not yet
+      // default-constructible inside JobRecord.
+      j.recovery = JobRecord::Recovery{};
       j.recovery->num_nodes = r.num_nodes;
       j.recovery->deadline = now + std::max(options_.recovery_window, nodes_->FairTiming().timeout);
       waits_due_ = std::min(waits_due_, j.recovery->deadline);
