@@ -49,6 +49,10 @@ absl::StatusOr<ProcStats> ReadProcStats(pid_t pid) {
   std::string l;
   while (std::getline(status, l)) {
     absl::string_view v = l;
+    if (absl::ConsumePrefix(&v, "Threads:")) {
+      (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(v), &s.threads);
+      continue;
+    }
     uint64_t kb = 0;
     const bool hwm = absl::ConsumePrefix(&v, "VmHWM:");
     const bool rss = !hwm && absl::ConsumePrefix(&v, "VmRSS:");

@@ -15,6 +15,7 @@ struct ProcStats {
   double cpu_s = 0;         // user + system
   double peak_rss_mb = 0;   // VmHWM
   double rss_mb = 0;        // VmRSS now
+  int threads = 0;          // Threads now
 };
 
 // NOT_FOUND when the process is gone; INTERNAL when /proc cannot be parsed.
