@@ -347,5 +347,18 @@ TEST_F(StandaloneTest, MeshctlStatus_AgentFromMeshdSocket) {
   EXPECT_THAT(r.out, HasSubstr("solo"));
 }
 
+// An idle daemon gives freed memory back: meshd sets jemalloc's background thread on
+// (daemon/main/malloc_conf.cc), without which a coordinator that went quiet after removing 10,000
+// node incarnations kept 1.31x its start RSS (bench/soak_bench.cc). Skipped without jemalloc.
+TEST(Release, Jemalloc_BackgroundThreadOn) {
+  testing::CommandResult r =
+      RunCommand(absl::StrCat("MALLOC_CONF=stats_print:true ", MESHD_PATH, " --version"), true);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  if (r.out.find("Begin jemalloc statistics") == std::string::npos) {
+    GTEST_SKIP() << "meshd is not linked with jemalloc (MESHD_JEMALLOC)";
+  }
+  EXPECT_THAT(r.out, HasSubstr("opt.background_thread: true"));
+}
+
 }  // namespace
 }  // namespace meshd
