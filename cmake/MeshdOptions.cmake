@@ -24,6 +24,20 @@ if(MESHD_TSAN)
   target_compile_options(meshd_build_flags INTERFACE -fsanitize=thread -fno-omit-frame-pointer)
   target_link_options(meshd_build_flags INTERFACE -fsanitize=thread)
 endif()
+# MESHD_FUZZ: the libFuzzer targets under tests/fuzz, built with clang in their own build folder
+# (scripts/fuzz.sh). Everything is compiled with libFuzzer's coverage hooks and ASan+UBSan; only
+# the fuzzers themselves link libFuzzer's main.
+if(MESHD_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "MESHD_FUZZ needs clang (CXX=clang++): libFuzzer is clang's.")
+  endif()
+  if(MESHD_SANITIZE OR MESHD_TSAN)
+    message(FATAL_ERROR "MESHD_FUZZ already builds with ASan+UBSan; leave MESHD_SANITIZE and MESHD_TSAN off.")
+  endif()
+  target_compile_options(meshd_build_flags INTERFACE -fsanitize=fuzzer-no-link,address,undefined
+                         -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  target_link_options(meshd_build_flags INTERFACE -fsanitize=address,undefined)
+endif()
 # Full RELRO (Debian's "bindnow" hardening): each binary's imported symbols are bound when it
 # starts and its table of them is made read-only, instead of being looked up on first use in the
 # middle of serving (libraries Debian built without it still bind theirs lazily).
