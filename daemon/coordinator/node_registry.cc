@@ -92,7 +92,12 @@ NodeRegistry::Registration NodeRegistry::Register(const NodeInventory& inv, std:
   } else {
     r.arrival = node->alive ? Arrival::kAgain : Arrival::kBack;
   }
-  for (const Gpu& g : node->inventory.gpus) gpu_owner_.erase(g.uuid);
+  // Its old GPUs are released only where it still owns them: one another node claimed while this
+  // one was dead stays that node's.
+  for (const Gpu& g : node->inventory.gpus) {
+    auto owner = gpu_owner_.find(g.uuid);
+    if (owner != gpu_owner_.end() && owner->second == inv.node) gpu_owner_.erase(owner);
+  }
   for (const Gpu& g : inv.gpus) gpu_owner_[g.uuid] = inv.node;
   node->inventory = inv;
   node->secret = std::move(secret);

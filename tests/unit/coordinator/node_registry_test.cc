@@ -77,6 +77,25 @@ TEST_F(NodeRegistryTest, CheckGpus_ClaimedByALiveNode_AlreadyExistsUntilItDies) 
   EXPECT_TRUE(nodes_.CheckGpus(b).ok());
 }
 
+// A dead node's GPU claimed by another node stays that node's when the dead one comes back with
+// other GPUs (it released the GPU it no longer owns — and with it the other node's claim).
+TEST_F(NodeRegistryTest, DeadNodesGpuClaimedByAnother_StaysClaimedWhenItComesBack) {
+  nodes_.Register(Node("a"));
+  clock_.Advance(absl::Seconds(6));
+  Expire();  // a dead
+  NodeInventory b = Node("b");
+  b.gpus[0].uuid = "GPU-a";
+  ASSERT_TRUE(nodes_.CheckGpus(b).ok());
+  nodes_.Register(b);
+  NodeInventory a_again = Node("a", 2);
+  a_again.gpus[0].uuid = "GPU-a2";
+  ASSERT_TRUE(nodes_.CheckGpus(a_again).ok());
+  nodes_.Register(a_again);
+  NodeInventory c = Node("c");
+  c.gpus[0].uuid = "GPU-a";  // b's, live
+  EXPECT_EQ(nodes_.CheckGpus(c).code(), absl::StatusCode::kAlreadyExists);
+}
+
 TEST_F(NodeRegistryTest, CheckCurrent_UnknownDeadOrStale) {
   EXPECT_EQ(nodes_.CheckCurrent("ghost", 1).code(), absl::StatusCode::kNotFound);
   nodes_.Register(Node("a", 2));
