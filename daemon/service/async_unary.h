@@ -6,6 +6,11 @@
 // calls are alive, more as more are (AsyncQueues::kCallsPerQueue a queue), so that no queue holds
 // many. Spreading small loads costs thread hand-offs (~10% at 1,024 nodes), hence the threshold.
 //
+// Liveness is served apart: a method on a liveness lane (heartbeats; registrations) arrives and
+// runs on that lane's own queue and thread, on which nothing else is asked for. A flood of heavy
+// calls — 8 MiB requests whose decoding takes the shared queues' threads for seconds — queues on
+// the shared queues only: it cannot delay a heartbeat past its timeout (issue 21).
+//
 // Thread-safety: an AsyncUnaryCall's reply may be called from any thread, once; AsyncQueues is
 // thread-safe.
 #ifndef MESHD_DAEMON_SERVICE_ASYNC_UNARY_H_
@@ -30,26 +35,45 @@ class AsyncTag {
   virtual void Proceed(bool ok) = 0;
 };
 
+// Where a method's calls arrive and run: the shared queues, or a liveness lane's own queue.
+enum class Lane : int {
+  kShared = -1,
+  kHeartbeats = 0,     // Heartbeat: tiny, the one call a node's life depends on
+  kRegistrations = 1,  // RegisterNode: apart from heartbeats too, its request may be 8 MiB
+};
+inline constexpr int kLivenessLanes = 2;
+
 // The server's completion queues for async calls, and a count of the calls alive (asked for,
 // running or finishing) so that the server shuts the queues only when nothing can post to them.
 class AsyncQueues {
  public:
   static constexpr int64_t kCallsPerQueue = 1024;
 
-  explicit AsyncQueues(std::vector<grpc::ServerCompletionQueue*> queues)
-      : queues_(std::move(queues)) {}
+  // `shared`: the queues every method not on a liveness lane uses (at least one); `liveness`: one
+  // queue per lane (Lane's value), or none at all (every method on the shared queues).
+  AsyncQueues(std::vector<grpc::ServerCompletionQueue*> shared,
+              std::vector<grpc::ServerCompletionQueue*> liveness = {})
+      : queues_(std::move(shared)), liveness_(std::move(liveness)) {}
 
-  // Where calls arrive.
-  grpc::ServerCompletionQueue* arrivals() const { return queues_.front(); }
-  // Counts a new call alive and returns its queue: queue i once i * kCallsPerQueue calls are
-  // alive (cycling).
-  grpc::CompletionQueue* Add() {
-    absl::MutexLock lock(&mu_);
-    return queues_[static_cast<size_t>(alive_++ / kCallsPerQueue) % queues_.size()];
+  // Where calls of `lane` arrive: the lane's queue, else the first shared queue.
+  grpc::ServerCompletionQueue* arrivals(Lane lane = Lane::kShared) const {
+    if (grpc::ServerCompletionQueue* own = LaneQueue(lane)) return own;
+    return queues_.front();
   }
-  void Remove() {
+  // Counts a new call alive and returns its queue: a liveness lane's own; on the shared queues,
+  // queue i once i * kCallsPerQueue shared calls are alive (cycling).
+  grpc::CompletionQueue* Add(Lane lane = Lane::kShared) {
+    grpc::ServerCompletionQueue* own = LaneQueue(lane);
+    absl::MutexLock lock(&mu_);
+    ++alive_;
+    if (own != nullptr) return own;
+    return queues_[static_cast<size_t>(shared_alive_++ / kCallsPerQueue) % queues_.size()];
+  }
+  void Remove(Lane lane = Lane::kShared) {
+    const bool shared = LaneQueue(lane) == nullptr;
     absl::MutexLock lock(&mu_);
     --alive_;
+    if (shared) --shared_alive_;
   }
   // True when no call is alive, waiting until `deadline` at most.
   bool AwaitNone(absl::Time deadline) {
@@ -59,9 +83,16 @@ class AsyncQueues {
   }
 
  private:
+  grpc::ServerCompletionQueue* LaneQueue(Lane lane) const {
+    const int i = static_cast<int>(lane);
+    return i >= 0 && static_cast<size_t>(i) < liveness_.size() ? liveness_[i] : nullptr;
+  }
+
   const std::vector<grpc::ServerCompletionQueue*> queues_;
+  const std::vector<grpc::ServerCompletionQueue*> liveness_;
   absl::Mutex mu_;
-  int64_t alive_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t alive_ ABSL_GUARDED_BY(mu_) = 0;         // every call, for AwaitNone
+  int64_t shared_alive_ ABSL_GUARDED_BY(mu_) = 0;  // the shared queues', for spreading
 };
 
 // A gRPC service some of whose methods are on the async API. GrpcServer::Start calls AwaitCalls
@@ -86,12 +117,14 @@ class AsyncUnaryCall final : public AsyncTag {
         request;
     // Fills the response, then replies (now or later, from any thread; exactly once).
     std::function<void(grpc::ServerContext*, const Request&, Response*, Reply)> handle;
+    // Where its calls arrive and run.
+    Lane lane = Lane::kShared;
   };
 
   static void Await(const Method* method, AsyncQueues* queues) {
     auto* call = new AsyncUnaryCall(method, queues);
-    method->request(&call->ctx_, &call->request_, &call->writer_, call->queue_, queues->arrivals(),
-                    call);
+    method->request(&call->ctx_, &call->request_, &call->writer_, call->queue_,
+                    queues->arrivals(method->lane), call);
   }
 
   void Proceed(bool ok) override {
@@ -112,8 +145,8 @@ class AsyncUnaryCall final : public AsyncTag {
 
  private:
   AsyncUnaryCall(const Method* method, AsyncQueues* queues)
-      : method_(method), queues_(queues), queue_(queues->Add()), writer_(&ctx_) {}
-  ~AsyncUnaryCall() override { queues_->Remove(); }
+      : method_(method), queues_(queues), queue_(queues->Add(method->lane)), writer_(&ctx_) {}
+  ~AsyncUnaryCall() override { queues_->Remove(method_->lane); }
 
   const Method* const method_;
   AsyncQueues* const queues_;

@@ -25,7 +25,8 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
 // An async method's two halves on `s`: asking gRPC for its next call (the generated Request<Name>)
 // and serving one (Serve<Name>).
 template <typename Req, typename Resp, typename S, typename RequestFn, typename ServeFn>
-typename AsyncUnaryCall<Req, Resp>::Method AsyncMethod(S* s, RequestFn request, ServeFn serve) {
+typename AsyncUnaryCall<Req, Resp>::Method AsyncMethod(S* s, RequestFn request, ServeFn serve,
+                                                       Lane lane = Lane::kShared) {
   return {[s, request](grpc::ServerContext* ctx, Req* req,
                        grpc::ServerAsyncResponseWriter<Resp>* writer,
                        grpc::CompletionQueue* call_cq, grpc::ServerCompletionQueue* arrival_cq,
@@ -33,7 +34,8 @@ typename AsyncUnaryCall<Req, Resp>::Method AsyncMethod(S* s, RequestFn request, 
           [s, serve](grpc::ServerContext* ctx, const Req& req, Resp* resp,
                      typename AsyncUnaryCall<Req, Resp>::Reply reply) {
             (s->*serve)(ctx, req, resp, std::move(reply));
-          }};
+          },
+          lane};
 }
 
 }  // namespace
@@ -44,9 +46,11 @@ CoordinatorService::CoordinatorService(coordinator::Coordinator* core, const Clo
       clock_(clock),
       max_wait_(max_wait),
       register_node_(AsyncMethod<v1::RegisterNodeRequest, v1::RegisterNodeResponse>(
-          this, &CoordinatorService::RequestRegisterNode, &CoordinatorService::ServeRegisterNode)),
+          this, &CoordinatorService::RequestRegisterNode, &CoordinatorService::ServeRegisterNode,
+          Lane::kRegistrations)),
       heartbeat_(AsyncMethod<v1::HeartbeatRequest, v1::HeartbeatResponse>(
-          this, &CoordinatorService::RequestHeartbeat, &CoordinatorService::ServeHeartbeat)),
+          this, &CoordinatorService::RequestHeartbeat, &CoordinatorService::ServeHeartbeat,
+          Lane::kHeartbeats)),
       join_job_(AsyncMethod<v1::JoinJobRequest, v1::Assignment>(
           this, &CoordinatorService::RequestJoinJob, &CoordinatorService::ServeJoinJob)),
       key_get_(AsyncMethod<v1::KeyGetRequest, v1::KeyGetResponse>(

@@ -4,7 +4,9 @@
 // async API, spread over the server's completion queues (see async_unary.h): no hop through the
 // callback API's shared queue and its threads (at 16,384 nodes: ~100 MB less peak memory); the
 // rest on the callback API. A held call is finished later by the core's
-// completion, on whatever thread completes it; no thread waits.
+// completion, on whatever thread completes it; no thread waits. Heartbeat and RegisterNode are
+// each on their own liveness lane (a queue and thread nothing else uses, see async_unary.h), so
+// that heavy calls flooding the shared queues never delay a node's heartbeat.
 //
 // Thread-safety: thread-safe (the core is).
 #ifndef MESHD_DAEMON_SERVICE_COORDINATOR_SERVICE_H_

@@ -322,7 +322,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     if (auto* a = dynamic_cast<AsyncMethods*>(s)) async.push_back(a);
   }
   if (!async.empty()) {
-    for (int i = 0; i < std::max(1, options.completion_queues); ++i) {
+    for (int i = 0; i < std::max(1, options.completion_queues) + kLivenessLanes; ++i) {
       server->queues_.push_back(builder.AddCompletionQueue());
     }
   }
@@ -356,9 +356,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
 
 void GrpcServer::ServeQueues(const std::vector<AsyncMethods*>& async) {
   if (queues_.empty()) return;
-  std::vector<grpc::ServerCompletionQueue*> queues;
-  for (const std::unique_ptr<grpc::ServerCompletionQueue>& q : queues_) queues.push_back(q.get());
-  async_queues_ = std::make_unique<AsyncQueues>(std::move(queues));
+  std::vector<grpc::ServerCompletionQueue*> shared, liveness;
+  for (const std::unique_ptr<grpc::ServerCompletionQueue>& q : queues_) shared.push_back(q.get());
+  liveness.assign(shared.end() - kLivenessLanes, shared.end());
+  shared.resize(shared.size() - kLivenessLanes);
+  async_queues_ = std::make_unique<AsyncQueues>(std::move(shared), std::move(liveness));
   for (AsyncMethods* a : async) a->AwaitCalls(async_queues_.get());
   for (const std::unique_ptr<grpc::ServerCompletionQueue>& q : queues_) {
     queue_threads_.emplace_back([cq = q.get()] {

@@ -87,7 +87,9 @@ struct ServerOptions {
   std::function<
       std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>()>
       interceptors;
-  // Completion queues (one thread each) for the methods of services that implement AsyncMethods.
+  // Completion queues (one thread each) for the methods of services that implement AsyncMethods,
+  // shared by every method not on a liveness lane. The liveness lanes (async_unary.h's Lane) get
+  // one more queue and thread each, that nothing else is asked for on.
   int completion_queues = 8;
 };
 
@@ -124,6 +126,7 @@ class GrpcServer {
   void StopQueues(absl::Time deadline);
 
   // Declared before server_ so that the server is destroyed first.
+  // The shared queues, then one per liveness lane (kLivenessLanes).
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::vector<std::thread> queue_threads_;
   std::unique_ptr<AsyncQueues> async_queues_;
