@@ -282,6 +282,14 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
   if (status.ok() && ranks.empty()) {
     status = absl::InvalidArgumentError("ResolveGroups needs at least one rank's spec");
   }
+  // Before the lock: a report's checks under it are linear in its ranks and groups.
+  if (status.ok() && (ranks.size() > domain::kMaxRanksPerRequest ||
+                      groups.size() > domain::kMaxGroupsPerRequest)) {
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "ResolveGroups reports ", ranks.size(), " ranks and asks for ", groups.size(),
+        " groups; one node's request has at most ", domain::kMaxRanksPerRequest, " ranks and ",
+        domain::kMaxGroupsPerRequest, " groups"));
+  }
   if (status.ok()) {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<MeshExchange*> mesh =

@@ -30,6 +30,11 @@ inline constexpr size_t kDefaultStoreWaits = size_t{1} << 20;
 // NCCL unique ids relayed per group.
 inline constexpr size_t kIdBytes = 128;
 inline constexpr uint32_t kMaxIdsPerGroup = 4096;
+// One node's ResolveGroups: the ranks it reports are its own (at most its local world), and each
+// rank is in one group per dim of its mesh and the world's; 64 a rank is room for any real mesh.
+// Without a bound an 8 MiB request of ~4 million empty groups took seconds to decode and 413 MB.
+inline constexpr size_t kMaxRanksPerRequest = kMaxLocalWorld;
+inline constexpr size_t kMaxGroupsPerRequest = size_t{kMaxLocalWorld} * 64;
 
 }  // namespace meshd::domain
 

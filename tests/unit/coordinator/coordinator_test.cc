@@ -837,6 +837,29 @@ TEST_F(ResolveGroupsTest, NonMember_PermissionDenied_LearnsNothing) {
   EXPECT_EQ((**b.value)[0]->ids[0], Id('t'));
 }
 
+// One node's report is bounded in ranks and groups before the coordinator's lock is taken (a
+// report's checks under it are linear in both): past either limit it is refused whole, and the
+// exchange goes on as if it had never come.
+TEST_F(ResolveGroupsTest, PastRankOrGroupLimit_InvalidArgument_NothingRecorded) {
+  Result groups, ranks, a, b;
+  std::vector<GroupRequest> many(domain::kMaxGroupsPerRequest + 1, GroupRequest{"mesh/dp/0", 1});
+  many[0].minted = {{0, Id('m')}};
+  Resolve("a", Specs({0, 1}), std::move(many), groups);
+  ASSERT_TRUE(groups.done());
+  EXPECT_EQ(groups.value->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(groups.value->status().message(), HasSubstr("at most 1024 ranks and 65536 groups"));
+  std::vector<RankSpec> specs = Specs({0, 1});
+  specs.resize(domain::kMaxRanksPerRequest + 1, specs[0]);
+  Resolve("a", specs, {{"mesh/dp/0", 1, {{0, Id('m')}}}}, ranks);
+  ASSERT_TRUE(ranks.done());
+  EXPECT_EQ(ranks.value->status().code(), absl::StatusCode::kInvalidArgument);
+  Resolve("a", Specs({0, 1}), {{"mesh/dp/0", 1, {{0, Id('t')}}}}, a);
+  Resolve("b", Specs({2, 3}), {{"mesh/dp/0", 1, {}}}, b);
+  ASSERT_TRUE(a.done() && b.done());
+  ASSERT_TRUE(b.value->ok()) << b.value->status();
+  EXPECT_EQ((**b.value)[0]->ids[0], Id('t'));
+}
+
 TEST_F(ResolveGroupsTest, MemberReportingAnotherNodesRank_PermissionDenied_IdNotPlanted) {
   Result forged, a, b;
   Resolve("b", Specs({0}), {{"mesh/dp/0", 1, {{0, Id('f')}}}}, forged);
