@@ -77,6 +77,28 @@ void AddCoordinatorFlags(CLI::App* cmd, CommonFlags& f) {
                   "removed")
       ->envname("MESHD_JOB_RETENTION")
       ->capture_default_str();
+  cmd->add_option("--round-timeout", f.round_timeout,
+                  "A job's round open this long without closing is given up: its joiners are told "
+                  "DEADLINE_EXCEEDED and the job's name is free for any size")
+      ->envname("MESHD_ROUND_TIMEOUT")
+      ->capture_default_str();
+  cmd->add_option("--kv-max-keys", f.kv_max_keys,
+                  "Keys and barriers one job generation's key-value store (the torch Store) may "
+                  "hold; past it a set is refused with RESOURCE_EXHAUSTED")
+      ->envname("MESHD_KV_MAX_KEYS")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--kv-max-bytes", f.kv_max_bytes,
+                  "Bytes (keys and values) one job generation's key-value store may hold")
+      ->envname("MESHD_KV_MAX_BYTES")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--kv-max-waits", f.kv_max_waits,
+                  "Waits (KeyGet/KeyWait/Barrier calls held open) one job generation's key-value "
+                  "store may hold at once")
+      ->envname("MESHD_KV_MAX_WAITS")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
 }
 
 void AddCommonFlags(CLI::App* cmd, CommonFlags& f) {

@@ -14,6 +14,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "daemon/domain/limits.h"
 
 namespace meshd::flags {
 
@@ -30,6 +31,10 @@ struct CommonFlags {
   std::string membership_key;
   std::string node_retention = "10m";
   std::string job_retention = "10m";
+  std::string round_timeout = "10m";
+  size_t kv_max_keys = meshd::domain::kDefaultStoreKeys;
+  size_t kv_max_bytes = meshd::domain::kDefaultStoreBytes;
+  size_t kv_max_waits = meshd::domain::kDefaultStoreWaits;
   std::string metrics_listen;
   std::string tls_cert, tls_key, tls_ca;
   std::string tls_refresh = "10s";

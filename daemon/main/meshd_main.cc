@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "common/log/log.h"
 #include "common/time/mutex_clock.h"
+#include "daemon/domain/limits.h"
 #include "daemon/main/build_info.h"
 #include "daemon/main/meshd_flags.h"
 #include "daemon/metrics/metrics_server.h"
@@ -220,10 +221,12 @@ int main(int argc, char** argv) {
                          &options.heartbeat_timeout) ||
       !ParseDurationFlag("recovery-window", common.recovery_window, &options.recovery_window) ||
       !ParseDurationFlag("node-retention", common.node_retention, &options.node_retention) ||
-      !ParseDurationFlag("job-retention", common.job_retention, &options.job_retention)) {
+      !ParseDurationFlag("job-retention", common.job_retention, &options.job_retention) ||
+      !ParseDurationFlag("round-timeout", common.round_timeout, &options.round_timeout)) {
     return kUsage;
   }
   options.max_heartbeats_per_second = common.max_heartbeat_rate;
+  options.kv_limits = {common.kv_max_keys, common.kv_max_bytes, common.kv_max_waits};
   meshd::CalibrateMutexClock();  // about to serve: now, not during the first burst of calls
 
   auto fail = [](const absl::Status& s) {

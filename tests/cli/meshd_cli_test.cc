@@ -248,6 +248,13 @@ TEST(MeshdFlags, BadValues_ExitTwoWithMessage) {
   r = RunCommand(absl::StrCat(MESHD_PATH, " --help"), true);
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_THAT(r.out, HasSubstr("standalone"));
+  // The limits: positive sizes, a duration.
+  r = RunCommand(absl::StrCat(MESHD_PATH, " coordinator --kv-max-keys 0"), true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("--kv-max-keys"));
+  r = RunCommand(absl::StrCat(MESHD_PATH, " coordinator --round-timeout soon"), true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("round-timeout"));
   // The coordinator tells agents their heartbeat timing: an agent refuses the flags.
   r = RunCommand(absl::StrCat(MESHD_PATH, " agent --heartbeat-timeout 5s --simulate-gpus 1"), true);
   EXPECT_EQ(r.exit_code, 2);

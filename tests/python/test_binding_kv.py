@@ -177,3 +177,20 @@ def test_detach_cancels_a_call_in_flight_on_another_thread(standalone, job) -> N
     t.join(10)
     assert not t.is_alive(), "key_get still waits after detach"
     assert len(got) == 1 and isinstance(got[0], meshd.Cancelled), got
+
+
+def test_store_limits_from_the_coordinators_flags(job) -> None:
+    """--kv-max-keys/--kv-max-bytes bound a generation's store: past one a set is refused with
+    ResourceExhausted naming the flag, and nothing is stored."""
+    with mc.standalone(gpus=1, extra_args=["--kv-max-keys", "2", "--kv-max-bytes", "1000"]) as d:
+        with meshd.attach(job=job, socket=d.socket, local_rank=0, local_world=1, timeout=30) as c:
+            c.key_set("a", b"1")
+            c.key_set("b", b"2")
+            with pytest.raises(meshd.ResourceExhausted, match="--kv-max-keys 2"):
+                c.key_set("c", b"3")
+            assert c.key_count() == 2
+            with pytest.raises(meshd.ResourceExhausted, match="--kv-max-bytes 1000"):
+                c.key_set("a", bytes(2000))
+            assert c.key_get("a") == b"1"
+            assert c.key_delete("b")
+            c.key_set("c", b"3")
