@@ -1,6 +1,7 @@
 // meshd.v1.Coordinator translated onto the coordinator core (see coordinator_service.h).
 #include "daemon/service/coordinator_service.h"
 
+#include "daemon/service/bounded_request.h"
 #include "daemon/service/caller.h"
 #include "daemon/service/watch_reactor.h"
 #include "daemon/wire/convert.h"
@@ -45,10 +46,10 @@ CoordinatorService::CoordinatorService(coordinator::Coordinator* core, const Clo
     : core_(core),
       clock_(clock),
       max_wait_(max_wait),
-      register_node_(AsyncMethod<v1::RegisterNodeRequest, v1::RegisterNodeResponse>(
+      register_node_(AsyncMethod<grpc::ByteBuffer, grpc::ByteBuffer>(
           this, &CoordinatorService::RequestRegisterNode, &CoordinatorService::ServeRegisterNode,
           Lane::kRegistrations)),
-      heartbeat_(AsyncMethod<v1::HeartbeatRequest, v1::HeartbeatResponse>(
+      heartbeat_(AsyncMethod<grpc::ByteBuffer, grpc::ByteBuffer>(
           this, &CoordinatorService::RequestHeartbeat, &CoordinatorService::ServeHeartbeat,
           Lane::kHeartbeats)),
       join_job_(AsyncMethod<v1::JoinJobRequest, v1::Assignment>(
@@ -71,8 +72,8 @@ void CoordinatorService::AwaitCalls(AsyncQueues* queues) {
   // Two calls of each asked for at a time, so that one arriving while the arrivals' thread serves
   // another does not wait for the next ask.
   for (int i = 0; i < 2; ++i) {
-    Async<v1::RegisterNodeRequest, v1::RegisterNodeResponse>::Await(&register_node_, queues);
-    Async<v1::HeartbeatRequest, v1::HeartbeatResponse>::Await(&heartbeat_, queues);
+    Raw::Await(&register_node_, queues);
+    Raw::Await(&heartbeat_, queues);
     Async<v1::JoinJobRequest, v1::Assignment>::Await(&join_job_, queues);
     Async<v1::KeyGetRequest, v1::KeyGetResponse>::Await(&key_get_, queues);
     Async<v1::KeySetRequest, v1::KeySetResponse>::Await(&key_set_, queues);
@@ -87,35 +88,49 @@ absl::Time CoordinatorService::Deadline(const grpc::ServerContextBase* ctx) cons
   return CallDeadline(ctx->deadline(), clock_->Now(), max_wait_);
 }
 
-void CoordinatorService::ServeRegisterNode(
-    grpc::ServerContext* ctx, const v1::RegisterNodeRequest& req, v1::RegisterNodeResponse* resp,
-    Async<v1::RegisterNodeRequest, v1::RegisterNodeResponse>::Reply reply) {
+void CoordinatorService::ServeRegisterNode(grpc::ServerContext* ctx,
+                                           const grpc::ByteBuffer& request,
+                                           grpc::ByteBuffer* out, Raw::Reply reply) {
+  v1::RegisterNodeRequest req;
+  if (absl::Status s =
+          ParseBounded(request, kMaxRegisterNodeRequestBytes, "RegisterNode", &req);
+      !s.ok()) {
+    return reply(ToGrpc(s));
+  }
   std::vector<domain::RunningJob> running;
   for (const v1::RunningJob& r : req.running_jobs()) running.push_back(FromProto(r));
   absl::StatusOr<coordinator::NodeRegistered> r =
       core_->RegisterNodeAs(CallerOf(*ctx), FromProto(req.inventory()), running);
   if (r.ok()) {
-    resp->set_restarted(r->restarted);
-    resp->set_node_secret(r->secret);
-    resp->set_heartbeat_interval_ms(
+    v1::RegisterNodeResponse response;
+    response.set_restarted(r->restarted);
+    response.set_node_secret(r->secret);
+    response.set_heartbeat_interval_ms(
         static_cast<uint32_t>(absl::ToInt64Milliseconds(r->timing.interval)));
-    resp->set_heartbeat_timeout_ms(
+    response.set_heartbeat_timeout_ms(
         static_cast<uint32_t>(absl::ToInt64Milliseconds(r->timing.timeout)));
+    *out = Serialize(response);
   }
   reply(ToGrpc(r.status()));
 }
 
-void CoordinatorService::ServeHeartbeat(
-    grpc::ServerContext* ctx, const v1::HeartbeatRequest& req, v1::HeartbeatResponse* resp,
-    Async<v1::HeartbeatRequest, v1::HeartbeatResponse>::Reply reply) {
+void CoordinatorService::ServeHeartbeat(grpc::ServerContext* ctx, const grpc::ByteBuffer& request,
+                                        grpc::ByteBuffer* out, Raw::Reply reply) {
+  v1::HeartbeatRequest req;
+  if (absl::Status s = ParseBounded(request, kMaxHeartbeatRequestBytes, "Heartbeat", &req);
+      !s.ok()) {
+    return reply(ToGrpc(s));
+  }
   if (absl::Status s = core_->AuthorizeNode(CallerOf(*ctx), req.node()); !s.ok()) {
     return reply(ToGrpc(s));
   }
   const absl::StatusOr<coordinator::HeartbeatTiming> t =
       core_->Heartbeat(req.node(), req.incarnation());
   if (t.ok()) {
-    resp->set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t->interval)));
-    resp->set_heartbeat_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t->timeout)));
+    v1::HeartbeatResponse resp;
+    resp.set_heartbeat_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t->interval)));
+    resp.set_heartbeat_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(t->timeout)));
+    *out = Serialize(resp);
   }
   reply(ToGrpc(t.status()));
 }

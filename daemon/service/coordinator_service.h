@@ -23,8 +23,10 @@ namespace meshd::service {
 namespace coordinator_service_internal {
 using C = v1::Coordinator;
 // Held and bulk methods async (ResolveGroups raw: its request is decoded and its answer encoded
-// straight from and to the core's types), the others callback (gRPC's generated mix-ins).
-using Base = C::WithAsyncMethod_RegisterNode<C::WithAsyncMethod_Heartbeat<
+// straight from and to the core's types; RegisterNode and Heartbeat raw: their requests bounded
+// by size before they are parsed, see bounded_request.h), the others callback (gRPC's generated
+// mix-ins).
+using Base = C::WithRawMethod_RegisterNode<C::WithRawMethod_Heartbeat<
     C::WithAsyncMethod_JoinJob<C::WithCallbackMethod_LeaveJob<C::WithCallbackMethod_LeaveNode<C::WithCallbackMethod_FinishJob<C::WithCallbackMethod_WatchJob<
         C::WithAsyncMethod_KeySet<C::WithAsyncMethod_KeyGet<C::WithAsyncMethod_KeyAdd<
             C::WithCallbackMethod_KeyCompareSet<C::WithAsyncMethod_KeyWait<
@@ -83,12 +85,11 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   template <typename Req, typename Resp>
   using Async = AsyncUnaryCall<Req, Resp>;
 
-  void ServeRegisterNode(grpc::ServerContext* ctx, const v1::RegisterNodeRequest& req,
-                         v1::RegisterNodeResponse* resp,
-                         Async<v1::RegisterNodeRequest, v1::RegisterNodeResponse>::Reply reply);
-  void ServeHeartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest& req,
-                      v1::HeartbeatResponse* resp,
-                      Async<v1::HeartbeatRequest, v1::HeartbeatResponse>::Reply reply);
+  using Raw = Async<grpc::ByteBuffer, grpc::ByteBuffer>;
+  void ServeRegisterNode(grpc::ServerContext* ctx, const grpc::ByteBuffer& request,
+                         grpc::ByteBuffer* resp, Raw::Reply reply);
+  void ServeHeartbeat(grpc::ServerContext* ctx, const grpc::ByteBuffer& request,
+                      grpc::ByteBuffer* resp, Raw::Reply reply);
   void ServeJoinJob(grpc::ServerContext* ctx, const v1::JoinJobRequest& req, v1::Assignment* resp,
                     Async<v1::JoinJobRequest, v1::Assignment>::Reply reply);
   void ServeKeyGet(grpc::ServerContext* ctx, const v1::KeyGetRequest& req, v1::KeyGetResponse* resp,
@@ -114,8 +115,8 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   coordinator::Coordinator* const core_;
   const Clock* const clock_;
   const absl::Duration max_wait_;
-  const Async<v1::RegisterNodeRequest, v1::RegisterNodeResponse>::Method register_node_;
-  const Async<v1::HeartbeatRequest, v1::HeartbeatResponse>::Method heartbeat_;
+  const Raw::Method register_node_;
+  const Raw::Method heartbeat_;
   const Async<v1::JoinJobRequest, v1::Assignment>::Method join_job_;
   const Async<v1::KeyGetRequest, v1::KeyGetResponse>::Method key_get_;
   const Async<v1::KeySetRequest, v1::KeySetResponse>::Method key_set_;
