@@ -33,8 +33,8 @@ class Sim {
       stubs_.push_back(v1::Coordinator::NewStub(channel));
     }
     for (uint32_t i = 0; i < o.nodes; ++i) {
-      names_.push_back(SimulatedNodeName(i));
-      registrations_.push_back(SimulatedRegistration(i, o.gpus_per_node));
+      names_.push_back(SimulatedNodeName(o.first_node + i));
+      registrations_.push_back(SimulatedRegistration(o.first_node + i, o.gpus_per_node));
     }
     secrets_.resize(names_.size());
   }
@@ -59,6 +59,11 @@ class Sim {
       absl::MutexLock lock(&mu_);
       const auto done = [this] { return finished_ || !error_.ok(); };
       mu_.AwaitWithTimeout(absl::Condition(&done), o_.timeout + absl::Seconds(5));
+      if (finished_ && error_.ok() && o_.while_running) {
+        mu_.Unlock();
+        o_.while_running();
+        mu_.Lock();
+      }
       stopping_ = true;
       if (!finished_ && error_.ok()) {
         error_ = absl::DeadlineExceededError(absl::StrCat(
@@ -268,12 +273,16 @@ class Sim {
           break;
         }
         ++heartbeats_;
-        Async(i)->Heartbeat(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
+        Async(i)->Heartbeat(&c->ctx, &c->req, &c->resp,
+                            [this, c, i, sent = SteadyClock::now()](grpc::Status s) {
           CallsInFlight::Gone gone(&calls_);  // after the call (its channel reference) is deleted
       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
           End(c);
           if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
             return Fail(Failed("Heartbeat", names_[i], s));
+          }
+          if (s.ok() && o_.on_heartbeat) {
+            o_.on_heartbeat(std::chrono::duration<double>(SteadyClock::now() - sent).count());
           }
           if (s.ok() && c->resp.heartbeat_interval_ms() > 0) {
             absl::MutexLock lock(&mu_);

@@ -8,6 +8,7 @@
 #define MESHD_BENCH_SIM_CLUSTER_SIM_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,14 @@ struct SimOptions {
   // figures then exclude connecting and registering, as on a running cluster.
   bool register_first = false;
   absl::Duration timeout = absl::Minutes(5);  // the whole run's deadline
+  // Node i is SimulatedNodeName(first_node + i): two simulations side by side use disjoint ranges.
+  uint32_t first_node = 0;
+  // When set, runs once every node holds its ids, on the run's thread: the job stays up (its nodes
+  // heartbeating) until it returns. A failed heartbeat meanwhile fails the run.
+  std::function<void()> while_running;
+  // When set, called for every heartbeat answered OK (from gRPC's threads) with how long its
+  // answer took.
+  std::function<void(double latency_s)> on_heartbeat;
 };
 
 struct SimResult {
