@@ -12,8 +12,8 @@ absl::Status ParseBounded(const grpc::ByteBuffer& bytes, size_t max_bytes, absl:
                           google::protobuf::Message* out) {
   const size_t size = bytes.Length();
   if (size > max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(method, " request of ", size,
-                                                   " bytes is larger than its limit of ", max_bytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        method, " request of ", size, " bytes is larger than its limit of ", max_bytes));
   }
   grpc::ByteBuffer shared(bytes);  // the same slices, not copied
   grpc::ProtoBufferReader reader(&shared);

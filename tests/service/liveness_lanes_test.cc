@@ -163,10 +163,10 @@ class LivenessLanesTest : public ::testing::Test {
     for (int i = 0; i < n; ++i) {
       f.ctx.push_back(Ctx(absl::Seconds(60)));
       generic_->UnaryCall(f.ctx.back().get(), method, grpc::StubOptions(), &f.requests[i],
-                         &f.responses[i], [&f](grpc::Status s) {
-                           absl::MutexLock lock(&f.mu);
-                           f.codes.push_back(s.error_code());
-                         });
+                          &f.responses[i], [&f](grpc::Status s) {
+                            absl::MutexLock lock(&f.mu);
+                            f.codes.push_back(s.error_code());
+                          });
     }
   }
   static size_t Answered(Flood& f) {
@@ -244,7 +244,8 @@ TEST_F(LivenessLanesTest, OversizedHeartbeatAndRegistration_InvalidArgument_Node
   ASSERT_TRUE(Register("a").ok());
   std::string unknown;  // field 15, varint 0, repeated: a valid message of no known field
   for (int i = 0; i < (1 << 20); ++i) unknown += std::string("\x78\x00", 2);
-  for (const char* method : {"/meshd.v1.Coordinator/Heartbeat", "/meshd.v1.Coordinator/RegisterNode"}) {
+  for (const char* method :
+       {"/meshd.v1.Coordinator/Heartbeat", "/meshd.v1.Coordinator/RegisterNode"}) {
     Flood big;
     Send(big, method, unknown + unknown + unknown, 1);
     ASSERT_TRUE(WaitFor([&] { return Answered(big) == 1; }, absl::Seconds(30)));
