@@ -21,6 +21,13 @@ namespace meshd::service {
 // most a node's inventory (its GPUs, each field bounded) and the generations its workers run.
 inline constexpr size_t kMaxHeartbeatRequestBytes = 4 << 10;
 inline constexpr size_t kMaxRegisterNodeRequestBytes = 2 << 20;
+// The rest of the calls the coordinator parses itself: a join (names and counts), a key call (a
+// key of at most 1 KiB, a participant as long), a set (its value of at most 4 MiB too), and a wait
+// (at most 1,024 keys of 1 KiB), each with room for the fields around them.
+inline constexpr size_t kMaxJoinJobRequestBytes = 16 << 10;
+inline constexpr size_t kMaxKeyRequestBytes = 16 << 10;
+inline constexpr size_t kMaxKeySetRequestBytes = (4 << 20) + (16 << 10);
+inline constexpr size_t kMaxKeyWaitRequestBytes = (5 << 20) / 4;
 
 // Parses `bytes` into `out`. INVALID_ARGUMENT when longer than `max_bytes` (nothing decoded) or not
 // a message of `out`'s type, naming `method`.

@@ -39,6 +39,21 @@ typename AsyncUnaryCall<Req, Resp>::Method AsyncMethod(S* s, RequestFn request, 
           lane};
 }
 
+// A method whose request the service parses itself, at most `max_bytes` of it (ParsedUnaryCall).
+template <typename Req, typename Resp, typename S, typename RequestFn, typename ServeFn>
+typename ParsedUnaryCall<Req, Resp>::Method ParsedMethod(S* s, RequestFn request, ServeFn serve,
+                                                         const char* name, size_t max_bytes) {
+  return {[s, request](grpc::ServerContext* ctx, grpc::ByteBuffer* req,
+                       grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>* writer,
+                       grpc::CompletionQueue* call_cq, grpc::ServerCompletionQueue* arrival_cq,
+                       void* tag) { (s->*request)(ctx, req, writer, call_cq, arrival_cq, tag); },
+          [s, serve](grpc::ServerContext* ctx, const Req& req, Resp* resp,
+                     typename ParsedUnaryCall<Req, Resp>::Reply reply) {
+            (s->*serve)(ctx, req, resp, std::move(reply));
+          },
+          name, max_bytes};
+}
+
 }  // namespace
 
 CoordinatorService::CoordinatorService(coordinator::Coordinator* core, const Clock* clock,
@@ -52,18 +67,24 @@ CoordinatorService::CoordinatorService(coordinator::Coordinator* core, const Clo
       heartbeat_(AsyncMethod<grpc::ByteBuffer, grpc::ByteBuffer>(
           this, &CoordinatorService::RequestHeartbeat, &CoordinatorService::ServeHeartbeat,
           Lane::kHeartbeats)),
-      join_job_(AsyncMethod<v1::JoinJobRequest, v1::Assignment>(
-          this, &CoordinatorService::RequestJoinJob, &CoordinatorService::ServeJoinJob)),
-      key_get_(AsyncMethod<v1::KeyGetRequest, v1::KeyGetResponse>(
-          this, &CoordinatorService::RequestKeyGet, &CoordinatorService::ServeKeyGet)),
-      key_set_(AsyncMethod<v1::KeySetRequest, v1::KeySetResponse>(
-          this, &CoordinatorService::RequestKeySet, &CoordinatorService::ServeKeySet)),
-      key_add_(AsyncMethod<v1::KeyAddRequest, v1::KeyAddResponse>(
-          this, &CoordinatorService::RequestKeyAdd, &CoordinatorService::ServeKeyAdd)),
-      key_wait_(AsyncMethod<v1::KeyWaitRequest, v1::KeyWaitResponse>(
-          this, &CoordinatorService::RequestKeyWait, &CoordinatorService::ServeKeyWait)),
-      barrier_(AsyncMethod<v1::BarrierRequest, v1::BarrierResponse>(
-          this, &CoordinatorService::RequestBarrier, &CoordinatorService::ServeBarrier)),
+      join_job_(ParsedMethod<v1::JoinJobRequest, v1::Assignment>(
+          this, &CoordinatorService::RequestJoinJob, &CoordinatorService::ServeJoinJob, "JoinJob",
+          kMaxJoinJobRequestBytes)),
+      key_get_(ParsedMethod<v1::KeyGetRequest, v1::KeyGetResponse>(
+          this, &CoordinatorService::RequestKeyGet, &CoordinatorService::ServeKeyGet, "KeyGet",
+          kMaxKeyRequestBytes)),
+      key_set_(ParsedMethod<v1::KeySetRequest, v1::KeySetResponse>(
+          this, &CoordinatorService::RequestKeySet, &CoordinatorService::ServeKeySet, "KeySet",
+          kMaxKeySetRequestBytes)),
+      key_add_(ParsedMethod<v1::KeyAddRequest, v1::KeyAddResponse>(
+          this, &CoordinatorService::RequestKeyAdd, &CoordinatorService::ServeKeyAdd, "KeyAdd",
+          kMaxKeyRequestBytes)),
+      key_wait_(ParsedMethod<v1::KeyWaitRequest, v1::KeyWaitResponse>(
+          this, &CoordinatorService::RequestKeyWait, &CoordinatorService::ServeKeyWait, "KeyWait",
+          kMaxKeyWaitRequestBytes)),
+      barrier_(ParsedMethod<v1::BarrierRequest, v1::BarrierResponse>(
+          this, &CoordinatorService::RequestBarrier, &CoordinatorService::ServeBarrier, "Barrier",
+          kMaxKeyRequestBytes)),
       resolve_groups_(AsyncMethod<grpc::ByteBuffer, grpc::ByteBuffer>(
           this, &CoordinatorService::RequestResolveGroups,
           &CoordinatorService::ServeResolveGroups)) {}
@@ -74,12 +95,12 @@ void CoordinatorService::AwaitCalls(AsyncQueues* queues) {
   for (int i = 0; i < 2; ++i) {
     Raw::Await(&register_node_, queues);
     Raw::Await(&heartbeat_, queues);
-    Async<v1::JoinJobRequest, v1::Assignment>::Await(&join_job_, queues);
-    Async<v1::KeyGetRequest, v1::KeyGetResponse>::Await(&key_get_, queues);
-    Async<v1::KeySetRequest, v1::KeySetResponse>::Await(&key_set_, queues);
-    Async<v1::KeyAddRequest, v1::KeyAddResponse>::Await(&key_add_, queues);
-    Async<v1::KeyWaitRequest, v1::KeyWaitResponse>::Await(&key_wait_, queues);
-    Async<v1::BarrierRequest, v1::BarrierResponse>::Await(&barrier_, queues);
+    Parsed<v1::JoinJobRequest, v1::Assignment>::Await(&join_job_, queues);
+    Parsed<v1::KeyGetRequest, v1::KeyGetResponse>::Await(&key_get_, queues);
+    Parsed<v1::KeySetRequest, v1::KeySetResponse>::Await(&key_set_, queues);
+    Parsed<v1::KeyAddRequest, v1::KeyAddResponse>::Await(&key_add_, queues);
+    Parsed<v1::KeyWaitRequest, v1::KeyWaitResponse>::Await(&key_wait_, queues);
+    Parsed<v1::BarrierRequest, v1::BarrierResponse>::Await(&barrier_, queues);
     Async<grpc::ByteBuffer, grpc::ByteBuffer>::Await(&resolve_groups_, queues);
   }
 }
@@ -137,7 +158,7 @@ void CoordinatorService::ServeHeartbeat(grpc::ServerContext* ctx, const grpc::By
 
 void CoordinatorService::ServeJoinJob(grpc::ServerContext* ctx, const v1::JoinJobRequest& req,
                                       v1::Assignment* resp,
-                                      Async<v1::JoinJobRequest, v1::Assignment>::Reply reply) {
+                                      Parsed<v1::JoinJobRequest, v1::Assignment>::Reply reply) {
   if (absl::Status s = core_->AuthorizeNode(CallerOf(*ctx), req.node()); !s.ok()) {
     return reply(ToGrpc(s));
   }
@@ -197,7 +218,7 @@ grpc::ServerWriteReactor<v1::GenerationEnd>* CoordinatorService::WatchJob(
 
 void CoordinatorService::ServeKeySet(grpc::ServerContext* ctx, const v1::KeySetRequest& req,
                                      v1::KeySetResponse* /*resp*/,
-                                     Async<v1::KeySetRequest, v1::KeySetResponse>::Reply reply) {
+                                     Parsed<v1::KeySetRequest, v1::KeySetResponse>::Reply reply) {
   if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req.job(), req.generation());
       !s.ok()) {
     return reply(ToGrpc(s));
@@ -208,7 +229,7 @@ void CoordinatorService::ServeKeySet(grpc::ServerContext* ctx, const v1::KeySetR
 
 void CoordinatorService::ServeKeyGet(grpc::ServerContext* ctx, const v1::KeyGetRequest& req,
                                      v1::KeyGetResponse* resp,
-                                     Async<v1::KeyGetRequest, v1::KeyGetResponse>::Reply reply) {
+                                     Parsed<v1::KeyGetRequest, v1::KeyGetResponse>::Reply reply) {
   if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req.job(), req.generation());
       !s.ok()) {
     return reply(ToGrpc(s));
@@ -222,7 +243,7 @@ void CoordinatorService::ServeKeyGet(grpc::ServerContext* ctx, const v1::KeyGetR
 
 void CoordinatorService::ServeKeyAdd(grpc::ServerContext* ctx, const v1::KeyAddRequest& req,
                                      v1::KeyAddResponse* resp,
-                                     Async<v1::KeyAddRequest, v1::KeyAddResponse>::Reply reply) {
+                                     Parsed<v1::KeyAddRequest, v1::KeyAddResponse>::Reply reply) {
   if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req.job(), req.generation());
       !s.ok()) {
     return reply(ToGrpc(s));
@@ -251,7 +272,7 @@ grpc::ServerUnaryReactor* CoordinatorService::KeyCompareSet(grpc::CallbackServer
 
 void CoordinatorService::ServeKeyWait(grpc::ServerContext* ctx, const v1::KeyWaitRequest& req,
                                       v1::KeyWaitResponse* /*resp*/,
-                                      Async<v1::KeyWaitRequest, v1::KeyWaitResponse>::Reply reply) {
+                                      Parsed<v1::KeyWaitRequest, v1::KeyWaitResponse>::Reply reply) {
   if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req.job(), req.generation());
       !s.ok()) {
     return reply(ToGrpc(s));
@@ -300,7 +321,7 @@ grpc::ServerUnaryReactor* CoordinatorService::KeyCount(grpc::CallbackServerConte
 
 void CoordinatorService::ServeBarrier(grpc::ServerContext* ctx, const v1::BarrierRequest& req,
                                       v1::BarrierResponse*,
-                                      Async<v1::BarrierRequest, v1::BarrierResponse>::Reply reply) {
+                                      Parsed<v1::BarrierRequest, v1::BarrierResponse>::Reply reply) {
   if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req.job(), req.generation());
       !s.ok()) {
     return reply(ToGrpc(s));

@@ -16,6 +16,7 @@
 #include "common/time/clock.h"
 #include "daemon/coordinator/coordinator.h"
 #include "daemon/service/async_unary.h"
+#include "daemon/service/parsed_unary.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 
 namespace meshd::service {
@@ -27,11 +28,11 @@ using C = v1::Coordinator;
 // by size before they are parsed, see bounded_request.h), the others callback (gRPC's generated
 // mix-ins).
 using Base = C::WithRawMethod_RegisterNode<C::WithRawMethod_Heartbeat<
-    C::WithAsyncMethod_JoinJob<C::WithCallbackMethod_LeaveJob<C::WithCallbackMethod_LeaveNode<C::WithCallbackMethod_FinishJob<C::WithCallbackMethod_WatchJob<
-        C::WithAsyncMethod_KeySet<C::WithAsyncMethod_KeyGet<C::WithAsyncMethod_KeyAdd<
-            C::WithCallbackMethod_KeyCompareSet<C::WithAsyncMethod_KeyWait<
+    C::WithRawMethod_JoinJob<C::WithCallbackMethod_LeaveJob<C::WithCallbackMethod_LeaveNode<C::WithCallbackMethod_FinishJob<C::WithCallbackMethod_WatchJob<
+        C::WithRawMethod_KeySet<C::WithRawMethod_KeyGet<C::WithRawMethod_KeyAdd<
+            C::WithCallbackMethod_KeyCompareSet<C::WithRawMethod_KeyWait<
                 C::WithCallbackMethod_KeyCheck<C::WithCallbackMethod_KeyDelete<
-                    C::WithCallbackMethod_KeyCount<C::WithAsyncMethod_Barrier<
+                    C::WithCallbackMethod_KeyCount<C::WithRawMethod_Barrier<
                         C::WithRawMethod_ResolveGroups<C::WithCallbackMethod_GetStatus<
                             C::WithCallbackMethod_ListNodes<C::WithCallbackMethod_ListJobs<
                                 C::WithCallbackMethod_GetJob<
@@ -84,6 +85,9 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
  private:
   template <typename Req, typename Resp>
   using Async = AsyncUnaryCall<Req, Resp>;
+  // Requests the service parses itself, each within its method's limit (parsed_unary.h).
+  template <typename Req, typename Resp>
+  using Parsed = ParsedUnaryCall<Req, Resp>;
 
   using Raw = Async<grpc::ByteBuffer, grpc::ByteBuffer>;
   void ServeRegisterNode(grpc::ServerContext* ctx, const grpc::ByteBuffer& request,
@@ -91,22 +95,22 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   void ServeHeartbeat(grpc::ServerContext* ctx, const grpc::ByteBuffer& request,
                       grpc::ByteBuffer* resp, Raw::Reply reply);
   void ServeJoinJob(grpc::ServerContext* ctx, const v1::JoinJobRequest& req, v1::Assignment* resp,
-                    Async<v1::JoinJobRequest, v1::Assignment>::Reply reply);
+                    Parsed<v1::JoinJobRequest, v1::Assignment>::Reply reply);
   void ServeKeyGet(grpc::ServerContext* ctx, const v1::KeyGetRequest& req, v1::KeyGetResponse* resp,
-                   Async<v1::KeyGetRequest, v1::KeyGetResponse>::Reply reply);
+                   Parsed<v1::KeyGetRequest, v1::KeyGetResponse>::Reply reply);
   // The store's busiest calls (torch's start-up is sets, adds and waits) on the async API too:
   // on the callback API they complete through gRPC's one callback queue, which Debian's libgrpc
   // scans on every completion.
   void ServeKeySet(grpc::ServerContext* ctx, const v1::KeySetRequest& req, v1::KeySetResponse* resp,
-                   Async<v1::KeySetRequest, v1::KeySetResponse>::Reply reply);
+                   Parsed<v1::KeySetRequest, v1::KeySetResponse>::Reply reply);
   void ServeKeyAdd(grpc::ServerContext* ctx, const v1::KeyAddRequest& req, v1::KeyAddResponse* resp,
-                   Async<v1::KeyAddRequest, v1::KeyAddResponse>::Reply reply);
+                   Parsed<v1::KeyAddRequest, v1::KeyAddResponse>::Reply reply);
   void ServeKeyWait(grpc::ServerContext* ctx, const v1::KeyWaitRequest& req,
                     v1::KeyWaitResponse* resp,
-                    Async<v1::KeyWaitRequest, v1::KeyWaitResponse>::Reply reply);
+                    Parsed<v1::KeyWaitRequest, v1::KeyWaitResponse>::Reply reply);
   void ServeBarrier(grpc::ServerContext* ctx, const v1::BarrierRequest& req,
                     v1::BarrierResponse* resp,
-                    Async<v1::BarrierRequest, v1::BarrierResponse>::Reply reply);
+                    Parsed<v1::BarrierRequest, v1::BarrierResponse>::Reply reply);
   void ServeResolveGroups(grpc::ServerContext* ctx, const grpc::ByteBuffer& request,
                           grpc::ByteBuffer* resp,
                           Async<grpc::ByteBuffer, grpc::ByteBuffer>::Reply reply);
@@ -117,12 +121,12 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   const absl::Duration max_wait_;
   const Raw::Method register_node_;
   const Raw::Method heartbeat_;
-  const Async<v1::JoinJobRequest, v1::Assignment>::Method join_job_;
-  const Async<v1::KeyGetRequest, v1::KeyGetResponse>::Method key_get_;
-  const Async<v1::KeySetRequest, v1::KeySetResponse>::Method key_set_;
-  const Async<v1::KeyAddRequest, v1::KeyAddResponse>::Method key_add_;
-  const Async<v1::KeyWaitRequest, v1::KeyWaitResponse>::Method key_wait_;
-  const Async<v1::BarrierRequest, v1::BarrierResponse>::Method barrier_;
+  const Parsed<v1::JoinJobRequest, v1::Assignment>::Method join_job_;
+  const Parsed<v1::KeyGetRequest, v1::KeyGetResponse>::Method key_get_;
+  const Parsed<v1::KeySetRequest, v1::KeySetResponse>::Method key_set_;
+  const Parsed<v1::KeyAddRequest, v1::KeyAddResponse>::Method key_add_;
+  const Parsed<v1::KeyWaitRequest, v1::KeyWaitResponse>::Method key_wait_;
+  const Parsed<v1::BarrierRequest, v1::BarrierResponse>::Method barrier_;
   const Async<grpc::ByteBuffer, grpc::ByteBuffer>::Method resolve_groups_;
 };
 

@@ -1,5 +1,6 @@
 // GrpcServer (see grpc_server.h).
 #include "daemon/service/grpc_server.h"
+#include "daemon/service/parse_errors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -326,7 +327,13 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
       server->queues_.push_back(builder.AddCompletionQueue());
     }
   }
-  if (options.interceptors) builder.experimental().SetInterceptorCreators(options.interceptors());
+  // First, so that the others (call metrics) see the status it sends.
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(ParseErrorInterceptors());
+  if (options.interceptors) {
+    for (auto& i : options.interceptors()) interceptors.push_back(std::move(i));
+  }
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr) {
     return absl::UnavailableError(absl::StrCat("could not listen on ",

@@ -1,0 +1,82 @@
+// Bytes that are not the method's request, sent to every method of meshd.v1.Coordinator, Admin and
+// Agent on real servers: each is refused with INVALID_ARGUMENT and a message that says what could
+// not be parsed — not INTERNAL or UNIMPLEMENTED with an empty message — and the server goes on
+// serving.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "daemon/runtime/coordinator_daemon.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/descriptor.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "meshd/v1/admin.grpc.pb.h"
+#include "meshd/v1/coordinator.grpc.pb.h"
+
+namespace meshd {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A unary call of `method` with `payload` as its raw request; its status.
+grpc::Status RawCall(grpc::GenericStub& stub, const std::string& method,
+                     const std::string& payload) {
+  grpc::Slice slice(payload);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  absl::Mutex mu;
+  std::optional<grpc::Status> status;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    absl::MutexLock lock(&mu);
+    status = s;
+  });
+  absl::MutexLock lock(&mu);
+  auto done = [&] { return status.has_value(); };
+  mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(15));
+  return status.value_or(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no answer"));
+}
+
+TEST(MalformedRequests, EveryUnaryMethod_InvalidArgumentSayingWhat) {
+  runtime::CoordinatorDaemonOptions o;
+  o.listen = "127.0.0.1:0";
+  auto daemon = runtime::CoordinatorDaemon::Start(o);
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  auto channel = grpc::CreateChannel((*daemon)->address(), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  // A field 1 of wire type 2 whose length runs past the end: no message parses it.
+  const std::string junk = "\x0a\xff\xff\xff\x0f not a protobuf";
+  // Linked in by the stubs' headers above, so the generated pool knows both services.
+  const google::protobuf::DescriptorPool* pool = google::protobuf::DescriptorPool::generated_pool();
+  for (const char* name : {"meshd.v1.Coordinator", "meshd.v1.Admin"}) {
+    const google::protobuf::ServiceDescriptor* service = pool->FindServiceByName(name);
+    ASSERT_NE(service, nullptr) << name;
+    for (int i = 0; i < service->method_count(); ++i) {
+      const google::protobuf::MethodDescriptor* m = service->method(i);
+      if (m->client_streaming() || m->server_streaming()) continue;
+      const std::string method = absl::StrCat("/", service->full_name(), "/", m->name());
+      const grpc::Status s = RawCall(stub, method, junk);
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+          << method << ": " << s.error_code() << " " << s.error_message();
+      EXPECT_THAT(s.error_message(), HasSubstr(m->input_type()->name())) << method;
+    }
+  }
+  // A method the service parses itself refuses a request past its own limit before decoding it
+  // (a KeyGet is a job, a generation and a key of at most 1 KiB: 100 KiB is not one).
+  v1::KeyGetRequest big;
+  big.set_job("job");
+  big.set_key(std::string(100 << 10, 'k'));
+  const grpc::Status s = RawCall(stub, "/meshd.v1.Coordinator/KeyGet", big.SerializeAsString());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("larger than its limit"));
+}
+
+}  // namespace
+}  // namespace meshd
