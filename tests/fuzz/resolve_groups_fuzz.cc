@@ -9,6 +9,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "daemon/domain/limits.h"
 #include "daemon/wire/resolve_groups_decoding.h"
 #include "google/protobuf/stubs/logging.h"
 #include "meshd/v1/coordinator.pb.h"
@@ -40,6 +41,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool protobuf_ok = want.ParseFromString(bytes);
   const absl::StatusOr<meshd::wire::ResolveGroupsCall> got =
       meshd::wire::DecodeResolveGroupsRequest(absl::string_view(bytes));
+  // Past the per-request limits the decoder refuses what protobuf (without them) accepts.
+  const bool over_limit =
+      protobuf_ok && (static_cast<size_t>(want.ranks_size()) > meshd::domain::kMaxRanksPerRequest ||
+                      static_cast<size_t>(want.groups_size()) > meshd::domain::kMaxGroupsPerRequest);
+  if (over_limit) {
+    if (got.ok()) Differ("past the limits, the decoder accepts", bytes);
+    return 0;
+  }
   if (got.ok() != protobuf_ok) {
     Differ(protobuf_ok ? "protobuf accepts, the decoder refuses: " + got.status().ToString()
                        : "protobuf refuses, the decoder accepts",
