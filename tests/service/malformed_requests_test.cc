@@ -1,7 +1,9 @@
-// Bytes that are not the method's request, sent to every method of meshd.v1.Coordinator, Admin and
-// Agent on real servers: each is refused with INVALID_ARGUMENT and a message that says what could
+// Bytes that are not the method's request, sent to every unary method of meshd.v1.Coordinator,
+// Admin (TCP) and Agent (its unix socket) on real servers: each is refused with INVALID_ARGUMENT and a message that says what could
 // not be parsed — not INTERNAL or UNIMPLEMENTED with an empty message — and the server goes on
 // serving.
+#include <unistd.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -10,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "daemon/runtime/agent_daemon.h"
 #include "daemon/runtime/coordinator_daemon.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
@@ -17,6 +20,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "meshd/v1/admin.grpc.pb.h"
+#include "meshd/v1/agent.grpc.pb.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 
 namespace meshd {
@@ -76,6 +80,35 @@ TEST(MalformedRequests, EveryUnaryMethod_InvalidArgumentSayingWhat) {
   const grpc::Status s = RawCall(stub, "/meshd.v1.Coordinator/KeyGet", big.SerializeAsString());
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
   EXPECT_THAT(s.error_message(), HasSubstr("larger than its limit"));
+}
+
+// The agent's socket: what a worker (or anything of the socket's group) sends.
+TEST(MalformedRequests, EveryUnaryAgentMethod_InvalidArgumentSayingWhat) {
+  runtime::CoordinatorDaemonOptions c;
+  c.listen = "127.0.0.1:0";
+  auto coordinator = runtime::CoordinatorDaemon::Start(c);
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  runtime::AgentDaemonOptions a;
+  a.coordinator = (*coordinator)->address();
+  a.socket = absl::StrCat(::testing::TempDir(), "meshd_malformed_", getpid(), ".sock");
+  a.simulate_gpus = 1;
+  a.node_name = "malformed";
+  auto agent = runtime::AgentDaemon::Start(a);
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  grpc::GenericStub stub(
+      grpc::CreateChannel("unix:" + a.socket, grpc::InsecureChannelCredentials()));
+  const google::protobuf::ServiceDescriptor* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName("meshd.v1.Agent");
+  ASSERT_NE(service, nullptr);
+  for (int i = 0; i < service->method_count(); ++i) {
+    const google::protobuf::MethodDescriptor* m = service->method(i);
+    if (m->client_streaming() || m->server_streaming()) continue;
+    const std::string method = absl::StrCat("/meshd.v1.Agent/", m->name());
+    const grpc::Status s = RawCall(stub, method, "\x0a\xff\xff\xff\x0f not a protobuf");
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << method << ": " << s.error_code() << " " << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr(m->input_type()->name())) << method;
+  }
 }
 
 }  // namespace
