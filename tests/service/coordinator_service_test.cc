@@ -24,6 +24,7 @@
 #include "meshd/v1/coordinator.grpc.pb.h"
 #include "tests/support/client_context.h"
 #include "tests/support/fake_clock.h"
+#include "tests/support/raw_call.h"
 #include "tests/support/wait_for.h"
 
 namespace meshd {
@@ -525,24 +526,10 @@ TEST_F(CoordinatorServiceTest, Stop_ThousandsHeld_EachCancelled) {
 // (the method parses its own request), and the server goes on serving.
 TEST_F(CoordinatorServiceTest, ResolveGroups_UnparsableRequest_InvalidArgument) {
   grpc::GenericStub generic(channel_);
-  const std::string junk = "\xff\xff\xff\xff\x0f not a protobuf";
-  grpc::Slice slice(junk);
-  grpc::ByteBuffer request(&slice, 1);
-  grpc::ByteBuffer response;
-  absl::Mutex mu;
-  std::optional<grpc::Status> status;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-  generic.UnaryCall(&ctx, "/meshd.v1.Coordinator/ResolveGroups", grpc::StubOptions(), &request,
-                    &response, [&](grpc::Status s) {
-                      absl::MutexLock lock(&mu);
-                      status = s;
-                    });
-  absl::MutexLock lock(&mu);
-  auto done = [&] { return status.has_value(); };
-  ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(10)));
-  EXPECT_EQ(status->error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(status->error_message(), HasSubstr("ResolveGroupsRequest"));
+  const grpc::Status status = testing::RawUnaryCall(generic, "/meshd.v1.Coordinator/ResolveGroups",
+                                                    "\xff\xff\xff\xff\x0f not a protobuf");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("ResolveGroupsRequest"));
   EXPECT_TRUE(Register("still-serving").ok());
 }
 

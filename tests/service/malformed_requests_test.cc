@@ -5,13 +5,10 @@
 #include <unistd.h>
 
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/clock.h"
 #include "daemon/runtime/agent_daemon.h"
 #include "daemon/runtime/coordinator_daemon.h"
 #include "gmock/gmock.h"
@@ -22,31 +19,14 @@
 #include "meshd/v1/admin.grpc.pb.h"
 #include "meshd/v1/agent.grpc.pb.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
+#include "tests/support/raw_call.h"
 
 namespace meshd {
 namespace {
 
 using ::testing::HasSubstr;
 
-// A unary call of `method` with `payload` as its raw request; its status.
-grpc::Status RawCall(grpc::GenericStub& stub, const std::string& method,
-                     const std::string& payload) {
-  grpc::Slice slice(payload);
-  grpc::ByteBuffer request(&slice, 1);
-  grpc::ByteBuffer response;
-  absl::Mutex mu;
-  std::optional<grpc::Status> status;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
-    absl::MutexLock lock(&mu);
-    status = s;
-  });
-  absl::MutexLock lock(&mu);
-  auto done = [&] { return status.has_value(); };
-  mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(15));
-  return status.value_or(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no answer"));
-}
+using ::meshd::testing::RawUnaryCall;
 
 TEST(MalformedRequests, EveryUnaryMethod_InvalidArgumentSayingWhat) {
   runtime::CoordinatorDaemonOptions o;
@@ -66,7 +46,7 @@ TEST(MalformedRequests, EveryUnaryMethod_InvalidArgumentSayingWhat) {
       const google::protobuf::MethodDescriptor* m = service->method(i);
       if (m->client_streaming() || m->server_streaming()) continue;
       const std::string method = absl::StrCat("/", service->full_name(), "/", m->name());
-      const grpc::Status s = RawCall(stub, method, junk);
+      const grpc::Status s = RawUnaryCall(stub, method, junk);
       EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
           << method << ": " << s.error_code() << " " << s.error_message();
       EXPECT_THAT(s.error_message(), HasSubstr(m->input_type()->name())) << method;
@@ -77,7 +57,7 @@ TEST(MalformedRequests, EveryUnaryMethod_InvalidArgumentSayingWhat) {
   v1::KeyGetRequest big;
   big.set_job("job");
   big.set_key(std::string(100 << 10, 'k'));
-  const grpc::Status s = RawCall(stub, "/meshd.v1.Coordinator/KeyGet", big.SerializeAsString());
+  const grpc::Status s = RawUnaryCall(stub, "/meshd.v1.Coordinator/KeyGet", big.SerializeAsString());
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
   EXPECT_THAT(s.error_message(), HasSubstr("larger than its limit"));
 }
@@ -104,7 +84,7 @@ TEST(MalformedRequests, EveryUnaryAgentMethod_InvalidArgumentSayingWhat) {
     const google::protobuf::MethodDescriptor* m = service->method(i);
     if (m->client_streaming() || m->server_streaming()) continue;
     const std::string method = absl::StrCat("/meshd.v1.Agent/", m->name());
-    const grpc::Status s = RawCall(stub, method, "\x0a\xff\xff\xff\x0f not a protobuf");
+    const grpc::Status s = RawUnaryCall(stub, method, "\x0a\xff\xff\xff\x0f not a protobuf");
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
         << method << ": " << s.error_code() << " " << s.error_message();
     EXPECT_THAT(s.error_message(), HasSubstr(m->input_type()->name())) << method;
