@@ -34,12 +34,9 @@ class ParseErrorInterceptor : public grpc::experimental::Interceptor {
       unparsed_ = true;
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
-      const grpc::Status sent = methods->GetSendStatus();
-      // The callback API answers an unparsable request UNIMPLEMENTED, empty, without the hook
-      // above seeing it: a method that exists answers UNIMPLEMENTED with nothing to say only then.
-      const bool callback_unparsed =
-          sent.error_code() == grpc::StatusCode::UNIMPLEMENTED && sent.error_message().empty();
-      if ((unparsed_ && !sent.ok()) || callback_unparsed) {
+      // Only a call whose request did not parse: a method this server does not serve (the
+      // agent's health port asked for Attach) keeps gRPC's UNIMPLEMENTED.
+      if (unparsed_ && !methods->GetSendStatus().ok()) {
         methods->ModifySendStatus(grpc::Status(
             grpc::StatusCode::INVALID_ARGUMENT,
             absl::StrCat("the request is not a ", request_->full_name(),

@@ -314,7 +314,7 @@ TEST_F(StandaloneTest, BashCompletion) {
                       true)
         .out;
   };
-  EXPECT_EQ(complete("meshctl \"\"", 1), "status nodes jobs job node plan\n");
+  EXPECT_EQ(complete("meshctl \"\"", 1), "status nodes jobs job node leave plan\n");
   EXPECT_EQ(complete("meshctl node \"\"", 2), "cordon uncordon drain forget\n");
   EXPECT_EQ(complete("meshctl node dr", 2), "drain\n");
   EXPECT_EQ(complete(absl::StrCat("meshctl --coordinator ", address_, " node drain \"\""), 5),

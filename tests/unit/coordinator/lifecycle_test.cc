@@ -141,6 +141,9 @@ TEST_F(LifecycleTest, JobWithAJoinerWaiting_Kept) {
   Pass(absl::Minutes(11), {"a"});
   EXPECT_TRUE(coord_.Job("train").ok());
   EXPECT_FALSE(got.has_value());
+  coord_.Shutdown();  // answers the wait while `got` is still there
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status().code(), absl::StatusCode::kCancelled);
 }
 
 // The squat: a 1-second JoinJob of a 64-node "train" held the name, refusing every other
