@@ -283,15 +283,24 @@ void CoordinatorService::ServeKeyWait(grpc::ServerContext* ctx, const v1::KeyWai
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::KeyCheck(grpc::CallbackServerContext* ctx,
-                                                       const v1::KeyCheckRequest* req,
-                                                       v1::KeyCheckResponse* resp) {
-  if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req->job(), req->generation());
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
+  v1::KeyCheckRequest req;
+  if (absl::Status s = ParseBounded(*request, kMaxKeyWaitRequestBytes, "KeyCheck", &req);
+      !s.ok()) {
+    return Done(ctx, s);
+  }
+  if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req.job(), req.generation());
       !s.ok()) {
     return Done(ctx, s);
   }
   absl::StatusOr<bool> all = core_->KeyCheck(
-      req->job(), req->generation(), std::vector<std::string>(req->keys().begin(), req->keys().end()));
-  if (all.ok()) resp->set_all_set(*all);
+      req.job(), req.generation(), std::vector<std::string>(req.keys().begin(), req.keys().end()));
+  if (all.ok()) {
+    v1::KeyCheckResponse resp;
+    resp.set_all_set(*all);
+    *response = Serialize(resp);
+  }
   return Done(ctx, all.status());
 }
 

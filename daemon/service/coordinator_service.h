@@ -31,7 +31,7 @@ using Base = C::WithRawMethod_RegisterNode<C::WithRawMethod_Heartbeat<
     C::WithRawMethod_JoinJob<C::WithCallbackMethod_LeaveJob<C::WithCallbackMethod_LeaveNode<C::WithCallbackMethod_FinishJob<C::WithCallbackMethod_WatchJob<
         C::WithRawMethod_KeySet<C::WithRawMethod_KeyGet<C::WithRawMethod_KeyAdd<
             C::WithCallbackMethod_KeyCompareSet<C::WithRawMethod_KeyWait<
-                C::WithCallbackMethod_KeyCheck<C::WithCallbackMethod_KeyDelete<
+                C::WithRawCallbackMethod_KeyCheck<C::WithCallbackMethod_KeyDelete<
                     C::WithCallbackMethod_KeyCount<C::WithRawMethod_Barrier<
                         C::WithRawMethod_ResolveGroups<C::WithCallbackMethod_GetStatus<
                             C::WithCallbackMethod_ListNodes<C::WithCallbackMethod_ListJobs<
@@ -59,9 +59,11 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   grpc::ServerUnaryReactor* KeyCompareSet(grpc::CallbackServerContext* ctx,
                                           const v1::KeyCompareSetRequest* req,
                                           v1::KeyCompareSetResponse* resp) override;
+  // Raw: a check names up to 1,024 keys, and its request is refused past their size before it is
+  // decoded (8 MiB of empty keys parsed into millions of strings).
   grpc::ServerUnaryReactor* KeyCheck(grpc::CallbackServerContext* ctx,
-                                     const v1::KeyCheckRequest* req,
-                                     v1::KeyCheckResponse* resp) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* KeyDelete(grpc::CallbackServerContext* ctx,
                                       const v1::KeyDeleteRequest* req,
                                       v1::KeyDeleteResponse* resp) override;
