@@ -92,12 +92,7 @@ NodeRegistry::Registration NodeRegistry::Register(const NodeInventory& inv, std:
   } else {
     r.arrival = node->alive ? Arrival::kAgain : Arrival::kBack;
   }
-  // Its old GPUs are released only where it still owns them: one another node claimed while this
-  // one was dead stays that node's.
-  for (const Gpu& g : node->inventory.gpus) {
-    auto owner = gpu_owner_.find(g.uuid);
-    if (owner != gpu_owner_.end() && owner->second == inv.node) gpu_owner_.erase(owner);
-  }
+  ReleaseGpus(inv.node, node->inventory.gpus);
   for (const Gpu& g : inv.gpus) gpu_owner_[g.uuid] = inv.node;
   node->inventory = inv;
   node->secret = std::move(secret);
@@ -181,11 +176,15 @@ absl::Status NodeRegistry::Forget(const std::string& name) {
   return absl::OkStatus();
 }
 
-NodeRegistry::NodeMap::iterator NodeRegistry::Erase(NodeMap::iterator it) {
-  for (const Gpu& g : it->second->inventory.gpus) {
+void NodeRegistry::ReleaseGpus(const std::string& node, const std::vector<Gpu>& gpus) {
+  for (const Gpu& g : gpus) {
     auto owner = gpu_owner_.find(g.uuid);
-    if (owner != gpu_owner_.end() && owner->second == it->first) gpu_owner_.erase(owner);
+    if (owner != gpu_owner_.end() && owner->second == node) gpu_owner_.erase(owner);
   }
+}
+
+NodeRegistry::NodeMap::iterator NodeRegistry::Erase(NodeMap::iterator it) {
+  ReleaseGpus(it->first, it->second->inventory.gpus);
   return nodes_.erase(it);
 }
 

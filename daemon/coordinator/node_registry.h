@@ -170,6 +170,9 @@ class NodeRegistry {
   using NodeMap = std::map<std::string, std::unique_ptr<Node>>;
   // Marks a live node gone (dead or left) at `now`.
   void Gone(Node& node, absl::Time now);
+  // Frees those of `gpus` that `node` still owns: one another node claimed meanwhile (while this
+  // one was dead) stays that node's.
+  void ReleaseGpus(const std::string& node, const std::vector<Gpu>& gpus);
   // Removes a record (a gone node's) and frees the GPUs it claimed; the next one.
   NodeMap::iterator Erase(NodeMap::iterator it);
 };
