@@ -129,6 +129,84 @@ absl::StatusOr<DeviceMesh> DeviceMesh::FromRankTable(const RankTensor& table, Di
   return Derive(std::move(root), *std::move(layout), std::move(names));
 }
 
+namespace {
+
+// "[0,2,4]", at most 16 ranks shown.
+std::string RanksText(absl::Span<const int64_t> ranks) {
+  constexpr size_t kShown = 16;
+  if (ranks.size() <= kShown) return absl::StrCat("[", absl::StrJoin(ranks, ","), "]");
+  return absl::StrCat("[", absl::StrJoin(ranks.subspan(0, kShown), ","), ",… (",
+                      ranks.size() - kShown, " more)]");
+}
+
+}  // namespace
+
+absl::StatusOr<DeviceMesh> DeviceMesh::FromGroups(absl::Span<const std::vector<int64_t>> groups,
+                                                  const std::optional<RankTensor>& table,
+                                                  DimNames names, int64_t world_size,
+                                                  std::optional<int64_t> rank) {
+  if (groups.empty()) {
+    return absl::InvalidArgumentError("a mesh from process groups needs at least one group");
+  }
+  if (absl::Status s = CheckWorld(1, world_size); !s.ok()) return s;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    if (groups[i].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("group ", i, " has no ranks"));
+    }
+    if (static_cast<int64_t>(groups[i].size()) > world_size) {
+      return absl::InvalidArgumentError(absl::StrCat("group ", i, " has ", groups[i].size(),
+                                                     " ranks, more than the world's ", world_size));
+    }
+  }
+  RankTensor one_group;
+  const RankTensor* mesh = nullptr;
+  if (!table) {
+    if (groups.size() != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a mesh from ", groups.size(),
+                       " process groups needs the mesh: a rank table with one dim per group"));
+    }
+    one_group.shape = {static_cast<int64_t>(groups[0].size())};
+    one_group.values = groups[0];
+    mesh = &one_group;
+  } else {
+    mesh = &*table;
+    if (table->shape.size() != groups.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the mesh has ", table->shape.size(), " dims (shape (", absl::StrJoin(table->shape, ", "),
+          ")) but ", groups.size(), " process groups were given; give one group per dim"));
+    }
+    if (groups.size() == 1 && table->values != groups[0]) {
+      return absl::InvalidArgumentError(absl::StrCat("mesh ", RanksText(table->values),
+                                                     " is not the process group's ranks ",
+                                                     RanksText(groups[0])));
+    }
+  }
+  if (groups.size() > 1 && !names) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a mesh from ", groups.size(), " process groups needs dim names"));
+  }
+  absl::StatusOr<DeviceMesh> m = FromRankTable(*mesh, std::move(names), world_size);
+  if (!m.ok() || !rank) return m;
+  for (int d = 0; d < m->ndim(); ++d) {
+    absl::StatusOr<RankGroup> g = m->GroupOf(*rank, d);
+    if (!g.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("rank ", *rank, " is not in the mesh ",
+                                                     RanksText(mesh->values),
+                                                     " it makes from its process groups"));
+    }
+    std::vector<int64_t> want = g->ranks, got = groups[d];
+    std::sort(want.begin(), want.end());
+    std::sort(got.begin(), got.end());
+    if (want != got) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("process group ", d, " ", RanksText(groups[d]), " is not rank ", *rank,
+                       "'s group along ", m->DimLabel(d), " of the mesh, ", RanksText(g->ranks)));
+    }
+  }
+  return m;
+}
+
 absl::StatusOr<DeviceMesh> DeviceMesh::Derive(std::shared_ptr<const MeshRoot> root,
                                               MeshLayout layout, DimNames names) {
   const int64_t n = root->rank_map().size();
@@ -148,6 +226,14 @@ absl::StatusOr<DeviceMesh> DeviceMesh::Derive(std::shared_ptr<const MeshRoot> ro
 }
 
 bool DeviceMesh::IsRoot() const { return layout_ == root_->layout() && names_ == root_->names(); }
+
+DeviceMesh DeviceMesh::RootMesh() const {
+  if (IsRoot()) return *this;
+  // The root's own layout always fits its rank map: this cannot fail.
+  return *Derive(root_, root_->layout(), root_->names());
+}
+
+size_t DeviceMesh::Hash() const { return absl::HashOf(*this); }
 
 absl::StatusOr<int> DeviceMesh::DimIndex(absl::string_view name) const {
   if (!names_) {

@@ -19,6 +19,7 @@
 #ifndef MESHD_COMMON_LAYOUT_DEVICE_MESH_H_
 #define MESHD_COMMON_LAYOUT_DEVICE_MESH_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/hash/hash.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -106,6 +108,20 @@ class DeviceMesh {
   // Errors (INVALID_ARGUMENT): as Create, plus a rank outside [0, world_size) or a repeated rank.
   static absl::StatusOr<DeviceMesh> FromRankTable(const RankTensor& table, DimNames names,
                                                   int64_t world_size);
+  // DeviceMesh.from_group(groups, mesh, mesh_dim_names): a root mesh over process groups that
+  // exist already (no group is made; a c10d group lists its ranks sorted). One group and no
+  // `table`: the 1-D mesh over the group's ranks, in the order given. Otherwise `table` is the
+  // mesh, with one dim per group; a 1-D table must be the group's ranks, and several groups need
+  // names.
+  // PyTorch trusts the groups; given `rank` (the caller), meshd checks them: group i must hold
+  // exactly the ranks of `rank`'s group along dim i (in any order), and `rank` must be in the mesh.
+  // Errors (INVALID_ARGUMENT): no group, an empty group or one larger than the world, a table or
+  // names missing, a table whose ndim is not the number of groups, a 1-D table that is not the
+  // group, a group that is not the rank's; and those of FromRankTable.
+  static absl::StatusOr<DeviceMesh> FromGroups(absl::Span<const std::vector<int64_t>> groups,
+                                               const std::optional<RankTensor>& table,
+                                               DimNames names, int64_t world_size,
+                                               std::optional<int64_t> rank = std::nullopt);
   // A mesh over `root`'s rank map with another layout (what mesh_ops derive).
   // Errors (INVALID_ARGUMENT): the layout overlaps itself or does not fit the rank map.
   static absl::StatusOr<DeviceMesh> Derive(std::shared_ptr<const MeshRoot> root, MeshLayout layout,
@@ -121,6 +137,10 @@ class DeviceMesh {
   const RankMap& rank_map() const { return root_->rank_map(); }
   // True when this mesh equals its root by value (only then are flattened names sliceable).
   bool IsRoot() const;
+  // The root mesh (PyTorch's _get_root_mesh()): the mesh this one was derived from by slicing,
+  // flattening, unflattening or concatenating (the first input's), or itself. It shares the
+  // flatten registry. O(ndim^2) for a derived mesh.
+  DeviceMesh RootMesh() const;
 
   // The index of dim `name`. Errors: FAILED_PRECONDITION without names; INVALID_ARGUMENT for an
   // unknown name (the message lists the valid ones).
@@ -152,6 +172,14 @@ class DeviceMesh {
 
   // By value: root rank map content, layout and names.
   friend bool operator==(const DeviceMesh& a, const DeviceMesh& b);
+  // Consistent with ==, and O(ndim) (the rank map's content is hashed once, when it is built);
+  // PyTorch hashes the same three things (and the device type).
+  template <typename H>
+  friend H AbslHashValue(H h, const DeviceMesh& m) {
+    h = H::combine(std::move(h), m.layout_, m.names_.has_value(), m.root_->rank_map());
+    return m.names_ ? H::combine(std::move(h), *m.names_) : std::move(h);
+  }
+  size_t Hash() const;
 
  private:
   DeviceMesh() = default;

@@ -23,8 +23,10 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/hash/hash.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
@@ -35,6 +37,10 @@ struct Mode {
   int64_t size = 1;
   int64_t stride = 0;
   friend bool operator==(const Mode&, const Mode&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const Mode& m) {
+    return H::combine(std::move(h), m.size, m.stride);
+  }
 };
 
 // The coalesced form of a list of modes:
@@ -67,6 +73,11 @@ class FlatLayout {
   std::string ToString() const;
 
   friend bool operator==(const FlatLayout&, const FlatLayout&) = default;
+  // Consistent with == (the form is canonical).
+  template <typename H>
+  friend H AbslHashValue(H h, const FlatLayout& l) {
+    return H::combine(std::move(h), l.modes_);
+  }
 
  private:
   std::vector<Mode> modes_;

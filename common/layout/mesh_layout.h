@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
@@ -45,6 +46,10 @@ class MeshLayout {
   std::string ToString() const;
 
   friend bool operator==(const MeshLayout&, const MeshLayout&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const MeshLayout& l) {
+    return H::combine(std::move(h), l.axes_);
+  }
 
  private:
   std::vector<FlatLayout> axes_;

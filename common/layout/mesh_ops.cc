@@ -22,7 +22,43 @@ absl::Status NeedNames(const DeviceMesh& mesh, absl::string_view what) {
       absl::StrCat("cannot ", what, " ", mesh.ToString(), ": it has no dim names"));
 }
 
+// "(valid: -3..2, a name of (pp, dp, tp), or a flattened dim of its root: (dp_tp))".
+std::string ValidDims(const DeviceMesh& mesh) {
+  std::string out = absl::StrCat("(valid: ", -mesh.ndim(), "..", mesh.ndim() - 1);
+  if (mesh.names()) absl::StrAppend(&out, ", a name of ", Quoted(*mesh.names()));
+  const std::vector<std::string> flat = mesh.root()->FlattenedNames();
+  if (!flat.empty()) absl::StrAppend(&out, ", or a flattened dim of its root: ", Quoted(flat));
+  return absl::StrCat(out, ")");
+}
+
 }  // namespace
+
+absl::StatusOr<ResolvedDim> ResolveDim(const DeviceMesh& mesh, const DimRef& dim) {
+  if (const int* i = std::get_if<int>(&dim)) {
+    const int n = mesh.ndim();
+    if (*i < -n || *i >= n) {
+      return absl::InvalidArgumentError(absl::StrCat("dim ", *i, " is out of range for ",
+                                                     mesh.ToString(), ", which has ", n, " dims ",
+                                                     ValidDims(mesh)));
+    }
+    return ResolvedDim{mesh, *i < 0 ? *i + n : *i, false};
+  }
+  const std::string& name = std::get<std::string>(dim);
+  if (std::optional<FlatLayout> flat = mesh.root()->FindFlattened(name)) {
+    absl::StatusOr<DeviceMesh> m = DeviceMesh::Derive(mesh.root(), MeshLayout({*std::move(flat)}),
+                                                      std::vector<std::string>{name});
+    if (!m.ok()) return m.status();
+    return ResolvedDim{*std::move(m), 0, true};
+  }
+  if (mesh.names()) {
+    for (int i = 0; i < mesh.ndim(); ++i) {
+      if ((*mesh.names())[i] == name) return ResolvedDim{mesh, i, false};
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("dim '", name, "' is not a dim of ", mesh.ToString(),
+                   mesh.names() ? " " : ", which has no dim names ", ValidDims(mesh)));
+}
 
 absl::StatusOr<DeviceMesh> Slice(const DeviceMesh& mesh, absl::Span<const std::string> names) {
   if (absl::Status s = NeedNames(mesh, "slice"); !s.ok()) return s;

@@ -49,6 +49,18 @@ absl::StatusOr<DeviceMesh> Flatten(const DeviceMesh& mesh,
 // A dim given by index or by name.
 using DimRef = std::variant<int, std::string>;
 
+// A dim as PyTorch's per-dim calls take it (get_group and so get_local_rank): a name the root's
+// flatten registry holds — from any mesh of that root, and looked up first, as PyTorch does — a
+// dim name of the mesh, or an index (negative counts from the end, as Python indexing does).
+struct ResolvedDim {
+  DeviceMesh mesh;  // `mesh` itself, or the flattened mesh a flattened name stands for
+  int dim = 0;      // the dim's index in `mesh`
+  bool flattened = false;
+};
+// Errors (INVALID_ARGUMENT, the message listing the valid indices and names): an index outside
+// [-ndim, ndim), a name that is neither a dim nor a flattened dim of the root.
+absl::StatusOr<ResolvedDim> ResolveDim(const DeviceMesh& mesh, const DimRef& dim);
+
 // mesh._unflatten(dim, sizes, names): dim split into len(sizes) dims.
 // Errors: FAILED_PRECONDITION without dim names; INVALID_ARGUMENT for a dim out of range (negative
 // included: PyTorch mishandles those), an unknown dim name, sizes and names of different lengths, a

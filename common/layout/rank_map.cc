@@ -3,6 +3,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 
 namespace meshd::layout {
 
@@ -34,6 +35,7 @@ absl::StatusOr<RankMap> RankMap::Explicit(std::vector<int64_t> ranks, int64_t wo
     identity = identity && r == pos;
   }
   if (identity) return Identity(m.size_);  // same meaning, O(1) memory
+  m.content_hash_ = absl::HashOf(absl::MakeConstSpan(ranks));
   m.ranks_ = std::move(ranks);
   return m;
 }
@@ -51,6 +53,7 @@ std::optional<int64_t> RankMap::position_of(int64_t rank) const {
 bool operator==(const RankMap& a, const RankMap& b) {
   if (a.size_ != b.size_) return false;
   if (a.is_identity() && b.is_identity()) return true;
+  if (a.content_hash_ != b.content_hash_) return false;
   for (int64_t i = 0; i < a.size_; ++i) {
     if (a.at(i) != b.at(i)) return false;
   }

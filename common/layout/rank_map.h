@@ -9,9 +9,11 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/status/statusor.h"
 
 namespace meshd::layout {
@@ -33,10 +35,18 @@ class RankMap {
 
   // Equal content (PyTorch compares rank maps by value, not by object).
   friend bool operator==(const RankMap& a, const RankMap& b);
+  // Consistent with ==, in O(1): an explicit map's content is hashed once, when it is built (an
+  // explicit table equal to the identity is stored as the identity, so equal maps are stored
+  // alike).
+  template <typename H>
+  friend H AbslHashValue(H h, const RankMap& m) {
+    return H::combine(std::move(h), m.size_, m.content_hash_);
+  }
 
  private:
   int64_t size_ = 0;
   std::vector<int64_t> ranks_;                      // empty for the identity
+  uint64_t content_hash_ = 0;                       // of ranks_; 0 for the identity
   absl::flat_hash_map<int64_t, int64_t> position_;  // rank -> position, explicit maps only
 };
 

@@ -1,6 +1,8 @@
 // DeviceMesh construction and per-rank queries: the semantics doc's sections 3-6, 12 and 16.
 #include "common/layout/device_mesh.h"
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "tests/unit/layout/mesh_test_util.h"
 
 namespace meshd::layout {
@@ -210,6 +212,107 @@ TEST(DeviceMeshScale, PerRankQueriesDoNotWalkTheWorld) {
   const RankGroup pp = Must(m.GroupOf(1'000'000, 0));
   EXPECT_EQ(pp.local_rank, 15);
   EXPECT_EQ(pp.ranks[0], 1'000'000 - 15 * 65536);
+}
+
+// ---- Identity: hash consistent with ==, the root mesh (issue 23)
+// ---------------------------------------------------------------------------------------
+
+TEST(DeviceMeshHash, EqualMeshesHashEqual) {
+  // PyTorch: DeviceMesh(arange(8).view(2,4)) == init_device_mesh((2,4)), and hashes alike.
+  const DeviceMesh init = Init({2, 4}, {"dp", "tp"});
+  const DeviceMesh table = FromTable({2, 4}, {0, 1, 2, 3, 4, 5, 6, 7}, {"dp", "tp"}, 8);
+  EXPECT_EQ(init, table);
+  EXPECT_EQ(init.Hash(), table.Hash());
+  EXPECT_EQ(absl::HashOf(init), absl::HashOf(table));
+  // Slices of two roots with the same ranks are equal, and hash alike.
+  const DeviceMesh tp1 = Must(Slice(init, {"tp"}));
+  const DeviceMesh tp2 = Must(Slice(Init({2, 4}, {"dp", "tp"}), {"tp"}));
+  EXPECT_EQ(tp1, tp2);
+  EXPECT_EQ(tp1.Hash(), tp2.Hash());
+  // A permuted table is another mesh: [[0,2],[1,3]] is not arange(4).view(2,2).
+  const DeviceMesh permuted = FromTable({2, 2}, {0, 2, 1, 3}, {"a", "b"}, 4);
+  const DeviceMesh same_permuted = FromTable({2, 2}, {0, 2, 1, 3}, {"a", "b"}, 8);
+  EXPECT_EQ(permuted, same_permuted);  // the world is not part of a mesh's value
+  EXPECT_EQ(permuted.Hash(), same_permuted.Hash());
+  EXPECT_NE(permuted.Hash(), Init({2, 2}, {"a", "b"}).Hash());
+  EXPECT_NE(init.Hash(), Init({2, 4}, {}).Hash());            // names
+  EXPECT_NE(init.Hash(), Init({4, 2}, {"dp", "tp"}).Hash());  // layout
+  // A subset table over other ranks.
+  EXPECT_NE(FromTable({2}, {4, 5}, {"x"}, 8).Hash(), FromTable({2}, {5, 4}, {"x"}, 8).Hash());
+  absl::flat_hash_set<DeviceMesh> set = {init, table, tp1, tp2, permuted, same_permuted};
+  EXPECT_EQ(set.size(), 3u);
+}
+
+TEST(DeviceMeshRoot, EveryDerivedMeshReachesItsRoot) {
+  const DeviceMesh root = Init({2, 2, 2}, {"dp", "cp", "tp"});
+  EXPECT_TRUE(root.IsRoot());
+  EXPECT_EQ(root.RootMesh(), root);
+  const DeviceMesh tp = Must(Slice(root, {"tp"}));
+  EXPECT_FALSE(tp.IsRoot());
+  EXPECT_EQ(tp.RootMesh(), root);
+  const DeviceMesh flat = Must(Flatten(Must(Slice(root, {"dp", "cp"}))));
+  EXPECT_EQ(flat.RootMesh(), root);
+  const DeviceMesh split = Must(Unflatten(flat, 0, {2, 2}, {"x", "y"}));
+  EXPECT_EQ(split.RootMesh(), root);
+  EXPECT_EQ(Must(Concatenate({tp, Must(Slice(root, {"dp"}))})).RootMesh(), root);
+  // The root mesh shares the registry: the flattened name is sliceable from it.
+  EXPECT_EQ(Must(Slice(tp.RootMesh(), {"dp_cp"})), flat);
+  // A user-built table is its own root.
+  const DeviceMesh table = FromTable({2, 2}, {3, 1, 0, 2}, {"a", "b"}, 4);
+  EXPECT_EQ(Must(Slice(table, {"b"})).RootMesh(), table);
+}
+
+// ---- from_group (issue 23): the maths of DeviceMesh.from_group
+// ---------------------------------------------------------------------------------------
+
+TEST(DeviceMeshFromGroups, OneGroup_OneDimMeshOverItsRanks) {
+  const std::vector<std::vector<int64_t>> groups = {{4, 5, 6, 7}};
+  const DeviceMesh m = Must(DeviceMesh::FromGroups(groups, std::nullopt, std::nullopt, 8, 6));
+  EXPECT_EQ(m, FromTable({4}, {4, 5, 6, 7}, {}, 8));
+  EXPECT_EQ(m.coordinate(6), (std::vector<int64_t>{2}));
+  EXPECT_EQ(m.coordinate(0), std::nullopt);
+  // A table equal to the group is accepted; another is PyTorch's "Invalid mesh" ValueError.
+  EXPECT_TRUE(
+      DeviceMesh::FromGroups(groups, RankTensor{{4}, {4, 5, 6, 7}}, DimNames({"w"}), 8).ok());
+  MESHD_EXPECT_CODE(DeviceMesh::FromGroups(groups, RankTensor{{4}, {4, 6, 5, 7}}, std::nullopt, 8),
+                    kInvalidArgument, "mesh [4,6,5,7] is not the process group's ranks [4,5,6,7]");
+}
+
+TEST(DeviceMeshFromGroups, SeveralGroups_TableAndNamesRequired_GroupsChecked) {
+  // mesh [[0,2],[1,3]]: rank 0's group along a is [0,1], along b [0,2].
+  const RankTensor table{{2, 2}, {0, 2, 1, 3}};
+  const std::vector<std::vector<int64_t>> groups = {{0, 1}, {0, 2}};
+  const DeviceMesh m = Must(DeviceMesh::FromGroups(groups, table, DimNames({"a", "b"}), 4, 0));
+  EXPECT_EQ(m, FromTable({2, 2}, {0, 2, 1, 3}, {"a", "b"}, 4));
+  // c10d lists a group's ranks sorted: order does not matter.
+  const std::vector<std::vector<int64_t>> rank3 = {{3, 2}, {3, 1}};
+  EXPECT_TRUE(DeviceMesh::FromGroups(rank3, table, DimNames({"a", "b"}), 4, 3).ok());
+  // Unchecked without the caller's rank, as PyTorch trusts them.
+  const std::vector<std::vector<int64_t>> swapped = {{0, 2}, {0, 1}};
+  EXPECT_TRUE(DeviceMesh::FromGroups(swapped, table, DimNames({"a", "b"}), 4).ok());
+  MESHD_EXPECT_CODE(DeviceMesh::FromGroups(swapped, table, DimNames({"a", "b"}), 4, 0),
+                    kInvalidArgument, "process group 0 [0,2] is not rank 0's group along a");
+  MESHD_EXPECT_CODE(DeviceMesh::FromGroups(groups, table, DimNames({"a", "b"}), 8, 5),
+                    kInvalidArgument, "rank 5 is not in the mesh");
+  MESHD_EXPECT_CODE(DeviceMesh::FromGroups(groups, std::nullopt, DimNames({"a", "b"}), 4),
+                    kInvalidArgument, "needs the mesh");
+  MESHD_EXPECT_CODE(DeviceMesh::FromGroups(groups, table, std::nullopt, 4), kInvalidArgument,
+                    "needs dim names");
+  MESHD_EXPECT_CODE(
+      DeviceMesh::FromGroups(groups, RankTensor{{4}, {0, 1, 2, 3}}, DimNames({"a", "b"}), 4),
+      kInvalidArgument, "the mesh has 1 dims");
+  MESHD_EXPECT_CODE(DeviceMesh::FromGroups({}, table, std::nullopt, 4), kInvalidArgument,
+                    "at least one group");
+  const std::vector<std::vector<int64_t>> empty = {{0, 1}, {}};
+  MESHD_EXPECT_CODE(DeviceMesh::FromGroups(empty, table, DimNames({"a", "b"}), 4), kInvalidArgument,
+                    "group 1 has no ranks");
+  const std::vector<std::vector<int64_t>> big = {{0, 1, 2, 3, 4}};
+  MESHD_EXPECT_CODE(DeviceMesh::FromGroups(big, std::nullopt, std::nullopt, 4), kInvalidArgument,
+                    "more than the world's 4");
+  // The table's own errors (a rank twice) are FromRankTable's.
+  MESHD_EXPECT_CODE(
+      DeviceMesh::FromGroups(groups, RankTensor{{2, 2}, {0, 2, 1, 1}}, DimNames({"a", "b"}), 4),
+      kInvalidArgument, "appears twice");
 }
 
 }  // namespace

@@ -17,6 +17,83 @@ using ::meshd::layout::testing::ViewValues;
 
 DeviceMesh Mesh3d() { return Init({2, 2, 2}, {"dp", "cp", "tp"}); }
 
+// ---- ResolveDim (issue 23): the dim argument of PyTorch's per-dim calls
+// ---------------------------------------------------------------------------------------
+
+ResolvedDim Resolve(const DeviceMesh& m, const DimRef& dim) {
+  absl::StatusOr<ResolvedDim> r = ResolveDim(m, dim);
+  if (!r.ok()) {
+    ADD_FAILURE() << r.status();
+    return ResolvedDim{m, 0, false};
+  }
+  return *std::move(r);
+}
+
+TEST(ResolveDim, IndicesNegativeIndicesAndNames) {
+  const DeviceMesh m = Mesh3d();
+  for (const auto& [dim, index] : std::vector<std::pair<DimRef, int>>{
+           {0, 0}, {2, 2}, {-1, 2}, {-3, 0}, {std::string("cp"), 1}}) {
+    const ResolvedDim r = Resolve(m, dim);
+    EXPECT_EQ(r.dim, index);
+    EXPECT_FALSE(r.flattened);
+    EXPECT_EQ(r.mesh, m);
+  }
+  const std::string m_text = m.ToString();
+  MESHD_EXPECT_CODE(ResolveDim(m, 3), kInvalidArgument,
+                    "dim 3 is out of range for " + m_text +
+                        ", which has 3 dims (valid: -3..2, a name of ('dp', 'cp', 'tp'))");
+  MESHD_EXPECT_CODE(ResolveDim(m, -4), kInvalidArgument, "dim -4 is out of range");
+  MESHD_EXPECT_CODE(ResolveDim(m, std::string("pp")), kInvalidArgument,
+                    "dim 'pp' is not a dim of " + m_text + " (valid: -3..2");
+  MESHD_EXPECT_CODE(ResolveDim(Init({2, 4}, {}), std::string("tp")), kInvalidArgument,
+                    "which has no dim names (valid: -2..1)");
+}
+
+TEST(ResolveDim, FlattenedNameFromAnyMeshOfTheRoot) {
+  // PyTorch's get_group("dp_tp") after mesh["dp","tp"]._flatten() works on every mesh sharing
+  // the root, even one without those dims.
+  const DeviceMesh m = Mesh3d();
+  const DeviceMesh flat = Must(Flatten(Must(Slice(m, {"dp", "tp"}))));  // (2,2):(4,1)
+  for (const DeviceMesh& from : {m, Must(Slice(m, {"cp"})), Must(Slice(m, {"dp", "tp"}))}) {
+    const ResolvedDim r = Resolve(from, std::string("dp_tp"));
+    EXPECT_TRUE(r.flattened);
+    EXPECT_EQ(r.dim, 0);
+    EXPECT_EQ(r.mesh, flat);
+    EXPECT_EQ(Must(r.mesh.GroupOf(6, 0)).ranks, (std::vector<int64_t>{2, 3, 6, 7}));
+    EXPECT_EQ(Must(r.mesh.GroupOf(6, 0)).local_rank, 2);
+  }
+  // The message lists the flattened names too.
+  MESHD_EXPECT_CODE(ResolveDim(Must(Slice(m, {"cp"})), std::string("x")), kInvalidArgument,
+                    "(valid: -1..0, a name of ('cp'), or a flattened dim of its root: ('dp_tp'))");
+  // Another root does not know it.
+  MESHD_EXPECT_CODE(ResolveDim(Mesh3d(), std::string("dp_tp")), kInvalidArgument,
+                    "is not a dim of");
+}
+
+TEST(ResolveDim, FlattenedNameIsLookedUpFirst_AsPyTorchGetGroup) {
+  // On ("dp","tp") 2x4, flatten "dp" as "a", then unflatten tp into ("a","b"): PyTorch's
+  // get_group("a") on the unflattened mesh answers the root's flattened "a" (dp), not its own.
+  const DeviceMesh root = Init({2, 4}, {"dp", "tp"});
+  const DeviceMesh a = Must(Flatten(Must(Slice(root, {"dp"})), std::string("a")));
+  const DeviceMesh u = Must(Unflatten(root, std::string("tp"), {2, 2}, {"a", "b"}));
+  const ResolvedDim r = Resolve(u, std::string("a"));
+  EXPECT_TRUE(r.flattened);
+  EXPECT_EQ(r.mesh, a);
+  EXPECT_EQ(Must(r.mesh.GroupOf(5, 0)).ranks, (std::vector<int64_t>{1, 5}));
+  // By index, dim 1 is still its own "a": [5,7] for rank 5.
+  EXPECT_EQ(Must(u.GroupOf(5, Resolve(u, 1).dim)).ranks, (std::vector<int64_t>{5, 7}));
+}
+
+TEST(ResolveDim, SubsetAndPermutedTables) {
+  // DeviceMesh(mesh=[[3,1],[0,2]], names ("a","b")): groups of a are [3,0],[1,2].
+  const DeviceMesh m = FromTable({2, 2}, {3, 1, 0, 2}, {"a", "b"}, 4);
+  EXPECT_EQ(GroupRows(m, Resolve(m, -2).dim), (Rows{{3, 0}, {1, 2}}));
+  const DeviceMesh ab = Must(Flatten(m));
+  EXPECT_EQ(GroupRows(Resolve(m, std::string("a_b")).mesh, 0), (Rows{{3, 1, 0, 2}}));
+  EXPECT_EQ(Must(ab.GroupOf(0, 0)).local_rank, 0);
+  EXPECT_EQ(Must(ab.GroupOf(3, 0)).local_rank, 3);
+}
+
 // ---- Slice
 // ---------------------------------------------------------------------------------------
 
