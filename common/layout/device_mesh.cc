@@ -22,6 +22,10 @@ absl::StatusOr<int64_t> CheckedProduct(absl::Span<const int64_t> shape) {
   if (shape.empty()) {
     return absl::InvalidArgumentError("a mesh needs at least one dim; the shape is empty");
   }
+  if (shape.size() > static_cast<size_t>(kMaxMeshDims)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a mesh of ", shape.size(), " dims has more than ", kMaxMeshDims));
+  }
   int64_t n = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] < 1) {
@@ -148,6 +152,10 @@ absl::StatusOr<DeviceMesh> DeviceMesh::FromGroups(absl::Span<const std::vector<i
   if (groups.empty()) {
     return absl::InvalidArgumentError("a mesh from process groups needs at least one group");
   }
+  if (groups.size() > static_cast<size_t>(kMaxMeshDims)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a mesh from ", groups.size(), " process groups has more than ", kMaxMeshDims, " dims"));
+  }
   if (absl::Status s = CheckWorld(1, world_size); !s.ok()) return s;
   for (size_t i = 0; i < groups.size(); ++i) {
     if (groups[i].empty()) {
@@ -209,6 +217,10 @@ absl::StatusOr<DeviceMesh> DeviceMesh::FromGroups(absl::Span<const std::vector<i
 
 absl::StatusOr<DeviceMesh> DeviceMesh::Derive(std::shared_ptr<const MeshRoot> root,
                                               MeshLayout layout, DimNames names) {
+  if (layout.ndim() > kMaxMeshDims) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a mesh of ", layout.ndim(), " dims has more than ", kMaxMeshDims));
+  }
   const int64_t n = root->rank_map().size();
   DeviceMesh mesh;
   absl::StatusOr<AxisFrame> frame = AxisFrame::Build(layout.axes(), n);

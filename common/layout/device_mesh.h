@@ -41,6 +41,11 @@ namespace meshd::layout {
 
 using DimNames = std::optional<std::vector<std::string>>;
 
+// The most dims a mesh may have: far more than a world needs (2^20 ranks have at most 20 dims
+// larger than 1), and checked before any layout is built, so that a hostile shape, name list or
+// unflatten cannot make the O(ndim^2) maths slow. PyTorch sets no such limit.
+inline constexpr int kMaxMeshDims = 64;
+
 // A dense row-major tensor of ranks (a mesh's view, or the table a mesh is built from).
 struct RankTensor {
   std::vector<int64_t> shape;
@@ -100,8 +105,9 @@ class DeviceMesh {
  public:
   // init_device_mesh(shape, names) over a world of `world_size` ranks: identity rank map of
   // prod(shape) ranks. Ranks >= prod(shape) are in the world but not in the mesh.
-  // Errors (INVALID_ARGUMENT): empty shape, a size < 1, prod(shape) > world_size, names whose count
-  // differs from the shape's, duplicate or empty names, world_size < 1.
+  // Errors (INVALID_ARGUMENT): empty shape, more than kMaxMeshDims dims, a size < 1,
+  // prod(shape) > world_size, names whose count differs from the shape's, duplicate or empty
+  // names, world_size < 1.
   static absl::StatusOr<DeviceMesh> Create(absl::Span<const int64_t> shape, DimNames names,
                                            int64_t world_size);
   // DeviceMesh(mesh=table, names): any rank order, any subset of the world.
@@ -123,7 +129,8 @@ class DeviceMesh {
                                                DimNames names, int64_t world_size,
                                                std::optional<int64_t> rank = std::nullopt);
   // A mesh over `root`'s rank map with another layout (what mesh_ops derive).
-  // Errors (INVALID_ARGUMENT): the layout overlaps itself or does not fit the rank map.
+  // Errors (INVALID_ARGUMENT): more than kMaxMeshDims dims, the layout overlaps itself or does not
+  // fit the rank map.
   static absl::StatusOr<DeviceMesh> Derive(std::shared_ptr<const MeshRoot> root, MeshLayout layout,
                                            DimNames names);
 

@@ -63,6 +63,10 @@ absl::StatusOr<ResolvedDim> ResolveDim(const DeviceMesh& mesh, const DimRef& dim
 absl::StatusOr<DeviceMesh> Slice(const DeviceMesh& mesh, absl::Span<const std::string> names) {
   if (absl::Status s = NeedNames(mesh, "slice"); !s.ok()) return s;
   if (names.empty()) return absl::InvalidArgumentError("slicing needs at least one dim name");
+  if (names.size() > static_cast<size_t>(kMaxMeshDims)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot slice ", names.size(), " dims: a mesh has at most ", kMaxMeshDims));
+  }
   const std::vector<std::string>& own = *mesh.names();
   if (std::vector<std::string>(names.begin(), names.end()) == own) return mesh;
 
@@ -158,6 +162,11 @@ absl::StatusOr<DeviceMesh> Unflatten(const DeviceMesh& mesh, const DimRef& dim,
                      ") but ", names.size(), " names ", Quoted(names), "; give one name per size"));
   }
   if (sizes.empty()) return absl::InvalidArgumentError("unflatten needs at least one size");
+  if (static_cast<size_t>(mesh.ndim()) - 1 + sizes.size() > static_cast<size_t>(kMaxMeshDims)) {
+    return absl::InvalidArgumentError(absl::StrCat("unflatten into ", sizes.size(),
+                                                   " dims would make a mesh of more than ",
+                                                   kMaxMeshDims, " dims"));
+  }
   absl::StatusOr<std::vector<FlatLayout>> axes = Composition(mesh.layout().axes()[index], sizes);
   if (!axes.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("cannot unflatten dim ", mesh.DimLabel(index),
@@ -177,6 +186,13 @@ absl::StatusOr<DeviceMesh> Unflatten(const DeviceMesh& mesh, const DimRef& dim,
 
 absl::StatusOr<DeviceMesh> Concatenate(absl::Span<const DeviceMesh> meshes) {
   if (meshes.empty()) return absl::InvalidArgumentError("concatenate needs at least one mesh");
+  size_t total = 0;
+  for (const DeviceMesh& m : meshes) total += m.ndim();
+  if (total > static_cast<size_t>(kMaxMeshDims)) {
+    return absl::InvalidArgumentError(absl::StrCat("concatenating ", meshes.size(),
+                                                   " meshes would make a mesh of ", total,
+                                                   " dims, more than ", kMaxMeshDims));
+  }
   std::vector<FlatLayout> axes;
   std::vector<std::string> names;
   for (size_t i = 0; i < meshes.size(); ++i) {

@@ -12,8 +12,8 @@
 //   [[0,4],[1,5]]
 //
 // Error codes: INVALID_ARGUMENT for a bad request (unknown or misordered names, overlaps, sizes
-// that do not multiply out, name clashes); FAILED_PRECONDITION when the mesh itself cannot do it
-// (no dim names).
+// that do not multiply out, name clashes, a result of more than kMaxMeshDims dims — refused before
+// it is built); FAILED_PRECONDITION when the mesh itself cannot do it (no dim names).
 //
 // Thread-safety: pure functions over immutable values, except that Flatten registers the new name
 // on the root (atomically), exactly as PyTorch records it in the root's flatten mapping.

@@ -3,6 +3,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "common/layout/mesh_ops.h"
 #include "tests/unit/layout/mesh_test_util.h"
 
 namespace meshd::layout {
@@ -313,6 +315,31 @@ TEST(DeviceMeshFromGroups, SeveralGroups_TableAndNamesRequired_GroupsChecked) {
   MESHD_EXPECT_CODE(
       DeviceMesh::FromGroups(groups, RankTensor{{2, 2}, {0, 2, 1, 1}}, DimNames({"a", "b"}), 4),
       kInvalidArgument, "appears twice");
+}
+
+TEST(DeviceMeshLimits, MoreThanMaxDims_RefusedBeforeBuilding) {
+  const std::vector<int64_t> ones(kMaxMeshDims, 1);
+  EXPECT_TRUE(DeviceMesh::Create(ones, std::nullopt, 1).ok());
+  const std::vector<int64_t> too_many(kMaxMeshDims + 1, 1);
+  MESHD_EXPECT_CODE(DeviceMesh::Create(too_many, std::nullopt, 1), kInvalidArgument,
+                    "65 dims has more than 64");
+  MESHD_EXPECT_CODE(DeviceMesh::FromRankTable(RankTensor{too_many, {0}}, std::nullopt, 1),
+                    kInvalidArgument, "more than 64");
+  const DeviceMesh m = Init({4}, {"w"});
+  MESHD_EXPECT_CODE(Unflatten(m, 0, too_many, std::vector<std::string>(too_many.size(), "x")),
+                    kInvalidArgument, "more than 64 dims");
+  MESHD_EXPECT_CODE(Slice(m, std::vector<std::string>(kMaxMeshDims + 1, "w")), kInvalidArgument,
+                    "at most 64");
+  const DeviceMesh wide = Init(ones, [] {
+    std::vector<std::string> n;
+    for (int i = 0; i < kMaxMeshDims; ++i) n.push_back(absl::StrCat("d", i));
+    return n;
+  }());
+  MESHD_EXPECT_CODE(Concatenate({wide, Must(Slice(wide, {"d0"}))}), kInvalidArgument,
+                    "65 dims, more than 64");
+  const std::vector<std::vector<int64_t>> groups(kMaxMeshDims + 1, std::vector<int64_t>{0});
+  MESHD_EXPECT_CODE(DeviceMesh::FromGroups(groups, std::nullopt, std::nullopt, 1), kInvalidArgument,
+                    "more than 64 dims");
 }
 
 }  // namespace
