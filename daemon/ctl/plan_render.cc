@@ -146,7 +146,12 @@ void AppendView(const DeviceMesh& mesh, const layout::RankTensor& view, std::str
   }
 }
 
-void AppendMeshText(const DeviceMesh& mesh, const RenderOptions& o, std::string& out) {
+// The placement lint walks every group of every dim: a plan lints at most this many group members
+// in all (128 steps of a 2^20-rank 1-D mesh), and says so past it.
+constexpr int64_t kMaxLintedMembers = int64_t{1} << 27;
+
+void AppendMeshText(const DeviceMesh& mesh, const RenderOptions& o, int64_t& lint_budget,
+                    std::string& out) {
   const int64_t copies = mesh.rank_map().size() / mesh.size();
   absl::StrAppend(&out, "  ", mesh.size(), " of the world's ", o.world_size, " ranks",
                   copies > 1 ? absl::StrCat(", in ", copies,
@@ -156,35 +161,47 @@ void AppendMeshText(const DeviceMesh& mesh, const RenderOptions& o, std::string&
                   "\n");
   constexpr int64_t kMaxTable = 1024;
   const int64_t shown_rank = mesh.rank_map().at(0);
-  absl::StatusOr<layout::RankTensor> view = mesh.View(shown_rank);
-  if (mesh.size() <= kMaxTable && view.ok()) {
+  absl::StatusOr<layout::RankTensor> view =
+      mesh.size() <= kMaxTable ? mesh.View(shown_rank)
+                               : absl::StatusOr<layout::RankTensor>(absl::OutOfRangeError("big"));
+  if (view.ok()) {
     AppendView(mesh, *view, out);
   } else {
     absl::StrAppend(&out, "    (", mesh.size(), " ranks: too many to draw; use --json)\n");
   }
 
   std::optional<std::vector<topology::DimPlacement>> lint;
+  bool lint_skipped = false;
   if (o.gpus_per_node) {
-    absl::StatusOr<std::vector<topology::DimPlacement>> l =
-        topology::LintPlacement(mesh, *o.gpus_per_node);
-    if (l.ok()) lint = *std::move(l);
+    const int64_t cost = mesh.ndim() * mesh.rank_map().size();
+    if (cost <= lint_budget) {
+      lint_budget -= cost;
+      absl::StatusOr<std::vector<topology::DimPlacement>> l =
+          topology::LintPlacement(mesh, *o.gpus_per_node);
+      if (l.ok()) lint = *std::move(l);
+    } else {
+      lint_skipped = true;
+    }
   }
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"dim", "size", "groups", "placement", "first groups"});
   if (!lint) rows[0].erase(rows[0].begin() + 3);
   for (int d = 0; d < mesh.ndim(); ++d) {
-    const layout::GroupTable t = mesh.Groups(d);
+    // Only the groups shown are computed (GroupMember is O(ndim)), not the dim's whole table.
+    const int64_t num_groups = mesh.num_groups(d);
     std::vector<std::string> shown;
     constexpr int64_t kMaxGroups = 4;
-    for (int64_t g = 0; g < std::min(t.num_groups(), kMaxGroups); ++g) {
-      shown.push_back(FormatRanks(std::vector<int64_t>(t.row(g).begin(), t.row(g).end())));
+    for (int64_t g = 0; g < std::min(num_groups, kMaxGroups); ++g) {
+      std::vector<int64_t> members(mesh.size(d));
+      for (int64_t m = 0; m < mesh.size(d); ++m) members[m] = mesh.GroupMember(d, g, m);
+      shown.push_back(FormatRanks(members));
     }
     std::string groups = absl::StrJoin(shown, " ");
-    if (t.num_groups() > kMaxGroups) {
-      absl::StrAppend(&groups, " … (", t.num_groups() - kMaxGroups, " more)");
+    if (num_groups > kMaxGroups) {
+      absl::StrAppend(&groups, " … (", num_groups - kMaxGroups, " more)");
     }
     std::vector<std::string> row = {mesh.DimLabel(d), absl::StrCat(mesh.size(d)),
-                                    absl::StrCat(t.num_groups())};
+                                    absl::StrCat(num_groups)};
     if (lint) {
       const topology::DimPlacement& p = (*lint)[d];
       row.push_back(p.max_hosts == 1
@@ -216,6 +233,10 @@ void AppendMeshText(const DeviceMesh& mesh, const RenderOptions& o, std::string&
     for (const topology::DimPlacement& p : *lint) {
       if (!p.warning.empty()) absl::StrAppend(&out, "  WARNING: ", p.warning, "\n");
     }
+  }
+  if (lint_skipped) {
+    absl::StrAppend(&out, "  (placement not checked: the plan's earlier steps used the ",
+                    kMaxLintedMembers, " group members it checks in all; plan fewer steps)\n");
   }
 }
 
@@ -249,12 +270,15 @@ absl::StatusOr<json> PlanToJson(const std::vector<StepOutcome>& outcomes,
   for (const StepOutcome& s : outcomes) {
     if (s.mesh.ok()) {
       values += static_cast<int64_t>(ranks.size()) * (s.mesh->size() + int64_t{2} * s.mesh->ndim());
+      values += s.mesh->ndim() * s.mesh->rank_map().size();  // every group of every dim
     }
   }
   if (values > max_values) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the per-rank fields would hold ", values, " numbers (a view for each of ", ranks.size(),
-        " ranks); pass --ranks with the ranks you want, e.g. --ranks 0,1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the plan's JSON would hold ", values,
+                     " numbers (every group of every step, and a view for each of ", ranks.size(),
+                     " ranks); pass --ranks with the ranks you want, e.g. --ranks 0,1, or plan "
+                     "fewer steps"));
   }
   json steps = json::array();
   for (const StepOutcome& s : outcomes) {
@@ -277,6 +301,7 @@ absl::StatusOr<json> PlanToJson(const std::vector<StepOutcome>& outcomes,
 
 std::string PlanToText(const std::vector<StepOutcome>& outcomes, const RenderOptions& options) {
   std::string out;
+  int64_t lint_budget = kMaxLintedMembers;
   for (size_t i = 0; i < outcomes.size(); ++i) {
     const StepOutcome& s = outcomes[i];
     const std::string op = s.op.empty() ? "?" : s.op;
@@ -286,7 +311,7 @@ std::string PlanToText(const std::vector<StepOutcome>& outcomes, const RenderOpt
       continue;
     }
     absl::StrAppend(&out, "step ", i, "  ", op, "  ", s.mesh->ToString(), "\n");
-    AppendMeshText(*s.mesh, options, out);
+    AppendMeshText(*s.mesh, options, lint_budget, out);
     if (i + 1 < outcomes.size()) absl::StrAppend(&out, "\n");
   }
   return out;

@@ -30,12 +30,15 @@ struct RenderOptions {
   std::optional<int64_t> gpus_per_node;
 };
 
-// Errors: INVALID_ARGUMENT when the per-rank fields would exceed `max_values` numbers (a view per
-// rank of a large world); the message says to pass --ranks.
+// Errors: INVALID_ARGUMENT when the output would hold more than `max_values` numbers (every group
+// of every step, and a view per reported rank of a large world); the message says to pass --ranks.
 absl::StatusOr<nlohmann::ordered_json> PlanToJson(const std::vector<StepOutcome>& outcomes,
                                                   const RenderOptions& options,
                                                   int64_t max_values = 50'000'000);
 
+// Tables, the first groups of each dim (computed alone, not the dim's whole table) and, with
+// gpus_per_node, the placement lint (which walks every group: at most 2^27 members for the whole
+// plan, and a line saying so past it).
 std::string PlanToText(const std::vector<StepOutcome>& outcomes, const RenderOptions& options);
 
 // "[0..7]", "[0,8,..,56]" or "[3,1,2,0]": a compact, exact rendering of a rank list.

@@ -5,6 +5,7 @@
 //
 // Exit status: 0 success; 1 a plan step failed (the output says which and why); 2 bad usage or
 // input that could not be read (message on stderr).
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -35,6 +36,7 @@ struct PlanFlags {
   int64_t world = 0;
   std::string script;
   std::string shape;
+  std::string mesh;
   std::string names;
   std::string ranks;
   int64_t gpus_per_node = 0;
@@ -63,15 +65,28 @@ int RunPlanCommand(const PlanFlags& f) {
   using meshd::ctl::StepOutcome;
   nlohmann::json steps;
   int64_t world = f.world;
+  if (!f.script.empty() + !f.shape.empty() + !f.mesh.empty() > 1) {
+    return Fail("give one of --script, --shape and --mesh");
+  }
+  if (!f.names.empty() && f.shape.empty() && f.mesh.empty()) {
+    return Fail("--names goes with --shape or --mesh");
+  }
+  std::vector<std::string> names;
+  if (!f.names.empty()) names = absl::StrSplit(f.names, ',');
   if (!f.script.empty()) {
-    if (!f.shape.empty()) return Fail("give either --script or --shape, not both");
     std::string text;
+    // Read at most one byte past the limit: a larger script is refused, never read whole.
+    auto read = [&text](std::istream& in) {
+      text.resize(meshd::ctl::kMaxScriptBytes + 1);
+      in.read(text.data(), static_cast<std::streamsize>(text.size()));
+      text.resize(static_cast<size_t>(in.gcount()));
+    };
     if (f.script == "-") {
-      text.assign(std::istreambuf_iterator<char>(std::cin), {});
+      read(std::cin);
     } else {
-      std::ifstream in(f.script);
+      std::ifstream in(f.script, std::ios::binary);
       if (!in) return Fail("cannot read script '" + f.script + "'");
-      text.assign(std::istreambuf_iterator<char>(in), {});
+      read(in);
     }
     absl::StatusOr<nlohmann::json> parsed = meshd::ctl::ParsePlanScript(text);
     if (!parsed.ok()) return Fail(std::string(parsed.status().message()));
@@ -81,8 +96,6 @@ int RunPlanCommand(const PlanFlags& f) {
     std::vector<int64_t> shape;
     if (!ParseIntList(f.shape, shape))
       return Fail("--shape must be a comma-separated list of integers, e.g. 2,4,8");
-    std::vector<std::string> names;
-    if (!f.names.empty()) names = absl::StrSplit(f.names, ',');
     steps = nlohmann::json::array({meshd::ctl::InitStep(shape, names)});
     if (world == 0) {
       world = 1;
@@ -95,9 +108,33 @@ int RunPlanCommand(const PlanFlags& f) {
         world *= std::max<int64_t>(s, 1);
       }
     }
+  } else if (!f.mesh.empty()) {
+    // PyTorch's DeviceMesh(mesh=[[0,2],[1,3]]): the table is checked here only as far as the
+    // default world needs (its largest rank); the step says what else is wrong with it.
+    // Parsed as a one-step script, within the script's limits.
+    absl::StatusOr<nlohmann::json> wrapped =
+        meshd::ctl::ParsePlanScript(absl::StrCat("[", f.mesh, "]"));
+    if (!wrapped.ok() || wrapped->size() != 1 || !(*wrapped)[0].is_array()) {
+      return Fail("--mesh must be a nested JSON list of ranks, e.g. '[[0,2],[1,3]]'");
+    }
+    const nlohmann::json& table = (*wrapped)[0];
+    absl::StatusOr<meshd::layout::RankTensor> ranks =
+        meshd::ctl::ParseRankTable(table, kMaxPlanWorld);
+    if (!ranks.ok()) return Fail(absl::StrCat("--mesh: ", ranks.status().message()));
+    steps = nlohmann::json::array({meshd::ctl::TableStep(table, names)});
+    if (world == 0) {
+      int64_t top = 0;
+      for (int64_t r : ranks->values) top = std::max(top, r);
+      if (top >= kMaxPlanWorld) {
+        return Fail(absl::StrCat("--mesh holds rank ", top, ", past the ", kMaxPlanWorld,
+                                 " ranks meshctl plan renders"));
+      }
+      world = top + 1;
+    }
   } else {
     return Fail(
-        "give a script (--script FILE, '-' for stdin) or a mesh (--shape 2,4,8 --names pp,dp,tp)");
+        "give a script (--script FILE, '-' for stdin), a mesh shape (--shape 2,4,8 --names "
+        "pp,dp,tp) or a rank table (--mesh '[[0,2],[1,3]]' --names a,b)");
   }
   if (world < 1) return Fail("--world must be at least 1");
   if (world > kMaxPlanWorld) {
@@ -212,14 +249,19 @@ int main(int argc, char** argv) {
       "Do the DeviceMesh maths with no cluster: groups, coordinates and per-rank views of a mesh, "
       "exactly as PyTorch's DeviceMesh computes them.\n"
       "  meshctl plan --world 64 --shape 2,4,8 --names pp,dp,tp --gpus-per-node 8\n"
+      "  meshctl plan --world 8 --mesh '[[4,6],[5,7]]' --names dp,tp\n"
       "  meshctl plan --world 8 --script steps.json --json");
   cmd->add_option("--world", plan.world,
                   "World size: ranks 0..N-1 (default with --shape: the product of the shape)");
   cmd->add_option("--script", plan.script,
-                  "JSON array of steps (init_device_mesh, device_mesh, slice, flatten, unflatten, "
-                  "concatenate); '-' reads stdin");
+                  "JSON array of steps (init_device_mesh, device_mesh, from_group, slice, flatten, "
+                  "unflatten, concatenate); '-' reads stdin");
   cmd->add_option("--shape", plan.shape, "Shorthand for one init_device_mesh step, e.g. 2,4,8");
-  cmd->add_option("--names", plan.names, "Dim names for --shape, e.g. pp,dp,tp");
+  cmd->add_option("--mesh", plan.mesh,
+                  "Shorthand for one device_mesh step: a rank table in any order, over any subset "
+                  "of the world, e.g. '[[0,2],[1,3]]' (PyTorch's DeviceMesh(mesh=...)); --world "
+                  "defaults to its largest rank + 1");
+  cmd->add_option("--names", plan.names, "Dim names for --shape or --mesh, e.g. pp,dp,tp");
   cmd->add_option(
       "--gpus-per-node", plan.gpus_per_node,
       "GPUs per host: report which dims' groups stay inside a host and which cross hosts");

@@ -22,7 +22,7 @@ _meshctl() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
       --coordinator | --agent | --timeout | --tls-cert | --tls-key | --tls-ca | --reason | \
-        --world | --script | --shape | --names | --gpus-per-node | --ranks)
+        --world | --script | --shape | --mesh | --names | --gpus-per-node | --ranks)
         ((i++)) ;;
       -*) ;;
       *)
@@ -38,14 +38,15 @@ _meshctl() {
     --tls-cert | --tls-key | --tls-ca | --script | --agent)
       mapfile -t COMPREPLY < <(compgen -f -- "$cur")
       return ;;
-    --coordinator | --timeout | --reason | --world | --shape | --names | --gpus-per-node | --ranks)
+    --coordinator | --timeout | --reason | --world | --shape | --mesh | --names | --gpus-per-node | \
+      --ranks)
       return ;;
   esac
   if [[ $cur == -* ]]; then
     local flags=$global
     case $command/$verb in
       node/cordon | node/drain | job/end | leave/*) flags="$flags --reason" ;;
-      plan/*) flags="$flags --world --script --shape --names --gpus-per-node --ranks" ;;
+      plan/*) flags="$flags --world --script --shape --mesh --names --gpus-per-node --ranks" ;;
     esac
     mapfile -t COMPREPLY < <(compgen -W "$flags" -- "$cur")
     return

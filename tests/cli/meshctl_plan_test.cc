@@ -83,6 +83,48 @@ TEST(MeshctlPlan, HugeShapes_RefusedNamingTheLimit) {
   EXPECT_EQ(Meshctl("plan --shape 1024,1024 --ranks 0", true).exit_code, 0);
 }
 
+// --mesh: a rank table in any order over any subset of the world (issue 23); --world defaults to
+// its largest rank + 1. The answers are PyTorch's for DeviceMesh("cpu", [[4,6],[5,7]]).
+TEST(MeshctlPlan, RankTableShorthand) {
+  Result r = Meshctl("plan --mesh '[[4,6],[5,7]]' --names dp,tp --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  const auto& s = j["steps"][0];
+  EXPECT_EQ(s["op"], "device_mesh");
+  EXPECT_EQ(s["groups"], nlohmann::json::parse("[[[4,5],[6,7]],[[4,6],[5,7]]]"));
+  EXPECT_EQ(s["coordinate"].size(), 8u);  // world 8: ranks 0..7
+  EXPECT_EQ(s["coordinate"][5], nlohmann::json::parse("[1,0]"));
+  EXPECT_EQ(s["coordinate"][3], nlohmann::json());
+  r = Meshctl("plan --world 16 --mesh '[3,1,2,0]' --gpus-per-node 2");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("4 of the world's 16 ranks"));
+  EXPECT_THAT(r.out, HasSubstr("[3,1,2,0]"));
+  EXPECT_THAT(r.out, HasSubstr("cross-host (2 hosts)"));
+  // A bad table is a failed step (exit 1) naming the problem; bad usage exits 2.
+  r = Meshctl("plan --world 4 --mesh '[[0,1],[1,2]]' --json");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("rank 1 appears twice"));
+  r = Meshctl("plan --mesh '[[0,1],[2]]'", true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("mesh is ragged"));
+  r = Meshctl("plan --mesh '0,1'", true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("--mesh must be a nested JSON list"));
+  r = Meshctl("plan --mesh '[1048576]'", true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("1048576 ranks meshctl plan renders"));
+  r = Meshctl("plan --mesh '[0,1]' --shape 2", true);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("give one of --script, --shape and --mesh"));
+}
+
+// A script past the size limit is refused after reading one byte more than the limit.
+TEST(MeshctlPlan, HugeScript_RefusedNamingTheLimit) {
+  const Result r = Meshctl("plan --world 8 --script -", true, std::string((16 << 20) + 10, ' '));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.out, HasSubstr("more than the 16777216 a plan may be"));
+}
+
 TEST(MeshctlPlan, Help_ExitsZero) {
   const Result r = Meshctl("plan --help");
   EXPECT_EQ(r.exit_code, 0);
