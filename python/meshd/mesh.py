@@ -3,8 +3,13 @@
 The maths (slicing, flattening, groups, coordinates) is the C++ ``meshd::DeviceMesh``, which never
 needs the network; only :meth:`DeviceMesh.nccl_unique_ids` and :meth:`DeviceMesh.groups` ask meshd
 (once per mesh, batched). Names follow PyTorch's. A ``dim`` argument is an index (negative counts
-from the end, as in PyTorch) or a dim's name (a flattened name too, on the root mesh); ``None``
-means the only dim of a 1-D mesh.
+from the end, as in PyTorch), a dim's name, or the name of a flattened dim of the mesh's root (from
+any mesh of that root, as PyTorch's ``get_group``/``get_local_rank`` take it); ``None`` means the
+only dim of a 1-D mesh. A bad dim raises :class:`meshd.InvalidArgument` naming the valid ones.
+
+Meshes come from :meth:`meshd.Client.init_device_mesh`, or — for the maths alone, with no daemon —
+from :meth:`DeviceMesh.from_rank_table` (PyTorch's ``DeviceMesh(device_type, mesh=...)``: any rank
+order, any subset of the world).
 
 Thread-safety: a DeviceMesh is an immutable value; share it freely.
 """
@@ -61,13 +66,43 @@ def _nest(values: Sequence[int], shape: Sequence[int]) -> List[Any]:
     return [_nest(values[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
+def _table(mesh: Any) -> Tuple[List[int], List[int]]:
+    """(shape, row-major ranks) of a nested list of ranks; InvalidArgument when it is ragged or
+    empty, TypeError for something that is not an int."""
+    shape: List[int] = []
+    level: List[Any] = [mesh]
+    while level and isinstance(level[0], (list, tuple)):
+        n = len(level[0])
+        for row in level:
+            if not isinstance(row, (list, tuple)):
+                raise InvalidArgument(f"mesh {mesh!r} mixes lists and ranks at one depth")
+            if len(row) != n:
+                raise InvalidArgument(f"mesh {mesh!r} is ragged: a list of {len(row)} where "
+                                      f"{n} are expected")
+        if n == 0:
+            raise InvalidArgument(f"mesh {mesh!r} holds an empty list")
+        shape.append(n)
+        level = [x for row in level for x in row]
+    if not shape:
+        raise InvalidArgument(f"mesh must be a nested list of ranks, e.g. [[0, 2], [1, 3]], not "
+                              f"{mesh!r}")
+    for x in level:
+        if isinstance(x, (list, tuple)):
+            raise InvalidArgument(f"mesh {mesh!r} mixes lists and ranks at one depth")
+        if isinstance(x, bool) or not isinstance(x, int):
+            raise TypeError(f"a rank must be an int, not {type(x).__name__}")
+    return shape, [int(x) for x in level]
+
+
 class DeviceMesh:
     """A device mesh as this rank sees it, with PyTorch's ``DeviceMesh`` API.
 
-    Made by :meth:`meshd.Client.init_device_mesh` and derived from it by ``mesh["dp", "tp"]``,
-    :meth:`_flatten`, :meth:`_unflatten` and :meth:`_concatenate`, exactly as in PyTorch. Errors
-    are those of the C++ mesh maths: :class:`meshd.InvalidArgument` (bad names, sizes or dims)
-    and :class:`meshd.FailedPrecondition` (e.g. this rank is not in the mesh).
+    Made by :meth:`meshd.Client.init_device_mesh` (or :meth:`from_rank_table`, for the maths
+    alone) and derived from it by ``mesh["dp", "tp"]``, :meth:`_flatten`, :meth:`_unflatten` and
+    :meth:`_concatenate`, exactly as in PyTorch. Equal meshes (``==``: the same layout over the
+    same ranks with the same names, whichever rank's view) hash equal. Errors are those of the
+    C++ mesh maths: :class:`meshd.InvalidArgument` (bad names, sizes or dims) and
+    :class:`meshd.FailedPrecondition` (e.g. this rank is not in the mesh).
     """
 
     __slots__ = ("_m", "_client")
@@ -81,7 +116,8 @@ class DeviceMesh:
 
     @property
     def client(self) -> Optional["Client"]:
-        """The client it was made by (whose rank this view is for)."""
+        """The client it was made by (whose rank this view is for); None for a mesh made by
+        :meth:`from_rank_table`."""
         return self._client
 
     @property
@@ -118,8 +154,8 @@ class DeviceMesh:
         unnamed mesh), plus how it was derived for a derived mesh."""
         return self._m.key
 
-    def _dim(self, dim: Optional[Dim], what: str = "dim") -> int:
-        """The index of ``dim`` in this mesh (C++ DimIndex; None only for a 1-D mesh)."""
+    def _arg(self, dim: Optional[Dim], what: str = "dim") -> Dim:
+        """``dim`` as the C++ calls take it (None only for a 1-D mesh, as in PyTorch)."""
         if dim is None:
             if self._m.ndim != 1:
                 raise InvalidArgument(
@@ -128,28 +164,21 @@ class DeviceMesh:
             return 0
         if isinstance(dim, bool) or not isinstance(dim, (int, str)):
             raise TypeError(f"a dim must be an int or a str, not {type(dim).__name__}")
-        return self._m.dim_index(dim)
-
-    def _resolve(self, dim: Optional[Dim]) -> Tuple[_core._DeviceMesh, int]:
-        """(mesh, index) of ``dim``. A flattened name on the root (``"dp_tp"`` after
-        ``mesh["dp", "tp"]._flatten()``) is no dim of the root: as in PyTorch it stands for the
-        flattened mesh's only dim."""
-        if isinstance(dim, str) and dim not in (self._m.names or ()):
+        if isinstance(dim, int) and not -2**31 <= dim < 2**31:
+            # Past a C int: the C++ message for an out-of-range index, with this index in it.
             try:
-                flat = self._m.slice([dim])
-            except InvalidArgument:
-                pass  # not a flattened name either: DimIndex says what is valid
-            else:
-                if flat.ndim == 1 and flat.names == [dim]:
-                    return flat, 0
-        return self._m, self._dim(dim)
+                self._m.size(self._m.ndim)
+            except InvalidArgument as e:
+                raise InvalidArgument(str(e).replace(f"dim {self._m.ndim} ", f"dim {dim} ", 1)) \
+                    from None
+        return dim
 
     def size(self, dim: Optional[Dim] = None) -> int:
-        """The number of ranks in the mesh, or along ``dim``."""
+        """The number of ranks in the mesh, or along ``dim`` (PyTorch's ``size(mesh_dim)``; a
+        name or a flattened name is accepted too)."""
         if dim is None:
             return self._m.size()
-        m, d = self._resolve(dim)
-        return m.size(d)
+        return self._m.size(self._arg(dim))
 
     def get_coordinate(self) -> Optional[List[int]]:
         """This rank's coordinate in the mesh; None when it is not in it."""
@@ -161,24 +190,53 @@ class DeviceMesh:
 
         ``dim`` may be None only for a 1-D mesh (as in PyTorch). Raises
         :class:`meshd.FailedPrecondition` when this rank is not in the mesh."""
-        m, d = self._resolve(dim)
-        return m.local_rank(d)
+        return self._m.local_rank(self._arg(dim))
 
     def get_rank(self) -> int:
-        """This process's global rank (PyTorch's ``DeviceMesh.get_rank``)."""
-        if self._client is None:
-            raise InvalidArgument("this DeviceMesh has no client, so no rank")
-        return self._client.rank
+        """This process's global rank (PyTorch's ``DeviceMesh.get_rank``): the rank this view of
+        the mesh is for."""
+        return self._m.rank
 
     def get_group_ranks(self, dim: Optional[Dim] = None) -> List[int]:
         """The members of this rank's group along ``dim``, in mesh order."""
-        m, d = self._resolve(dim)
-        return list(m.group_ranks(d))
+        return list(self._m.group_ranks(self._arg(dim)))
 
     def get_all_groups_ranks(self, dim: Optional[Dim] = None) -> List[List[int]]:
         """Every group along ``dim`` (each in mesh order), in PyTorch's order. O(world)."""
-        m, d = self._resolve(dim)
-        return [list(g) for g in m.all_group_ranks(d)]
+        return [list(g) for g in self._m.all_group_ranks(self._arg(dim))]
+
+    def _get_root_mesh(self) -> "DeviceMesh":
+        """PyTorch's ``_get_root_mesh()``: the mesh this one was sliced, flattened, unflattened or
+        (first of) concatenated from, or this mesh itself; the same rank's view."""
+        return DeviceMesh(self._m.root(), self._client)
+
+    def _get_root_mesh_dim(self) -> Optional[int]:
+        """PyTorch's ``_get_root_mesh_dim()``: the index in the root mesh of this 1-D mesh's dim;
+        None for a mesh without names. Raises :class:`meshd.InvalidArgument` when this mesh is
+        not 1-D or its dim is not one of the root's (a flattened dim, say)."""
+        names = self._m.names
+        if names is None:
+            return None
+        if len(names) != 1:
+            raise InvalidArgument(f"{self._m.to_string()} is not 1-D: it has no one root dim")
+        return self._m.root().dim_index(names[0])
+
+    @classmethod
+    def from_rank_table(cls, mesh: Any, mesh_dim_names: Optional[Sequence[str]] = None, *,
+                        rank: int, world_size: int) -> "DeviceMesh":
+        """PyTorch's ``DeviceMesh(device_type, mesh, mesh_dim_names=...)`` as ``rank`` of a world
+        of ``world_size`` ranks sees it, for the maths alone: no daemon, no client, no NCCL ids.
+
+        ``mesh`` is a nested list of ranks (or a tensor: its ``tolist()``) in any order, over any
+        subset of the world, e.g. ``[[0, 2], [1, 3]]`` or ``[[4, 5], [6, 7]]``. Raises
+        :class:`meshd.InvalidArgument` for a ragged or empty table, a rank outside the world or
+        repeated, bad names, or ``rank`` outside the world; TypeError for a non-integer."""
+        if hasattr(mesh, "tolist"):
+            mesh = mesh.tolist()
+        shape, ranks = _table(mesh)
+        names = [] if mesh_dim_names is None else [str(n) for n in mesh_dim_names]
+        return cls(_core._DeviceMesh.from_rank_table(shape, ranks, names, int(rank),
+                                                     int(world_size)))
 
     # -- derived meshes ----------------------------------------------------------------------
 
@@ -234,9 +292,10 @@ class DeviceMesh:
         return self._require_client()._groups(self._m)
 
     def nccl_unique_ids(self, dim: Optional[Dim] = None) -> List[bytes]:
-        """The NCCL unique ids (128 bytes each) of this rank's group along ``dim``: minted by the
-        group's first member and relayed, so equal on every member (see :meth:`groups`)."""
-        m, d = self._resolve(dim)
+        """The NCCL unique ids (128 bytes each) of this rank's group along ``dim`` (a flattened
+        name: the flattened mesh's group): minted by the group's first member and relayed, so
+        equal on every member (see :meth:`groups`)."""
+        m, d = self._m.resolve_dim(self._arg(dim))
         return self._require_client()._group_of(m, d).ids
 
     # -- value semantics ---------------------------------------------------------------------
@@ -253,7 +312,8 @@ class DeviceMesh:
         return eq if eq is NotImplemented else not eq
 
     def __hash__(self) -> int:
-        """Consistent with ``==``."""
+        """Consistent with ``==`` (the C++ ``DeviceMesh::Hash``: layout, names and the root's
+        ranks, as PyTorch's ``__hash__``; not the rank whose view it is)."""
         return hash(self._m)
 
     def __repr__(self) -> str:

@@ -456,28 +456,52 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("shape", &DeviceMesh::shape)
       .def_property_readonly("names", &DeviceMesh::names)
       .def_property_readonly("key", &DeviceMesh::key)
+      .def_property_readonly("rank", &DeviceMesh::rank)
       .def("size", [](const DeviceMesh& d) { return d.size(); })
       .def(
-          "size", [](const DeviceMesh& d, int dim) { return d.size(dim); }, py::arg("dim"))
+          "size", [](const DeviceMesh& d, const Dim& dim) { return Value(d.size(dim)); },
+          py::arg("dim"))
       .def("coordinate", &DeviceMesh::coordinate)
       .def(
-          "local_rank", [](const DeviceMesh& d, int dim) { return Value(d.local_rank(dim)); },
+          "local_rank",
+          [](const DeviceMesh& d, const Dim& dim) { return Value(d.local_rank(dim)); },
           py::arg("dim"))
       .def(
-          "group_ranks", [](const DeviceMesh& d, int dim) { return Value(d.group_ranks(dim)); },
+          "group_ranks",
+          [](const DeviceMesh& d, const Dim& dim) { return Value(d.group_ranks(dim)); },
           py::arg("dim"))
       .def(
           "all_group_ranks",
-          [](const DeviceMesh& d, int dim) { return Value(d.all_group_ranks(dim)); },
+          [](const DeviceMesh& d, const Dim& dim) { return Value(d.all_group_ranks(dim)); },
           py::arg("dim"))
       .def(
           "dim_index", [](const DeviceMesh& d, const Dim& dim) { return Value(d.DimIndex(dim)); },
           py::arg("dim"))
+      .def(
+          "resolve_dim",
+          [](const DeviceMesh& d, const Dim& dim) { return Value(d.ResolveDim(dim)); },
+          py::arg("dim"))
+      .def("root", &DeviceMesh::root)
+      .def_static(
+          "create",
+          [](const std::vector<int64_t>& shape, const std::vector<std::string>& names, int64_t rank,
+             int64_t world_size) {
+            return Value(DeviceMesh::Create(shape, names, rank, world_size));
+          },
+          py::arg("shape"), py::arg("names"), py::arg("rank"), py::arg("world_size"))
+      .def_static(
+          "from_rank_table",
+          [](const std::vector<int64_t>& shape, const std::vector<int64_t>& ranks,
+             const std::vector<std::string>& names, int64_t rank, int64_t world_size) {
+            return Value(DeviceMesh::FromRankTable(shape, ranks, names, rank, world_size));
+          },
+          py::arg("shape"), py::arg("ranks"), py::arg("names"), py::arg("rank"),
+          py::arg("world_size"))
       .def("view", [](const DeviceMesh& d) { return Value(d.view()); })
       .def("to_string", &DeviceMesh::ToString)
       .def("__repr__", &DeviceMesh::ToString)
       .def("__eq__", [](const DeviceMesh& a, const DeviceMesh& b) { return a == b; })
-      .def("__hash__", [](const DeviceMesh& d) { return py::hash(py::str(d.ToString())); })
+      .def("__hash__", [](const DeviceMesh& d) { return d.Hash(); })
       .def(
           "slice",
           [](const DeviceMesh& d, const std::vector<std::string>& names) {

@@ -26,6 +26,8 @@ with meshd.attach(timeout=60) as c:
     flat = m._flatten()
     out["dims"]["dp_tp"] = {"ranks": flat.get_group_ranks(),
                             "ids": [i.hex() for i in flat.nccl_unique_ids()]}
+    # A flattened name from the root and from a slice: the flattened mesh's group (issue 23).
+    assert m.nccl_unique_ids("dp_tp") == m["tp"].nccl_unique_ids("dp_tp") == flat.nccl_unique_ids()
     print("RESULT " + json.dumps(out))
 """
 
@@ -64,7 +66,7 @@ def test_ids_are_equal_across_every_group_and_differ_between_groups(nccl_or_skip
         assert dims == ["tp"] and ranks == r["dims"]["tp"]["ranks"]
         assert ranks[index] == r["rank"] and group_rank == sorted(ranks).index(r["rank"])
         assert ids == r["dims"]["tp"]["ids"]
-        assert key.endswith(f"/tp/{group_index}")
+        assert key.endswith(f"/(2):(1)/{group_index}")  # what the group is: tp's layout
     keys = defaultdict(set)
     for r in results:
         for g in r["groups"]:

@@ -15,11 +15,13 @@
 #define MESHD_CLIENT_CLIENT_H_
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -115,37 +117,79 @@ struct Group {
   std::vector<NcclUniqueId> ids;
 };
 
+// A dim of a mesh, as PyTorch's per-dim calls take it: an index (negative counts from the end) or
+// a name — one of the mesh's, or a flattened dim its root knows (after Flatten("dp_tp"), "dp_tp"
+// is a dim of every mesh of that root, as in PyTorch's get_group / get_local_rank).
+using MeshDim = std::variant<int, std::string>;
+
 // A device mesh as one rank sees it. A value: cheap to copy, safe to share between threads.
 // The maths is PyTorch's DeviceMesh (see docs/mesh-semantics.md) and never needs the network.
 class DeviceMesh {
  public:
+  // init_device_mesh(shape, names) as `rank` of a world of `world_size` ranks sees it, with no
+  // network (no client: no NCCL ids either; Client::InitDeviceMesh registers a mesh and gets
+  // them). Empty `names`: unnamed dims. Errors (INVALID_ARGUMENT): those of meshctl plan, and a
+  // rank outside [0, world_size).
+  static absl::StatusOr<DeviceMesh> Create(const std::vector<int64_t>& shape,
+                                           const std::vector<std::string>& names, int64_t rank,
+                                           int64_t world_size);
+  // PyTorch's DeviceMesh(device_type, mesh=table, mesh_dim_names=names) with no network: `ranks`
+  // is the table row-major in `shape` (e.g. shape {2,2}, ranks {0,2,1,3} for [[0,2],[1,3]]), in any
+  // order and over any subset of the world. Errors (INVALID_ARGUMENT): a shape whose product is not
+  // ranks.size(), a rank outside the world or repeated, bad names, `rank` outside the world.
+  static absl::StatusOr<DeviceMesh> FromRankTable(const std::vector<int64_t>& shape,
+                                                  const std::vector<int64_t>& ranks,
+                                                  const std::vector<std::string>& names,
+                                                  int64_t rank, int64_t world_size);
+
   int ndim() const;
   std::vector<int64_t> shape() const;
   int64_t size() const;
-  int64_t size(int dim) const;
+  // The size of one dim (PyTorch's size(mesh_dim)). INVALID_ARGUMENT for a dim that is not one
+  // (the message lists the valid indices and names).
+  absl::StatusOr<int64_t> size(const MeshDim& dim) const;
   std::optional<std::vector<std::string>> names() const;
-  // This rank's coordinate; nullopt when it is not in the mesh.
+  // The global rank this view is for (PyTorch's get_rank()).
+  int64_t rank() const;
+  // This rank's coordinate (PyTorch's get_coordinate()); nullopt when it is not in the mesh.
   std::optional<std::vector<int64_t>> coordinate() const;
-  // This rank's index in its group along `dim` (sorted members). FAILED_PRECONDITION off-mesh.
-  absl::StatusOr<int64_t> local_rank(int dim) const;
-  // This rank's group along `dim`: members in mesh order.
-  absl::StatusOr<std::vector<int64_t>> group_ranks(int dim) const;
+  // This rank's index in its group along `dim` (sorted members: c10d's group rank; PyTorch's
+  // get_local_rank). FAILED_PRECONDITION off-mesh; INVALID_ARGUMENT for a dim that is not one.
+  absl::StatusOr<int64_t> local_rank(const MeshDim& dim) const;
+  // This rank's group along `dim`: members in mesh order. Errors as local_rank.
+  absl::StatusOr<std::vector<int64_t>> group_ranks(const MeshDim& dim) const;
   // Every group along `dim`, in PyTorch's order (each in mesh order). O(world).
-  absl::StatusOr<std::vector<std::vector<int64_t>>> all_group_ranks(int dim) const;
-  // The dim an index (negative counts from the end, as in PyTorch) or a name (one of this mesh's
-  // dim names; a flattened name is reached by slicing the root: Slice({"dp_tp"})) stands for. INVALID_ARGUMENT out of range or unknown (the
-  // message lists the valid names).
+  // INVALID_ARGUMENT for a dim that is not one.
+  absl::StatusOr<std::vector<std::vector<int64_t>>> all_group_ranks(const MeshDim& dim) const;
+  // The index of one of this mesh's own dims: an index (negative counts from the end, as in
+  // PyTorch) or one of its names. INVALID_ARGUMENT out of range or unknown (the message lists the
+  // valid names); FAILED_PRECONDITION for a name on a mesh without names. A flattened name is no
+  // dim of this mesh: ResolveDim reaches it.
   absl::StatusOr<int> DimIndex(const std::variant<int, std::string>& dim) const;
+  // The mesh and index a per-dim call uses for `dim`: this mesh and its index, or — for a
+  // flattened name of the root — the flattened mesh (as Flatten returned it) and 0. What
+  // Client::GroupOf needs for a flattened name. INVALID_ARGUMENT as size(dim).
+  absl::StatusOr<std::pair<DeviceMesh, int>> ResolveDim(const MeshDim& dim) const;
   // PyTorch's `mesh.mesh` on this rank, row-major in shape().
   absl::StatusOr<std::vector<int64_t>> view() const;
   // "DeviceMesh((pp=2, dp=4, tp=8), stride=(32, 8, 1))"
   std::string ToString() const;
   // The key its groups are registered under: the mesh name, or "#<n>" for the n-th unnamed mesh.
   const std::string& key() const;
+  // The root mesh (PyTorch's _get_root_mesh()): the mesh this one was sliced, flattened,
+  // unflattened or (first of) concatenated from, or itself; with this rank, and its root's key.
+  DeviceMesh root() const;
   // Same layout over the same ranks with the same names (PyTorch's DeviceMesh.__eq__), whatever
   // the view it was reached through.
   friend bool operator==(const DeviceMesh& a, const DeviceMesh& b);
   friend bool operator!=(const DeviceMesh& a, const DeviceMesh& b) { return !(a == b); }
+  // Consistent with ==: equal meshes hash equal, whichever rank holds them (PyTorch's __hash__).
+  // O(ndim). Within one process (not a stable fingerprint). Also std::hash and absl::Hash.
+  size_t Hash() const;
+  template <typename H>
+  friend H AbslHashValue(H h, const DeviceMesh& m) {
+    return H::combine(std::move(h), m.Hash());
+  }
 
   // mesh[names], mesh._flatten(name), mesh._unflatten(dim, sizes, names), _concatenate: the same
   // rules and errors (INVALID_ARGUMENT / FAILED_PRECONDITION) as meshctl plan.
@@ -275,5 +319,13 @@ class Client {
 };
 
 }  // namespace meshd
+
+// std::unordered_map<meshd::DeviceMesh, ...>: DeviceMesh::Hash, consistent with ==.
+namespace std {
+template <>
+struct hash<meshd::DeviceMesh> {
+  size_t operator()(const meshd::DeviceMesh& m) const { return m.Hash(); }
+};
+}  // namespace std
 
 #endif  // MESHD_CLIENT_CLIENT_H_
