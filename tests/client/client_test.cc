@@ -333,6 +333,59 @@ TEST_F(ClientTest, CAbi_AttachMeshGroup) {
   EXPECT_EQ(meshd_attach("/nonexistent.sock", "j", 0, 1, 1, 1000, &client, err, sizeof err), 14);
 }
 
+// meshd_mesh_group_ids: every id of a group (meshd_mesh_group gives the first), by index, by name
+// and by a flattened name, the same on both members (issue 23).
+TEST_F(ClientTest, CAbi_EveryIdOfAGroup) {
+  MESHD_SKIP_WITHOUT_NCCL();
+  setenv("MESHD_RANKS_PER_ID", "1", 1);  // a 2-member group gets 2 ids
+  std::vector<std::vector<uint8_t>> ids(2), flat_ids(2);
+  auto rank = [&](int r) {
+    char err[256] = {};
+    meshd_client* client = nullptr;
+    ASSERT_EQ(meshd_attach(daemon_.socket.c_str(), "c-ids", r, 2, 1, 20000, &client, err,
+                           sizeof err),
+              0)
+        << err;
+    const int64_t shape[] = {1, 2};
+    const char* names[] = {"pp", "dp"};
+    meshd_mesh* mesh = nullptr;
+    ASSERT_EQ(meshd_init_device_mesh(client, shape, names, 2, nullptr, &mesh, err, sizeof err), 0)
+        << err;
+    uint8_t buf[3 * 128] = {};
+    size_t n = 0;
+    ASSERT_EQ(meshd_mesh_group_ids(client, mesh, 1, nullptr, buf, 3, &n, err, sizeof err), 0)
+        << err;
+    ASSERT_EQ(n, 2u);
+    ids[r].assign(buf, buf + 2 * 128);
+    uint8_t by_name[2 * 128] = {};
+    ASSERT_EQ(meshd_mesh_group_ids(client, mesh, 0, "dp", by_name, 2, &n, err, sizeof err), 0)
+        << err;
+    EXPECT_EQ(std::vector<uint8_t>(by_name, by_name + 256), ids[r]);
+    // Capacity 1: the count still says 2.
+    ASSERT_EQ(meshd_mesh_group_ids(client, mesh, -1, nullptr, by_name, 1, &n, err, sizeof err), 0);
+    EXPECT_EQ(n, 2u);
+    meshd_mesh* flat = nullptr;
+    ASSERT_EQ(meshd_mesh_flatten(mesh, nullptr, &flat, err, sizeof err), 0) << err;
+    ASSERT_EQ(meshd_mesh_group_ids(client, mesh, 0, "pp_dp", buf, 3, &n, err, sizeof err), 0)
+        << err;
+    ASSERT_EQ(n, 2u);
+    flat_ids[r].assign(buf, buf + 2 * 128);
+    EXPECT_EQ(meshd_mesh_group_ids(client, mesh, 2, nullptr, buf, 3, &n, err, sizeof err), 3);
+    EXPECT_THAT(std::string(err), HasSubstr("out of range"));
+    meshd_mesh_free(flat);
+    meshd_mesh_free(mesh);
+    meshd_detach(client);
+  };
+  std::thread t(rank, 1);
+  rank(0);
+  t.join();
+  unsetenv("MESHD_RANKS_PER_ID");
+  EXPECT_EQ(ids[0], ids[1]);
+  EXPECT_EQ(flat_ids[0], flat_ids[1]);
+  EXPECT_NE(std::vector<uint8_t>(ids[0].begin(), ids[0].begin() + 128),
+            std::vector<uint8_t>(ids[0].begin() + 128, ids[0].end()));
+}
+
 // The library exports its public API and nothing else: its copies of the protocol's messages, of
 // gRPC and protobuf templates and of the mesh maths must not clash with (or be interposed by) the
 // same names in a training process that brings its own.

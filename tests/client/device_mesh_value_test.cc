@@ -1,6 +1,7 @@
 // meshd::DeviceMesh as a value, with no daemon (issue 23): the local constructors (a rank table in
 // any order over any subset of the world), every per-dim call by index, negative index, name and
-// flattened name, the root mesh, and a hash consistent with ==. The expected values are PyTorch's.
+// flattened name, the root mesh, and a hash consistent with ==; the C ABI's mesh functions. The
+// expected values are PyTorch's.
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -11,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "meshd/client.h"
+#include "meshd/client_c.h"
 
 namespace meshd {
 namespace {
@@ -176,6 +178,115 @@ TEST(DeviceMeshValue, HashConsistentWithEquality) {
   // A slice and a user table over the same ranks differ (PyTorch: different rank maps).
   const DeviceMesh table = Must(DeviceMesh::FromRankTable({2}, {4, 5}, {"tp"}, 5, 8));
   EXPECT_NE(tp5, table);
+}
+
+// ---- The C ABI's mesh functions (issue 23), with no client.
+
+TEST(MeshCAbi, FromRanksDeriveAndInspect) {
+  char err[256] = {};
+  // DeviceMesh("cpu", [[3,1],[0,2]], ("a","b")) as rank 0 of 4.
+  const int64_t shape[] = {2, 2};
+  const int64_t ranks[] = {3, 1, 0, 2};
+  const char* names[] = {"a", "b"};
+  meshd_mesh* m = nullptr;
+  ASSERT_EQ(meshd_mesh_from_ranks(shape, 2, ranks, 4, names, 0, 4, &m, err, sizeof err), 0) << err;
+  EXPECT_EQ(meshd_mesh_ndim(m), 2);
+  char text[64];
+  EXPECT_EQ(meshd_mesh_to_string(m, text, sizeof text), 37u);
+  EXPECT_STREQ(text, "DeviceMesh((a=2, b=2), stride=(2, 1))");
+  EXPECT_EQ(meshd_mesh_to_string(m, text, 11), 37u);  // cut, NUL-terminated
+  EXPECT_STREQ(text, "DeviceMesh");
+  int64_t coords[4] = {-1, -1, -1, -1};
+  size_t n = 99;
+  ASSERT_EQ(meshd_mesh_coordinate(m, coords, 4, &n, err, sizeof err), 0) << err;
+  EXPECT_EQ(n, 2u);
+  EXPECT_EQ(coords[0], 1);
+  EXPECT_EQ(coords[1], 0);
+  int64_t group[4] = {};
+  int64_t group_rank = -1;
+  ASSERT_EQ(meshd_mesh_group_ranks(m, 0, "a", group, 4, &n, &group_rank, err, sizeof err), 0)
+      << err;
+  EXPECT_EQ(n, 2u);
+  EXPECT_EQ(group[0], 3);
+  EXPECT_EQ(group[1], 0);
+  EXPECT_EQ(group_rank, 0);  // among the sorted [0, 3]
+  ASSERT_EQ(meshd_mesh_group_ranks(m, -1, nullptr, group, 4, &n, &group_rank, err, sizeof err), 0);
+  EXPECT_EQ(group[0], 0);
+  EXPECT_EQ(group[1], 2);
+  int64_t size = 0;
+  ASSERT_EQ(meshd_mesh_size(m, 1, nullptr, &size, err, sizeof err), 0);
+  EXPECT_EQ(size, 2);
+  EXPECT_EQ(meshd_mesh_size(m, 2, nullptr, &size, err, sizeof err), 3);
+  EXPECT_THAT(std::string(err), HasSubstr("(valid: -2..1, a name of ('a', 'b'))"));
+
+  // flatten, then the flattened name from a slice; unflatten back; slice; root.
+  meshd_mesh* flat = nullptr;
+  ASSERT_EQ(meshd_mesh_flatten(m, nullptr, &flat, err, sizeof err), 0) << err;
+  ASSERT_EQ(meshd_mesh_group_ranks(flat, 0, nullptr, group, 4, &n, &group_rank, err, sizeof err),
+            0);
+  EXPECT_EQ((std::vector<int64_t>(group, group + 4)), (Ranks{3, 1, 0, 2}));
+  EXPECT_EQ(group_rank, 0);
+  const char* b[] = {"b"};
+  meshd_mesh* sb = nullptr;
+  ASSERT_EQ(meshd_mesh_slice(m, b, 1, &sb, err, sizeof err), 0) << err;
+  ASSERT_EQ(meshd_mesh_size(sb, 0, "a_b", &size, err, sizeof err), 0) << err;
+  EXPECT_EQ(size, 4);
+  const int64_t sizes[] = {2, 2};
+  const char* xy[] = {"x", "y"};
+  meshd_mesh* u = nullptr;
+  ASSERT_EQ(meshd_mesh_unflatten(flat, 0, "a_b", sizes, xy, 2, &u, err, sizeof err), 0) << err;
+  ASSERT_EQ(meshd_mesh_group_ranks(u, 0, "x", group, 4, &n, &group_rank, err, sizeof err), 0);
+  EXPECT_EQ((std::vector<int64_t>(group, group + 2)), (Ranks{3, 0}));
+  meshd_mesh* root = nullptr;
+  ASSERT_EQ(meshd_mesh_root(u, &root, err, sizeof err), 0);
+  EXPECT_EQ(meshd_mesh_equal(root, m), 1);
+  EXPECT_EQ(meshd_mesh_equal(u, m), 0);  // other names
+  EXPECT_EQ(meshd_mesh_hash(root), meshd_mesh_hash(m));
+  // Errors, with the maths' messages.
+  const char* ba[] = {"b", "a"};
+  meshd_mesh* bad = nullptr;
+  EXPECT_EQ(meshd_mesh_slice(m, ba, 2, &bad, err, sizeof err), 3);
+  EXPECT_THAT(std::string(err), HasSubstr("root mesh's order"));
+  EXPECT_EQ(meshd_mesh_flatten(m, "a", &bad, err, sizeof err), 3);
+  const int64_t three[] = {3};
+  const char* z[] = {"z"};
+  EXPECT_EQ(meshd_mesh_unflatten(m, 0, nullptr, three, z, 1, &bad, err, sizeof err), 3);
+  EXPECT_THAT(std::string(err), HasSubstr("cannot unflatten dim a"));
+  EXPECT_EQ(bad, nullptr);
+  for (meshd_mesh* h : {m, flat, sb, u, root}) meshd_mesh_free(h);
+}
+
+TEST(MeshCAbi, NonMembersAndBadArguments) {
+  char err[256] = {};
+  const int64_t shape[] = {2};
+  const int64_t ranks[] = {4, 5};
+  meshd_mesh* m = nullptr;
+  ASSERT_EQ(meshd_mesh_from_ranks(shape, 1, ranks, 2, nullptr, 0, 8, &m, err, sizeof err), 0)
+      << err;
+  size_t n = 99;
+  ASSERT_EQ(meshd_mesh_coordinate(m, nullptr, 0, &n, err, sizeof err), 0);
+  EXPECT_EQ(n, 0u);  // rank 0 is not in [4,5]: PyTorch's None
+  EXPECT_EQ(meshd_mesh_group_ranks(m, 0, nullptr, nullptr, 0, &n, nullptr, err, sizeof err), 9);
+  EXPECT_THAT(std::string(err), HasSubstr("rank 0 is not in the mesh"));
+  meshd_mesh* bad = nullptr;
+  EXPECT_EQ(meshd_mesh_from_ranks(shape, 1, ranks, 2, nullptr, 9, 8, &bad, err, sizeof err), 3);
+  EXPECT_THAT(std::string(err), HasSubstr("rank 9 is outside the world"));
+  const int64_t dup[] = {1, 1};
+  EXPECT_EQ(meshd_mesh_from_ranks(shape, 1, dup, 2, nullptr, 0, 8, &bad, err, sizeof err), 3);
+  EXPECT_THAT(std::string(err), HasSubstr("appears twice"));
+  // More ranks than the world, or than dims a mesh may have: refused before copying.
+  EXPECT_EQ(meshd_mesh_from_ranks(shape, 1, ranks, 1000000, nullptr, 0, 8, &bad, err, sizeof err),
+            3);
+  EXPECT_THAT(std::string(err), HasSubstr("the world's 8 ranks"));
+  EXPECT_EQ(meshd_mesh_from_ranks(shape, 65, ranks, 2, nullptr, 0, 8, &bad, err, sizeof err), 3);
+  const char* names[] = {"x", nullptr};
+  EXPECT_EQ(meshd_mesh_slice(m, names, 2, &bad, err, sizeof err), 3);
+  EXPECT_THAT(std::string(err), HasSubstr("name 1 is NULL"));
+  EXPECT_EQ(meshd_mesh_slice(m, names, 1, &bad, err, sizeof err), 9);  // an unnamed mesh
+  EXPECT_EQ(meshd_mesh_slice(nullptr, names, 1, &bad, err, sizeof err), 3);
+  EXPECT_EQ(meshd_mesh_flatten(m, nullptr, nullptr, err, sizeof err), 3);
+  EXPECT_EQ(bad, nullptr);
+  meshd_mesh_free(m);
 }
 
 }  // namespace

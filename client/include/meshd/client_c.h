@@ -36,6 +36,63 @@ int meshd_init_device_mesh(meshd_client* client, const int64_t* shape, const cha
                            size_t err_len);
 void meshd_mesh_free(meshd_mesh* mesh);
 
+/* The mesh maths, with no network (PyTorch's DeviceMesh rules; docs/mesh-semantics.md). A dim is
+ * `dim_name` when it is not NULL — a dim name, or a flattened dim of the mesh's root (from any mesh
+ * of that root, as PyTorch's get_group takes it) — else the index `dim` (negative counts from the
+ * end). A bad dim is INVALID_ARGUMENT naming the valid ones. Every meshd_mesh** out is a new
+ * handle to free with meshd_mesh_free. */
+
+/* PyTorch's DeviceMesh(device_type, mesh=table, mesh_dim_names=names) as `rank` of a world of
+ * `world_size` sees it, with no client: `ranks` (num_ranks of them) is the table row-major in
+ * `shape` (ndim sizes), any order, any subset of the world; names may be NULL (unnamed dims). Its
+ * groups have no NCCL ids. INVALID_ARGUMENT: a bad table, names or rank. */
+int meshd_mesh_from_ranks(const int64_t* shape, int ndim, const int64_t* ranks, size_t num_ranks,
+                          const char* const* names, int64_t rank, int64_t world_size,
+                          meshd_mesh** out, char* err, size_t err_len);
+/* mesh[names]: the num_names named dims, in that order (a flattened name from the root). */
+int meshd_mesh_slice(const meshd_mesh* mesh, const char* const* names, int num_names,
+                     meshd_mesh** out, char* err, size_t err_len);
+/* mesh._flatten(name): name NULL joins the dims' names with "_". */
+int meshd_mesh_flatten(const meshd_mesh* mesh, const char* name, meshd_mesh** out, char* err,
+                       size_t err_len);
+/* mesh._unflatten(dim, sizes, names): the dim (dim_name, else the index dim >= 0) split into
+ * num_sizes dims of `sizes`, named `names`. */
+int meshd_mesh_unflatten(const meshd_mesh* mesh, int dim, const char* dim_name,
+                         const int64_t* sizes, const char* const* names, int num_sizes,
+                         meshd_mesh** out, char* err, size_t err_len);
+/* The root mesh (PyTorch's _get_root_mesh()): the mesh `mesh` was derived from, or itself. */
+int meshd_mesh_root(const meshd_mesh* mesh, meshd_mesh** out, char* err, size_t err_len);
+
+int meshd_mesh_ndim(const meshd_mesh* mesh);
+/* PyTorch's size(dim). */
+int meshd_mesh_size(const meshd_mesh* mesh, int dim, const char* dim_name, int64_t* size, char* err,
+                    size_t err_len);
+/* This rank's coordinate (PyTorch's get_coordinate()): up to `capacity` entries into `coords`, and
+ * into *num_coords the mesh's ndim, or 0 when this rank is not in the mesh (PyTorch's None). */
+int meshd_mesh_coordinate(const meshd_mesh* mesh, int64_t* coords, size_t capacity,
+                          size_t* num_coords, char* err, size_t err_len);
+/* This rank's group along a dim, with no client: up to `capacity` members (mesh order) into
+ * `ranks`, the count into *num_ranks, this rank's index among the sorted members (PyTorch's
+ * get_local_rank) into *group_rank. FAILED_PRECONDITION when this rank is not in the mesh. */
+int meshd_mesh_group_ranks(const meshd_mesh* mesh, int dim, const char* dim_name, int64_t* ranks,
+                           size_t capacity, size_t* num_ranks, int64_t* group_rank, char* err,
+                           size_t err_len);
+/* "DeviceMesh((dp=2, tp=4), stride=(4, 1))", cut to out_len - 1 bytes and NUL-terminated; the
+ * full length (without the NUL) is returned. */
+size_t meshd_mesh_to_string(const meshd_mesh* mesh, char* out, size_t out_len);
+/* PyTorch's ==: the same layout over the same ranks with the same names (1), or not (0). */
+int meshd_mesh_equal(const meshd_mesh* a, const meshd_mesh* b);
+/* Consistent with meshd_mesh_equal, within one process. */
+uint64_t meshd_mesh_hash(const meshd_mesh* mesh);
+
+/* Every NCCL unique id of this rank's group along a dim (meshd_mesh_group gives the first only):
+ * up to `capacity` ids of 128 bytes each into `ids` (capacity * 128 bytes), the count into
+ * *num_ids (one per ClientOptions::ranks_per_id members; 1 by default). Fetches them as
+ * meshd_mesh_group does. */
+int meshd_mesh_group_ids(meshd_client* client, const meshd_mesh* mesh, int dim,
+                         const char* dim_name, uint8_t* ids, size_t capacity, size_t* num_ids,
+                         char* err, size_t err_len);
+
 /* This rank's group along `dim`: up to `capacity` member ranks into `ranks` (the count into
  * *num_ranks), this rank's sorted index into *group_rank, and the group's first NCCL unique id
  * (128 bytes) into `id`. */
