@@ -120,6 +120,12 @@ absl::StatusOr<Workload> BuildWorkload(const WorkloadOptions& o) {
   }
   // The client's own fingerprint: the coordinator rebuilds the mesh from it to know the leaders.
   const std::string fingerprint = layout::MeshFingerprint(*mesh);
+  // Each dim's keys, as the client writes them (layout::GroupKey): "<mesh key>/<layout>/<index>".
+  std::vector<std::string> key_prefix(ndim);
+  for (int d = 0; d < ndim; ++d) {
+    const std::string k = layout::GroupKey(o.mesh_key, mesh->layout().axes()[d], 0);
+    key_prefix[d] = k.substr(0, k.size() - 1);
+  }
   w.requests.resize(o.nodes);
   for (uint32_t n = 0; n < o.nodes; ++n) {
     v1::ResolveGroupsRequest& req = w.requests[n];
@@ -143,7 +149,7 @@ absl::StatusOr<Workload> BuildWorkload(const WorkloadOptions& o) {
       for (int d = 0; d < ndim; ++d) {
         const Place p = place[d][rank];
         v1::GroupRequest* g =
-            group(layout::GroupKey(o.mesh_key, names[d], p.group), chunks(group_size[d]));
+            group(absl::StrCat(key_prefix[d], p.group), chunks(group_size[d]));
         if (const int64_t c = leads[d][p.index]; c >= 0) {
           v1::MintedId* m = g->add_minted();
           m->set_index(static_cast<uint32_t>(c));
@@ -152,7 +158,7 @@ absl::StatusOr<Workload> BuildWorkload(const WorkloadOptions& o) {
       }
       if (o.world_group) {
         v1::GroupRequest* g =
-            group(layout::GroupKey(o.mesh_key, layout::kWorldGroupLabel, 0), chunks(w.world_size));
+            group(std::string(layout::kWorldGroupKey), chunks(w.world_size));
         if (const int64_t c = leads[ndim][rank]; c >= 0) {
           v1::MintedId* m = g->add_minted();
           m->set_index(static_cast<uint32_t>(c));

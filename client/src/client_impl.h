@@ -31,6 +31,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/layout/device_mesh.h"
 #include "grpcpp/grpcpp.h"
 #include "meshd/client.h"
 #include "meshd/v1/agent.grpc.pb.h"
@@ -54,6 +55,13 @@ class ClientImpl final : public Client {
   absl::StatusOr<DeviceMesh> InitDeviceMesh(const std::vector<int64_t>& shape,
                                             const std::vector<std::string>& names,
                                             const std::string& mesh_name, MeshIds ids) override;
+  absl::StatusOr<DeviceMesh> InitDeviceMeshFromRanks(const std::vector<int64_t>& shape,
+                                                     const std::vector<int64_t>& ranks,
+                                                     const std::vector<std::string>& names,
+                                                     const std::string& mesh_name,
+                                                     MeshIds ids) override;
+  absl::StatusOr<DeviceMesh> MeshFromGroup(const Group& group,
+                                           const std::string& dim_name) override;
   absl::StatusOr<std::vector<Group>> Groups(const DeviceMesh& mesh) override;
   absl::StatusOr<Group> GroupOf(const DeviceMesh& mesh, int dim) override;
   absl::StatusOr<std::unique_ptr<Communicator>> MakeCommunicator(const Group& group,
@@ -86,9 +94,13 @@ class ClientImpl final : public Client {
                                                             Resp*),
                     const Req& req, Resp* resp);
 
-  // One batched exchange: this rank's groups of `mesh` (plus the world group) with their ids.
-  // `ids` false: no groups, the spec check alone (nothing is cached) (mesh_calls.cc).
+  // One batched exchange: this rank's groups of `mesh` (plus the world group) with their ids, the
+  // ones not cached fetched in one call (none when all are). `ids` false: no groups, the root's
+  // spec check alone (nothing is cached) (mesh_calls.cc).
   absl::StatusOr<std::vector<Group>> Exchange(const DeviceMesh& mesh, bool with_world, bool ids);
+  // A new root mesh under `mesh_name` ("#n" when empty), checked and fetched per `ids`.
+  absl::StatusOr<DeviceMesh> Register(layout::DeviceMesh mesh, const std::string& mesh_name,
+                                      MeshIds ids);
 
   // The watch thread's body: waits for the end of this generation, then fails health and runs
   // the callbacks (client.cc).
@@ -110,8 +122,8 @@ class ClientImpl final : public Client {
   // brings about (the job finished) reaches no callback.
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   int unnamed_meshes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::string, std::vector<Group>> groups_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> spec_only_ ABSL_GUARDED_BY(mu_);  // meshes checked without ids
+  // Every group fetched in the generation, by what it is (layout::GroupKey): views share them.
+  std::map<std::string, Group> groups_ ABSL_GUARDED_BY(mu_);
   std::optional<Group> world_ ABSL_GUARDED_BY(mu_);
   std::mutex world_mu_;                       // guards world_comm_ and its creation
   std::unique_ptr<Communicator> world_comm_;  // for CommInit::kSplit, made on first use

@@ -1,7 +1,12 @@
 // ClientImpl's mesh calls: InitDeviceMesh, Groups and GroupOf, and the exchange behind them — one
-// ResolveGroups call to the agent that checks the mesh across the ranks and gets each group's NCCL
-// ids (minted by the group's leaders). Thread-safety: see client_impl.h; exchanges are serialized
-// by exchange_mu_, and the groups they fetch are cached under mu_.
+// ResolveGroups call to the agent that checks the root mesh's spec across the ranks and gets the
+// NCCL ids of the groups this rank does not have yet (minted by the groups' leaders).
+//
+// A group is cached under what it is (layout::GroupKey: root mesh, dim layout, index), so every
+// view of a root — a slice, a flatten, an unflatten, a concatenation — finds the groups it shares
+// with views fetched before, and asks only for the others: a slice of a fetched mesh costs no call.
+// Thread-safety: see client_impl.h; exchanges are serialized by exchange_mu_, and the groups they
+// fetch are cached under mu_.
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -19,36 +24,86 @@
 
 namespace meshd::client_internal {
 
-absl::StatusOr<DeviceMesh> ClientImpl::InitDeviceMesh(const std::vector<int64_t>& shape,
-                                                      const std::vector<std::string>& names,
-                                                      const std::string& mesh_name, MeshIds ids) {
+namespace {
+
+// The root mesh a view was cut from, as a mesh (its fingerprint is what ranks compare).
+absl::StatusOr<layout::DeviceMesh> RootOf(const layout::DeviceMesh& view) {
+  const layout::MeshRoot& root = *view.root();
+  return layout::DeviceMesh::Derive(view.root(), root.layout(), root.names());
+}
+
+}  // namespace
+
+absl::StatusOr<DeviceMesh> ClientImpl::Register(layout::DeviceMesh mesh,
+                                                const std::string& mesh_name, MeshIds ids) {
   if (absl::Status h = health(); !h.ok()) return h;
-  absl::StatusOr<layout::DeviceMesh> mesh = layout::DeviceMesh::Create(
-      shape, names.empty() ? layout::DimNames() : layout::DimNames(names), placement_.world_size);
-  if (!mesh.ok()) return mesh.status();
+  if (!mesh.rank_map().is_identity() && mesh.size() > layout::kMaxExchangedTableRanks) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a mesh from an explicit rank table is exchanged up to ", layout::kMaxExchangedTableRanks,
+        " ranks; this one has ", mesh.size(),
+        " (a table that lists every rank in order is init_device_mesh's, at any size)"));
+  }
   std::string key = mesh_name;
   if (key.empty()) {
     absl::MutexLock lock(&mu_);
     key = absl::StrCat("#", unnamed_meshes_++);
   }
   DeviceMesh m(std::make_shared<const DeviceMesh::Impl>(
-      DeviceMesh::Impl{*std::move(mesh), placement_.rank, key, key}));
-  if (ids == MeshIds::kNone) {
-    // The spec check alone: an exchange with no groups, answered once every rank reported.
-    absl::StatusOr<std::vector<Group>> none = Exchange(m, /*with_world=*/false, /*ids=*/false);
-    if (!none.ok()) return none.status();
-    return m;
-  }
-  absl::StatusOr<std::vector<Group>> groups = Exchange(m, /*with_world=*/true, /*ids=*/true);
+      DeviceMesh::Impl{std::move(mesh), placement_.rank, key, key}));
+  absl::StatusOr<std::vector<Group>> groups =
+      ids == MeshIds::kNone ? Exchange(m, /*with_world=*/false, /*ids=*/false)
+                            : Exchange(m, /*with_world=*/true, /*ids=*/true);
   if (!groups.ok()) return groups.status();
   return m;
 }
 
-absl::StatusOr<std::vector<Group>> ClientImpl::Groups(const DeviceMesh& mesh) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (auto it = groups_.find(mesh.key()); it != groups_.end()) return it->second;
+absl::StatusOr<DeviceMesh> ClientImpl::InitDeviceMesh(const std::vector<int64_t>& shape,
+                                                      const std::vector<std::string>& names,
+                                                      const std::string& mesh_name, MeshIds ids) {
+  absl::StatusOr<layout::DeviceMesh> mesh = layout::DeviceMesh::Create(
+      shape, names.empty() ? layout::DimNames() : layout::DimNames(names), placement_.world_size);
+  if (!mesh.ok()) return mesh.status();
+  return Register(*std::move(mesh), mesh_name, ids);
+}
+
+absl::StatusOr<DeviceMesh> ClientImpl::InitDeviceMeshFromRanks(
+    const std::vector<int64_t>& shape, const std::vector<int64_t>& ranks,
+    const std::vector<std::string>& names, const std::string& mesh_name, MeshIds ids) {
+  absl::StatusOr<layout::DeviceMesh> mesh = layout::DeviceMesh::FromRankTable(
+      layout::RankTensor{shape, ranks},
+      names.empty() ? layout::DimNames() : layout::DimNames(names), placement_.world_size);
+  if (!mesh.ok()) return mesh.status();
+  return Register(*std::move(mesh), mesh_name, ids);
+}
+
+absl::StatusOr<DeviceMesh> ClientImpl::MeshFromGroup(const Group& group,
+                                                     const std::string& dim_name) {
+  if (absl::Status h = health(); !h.ok()) return h;
+  if (group.ranks.empty() || group.key.empty()) {
+    return absl::InvalidArgumentError("MeshFromGroup needs a group from Groups() or GroupOf()");
   }
+  const std::vector<std::string> names =
+      dim_name.empty() ? std::vector<std::string>{} : std::vector<std::string>{dim_name};
+  absl::StatusOr<layout::DeviceMesh> mesh = layout::DeviceMesh::FromRankTable(
+      layout::RankTensor{{static_cast<int64_t>(group.ranks.size())}, group.ranks},
+      names.empty() ? layout::DimNames() : layout::DimNames(names), placement_.world_size);
+  if (!mesh.ok()) return mesh.status();
+  // Every member makes the same mesh from the same group: its one group IS that group, so it
+  // takes the group's ids under its own key and nobody exchanges anything.
+  const std::string key = absl::StrCat("group:", group.key);
+  DeviceMesh m(std::make_shared<const DeviceMesh::Impl>(
+      DeviceMesh::Impl{*std::move(mesh), placement_.rank, key, key}));
+  if (!group.ids.empty() && m.impl()->mesh.coordinate(placement_.rank)) {
+    Group same = group;
+    same.key = layout::GroupKey(key, m.impl()->mesh.layout().axes()[0], 0);
+    same.group_index = 0;
+    absl::MutexLock lock(&mu_);
+    groups_.emplace(same.key, std::move(same));
+  }
+  return m;
+}
+
+absl::StatusOr<std::vector<Group>> ClientImpl::Groups(const DeviceMesh& mesh) {
   return Exchange(mesh, /*with_world=*/false, /*ids=*/true);
 }
 
@@ -71,20 +126,12 @@ absl::StatusOr<std::vector<Group>> ClientImpl::Exchange(const DeviceMesh& mesh, 
   std::lock_guard<std::mutex> serial(exchange_mu_);
   if (absl::Status h = health(); !h.ok()) return h;
   const layout::DeviceMesh& lm = mesh.impl()->mesh;
-  // A mesh checked without ids before gets its ids under a key of their own (the coordinator
-  // answers a key it has seen with what it answered then).
-  std::string exchange_key = mesh.key();
-  {
-    absl::MutexLock lock(&mu_);
-    if (!ids) {
-      spec_only_.insert(mesh.key());
-      exchange_key = mesh.key();
-    } else if (spec_only_.contains(mesh.key())) {
-      exchange_key = absl::StrCat(mesh.key(), "+ids");
-    }
-  }
+  const std::string& root_key = mesh.impl()->root_key;
+  const bool in_mesh = lm.coordinate(placement_.rank).has_value();
+
+  // This rank's groups of the view, by identity; those cached already need no exchange.
   std::vector<Group> groups;
-  if (ids && lm.coordinate(placement_.rank)) {
+  if (ids && in_mesh) {
     for (int d = 0; d < lm.ndim(); ++d) {
       absl::StatusOr<layout::RankGroup> g = lm.GroupOf(placement_.rank, d);
       if (!g.ok()) return g.status();
@@ -94,27 +141,63 @@ absl::StatusOr<std::vector<Group>> ClientImpl::Exchange(const DeviceMesh& mesh, 
       out.group_rank = g->local_rank;
       out.group_index = g->index;
       out.index = std::find(g->ranks.begin(), g->ranks.end(), placement_.rank) - g->ranks.begin();
-      out.key = layout::GroupKey(exchange_key, lm.DimLabel(d), g->index);
+      out.key = layout::GroupKey(root_key, lm.layout().axes()[d], g->index);
       groups.push_back(std::move(out));
     }
   }
-  if (with_world) {
+  std::vector<Group*> missing;
+  bool need_world = false;
+  {
+    absl::MutexLock lock(&mu_);
+    for (Group& g : groups) {
+      auto it = groups_.find(g.key);
+      if (it != groups_.end()) {
+        g.ids = it->second.ids;
+      } else {
+        missing.push_back(&g);
+      }
+    }
+    need_world = with_world && !world_;
+  }
+  // A spec check always asks; ids only when some are missing. A rank outside the mesh takes no
+  // part in its exchange (it may still need the world group, under a view of its own).
+  const bool check_only = !ids;
+  if (!check_only && missing.empty() && !need_world) return groups;
+  std::vector<Group> asked;  // what this call asks for, in order
+  for (Group* g : missing) asked.push_back(*g);
+  if (need_world) {
     Group world;
     world.dims = {std::string(layout::kWorldGroupLabel)};
     for (int r = 0; r < placement_.world_size; ++r) world.ranks.push_back(r);
     world.index = world.group_rank = placement_.rank;
-    world.key = layout::GroupKey(exchange_key, layout::kWorldGroupLabel, 0);
-    groups.push_back(std::move(world));
+    world.key = std::string(layout::kWorldGroupKey);
+    asked.push_back(std::move(world));
   }
 
+  absl::StatusOr<layout::DeviceMesh> root = RootOf(lm);
+  if (!root.ok()) return root.status();
+  // Which of this node's workers ask in this exchange (the agent merges their asks): for ids,
+  // those in the mesh (or, for the world alone, those outside it); for a check, every one.
+  const int64_t first = placement_.rank - placement_.local_rank;
+  uint32_t local_asks = 0;
+  if (!check_only) {
+    for (int64_t r = first; r < first + placement_.local_world; ++r) {
+      if (lm.coordinate(r).has_value() == in_mesh) ++local_asks;
+    }
+  }
   v1::RankGroupsRequest req;
   req.set_job(options_.job);
   req.set_generation(placement_.generation);
   req.set_local_rank(static_cast<uint32_t>(placement_.local_rank));
-  req.set_mesh_key(exchange_key);
-  req.mutable_spec()->set_fingerprint(layout::MeshFingerprint(lm));
-  req.mutable_spec()->set_description(lm.ToString());
-  for (const Group& g : groups) {
+  req.set_root_key(root_key);
+  req.set_mesh_key(check_only ? root_key
+                   : in_mesh  ? (mesh.key() == root_key ? root_key
+                                                        : absl::StrCat(root_key, "|", lm.ToString()))
+                              : absl::StrCat(root_key, "|outside"));
+  req.set_local_asks(local_asks);
+  req.mutable_spec()->set_fingerprint(layout::MeshFingerprint(*root));
+  req.mutable_spec()->set_description(root->ToString());
+  for (const Group& g : asked) {
     v1::GroupRequest* gr = req.add_groups();
     gr->set_key(g.key);
     const int64_t members = static_cast<int64_t>(g.ranks.size());
@@ -148,7 +231,7 @@ absl::StatusOr<std::vector<Group>> ClientImpl::Exchange(const DeviceMesh& mesh, 
   }
   std::map<std::string, const v1::GroupIds*> by_key;
   for (const v1::GroupIds& g : resp.groups()) by_key[g.key()] = &g;
-  for (Group& g : groups) {
+  for (Group& g : asked) {
     auto it = by_key.find(g.key);
     if (it == by_key.end()) return absl::InternalError(absl::StrCat("no ids for group ", g.key));
     for (const std::string& bytes : it->second->ids()) {
@@ -158,11 +241,14 @@ absl::StatusOr<std::vector<Group>> ClientImpl::Exchange(const DeviceMesh& mesh, 
       g.ids.push_back(id);
     }
   }
-  if (!ids) return groups;
+  if (check_only) return std::vector<Group>{};
   absl::MutexLock lock(&mu_);
-  if (with_world) world_ = groups.back();
-  if (with_world) groups.pop_back();
-  groups_[mesh.key()] = groups;
+  size_t i = 0;
+  for (Group* g : missing) {
+    g->ids = asked[i++].ids;
+    groups_.emplace(g->key, *g);
+  }
+  if (need_world) world_ = asked.back();
   return groups;
 }
 

@@ -292,13 +292,33 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
   }
   if (status.ok()) {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<MeshExchange*> mesh =
-        shut_down_ ? ShuttingDown() : jobs_.Exchange(job, generation, mesh_key, node, ranks);
-    if (mesh.ok()) {
+    absl::StatusOr<JobRounds::Exchanges> ex =
+        shut_down_ ? absl::StatusOr<JobRounds::Exchanges>(ShuttingDown())
+                   : jobs_.Exchange(job, generation, mesh_key, node, ranks);
+    status = ex.status();
+    if (status.ok()) status = ex->groups->Validate(groups);
+    if (status.ok()) {
+      // The spec first: a rank that built another mesh is refused at once, and if ranks of the
+      // mesh already went on, the generation ends so that they learn it too.
+      const MeshExchange::Recorded recorded =
+          ex->mesh->Record(node, ranks, /*asks_ids=*/!groups.empty(), out);
+      status = recorded.status;
+      if (recorded.end_generation) {
+        jobs_.EndForMismatch(*ex->job, node, std::string(recorded.status.message()), out);
+      }
+    }
+    if (status.ok() && groups.empty()) {
       jobs_.WaitAdded(deadline);
-      (*mesh)->Report(node, ranks, std::move(groups), deadline, std::move(done), out);
-    } else {
-      status = mesh.status();
+      ex->mesh->HoldCheck(deadline, std::move(done), out);
+    } else if (status.ok()) {
+      std::vector<std::vector<uint32_t>> leaders;
+      const absl::StatusOr<MintRules>& rules = ex->mesh->Rules();
+      status = rules.ok() ? rules->Check(node, ranks, groups, &leaders) : rules.status();
+      if (status.ok()) status = ex->groups->CheckMints(groups);
+      if (status.ok()) {
+        jobs_.WaitAdded(deadline);
+        ex->groups->Report(std::move(groups), std::move(leaders), deadline, std::move(done), out);
+      }
     }
   }
   RunAll(out);

@@ -8,7 +8,8 @@
 //   JobRounds     jobs: rounds, generations, standby nodes, watches, recovery after a restart
 //                 (its header draws a job's life), and per running generation:
 //   KvStore       its key-value store and barriers
-//   MeshExchange  one mesh's spec check and NCCL id relay
+//   MeshExchange  one mesh's spec check across the ranks, and its groups' MintRules
+//   GroupExchange one generation's NCCL id relay, group by group
 // The façade validates requests, takes the one lock, asks the registries, and runs the callbacks
 // they collected after releasing the lock.
 //
@@ -195,10 +196,15 @@ class Coordinator {
                const std::string& participant, uint32_t count, absl::Time deadline,
                StatusDone done);
 
-  // The NCCL ids of a mesh's groups for one node's local ranks (see MeshExchange): answers once
-  // every rank of the generation reported `mesh_key`.
-  // Errors: as KeySet's, plus FAILED_PRECONDITION mismatched specs or a group nobody minted;
-  // DEADLINE_EXCEEDED (naming the missing ranks); INVALID_ARGUMENT malformed groups or ranks.
+  // One node's local ranks' spec of mesh `mesh_key` (checked against the other ranks': see
+  // MeshExchange) and the NCCL ids of the groups they ask for (see GroupExchange): answered once
+  // every group asked for has its ids, whoever else is late; with no groups (a spec check only),
+  // once every rank of the mesh reported it.
+  // Errors: as KeySet's, plus FAILED_PRECONDITION mismatched specs (and the generation ends when
+  // ranks of the mesh were already answered) or a leader that could not mint; DEADLINE_EXCEEDED
+  // (naming the groups' missing leaders, or the ranks that did not check); INVALID_ARGUMENT
+  // malformed groups or ranks; PERMISSION_DENIED a group or id that is not the node's to ask or
+  // mint; RESOURCE_EXHAUSTED too many meshes in the generation.
   // `groups` is taken (its minted ids move into the exchange).
   void ResolveGroups(const std::string& job, uint64_t generation, const std::string& node,
                      const std::string& mesh_key, const std::vector<RankSpec>& ranks,

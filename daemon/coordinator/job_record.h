@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "daemon/coordinator/completions.h"
 #include "daemon/coordinator/kv_store.h"
+#include "daemon/coordinator/group_exchange.h"
 #include "daemon/coordinator/mesh_exchange.h"
 #include "daemon/coordinator/types.h"
 
@@ -63,6 +64,7 @@ struct JobRecord {
   std::set<std::string> finished;  // members whose workers all detached cleanly (FinishJob)
   KvStore kv;
   std::map<std::string, MeshExchange> meshes;  // running generation, by mesh key
+  std::optional<GroupExchange> groups;         // running generation, from its first ResolveGroups
   std::optional<GenerationEnd> last_end;
   // JobPhase::kRecovering: the generation its nodes report back after a coordinator restart.
   struct Recovery {

@@ -245,6 +245,8 @@ void JobRounds::EndGeneration(JobRecord& j, EndReason reason, const std::string&
   j.kv.FailAll(aborted, out);
   for (auto& [key, mesh] : j.meshes) mesh.FailAll(aborted, out);
   j.meshes.clear();
+  if (j.groups) j.groups->FailAll(aborted, out);
+  j.groups.reset();
   j.last_end = end;
   j.previous_members.clear();
   for (const Member& m : *j.members) {
@@ -384,10 +386,11 @@ absl::StatusOr<KvStore*> JobRounds::Store(const std::string& job, uint64_t gener
   return &(*j)->kv;
 }
 
-absl::StatusOr<MeshExchange*> JobRounds::Exchange(const std::string& job, uint64_t generation,
-                                                  const std::string& mesh_key,
-                                                  const std::string& node,
-                                                  const std::vector<RankSpec>& ranks) {
+absl::StatusOr<JobRounds::Exchanges> JobRounds::Exchange(const std::string& job,
+                                                         uint64_t generation,
+                                                         const std::string& mesh_key,
+                                                         const std::string& node,
+                                                         const std::vector<RankSpec>& ranks) {
   absl::StatusOr<JobRecord*> j = Running(job, generation);
   if (!j.ok()) return j.status();
   JobRecord& rec = **j;
@@ -408,12 +411,21 @@ absl::StatusOr<MeshExchange*> JobRounds::Exchange(const std::string& job, uint64
           " of generation ", generation, " of job '", job, "'; it reported rank ", r.rank));
     }
   }
-  auto it =
-      rec.meshes
-          .try_emplace(mesh_key, job, mesh_key,
-                       static_cast<uint32_t>(rec.members->size()) * rec.local_world, &counters_)
-          .first;
-  return &it->second;
+  auto it = rec.meshes.find(mesh_key);
+  if (it == rec.meshes.end()) {
+    if (rec.meshes.size() >= kMaxMeshesPerGeneration) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "generation ", generation, " of job '", job, "' has ", rec.meshes.size(),
+          " meshes, the most one generation may build; reuse a mesh's views instead of building "
+          "new meshes"));
+    }
+    it = rec.meshes
+             .try_emplace(mesh_key, job, mesh_key,
+                          static_cast<uint32_t>(rec.members->size()) * rec.local_world)
+             .first;
+  }
+  if (!rec.groups) rec.groups.emplace(job, &counters_);
+  return Exchanges{&rec, &it->second, &*rec.groups};
 }
 
 // ---- Watches ------------------------------------------------------------------------------------
@@ -521,6 +533,7 @@ void JobRounds::CheckDeadlines(absl::Time now, Completions& out) {
     next_wait = std::min(next_wait, ExpireRecovery(j, now, out));
     next_wait = std::min(next_wait, j.kv.ExpireWaits(now, out));
     for (auto& [key, mesh] : j.meshes) next_wait = std::min(next_wait, mesh.ExpireWaits(now, out));
+    if (j.groups) next_wait = std::min(next_wait, j.groups->ExpireWaits(now, out));
   }
   if (waits_due) waits_due_ = next_wait;
 }
@@ -533,6 +546,7 @@ void JobRounds::Shutdown(const absl::Status& cancelled, Completions& out) {
     }
     job->kv.FailAll(cancelled, out);
     for (auto& [key, mesh] : job->meshes) mesh.FailAll(cancelled, out);
+    if (job->groups) job->groups->FailAll(cancelled, out);
   }
   for (auto& [id, w] : watchers_) {
     out.push_back([done = std::move(w.done),

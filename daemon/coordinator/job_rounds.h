@@ -44,6 +44,7 @@
 #include "common/time/clock.h"
 #include "daemon/coordinator/completions.h"
 #include "daemon/coordinator/kv_store.h"
+#include "daemon/coordinator/group_exchange.h"
 #include "daemon/coordinator/mesh_exchange.h"
 #include "daemon/coordinator/node_registry.h"
 #include "daemon/coordinator/types.h"
@@ -108,6 +109,12 @@ class JobRounds {
   // Errors: NOT_FOUND unknown job; UNAVAILABLE it is being recovered.
   absl::StatusOr<uint64_t> End(const std::string& job, const std::string& message,
                                Completions& out);
+  // Ranks of `job`'s running generation built different meshes under one key after some had been
+  // answered (see MeshExchange): the generation ends (kMeshMismatch, `message`), caused by `node`.
+  void EndForMismatch(JobRecord& job, const std::string& node, const std::string& message,
+                      Completions& out) {
+    EndGeneration(job, EndReason::kMeshMismatch, node, message, out);
+  }
   // A registered node's reports of the generations its workers run (job_recovery.cc): a job this
   // coordinator does not know is created RECOVERING; once every node rank of it has been
   // reported it runs again with the same generation and ranks. Reports of known jobs are ignored.
@@ -119,14 +126,21 @@ class JobRounds {
   // Errors: NOT_FOUND unknown job; ABORTED `generation` has ended; FAILED_PRECONDITION it has not
   // started (round still open); UNAVAILABLE it is being recovered.
   absl::StatusOr<KvStore*> Store(const std::string& job, uint64_t generation);
-  // The running generation's exchange of `mesh_key` for a report of `node` about `ranks`, created
-  // at its first report. Errors: Store's; PERMISSION_DENIED `node` is not a member of the
-  // generation, or a rank is not one of the node's (a node reports only the ranks it holds) —
-  // nothing is created or changed then, and the message names nothing of the job's but the
-  // caller's own place.
-  absl::StatusOr<MeshExchange*> Exchange(const std::string& job, uint64_t generation,
-                                         const std::string& mesh_key, const std::string& node,
-                                         const std::vector<RankSpec>& ranks);
+  // The running generation's spec check of `mesh_key` and its group exchange, for a report of
+  // `node` about `ranks`, created at their first report. Errors: Store's; PERMISSION_DENIED `node`
+  // is not a member of the generation, or a rank is not one of the node's (a node reports only the
+  // ranks it holds) — nothing is created or changed then, and the message names nothing of the
+  // job's but the caller's own place; RESOURCE_EXHAUSTED a new mesh key past
+  // kMaxMeshesPerGeneration.
+  struct Exchanges {
+    JobRecord* job;
+    MeshExchange* mesh;
+    GroupExchange* groups;
+  };
+  static constexpr size_t kMaxMeshesPerGeneration = 4096;
+  absl::StatusOr<Exchanges> Exchange(const std::string& job, uint64_t generation,
+                                     const std::string& mesh_key, const std::string& node,
+                                     const std::vector<RankSpec>& ranks);
   // The member nodes (-> node rank) of `generation` of `job` while it runs; nullptr when that
   // generation does not run (the call it guards then answers its own NOT_FOUND, ABORTED, ...).
   const absl::flat_hash_map<std::string, uint32_t>* RunningMembers(const std::string& job,

@@ -71,6 +71,7 @@ void JobRounds::Tally(StatusView& s) const {
     }
     s.waiting.kv += job->kv.waiters();
     for (const auto& [key, mesh] : job->meshes) s.waiting.groups += mesh.waiters();
+    if (job->groups) s.waiting.groups += job->groups->waiters();
   }
   s.waiting.watch = watchers_.size();
   s.counters = counters_;

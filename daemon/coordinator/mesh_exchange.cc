@@ -1,9 +1,11 @@
 // MeshExchange (see mesh_exchange.h).
 #include "daemon/coordinator/mesh_exchange.h"
 
+#include <algorithm>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "daemon/domain/quote.h"
 
 namespace meshd::coordinator {
 
@@ -28,153 +30,98 @@ void MeshExchange::Fail(const absl::Status& status, Completions& out) {
   waiters_.clear();
 }
 
-void MeshExchange::Answer(Waiter& w, Completions& out) {
-  std::vector<SharedGroupIds> answer;
-  answer.reserve(w.groups.size());
-  for (GroupEntry* entry : w.groups) {
-    const std::string& key = entry->first;
-    Group& group = entry->second;
-    if (group.answer != nullptr) {
-      answer.push_back(group.answer);
-      continue;
-    }
-    const std::vector<std::optional<std::string>>& slots = group.slots;
-    auto g = std::make_shared<GroupIds>(GroupIds{key, {}});
-    g->ids.reserve(slots.size());
-    for (size_t i = 0; i < slots.size(); ++i) {
-      if (!slots[i]) {
-        auto why = mint_errors_.find(key);
-        const absl::Status missing = absl::FailedPreconditionError(absl::StrCat(
-            "mesh '", mesh_key_, "' of job '", job_, "': group '", key, "' has no id for chunk ", i,
-            why != mint_errors_.end()
-                ? absl::StrCat(": its leader could not mint one: ", why->second)
-                : absl::StrCat(": its leader (the chunk's first member) did not ask for this "
-                               "group, or asked with another number of ids per group")));
-        out.push_back([done = std::move(w.done), missing] { done(missing); });
-        return;
-      }
-      g->ids.push_back(*slots[i]);
-    }
-    group.answer = std::move(g);
-    answer.push_back(group.answer);
-  }
-  ++counters_->groups_answered;
-  for (const SharedGroupIds& g : answer) counters_->ids_relayed += g->ids.size();
-  out.push_back([done = std::move(w.done), answer = std::move(answer)] { done(answer); });
-}
-
-const absl::StatusOr<MintRules>& MeshExchange::RulesFor(const std::string& fingerprint) {
-  if (!rules_ || rules_fingerprint_ != fingerprint) {
-    rules_fingerprint_ = fingerprint;
-    rules_ = MintRules::Create(fingerprint, mesh_key_, world_size_,
+const absl::StatusOr<MintRules>& MeshExchange::Rules() {
+  if (!rules_) {
+    rules_ = MintRules::Create(specs_.begin()->first, mesh_key_, world_size_,
                                absl::StrCat("mesh '", mesh_key_, "' of job '", job_, "'"));
   }
   return *rules_;
 }
 
-void MeshExchange::Report(const std::string& node, const std::vector<RankSpec>& ranks,
-                          std::vector<GroupRequest> groups, absl::Time deadline, GroupsDone done,
-                          Completions& out) {
-  auto reject = [&](absl::Status s) { out.push_back([done = std::move(done), s] { done(s); }); };
-  if (failed_) return reject(*failed_);
+MeshExchange::Recorded MeshExchange::Record(const std::string& node,
+                                            const std::vector<RankSpec>& ranks, bool asks_ids,
+                                            Completions& out) {
+  if (failed_) return {*failed_, false};
   for (const RankSpec& r : ranks) {
     if (r.rank >= world_size_) {
-      return reject(absl::InvalidArgumentError(absl::StrCat(
-          "node '", node, "' reports rank ", r.rank, " for a world of ", world_size_, " ranks")));
+      return {absl::InvalidArgumentError(absl::StrCat(
+                  "node '", node, "' reports rank ", r.rank, " for a world of ", world_size_,
+                  " ranks")),
+              false};
     }
   }
-  // Validate the whole request before recording any of it: a rejected report leaves no trace.
-  for (const GroupRequest& g : groups) {
-    if (g.key.empty() || g.key.size() > KvStore::kMaxKeyBytes || g.num_ids < 1 ||
-        g.num_ids > kMaxIdsPerGroup) {
-      return reject(absl::InvalidArgumentError(absl::StrCat(
-          "group key ", domain::Quote(g.key), " must be 1-1024 bytes with 1-", kMaxIdsPerGroup,
-          " ids")));
+  // A rank reporting again must report the same spec; a new rank with another spec is a
+  // mismatch, recorded (so that the message names who asked for which) and failing the mesh.
+  const std::string* spec = specs_.empty() ? nullptr : &specs_.begin()->first;
+  bool mismatch = false;
+  for (const RankSpec& r : ranks) {
+    if (spec == nullptr) spec = &r.fingerprint;
+    if (r.fingerprint == *spec) continue;
+    if (reported_[r.rank]) {
+      return {absl::FailedPreconditionError(absl::StrCat(
+                  "node '", node, "' reported its ranks of mesh '", mesh_key_, "' of job '", job_,
+                  "' again as another mesh than ", specs_.begin()->second.first)),
+              false};
     }
-    auto known = ids_.find(g.key);
-    if (known != ids_.end() && known->second.slots.size() != g.num_ids) {
-      return reject(
-          absl::InvalidArgumentError(absl::StrCat("group ", domain::Quote(g.key), " asked with ", g.num_ids,
-                                                  " ids after ", known->second.slots.size())));
-    }
-    for (const auto& [index, id] : g.minted) {
-      if (index >= g.num_ids || id.size() != kIdBytes) {
-        return reject(absl::InvalidArgumentError(
-            absl::StrCat("group '", g.key, "': minted id ", index, " must be one of ", g.num_ids,
-                         " and ", kIdBytes, " bytes (got ", id.size(), ")")));
-      }
-    }
+    mismatch = true;
   }
-  if (!groups.empty()) {
-    // Who may ask for and mint which ids follows from the mesh the ranks asked for. A report whose
-    // spec differs from the recorded one (or whose ranks differ) fails the exchange below, when
-    // one of those ranks is new: none of its groups is recorded; with only old ranks it is refused.
-    const std::string* spec = specs_.empty() ? nullptr : &specs_.begin()->first;
-    bool differs = false, mismatch = false;
-    for (const RankSpec& r : ranks) {
-      if (spec == nullptr) spec = &r.fingerprint;
-      if (r.fingerprint == *spec) continue;
-      differs = true;
-      if (!reported_[r.rank]) mismatch = true;
-    }
-    if (mismatch) {
-      groups.clear();
-    } else if (differs) {
-      return reject(absl::FailedPreconditionError(absl::StrCat(
-          "node '", node, "' reported its ranks of mesh '", mesh_key_, "' of job '", job_,
-          "' again as another mesh than ", specs_.begin()->second.first)));
-    } else {
-      const absl::StatusOr<MintRules>& rules = RulesFor(*spec);
-      if (!rules.ok()) return reject(rules.status());
-      if (absl::Status s = rules->Check(node, ranks, groups); !s.ok()) return reject(s);
-    }
-  }
-  for (const GroupRequest& g : groups) {
-    if (g.minted.empty()) continue;
-    auto known = ids_.find(g.key);
-    if (known == ids_.end()) continue;
-    for (const auto& [index, id] : g.minted) {
-      if (known->second.slots[index] && *known->second.slots[index] != id) {
-        return reject(absl::InvalidArgumentError(
-            absl::StrCat("group '", g.key, "': chunk ", index,
-                         " was minted again with another id; its leader mints it once")));
-      }
-    }
-  }
-  Waiter waiter{{}, std::move(done), deadline};
-  waiter.groups.reserve(groups.size());
-  for (GroupRequest& g : groups) {
-    GroupEntry& entry = *ids_.try_emplace(std::move(g.key)).first;
-    auto& slots = entry.second.slots;
-    slots.resize(g.num_ids);
-    if (!g.mint_error.empty()) mint_errors_.emplace(entry.first, g.mint_error);
-    for (auto& [index, id] : g.minted) slots[index] = std::move(id);
-    waiter.groups.push_back(&entry);
-  }
+  std::vector<uint32_t> fresh;
   for (const RankSpec& r : ranks) {
     if (reported_[r.rank]) continue;  // a retry
     reported_[r.rank] = true;
-    ++reported_count_;
     auto& [desc, asked] = specs_[r.fingerprint];
-    if (desc.empty()) desc = r.description;
+    if (desc.empty()) desc = r.description.substr(0, 512);
     asked.push_back(r.rank);
+    fresh.push_back(r.rank);
   }
-  waiters_.push_back(std::move(waiter));
-
-  if (specs_.size() > 1) {
+  if (mismatch) {
     std::vector<std::string> who;
     for (auto& [fp, entry] : specs_) {
       std::sort(entry.second.begin(), entry.second.end());
       who.push_back(absl::StrCat("ranks ", RankRanges(entry.second), " asked for ", entry.first));
     }
-    return Fail(absl::FailedPreconditionError(absl::StrCat(
-                    "ranks of job '", job_, "' asked for different meshes as mesh '", mesh_key_,
-                    "': ", absl::StrJoin(who, "; "),
-                    ". Every rank must build the same mesh under the same name (or order)")),
-                out);
+    const absl::Status status = absl::FailedPreconditionError(absl::StrCat(
+        "ranks of job '", job_, "' asked for different meshes as mesh '", mesh_key_, "': ",
+        absl::StrJoin(who, "; "),
+        ". Every rank must build the same mesh under the same name (or order)"));
+    Fail(status, out);
+    return {status, answered_};
   }
-  if (reported_count_ < world_size_) return;
-  for (Waiter& w : waiters_) Answer(w, out);
+  if (!fresh.empty() && Rules().ok()) {
+    for (uint32_t r : fresh) in_mesh_reported_ += Rules()->InMesh(r) ? 1 : 0;
+  }
+  if (asks_ids) answered_ = true;
+  return {absl::OkStatus(), false};
+}
+
+bool MeshExchange::Complete() {
+  return !specs_.empty() && Rules().ok() && in_mesh_reported_ == Rules()->mesh_ranks();
+}
+
+std::vector<uint32_t> MeshExchange::Missing(size_t limit) {
+  const bool known = !specs_.empty() && Rules().ok();
+  std::vector<uint32_t> missing;
+  for (uint32_t r = 0; r < world_size_ && missing.size() < limit; ++r) {
+    if (!reported_[r] && (!known || Rules()->InMesh(r))) missing.push_back(r);
+  }
+  return missing;
+}
+
+void MeshExchange::HoldCheck(absl::Time deadline, GroupsDone done, Completions& out) {
+  if (failed_) {
+    out.push_back([done = std::move(done), s = *failed_] { done(s); });
+    return;
+  }
+  if (!specs_.empty() && !Rules().ok()) {
+    out.push_back([done = std::move(done), s = Rules().status()] { done(s); });
+    return;
+  }
+  waiters_.push_back(Waiter{std::move(done), deadline});
+  if (!Complete()) return;
+  answered_ = true;
+  for (Waiter& w : waiters_) {
+    out.push_back([done = std::move(w.done)] { done(std::vector<SharedGroupIds>{}); });
+  }
   waiters_.clear();
 }
 
@@ -186,15 +133,12 @@ absl::Time MeshExchange::ExpireWaits(absl::Time now, Completions& out) {
       ++it;
       continue;
     }
-    std::vector<uint32_t> missing;
-    for (uint32_t r = 0; r < world_size_ && missing.size() < 64; ++r) {
-      if (!reported_[r]) missing.push_back(r);
-    }
-    out.push_back(
-        [done = std::move(it->done),
-         msg = absl::StrCat("mesh '", mesh_key_, "' of job '", job_, "': ", reported_count_, " of ",
-                            world_size_, " ranks asked for it in time; missing ranks ",
-                            RankRanges(missing))] { done(absl::DeadlineExceededError(msg)); });
+    out.push_back([done = std::move(it->done),
+                   msg = absl::StrCat("mesh '", mesh_key_, "' of job '", job_,
+                                      "': not every rank of it asked for it in time; missing ranks ",
+                                      RankRanges(Missing(64)))] {
+      done(absl::DeadlineExceededError(msg));
+    });
     it = waiters_.erase(it);
   }
   return next;

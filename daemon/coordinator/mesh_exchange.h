@@ -1,9 +1,11 @@
-// MeshExchange: the relay of one mesh's NCCL unique ids within one job generation, and the check
-// that every rank asked for the same mesh under the same key. Nodes report their local ranks'
-// specs, groups and minted ids; nobody is answered until all `world_size` ranks reported, so a spec
-// mismatch reaches every rank and every leader's id is known before anyone is answered. Which
-// groups a node may ask for, and which ids it may mint, follow from the mesh its ranks reported
-// (MintRules): a group's ids only by the node holding each chunk's leader.
+// MeshExchange: the check that every rank asked for the same mesh under one key (a mesh's name, or
+// "#n" for the n-th unnamed one) within one job generation, and the rules its groups' ids follow
+// (MintRules, from the spec the ranks share). Reports that ask for ids are not held here: their
+// groups go to the generation's GroupExchange at once. A report that only checks the spec is held
+// until every rank of the mesh reported it. A rank whose spec differs is refused
+// FAILED_PRECONDITION at once, naming both specs and who asked for which; the ranks held are told
+// the same, and when ranks of the mesh were already answered the owner ends the generation
+// (Recorded::end_generation) so that they learn it too.
 // Owned by the coordinator under its lock; completions go to `out` and run after the lock.
 //
 // Thread-safety: none; guarded by the owner.
@@ -15,79 +17,65 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
-#include "absl/time/time.h"
 #include "absl/status/statusor.h"
-#include "daemon/coordinator/kv_store.h"
+#include "absl/time/time.h"
 #include "daemon/coordinator/mint_rules.h"
-#include "daemon/domain/limits.h"
+#include "daemon/coordinator/completions.h"
 #include "daemon/coordinator/types.h"
 
 namespace meshd::coordinator {
 
 class MeshExchange {
  public:
-  static constexpr size_t kIdBytes = domain::kIdBytes;
-  static constexpr uint32_t kMaxIdsPerGroup = domain::kMaxIdsPerGroup;
-
-  // `counters` (the owner's, outliving the exchange) counts the ids and answers handed out.
-  MeshExchange(std::string job, std::string mesh_key, uint32_t world_size, Counters* counters)
+  MeshExchange(std::string job, std::string mesh_key, uint32_t world_size)
       : job_(std::move(job)),
         mesh_key_(std::move(mesh_key)),
         world_size_(world_size),
-        counters_(counters),
         reported_(world_size, false) {}
 
-  // One node's report. Ranks must be below world_size; reporting a rank again (a retry) is fine.
-  // Errors (through `done`): INVALID_ARGUMENT malformed ids or ranks, a key that is not a group of
-  // the mesh, a spec the coordinator cannot rebuild the mesh from (only when ids are asked for);
-  // PERMISSION_DENIED a group none of the ranks is in, or an id or mint error of a chunk whose
-  // leader the node does not hold (see MintRules); FAILED_PRECONDITION specs differ between ranks
-  // (naming both and who asked for which) or a group's id was never minted. A rejected report
-  // records nothing. `groups` is taken: its ids and keys move into the exchange.
-  void Report(const std::string& node, const std::vector<RankSpec>& ranks,
-              std::vector<GroupRequest> groups, absl::Time deadline, GroupsDone done,
-              Completions& out);
-  // Fails waits past `now` with DEADLINE_EXCEEDED naming the ranks still missing; returns the
-  // earliest deadline of those left (InfiniteFuture when none).
+  struct Recorded {
+    absl::Status status;          // OK: the ranks' specs agree with the mesh's
+    bool end_generation = false;  // a mismatch that ranks already answered must learn
+  };
+  // One node's ranks' specs. Ranks must be below world_size; reporting a rank again (a retry) is
+  // fine with the same spec. `asks_ids`: the report goes on to the group exchange (its ranks count
+  // as answered). Errors: INVALID_ARGUMENT a rank beyond the world; FAILED_PRECONDITION a spec
+  // that differs from the mesh's (then every held check fails the same way and later reports are
+  // refused), or a rank reporting again with another spec.
+  Recorded Record(const std::string& node, const std::vector<RankSpec>& ranks, bool asks_ids,
+                  Completions& out);
+  // The rules of the recorded spec. @pre a Record that returned OK.
+  const absl::StatusOr<MintRules>& Rules();
+  // Holds a spec-only check until every rank of the mesh reported (at once if they have).
+  void HoldCheck(absl::Time deadline, GroupsDone done, Completions& out);
+  // Fails held checks past `now` with DEADLINE_EXCEEDED naming the ranks still missing; returns
+  // the earliest deadline of those left (InfiniteFuture when none).
   absl::Time ExpireWaits(absl::Time now, Completions& out);
   void FailAll(const absl::Status& status, Completions& out);
   size_t waiters() const { return waiters_.size(); }
 
  private:
-  struct Group {
-    std::vector<std::optional<std::string>> slots;  // by chunk, as minted
-    SharedGroupIds answer;                          // once every slot is filled and asked for
-  };
-  using GroupEntry = std::pair<const std::string, Group>;  // key and group, at a stable address
   struct Waiter {
-    std::vector<GroupEntry*> groups;  // as asked, in order
     GroupsDone done;
     absl::Time deadline;
   };
   void Fail(const absl::Status& status, Completions& out);
-  void Answer(Waiter& w, Completions& out);
-  // The rules of the mesh `fingerprint` describes, built once.
-  const absl::StatusOr<MintRules>& RulesFor(const std::string& fingerprint);
+  // Ranks of the mesh that have not reported (all when the rules are unknown), at most `limit`.
+  std::vector<uint32_t> Missing(size_t limit);
+  bool Complete();
 
   const std::string job_;
   const std::string mesh_key_;
   const uint32_t world_size_;
-  Counters* const counters_;
   std::map<std::string, std::pair<std::string, std::vector<uint32_t>>>
-      specs_;  // fp -> (desc, ranks)
+      specs_;                   // fp -> (desc, ranks)
   std::vector<bool> reported_;  // by rank
-  uint32_t reported_count_ = 0;
-  // Hash maps: a 131,072-rank mesh has ~100,000 groups, asked for by every node. Groups by node,
-  // so that a waiter holds its groups themselves and its answer needs no lookups.
-  absl::node_hash_map<std::string, Group> ids_;                                    // key -> ids
-  absl::flat_hash_map<std::string, std::string> mint_errors_;                      // key -> why
+  int64_t in_mesh_reported_ = 0;  // of them, the ranks in the mesh
+  bool answered_ = false;       // some rank went on (ids asked, or a check answered)
   std::vector<Waiter> waiters_;
   std::optional<absl::Status> failed_;
-  std::string rules_fingerprint_;                   // what rules_ was built from
-  std::optional<absl::StatusOr<MintRules>> rules_;  // once a report asked for ids
+  std::optional<absl::StatusOr<MintRules>> rules_;  // of specs_'s only spec, once asked
 };
 
 // "0-7,16,18-23": ranks, compactly, capped at a few ranges.

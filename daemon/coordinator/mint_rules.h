@@ -1,12 +1,14 @@
-// MintRules: which of a mesh's groups a node may ask for and which of their ids it may mint, from
-// the mesh its ranks reported (their spec's fingerprint, which every rank must share). A group's
-// key names a dim and a group of the mesh ("<mesh key>/<dim>/<index>", or the world group
-// "<mesh key>/world/0"); chunk i of a group is minted by its leader, the member
-// layout::ChunkLeader picks, and only the node that holds that rank may report its id or why it
-// could not mint one.
+// MintRules: which groups of a root mesh a node may ask for and which of their ids it may mint,
+// from the mesh its ranks reported (their spec's fingerprint, which every rank must share). A
+// group's key names the root, a dim layout inside it and a group of that dim ("<mesh key>/<layout>/
+// <index>", layout::GroupKey), so any view of the root — a slice, a flatten, an unflatten — asks
+// under the same key for the same group; or it is the world group ("world/0"). Chunk i of a group
+// is minted by its leader, the member layout::ChunkLeader picks, and only the node that holds that
+// rank may report its id or why it could not mint one.
 //
 // Cost: building parses the fingerprint (once per mesh); checking a report is
-// O((ranks + groups + minted ids) x ndim), whatever the world's size.
+// O(distinct dim layouts x (ranks + ndim)) + O(groups x (log ranks + minted ids)), whatever the
+// world's size; a report may name at most kMaxLayoutsPerReport distinct dim layouts.
 //
 // Thread-safety: an immutable value.
 #ifndef MESHD_DAEMON_COORDINATOR_MINT_RULES_H_
@@ -25,6 +27,8 @@ namespace meshd::coordinator {
 
 class MintRules {
  public:
+  static constexpr size_t kMaxLayoutsPerReport = 64;
+
   // The rules of the mesh `fingerprint` describes, exchanged as `mesh_key` by a world of
   // `world_size` ranks. `where` ("mesh 'm' of job 'j'") starts every error.
   // Errors: INVALID_ARGUMENT when the fingerprint does not describe a mesh the coordinator can
@@ -35,27 +39,24 @@ class MintRules {
 
   // One node's report, before anything of it is recorded. `ranks` are the node's own (checked by
   // the caller), `groups` already well-formed (ids of the right size and index).
-  // Errors: INVALID_ARGUMENT a key that is not a group of the mesh, or more ids than members;
+  // Errors: INVALID_ARGUMENT a key that is not a group of the mesh, more ids than members, or more
+  // than kMaxLayoutsPerReport dim layouts;
   // PERMISSION_DENIED a group none of the ranks is a member of, or an id (or mint error) of a
   // chunk whose leader the node does not hold (naming the group, the chunk and the leader rank).
+  // On success `leaders` holds, for each group in order, its chunks' leader ranks.
   absl::Status Check(const std::string& node, const std::vector<RankSpec>& ranks,
-                     const std::vector<GroupRequest>& groups) const;
+                     const std::vector<GroupRequest>& groups,
+                     std::vector<std::vector<uint32_t>>* leaders) const;
+
+  // The world ranks in the root mesh (those a spec-only check waits for).
+  int64_t mesh_ranks() const { return mesh_.rank_map().size(); }
+  bool InMesh(uint32_t rank) const { return mesh_.rank_map().position_of(rank).has_value(); }
 
  private:
   MintRules(layout::DeviceMesh mesh, std::string prefix, uint32_t world_size, std::string where);
 
-  // A group of the mesh: a dim's (dim >= 0) or the world's (dim == -1).
-  struct Target {
-    int dim = -1;
-    int64_t index = 0;
-    int64_t members = 0;
-  };
-  absl::StatusOr<Target> Find(const std::string& key) const;
-  int64_t Member(const Target& t, int64_t member) const;
-
-  layout::DeviceMesh mesh_;
-  std::vector<std::string> labels_;  // by dim
-  std::string prefix_;               // "<mesh key>/"
+  layout::DeviceMesh mesh_;  // the root
+  std::string prefix_;       // "<mesh key>/"
   uint32_t world_size_ = 0;
   std::string where_;
 };

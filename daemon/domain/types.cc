@@ -21,6 +21,8 @@ std::string EndReasonName(EndReason r) {
       return "job ended";
     case EndReason::kJobFinished:
       return "job finished";
+    case EndReason::kMeshMismatch:
+      return "mesh mismatch";
   }
   return "unknown";
 }

@@ -98,6 +98,7 @@ enum class EndReason {
   kNodeDrained,  // an operator drained a member node
   kJobEnded,     // an operator ended the job
   kJobFinished,  // every member node's workers detached cleanly
+  kMeshMismatch,  // ranks built different meshes under one key after some were answered
 };
 std::string EndReasonName(EndReason r);
 

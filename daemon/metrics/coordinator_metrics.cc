@@ -45,7 +45,8 @@ CoordinatorMetrics::CoordinatorMetrics(std::function<domain::StatusView()> statu
   for (auto r : {domain::EndReason::kNodeLost, domain::EndReason::kNodeRestarted,
                  domain::EndReason::kNodeJoining, domain::EndReason::kNodeLeft,
                  domain::EndReason::kShutdown, domain::EndReason::kNodeDrained,
-                 domain::EndReason::kJobEnded, domain::EndReason::kJobFinished}) {
+                 domain::EndReason::kJobEnded, domain::EndReason::kJobFinished,
+                 domain::EndReason::kMeshMismatch}) {
     ends_.Add({{"reason", ReasonLabel(r)}});
   }
 }

@@ -101,6 +101,8 @@ v1::GenerationEnd::Reason ToProto(domain::EndReason r) {
       return v1::GenerationEnd::REASON_JOB_ENDED;
     case domain::EndReason::kJobFinished:
       return v1::GenerationEnd::REASON_JOB_FINISHED;
+    case domain::EndReason::kMeshMismatch:
+      return v1::GenerationEnd::REASON_MESH_MISMATCH;
   }
   return v1::GenerationEnd::REASON_UNSPECIFIED;
 }
@@ -123,6 +125,8 @@ domain::EndReason FromProto(v1::GenerationEnd::Reason r) {
       return domain::EndReason::kJobEnded;
     case v1::GenerationEnd::REASON_JOB_FINISHED:
       return domain::EndReason::kJobFinished;
+    case v1::GenerationEnd::REASON_MESH_MISMATCH:
+      return domain::EndReason::kMeshMismatch;
     default:
       return domain::EndReason::kNodeLost;
   }

@@ -240,10 +240,12 @@ TEST_F(ClientTest, Mesh_GroupsWithIds_MathsErrorsMatchPlan) {
   auto groups = (*c)->Groups(*mesh);
   ASSERT_TRUE(groups.ok()) << groups.status();
   ASSERT_EQ(groups->size(), 2u);
-  EXPECT_EQ((*groups)[1].key, "#0/tp/0");
+  // A size-1 dim's groups are the single ranks whatever the dim: one group, one key, one id.
+  EXPECT_EQ((*groups)[1].key, "#0/():()/0");
+  EXPECT_EQ((*groups)[0].key, (*groups)[1].key);
   ASSERT_EQ((*groups)[1].ids.size(), 1u);
   EXPECT_NE((*groups)[1].ids[0], NcclUniqueId{});  // minted by the real ncclGetUniqueId
-  EXPECT_NE((*groups)[0].ids[0], (*groups)[1].ids[0]);
+  EXPECT_EQ((*groups)[0].ids[0], (*groups)[1].ids[0]);
   EXPECT_EQ((*c)->GroupOf(*mesh, 5).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(mesh->Slice({"pp"}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(mesh->Slice({"tp", "dp"}).ok());  // size-1 dims are order-free, as in PyTorch

@@ -322,7 +322,14 @@ class Program {
     const int g = in_.ConsumeIntegralInRange(0, 3);
     for (int i = 0; i < g; ++i) {
       GroupRequest r;
-      r.key = in_.ConsumeBool() ? absl::StrCat("#0/dp/", i) : Short();
+      // The 1-dim mesh's one group, the world's, another index, or anything.
+      const uint32_t w = view.ok() ? view->world_size : 1;
+      switch (in_.ConsumeIntegralInRange(0, 3)) {
+        case 0: r.key = absl::StrCat("#0/(", w, "):(1)/0"); break;
+        case 1: r.key = "world/0"; break;
+        case 2: r.key = absl::StrCat("#0/(", w, "):(1)/", i); break;
+        default: r.key = Short();
+      }
       r.num_ids = in_.ConsumeIntegralInRange<uint32_t>(0, 3);
       if (in_.ConsumeBool()) {
         r.minted.push_back({in_.ConsumeIntegralInRange<uint32_t>(0, 3), std::string(128, 'i')});

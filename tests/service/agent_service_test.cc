@@ -758,7 +758,7 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringAGroupExchange_IdsStillRelayed) 
     req.mutable_spec()->set_fingerprint("identity(2)|[(2):(1)]|world");  // the client's form
     req.mutable_spec()->set_description("DeviceMesh((world=2))");
     v1::GroupRequest* g = req.add_groups();
-    g->set_key("m/world/0");
+    g->set_key("world/0");
     g->set_num_ids(1);
     if (attached[i].rank() == 0) {
       v1::MintedId* m = g->add_minted();
@@ -771,14 +771,16 @@ TEST(AgentDaemonTest, CoordinatorRestartedDuringAGroupExchange_IdsStillRelayed) 
   };
   v1::ResolveGroupsResponse ra, rb;
   grpc::Status sa;
-  std::thread held([&] { sa = resolve(0, &ra); });
+  // The member that does not lead the world group waits for its leader's id.
+  const int follower = attached[0].rank() == 0 ? 1 : 0;
+  std::thread held([&] { sa = resolve(follower, &ra); });
   WaitFor([&] { return (*old)->core().Status().waiting.groups > 0; });
   ASSERT_EQ((*old)->core().Status().waiting.groups, 1u);
   for (auto& r : relays) {
     r->SetTarget(PortOf((*fresh)->address()));
     EXPECT_GE(r->Cut(), 1);
   }
-  const grpc::Status sb = resolve(1, &rb);
+  const grpc::Status sb = resolve(1 - follower, &rb);
   held.join();
   ASSERT_TRUE(sa.ok()) << sa.error_message();
   ASSERT_TRUE(sb.ok()) << sb.error_message();

@@ -564,26 +564,29 @@ TEST_F(CoordinatorServiceTest, ResolveGroups_MemberNotLeaderMints_PermissionDeni
   };
   v1::ResolveGroupsResponse forged_resp;
   const grpc::Status forged = stub_->ResolveGroups(
-      As("b").get(), request("b", 2, {{"m/dp/0", 'X'}, {"m/dp/1", 0}, {"m/tp/1", 'U'}}),
+      As("b").get(), request("b", 2, {{"m/(2):(2)/0", 'X'}, {"m/(2):(2)/1", 0}, {"m/(2):(1)/1", 'U'}}),
       &forged_resp);
   EXPECT_EQ(forged.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(forged.error_message(), HasSubstr("only rank 0's node may mint it"));
 
   v1::ResolveGroupsResponse ra, rb;
-  grpc::Status sa;
+  grpc::Status sb;
   std::thread t([&] {
-    sa = stub_->ResolveGroups(
-        As("a").get(), request("a", 0, {{"m/dp/0", 'L'}, {"m/dp/1", 'M'}, {"m/tp/0", 'T'}}), &ra);
+    sb = stub_->ResolveGroups(
+        As("b").get(),
+        request("b", 2, {{"m/(2):(2)/0", 0}, {"m/(2):(2)/1", 0}, {"m/(2):(1)/1", 'U'}}), &rb);
   });
-  ASSERT_TRUE(Held(&domain::WaiterCounts::groups, 1));  // waits for ranks 2-3: b's did not count
-  const grpc::Status sb = stub_->ResolveGroups(
-      As("b").get(), request("b", 2, {{"m/dp/0", 0}, {"m/dp/1", 0}, {"m/tp/1", 'U'}}), &rb);
+  ASSERT_TRUE(Held(&domain::WaiterCounts::groups, 1));  // waits for the dp leaders' ids: 'X' did
+                                                         // not count
+  const grpc::Status sa = stub_->ResolveGroups(
+      As("a").get(),
+      request("a", 0, {{"m/(2):(2)/0", 'L'}, {"m/(2):(2)/1", 'M'}, {"m/(2):(1)/0", 'T'}}), &ra);
   t.join();
   ASSERT_TRUE(sa.ok()) << sa.error_message();
   ASSERT_TRUE(sb.ok()) << sb.error_message();
   for (const v1::ResolveGroupsResponse* r : {&ra, &rb}) {
     ASSERT_EQ(r->groups_size(), 3);
-    EXPECT_EQ(r->groups(0).key(), "m/dp/0");
+    EXPECT_EQ(r->groups(0).key(), "m/(2):(2)/0");
     ASSERT_EQ(r->groups(0).ids_size(), 1);
     EXPECT_EQ(r->groups(0).ids(0), std::string(128, 'L'));
   }

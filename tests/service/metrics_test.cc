@@ -119,7 +119,7 @@ class MetricsTest : public ::testing::Test {
     spec->set_rank(rank);
     spec->mutable_spec()->set_fingerprint("identity(2)|[(2):(1)]|dp");  // the client's form
     v1::GroupRequest* g = r.add_groups();
-    g->set_key("mesh/world/0");
+    g->set_key("world/0");
     g->set_num_ids(1);
     if (rank == 0) {  // the group's leader mints its id
       v1::MintedId* id = g->add_minted();
@@ -193,11 +193,11 @@ TEST_F(MetricsTest, SeriesFollowNodesJobsCallsIdsAndGenerations) {
                   "\"meshd.v1.Coordinator\",grpc_type=\"unary\",server=\"coordinator\"}"),
             absl::ToDoubleSeconds(held));
 
-  // The ids: both ranks report; each gets the world group's one id.
-  std::thread r0([&] { EXPECT_TRUE(Resolve("a", 0).ok()); });
+  // The ids: both ranks report; each gets the world group's one id (b waits for its leader, a).
+  std::thread r1([&] { EXPECT_TRUE(Resolve("b", 1).ok()); });
   ASSERT_TRUE(Eventually("meshd_coordinator_waiters{kind=\"groups\"}", 1));
-  ASSERT_TRUE(Resolve("b", 1).ok());
-  r0.join();
+  ASSERT_TRUE(Resolve("a", 0).ok());
+  r1.join();
   s = Scrape();
   EXPECT_EQ(Value(s, "meshd_coordinator_ids_relayed_total"), 2);
   EXPECT_EQ(Value(s, "meshd_coordinator_group_answers_total"), 2);

@@ -108,7 +108,10 @@ struct Group {
   int64_t index = 0;              // this rank's position in `ranks` (its coordinate along the dims)
   int64_t group_rank = 0;         // this rank's index among the sorted members (c10d numbering)
   int64_t group_index = 0;        // which group of the dims, in PyTorch's order
-  std::string key;                // the same on every member: "<mesh key>/<dims>/<group index>"
+  // What the group is, the same on every member and through every view of its root mesh:
+  // "<root mesh key>/<dim layout in the root>/<group index>" (e.g. "train/(4):(1)/1"), or
+  // "world/0" for the world group.
+  std::string key;
   // One id per ClientOptions::ranks_per_id members (one in all by default); ncclCommInitRank
   // uses ids[0], ncclCommInitRankScalable all of them.
   // Minted with ncclGetUniqueId by the chunk's leader, the first member ncclCommInitRankScalable
@@ -261,17 +264,42 @@ class Client {
 
   // init_device_mesh(shape, names) over the job's world. Registers the mesh's spec with the
   // coordinator and fetches the NCCL ids of every group this rank is in (one per dim, plus the
-  // world) in one request. When ranks asked for different meshes under one name (or as the same
-  // n-th unnamed mesh), every rank gets FAILED_PRECONDITION naming both and who asked for which.
-  // With MeshIds::kNone only the spec check runs (no NCCL id is minted or fetched: for jobs whose
-  // communicators come from elsewhere, e.g. torch's process groups); Groups() fetches ids later.
+  // world) in one request, answered as soon as those groups' leaders minted their ids — it waits
+  // for no rank outside this rank's groups. When ranks ask for different meshes under one name
+  // (or as the same n-th unnamed mesh), the rank asking for the other one gets
+  // FAILED_PRECONDITION naming both and who asked for which, and the ranks already answered
+  // learn it as the end of their generation (ABORTED, reason MESH_MISMATCH, the same message).
+  // With MeshIds::kNone only the spec check runs, and it waits for every rank of the mesh, so
+  // that a mismatch reaches every rank as FAILED_PRECONDITION (no NCCL id is minted or fetched:
+  // for jobs whose communicators come from elsewhere, e.g. torch's process groups); Groups()
+  // fetches ids later.
   virtual absl::StatusOr<DeviceMesh> InitDeviceMesh(const std::vector<int64_t>& shape,
                                                     const std::vector<std::string>& names,
                                                     const std::string& mesh_name = "",
                                                     MeshIds ids = MeshIds::kFetch) = 0;
-  // This rank's groups of `mesh` (one per dim) with their ids: cached for meshes fetched before,
-  // else one batched exchange (every rank of the job must ask for the same derived meshes, in the
-  // same order, as with PyTorch's new_group).
+  // PyTorch's DeviceMesh(device_type, mesh=table, mesh_dim_names=names): a mesh over an explicit
+  // rank table of `shape` (row-major `ranks`: any order, any subset of the world — e.g. one
+  // pipeline stage), checked and fetched as InitDeviceMesh's. Ranks outside the table get a mesh
+  // with no coordinate and take no part in its exchanges (with MeshIds::kFetch). Tables other
+  // than 0..N-1 in order are exchanged up to layout::kMaxExchangedTableRanks (16,384) ranks
+  // (INVALID_ARGUMENT beyond). Errors: INVALID_ARGUMENT a rank outside the world or repeated, a
+  // table whose size is not the shape's; then as InitDeviceMesh's.
+  virtual absl::StatusOr<DeviceMesh> InitDeviceMeshFromRanks(const std::vector<int64_t>& shape,
+                                                             const std::vector<int64_t>& ranks,
+                                                             const std::vector<std::string>& names,
+                                                             const std::string& mesh_name = "",
+                                                             MeshIds ids = MeshIds::kFetch) = 0;
+  // PyTorch's DeviceMesh.from_group: a 1-dim mesh over `group`'s members (in its order), whose one
+  // group is `group` itself — same ids, no call to anyone. Every member must make it from the same
+  // group. Errors: INVALID_ARGUMENT a group that does not come from Groups()/GroupOf().
+  virtual absl::StatusOr<DeviceMesh> MeshFromGroup(const Group& group,
+                                                   const std::string& dim_name = "") = 0;
+  // This rank's groups of `mesh` (one per dim) with their ids. Groups are known by what they are
+  // (the root mesh, the dim's layout in it, the index — Group::key), not by the view they were
+  // reached through: a slice of a mesh fetched before costs no call; an unflatten or a flatten
+  // fetches only its new dims' groups, in one batched exchange. Every member of a group it
+  // fetches must ask for it (as with PyTorch's new_group); a group's ids come as soon as its
+  // leader minted them, whoever else is late.
   virtual absl::StatusOr<std::vector<Group>> Groups(const DeviceMesh& mesh) = 0;
   virtual absl::StatusOr<Group> GroupOf(const DeviceMesh& mesh, int dim) = 0;
 

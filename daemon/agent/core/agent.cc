@@ -508,7 +508,7 @@ void Agent::ResolveGroups(v1::RankGroupsRequest request, absl::Time deadline,
     }
   }
   if (!status.ok()) return done(status);
-  mesh_.Ask(std::move(request), local_world, first_rank, deadline, std::move(done));
+  mesh_.Ask(std::move(request), local_world, first_rank, clock_->Now(), deadline, std::move(done));
 }
 
 void Agent::ExpireWorkers(absl::Time now, Completions& out) {

@@ -10,10 +10,14 @@
 namespace meshd::agent {
 
 void MeshRelay::Ask(v1::RankGroupsRequest request, uint32_t local_world, uint32_t first_rank,
-                    absl::Time deadline, Answer<v1::ResolveGroupsResponse> done) {
+                    absl::Time now, absl::Time deadline, Answer<v1::ResolveGroupsResponse> done) {
   absl::Status refused;
-  std::optional<v1::ResolveGroupsRequest> send;
-  absl::Time send_by = deadline;
+  std::optional<Outgoing> send;
+  if (request.local_asks() > local_world) {
+    return done(absl::InvalidArgumentError(
+        absl::StrCat("local_asks ", request.local_asks(), " is above the node's ", local_world,
+                     " workers")));
+  }
   MeshId id{request.job(), request.generation(), request.mesh_key()};
   {
     absl::MutexLock lock(&mu_);
@@ -22,52 +26,70 @@ void MeshRelay::Ask(v1::RankGroupsRequest request, uint32_t local_world, uint32_
       refused = absl::AbortedError(absl::StrCat("generation ", request.generation(), " of job '",
                                                 request.job(), "' ended; re-attach"));
     } else {
-      Mesh& mesh = meshes_[id];
-      mesh.local_world = local_world;
+      auto [it, fresh] = collecting_.try_emplace(id);
+      Batch& batch = it->second;
+      if (fresh) {
+        batch.local_world = local_world;
+        batch.expected = request.local_asks() != 0 ? request.local_asks() : local_world;
+        batch.first_rank = first_rank;
+        batch.send_at = now + kBatchWindow;
+      }
       const uint32_t local_rank = request.local_rank();
-      if (mesh.asks.contains(local_rank)) {
+      if (batch.asks.contains(local_rank)) {
         refused = absl::AlreadyExistsError(absl::StrCat("local rank ", local_rank,
                                                         " already asked for mesh '",
                                                         request.mesh_key(), "'"));
       } else {
-        mesh.asks.emplace(local_rank, Pending{std::move(request), std::move(done), deadline});
-        if (mesh.asks.size() == local_world && !mesh.sent) {
-          mesh.sent = true;
-          std::map<uint32_t, const v1::RankGroupsRequest*> asks;
-          for (const auto& [rank, ask] : mesh.asks) {
-            asks.emplace(rank, &ask.request);
-            send_by = std::max(send_by, ask.deadline);
-          }
-          send = MergeRankGroups(node_, first_rank, asks);
-        }
+        batch.asks.emplace(local_rank, Pending{std::move(request), std::move(done), deadline});
+        if (batch.asks.size() >= batch.expected) send = Close(it);
       }
     }
   }
   if (!refused.ok()) return done(refused);
-  if (send) Send(id, send_by, *std::move(send));
+  if (send) Send(*std::move(send));
 }
 
-void MeshRelay::Send(const MeshId& id, absl::Time deadline, v1::ResolveGroupsRequest request) {
+MeshRelay::Outgoing MeshRelay::Close(std::map<MeshId, Batch>::iterator it) {
+  Batch& batch = it->second;
+  Outgoing out{next_batch_++, absl::InfinitePast(), {}};
+  std::map<uint32_t, const v1::RankGroupsRequest*> asks;
+  for (const auto& [rank, ask] : batch.asks) {
+    asks.emplace(rank, &ask.request);
+    out.deadline = std::max(out.deadline, ask.deadline);
+  }
+  out.request = MergeRankGroups(node_, batch.first_rank, asks);
+  sent_.emplace(out.batch, Sent{it->first, std::move(batch.asks), std::nullopt,
+                                absl::InfiniteFuture()});
+  collecting_.erase(it);
+  return out;
+}
+
+void MeshRelay::Send(Outgoing out) {
   resender_->Send<v1::ResolveGroupsResponse>(
-      "ResolveGroups", deadline,
-      [this, request = std::move(request)](CallOptions options,
-                                           Answer<v1::ResolveGroupsResponse> answer) {
+      "ResolveGroups", out.deadline,
+      [this, request = std::move(out.request)](CallOptions options,
+                                               Answer<v1::ResolveGroupsResponse> answer) {
         client_->ResolveGroups(request, options, std::move(answer));
       },
-      [this, id](absl::StatusOr<v1::ResolveGroupsResponse> answer) {
-        Answered(id, std::move(answer));
+      [this, batch = out.batch](absl::StatusOr<v1::ResolveGroupsResponse> answer) {
+        Answered(batch, std::move(answer));
       },
       /*resend_when_unregistered=*/true);
 }
 
-void MeshRelay::Answered(const MeshId& id, absl::StatusOr<v1::ResolveGroupsResponse> answer) {
+void MeshRelay::Answered(uint64_t batch, absl::StatusOr<v1::ResolveGroupsResponse> answer) {
   std::map<uint32_t, Pending> asks;
   {
     absl::MutexLock lock(&mu_);
-    auto it = meshes_.find(id);
-    if (it == meshes_.end()) return;  // ended meanwhile: answered then
+    auto it = sent_.find(batch);
+    if (it == sent_.end()) return;  // answered at the end's grace
     asks = std::move(it->second.asks);
-    meshes_.erase(it);
+    // Its generation ended meanwhile: ids are of no use, but the coordinator's own refusal is
+    // more precise than the end.
+    if (it->second.ended && answer.status().code() != absl::StatusCode::kFailedPrecondition) {
+      answer = *it->second.ended;
+    }
+    sent_.erase(it);
   }
   if (!answer.ok()) {
     for (auto& [rank, ask] : asks) ask.done(answer.status());
@@ -83,11 +105,25 @@ void MeshRelay::End(const std::string& job, uint64_t generation, const absl::Sta
     absl::MutexLock lock(&mu_);
     uint64_t& ended = ended_[job];
     ended = std::max(ended, generation);
-    for (auto it = meshes_.lower_bound(MeshId{job, 0, ""});
-         it != meshes_.end() && std::get<0>(it->first) == job &&
+    for (auto it = collecting_.lower_bound(MeshId{job, 0, ""});
+         it != collecting_.end() && std::get<0>(it->first) == job &&
          std::get<1>(it->first) <= generation;) {
       for (auto& [rank, ask] : it->second.asks) answer.push_back(std::move(ask.done));
-      it = meshes_.erase(it);
+      it = collecting_.erase(it);
+    }
+    // Sent ones wait for the coordinator's answer (or kEndGrace: see Expire), unless the agent is
+    // stopping (CANCELLED): then nothing will answer them.
+    for (auto it = sent_.begin(); it != sent_.end();) {
+      const auto& [j, g, key] = it->second.id;
+      if (j != job || g > generation) {
+        ++it;
+      } else if (why.code() == absl::StatusCode::kCancelled) {
+        for (auto& [rank, ask] : it->second.asks) answer.push_back(std::move(ask.done));
+        it = sent_.erase(it);
+      } else {
+        if (!it->second.ended) it->second.ended = why;
+        ++it;
+      }
     }
   }
   for (auto& done : answer) done(why);
@@ -95,32 +131,55 @@ void MeshRelay::End(const std::string& job, uint64_t generation, const absl::Sta
 
 void MeshRelay::Expire(absl::Time now) {
   std::vector<std::function<void()>> out;
+  std::vector<Outgoing> send;
   {
     absl::MutexLock lock(&mu_);
-    for (auto it = meshes_.begin(); it != meshes_.end();) {
-      Mesh& mesh = it->second;
-      if (mesh.sent) {  // the coordinator enforces the deadline
-        ++it;
-        continue;
-      }
+    for (auto it = collecting_.begin(); it != collecting_.end();) {
+      Batch& batch = it->second;
       const auto& [job, generation, key] = it->first;
-      for (auto a = mesh.asks.begin(); a != mesh.asks.end();) {
+      for (auto a = batch.asks.begin(); a != batch.asks.end();) {
         if (a->second.deadline > now) {
           ++a;
           continue;
         }
         out.push_back([done = std::move(a->second.done),
-                       msg = absl::StrCat("only ", mesh.asks.size(), " of ", mesh.local_world,
+                       msg = absl::StrCat("only ", batch.asks.size(), " of ", batch.expected,
                                           " local workers of job '", job, "' asked for mesh '",
                                           key, "' in time")] {
           done(absl::DeadlineExceededError(msg));
         });
-        a = mesh.asks.erase(a);
+        a = batch.asks.erase(a);
       }
-      it = mesh.asks.empty() ? meshes_.erase(it) : std::next(it);
+      if (batch.asks.empty()) {
+        it = collecting_.erase(it);
+      } else if (batch.send_at <= now) {
+        send.push_back(Close(it++));
+      } else {
+        ++it;
+      }
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = sent_.begin(); it != sent_.end();) {
+      Sent& sent = it->second;
+      if (!sent.ended) {
+        ++it;
+        continue;
+      }
+      if (sent.answer_by == absl::InfiniteFuture()) sent.answer_by = now + kEndGrace;
+      if (sent.answer_by > now) {
+        ++it;
+        continue;
+      }
+      for (auto& [rank, ask] : sent.asks) {
+        out.push_back([done = std::move(ask.done), why = *sent.ended] { done(why); });
+      }
+      it = sent_.erase(it);
     }
   }
   for (auto& f : out) f();
+  for (Outgoing& o : send) Send(std::move(o));
 }
 
 }  // namespace meshd::agent

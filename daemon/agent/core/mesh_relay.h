@@ -1,8 +1,12 @@
-// MeshRelay: the node's side of the group-id exchange. Local workers' asks for one mesh of a
-// generation are collected until every local worker asked, then sent as ONE ResolveGroups for the
-// node (mesh_request.h merges them); each worker gets its own groups' ids from the answer. Asks
-// still collecting expire at their deadline (once sent, the coordinator enforces it); a
-// generation's end answers its asks ABORTED.
+// MeshRelay: the node's side of the group-id exchange. Local workers' asks for one view of a mesh
+// (RankGroupsRequest.mesh_key) in a generation are collected until every worker that asks for it
+// did (RankGroupsRequest.local_asks: those in the mesh), or kBatchWindow after the first ask, then
+// sent as ONE ResolveGroups for the node (mesh_request.h merges them); each worker gets its own
+// groups' ids from the answer. An ask that comes after its batch was sent starts the next one.
+// Asks still collecting expire at their deadline (once sent, the coordinator enforces it); a
+// generation's end answers its asks ABORTED — those already sent when the coordinator answers
+// them (it fails them all at a generation's end), so that a refusal it gave with the end (a
+// mesh mismatch: FAILED_PRECONDITION) reaches its workers as itself, or kEndGrace after the end.
 //
 // Thread-safety: thread-safe; answers run outside the lock.
 #ifndef MESHD_DAEMON_AGENT_CORE_MESH_RELAY_H_
@@ -31,15 +35,24 @@ class MeshRelay {
   MeshRelay(std::string node, CoordinatorClient* client, Resender* resender)
       : node_(std::move(node)), client_(client), resender_(resender) {}
 
+  // How long a batch waits for the rest of its workers after the first ask, when not all of those
+  // expected ask (a worker that has every group of the view already does not).
+  static constexpr absl::Duration kBatchWindow = absl::Milliseconds(20);
+  // How long a sent batch whose generation ended waits for the coordinator's answer.
+  static constexpr absl::Duration kEndGrace = absl::Seconds(1);
+
   // The ask of a worker attached to `request.generation()`, one of `local_world` on this node
-  // whose first global rank is `first_rank`. Errors: ALREADY_EXISTS the local rank already asked
-  // for this mesh; ABORTED the generation ended meanwhile.
+  // whose first global rank is `first_rank`, at `now`. Errors: ALREADY_EXISTS the local rank
+  // already asked for this view in the batch collecting; ABORTED the generation ended meanwhile;
+  // INVALID_ARGUMENT local_asks above local_world.
   void Ask(v1::RankGroupsRequest request, uint32_t local_world, uint32_t first_rank,
-           absl::Time deadline, Answer<v1::ResolveGroupsResponse> done) ABSL_LOCKS_EXCLUDED(mu_);
+           absl::Time now, absl::Time deadline, Answer<v1::ResolveGroupsResponse> done)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Every ask of `job` up to `generation` is answered with `why` (ABORTED, or CANCELLED at Stop).
   void End(const std::string& job, uint64_t generation, const absl::Status& why)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Answers DEADLINE_EXCEEDED the asks still collecting whose deadline passed.
+  // Sends the batches whose window passed; answers DEADLINE_EXCEEDED the asks still collecting
+  // whose deadline passed.
   void Expire(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -48,16 +61,31 @@ class MeshRelay {
     Answer<v1::ResolveGroupsResponse> done;
     absl::Time deadline;
   };
-  struct Mesh {
+  struct Batch {
     uint32_t local_world = 0;
-    bool sent = false;
+    uint32_t expected = 0;  // asks that complete it
+    uint32_t first_rank = 0;
+    absl::Time send_at;     // the first ask + kBatchWindow
     std::map<uint32_t, Pending> asks;  // local rank -> ask
   };
-  // (job, generation, mesh key)
+  // (job, generation, view key)
   using MeshId = std::tuple<std::string, uint64_t, std::string>;
+  struct Sent {
+    MeshId id;
+    std::map<uint32_t, Pending> asks;
+    std::optional<absl::Status> ended;  // its generation ended: why
+    absl::Time answer_by = absl::InfiniteFuture();  // then: answered `ended` by this time
+  };
+  struct Outgoing {
+    uint64_t batch;
+    absl::Time deadline;
+    v1::ResolveGroupsRequest request;
+  };
 
-  void Send(const MeshId& id, absl::Time deadline, v1::ResolveGroupsRequest request) ABSL_LOCKS_EXCLUDED(mu_);
-  void Answered(const MeshId& id, absl::StatusOr<v1::ResolveGroupsResponse> answer)
+  // Moves a collecting batch to the sent ones, returning what to send.
+  Outgoing Close(std::map<MeshId, Batch>::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Send(Outgoing out) ABSL_LOCKS_EXCLUDED(mu_);
+  void Answered(uint64_t batch, absl::StatusOr<v1::ResolveGroupsResponse> answer)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string node_;
@@ -65,7 +93,9 @@ class MeshRelay {
   Resender* const resender_;
 
   absl::Mutex mu_;
-  std::map<MeshId, Mesh> meshes_ ABSL_GUARDED_BY(mu_);
+  std::map<MeshId, Batch> collecting_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Sent> sent_ ABSL_GUARDED_BY(mu_);  // by batch number
+  uint64_t next_batch_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, uint64_t> ended_ ABSL_GUARDED_BY(mu_);  // job -> last ended generation
 };
 

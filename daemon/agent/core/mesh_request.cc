@@ -12,7 +12,7 @@ v1::ResolveGroupsRequest MergeRankGroups(
   req.set_job(first.job());
   req.set_generation(first.generation());
   req.set_node(node);
-  req.set_mesh_key(first.mesh_key());
+  req.set_mesh_key(first.root_key().empty() ? first.mesh_key() : first.root_key());
   absl::flat_hash_map<std::string, v1::GroupRequest*> merged;
   for (const auto& [local_rank, ask] : asks) {
     auto* rank = req.add_ranks();

@@ -563,12 +563,13 @@ TEST_F(AgentCoreTest, AWorkerThatWentAwayWhileGatheringFreesItsPlace) {
 }
 
 v1::RankGroupsRequest Ask(uint32_t local_rank, const std::vector<std::string>& groups,
-                          uint64_t generation = 2) {
+                          uint64_t generation = 2, uint32_t local_asks = 0) {
   v1::RankGroupsRequest r;
   r.set_job("train");
   r.set_generation(generation);
   r.set_local_rank(local_rank);
   r.set_mesh_key("#0");
+  r.set_local_asks(local_asks);
   r.mutable_spec()->set_fingerprint("fp");
   r.mutable_spec()->set_description("DeviceMesh((dp=2, tp=2))");
   for (const std::string& key : groups) {
@@ -703,6 +704,63 @@ TEST_F(AgentCoreTest, LocalWorkersGroupRequestsTravelAsOneResolveGroups) {
   EXPECT_EQ((*got0)->groups(1).key(), "tp/1");
   ASSERT_TRUE(got1.has_value() && got1->ok());
   EXPECT_EQ((*got1)->groups(0).key(), "dp/1");
+}
+
+// A view's asks are sent once the workers that ask for it did (local_asks), and the coordinator
+// checks the spec under the root's key.
+TEST_F(AgentCoreTest, ViewAskedByOneWorker_SentAtOnceUnderRootKey) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  v1::RankGroupsRequest a1 = Ask(1, {"#0/(2):(1)/1"}, 2, /*local_asks=*/1);
+  a1.set_mesh_key("#0|DeviceMesh((tp=2), stride=(1,))");
+  a1.set_root_key("#0");
+  std::optional<absl::StatusOr<v1::ResolveGroupsResponse>> got;
+  agent_->ResolveGroups(a1, clock_.Now() + absl::Minutes(1),
+                        [&got](absl::StatusOr<v1::ResolveGroupsResponse> r) { got = r; });
+  auto call = client_.TakeResolve();
+  ASSERT_TRUE(call.has_value());
+  EXPECT_EQ(call->request.mesh_key(), "#0");
+  ASSERT_EQ(call->request.ranks_size(), 1);
+  EXPECT_EQ(call->request.ranks(0).rank(), 3u);
+}
+
+// A worker that has every group of a view already does not ask: the others' batch goes out a
+// short while (MeshRelay::kBatchWindow) after its first ask, and a late ask starts the next one.
+TEST_F(AgentCoreTest, BatchMissingAWorker_SentAfterTheWindow_LateAskSentOnItsOwn) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  std::optional<absl::StatusOr<v1::ResolveGroupsResponse>> got0, got1;
+  agent_->ResolveGroups(Ask(0, {"dp/0"}), clock_.Now() + absl::Minutes(1),
+                        [&got0](absl::StatusOr<v1::ResolveGroupsResponse> r) { got0 = r; });
+  agent_->Tick();
+  EXPECT_EQ(client_.resolves(), 0u);
+  clock_.Advance(MeshRelay::kBatchWindow);
+  agent_->Tick();
+  auto first = client_.TakeResolve();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->request.ranks_size(), 1);
+  agent_->ResolveGroups(Ask(1, {"dp/1"}), clock_.Now() + absl::Minutes(1),
+                        [&got1](absl::StatusOr<v1::ResolveGroupsResponse> r) { got1 = r; });
+  clock_.Advance(MeshRelay::kBatchWindow);
+  agent_->Tick();
+  auto second = client_.TakeResolve();
+  ASSERT_TRUE(second.has_value());
+  ASSERT_EQ(second->request.ranks_size(), 1);
+  EXPECT_EQ(second->request.ranks(0).rank(), 3u);
+  v1::ResolveGroupsResponse answer;
+  v1::GroupIds* g = answer.add_groups();
+  g->set_key("dp/0");
+  g->add_ids(std::string(128, 'd'));
+  first->done(answer);
+  ASSERT_TRUE(got0.has_value() && got0->ok());
+  EXPECT_FALSE(got1.has_value());
+  second->done(v1::ResolveGroupsResponse());
+  ASSERT_TRUE(got1.has_value());
+  EXPECT_TRUE(got1->ok());
 }
 
 TEST_F(AgentCoreTest, GroupRequestsOfAnEndedGenerationAreAborted) {

@@ -65,18 +65,13 @@ TEST_F(EchoTest, OversizedSelfReport_InvalidArgument_NodeNotRegistered) {
   EXPECT_TRUE(coord_.RegisterNode(Inventory("a")).ok());
 }
 
-TEST(MeshExchangeEcho, HugeGroupKey_InvalidArgument_QuotedShort) {
+TEST(GroupExchangeEcho, HugeGroupKey_InvalidArgument_QuotedShort) {
   Counters counters;
-  MeshExchange exchange("job", "m", 2, &counters);
-  std::optional<absl::StatusOr<std::vector<SharedGroupIds>>> got;
-  Completions out;
-  exchange.Report("n0", {RankSpec{0, "identity(2)|[(2):(1)]|dp", ""}},
-                  {GroupRequest{std::string(6 << 20, 'k'), 1, {}, ""}}, absl::InfiniteFuture(),
-                  [&got](auto v) { got = std::move(v); }, out);
-  RunAll(out);
-  ASSERT_TRUE(got.has_value());
-  EXPECT_EQ(got->status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(got->status().message().size(), Le(kShortMessage));
+  GroupExchange exchange("job", &counters);
+  const absl::Status got =
+      exchange.Validate({GroupRequest{std::string(6 << 20, 'k'), 1, {}, ""}});
+  EXPECT_EQ(got.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(got.message().size(), Le(kShortMessage));
 }
 
 }  // namespace

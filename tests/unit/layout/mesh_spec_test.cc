@@ -1,7 +1,10 @@
 // Mesh fingerprints, group keys and chunk leaders: a fingerprint rebuilds the mesh's group maths
-// exactly (GroupIndex and GroupMember against GroupOf and Groups), for root and derived meshes; only
-// canonical fingerprints of identity rank maps within the world are accepted.
+// exactly (GroupIndex and GroupMember against GroupOf and Groups), for root and derived meshes, over
+// identity rank maps and explicit tables; only canonical fingerprints within the world are
+// accepted. A group's key is the same through every view of its root.
 #include "common/layout/mesh_spec.h"
+
+#include "absl/strings/str_cat.h"
 
 #include "common/layout/mesh_ops.h"
 #include "tests/unit/layout/mesh_test_util.h"
@@ -54,10 +57,27 @@ TEST(MeshFromFingerprint, RootAndDerivedMeshes_SameGroups) {
   EXPECT_EQ(MeshFingerprint(flat), "identity(24)|[(2,4):(12,1)]|pp_tp");
 }
 
+TEST(MeshFromFingerprint, RankTables_ListedInFull_SameGroups) {
+  const DeviceMesh table = FromTable({2, 2}, {3, 1, 0, 2}, {"a", "b"}, 6);
+  EXPECT_EQ(MeshFingerprint(table), "ranks(3,1,0,2)|[(2):(2), (2):(1)]|a,b");
+  const DeviceMesh stage = FromTable({2}, {4, 5}, {}, 6);  // a subset: one pipeline stage
+  const DeviceMesh in_order = FromTable({2, 2}, {0, 1, 2, 3}, {}, 6);
+  EXPECT_EQ(MeshFingerprint(in_order), "identity(4)|[(2):(2), (2):(1)]|-");
+  for (const DeviceMesh& m : {table, Must(Slice(table, {"b"})), stage, in_order}) {
+    SCOPED_TRACE(MeshFingerprint(m));
+    const DeviceMesh rebuilt = Must(MeshFromFingerprint(MeshFingerprint(m), 6));
+    EXPECT_EQ(MeshFingerprint(rebuilt), MeshFingerprint(m));
+    ExpectSameGroups(m, rebuilt, 6);
+  }
+}
+
 TEST(MeshFromFingerprint, NotOneItCanRebuild_InvalidArgument) {
-  const DeviceMesh table = FromTable({2}, {1, 0}, {"x"}, 2);
   for (const std::string& fp :
-       {MeshFingerprint(table), std::string("fp"), std::string("identity(8)|[(2):(4), (4):(1)]"),
+       {std::string("ranks(1,1)|[(2):(1)]|-"),  // a rank twice
+        std::string("ranks(1,9)|[(2):(1)]|-"),  // outside the world of 8
+        std::string("ranks(1,01)|[(2):(1)]|-"), std::string("ranks()|[(1):(1)]|-"),
+        std::string("ranks(0,1)|[(2):(1)]|-"),  // the identity is written identity(2)
+        std::string("fp"), std::string("identity(8)|[(2):(4), (4):(1)]"),
         std::string("identity(16)|[(16):(1)]|x"),        // larger than the world of 8
         std::string("identity(8)|[(2,2):(2,1)]|x"),       // not canonical: (4):(1)
         std::string("identity(8)|[(2):(4), (4):(1)]|x"),  // one name for two dims
@@ -67,13 +87,43 @@ TEST(MeshFromFingerprint, NotOneItCanRebuild_InvalidArgument) {
     absl::StatusOr<DeviceMesh> m = MeshFromFingerprint(fp, 8);
     EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument) << fp;
   }
-  EXPECT_THAT(std::string(MeshFromFingerprint(MeshFingerprint(table), 8).status().message()),
-              HasSubstr("identity(N)"));
+  std::string big = "ranks(";
+  for (int64_t r = kMaxExchangedTableRanks; r >= 0; --r) {
+    absl::StrAppend(&big, r, r ? "," : ")|[(16385):(1)]|-");
+  }
+  EXPECT_THAT(std::string(MeshFromFingerprint(big, 1 << 20).status().message()),
+              HasSubstr("at most 16384"));
 }
 
-TEST(GroupKey, DimAndWorld) {
-  EXPECT_EQ(GroupKey("m", "tp", 3), "m/tp/3");
-  EXPECT_EQ(GroupKey("m+ids", kWorldGroupLabel, 0), "m+ids/world/0");
+// Views of one root reach the same key for the same group: a slice's dim is its parent's, a
+// flatten of one dim is that dim, a concatenation of slices is the root's dims.
+TEST(GroupKey, SameGroupThroughEveryView) {
+  const DeviceMesh root = Init({2, 2, 4}, {"pp", "dp", "tp"});
+  const auto key = [](const DeviceMesh& m, int dim, int64_t rank) {
+    return GroupKey("m", m.layout().axes()[dim], Must(m.GroupOf(rank, dim)).index);
+  };
+  EXPECT_EQ(key(root, 2, 6), "m/(4):(1)/1");
+  EXPECT_EQ(key(Must(Slice(root, {"tp"})), 0, 6), key(root, 2, 6));
+  EXPECT_EQ(key(Must(Slice(root, {"dp", "tp"})), 0, 6), key(root, 1, 6));
+  EXPECT_EQ(key(Must(Flatten(Must(Slice(root, {"tp"})), "t")), 0, 6), key(root, 2, 6));
+  const DeviceMesh dp_tp = Must(Flatten(Must(Slice(root, {"dp", "tp"})), "dp_tp"));
+  EXPECT_EQ(key(dp_tp, 0, 6), "m/(8):(1)/0");
+  const DeviceMesh cat =
+      Must(Concatenate({Must(Slice(root, {"pp"})), Must(Slice(root, {"tp"}))}));
+  EXPECT_EQ(key(cat, 0, 6), key(root, 0, 6));
+  EXPECT_EQ(key(cat, 1, 6), key(root, 2, 6));
+  EXPECT_EQ(std::string(kWorldGroupKey), "world/0");
+}
+
+TEST(ParseGroupKeyTail, CanonicalLayoutAndIndexOnly) {
+  const GroupKeyTail t = Must(ParseGroupKeyTail("(2,4):(12,1)/3", 24));
+  EXPECT_EQ(t.axis.ToString(), "(2,4):(12,1)");
+  EXPECT_EQ(t.index, 3);
+  for (const char* bad : {"(4):(1)", "(4):(1)/", "(4):(1)/01", "(4):(1)/-1", "(2,2):(2,1)/0",
+                          "(48):(1)/0", "tp/0", "/0", "(4):(1)/99999999999999999999"}) {
+    EXPECT_EQ(ParseGroupKeyTail(bad, 24).status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
 }
 
 TEST(ChunkLeader, AsNcclSpreadsRanksOverIds) {

@@ -1,0 +1,193 @@
+// GroupExchange (see group_exchange.h).
+#include "daemon/coordinator/group_exchange.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "daemon/domain/limits.h"
+#include "daemon/domain/quote.h"
+
+namespace meshd::coordinator {
+
+absl::Status GroupExchange::Validate(const std::vector<GroupRequest>& groups) const {
+  size_t fresh = 0;
+  for (const GroupRequest& g : groups) {
+    if (g.key.empty() || g.key.size() > domain::kMaxKeyBytes || g.num_ids < 1 ||
+        g.num_ids > domain::kMaxIdsPerGroup) {
+      return absl::InvalidArgumentError(absl::StrCat("group key ", domain::Quote(g.key),
+                                                     " must be 1-", domain::kMaxKeyBytes,
+                                                     " bytes with 1-", domain::kMaxIdsPerGroup,
+                                                     " ids"));
+    }
+    auto known = groups_.find(g.key);
+    fresh += known == groups_.end() ? 1 : 0;
+    if (known != groups_.end() && known->second.slots.size() != g.num_ids) {
+      return absl::InvalidArgumentError(absl::StrCat("group ", domain::Quote(g.key), " asked with ",
+                                                     g.num_ids, " ids after ",
+                                                     known->second.slots.size()));
+    }
+    for (const auto& [index, id] : g.minted) {
+      if (index >= g.num_ids || id.size() != domain::kIdBytes) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "group ", domain::Quote(g.key), ": minted id ", index, " must be one of ", g.num_ids,
+            " and ", domain::kIdBytes, " bytes (got ", id.size(), ")"));
+      }
+    }
+  }
+  if (groups_.size() + fresh > kMaxGroups) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "job '", job_, "': the generation's exchange holds ", groups_.size(),
+        " groups; at most ", kMaxGroups, " (build fewer meshes, or reuse their views)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GroupExchange::CheckMints(const std::vector<GroupRequest>& groups) const {
+  for (const GroupRequest& g : groups) {
+    auto known = groups_.find(g.key);
+    if (known == groups_.end()) continue;
+    for (const auto& [index, id] : g.minted) {
+      if (known->second.slots[index] &&
+          *known->second.slots[index] != id) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("group ", domain::Quote(g.key), ": chunk ", index,
+                         " was minted again with another id; its leader mints it once"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GroupExchange::MintFailed(const std::string& job, const GroupEntry& entry) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("job '", job, "': group '", entry.first,
+                   "' has no NCCL id: its leader could not mint one: ", *entry.second.mint_error));
+}
+
+void GroupExchange::Report(std::vector<GroupRequest> groups,
+                           std::vector<std::vector<uint32_t>> leaders, absl::Time deadline,
+                           GroupsDone done, Completions& out) {
+  if (failed_) {
+    out.push_back([done = std::move(done), s = *failed_] { done(s); });
+    return;
+  }
+  const uint64_t id = next_waiter_++;
+  Waiter& w = waiters_[id];
+  w.done = std::move(done);
+  w.deadline = deadline;
+  w.groups.reserve(groups.size());
+  std::vector<GroupEntry*> completed;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    GroupRequest& g = groups[i];
+    GroupEntry& entry = *groups_.try_emplace(std::move(g.key)).first;
+    Group& group = entry.second;
+    if (group.slots.empty()) {
+      group.slots.resize(g.num_ids);
+      group.leaders = std::move(leaders[i]);
+    }
+    const bool was_settled = group.answer != nullptr || group.mint_error.has_value();
+    for (auto& [index, bytes] : g.minted) {
+      if (group.slots[index]) continue;  // a retry
+      group.slots[index] = std::move(bytes);
+      ++group.filled;
+    }
+    if (!g.mint_error.empty() && !group.mint_error) group.mint_error = std::move(g.mint_error);
+    w.groups.push_back(&entry);
+    if (group.filled == group.slots.size() && group.answer == nullptr) {
+      auto ids = std::make_shared<GroupIds>(GroupIds{entry.first, {}});
+      ids->ids.reserve(group.slots.size());
+      for (const auto& slot : group.slots) ids->ids.push_back(*slot);
+      group.answer = std::move(ids);
+    }
+    const bool settled = group.answer != nullptr || group.mint_error.has_value();
+    if (!settled) {
+      ++w.incomplete;
+      group.waiting.push_back(id);
+    } else if (!was_settled) {
+      completed.push_back(&entry);
+    }
+  }
+  // This waiter's own groups are counted already; the others waiting on what it completed are
+  // answered now (it too, below, if nothing is missing).
+  for (GroupEntry* entry : completed) Settle(*entry, out);
+  auto it = waiters_.find(id);
+  if (it == waiters_.end()) return;
+  const bool failed = std::any_of(it->second.groups.begin(), it->second.groups.end(),
+                                  [](const GroupEntry* e) { return e->second.mint_error; });
+  if (failed || it->second.incomplete == 0) Answer(id, out);
+}
+
+void GroupExchange::Settle(GroupEntry& entry, Completions& out) {
+  std::vector<uint64_t> waiting = std::move(entry.second.waiting);
+  entry.second.waiting.clear();
+  for (uint64_t id : waiting) {
+    auto it = waiters_.find(id);
+    if (it == waiters_.end()) continue;  // answered or expired
+    if (entry.second.mint_error || --it->second.incomplete == 0) Answer(id, out);
+  }
+}
+
+void GroupExchange::Answer(uint64_t id, Completions& out) {
+  auto it = waiters_.find(id);
+  Waiter w = std::move(it->second);
+  waiters_.erase(it);
+  std::vector<SharedGroupIds> answer;
+  answer.reserve(w.groups.size());
+  for (GroupEntry* entry : w.groups) {
+    if (entry->second.mint_error) {
+      out.push_back([done = std::move(w.done), s = MintFailed(job_, *entry)] { done(s); });
+      return;
+    }
+    answer.push_back(entry->second.answer);
+  }
+  ++counters_->groups_answered;
+  for (const SharedGroupIds& g : answer) counters_->ids_relayed += g->ids.size();
+  out.push_back([done = std::move(w.done), answer = std::move(answer)] { done(answer); });
+}
+
+absl::Time GroupExchange::ExpireWaits(absl::Time now, Completions& out) {
+  absl::Time next = absl::InfiniteFuture();
+  std::vector<uint64_t> expired;
+  for (const auto& [id, w] : waiters_) {
+    if (w.deadline > now) {
+      next = std::min(next, w.deadline);
+    } else {
+      expired.push_back(id);
+    }
+  }
+  for (uint64_t id : expired) {
+    auto it = waiters_.find(id);
+    std::vector<std::string> missing;
+    for (const GroupEntry* entry : it->second.groups) {
+      const Group& g = entry->second;
+      if (g.answer != nullptr) continue;
+      std::vector<std::string> ranks;
+      for (size_t c = 0; c < g.slots.size() && ranks.size() < 8; ++c) {
+        if (!g.slots[c]) ranks.push_back(absl::StrCat(g.leaders[c]));
+      }
+      missing.push_back(absl::StrCat("'", entry->first, "' (minted by rank ",
+                                     absl::StrJoin(ranks, ", rank "), ")"));
+      if (missing.size() == 8) break;
+    }
+    out.push_back([done = std::move(it->second.done),
+                   msg = absl::StrCat(
+                       "job '", job_, "': ", it->second.incomplete, " of ",
+                       it->second.groups.size(),
+                       " groups asked for have no ids yet: their leaders have not asked for them: ",
+                       absl::StrJoin(missing, ", "))] { done(absl::DeadlineExceededError(msg)); });
+    waiters_.erase(it);
+  }
+  return next;
+}
+
+void GroupExchange::FailAll(const absl::Status& status, Completions& out) {
+  failed_ = status;
+  for (auto& [id, w] : waiters_) {
+    out.push_back([done = std::move(w.done), status] { done(status); });
+  }
+  waiters_.clear();
+}
+
+}  // namespace meshd::coordinator

@@ -1,0 +1,89 @@
+// GroupExchange: the relay of one job generation's NCCL unique ids, group by group. A group is
+// keyed by what it is (layout::GroupKey: root mesh, dim layout, index — or the world), so every
+// view of a mesh that reaches a group shares its ids. A node's request is answered as soon as
+// every group it asked for has all its ids — minted by each chunk's leader, whose node reports it
+// — whoever else is late: a rank that has not asked delays only the groups whose ids it mints.
+// Requests come checked (MintRules: the asking node holds a member, ids only from leaders' nodes).
+// Owned by the coordinator under its lock; completions go to `out` and run after the lock.
+//
+// Cost: a report is O(its groups + minted ids); a group completing answers its waiters in
+// O(waiters of it). Memory: one entry per group asked for in the generation.
+//
+// Thread-safety: none; guarded by the owner.
+#ifndef MESHD_DAEMON_COORDINATOR_GROUP_EXCHANGE_H_
+#define MESHD_DAEMON_COORDINATOR_GROUP_EXCHANGE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "daemon/coordinator/completions.h"
+#include "daemon/coordinator/types.h"
+
+namespace meshd::coordinator {
+
+class GroupExchange {
+ public:
+  // `counters` (the owner's, outliving the exchange) counts the ids and answers handed out.
+  GroupExchange(std::string job, Counters* counters) : job_(std::move(job)), counters_(counters) {}
+
+  // Groups one generation may hold: a 131,072-rank mesh has ~100,000; views add their new dims'.
+  static constexpr size_t kMaxGroups = size_t{1} << 20;
+
+  // Checks a report's form without recording anything: keys 1-1024 bytes, 1-kMaxIdsPerGroup ids,
+  // the same number of ids as earlier askers, minted ids of the right size and index.
+  // Errors: INVALID_ARGUMENT naming the group; RESOURCE_EXHAUSTED past kMaxGroups.
+  absl::Status Validate(const std::vector<GroupRequest>& groups) const;
+  // For a report whose rules passed: none of its minted ids was minted before with other bytes
+  // (a chunk's leader mints it once). Errors: INVALID_ARGUMENT naming the group and chunk.
+  absl::Status CheckMints(const std::vector<GroupRequest>& groups) const;
+  // Records a validated report: its minted ids and mint errors, and `done`, answered (through
+  // `out`) once every group has all its ids; at once when they all have. `leaders[i]` are group
+  // i's chunk leaders (for messages). A group whose leader could not mint fails its askers with
+  // FAILED_PRECONDITION and the leader's reason. `groups` is taken.
+  void Report(std::vector<GroupRequest> groups, std::vector<std::vector<uint32_t>> leaders,
+              absl::Time deadline, GroupsDone done, Completions& out);
+  // Fails waits past `now` with DEADLINE_EXCEEDED naming the chunks still missing and the ranks
+  // that mint them; returns the earliest deadline of those left (InfiniteFuture when none).
+  absl::Time ExpireWaits(absl::Time now, Completions& out);
+  void FailAll(const absl::Status& status, Completions& out);
+  size_t waiters() const { return waiters_.size(); }
+
+ private:
+  struct Group {
+    std::vector<std::optional<std::string>> slots;  // by chunk, as minted
+    std::vector<uint32_t> leaders;                  // by chunk
+    size_t filled = 0;
+    std::optional<std::string> mint_error;  // a leader could not mint: why
+    SharedGroupIds answer;                  // once every slot is filled
+    std::vector<uint64_t> waiting;          // waiters to tell when it completes or fails
+  };
+  using GroupEntry = std::pair<const std::string, Group>;  // key and group, at a stable address
+  struct Waiter {
+    std::vector<GroupEntry*> groups;  // as asked, in order
+    size_t incomplete = 0;            // of them
+    GroupsDone done;
+    absl::Time deadline;
+  };
+  // `entry` just completed (or failed): its waiters that now can be answered are.
+  void Settle(GroupEntry& entry, Completions& out);
+  void Answer(uint64_t waiter, Completions& out);
+  static absl::Status MintFailed(const std::string& job, const GroupEntry& entry);
+
+  const std::string job_;
+  Counters* const counters_;
+  // Hash maps: a 131,072-rank mesh has ~100,000 groups, asked for by every node.
+  absl::node_hash_map<std::string, Group> groups_;
+  absl::flat_hash_map<uint64_t, Waiter> waiters_;
+  uint64_t next_waiter_ = 0;
+  std::optional<absl::Status> failed_;
+};
+
+}  // namespace meshd::coordinator
+
+#endif  // MESHD_DAEMON_COORDINATOR_GROUP_EXCHANGE_H_
