@@ -64,6 +64,17 @@ absl::Status ResolveDefaults(ClientOptions& o) {
           "MESHD_RANKS_PER_ID='", per_id, "' must be a number of ranks (0: one id per group)"));
     }
   }
+  if (!o.abort_communicators_on_generation_end) {
+    const std::string abort = Env("MESHD_ABORT_COMMUNICATORS");
+    if (abort.empty() || abort == "1" || abort == "true") {
+      o.abort_communicators_on_generation_end = true;
+    } else if (abort == "0" || abort == "false") {
+      o.abort_communicators_on_generation_end = false;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("MESHD_ABORT_COMMUNICATORS='", abort,
+                                                     "' must be 1/true (abort them) or 0/false"));
+    }
+  }
   if (o.timeout <= absl::ZeroDuration())
     return absl::InvalidArgumentError("timeout must be positive");
   return absl::OkStatus();

@@ -1,6 +1,8 @@
 // ClientImpl's life: construction (arming the generation watch), Detach on destruction, health,
-// OnGenerationEnd and the watch thread that ends the generation's health. Thread-safety: see
-// client_impl.h; callbacks run on the watch thread (or the caller's), without mu_ held.
+// OnGenerationEnd and the watch thread that ends the generation's health and aborts the
+// communicators the client made (ClientOptions::abort_communicators_on_generation_end).
+// Thread-safety: see client_impl.h; callbacks run on the watch thread (or the caller's), without
+// mu_ held.
 #include <thread>
 #include <utility>
 
@@ -96,12 +98,18 @@ void ClientImpl::WatchGeneration() {
     }
   }  // the stream and its reader are gone: a callback may destroy this client
   std::vector<std::function<void(const absl::Status&)>> callbacks;
+  bool abort_communicators = false;
   {
     absl::MutexLock lock(&mu_);
     health_ = ended;
     // A closing client's own detach may have finished the job: nobody is listening any more.
     if (!closing_) callbacks.swap(callbacks_);
+    abort_communicators =
+        !closing_ && options_.abort_communicators_on_generation_end.value_or(true);
   }
+  // Before the callbacks (which may destroy this client): no collective of this generation may
+  // wait for a peer that is gone. Communicators still being made see health_ and stop themselves.
+  if (abort_communicators) comms_.AbortAll(ended);
   // Nothing of this client is touched from here: a callback may destroy it (~ClientImpl then
   // detaches this thread instead of joining it).
   for (auto& cb : callbacks) cb(ended);

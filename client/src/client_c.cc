@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "meshd/client.h"
 
@@ -17,8 +18,42 @@ struct meshd_client {
 struct meshd_mesh {
   meshd::DeviceMesh mesh;
 };
+struct meshd_comm {
+  std::shared_ptr<meshd::Communicator> comm;
+};
 
 namespace {
+
+absl::StatusOr<meshd::CommOptions> ToCommOptions(const meshd_comm_options* o) {
+  meshd::CommOptions out;
+  if (o == nullptr) return out;
+  if (o->struct_size < sizeof(meshd_comm_options)) {
+    return absl::InvalidArgumentError(
+        "meshd_comm_options.struct_size is too small: fill it with meshd_comm_options_init");
+  }
+  switch (o->mode) {
+    case MESHD_COMM_INIT_RANK:
+      out.mode = meshd::CommInit::kInitRank;
+      break;
+    case MESHD_COMM_SCALABLE:
+      out.mode = meshd::CommInit::kScalable;
+      break;
+    case MESHD_COMM_SPLIT:
+      out.mode = meshd::CommInit::kSplit;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("meshd_comm_options.mode ", o->mode, " is not a MESHD_COMM_* mode"));
+  }
+  if (o->timeout_ms > 0) out.timeout = absl::Milliseconds(o->timeout_ms);
+  if (o->cga_cluster_size >= 0) out.cga_cluster_size = o->cga_cluster_size;
+  if (o->min_ctas >= 0) out.min_ctas = o->min_ctas;
+  if (o->max_ctas >= 0) out.max_ctas = o->max_ctas;
+  if (o->net_name != nullptr) out.net_name = std::string(o->net_name);
+  if (o->split_share >= 0) out.split_share = o->split_share != 0;
+  if (o->traffic_class >= 0) out.traffic_class = o->traffic_class;
+  return out;
+}
 
 int Report(const absl::Status& s, char* err, size_t err_len) {
   if (!s.ok() && err != nullptr && err_len > 0) {
@@ -276,5 +311,57 @@ int meshd_mesh_group(meshd_client* client, const meshd_mesh* mesh, int dim, int6
   if (id != nullptr) std::memcpy(id, g->ids[0].data(), 128);
   return 0;
 }
+
+void meshd_comm_options_init(meshd_comm_options* o) {
+  if (o == nullptr) return;
+  *o = meshd_comm_options{};
+  o->struct_size = sizeof(meshd_comm_options);
+  o->mode = MESHD_COMM_INIT_RANK;
+  o->timeout_ms = 0;
+  o->cga_cluster_size = o->min_ctas = o->max_ctas = o->split_share = o->traffic_class = -1;
+  o->net_name = nullptr;
+}
+
+int meshd_comm_make(meshd_client* client, const meshd_mesh* mesh, int dim, const char* dim_name,
+                    const meshd_comm_options* options, meshd_comm** out, char* err, size_t err_len) {
+  if (client == nullptr || mesh == nullptr || out == nullptr) {
+    return Report(absl::InvalidArgumentError("client, mesh and out are required"), err, err_len);
+  }
+  *out = nullptr;
+  absl::StatusOr<meshd::CommOptions> o = ToCommOptions(options);
+  if (!o.ok()) return Report(o.status(), err, err_len);
+  const meshd::MeshDim which =
+      dim_name != nullptr ? meshd::MeshDim(std::string(dim_name)) : meshd::MeshDim(dim);
+  auto comm = client->client->MakeCommunicator(mesh->mesh, which, *o);
+  if (!comm.ok()) return Report(comm.status(), err, err_len);
+  if (*comm != nullptr) *out = new meshd_comm{*std::move(comm)};
+  return 0;
+}
+
+int meshd_comm_split_nocolor(meshd_client* client, const meshd_comm_options* options, char* err,
+                             size_t err_len) {
+  if (client == nullptr)
+    return Report(absl::InvalidArgumentError("client is required"), err, err_len);
+  absl::StatusOr<meshd::CommOptions> o = ToCommOptions(options);
+  if (!o.ok()) return Report(o.status(), err, err_len);
+  return Report(client->client->SplitNoColor(*o), err, err_len);
+}
+
+void* meshd_comm_nccl(const meshd_comm* c) { return c == nullptr ? nullptr : c->comm->nccl_comm(); }
+int meshd_comm_size(const meshd_comm* c) { return c == nullptr ? 0 : c->comm->size(); }
+int meshd_comm_rank(const meshd_comm* c) { return c == nullptr ? -1 : c->comm->rank(); }
+
+int meshd_comm_abort(meshd_comm* c, char* err, size_t err_len) {
+  if (c == nullptr) return Report(absl::InvalidArgumentError("comm is NULL"), err, err_len);
+  c->comm->Abort();
+  return 0;
+}
+
+int meshd_comm_status(const meshd_comm* c, char* err, size_t err_len) {
+  if (c == nullptr) return Report(absl::InvalidArgumentError("comm is NULL"), err, err_len);
+  return Report(c->comm->status(), err, err_len);
+}
+
+void meshd_comm_free(meshd_comm* c) { delete c; }
 
 }  // extern "C"

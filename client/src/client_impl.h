@@ -6,12 +6,13 @@
 //   attach.cc         Client::Attach and the option defaults from the environment
 //   store_calls.cc    the Key* calls (the job's key-value store)
 //   mesh_calls.cc     InitDeviceMesh, Groups, GroupOf and the group exchange with the agent
-//   communicator.cc   MakeCommunicator and meshd::Communicator
+//   communicator.cc   MakeCommunicator, SplitNoColor and meshd::Communicator (over nccl_comm.h,
+//                     arrivals.h and the CommRegistry of the communicators made)
 //
 // Thread-safety: every method may be called from any thread. The fields below `mu_` are guarded
 // by it; exchanges (collective: every rank issues them in the same order) are serialized by
-// `exchange_mu_`, the world communicator's creation by `world_mu_`. User callbacks run without
-// any lock held.
+// `exchange_mu_`, the world communicator's creation and splits by `world_mu_`; `comms_` locks
+// itself. User callbacks run without any lock held.
 #ifndef MESHD_CLIENT_SRC_CLIENT_IMPL_H_
 #define MESHD_CLIENT_SRC_CLIENT_IMPL_H_
 
@@ -31,6 +32,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "client/src/comm_registry.h"
 #include "common/layout/device_mesh.h"
 #include "grpcpp/grpcpp.h"
 #include "meshd/client.h"
@@ -40,6 +42,11 @@ namespace meshd::client_internal {
 
 // A gRPC status as an absl::Status of the same code, its message prefixed with `what`.
 absl::Status FromGrpc(const grpc::Status& s, absl::string_view what);
+
+// How CommRegistry aborts a communicator (with the reason) and tells whether one is still usable
+// (communicator.cc).
+void AbortCommunicator(Communicator& comm, const absl::Status& why);
+bool CommunicatorUsable(const Communicator& comm);
 
 class ClientImpl final : public Client {
  public:
@@ -64,8 +71,11 @@ class ClientImpl final : public Client {
                                            const std::string& dim_name) override;
   absl::StatusOr<std::vector<Group>> Groups(const DeviceMesh& mesh) override;
   absl::StatusOr<Group> GroupOf(const DeviceMesh& mesh, int dim) override;
-  absl::StatusOr<std::unique_ptr<Communicator>> MakeCommunicator(const Group& group,
-                                                                 CommInit mode) override;
+  absl::StatusOr<std::shared_ptr<Communicator>> MakeCommunicator(
+      const Group& group, const CommOptions& options) override;
+  absl::StatusOr<std::shared_ptr<Communicator>> MakeCommunicator(
+      const DeviceMesh& mesh, const MeshDim& dim, const CommOptions& options) override;
+  absl::Status SplitNoColor(const CommOptions& options) override;
 
   absl::Status KeySet(const std::string& key, const std::string& value,
                       absl::Duration timeout) override;
@@ -102,9 +112,26 @@ class ClientImpl final : public Client {
   absl::StatusOr<DeviceMesh> Register(layout::DeviceMesh mesh, const std::string& mesh_name,
                                       MeshIds ids);
 
-  // The watch thread's body: waits for the end of this generation, then fails health and runs
-  // the callbacks (client.cc).
+  // The watch thread's body: waits for the end of this generation, then fails health, aborts the
+  // communicators (unless options say not to) and runs the callbacks (client.cc).
   void WatchGeneration();
+
+  // communicator.cc: NCCL and CUDA for a communicator in `mode`, checked against what `options`
+  // asks of them (FAILED_PRECONDITION naming versions).
+  struct CommRuntimes;
+  absl::StatusOr<CommRuntimes> LoadCommRuntimes(const CommOptions& options);
+  // Makes `group`'s communicator by init (kInitRank/kScalable) under arrival attempt `attempt`.
+  absl::StatusOr<std::shared_ptr<Communicator>> InitCommunicator(const Group& group,
+                                                                 const CommOptions& options,
+                                                                 const CommRuntimes& rt,
+                                                                 absl::Time deadline,
+                                                                 int64_t attempt);
+  // One ncclCommSplit of the world communicator: `group` null takes part with NCCL_SPLIT_NOCOLOR.
+  // Answers the member's communicator (null for no color).
+  absl::StatusOr<std::shared_ptr<Communicator>> SplitCommunicator(const Group* group,
+                                                                  const CommOptions& options,
+                                                                  const CommRuntimes& rt,
+                                                                  absl::Time deadline);
 
   // Constant after construction.
   const ClientOptions options_;
@@ -125,8 +152,15 @@ class ClientImpl final : public Client {
   // Every group fetched in the generation, by what it is (layout::GroupKey): views share them.
   std::map<std::string, Group> groups_ ABSL_GUARDED_BY(mu_);
   std::optional<Group> world_ ABSL_GUARDED_BY(mu_);
-  std::mutex world_mu_;                       // guards world_comm_ and its creation
-  std::unique_ptr<Communicator> world_comm_;  // for CommInit::kSplit, made on first use
+  // Splits are collective in call order: one at a time, under world_mu_, which also guards the
+  // world communicator's creation.
+  std::mutex world_mu_;
+  std::shared_ptr<Communicator> world_comm_;  // for CommInit::kSplit, made on first use
+  int64_t world_attempts_ = 0;                // arrival attempts at the world communicator
+  int64_t world_splits_ = 0;                  // splits of it so far (arrival keys)
+  // Every communicator made (weak references): the cache per group and mode, and what the
+  // generation's end aborts (communicator.cc).
+  CommRegistry<Communicator> comms_{AbortCommunicator, CommunicatorUsable};
 };
 
 }  // namespace meshd::client_internal

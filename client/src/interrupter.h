@@ -7,6 +7,8 @@
 #ifndef MESHD_CLIENT_SRC_INTERRUPTER_H_
 #define MESHD_CLIENT_SRC_INTERRUPTER_H_
 
+#include <cstdint>
+
 #include "grpcpp/grpcpp.h"
 #include "meshd/client.h"
 
@@ -23,6 +25,18 @@ class InterruptibleCall {
  private:
   Interrupter* const interrupter_;
   grpc::ClientContext* const ctx_;
+};
+
+// For waits that are not one gRPC call (a communicator's init, polled): whether the Interrupter
+// fired since this object was made. `interrupter` may be null (never interrupted).
+class InterruptWatch {
+ public:
+  explicit InterruptWatch(Interrupter* interrupter);
+  bool interrupted() const;
+
+ private:
+  Interrupter* const interrupter_;
+  uint64_t start_ = 0;
 };
 
 }  // namespace meshd::client_internal

@@ -35,7 +35,80 @@ absl::StatusOr<const Runtime*> LoadOnce(const std::string& library, LoadFn load)
   return result;
 }
 
+struct FeatureInfo {
+  const char* name;
+  int major, minor;
+};
+
+FeatureInfo Info(NcclFeature f) {
+  switch (f) {
+    case NcclFeature::kNonBlockingInit:
+      return {"ncclCommInitRankConfig", 2, 14};
+    case NcclFeature::kCgaClusterSize:
+      return {"ncclConfig_t.cgaClusterSize", 2, 17};
+    case NcclFeature::kMinCtas:
+      return {"ncclConfig_t.minCTAs", 2, 17};
+    case NcclFeature::kMaxCtas:
+      return {"ncclConfig_t.maxCTAs", 2, 17};
+    case NcclFeature::kNetName:
+      return {"ncclConfig_t.netName", 2, 17};
+    case NcclFeature::kSplit:
+      return {"ncclCommSplit", 2, 18};
+    case NcclFeature::kSplitShare:
+      return {"ncclConfig_t.splitShare", 2, 18};
+    case NcclFeature::kScalableInit:
+      return {"ncclCommInitRankScalable", 2, 23};
+    case NcclFeature::kTrafficClass:
+      return {"ncclConfig_t.trafficClass", 2, 26};
+    case NcclFeature::kCommName:
+      return {"ncclConfig_t.commName", 2, 27};
+  }
+  return {"?", 99, 0};
+}
+
 }  // namespace
+
+int NcclVersionCode(int major, int minor, int patch) {
+  return (major <= 2 && minor <= 8) ? major * 1000 + minor * 100 + patch
+                                    : major * 10000 + minor * 100 + patch;
+}
+
+std::string NcclVersionString(int code) {
+  if (code < 10000) return absl::StrCat(code / 1000, ".", code % 1000 / 100, ".", code % 100);
+  return absl::StrCat(code / 10000, ".", code % 10000 / 100, ".", code % 100);
+}
+
+int NcclFeatureVersion(NcclFeature feature) {
+  const FeatureInfo i = Info(feature);
+  return NcclVersionCode(i.major, i.minor, 0);
+}
+
+const char* NcclFeatureName(NcclFeature feature) { return Info(feature).name; }
+
+bool NcclRuntime::Has(NcclFeature feature) const {
+  if (version < NcclFeatureVersion(feature)) return false;
+  switch (feature) {
+    case NcclFeature::kNonBlockingInit:
+      return CommInitRankConfig != nullptr;
+    case NcclFeature::kSplit:
+      return CommSplit != nullptr;
+    case NcclFeature::kScalableInit:
+      return CommInitRankScalable != nullptr;
+    case NcclFeature::kSplitShare:
+      return CommSplit != nullptr && CommInitRankConfig != nullptr;
+    default:  // a config field: every config-taking function has it from its version on
+      return CommInitRankConfig != nullptr;
+  }
+}
+
+absl::Status NcclRuntime::Require(NcclFeature feature, absl::string_view for_what) const {
+  if (Has(feature)) return absl::OkStatus();
+  const FeatureInfo i = Info(feature);
+  return absl::FailedPreconditionError(
+      absl::StrCat(for_what, " needs ", i.name, " (NCCL >= ", i.major, ".", i.minor, "); ", library,
+                   " is NCCL ", NcclVersionString(version),
+                   "; load a newer one (MESHD_NCCL_LIBRARY, e.g. the libnccl.so.2 PyTorch ships)"));
+}
 
 absl::StatusOr<const NcclRuntime*> NcclRuntime::Load(const std::string& library) {
   return LoadOnce<NcclRuntime>(library, [&]() -> absl::StatusOr<std::unique_ptr<NcclRuntime>> {
@@ -46,25 +119,45 @@ absl::StatusOr<const NcclRuntime*> NcclRuntime::Load(const std::string& library)
                        "; install NCCL or point MESHD_NCCL_LIBRARY at libnccl.so.2"));
     }
     auto rt = std::make_unique<NcclRuntime>();
+    rt->library = library;
     int (*get_version)(int*) = nullptr;
-    if (!Bind(h, "ncclGetUniqueId", rt->GetUniqueId) ||
-        !Bind(h, "ncclCommInitRank", rt->CommInitRank) ||
-        !Bind(h, "ncclCommDestroy", rt->CommDestroy) || !Bind(h, "ncclAllReduce", rt->AllReduce) ||
-        !Bind(h, "ncclGetErrorString", rt->GetErrorString) ||
-        !Bind(h, "ncclGetVersion", get_version)) {
-      return absl::FailedPreconditionError(absl::StrCat(library, " lacks a core NCCL function"));
+    // Every NCCL since 2.4 has these; a library without one is not an NCCL meshd can use.
+    const std::pair<const char*, bool> core[] = {
+        {"ncclGetVersion", Bind(h, "ncclGetVersion", get_version)},
+        {"ncclGetUniqueId", Bind(h, "ncclGetUniqueId", rt->GetUniqueId)},
+        {"ncclCommInitRank", Bind(h, "ncclCommInitRank", rt->CommInitRank)},
+        {"ncclCommDestroy", Bind(h, "ncclCommDestroy", rt->CommDestroy)},
+        {"ncclCommAbort", Bind(h, "ncclCommAbort", rt->CommAbort)},
+        {"ncclCommGetAsyncError", Bind(h, "ncclCommGetAsyncError", rt->CommGetAsyncError)},
+        {"ncclCommCount", Bind(h, "ncclCommCount", rt->CommCount)},
+        {"ncclAllReduce", Bind(h, "ncclAllReduce", rt->AllReduce)},
+        {"ncclGetErrorString", Bind(h, "ncclGetErrorString", rt->GetErrorString)},
+    };
+    for (const auto& [name, found] : core) {
+      if (!found) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(library, " lacks ", name, ", which every NCCL since 2.4 has"));
+      }
     }
-    Bind(h, "ncclCommInitRankScalable", rt->CommInitRankScalable);  // NCCL >= 2.23
+    Bind(h, "ncclCommInitRankConfig", rt->CommInitRankConfig);      // NCCL >= 2.14
     Bind(h, "ncclCommSplit", rt->CommSplit);                        // NCCL >= 2.18
+    Bind(h, "ncclCommInitRankScalable", rt->CommInitRankScalable);  // NCCL >= 2.23
+    Bind(h, "ncclGetLastError", rt->GetLastError);                  // NCCL >= 2.13
     get_version(&rt->version);
     return rt;
   });
 }
 
-absl::Status NcclRuntime::Check(int result, const char* what) const {
-  if (result == 0) return absl::OkStatus();
+absl::Status NcclRuntime::Check(int result, const char* what, ncclComm_t comm) const {
+  if (result == kNcclSuccess) return absl::OkStatus();
+  std::string last;
+  if (GetLastError != nullptr) {
+    const char* m = GetLastError(comm);
+    if (m != nullptr && *m != '\0') last = absl::StrCat(": ", m);
+  }
   return absl::InternalError(absl::StrCat(what, " failed: NCCL error ", result, " (",
-                                          GetErrorString ? GetErrorString(result) : "?", ")"));
+                                          GetErrorString ? GetErrorString(result) : "?", ")",
+                                          last));
 }
 
 absl::StatusOr<NcclUniqueId> NcclRuntime::MintId() const {
@@ -95,6 +188,7 @@ absl::StatusOr<const CudaRuntime*> CudaRuntime::Load(const std::string& library)
     if (!Bind(h, "cudaGetDeviceCount", get_count) || !Bind(h, "cudaSetDevice", rt->SetDevice) ||
         !Bind(h, "cudaStreamCreate", rt->StreamCreate) ||
         !Bind(h, "cudaStreamSynchronize", rt->StreamSynchronize) ||
+        !Bind(h, "cudaStreamQuery", rt->StreamQuery) ||
         !Bind(h, "cudaStreamDestroy", rt->StreamDestroy) || !Bind(h, "cudaMalloc", rt->Malloc) ||
         !Bind(h, "cudaFree", rt->Free) || !Bind(h, "cudaMemcpy", rt->Memcpy) ||
         !Bind(h, "cudaGetErrorString", rt->GetErrorString)) {

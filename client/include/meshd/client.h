@@ -6,11 +6,12 @@
 //   environment o.job = "llama-70b"; auto client = meshd::Client::Attach(o);     // blocks until
 //   the job's round closes auto mesh = (*client)->InitDeviceMesh({2, 4, 8}, {"pp", "dp", "tp"});
 //   auto tp = (*client)->GroupOf(*mesh, 2);     // members, this rank's index, NCCL id(s)
-//   auto comm = (*client)->Communicator(*tp);   // a ready ncclComm_t where NCCL and a GPU exist
+//   auto comm = (*client)->MakeCommunicator(*tp);  // a ready ncclComm_t where NCCL and a GPU exist
 //
 // Errors are absl::Status values with canonical codes; nothing throws. Every blocking call ends by
 // ClientOptions::timeout. After the job's generation ends (a node lost, restarted, joining), every
-// call returns ABORTED with the reason: abort your communicators and attach again.
+// call returns ABORTED with the reason, and the client aborts the communicators it made (unless
+// ClientOptions says not to): attach again.
 #ifndef MESHD_CLIENT_CLIENT_H_
 #define MESHD_CLIENT_CLIENT_H_
 
@@ -32,7 +33,8 @@
 namespace meshd {
 
 // Ends blocking calls early from another thread: Interrupt() makes every call made with it that is
-// in flight at that moment (Attach, InitDeviceMesh, Groups, the Key* calls) return CANCELLED.
+// in flight at that moment (Attach, InitDeviceMesh, Groups, the Key* calls, MakeCommunicator and
+// SplitNoColor, whose half-made communicator is aborted) return CANCELLED.
 // Calls started later are not affected. Python's binding interrupts on Ctrl-C this way.
 // Thread-safety: every method may be called from any thread.
 class Interrupter {
@@ -79,6 +81,11 @@ struct ClientOptions {
   int ranks_per_id = -1;
   // Optional: lets another thread interrupt Attach and every blocking call of the client.
   std::shared_ptr<Interrupter> interrupter;
+  // When the generation ends, abort (ncclCommAbort) every communicator this client made that is
+  // still alive, before the OnGenerationEnd callbacks run, so no collective waits for a peer that
+  // is gone. false: leave that to the caller (Communicator::Abort). Default:
+  // $MESHD_ABORT_COMMUNICATORS ("0"/"false" leave it to the caller, "1"/"true" abort), else true.
+  std::optional<bool> abort_communicators_on_generation_end;
 };
 
 // Where this worker is in the job.
@@ -217,35 +224,75 @@ enum class MeshIds {
   kNone,   // check the spec across ranks only
 };
 
-// How Communicator() builds an NCCL communicator.
+// How MakeCommunicator builds an NCCL communicator, and what each needs of the NCCL it loads
+// (checked at run time with ncclGetVersion and dlsym: FAILED_PRECONDITION naming both versions
+// when the library is too old). Every mode makes the communicator without blocking
+// (ncclConfig_t.blocking = 0, NCCL >= 2.14) and polls it, so that its deadline, the Interrupter and
+// the generation's end can stop it; on NCCL < 2.14 kInitRank blocks in ncclCommInitRank instead.
 enum class CommInit {
-  kInitRank,  // ncclCommInitRank with the group's first id
-  kScalable,  // ncclCommInitRankScalable with one id per 128 ranks
-  kSplit,     // ncclCommSplit of a world communicator, color/key from the layout
+  kInitRank,  // ncclCommInitRankConfig with the group's first id (any NCCL)
+  kScalable,  // ncclCommInitRankScalable with one id per ClientOptions::ranks_per_id (NCCL >= 2.23)
+  kSplit,     // ncclCommSplit (NCCL >= 2.18) of a world communicator made once per client (with
+              // ncclCommInitRankScalable where the NCCL has it, else ncclCommInitRankConfig);
+              // collective over the whole job: see Client::MakeCommunicator and SplitNoColor
 };
 
-// An NCCL communicator; destroyed with the object. Not copyable.
+// How to make one communicator. A CommInit converts to it: MakeCommunicator(g, CommInit::kSplit).
+struct CommOptions {
+  CommOptions() = default;
+  CommOptions(CommInit init) : mode(init) {}  // NOLINT(google-explicit-constructor): on purpose
+  CommInit mode = CommInit::kInitRank;
+  // Deadline of the whole creation (arrival, NCCL's init or split). Zero: ClientOptions::timeout.
+  absl::Duration timeout = absl::ZeroDuration();
+  // ncclConfig_t fields; unset: NCCL's default (and its NCCL_* environment variables). Each needs
+  // the NCCL named; FAILED_PRECONDITION on an older one, naming both versions.
+  std::optional<int> cga_cluster_size;  // cgaClusterSize, NCCL >= 2.17
+  std::optional<int> min_ctas;          // minCTAs, >= 2.17
+  std::optional<int> max_ctas;          // maxCTAs, >= 2.17
+  std::optional<std::string> net_name;  // netName, >= 2.17 (e.g. "IB", "Socket")
+  std::optional<bool> split_share;      // splitShare, >= 2.18 (kSplit: share the world's resources)
+  std::optional<int> traffic_class;     // trafficClass, >= 2.26
+};
+
+// An NCCL communicator of one group. MakeCommunicator hands out the same object for the same group
+// and mode while it lives; the client itself keeps only a weak reference, so it is destroyed
+// (ncclCommDestroy) with its last std::shared_ptr — unless it was aborted, and then nothing more is
+// done. Thread-safety: every method may be called from any thread; Abort() ends an AllReduceSum
+// that waits on another thread.
 class Communicator {
  public:
   ~Communicator();
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
-  // The ncclComm_t, as a void* so that this header needs no NCCL.
-  void* nccl_comm() const { return comm_; }
-  int size() const { return size_; }
-  int rank() const { return rank_; }
-  // Sums `count` floats in place across the group (device memory), and waits for it.
+  // The ncclComm_t, as a void* so that this header needs no NCCL; null once aborted.
+  void* nccl_comm() const;
+  int size() const;
+  int rank() const;
+  // The group's key (Group::key) and the mode it was made with.
+  const std::string& group_key() const;
+  CommInit mode() const;
+  // The name NCCL's logs and profilers show for it (ncclConfig_t.commName, NCCL >= 2.27; on an
+  // older NCCL the name is not passed): "<job>/<group key>/<dims>/g<generation>", at most 255
+  // bytes (a longer group key is replaced by "#" and its 64-bit hash).
+  const std::string& name() const;
+  // Sums `count` floats in place across the group (device memory), and waits for it. ABORTED once
+  // aborted (also when the abort comes while it waits).
   absl::Status AllReduceSum(float* device_buffer, size_t count);
+  // ncclCommAbort: stops what runs on it and frees it. Idempotent; after it every call answers
+  // ABORTED and nccl_comm() is null. The client does this itself when the generation ends (see
+  // ClientOptions::abort_communicators_on_generation_end).
+  void Abort();
+  bool aborted() const;
+  // OK while usable; ABORTED with the reason (Abort(), the generation's end) once aborted; NCCL's
+  // asynchronous error (ncclCommGetAsyncError) when it has one.
+  absl::Status status() const;
 
   struct Impl;  // private
-  Communicator(std::shared_ptr<Impl> impl, void* comm, int size, int rank)
-      : impl_(std::move(impl)), comm_(comm), size_(size), rank_(rank) {}
+  explicit Communicator(std::unique_ptr<Impl> impl);
+  Impl* impl() const { return impl_.get(); }
 
  private:
-  std::shared_ptr<Impl> impl_;
-  void* comm_ = nullptr;
-  int size_ = 0;
-  int rank_ = 0;
+  std::unique_ptr<Impl> impl_;
 };
 
 // A worker's connection to meshd. Thread-safety: every method may be called from any thread;
@@ -303,10 +350,37 @@ class Client {
   virtual absl::StatusOr<std::vector<Group>> Groups(const DeviceMesh& mesh) = 0;
   virtual absl::StatusOr<Group> GroupOf(const DeviceMesh& mesh, int dim) = 0;
 
-  // A ready NCCL communicator for `group`. FAILED_PRECONDITION when NCCL or a CUDA device is
-  // missing (never a fake); the NCCL error otherwise.
-  virtual absl::StatusOr<std::unique_ptr<Communicator>> MakeCommunicator(
-      const Group& group, CommInit mode = CommInit::kInitRank) = 0;
+  // A ready NCCL communicator for `group` (this rank is a member), made as options.mode says — or
+  // the one made before for the same group (Group::key) and mode while it lives: a second request
+  // never makes a second communicator (asking with other ncclConfig_t fields than it was made with
+  // is FAILED_PRECONDITION). Every member must ask: it is collective. Before NCCL's init each
+  // member sets an arrival key in the generation's store (docs/client-api.md#communicators), so
+  // that an init still unfinished at its deadline (options.timeout, else ClientOptions::timeout)
+  // is aborted and answers DEADLINE_EXCEEDED naming the ranks that never arrived.
+  //
+  // kSplit: each call is one ncclCommSplit of the world communicator, which every rank of the job
+  // must take part in at the same time: the group's members through this call (a member whose
+  // communicator is cached takes part without a color), every other rank through SplitNoColor()
+  // or the mesh form below.
+  //
+  // Errors: FAILED_PRECONDITION without NCCL or a CUDA device (never a fake) or when the NCCL is
+  // too old for the mode or a field (naming both versions); DEADLINE_EXCEEDED (naming the missing
+  // ranks); ABORTED (the generation ended: the half-made communicator is aborted); CANCELLED (the
+  // Interrupter); INVALID_ARGUMENT (a group without ids, a bad field); INTERNAL (NCCL's or CUDA's
+  // error).
+  virtual absl::StatusOr<std::shared_ptr<Communicator>> MakeCommunicator(
+      const Group& group, const CommOptions& options = {}) = 0;
+  // The same for this rank's group along `dim` of `mesh` (an index, a name, or a flattened name of
+  // its root, as DeviceMesh::ResolveDim reads it; fetched with Groups() when it was not), on any
+  // rank of the job: a rank outside the mesh gets a null communicator (OK) — with kSplit after
+  // taking part in the split with NCCL_SPLIT_NOCOLOR, as it must. With kSplit and a mesh smaller
+  // than the world, have every rank call this for the same (mesh, dim)s in the same order.
+  virtual absl::StatusOr<std::shared_ptr<Communicator>> MakeCommunicator(
+      const DeviceMesh& mesh, const MeshDim& dim, const CommOptions& options = {}) = 0;
+  // kSplit on a rank that is in none of the groups being split: takes part in the world
+  // communicator's next ncclCommSplit with NCCL_SPLIT_NOCOLOR (making the world communicator
+  // first, with every rank, when this client has not yet). Errors as MakeCommunicator's.
+  virtual absl::Status SplitNoColor(const CommOptions& options = {}) = 0;
 
   // The generation's key-value store: what torch.distributed's Store does (c10d semantics: the
   // results TCPStore gives for the same calls), kept by the coordinator for the generation's

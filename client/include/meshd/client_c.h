@@ -100,6 +100,53 @@ int meshd_mesh_group(meshd_client* client, const meshd_mesh* mesh, int dim, int6
                      size_t capacity, size_t* num_ranks, int64_t* group_rank, uint8_t id[128],
                      char* err, size_t err_len);
 
+/* Communicators (see meshd::Client::MakeCommunicator). Modes: */
+#define MESHD_COMM_INIT_RANK 0 /* ncclCommInitRankConfig with the group's first id */
+#define MESHD_COMM_SCALABLE 1  /* ncclCommInitRankScalable (NCCL >= 2.23) */
+#define MESHD_COMM_SPLIT 2     /* ncclCommSplit of the world communicator (NCCL >= 2.18) */
+
+typedef struct meshd_comm meshd_comm;
+
+/* How to make one. Fill it with meshd_comm_options_init (every field unset), then set fields.
+ * An int field < 0 and a NULL net_name are unset: NCCL's default. Each ncclConfig_t field needs
+ * the NCCL named (FAILED_PRECONDITION on an older one). */
+typedef struct meshd_comm_options {
+  size_t struct_size;   /* sizeof(meshd_comm_options): set by meshd_comm_options_init */
+  int mode;             /* MESHD_COMM_*; default MESHD_COMM_INIT_RANK */
+  int64_t timeout_ms;   /* deadline of the creation; <= 0: the client's timeout */
+  int cga_cluster_size; /* ncclConfig_t.cgaClusterSize, NCCL >= 2.17 */
+  int min_ctas;         /* minCTAs, >= 2.17 */
+  int max_ctas;         /* maxCTAs, >= 2.17 */
+  const char* net_name; /* netName, >= 2.17 */
+  int split_share;      /* splitShare (0 or 1), >= 2.18 */
+  int traffic_class;    /* trafficClass, >= 2.26 */
+} meshd_comm_options;
+void meshd_comm_options_init(meshd_comm_options* options);
+
+/* This rank's communicator for its group along a dim of `mesh` — `dim_name` when not NULL (a name,
+ * or a flattened name of the mesh's root), else the index `dim` — made as `options` say (NULL:
+ * defaults), or the one made before for the same group and mode while it lives. Every rank may
+ * call it: a rank outside the mesh gets *out = NULL and 0 (with MESHD_COMM_SPLIT after taking part
+ * in the split without a color, as every rank must). Errors: FAILED_PRECONDITION (no NCCL or GPU,
+ * an NCCL too old), DEADLINE_EXCEEDED (naming the ranks that never arrived), ABORTED, CANCELLED,
+ * INVALID_ARGUMENT, INTERNAL. Free *out with meshd_comm_free (also after the client's detach). */
+int meshd_comm_make(meshd_client* client, const meshd_mesh* mesh, int dim, const char* dim_name,
+                    const meshd_comm_options* options, meshd_comm** out, char* err, size_t err_len);
+/* MESHD_COMM_SPLIT on a rank in none of the groups being split (see SplitNoColor). */
+int meshd_comm_split_nocolor(meshd_client* client, const meshd_comm_options* options, char* err,
+                             size_t err_len);
+/* The ncclComm_t (as void*); NULL once aborted or for a NULL comm. */
+void* meshd_comm_nccl(const meshd_comm* comm);
+int meshd_comm_size(const meshd_comm* comm);
+int meshd_comm_rank(const meshd_comm* comm);
+/* ncclCommAbort, once (idempotent). Returns 0; INVALID_ARGUMENT for a NULL comm. */
+int meshd_comm_abort(meshd_comm* comm, char* err, size_t err_len);
+/* 0 while usable; ABORTED (10) once aborted, with the reason; NCCL's asynchronous error. */
+int meshd_comm_status(const meshd_comm* comm, char* err, size_t err_len);
+/* Drops this handle: the communicator is destroyed (ncclCommDestroy, unless aborted) when no
+ * other handle or C++ reference holds it. NULL is ignored. */
+void meshd_comm_free(meshd_comm* comm);
+
 #ifdef __cplusplus
 }
 #endif
