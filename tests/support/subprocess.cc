@@ -15,13 +15,16 @@
 namespace meshd::process {
 
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
-    const std::vector<std::string>& argv, const std::string& stderr_path) {
+    const std::vector<std::string>& argv, const std::string& stderr_path, bool pipe_stdin) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
+  int in[2] = {-1, -1};
+  if (pipe_stdin && pipe2(in, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   const pid_t pid = fork();
   if (pid < 0) return absl::InternalError("fork failed");
   if (pid == 0) {
     dup2(fds[1], STDOUT_FILENO);
+    if (pipe_stdin) dup2(in[0], STDIN_FILENO);
     if (!stderr_path.empty()) {
       const int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (err >= 0) dup2(err, STDERR_FILENO);
@@ -37,10 +40,24 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
     _exit(127);
   }
   close(fds[1]);
+  if (pipe_stdin) close(in[0]);
   auto p = std::unique_ptr<Subprocess>(new Subprocess());
   p->pid_ = pid;
   p->stdout_fd_ = fds[0];
+  p->stdin_fd_ = in[1];
   return p;
+}
+
+absl::Status Subprocess::WriteLine(absl::string_view line) {
+  if (stdin_fd_ < 0) return absl::FailedPreconditionError("started without a stdin pipe");
+  const std::string data = absl::StrCat(line, "\n");
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = write(stdin_fd_, data.data() + done, data.size() - done);
+    if (n <= 0) return absl::UnavailableError(absl::StrCat("pid ", pid_, " closed its stdin"));
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
 }
 
 Subprocess::~Subprocess() {
@@ -49,6 +66,7 @@ Subprocess::~Subprocess() {
     waitpid(pid_, nullptr, 0);
   }
   if (stdout_fd_ >= 0) close(stdout_fd_);
+  if (stdin_fd_ >= 0) close(stdin_fd_);
 }
 
 absl::StatusOr<std::string> Subprocess::ReadLine(absl::Duration timeout) {
