@@ -42,6 +42,7 @@ struct Flags : meshd::bench::CoordinatorFlags {
   bool register_first = false;
   bool restart = false;
   uint32_t ranks_per_id = 0;
+  int64_t withhold_node = -1;
   bool json = false;
 };
 
@@ -85,6 +86,10 @@ int main(int argc, char** argv) {
                "After the run, kill the coordinator (SIGKILL) and start a new one on its address: "
                "every node registers again reporting the running generation; restart_recovered_s "
                "is how long until the job runs again");
+  app.add_option("--withhold-node", f.withhold_node,
+                 "A late node: the node given this rank sends its ResolveGroups only once every "
+                 "node that needs no id it mints holds its ids (others_ids_s)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   app.add_flag("--json", f.json, "Print only the JSON line");
   CLI11_PARSE(app, argc, argv);
 
@@ -143,6 +148,7 @@ int main(int argc, char** argv) {
   so.channels = f.channels == 0 ? DefaultChannels(f.nodes) : f.channels;
   so.timeout = absl::Seconds(f.timeout_s);
   so.register_first = f.register_first;
+  so.withhold_node_rank = f.withhold_node;
   absl::StatusOr<SimResult> r = RunClusterSim(so, &*workload);
   const std::optional<ProcStats> after = ServerStats(pid);
   std::optional<RestartResult> restarted;
@@ -198,6 +204,12 @@ int main(int argc, char** argv) {
   j["rpcs"] = r->rpcs;
   j["heartbeats"] = r->heartbeats;
   j["sim_cpu_s"] = r->sim_cpu_s;
+  if (f.withhold_node >= 0) {
+    j["withheld_node_rank"] = f.withhold_node;
+    j["nodes_waiting_for_withheld"] = r->nodes_waiting_for_late;
+    j["others_ids_s"] = r->t_others_ids_s;
+    j["others_ids_after_registered_s"] = r->t_others_ids_s - r->t_registered_s;
+  }
   if (before && after) {
     const double cpu = after->cpu_s - before->cpu_s;
     j["coordinator_cpu_s"] = cpu;
@@ -226,6 +238,12 @@ int main(int argc, char** argv) {
     line("every rank holds every group id",
          absl::StrFormat("%.3f s (%.3f s after the last registration)", r->t_ids_s,
                          r->t_ids_s - r->t_registered_s));
+    if (f.withhold_node >= 0) {
+      line(absl::StrFormat("node %d withheld: the others (%u wait for it)", f.withhold_node,
+                           r->nodes_waiting_for_late),
+           absl::StrFormat("%.3f s (%.3f s after the last registration)", r->t_others_ids_s,
+                           r->t_others_ids_s - r->t_registered_s));
+    }
     if (f.register_first) {
       line("job started (all registered)", absl::StrFormat("%.3f s", r->t_job_start_s));
       line("from the job's start: ranks / ids",

@@ -5,10 +5,12 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -29,6 +31,22 @@ using SteadyClock = std::chrono::steady_clock;
 class Sim {
  public:
   Sim(const SimOptions& o, Workload* w) : o_(o), w_(*w), nodes_(o.nodes) {
+    if (o.withhold_node_rank >= 0 && o.withhold_node_rank < o.nodes) {
+      // The groups whose ids the late node mints, and the nodes that ask for one of them.
+      absl::flat_hash_set<std::string> minted;
+      for (const v1::GroupRequest& g : w_.requests[o.withhold_node_rank].groups()) {
+        if (g.minted_size() > 0) minted.insert(g.key());
+      }
+      waits_for_late_.assign(o.nodes, false);
+      for (uint32_t r = 0; r < o.nodes; ++r) {
+        if (r == o.withhold_node_rank) continue;
+        for (const v1::GroupRequest& g : w_.requests[r].groups()) {
+          if (minted.contains(g.key())) waits_for_late_[r] = true;
+        }
+        result_.nodes_waiting_for_late += waits_for_late_[r] ? 1 : 0;
+      }
+      others_left_ = o.nodes - 1 - result_.nodes_waiting_for_late;
+    }
     for (const auto& channel : SimChannels(o.address, o.channels)) {
       stubs_.push_back(v1::Coordinator::NewStub(channel));
     }
@@ -186,6 +204,10 @@ class Sim {
         nodes_[i].node_rank = rank;
         nodes_[i].generation = c->resp.generation();
         if (++joined_ == o_.nodes) result_.t_ranks_s = Elapsed();
+        if (rank == o_.withhold_node_rank && others_left_ > 0) {
+          late_index_ = i;  // sent once the others hold their ids
+          return;
+        }
       }
       Resolve(i);
     });
@@ -207,8 +229,18 @@ class Sim {
       End(c);
       if (!s.ok()) return Fail(Failed("ResolveGroups", names_[i], s));
       if (absl::Status v = Check(c->req, c->resp); !v.ok()) return Fail(v);
+      std::optional<uint32_t> release;
+      absl::Cleanup send_late = [&] {
+        if (release) Resolve(*release);
+      };
       absl::MutexLock lock(&mu_);
       result_.groups_checked += c->resp.groups_size();
+      const uint32_t rank = nodes_[i].node_rank;
+      if (!waits_for_late_.empty() && rank != o_.withhold_node_rank && !waits_for_late_[rank] &&
+          --others_left_ == 0) {
+        result_.t_others_ids_s = Elapsed();
+        release = late_index_;
+      }
       if (++resolved_ == o_.nodes) {
         result_.t_ids_s = Elapsed();
         result_.sim_cpu_s = CpuClockSeconds(CLOCK_PROCESS_CPUTIME_ID) - cpu_start_;
@@ -312,6 +344,11 @@ class Sim {
   uint32_t registered_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t joined_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t resolved_ ABSL_GUARDED_BY(mu_) = 0;
+  // withhold_node_rank: by node rank, whether it asks for a group the late node mints; how many
+  // of the others have not held their ids yet; the late node's index once it joined.
+  std::vector<bool> waits_for_late_;
+  uint32_t others_left_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<uint32_t> late_index_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
