@@ -276,6 +276,44 @@ uint64_t meshd_mesh_hash(const meshd_mesh* mesh) {
   return mesh == nullptr ? 0 : static_cast<uint64_t>(mesh->mesh.Hash());
 }
 
+int meshd_init_device_mesh_from_ranks(meshd_client* client, const int64_t* shape, int ndim,
+                                      const int64_t* ranks, size_t num_ranks,
+                                      const char* const* names, const char* mesh_name,
+                                      meshd_mesh** out, char* err, size_t err_len) {
+  if (client == nullptr || shape == nullptr || ranks == nullptr || out == nullptr || ndim < 1 ||
+      num_ranks < 1) {
+    return Report(absl::InvalidArgumentError("client, shape, ranks and out are required, with "
+                                             "ndim >= 1 and num_ranks >= 1"),
+                  err, err_len);
+  }
+  const int64_t world = client->client->placement().world_size;
+  if (ndim > kMaxDims || num_ranks > static_cast<uint64_t>(world)) {
+    return Report(absl::InvalidArgumentError(absl::StrCat(
+                      "a rank table of ", ndim, " dims and ", num_ranks, " ranks: at most ",
+                      kMaxDims, " dims and the world's ", world, " ranks")),
+                  err, err_len);
+  }
+  absl::StatusOr<std::vector<std::string>> n = Names(names, ndim);
+  if (!n.ok()) return Report(n.status(), err, err_len);
+  return Emit(client->client->InitDeviceMeshFromRanks(
+                  std::vector<int64_t>(shape, shape + ndim),
+                  std::vector<int64_t>(ranks, ranks + num_ranks), *n, mesh_name ? mesh_name : ""),
+              out, err, err_len);
+}
+
+int meshd_mesh_from_group(meshd_client* client, const meshd_mesh* mesh, int dim,
+                          const char* dim_name, const char* new_name, meshd_mesh** out, char* err,
+                          size_t err_len) {
+  if (client == nullptr || mesh == nullptr || out == nullptr) {
+    return Report(absl::InvalidArgumentError("client, mesh and out are required"), err, err_len);
+  }
+  auto resolved = mesh->mesh.ResolveDim(DimOf(dim, dim_name));
+  if (!resolved.ok()) return Report(resolved.status(), err, err_len);
+  auto g = client->client->GroupOf(resolved->first, resolved->second);
+  if (!g.ok()) return Report(g.status(), err, err_len);
+  return Emit(client->client->MeshFromGroup(*g, new_name ? new_name : ""), out, err, err_len);
+}
+
 int meshd_mesh_group_ids(meshd_client* client, const meshd_mesh* mesh, int dim,
                          const char* dim_name, uint8_t* ids, size_t capacity, size_t* num_ids,
                          char* err, size_t err_len) {

@@ -15,11 +15,11 @@ import dataclasses
 import datetime
 import os
 import weakref
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from meshd import _core
 from meshd.errors import Error, InvalidArgument
-from meshd.mesh import DeviceMesh, Group
+from meshd.mesh import DeviceMesh, Group, _table
 
 __all__ = ["attach", "Client", "Placement", "Timeout", "NNodes"]
 
@@ -320,6 +320,55 @@ class Client:
         dims = [int(shape)] if isinstance(shape, int) else [int(s) for s in shape]
         names = [] if mesh_dim_names is None else [str(n) for n in mesh_dim_names]
         core = self._core.init_device_mesh(dims, names, mesh_name or "", bool(nccl_ids))
+        return DeviceMesh(core, self)
+
+    def init_device_mesh_from_ranks(
+        self,
+        mesh: Any,
+        mesh_dim_names: Optional[Sequence[str]] = None,
+        mesh_name: Optional[str] = None,
+        *,
+        nccl_ids: bool = True,
+    ) -> DeviceMesh:
+        """PyTorch's ``DeviceMesh(device_type, mesh, mesh_dim_names=...)`` over the job's world:
+        ``mesh`` is a nested list of ranks (or a tensor) in any order, over any subset of the
+        world (one pipeline stage, say), e.g. ``[[0, 2], [1, 3]]``.
+
+        Checked and fetched as :meth:`init_device_mesh` (every rank of the job calls it with the
+        same table); ranks outside the table get a mesh with no coordinate and take no part in
+        its exchange. Tables other than 0..N-1 in order are exchanged up to 16,384 ranks. Raises
+        :class:`meshd.InvalidArgument` for a ragged table, a rank outside the world or repeated,
+        bad names; then as :meth:`init_device_mesh`.
+        """
+        if hasattr(mesh, "tolist"):
+            mesh = mesh.tolist()
+        shape, ranks = _table(mesh)
+        names = [] if mesh_dim_names is None else [str(n) for n in mesh_dim_names]
+        core = self._core.init_device_mesh_from_ranks(shape, ranks, names, mesh_name or "",
+                                                      bool(nccl_ids))
+        return DeviceMesh(core, self)
+
+    def mesh_from_group(self, group: Group, mesh: Any = None, *,
+                        mesh_dim_names: Optional[Sequence[str]] = None) -> DeviceMesh:
+        """PyTorch's ``DeviceMesh.from_group(group, device_type, mesh, mesh_dim_names=...)`` for
+        one group of this client (from :meth:`DeviceMesh.groups`): the 1-D mesh over the group's
+        members, in its order, whose one group is ``group`` itself — the same ids, no call to
+        anyone. Every member makes it from the same group.
+
+        ``mesh``, when given, must be the group's ranks (PyTorch's ValueError:
+        :class:`meshd.InvalidArgument` here); ``mesh_dim_names`` is one name, or None.
+        """
+        if not isinstance(group, Group):
+            raise TypeError(f"mesh_from_group takes a meshd.Group, not {type(group).__name__}")
+        if mesh is not None:
+            given = mesh.tolist() if hasattr(mesh, "tolist") else mesh
+            if list(given) != list(group.ranks):
+                raise InvalidArgument(f"Invalid mesh {given!r} for the group with ranks "
+                                      f"{group.ranks!r}")
+        names = [] if mesh_dim_names is None else [str(n) for n in mesh_dim_names]
+        if len(names) > 1:
+            raise InvalidArgument(f"a mesh from one group has one dim, not names {names!r}")
+        core = self._core.mesh_from_group(group._to_core(), names[0] if names else "")
         return DeviceMesh(core, self)
 
     # -- the key-value store ------------------------------------------------------------------

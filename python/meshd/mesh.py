@@ -57,6 +57,10 @@ class Group:
         dims, ranks, index, group_rank, group_index, key, ids = t
         return cls(list(dims), list(ranks), index, group_rank, group_index, key, list(ids))
 
+    def _to_core(self) -> Tuple[Any, ...]:
+        return (list(self.dims), list(self.ranks), self.index, self.group_rank, self.group_index,
+                self.key, [bytes(i) for i in self.ids])
+
 
 def _nest(values: Sequence[int], shape: Sequence[int]) -> List[Any]:
     """Row-major ``values`` as nested lists of ``shape``."""

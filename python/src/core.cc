@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <limits>
@@ -398,6 +399,29 @@ py::tuple GroupTuple(const Group& g) {
   return py::make_tuple(g.dims, g.ranks, g.index, g.group_rank, g.group_index, g.key, ids);
 }
 
+// The inverse of GroupTuple (a meshd.Group's fields, as meshd.Group._to_core gives them).
+// TypeError / ValueError for a tuple that is not one; MeshFromGroup checks the rest.
+Group GroupFromTuple(const py::tuple& t) {
+  if (t.size() != 7) throw py::value_error("a group is 7 fields (meshd.Group)");
+  Group g;
+  g.dims = t[0].cast<std::vector<std::string>>();
+  g.ranks = t[1].cast<std::vector<int64_t>>();
+  g.index = t[2].cast<int64_t>();
+  g.group_rank = t[3].cast<int64_t>();
+  g.group_index = t[4].cast<int64_t>();
+  g.key = t[5].cast<std::string>();
+  for (const py::handle id : t[6].cast<py::list>()) {
+    const std::string bytes = id.cast<py::bytes>();
+    if (bytes.size() != sizeof(NcclUniqueId)) {
+      throw py::value_error("an NCCL unique id is 128 bytes");
+    }
+    NcclUniqueId u;
+    std::memcpy(u.data(), bytes.data(), u.size());
+    g.ids.push_back(u);
+  }
+  return g;
+}
+
 py::dict PlacementDict(const Placement& p) {
   py::dict d;
   d["rank"] = p.rank;
@@ -571,6 +595,26 @@ PYBIND11_MODULE(_core, m) {
             return out;
           },
           py::arg("mesh"))
+      .def(
+          "init_device_mesh_from_ranks",
+          [](PyClient& c, const std::vector<int64_t>& shape, const std::vector<int64_t>& ranks,
+             const std::vector<std::string>& names, const std::string& mesh_name, bool nccl_ids) {
+            std::shared_ptr<Client> client = c.Get();
+            const MeshIds ids = nccl_ids ? MeshIds::kFetch : MeshIds::kNone;
+            return Value(c.Run([&] {
+              return client->InitDeviceMeshFromRanks(shape, ranks, names, mesh_name, ids);
+            }));
+          },
+          py::arg("shape"), py::arg("ranks"), py::arg("names"), py::arg("mesh_name"),
+          py::arg("nccl_ids"))
+      .def(
+          "mesh_from_group",
+          [](PyClient& c, const py::tuple& group, const std::string& dim_name) {
+            std::shared_ptr<Client> client = c.Get();
+            const Group g = GroupFromTuple(group);
+            return Value(c.Run([&] { return client->MeshFromGroup(g, dim_name); }));
+          },
+          py::arg("group"), py::arg("dim_name"))
       .def(
           "group_of",
           [](PyClient& c, const DeviceMesh& mesh, int dim) {

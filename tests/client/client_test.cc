@@ -388,6 +388,67 @@ TEST_F(ClientTest, CAbi_EveryIdOfAGroup) {
             std::vector<uint8_t>(ids[0].begin() + 128, ids[0].end()));
 }
 
+// meshd_init_device_mesh_from_ranks (a permuted table over the job) and meshd_mesh_from_group (a
+// group's own ids, no call), on 2 ranks (issue 23).
+TEST_F(ClientTest, CAbi_MeshFromRanksAndFromGroup) {
+  MESHD_SKIP_WITHOUT_NCCL();
+  std::vector<std::vector<uint8_t>> ids(2), from_group_ids(2);
+  auto rank = [&](int r) {
+    char err[256] = {};
+    meshd_client* client = nullptr;
+    ASSERT_EQ(meshd_attach(daemon_.socket.c_str(), "c-table", r, 2, 1, 20000, &client, err,
+                           sizeof err),
+              0)
+        << err;
+    const int64_t shape[] = {2};
+    const int64_t table[] = {1, 0};
+    const char* names[] = {"x"};
+    meshd_mesh* mesh = nullptr;
+    ASSERT_EQ(meshd_init_device_mesh_from_ranks(client, shape, 1, table, 2, names, "t", &mesh, err,
+                                                sizeof err),
+              0)
+        << err;
+    int64_t coord[1] = {-1};
+    size_t n = 0;
+    ASSERT_EQ(meshd_mesh_coordinate(mesh, coord, 1, &n, err, sizeof err), 0);
+    EXPECT_EQ(n, 1u);
+    EXPECT_EQ(coord[0], 1 - r);  // [1, 0]: rank 0 is at 1
+    uint8_t buf[128] = {};
+    ASSERT_EQ(meshd_mesh_group_ids(client, mesh, 0, "x", buf, 1, &n, err, sizeof err), 0) << err;
+    ids[r].assign(buf, buf + 128);
+    meshd_mesh* g = nullptr;
+    ASSERT_EQ(meshd_mesh_from_group(client, mesh, 0, "x", "grp", &g, err, sizeof err), 0) << err;
+    char text[64];
+    meshd_mesh_to_string(g, text, sizeof text);
+    EXPECT_STREQ(text, "DeviceMesh((grp=2,), stride=(1,))");
+    int64_t members[2] = {};
+    ASSERT_EQ(meshd_mesh_group_ranks(g, 0, nullptr, members, 2, &n, nullptr, err, sizeof err), 0);
+    EXPECT_EQ(members[0], 1);
+    EXPECT_EQ(members[1], 0);
+    ASSERT_EQ(meshd_mesh_group_ids(client, g, 0, nullptr, buf, 1, &n, err, sizeof err), 0) << err;
+    from_group_ids[r].assign(buf, buf + 128);
+    const int64_t dup[] = {1, 1};
+    meshd_mesh* bad = nullptr;
+    EXPECT_EQ(meshd_init_device_mesh_from_ranks(client, shape, 1, dup, 2, nullptr, nullptr, &bad,
+                                                err, sizeof err),
+              3);
+    EXPECT_THAT(std::string(err), HasSubstr("appears twice"));
+    EXPECT_EQ(meshd_init_device_mesh_from_ranks(client, shape, 1, table, 3, nullptr, nullptr, &bad,
+                                                err, sizeof err),
+              3);
+    EXPECT_THAT(std::string(err), HasSubstr("the world's 2 ranks"));
+    meshd_mesh_free(g);
+    meshd_mesh_free(mesh);
+    meshd_detach(client);
+  };
+  std::thread t(rank, 1);
+  rank(0);
+  t.join();
+  EXPECT_EQ(ids[0], ids[1]);
+  EXPECT_EQ(from_group_ids[0], ids[0]);  // the same group: the same id
+  EXPECT_EQ(from_group_ids[1], ids[1]);
+}
+
 // The library exports its public API and nothing else: its copies of the protocol's messages, of
 // gRPC and protobuf templates and of the mesh maths must not clash with (or be interposed by) the
 // same names in a training process that brings its own.

@@ -217,3 +217,42 @@ with meshd.attach(timeout=30) as c:
     for r in results:
         kind, dtype, view, sliced = json.loads(r.stdout.strip().splitlines()[-1])
         assert (kind, dtype, view, sliced) == ("Tensor", "torch.int32", [0, 1], [0, 1])
+
+
+def test_init_device_mesh_from_ranks(clients) -> None:
+    """PyTorch's DeviceMesh(mesh=table) over the job (issue 23): a permutation of a subset."""
+    meshes = collective(clients, lambda c: c.init_device_mesh_from_ranks(
+        [[3, 1], [0, 2]], ("a", "b"), mesh_name="perm", nccl_ids=False))
+    m0, m3, m6 = meshes[0], meshes[3], meshes[6]
+    assert m0 == m3 == m6 and m0.key == "perm"
+    assert m0.get_coordinate() == [1, 0] and m3.get_coordinate() == [0, 0]
+    assert m6.get_coordinate() is None  # rank 6 is not in the table
+    assert [m0.get_local_rank(d) for d in ("a", "b")] == [0, 0]
+    assert [m3.get_local_rank(d) for d in (0, -1)] == [1, 1]
+    assert m0.get_all_groups_ranks("a") == [[3, 0], [1, 2]]
+    assert m0.mesh == m6.mesh == [[3, 1], [0, 2]]
+    assert m0._flatten().get_group_ranks() == [3, 1, 0, 2]
+    assert m0 == meshd.DeviceMesh.from_rank_table([[3, 1], [0, 2]], ("a", "b"), rank=0,
+                                                  world_size=8)
+    with pytest.raises(meshd.InvalidArgument, match="rank 1 appears twice"):
+        clients[0].init_device_mesh_from_ranks([[0, 1], [1, 2]], nccl_ids=False)
+    with pytest.raises(meshd.InvalidArgument, match="ragged"):
+        clients[0].init_device_mesh_from_ranks([[0, 1], [2]], nccl_ids=False)
+
+
+def test_mesh_from_group(clients, nccl_or_skip) -> None:
+    """PyTorch's DeviceMesh.from_group (issue 23): the group's own ids, no call."""
+    meshes = collective(clients, lambda c: c.init_device_mesh((2, 4), ("dp", "tp"),
+                                                             mesh_name="for-from-group"))
+    for r in (0, 5):
+        m, c = meshes[r], clients[r]
+        tp = m.groups()[1]
+        g = c.mesh_from_group(tp, mesh_dim_names=("tp",))
+        assert g.mesh == tp.ranks and g.mesh_dim_names == ("tp",)
+        assert g.get_coordinate() == [tp.index]
+        assert g.nccl_unique_ids() == tp.ids == m.nccl_unique_ids("tp")
+        assert c.mesh_from_group(tp, tp.ranks).mesh_dim_names is None
+        with pytest.raises(meshd.InvalidArgument, match="Invalid mesh"):
+            c.mesh_from_group(tp, list(reversed(tp.ranks)))
+        with pytest.raises(TypeError):
+            c.mesh_from_group(tp.ranks)  # type: ignore[arg-type]

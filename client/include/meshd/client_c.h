@@ -85,6 +85,20 @@ int meshd_mesh_equal(const meshd_mesh* a, const meshd_mesh* b);
 /* Consistent with meshd_mesh_equal, within one process. */
 uint64_t meshd_mesh_hash(const meshd_mesh* mesh);
 
+/* PyTorch's DeviceMesh(device_type, mesh=table) over the job's world
+ * (Client::InitDeviceMeshFromRanks): `ranks` (num_ranks) row-major in `shape` (ndim sizes), any
+ * order, any subset of the world; names and mesh_name may be NULL. Collective and checked as
+ * meshd_init_device_mesh; ranks outside the table take no part in its exchange. */
+int meshd_init_device_mesh_from_ranks(meshd_client* client, const int64_t* shape, int ndim,
+                                      const int64_t* ranks, size_t num_ranks,
+                                      const char* const* names, const char* mesh_name,
+                                      meshd_mesh** out, char* err, size_t err_len);
+/* PyTorch's DeviceMesh.from_group (Client::MeshFromGroup) for this rank's group along a dim of
+ * `mesh` (fetched as meshd_mesh_group does): the 1-D mesh over the group's members, whose one group
+ * is that group — the same ids. `new_name` (may be NULL: unnamed) names its dim. */
+int meshd_mesh_from_group(meshd_client* client, const meshd_mesh* mesh, int dim,
+                          const char* dim_name, const char* new_name, meshd_mesh** out, char* err,
+                          size_t err_len);
 /* Every NCCL unique id of this rank's group along a dim (meshd_mesh_group gives the first only):
  * up to `capacity` ids of 128 bytes each into `ids` (capacity * 128 bytes), the count into
  * *num_ids (one per ClientOptions::ranks_per_id members; 1 by default). Fetches them as
