@@ -306,12 +306,16 @@ class Client:
         """PyTorch's ``init_device_mesh(shape, mesh_dim_names=...)`` over the job's world.
 
         Every rank of the job must call it with the same arguments, in the same order as its
-        other collective calls. The mesh's spec is checked across ranks (ranks that asked for
-        different meshes under one name all get :class:`meshd.FailedPrecondition` naming both),
-        and with ``nccl_ids`` (the default) the NCCL unique ids of every group of this rank are
-        fetched in the same exchange (see :meth:`DeviceMesh.nccl_unique_ids`). ``nccl_ids=False``
-        only checks the spec and mints no ids (gloo/CPU jobs). ``mesh_name`` registers it under a
-        name (default: the n-th unnamed mesh).
+        other meshes. The mesh's spec is checked across ranks, and with ``nccl_ids`` (the
+        default) the NCCL unique ids of every group of this rank are fetched in the same exchange
+        (see :meth:`DeviceMesh.nccl_unique_ids`), answered as soon as those groups' leaders
+        minted them: a rank that then asks for another mesh under the same name gets
+        :class:`meshd.FailedPrecondition` naming both, and the ranks already answered learn it as
+        the end of their generation (:class:`meshd.Aborted`, the same message).
+        ``nccl_ids=False`` only checks the spec, waiting for every rank of the mesh so that a
+        mismatch raises :class:`meshd.FailedPrecondition` on every rank, and mints no ids
+        (gloo/CPU jobs). ``mesh_name`` registers it under a name (default: the n-th unnamed
+        mesh).
 
         Raises :class:`meshd.InvalidArgument` for a shape that does not cover the world or bad
         names, :class:`meshd.FailedPrecondition` when ranks disagree or NCCL cannot mint ids,

@@ -290,9 +290,11 @@ class DeviceMesh:
     def groups(self) -> List[Group]:
         """This rank's groups of the mesh, one per dim, with their NCCL ids.
 
-        Cached for meshes whose ids were fetched; otherwise one batched exchange, so every rank
-        of the job must ask for the same derived meshes in the same order (as with PyTorch's
-        new_group). An empty list when this rank is not in the mesh."""
+        Groups are known by what they are (their root mesh, their dim's layout in it, their
+        index), so a view whose groups this rank fetched before (a slice) costs no call; the
+        others come in one batched exchange, answered once their leaders minted them, so every
+        member of a new group must ask for it (as with PyTorch's new_group). An empty list when
+        this rank is not in the mesh."""
         return self._require_client()._groups(self._m)
 
     def nccl_unique_ids(self, dim: Optional[Dim] = None) -> List[bytes]:
