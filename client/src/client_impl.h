@@ -70,7 +70,7 @@ class ClientImpl final : public Client {
   absl::StatusOr<DeviceMesh> MeshFromGroup(const Group& group,
                                            const std::string& dim_name) override;
   absl::StatusOr<std::vector<Group>> Groups(const DeviceMesh& mesh) override;
-  absl::StatusOr<Group> GroupOf(const DeviceMesh& mesh, int dim) override;
+  absl::StatusOr<Group> GroupOf(const DeviceMesh& mesh, const MeshDim& dim) override;
   absl::StatusOr<std::shared_ptr<Communicator>> MakeCommunicator(
       const Group& group, const CommOptions& options) override;
   absl::StatusOr<std::shared_ptr<Communicator>> MakeCommunicator(

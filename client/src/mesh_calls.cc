@@ -107,18 +107,17 @@ absl::StatusOr<std::vector<Group>> ClientImpl::Groups(const DeviceMesh& mesh) {
   return Exchange(mesh, /*with_world=*/false, /*ids=*/true);
 }
 
-absl::StatusOr<Group> ClientImpl::GroupOf(const DeviceMesh& mesh, int dim) {
-  if (dim < 0 || dim >= mesh.ndim()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dim ", dim, " is out of range for ", mesh.ToString()));
-  }
-  absl::StatusOr<std::vector<Group>> groups = Groups(mesh);
+absl::StatusOr<Group> ClientImpl::GroupOf(const DeviceMesh& mesh, const MeshDim& dim) {
+  absl::StatusOr<std::pair<DeviceMesh, int>> resolved = mesh.ResolveDim(dim);
+  if (!resolved.ok()) return resolved.status();
+  const auto& [owner, index] = *resolved;
+  absl::StatusOr<std::vector<Group>> groups = Groups(owner);
   if (!groups.ok()) return groups.status();
   if (groups->empty()) {
     return absl::FailedPreconditionError(absl::StrCat("rank ", placement_.rank, " is not in ",
-                                                      mesh.ToString(), ", so it has no groups"));
+                                                      owner.ToString(), ", so it has no groups"));
   }
-  return (*groups)[dim];
+  return (*groups)[index];
 }
 
 absl::StatusOr<std::vector<Group>> ClientImpl::Exchange(const DeviceMesh& mesh, bool with_world,

@@ -255,6 +255,17 @@ TEST_F(ClientTest, Mesh_GroupsWithIds_MathsErrorsMatchPlan) {
   auto flat_group = (*c)->GroupOf(*flat, 0);
   ASSERT_TRUE(flat_group.ok()) << flat_group.status();
   EXPECT_EQ(flat_group->dims, (std::vector<std::string>{"dp_tp"}));
+  // get_group's dims: a name, a negative index, the root's flattened name (from the root).
+  auto by_name = (*c)->GroupOf(*mesh, "tp");
+  auto by_negative = (*c)->GroupOf(*mesh, -1);
+  auto by_flat_name = (*c)->GroupOf(*mesh, "dp_tp");
+  ASSERT_TRUE(by_name.ok() && by_negative.ok() && by_flat_name.ok())
+      << by_name.status() << by_negative.status() << by_flat_name.status();
+  EXPECT_EQ(by_name->key, (*groups)[1].key);
+  EXPECT_EQ(by_negative->key, (*groups)[1].key);
+  EXPECT_EQ(by_flat_name->key, flat_group->key);
+  EXPECT_EQ((*c)->GroupOf(*mesh, "xx").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*c)->GroupOf(*mesh, -3).status().code(), absl::StatusCode::kInvalidArgument);
   auto named = (*c)->InitDeviceMesh({1}, {"w"}, "world-mesh");
   ASSERT_TRUE(named.ok());
   EXPECT_EQ(named->key(), "world-mesh");

@@ -348,7 +348,11 @@ class Client {
   // fetches must ask for it (as with PyTorch's new_group); a group's ids come as soon as its
   // leader minted them, whoever else is late.
   virtual absl::StatusOr<std::vector<Group>> Groups(const DeviceMesh& mesh) = 0;
-  virtual absl::StatusOr<Group> GroupOf(const DeviceMesh& mesh, int dim) = 0;
+  // This rank's group along `dim` (PyTorch's get_group): an index (negative from the end), one of
+  // the mesh's names, or a flattened name of its root (that flattened mesh's group). Errors:
+  // INVALID_ARGUMENT a dim that is not one (naming the valid ones); FAILED_PRECONDITION this rank
+  // is not in the mesh; then as Groups'.
+  virtual absl::StatusOr<Group> GroupOf(const DeviceMesh& mesh, const MeshDim& dim) = 0;
 
   // A ready NCCL communicator for `group` (this rank is a member), made as options.mode says — or
   // the one made before for the same group (Group::key) and mode while it lives: a second request
