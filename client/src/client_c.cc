@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "meshd/client.h"
 
@@ -23,6 +22,16 @@ struct meshd_comm {
 };
 
 namespace {
+
+int Report(const absl::Status& s, char* err, size_t err_len) {
+  if (!s.ok() && err != nullptr && err_len > 0) {
+    const std::string msg(s.message());
+    const size_t n = std::min(msg.size(), err_len - 1);
+    std::memcpy(err, msg.data(), n);
+    err[n] = '\0';
+  }
+  return static_cast<int>(s.code());
+}
 
 absl::StatusOr<meshd::CommOptions> ToCommOptions(const meshd_comm_options* o) {
   meshd::CommOptions out;
@@ -53,16 +62,6 @@ absl::StatusOr<meshd::CommOptions> ToCommOptions(const meshd_comm_options* o) {
   if (o->split_share >= 0) out.split_share = o->split_share != 0;
   if (o->traffic_class >= 0) out.traffic_class = o->traffic_class;
   return out;
-}
-
-int Report(const absl::Status& s, char* err, size_t err_len) {
-  if (!s.ok() && err != nullptr && err_len > 0) {
-    const std::string msg(s.message());
-    const size_t n = std::min(msg.size(), err_len - 1);
-    std::memcpy(err, msg.data(), n);
-    err[n] = '\0';
-  }
-  return static_cast<int>(s.code());
 }
 
 // Past what any mesh holds (layout::kMaxMeshDims): refused before a C array is copied.
@@ -361,7 +360,8 @@ void meshd_comm_options_init(meshd_comm_options* o) {
 }
 
 int meshd_comm_make(meshd_client* client, const meshd_mesh* mesh, int dim, const char* dim_name,
-                    const meshd_comm_options* options, meshd_comm** out, char* err, size_t err_len) {
+                    const meshd_comm_options* options, meshd_comm** out, char* err,
+                    size_t err_len) {
   if (client == nullptr || mesh == nullptr || out == nullptr) {
     return Report(absl::InvalidArgumentError("client, mesh and out are required"), err, err_len);
   }
