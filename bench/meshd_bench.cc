@@ -93,6 +93,10 @@ int main(int argc, char** argv) {
   app.add_flag("--json", f.json, "Print only the JSON line");
   CLI11_PARSE(app, argc, argv);
 
+  if (f.withhold_node >= static_cast<int64_t>(f.nodes)) {
+    return Fail(absl::StrCat("--withhold-node ", f.withhold_node, " is not a node rank below --nodes ",
+                             f.nodes));
+  }
   WorkloadOptions wo;
   wo.nodes = f.nodes;
   wo.gpus_per_node = f.gpus_per_node;
@@ -207,8 +211,11 @@ int main(int argc, char** argv) {
   if (f.withhold_node >= 0) {
     j["withheld_node_rank"] = f.withhold_node;
     j["nodes_waiting_for_withheld"] = r->nodes_waiting_for_late;
-    j["others_ids_s"] = r->t_others_ids_s;
-    j["others_ids_after_registered_s"] = r->t_others_ids_s - r->t_registered_s;
+    // null when every other node waits for the withheld one
+    j["others_ids_s"] = r->t_others_ids_s < 0 ? nlohmann::json() : nlohmann::json(r->t_others_ids_s);
+    j["others_ids_after_registered_s"] =
+        r->t_others_ids_s < 0 ? nlohmann::json()
+                              : nlohmann::json(r->t_others_ids_s - r->t_registered_s);
   }
   if (before && after) {
     const double cpu = after->cpu_s - before->cpu_s;

@@ -46,6 +46,8 @@ class Sim {
         result_.nodes_waiting_for_late += waits_for_late_[r] ? 1 : 0;
       }
       others_left_ = o.nodes - 1 - result_.nodes_waiting_for_late;
+      // Every other node waits for it: nothing to hold it back for (others_ids: none).
+      if (others_left_ == 0) result_.t_others_ids_s = -1;
     }
     for (const auto& channel : SimChannels(o.address, o.channels)) {
       stubs_.push_back(v1::Coordinator::NewStub(channel));

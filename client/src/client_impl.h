@@ -151,6 +151,11 @@ class ClientImpl final : public Client {
   int unnamed_meshes_ ABSL_GUARDED_BY(mu_) = 0;
   // Every group fetched in the generation, by what it is (layout::GroupKey): views share them.
   std::map<std::string, Group> groups_ ABSL_GUARDED_BY(mu_);
+  // Root meshes registered in the generation: key -> fingerprint (a key is one mesh).
+  std::map<std::string, std::string> roots_ ABSL_GUARDED_BY(mu_);
+  // Ids this rank minted as a leader, by group key and chunk: an exchange asked again (after a
+  // deadline) reports the same bytes, which the coordinator accepts as a retry.
+  std::map<std::pair<std::string, int64_t>, NcclUniqueId> minted_ ABSL_GUARDED_BY(mu_);
   std::optional<Group> world_ ABSL_GUARDED_BY(mu_);
   // Splits are collective in call order: one at a time, under world_mu_, which also guards the
   // world communicator's creation.

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/src/client_impl.h"
 #include "client/src/device_mesh_impl.h"
@@ -43,10 +44,24 @@ absl::StatusOr<DeviceMesh> ClientImpl::Register(layout::DeviceMesh mesh,
         " ranks; this one has ", mesh.size(),
         " (a table that lists every rank in order is init_device_mesh's, at any size)"));
   }
+  if (absl::StartsWith(mesh_name, "#") || absl::StartsWith(mesh_name, "group:")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "mesh name '", mesh_name.substr(0, 64),
+        "' starts with '#' or 'group:', which meshd keeps for unnamed meshes and from_group"));
+  }
   std::string key = mesh_name;
-  if (key.empty()) {
+  const std::string fingerprint = layout::MeshFingerprint(mesh);
+  {
     absl::MutexLock lock(&mu_);
-    key = absl::StrCat("#", unnamed_meshes_++);
+    if (key.empty()) key = absl::StrCat("#", unnamed_meshes_++);
+    // One key is one mesh: another mesh under a key this rank registered would find its groups'
+    // keys cached and never meet the other ranks' check.
+    auto [it, fresh] = roots_.emplace(key, fingerprint);
+    if (!fresh && it->second != fingerprint) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "mesh '", key, "' was built before as another mesh; one name is one mesh (",
+          mesh.ToString(), " now)"));
+    }
   }
   DeviceMesh m(std::make_shared<const DeviceMesh::Impl>(
       DeviceMesh::Impl{std::move(mesh), placement_.rank, key, key}));
@@ -123,7 +138,6 @@ absl::StatusOr<Group> ClientImpl::GroupOf(const DeviceMesh& mesh, const MeshDim&
 absl::StatusOr<std::vector<Group>> ClientImpl::Exchange(const DeviceMesh& mesh, bool with_world,
                                                         bool ids) {
   std::lock_guard<std::mutex> serial(exchange_mu_);
-  if (absl::Status h = health(); !h.ok()) return h;
   const layout::DeviceMesh& lm = mesh.impl()->mesh;
   const std::string& root_key = mesh.impl()->root_key;
   const bool in_mesh = lm.coordinate(placement_.rank).has_value();
@@ -161,9 +175,17 @@ absl::StatusOr<std::vector<Group>> ClientImpl::Exchange(const DeviceMesh& mesh, 
   // A spec check always asks; ids only when some are missing. A rank outside the mesh takes no
   // part in its exchange (it may still need the world group, under a view of its own).
   const bool check_only = !ids;
+  // What this client holds is answered without a call, as before the generation ended; a call
+  // after the end is ABORTED.
   if (!check_only && missing.empty() && !need_world) return groups;
-  std::vector<Group> asked;  // what this call asks for, in order
-  for (Group* g : missing) asked.push_back(*g);
+  if (absl::Status h = health(); !h.ok()) return h;
+  std::vector<Group> asked;  // what this call asks for, in order, each group once (two size-1
+                             // dims are one group)
+  for (Group* g : missing) {
+    if (std::none_of(asked.begin(), asked.end(), [&](const Group& a) { return a.key == g->key; })) {
+      asked.push_back(*g);
+    }
+  }
   if (need_world) {
     Group world;
     world.dims = {std::string(layout::kWorldGroupLabel)};
@@ -207,9 +229,19 @@ absl::StatusOr<std::vector<Group>> ClientImpl::Exchange(const DeviceMesh& mesh, 
       // This rank leads chunk c: its process becomes that id's NCCL bootstrap root, and the
       // coordinator takes that id from no other rank. If it cannot mint, it still reports (with the
       // reason) so that every member fails fast, not at the deadline.
-      absl::StatusOr<const NcclRuntime*> nccl = NcclRuntime::Load(options_.nccl_library);
-      absl::StatusOr<NcclUniqueId> id =
-          nccl.ok() ? (*nccl)->MintId() : absl::StatusOr<NcclUniqueId>(nccl.status());
+      absl::StatusOr<NcclUniqueId> id = absl::InternalError("not minted");
+      {
+        absl::MutexLock lock(&mu_);
+        if (auto it = minted_.find({g.key, c}); it != minted_.end()) id = it->second;
+      }
+      if (!id.ok()) {
+        absl::StatusOr<const NcclRuntime*> nccl = NcclRuntime::Load(options_.nccl_library);
+        id = nccl.ok() ? (*nccl)->MintId() : absl::StatusOr<NcclUniqueId>(nccl.status());
+        if (id.ok()) {
+          absl::MutexLock lock(&mu_);
+          minted_.emplace(std::make_pair(g.key, c), *id);
+        }
+      }
       if (!id.ok()) {
         gr->set_mint_error(absl::StrCat("rank ", placement_.rank, ": ", id.status().message()));
         continue;
@@ -242,9 +274,10 @@ absl::StatusOr<std::vector<Group>> ClientImpl::Exchange(const DeviceMesh& mesh, 
   }
   if (check_only) return std::vector<Group>{};
   absl::MutexLock lock(&mu_);
-  size_t i = 0;
   for (Group* g : missing) {
-    g->ids = asked[i++].ids;
+    for (const Group& a : asked) {
+      if (a.key == g->key) g->ids = a.ids;
+    }
     groups_.emplace(g->key, *g);
   }
   if (need_world) world_ = asked.back();

@@ -300,8 +300,7 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
     if (status.ok()) {
       // The spec first: a rank that built another mesh is refused at once, and if ranks of the
       // mesh already went on, the generation ends so that they learn it too.
-      const MeshExchange::Recorded recorded =
-          ex->mesh->Record(node, ranks, /*asks_ids=*/!groups.empty(), out);
+      const MeshExchange::Recorded recorded = ex->mesh->Record(node, ranks, out);
       status = recorded.status;
       if (recorded.end_generation) {
         jobs_.EndForMismatch(*ex->job, node, std::string(recorded.status.message()), out);
@@ -316,6 +315,7 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
       status = rules.ok() ? rules->Check(node, ranks, groups, &leaders) : rules.status();
       if (status.ok()) status = ex->groups->CheckMints(groups);
       if (status.ok()) {
+        ex->mesh->WentOn();
         jobs_.WaitAdded(deadline);
         ex->groups->Report(std::move(groups), std::move(leaders), deadline, std::move(done), out);
       }

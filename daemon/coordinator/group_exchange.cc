@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "daemon/domain/limits.h"
@@ -12,7 +13,9 @@
 namespace meshd::coordinator {
 
 absl::Status GroupExchange::Validate(const std::vector<GroupRequest>& groups) const {
-  size_t fresh = 0;
+  size_t fresh = 0, fresh_ids = 0, asked_ids = 0;
+  absl::flat_hash_set<absl::string_view> seen;
+  seen.reserve(groups.size());
   for (const GroupRequest& g : groups) {
     if (g.key.empty() || g.key.size() > domain::kMaxKeyBytes || g.num_ids < 1 ||
         g.num_ids > domain::kMaxIdsPerGroup) {
@@ -21,20 +24,41 @@ absl::Status GroupExchange::Validate(const std::vector<GroupRequest>& groups) co
                                                      " bytes with 1-", domain::kMaxIdsPerGroup,
                                                      " ids"));
     }
+    if (!seen.insert(g.key).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "group ", domain::Quote(g.key), " is asked for twice in one request; once each"));
+    }
+    if ((asked_ids += g.num_ids) > kMaxIdsPerRequest) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "one request asks for more than ", kMaxIdsPerRequest, " ids in all"));
+    }
     auto known = groups_.find(g.key);
-    fresh += known == groups_.end() ? 1 : 0;
+    if (known == groups_.end()) {
+      ++fresh;
+      fresh_ids += g.num_ids;
+    }
     if (known != groups_.end() && known->second.slots.size() != g.num_ids) {
       return absl::InvalidArgumentError(absl::StrCat("group ", domain::Quote(g.key), " asked with ",
                                                      g.num_ids, " ids after ",
                                                      known->second.slots.size()));
     }
+    std::vector<bool> chunk_seen(g.minted.size() > 1 ? g.num_ids : 0);
     for (const auto& [index, id] : g.minted) {
       if (index >= g.num_ids || id.size() != domain::kIdBytes) {
         return absl::InvalidArgumentError(absl::StrCat(
             "group ", domain::Quote(g.key), ": minted id ", index, " must be one of ", g.num_ids,
             " and ", domain::kIdBytes, " bytes (got ", id.size(), ")"));
       }
+      if (!chunk_seen.empty() && chunk_seen[index]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "group ", domain::Quote(g.key), ": chunk ", index, " is minted twice in one request"));
+      }
+      if (!chunk_seen.empty()) chunk_seen[index] = true;
     }
+  }
+  if (ids_ + fresh_ids > kMaxIds) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "job '", job_, "': the generation's exchange holds ", ids_, " ids; at most ", kMaxIds));
   }
   if (groups_.size() + fresh > kMaxGroups) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -86,7 +110,9 @@ void GroupExchange::Report(std::vector<GroupRequest> groups,
     if (group.slots.empty()) {
       group.slots.resize(g.num_ids);
       group.leaders = std::move(leaders[i]);
+      ids_ += g.num_ids;
     }
+    if (group.slots.size() != g.num_ids) continue;  // Validate refuses it; never index past
     const bool was_settled = group.answer != nullptr || group.mint_error.has_value();
     for (auto& [index, bytes] : g.minted) {
       if (group.slots[index]) continue;  // a retry

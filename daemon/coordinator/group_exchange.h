@@ -34,10 +34,15 @@ class GroupExchange {
 
   // Groups one generation may hold: a 131,072-rank mesh has ~100,000; views add their new dims'.
   static constexpr size_t kMaxGroups = size_t{1} << 20;
+  // Ids (chunks) one request may ask for, and one generation hold: a node of 1,024 ranks asks for
+  // at most a few thousand groups, each of one id or one per 128 members.
+  static constexpr size_t kMaxIdsPerRequest = size_t{1} << 18;
+  static constexpr size_t kMaxIds = size_t{1} << 22;
 
-  // Checks a report's form without recording anything: keys 1-1024 bytes, 1-kMaxIdsPerGroup ids,
-  // the same number of ids as earlier askers, minted ids of the right size and index.
-  // Errors: INVALID_ARGUMENT naming the group; RESOURCE_EXHAUSTED past kMaxGroups.
+  // Checks a report's form without recording anything: keys 1-1024 bytes, each once, 1-
+  // kMaxIdsPerGroup ids, the same number of ids as earlier askers, minted ids of the right size
+  // and index, each chunk once. Errors: INVALID_ARGUMENT naming the group, or past
+  // kMaxIdsPerRequest; RESOURCE_EXHAUSTED past kMaxGroups or kMaxIds.
   absl::Status Validate(const std::vector<GroupRequest>& groups) const;
   // For a report whose rules passed: none of its minted ids was minted before with other bytes
   // (a chunk's leader mints it once). Errors: INVALID_ARGUMENT naming the group and chunk.
@@ -81,6 +86,7 @@ class GroupExchange {
   absl::node_hash_map<std::string, Group> groups_;
   absl::flat_hash_map<uint64_t, Waiter> waiters_;
   uint64_t next_waiter_ = 0;
+  size_t ids_ = 0;  // slots of every group
   std::optional<absl::Status> failed_;
 };
 

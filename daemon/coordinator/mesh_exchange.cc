@@ -39,7 +39,7 @@ const absl::StatusOr<MintRules>& MeshExchange::Rules() {
 }
 
 MeshExchange::Recorded MeshExchange::Record(const std::string& node,
-                                            const std::vector<RankSpec>& ranks, bool asks_ids,
+                                            const std::vector<RankSpec>& ranks,
                                             Completions& out) {
   if (failed_) return {*failed_, false};
   for (const RankSpec& r : ranks) {
@@ -90,7 +90,6 @@ MeshExchange::Recorded MeshExchange::Record(const std::string& node,
   if (!fresh.empty() && Rules().ok()) {
     for (uint32_t r : fresh) in_mesh_reported_ += Rules()->InMesh(r) ? 1 : 0;
   }
-  if (asks_ids) answered_ = true;
   return {absl::OkStatus(), false};
 }
 

@@ -39,12 +39,12 @@ class MeshExchange {
     bool end_generation = false;  // a mismatch that ranks already answered must learn
   };
   // One node's ranks' specs. Ranks must be below world_size; reporting a rank again (a retry) is
-  // fine with the same spec. `asks_ids`: the report goes on to the group exchange (its ranks count
-  // as answered). Errors: INVALID_ARGUMENT a rank beyond the world; FAILED_PRECONDITION a spec
-  // that differs from the mesh's (then every held check fails the same way and later reports are
-  // refused), or a rank reporting again with another spec.
-  Recorded Record(const std::string& node, const std::vector<RankSpec>& ranks, bool asks_ids,
-                  Completions& out);
+  // fine with the same spec. Errors: INVALID_ARGUMENT a rank beyond the world; FAILED_PRECONDITION
+  // a spec that differs from the mesh's (then every held check fails the same way and later
+  // reports are refused), or a rank reporting again with another spec.
+  Recorded Record(const std::string& node, const std::vector<RankSpec>& ranks, Completions& out);
+  // A report of it went on to the group exchange: its ranks may be answered before a mismatch.
+  void WentOn() { answered_ = true; }
   // The rules of the recorded spec. @pre a Record that returned OK.
   const absl::StatusOr<MintRules>& Rules();
   // Holds a spec-only check until every rank of the mesh reported (at once if they have).

@@ -269,6 +269,13 @@ TEST_F(ClientTest, Mesh_GroupsWithIds_MathsErrorsMatchPlan) {
   auto named = (*c)->InitDeviceMesh({1}, {"w"}, "world-mesh");
   ASSERT_TRUE(named.ok());
   EXPECT_EQ(named->key(), "world-mesh");
+  // One name is one mesh: the same again is fine (its groups cached), another is refused here,
+  // before its groups' keys could be found cached; names of meshd's own forms are refused.
+  EXPECT_TRUE((*c)->InitDeviceMesh({1}, {"w"}, "world-mesh").ok());
+  EXPECT_EQ((*c)->InitDeviceMesh({1}, {"v"}, "world-mesh").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*c)->InitDeviceMesh({1}, {"w"}, "#0").status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ClientTest, Communicator_WithoutGpu_FailedPreconditionNeverAFake) {

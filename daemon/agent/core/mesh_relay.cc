@@ -18,7 +18,10 @@ void MeshRelay::Ask(v1::RankGroupsRequest request, uint32_t local_world, uint32_
         absl::StrCat("local_asks ", request.local_asks(), " is above the node's ", local_world,
                      " workers")));
   }
-  MeshId id{request.job(), request.generation(), request.mesh_key()};
+  // The view's key within its root's (a view key is "<root>|<view>", but mesh names may hold any
+  // byte: the root's key, length first, keeps two roots' views apart).
+  MeshId id{request.job(), request.generation(),
+            absl::StrCat(request.root_key().size(), ":", request.root_key(), request.mesh_key())};
   {
     absl::MutexLock lock(&mu_);
     auto ended = ended_.find(request.job());
@@ -136,7 +139,9 @@ void MeshRelay::Expire(absl::Time now) {
     absl::MutexLock lock(&mu_);
     for (auto it = collecting_.begin(); it != collecting_.end();) {
       Batch& batch = it->second;
-      const auto& [job, generation, key] = it->first;
+      const auto& [job, generation, id_key] = it->first;
+      const std::string key =
+          batch.asks.empty() ? id_key : batch.asks.begin()->second.request.mesh_key();
       for (auto a = batch.asks.begin(); a != batch.asks.end();) {
         if (a->second.deadline > now) {
           ++a;

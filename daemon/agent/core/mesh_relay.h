@@ -68,7 +68,7 @@ class MeshRelay {
     absl::Time send_at;     // the first ask + kBatchWindow
     std::map<uint32_t, Pending> asks;  // local rank -> ask
   };
-  // (job, generation, view key)
+  // (job, generation, "<root key length>:<root key><view key>")
   using MeshId = std::tuple<std::string, uint64_t, std::string>;
   struct Sent {
     MeshId id;

@@ -963,6 +963,40 @@ TEST_F(ResolveGroupsTest, MismatchAfterRanksWereAnswered_GenerationEnds) {
   EXPECT_THAT(end.value->message, HasSubstr("ranks 2-3 asked for DeviceMesh(B)"));
 }
 
+// A report is checked whole before anything of it is recorded: a key twice (with other id counts,
+// to size a group one way and write it another), a chunk twice, or more ids than a request may
+// ask for are refused, and the leader's own report then goes through.
+TEST_F(ResolveGroupsTest, RepeatedKeyOrChunk_TooManyIds_InvalidArgument_NothingPlanted) {
+  Result twice, chunk_twice, many, a, b;
+  Resolve("a", Specs({0, 1}), {{kWorld, 1, {}}, {kWorld, 4, {{1, Id('x')}}}}, twice);
+  EXPECT_EQ(twice.value->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(twice.value->status().message(), HasSubstr("twice in one request"));
+  Resolve("a", Specs({0, 1}), {{kWorld, 2, {{0, Id('x')}, {0, Id('y')}}}}, chunk_twice);
+  EXPECT_EQ(chunk_twice.value->status().code(), absl::StatusCode::kInvalidArgument);
+  std::vector<GroupRequest> lots;
+  for (int i = 0; i < 65; ++i) lots.push_back({absl::StrCat("k", i), 4096, {}});
+  Resolve("a", Specs({0, 1}), std::move(lots), many);
+  EXPECT_EQ(many.value->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(many.value->status().message(), HasSubstr("ids in all"));
+  Resolve("b", Specs({2, 3}), {{kWorld, 2, {{1, Id('1')}}}}, b);
+  Resolve("a", Specs({0, 1}), {{kWorld, 2, {{0, Id('0')}}}}, a);
+  ASSERT_TRUE(a.done() && b.done());
+  ASSERT_TRUE(b.value->ok()) << b.value->status();
+  EXPECT_EQ((**b.value)[0]->ids, (std::vector<std::string>{Id('0'), Id('1')}));
+}
+
+// A report refused by the rules answers nobody: a later mismatch under the same key does not end
+// the generation (no rank of the mesh went on).
+TEST_F(ResolveGroupsTest, RefusedReportThenMismatch_GenerationGoesOn) {
+  Result refused, other;
+  Resolve("a", Specs({0, 1}, kA), {{kTp1, 1, {}}}, refused);  // not a's group
+  EXPECT_EQ(refused.value->status().code(), absl::StatusCode::kPermissionDenied);
+  Resolve("b", Specs({2, 3}, kB), {{"mesh/(4):(1)/0", 1, {}}}, other);
+  EXPECT_EQ(other.value->status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(coord_.Job("job")->phase, JobPhase::kRunning);
+  EXPECT_EQ(coord_.Job("job")->generation, 1u);
+}
+
 TEST_F(ResolveGroupsTest, SpecCheckMissingRanks_DeadlineNamesThem) {
   Result a;
   Resolve("a", Specs({0, 1}), {}, a, absl::Seconds(2));

@@ -52,7 +52,7 @@ class MeshExchangeTest : public ::testing::Test {
     auto done = [&got](auto v) { got = std::move(v); };
     absl::Status status = groups_.Validate(groups);
     if (status.ok()) {
-      const MeshExchange::Recorded recorded = mesh_.Record(node, ranks, !groups.empty(), out);
+      const MeshExchange::Recorded recorded = mesh_.Record(node, ranks, out);
       status = recorded.status;
       ended_ = ended_ || recorded.end_generation;
     }
@@ -64,6 +64,7 @@ class MeshExchangeTest : public ::testing::Test {
       status = rules.ok() ? rules->Check(node, ranks, groups, &leaders) : rules.status();
       if (status.ok()) status = groups_.CheckMints(groups);
       if (status.ok()) {
+        mesh_.WentOn();
         groups_.Report(std::move(groups), std::move(leaders), absl::InfiniteFuture(), done, out);
       }
     }
