@@ -40,6 +40,8 @@
 
 namespace meshd::client_internal {
 
+class NcclComm;  // nccl_comm.h
+
 // A gRPC status as an absl::Status of the same code, its message prefixed with `what`.
 absl::Status FromGrpc(const grpc::Status& s, absl::string_view what);
 
@@ -121,6 +123,9 @@ class ClientImpl final : public Client {
   struct CommRuntimes;
   absl::StatusOr<CommRuntimes> LoadCommRuntimes(const CommOptions& options);
   // Makes `group`'s communicator by init (kInitRank/kScalable) under arrival attempt `attempt`.
+  // Waits for a started init or split until `deadline`, stopped by the generation's end or the
+  // client's Interrupter (communicator.cc).
+  absl::Status AwaitComm(NcclComm& comm, absl::Time deadline);
   absl::StatusOr<std::shared_ptr<Communicator>> InitCommunicator(const Group& group,
                                                                  const CommOptions& options,
                                                                  const CommRuntimes& rt,

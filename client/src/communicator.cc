@@ -172,6 +172,15 @@ absl::StatusOr<std::shared_ptr<Communicator>> ClientImpl::MakeCommunicator(
   return made;
 }
 
+absl::Status ClientImpl::AwaitComm(NcclComm& comm, absl::Time deadline) {
+  InterruptWatch interrupted(options_.interrupter.get());
+  return comm.WaitReady(deadline, [&]() -> absl::Status {
+    if (absl::Status h = health(); !h.ok()) return h;
+    if (interrupted.interrupted()) return absl::CancelledError("interrupted");
+    return absl::OkStatus();
+  });
+}
+
 absl::StatusOr<std::shared_ptr<Communicator>> ClientImpl::InitCommunicator(
     const Group& group, const CommOptions& options, const CommRuntimes& rt, absl::Time deadline,
     int64_t attempt) {
@@ -207,12 +216,7 @@ absl::StatusOr<std::shared_ptr<Communicator>> ClientImpl::InitCommunicator(
     started = comm->StartInitRank(size, rank, id);
   }
   if (!started.ok()) return Annotate(started, context);
-  InterruptWatch interrupted(options_.interrupter.get());
-  absl::Status ready = comm->WaitReady(deadline, [&]() -> absl::Status {
-    if (absl::Status h = health(); !h.ok()) return h;
-    if (interrupted.interrupted()) return absl::CancelledError("interrupted");
-    return absl::OkStatus();
-  });
+  absl::Status ready = AwaitComm(*comm, deadline);
   if (ready.code() == absl::StatusCode::kDeadlineExceeded) {
     const Missing missing =
         FindMissing(*this, group.ranks, key_of, std::min(options_.timeout, absl::Seconds(10)));
@@ -324,12 +328,7 @@ absl::StatusOr<std::shared_ptr<Communicator>> ClientImpl::SplitCommunicator(
       !s.ok()) {
     return Annotate(s, context);
   }
-  InterruptWatch interrupted(options_.interrupter.get());
-  absl::Status ready = comm->WaitReady(deadline, [&]() -> absl::Status {
-    if (absl::Status h = health(); !h.ok()) return h;
-    if (interrupted.interrupted()) return absl::CancelledError("interrupted");
-    return absl::OkStatus();
-  });
+  absl::Status ready = AwaitComm(*comm, deadline);
   if (ready.code() == absl::StatusCode::kDeadlineExceeded) {
     const Missing missing =
         FindMissing(*this, world->ranks, key_of, std::min(options_.timeout, absl::Seconds(10)));

@@ -163,13 +163,7 @@ absl::Status NcclComm::StartInitRank(int nranks, int rank, const NcclUniqueIdC& 
     r = nccl_->CommInitRank(&comm_, nranks, id, rank);
   }
   if (r == kNcclSuccess || r == kNcclInProgress) return absl::OkStatus();
-  absl::Status s = nccl_->Check(r, what, comm_);
-  ncclComm_t failed = comm_;
-  comm_ = nullptr;
-  aborted_ = true;
-  why_ = s;
-  if (failed != nullptr) nccl_->CommAbort(failed);
-  return s;
+  return InitFailed(r, what);
 }
 
 absl::Status NcclComm::StartInitScalable(int nranks, int rank, std::vector<NcclUniqueIdC> ids) {
@@ -181,7 +175,11 @@ absl::Status NcclComm::StartInitScalable(int nranks, int rank, std::vector<NcclU
   const int r = nccl_->CommInitRankScalable(&comm_, nranks, rank, static_cast<int>(ids.size()),
                                             ids.data(), configured_ ? &config_ : nullptr);
   if (r == kNcclSuccess || r == kNcclInProgress) return absl::OkStatus();
-  absl::Status s = nccl_->Check(r, "ncclCommInitRankScalable", comm_);
+  return InitFailed(r, "ncclCommInitRankScalable");
+}
+
+absl::Status NcclComm::InitFailed(int r, const char* what) {
+  absl::Status s = nccl_->Check(r, what, comm_);
   ncclComm_t failed = comm_;
   comm_ = nullptr;
   aborted_ = true;

@@ -101,6 +101,9 @@ class NcclComm {
                     const std::function<std::optional<absl::Status>()>& done);
   void AbortLocked(const absl::Status& why, ncclComm_t* to_abort)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An init NCCL refused at once (`r`, from `what`): the half-made handle is aborted and the
+  // communicator fails with NCCL's error, which is returned.
+  absl::Status InitFailed(int r, const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const NcclRuntime* const nccl_;
   const CudaRuntime* const cuda_;
