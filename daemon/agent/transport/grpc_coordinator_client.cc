@@ -72,7 +72,9 @@ void GrpcCoordinatorClient::Shutdown() {
   absl::MutexLock lock(&mu_);
   shut_down_ = true;
   for (grpc::ClientContext* ctx : calls_) ctx->TryCancel();
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_.empty(); };
+  // Until every callback has returned (Gone), not only begun (End): the agent's core, which those
+  // callbacks call, may be destroyed once this returns.
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return alive_ == 0; };
   mu_.AwaitWithTimeout(absl::Condition(&idle), absl::Seconds(5));
 }
 
