@@ -28,14 +28,11 @@ inline grpc::Status RawUnaryCall(grpc::GenericStub& stub, const std::string& met
   std::optional<grpc::Status> status;
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  // Held from before the call starts (gRPC never runs a client's callback inline): the answer
-  // then waits for it, so that ThreadSanitizer sees `mu` made before the answer locks it (it does
-  // not see the ordering gRPC gives, its core is not instrumented).
-  absl::MutexLock lock(&mu);
   stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
     absl::MutexLock lock(&mu);
     status = s;
   });
+  absl::MutexLock lock(&mu);
   auto done = [&] { return status.has_value(); };
   mu.AwaitWithTimeout(absl::Condition(&done), timeout + absl::Seconds(5));
   return status.value_or(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no answer"));
