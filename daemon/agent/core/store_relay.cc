@@ -277,6 +277,7 @@ void StoreRelay::SendMergedWrites(const std::string& signature, Req request) {
       std::move(request), deadline,
       [this, signature, again = std::move(again), batch = std::move(batch),
        sum](absl::StatusOr<Resp> r) mutable {
+        (void)sum;  // read by adds only (clang: an unused capture in the set's instantiation)
         if constexpr (kAdd) {
           if (r.status().code() == absl::StatusCode::kOutOfRange && batch.size() > 1) {
             // The sum overflowed where the adds one by one might not all have: send them again,
