@@ -724,6 +724,9 @@ TEST_F(AgentCoreTest, ViewAskedByOneWorker_SentAtOnceUnderRootKey) {
   EXPECT_EQ(call->request.mesh_key(), "#0");
   ASSERT_EQ(call->request.ranks_size(), 1);
   EXPECT_EQ(call->request.ranks(0).rank(), 3u);
+  call->done(v1::ResolveGroupsResponse());  // answered while `got` lives
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(got->ok());
 }
 
 // A worker that has every group of a view already does not ask: the others' batch goes out a
