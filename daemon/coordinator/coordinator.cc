@@ -276,7 +276,7 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
                                 const std::string& node, const std::string& mesh_key,
                                 const std::vector<RankSpec>& ranks,
                                 std::vector<GroupRequest> groups, absl::Time deadline,
-                                GroupsDone done) {
+                                absl::Duration partial_after, GroupsDone done) {
   Completions out;
   absl::Status status = domain::ValidateKey(mesh_key);
   if (status.ok() && ranks.empty()) {
@@ -316,8 +316,13 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
       if (status.ok()) status = ex->groups->CheckMints(groups);
       if (status.ok()) {
         ex->mesh->WentOn();
-        jobs_.WaitAdded(deadline);
-        ex->groups->Report(std::move(groups), std::move(leaders), deadline, std::move(done), out);
+        const absl::Time now = clock_->Now();
+        const GroupExchange::Hold hold{
+            deadline, partial_after > absl::ZeroDuration() ? now + partial_after
+                                                           : absl::InfiniteFuture()};
+        jobs_.WaitAdded(std::min(hold.deadline, hold.partial_at));
+        ex->groups->Report(std::move(groups), std::move(leaders), now, hold, std::move(done),
+                           out);
       }
     }
   }

@@ -198,7 +198,9 @@ class Coordinator {
 
   // One node's local ranks' spec of mesh `mesh_key` (checked against the other ranks': see
   // MeshExchange) and the NCCL ids of the groups they ask for (see GroupExchange): answered once
-  // every group asked for has its ids, whoever else is late; with no groups (a spec check only),
+  // every group asked for has its ids, whoever else is late — or, with a non-zero
+  // `partial_after`, from that long after it came, in part as soon as some groups have theirs
+  // (the others named with no ids: the node asks again); with no groups (a spec check only),
   // once every rank of the mesh reported it.
   // Errors: as KeySet's, plus FAILED_PRECONDITION mismatched specs (and the generation ends when
   // ranks of the mesh were already answered) or a leader that could not mint; DEADLINE_EXCEEDED
@@ -208,7 +210,8 @@ class Coordinator {
   // `groups` is taken (its minted ids move into the exchange).
   void ResolveGroups(const std::string& job, uint64_t generation, const std::string& node,
                      const std::string& mesh_key, const std::vector<RankSpec>& ranks,
-                     std::vector<GroupRequest> groups, absl::Time deadline, GroupsDone done);
+                     std::vector<GroupRequest> groups, absl::Time deadline,
+                     absl::Duration partial_after, GroupsDone done);
 
   // ---- Operators' verbs (coordinator_admin.cc) ----
   // Each is for a caller the transport found to be an operator (Caller::admin; PERMISSION_DENIED

@@ -91,8 +91,8 @@ absl::Status GroupExchange::MintFailed(const std::string& job, const GroupEntry&
 }
 
 void GroupExchange::Report(std::vector<GroupRequest> groups,
-                           std::vector<std::vector<uint32_t>> leaders, absl::Time deadline,
-                           GroupsDone done, Completions& out) {
+                           std::vector<std::vector<uint32_t>> leaders, absl::Time now,
+                           Hold hold, GroupsDone done, Completions& out) {
   if (failed_) {
     out.push_back([done = std::move(done), s = *failed_] { done(s); });
     return;
@@ -100,7 +100,7 @@ void GroupExchange::Report(std::vector<GroupRequest> groups,
   const uint64_t id = next_waiter_++;
   Waiter& w = waiters_[id];
   w.done = std::move(done);
-  w.deadline = deadline;
+  w.hold = hold;
   w.groups.reserve(groups.size());
   std::vector<GroupEntry*> completed;
   for (size_t i = 0; i < groups.size(); ++i) {
@@ -137,7 +137,7 @@ void GroupExchange::Report(std::vector<GroupRequest> groups,
   }
   // This waiter's own groups are counted already; the others waiting on what it completed are
   // answered now (it too, below, if nothing is missing).
-  for (GroupEntry* entry : completed) Settle(*entry, out);
+  for (GroupEntry* entry : completed) Settle(*entry, now, out);
   auto it = waiters_.find(id);
   if (it == waiters_.end()) return;
   const bool failed = std::any_of(it->second.groups.begin(), it->second.groups.end(),
@@ -145,44 +145,60 @@ void GroupExchange::Report(std::vector<GroupRequest> groups,
   if (failed || it->second.incomplete == 0) Answer(id, out);
 }
 
-void GroupExchange::Settle(GroupEntry& entry, Completions& out) {
+void GroupExchange::Settle(GroupEntry& entry, absl::Time now, Completions& out) {
   std::vector<uint64_t> waiting = std::move(entry.second.waiting);
   entry.second.waiting.clear();
   for (uint64_t id : waiting) {
     auto it = waiters_.find(id);
     if (it == waiters_.end()) continue;  // answered or expired
-    if (entry.second.mint_error || --it->second.incomplete == 0) Answer(id, out);
+    if (entry.second.mint_error || --it->second.incomplete == 0) {
+      Answer(id, out);
+    } else if (it->second.hold.partial_at <= now) {
+      Answer(id, out, /*partial=*/true);
+    }
   }
 }
 
-void GroupExchange::Answer(uint64_t id, Completions& out) {
+void GroupExchange::Answer(uint64_t id, Completions& out, bool partial) {
   auto it = waiters_.find(id);
   Waiter w = std::move(it->second);
   waiters_.erase(it);
   std::vector<SharedGroupIds> answer;
   answer.reserve(w.groups.size());
+  uint64_t ids = 0;
   for (GroupEntry* entry : w.groups) {
     if (entry->second.mint_error) {
       out.push_back([done = std::move(w.done), s = MintFailed(job_, *entry)] { done(s); });
       return;
     }
+    if (entry->second.answer == nullptr) {  // partial: named, with no ids
+      answer.push_back(std::make_shared<const GroupIds>(GroupIds{entry->first, {}}));
+      continue;
+    }
     answer.push_back(entry->second.answer);
+    ids += entry->second.answer->ids.size();
   }
-  ++counters_->groups_answered;
-  for (const SharedGroupIds& g : answer) counters_->ids_relayed += g->ids.size();
+  ++(partial ? counters_->partial_answers : counters_->groups_answered);
+  counters_->ids_relayed += ids;
   out.push_back([done = std::move(w.done), answer = std::move(answer)] { done(answer); });
 }
 
 absl::Time GroupExchange::ExpireWaits(absl::Time now, Completions& out) {
   absl::Time next = absl::InfiniteFuture();
-  std::vector<uint64_t> expired;
+  std::vector<uint64_t> expired, partial;
   for (const auto& [id, w] : waiters_) {
-    if (w.deadline > now) {
-      next = std::min(next, w.deadline);
-    } else {
+    if (w.hold.deadline <= now) {
       expired.push_back(id);
+      continue;
+    }
+    next = std::min(next, w.hold.deadline);
+    if (w.hold.partial_at > now) {
+      next = std::min(next, w.hold.partial_at);
+    } else if (w.incomplete < w.groups.size()) {
+      partial.push_back(id);  // else: answered in part by the first group to complete
     }
   }
+  for (uint64_t id : partial) Answer(id, out, /*partial=*/true);
   for (uint64_t id : expired) {
     auto it = waiters_.find(id);
     std::vector<std::string> missing;

@@ -3,6 +3,10 @@
 // view of a mesh that reaches a group shares its ids. A node's request is answered as soon as
 // every group it asked for has all its ids — minted by each chunk's leader, whose node reports it
 // — whoever else is late: a rank that has not asked delays only the groups whose ids it mints.
+// A request may allow a partial answer (Hold::partial_at): past that time, while some of its
+// groups have their ids and others do not, it is answered with those it has (the others listed
+// with no ids), so that the node's workers whose groups are complete go on; the node asks again
+// for the rest.
 // Requests come checked (MintRules: the asking node holds a member, ids only from leaders' nodes).
 // Owned by the coordinator under its lock; completions go to `out` and run after the lock.
 //
@@ -47,14 +51,23 @@ class GroupExchange {
   // For a report whose rules passed: none of its minted ids was minted before with other bytes
   // (a chunk's leader mints it once). Errors: INVALID_ARGUMENT naming the group and chunk.
   absl::Status CheckMints(const std::vector<GroupRequest>& groups) const;
-  // Records a validated report: its minted ids and mint errors, and `done`, answered (through
-  // `out`) once every group has all its ids; at once when they all have. `leaders[i]` are group
-  // i's chunk leaders (for messages). A group whose leader could not mint fails its askers with
+  // How a report's answer may be held: until `deadline` (then DEADLINE_EXCEEDED); from
+  // `partial_at` on, answered in part as soon as some of its groups have their ids.
+  struct Hold {
+    absl::Time deadline = absl::InfiniteFuture();
+    absl::Time partial_at = absl::InfiniteFuture();
+  };
+  // Records a validated report at `now`: its minted ids and mint errors, and `done`, answered
+  // (through `out`) once every group has all its ids — at once when they all have — or in part
+  // as `hold` allows: every group asked for, in order, those without ids yet with none. The
+  // groups it completes answer the other waiters they complete. `leaders[i]` are group i's chunk
+  // leaders (for messages). A group whose leader could not mint fails its askers with
   // FAILED_PRECONDITION and the leader's reason. `groups` is taken.
   void Report(std::vector<GroupRequest> groups, std::vector<std::vector<uint32_t>> leaders,
-              absl::Time deadline, GroupsDone done, Completions& out);
-  // Fails waits past `now` with DEADLINE_EXCEEDED naming the chunks still missing and the ranks
-  // that mint them; returns the earliest deadline of those left (InfiniteFuture when none).
+              absl::Time now, Hold hold, GroupsDone done, Completions& out);
+  // Fails waits past their deadline at `now` with DEADLINE_EXCEEDED naming the chunks still
+  // missing and the ranks that mint them, and answers in part those past their partial_at that
+  // have some groups complete; returns when it next has to run (InfiniteFuture: never).
   absl::Time ExpireWaits(absl::Time now, Completions& out);
   void FailAll(const absl::Status& status, Completions& out);
   size_t waiters() const { return waiters_.size(); }
@@ -73,11 +86,13 @@ class GroupExchange {
     std::vector<GroupEntry*> groups;  // as asked, in order
     size_t incomplete = 0;            // of them
     GroupsDone done;
-    absl::Time deadline;
+    Hold hold;
   };
-  // `entry` just completed (or failed): its waiters that now can be answered are.
-  void Settle(GroupEntry& entry, Completions& out);
-  void Answer(uint64_t waiter, Completions& out);
+  // `entry` just completed (or failed) at `now`: its waiters that now can be answered are.
+  void Settle(GroupEntry& entry, absl::Time now, Completions& out);
+  // Answers a waiter with every group it asked for: complete ones with their ids, the others
+  // (when `partial`) with none.
+  void Answer(uint64_t waiter, Completions& out, bool partial = false);
   static absl::Status MintFailed(const std::string& job, const GroupEntry& entry);
 
   const std::string job_;

@@ -52,6 +52,7 @@ struct WaiterCounts {
 struct Counters {
   uint64_t ids_relayed = 0;      // NCCL unique ids handed out in ResolveGroups answers
   uint64_t groups_answered = 0;  // ResolveGroups calls answered with ids
+  uint64_t partial_answers = 0;  // ResolveGroups calls answered in part (partial_after_ms)
   uint64_t generations_started = 0;
   uint64_t generations_ended = 0;
   uint64_t generations_recovered = 0;

@@ -88,6 +88,10 @@ std::vector<prometheus::MetricFamily> CoordinatorMetrics::Collect() const {
   out.push_back(CounterFamily("meshd_coordinator_group_answers_total",
                               "ResolveGroups calls answered with their groups' ids",
                               {{{}, static_cast<double>(s.counters.groups_answered)}}));
+  out.push_back(CounterFamily("meshd_coordinator_group_partial_answers_total",
+                              "ResolveGroups calls answered with only the groups that had their "
+                              "ids (partial_after_ms); the agent asks again for the rest",
+                              {{{}, static_cast<double>(s.counters.partial_answers)}}));
   out.push_back(CounterFamily("meshd_coordinator_generations_started_total",
                               "Job generations started (rounds closed)",
                               {{{}, static_cast<double>(s.counters.generations_started)}}));

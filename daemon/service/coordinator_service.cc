@@ -349,8 +349,8 @@ void CoordinatorService::ServeResolveGroups(
     return reply(ToGrpc(s));
   }
   core_->ResolveGroups(req->job, req->generation, req->node, req->mesh_key, req->ranks,
-                       std::move(req->groups),
-                       Deadline(ctx),
+                       std::move(req->groups), Deadline(ctx),
+                       absl::Milliseconds(req->partial_after_ms),
                        [reply = std::move(reply),
                         resp](absl::StatusOr<std::vector<domain::SharedGroupIds>> ids) {
                          if (ids.ok()) *resp = EncodeResolveGroupsResponse(*ids);

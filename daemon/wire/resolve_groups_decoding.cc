@@ -258,6 +258,8 @@ bool ReadRequest(absl::string_view bytes, ResolveGroupsCall* out, bool* over_lim
     absl::string_view nested;
     if (field == 2 && type == kVarint) {
       ok = r.Varint(&out->generation);
+    } else if (field == 7 && type == kVarint) {
+      ok = r.Uint32(&out->partial_after_ms);
     } else if (type != kLengthDelimited) {
       return false;
     } else if (field == 1) {

@@ -30,6 +30,7 @@ struct ResolveGroupsCall {
   std::string mesh_key;
   std::vector<domain::RankSpec> ranks;
   std::vector<domain::GroupRequest> groups;
+  uint32_t partial_after_ms = 0;  // 0: answered whole
 };
 
 // INVALID_ARGUMENT, saying where, when the bytes are not a ResolveGroupsRequest protobuf would

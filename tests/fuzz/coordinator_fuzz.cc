@@ -339,6 +339,9 @@ class Program {
     }
     core_.ResolveGroups(job, gen, node, in_.ConsumeBool() ? "#0" : Short(), ranks,
                         std::move(groups), Deadline(),
+                        in_.ConsumeBool()
+                            ? absl::ZeroDuration()
+                            : absl::Milliseconds(in_.ConsumeIntegralInRange(1, 3000)),
                         Answer<absl::StatusOr<std::vector<SharedGroupIds>>>("ResolveGroups"));
   }
 

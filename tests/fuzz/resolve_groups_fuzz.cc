@@ -64,6 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Same(got->generation, want.generation(), "generation", bytes);
   Same(got->node, want.node(), "node", bytes);
   Same(got->mesh_key, want.mesh_key(), "mesh_key", bytes);
+  Same(got->partial_after_ms, want.partial_after_ms(), "partial_after_ms", bytes);
   Same(got->ranks.size(), static_cast<size_t>(want.ranks_size()), "number of ranks", bytes);
   for (int i = 0; i < want.ranks_size(); ++i) {
     const auto& r = want.ranks(i);

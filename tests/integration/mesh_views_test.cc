@@ -2,7 +2,9 @@
 // GPUs each and four views_worker processes driven command by command. Proves what issue 23 asks:
 // a slice of a fetched mesh costs no coordinator call (its RPC counter) and reaches the same groups
 // (keys and ids) as the root; an unflatten that rebuilds the root's dims costs none either, a
-// flatten only its new group; a late rank delays only the groups whose ids it mints; a subset mesh
+// flatten only its new group; a late rank delays only the groups whose ids it mints, and on a node
+// it shares with others only the workers in those groups (the agent's request answered in part); a
+// subset mesh
 // (one pipeline stage) works with the ranks outside it idle, and a permuted table's groups are
 // PyTorch's.
 #include <signal.h>
@@ -161,6 +163,27 @@ TEST_F(MeshViewsTest, LateRankDelaysOnlyTheGroupsItLeads) {
   EXPECT_FALSE(workers_[3]->ReadLine(absl::Milliseconds(200)).ok());
   ASSERT_TRUE(workers_[2]->WriteLine("init 2,2 dp,tp").ok());
   for (int r : {2, 3}) answers[r] = Read(r);
+  const std::map<std::string, std::string> ids = Ids(answers);
+  EXPECT_EQ(ids.size(), 4u);
+}
+
+// Rank 1 (node 0) leads dp group {1,3}. Node 1's two workers ask as one request: rank 2, whose
+// groups (tp {2,3}, dp {0,2}, the world) are led by ranks that asked, is answered while rank 1 is
+// late — the coordinator answers the node's request in part (its partial-answer counter) — and
+// rank 3, in rank 1's dp group, waits for it.
+TEST_F(MeshViewsTest, LateRankDelaysOnlyTheWorkersOfItsGroups_NotTheirWholeNode) {
+  for (int r : {0, 2, 3}) ASSERT_TRUE(workers_[r]->WriteLine("init 2,2 dp,tp").ok());
+  std::map<int, json> answers;
+  for (int r : {0, 2}) {
+    answers[r] = Read(r);
+    ASSERT_TRUE(answers[r]["ok"]) << answers[r];
+  }
+  EXPECT_FALSE(workers_[3]->ReadLine(absl::Milliseconds(200)).ok());
+  auto s = testing::Scrape(metrics_);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_GE(s->at("meshd_coordinator_group_partial_answers_total"), 1);
+  ASSERT_TRUE(workers_[1]->WriteLine("init 2,2 dp,tp").ok());
+  for (int r : {1, 3}) answers[r] = Read(r);
   const std::map<std::string, std::string> ids = Ids(answers);
   EXPECT_EQ(ids.size(), 4u);
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/agent/core/mesh_request.h"
 
@@ -61,8 +62,12 @@ MeshRelay::Outgoing MeshRelay::Close(std::map<MeshId, Batch>::iterator it) {
     out.deadline = std::max(out.deadline, ask.deadline);
   }
   out.request = MergeRankGroups(node_, batch.first_rank, asks);
-  sent_.emplace(out.batch, Sent{it->first, std::move(batch.asks), std::nullopt,
-                                absl::InfiniteFuture()});
+  out.request.set_partial_after_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(kPartialAfter)));
+  Sent& sent = sent_[out.batch];
+  sent.id = it->first;
+  sent.asks = std::move(batch.asks);
+  sent.request = out.request;
+  sent.deadline = out.deadline;
   collecting_.erase(it);
   return out;
 }
@@ -81,25 +86,70 @@ void MeshRelay::Send(Outgoing out) {
 }
 
 void MeshRelay::Answered(uint64_t batch, absl::StatusOr<v1::ResolveGroupsResponse> answer) {
-  std::map<uint32_t, Pending> asks;
+  std::vector<std::function<void()>> out;
+  std::optional<Outgoing> again;
   {
     absl::MutexLock lock(&mu_);
     auto it = sent_.find(batch);
     if (it == sent_.end()) return;  // answered at the end's grace
-    asks = std::move(it->second.asks);
+    Sent& sent = it->second;
     // Its generation ended meanwhile: ids are of no use, but the coordinator's own refusal is
     // more precise than the end.
-    if (it->second.ended && answer.status().code() != absl::StatusCode::kFailedPrecondition) {
-      answer = *it->second.ended;
+    if (sent.ended && answer.status().code() != absl::StatusCode::kFailedPrecondition) {
+      answer = *sent.ended;
     }
-    sent_.erase(it);
+    if (!answer.ok()) {
+      for (auto& [rank, ask] : sent.asks) {
+        out.push_back([done = std::move(ask.done), s = answer.status()] { done(s); });
+      }
+      sent_.erase(it);
+    } else {
+      // A partial answer names the groups without ids yet; a whole one has every group's.
+      absl::flat_hash_set<std::string> missing;
+      for (v1::GroupIds& g : *answer->mutable_groups()) {
+        if (g.ids_size() == 0) {
+          missing.insert(g.key());
+        } else {
+          std::string key = g.key();
+          sent.got.insert_or_assign(std::move(key), std::move(g));
+        }
+      }
+      GroupIndex index;
+      index.reserve(sent.got.size());
+      for (const auto& [key, g] : sent.got) index.emplace(key, &g);
+      for (auto a = sent.asks.begin(); a != sent.asks.end();) {
+        const auto& groups = a->second.request.groups();
+        const bool complete =
+            missing.empty() || std::all_of(groups.begin(), groups.end(), [&](const auto& g) {
+              return index.contains(g.key());
+            });
+        if (!complete) {
+          ++a;
+          continue;
+        }
+        out.push_back([done = std::move(a->second.done),
+                       mine = AnswerFor(a->second.request, index)]() mutable {
+          done(std::move(mine));
+        });
+        a = sent.asks.erase(a);
+      }
+      if (sent.asks.empty()) {
+        sent_.erase(it);
+      } else {
+        // Ask again for the groups still missing (their minted ids too: harmless, and the
+        // coordinator may have restarted meanwhile).
+        auto* groups = sent.request.mutable_groups();
+        groups->erase(std::remove_if(groups->begin(), groups->end(),
+                                     [&](const v1::GroupRequest& g) {
+                                       return !missing.contains(g.key());
+                                     }),
+                      groups->end());
+        again = Outgoing{batch, sent.deadline, sent.request};
+      }
+    }
   }
-  if (!answer.ok()) {
-    for (auto& [rank, ask] : asks) ask.done(answer.status());
-    return;
-  }
-  const GroupIndex groups = IndexGroups(*answer);
-  for (auto& [rank, ask] : asks) ask.done(AnswerFor(ask.request, groups));
+  for (auto& f : out) f();
+  if (again) Send(*std::move(again));
 }
 
 void MeshRelay::End(const std::string& job, uint64_t generation, const absl::Status& why) {

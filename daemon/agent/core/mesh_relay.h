@@ -2,7 +2,10 @@
 // (RankGroupsRequest.mesh_key) in a generation are collected until every worker that asks for it
 // did (RankGroupsRequest.local_asks: those in the mesh), or kBatchWindow after the first ask, then
 // sent as ONE ResolveGroups for the node (mesh_request.h merges them); each worker gets its own
-// groups' ids from the answer. An ask that comes after its batch was sent starts the next one.
+// groups' ids from the answer. The request allows a partial answer after kPartialAfter: then the
+// workers whose groups all came are answered, and the node asks again for the groups still
+// missing — so a late rank delays only the workers that share a group with it, not the whole
+// node. An ask that comes after its batch was sent starts the next one.
 // Asks still collecting expire at their deadline (once sent, the coordinator enforces it); a
 // generation's end answers its asks ABORTED — those already sent when the coordinator answers
 // them (it fails them all at a generation's end), so that a refusal it gave with the end (a
@@ -21,6 +24,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -40,6 +44,9 @@ class MeshRelay {
   static constexpr absl::Duration kBatchWindow = absl::Milliseconds(20);
   // How long a sent batch whose generation ended waits for the coordinator's answer.
   static constexpr absl::Duration kEndGrace = absl::Seconds(1);
+  // How long the coordinator holds a batch before answering the groups that have their ids
+  // (ResolveGroupsRequest.partial_after_ms): one more call per node at most this often.
+  static constexpr absl::Duration kPartialAfter = absl::Milliseconds(250);
 
   // The ask of a worker attached to `request.generation()`, one of `local_world` on this node
   // whose first global rank is `first_rank`, at `now`. Errors: ALREADY_EXISTS the local rank
@@ -72,9 +79,12 @@ class MeshRelay {
   using MeshId = std::tuple<std::string, uint64_t, std::string>;
   struct Sent {
     MeshId id;
-    std::map<uint32_t, Pending> asks;
+    std::map<uint32_t, Pending> asks;  // those not answered yet
     std::optional<absl::Status> ended;  // its generation ended: why
     absl::Time answer_by = absl::InfiniteFuture();  // then: answered `ended` by this time
+    v1::ResolveGroupsRequest request;  // as sent last: asked again for what a partial answer lacked
+    absl::Time deadline;
+    absl::flat_hash_map<std::string, v1::GroupIds> got;  // groups answered with their ids
   };
   struct Outgoing {
     uint64_t batch;

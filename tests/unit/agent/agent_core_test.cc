@@ -706,6 +706,56 @@ TEST_F(AgentCoreTest, LocalWorkersGroupRequestsTravelAsOneResolveGroups) {
   EXPECT_EQ((*got1)->groups(0).key(), "dp/1");
 }
 
+// The node's request allows a partial answer: the workers whose groups all came go on at once,
+// and the node asks again for the groups still missing (with the ids it minted for them); the
+// others get every group they asked for, from both answers.
+TEST_F(AgentCoreTest, PartialAnswer_CompleteWorkersAnswered_RestAskedAgain) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  std::optional<absl::StatusOr<v1::ResolveGroupsResponse>> got0, got1;
+  agent_->ResolveGroups(Ask(0, {"dp/0", "tp/1"}), clock_.Now() + absl::Minutes(1),
+                        [&got0](absl::StatusOr<v1::ResolveGroupsResponse> r) { got0 = r; });
+  v1::RankGroupsRequest a1 = Ask(1, {"dp/1", "tp/1"});
+  v1::MintedId* minted = a1.mutable_groups(0)->add_minted();
+  minted->set_index(0);
+  minted->set_id(std::string(128, 'm'));
+  agent_->ResolveGroups(a1, clock_.Now() + absl::Minutes(1),
+                        [&got1](absl::StatusOr<v1::ResolveGroupsResponse> r) { got1 = r; });
+  auto first = client_.TakeResolve();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->request.partial_after_ms(),
+            absl::ToInt64Milliseconds(MeshRelay::kPartialAfter));
+  v1::ResolveGroupsResponse partial;  // dp/1 has no ids yet
+  for (const char* key : {"dp/0", "tp/1", "dp/1"}) {
+    v1::GroupIds* g = partial.add_groups();
+    g->set_key(key);
+    if (key[0] != 'd' || key[3] != '1') g->add_ids(std::string(128, key[0]));
+  }
+  first->done(partial);
+  ASSERT_TRUE(got0.has_value() && got0->ok());
+  ASSERT_EQ((*got0)->groups_size(), 2);
+  EXPECT_EQ((*got0)->groups(1).ids(0), std::string(128, 't'));
+  EXPECT_FALSE(got1.has_value());
+  auto again = client_.TakeResolve();
+  ASSERT_TRUE(again.has_value());
+  ASSERT_EQ(again->request.groups_size(), 1);  // only what is missing
+  EXPECT_EQ(again->request.groups(0).key(), "dp/1");
+  EXPECT_EQ(again->request.groups(0).minted_size(), 1);
+  EXPECT_EQ(again->request.ranks_size(), 2);
+  v1::ResolveGroupsResponse rest;
+  v1::GroupIds* g = rest.add_groups();
+  g->set_key("dp/1");
+  g->add_ids(std::string(128, 'm'));
+  again->done(rest);
+  ASSERT_TRUE(got1.has_value() && got1->ok());
+  ASSERT_EQ((*got1)->groups_size(), 2);
+  EXPECT_EQ((*got1)->groups(0).ids(0), std::string(128, 'm'));
+  EXPECT_EQ((*got1)->groups(1).ids(0), std::string(128, 't'));
+  EXPECT_EQ(client_.resolves(), 0u);
+}
+
 // A view's asks are sent once the workers that ask for it did (local_asks), and the coordinator
 // checks the spec under the root's key.
 TEST_F(AgentCoreTest, ViewAskedByOneWorker_SentAtOnceUnderRootKey) {

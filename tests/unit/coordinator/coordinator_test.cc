@@ -11,6 +11,8 @@
 namespace meshd::coordinator {
 namespace {
 
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -797,8 +799,10 @@ class ResolveGroupsTest : public RunningJobTest {
   using Result = Got<absl::StatusOr<std::vector<SharedGroupIds>>>;
   void Resolve(const std::string& node, std::vector<RankSpec> specs,
                std::vector<GroupRequest> groups, Result& got,
-               absl::Duration timeout = absl::Seconds(30)) {
-    coord_.ResolveGroups("job", 1, node, "mesh", specs, groups, Deadline(timeout), got.Callback());
+               absl::Duration timeout = absl::Seconds(30),
+               absl::Duration partial_after = absl::ZeroDuration()) {
+    coord_.ResolveGroups("job", 1, node, "mesh", specs, groups, Deadline(timeout), partial_after,
+                         got.Callback());
   }
 };
 
@@ -836,6 +840,72 @@ TEST_F(ResolveGroupsTest, AnsweredPerGroup_LateNodeDelaysOnlyItsGroups) {
   ASSERT_TRUE(a_dp.done() && b_dp.done());
   ASSERT_TRUE(b_dp.value->ok()) << b_dp.value->status();
   EXPECT_EQ((**b_dp.value)[1]->ids[0], Id('d'));
+}
+
+// A request that allows a partial answer gets, once held that long, the groups that have their
+// ids (the others named, with none) so that the node's workers whose groups are complete go on;
+// it asks again for the rest. Before that time, and without the option, it is answered whole.
+TEST_F(ResolveGroupsTest, PartialAnswer_AfterItsTime_CompleteGroupsWithIdsOthersNamed) {
+  const absl::Duration after = absl::Milliseconds(250);
+  Result b, whole;
+  // b's tp/1 is its own; dp/0 and dp/1 are minted by a, which is late.
+  Resolve("b", Specs({2, 3}), {{kTp1, 1, {{0, Id('u')}}}, {kDp0, 1, {}}, {kDp1, 1, {}}}, b,
+          absl::Seconds(30), after);
+  Resolve("b", Specs({2, 3}), {{kTp1, 1, {}}, {kDp1, 1, {}}}, whole);
+  clock_.Advance(absl::Milliseconds(249));
+  coord_.CheckDeadlines();
+  EXPECT_FALSE(b.done());
+  clock_.Advance(absl::Milliseconds(1));
+  coord_.CheckDeadlines();
+  ASSERT_TRUE(b.done());
+  ASSERT_TRUE(b.value->ok()) << b.value->status();
+  const std::vector<SharedGroupIds>& got = **b.value;
+  ASSERT_EQ(got.size(), 3u);  // as asked, in order
+  EXPECT_EQ(got[0]->key, kTp1);
+  EXPECT_THAT(got[0]->ids, ElementsAre(Id('u')));
+  EXPECT_EQ(got[1]->key, kDp0);
+  EXPECT_THAT(got[1]->ids, IsEmpty());
+  EXPECT_EQ(got[2]->key, kDp1);
+  EXPECT_THAT(got[2]->ids, IsEmpty());
+  EXPECT_FALSE(whole.done());  // no partial answer without asking for one
+  EXPECT_EQ(coord_.Status().counters.partial_answers, 1u);
+  // b asks again for the rest: answered whole once a minted them.
+  Result again, a;
+  Resolve("b", Specs({2, 3}), {{kDp0, 1, {}}, {kDp1, 1, {}}}, again, absl::Seconds(30), after);
+  Resolve("a", Specs({0, 1}), {{kDp0, 1, {{0, Id('d')}}}, {kDp1, 1, {{0, Id('e')}}}}, a);
+  ASSERT_TRUE(again.done() && whole.done() && a.done());
+  ASSERT_TRUE(again.value->ok()) << again.value->status();
+  EXPECT_THAT((**again.value)[0]->ids, ElementsAre(Id('d')));
+  EXPECT_THAT((**again.value)[1]->ids, ElementsAre(Id('e')));
+  ASSERT_TRUE(whole.value->ok()) << whole.value->status();
+  EXPECT_THAT((**whole.value)[1]->ids, ElementsAre(Id('e')));
+  EXPECT_EQ(coord_.Status().counters.partial_answers, 1u);
+}
+
+// Past its time with no group complete, a request waits for the first one to complete and is
+// answered with it at once (not at the next tick); with every group complete it is answered
+// whole, and a deadline still ends it.
+TEST_F(ResolveGroupsTest, PartialAnswer_NothingCompleteYet_AnsweredWhenTheFirstCompletes) {
+  const absl::Duration after = absl::Milliseconds(250);
+  Result b;
+  Resolve("b", Specs({2, 3}), {{kDp0, 1, {}}, {kDp1, 1, {}}}, b, absl::Seconds(30), after);
+  clock_.Advance(absl::Seconds(1));
+  coord_.CheckDeadlines();
+  EXPECT_FALSE(b.done());  // nothing to hand on yet
+  Result a;
+  Resolve("a", Specs({0, 1}), {{kDp1, 1, {{0, Id('e')}}}}, a);  // a mints dp/1 only
+  ASSERT_TRUE(b.done());
+  ASSERT_TRUE(b.value->ok()) << b.value->status();
+  EXPECT_THAT((**b.value)[0]->ids, IsEmpty());
+  EXPECT_THAT((**b.value)[1]->ids, ElementsAre(Id('e')));
+
+  Result late;
+  Resolve("b", Specs({2, 3}), {{kDp0, 1, {}}}, late, absl::Seconds(2), after);
+  clock_.Advance(absl::Seconds(2));
+  coord_.CheckDeadlines();
+  ASSERT_TRUE(late.done());
+  EXPECT_EQ(late.value->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(late.value->status().message(), HasSubstr("minted by rank 0"));
 }
 
 // Any view of the root asks under the same key for the same group: a flattened dp_tp (layout

@@ -65,7 +65,7 @@ class MeshExchangeTest : public ::testing::Test {
       if (status.ok()) status = groups_.CheckMints(groups);
       if (status.ok()) {
         mesh_.WentOn();
-        groups_.Report(std::move(groups), std::move(leaders), absl::InfiniteFuture(), done, out);
+        groups_.Report(std::move(groups), std::move(leaders), absl::InfinitePast(), {}, done, out);
       }
     }
     RunAll(out);

@@ -39,6 +39,7 @@ v1::ResolveGroupsRequest Sample() {
     m->set_id(std::string(128, static_cast<char>(0x80 + g)));  // bytes: any value
   }
   req.mutable_groups(1)->set_mint_error("no NCCL");
+  req.set_partial_after_ms(250);
   return req;
 }
 
@@ -56,6 +57,7 @@ Expected ByProtobuf(const std::string& bytes) {
   e.call.generation = parsed.generation();
   e.call.node = parsed.node();
   e.call.mesh_key = parsed.mesh_key();
+  e.call.partial_after_ms = parsed.partial_after_ms();
   for (const auto& r : parsed.ranks()) {
     e.call.ranks.push_back({r.rank(), r.spec().fingerprint(), r.spec().description()});
   }
@@ -76,6 +78,7 @@ void ExpectAsProtobuf(const std::string& bytes, const std::string& what) {
   EXPECT_EQ(got->generation, want.call.generation);
   EXPECT_EQ(got->node, want.call.node);
   EXPECT_EQ(got->mesh_key, want.call.mesh_key);
+  EXPECT_EQ(got->partial_after_ms, want.call.partial_after_ms);
   ASSERT_EQ(got->ranks.size(), want.call.ranks.size());
   for (size_t i = 0; i < got->ranks.size(); ++i) {
     EXPECT_EQ(got->ranks[i].rank, want.call.ranks[i].rank);
@@ -205,6 +208,9 @@ TEST(ResolveGroupsDecoding, RepeatedSingularFields_LastWinsAndSubmessagesMerge) 
   ExpectAsProtobuf(Tag(1, 0) + Varint(5) + Len(2, "x") + Len(3, "node"), "wrong wire types");
   // A uint32 given more than 32 bits keeps the low ones.
   ExpectAsProtobuf(Len(5, Tag(1, 0) + Varint(uint64_t{1} << 33 | 9)), "wide uint32");
+  ExpectAsProtobuf(Tag(7, 0) + Varint(uint64_t{1} << 40 | 250) + Tag(7, 0) + Varint(300),
+                   "partial_after_ms: wide, then repeated");
+  ExpectAsProtobuf(Len(7, "250"), "partial_after_ms with the wrong wire type");
 }
 
 TEST(ResolveGroupsDecoding, InvalidUtf8InAnyStringField_Refused) {
