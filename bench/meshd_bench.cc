@@ -43,6 +43,7 @@ struct Flags : meshd::bench::CoordinatorFlags {
   bool restart = false;
   uint32_t ranks_per_id = 0;
   int64_t withhold_node = -1;
+  int partial_after_ms = 1000;
   bool json = false;
 };
 
@@ -88,8 +89,12 @@ int main(int argc, char** argv) {
                "is how long until the job runs again");
   app.add_option("--withhold-node", f.withhold_node,
                  "A late node: the node given this rank sends its ResolveGroups only once every "
-                 "node that needs no id it mints holds its ids (others_ids_s)")
+                 "other node holds every id it does not mint (others_ids_s)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  app.add_option("--partial-after-ms", f.partial_after_ms,
+                 "ResolveGroupsRequest.partial_after_ms, as agents send it; a node answered in "
+                 "part asks again for the rest. 0: every request answered whole")
+      ->check(CLI::Range(0, 600000));
   app.add_flag("--json", f.json, "Print only the JSON line");
   CLI11_PARSE(app, argc, argv);
 
@@ -153,6 +158,7 @@ int main(int argc, char** argv) {
   so.timeout = absl::Seconds(f.timeout_s);
   so.register_first = f.register_first;
   so.withhold_node_rank = f.withhold_node;
+  so.partial_after = absl::Milliseconds(f.partial_after_ms);
   absl::StatusOr<SimResult> r = RunClusterSim(so, &*workload);
   const std::optional<ProcStats> after = ServerStats(pid);
   std::optional<RestartResult> restarted;
@@ -207,6 +213,8 @@ int main(int argc, char** argv) {
   j["job_ids_s"] = r->t_ids_s - r->t_job_start_s;
   j["rpcs"] = r->rpcs;
   j["heartbeats"] = r->heartbeats;
+  j["partial_after_ms"] = f.partial_after_ms;
+  j["partial_answers"] = r->partial_answers;
   j["sim_cpu_s"] = r->sim_cpu_s;
   if (f.withhold_node >= 0) {
     j["withheld_node_rank"] = f.withhold_node;
@@ -246,8 +254,8 @@ int main(int argc, char** argv) {
          absl::StrFormat("%.3f s (%.3f s after the last registration)", r->t_ids_s,
                          r->t_ids_s - r->t_registered_s));
     if (f.withhold_node >= 0) {
-      line(absl::StrFormat("node %d withheld: the others (%u wait for it)", f.withhold_node,
-                           r->nodes_waiting_for_late),
+      line(absl::StrFormat("node %d withheld: the others' ids (%u ask for its groups)",
+                           f.withhold_node, r->nodes_waiting_for_late),
            absl::StrFormat("%.3f s (%.3f s after the last registration)", r->t_others_ids_s,
                            r->t_others_ids_s - r->t_registered_s));
     }
@@ -259,6 +267,10 @@ int main(int argc, char** argv) {
     }
     line("RPCs sent", absl::StrFormat("%u (%u heartbeats) over %u connections", r->rpcs,
                                       r->heartbeats, so.channels));
+    line("answered in part, then asked again",
+         f.partial_after_ms == 0
+             ? std::string("never (--partial-after-ms 0)")
+             : absl::StrFormat("%u (partial_after_ms %d)", r->partial_answers, f.partial_after_ms));
     line("coordinator on CPUs", coordinator_cpus);
     if (before && after) {
       const double cpu = after->cpu_s - before->cpu_s;

@@ -1,6 +1,7 @@
 // ClusterSim (see cluster_sim.h).
 #include "bench/sim/cluster_sim.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -33,19 +34,21 @@ class Sim {
   Sim(const SimOptions& o, Workload* w) : o_(o), w_(*w), nodes_(o.nodes) {
     if (o.withhold_node_rank >= 0 && o.withhold_node_rank < o.nodes) {
       // The groups whose ids the late node mints, and the nodes that ask for one of them.
-      absl::flat_hash_set<std::string> minted;
       for (const v1::GroupRequest& g : w_.requests[o.withhold_node_rank].groups()) {
-        if (g.minted_size() > 0) minted.insert(g.key());
+        if (g.minted_size() > 0) late_minted_.insert(g.key());
       }
       waits_for_late_.assign(o.nodes, false);
       for (uint32_t r = 0; r < o.nodes; ++r) {
         if (r == o.withhold_node_rank) continue;
         for (const v1::GroupRequest& g : w_.requests[r].groups()) {
-          if (minted.contains(g.key())) waits_for_late_[r] = true;
+          if (late_minted_.contains(g.key())) waits_for_late_[r] = true;
         }
         result_.nodes_waiting_for_late += waits_for_late_[r] ? 1 : 0;
       }
-      others_left_ = o.nodes - 1 - result_.nodes_waiting_for_late;
+      // Answered in part, the nodes asking for its groups hold the others' ids too.
+      others_left_ = o.nodes - 1 -
+                     (o.partial_after > absl::ZeroDuration() ? 0 : result_.nodes_waiting_for_late);
+      holds_others_.assign(o.nodes, false);
       // Every other node waits for it: nothing to hold it back for (others_ids: none).
       if (others_left_ == 0) result_.t_others_ids_s = -1;
     }
@@ -215,34 +218,62 @@ class Sim {
     });
   }
 
-  void Resolve(uint32_t i) {
+  // Node i's request: its workload's, or (`again`) what a partial answer left out.
+  void Resolve(uint32_t i, std::optional<v1::ResolveGroupsRequest> again = std::nullopt) {
     auto* c = new Call<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>;
-    {
-      absl::MutexLock lock(&mu_);
-      c->req = std::move(w_.requests[nodes_[i].node_rank]);  // each rank's, once (ranks_taken_)
-      c->req.set_generation(nodes_[i].generation);
+    if (again) {
+      c->req = *std::move(again);
+    } else {
+      {
+        absl::MutexLock lock(&mu_);
+        c->req = std::move(w_.requests[nodes_[i].node_rank]);  // each rank's, once (ranks_taken_)
+        c->req.set_generation(nodes_[i].generation);
+      }
+      c->req.set_job(o_.job);
+      c->req.set_node(names_[i]);
+      c->req.set_partial_after_ms(
+          static_cast<uint32_t>(absl::ToInt64Milliseconds(o_.partial_after)));
     }
-    c->req.set_job(o_.job);
-    c->req.set_node(names_[i]);
     if (!Begin(c, i)) return delete c;
     Async(i)->ResolveGroups(&c->ctx, &c->req, &c->resp, [this, c, i](grpc::Status s) {
       CallsInFlight::Gone gone(&calls_);  // after the call (its channel reference) is deleted
       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
       End(c);
       if (!s.ok()) return Fail(Failed("ResolveGroups", names_[i], s));
-      if (absl::Status v = Check(c->req, c->resp); !v.ok()) return Fail(v);
+      absl::flat_hash_set<std::string> missing;
+      if (absl::Status v = Check(c->req, c->resp, &missing); !v.ok()) return Fail(v);
       std::optional<uint32_t> release;
-      absl::Cleanup send_late = [&] {
+      std::optional<v1::ResolveGroupsRequest> rest;
+      absl::Cleanup send = [&] {
+        if (rest) Resolve(i, std::move(rest));
         if (release) Resolve(*release);
       };
-      absl::MutexLock lock(&mu_);
-      result_.groups_checked += c->resp.groups_size();
-      const uint32_t rank = nodes_[i].node_rank;
-      if (!waits_for_late_.empty() && rank != o_.withhold_node_rank && !waits_for_late_[rank] &&
-          --others_left_ == 0) {
-        result_.t_others_ids_s = Elapsed();
-        release = late_index_;
+      if (!missing.empty()) {  // answered in part: ask again for the rest, as an agent does
+        rest = std::move(c->req);
+        auto* groups = rest->mutable_groups();
+        groups->erase(std::remove_if(groups->begin(), groups->end(),
+                                     [&](const v1::GroupRequest& g) {
+                                       return !missing.contains(g.key());
+                                     }),
+                      groups->end());
       }
+      absl::MutexLock lock(&mu_);
+      result_.groups_checked += c->resp.groups_size() - missing.size();
+      if (!missing.empty()) ++result_.partial_answers;
+      const uint32_t rank = nodes_[i].node_rank;
+      // Node i holds every id the late node does not mint once nothing else is missing.
+      const bool holds_others = std::all_of(missing.begin(), missing.end(), [&](const auto& k) {
+        return late_minted_.contains(k);
+      });
+      if (!holds_others_.empty() && rank != o_.withhold_node_rank && holds_others &&
+          !holds_others_[rank] && (missing.empty() || o_.partial_after > absl::ZeroDuration())) {
+        holds_others_[rank] = true;
+        if (--others_left_ == 0) {
+          result_.t_others_ids_s = Elapsed();
+          release = late_index_;
+        }
+      }
+      if (!missing.empty()) return;
       if (++resolved_ == o_.nodes) {
         result_.t_ids_s = Elapsed();
         result_.sim_cpu_s = CpuClockSeconds(CLOCK_PROCESS_CPUTIME_ID) - cpu_start_;
@@ -252,12 +283,17 @@ class Sim {
   }
 
   // Every asked group came back with its ids, equal to what its leaders minted and to what
-  // every other node got.
-  absl::Status Check(const v1::ResolveGroupsRequest& req, const v1::ResolveGroupsResponse& resp) {
+  // every other node got — or, in a partial answer, with none (into `missing`).
+  absl::Status Check(const v1::ResolveGroupsRequest& req, const v1::ResolveGroupsResponse& resp,
+                     absl::flat_hash_set<std::string>* missing) {
     absl::flat_hash_map<absl::string_view, const v1::GroupIds*> got;
     for (const v1::GroupIds& g : resp.groups()) got[g.key()] = &g;
     for (const v1::GroupRequest& asked : req.groups()) {
       auto it = got.find(asked.key());
+      if (req.partial_after_ms() > 0 && it != got.end() && it->second->ids_size() == 0) {
+        missing->insert(asked.key());
+        continue;
+      }
       if (it == got.end() || it->second->ids_size() != static_cast<int>(asked.num_ids())) {
         return absl::InternalError(absl::StrCat(req.node(), " got no complete ids for group ",
                                                 asked.key()));
@@ -346,9 +382,12 @@ class Sim {
   uint32_t registered_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t joined_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t resolved_ ABSL_GUARDED_BY(mu_) = 0;
-  // withhold_node_rank: by node rank, whether it asks for a group the late node mints; how many
-  // of the others have not held their ids yet; the late node's index once it joined.
+  // withhold_node_rank: the groups the late node mints; by node rank, whether it asks for one of
+  // them, and whether it holds every other id; how many of the others do not yet; the late
+  // node's index once it joined.
+  absl::flat_hash_set<std::string> late_minted_;
   std::vector<bool> waits_for_late_;
+  std::vector<bool> holds_others_ ABSL_GUARDED_BY(mu_);
   uint32_t others_left_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<uint32_t> late_index_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

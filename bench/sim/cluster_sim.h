@@ -36,9 +36,14 @@ struct SimOptions {
   // When set, called for every heartbeat answered OK (from gRPC's threads) with how long its
   // answer took.
   std::function<void(double latency_s)> on_heartbeat;
-  // A late node: the node given this rank holds its ResolveGroups back until every node that does
-  // not need an id it mints holds its ids (SimResult::t_others_ids_s), then sends it. -1: none.
+  // A late node: the node given this rank holds its ResolveGroups back until every other node
+  // holds every group id the late node does not mint (SimResult::t_others_ids_s), then sends it.
+  // -1: none.
   int64_t withhold_node_rank = -1;
+  // ResolveGroupsRequest.partial_after_ms, as agents send it (MeshRelay::kPartialAfter); a node
+  // answered in part asks again for the groups still missing, as an agent does. Zero: every
+  // request answered whole.
+  absl::Duration partial_after = absl::Seconds(1);
 };
 
 struct SimResult {
@@ -53,11 +58,13 @@ struct SimResult {
   uint64_t rpcs = 0;        // every RPC sent, heartbeats included
   uint64_t heartbeats = 0;
   uint64_t groups_checked = 0;
-  // With withhold_node_rank: when every node that asks for no group whose id the late node mints
-  // held its ids, and how many nodes do ask for one (they wait for it: a node's ranks are answered
-  // together).
+  // With withhold_node_rank: when every other node held every group id the late node does not
+  // mint (without partial answers only the nodes asking for none of its groups can: -1 when there
+  // are none), and how many nodes ask for a group it mints.
   double t_others_ids_s = 0;
   uint32_t nodes_waiting_for_late = 0;
+  // ResolveGroups answered in part, each followed by a request for the rest.
+  uint64_t partial_answers = 0;
   // CPU seconds this process (the simulated agents, all of them) spent from the start of the run
   // until every node held its ids: the load the simulator puts on the machine beside the
   // coordinator, which on a real cluster would be spread over the agents' own hosts.

@@ -264,7 +264,9 @@ absl::StatusOr<std::vector<Group>> ClientImpl::Exchange(const DeviceMesh& mesh, 
   for (const v1::GroupIds& g : resp.groups()) by_key[g.key()] = &g;
   for (Group& g : asked) {
     auto it = by_key.find(g.key);
-    if (it == by_key.end()) return absl::InternalError(absl::StrCat("no ids for group ", g.key));
+    if (it == by_key.end() || it->second->ids().empty()) {
+      return absl::InternalError(absl::StrCat("the agent answered no ids for group ", g.key));
+    }
     for (const std::string& bytes : it->second->ids()) {
       if (bytes.size() != sizeof(NcclUniqueId)) return absl::InternalError("malformed NCCL id");
       NcclUniqueId id;

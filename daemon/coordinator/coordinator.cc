@@ -317,10 +317,10 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
       if (status.ok()) {
         ex->mesh->WentOn();
         const absl::Time now = clock_->Now();
-        const GroupExchange::Hold hold{
-            deadline, partial_after > absl::ZeroDuration() ? now + partial_after
-                                                           : absl::InfiniteFuture()};
-        jobs_.WaitAdded(std::min(hold.deadline, hold.partial_at));
+        const GroupExchange::Hold hold{deadline, partial_after};
+        jobs_.WaitAdded(partial_after > absl::ZeroDuration()
+                            ? std::min(deadline, now + partial_after)
+                            : deadline);
         ex->groups->Report(std::move(groups), std::move(leaders), now, hold, std::move(done),
                            out);
       }

@@ -101,6 +101,7 @@ void GroupExchange::Report(std::vector<GroupRequest> groups,
   Waiter& w = waiters_[id];
   w.done = std::move(done);
   w.hold = hold;
+  w.arrived = now;
   w.groups.reserve(groups.size());
   std::vector<GroupEntry*> completed;
   for (size_t i = 0; i < groups.size(); ++i) {
@@ -118,6 +119,7 @@ void GroupExchange::Report(std::vector<GroupRequest> groups,
       if (group.slots[index]) continue;  // a retry
       group.slots[index] = std::move(bytes);
       ++group.filled;
+      last_minted_ = now;
     }
     if (!g.mint_error.empty() && !group.mint_error) group.mint_error = std::move(g.mint_error);
     w.groups.push_back(&entry);
@@ -153,26 +155,35 @@ void GroupExchange::Settle(GroupEntry& entry, absl::Time now, Completions& out) 
     if (it == waiters_.end()) continue;  // answered or expired
     if (entry.second.mint_error || --it->second.incomplete == 0) {
       Answer(id, out);
-    } else if (it->second.hold.partial_at <= now) {
-      Answer(id, out, /*partial=*/true);
+    } else if (PartialDue(it->second) <= now) {
+      Answer(id, out);
     }
   }
 }
 
-void GroupExchange::Answer(uint64_t id, Completions& out, bool partial) {
+absl::Time GroupExchange::PartialDue(const Waiter& w) const {
+  const absl::Duration after = w.hold.partial_after;
+  if (after <= absl::ZeroDuration()) return absl::InfiniteFuture();
+  return std::min(std::max(w.arrived + after, last_minted_ + after / kQuietShare),
+                  w.arrived + kPartialCap * after);
+}
+
+void GroupExchange::Answer(uint64_t id, Completions& out) {
   auto it = waiters_.find(id);
   Waiter w = std::move(it->second);
   waiters_.erase(it);
   std::vector<SharedGroupIds> answer;
   answer.reserve(w.groups.size());
   uint64_t ids = 0;
+  bool partial = false;
   for (GroupEntry* entry : w.groups) {
     if (entry->second.mint_error) {
       out.push_back([done = std::move(w.done), s = MintFailed(job_, *entry)] { done(s); });
       return;
     }
-    if (entry->second.answer == nullptr) {  // partial: named, with no ids
+    if (entry->second.answer == nullptr) {  // a partial answer: named, with no ids
       answer.push_back(std::make_shared<const GroupIds>(GroupIds{entry->first, {}}));
+      partial = true;
       continue;
     }
     answer.push_back(entry->second.answer);
@@ -192,13 +203,18 @@ absl::Time GroupExchange::ExpireWaits(absl::Time now, Completions& out) {
       continue;
     }
     next = std::min(next, w.hold.deadline);
-    if (w.hold.partial_at > now) {
-      next = std::min(next, w.hold.partial_at);
+    const absl::Time due = PartialDue(w);
+    if (due > now) {
+      next = std::min(next, due);
     } else if (w.incomplete < w.groups.size()) {
-      partial.push_back(id);  // else: answered in part by the first group to complete
+      partial.push_back(id);
+    } else {
+      // Nothing to hand on yet: the group that completes first comes with a mint, after which
+      // the answer is due once the exchange is quiet again (or at once past the cap).
+      next = std::min(next, now + w.hold.partial_after / kQuietShare);
     }
   }
-  for (uint64_t id : partial) Answer(id, out, /*partial=*/true);
+  for (uint64_t id : partial) Answer(id, out);
   for (uint64_t id : expired) {
     auto it = waiters_.find(id);
     std::vector<std::string> missing;

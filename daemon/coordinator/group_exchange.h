@@ -3,7 +3,7 @@
 // view of a mesh that reaches a group shares its ids. A node's request is answered as soon as
 // every group it asked for has all its ids — minted by each chunk's leader, whose node reports it
 // — whoever else is late: a rank that has not asked delays only the groups whose ids it mints.
-// A request may allow a partial answer (Hold::partial_at): past that time, while some of its
+// A request may allow a partial answer (Hold::partial_after, see PartialDue): while some of its
 // groups have their ids and others do not, it is answered with those it has (the others listed
 // with no ids), so that the node's workers whose groups are complete go on; the node asks again
 // for the rest.
@@ -51,12 +51,20 @@ class GroupExchange {
   // For a report whose rules passed: none of its minted ids was minted before with other bytes
   // (a chunk's leader mints it once). Errors: INVALID_ARGUMENT naming the group and chunk.
   absl::Status CheckMints(const std::vector<GroupRequest>& groups) const;
-  // How a report's answer may be held: until `deadline` (then DEADLINE_EXCEEDED); from
-  // `partial_at` on, answered in part as soon as some of its groups have their ids.
+  // How a report's answer may be held: until `deadline` (then DEADLINE_EXCEEDED); with a
+  // non-zero `partial_after`, answered in part once that is due (PartialDue).
   struct Hold {
     absl::Time deadline = absl::InfiniteFuture();
-    absl::Time partial_at = absl::InfiniteFuture();
+    absl::Duration partial_after = absl::ZeroDuration();
   };
+  // A request that allows it is answered in part, while some of its groups have their ids and
+  // others not, once it was held partial_after AND no chunk was minted for a kQuietShare of that
+  // — the exchange waits for ranks that have not asked, not for reports still streaming in (at
+  // 16,384 nodes a loaded coordinator holds thousands of requests past a second while every node
+  // is on time: partial answers then would only add calls) — or once it was held kPartialCap
+  // times partial_after, whatever comes in.
+  static constexpr int kQuietShare = 4;  // the quiet is partial_after / kQuietShare
+  static constexpr int kPartialCap = 10;
   // Records a validated report at `now`: its minted ids and mint errors, and `done`, answered
   // (through `out`) once every group has all its ids — at once when they all have — or in part
   // as `hold` allows: every group asked for, in order, those without ids yet with none. The
@@ -66,8 +74,8 @@ class GroupExchange {
   void Report(std::vector<GroupRequest> groups, std::vector<std::vector<uint32_t>> leaders,
               absl::Time now, Hold hold, GroupsDone done, Completions& out);
   // Fails waits past their deadline at `now` with DEADLINE_EXCEEDED naming the chunks still
-  // missing and the ranks that mint them, and answers in part those past their partial_at that
-  // have some groups complete; returns when it next has to run (InfiniteFuture: never).
+  // missing and the ranks that mint them, and answers in part those whose partial answer is due
+  // and that have some groups complete; returns when it next has to run (InfiniteFuture: never).
   absl::Time ExpireWaits(absl::Time now, Completions& out);
   void FailAll(const absl::Status& status, Completions& out);
   size_t waiters() const { return waiters_.size(); }
@@ -87,12 +95,15 @@ class GroupExchange {
     size_t incomplete = 0;            // of them
     GroupsDone done;
     Hold hold;
+    absl::Time arrived;
   };
+  // When `w` may be answered in part (InfiniteFuture: never).
+  absl::Time PartialDue(const Waiter& w) const;
   // `entry` just completed (or failed) at `now`: its waiters that now can be answered are.
   void Settle(GroupEntry& entry, absl::Time now, Completions& out);
-  // Answers a waiter with every group it asked for: complete ones with their ids, the others
-  // (when `partial`) with none.
-  void Answer(uint64_t waiter, Completions& out, bool partial = false);
+  // Answers a waiter with every group it asked for: complete ones with their ids, the others (a
+  // partial answer) with none; fails it when one of them has a mint error.
+  void Answer(uint64_t waiter, Completions& out);
   static absl::Status MintFailed(const std::string& job, const GroupEntry& entry);
 
   const std::string job_;
@@ -102,6 +113,7 @@ class GroupExchange {
   absl::flat_hash_map<uint64_t, Waiter> waiters_;
   uint64_t next_waiter_ = 0;
   size_t ids_ = 0;  // slots of every group
+  absl::Time last_minted_ = absl::InfinitePast();  // when a report last filled a slot
   std::optional<absl::Status> failed_;
 };
 

@@ -7,6 +7,7 @@
 //   meshd_coordinator_heartbeat_timeout_seconds                      gauge, as told to agents
 //   meshd_coordinator_ids_relayed_total                              counter, NCCL ids handed out
 //   meshd_coordinator_group_answers_total                            counter, ResolveGroups done
+//   meshd_coordinator_group_partial_answers_total                    counter, ... done in part
 //   meshd_coordinator_generations_started_total                      counter
 //   meshd_coordinator_generation_ends_total{reason}                  counter, the generation bumps
 //   meshd_coordinator_events_total{event}                            counter, every transition

@@ -136,14 +136,20 @@ void MeshRelay::Answered(uint64_t batch, absl::StatusOr<v1::ResolveGroupsRespons
       if (sent.asks.empty()) {
         sent_.erase(it);
       } else {
-        // Ask again for the groups still missing (their minted ids too: harmless, and the
-        // coordinator may have restarted meanwhile).
+        // Ask again for the groups still missing, and report again the ids this node minted:
+        // answered at once, they reach a coordinator that restarted meanwhile, whose other
+        // nodes may still wait for them.
         auto* groups = sent.request.mutable_groups();
         groups->erase(std::remove_if(groups->begin(), groups->end(),
                                      [&](const v1::GroupRequest& g) {
-                                       return !missing.contains(g.key());
+                                       return !missing.contains(g.key()) && g.minted().empty();
                                      }),
                       groups->end());
+        // Until the last deadline of the workers still waiting.
+        sent.deadline = absl::InfinitePast();
+        for (const auto& [rank, ask] : sent.asks) {
+          sent.deadline = std::max(sent.deadline, ask.deadline);
+        }
         again = Outgoing{batch, sent.deadline, sent.request};
       }
     }

@@ -45,8 +45,11 @@ class MeshRelay {
   // How long a sent batch whose generation ended waits for the coordinator's answer.
   static constexpr absl::Duration kEndGrace = absl::Seconds(1);
   // How long the coordinator holds a batch before answering the groups that have their ids
-  // (ResolveGroupsRequest.partial_after_ms): one more call per node at most this often.
-  static constexpr absl::Duration kPartialAfter = absl::Milliseconds(250);
+  // (ResolveGroupsRequest.partial_after_ms): one more call per node at most this often. A late
+  // rank delays the workers sharing no group with it by at most this much; at 16,384 nodes the
+  // exchange rarely holds a request this long when no rank is late (250 ms: ~6,000 partial
+  // answers there, 1 s: 1-300; docs/performance.md).
+  static constexpr absl::Duration kPartialAfter = absl::Seconds(1);
 
   // The ask of a worker attached to `request.generation()`, one of `local_world` on this node
   // whose first global rank is `first_rank`, at `now`. Errors: ALREADY_EXISTS the local rank

@@ -32,12 +32,6 @@ v1::ResolveGroupsRequest MergeRankGroups(
   return req;
 }
 
-GroupIndex IndexGroups(const v1::ResolveGroupsResponse& answer) {
-  GroupIndex index;
-  for (const v1::GroupIds& g : answer.groups()) index.emplace(g.key(), &g);
-  return index;
-}
-
 v1::ResolveGroupsResponse AnswerFor(const v1::RankGroupsRequest& ask, const GroupIndex& groups) {
   v1::ResolveGroupsResponse out;
   for (const v1::GroupRequest& g : ask.groups()) {

@@ -22,9 +22,8 @@ v1::ResolveGroupsRequest MergeRankGroups(const std::string& node, uint32_t first
                                          const std::map<uint32_t, const v1::RankGroupsRequest*>&
                                              asks);
 
-// The coordinator's answer indexed by group key.
+// Groups answered with their ids, by key.
 using GroupIndex = absl::flat_hash_map<std::string, const v1::GroupIds*>;
-GroupIndex IndexGroups(const v1::ResolveGroupsResponse& answer);
 
 // One worker's answer: the groups it asked for, in its order (a group the coordinator left out is
 // answered with no ids).

@@ -707,15 +707,20 @@ TEST_F(AgentCoreTest, LocalWorkersGroupRequestsTravelAsOneResolveGroups) {
 }
 
 // The node's request allows a partial answer: the workers whose groups all came go on at once,
-// and the node asks again for the groups still missing (with the ids it minted for them); the
-// others get every group they asked for, from both answers.
+// and the node asks again for the groups still missing, reporting again every id it minted (for
+// a coordinator that restarted meanwhile), until the last deadline of the workers still waiting;
+// they get every group they asked for, from both answers.
 TEST_F(AgentCoreTest, PartialAnswer_CompleteWorkersAnswered_RestAskedAgain) {
   Register();
   Attached& w0 = Worker();
   Attached& w1 = Worker();
   RunGeneration("train", 2, w0, w1);
   std::optional<absl::StatusOr<v1::ResolveGroupsResponse>> got0, got1;
-  agent_->ResolveGroups(Ask(0, {"dp/0", "tp/1"}), clock_.Now() + absl::Minutes(1),
+  v1::RankGroupsRequest a0 = Ask(0, {"dp/0", "tp/1"});
+  v1::MintedId* tp_id = a0.mutable_groups(1)->add_minted();
+  tp_id->set_index(0);
+  tp_id->set_id(std::string(128, 't'));
+  agent_->ResolveGroups(a0, clock_.Now() + absl::Minutes(5),
                         [&got0](absl::StatusOr<v1::ResolveGroupsResponse> r) { got0 = r; });
   v1::RankGroupsRequest a1 = Ask(1, {"dp/1", "tp/1"});
   v1::MintedId* minted = a1.mutable_groups(0)->add_minted();
@@ -740,10 +745,13 @@ TEST_F(AgentCoreTest, PartialAnswer_CompleteWorkersAnswered_RestAskedAgain) {
   EXPECT_FALSE(got1.has_value());
   auto again = client_.TakeResolve();
   ASSERT_TRUE(again.has_value());
-  ASSERT_EQ(again->request.groups_size(), 1);  // only what is missing
-  EXPECT_EQ(again->request.groups(0).key(), "dp/1");
+  ASSERT_EQ(again->request.groups_size(), 2);  // what is missing, and the ids it minted
+  EXPECT_EQ(again->request.groups(0).key(), "tp/1");
   EXPECT_EQ(again->request.groups(0).minted_size(), 1);
+  EXPECT_EQ(again->request.groups(1).key(), "dp/1");
+  EXPECT_EQ(again->request.groups(1).minted_size(), 1);
   EXPECT_EQ(again->request.ranks_size(), 2);
+  EXPECT_LE(again->options.timeout, absl::Minutes(1));  // w1's deadline: w0 was answered
   v1::ResolveGroupsResponse rest;
   v1::GroupIds* g = rest.add_groups();
   g->set_key("dp/1");
@@ -832,6 +840,42 @@ TEST_F(AgentCoreTest, GroupRequestsOfAnEndedGenerationAreAborted) {
   agent_->ResolveGroups(Ask(1, {"dp/1"}), clock_.Now() + absl::Minutes(1),
                         [&got](absl::StatusOr<v1::ResolveGroupsResponse> r) { got = r; });
   EXPECT_EQ(got->status().code(), absl::StatusCode::kAborted);
+}
+
+// A generation that ends while a node asks again after a partial answer: the worker already
+// answered keeps its answer; the one still waiting learns the end (ABORTED) — from the
+// coordinator's answer to the re-ask, or MeshRelay::kEndGrace after the end without one.
+TEST_F(AgentCoreTest, GenerationEndsWhileAskingAgain_TheWaitingWorkerAborted) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  std::optional<absl::StatusOr<v1::ResolveGroupsResponse>> got0, got1;
+  agent_->ResolveGroups(Ask(0, {"tp/1"}), clock_.Now() + absl::Minutes(1),
+                        [&got0](absl::StatusOr<v1::ResolveGroupsResponse> r) { got0 = r; });
+  agent_->ResolveGroups(Ask(1, {"tp/1", "dp/1"}), clock_.Now() + absl::Minutes(1),
+                        [&got1](absl::StatusOr<v1::ResolveGroupsResponse> r) { got1 = r; });
+  auto first = client_.TakeResolve();
+  ASSERT_TRUE(first.has_value());
+  v1::ResolveGroupsResponse partial;
+  v1::GroupIds* tp = partial.add_groups();
+  tp->set_key("tp/1");
+  tp->add_ids(std::string(128, 't'));
+  partial.add_groups()->set_key("dp/1");
+  first->done(partial);
+  ASSERT_TRUE(got0.has_value() && got0->ok());
+  auto again = client_.TakeResolve();
+  ASSERT_TRUE(again.has_value());
+  client_.TakeWatch()->done(
+      domain::GenerationEnd{"train", 2, domain::EndReason::kNodeLeft, "node-b", "node left"});
+  agent_->Tick();
+  EXPECT_FALSE(got1.has_value());  // the coordinator's answer may say more than the end
+  clock_.Advance(MeshRelay::kEndGrace);
+  agent_->Tick();
+  ASSERT_TRUE(got1.has_value());
+  EXPECT_EQ(got1->status().code(), absl::StatusCode::kAborted);
+  EXPECT_TRUE(got0->ok());
+  again->done(absl::AbortedError("generation 2 ended"));  // late: nobody left to tell
 }
 
 TEST_F(AgentCoreTest, StopAnswersEveryWaitingWorkerCancelled) {

@@ -882,18 +882,28 @@ TEST_F(ResolveGroupsTest, PartialAnswer_AfterItsTime_CompleteGroupsWithIdsOthers
   EXPECT_EQ(coord_.Status().counters.partial_answers, 1u);
 }
 
-// Past its time with no group complete, a request waits for the first one to complete and is
-// answered with it at once (not at the next tick); with every group complete it is answered
-// whole, and a deadline still ends it.
-TEST_F(ResolveGroupsTest, PartialAnswer_NothingCompleteYet_AnsweredWhenTheFirstCompletes) {
-  const absl::Duration after = absl::Milliseconds(250);
+// A partial answer waits for the exchange to go quiet — no id minted for a quarter of
+// partial_after — so that it answers what waits for ranks that have not asked, not what the next
+// reports would complete: a request with nothing to hand on waits for its first group, then for
+// the quiet after it.
+TEST_F(ResolveGroupsTest, PartialAnswer_WaitsForTheExchangeToGoQuiet) {
+  const absl::Duration after = absl::Seconds(1);
   Result b;
   Resolve("b", Specs({2, 3}), {{kDp0, 1, {}}, {kDp1, 1, {}}}, b, absl::Seconds(30), after);
-  clock_.Advance(absl::Seconds(1));
+  clock_.Advance(absl::Seconds(2));
   coord_.CheckDeadlines();
   EXPECT_FALSE(b.done());  // nothing to hand on yet
   Result a;
   Resolve("a", Specs({0, 1}), {{kDp1, 1, {{0, Id('e')}}}}, a);  // a mints dp/1 only
+  EXPECT_FALSE(b.done());  // a mint just came: others may follow
+  clock_.Advance(absl::Milliseconds(150));
+  Result a_tp;
+  Resolve("a", Specs({0, 1}), {{kTp0, 1, {{0, Id('t')}}}}, a_tp);  // another mint, not b's
+  clock_.Advance(absl::Milliseconds(150));
+  coord_.CheckDeadlines();
+  EXPECT_FALSE(b.done());  // 150 ms of quiet
+  clock_.Advance(absl::Milliseconds(100));
+  coord_.CheckDeadlines();
   ASSERT_TRUE(b.done());
   ASSERT_TRUE(b.value->ok()) << b.value->status();
   EXPECT_THAT((**b.value)[0]->ids, IsEmpty());
@@ -906,6 +916,23 @@ TEST_F(ResolveGroupsTest, PartialAnswer_NothingCompleteYet_AnsweredWhenTheFirstC
   ASSERT_TRUE(late.done());
   EXPECT_EQ(late.value->status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(late.value->status().message(), HasSubstr("minted by rank 0"));
+}
+
+// A request overdue for a partial answer whose groups one report completes together is answered
+// whole (and counted so).
+TEST_F(ResolveGroupsTest, PartialAnswerDue_AllGroupsCompleteTogether_AnsweredWhole) {
+  Result b, a;
+  Resolve("b", Specs({2, 3}), {{kDp0, 1, {}}, {kDp1, 1, {}}}, b, absl::Seconds(30),
+          absl::Milliseconds(250));
+  clock_.Advance(absl::Seconds(5));
+  coord_.CheckDeadlines();
+  Resolve("a", Specs({0, 1}), {{kDp0, 1, {{0, Id('d')}}}, {kDp1, 1, {{0, Id('e')}}}}, a);
+  ASSERT_TRUE(b.done());
+  ASSERT_TRUE(b.value->ok()) << b.value->status();
+  EXPECT_THAT((**b.value)[0]->ids, ElementsAre(Id('d')));
+  EXPECT_THAT((**b.value)[1]->ids, ElementsAre(Id('e')));
+  EXPECT_EQ(coord_.Status().counters.partial_answers, 0u);
+  EXPECT_EQ(coord_.Status().counters.groups_answered, 2u);
 }
 
 // Any view of the root asks under the same key for the same group: a flattened dp_tp (layout

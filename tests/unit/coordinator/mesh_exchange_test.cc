@@ -264,5 +264,36 @@ TEST_F(BigGroupTest, EachChunkOnlyFromItsLeader) {
   EXPECT_EQ((**got[74])[0]->ids, (std::vector<std::string>{Id('a'), Id('b'), Id('c')}));
 }
 
+// GroupExchange alone (its own checks: a key is any key here). While ids keep being minted, a
+// request allowing a partial answer is answered in part no later than kPartialCap times its
+// partial_after: a steady stream of other groups' reports does not hold it back for ever.
+TEST(GroupExchangePartial, StreamOfMints_AnsweredInPartAtTheCap) {
+  Counters counters;
+  GroupExchange ex("job", &counters);
+  const absl::Duration after = absl::Milliseconds(250);
+  absl::Time now = absl::UnixEpoch();
+  std::optional<absl::StatusOr<std::vector<SharedGroupIds>>> got;
+  Completions out;
+  ex.Report({{"mine", 1, {{0, Id('m')}}}, {"late", 1, {}}}, {{0}, {9}}, now,
+            {absl::InfiniteFuture(), after}, [&got](auto v) { got = std::move(v); }, out);
+  RunAll(out);
+  const absl::Time cap = now + GroupExchange::kPartialCap * after;
+  for (int i = 0; now < cap; ++i) {
+    EXPECT_FALSE(got.has_value()) << "at " << absl::FormatDuration(now - absl::UnixEpoch());
+    now += absl::Milliseconds(50);  // under the quiet of 62.5 ms
+    ex.Report({{absl::StrCat("other", i), 1, {{0, Id('o')}}}}, {{1}}, now, {}, [](auto) {}, out);
+    const absl::Time next = ex.ExpireWaits(now, out);
+    RunAll(out);
+    if (!got.has_value()) {
+      EXPECT_LE(next, cap);
+    }
+  }
+  ASSERT_TRUE(got.has_value());
+  ASSERT_TRUE(got->ok()) << got->status();
+  EXPECT_THAT((**got)[0]->ids, ::testing::ElementsAre(Id('m')));
+  EXPECT_THAT((**got)[1]->ids, ::testing::IsEmpty());
+  EXPECT_EQ(counters.partial_answers, 1u);
+}
+
 }  // namespace
 }  // namespace meshd::coordinator
