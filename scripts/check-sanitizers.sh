@@ -126,6 +126,9 @@ case "$mode" in
     shopt -s nullglob
     rm -rf "$reports"
     mkdir -p "$reports"
+    # Writable by every user: a test runs a client as another uid (unix_socket_test), whose TSan
+    # runtime must open its log there too (if it cannot, it exits with exitcode=0 below).
+    chmod 1777 "$reports"
     # No halt_on_error, exit code 0: a report stops nothing, triage.py judges them all.
     opts="suppressions=$root/tests/tsan/suppressions.txt:second_deadlock_stack=1:halt_on_error=0"
     opts+=":exitcode=0${TSAN_OPTIONS:+:$TSAN_OPTIONS}"

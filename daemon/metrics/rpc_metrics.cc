@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/sync/handoff.h"
 #include "google/protobuf/descriptor.h"
 
 namespace meshd::metrics {
@@ -52,16 +53,20 @@ class CallInterceptor : public grpc::experimental::Interceptor {
   CallInterceptor(RpcMetrics* metrics, RpcMetrics::Method* method)
       : metrics_(metrics), method_(method), start_(std::chrono::steady_clock::now()) {
     method_->started->Increment();
+    sync::HandOff(this);  // gRPC runs its hooks, one after another, on any thread
   }
   ~CallInterceptor() override {
+    sync::TakeOver(this);
     if (!recorded_) Record(grpc::StatusCode::CANCELLED);
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    sync::TakeOver(this);
     if (!recorded_ &&
         methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       Record(methods->GetSendStatus().error_code());
     }
+    sync::HandOff(this);
     methods->Proceed();
   }
 

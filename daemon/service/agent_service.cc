@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log/log.h"
+#include "common/sync/handoff.h"
 #include "daemon/service/watch_reactor.h"
 #include "daemon/wire/agent_convert.h"
 #include "daemon/wire/convert.h"
@@ -54,6 +55,7 @@ class AttachReactor final : public grpc::ServerUnaryReactor {
     if (cancelled && id != 0) agent_->WithdrawAttach(job_, local_rank_, id);
   }
   void OnCancel() override {
+    sync::TakeOver(this);
     uint64_t id;
     {
       absl::MutexLock lock(&mu_);
@@ -62,7 +64,14 @@ class AttachReactor final : public grpc::ServerUnaryReactor {
     }
     if (id != 0) agent_->WithdrawAttach(job_, local_rank_, id);
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    sync::TakeOver(this);
+    delete this;
+  }
+  void Finish(grpc::Status s) {
+    sync::HandOff(this);  // OnDone comes after
+    grpc::ServerUnaryReactor::Finish(std::move(s));
+  }
 
  private:
   agent::Agent* const agent_;
@@ -102,6 +111,7 @@ grpc::ServerUnaryReactor* AgentService::Attach(grpc::CallbackServerContext* ctx,
       },
       UidOf(ctx));
   reactor->Started(id);
+  sync::HandOff(reactor);  // gRPC may cancel it on any thread
   return reactor;
 }
 

@@ -21,6 +21,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/sync/handoff.h"
 #include "grpcpp/completion_queue.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/async_unary_call.h"
@@ -123,6 +124,7 @@ class AsyncUnaryCall final : public AsyncTag {
 
   static void Await(const Method* method, AsyncQueues* queues) {
     auto* call = new AsyncUnaryCall(method, queues);
+    sync::HandOff(call);  // back through a completion queue: GrpcServer's threads TakeOver it
     method->request(&call->ctx_, &call->request_, &call->writer_, call->queue_,
                     queues->arrivals(method->lane), call);
   }
@@ -135,6 +137,7 @@ class AsyncUnaryCall final : public AsyncTag {
     started_ = true;
     Await(method_, queues_);
     method_->handle(&ctx_, request_, &response_, [this](const grpc::Status& s) {
+      sync::HandOff(this);
       if (s.ok()) {
         writer_.Finish(response_, s, this);
       } else {

@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/log/log.h"
+#include "common/sync/handoff.h"
 #include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -373,7 +374,10 @@ void GrpcServer::ServeQueues(const std::vector<AsyncMethods*>& async) {
     queue_threads_.emplace_back([cq = q.get()] {
       void* tag = nullptr;
       bool ok = false;
-      while (cq->Next(&tag, &ok)) static_cast<AsyncTag*>(tag)->Proceed(ok);
+      while (cq->Next(&tag, &ok)) {
+        sync::TakeOver(tag);  // what was done before it was queued (AsyncUnaryCall's HandOff)
+        static_cast<AsyncTag*>(tag)->Proceed(ok);
+      }
     });
   }
 }

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
+#include "common/sync/handoff.h"
 #include "google/protobuf/descriptor.h"
 
 namespace meshd::service {
@@ -26,9 +27,13 @@ const google::protobuf::Descriptor* RequestOf(absl::string_view path) {
 class ParseErrorInterceptor : public grpc::experimental::Interceptor {
  public:
   explicit ParseErrorInterceptor(const google::protobuf::Descriptor* request)
-      : request_(request) {}
+      : request_(request) {
+    sync::HandOff(this);  // gRPC runs its hooks, one after another, on any thread
+  }
+  ~ParseErrorInterceptor() override { sync::TakeOver(this); }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    sync::TakeOver(this);
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE) &&
         methods->GetRecvMessage() == nullptr) {
       unparsed_ = true;
@@ -44,6 +49,7 @@ class ParseErrorInterceptor : public grpc::experimental::Interceptor {
                          "message)")));
       }
     }
+    sync::HandOff(this);
     methods->Proceed();
   }
 

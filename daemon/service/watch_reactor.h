@@ -28,7 +28,7 @@ class GenerationWatchReactor final : public grpc::ServerWriteReactor<v1::Generat
   explicit GenerationWatchReactor(const Subscribe& subscribe);
 
   void OnCancel() override;
-  void OnDone() override { delete this; }
+  void OnDone() override;
 
  private:
   struct Shared {

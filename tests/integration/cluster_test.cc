@@ -29,6 +29,10 @@ using testing::RunCommand;
 
 constexpr int kAgents = 4;
 constexpr int kGpus = 2;
+// Short, so the test is quick, but not so short that a live agent stalled by a loaded machine (a
+// sanitizer build, tests in parallel) misses it: with 1 s, under ThreadSanitizer, a second node
+// was now and then declared lost.
+constexpr absl::Duration kHeartbeatTimeout = absl::Seconds(2);
 
 TEST(Cluster, FourAgentsJobClosesThenKilledAgentIsReportedToEveryWorker) {
   const std::string dir = ::testing::TempDir() + "meshd_cluster_" + std::to_string(getpid());
@@ -38,7 +42,8 @@ TEST(Cluster, FourAgentsJobClosesThenKilledAgentIsReportedToEveryWorker) {
   std::string address;
   auto started =
       testing::StartCoordinator({MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0",
-                                 "--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s"},
+                                 "--heartbeat-interval", "200ms", "--heartbeat-timeout",
+                                 absl::FormatDuration(kHeartbeatTimeout)},
                                 &address, coordinator_log);
   ASSERT_TRUE(started.ok()) << started.status();
   auto& coordinator = *started;
@@ -72,8 +77,8 @@ TEST(Cluster, FourAgentsJobClosesThenKilledAgentIsReportedToEveryWorker) {
     if (i == victim) continue;
     for (int r = 0; r < kGpus; ++r) {
       auto& w = workers[i * kGpus + r];
-      // Heartbeat timeout (1 s) + 1 s, measured from the kill.
-      auto line = w->ReadLine(killed + absl::Seconds(2) - absl::Now());
+      // Heartbeat timeout + 1 s, measured from the kill.
+      auto line = w->ReadLine(killed + kHeartbeatTimeout + absl::Seconds(1) - absl::Now());
       ASSERT_TRUE(line.ok()) << "worker " << r << " of agent " << i << ": " << line.status();
       const auto j = nlohmann::json::parse(*line);
       EXPECT_EQ(j["event"], "REASON_NODE_LOST") << *line;

@@ -169,8 +169,10 @@ TEST_F(MeshViewsTest, LateRankDelaysOnlyTheGroupsItLeads) {
 
 // Rank 1 (node 0) leads dp group {1,3}. Node 1's two workers ask as one request: rank 2, whose
 // groups (tp {2,3}, dp {0,2}, the world) are led by ranks that asked, is answered while rank 1 is
-// late — the coordinator answers the node's request in part (its partial-answer counter) — and
-// rank 3, in rank 1's dp group, waits for it.
+// late — the coordinator answers the node's request in part — and rank 3, in rank 1's dp group,
+// waits for it. (On a slow machine the agent's 20 ms batch window may close between the two
+// asks, and rank 2's request goes alone; the partial answer is then not needed: the counter is
+// checked by the agent's and the coordinator's unit tests.)
 TEST_F(MeshViewsTest, LateRankDelaysOnlyTheWorkersOfItsGroups_NotTheirWholeNode) {
   for (int r : {0, 2, 3}) ASSERT_TRUE(workers_[r]->WriteLine("init 2,2 dp,tp").ok());
   std::map<int, json> answers;
@@ -179,9 +181,6 @@ TEST_F(MeshViewsTest, LateRankDelaysOnlyTheWorkersOfItsGroups_NotTheirWholeNode)
     ASSERT_TRUE(answers[r]["ok"]) << answers[r];
   }
   EXPECT_FALSE(workers_[3]->ReadLine(absl::Milliseconds(200)).ok());
-  auto s = testing::Scrape(metrics_);
-  ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_GE(s->at("meshd_coordinator_group_partial_answers_total"), 1);
   ASSERT_TRUE(workers_[1]->WriteLine("init 2,2 dp,tp").ok());
   for (int r : {1, 3}) answers[r] = Read(r);
   const std::map<std::string, std::string> ids = Ids(answers);

@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/sync/handoff.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 
@@ -28,7 +29,9 @@ inline grpc::Status RawUnaryCall(grpc::GenericStub& stub, const std::string& met
   std::optional<grpc::Status> status;
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  sync::HandOff(&mu);  // the callback runs after the call starts
   stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    sync::TakeOver(&mu);
     absl::MutexLock lock(&mu);
     status = s;
   });

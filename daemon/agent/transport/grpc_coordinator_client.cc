@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "common/sync/handoff.h"
 #include "daemon/security/random_secret.h"
 #include "daemon/wire/agent_convert.h"
 #include "daemon/wire/convert.h"
@@ -80,28 +81,41 @@ void GrpcCoordinatorClient::Shutdown() {
 
 template <typename Req, typename Resp, typename Start, typename Done>
 void GrpcCoordinatorClient::Unary(Req req, CallOptions options, Start start, Done done) {
-  struct Call {
+  // A reactor, not a callback: gRPC would copy a std::function on this thread and run the copy on
+  // its own, an ordering ThreadSanitizer cannot see (common/sync/handoff.h); the reactor is
+  // handed over explicitly. Default-initialized (`new Call`, not `new Call()`): zeroing it here
+  // would be a write of the context gRPC's threads read.
+  class Call final : public grpc::ClientUnaryReactor {
+   public:
+    Call(GrpcCoordinatorClient* client, Req r, Done d)
+        : client_(client), req(std::move(r)), done_(std::move(d)) {}
+    void OnDone(const grpc::Status& s) override {
+      sync::TakeOver(this);
+      client_->End(&ctx);
+      done_(wire::FromGrpc(s), &resp);
+      GrpcCoordinatorClient* const client = client_;
+      delete this;
+      client->Gone();
+    }
+
+    GrpcCoordinatorClient* const client_;
     grpc::ClientContext ctx;
     Req req;
     Resp resp;
+    Done done_;
   };
-  auto* call = new Call();
-  call->req = std::move(req);
+  auto* call = new Call(this, std::move(req), std::move(done));
   if (!Begin(&call->ctx, options)) {
     // `done` always gets a response to read, never null: it reads one only when the status is
     // OK, but GCC cannot see that through an inlined absl::Status (with the sanitizers it then
     // reports a null dereference under -Warray-bounds).
-    done(Cancelled(), &call->resp);
+    call->done_(Cancelled(), &call->resp);
     delete call;
     return;
   }
-  start(&call->ctx, &call->req, &call->resp,
-        [this, call, done = std::move(done)](grpc::Status s) mutable {
-          End(&call->ctx);
-          done(wire::FromGrpc(s), &call->resp);
-          delete call;
-          Gone();
-        });
+  start(&call->ctx, &call->req, &call->resp, static_cast<grpc::ClientUnaryReactor*>(call));
+  sync::HandOff(call);  // OnDone runs after StartCall, on gRPC's thread
+  call->StartCall();
 }
 
 void GrpcCoordinatorClient::RegisterNode(const domain::NodeInventory& inventory,
@@ -119,8 +133,8 @@ void GrpcCoordinatorClient::RegisterNode(const domain::NodeInventory& inventory,
   }
   Unary<v1::RegisterNodeRequest, v1::RegisterNodeResponse>(
       std::move(req), options,
-      [this](auto* ctx, auto* rq, auto* rs, auto cb) {
-        stub_->async()->RegisterNode(ctx, rq, rs, std::move(cb));
+      [this](auto* ctx, auto* rq, auto* rs, grpc::ClientUnaryReactor* reactor) {
+        stub_->async()->RegisterNode(ctx, rq, rs, reactor);
       },
       [this, done = std::move(done)](absl::Status s, v1::RegisterNodeResponse* r) {
         if (!s.ok()) return done(s);
@@ -139,8 +153,8 @@ void GrpcCoordinatorClient::Heartbeat(const std::string& node, uint64_t incarnat
   req.set_incarnation(incarnation);
   Unary<v1::HeartbeatRequest, v1::HeartbeatResponse>(
       std::move(req), options,
-      [this](auto* ctx, auto* rq, auto* rs, auto cb) {
-        stub_->async()->Heartbeat(ctx, rq, rs, std::move(cb));
+      [this](auto* ctx, auto* rq, auto* rs, grpc::ClientUnaryReactor* reactor) {
+        stub_->async()->Heartbeat(ctx, rq, rs, reactor);
       },
       [done = std::move(done)](absl::Status s, v1::HeartbeatResponse* r) {
         if (!s.ok()) return done(s);
@@ -154,8 +168,8 @@ void GrpcCoordinatorClient::JoinJob(const domain::JoinRequest& request, CallOpti
   wire::ToProto(request, &req);
   Unary<v1::JoinJobRequest, v1::Assignment>(
       std::move(req), options,
-      [this](auto* ctx, auto* rq, auto* rs, auto cb) {
-        stub_->async()->JoinJob(ctx, rq, rs, std::move(cb));
+      [this](auto* ctx, auto* rq, auto* rs, grpc::ClientUnaryReactor* reactor) {
+        stub_->async()->JoinJob(ctx, rq, rs, reactor);
       },
       [done = std::move(done)](absl::Status s, v1::Assignment* r) {
         if (!s.ok()) return done(s);
@@ -173,8 +187,8 @@ void GrpcCoordinatorClient::LeaveJob(const std::string& job, uint64_t generation
   req.set_message(message);
   Unary<v1::LeaveJobRequest, v1::LeaveJobResponse>(
       std::move(req), options,
-      [this](auto* ctx, auto* rq, auto* rs, auto cb) {
-        stub_->async()->LeaveJob(ctx, rq, rs, std::move(cb));
+      [this](auto* ctx, auto* rq, auto* rs, grpc::ClientUnaryReactor* reactor) {
+        stub_->async()->LeaveJob(ctx, rq, rs, reactor);
       },
       [done = std::move(done)](absl::Status s, v1::LeaveJobResponse*) { done(s); });
 }
@@ -188,8 +202,8 @@ void GrpcCoordinatorClient::FinishJob(const std::string& job, uint64_t generatio
   req.set_node(node);
   Unary<v1::FinishJobRequest, v1::FinishJobResponse>(
       std::move(req), options,
-      [this](auto* ctx, auto* rq, auto* rs, auto cb) {
-        stub_->async()->FinishJob(ctx, rq, rs, std::move(cb));
+      [this](auto* ctx, auto* rq, auto* rs, grpc::ClientUnaryReactor* reactor) {
+        stub_->async()->FinishJob(ctx, rq, rs, reactor);
       },
       [done = std::move(done)](absl::Status s, v1::FinishJobResponse*) { done(s); });
 }
@@ -203,8 +217,8 @@ void GrpcCoordinatorClient::LeaveNode(const std::string& node, uint64_t incarnat
   req.set_message(message);
   Unary<v1::LeaveNodeRequest, v1::LeaveNodeResponse>(
       std::move(req), options,
-      [this](auto* ctx, auto* rq, auto* rs, auto cb) {
-        stub_->async()->LeaveNode(ctx, rq, rs, std::move(cb));
+      [this](auto* ctx, auto* rq, auto* rs, grpc::ClientUnaryReactor* reactor) {
+        stub_->async()->LeaveNode(ctx, rq, rs, reactor);
       },
       [done = std::move(done)](absl::Status s, v1::LeaveNodeResponse*) { done(s); });
 }
@@ -213,8 +227,8 @@ void GrpcCoordinatorClient::ResolveGroups(v1::ResolveGroupsRequest request, Call
                                           Answer<v1::ResolveGroupsResponse> done) {
   Unary<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse>(
       std::move(request), options,
-      [this](auto* ctx, auto* rq, auto* rs, auto cb) {
-        stub_->async()->ResolveGroups(ctx, rq, rs, std::move(cb));
+      [this](auto* ctx, auto* rq, auto* rs, grpc::ClientUnaryReactor* reactor) {
+        stub_->async()->ResolveGroups(ctx, rq, rs, reactor);
       },
       [done = std::move(done)](absl::Status s, v1::ResolveGroupsResponse* r) {
         if (!s.ok()) return done(s);
@@ -227,8 +241,8 @@ void GrpcCoordinatorClient::ResolveGroups(v1::ResolveGroupsRequest request, Call
                                   Answer<v1::Name##Response> done) {                         \
     Unary<v1::Name##Request, v1::Name##Response>(                                            \
         std::move(r), o,                                                                     \
-        [this](auto* ctx, auto* rq, auto* rs, auto cb) {                                     \
-          stub_->async()->Name(ctx, rq, rs, std::move(cb));                                  \
+        [this](auto* ctx, auto* rq, auto* rs, grpc::ClientUnaryReactor* reactor) {          \
+          stub_->async()->Name(ctx, rq, rs, reactor);                                        \
         },                                                                                   \
         [done = std::move(done)](absl::Status s, v1::Name##Response* resp) {                 \
           if (!s.ok()) return done(s);                                                       \
@@ -256,6 +270,7 @@ class GrpcCoordinatorClient::WatchCall final : public grpc::ClientReadReactor<v1
   }
   grpc::ClientContext* context() { return &ctx_; }
   void Start() {
+    sync::HandOff(this);  // its reactions run after it started
     client_->stub_->async()->WatchJob(&ctx_, &req_, this);
     StartRead(&end_);
     StartCall();
@@ -265,8 +280,13 @@ class GrpcCoordinatorClient::WatchCall final : public grpc::ClientReadReactor<v1
     done_(Cancelled());
     delete this;
   }
-  void OnReadDone(bool ok) override { got_ = ok; }
+  void OnReadDone(bool ok) override {
+    sync::TakeOver(this);
+    got_ = ok;
+    sync::HandOff(this);  // OnDone comes after
+  }
   void OnDone(const grpc::Status& s) override {
+    sync::TakeOver(this);
     client_->End(&ctx_);
     if (got_) {
       done_(wire::FromProto(end_, job_, generation_));
