@@ -15,8 +15,8 @@
 #         and fails the run on any that concerns meshd's code (it lets pass only races both of whose
 #         accesses are made on gRPC's behalf, which TSan cannot judge). tests/tsan/canary checks
 #         first that the instrumented Abseil is loaded and that a race in meshd's code still fails.
-#         Not in CI: TSan cannot see the ordering gRPC gives between its threads, and some runs fail
-#         on meshd's code either side of a gRPC handoff (docs/testing.md).
+#         TSan cannot see the ordering gRPC gives between its threads: meshd tells it where it hands
+#         objects to gRPC and takes them back (common/sync/handoff.h; docs/testing.md). In CI.
 # Environment: ASAN_BUILD_DIR (default build-asan), TSAN_BUILD_DIR (default build-tsan), JOBS.
 # -O1 with assertions (CMAKE_BUILD_TYPE=Debug, -O1 -g1): half the compile time of -O3, and the
 # stacks a report prints are readable. The Python package is left out (its tests load

@@ -3,7 +3,7 @@
 # for a bounded time, two at a time, from its checked-in seed corpus (tests/fuzz/corpus/<target>).
 # A crash, sanitizer report or broken invariant fails the run and leaves the input that caused it
 # as $FUZZ_DIR/<target>-crash-*; reproduce with  build-fuzz/bin/<target>_fuzz <that file>.
-# Usage: scripts/fuzz.sh [SECONDS_EACH] [TARGET...]   (default 45 s each, every target)
+# Usage: scripts/fuzz.sh [SECONDS_EACH] [TARGET...]   (default 30 s each, every target, as CI)
 # Run longer to search harder, e.g. scripts/fuzz.sh 3600 coordinator. What a run finds beyond the
 # seeds stays in $FUZZ_DIR/corpus/<target> (seeds worth keeping go in tests/fuzz/corpus).
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_DIR (default $FUZZ_BUILD_DIR/fuzz-runs),
@@ -11,7 +11,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-seconds=${1:-45}
+seconds=${1:-30}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(resolve_groups mesh_spec plan_script config coordinator)

@@ -63,6 +63,7 @@ class AttachReactor final : public grpc::ServerUnaryReactor {
       id = id_;
     }
     if (id != 0) agent_->WithdrawAttach(job_, local_rank_, id);
+    sync::HandOff(this);  // OnDone comes after
   }
   void OnDone() override {
     sync::TakeOver(this);

@@ -50,10 +50,8 @@ void GenerationWatchReactor::OnCancel() {
     cancel = std::move(cancel_);
   }
   if (cancel) cancel();
-  if (Claim(*shared_)) {
-    sync::HandOff(this);
-    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the watch was cancelled"));
-  }
+  sync::HandOff(this);  // OnDone comes after, whoever finished the stream
+  if (Claim(*shared_)) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the watch was cancelled"));
 }
 
 void GenerationWatchReactor::OnDone() {

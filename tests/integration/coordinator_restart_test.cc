@@ -37,9 +37,12 @@ absl::StatusOr<std::unique_ptr<Subprocess>> StartCoordinator(const std::string& 
                                                              std::string* address) {
   static const std::string key =
       ::testing::TempDir() + "meshd_restart_membership_" + std::to_string(getpid()) + ".key";
+  // The default recovery window (10 s): an agent that retried its registration while the
+  // coordinator was away waits up to 1.5 × its 5 s backoff cap before the next try; a 5 s window
+  // closed before one did when the outage lasted (under TSan, tests two at a time).
   return testing::StartCoordinator(
       {MESHD_PATH, "coordinator", "--listen", listen, "--heartbeat-interval", "200ms",
-       "--heartbeat-timeout", "2s", "--recovery-window", "5s", "--membership-key", key},
+       "--heartbeat-timeout", "2s", "--recovery-window", "10s", "--membership-key", key},
       address);
 }
 

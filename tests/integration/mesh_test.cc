@@ -37,7 +37,7 @@ struct Cluster {
     const std::string dir = absl::StrCat(::testing::TempDir(), "meshd_mesh_", getpid());
     coordinator =
         *Subprocess::Start({MESHD_PATH, "coordinator", "--listen", "127.0.0.1:0",
-                            "--heartbeat-interval", "200ms", "--heartbeat-timeout", "1s"});
+                            "--heartbeat-interval", "200ms", "--heartbeat-timeout", "2s"});
     auto line = coordinator->WaitForLine("meshd coordinator listening on ", absl::Seconds(20));
     ASSERT_TRUE(line.ok()) << line.status();
     address = *line;

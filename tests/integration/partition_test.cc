@@ -102,9 +102,11 @@ class HangTest : public ::testing::Test {
     dir_ = ::testing::TempDir() + "meshd_hang_" + std::to_string(getpid());
     coordinator_log_ = dir_ + "_coordinator.log";
     std::remove(coordinator_log_.c_str());
+    // 2 s: short for a quick test, long enough that a live agent on a loaded machine (sanitizer
+    // builds, tests two at a time) is not declared dead beside the one the test cuts off.
     std::vector<std::string> argv = {MESHD_PATH,           "coordinator", "--listen", listen,
                                      "--heartbeat-interval", "200ms",   "--heartbeat-timeout",
-                                     "1s"};
+                                     "2s"};
     if (insecure) argv.push_back("--insecure");
     auto started = testing::StartCoordinator(argv, &address_, coordinator_log_);
     ASSERT_TRUE(started.ok()) << started.status();

@@ -88,11 +88,12 @@ def main():
             if not m:
                 continue
             kind = m.group(1)
-            owners = [owner(s, root) for s in accesses(report)]
             stacks = accesses(report)
-            if kind == 'data race' and owners and all(isinstance(o, tuple) for o in owners):
+            owners = [owner(s, root) for s in stacks]
+            race = kind.startswith('data race')  # also 'data race on vptr (ctor/dtor vs virtual call)'
+            if race and owners and all(isinstance(o, tuple) for o in owners):
                 grpc_own[' / '.join(sorted(o[1].split('(')[0][:70] for o in owners))] += 1
-            elif kind == 'data race' and len(owners) == 2 and any(
+            elif race and len(owners) == 2 and any(
                     isinstance(o, tuple) for o in owners) and any(
                     o == 'meshd' and st and st[0][0].startswith('operator new')
                     for o, st in zip(owners, stacks)):
