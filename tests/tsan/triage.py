@@ -18,7 +18,10 @@ gRPC before meshd: its executor's threads, which it lets end after a client's ma
 a race between meshd allocating an object (`operator new`, which TSan counts as a write of the
 whole block) and gRPC's code reading it on gRPC's behalf — an object meshd hands to gRPC (a
 call's context, a reactor), which gRPC's own threads touch after it was handed over, by an
-ordering TSan cannot see. A race with meshd's code after the allocation still fails.
+ordering TSan cannot see. A race with meshd's code after the allocation still fails. Likewise a
+race between a reactor's `OnDone` (meshd's code under gRPC's `CallOnDone`/`MaybeFinish`) and gRPC's
+code: OnDone runs after every operation of its call completed (gRPC's contract), so what gRPC did
+with the reactor's memory — serializing the message it was given — came before.
 """
 import collections
 import re
@@ -31,6 +34,8 @@ GRPC_FUNCTION = ('grpc::', 'grpc_core::', 'grpc_', 'gpr_')
 # "    #3 function file:line:col (module+0x1234) (BuildId: ...)"; function names have spaces.
 FRAME = re.compile(r'^    #\d+ (?P<fn>.*?) (?P<loc>\S+)(?: \((?P<mod>[^)]*?)\+0x[0-9a-f]+\))?'
                    r'(?: \(BuildId: [0-9a-f]+\))?$')
+# gRPC's callers of a reactor's OnDone, the reaction after every other (server and client side).
+ON_DONE = re.compile(r'^grpc::.*::(CallOnDone|MaybeFinish)\b')
 ACCESS = re.compile(r'^  (?:Previous )?(?:[Aa]tomic )?(?:[Rr]ead|[Ww]rite) of size ')
 
 
@@ -98,6 +103,12 @@ def main():
                     o == 'meshd' and st and st[0][0].startswith('operator new')
                     for o, st in zip(owners, stacks)):
                 grpc_own['handed to gRPC: ' + next(
+                    o for o in owners if isinstance(o, tuple))[1].split('(')[0][:55]] += 1
+            elif race and len(owners) == 2 and any(
+                    isinstance(o, tuple) for o in owners) and any(
+                    o == 'meshd' and any(ON_DONE.search(fn) for fn, _, _ in st)
+                    for o, st in zip(owners, stacks)):
+                grpc_own['after its OnDone: ' + next(
                     o for o in owners if isinstance(o, tuple))[1].split('(')[0][:55]] += 1
             elif kind == 'thread leak' and (made := [owner(s, root) for s in creations(report)]) \
                     and all(isinstance(o, tuple) for o in made):
