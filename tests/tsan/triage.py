@@ -36,6 +36,7 @@ FRAME = re.compile(r'^    #\d+ (?P<fn>.*?) (?P<loc>\S+)(?: \((?P<mod>[^)]*?)\+0x
                    r'(?: \(BuildId: [0-9a-f]+\))?$')
 # gRPC's callers of a reactor's OnDone, the reaction after every other (server and client side).
 ON_DONE = re.compile(r'^grpc::.*::(CallOnDone|MaybeFinish)\b')
+CREATED = re.compile(r'^  Thread T\d+ .*created by .* at:$')
 ACCESS = re.compile(r'^  (?:Previous )?(?:[Aa]tomic )?(?:[Rr]ead|[Ww]rite) of size ')
 
 
@@ -50,11 +51,11 @@ def owner(frames, root):
     return None
 
 
-def creations(report):
-    """The stacks that created the threads a thread leak names."""
+def stacks_under(report, header):
+    """The stacks printed under each line `header` matches: lists of (function, location, module)."""
     stacks, stack = [], None
     for line in report.split('\n'):
-        if re.match(r'^  Thread T\d+ .*created by .* at:$', line):
+        if header.match(line):
             stack = []
             stacks.append(stack)
         elif stack is not None and line.startswith('    #'):
@@ -64,22 +65,16 @@ def creations(report):
         else:
             stack = None
     return stacks
+
+
+def creations(report):
+    """The stacks that created the threads a thread leak names."""
+    return stacks_under(report, CREATED)
 
 
 def accesses(report):
-    """The stacks of a data race's two accesses, each a list of (function, location, module)."""
-    stacks, stack = [], None
-    for line in report.split('\n'):
-        if ACCESS.match(line):
-            stack = []
-            stacks.append(stack)
-        elif stack is not None and line.startswith('    #'):
-            m = FRAME.match(line)
-            stack.append((m.group('fn'), m.group('loc'), m.group('mod') or '') if m else
-                         (line.strip(), '', ''))
-        else:
-            stack = None
-    return stacks
+    """The stacks of a data race's two accesses."""
+    return stacks_under(report, ACCESS)
 
 
 def main():
