@@ -153,9 +153,9 @@ void GroupExchange::Settle(GroupEntry& entry, absl::Time now, Completions& out) 
   for (uint64_t id : waiting) {
     auto it = waiters_.find(id);
     if (it == waiters_.end()) continue;  // answered or expired
-    if (entry.second.mint_error || --it->second.incomplete == 0) {
-      Answer(id, out);
-    } else if (PartialDue(it->second) <= now) {
+    // Failed, complete, or past its partial answer's time (Answer says which).
+    if (entry.second.mint_error || --it->second.incomplete == 0 ||
+        PartialDue(it->second) <= now) {
       Answer(id, out);
     }
   }
