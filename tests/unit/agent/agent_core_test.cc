@@ -580,6 +580,30 @@ v1::RankGroupsRequest Ask(uint32_t local_rank, const std::vector<std::string>& g
   return r;
 }
 
+// The id the asking rank minted for chunk 0 of its `i`-th group: 128 bytes of `c`.
+void Mint(v1::RankGroupsRequest& r, int i, char c) {
+  v1::MintedId* m = r.mutable_groups(i)->add_minted();
+  m->set_index(0);
+  m->set_id(std::string(128, c));
+}
+
+// A coordinator's answer: each group with one id of 128 bytes of `c`, or (c = 0) none yet.
+v1::ResolveGroupsResponse Ids(const std::vector<std::pair<std::string, char>>& groups) {
+  v1::ResolveGroupsResponse out;
+  for (const auto& [key, c] : groups) {
+    v1::GroupIds* g = out.add_groups();
+    g->set_key(key);
+    if (c != 0) g->add_ids(std::string(128, c));
+  }
+  return out;
+}
+
+using GroupsGot = std::optional<absl::StatusOr<v1::ResolveGroupsResponse>>;
+// Where a worker's answer lands.
+Answer<v1::ResolveGroupsResponse> Into(GroupsGot& got) {
+  return [&got](absl::StatusOr<v1::ResolveGroupsResponse> r) { got = std::move(r); };
+}
+
 // On a host, a job belongs to the uid of its first worker: a process of another uid can neither
 // attach to it, watch it, detach it, exchange its ids nor use its store; --allow-uids lets one in.
 TEST_F(AgentCoreTest, AJobIsBoundToItsFirstWorkersUid) {
@@ -715,30 +739,18 @@ TEST_F(AgentCoreTest, PartialAnswer_CompleteWorkersAnswered_RestAskedAgain) {
   Attached& w0 = Worker();
   Attached& w1 = Worker();
   RunGeneration("train", 2, w0, w1);
-  std::optional<absl::StatusOr<v1::ResolveGroupsResponse>> got0, got1;
+  GroupsGot got0, got1;
   v1::RankGroupsRequest a0 = Ask(0, {"dp/0", "tp/1"});
-  v1::MintedId* tp_id = a0.mutable_groups(1)->add_minted();
-  tp_id->set_index(0);
-  tp_id->set_id(std::string(128, 't'));
-  agent_->ResolveGroups(a0, clock_.Now() + absl::Minutes(5),
-                        [&got0](absl::StatusOr<v1::ResolveGroupsResponse> r) { got0 = r; });
+  Mint(a0, 1, 't');
+  agent_->ResolveGroups(a0, clock_.Now() + absl::Minutes(5), Into(got0));
   v1::RankGroupsRequest a1 = Ask(1, {"dp/1", "tp/1"});
-  v1::MintedId* minted = a1.mutable_groups(0)->add_minted();
-  minted->set_index(0);
-  minted->set_id(std::string(128, 'm'));
-  agent_->ResolveGroups(a1, clock_.Now() + absl::Minutes(1),
-                        [&got1](absl::StatusOr<v1::ResolveGroupsResponse> r) { got1 = r; });
+  Mint(a1, 0, 'm');
+  agent_->ResolveGroups(a1, clock_.Now() + absl::Minutes(1), Into(got1));
   auto first = client_.TakeResolve();
   ASSERT_TRUE(first.has_value());
   EXPECT_EQ(first->request.partial_after_ms(),
             absl::ToInt64Milliseconds(MeshRelay::kPartialAfter));
-  v1::ResolveGroupsResponse partial;  // dp/1 has no ids yet
-  for (const char* key : {"dp/0", "tp/1", "dp/1"}) {
-    v1::GroupIds* g = partial.add_groups();
-    g->set_key(key);
-    if (key[0] != 'd' || key[3] != '1') g->add_ids(std::string(128, key[0]));
-  }
-  first->done(partial);
+  first->done(Ids({{"dp/0", 'd'}, {"tp/1", 't'}, {"dp/1", 0}}));  // dp/1 has no ids yet
   ASSERT_TRUE(got0.has_value() && got0->ok());
   ASSERT_EQ((*got0)->groups_size(), 2);
   EXPECT_EQ((*got0)->groups(1).ids(0), std::string(128, 't'));
@@ -752,11 +764,7 @@ TEST_F(AgentCoreTest, PartialAnswer_CompleteWorkersAnswered_RestAskedAgain) {
   EXPECT_EQ(again->request.groups(1).minted_size(), 1);
   EXPECT_EQ(again->request.ranks_size(), 2);
   EXPECT_LE(again->options.timeout, absl::Minutes(1));  // w1's deadline: w0 was answered
-  v1::ResolveGroupsResponse rest;
-  v1::GroupIds* g = rest.add_groups();
-  g->set_key("dp/1");
-  g->add_ids(std::string(128, 'm'));
-  again->done(rest);
+  again->done(Ids({{"tp/1", 't'}, {"dp/1", 'm'}}));
   ASSERT_TRUE(got1.has_value() && got1->ok());
   ASSERT_EQ((*got1)->groups_size(), 2);
   EXPECT_EQ((*got1)->groups(0).ids(0), std::string(128, 'm'));
@@ -850,19 +858,12 @@ TEST_F(AgentCoreTest, GenerationEndsWhileAskingAgain_TheWaitingWorkerAborted) {
   Attached& w0 = Worker();
   Attached& w1 = Worker();
   RunGeneration("train", 2, w0, w1);
-  std::optional<absl::StatusOr<v1::ResolveGroupsResponse>> got0, got1;
-  agent_->ResolveGroups(Ask(0, {"tp/1"}), clock_.Now() + absl::Minutes(1),
-                        [&got0](absl::StatusOr<v1::ResolveGroupsResponse> r) { got0 = r; });
-  agent_->ResolveGroups(Ask(1, {"tp/1", "dp/1"}), clock_.Now() + absl::Minutes(1),
-                        [&got1](absl::StatusOr<v1::ResolveGroupsResponse> r) { got1 = r; });
+  GroupsGot got0, got1;
+  agent_->ResolveGroups(Ask(0, {"tp/1"}), clock_.Now() + absl::Minutes(1), Into(got0));
+  agent_->ResolveGroups(Ask(1, {"tp/1", "dp/1"}), clock_.Now() + absl::Minutes(1), Into(got1));
   auto first = client_.TakeResolve();
   ASSERT_TRUE(first.has_value());
-  v1::ResolveGroupsResponse partial;
-  v1::GroupIds* tp = partial.add_groups();
-  tp->set_key("tp/1");
-  tp->add_ids(std::string(128, 't'));
-  partial.add_groups()->set_key("dp/1");
-  first->done(partial);
+  first->done(Ids({{"tp/1", 't'}, {"dp/1", 0}}));
   ASSERT_TRUE(got0.has_value() && got0->ok());
   auto again = client_.TakeResolve();
   ASSERT_TRUE(again.has_value());
