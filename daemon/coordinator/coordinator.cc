@@ -316,13 +316,8 @@ void Coordinator::ResolveGroups(const std::string& job, uint64_t generation,
       if (status.ok()) status = ex->groups->CheckMints(groups);
       if (status.ok()) {
         ex->mesh->WentOn();
-        const absl::Time now = clock_->Now();
-        const GroupExchange::Hold hold{deadline, partial_after};
-        jobs_.WaitAdded(partial_after > absl::ZeroDuration()
-                            ? std::min(deadline, now + partial_after)
-                            : deadline);
-        ex->groups->Report(std::move(groups), std::move(leaders), now, hold, std::move(done),
-                           out);
+        jobs_.WaitAdded(ex->groups->Report(std::move(groups), std::move(leaders), clock_->Now(),
+                                           {deadline, partial_after}, std::move(done), out));
       }
     }
   }

@@ -90,12 +90,12 @@ absl::Status GroupExchange::MintFailed(const std::string& job, const GroupEntry&
                    "' has no NCCL id: its leader could not mint one: ", *entry.second.mint_error));
 }
 
-void GroupExchange::Report(std::vector<GroupRequest> groups,
-                           std::vector<std::vector<uint32_t>> leaders, absl::Time now,
-                           Hold hold, GroupsDone done, Completions& out) {
+absl::Time GroupExchange::Report(std::vector<GroupRequest> groups,
+                                 std::vector<std::vector<uint32_t>> leaders, absl::Time now,
+                                 Hold hold, GroupsDone done, Completions& out) {
   if (failed_) {
     out.push_back([done = std::move(done), s = *failed_] { done(s); });
-    return;
+    return absl::InfiniteFuture();
   }
   const uint64_t id = next_waiter_++;
   Waiter& w = waiters_[id];
@@ -141,10 +141,14 @@ void GroupExchange::Report(std::vector<GroupRequest> groups,
   // answered now (it too, below, if nothing is missing).
   for (GroupEntry* entry : completed) Settle(*entry, now, out);
   auto it = waiters_.find(id);
-  if (it == waiters_.end()) return;
+  if (it == waiters_.end()) return absl::InfiniteFuture();
   const bool failed = std::any_of(it->second.groups.begin(), it->second.groups.end(),
                                   [](const GroupEntry* e) { return e->second.mint_error; });
-  if (failed || it->second.incomplete == 0) Answer(id, out);
+  if (failed || it->second.incomplete == 0) {
+    Answer(id, out);
+    return absl::InfiniteFuture();
+  }
+  return std::min(hold.deadline, PartialDue(it->second));
 }
 
 void GroupExchange::Settle(GroupEntry& entry, absl::Time now, Completions& out) {

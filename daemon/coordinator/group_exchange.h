@@ -70,9 +70,11 @@ class GroupExchange {
   // as `hold` allows: every group asked for, in order, those without ids yet with none. The
   // groups it completes answer the other waiters they complete. `leaders[i]` are group i's chunk
   // leaders (for messages). A group whose leader could not mint fails its askers with
-  // FAILED_PRECONDITION and the leader's reason. `groups` is taken.
-  void Report(std::vector<GroupRequest> groups, std::vector<std::vector<uint32_t>> leaders,
-              absl::Time now, Hold hold, GroupsDone done, Completions& out);
+  // FAILED_PRECONDITION and the leader's reason. `groups` is taken. Returns when ExpireWaits must
+  // next run for this report: its deadline or its partial answer's time (InfiniteFuture when it
+  // was answered at once).
+  absl::Time Report(std::vector<GroupRequest> groups, std::vector<std::vector<uint32_t>> leaders,
+                    absl::Time now, Hold hold, GroupsDone done, Completions& out);
   // Fails waits past their deadline at `now` with DEADLINE_EXCEEDED naming the chunks still
   // missing and the ranks that mint them, and answers in part those whose partial answer is due
   // and that have some groups complete; returns when it next has to run (InfiniteFuture: never).

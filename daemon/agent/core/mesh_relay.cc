@@ -53,21 +53,23 @@ void MeshRelay::Ask(v1::RankGroupsRequest request, uint32_t local_world, uint32_
   if (send) Send(*std::move(send));
 }
 
+absl::Time MeshRelay::LastDeadline(const std::map<uint32_t, Pending>& asks) {
+  absl::Time last = absl::InfinitePast();
+  for (const auto& [rank, ask] : asks) last = std::max(last, ask.deadline);
+  return last;
+}
+
 MeshRelay::Outgoing MeshRelay::Close(std::map<MeshId, Batch>::iterator it) {
   Batch& batch = it->second;
-  Outgoing out{next_batch_++, absl::InfinitePast(), {}};
+  Outgoing out{next_batch_++, LastDeadline(batch.asks), {}};
   std::map<uint32_t, const v1::RankGroupsRequest*> asks;
-  for (const auto& [rank, ask] : batch.asks) {
-    asks.emplace(rank, &ask.request);
-    out.deadline = std::max(out.deadline, ask.deadline);
-  }
+  for (const auto& [rank, ask] : batch.asks) asks.emplace(rank, &ask.request);
   out.request = MergeRankGroups(node_, batch.first_rank, asks);
   out.request.set_partial_after_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(kPartialAfter)));
   Sent& sent = sent_[out.batch];
   sent.id = it->first;
   sent.asks = std::move(batch.asks);
   sent.request = out.request;
-  sent.deadline = out.deadline;
   collecting_.erase(it);
   return out;
 }
@@ -146,11 +148,7 @@ void MeshRelay::Answered(uint64_t batch, absl::StatusOr<v1::ResolveGroupsRespons
                                      }),
                       groups->end());
         // Until the last deadline of the workers still waiting.
-        sent.deadline = absl::InfinitePast();
-        for (const auto& [rank, ask] : sent.asks) {
-          sent.deadline = std::max(sent.deadline, ask.deadline);
-        }
-        again = Outgoing{batch, sent.deadline, sent.request};
+        again = Outgoing{batch, LastDeadline(sent.asks), sent.request};
       }
     }
   }

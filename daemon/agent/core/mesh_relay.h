@@ -86,7 +86,6 @@ class MeshRelay {
     std::optional<absl::Status> ended;  // its generation ended: why
     absl::Time answer_by = absl::InfiniteFuture();  // then: answered `ended` by this time
     v1::ResolveGroupsRequest request;  // as sent last: asked again for what a partial answer lacked
-    absl::Time deadline;
     absl::flat_hash_map<std::string, v1::GroupIds> got;  // groups answered with their ids
   };
   struct Outgoing {
@@ -95,6 +94,8 @@ class MeshRelay {
     v1::ResolveGroupsRequest request;
   };
 
+  // The latest deadline of `asks`: a node's request waits for its last worker.
+  static absl::Time LastDeadline(const std::map<uint32_t, Pending>& asks);
   // Moves a collecting batch to the sent ones, returning what to send.
   Outgoing Close(std::map<MeshId, Batch>::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Send(Outgoing out) ABSL_LOCKS_EXCLUDED(mu_);
