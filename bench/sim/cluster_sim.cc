@@ -248,7 +248,9 @@ class Sim {
         if (rest) Resolve(i, std::move(rest));
         if (release) Resolve(*release);
       };
-      if (!missing.empty()) {  // answered in part: ask again for the rest, as an agent does
+      // Answered in part: ask again for the groups missing (an agent also reports again the ids
+      // its node minted, for a coordinator that restarted; none does here).
+      if (!missing.empty()) {
         rest = std::move(c->req);
         auto* groups = rest->mutable_groups();
         groups->erase(std::remove_if(groups->begin(), groups->end(),
