@@ -42,18 +42,6 @@ absl::Status ValidateJoin(const JoinRequest& req, uint32_t max_nodes) {
   return absl::OkStatus();
 }
 
-// The keys of one KeyWait or KeyCheck.
-absl::Status ValidateKeys(const std::vector<std::string>& keys) {
-  if (keys.empty() || keys.size() > Coordinator::kMaxWaitKeys) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a wait or check names 1-", Coordinator::kMaxWaitKeys, " keys, not ", keys.size()));
-  }
-  for (const std::string& k : keys) {
-    if (absl::Status s = domain::ValidateKey(k); !s.ok()) return s;
-  }
-  return absl::OkStatus();
-}
-
 // The event a registration makes (none for an agent registering its live incarnation again).
 std::optional<Event> RegistrationEvent(const NodeRegistry::Registration& r,
                                        const NodeInventory& inv) {
@@ -393,7 +381,7 @@ absl::StatusOr<KvStore::CasResult> Coordinator::KeyCompareSet(const std::string&
 void Coordinator::KeyWait(const std::string& job, uint64_t generation,
                           const std::vector<std::string>& keys, absl::Time deadline,
                           StatusDone done) {
-  absl::Status status = ValidateKeys(keys);
+  absl::Status status = domain::ValidateKeys(keys);
   if (status.ok()) {
     status = WithStore(job, generation, deadline, [&](KvStore& kv, Completions& out) {
       kv.Wait(keys, deadline, std::move(done), out);
@@ -405,7 +393,7 @@ void Coordinator::KeyWait(const std::string& job, uint64_t generation,
 
 absl::StatusOr<bool> Coordinator::KeyCheck(const std::string& job, uint64_t generation,
                                            const std::vector<std::string>& keys) {
-  if (absl::Status s = ValidateKeys(keys); !s.ok()) return s;
+  if (absl::Status s = domain::ValidateKeys(keys); !s.ok()) return s;
   return WithStore(
       job, generation, absl::InfiniteFuture(),
       [&](KvStore& kv, Completions&) -> absl::StatusOr<bool> { return kv.Check(keys); });
@@ -423,6 +411,22 @@ absl::StatusOr<int64_t> Coordinator::KeyCount(const std::string& job, uint64_t g
   return WithStore(
       job, generation, absl::InfiniteFuture(),
       [&](KvStore& kv, Completions&) -> absl::StatusOr<int64_t> { return kv.Count(); });
+}
+
+void Coordinator::KeyBatch(const std::string& job, uint64_t generation, std::vector<KvOp> ops,
+                           absl::Time deadline, BatchDone done) {
+  absl::Status status;
+  if (ops.empty() || ops.size() > kMaxBatchOps) {
+    status = absl::InvalidArgumentError(absl::StrCat("a batch carries 1-", kMaxBatchOps,
+                                                     " operations, not ", ops.size()));
+  }
+  if (status.ok()) {
+    status = WithStore(job, generation, deadline, [&](KvStore& kv, Completions& out) {
+      kv.Batch(std::move(ops), deadline, std::move(done), out);
+      return absl::OkStatus();
+    });
+  }
+  if (!status.ok()) done(status);
 }
 
 void Coordinator::Barrier(const std::string& job, uint64_t generation, const std::string& name,

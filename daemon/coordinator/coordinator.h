@@ -189,6 +189,11 @@ class Coordinator {
   absl::StatusOr<bool> KeyDelete(const std::string& job, uint64_t generation,
                                  const std::string& key);
   absl::StatusOr<int64_t> KeyCount(const std::string& job, uint64_t generation);
+  // The operations in order, each as its own method would (KvStore::Batch): answered at once when
+  // one does not wait or a waiting one is satisfied, else held until one is. Also (the whole
+  // call): INVALID_ARGUMENT no operations or more than kMaxBatchOps; DEADLINE_EXCEEDED.
+  void KeyBatch(const std::string& job, uint64_t generation, std::vector<KvOp> ops,
+                absl::Time deadline, BatchDone done);
   // Keys one KeyWait or KeyCheck may name.
   static constexpr size_t kMaxWaitKeys = domain::kMaxWaitKeys;
   // Also: INVALID_ARGUMENT count 0 or different from earlier arrivals; DEADLINE_EXCEEDED.

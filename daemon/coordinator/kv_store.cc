@@ -54,16 +54,22 @@ void KvStore::Wake(const std::string& key, Completions& out) {
     out.push_back([done = std::move(it->second.done), value = values_[key]] { done(value); });
   }
   getters_.erase(begin, end);
+  // Taken out first: answering a held batch removes its entries of other keys.
   auto [wbegin, wend] = waiting_.equal_range(key);
-  for (auto it = wbegin; it != wend; ++it) {
-    auto w = key_waiters_.find(it->second);
-    if (w == key_waiters_.end()) continue;
+  std::vector<uint64_t> ids;
+  for (auto it = wbegin; it != wend; ++it) ids.push_back(it->second);
+  waiting_.erase(wbegin, wend);
+  for (uint64_t id : ids) {
+    auto w = key_waiters_.find(id);
+    if (w == key_waiters_.end()) {
+      AnswerHeld(id, key, out);
+      continue;
+    }
     w->second.missing.erase(key);
     if (!w->second.missing.empty()) continue;
     out.push_back([done = std::move(w->second.done)] { done(absl::OkStatus()); });
     key_waiters_.erase(w);
   }
-  waiting_.erase(wbegin, wend);
 }
 
 namespace {
@@ -258,6 +264,27 @@ absl::Time KvStore::ExpireWaits(absl::Time now, Completions& out) {
     }
     it = key_waiters_.erase(it);
   }
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (it->second.deadline > now) {
+      next = std::min(next, it->second.deadline);
+      ++it;
+      continue;
+    }
+    std::set<std::string> missing;
+    for (const KvOp& op : it->second.ops) {
+      for (const std::string& k : op.keys) {
+        if (!values_.contains(k)) missing.insert(k);
+      }
+    }
+    out.push_back([done = std::move(it->second.done), missing = ListKeys(missing),
+                   n = it->second.ops.size()] {
+      done(absl::DeadlineExceededError(
+          absl::StrCat("none of ", n, " waiting operations was satisfied in time: ", missing,
+                       " not set")));
+    });
+    Unwait(it->first, it->second.ops, nullptr);
+    it = held_.erase(it);
+  }
   for (auto& [name, b] : barriers_) {
     for (auto it = b.waiters.begin(); it != b.waiters.end();) {
       if (it->second > now) {
@@ -286,6 +313,8 @@ void KvStore::FailAll(const absl::Status& status, Completions& out) {
   }
   for (auto& [id, w] : key_waiters_)
     out.push_back([done = std::move(w.done), status] { done(status); });
+  for (auto& [id, h] : held_) out.push_back([done = std::move(h.done), status] { done(status); });
+  held_.clear();
   getters_.clear();
   key_waiters_.clear();
   waiting_.clear();
@@ -295,7 +324,7 @@ void KvStore::FailAll(const absl::Status& status, Completions& out) {
 }
 
 size_t KvStore::waiters() const {
-  size_t n = getters_.size() + key_waiters_.size();
+  size_t n = getters_.size() + key_waiters_.size() + held_.size();
   for (const auto& [name, b] : barriers_) n += b.waiters.size();
   return n;
 }

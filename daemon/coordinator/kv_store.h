@@ -72,6 +72,12 @@ class KvStore {
                                        std::string desired, Completions& out);
   void Barrier(const std::string& name, const std::string& participant, uint32_t count,
                absl::Time deadline, StatusDone done, Completions& out);
+  // Runs `ops` in order, each as its own method would (kv_batch.cc; KeyBatchRequest in
+  // coordinator.proto): answers at once when one does not wait or a waiting one is satisfied; else
+  // holds them until one is (then answers every satisfied one), or DEADLINE_EXCEEDED at `deadline`.
+  // Waiting operations not satisfied, and those after the answer's kMaxBatchAnswerBytes of values,
+  // are answered pending. A hold past Limits::max_waits gets RESOURCE_EXHAUSTED.
+  void Batch(std::vector<KvOp> ops, absl::Time deadline, BatchDone done, Completions& out);
 
   // Fails waits past `now` with DEADLINE_EXCEEDED; returns the earliest deadline of those left
   // (InfiniteFuture when none).
@@ -97,7 +103,21 @@ class KvStore {
     StatusDone done;
     absl::Time deadline;
   };
+  struct HeldBatch {
+    std::vector<KvOp> ops;  // every one waits
+    BatchDone done;
+    absl::Time deadline;
+  };
   void Wake(const std::string& key, Completions& out);
+  // Runs one operation of a batch into `r`; false when it waits and is not satisfied (pending).
+  bool RunOp(KvOp& op, KvOpResult& r, Completions& out);
+  // The bytes of value `op` would answer with now.
+  size_t AnswerBytes(const KvOp& op) const;
+  // Answers held batch `id` if one of its operations is satisfied now; its entries in waiting_
+  // but those of `woken` (already taken out by the caller) go.
+  void AnswerHeld(uint64_t id, const std::string& woken, Completions& out);
+  // Removes `id`'s entries in waiting_ for the keys of `ops` but `except`.
+  void Unwait(uint64_t id, const std::vector<KvOp>& ops, const std::string* except);
   // Stores `value` at `key` within the limits (RESOURCE_EXHAUSTED, nothing stored, past one).
   absl::Status Put(const std::string& key, std::string value);
   // OK when `more_keys` more entries of `more_bytes` more bytes stay within the limits.
@@ -113,6 +133,7 @@ class KvStore {
   std::multimap<std::string, uint64_t> waiting_;  // missing key -> key waiter id
   uint64_t next_waiter_ = 1;
   std::map<std::string, BarrierState> barriers_;
+  std::map<uint64_t, HeldBatch> held_;  // by id (shared with key_waiters_ in waiting_)
 };
 
 }  // namespace meshd::coordinator

@@ -11,6 +11,7 @@
 
 #include "absl/time/time.h"
 #include "daemon/domain/caller.h"
+#include "daemon/domain/kv_ops.h"
 #include "daemon/domain/types.h"
 #include "daemon/domain/views.h"
 
@@ -42,6 +43,11 @@ using domain::StatusDone;
 using domain::BytesDone;
 using domain::EndReasonName;
 using domain::Caller;
+using domain::KvOp;
+using domain::KvOpResult;
+using domain::BatchDone;
+using domain::kMaxBatchOps;
+using domain::kMaxBatchAnswerBytes;
 
 enum class EventKind {
   kNodeRegistered,

@@ -21,6 +21,10 @@ inline constexpr uint32_t kMaxNodes = 100000;     // nodes a job may ask for
 inline constexpr size_t kMaxKeyBytes = 1024;
 inline constexpr size_t kMaxValueBytes = 4 << 20;
 inline constexpr size_t kMaxWaitKeys = 1024;  // keys of one KeyWait
+// One KeyBatch: its operations, and its bytes (one largest set with room around it). An agent
+// keeps its batches within both.
+inline constexpr size_t kMaxBatchOps = 1024;
+inline constexpr size_t kMaxBatchBytes = kMaxValueBytes + (64 << 10);
 // What one generation's store holds at most, by default (the coordinator's --kv-max-keys,
 // --kv-max-bytes, --kv-max-waits): torch's rendezvous and init_process_group set a few keys per
 // rank, so a million keys is room for several per rank of 131,072.

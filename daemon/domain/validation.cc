@@ -105,6 +105,17 @@ absl::Status ValidateKey(absl::string_view key) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateKeys(const std::vector<std::string>& keys) {
+  if (keys.empty() || keys.size() > kMaxWaitKeys) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a wait or check names 1-", kMaxWaitKeys, " keys, not ", keys.size()));
+  }
+  for (const std::string& k : keys) {
+    if (absl::Status s = ValidateKey(k); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateValue(absl::string_view value) {
   if (value.size() > kMaxValueBytes) {
     return absl::InvalidArgumentError(absl::StrCat("value of ", value.size(),

@@ -21,6 +21,8 @@ absl::Status ValidateName(absl::string_view what, absl::string_view name, size_t
 absl::Status ValidateInventory(const NodeInventory& inventory, uint32_t max_gpus);
 absl::Status ValidateNodeCount(const NodeCount& count, uint32_t max_nodes);
 absl::Status ValidateKey(absl::string_view key);
+// The keys of one wait or check: 1..kMaxWaitKeys of them, each a valid key.
+absl::Status ValidateKeys(const std::vector<std::string>& keys);
 // A key-value store value of at most kMaxValueBytes.
 absl::Status ValidateValue(absl::string_view value);
 // Generations an agent reports running (RegisterNode after a coordinator restart): names, sizes,

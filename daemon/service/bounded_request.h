@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "daemon/domain/limits.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/support/byte_buffer.h"
 
@@ -28,6 +29,8 @@ inline constexpr size_t kMaxJoinJobRequestBytes = 16 << 10;
 inline constexpr size_t kMaxKeyRequestBytes = 16 << 10;
 inline constexpr size_t kMaxKeySetRequestBytes = (4 << 20) + (16 << 10);
 inline constexpr size_t kMaxKeyWaitRequestBytes = (5 << 20) / 4;
+// An agent's batch of its workers' store calls (domain/limits.h).
+inline constexpr size_t kMaxKeyBatchRequestBytes = domain::kMaxBatchBytes;
 
 // Parses `bytes` into `out`. INVALID_ARGUMENT when longer than `max_bytes` (nothing decoded) or not
 // a message of `out`'s type, naming `method`.

@@ -6,6 +6,7 @@
 #include "daemon/service/watch_reactor.h"
 #include "daemon/wire/convert.h"
 #include "daemon/wire/group_ids_encoding.h"
+#include "daemon/wire/kv_batch_convert.h"
 #include "daemon/wire/resolve_groups_decoding.h"
 
 namespace meshd::service {
@@ -82,6 +83,9 @@ CoordinatorService::CoordinatorService(coordinator::Coordinator* core, const Clo
       key_wait_(ParsedMethod<v1::KeyWaitRequest, v1::KeyWaitResponse>(
           this, &CoordinatorService::RequestKeyWait, &CoordinatorService::ServeKeyWait, "KeyWait",
           kMaxKeyWaitRequestBytes)),
+      key_batch_(ParsedMethod<v1::KeyBatchRequest, v1::KeyBatchResponse>(
+          this, &CoordinatorService::RequestKeyBatch, &CoordinatorService::ServeKeyBatch,
+          "KeyBatch", kMaxKeyBatchRequestBytes)),
       barrier_(ParsedMethod<v1::BarrierRequest, v1::BarrierResponse>(
           this, &CoordinatorService::RequestBarrier, &CoordinatorService::ServeBarrier, "Barrier",
           kMaxKeyRequestBytes)),
@@ -100,6 +104,7 @@ void CoordinatorService::AwaitCalls(AsyncQueues* queues) {
     Parsed<v1::KeySetRequest, v1::KeySetResponse>::Await(&key_set_, queues);
     Parsed<v1::KeyAddRequest, v1::KeyAddResponse>::Await(&key_add_, queues);
     Parsed<v1::KeyWaitRequest, v1::KeyWaitResponse>::Await(&key_wait_, queues);
+    Parsed<v1::KeyBatchRequest, v1::KeyBatchResponse>::Await(&key_batch_, queues);
     Parsed<v1::BarrierRequest, v1::BarrierResponse>::Await(&barrier_, queues);
     Async<grpc::ByteBuffer, grpc::ByteBuffer>::Await(&resolve_groups_, queues);
   }
@@ -326,6 +331,28 @@ grpc::ServerUnaryReactor* CoordinatorService::KeyCount(grpc::CallbackServerConte
   absl::StatusOr<int64_t> count = core_->KeyCount(req->job(), req->generation());
   if (count.ok()) resp->set_count(*count);
   return Done(ctx, count.status());
+}
+
+void CoordinatorService::ServeKeyBatch(
+    grpc::ServerContext* ctx, const v1::KeyBatchRequest& req, v1::KeyBatchResponse* resp,
+    Parsed<v1::KeyBatchRequest, v1::KeyBatchResponse>::Reply reply) {
+  if (absl::Status s = core_->AuthorizeMember(CallerOf(*ctx), req.job(), req.generation());
+      !s.ok()) {
+    return reply(ToGrpc(s));
+  }
+  // The parsed request is this call's own until it is answered: its keys and values move out.
+  v1::KeyBatchRequest& own = const_cast<v1::KeyBatchRequest&>(req);
+  absl::StatusOr<std::vector<domain::KvOp>> ops = wire::BatchOps(own);
+  if (!ops.ok()) return reply(ToGrpc(ops.status()));
+  std::vector<domain::KvOp::Kind> kinds;
+  kinds.reserve(ops->size());
+  for (const domain::KvOp& op : *ops) kinds.push_back(op.kind);
+  core_->KeyBatch(req.job(), req.generation(), *std::move(ops), Deadline(ctx),
+                  [reply = std::move(reply), resp, kinds = std::move(kinds)](
+                      absl::StatusOr<std::vector<domain::KvOpResult>> results) {
+                    if (results.ok()) *resp = wire::BatchAnswer(kinds, *std::move(results));
+                    reply(ToGrpc(results.status()));
+                  });
 }
 
 void CoordinatorService::ServeBarrier(grpc::ServerContext* ctx, const v1::BarrierRequest& req,

@@ -32,11 +32,11 @@ using Base = C::WithRawMethod_RegisterNode<C::WithRawMethod_Heartbeat<
         C::WithRawMethod_KeySet<C::WithRawMethod_KeyGet<C::WithRawMethod_KeyAdd<
             C::WithCallbackMethod_KeyCompareSet<C::WithRawMethod_KeyWait<
                 C::WithRawCallbackMethod_KeyCheck<C::WithCallbackMethod_KeyDelete<
-                    C::WithCallbackMethod_KeyCount<C::WithRawMethod_Barrier<
+                    C::WithCallbackMethod_KeyCount<C::WithRawMethod_KeyBatch<C::WithRawMethod_Barrier<
                         C::WithRawMethod_ResolveGroups<C::WithCallbackMethod_GetStatus<
                             C::WithCallbackMethod_ListNodes<C::WithCallbackMethod_ListJobs<
                                 C::WithCallbackMethod_GetJob<
-                                    C::Service>>>>>>>>>>>>>>>>>>>>>;
+                                    C::Service>>>>>>>>>>>>>>>>>>>>>>;
 }  // namespace coordinator_service_internal
 
 class CoordinatorService final : public coordinator_service_internal::Base, public AsyncMethods {
@@ -110,6 +110,10 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   void ServeKeyWait(grpc::ServerContext* ctx, const v1::KeyWaitRequest& req,
                     v1::KeyWaitResponse* resp,
                     Parsed<v1::KeyWaitRequest, v1::KeyWaitResponse>::Reply reply);
+  // An agent's batch of its workers' store calls: held until one is satisfied when all wait.
+  void ServeKeyBatch(grpc::ServerContext* ctx, const v1::KeyBatchRequest& req,
+                     v1::KeyBatchResponse* resp,
+                     Parsed<v1::KeyBatchRequest, v1::KeyBatchResponse>::Reply reply);
   void ServeBarrier(grpc::ServerContext* ctx, const v1::BarrierRequest& req,
                     v1::BarrierResponse* resp,
                     Parsed<v1::BarrierRequest, v1::BarrierResponse>::Reply reply);
@@ -128,6 +132,7 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   const Parsed<v1::KeySetRequest, v1::KeySetResponse>::Method key_set_;
   const Parsed<v1::KeyAddRequest, v1::KeyAddResponse>::Method key_add_;
   const Parsed<v1::KeyWaitRequest, v1::KeyWaitResponse>::Method key_wait_;
+  const Parsed<v1::KeyBatchRequest, v1::KeyBatchResponse>::Method key_batch_;
   const Parsed<v1::BarrierRequest, v1::BarrierResponse>::Method barrier_;
   const Async<grpc::ByteBuffer, grpc::ByteBuffer>::Method resolve_groups_;
 };

@@ -74,6 +74,7 @@ class CoordinatorClient {
   virtual void Key(v1::KeyCheckRequest r, CallOptions o, Answer<v1::KeyCheckResponse> done) = 0;
   virtual void Key(v1::KeyDeleteRequest r, CallOptions o, Answer<v1::KeyDeleteResponse> done) = 0;
   virtual void Key(v1::KeyCountRequest r, CallOptions o, Answer<v1::KeyCountResponse> done) = 0;
+  virtual void Key(v1::KeyBatchRequest r, CallOptions o, Answer<v1::KeyBatchResponse> done) = 0;
 
   // Cancels every call in flight (each answers CANCELLED), answers every later call CANCELLED, and
   // returns once the calls in flight have answered (or after a few seconds). Idempotent.

@@ -1,58 +1,67 @@
 // The key-value store relayed for local workers (see store_relay.h).
 #include "daemon/agent/core/store_relay.h"
 
-#include <optional>
+#include <algorithm>
 #include <type_traits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "daemon/domain/validation.h"
+#include "daemon/domain/limits.h"
 
 namespace meshd::agent {
 namespace {
 
-// Per request type: the coordinator method's name.
+// Per request type: its response, the coordinator method's name, and its place in a KeyOp and in
+// a KeyOpResult.
 template <typename Req>
-struct KeyMethod;
-#define MESHD_KEY_METHOD(Name)                          \
-  template <>                                           \
-  struct KeyMethod<v1::Name##Request> {                 \
-    static constexpr const char* kName = #Name;         \
+struct Op;
+#define MESHD_KEY_OP(Name, field, Case)                                                     \
+  template <>                                                                               \
+  struct Op<v1::Name##Request> {                                                            \
+    using Resp = v1::Name##Response;                                                        \
+    static constexpr const char* kName = #Name;                                             \
+    static constexpr v1::KeyOp::OpCase kCase = v1::KeyOp::Case;                             \
+    static v1::Name##Request* In(v1::KeyOp& op) { return op.mutable_##field(); }            \
+    static const v1::Name##Request& Of(const v1::KeyOp& op) { return op.field(); }          \
+    static bool Has(const v1::KeyOpResult& r) { return r.has_##field(); }                  \
+    static v1::Name##Response* Out(v1::KeyOpResult& r) { return r.mutable_##field(); }      \
   };
-MESHD_KEY_METHOD(KeySet)
-MESHD_KEY_METHOD(KeyGet)
-MESHD_KEY_METHOD(KeyAdd)
-MESHD_KEY_METHOD(KeyCompareSet)
-MESHD_KEY_METHOD(KeyWait)
-MESHD_KEY_METHOD(KeyCheck)
-MESHD_KEY_METHOD(KeyDelete)
-MESHD_KEY_METHOD(KeyCount)
-#undef MESHD_KEY_METHOD
+MESHD_KEY_OP(KeySet, set, kSet)
+MESHD_KEY_OP(KeyGet, get, kGet)
+MESHD_KEY_OP(KeyAdd, add, kAdd)
+MESHD_KEY_OP(KeyCompareSet, compare_set, kCompareSet)
+MESHD_KEY_OP(KeyWait, wait, kWait)
+MESHD_KEY_OP(KeyCheck, check, kCheck)
+MESHD_KEY_OP(KeyDelete, delete_key, kDeleteKey)
+MESHD_KEY_OP(KeyCount, count, kCount)
+#undef MESHD_KEY_OP
+
+template <typename Req, typename Other>
+constexpr bool kIs = std::is_same_v<Req, Other>;
+
+// A batch's bytes: the coordinator's limit less room for the job and generation.
+constexpr size_t kBatchBytes = domain::kMaxBatchBytes - 1024;
+// A waiter whose deadline is this close is ended rather than sent again.
+constexpr absl::Duration kDeadlineSlack = absl::Milliseconds(5);
 
 // Length-prefixed parts, so that no two different calls share a signature.
 void AppendPart(std::string& out, absl::string_view part) {
   absl::StrAppend(&out, part.size(), ":", part);
 }
 
-// "kind|" and the request's job, generation and key: what identical calls on one key share.
-template <typename Req>
-std::string KeySignature(absl::string_view kind, const Req& req) {
-  std::string sig = absl::StrCat(kind, "|");
-  AppendPart(sig, req.job());
-  AppendPart(sig, absl::StrCat(req.generation()));
-  AppendPart(sig, req.key());
-  return sig;
-}
-
-// The signature of a call that may share a coordinator call with identical ones; empty when it
-// may not (only waits share: KeyGet with wait, KeyWait).
+// The signature identical waits share; empty for a call that does not wait.
 template <typename Req>
 std::string ShareSignature(const Req&) {
   return "";
 }
 template <>
 std::string ShareSignature(const v1::KeyGetRequest& req) {
-  return req.wait() ? KeySignature("get", req) : "";
+  if (!req.wait()) return "";
+  std::string sig = "get|";
+  AppendPart(sig, req.job());
+  AppendPart(sig, absl::StrCat(req.generation()));
+  AppendPart(sig, req.key());
+  return sig;
 }
 template <>
 std::string ShareSignature(const v1::KeyWaitRequest& req) {
@@ -67,9 +76,15 @@ std::string QuotedKey(absl::string_view key) {
   return absl::StrCat("'", key.size() <= 64 ? key : key.substr(0, 64),
                       key.size() <= 64 ? "" : "...", "'");
 }
+template <typename Req>
+std::string WaitedKeys(const Req&) {
+  return "";
+}
+template <>
 std::string WaitedKeys(const v1::KeyGetRequest& req) {
   return absl::StrCat("key ", QuotedKey(req.key()));
 }
+template <>
 std::string WaitedKeys(const v1::KeyWaitRequest& req) {
   std::string out = req.keys_size() == 1 ? "key " : "keys ";
   for (int i = 0; i < req.keys_size() && i < 4; ++i)
@@ -78,52 +93,58 @@ std::string WaitedKeys(const v1::KeyWaitRequest& req) {
   return out;
 }
 
-template <typename Req, typename Resp>
-constexpr bool kIs = std::is_same_v<Req, Resp>;
+// A worker's answer from its operation's result.
+template <typename Req>
+std::function<void(absl::StatusOr<v1::KeyOpResult>)> Typed(Answer<typename Op<Req>::Resp> done) {
+  return [done = std::move(done)](absl::StatusOr<v1::KeyOpResult> r) {
+    if (!r.ok()) return done(r.status());
+    if (r->code() != 0) {
+      return done(absl::Status(static_cast<absl::StatusCode>(r->code()), r->message()));
+    }
+    if (!Op<Req>::Has(*r)) {
+      return done(absl::InternalError(absl::StrCat(
+          "the coordinator answered a ", Op<Req>::kName, " in a batch with another kind's result")));
+    }
+    done(std::move(*Op<Req>::Out(*r)));
+  };
+}
+
+// An operation's result from its own call's answer.
+template <typename Req>
+absl::StatusOr<v1::KeyOpResult> AsResult(absl::StatusOr<typename Op<Req>::Resp> r) {
+  if (!r.ok()) return r.status();
+  v1::KeyOpResult out;
+  *Op<Req>::Out(out) = *std::move(r);
+  return out;
+}
+
+std::string LaneKey(const std::string& job, uint64_t generation) {
+  std::string key;
+  AppendPart(key, job);
+  absl::StrAppend(&key, generation);
+  return key;
+}
 
 }  // namespace
-
-template <>
-std::map<std::string, StoreRelay::SharedWait<v1::KeyGetResponse>>& StoreRelay::SharedWaits() {
-  return shared_gets_;
-}
-template <>
-std::map<std::string, StoreRelay::SharedWait<v1::KeyWaitResponse>>& StoreRelay::SharedWaits() {
-  return shared_key_waits_;
-}
-template <>
-std::map<std::string, StoreRelay::MergedWrites<v1::KeyAddResponse>>& StoreRelay::Merged() {
-  return merged_adds_;
-}
-template <>
-std::map<std::string, StoreRelay::MergedWrites<v1::KeySetResponse>>& StoreRelay::Merged() {
-  return merged_sets_;
-}
-
-template <typename Resp>
-void StoreRelay::Expire(absl::Time now, Completions& out) {
-  for (auto& [signature, shared] : SharedWaits<Resp>()) {
-    auto& waiters = shared.waiters;
-    for (auto it = waiters.begin(); it != waiters.end();) {
-      if (it->deadline > now) {
-        ++it;
-        continue;
-      }
-      out.push_back([done = std::move(it->done), what = shared.what] {
-        done(absl::DeadlineExceededError(absl::StrCat(what, " not set in time")));
-      });
-      it = waiters.erase(it);
-    }
-    // An entry left without waiters stays until its coordinator call returns (and erases it).
-  }
-}
 
 void StoreRelay::ExpireWaiters(absl::Time now) {
   Completions out;
   {
     absl::MutexLock lock(&mu_);
-    Expire<v1::KeyGetResponse>(now, out);
-    Expire<v1::KeyWaitResponse>(now, out);
+    for (auto& [signature, shared] : shared_) {
+      auto& waiters = shared.waiters;
+      for (auto it = waiters.begin(); it != waiters.end();) {
+        if (it->deadline > now) {
+          ++it;
+          continue;
+        }
+        out.push_back([done = std::move(it->done), what = shared.what] {
+          done(absl::DeadlineExceededError(absl::StrCat(what, " not set in time")));
+        });
+        it = waiters.erase(it);
+      }
+      // An entry left without waiters goes when its operation comes back.
+    }
   }
   for (auto& f : out) f();
 }
@@ -141,20 +162,13 @@ void StoreRelay::WriteAnswered(const std::string& job) {
 template <typename Req, typename Resp>
 void StoreRelay::Relay(Req req, absl::Time deadline, Answer<Resp> done,
                        std::optional<uint32_t> uid) {
-  constexpr bool kShareable = kIs<Resp, v1::KeyGetResponse> || kIs<Resp, v1::KeyWaitResponse>;
-  constexpr bool kMergeable = kIs<Resp, v1::KeyAddResponse> || kIs<Resp, v1::KeySetResponse>;
-  constexpr bool kWrite =
-      kMergeable || kIs<Resp, v1::KeyCompareSetResponse> || kIs<Resp, v1::KeyDeleteResponse>;
-  std::string signature = ShareSignature(req);
-  absl::Status scope;
-  if constexpr (kMergeable) {
-    // Checked here too: a merged set sends only the last value, so a bad one must not hide in it.
-    scope = domain::ValidateKey(req.key());
-    if constexpr (kIs<Resp, v1::KeySetResponse>) {
-      if (scope.ok()) scope = domain::ValidateValue(req.value());
-    }
+  static_assert(kIs<Resp, typename Op<Req>::Resp>);
+  constexpr bool kOnce = kIs<Req, v1::KeyAddRequest> || kIs<Req, v1::KeyCompareSetRequest> ||
+                         kIs<Req, v1::KeyDeleteRequest>;
+  constexpr bool kWrite = kOnce || kIs<Req, v1::KeySetRequest>;
+  if (absl::Status scope = scope_(req.job(), req.generation(), uid); !scope.ok()) {
+    return done(scope);
   }
-  if (scope.ok()) scope = scope_(req.job(), req.generation(), uid);
   if constexpr (kWrite) {
     // Answered: later gets of local workers must see it (read your writes).
     done = [this, job = req.job(), done = std::move(done)](absl::StatusOr<Resp> r) {
@@ -162,196 +176,261 @@ void StoreRelay::Relay(Req req, absl::Time deadline, Answer<Resp> done,
       done(std::move(r));
     };
   }
-  bool first = true;
-  std::string merge_signature;
+  const std::string job = req.job();
+  const uint64_t generation = req.generation();
+  std::string signature = ShareSignature(req);
+  const std::string what = WaitedKeys(req);
+  Pending p;
+  p.deadline = deadline;
+  p.waits = !signature.empty();
+  p.once = kOnce;
+  req.clear_job();
+  req.clear_generation();
+  *Op<Req>::In(p.op) = std::move(req);
+  p.bytes = p.op.ByteSizeLong();
+  OpAnswer answer = Typed<Req>(std::move(done));
   {
     absl::MutexLock lock(&mu_);
     ++counts_.calls;
-    if constexpr (kIs<Resp, v1::KeyGetResponse>) {
-      if (scope.ok() && !signature.empty()) absl::StrAppend(&signature, "#", writes_[req.job()]);
-    }
-    if constexpr (kShareable) {
-      if (scope.ok() && !signature.empty()) {
-        auto& shared = SharedWaits<Resp>()[signature];
-        if (shared.what.empty()) shared.what = WaitedKeys(req);
-        first = shared.waiters.empty();
-        if (!first) ++counts_.shared;
-        shared.waiters.push_back({std::move(done), deadline});
+    if (p.waits) {
+      if constexpr (kIs<Req, v1::KeyGetRequest>) absl::StrAppend(&signature, "#", writes_[job]);
+      SharedWait& shared = shared_[signature];
+      const bool first = shared.waiters.empty() && shared.what.empty();
+      shared.what = what;
+      shared.waiters.push_back({std::move(answer), deadline});
+      if (!first) {
+        ++counts_.shared;
+        return;
       }
+      p.shared = std::move(signature);
+    } else {
+      p.done = std::move(answer);
     }
-    if constexpr (kMergeable) {
-      if (scope.ok()) {
-        merge_signature = KeySignature("write", req);
-        auto& merged = Merged<Resp>()[merge_signature];
-        typename MergedWrites<Resp>::Writer w;
-        if constexpr (kIs<Resp, v1::KeyAddResponse>) {
-          w.delta = req.delta();
-        } else {
-          w.value = std::move(*req.mutable_value());
-        }
-        w.done = std::move(done);
-        w.deadline = deadline;
-        merged.queued.push_back(std::move(w));
-        first = !merged.in_flight;
-        merged.in_flight = true;
-        if (!first) ++counts_.shared;
+  }
+  Enqueue(job, generation, std::move(p));
+}
+
+void StoreRelay::Enqueue(const std::string& job, uint64_t generation, Pending p) {
+  std::string key = LaneKey(job, generation);
+  {
+    absl::MutexLock lock(&mu_);
+    Lane& lane = lanes_[key];
+    lane.job = job;
+    lane.generation = generation;
+    lane.queued.push_back(std::move(p));
+  }
+  Flush(key);
+}
+
+bool StoreRelay::StillWaited(Pending& p) {
+  auto it = shared_.find(p.shared);
+  if (it == shared_.end()) return false;
+  if (it->second.waiters.empty()) {
+    shared_.erase(it);
+    return false;
+  }
+  p.deadline = absl::InfinitePast();
+  for (const auto& w : it->second.waiters) p.deadline = std::max(p.deadline, w.deadline);
+  return true;
+}
+
+void StoreRelay::Flush(const std::string& key) {
+  std::vector<Pending> batch;
+  std::vector<Pending> alone;
+  v1::KeyBatchRequest request;
+  bool immediate = false, once = false;
+  absl::Time deadline = absl::InfiniteFuture();
+  std::string job;
+  uint64_t generation = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = lanes_.find(key);
+    if (it == lanes_.end()) return;
+    Lane& lane = it->second;
+    if (lane.busy || lane.handing_out > 0) return;
+    job = lane.job;
+    generation = lane.generation;
+    size_t bytes = 0;
+    while (!lane.queued.empty() && batch.size() < domain::kMaxBatchOps) {
+      Pending& p = lane.queued.front();
+      if (!p.shared.empty() && !StillWaited(p)) {  // every waiter has ended
+        lane.queued.pop_front();
+        continue;
       }
+      if (!batch_) {
+        alone.push_back(std::move(p));
+        lane.queued.pop_front();
+        continue;
+      }
+      if (!batch.empty() && bytes + p.bytes > kBatchBytes) break;
+      bytes += p.bytes;
+      batch.push_back(std::move(p));
+      lane.queued.pop_front();
     }
-  }
-  if (!scope.ok()) return done(scope);
-  if constexpr (kShareable) {
-    if (!signature.empty()) {
-      if (first) SendSharedWait<Req, Resp>(signature, std::move(req), deadline);
-      return;
+    if (batch.empty()) {
+      if (lane.queued.empty()) lanes_.erase(it);
+    } else {
+      absl::Time latest = absl::InfinitePast();
+      for (const Pending& p : batch) {
+        immediate = immediate || !p.waits;
+        once = once || p.once;
+        latest = std::max(latest, p.deadline);
+        deadline = std::min(deadline, p.deadline);
+      }
+      // A batch that answers at once may take as long as its latest worker allows; a held one
+      // comes back by its earliest worker's deadline.
+      if (immediate) {
+        deadline = latest;
+        lane.busy = true;
+      }
+      request.set_job(job);
+      request.set_generation(generation);
+      for (const Pending& p : batch) *request.add_ops() = p.op;
+      ++counts_.coordinator;
+      counts_.shared += batch.size() - 1;
     }
+    counts_.coordinator += alone.size();
   }
-  if constexpr (kMergeable) {
-    if (first) SendMergedWrites<Req, Resp>(merge_signature, std::move(req));
-    return;
+  for (Pending& p : alone) SendAlone(job, generation, std::move(p));
+  if (batch.empty()) return;
+  SendOne<v1::KeyBatchRequest, v1::KeyBatchResponse>(
+      std::move(request), deadline,
+      [this, key, job, generation, batch = std::move(batch), immediate](
+          absl::StatusOr<v1::KeyBatchResponse> r) mutable {
+        Answered(key, job, generation, std::move(batch), immediate, std::move(r));
+      },
+      once ? Resender::kSendOnce : 0);
+}
+
+bool StoreRelay::Finish(Pending& p, absl::StatusOr<v1::KeyOpResult> r, absl::Time now,
+                        Completions& out) {
+  if (p.shared.empty()) {
+    out.push_back([done = std::move(p.done), r = std::move(r)]() mutable { done(std::move(r)); });
+    return false;
   }
-  SendOne<Req, Resp>(std::move(req), deadline, std::move(done), kWrite ? Resender::kSendOnce : 0);
+  auto it = shared_.find(p.shared);
+  if (it == shared_.end()) return false;
+  auto& waiters = it->second.waiters;
+  std::vector<SharedWait::Waiter> answer;
+  if (r.status().code() == absl::StatusCode::kDeadlineExceeded) {
+    // A wait that expired in the coordinator ends only the workers whose own deadline has come;
+    // one that joined later with a later deadline waits on.
+    std::vector<SharedWait::Waiter> left;
+    for (auto& w : waiters) {
+      (w.deadline > now + kDeadlineSlack ? left : answer).push_back(std::move(w));
+    }
+    waiters = std::move(left);
+    r = absl::DeadlineExceededError(absl::StrCat(it->second.what, " not set in time"));
+  } else {
+    answer = std::move(waiters);
+    waiters.clear();
+  }
+  for (auto& w : answer) {
+    out.push_back([done = std::move(w.done), r] { done(r); });
+  }
+  if (!waiters.empty()) return true;
+  shared_.erase(it);
+  return false;
+}
+
+void StoreRelay::Answered(const std::string& key, const std::string& job, uint64_t generation,
+                          std::vector<Pending> batch, bool immediate,
+                          absl::StatusOr<v1::KeyBatchResponse> r) {
+  Completions out;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    if (r.status().code() == absl::StatusCode::kUnimplemented) {
+      batch_ = false;  // an older coordinator: every call on its own from now on
+    } else if (r.ok() && static_cast<size_t>(r->results_size()) != batch.size()) {
+      r = absl::InternalError(absl::StrCat("the coordinator answered ", r->results_size(),
+                                           " results to a batch of ", batch.size()));
+    }
+    std::vector<Pending> again;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Pending& p = batch[i];
+      // Sent again: what a coordinator without KeyBatch did not run, and what is pending.
+      bool send_again = !batch_ || (r.ok() && r->results(static_cast<int>(i)).pending());
+      if (!send_again) {
+        send_again = r.ok() ? Finish(p, std::move(*r->mutable_results(static_cast<int>(i))), now,
+                                     out)
+                            : Finish(p, r.status(), now, out);
+      }
+      if (send_again) again.push_back(std::move(p));
+    }
+    // The lane of a held batch may have gone idle (and been removed) meanwhile.
+    Lane& lane = lanes_[key];
+    lane.job = job;
+    lane.generation = generation;
+    lane.queued.insert(lane.queued.begin(), std::make_move_iterator(again.begin()),
+                       std::make_move_iterator(again.end()));
+    if (immediate) lane.busy = false;
+    ++lane.handing_out;
+  }
+  for (auto& f : out) f();
+  {
+    absl::MutexLock lock(&mu_);
+    --lanes_[key].handing_out;
+  }
+  Flush(key);
+}
+
+void StoreRelay::SendAlone(const std::string& job, uint64_t generation, Pending p) {
+  const auto send = [&](auto* kind) {
+    using Req = std::remove_pointer_t<decltype(kind)>;
+    using Resp = typename Op<Req>::Resp;
+    Req req = Op<Req>::Of(p.op);
+    req.set_job(job);
+    req.set_generation(generation);
+    const absl::Time deadline = p.deadline;
+    const int attempt = p.once ? Resender::kSendOnce : 0;
+    SendOne<Req, Resp>(
+        std::move(req), deadline,
+        [this, job, generation, p = std::move(p)](absl::StatusOr<Resp> r) mutable {
+          Completions out;
+          bool again;
+          {
+            absl::MutexLock lock(&mu_);
+            again = Finish(p, AsResult<Req>(std::move(r)), clock_->Now(), out);
+            if (again) again = StillWaited(p);
+          }
+          for (auto& f : out) f();
+          if (again) SendAlone(job, generation, std::move(p));
+        },
+        attempt);
+  };
+  switch (p.op.op_case()) {
+    case v1::KeyOp::kSet:
+      return send(static_cast<v1::KeySetRequest*>(nullptr));
+    case v1::KeyOp::kGet:
+      return send(static_cast<v1::KeyGetRequest*>(nullptr));
+    case v1::KeyOp::kAdd:
+      return send(static_cast<v1::KeyAddRequest*>(nullptr));
+    case v1::KeyOp::kCompareSet:
+      return send(static_cast<v1::KeyCompareSetRequest*>(nullptr));
+    case v1::KeyOp::kWait:
+      return send(static_cast<v1::KeyWaitRequest*>(nullptr));
+    case v1::KeyOp::kCheck:
+      return send(static_cast<v1::KeyCheckRequest*>(nullptr));
+    case v1::KeyOp::kDeleteKey:
+      return send(static_cast<v1::KeyDeleteRequest*>(nullptr));
+    case v1::KeyOp::kCount:
+      return send(static_cast<v1::KeyCountRequest*>(nullptr));
+    case v1::KeyOp::OP_NOT_SET:
+      break;
+  }
 }
 
 template <typename Req, typename Resp>
 void StoreRelay::SendOne(Req req, absl::Time deadline, Answer<Resp> done, int attempt) {
+  const char* name = "KeyBatch";
+  if constexpr (!kIs<Req, v1::KeyBatchRequest>) name = Op<Req>::kName;
   resender_->Send<Resp>(
-      KeyMethod<Req>::kName, deadline,
+      name, deadline,
       [this, req = std::move(req)](CallOptions options, Answer<Resp> answer) {
         client_->Key(req, options, std::move(answer));
       },
       std::move(done), /*resend_when_unregistered=*/false, attempt);
-}
-
-template <typename Req, typename Resp>
-void StoreRelay::SendMergedWrites(const std::string& signature, Req request) {
-  using Writer = typename MergedWrites<Resp>::Writer;
-  constexpr bool kAdd = kIs<Resp, v1::KeyAddResponse>;
-  std::vector<Writer> batch;
-  int64_t sum = 0;
-  absl::Time deadline = clock_->Now();
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = Merged<Resp>().find(signature);
-    if (it == Merged<Resp>().end()) return;
-    MergedWrites<Resp>& m = it->second;
-    if (m.queued.empty()) {
-      Merged<Resp>().erase(it);
-      return;
-    }
-    // Adds: a run of deltas of one sign (so that every partial sum lies between the counter and
-    // its final value: if the merged add does not overflow, none of the adds one by one would
-    // have) whose sum fits int64; at least one. One alone after a merged add overflowed the
-    // counter, so that each gets the answer it would have got by itself.
-    size_t take = m.queued.size();
-    if (m.alone > 0) {
-      take = 1;
-      --m.alone;
-      if constexpr (kAdd) sum = m.queued.front().delta;
-    } else if constexpr (kAdd) {
-      take = 0;
-      int sign = 0;
-      for (const Writer& w : m.queued) {
-        const int s = (w.delta > 0) - (w.delta < 0);
-        int64_t next = 0;
-        if (take > 0 &&
-            ((s != 0 && sign != 0 && s != sign) || __builtin_add_overflow(sum, w.delta, &next))) {
-          break;
-        }
-        sum = take == 0 ? w.delta : next;
-        if (s != 0) sign = s;
-        ++take;
-      }
-    }
-    batch.assign(std::make_move_iterator(m.queued.begin()),
-                 std::make_move_iterator(m.queued.begin() + take));
-    m.queued.erase(m.queued.begin(), m.queued.begin() + take);
-    for (const Writer& w : batch) deadline = std::max(deadline, w.deadline);
-  }
-  if constexpr (kAdd) {
-    request.set_delta(sum);
-  } else {
-    request.set_value(batch.back().value);
-  }
-  Req again = request;  // the job, generation and key for the next batch
-  SendOne<Req, Resp>(
-      std::move(request), deadline,
-      [this, signature, again = std::move(again), batch = std::move(batch),
-       sum](absl::StatusOr<Resp> r) mutable {
-        (void)sum;  // read by adds only (clang: an unused capture in the set's instantiation)
-        if constexpr (kAdd) {
-          if (r.status().code() == absl::StatusCode::kOutOfRange && batch.size() > 1) {
-            // The sum overflowed where the adds one by one might not all have: send them again,
-            // one per call, in their order, ahead of the later ones.
-            {
-              absl::MutexLock lock(&mu_);
-              MergedWrites<Resp>& m = Merged<Resp>()[signature];
-              m.queued.insert(m.queued.begin(), std::make_move_iterator(batch.begin()),
-                              std::make_move_iterator(batch.end()));
-              m.alone += batch.size();
-            }
-            return SendMergedWrites<Req, Resp>(signature, std::move(again));
-          }
-          int64_t value = r.ok() ? r->value() - sum : 0;
-          for (Writer& w : batch) {
-            if (!r.ok()) {
-              w.done(r.status());
-              continue;
-            }
-            value += w.delta;
-            Resp each;
-            each.set_value(value);
-            w.done(std::move(each));
-          }
-        } else {
-          for (Writer& w : batch) {
-            if (r.ok()) {
-              w.done(Resp());
-            } else {
-              w.done(r.status());
-            }
-          }
-        }
-        SendMergedWrites<Req, Resp>(signature, std::move(again));
-      },
-      kAdd ? Resender::kSendOnce : 0);
-}
-
-template <typename Req, typename Resp>
-void StoreRelay::SendSharedWait(const std::string& signature, Req req, absl::Time deadline) {
-  Req copy = req;
-  SendOne<Req, Resp>(
-      std::move(req), deadline,
-      [this, signature, copy = std::move(copy)](absl::StatusOr<Resp> r) mutable {
-        std::vector<typename SharedWait<Resp>::Waiter> answer;
-        std::optional<absl::Time> again;  // the deadline of a call for the waiters left
-        {
-          absl::MutexLock lock(&mu_);
-          auto it = SharedWaits<Resp>().find(signature);
-          if (it == SharedWaits<Resp>().end()) return;
-          auto& waiters = it->second.waiters;
-          const absl::Time now = clock_->Now();
-          // A wait that expired in the coordinator ends only the workers whose own deadline has
-          // come; one that joined later with a later deadline waits on in a new call.
-          if (r.status().code() == absl::StatusCode::kDeadlineExceeded) {
-            std::vector<typename SharedWait<Resp>::Waiter> left;
-            for (auto& w : waiters) {
-              if (w.deadline > now + absl::Milliseconds(5)) {
-                if (!again || w.deadline < *again) again = w.deadline;
-                left.push_back(std::move(w));
-              } else {
-                answer.push_back(std::move(w));
-              }
-            }
-            waiters = std::move(left);
-          } else {
-            answer = std::move(waiters);
-            waiters.clear();
-          }
-          if (waiters.empty()) SharedWaits<Resp>().erase(it);
-        }
-        for (auto& w : answer) w.done(r);
-        if (again) SendSharedWait<Req, Resp>(signature, std::move(copy), *again);
-      });
 }
 
 #define MESHD_KEY_RELAY(Name)                                                              \

@@ -257,6 +257,7 @@ MESHD_KEY_CALL(KeyWait)
 MESHD_KEY_CALL(KeyCheck)
 MESHD_KEY_CALL(KeyDelete)
 MESHD_KEY_CALL(KeyCount)
+MESHD_KEY_CALL(KeyBatch)
 #undef MESHD_KEY_CALL
 
 // One WatchJob stream: the end if the coordinator sends one, else the status the stream ended with.

@@ -60,6 +60,7 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   void Key(v1::KeyCheckRequest r, CallOptions o, Answer<v1::KeyCheckResponse> done) override;
   void Key(v1::KeyDeleteRequest r, CallOptions o, Answer<v1::KeyDeleteResponse> done) override;
   void Key(v1::KeyCountRequest r, CallOptions o, Answer<v1::KeyCountResponse> done) override;
+  void Key(v1::KeyBatchRequest r, CallOptions o, Answer<v1::KeyBatchResponse> done) override;
   void Shutdown() override;
 
  private:

@@ -107,6 +107,7 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   MESHD_FAKE_KEY(KeyCheck)
   MESHD_FAKE_KEY(KeyDelete)
   MESHD_FAKE_KEY(KeyCount)
+  MESHD_FAKE_KEY(KeyBatch)
 #undef MESHD_FAKE_KEY
 
   void Shutdown() override {

@@ -1,0 +1,170 @@
+// KvStore::Batch: several operations on a generation's store in one call (see kv_store.h), and the
+// holding of a batch whose operations all wait.
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "daemon/coordinator/kv_store.h"
+#include "daemon/domain/quote.h"
+#include "daemon/domain/validation.h"
+
+namespace meshd::coordinator {
+
+size_t KvStore::AnswerBytes(const KvOp& op) const {
+  if (op.keys.empty()) return 0;
+  auto it = values_.find(op.keys.front());
+  const size_t stored = it == values_.end() ? 0 : it->second.size();
+  switch (op.kind) {
+    case KvOp::Kind::kGet:
+      return stored;
+    case KvOp::Kind::kCompareSet:
+      return std::max(stored, op.value.size());
+    default:
+      return 0;
+  }
+}
+
+bool KvStore::RunOp(KvOp& op, KvOpResult& r, Completions& out) {
+  using Kind = KvOp::Kind;
+  const bool many = op.kind == Kind::kWait || op.kind == Kind::kCheck;
+  if (many) {
+    r.status = domain::ValidateKeys(op.keys);
+  } else if (op.kind != Kind::kCount) {
+    r.status = op.keys.size() == 1 ? domain::ValidateKey(op.keys.front())
+                                   : absl::InvalidArgumentError("the operation names no key");
+  }
+  if (!r.status.ok()) return true;
+  switch (op.kind) {
+    case Kind::kSet:
+      r.status = domain::ValidateValue(op.value);
+      if (r.status.ok()) r.status = Set(op.keys.front(), std::move(op.value), out);
+      return true;
+    case Kind::kGet: {
+      auto it = values_.find(op.keys.front());
+      if (it != values_.end()) {
+        r.value = it->second;
+        return true;
+      }
+      if (op.wait) return false;
+      r.status = absl::NotFoundError(
+          absl::StrCat("key ", domain::Quote(op.keys.front()), " is not set"));
+      return true;
+    }
+    case Kind::kAdd: {
+      absl::StatusOr<int64_t> v = Add(op.keys.front(), op.delta, out);
+      r.status = v.status();
+      if (v.ok()) r.number = *v;
+      return true;
+    }
+    case Kind::kCompareSet: {
+      r.status = domain::ValidateValue(op.value);
+      if (!r.status.ok()) return true;
+      absl::StatusOr<CasResult> c = CompareSet(
+          op.keys.front(), op.expected ? &*op.expected : nullptr, std::move(op.value), out);
+      r.status = c.status();
+      if (c.ok()) {
+        r.yes = c->swapped;
+        r.value = std::move(c->value);
+        r.present = c->present;
+      }
+      return true;
+    }
+    case Kind::kWait:
+      return Check(op.keys);
+    case Kind::kCheck:
+      r.yes = Check(op.keys);
+      return true;
+    case Kind::kDelete:
+      r.yes = Delete(op.keys.front());
+      return true;
+    case Kind::kCount:
+      r.number = Count();
+      return true;
+  }
+  return true;
+}
+
+void KvStore::Batch(std::vector<KvOp> ops, absl::Time deadline, BatchDone done,
+                    Completions& out) {
+  std::vector<KvOpResult> results(ops.size());
+  bool answer = false;
+  size_t bytes = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const size_t more = AnswerBytes(ops[i]);
+    if (bytes > 0 && bytes + more > kMaxBatchAnswerBytes) {
+      // The answer is full: the rest are not run.
+      for (size_t j = i; j < ops.size(); ++j) results[j].pending = true;
+      break;
+    }
+    if (RunOp(ops[i], results[i], out)) {
+      answer = true;
+      bytes += results[i].value.size();
+    } else {
+      results[i].pending = true;
+    }
+  }
+  if (answer) {
+    out.push_back([done = std::move(done), results = std::move(results)]() mutable {
+      done(std::move(results));
+    });
+    return;
+  }
+  // Every operation waits and none is satisfied: hold them.
+  if (absl::Status s = RoomToWait(); !s.ok()) {
+    out.push_back([done = std::move(done), s] { done(s); });
+    return;
+  }
+  const uint64_t id = next_waiter_++;
+  std::set<std::string> missing;
+  for (const KvOp& op : ops) {
+    for (const std::string& k : op.keys) {
+      if (!values_.contains(k)) missing.insert(k);
+    }
+  }
+  for (const std::string& k : missing) waiting_.emplace(k, id);
+  held_.emplace(id, HeldBatch{std::move(ops), std::move(done), deadline});
+}
+
+void KvStore::AnswerHeld(uint64_t id, const std::string& woken, Completions& out) {
+  auto it = held_.find(id);
+  if (it == held_.end()) return;
+  HeldBatch& held = it->second;
+  std::vector<KvOpResult> results(held.ops.size());
+  bool answer = false;
+  size_t bytes = 0;
+  for (size_t i = 0; i < held.ops.size(); ++i) {
+    KvOp& op = held.ops[i];
+    const size_t more = AnswerBytes(op);
+    const bool satisfied = Check(op.keys);
+    if (!satisfied || (bytes > 0 && bytes + more > kMaxBatchAnswerBytes)) {
+      results[i].pending = true;
+      continue;
+    }
+    answer = true;
+    if (op.kind == KvOp::Kind::kGet) results[i].value = values_.at(op.keys.front());
+    bytes += results[i].value.size();
+  }
+  if (!answer) return;  // a wait of several keys still misses some
+  Unwait(id, held.ops, &woken);
+  out.push_back([done = std::move(held.done), results = std::move(results)]() mutable {
+    done(std::move(results));
+  });
+  held_.erase(it);
+}
+
+void KvStore::Unwait(uint64_t id, const std::vector<KvOp>& ops, const std::string* except) {
+  std::set<std::string> keys;
+  for (const KvOp& op : ops) keys.insert(op.keys.begin(), op.keys.end());
+  for (const std::string& k : keys) {
+    if (except != nullptr && k == *except) continue;
+    auto [b, e] = waiting_.equal_range(k);
+    for (auto w = b; w != e; ++w) {
+      if (w->second == id) {
+        waiting_.erase(w);
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace meshd::coordinator

@@ -1,0 +1,187 @@
+// KvStore::Batch: an agent's batch of its workers' store calls runs each as its own call would, in
+// order, answers at once unless every operation waits, holds a waiting batch until one operation
+// is satisfied, and keeps its answer within its bytes.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "daemon/coordinator/kv_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace meshd::coordinator {
+namespace {
+
+using ::testing::HasSubstr;
+using Kind = KvOp::Kind;
+
+KvOp Op(Kind kind, std::vector<std::string> keys, std::string value = "", int64_t delta = 0) {
+  KvOp op;
+  op.kind = kind;
+  op.keys = std::move(keys);
+  op.value = std::move(value);
+  op.delta = delta;
+  return op;
+}
+KvOp WaitingGet(const std::string& key) {
+  KvOp op = Op(Kind::kGet, {key});
+  op.wait = true;
+  return op;
+}
+
+// Runs a batch; its answer once the completions ran (nullopt: still held).
+class Batches {
+ public:
+  void Send(KvStore& kv, std::vector<KvOp> ops, absl::Time deadline = absl::InfiniteFuture()) {
+    answer_.reset();
+    kv.Batch(std::move(ops), deadline,
+             [this](absl::StatusOr<std::vector<KvOpResult>> r) { answer_ = std::move(r); }, out_);
+    Run();
+  }
+  void Run() {
+    RunAll(out_);
+  }
+  Completions& out() { return out_; }
+  const std::optional<absl::StatusOr<std::vector<KvOpResult>>>& answer() const { return answer_; }
+  const std::vector<KvOpResult>& results() const { return **answer_; }
+
+ private:
+  Completions out_;
+  std::optional<absl::StatusOr<std::vector<KvOpResult>>> answer_;
+};
+
+TEST(KvBatch, OpsRunInOrder_EachAnsweredAsItsOwnCall_AnErrorIsItsOwn) {
+  KvStore kv;
+  Batches b;
+  KvOp cas = Op(Kind::kCompareSet, {"leader"}, "rank0");  // expected absent
+  KvOp get_missing = Op(Kind::kGet, {"missing"});
+  b.Send(kv, {Op(Kind::kSet, {"word"}, "hello"), Op(Kind::kAdd, {"n"}, "", 2),
+              Op(Kind::kAdd, {"n"}, "", 3), Op(Kind::kAdd, {"word"}, "", 1), cas, cas,
+              Op(Kind::kGet, {"word"}), get_missing, Op(Kind::kCheck, {"word", "n"}),
+              Op(Kind::kDelete, {"word"}), Op(Kind::kCount, {}), Op(Kind::kSet, {""}, "x")});
+  ASSERT_TRUE(b.answer().has_value());
+  ASSERT_TRUE(b.answer()->ok());
+  const std::vector<KvOpResult>& r = b.results();
+  ASSERT_EQ(r.size(), 12u);
+  EXPECT_TRUE(r[0].status.ok());
+  EXPECT_EQ(r[1].number, 2);
+  EXPECT_EQ(r[2].number, 5);  // after the first add, as one call after another
+  EXPECT_EQ(r[3].status.code(), absl::StatusCode::kInvalidArgument);  // "hello" is no counter
+  EXPECT_THAT(r[3].status.message(), HasSubstr("not an integer"));
+  EXPECT_TRUE(r[4].yes);  // swapped
+  EXPECT_FALSE(r[5].yes);
+  EXPECT_EQ(r[5].value, "rank0");
+  EXPECT_TRUE(r[5].present);
+  EXPECT_EQ(r[6].value, "hello");
+  EXPECT_EQ(r[7].status.code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(r[8].yes);
+  EXPECT_TRUE(r[9].yes);
+  EXPECT_EQ(r[10].number, 2);  // n and leader
+  EXPECT_EQ(r[11].status.code(), absl::StatusCode::kInvalidArgument);  // the empty key alone
+  for (const KvOpResult& each : r) EXPECT_FALSE(each.pending);
+}
+
+TEST(KvBatch, WaitsBesideOtherOps_AnsweredAtOnce_UnsetOnesPending) {
+  KvStore kv;
+  Batches b;
+  b.Send(kv, {Op(Kind::kSet, {"a"}, "1"), WaitingGet("a"), WaitingGet("b"), Op(Kind::kWait, {"a"}),
+              Op(Kind::kWait, {"a", "b"})});
+  ASSERT_TRUE(b.answer().has_value() && b.answer()->ok());
+  const std::vector<KvOpResult>& r = b.results();
+  EXPECT_EQ(r[1].value, "1");  // set earlier in the batch
+  EXPECT_FALSE(r[1].pending);
+  EXPECT_TRUE(r[2].pending);
+  EXPECT_FALSE(r[3].pending);
+  EXPECT_TRUE(r[4].pending);
+  EXPECT_EQ(kv.waiters(), 0u);  // nothing held
+}
+
+TEST(KvBatch, AllWaiting_HeldUntilOneIsSatisfied_ThenEverySatisfiedOneAnswered) {
+  KvStore kv;
+  Batches b;
+  b.Send(kv, {WaitingGet("x"), Op(Kind::kWait, {"x", "y"}), WaitingGet("z"), WaitingGet("x")});
+  EXPECT_FALSE(b.answer().has_value());
+  EXPECT_EQ(kv.waiters(), 1u);
+  Completions out;
+  ASSERT_TRUE(kv.Set("y", "Y", out).ok());  // half of the wait: not satisfied yet
+  b.out().insert(b.out().end(), out.begin(), out.end());
+  b.Run();
+  EXPECT_FALSE(b.answer().has_value());
+  out.clear();
+  ASSERT_TRUE(kv.Set("x", "X", out).ok());
+  for (auto& f : out) f();
+  ASSERT_TRUE(b.answer().has_value() && b.answer()->ok());
+  const std::vector<KvOpResult>& r = b.results();
+  EXPECT_EQ(r[0].value, "X");
+  EXPECT_FALSE(r[1].pending);  // x and y are set now
+  EXPECT_TRUE(r[2].pending);
+  EXPECT_EQ(r[3].value, "X");
+  EXPECT_EQ(kv.waiters(), 0u);
+  out.clear();
+  ASSERT_TRUE(kv.Set("z", "Z", out).ok());  // the answered batch is no longer woken
+  EXPECT_TRUE(out.empty());
+}
+
+TEST(KvBatch, HeldPastItsDeadline_DeadlineExceededNamingTheKeys) {
+  KvStore kv;
+  Batches b;
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  b.Send(kv, {WaitingGet("slow"), Op(Kind::kWait, {"late"})}, t0 + absl::Seconds(5));
+  EXPECT_EQ(kv.ExpireWaits(t0, b.out()), t0 + absl::Seconds(5));
+  b.Run();
+  EXPECT_FALSE(b.answer().has_value());
+  kv.ExpireWaits(t0 + absl::Seconds(5), b.out());
+  b.Run();
+  ASSERT_TRUE(b.answer().has_value());
+  EXPECT_EQ(b.answer()->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(b.answer()->status().message(), HasSubstr("'late', 'slow'"));
+  EXPECT_EQ(kv.waiters(), 0u);
+  Completions out;
+  ASSERT_TRUE(kv.Set("slow", "1", out).ok());
+  EXPECT_TRUE(out.empty());
+}
+
+TEST(KvBatch, GenerationEnds_HeldBatchGetsTheStatus) {
+  KvStore kv;
+  Batches b;
+  b.Send(kv, {WaitingGet("k")});
+  kv.FailAll(absl::AbortedError("generation 1 ended"), b.out());
+  b.Run();
+  ASSERT_TRUE(b.answer().has_value());
+  EXPECT_EQ(b.answer()->status().code(), absl::StatusCode::kAborted);
+}
+
+TEST(KvBatch, AnswerFull_LaterOpsPendingAndNotRun) {
+  KvStore kv;
+  Completions out;
+  const std::string big(3 << 20, 'v');
+  ASSERT_TRUE(kv.Set("a", big, out).ok());
+  ASSERT_TRUE(kv.Set("b", big, out).ok());
+  Batches b;
+  b.Send(kv, {Op(Kind::kGet, {"a"}), Op(Kind::kGet, {"b"}), Op(Kind::kSet, {"c"}, "1")});
+  ASSERT_TRUE(b.answer().has_value() && b.answer()->ok());
+  const std::vector<KvOpResult>& r = b.results();
+  EXPECT_EQ(r[0].value.size(), big.size());
+  EXPECT_TRUE(r[1].pending);
+  EXPECT_TRUE(r[1].value.empty());
+  EXPECT_TRUE(r[2].pending);
+  EXPECT_FALSE(kv.Check({"c"}));  // not run: the agent sends it again
+  // One value is always answered, however large.
+  b.Send(kv, {Op(Kind::kGet, {"b"})});
+  EXPECT_EQ(b.results()[0].value.size(), big.size());
+}
+
+TEST(KvBatch, HeldPastTheWaitsLimit_ResourceExhausted) {
+  KvStore kv(KvStore::Limits{100, 1 << 20, /*waits=*/1});
+  Batches first, second;
+  first.Send(kv, {WaitingGet("a")});
+  EXPECT_FALSE(first.answer().has_value());
+  second.Send(kv, {WaitingGet("b"), Op(Kind::kWait, {"c"})});
+  ASSERT_TRUE(second.answer().has_value());
+  EXPECT_EQ(second.answer()->status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(second.answer()->status().message(), HasSubstr("--kv-max-waits 1"));
+}
+
+}  // namespace
+}  // namespace meshd::coordinator
