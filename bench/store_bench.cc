@@ -42,8 +42,7 @@ struct Flags : meshd::bench::CoordinatorFlags {
   bool progress = false;
   bool json = false;
   bool keys = false;
-  bool coalesce_adds = true;  // as the agent does (StoreRelay::SendMergedWrites)
-  bool coalesce_sets = true;
+  bool batch = true;  // as the agent does (StoreRelay)
 };
 
 int Fail(const std::string& what) {
@@ -71,10 +70,9 @@ int main(int argc, char** argv) {
                "No store-based barriers: torch 2.x's default (TORCH_DIST_INIT_BARRIER unset), "
                "the NCCL id exchange alone");
   app.add_flag_callback(
-      "--no-merge-writes",
-      [&f] { f.coalesce_adds = f.coalesce_sets = false; },
-      "Each add and set of a node's ranks as its own coordinator call (the agent before it merged "
-      "its workers' adds and sets on one key while one is in flight)");
+      "--unbatched", [&f] { f.batch = false; },
+      "Each store call of a node's ranks as its own coordinator call, identical waits still "
+      "shared (what the agent sends a coordinator without KeyBatch)");
   AddCoordinatorFlags(app, f, "store_bench");
   app.add_flag("--progress", f.progress, "A progress line on stderr every second");
   app.add_flag("--json", f.json, "Print only the JSON line");
@@ -131,8 +129,7 @@ int main(int argc, char** argv) {
   so.channels = f.channels == 0 ? DefaultChannels(f.nodes) : f.channels;
   so.timeout = absl::Seconds(f.timeout_s);
   so.progress = f.progress;
-  so.coalesce_adds = f.coalesce_adds;
-  so.coalesce_sets = f.coalesce_sets;
+  so.batch = f.batch;
   std::optional<ProcStats> before;
   so.on_store_start = [&] { before = ServerStats(pid); };
   absl::StatusOr<StoreSimResult> r = RunStoreSim(so, *workload);
@@ -146,7 +143,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> dims;
   for (const auto& [name, size] : workload->dims) dims.push_back(absl::StrCat(name, "=", size));
   nlohmann::ordered_json j;
-  j["system"] = f.coalesce_adds && f.coalesce_sets ? "meshd" : "meshd-unmerged";
+  j["system"] = f.batch ? "meshd" : "meshd-unbatched";
   j["nodes"] = f.nodes;
   j["gpus_per_node"] = f.gpus_per_node;
   j["ranks"] = workload->world_size;
@@ -160,6 +157,7 @@ int main(int argc, char** argv) {
   j["rank_waits"] = r->rank_waits;
   j["rank_gets"] = r->rank_gets;
   j["coordinator_calls"] = r->coordinator_calls();
+  j["key_batches"] = r->key_batches;
   j["key_adds"] = r->key_adds;
   j["key_sets"] = r->key_sets;
   j["key_waits"] = r->key_waits;
@@ -187,16 +185,21 @@ int main(int argc, char** argv) {
         "store_bench: %u nodes x %u GPUs = %u ranks, mesh %s, %u groups, barriers %s%s\n", f.nodes,
         f.gpus_per_node, workload->world_size, j["shape"].get<std::string>(),
         workload->groups.size(), workload->barriers ? "on" : "off",
-        f.coalesce_adds ? "" : ", adds and sets one call each (--no-merge-writes)");
+        f.batch ? "" : ", every call on its own (--unbatched)");
     line("registered / joined (not in the store time)",
          absl::StrFormat("%.3f s / %.3f s", r->t_registered_s, r->t_joined_s));
     line("store workload (first call to last rank)", absl::StrFormat("%.3f s", r->store_s));
     line("rank store calls (add/set/wait/get)",
          absl::StrFormat("%u (%u / %u / %u / %u)", r->rank_calls(), r->rank_adds, r->rank_sets,
                          r->rank_waits, r->rank_gets));
-    line("coordinator calls (add/set/wait/get)",
-         absl::StrFormat("%u (%u / %u / %u / %u) over %u connections", r->coordinator_calls(),
-                         r->key_adds, r->key_sets, r->key_waits, r->key_gets, so.channels));
+    if (f.batch) {
+      line("coordinator calls (KeyBatch)",
+           absl::StrFormat("%u over %u connections", r->coordinator_calls(), so.channels));
+    } else {
+      line("coordinator calls (add/set/wait/get)",
+           absl::StrFormat("%u (%u / %u / %u / %u) over %u connections", r->coordinator_calls(),
+                           r->key_adds, r->key_sets, r->key_waits, r->key_gets, so.channels));
+    }
     line("heartbeats (whole run)", absl::StrCat(r->heartbeats));
     line("coordinator on CPUs", coordinator_cpus);
     if (before && after) {

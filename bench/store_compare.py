@@ -23,8 +23,8 @@ For each size it runs, in alternation:
                      waits/gets of its ranks as one call; its ranks' adds (sets) on one key while
                      one is in flight as one KeyAdd of their sum (one KeySet of the last value));
                      registering and joining the job come first and are not in the store time
-  meshd-unmerged     (--unmerged) store_bench --no-merge-writes: every add and set on its own, as
-                     the agent sent them before it merged writes
+  meshd-unbatched    (--unbatched) store_bench --unbatched: every call its own coordinator call
+                     (identical waits shared), as the agent sends to a coordinator without KeyBatch
   tcpstore-shared    PyTorch's TCPStore (Debian's python3-torch): the ranks spread over --procs
                      driver processes, each sharing one connection among its ranks (TCPStore's
                      best case); a driver runs its ranks' calls phase by phase (every rank's adds
@@ -218,11 +218,11 @@ def run_tcpstore(nodes, gpus, per_rank, procs, timeout_s, server_cpu, barriers, 
             "server_cpus": str(server_cpu) if server_cpu >= 0 else "all"}
 
 
-def run_meshd(bench, nodes, gpus, timeout_s, server_cpu, barriers, progress, unmerged=False):
+def run_meshd(bench, nodes, gpus, timeout_s, server_cpu, barriers, progress, unbatched=False):
     out = subprocess.run([bench, "--nodes", str(nodes), "--gpus-per-node", str(gpus), "--json",
                           "--timeout", str(timeout_s), "--coordinator-cpu", str(server_cpu)] +
                          ([] if barriers else ["--no-barriers"]) +
-                         (["--no-merge-writes"] if unmerged else []) +
+                         (["--unbatched"] if unbatched else []) +
                          (["--progress"] if progress else []),
                          stdout=subprocess.PIPE, stderr=None if progress else subprocess.PIPE,
                          text=True, timeout=timeout_s + 60)
@@ -270,9 +270,9 @@ def main():
                    help="CPU the server under test (meshd's coordinator, TCPStore's server) is "
                         "confined to while the load runs on every CPU; -1: any (default: %(default)s)")
     p.add_argument("--progress", action="store_true", help="progress lines on stderr")
-    p.add_argument("--unmerged", action="store_true",
-                   help="also run meshd-unmerged: store_bench --no-merge-writes (every add and set "
-                        "its own coordinator call, as before the agent merged them)")
+    p.add_argument("--unbatched", action="store_true",
+                   help="also run meshd-unbatched: store_bench --unbatched (every store call its "
+                        "own coordinator call, identical waits shared)")
     p.add_argument("--check-keys", action="store_true",
                    help="first check that store_bench's groups and keys are this script's")
     a = p.parse_args()
@@ -299,10 +299,10 @@ def main():
         for rnd in range(a.repeat):
             runs = [("meshd", lambda: run_meshd(a.store_bench, nodes, a.gpus_per_node, a.timeout,
                                                 a.server_cpu, barriers, a.progress))]
-            if a.unmerged:
-                runs.append(("meshd-unmerged", lambda: run_meshd(
+            if a.unbatched:
+                runs.append(("meshd-unbatched", lambda: run_meshd(
                     a.store_bench, nodes, a.gpus_per_node, a.timeout, a.server_cpu, barriers,
-                    a.progress, unmerged=True)))
+                    a.progress, unbatched=True)))
             if have_torch:
                 runs.append(("tcpstore-shared", lambda: run_tcpstore(
                     nodes, a.gpus_per_node, False, a.procs, a.timeout, a.server_cpu, barriers,

@@ -16,6 +16,9 @@
 #include "bench/sim/nodes.h"
 #include "bench/sim/placement.h"
 #include "bench/sim/proc_stats.h"
+#include "common/time/clock.h"
+#include "daemon/agent/core/resender.h"
+#include "daemon/agent/core/store_relay.h"
 #include "daemon/domain/caller.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
 
@@ -40,7 +43,6 @@ class Sim {
         nodes_(w.world_size / w.gpus_per_node),
         node_state_(nodes_),
         ranks_(w.world_size),
-        waiting_then_(w.world_size),
         adds_sent_(w.groups.size()),
         beats_(nodes_) {
     for (const auto& channel : SimChannels(o.address, o.channels)) {
@@ -51,6 +53,14 @@ class Sim {
       registrations_.push_back(SimulatedRegistration(i, w.gpus_per_node));
     }
     secrets_.resize(names_.size());
+    for (uint32_t i = 0; i < nodes_; ++i) {
+      Node& n = node_state_[i];
+      n.client = std::make_unique<SimClient>(this, i);
+      n.relay = std::make_unique<agent::StoreRelay>(
+          &clock_, n.client.get(), &resender_,
+          [](const std::string&, uint64_t, std::optional<uint32_t>) { return absl::OkStatus(); },
+          o.batch);
+    }
     node_of_rank_.assign(nodes_, 0);
     steps_ = (w.barriers ? w.slots : 0) + w.slots;
   }
@@ -59,6 +69,7 @@ class Sim {
     deadline_ = std::chrono::system_clock::now() +
                 std::chrono::milliseconds(absl::ToInt64Milliseconds(o_.timeout));
     const absl::Time give_up = absl::Now() + o_.timeout;
+    run_deadline_ = give_up;
     start_ = SteadyClock::now();
     for (uint32_t i = 0; i < nodes_; ++i) Register(i);
     std::thread heartbeats([this] { HeartbeatLoop(); });
@@ -106,6 +117,8 @@ class Sim {
     result_.key_sets = key_sets_.load();
     result_.key_waits = key_waits_.load();
     result_.key_gets = key_gets_.load();
+    result_.key_others = key_others_.load();
+    result_.key_batches = key_batches_.load();
     result_.heartbeats = heartbeats_.load();
     result_.generation = generation_;
     return result_;
@@ -119,22 +132,11 @@ class Sim {
     uint32_t step = 0;
     uint32_t sub = 0;
   };
-  // A simulated agent: its identical waits in flight, by signature, with the local ranks waiting.
-  struct PendingAdd {
-    int64_t delta;
-    std::function<void(int64_t)> then;
-  };
-  struct PendingSet {
-    std::string value;
-    std::function<void()> then;
-  };
+  class SimClient;
+  // A simulated node's agent relay (its client sends over the node's channel).
   struct Node {
-    absl::Mutex mu;
-    absl::flat_hash_map<std::string, std::vector<uint32_t>> shared ABSL_GUARDED_BY(mu);
-    // coalesce_adds: keys with a KeyAdd in flight, and the adds waiting for it to return.
-    absl::flat_hash_map<std::string, std::vector<PendingAdd>> adds ABSL_GUARDED_BY(mu);
-    // coalesce_sets: likewise for sets.
-    absl::flat_hash_map<std::string, std::vector<PendingSet>> sets ABSL_GUARDED_BY(mu);
+    std::unique_ptr<SimClient> client;
+    std::unique_ptr<agent::StoreRelay> relay;
     uint32_t node_rank = 0;
   };
 
@@ -301,176 +303,162 @@ class Sim {
     });
   }
 
-  // Rank r's add. As today's agent relays it: one KeyAdd per rank. With coalesce_adds (a what-if,
-  // see store_sim.h): while one KeyAdd of the node on `key` is in flight, the node's further adds
-  // on it wait, then go as one KeyAdd of their sum.
+  // Rank r's calls, through its node's agent relay: the agent's own StoreRelay (batches of the
+  // node's calls, identical waits shared), sending over SimClient.
+  agent::StoreRelay& Relay(uint32_t r) { return *node_state_[NodeOf(r)].relay; }
+  template <typename Req>
+  Req Request(const std::string& key) const {
+    Req req;
+    req.set_job(o_.job);
+    req.set_generation(generation_);
+    req.set_key(key);
+    return req;
+  }
+  template <typename Resp>
+  static absl::Status Checked(absl::string_view what, uint32_t r, const absl::StatusOr<Resp>& v) {
+    if (v.ok()) return absl::OkStatus();
+    return absl::Status(v.status().code(),
+                        absl::StrCat(what, " of rank ", r, ": ", v.status().message()));
+  }
+
   void Add(uint32_t r, const std::string& key, int64_t delta, std::function<void(int64_t)> then) {
     ++rank_adds_;
-    const uint32_t n = NodeOf(r);
-    std::vector<PendingAdd> batch;
-    batch.push_back({delta, std::move(then)});
-    if (o_.coalesce_adds) {
-      Node& node = node_state_[n];
-      absl::MutexLock lock(&node.mu);
-      auto [it, fresh] = node.adds.try_emplace(key);
-      if (!fresh) return it->second.push_back(std::move(batch.front()));
-    }
-    SendAdd(n, key, std::move(batch));
+    v1::KeyAddRequest req = Request<v1::KeyAddRequest>(key);
+    req.set_delta(delta);
+    Relay(r).Relay<v1::KeyAddRequest, v1::KeyAddResponse>(
+        std::move(req), run_deadline_,
+        [this, r, then = std::move(then)](absl::StatusOr<v1::KeyAddResponse> v) {
+          if (absl::Status s = Checked("KeyAdd", r, v); !s.ok()) return Fail(s);
+          then(v->value());
+        });
   }
 
-  // One KeyAdd of the batch's sum; the batch's adds took effect one after another, so the k-th
-  // of them saw the sum less the deltas after it.
-  void SendAdd(uint32_t n, const std::string& key, std::vector<PendingAdd> batch) {
-    ++key_adds_;
-    auto* c = new Call<v1::KeyAddRequest, v1::KeyAddResponse>;
-    c->req.set_job(o_.job);
-    c->req.set_generation(generation_);
-    c->req.set_key(key);
-    int64_t sum = 0;
-    for (const PendingAdd& a : batch) sum += a.delta;
-    c->req.set_delta(sum);
-    if (!Begin(c, n)) return delete c;
-    Async(n)->KeyAdd(&c->ctx, &c->req, &c->resp,
-                     [this, c, n, batch = std::move(batch)](grpc::Status s) mutable {
-                       CallsInFlight::Gone gone(&calls_in_flight_);  // after the call is deleted
-                       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
-                       End(c);
-                       if (!s.ok()) return Fail(Failed("KeyAdd", names_[n], s));
-                       if (o_.coalesce_adds) {
-                         std::vector<PendingAdd> next;
-                         {
-                           Node& node = node_state_[n];
-                           absl::MutexLock lock(&node.mu);
-                           auto it = node.adds.find(c->req.key());
-                           next = std::move(it->second);
-                           if (next.empty())
-                             node.adds.erase(it);
-                           else
-                             it->second.clear();
-                         }
-                         if (!next.empty()) SendAdd(n, c->req.key(), std::move(next));
-                       }
-                       int64_t value = c->resp.value();
-                       std::vector<int64_t> seen(batch.size());
-                       for (size_t k = batch.size(); k-- > 0;) {
-                         seen[k] = value;
-                         value -= batch[k].delta;
-                       }
-                       for (size_t k = 0; k < batch.size(); ++k) batch[k].then(seen[k]);
-                     });
-  }
-
-  // Rank r's set. As today's agent relays it: one KeySet per rank. With coalesce_sets (a what-if,
-  // see store_sim.h): while one KeySet of the node on `key` is in flight, the node's further sets
-  // on it wait, then go as one KeySet of the last of their values (as if run one after another).
   void Set(uint32_t r, const std::string& key, std::string value, std::function<void()> then) {
     ++rank_sets_;
-    const uint32_t n = NodeOf(r);
-    std::vector<PendingSet> batch;
-    batch.push_back({std::move(value), std::move(then)});
-    if (o_.coalesce_sets) {
-      Node& node = node_state_[n];
-      absl::MutexLock lock(&node.mu);
-      auto [it, fresh] = node.sets.try_emplace(key);
-      if (!fresh) return it->second.push_back(std::move(batch.front()));
-    }
-    SendSet(n, key, std::move(batch));
+    v1::KeySetRequest req = Request<v1::KeySetRequest>(key);
+    req.set_value(std::move(value));
+    Relay(r).Relay<v1::KeySetRequest, v1::KeySetResponse>(
+        std::move(req), run_deadline_,
+        [this, r, then = std::move(then)](absl::StatusOr<v1::KeySetResponse> v) {
+          if (absl::Status s = Checked("KeySet", r, v); !s.ok()) return Fail(s);
+          then();
+        });
   }
 
-  void SendSet(uint32_t n, const std::string& key, std::vector<PendingSet> batch) {
-    ++key_sets_;
-    auto* c = new Call<v1::KeySetRequest, v1::KeySetResponse>;
-    c->req.set_job(o_.job);
-    c->req.set_generation(generation_);
-    c->req.set_key(key);
-    c->req.set_value(std::move(batch.back().value));
-    if (!Begin(c, n)) return delete c;
-    Async(n)->KeySet(&c->ctx, &c->req, &c->resp,
-                     [this, c, n, batch = std::move(batch)](grpc::Status s) mutable {
-                       CallsInFlight::Gone gone(&calls_in_flight_);  // after the call is deleted
-                       std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
-                       End(c);
-                       if (!s.ok()) return Fail(Failed("KeySet", names_[n], s));
-                       if (o_.coalesce_sets) {
-                         std::vector<PendingSet> next;
-                         {
-                           Node& node = node_state_[n];
-                           absl::MutexLock lock(&node.mu);
-                           auto it = node.sets.find(c->req.key());
-                           next = std::move(it->second);
-                           if (next.empty())
-                             node.sets.erase(it);
-                           else
-                             it->second.clear();
-                         }
-                         if (!next.empty()) SendSet(n, c->req.key(), std::move(next));
-                       }
-                       for (PendingSet& set : batch) set.then();
-                     });
-  }
-
-  // A wait (KeyWait on [key]) or a get (KeyGet of key, waiting) of rank r, through its node's
-  // agent: the first of the node's ranks to ask sends the coordinator call, ranks asking the same
-  // while it is in flight wait on it, and its answer goes to each (agent/core/store_relay.cc, SendSharedWait).
+  // A wait (KeyWait on [key]) or a get (KeyGet of key, waiting) of rank r.
   void SharedWait(uint32_t r, bool get, const std::string& key,
                   std::function<void(const std::string&)> then) {
     ++(get ? rank_gets_ : rank_waits_);
-    const uint32_t n = NodeOf(r);
-    Node& node = node_state_[n];
-    std::string signature = absl::StrCat(get ? "get|" : "wait|", key);
-    bool first;
-    {
-      absl::MutexLock lock(&node.mu);
-      std::vector<uint32_t>& waiters = node.shared[signature];
-      first = waiters.empty();
-      waiters.push_back(r);
-      waiting_then_[r] = std::move(then);  // this rank's one call in flight
-    }
-    if (!first) return;
-    const auto answer = [this, n, signature](const std::string& value) {
-      std::vector<uint32_t> waiters;
-      {
-        Node& agent = node_state_[n];
-        absl::MutexLock lock(&agent.mu);
-        auto it = agent.shared.find(signature);
-        waiters = std::move(it->second);
-        agent.shared.erase(it);
-      }
-      for (uint32_t waiter : waiters) {
-        std::function<void(const std::string&)> each = std::move(waiting_then_[waiter]);
-        each(value);
-      }
-    };
     if (get) {
-      ++key_gets_;
-      auto* c = new Call<v1::KeyGetRequest, v1::KeyGetResponse>;
-      c->req.set_job(o_.job);
-      c->req.set_generation(generation_);
-      c->req.set_key(key);
-      c->req.set_wait(true);
-      if (!Begin(c, n)) return delete c;
-      Async(n)->KeyGet(&c->ctx, &c->req, &c->resp, [this, c, n, answer](grpc::Status s) {
-        CallsInFlight::Gone gone(&calls_in_flight_);  // after the call is deleted
-        std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
-        End(c);
-        if (!s.ok()) return Fail(Failed("KeyGet", names_[n], s));
-        answer(c->resp.value());
-      });
-    } else {
-      ++key_waits_;
-      auto* c = new Call<v1::KeyWaitRequest, v1::KeyWaitResponse>;
-      c->req.set_job(o_.job);
-      c->req.set_generation(generation_);
-      c->req.add_keys(key);
-      if (!Begin(c, n)) return delete c;
-      Async(n)->KeyWait(&c->ctx, &c->req, &c->resp, [this, c, n, answer](grpc::Status s) {
-        CallsInFlight::Gone gone(&calls_in_flight_);  // after the call is deleted
-        std::unique_ptr<std::remove_pointer_t<decltype(c)>> own(c);
-        End(c);
-        if (!s.ok()) return Fail(Failed("KeyWait", names_[n], s));
-        answer(std::string());
-      });
+      v1::KeyGetRequest req = Request<v1::KeyGetRequest>(key);
+      req.set_wait(true);
+      return Relay(r).Relay<v1::KeyGetRequest, v1::KeyGetResponse>(
+          std::move(req), run_deadline_,
+          [this, r, then = std::move(then)](absl::StatusOr<v1::KeyGetResponse> v) {
+            if (absl::Status s = Checked("KeyGet", r, v); !s.ok()) return Fail(s);
+            then(v->value());
+          });
     }
+    v1::KeyWaitRequest req;
+    req.set_job(o_.job);
+    req.set_generation(generation_);
+    req.add_keys(key);
+    Relay(r).Relay<v1::KeyWaitRequest, v1::KeyWaitResponse>(
+        std::move(req), run_deadline_,
+        [this, r, then = std::move(then)](absl::StatusOr<v1::KeyWaitResponse> v) {
+          if (absl::Status s = Checked("KeyWait", r, v); !s.ok()) return Fail(s);
+          then(std::string());
+        });
+  }
+
+  // A simulated node's connection to the coordinator as its agent's StoreRelay sees it: the Key
+  // calls over the node's shared channel, with its metadata; nothing else is asked of it.
+  class SimClient final : public agent::CoordinatorClient {
+   public:
+    SimClient(Sim* sim, uint32_t node) : sim_(sim), node_(node) {}
+    void RegisterNode(const domain::NodeInventory&, const std::vector<domain::RunningJob>&,
+                      agent::CallOptions, agent::Answer<absl::Duration> done) override {
+      done(Unused());
+    }
+    void Heartbeat(const std::string&, uint64_t, agent::CallOptions,
+                   agent::Answer<absl::Duration> done) override {
+      done(Unused());
+    }
+    void JoinJob(const domain::JoinRequest&, agent::CallOptions,
+                 agent::Answer<domain::Assignment> done) override {
+      done(Unused());
+    }
+    void LeaveJob(const std::string&, uint64_t, const std::string&, const std::string&,
+                  agent::CallOptions, std::function<void(absl::Status)> done) override {
+      done(Unused());
+    }
+    void FinishJob(const std::string&, uint64_t, const std::string&, agent::CallOptions,
+                   std::function<void(absl::Status)> done) override {
+      done(Unused());
+    }
+    void LeaveNode(const std::string&, uint64_t, const std::string&, agent::CallOptions,
+                   std::function<void(absl::Status)> done) override {
+      done(Unused());
+    }
+    void WatchJob(const std::string&, uint64_t, agent::CallOptions,
+                  agent::Answer<domain::GenerationEnd> done) override {
+      done(Unused());
+    }
+    void ResolveGroups(v1::ResolveGroupsRequest, agent::CallOptions,
+                       agent::Answer<v1::ResolveGroupsResponse> done) override {
+      done(Unused());
+    }
+#define MESHD_SIM_KEY(Name, counter)                                                      \
+  void Key(v1::Name##Request r, agent::CallOptions, agent::Answer<v1::Name##Response> done) \
+      override {                                                                          \
+    ++sim_->counter;                                                                      \
+    sim_->SendKey<v1::Name##Request, v1::Name##Response>(                                 \
+        node_, std::move(r), std::move(done),                                             \
+        [](Stub::async_interface* a, grpc::ClientContext* ctx, const v1::Name##Request* rq, \
+           v1::Name##Response* rs, std::function<void(grpc::Status)> cb) {                \
+          a->Name(ctx, rq, rs, std::move(cb));                                            \
+        });                                                                               \
+  }
+    MESHD_SIM_KEY(KeySet, key_sets_)
+    MESHD_SIM_KEY(KeyGet, key_gets_)
+    MESHD_SIM_KEY(KeyAdd, key_adds_)
+    MESHD_SIM_KEY(KeyCompareSet, key_others_)
+    MESHD_SIM_KEY(KeyWait, key_waits_)
+    MESHD_SIM_KEY(KeyCheck, key_others_)
+    MESHD_SIM_KEY(KeyDelete, key_others_)
+    MESHD_SIM_KEY(KeyCount, key_others_)
+    MESHD_SIM_KEY(KeyBatch, key_batches_)
+#undef MESHD_SIM_KEY
+    void Shutdown() override {}
+
+   private:
+    static absl::Status Unused() {
+      return absl::UnimplementedError("the store simulation sends only Key calls");
+    }
+    Sim* const sim_;
+    const uint32_t node_;
+  };
+
+  // One Key call of `node` (its relay's), answered to the relay.
+  template <typename Req, typename Resp, typename SendFn>
+  void SendKey(uint32_t node, Req r, agent::Answer<Resp> done, SendFn send) {
+    auto* c = new Call<Req, Resp>;
+    c->req = std::move(r);
+    if (!Begin(c, node)) {
+      delete c;
+      return done(absl::CancelledError("the run is over"));
+    }
+    send(Async(node), &c->ctx, &c->req, &c->resp,
+         [this, c, done = std::move(done)](grpc::Status s) {
+           CallsInFlight::Gone gone(&calls_in_flight_);  // after the call is deleted
+           std::unique_ptr<Call<Req, Resp>> own(c);
+           End(c);
+           if (!s.ok()) {
+             return done(absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                                      s.error_message()));
+           }
+           done(std::move(c->resp));
+         });
   }
 
   // As agents do: every node heartbeats at the interval the coordinator gave it.
@@ -538,14 +526,18 @@ class Sim {
 
   std::vector<Node> node_state_;
   std::vector<Rank> ranks_;
-  // By rank: what to do with the answer of its wait or get in flight (its node's mutex hands it
-  // from the rank to the call's answer).
-  std::vector<std::function<void(const std::string&)>> waiting_then_;
   std::vector<std::atomic<uint32_t>> adds_sent_;  // by group: add(K, 1)s sent
   std::atomic<uint32_t> done_ranks_{0};
   std::atomic<uint64_t> calls_{0}, heartbeats_{0};
   std::atomic<uint64_t> rank_adds_{0}, rank_sets_{0}, rank_waits_{0}, rank_gets_{0};
   std::atomic<uint64_t> key_adds_{0}, key_sets_{0}, key_waits_{0}, key_gets_{0};
+  std::atomic<uint64_t> key_others_{0}, key_batches_{0};
+  // What the relays need of an agent's core: its clock, and a resender (whose timers never run:
+  // a call the transport loses fails the run instead of waiting for a resend).
+  RealClock clock_;
+  agent::Timers timers_;
+  agent::Resender resender_{&clock_, &timers_, nullptr};
+  absl::Time run_deadline_;
 
   CallsInFlight calls_in_flight_;  // before it returns, Run waits until every call is gone
 

@@ -1,12 +1,11 @@
 // StoreSim: N simulated nodes of G ranks running PyTorch's start-up (StoreWorkload) through
 // meshd's key-value store on a real coordinator, over the real gRPC protocol. Each simulated node
-// sends the coordinator exactly what its agent would relay for its G workers (agent/core/store_relay.cc,
-// RelayKeyCall): every rank's KeyAdd and KeySet on its own, and identical waits — KeyWait on the
-// same keys, KeyGet with wait of the same key — of the node's ranks while one is in flight as ONE
-// coordinator call whose answer goes to each. First every node registers and joins the job (as
-// agents do before workers get their ranks), then the store workload runs, timed on its own.
-// Every answer is checked: each get returns the leader's id, and no barrier's wait returns before
-// every member of its group sent its add.
+// runs its agent's own relay (agent/core/store_relay.h, StoreRelay) for its G workers, so it sends
+// the coordinator exactly what the agent would: the node's calls as batches, identical waits as
+// one operation. First every node registers and joins the job (as agents do before workers get
+// their ranks), then the store workload runs, timed on its own. Every answer is checked: each get
+// returns the leader's id, and no barrier's wait returns before every member of its group sent
+// its add.
 //
 // Simulated nodes share a few channels (as meshd_bench's do); each still sends its own requests.
 // Thread-safety: RunStoreSim is a blocking call; run one at a time per workload.
@@ -33,17 +32,9 @@ struct StoreSimOptions {
   std::function<void()> on_store_start;
   // Every second of the store workload, a line on stderr: ranks done, calls sent.
   bool progress = false;
-  // What the agent does (StoreRelay::SendMergedWrites): while one KeyAdd of a node on a key is in flight, the
-  // node's further adds on that key wait and then go as ONE KeyAdd of their sum, each rank getting
-  // the value it would have seen had they run one after another (as TCPStore's server would have
-  // run them). Unchanged coordinator; fewer calls where local ranks add to one key (the world's
-  // barrier, a group within the node).
-  bool coalesce_adds = true;
-  // Likewise for sets (as the agent does): while one KeySet of a node on a key is in flight, the node's
-  // further sets on it wait and then go as ONE KeySet of the last value — every rank whose
-  // add(K, 0) saw its whole group sets K:last_worker, several per node in the world's barrier.
-  // Safe as the adds are: the merged sets take effect after each of them was asked for.
-  bool coalesce_sets = true;
+  // The agent's relay batches its workers' calls (StoreRelay, as agents run it); false: every call
+  // on its own (identical waits still shared), as the agent sends to a coordinator without KeyBatch.
+  bool batch = true;
 };
 
 struct StoreSimResult {
@@ -55,9 +46,12 @@ struct StoreSimResult {
   // What the simulated workers asked their agents for (c10d Store calls).
   uint64_t rank_adds = 0, rank_sets = 0, rank_waits = 0, rank_gets = 0;
   uint64_t rank_calls() const { return rank_adds + rank_sets + rank_waits + rank_gets; }
-  // What the agents sent the coordinator (after sharing identical waits).
-  uint64_t key_adds = 0, key_sets = 0, key_waits = 0, key_gets = 0;
-  uint64_t coordinator_calls() const { return key_adds + key_sets + key_waits + key_gets; }
+  // What the agents sent the coordinator: batches, or (without batching) each call on its own.
+  uint64_t key_batches = 0;
+  uint64_t key_adds = 0, key_sets = 0, key_waits = 0, key_gets = 0, key_others = 0;
+  uint64_t coordinator_calls() const {
+    return key_batches + key_adds + key_sets + key_waits + key_gets + key_others;
+  }
   uint64_t heartbeats = 0;  // over the whole run
   // CPU seconds of this process (every simulated node) during the store workload.
   double sim_cpu_s = 0;

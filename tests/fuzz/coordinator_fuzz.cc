@@ -261,7 +261,9 @@ class Program {
     const std::string job = JobName();
     const uint64_t gen = Generation(job);
     const std::string key = in_.ConsumeBool() ? "k" : Short();
-    switch (in_.ConsumeIntegralInRange(0, 7)) {
+    switch (in_.ConsumeIntegralInRange(0, 8)) {
+      case 8:
+        return Batch(job, gen);
       case 0:
         core_.KeySet(job, gen, key, Short(), Answer<absl::Status>("KeySet"));
         break;
@@ -292,6 +294,22 @@ class Program {
         (void)core_.KeyCount(job, gen);
         break;
     }
+  }
+
+  // An agent's KeyBatch: a few operations of any kind (waiting or not, empty keys too).
+  void Batch(const std::string& job, uint64_t gen) {
+    std::vector<KvOp> ops(in_.ConsumeIntegralInRange(0, 4));
+    for (KvOp& op : ops) {
+      op.kind = static_cast<KvOp::Kind>(in_.ConsumeIntegralInRange(0, 7));
+      const int keys = in_.ConsumeIntegralInRange(0, 2);
+      for (int i = 0; i < keys; ++i) op.keys.push_back(in_.ConsumeBool() ? "k" : Short());
+      op.value = Short();
+      if (in_.ConsumeBool()) op.expected = Short();
+      op.delta = in_.ConsumeBool() ? in_.ConsumeIntegral<int64_t>() : 1;
+      op.wait = in_.ConsumeBool();
+    }
+    core_.KeyBatch(job, gen, std::move(ops), Deadline(),
+                   Answer<absl::StatusOr<std::vector<KvOpResult>>>("KeyBatch"));
   }
 
   // A node's ResolveGroups for its ranks of the job's running generation (or made-up ones).

@@ -388,6 +388,63 @@ TEST_F(CoordinatorServiceTest, KeyValue_SetWaitGetAddCompareSet) {
   EXPECT_EQ(cas_resp.value(), "a");
 }
 
+// An agent's batch: its operations run in order with a result each; one whose every operation
+// waits is held until one is satisfied; a malformed batch is refused whole.
+TEST_F(CoordinatorServiceTest, KeyBatch_RunsInOrder_HeldWhenAllWait_MalformedRefused) {
+  StartJob();
+  v1::KeyBatchRequest batch;
+  batch.set_job("job");
+  batch.set_generation(1);
+  v1::KeyBatchResponse answer;
+  EXPECT_EQ(stub_->KeyBatch(As("a").get(), batch, &answer).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);  // no operations
+
+  v1::KeyOp* wait_x = batch.add_ops();
+  wait_x->mutable_get()->set_key("x");
+  wait_x->mutable_get()->set_wait(true);
+  batch.add_ops()->mutable_wait()->add_keys("y");
+  grpc::Status held_status;
+  v1::KeyBatchResponse held;
+  std::thread waiter([&] { held_status = stub_->KeyBatch(As("b").get(), batch, &held); });
+  EXPECT_TRUE(Held(&domain::WaiterCounts::kv, 1));
+
+  v1::KeyBatchRequest writes;
+  writes.set_job("job");
+  writes.set_generation(1);
+  v1::KeyOp* set = writes.add_ops();
+  set->mutable_set()->set_key("x");
+  set->mutable_set()->set_value("X");
+  writes.add_ops()->mutable_add()->set_key("x");  // "X" is no counter: this one fails alone
+  writes.add_ops()->mutable_add()->set_key("n");
+  writes.mutable_ops(2)->mutable_add()->set_delta(4);
+  ASSERT_TRUE(stub_->KeyBatch(As("a").get(), writes, &answer).ok());
+  ASSERT_EQ(answer.results_size(), 3);
+  EXPECT_TRUE(answer.results(0).has_set());
+  EXPECT_EQ(answer.results(1).code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(answer.results(1).message(), HasSubstr("not an integer"));
+  EXPECT_EQ(answer.results(2).add().value(), 4);
+
+  waiter.join();
+  ASSERT_TRUE(held_status.ok()) << held_status.error_message();
+  ASSERT_EQ(held.results_size(), 2);
+  EXPECT_EQ(held.results(0).get().value(), "X");
+  EXPECT_TRUE(held.results(1).pending());  // y is not set: the agent asks again
+
+  v1::KeyBatchRequest foreign = writes;
+  foreign.mutable_ops(0)->mutable_set()->set_job("other");
+  const grpc::Status refused = stub_->KeyBatch(As("a").get(), foreign, &answer);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("operation 0"));
+  v1::KeyBatchRequest empty_op = writes;
+  empty_op.add_ops();
+  EXPECT_EQ(stub_->KeyBatch(As("a").get(), empty_op, &answer).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  v1::KeyBatchRequest other_job = writes;
+  other_job.set_job("nope");
+  EXPECT_EQ(stub_->KeyBatch(As("a").get(), other_job, &answer).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
 TEST_F(CoordinatorServiceTest, KeyGet_CodesForMissingStaleAndTimedOut) {
   StartJob();
   v1::KeyGetRequest get;

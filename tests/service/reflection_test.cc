@@ -85,7 +85,8 @@ TEST_F(ReflectionTest, DescribesCoordinatorMethodsAndStreaming) {
       EXPECT_TRUE(streaming["WatchJob"]);
       EXPECT_EQ(streaming.count("KeyWait"), 1u);
       EXPECT_EQ(streaming.count("LeaveNode"), 1u);
-      EXPECT_EQ(streaming.size(), 21u);
+      EXPECT_EQ(streaming.count("KeyBatch"), 1u);
+      EXPECT_EQ(streaming.size(), 22u);
     }
   }
   EXPECT_TRUE(found);

@@ -637,6 +637,7 @@ TEST_F(AgentCoreTest, AJobIsBoundToItsFirstWorkersUid) {
       [&get](absl::StatusOr<v1::KeyGetResponse> r) { get = r.status(); }, 2000);
   EXPECT_EQ(get->code(), denied);
   EXPECT_EQ(client_.TakeKey(), std::nullopt);  // nothing reached the coordinator
+  EXPECT_EQ(client_.batches(), 0u);
   // The owner's own calls go through.
   EXPECT_TRUE(agent_->Watch("train", 1, 0, [](const domain::GenerationEnd&) {}, 1000).ok());
   // Both workers detach cleanly: while the generation runs, the job stays theirs (another uid

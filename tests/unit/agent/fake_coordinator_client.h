@@ -107,8 +107,11 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   MESHD_FAKE_KEY(KeyCheck)
   MESHD_FAKE_KEY(KeyDelete)
   MESHD_FAKE_KEY(KeyCount)
-  MESHD_FAKE_KEY(KeyBatch)
 #undef MESHD_FAKE_KEY
+  // Held with its request (TakeBatch).
+  void Key(v1::KeyBatchRequest r, CallOptions o, Answer<v1::KeyBatchResponse> done) override {
+    Hold(batches_, std::move(r), o, std::move(done));
+  }
 
   void Shutdown() override {
     std::vector<std::function<void()>> cancel;
@@ -124,6 +127,7 @@ class FakeCoordinatorClient final : public CoordinatorClient {
       Drain(watches_, cancel);
       Drain(resolves_, cancel);
       Drain(keys_, cancel);
+      Drain(batches_, cancel);
     }
     for (auto& f : cancel) f();
   }
@@ -144,6 +148,9 @@ class FakeCoordinatorClient final : public CoordinatorClient {
     return Take(resolves_);
   }
   std::optional<FakeCall<std::string, bool>> TakeKey() { return Take(keys_); }
+  std::optional<FakeCall<v1::KeyBatchRequest, v1::KeyBatchResponse>> TakeBatch() {
+    return Take(batches_);
+  }
 
   // Calls of each kind held now.
   size_t registers() { return Size(registers_); }
@@ -151,6 +158,7 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   size_t joins() { return Size(joins_); }
   size_t watches() { return Size(watches_); }
   size_t resolves() { return Size(resolves_); }
+  size_t batches() { return Size(batches_); }
 
  private:
   template <typename Req, typename Resp>
@@ -198,6 +206,7 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   Queue<WatchCall, domain::GenerationEnd> watches_;
   Queue<v1::ResolveGroupsRequest, v1::ResolveGroupsResponse> resolves_;
   Queue<std::string, bool> keys_;
+  Queue<v1::KeyBatchRequest, v1::KeyBatchResponse> batches_;
 };
 
 }  // namespace meshd::agent
