@@ -90,6 +90,7 @@ struct AgentView {
   uint64_t heartbeat_failures = 0;
   uint64_t key_calls = 0;         // store calls from local workers
   uint64_t key_calls_shared = 0;  // of those, sent within another worker's coordinator call
+  uint64_t key_coordinator_calls = 0;  // coordinator calls (batches) that carried them
 };
 
 }  // namespace meshd::domain

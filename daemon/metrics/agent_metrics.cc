@@ -30,10 +30,14 @@ std::vector<prometheus::MetricFamily> AgentMetrics::Collect() const {
                     {{{{"result", "ok"}}, static_cast<double>(v.heartbeats)},
                      {{{"result", "failed"}}, static_cast<double>(v.heartbeat_failures)}}),
       CounterFamily("meshd_agent_store_calls_total",
-                    "Key-value store calls of local workers; shared: waits answered by another "
-                    "worker's identical coordinator call",
+                    "Key-value store calls of local workers; shared: sent within another "
+                    "worker's coordinator call (an identical wait, or one batch)",
                     {{{{"sent", "own"}}, static_cast<double>(v.key_calls - v.key_calls_shared)},
                      {{{"sent", "shared"}}, static_cast<double>(v.key_calls_shared)}}),
+      CounterFamily("meshd_agent_store_coordinator_calls_total",
+                    "Coordinator calls (KeyBatch, or single calls to a coordinator without it) "
+                    "that carried the local workers' key-value store calls",
+                    {{{}, static_cast<double>(v.key_coordinator_calls)}}),
   };
 }
 

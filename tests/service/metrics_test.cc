@@ -282,6 +282,7 @@ TEST_F(MetricsTest, AgentSeries_GpusRegistrationHeartbeatsAndItsCalls) {
   EXPECT_EQ(Value(s, "meshd_agent_workers{state=\"attached\"}"), 0);
   EXPECT_EQ(Value(s, "meshd_agent_store_calls_total{sent=\"own\"}"), 0);
   EXPECT_EQ(Value(s, "meshd_agent_store_calls_total{sent=\"shared\"}"), 0);
+  EXPECT_EQ(Value(s, "meshd_agent_store_coordinator_calls_total"), 0);
   const double beats = Value(s, "meshd_agent_heartbeats_total{result=\"ok\"}");
   ASSERT_TRUE(Eventually("meshd_agent_heartbeats_total{result=\"ok\"}", beats + 2, true));
   // The agent's own server counts into the same families, as server="agent".

@@ -560,6 +560,7 @@ domain::AgentView Agent::Status() const {
   const StoreRelay::Counts store = store_.counts();
   v.key_calls = store.calls;
   v.key_calls_shared = store.shared;
+  v.key_coordinator_calls = store.coordinator;
   absl::MutexLock lock(&mu_);
   for (const auto& [name, e] : jobs_) {
     for (const auto& [rank, p] : e.pending) v.workers.push_back({name, rank, 0, 0});
