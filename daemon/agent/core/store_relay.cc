@@ -145,6 +145,22 @@ void StoreRelay::ExpireWaiters(absl::Time now) {
       }
       // An entry left without waiters goes when its operation comes back.
     }
+    // Calls still queued behind a batch in flight (a coordinator slow to answer) end at their
+    // deadline too.
+    for (auto& [key, lane] : lanes_) {
+      for (auto it = lane.queued.begin(); it != lane.queued.end();) {
+        if (!it->shared.empty() || it->deadline > now) {
+          ++it;
+          continue;
+        }
+        out.push_back([done = std::move(it->done)] {
+          done(absl::DeadlineExceededError(
+              "the coordinator did not take the call in time (the agent's calls before it were "
+              "still unanswered)"));
+        });
+        it = lane.queued.erase(it);
+      }
+    }
   }
   for (auto& f : out) f();
 }

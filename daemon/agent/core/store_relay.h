@@ -64,7 +64,8 @@ class StoreRelay {
              std::optional<uint32_t> uid = std::nullopt) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Answers the shared waiters whose own deadline passed (a later joiner's may come before the
-  // shared call's) with DEADLINE_EXCEEDED naming the keys.
+  // shared call's) with DEADLINE_EXCEEDED naming the keys, and so the calls still queued behind a
+  // batch in flight.
   void ExpireWaiters(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
 
   Counts counts() const ABSL_LOCKS_EXCLUDED(mu_);

@@ -194,6 +194,24 @@ TEST_F(StoreRelayTest, BatchWithAnAdd_LostOnTheWay_NotSentAgain_WorkersGetTheErr
   EXPECT_EQ(client_.batches(), 0u);
 }
 
+TEST_F(StoreRelayTest, CallQueuedBehindASlowBatch_EndsAtItsOwnDeadline) {
+  std::optional<absl::StatusOr<v1::KeyAddResponse>> slow, queued;
+  Add("count", 1, slow);
+  auto first = client_.TakeBatch();
+  ASSERT_TRUE(first.has_value());
+  v1::KeyAddRequest req = Request<v1::KeyAddRequest>("other");
+  relay_.Relay<v1::KeyAddRequest, v1::KeyAddResponse>(
+      req, clock_.Now() + absl::Seconds(1),
+      [&queued](absl::StatusOr<v1::KeyAddResponse> r) { queued = std::move(r); });
+  clock_.Advance(absl::Seconds(1));
+  relay_.ExpireWaiters(clock_.Now());
+  ASSERT_TRUE(queued.has_value());
+  EXPECT_EQ(queued->status().code(), absl::StatusCode::kDeadlineExceeded);
+  first->done(Answer({Added(1)}));
+  EXPECT_TRUE(slow.has_value() && slow->ok());
+  EXPECT_EQ(client_.batches(), 0u);  // the expired call is not sent
+}
+
 TEST_F(StoreRelayTest, AnswerWithTheWrongNumberOfResults_Internal) {
   std::optional<absl::StatusOr<v1::KeyAddResponse>> a;
   Add("count", 1, a);
