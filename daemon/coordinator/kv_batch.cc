@@ -89,6 +89,8 @@ void KvStore::Batch(std::vector<KvOp> ops, absl::Time deadline, BatchDone done,
   std::vector<KvOpResult> results(ops.size());
   bool answer = false;
   size_t bytes = 0;
+  std::vector<std::string> woken;
+  deferred_wakes_ = &woken;
   for (size_t i = 0; i < ops.size(); ++i) {
     const size_t more = AnswerBytes(ops[i]);
     if (bytes > 0 && bytes + more > kMaxBatchAnswerBytes) {
@@ -103,6 +105,8 @@ void KvStore::Batch(std::vector<KvOp> ops, absl::Time deadline, BatchDone done,
       results[i].pending = true;
     }
   }
+  deferred_wakes_ = nullptr;
+  for (const std::string& key : woken) Wake(key, out);
   if (answer) {
     out.push_back([done = std::move(done), results = std::move(results)]() mutable {
       done(std::move(results));

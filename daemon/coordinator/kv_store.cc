@@ -49,6 +49,10 @@ absl::Status KvStore::Put(const std::string& key, std::string value) {
 }
 
 void KvStore::Wake(const std::string& key, Completions& out) {
+  if (deferred_wakes_ != nullptr) {  // a batch runs: its keys wake its waiters once it has run
+    deferred_wakes_->push_back(key);
+    return;
+  }
   auto [begin, end] = getters_.equal_range(key);
   for (auto it = begin; it != end; ++it) {
     out.push_back([done = std::move(it->second.done), value = values_[key]] { done(value); });

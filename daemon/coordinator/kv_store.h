@@ -134,6 +134,9 @@ class KvStore {
   uint64_t next_waiter_ = 1;
   std::map<std::string, BarrierState> barriers_;
   std::map<uint64_t, HeldBatch> held_;  // by id (shared with key_waiters_ in waiting_)
+  // While a batch runs, the keys it set, woken once it has run (a held batch waiting on several
+  // of them is answered with all of them, not with the first alone).
+  std::vector<std::string>* deferred_wakes_ = nullptr;
 };
 
 }  // namespace meshd::coordinator

@@ -123,6 +123,19 @@ TEST(KvBatch, AllWaiting_HeldUntilOneIsSatisfied_ThenEverySatisfiedOneAnswered) 
   EXPECT_TRUE(out.empty());
 }
 
+// A batch that sets several keys a held batch waits on answers it once, with all of them.
+TEST(KvBatch, HeldBatchWokenByABatchOfSets_AnsweredWithEveryKeyItSet) {
+  KvStore kv;
+  Batches held, sets;
+  held.Send(kv, {WaitingGet("a"), WaitingGet("b"), WaitingGet("c")});
+  EXPECT_FALSE(held.answer().has_value());
+  sets.Send(kv, {Op(Kind::kSet, {"a"}, "A"), Op(Kind::kSet, {"b"}, "B")});  // runs both's answers
+  ASSERT_TRUE(held.answer().has_value() && held.answer()->ok());
+  EXPECT_EQ(held.results()[0].value, "A");
+  EXPECT_EQ(held.results()[1].value, "B");
+  EXPECT_TRUE(held.results()[2].pending);
+}
+
 TEST(KvBatch, HeldPastItsDeadline_DeadlineExceededNamingTheKeys) {
   KvStore kv;
   Batches b;
