@@ -91,18 +91,25 @@ void KvStore::Batch(std::vector<KvOp> ops, absl::Time deadline, BatchDone done,
   size_t bytes = 0;
   std::vector<std::string> woken;
   deferred_wakes_ = &woken;
-  for (size_t i = 0; i < ops.size(); ++i) {
-    const size_t more = AnswerBytes(ops[i]);
-    if (bytes > 0 && bytes + more > kMaxBatchAnswerBytes) {
-      // The answer is full: the rest are not run.
-      for (size_t j = i; j < ops.size(); ++j) results[j].pending = true;
-      break;
-    }
-    if (RunOp(ops[i], results[i], out)) {
-      answer = true;
-      bytes += results[i].value.size();
-    } else {
-      results[i].pending = true;
+  // The operations that do not wait first, in order, then the waiting ones: they come from
+  // different workers (a worker waits for each answer), so a wait behind a set of its key in the
+  // same batch is satisfied by it instead of coming back pending.
+  bool full = false;
+  for (const bool waits : {false, true}) {
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (ops[i].Waits() != waits) continue;
+      const size_t more = AnswerBytes(ops[i]);
+      full = full || (bytes > 0 && bytes + more > kMaxBatchAnswerBytes);
+      if (full) {  // the answer is full: the rest are not run
+        results[i].pending = true;
+        continue;
+      }
+      if (RunOp(ops[i], results[i], out)) {
+        answer = true;
+        bytes += results[i].value.size();
+      } else {
+        results[i].pending = true;
+      }
     }
   }
   deferred_wakes_ = nullptr;

@@ -72,8 +72,8 @@ class KvStore {
                                        std::string desired, Completions& out);
   void Barrier(const std::string& name, const std::string& participant, uint32_t count,
                absl::Time deadline, StatusDone done, Completions& out);
-  // Runs `ops` in order, each as its own method would (kv_batch.cc; KeyBatchRequest in
-  // coordinator.proto): answers at once when one does not wait or a waiting one is satisfied; else
+  // Runs `ops` in order — those that do not wait first — each as its own method would
+  // (kv_batch.cc; KeyBatchRequest in coordinator.proto): answers at once when one does not wait or a waiting one is satisfied; else
   // holds them until one is (then answers every satisfied one), or DEADLINE_EXCEEDED at `deadline`.
   // Waiting operations not satisfied, and those after the answer's kMaxBatchAnswerBytes of values,
   // are answered pending. A hold past Limits::max_waits gets RESOURCE_EXHAUSTED.

@@ -82,15 +82,16 @@ TEST(KvBatch, OpsRunInOrder_EachAnsweredAsItsOwnCall_AnErrorIsItsOwn) {
   for (const KvOpResult& each : r) EXPECT_FALSE(each.pending);
 }
 
-TEST(KvBatch, WaitsBesideOtherOps_AnsweredAtOnce_UnsetOnesPending) {
+TEST(KvBatch, WaitsBesideOtherOps_AnsweredAtOnce_AfterTheOthers_UnsetOnesPending) {
   KvStore kv;
   Batches b;
-  b.Send(kv, {Op(Kind::kSet, {"a"}, "1"), WaitingGet("a"), WaitingGet("b"), Op(Kind::kWait, {"a"}),
+  // The waits are looked at once the set ran, wherever they stand in the batch.
+  b.Send(kv, {WaitingGet("a"), Op(Kind::kSet, {"a"}, "1"), WaitingGet("b"), Op(Kind::kWait, {"a"}),
               Op(Kind::kWait, {"a", "b"})});
   ASSERT_TRUE(b.answer().has_value() && b.answer()->ok());
   const std::vector<KvOpResult>& r = b.results();
-  EXPECT_EQ(r[1].value, "1");  // set earlier in the batch
-  EXPECT_FALSE(r[1].pending);
+  EXPECT_EQ(r[0].value, "1");
+  EXPECT_FALSE(r[0].pending);
   EXPECT_TRUE(r[2].pending);
   EXPECT_FALSE(r[3].pending);
   EXPECT_TRUE(r[4].pending);
