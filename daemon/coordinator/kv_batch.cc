@@ -1,6 +1,7 @@
 // KvStore::Batch: several operations on a generation's store in one call (see kv_store.h), and the
 // holding of a batch whose operations all wait.
 #include <algorithm>
+#include <iterator>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -75,6 +76,17 @@ bool KvStore::RunOp(KvOp& op, KvOpResult& r, Completions& out) {
       r.yes = Check(op.keys);
       return true;
     case Kind::kDelete:
+      if (deferred_wakes_ != nullptr) {
+        // A set earlier in the batch wakes its waiters before the key goes, as apart it would.
+        std::vector<std::string>* deferred = deferred_wakes_;
+        auto it = std::find(deferred->begin(), deferred->end(), op.keys.front());
+        if (it != deferred->end()) {
+          deferred->erase(it);
+          deferred_wakes_ = nullptr;
+          Wake(op.keys.front(), out);
+          deferred_wakes_ = deferred;
+        }
+      }
       r.yes = Delete(op.keys.front());
       return true;
     case Kind::kCount:
@@ -120,54 +132,80 @@ void KvStore::Batch(std::vector<KvOp> ops, absl::Time deadline, BatchDone done,
     });
     return;
   }
-  // Every operation waits and none is satisfied: hold them.
-  if (absl::Status s = RoomToWait(); !s.ok()) {
+  // Every operation waits and none is satisfied: hold them (each counts as a wait).
+  if (absl::Status s = RoomToWait(ops.size()); !s.ok()) {
     out.push_back([done = std::move(done), s] { done(s); });
     return;
   }
   const uint64_t id = next_waiter_++;
-  std::set<std::string> missing;
+  HeldBatch held;
   for (const KvOp& op : ops) {
+    std::set<std::string>& missing = held.missing.emplace_back();
     for (const std::string& k : op.keys) {
       if (!values_.contains(k)) missing.insert(k);
     }
+    held.registered.insert(missing.begin(), missing.end());
   }
-  for (const std::string& k : missing) waiting_.emplace(k, id);
-  held_.emplace(id, HeldBatch{std::move(ops), std::move(done), deadline});
+  for (const std::string& k : held.registered) waiting_.emplace(k, id);
+  held_ops_ += ops.size();
+  held.ops = std::move(ops);
+  held.done = std::move(done);
+  held.deadline = deadline;
+  held_.emplace(id, std::move(held));
 }
 
 void KvStore::AnswerHeld(uint64_t id, const std::string& woken, Completions& out) {
   auto it = held_.find(id);
   if (it == held_.end()) return;
   HeldBatch& held = it->second;
+  // A wait is satisfied once each of its keys was set, even if one went again since (as a
+  // KeyWait's); a get once its key is set. Keys set whose wake is yet to come (a batch's) count.
+  held.registered.erase(woken);
   std::vector<KvOpResult> results(held.ops.size());
   bool answer = false;
   size_t bytes = 0;
   for (size_t i = 0; i < held.ops.size(); ++i) {
-    KvOp& op = held.ops[i];
-    const size_t more = AnswerBytes(op);
-    const bool satisfied = Check(op.keys);
-    if (!satisfied || (bytes > 0 && bytes + more > kMaxBatchAnswerBytes)) {
+    held.missing[i].erase(woken);
+    for (auto k = held.missing[i].begin(); k != held.missing[i].end();) {
+      k = values_.contains(*k) ? held.missing[i].erase(k) : std::next(k);
+    }
+    const KvOp& op = held.ops[i];
+    bool satisfied = held.missing[i].empty();
+    const std::string* value = nullptr;
+    if (satisfied && op.kind == KvOp::Kind::kGet) {
+      auto v = values_.find(op.keys.front());
+      satisfied = v != values_.end();
+      if (satisfied) {
+        value = &v->second;
+      } else if (held.registered.insert(op.keys.front()).second) {  // gone again: wait anew
+        held.missing[i].insert(op.keys.front());
+        waiting_.emplace(op.keys.front(), id);
+      } else {
+        held.missing[i].insert(op.keys.front());
+      }
+    }
+    if (!satisfied || (value != nullptr && bytes > 0 &&
+                       bytes + value->size() > kMaxBatchAnswerBytes)) {
       results[i].pending = true;
       continue;
     }
     answer = true;
-    if (op.kind == KvOp::Kind::kGet) results[i].value = values_.at(op.keys.front());
-    bytes += results[i].value.size();
+    if (value != nullptr) {
+      results[i].value = *value;
+      bytes += value->size();
+    }
   }
   if (!answer) return;  // a wait of several keys still misses some
-  Unwait(id, held.ops, &woken);
+  Unwait(id, held);
+  held_ops_ -= held.ops.size();
   out.push_back([done = std::move(held.done), results = std::move(results)]() mutable {
     done(std::move(results));
   });
   held_.erase(it);
 }
 
-void KvStore::Unwait(uint64_t id, const std::vector<KvOp>& ops, const std::string* except) {
-  std::set<std::string> keys;
-  for (const KvOp& op : ops) keys.insert(op.keys.begin(), op.keys.end());
-  for (const std::string& k : keys) {
-    if (except != nullptr && k == *except) continue;
+void KvStore::Unwait(uint64_t id, const HeldBatch& held) {
+  for (const std::string& k : held.registered) {
     auto [b, e] = waiting_.equal_range(k);
     for (auto w = b; w != e; ++w) {
       if (w->second == id) {

@@ -23,8 +23,8 @@ absl::Status KvStore::Room(size_t more_keys, size_t more_bytes) const {
   return absl::OkStatus();
 }
 
-absl::Status KvStore::RoomToWait() const {
-  if (waiters() >= limits_.max_waits) {
+absl::Status KvStore::RoomToWait(size_t more) const {
+  if (waiters() + more > limits_.max_waits) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the generation's key-value store already holds ", waiters(),
         " waits, its limit (the coordinator's --kv-max-waits ", limits_.max_waits, ")"));
@@ -53,9 +53,11 @@ void KvStore::Wake(const std::string& key, Completions& out) {
     deferred_wakes_->push_back(key);
     return;
   }
+  auto value = values_.find(key);
+  if (value == values_.end()) return;  // deleted again before its wake (never in a batch)
   auto [begin, end] = getters_.equal_range(key);
   for (auto it = begin; it != end; ++it) {
-    out.push_back([done = std::move(it->second.done), value = values_[key]] { done(value); });
+    out.push_back([done = std::move(it->second.done), v = value->second] { done(v); });
   }
   getters_.erase(begin, end);
   // Taken out first: answering a held batch removes its entries of other keys.
@@ -275,18 +277,15 @@ absl::Time KvStore::ExpireWaits(absl::Time now, Completions& out) {
       continue;
     }
     std::set<std::string> missing;
-    for (const KvOp& op : it->second.ops) {
-      for (const std::string& k : op.keys) {
-        if (!values_.contains(k)) missing.insert(k);
-      }
-    }
+    for (const auto& keys : it->second.missing) missing.insert(keys.begin(), keys.end());
     out.push_back([done = std::move(it->second.done), missing = ListKeys(missing),
                    n = it->second.ops.size()] {
       done(absl::DeadlineExceededError(
           absl::StrCat("none of ", n, " waiting operations was satisfied in time: ", missing,
                        " not set")));
     });
-    Unwait(it->first, it->second.ops, nullptr);
+    Unwait(it->first, it->second);
+    held_ops_ -= it->second.ops.size();
     it = held_.erase(it);
   }
   for (auto& [name, b] : barriers_) {
@@ -319,6 +318,7 @@ void KvStore::FailAll(const absl::Status& status, Completions& out) {
     out.push_back([done = std::move(w.done), status] { done(status); });
   for (auto& [id, h] : held_) out.push_back([done = std::move(h.done), status] { done(status); });
   held_.clear();
+  held_ops_ = 0;
   getters_.clear();
   key_waiters_.clear();
   waiting_.clear();
@@ -328,7 +328,7 @@ void KvStore::FailAll(const absl::Status& status, Completions& out) {
 }
 
 size_t KvStore::waiters() const {
-  size_t n = getters_.size() + key_waiters_.size() + held_.size();
+  size_t n = getters_.size() + key_waiters_.size() + held_ops_;
   for (const auto& [name, b] : barriers_) n += b.waiters.size();
   return n;
 }

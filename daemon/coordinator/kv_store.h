@@ -76,7 +76,8 @@ class KvStore {
   // (kv_batch.cc; KeyBatchRequest in coordinator.proto): answers at once when one does not wait or a waiting one is satisfied; else
   // holds them until one is (then answers every satisfied one), or DEADLINE_EXCEEDED at `deadline`.
   // Waiting operations not satisfied, and those after the answer's kMaxBatchAnswerBytes of values,
-  // are answered pending. A hold past Limits::max_waits gets RESOURCE_EXHAUSTED.
+  // are answered pending. Held, each waiting operation counts as a wait: past Limits::max_waits,
+  // RESOURCE_EXHAUSTED.
   void Batch(std::vector<KvOp> ops, absl::Time deadline, BatchDone done, Completions& out);
 
   // Fails waits past `now` with DEADLINE_EXCEEDED; returns the earliest deadline of those left
@@ -104,7 +105,9 @@ class KvStore {
     absl::Time deadline;
   };
   struct HeldBatch {
-    std::vector<KvOp> ops;  // every one waits
+    std::vector<KvOp> ops;                     // every one waits
+    std::vector<std::set<std::string>> missing;  // by op: its keys not seen set yet
+    std::set<std::string> registered;            // its keys in waiting_
     BatchDone done;
     absl::Time deadline;
   };
@@ -113,17 +116,17 @@ class KvStore {
   bool RunOp(KvOp& op, KvOpResult& r, Completions& out);
   // The bytes of value `op` would answer with now.
   size_t AnswerBytes(const KvOp& op) const;
-  // Answers held batch `id` if one of its operations is satisfied now; its entries in waiting_
-  // but those of `woken` (already taken out by the caller) go.
+  // `woken` was set: answers held batch `id` if one of its operations is satisfied now (its
+  // entries in waiting_ for `woken` were taken out by the caller).
   void AnswerHeld(uint64_t id, const std::string& woken, Completions& out);
-  // Removes `id`'s entries in waiting_ for the keys of `ops` but `except`.
-  void Unwait(uint64_t id, const std::vector<KvOp>& ops, const std::string* except);
+  // Removes `id`'s entries in waiting_.
+  void Unwait(uint64_t id, const HeldBatch& held);
   // Stores `value` at `key` within the limits (RESOURCE_EXHAUSTED, nothing stored, past one).
   absl::Status Put(const std::string& key, std::string value);
   // OK when `more_keys` more entries of `more_bytes` more bytes stay within the limits.
   absl::Status Room(size_t more_keys, size_t more_bytes) const;
-  // OK when one more wait stays within the limit.
-  absl::Status RoomToWait() const;
+  // OK when `more` more waits stay within the limit.
+  absl::Status RoomToWait(size_t more = 1) const;
 
   Limits limits_;
   size_t bytes_ = 0;
@@ -134,6 +137,7 @@ class KvStore {
   uint64_t next_waiter_ = 1;
   std::map<std::string, BarrierState> barriers_;
   std::map<uint64_t, HeldBatch> held_;  // by id (shared with key_waiters_ in waiting_)
+  size_t held_ops_ = 0;                 // their operations: each counts as a wait
   // While a batch runs, the keys it set, woken once it has run (a held batch waiting on several
   // of them is answered with all of them, not with the first alone).
   std::vector<std::string>* deferred_wakes_ = nullptr;

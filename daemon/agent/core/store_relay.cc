@@ -39,8 +39,10 @@ MESHD_KEY_OP(KeyCount, count, kCount)
 template <typename Req, typename Other>
 constexpr bool kIs = std::is_same_v<Req, Other>;
 
-// A batch's bytes: the coordinator's limit less room for the job and generation.
+// A batch's bytes: the coordinator's limit less room for the job and generation; each operation
+// counts its framing too (kOpFraming).
 constexpr size_t kBatchBytes = domain::kMaxBatchBytes - 1024;
+constexpr size_t kOpFraming = 8;
 // A waiter whose deadline is this close is ended rather than sent again.
 constexpr absl::Duration kDeadlineSlack = absl::Milliseconds(5);
 
@@ -203,7 +205,7 @@ void StoreRelay::Relay(Req req, absl::Time deadline, Answer<Resp> done,
   req.clear_job();
   req.clear_generation();
   *Op<Req>::In(p.op) = std::move(req);
-  p.bytes = p.op.ByteSizeLong();
+  p.bytes = p.op.ByteSizeLong() + kOpFraming;
   OpAnswer answer = Typed<Req>(std::move(done));
   {
     absl::MutexLock lock(&mu_);
@@ -251,6 +253,11 @@ bool StoreRelay::StillWaited(Pending& p) {
 }
 
 void StoreRelay::Flush(const std::string& key) {
+  while (FlushOnce(key)) {
+  }
+}
+
+bool StoreRelay::FlushOnce(const std::string& key) {
   std::vector<Pending> batch;
   std::vector<Pending> alone;
   v1::KeyBatchRequest request;
@@ -258,12 +265,13 @@ void StoreRelay::Flush(const std::string& key) {
   absl::Time deadline = absl::InfiniteFuture();
   std::string job;
   uint64_t generation = 0;
+  bool more = false;  // operations left queued (a batch at its limits)
   {
     absl::MutexLock lock(&mu_);
     auto it = lanes_.find(key);
-    if (it == lanes_.end()) return;
+    if (it == lanes_.end()) return false;
     Lane& lane = it->second;
-    if (lane.busy || lane.handing_out > 0) return;
+    if (lane.busy || lane.handing_out > 0) return false;
     job = lane.job;
     generation = lane.generation;
     size_t bytes = 0;
@@ -301,14 +309,20 @@ void StoreRelay::Flush(const std::string& key) {
       }
       request.set_job(job);
       request.set_generation(generation);
-      for (const Pending& p : batch) *request.add_ops() = p.op;
+      size_t fresh = 0;  // sent for the first time (the others were pending)
+      for (Pending& p : batch) {
+        *request.add_ops() = p.op;
+        if (!p.sent) ++fresh;
+        p.sent = true;
+      }
       ++counts_.coordinator;
-      counts_.shared += batch.size() - 1;
+      if (fresh > 0) counts_.shared += fresh - 1;
+      more = !lane.queued.empty();
     }
     counts_.coordinator += alone.size();
   }
   for (Pending& p : alone) SendAlone(job, generation, std::move(p));
-  if (batch.empty()) return;
+  if (batch.empty()) return false;
   SendOne<v1::KeyBatchRequest, v1::KeyBatchResponse>(
       std::move(request), deadline,
       [this, key, job, generation, batch = std::move(batch), immediate](
@@ -316,6 +330,8 @@ void StoreRelay::Flush(const std::string& key) {
         Answered(key, job, generation, std::move(batch), immediate, std::move(r));
       },
       once ? Resender::kSendOnce : 0);
+  // A held batch does not hold the lane: what did not fit in it goes now too.
+  return more && !immediate;
 }
 
 bool StoreRelay::Finish(Pending& p, absl::StatusOr<v1::KeyOpResult> r, absl::Time now,
@@ -356,7 +372,8 @@ void StoreRelay::Answered(const std::string& key, const std::string& job, uint64
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
-    if (r.status().code() == absl::StatusCode::kUnimplemented) {
+    const bool unimplemented = r.status().code() == absl::StatusCode::kUnimplemented;
+    if (unimplemented) {
       batch_ = false;  // an older coordinator: every call on its own from now on
     } else if (r.ok() && static_cast<size_t>(r->results_size()) != batch.size()) {
       r = absl::InternalError(absl::StrCat("the coordinator answered ", r->results_size(),
@@ -366,7 +383,7 @@ void StoreRelay::Answered(const std::string& key, const std::string& job, uint64
     for (size_t i = 0; i < batch.size(); ++i) {
       Pending& p = batch[i];
       // Sent again: what a coordinator without KeyBatch did not run, and what is pending.
-      bool send_again = !batch_ || (r.ok() && r->results(static_cast<int>(i)).pending());
+      bool send_again = unimplemented || (r.ok() && r->results(static_cast<int>(i)).pending());
       if (!send_again) {
         send_again = r.ok() ? Finish(p, std::move(*r->mutable_results(static_cast<int>(i))), now,
                                      out)

@@ -89,6 +89,7 @@ class StoreRelay {
     std::string shared;   // a shared wait's signature
     bool waits = false;   // KeyGet with wait, KeyWait
     bool once = false;    // KeyAdd, KeyCompareSet, KeyDelete: never sent twice
+    bool sent = false;    // sent before (it came back pending)
     size_t bytes = 0;
   };
   // The operations of one generation (job, generation) not yet sent.
@@ -103,8 +104,10 @@ class StoreRelay {
 
   // Queues `p` on its lane and sends what may go.
   void Enqueue(const std::string& job, uint64_t generation, Pending p) ABSL_LOCKS_EXCLUDED(mu_);
-  // Sends the lane's next batch unless one that answers at once is in flight.
+  // Sends the lane's next batches unless one that answers at once is in flight.
   void Flush(const std::string& lane) ABSL_LOCKS_EXCLUDED(mu_);
+  // One batch of them; true when more may go at once (it was held, and more are queued).
+  bool FlushOnce(const std::string& lane) ABSL_LOCKS_EXCLUDED(mu_);
   // A batch's answer: results to their workers, pending ones queued again (ahead of later ones).
   void Answered(const std::string& lane, const std::string& job, uint64_t generation,
                 std::vector<Pending> batch, bool immediate, absl::StatusOr<v1::KeyBatchResponse> r)

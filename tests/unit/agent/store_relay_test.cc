@@ -3,10 +3,12 @@
 // held waits come back pending and go again; a coordinator without KeyBatch gets single calls.
 #include "daemon/agent/core/store_relay.h"
 
+#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "daemon/agent/core/resender.h"
 #include "daemon/agent/core/timers.h"
 #include "gmock/gmock.h"
@@ -210,6 +212,24 @@ TEST_F(StoreRelayTest, CallQueuedBehindASlowBatch_EndsAtItsOwnDeadline) {
   first->done(Answer({Added(1)}));
   EXPECT_TRUE(slow.has_value() && slow->ok());
   EXPECT_EQ(client_.batches(), 0u);  // the expired call is not sent
+}
+
+// More waits queued than one batch carries: once the batch in flight returns, they all go, in
+// as many held batches as they need.
+TEST_F(StoreRelayTest, MoreQueuedWaitsThanOneBatchCarries_AllSent) {
+  std::optional<absl::StatusOr<v1::KeyAddResponse>> a;
+  Add("count", 1, a);
+  auto first = client_.TakeBatch();
+  ASSERT_TRUE(first.has_value());
+  std::deque<std::optional<absl::StatusOr<v1::KeyGetResponse>>> gets(1030);
+  for (size_t i = 0; i < gets.size(); ++i) Get(absl::StrCat("k", i), gets[i]);
+  EXPECT_EQ(client_.batches(), 0u);
+  first->done(Answer({Added(1)}));
+  auto held = client_.TakeBatch();
+  auto rest = client_.TakeBatch();
+  ASSERT_TRUE(held.has_value() && rest.has_value());
+  EXPECT_EQ(held->request.ops_size(), 1024);
+  EXPECT_EQ(rest->request.ops_size(), 6);
 }
 
 TEST_F(StoreRelayTest, AnswerWithTheWrongNumberOfResults_Internal) {

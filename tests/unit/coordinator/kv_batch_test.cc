@@ -103,7 +103,7 @@ TEST(KvBatch, AllWaiting_HeldUntilOneIsSatisfied_ThenEverySatisfiedOneAnswered) 
   Batches b;
   b.Send(kv, {WaitingGet("x"), Op(Kind::kWait, {"x", "y"}), WaitingGet("z"), WaitingGet("x")});
   EXPECT_FALSE(b.answer().has_value());
-  EXPECT_EQ(kv.waiters(), 1u);
+  EXPECT_EQ(kv.waiters(), 4u);  // each waiting operation counts
   Completions out;
   ASSERT_TRUE(kv.Set("y", "Y", out).ok());  // half of the wait: not satisfied yet
   b.out().insert(b.out().end(), out.begin(), out.end());
@@ -135,6 +135,44 @@ TEST(KvBatch, HeldBatchWokenByABatchOfSets_AnsweredWithEveryKeyItSet) {
   EXPECT_EQ(held.results()[0].value, "A");
   EXPECT_EQ(held.results()[1].value, "B");
   EXPECT_TRUE(held.results()[2].pending);
+}
+
+// A set and a delete of one key in one batch: its waiters see it set, as they would apart, and
+// nothing is left of it.
+TEST(KvBatch, SetThenDeleteInOneBatch_WaitersSeeTheSet_NothingLeft) {
+  KvStore kv;
+  Completions out;
+  std::optional<absl::StatusOr<std::string>> single;
+  kv.Get("a", true, absl::InfiniteFuture(),
+         [&single](absl::StatusOr<std::string> v) { single = std::move(v); }, out);
+  Batches held, both;
+  held.Send(kv, {WaitingGet("a"), Op(Kind::kWait, {"a", "b"})});
+  both.Send(kv, {Op(Kind::kSet, {"a"}, "v"), Op(Kind::kDelete, {"a"})});
+  ASSERT_TRUE(single.has_value() && single->ok());
+  EXPECT_EQ(**single, "v");
+  ASSERT_TRUE(held.answer().has_value() && held.answer()->ok());
+  EXPECT_EQ(held.results()[0].value, "v");
+  EXPECT_TRUE(held.results()[1].pending);
+  EXPECT_EQ(kv.Count(), 0);
+  EXPECT_FALSE(kv.Check({"a"}));
+  EXPECT_EQ(kv.bytes(), 0u);
+  EXPECT_EQ(kv.waiters(), 0u);
+}
+
+// A held wait of several keys is satisfied once each was set, even if one went again meanwhile
+// (as a KeyWait is).
+TEST(KvBatch, HeldWait_KeySetThenDeleted_StillCountsAsSet) {
+  KvStore kv;
+  Batches held;
+  held.Send(kv, {Op(Kind::kWait, {"a", "b"})});
+  Completions out;
+  ASSERT_TRUE(kv.Set("a", "1", out).ok());
+  EXPECT_TRUE(kv.Delete("a"));
+  ASSERT_TRUE(kv.Set("b", "2", out).ok());
+  for (auto& f : out) f();
+  ASSERT_TRUE(held.answer().has_value() && held.answer()->ok());
+  EXPECT_FALSE(held.results()[0].pending);
+  EXPECT_EQ(kv.waiters(), 0u);
 }
 
 TEST(KvBatch, HeldPastItsDeadline_DeadlineExceededNamingTheKeys) {
@@ -186,15 +224,16 @@ TEST(KvBatch, AnswerFull_LaterOpsPendingAndNotRun) {
   EXPECT_EQ(b.results()[0].value.size(), big.size());
 }
 
-TEST(KvBatch, HeldPastTheWaitsLimit_ResourceExhausted) {
-  KvStore kv(KvStore::Limits{100, 1 << 20, /*waits=*/1});
+TEST(KvBatch, HeldPastTheWaitsLimit_ResourceExhausted_EachOperationCounts) {
+  KvStore kv(KvStore::Limits{100, 1 << 20, /*waits=*/2});
   Batches first, second;
   first.Send(kv, {WaitingGet("a")});
   EXPECT_FALSE(first.answer().has_value());
-  second.Send(kv, {WaitingGet("b"), Op(Kind::kWait, {"c"})});
+  EXPECT_EQ(kv.waiters(), 1u);
+  second.Send(kv, {WaitingGet("b"), Op(Kind::kWait, {"c"})});  // two more: three of two
   ASSERT_TRUE(second.answer().has_value());
   EXPECT_EQ(second.answer()->status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(second.answer()->status().message(), HasSubstr("--kv-max-waits 1"));
+  EXPECT_THAT(second.answer()->status().message(), HasSubstr("--kv-max-waits 2"));
 }
 
 }  // namespace
