@@ -406,7 +406,7 @@ TEST_F(CoordinatorServiceTest, KeyBatch_RunsInOrder_HeldWhenAllWait_MalformedRef
   grpc::Status held_status;
   v1::KeyBatchResponse held;
   std::thread waiter([&] { held_status = stub_->KeyBatch(As("b").get(), batch, &held); });
-  EXPECT_TRUE(Held(&domain::WaiterCounts::kv, 1));
+  EXPECT_TRUE(Held(&domain::WaiterCounts::kv, 2));  // each waiting operation counts
 
   v1::KeyBatchRequest writes;
   writes.set_job("job");
