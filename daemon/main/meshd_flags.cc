@@ -94,8 +94,8 @@ void AddCoordinatorFlags(CLI::App* cmd, CommonFlags& f) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--kv-max-waits", f.kv_max_waits,
-                  "Waits (KeyGet/KeyWait/Barrier calls held open) one job generation's key-value "
-                  "store may hold at once")
+                  "Waits (KeyGet/KeyWait/Barrier calls held open, and each waiting operation of "
+                  "a held KeyBatch) one job generation's key-value store may hold at once")
       ->envname("MESHD_KV_MAX_WAITS")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
