@@ -177,11 +177,9 @@ void KvStore::AnswerHeld(uint64_t id, const std::string& woken, Completions& out
       satisfied = v != values_.end();
       if (satisfied) {
         value = &v->second;
-      } else if (held.registered.insert(op.keys.front()).second) {  // gone again: wait anew
+      } else {  // gone again: wait for it anew
         held.missing[i].insert(op.keys.front());
-        waiting_.emplace(op.keys.front(), id);
-      } else {
-        held.missing[i].insert(op.keys.front());
+        if (held.registered.insert(op.keys.front()).second) waiting_.emplace(op.keys.front(), id);
       }
     }
     if (!satisfied || (value != nullptr && bytes > 0 &&
@@ -196,24 +194,12 @@ void KvStore::AnswerHeld(uint64_t id, const std::string& woken, Completions& out
     }
   }
   if (!answer) return;  // a wait of several keys still misses some
-  Unwait(id, held);
+  Unwait(id, held.registered);
   held_ops_ -= held.ops.size();
   out.push_back([done = std::move(held.done), results = std::move(results)]() mutable {
     done(std::move(results));
   });
   held_.erase(it);
-}
-
-void KvStore::Unwait(uint64_t id, const HeldBatch& held) {
-  for (const std::string& k : held.registered) {
-    auto [b, e] = waiting_.equal_range(k);
-    for (auto w = b; w != e; ++w) {
-      if (w->second == id) {
-        waiting_.erase(w);
-        break;
-      }
-    }
-  }
 }
 
 }  // namespace meshd::coordinator

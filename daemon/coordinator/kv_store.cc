@@ -78,23 +78,17 @@ void KvStore::Wake(const std::string& key, Completions& out) {
   }
 }
 
-namespace {
-
-// At most `max` keys, each cut to 64 bytes, for messages.
-std::string ListKeys(const std::set<std::string>& keys, size_t max = 4) {
-  std::string out;
-  size_t n = 0;
+void KvStore::Unwait(uint64_t id, const std::set<std::string>& keys) {
   for (const std::string& k : keys) {
-    if (n == max) {
-      absl::StrAppend(&out, " and ", keys.size() - max, " more");
-      break;
+    auto [b, e] = waiting_.equal_range(k);
+    for (auto w = b; w != e; ++w) {
+      if (w->second == id) {
+        waiting_.erase(w);
+        break;
+      }
     }
-    absl::StrAppend(&out, n++ ? ", '" : "'", k.size() <= 64 ? k : k.substr(0, 64) + "...", "'");
   }
-  return out;
 }
-
-}  // namespace
 
 void KvStore::Wait(const std::vector<std::string>& keys, absl::Time deadline, StatusDone done,
                    Completions& out) {
@@ -254,20 +248,13 @@ absl::Time KvStore::ExpireWaits(absl::Time now, Completions& out) {
       ++it;
       continue;
     }
-    out.push_back([done = std::move(it->second.done), missing = ListKeys(it->second.missing),
-                   n = it->second.missing.size(), of = it->second.keys] {
+    out.push_back([done = std::move(it->second.done),
+                   missing = domain::QuoteList(it->second.missing), n = it->second.missing.size(),
+                   of = it->second.keys] {
       done(absl::DeadlineExceededError(
           absl::StrCat(n, " of ", of, " keys were not set in time: ", missing)));
     });
-    for (const std::string& k : it->second.missing) {
-      auto [b, e] = waiting_.equal_range(k);
-      for (auto w = b; w != e; ++w) {
-        if (w->second == it->first) {
-          waiting_.erase(w);
-          break;
-        }
-      }
-    }
+    Unwait(it->first, it->second.missing);
     it = key_waiters_.erase(it);
   }
   for (auto it = held_.begin(); it != held_.end();) {
@@ -278,13 +265,13 @@ absl::Time KvStore::ExpireWaits(absl::Time now, Completions& out) {
     }
     std::set<std::string> missing;
     for (const auto& keys : it->second.missing) missing.insert(keys.begin(), keys.end());
-    out.push_back([done = std::move(it->second.done), missing = ListKeys(missing),
+    out.push_back([done = std::move(it->second.done), missing = domain::QuoteList(missing),
                    n = it->second.ops.size()] {
       done(absl::DeadlineExceededError(
           absl::StrCat("none of ", n, " waiting operations was satisfied in time: ", missing,
                        " not set")));
     });
-    Unwait(it->first, it->second);
+    Unwait(it->first, it->second.registered);
     held_ops_ -= it->second.ops.size();
     it = held_.erase(it);
   }

@@ -73,8 +73,9 @@ class KvStore {
   void Barrier(const std::string& name, const std::string& participant, uint32_t count,
                absl::Time deadline, StatusDone done, Completions& out);
   // Runs `ops` in order — those that do not wait first — each as its own method would
-  // (kv_batch.cc; KeyBatchRequest in coordinator.proto): answers at once when one does not wait or a waiting one is satisfied; else
-  // holds them until one is (then answers every satisfied one), or DEADLINE_EXCEEDED at `deadline`.
+  // (kv_batch.cc; KeyBatchRequest in coordinator.proto): answers at once when one does not wait
+  // or a waiting one is satisfied; else holds them until one is (then answers every satisfied
+  // one), or DEADLINE_EXCEEDED at `deadline`.
   // Waiting operations not satisfied, and those after the answer's kMaxBatchAnswerBytes of values,
   // are answered pending. Held, each waiting operation counts as a wait: past Limits::max_waits,
   // RESOURCE_EXHAUSTED.
@@ -119,8 +120,8 @@ class KvStore {
   // `woken` was set: answers held batch `id` if one of its operations is satisfied now (its
   // entries in waiting_ for `woken` were taken out by the caller).
   void AnswerHeld(uint64_t id, const std::string& woken, Completions& out);
-  // Removes `id`'s entries in waiting_.
-  void Unwait(uint64_t id, const HeldBatch& held);
+  // Removes the entries of waiter (or held batch) `id` in waiting_ for `keys`.
+  void Unwait(uint64_t id, const std::set<std::string>& keys);
   // Stores `value` at `key` within the limits (RESOURCE_EXHAUSTED, nothing stored, past one).
   absl::Status Put(const std::string& key, std::string value);
   // OK when `more_keys` more entries of `more_bytes` more bytes stay within the limits.

@@ -7,8 +7,10 @@
 #define MESHD_DAEMON_DOMAIN_QUOTE_H_
 
 #include <cstddef>
+#include <iterator>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
 namespace meshd::domain {
@@ -17,6 +19,22 @@ inline constexpr size_t kQuotedBytes = 64;
 
 // "'text'" when it is at most kQuotedBytes long; else "'<first kQuotedBytes bytes>...' (N bytes)".
 std::string Quote(absl::string_view text);
+
+// The first `max` of `texts` quoted, joined by ", ", then " and N more" for the rest:
+// "'a', 'b' and 3 more".
+template <typename Texts>
+std::string QuoteList(const Texts& texts, size_t max = 4) {
+  std::string out;
+  size_t n = 0;
+  for (const auto& text : texts) {
+    if (n == max) {
+      absl::StrAppend(&out, " and ", static_cast<size_t>(std::size(texts)) - max, " more");
+      break;
+    }
+    absl::StrAppend(&out, n++ ? ", " : "", Quote(text));
+  }
+  return out;
+}
 
 }  // namespace meshd::domain
 

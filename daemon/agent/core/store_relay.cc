@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "daemon/domain/limits.h"
+#include "daemon/domain/quote.h"
 
 namespace meshd::agent {
 namespace {
@@ -15,25 +16,24 @@ namespace {
 // a KeyOpResult.
 template <typename Req>
 struct Op;
-#define MESHD_KEY_OP(Name, field, Case)                                                     \
+#define MESHD_KEY_OP(Name, field)                                                           \
   template <>                                                                               \
   struct Op<v1::Name##Request> {                                                            \
     using Resp = v1::Name##Response;                                                        \
     static constexpr const char* kName = #Name;                                             \
-    static constexpr v1::KeyOp::OpCase kCase = v1::KeyOp::Case;                             \
     static v1::Name##Request* In(v1::KeyOp& op) { return op.mutable_##field(); }            \
     static const v1::Name##Request& Of(const v1::KeyOp& op) { return op.field(); }          \
     static bool Has(const v1::KeyOpResult& r) { return r.has_##field(); }                  \
     static v1::Name##Response* Out(v1::KeyOpResult& r) { return r.mutable_##field(); }      \
   };
-MESHD_KEY_OP(KeySet, set, kSet)
-MESHD_KEY_OP(KeyGet, get, kGet)
-MESHD_KEY_OP(KeyAdd, add, kAdd)
-MESHD_KEY_OP(KeyCompareSet, compare_set, kCompareSet)
-MESHD_KEY_OP(KeyWait, wait, kWait)
-MESHD_KEY_OP(KeyCheck, check, kCheck)
-MESHD_KEY_OP(KeyDelete, delete_key, kDeleteKey)
-MESHD_KEY_OP(KeyCount, count, kCount)
+MESHD_KEY_OP(KeySet, set)
+MESHD_KEY_OP(KeyGet, get)
+MESHD_KEY_OP(KeyAdd, add)
+MESHD_KEY_OP(KeyCompareSet, compare_set)
+MESHD_KEY_OP(KeyWait, wait)
+MESHD_KEY_OP(KeyCheck, check)
+MESHD_KEY_OP(KeyDelete, delete_key)
+MESHD_KEY_OP(KeyCount, count)
 #undef MESHD_KEY_OP
 
 template <typename Req, typename Other>
@@ -74,25 +74,17 @@ std::string ShareSignature(const v1::KeyWaitRequest& req) {
   return sig;
 }
 
-std::string QuotedKey(absl::string_view key) {
-  return absl::StrCat("'", key.size() <= 64 ? key : key.substr(0, 64),
-                      key.size() <= 64 ? "" : "...", "'");
-}
 template <typename Req>
 std::string WaitedKeys(const Req&) {
   return "";
 }
 template <>
 std::string WaitedKeys(const v1::KeyGetRequest& req) {
-  return absl::StrCat("key ", QuotedKey(req.key()));
+  return absl::StrCat("key ", domain::Quote(req.key()));
 }
 template <>
 std::string WaitedKeys(const v1::KeyWaitRequest& req) {
-  std::string out = req.keys_size() == 1 ? "key " : "keys ";
-  for (int i = 0; i < req.keys_size() && i < 4; ++i)
-    absl::StrAppend(&out, i ? ", " : "", QuotedKey(req.keys(i)));
-  if (req.keys_size() > 4) absl::StrAppend(&out, " and ", req.keys_size() - 4, " more");
-  return out;
+  return absl::StrCat(req.keys_size() == 1 ? "key " : "keys ", domain::QuoteList(req.keys()));
 }
 
 // A worker's answer from its operation's result.
@@ -197,7 +189,6 @@ void StoreRelay::Relay(Req req, absl::Time deadline, Answer<Resp> done,
   const std::string job = req.job();
   const uint64_t generation = req.generation();
   std::string signature = ShareSignature(req);
-  const std::string what = WaitedKeys(req);
   Pending p;
   p.deadline = deadline;
   p.waits = !signature.empty();
@@ -213,13 +204,14 @@ void StoreRelay::Relay(Req req, absl::Time deadline, Answer<Resp> done,
     if (p.waits) {
       if constexpr (kIs<Req, v1::KeyGetRequest>) absl::StrAppend(&signature, "#", writes_[job]);
       SharedWait& shared = shared_[signature];
-      const bool first = shared.waiters.empty() && shared.what.empty();
-      shared.what = what;
+      // An entry exists while its operation is queued or in flight (it is erased with it).
+      const bool first = shared.what.empty();
       shared.waiters.push_back({std::move(answer), deadline});
       if (!first) {
         ++counts_.shared;
         return;
       }
+      shared.what = WaitedKeys(Op<Req>::Of(p.op));
       p.shared = std::move(signature);
     } else {
       p.done = std::move(answer);

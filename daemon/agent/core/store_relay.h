@@ -79,7 +79,9 @@ class StoreRelay {
       absl::Time deadline;
     };
     std::vector<Waiter> waiters;
-    std::string what;  // "key 'k'" or "keys 'a', 'b'", for the message of an expired waiter
+    // "key 'k'" or "keys 'a', 'b'", for the message of an expired waiter; set while the
+    // entry's operation is queued or in flight
+    std::string what;
   };
   // One operation queued for, or in, a coordinator call.
   struct Pending {
