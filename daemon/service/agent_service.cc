@@ -110,7 +110,7 @@ grpc::ServerUnaryReactor* AgentService::Attach(grpc::CallbackServerContext* ctx,
         }
         reactor->Finish(ToGrpc(r.status()));
       },
-      UidOf(ctx));
+      UidOf(ctx), peer ? agent::WorkerPid(peer->pid) : std::nullopt);
   reactor->Started(id);
   sync::HandOff(reactor);  // gRPC may cancel it on any thread
   return reactor;

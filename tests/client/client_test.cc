@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <thread>
 
@@ -12,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "meshd/client_c.h"
+#include "tests/support/files.h"
 #include "tests/support/nccl.h"
 #include "tests/support/run_command.h"
 #include "tests/support/standalone.h"
@@ -147,13 +149,54 @@ TEST_F(ClientTest, Interrupter_EndsAnAttachThatWaitsForTheRound) {
   while (!done.WaitForNotificationWithTimeout(absl::Milliseconds(20))) o.interrupter->Interrupt();
   attach.join();
   EXPECT_EQ(c.status().code(), absl::StatusCode::kCancelled);
-  // The agent freed the place: the same local rank attaches again at once (no ALREADY_EXISTS).
+  // The same local rank attaches again at once (no ALREADY_EXISTS), whether or not the agent has
+  // seen the cancelled call go yet: a new attach of the same process takes its waiting place.
   absl::StatusOr<std::unique_ptr<Client>> other;
   std::thread second([&] { other = Client::Attach(Options(1, 2)); });
   auto again = Client::Attach(Options(0, 2));
   second.join();
   ASSERT_TRUE(again.ok()) << again.status();
   ASSERT_TRUE(other.ok()) << other.status();
+}
+
+// Two processes ask for one local rank: whichever comes second is refused ALREADY_EXISTS, naming
+// the rank (a new attach of the same process would take the place: Interrupter_EndsAnAttach...).
+TEST_F(ClientTest, Attach_LocalRankOfAnotherProcess_AlreadyExists) {
+  const std::string log = absl::StrCat(::testing::TempDir(), "churn_worker_", getpid(), ".err");
+  auto other = process::Subprocess::Start({CHURN_WORKER_PATH, "--socket", daemon_.socket, "--job",
+                                           "job", "--local-rank", "0", "--local-world", "2"},
+                                          log);
+  ASSERT_TRUE(other.ok()) << other.status();
+  ClientOptions o = Options(0, 2);  // local rank 1 never comes
+  o.interrupter = std::make_shared<Interrupter>();
+  absl::Notification done;
+  absl::StatusOr<std::unique_ptr<Client>> c;
+  std::thread attach([&] {
+    c = Client::Attach(o);
+    done.Notify();
+  });
+  absl::StatusOr<int> other_exit = absl::UnknownError("not yet");
+  while (!done.WaitForNotificationWithTimeout(absl::Milliseconds(10))) {
+    other_exit = (*other)->Wait(absl::ZeroDuration());
+    if (other_exit.ok()) break;
+  }
+  if (done.HasBeenNotified()) {  // this process came second
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kAlreadyExists) << c.status();
+    EXPECT_THAT(std::string(c.status().message()),
+                HasSubstr("local rank 0 of job 'job' is already attached"));
+    (*other)->Signal(SIGKILL);
+  } else {  // the other one did: it failed, and this one still waits
+    EXPECT_EQ(*other_exit, 1);
+    const std::string err = testing::ReadFile(log);
+    EXPECT_THAT(err, HasSubstr("ALREADY_EXISTS"));
+    EXPECT_THAT(err, HasSubstr("local rank 0 of job 'job' is already attached"));
+    while (!done.WaitForNotificationWithTimeout(absl::Milliseconds(20))) {
+      o.interrupter->Interrupt();
+    }
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kCancelled);
+  }
+  attach.join();
+  std::remove(log.c_str());
 }
 
 TEST_F(ClientTest, InitDeviceMesh_SpecOnly_NoIdsThenIdsOnDemand) {

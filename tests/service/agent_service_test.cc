@@ -367,19 +367,25 @@ TEST_F(AgentServiceTest, Store_EveryCallRelayed_NoWorkerOfTheGeneration_FailedPr
   EXPECT_THAT(s.error_message(), HasSubstr("attach first"));
 }
 
-TEST_F(AgentServiceTest, Attach_DuplicateLocalRank_AlreadyExists) {
-  v1::AttachResponse r;
+// Both attaches come from this process (the socket's peer credentials say so): the later one
+// takes the place, as a worker's attach after an interrupted one does; another process's would be
+// refused ALREADY_EXISTS (client_test's Attach_LocalRankOfAnotherProcess_AlreadyExists).
+TEST_F(AgentServiceTest, Attach_SameLocalRankAgainFromTheSameProcess_SupersedesTheWaitingOne) {
+  v1::AttachResponse r, r2;
   grpc::Status first;
   std::thread t([&] { first = Attach(0, 2, &r, absl::Seconds(2)); });
   ASSERT_TRUE(WaitFor([&] { return Waiting(0); }));
-  const grpc::Status dup = Attach(0, 2, &r);
-  EXPECT_EQ(dup.error_code(), grpc::StatusCode::ALREADY_EXISTS);
-  EXPECT_THAT(dup.error_message(), HasSubstr("local rank 0"));
-  // Past the first one's deadline (gRPC rounds the timeout it sends up): the agent answers it.
+  grpc::Status second;
+  std::thread t2([&] { second = Attach(0, 2, &r2, absl::Seconds(2)); });
+  t.join();  // answered at once: superseded
+  EXPECT_EQ(first.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_THAT(first.error_message(), HasSubstr("superseded by a later attach of local rank 0"));
+  ASSERT_TRUE(WaitFor([&] { return Waiting(0); }));
+  // Past the second one's deadline (gRPC rounds the timeout it sends up): the agent answers it.
   clock_.Advance(absl::Seconds(3));
-  t.join();
-  EXPECT_EQ(first.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  EXPECT_THAT(first.error_message(), HasSubstr("only 1 of 2 local workers"));
+  t2.join();
+  EXPECT_EQ(second.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(second.error_message(), HasSubstr("only 1 of 2 local workers"));
 }
 
 TEST_F(AgentServiceTest, Attach_MoreWorkersThanGpus_FailedPrecondition) {

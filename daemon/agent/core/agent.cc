@@ -31,6 +31,11 @@ const absl::Status& ShuttingDown() {
   return *kStatus;
 }
 
+// Both calls come from one known process (0: a pid the caller's namespace hides).
+bool SameProcess(const WorkerPid& a, const WorkerPid& b) {
+  return a && b && *a > 0 && *a == *b;
+}
+
 }  // namespace
 
 Agent::Agent(AgentOptions options, std::vector<domain::Gpu> gpus, const Clock* clock,
@@ -162,7 +167,7 @@ AttachResult Agent::ResultFor(const domain::Assignment& a, uint32_t local_rank) 
 
 uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
                        const domain::NodeCount& nodes, absl::Time deadline, AttachDone done,
-                       WorkerUid uid) {
+                       WorkerUid uid, WorkerPid pid) {
   Completions out;
   uint64_t id = 0;
   auto fail = [&out, &done](absl::Status s) {
@@ -209,14 +214,25 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
       e.attached.insert(local_rank);
       e.detached.erase(local_rank);
       if (!e.owner_uid) e.owner_uid = uid;
-    } else if (e.pending.contains(local_rank)) {
+    } else if (auto held = e.pending.find(local_rank);
+               held != e.pending.end() && !SameProcess(held->second.pid, pid)) {
       fail(errors::RankWaiting(job, local_rank, inventory_.node));
     } else {
+      if (held != e.pending.end()) {
+        // The same process asks again: it gave its waiting attach up (its cancellation may come
+        // after this call). The new call takes the place.
+        out.push_back([done = std::move(held->second.done), local_rank, p = *pid] {
+          done(absl::CancelledError(absl::StrCat("superseded by a later attach of local rank ",
+                                                 local_rank, " from the same process (pid ", p,
+                                                 ")")));
+        });
+        e.pending.erase(held);
+      }
       // Admitted: the job's first worker binds it to its uid, until no worker of it is on the
       // node (a generation's end does not free it: its workers come back for the next one).
       if (!e.owner_uid) e.owner_uid = uid;
       id = next_attach_id_++;
-      e.pending.emplace(local_rank, Pending{std::move(done), deadline, id});
+      e.pending.emplace(local_rank, Pending{std::move(done), deadline, id, pid});
       LaunchJoins(out);
     }
   }

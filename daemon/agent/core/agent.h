@@ -56,6 +56,9 @@ struct AgentOptions {
 // The local process behind a worker's call, as the kernel says (SO_PEERCRED on the agent's unix
 // socket). Unknown (nullopt) for callers in the agent's own process (tests).
 using WorkerUid = std::optional<uint32_t>;
+// The same kernel's process id of the caller (unknown: nullopt, or 0 where the caller's pid
+// namespace hides it).
+using WorkerPid = std::optional<int64_t>;
 
 // A worker's placement once its job's round closed.
 struct AttachResult {
@@ -96,6 +99,9 @@ class Agent {
   // worker waits with it, or runs with it and watches its generation: a second process cannot
   // take a running worker's place and GPU; one whose holder detached or never watched can);
   // DEADLINE_EXCEEDED; any error of the coordinator's JoinJob; CANCELLED on Stop.
+  // A worker waiting with the place whose process (`pid`, when known) attaches it again gave that
+  // attach up (interrupted, and its cancellation not yet seen here): the new attach takes the place
+  // and the old one gets CANCELLED.
   // Returns an id for WithdrawAttach while the worker waits for the round (0 when answered at
   // once).
   // A job is bound to the uid of its first admitted local worker until none of its workers waits
@@ -104,7 +110,7 @@ class Agent {
   // call below, so that one user cannot attach to, watch, detach or read another's job.
   uint64_t Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
                   const domain::NodeCount& nodes, absl::Time deadline, AttachDone done,
-                  WorkerUid uid = std::nullopt);
+                  WorkerUid uid = std::nullopt, WorkerPid pid = std::nullopt);
   // The worker of attach `id` went away (its call was cancelled: Ctrl-C, a crash) while its job's
   // local workers were still gathering: its place is freed (so that it may attach again at once)
   // and its `done` gets CANCELLED. Unknown or already answered ids are ignored.
@@ -142,6 +148,7 @@ class Agent {
     AttachDone done;
     absl::Time deadline;
     uint64_t id = 0;
+    WorkerPid pid;  // the waiting worker's process, when known
   };
   struct JobEntry {
     uint32_t local_world = 0;

@@ -562,6 +562,41 @@ TEST_F(AgentCoreTest, AWorkerThatWentAwayWhileGatheringFreesItsPlace) {
   EXPECT_FALSE(back.result.has_value());  // waiting again, not ALREADY_EXISTS
 }
 
+// A process whose waiting attach was interrupted attaches again before the agent saw the
+// cancellation: the new call takes the place; another process (or an unknown one) may not.
+TEST_F(AgentCoreTest, AnAttachAgainFromTheSameProcessTakesItsWaitingPlace) {
+  Register();
+  Attached& first = Worker();
+  Attached& again = Worker();
+  Attached& stranger = Worker();
+  Attached& unknown = Worker();
+  Attached& w1 = Worker();
+  const absl::Time deadline = clock_.Now() + absl::Minutes(1);
+  const uint64_t id =
+      agent_->Attach("train", 0, 2, kTwoNodes, deadline, first.done(), 1000, int64_t{42});
+  ASSERT_NE(id, 0u);
+  agent_->Attach("train", 0, 2, kTwoNodes, deadline, again.done(), 1000, int64_t{42});
+  ASSERT_TRUE(first.result.has_value());
+  EXPECT_EQ(first.result->status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(first.result->status().message(), HasSubstr("same process (pid 42)"));
+  EXPECT_FALSE(again.result.has_value());  // it waits with the place
+  agent_->Attach("train", 0, 2, kTwoNodes, deadline, stranger.done(), 1000, int64_t{43});
+  ASSERT_TRUE(stranger.result.has_value());
+  EXPECT_EQ(stranger.result->status().code(), absl::StatusCode::kAlreadyExists);
+  agent_->Attach("train", 0, 2, kTwoNodes, deadline, unknown.done(), 1000);
+  ASSERT_TRUE(unknown.result.has_value());
+  EXPECT_EQ(unknown.result->status().code(), absl::StatusCode::kAlreadyExists);
+  // The first call's cancellation, seen late, does not free the new call's place.
+  agent_->WithdrawAttach("train", 0, id);
+  EXPECT_FALSE(again.result.has_value());
+  agent_->Attach("train", 1, 2, kTwoNodes, deadline, w1.done(), 1000, int64_t{44});
+  auto join = client_.TakeJoin();
+  ASSERT_TRUE(join.has_value());
+  join->done(Assigned("train", 2, 1, 2, 2));
+  ASSERT_TRUE(again.result.has_value());
+  EXPECT_TRUE(again.result->ok()) << again.result->status();
+}
+
 v1::RankGroupsRequest Ask(uint32_t local_rank, const std::vector<std::string>& groups,
                           uint64_t generation = 2, uint32_t local_asks = 0) {
   v1::RankGroupsRequest r;
