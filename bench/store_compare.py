@@ -168,6 +168,9 @@ def run_tcpstore(nodes, gpus, per_rank, procs, timeout_s, server_cpu, barriers, 
                           timeout=datetime.timedelta(seconds=timeout_s), wait_for_workers=False)
     finally:
         os.sched_setaffinity(0, cpus)
+    import torch
+    torch_version = torch.__version__
+    libuv = bool(getattr(master, "libuvBackend", False))  # torch >= 2.4's server backend
     ctx = mp.get_context("fork")
     workers = []
     try:
@@ -215,7 +218,8 @@ def run_tcpstore(nodes, gpus, per_rank, procs, timeout_s, server_cpu, barriers, 
             "rank_adds": calls["add"], "rank_sets": calls["set"], "rank_waits": calls["wait"],
             "rank_gets": calls["get"], "connections": connections, "procs": procs,
             "server_cpu_s": server_cpu_s, "drivers_cpu_s": sum(m[3] for m in results),
-            "server_cpus": str(server_cpu) if server_cpu >= 0 else "all"}
+            "server_cpus": str(server_cpu) if server_cpu >= 0 else "all",
+            "torch": torch_version, "libuv": libuv}
 
 
 def run_meshd(bench, nodes, gpus, timeout_s, server_cpu, barriers, progress, unbatched=False):

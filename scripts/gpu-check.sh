@@ -11,11 +11,22 @@
 #   scripts/gpu-check.sh --from-pack P       run the checks from a pack (its folder or tarball) on
 #                                            the GPU host:   tar xzf gpu-check.tar.gz &&
 #                                            gpu-check/gpu-check.sh --from-pack gpu-check
+#   scripts/gpu-check.sh --from-pack P --store-bench
+#                                            instead of the checks, the store benchmark on that
+#                                            host's cores (needs no GPU): the pack's store_bench
+#                                            against the host's PyTorch TCPStore
+#                                            (bench/store_compare.py), 1,024 nodes x 8 ranks, with
+#                                            and without barriers, the servers on one CPU and on
+#                                            any; JSON lines and tables on stdout, a copy under
+#                                            $OUT when set
 #   options: --build DIR (default build), --out DIR (default <build>), --timeout S (per check,
 #            default 120), --simulate (run the checks' plumbing on simulated GPUs here: no NCCL
-#            communicator is made; for testing this script)
+#            communicator is made; for testing this script), --store-bench-nodes N,M (default
+#            1024), --store-bench-repeat R (default 2), --python P (the python3 with torch for
+#            --store-bench; default python3)
 #
-# The pack (gpu-check/): bin/ (meshd, meshctl, mesh_worker), lib/ (libmeshd_client.so and what
+# The pack (gpu-check/): bin/ (meshd, meshctl, mesh_worker, store_bench), bench/
+# (store_compare.py), lib/ (libmeshd_client.so and what
 # `ldd` lists that a bare host lacks), tests/ (the binaries of the `gpu`-labelled ctest tests and
 # their list), python/ (build/python's package, when built), gpu-check.sh (this script).
 #
@@ -44,6 +55,10 @@ pack_only=0
 from_pack=""
 timeout_s=120
 simulate=0
+store_bench=0
+store_bench_nodes=1024
+store_bench_repeat=2
+python=python3
 limit=$((64 * 1024 * 1024))
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -53,6 +68,10 @@ while [ $# -gt 0 ]; do
     --from-pack) from_pack=$(readlink -f "$2"); shift 2 ;;
     --timeout) timeout_s="$2"; shift 2 ;;
     --simulate) simulate=1; shift ;;
+    --store-bench) store_bench=1; shift ;;
+    --store-bench-nodes) store_bench_nodes="$2"; shift 2 ;;
+    --store-bench-repeat) store_bench_repeat="$2"; shift 2 ;;
+    --python) python="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -uo pipefail/p' "$self" | sed '$d'; exit 0 ;;
     *) echo "gpu-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -117,6 +136,11 @@ make_pack() {
   mkdir -p "$pack/bin" "$pack/lib" "$pack/tests"
   cp "$build/bin/meshd" "$build/bin/meshctl" "$build/bin/mesh_worker" "$pack/bin/"
   cp "$build/lib/libmeshd_client.so" "$pack/lib/"
+  if [ -x "$build/bin/store_bench" ]; then  # the store benchmark (--store-bench)
+    cp "$build/bin/store_bench" "$pack/bin/"
+    mkdir -p "$pack/bench"
+    cp "$root/bench/store_compare.py" "$pack/bench/"
+  fi
   # The gpu-labelled tests: the commands ctest would run, from the pack.
   local list="$pack/tests/tests.txt"
   : > "$list"
@@ -186,6 +210,46 @@ else
   make_pack || exit 2
 fi
 [ "$pack_only" = 1 ] && exit 0
+
+# ------------------------------------------------------------------------------------------------
+# The store benchmark (--store-bench): meshd's store against the host's TCPStore, on its cores.
+
+run_store_bench() {
+  if [ ! -x "$pack_dir/bin/store_bench" ] || [ ! -f "$pack_dir/bench/store_compare.py" ]; then
+    echo "gpu-check: the pack has no store_bench (cmake --build build --target store_bench)" >&2
+    return 2
+  fi
+  if ! "$python" -c 'import torch.distributed' 2>/dev/null; then
+    echo "gpu-check: --store-bench needs a python3 with torch (--python)" >&2
+    return 2
+  fi
+  local sb_work rc=0 cpu barriers first_cpu
+  sb_work=$(mktemp -d)
+  # store_bench (and the coordinator it starts) see the pack's libraries; python3 and torch keep
+  # their own.
+  printf '#!/bin/sh\nLD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s" --meshd "%s" "$@"\n' \
+    "$pack_dir/lib" "$pack_dir/bin/store_bench" "$pack_dir/bin/meshd" > "$sb_work/store_bench"
+  chmod +x "$sb_work/store_bench"
+  first_cpu=$("$python" -c 'import os; print(min(os.sched_getaffinity(0)))')
+  echo "gpu-check: store benchmark on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')); torch $("$python" -c 'import torch; print(torch.__version__)')"
+  for cpu in "$first_cpu" -1; do
+    for barriers in "" --no-barriers; do
+      echo "gpu-check: store_compare.py --server-cpu $cpu ${barriers:-(barriers)}"
+      # shellcheck disable=SC2086  # $barriers: no argument or one
+      "$python" "$pack_dir/bench/store_compare.py" --store-bench "$sb_work/store_bench" \
+        --nodes "$store_bench_nodes" --repeat "$store_bench_repeat" --server-cpu "$cpu" \
+        $barriers 2>&1 | tee -a "$sb_work/store_bench.txt"
+      [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+    done
+  done
+  [ -n "${OUT:-}" ] && [ -d "$OUT" ] && cp "$sb_work/store_bench.txt" "$OUT/store_bench.txt"
+  rm -rf "$sb_work"
+  return $rc
+}
+if [ "$store_bench" = 1 ]; then
+  run_store_bench
+  exit $?
+fi
 
 # ------------------------------------------------------------------------------------------------
 # The checks.
