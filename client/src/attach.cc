@@ -2,8 +2,12 @@
 // Attach call to the agent, and the ClientImpl it makes. Thread-safety: Attach may be called from
 // any thread; it reads the environment.
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
+#include <mutex>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +24,24 @@ namespace {
 using client_internal::ClientImpl;
 using client_internal::FromGrpc;
 using client_internal::InterruptibleCall;
+
+// This process's name for its attaches (new after a fork: a child is another worker) and the
+// next attach's place among them, for AttachRequest's client_instance and attach_sequence.
+std::pair<std::string, uint64_t> NextAttachOrigin() {
+  static std::mutex* const mu = new std::mutex;
+  static pid_t owner = 0;
+  static std::string* const instance = new std::string;
+  static uint64_t sequence = 0;
+  std::lock_guard<std::mutex> lock(*mu);
+  if (owner != getpid()) {
+    owner = getpid();
+    std::random_device random;  // the kernel's random source
+    *instance = absl::StrCat(absl::Hex(random(), absl::kZeroPad8), absl::Hex(random(), absl::kZeroPad8),
+                             absl::Hex(random(), absl::kZeroPad8), absl::Hex(random(), absl::kZeroPad8));
+    sequence = 0;
+  }
+  return {*instance, ++sequence};
+}
 
 std::string Env(const char* name) {
   const char* v = std::getenv(name);
@@ -100,6 +122,9 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Attach(ClientOptions options) {
   req.set_local_world(static_cast<uint32_t>(options.local_world));
   req.mutable_nodes()->set_min_nodes(static_cast<uint32_t>(options.min_nodes));
   req.mutable_nodes()->set_max_nodes(static_cast<uint32_t>(options.max_nodes));
+  auto [instance, sequence] = NextAttachOrigin();
+  req.set_client_instance(std::move(instance));
+  req.set_attach_sequence(sequence);
   v1::AttachResponse resp;
   grpc::ClientContext ctx;
   ctx.set_wait_for_ready(true);

@@ -110,7 +110,7 @@ grpc::ServerUnaryReactor* AgentService::Attach(grpc::CallbackServerContext* ctx,
         }
         reactor->Finish(ToGrpc(r.status()));
       },
-      UidOf(ctx), peer ? agent::WorkerPid(peer->pid) : std::nullopt);
+      UidOf(ctx), agent::AttachOrigin{req->client_instance(), req->attach_sequence()});
   reactor->Started(id);
   sync::HandOff(reactor);  // gRPC may cancel it on any thread
   return reactor;

@@ -35,8 +35,11 @@ using ::testing::HasSubstr;
 // One worker's Attach through `stub` (waits for the agent to be up).
 grpc::Status AttachTo(v1::Agent::Stub* stub, const std::string& job, uint32_t local_rank,
                       uint32_t local_world, uint32_t nodes, absl::Duration timeout,
-                      v1::AttachResponse* resp) {
+                      v1::AttachResponse* resp, const std::string& instance = "",
+                      uint64_t sequence = 0) {
   v1::AttachRequest req;
+  req.set_client_instance(instance);
+  req.set_attach_sequence(sequence);
   req.set_job(job);
   req.set_local_rank(local_rank);
   req.set_local_world(local_world);
@@ -81,8 +84,10 @@ class AgentServiceTest : public ::testing::Test {
 
   grpc::Status Attach(uint32_t local_rank, uint32_t local_world, v1::AttachResponse* resp,
                       absl::Duration timeout = absl::Seconds(10), const std::string& job = "job",
-                      uint32_t nodes = 1) {
-    return AttachTo(stub_.get(), job, local_rank, local_world, nodes, timeout, resp);
+                      uint32_t nodes = 1, const std::string& instance = "",
+                      uint64_t sequence = 0) {
+    return AttachTo(stub_.get(), job, local_rank, local_world, nodes, timeout, resp, instance,
+                    sequence);
   }
 
   // Whether local rank `local_rank` of "job" waits in the agent for its round.
@@ -367,20 +372,44 @@ TEST_F(AgentServiceTest, Store_EveryCallRelayed_NoWorkerOfTheGeneration_FailedPr
   EXPECT_THAT(s.error_message(), HasSubstr("attach first"));
 }
 
-// Both attaches come from this process (the socket's peer credentials say so): the later one
-// takes the place, as a worker's attach after an interrupted one does; another process's would be
-// refused ALREADY_EXISTS (client_test's Attach_LocalRankOfAnotherProcess_AlreadyExists).
-TEST_F(AgentServiceTest, Attach_SameLocalRankAgainFromTheSameProcess_SupersedesTheWaitingOne) {
-  v1::AttachResponse r, r2;
+TEST_F(AgentServiceTest, Attach_DuplicateLocalRank_AlreadyExists) {
+  v1::AttachResponse r;
   grpc::Status first;
-  std::thread t([&] { first = Attach(0, 2, &r, absl::Seconds(2)); });
+  std::thread t([&] { first = Attach(0, 2, &r, absl::Seconds(2), "job", 1, "proc-a", 1); });
   ASSERT_TRUE(WaitFor([&] { return Waiting(0); }));
-  grpc::Status second;
-  std::thread t2([&] { second = Attach(0, 2, &r2, absl::Seconds(2)); });
+  // Another process, or a caller that does not say which it is.
+  for (const std::string& instance : {std::string("proc-b"), std::string()}) {
+    const grpc::Status dup = Attach(0, 2, &r, absl::Seconds(10), "job", 1, instance, 2);
+    EXPECT_EQ(dup.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+    EXPECT_THAT(dup.error_message(), HasSubstr("local rank 0"));
+  }
+  // Past the first one's deadline (gRPC rounds the timeout it sends up): the agent answers it.
+  clock_.Advance(absl::Seconds(3));
+  t.join();
+  EXPECT_EQ(first.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(first.error_message(), HasSubstr("only 1 of 2 local workers"));
+}
+
+// A process attaches again while its earlier attach still waits (given up, its cancellation not
+// yet seen): the later one by sequence takes the place, whichever the agent reads first.
+TEST_F(AgentServiceTest, Attach_SameLocalRankAgainFromTheSameProcess_TheLaterAttachKeepsThePlace) {
+  v1::AttachResponse r, r2, r3;
+  grpc::Status first, second;
+  std::thread t([&] { first = Attach(0, 2, &r, absl::Seconds(2), "job", 1, "proc-a", 1); });
+  ASSERT_TRUE(WaitFor([&] { return Waiting(0); }));
+  std::thread t2([&] { second = Attach(0, 2, &r2, absl::Seconds(2), "job", 1, "proc-a", 3); });
   t.join();  // answered at once: superseded
   EXPECT_EQ(first.error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_THAT(first.error_message(), HasSubstr("superseded by a later attach of local rank 0"));
-  ASSERT_TRUE(WaitFor([&] { return Waiting(0); }));
+  // An earlier attach of the process arriving after the later one is refused at once.
+  const grpc::Status late = Attach(0, 2, &r3, absl::Seconds(10), "job", 1, "proc-a", 2);
+  EXPECT_EQ(late.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_THAT(late.error_message(), HasSubstr("superseded"));
+  EXPECT_TRUE(Waiting(0));
+  const grpc::Status oversized =
+      Attach(0, 2, &r3, absl::Seconds(10), "job", 1, std::string(65, 'x'), 4);
+  EXPECT_EQ(oversized.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(oversized.error_message(), HasSubstr("client_instance is 65 bytes"));
   // Past the second one's deadline (gRPC rounds the timeout it sends up): the agent answers it.
   clock_.Advance(absl::Seconds(3));
   t2.join();

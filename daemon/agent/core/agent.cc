@@ -31,9 +31,12 @@ const absl::Status& ShuttingDown() {
   return *kStatus;
 }
 
-// Both calls come from one known process (0: a pid the caller's namespace hides).
-bool SameProcess(const WorkerPid& a, const WorkerPid& b) {
-  return a && b && *a > 0 && *a == *b;
+// Longest AttachRequest.client_instance.
+constexpr size_t kMaxClientInstanceBytes = 64;
+
+// Both attaches come from one worker process, as its client library says.
+bool SameProcess(const AttachOrigin& a, const AttachOrigin& b) {
+  return !a.instance.empty() && a.instance == b.instance;
 }
 
 }  // namespace
@@ -167,7 +170,7 @@ AttachResult Agent::ResultFor(const domain::Assignment& a, uint32_t local_rank) 
 
 uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
                        const domain::NodeCount& nodes, absl::Time deadline, AttachDone done,
-                       WorkerUid uid, WorkerPid pid) {
+                       WorkerUid uid, AttachOrigin origin) {
   Completions out;
   uint64_t id = 0;
   auto fail = [&out, &done](absl::Status s) {
@@ -177,6 +180,11 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
   if (valid.ok()) valid = domain::ValidateNodeCount(nodes, domain::kMaxNodes);
   if (valid.ok() && (local_world < 1 || local_rank >= local_world)) {
     valid = errors::BadLocalRank(local_rank, local_world);
+  }
+  if (valid.ok() && origin.instance.size() > kMaxClientInstanceBytes) {
+    valid = absl::InvalidArgumentError(absl::StrCat("client_instance is ", origin.instance.size(),
+                                                    " bytes; at most ",
+                                                    kMaxClientInstanceBytes));
   }
   if (valid.ok() && local_world > inventory_.gpus.size()) {
     valid = errors::TooManyWorkers(job, local_world, inventory_.node, inventory_.gpus.size());
@@ -206,25 +214,28 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
     } else if (e.phase == JobEntry::Phase::kJoined && e.attached.contains(local_rank) &&
                !e.detached.contains(local_rank) && e.watching[local_rank] > 0) {
       fail(errors::RankRunning(job, local_rank, e.assignment->generation, inventory_.node));
-    } else if (e.phase == JobEntry::Phase::kJoined) {
+    } else if (e.phase == JobEntry::Phase::kJoined && !e.finishing) {
       // The generation is running and the place is free (its worker detached, or never watched):
-      // a worker that restarted gets it again.
+      // a worker that restarted gets it again. (Once every worker detached, the node finished the
+      // generation: a worker attaching then waits below for the next round.)
       out.push_back(
           [done = std::move(done), r = ResultFor(*e.assignment, local_rank)] { done(r); });
       e.attached.insert(local_rank);
       e.detached.erase(local_rank);
       if (!e.owner_uid) e.owner_uid = uid;
     } else if (auto held = e.pending.find(local_rank);
-               held != e.pending.end() && !SameProcess(held->second.pid, pid)) {
+               held != e.pending.end() && !SameProcess(held->second.origin, origin)) {
       fail(errors::RankWaiting(job, local_rank, inventory_.node));
+    } else if (held != e.pending.end() && held->second.origin.sequence >= origin.sequence) {
+      // An attach of this process that it gave up, arriving after its later one.
+      fail(errors::AttachSuperseded(local_rank));
     } else {
       if (held != e.pending.end()) {
         // The same process asks again: it gave its waiting attach up (its cancellation may come
-        // after this call). The new call takes the place.
-        out.push_back([done = std::move(held->second.done), local_rank, p = *pid] {
-          done(absl::CancelledError(absl::StrCat("superseded by a later attach of local rank ",
-                                                 local_rank, " from the same process (pid ", p,
-                                                 ")")));
+        // after this call). The new call takes the place (and, while the node's join is in flight,
+        // that join's deadline).
+        out.push_back([done = std::move(held->second.done), local_rank] {
+          done(errors::AttachSuperseded(local_rank));
         });
         e.pending.erase(held);
       }
@@ -232,7 +243,7 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
       // node (a generation's end does not free it: its workers come back for the next one).
       if (!e.owner_uid) e.owner_uid = uid;
       id = next_attach_id_++;
-      e.pending.emplace(local_rank, Pending{std::move(done), deadline, id, pid});
+      e.pending.emplace(local_rank, Pending{std::move(done), deadline, id, std::move(origin)});
       LaunchJoins(out);
     }
   }
@@ -252,12 +263,17 @@ absl::Status Agent::CheckUid(const std::string& job, const JobEntry& e, WorkerUi
   return errors::OtherUid(job, inventory_.node, *e.owner_uid, *uid);
 }
 
+bool Agent::Gathering(const JobEntry& e) {
+  return e.phase == JobEntry::Phase::kCollecting ||
+         (e.phase == JobEntry::Phase::kJoined && e.finishing);
+}
+
 void Agent::WithdrawAttach(const std::string& job, uint32_t local_rank, uint64_t id) {
   AttachDone done;
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(job);
-    if (it == jobs_.end() || it->second.phase != JobEntry::Phase::kCollecting) return;
+    if (it == jobs_.end() || !Gathering(it->second)) return;
     auto p = it->second.pending.find(local_rank);
     if (p == it->second.pending.end() || p->second.id != id) return;
     done = std::move(p->second.done);
@@ -299,6 +315,7 @@ void Agent::OnJoined(const std::string& job, absl::StatusOr<domain::Assignment> 
     JobEntry& e = jobs_[job];
     if (result.ok()) {
       e.phase = JobEntry::Phase::kJoined;
+      e.finishing = false;
       e.assignment = *result;
       for (auto& [rank, p] : e.pending) {
         e.attached.insert(rank);
@@ -343,11 +360,14 @@ void Agent::OnGenerationEnd(const std::string& job, const domain::GenerationEnd&
           !e.attached.empty() && std::includes(e.detached.begin(), e.detached.end(),
                                                e.attached.begin(), e.attached.end());
       e.phase = JobEntry::Phase::kCollecting;
+      e.finishing = false;
       e.assignment.reset();
       e.attached.clear();
       e.detached.clear();
       e.watching.clear();
       if (all_left) ReleaseIfIdle(e);
+      // Workers that attached while it was finishing join the next round.
+      if (!e.pending.empty()) LaunchJoins(out);
     }
     out.push_back([this, job, generation = end.generation,
                    aborted = absl::AbortedError(absl::StrCat("generation ", end.generation,
@@ -428,6 +448,7 @@ absl::Status Agent::Detach(const std::string& job, uint64_t generation, uint32_t
       finished = e.attached.size() == e.local_world &&
                  std::includes(e.detached.begin(), e.detached.end(), e.attached.begin(),
                                e.attached.end());
+      e.finishing = finished;
     }
   }
   if (finished) {
@@ -529,7 +550,7 @@ void Agent::ResolveGroups(v1::RankGroupsRequest request, absl::Time deadline,
 
 void Agent::ExpireWorkers(absl::Time now, Completions& out) {
   for (auto& [name, e] : jobs_) {
-    if (e.phase != JobEntry::Phase::kCollecting) continue;
+    if (!Gathering(e)) continue;
     for (auto it = e.pending.begin(); it != e.pending.end();) {
       if (it->second.deadline > now) {
         ++it;

@@ -56,9 +56,12 @@ struct AgentOptions {
 // The local process behind a worker's call, as the kernel says (SO_PEERCRED on the agent's unix
 // socket). Unknown (nullopt) for callers in the agent's own process (tests).
 using WorkerUid = std::optional<uint32_t>;
-// The same kernel's process id of the caller (unknown: nullopt, or 0 where the caller's pid
-// namespace hides it).
-using WorkerPid = std::optional<int64_t>;
+// Which attach of which worker process a call is, as the worker's client library says
+// (AttachRequest's client_instance and attach_sequence). Empty instance: not said.
+struct AttachOrigin {
+  std::string instance;
+  uint64_t sequence = 0;
+};
 
 // A worker's placement once its job's round closed.
 struct AttachResult {
@@ -99,9 +102,10 @@ class Agent {
   // worker waits with it, or runs with it and watches its generation: a second process cannot
   // take a running worker's place and GPU; one whose holder detached or never watched can);
   // DEADLINE_EXCEEDED; any error of the coordinator's JoinJob; CANCELLED on Stop.
-  // A worker waiting with the place whose process (`pid`, when known) attaches it again gave that
-  // attach up (interrupted, and its cancellation not yet seen here): the new attach takes the place
-  // and the old one gets CANCELLED.
+  // An attach for a place another attach of the same process (`origin`'s instance) waits with:
+  // the later one by sequence keeps the place, the earlier gets CANCELLED (a process attaching
+  // again gave its earlier attach up: interrupted, its cancellation not yet seen here).
+  // INVALID_ARGUMENT: an instance over 64 bytes.
   // Returns an id for WithdrawAttach while the worker waits for the round (0 when answered at
   // once).
   // A job is bound to the uid of its first admitted local worker until none of its workers waits
@@ -110,7 +114,7 @@ class Agent {
   // call below, so that one user cannot attach to, watch, detach or read another's job.
   uint64_t Attach(const std::string& job, uint32_t local_rank, uint32_t local_world,
                   const domain::NodeCount& nodes, absl::Time deadline, AttachDone done,
-                  WorkerUid uid = std::nullopt, WorkerPid pid = std::nullopt);
+                  WorkerUid uid = std::nullopt, AttachOrigin origin = {});
   // The worker of attach `id` went away (its call was cancelled: Ctrl-C, a crash) while its job's
   // local workers were still gathering: its place is freed (so that it may attach again at once)
   // and its `done` gets CANCELLED. Unknown or already answered ids are ignored.
@@ -148,7 +152,7 @@ class Agent {
     AttachDone done;
     absl::Time deadline;
     uint64_t id = 0;
-    WorkerPid pid;  // the waiting worker's process, when known
+    AttachOrigin origin;  // the waiting attach's process and place among its attaches
   };
   struct JobEntry {
     uint32_t local_world = 0;
@@ -158,6 +162,9 @@ class Agent {
     std::optional<domain::Assignment> assignment;
     std::set<uint32_t> attached;  // local ranks answered in this generation
     std::set<uint32_t> detached;  // of those, the ones that left cleanly
+    // Every local worker of the generation detached: the node told the coordinator it finished,
+    // and workers attaching now wait for the next round (not this generation, which is ending).
+    bool finishing = false;
     std::map<uint32_t, int> watching;  // local rank -> its workers' live watches
     // The uid of its first admitted local worker; cleared when no worker of it waits or runs on
     // the node (all withdrew, or its generation ended after every worker detached cleanly).
@@ -167,6 +174,8 @@ class Agent {
   };
   using Completions = std::vector<std::function<void()>>;
 
+  // Whether the job's waiting workers (`pending`) wait for a round not yet joined.
+  static bool Gathering(const JobEntry& e);
   // Sends JoinJob for every job whose local workers have all attached (when registered).
   void LaunchJoins(Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A state change owed to the coordinator about `generation` of `job` (a lost worker's LeaveJob,

@@ -48,6 +48,11 @@ absl::Status RankWaiting(const std::string& job, uint32_t local_rank, const std:
                                                "'; each worker needs its own"));
 }
 
+absl::Status AttachSuperseded(uint32_t local_rank) {
+  return absl::CancelledError(absl::StrCat("superseded by a later attach of local rank ",
+                                           local_rank, " from the same worker process"));
+}
+
 absl::Status OtherUid(const std::string& job, const std::string& node, uint32_t owner,
                       uint32_t uid) {
   return absl::PermissionDeniedError(absl::StrCat(

@@ -26,6 +26,8 @@ absl::Status WorkersDisagree(const std::string& job, uint32_t first_local_world,
 absl::Status RankRunning(const std::string& job, uint32_t local_rank, uint64_t generation,
                          const std::string& node);
 absl::Status RankWaiting(const std::string& job, uint32_t local_rank, const std::string& node);
+// CANCELLED: a later attach of the same worker process took (or keeps) the place.
+absl::Status AttachSuperseded(uint32_t local_rank);
 // PERMISSION_DENIED: the job belongs to another uid on this node.
 absl::Status OtherUid(const std::string& job, const std::string& node, uint32_t owner,
                       uint32_t uid);

@@ -474,6 +474,42 @@ TEST_F(AgentCoreTest, AllLocalWorkersDetachedCleanly_FinishJobOnce) {
   EXPECT_FALSE(client_.TakeLeave().has_value());
 }
 
+// Workers that attach again after every one of them detached (the node finished the generation,
+// its end not yet here) wait for the next round instead of getting the ending generation.
+TEST_F(AgentCoreTest, WorkersAttachingWhileTheirNodeFinishesJoinTheNextRound) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  auto watch = client_.TakeWatch();
+  ASSERT_TRUE(watch.has_value());
+  ASSERT_TRUE(agent_->Detach("train", 2, 0).ok());
+  ASSERT_TRUE(agent_->Detach("train", 2, 1).ok());
+  auto finish = client_.TakeFinish();
+  ASSERT_TRUE(finish.has_value());
+  Attached& again0 = Worker();
+  Attached& again1 = Worker();
+  Attached& gone = Worker();
+  const uint64_t gone_id =
+      agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), gone.done());
+  ASSERT_NE(gone_id, 0u);
+  agent_->WithdrawAttach("train", 0, gone_id);  // one that went away while waiting frees its place
+  ASSERT_TRUE(gone.result.has_value());
+  AttachBoth("train", again0, again1);
+  EXPECT_FALSE(again0.result.has_value());
+  EXPECT_FALSE(again1.result.has_value());
+  EXPECT_EQ(client_.joins(), 0u);
+  finish->done(true);
+  watch->done(domain::GenerationEnd{"train", 2, domain::EndReason::kJobFinished, "",
+                                    "finished: the workers of all 2 nodes detached"});
+  auto join = client_.TakeJoin();
+  ASSERT_TRUE(join.has_value());
+  join->done(Assigned("train", 3, 1, 2, 2));
+  ASSERT_TRUE(again0.result.has_value() && again0.result->ok());
+  ASSERT_TRUE(again1.result.has_value() && again1.result->ok());
+  EXPECT_EQ(again0.result->value().assignment.generation, 3u);
+}
+
 // The coordinator away when a worker is lost: its LeaveJob is sent again until acknowledged —
 // after a transport failure (with a backoff), and after the coordinator forgot the node (once
 // registered again, reporting the generation it still runs).
@@ -563,24 +599,33 @@ TEST_F(AgentCoreTest, AWorkerThatWentAwayWhileGatheringFreesItsPlace) {
 }
 
 // A process whose waiting attach was interrupted attaches again before the agent saw the
-// cancellation: the new call takes the place; another process (or an unknown one) may not.
+// cancellation: the later attach (by its process's sequence) keeps the place, whichever comes
+// first; another process (or one that does not say) may not take it.
 TEST_F(AgentCoreTest, AnAttachAgainFromTheSameProcessTakesItsWaitingPlace) {
   Register();
   Attached& first = Worker();
   Attached& again = Worker();
+  Attached& late = Worker();
   Attached& stranger = Worker();
   Attached& unknown = Worker();
   Attached& w1 = Worker();
   const absl::Time deadline = clock_.Now() + absl::Minutes(1);
-  const uint64_t id =
-      agent_->Attach("train", 0, 2, kTwoNodes, deadline, first.done(), 1000, int64_t{42});
+  const uint64_t id = agent_->Attach("train", 0, 2, kTwoNodes, deadline, first.done(), 1000,
+                                     agent::AttachOrigin{"proc-a", 1});
   ASSERT_NE(id, 0u);
-  agent_->Attach("train", 0, 2, kTwoNodes, deadline, again.done(), 1000, int64_t{42});
+  agent_->Attach("train", 0, 2, kTwoNodes, deadline, again.done(), 1000,
+                 agent::AttachOrigin{"proc-a", 3});
   ASSERT_TRUE(first.result.has_value());
   EXPECT_EQ(first.result->status().code(), absl::StatusCode::kCancelled);
-  EXPECT_THAT(first.result->status().message(), HasSubstr("same process (pid 42)"));
+  EXPECT_THAT(first.result->status().message(), HasSubstr("superseded by a later attach"));
   EXPECT_FALSE(again.result.has_value());  // it waits with the place
-  agent_->Attach("train", 0, 2, kTwoNodes, deadline, stranger.done(), 1000, int64_t{43});
+  // An earlier attach of the process, read after the later one: refused, the place kept.
+  agent_->Attach("train", 0, 2, kTwoNodes, deadline, late.done(), 1000,
+                 agent::AttachOrigin{"proc-a", 2});
+  ASSERT_TRUE(late.result.has_value());
+  EXPECT_EQ(late.result->status().code(), absl::StatusCode::kCancelled);
+  agent_->Attach("train", 0, 2, kTwoNodes, deadline, stranger.done(), 1000,
+                 agent::AttachOrigin{"proc-b", 9});
   ASSERT_TRUE(stranger.result.has_value());
   EXPECT_EQ(stranger.result->status().code(), absl::StatusCode::kAlreadyExists);
   agent_->Attach("train", 0, 2, kTwoNodes, deadline, unknown.done(), 1000);
@@ -589,7 +634,8 @@ TEST_F(AgentCoreTest, AnAttachAgainFromTheSameProcessTakesItsWaitingPlace) {
   // The first call's cancellation, seen late, does not free the new call's place.
   agent_->WithdrawAttach("train", 0, id);
   EXPECT_FALSE(again.result.has_value());
-  agent_->Attach("train", 1, 2, kTwoNodes, deadline, w1.done(), 1000, int64_t{44});
+  agent_->Attach("train", 1, 2, kTwoNodes, deadline, w1.done(), 1000,
+                 agent::AttachOrigin{"proc-c", 1});
   auto join = client_.TakeJoin();
   ASSERT_TRUE(join.has_value());
   join->done(Assigned("train", 2, 1, 2, 2));
