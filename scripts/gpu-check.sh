@@ -197,9 +197,13 @@ for t in json.load(sys.stdin).get("tests", []):
 }
 
 pack_dir=""
+temps=()  # folders this run made, removed when it exits
+remove_temps() { [ ${#temps[@]} -eq 0 ] || rm -rf "${temps[@]}"; }
+trap remove_temps EXIT
 if [ -n "$from_pack" ]; then
   if [ -f "$from_pack" ]; then  # a tarball: unpack it beside itself
     dest=$(mktemp -d)
+    temps+=("$dest")
     tar xzf "$from_pack" -C "$dest" || { echo "gpu-check: cannot unpack $from_pack" >&2; exit 2; }
     pack_dir="$dest/gpu-check"
   else
@@ -225,6 +229,7 @@ run_store_bench() {
   fi
   local sb_work rc=0 cpu barriers first_cpu
   sb_work=$(mktemp -d)
+  temps+=("$sb_work")
   # store_bench (and the coordinator it starts) see the pack's libraries; python3 and torch keep
   # their own.
   printf '#!/bin/sh\nLD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s" --meshd "%s" "$@"\n' \
@@ -243,7 +248,6 @@ run_store_bench() {
     done
   done
   [ -n "${OUT:-}" ] && [ -d "$OUT" ] && cp "$sb_work/store_bench.txt" "$OUT/store_bench.txt"
-  rm -rf "$sb_work"
   return $rc
 }
 if [ "$store_bench" = 1 ]; then
@@ -281,6 +285,7 @@ cleanup() {
   [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null
   wait 2>/dev/null
   rm -rf "$work"
+  remove_temps
 }
 trap cleanup EXIT
 
