@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +23,33 @@ namespace meshd {
 namespace {
 
 using ::testing::HasSubstr;
+
+// Client::Attach on a thread of its own, interruptible; joined (interrupted first if need be)
+// when it goes.
+class BackgroundAttach {
+ public:
+  explicit BackgroundAttach(ClientOptions o) {
+    o.interrupter = interrupter_;
+    thread_ = std::thread([this, o = std::move(o)] {
+      result_ = Client::Attach(o);
+      done_.Notify();
+    });
+  }
+  ~BackgroundAttach() { Result(); }
+  bool Done(absl::Duration within) { return done_.WaitForNotificationWithTimeout(within); }
+  // Interrupts it until it returned; its result.
+  const absl::StatusOr<std::unique_ptr<Client>>& Result() {
+    while (!Done(absl::Milliseconds(20))) interrupter_->Interrupt();
+    if (thread_.joinable()) thread_.join();
+    return result_;
+  }
+
+ private:
+  std::shared_ptr<Interrupter> interrupter_ = std::make_shared<Interrupter>();
+  absl::Notification done_;
+  absl::StatusOr<std::unique_ptr<Client>> result_;
+  std::thread thread_;
+};
 
 class ClientTest : public ::testing::Test {
  protected:
@@ -138,17 +166,10 @@ TEST_F(ClientTest, Interrupter_EndsABlockingCallWithCancelled) {
 }
 
 TEST_F(ClientTest, Interrupter_EndsAnAttachThatWaitsForTheRound) {
-  ClientOptions o = Options(0, 2);  // local rank 1 never comes
-  o.interrupter = std::make_shared<Interrupter>();
-  absl::Notification done;
-  absl::StatusOr<std::unique_ptr<Client>> c;
-  std::thread attach([&] {
-    c = Client::Attach(o);
-    done.Notify();
-  });
-  while (!done.WaitForNotificationWithTimeout(absl::Milliseconds(20))) o.interrupter->Interrupt();
-  attach.join();
-  EXPECT_EQ(c.status().code(), absl::StatusCode::kCancelled);
+  {
+    BackgroundAttach first(Options(0, 2));  // local rank 1 never comes
+    EXPECT_EQ(first.Result().status().code(), absl::StatusCode::kCancelled);
+  }
   // The same local rank attaches again at once (no ALREADY_EXISTS), whether or not the agent has
   // seen the cancelled call go yet: a new attach of the same process takes its waiting place.
   absl::StatusOr<std::unique_ptr<Client>> other;
@@ -167,22 +188,17 @@ TEST_F(ClientTest, Attach_LocalRankOfAnotherProcess_AlreadyExists) {
                                            "job", "--local-rank", "0", "--local-world", "2"},
                                           log);
   ASSERT_TRUE(other.ok()) << other.status();
-  ClientOptions o = Options(0, 2);  // local rank 1 never comes
-  o.interrupter = std::make_shared<Interrupter>();
-  absl::Notification done;
-  absl::StatusOr<std::unique_ptr<Client>> c;
-  std::thread attach([&] {
-    c = Client::Attach(o);
-    done.Notify();
-  });
+  BackgroundAttach attach(Options(0, 2));  // local rank 1 never comes
   absl::StatusOr<int> other_exit = absl::UnknownError("not yet");
-  while (!done.WaitForNotificationWithTimeout(absl::Milliseconds(10))) {
+  bool mine_returned = false;
+  while (!(mine_returned = attach.Done(absl::Milliseconds(10)))) {
     other_exit = (*other)->Wait(absl::ZeroDuration());
     if (other_exit.ok()) break;
   }
-  if (done.HasBeenNotified()) {  // this process came second
-    EXPECT_EQ(c.status().code(), absl::StatusCode::kAlreadyExists) << c.status();
-    EXPECT_THAT(std::string(c.status().message()),
+  if (mine_returned) {  // this process came second
+    const absl::Status s = attach.Result().status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
+    EXPECT_THAT(std::string(s.message()),
                 HasSubstr("local rank 0 of job 'job' is already attached"));
     (*other)->Signal(SIGKILL);
   } else {  // the other one did: it failed, and this one still waits
@@ -190,12 +206,8 @@ TEST_F(ClientTest, Attach_LocalRankOfAnotherProcess_AlreadyExists) {
     const std::string err = testing::ReadFile(log);
     EXPECT_THAT(err, HasSubstr("ALREADY_EXISTS"));
     EXPECT_THAT(err, HasSubstr("local rank 0 of job 'job' is already attached"));
-    while (!done.WaitForNotificationWithTimeout(absl::Milliseconds(20))) {
-      o.interrupter->Interrupt();
-    }
-    EXPECT_EQ(c.status().code(), absl::StatusCode::kCancelled);
+    EXPECT_EQ(attach.Result().status().code(), absl::StatusCode::kCancelled);
   }
-  attach.join();
   std::remove(log.c_str());
 }
 
