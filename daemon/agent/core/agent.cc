@@ -292,6 +292,7 @@ void Agent::LaunchJoins(Completions& out) {
     e.phase = JobEntry::Phase::kJoining;
     absl::Time deadline = clock_->Now();
     for (const auto& [rank, p] : e.pending) deadline = std::max(deadline, p.deadline);
+    e.join_deadline = deadline;
     log::Info("joining job for all local workers",
               {{"job", name}, {"local_world", absl::StrCat(e.local_world)}});
     out.push_back([this, job = name, deadline,
@@ -330,14 +331,23 @@ void Agent::OnJoined(const std::string& job, absl::StatusOr<domain::Assignment> 
           watch_.Start(job, generation);
         });
       }
+      e.pending.clear();
     } else {
       e.phase = JobEntry::Phase::kCollecting;
-      for (auto& [rank, p] : e.pending) {
-        out.push_back([done = std::move(p.done), s = result.status()] { done(s); });
+      const bool expired = result.status().code() == absl::StatusCode::kDeadlineExceeded;
+      for (auto it = e.pending.begin(); it != e.pending.end();) {
+        // The join ran out of its time: a worker that took an interrupted attach's place with a
+        // later deadline than the join's waits on, and the node joins again for it.
+        if (expired && it->second.deadline > e.join_deadline) {
+          ++it;
+          continue;
+        }
+        out.push_back([done = std::move(it->second.done), s = result.status()] { done(s); });
+        it = e.pending.erase(it);
       }
       log::Warn("joining the job failed", {{"job", job}, {"error", result.status().ToString()}});
+      LaunchJoins(out);
     }
-    e.pending.clear();
   }
   RunAll(out);
 }

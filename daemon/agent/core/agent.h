@@ -165,6 +165,7 @@ class Agent {
     // Every local worker of the generation detached: the node told the coordinator it finished,
     // and workers attaching now wait for the next round (not this generation, which is ending).
     bool finishing = false;
+    absl::Time join_deadline;  // of the JoinJob in flight (kJoining)
     std::map<uint32_t, int> watching;  // local rank -> its workers' live watches
     // The uid of its first admitted local worker; cleared when no worker of it waits or runs on
     // the node (all withdrew, or its generation ended after every worker detached cleanly).

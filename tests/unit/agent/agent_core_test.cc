@@ -643,6 +643,38 @@ TEST_F(AgentCoreTest, AnAttachAgainFromTheSameProcessTakesItsWaitingPlace) {
   EXPECT_TRUE(again.result->ok()) << again.result->status();
 }
 
+// A worker that took an interrupted attach's place while the node's join was in flight keeps
+// its own, later deadline: when that join runs out of time, it waits on and the node joins again.
+TEST_F(AgentCoreTest, AnAttachThatTookAPlaceDuringTheJoinKeepsItsOwnDeadline) {
+  Register();
+  Attached& first = Worker();
+  Attached& w1 = Worker();
+  Attached& again = Worker();
+  Attached& w1_again = Worker();
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), first.done(), 1000,
+                 agent::AttachOrigin{"proc-a", 1});
+  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w1.done(), 1000,
+                 agent::AttachOrigin{"proc-b", 1});
+  auto join = client_.TakeJoin();
+  ASSERT_TRUE(join.has_value());
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(3), again.done(), 1000,
+                 agent::AttachOrigin{"proc-a", 2});
+  ASSERT_TRUE(first.result.has_value());  // superseded
+  clock_.Advance(absl::Minutes(1));
+  join->done(absl::DeadlineExceededError("only 1 of 2 nodes joined in time"));
+  ASSERT_TRUE(w1.result.has_value());  // its own deadline has come
+  EXPECT_EQ(w1.result->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_FALSE(again.result.has_value());  // waits on
+  EXPECT_EQ(client_.joins(), 0u);          // for its local peer
+  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w1_again.done(),
+                 1000, agent::AttachOrigin{"proc-b", 2});
+  auto rejoin = client_.TakeJoin();
+  ASSERT_TRUE(rejoin.has_value());
+  rejoin->done(Assigned("train", 2, 1, 2, 2));
+  ASSERT_TRUE(again.result.has_value());
+  EXPECT_TRUE(again.result->ok()) << again.result->status();
+}
+
 v1::RankGroupsRequest Ask(uint32_t local_rank, const std::vector<std::string>& groups,
                           uint64_t generation = 2, uint32_t local_asks = 0) {
   v1::RankGroupsRequest r;
