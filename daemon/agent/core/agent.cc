@@ -198,7 +198,15 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
     absl::MutexLock lock(&mu_);
     auto [it, created] = jobs_.try_emplace(job);
     JobEntry& e = it->second;
-    const bool vacant = created || (e.phase == JobEntry::Phase::kCollecting && e.pending.empty());
+    // The only waiting worker is this process's earlier attach, which this one supersedes.
+    const auto only_superseded = [&] {
+      if (e.pending.size() != 1) return false;
+      const auto& [rank, p] = *e.pending.begin();
+      return rank == local_rank && SameProcess(p.origin, origin) &&
+             p.origin.sequence < origin.sequence;
+    };
+    const bool vacant = created || (e.phase == JobEntry::Phase::kCollecting &&
+                                    (e.pending.empty() || only_superseded()));
     if (vacant) {
       // No worker of the job waits on the node: its first one decides its sizes.
       e.local_world = local_world;

@@ -608,7 +608,6 @@ TEST_F(AgentCoreTest, AnAttachAgainFromTheSameProcessTakesItsWaitingPlace) {
   Attached& late = Worker();
   Attached& stranger = Worker();
   Attached& unknown = Worker();
-  Attached& w1 = Worker();
   const absl::Time deadline = clock_.Now() + absl::Minutes(1);
   const uint64_t id = agent_->Attach("train", 0, 2, kTwoNodes, deadline, first.done(), 1000,
                                      agent::AttachOrigin{"proc-a", 1});
@@ -634,6 +633,29 @@ TEST_F(AgentCoreTest, AnAttachAgainFromTheSameProcessTakesItsWaitingPlace) {
   // The first call's cancellation, seen late, does not free the new call's place.
   agent_->WithdrawAttach("train", 0, id);
   EXPECT_FALSE(again.result.has_value());
+  // Alone on the node, a later attach of the process may ask for other sizes too.
+  Attached& resized = Worker();
+  agent_->Attach("train", 0, 1, kTwoNodes, deadline, resized.done(), 1000,
+                 agent::AttachOrigin{"proc-a", 4});
+  ASSERT_TRUE(again.result.has_value());
+  EXPECT_EQ(again.result->status().code(), absl::StatusCode::kCancelled);
+  auto resized_join = client_.TakeJoin();  // local world 1: the node joins at once
+  ASSERT_TRUE(resized_join.has_value());
+  EXPECT_EQ(resized_join->request.local_world, 1u);
+}
+
+// The test above, with the process's place kept at its sizes: the round of two local workers.
+TEST_F(AgentCoreTest, AnAttachAgainFromTheSameProcessJoinsWithItsPeer) {
+  Register();
+  Attached& first = Worker();
+  Attached& again = Worker();
+  Attached& w1 = Worker();
+  const absl::Time deadline = clock_.Now() + absl::Minutes(1);
+  agent_->Attach("train", 0, 2, kTwoNodes, deadline, first.done(), 1000,
+                 agent::AttachOrigin{"proc-a", 1});
+  agent_->Attach("train", 0, 2, kTwoNodes, deadline, again.done(), 1000,
+                 agent::AttachOrigin{"proc-a", 3});
+  ASSERT_TRUE(first.result.has_value());
   agent_->Attach("train", 1, 2, kTwoNodes, deadline, w1.done(), 1000,
                  agent::AttachOrigin{"proc-c", 1});
   auto join = client_.TakeJoin();
