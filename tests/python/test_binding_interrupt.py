@@ -79,7 +79,7 @@ def test_ctrl_c_interrupts_attach_in_this_process(standalone, job) -> None:
     assert sent and got - sent[0] < LATENCY, f"KeyboardInterrupt {got - sent[0]:.3f}s late"
     # The same process attaches again at once: its new call takes the place the interrupted one
     # held (not ALREADY_EXISTS, though the agent's join for it is still held by the coordinator),
-    # and waits for the second node, which never comes, until its deadline.
+    # and waits for the second node, which never comes, until its own (client-side) deadline.
     with pytest.raises(meshd.DeadlineExceeded):
         meshd.attach(job=job, socket=standalone.socket, local_rank=0, local_world=1, nnodes=2,
                      timeout=1)

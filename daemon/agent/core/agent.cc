@@ -134,6 +134,7 @@ void Agent::EndWorkers() {
     stopping_ = true;
     for (auto& [name, job] : jobs_) {
       for (auto& [rank, p] : job.pending) {
+        if (p.withdrawn) continue;
         out.push_back([done = std::move(p.done)] { done(ShuttingDown()); });
       }
       job.pending.clear();
@@ -198,6 +199,7 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
     absl::MutexLock lock(&mu_);
     auto [it, created] = jobs_.try_emplace(job);
     JobEntry& e = it->second;
+    absl::Status owner = CheckUid(job, e, uid);
     // The only waiting worker is this process's earlier attach, which this one supersedes.
     const auto only_superseded = [&] {
       if (e.pending.size() != 1) return false;
@@ -205,14 +207,14 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
       return rank == local_rank && SameProcess(p.origin, origin) &&
              p.origin.sequence < origin.sequence;
     };
-    const bool vacant = created || (e.phase == JobEntry::Phase::kCollecting &&
-                                    (e.pending.empty() || only_superseded()));
+    const bool vacant =
+        created || (e.phase == JobEntry::Phase::kCollecting &&
+                    (e.pending.empty() || (owner.ok() && !stopping_ && only_superseded())));
     if (vacant) {
       // No worker of the job waits on the node: its first one decides its sizes.
       e.local_world = local_world;
       e.nodes = nodes;
     }
-    absl::Status owner = CheckUid(job, e, uid);
     if (stopping_) {
       fail(ShuttingDown());
     } else if (!owner.ok()) {
@@ -232,19 +234,23 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
       e.detached.erase(local_rank);
       if (!e.owner_uid) e.owner_uid = uid;
     } else if (auto held = e.pending.find(local_rank);
-               held != e.pending.end() && !SameProcess(held->second.origin, origin)) {
+               held != e.pending.end() && !held->second.withdrawn &&
+               !SameProcess(held->second.origin, origin)) {
       fail(errors::RankWaiting(job, local_rank, inventory_.node));
-    } else if (held != e.pending.end() && held->second.origin.sequence >= origin.sequence) {
+    } else if (held != e.pending.end() && !held->second.withdrawn &&
+               held->second.origin.sequence >= origin.sequence) {
       // An attach of this process that it gave up, arriving after its later one.
       fail(errors::AttachSuperseded(local_rank));
     } else {
       if (held != e.pending.end()) {
-        // The same process asks again: it gave its waiting attach up (its cancellation may come
-        // after this call). The new call takes the place (and, while the node's join is in flight,
-        // that join's deadline).
-        out.push_back([done = std::move(held->second.done), local_rank] {
-          done(errors::AttachSuperseded(local_rank));
-        });
+        // The same process asks again (it gave its waiting attach up; the cancellation may come
+        // after this call), or the holder went away during the node's join: the new call takes
+        // the place (and, while that join is in flight, its deadline).
+        if (!held->second.withdrawn) {
+          out.push_back([done = std::move(held->second.done), local_rank] {
+            done(errors::AttachSuperseded(local_rank));
+          });
+        }
         e.pending.erase(held);
       }
       // Admitted: the job's first worker binds it to its uid, until no worker of it is on the
@@ -281,12 +287,19 @@ void Agent::WithdrawAttach(const std::string& job, uint32_t local_rank, uint64_t
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(job);
-    if (it == jobs_.end() || !Gathering(it->second)) return;
+    if (it == jobs_.end() ||
+        (it->second.phase == JobEntry::Phase::kJoined && !Gathering(it->second))) {
+      return;
+    }
     auto p = it->second.pending.find(local_rank);
-    if (p == it->second.pending.end() || p->second.id != id) return;
+    if (p == it->second.pending.end() || p->second.id != id || p->second.withdrawn) return;
     done = std::move(p->second.done);
-    it->second.pending.erase(p);
-    ReleaseIfIdle(it->second);
+    if (it->second.phase == JobEntry::Phase::kJoining) {
+      p->second.withdrawn = true;  // the join in flight counts it; OnJoined skips it
+    } else {
+      it->second.pending.erase(p);
+      ReleaseIfIdle(it->second);
+    }
   }
   log::Info("a worker waiting for its job's round went away; its place is free again",
             {{"job", job}, {"local_rank", absl::StrCat(local_rank)}});
@@ -327,7 +340,8 @@ void Agent::OnJoined(const std::string& job, absl::StatusOr<domain::Assignment> 
       e.finishing = false;
       e.assignment = *result;
       for (auto& [rank, p] : e.pending) {
-        e.attached.insert(rank);
+        e.attached.insert(rank);  // a withdrawn one's place: free for a restarted worker
+        if (p.withdrawn) continue;
         out.push_back([done = std::move(p.done), r = ResultFor(*result, rank)] { done(r); });
       }
       log::Info("job round closed", {{"job", job},
@@ -346,13 +360,16 @@ void Agent::OnJoined(const std::string& job, absl::StatusOr<domain::Assignment> 
       for (auto it = e.pending.begin(); it != e.pending.end();) {
         // The join ran out of its time: a worker that took an interrupted attach's place with a
         // later deadline than the join's waits on, and the node joins again for it.
-        if (expired && it->second.deadline > e.join_deadline) {
+        if (expired && !it->second.withdrawn && it->second.deadline > e.join_deadline) {
           ++it;
           continue;
         }
-        out.push_back([done = std::move(it->second.done), s = result.status()] { done(s); });
+        if (!it->second.withdrawn) {
+          out.push_back([done = std::move(it->second.done), s = result.status()] { done(s); });
+        }
         it = e.pending.erase(it);
       }
+      ReleaseIfIdle(e);
       log::Warn("joining the job failed", {{"job", job}, {"error", result.status().ToString()}});
       LaunchJoins(out);
     }
@@ -574,14 +591,20 @@ void Agent::ExpireWorkers(absl::Time now, Completions& out) {
         ++it;
         continue;
       }
-      out.push_back([done = std::move(it->second.done),
-                     msg = absl::StrCat("only ", e.pending.size(), " of ", e.local_world,
-                                        " local workers of job '", name, "' attached to node '",
-                                        inventory_.node, "' in time")] {
+      std::string msg =
+          e.finishing
+              ? absl::StrCat("job '", name, "' was still finishing generation ",
+                             e.assignment->generation, " on node '", inventory_.node,
+                             "' (its workers detached; the coordinator had not ended it)")
+              : absl::StrCat("only ", e.pending.size(), " of ", e.local_world,
+                             " local workers of job '", name, "' attached to node '",
+                             inventory_.node, "' in time");
+      out.push_back([done = std::move(it->second.done), msg = std::move(msg)] {
         done(absl::DeadlineExceededError(msg));
       });
       it = e.pending.erase(it);
     }
+    ReleaseIfIdle(e);
   }
 }
 
@@ -618,7 +641,9 @@ domain::AgentView Agent::Status() const {
   v.key_coordinator_calls = store.coordinator;
   absl::MutexLock lock(&mu_);
   for (const auto& [name, e] : jobs_) {
-    for (const auto& [rank, p] : e.pending) v.workers.push_back({name, rank, 0, 0});
+    for (const auto& [rank, p] : e.pending) {
+      if (!p.withdrawn) v.workers.push_back({name, rank, 0, 0});
+    }
     if (e.assignment) {
       for (uint32_t rank : e.attached) {
         // A worker that detached (its client closed) is no longer attached, though its

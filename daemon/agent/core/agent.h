@@ -153,6 +153,10 @@ class Agent {
     absl::Time deadline;
     uint64_t id = 0;
     AttachOrigin origin;  // the waiting attach's process and place among its attaches
+    // Its call went away while the node's join was in flight (answered CANCELLED then, `done`
+    // empty): the place counts in that join, but is free for another worker, and nobody is
+    // answered or joined again for it.
+    bool withdrawn = false;
   };
   struct JobEntry {
     uint32_t local_world = 0;

@@ -697,6 +697,52 @@ TEST_F(AgentCoreTest, AnAttachThatTookAPlaceDuringTheJoinKeepsItsOwnDeadline) {
   EXPECT_TRUE(again.result->ok()) << again.result->status();
 }
 
+// A worker that goes away while the node's join is in flight is answered at once; another
+// process may take its place, and a join that succeeds counts it for a restarted worker.
+TEST_F(AgentCoreTest, AWorkerGoneDuringTheJoinFreesItsPlace) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  Attached& other = Worker();
+  const uint64_t id = agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1),
+                                     w0.done(), 1000, agent::AttachOrigin{"proc-a", 1});
+  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w1.done(), 1000,
+                 agent::AttachOrigin{"proc-b", 1});
+  auto join = client_.TakeJoin();
+  ASSERT_TRUE(join.has_value());
+  agent_->WithdrawAttach("train", 0, id);
+  ASSERT_TRUE(w0.result.has_value());
+  EXPECT_EQ(w0.result->status().code(), absl::StatusCode::kCancelled);
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), other.done(), 1000,
+                 agent::AttachOrigin{"proc-c", 1});
+  EXPECT_FALSE(other.result.has_value());  // it took the place
+  join->done(Assigned("train", 2, 1, 2, 2));
+  ASSERT_TRUE(other.result.has_value() && other.result->ok());
+  ASSERT_TRUE(w1.result.has_value() && w1.result->ok());
+}
+
+// The same, the join running out of time: a withdrawn worker is neither kept nor joined again
+// for, even with a later deadline than the join's.
+TEST_F(AgentCoreTest, AWorkerGoneDuringAJoinThatRanOutIsNotJoinedAgainFor) {
+  Register();
+  Attached& first = Worker();
+  Attached& again = Worker();
+  agent_->Attach("solo", 0, 1, kTwoNodes, clock_.Now() + absl::Minutes(1), first.done(), 1000,
+                 agent::AttachOrigin{"proc-a", 1});
+  auto join = client_.TakeJoin();
+  ASSERT_TRUE(join.has_value());
+  const uint64_t id = agent_->Attach("solo", 0, 1, kTwoNodes, clock_.Now() + absl::Minutes(10),
+                                     again.done(), 1000, agent::AttachOrigin{"proc-a", 2});
+  ASSERT_TRUE(first.result.has_value());  // superseded
+  agent_->WithdrawAttach("solo", 0, id);  // and the later one went away too
+  ASSERT_TRUE(again.result.has_value());
+  EXPECT_EQ(again.result->status().code(), absl::StatusCode::kCancelled);
+  clock_.Advance(absl::Minutes(1));
+  join->done(absl::DeadlineExceededError("only 1 of 2 nodes joined in time"));
+  EXPECT_EQ(client_.joins(), 0u);
+  EXPECT_TRUE(agent_->Status().workers.empty());
+}
+
 v1::RankGroupsRequest Ask(uint32_t local_rank, const std::vector<std::string>& groups,
                           uint64_t generation = 2, uint32_t local_asks = 0) {
   v1::RankGroupsRequest r;
