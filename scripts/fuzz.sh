@@ -14,7 +14,7 @@ cd "$root"
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(resolve_groups mesh_spec plan_script config coordinator agent_attach)
+[ ${#targets[@]} -gt 0 ] || targets=(resolve_groups mesh_spec plan_script config coordinator agent_attach store_relay)
 build_dir=${FUZZ_BUILD_DIR:-build-fuzz}
 runs=${FUZZ_DIR:-$build_dir/fuzz-runs}
 

@@ -72,8 +72,8 @@ class Program {
   explicit Program(FuzzedDataProvider& in) : in_(in) {
     std::vector<domain::Gpu> gpus;
     for (int i = 0; i < kGpus; ++i) {
-      gpus.push_back(domain::Gpu{static_cast<uint32_t>(i), absl::StrCat("SIM-", i), "", "", 0, "",
-                                 true});
+      gpus.push_back(
+          domain::Gpu{static_cast<uint32_t>(i), absl::StrCat("SIM-", i), "", "", 0, "", true});
     }
     AgentOptions o;
     o.coordinator = "coordinator:7070";
@@ -105,8 +105,8 @@ class Program {
     }
     for (size_t i = 0; i < workers_.size(); ++i) {
       if (workers_[i]->answers != 1) {
-        Broken(step_, absl::StrCat("attach ", i, " answered ", workers_[i]->answers,
-                                   " times after Stop"));
+        Broken(step_,
+               absl::StrCat("attach ", i, " answered ", workers_[i]->answers, " times after Stop"));
       }
     }
   }
@@ -211,12 +211,10 @@ class Program {
             Broken(step_, absl::StrCat("attach ", index, " of local rank ", wp->local_rank,
                                        " answered local rank ", r->local_rank));
           }
-          if (r->assignment.local_world != local_world ||
-              r->assignment.num_nodes != nodes) {
+          if (r->assignment.local_world != local_world || r->assignment.num_nodes != nodes) {
             Broken(step_, absl::StrCat("attach ", index, " got a world of ",
-                                       r->assignment.num_nodes, " x ",
-                                       r->assignment.local_world, ", asked ", nodes, " x ",
-                                       local_world));
+                                       r->assignment.num_nodes, " x ", r->assignment.local_world,
+                                       ", asked ", nodes, " x ", local_world));
           }
           const auto g = generations_.find(wp->job);
           if (g == generations_.end() || g->second != r->assignment.generation) {
@@ -260,8 +258,8 @@ class Program {
     // Only the place's latest holder acts for it (an earlier one was a worker that restarted).
     if (holders_[std::make_tuple(w->job, w->generation, w->local_rank)] != index) return;
     if (!w->watched && in_.ConsumeBool()) {
-      auto cancel = agent_->Watch(w->job, w->generation, w->local_rank,
-                                  [](const domain::GenerationEnd&) {});
+      auto cancel =
+          agent_->Watch(w->job, w->generation, w->local_rank, [](const domain::GenerationEnd&) {});
       Trace(step_, absl::StrCat("watch ", w->job, " ", w->generation, " rank ", w->local_rank, ": ",
                                 cancel.status().ToString()));
       if (cancel.ok()) {
@@ -294,8 +292,8 @@ class Program {
         const uint64_t generation = ++generation_counter_;
         generations_[rq.job] = generation;
         const uint32_t nodes = rq.nodes.max_nodes;
-        return join->done(domain::Assignment{rq.job, generation, nodes * rq.local_world, 0,
-                                             rq.local_world, nodes, nullptr, {}});
+        return join->done(domain::Assignment{
+            rq.job, generation, nodes * rq.local_world, 0, rq.local_world, nodes, nullptr, {}});
       }
     }
   }
@@ -303,8 +301,8 @@ class Program {
   void AnswerWatch() {
     auto watch = client_.TakeWatch();
     if (!watch) return;
-    Trace(step_, absl::StrCat("watch of ", watch->request.job, " ", watch->request.generation,
-                              " ends"));
+    Trace(step_,
+          absl::StrCat("watch of ", watch->request.job, " ", watch->request.generation, " ends"));
     watch->done(domain::GenerationEnd{watch->request.job, watch->request.generation,
                                       domain::EndReason::kJobFinished, "", "finished"});
   }
