@@ -226,8 +226,8 @@ uint64_t Agent::Attach(const std::string& job, uint32_t local_rank, uint32_t loc
       fail(errors::RankRunning(job, local_rank, e.assignment->generation, inventory_.node));
     } else if (e.phase == JobEntry::Phase::kJoined && !e.finishing) {
       // The generation is running and the place is free (its worker detached, or never watched):
-      // a worker that restarted gets it again. (Once every worker detached, the node finished the
-      // generation: a worker attaching then waits below for the next round.)
+      // a worker that restarted gets it again. (Once the node is done with the generation — every
+      // worker detached, or one went away — a worker attaching waits below for the next round.)
       out.push_back(
           [done = std::move(done), r = ResultFor(*e.assignment, local_rank)] { done(r); });
       e.attached.insert(local_rank);
@@ -483,7 +483,7 @@ absl::Status Agent::Detach(const std::string& job, uint64_t generation, uint32_t
       finished = e.attached.size() == e.local_world &&
                  std::includes(e.detached.begin(), e.detached.end(), e.attached.begin(),
                                e.attached.end());
-      e.finishing = finished;
+      if (finished) e.finishing = true;
     }
   }
   if (finished) {
@@ -532,6 +532,7 @@ void Agent::WorkerGone(const std::string& job, uint64_t generation, uint32_t loc
       return;  // detached cleanly, or the generation is already over
     }
     e.detached.insert(local_rank);
+    e.finishing = true;  // the generation ends: a worker restarting waits for the next round
     message = absl::StrCat("worker local rank ", local_rank, " (rank ",
                            e.assignment->node_rank * e.local_world + local_rank, ") on node '",
                            inventory_.node, "' went away without detaching");
@@ -595,7 +596,7 @@ void Agent::ExpireWorkers(absl::Time now, Completions& out) {
           e.finishing
               ? absl::StrCat("job '", name, "' was still finishing generation ",
                              e.assignment->generation, " on node '", inventory_.node,
-                             "' (its workers detached; the coordinator had not ended it)")
+                             "' (its workers had left it; the coordinator had not ended it yet)")
               : absl::StrCat("only ", e.pending.size(), " of ", e.local_world,
                              " local workers of job '", name, "' attached to node '",
                              inventory_.node, "' in time");

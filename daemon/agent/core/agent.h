@@ -166,8 +166,9 @@ class Agent {
     std::optional<domain::Assignment> assignment;
     std::set<uint32_t> attached;  // local ranks answered in this generation
     std::set<uint32_t> detached;  // of those, the ones that left cleanly
-    // Every local worker of the generation detached: the node told the coordinator it finished,
-    // and workers attaching now wait for the next round (not this generation, which is ending).
+    // The node told the coordinator it is done with the generation (every local worker detached:
+    // FinishJob; one went away without detaching: LeaveJob): workers attaching now wait for the
+    // next round, not this generation, which is ending.
     bool finishing = false;
     absl::Time join_deadline;  // of the JoinJob in flight (kJoining)
     std::map<uint32_t, int> watching;  // local rank -> its workers' live watches

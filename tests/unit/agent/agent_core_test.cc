@@ -510,6 +510,35 @@ TEST_F(AgentCoreTest, WorkersAttachingWhileTheirNodeFinishesJoinTheNextRound) {
   EXPECT_EQ(again0.result->value().assignment.generation, 3u);
 }
 
+// A worker that went away without detaching ends the generation (the node leaves it): a worker
+// restarting in its place waits for the next round instead of getting the ending generation.
+TEST_F(AgentCoreTest, AWorkerRestartingAfterOneWasLostJoinsTheNextRound) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  auto watch = client_.TakeWatch();
+  ASSERT_TRUE(watch.has_value());
+  auto lost = agent_->Watch("train", 2, 0, [](const domain::GenerationEnd&) {});
+  ASSERT_TRUE(lost.ok());
+  (*lost)();  // its stream broke without a detach
+  auto leave = client_.TakeLeave();
+  ASSERT_TRUE(leave.has_value());
+  Attached& restarted = Worker();
+  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), restarted.done());
+  EXPECT_FALSE(restarted.result.has_value());  // not generation 2, which is ending
+  leave->done(true);
+  watch->done(domain::GenerationEnd{"train", 2, domain::EndReason::kNodeLeft, "node-a",
+                                    "worker local rank 0 went away without detaching"});
+  Attached& peer = Worker();
+  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), peer.done());
+  auto join = client_.TakeJoin();
+  ASSERT_TRUE(join.has_value());
+  join->done(Assigned("train", 3, 1, 2, 2));
+  ASSERT_TRUE(restarted.result.has_value() && restarted.result->ok());
+  EXPECT_EQ(restarted.result->value().assignment.generation, 3u);
+}
+
 // The coordinator away when a worker is lost: its LeaveJob is sent again until acknowledged —
 // after a transport failure (with a backoff), and after the coordinator forgot the node (once
 // registered again, reporting the generation it still runs).
