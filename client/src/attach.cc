@@ -36,8 +36,8 @@ std::pair<std::string, uint64_t> NextAttachOrigin() {
   if (owner != getpid()) {
     owner = getpid();
     std::random_device random;  // the kernel's random source
-    *instance = absl::StrCat(absl::Hex(random(), absl::kZeroPad8), absl::Hex(random(), absl::kZeroPad8),
-                             absl::Hex(random(), absl::kZeroPad8), absl::Hex(random(), absl::kZeroPad8));
+    instance->clear();
+    for (int i = 0; i < 4; ++i) absl::StrAppend(instance, absl::Hex(random(), absl::kZeroPad8));
     sequence = 0;
   }
   return {*instance, ++sequence};

@@ -286,11 +286,9 @@ void Agent::WithdrawAttach(const std::string& job, uint32_t local_rank, uint64_t
   AttachDone done;
   {
     absl::MutexLock lock(&mu_);
+    // Workers wait (in `pending`) only while the job gathers or joins.
     auto it = jobs_.find(job);
-    if (it == jobs_.end() ||
-        (it->second.phase == JobEntry::Phase::kJoined && !Gathering(it->second))) {
-      return;
-    }
+    if (it == jobs_.end()) return;
     auto p = it->second.pending.find(local_rank);
     if (p == it->second.pending.end() || p->second.id != id || p->second.withdrawn) return;
     done = std::move(p->second.done);

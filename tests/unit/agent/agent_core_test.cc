@@ -68,6 +68,14 @@ class AgentCoreTest : public ::testing::Test {
     agent_->Attach(job, 0, 2, kTwoNodes, clock_.Now() + within, w0.done());
     agent_->Attach(job, 1, 2, kTwoNodes, clock_.Now() + within, w1.done());
   }
+  // Local rank `local_rank` of `job` (of `local_world` workers, uid 1000) attaches as attach
+  // `sequence` of worker process `instance`, answered into `w`, within `within`; the agent's id.
+  uint64_t AttachFrom(const std::string& instance, uint64_t sequence, uint32_t local_rank,
+                      Attached& w, absl::Duration within = absl::Minutes(1),
+                      uint32_t local_world = 2, const std::string& job = "train") {
+    return agent_->Attach(job, local_rank, local_world, kTwoNodes, clock_.Now() + within, w.done(),
+                          1000, AttachOrigin{instance, sequence});
+  }
   // Registered, both workers attached, the round closed: generation `generation` runs.
   void RunGeneration(const std::string& job, uint64_t generation, Attached& w0, Attached& w1) {
     AttachBoth(job, w0, w1);
@@ -637,26 +645,21 @@ TEST_F(AgentCoreTest, AnAttachAgainFromTheSameProcessTakesItsWaitingPlace) {
   Attached& late = Worker();
   Attached& stranger = Worker();
   Attached& unknown = Worker();
-  const absl::Time deadline = clock_.Now() + absl::Minutes(1);
-  const uint64_t id = agent_->Attach("train", 0, 2, kTwoNodes, deadline, first.done(), 1000,
-                                     agent::AttachOrigin{"proc-a", 1});
+  const uint64_t id = AttachFrom("proc-a", 1, 0, first);
   ASSERT_NE(id, 0u);
-  agent_->Attach("train", 0, 2, kTwoNodes, deadline, again.done(), 1000,
-                 agent::AttachOrigin{"proc-a", 3});
+  AttachFrom("proc-a", 3, 0, again);
   ASSERT_TRUE(first.result.has_value());
   EXPECT_EQ(first.result->status().code(), absl::StatusCode::kCancelled);
   EXPECT_THAT(first.result->status().message(), HasSubstr("superseded by a later attach"));
   EXPECT_FALSE(again.result.has_value());  // it waits with the place
   // An earlier attach of the process, read after the later one: refused, the place kept.
-  agent_->Attach("train", 0, 2, kTwoNodes, deadline, late.done(), 1000,
-                 agent::AttachOrigin{"proc-a", 2});
+  AttachFrom("proc-a", 2, 0, late);
   ASSERT_TRUE(late.result.has_value());
   EXPECT_EQ(late.result->status().code(), absl::StatusCode::kCancelled);
-  agent_->Attach("train", 0, 2, kTwoNodes, deadline, stranger.done(), 1000,
-                 agent::AttachOrigin{"proc-b", 9});
+  AttachFrom("proc-b", 9, 0, stranger);
   ASSERT_TRUE(stranger.result.has_value());
   EXPECT_EQ(stranger.result->status().code(), absl::StatusCode::kAlreadyExists);
-  agent_->Attach("train", 0, 2, kTwoNodes, deadline, unknown.done(), 1000);
+  AttachFrom("", 0, 0, unknown);  // a caller that does not say which process it is
   ASSERT_TRUE(unknown.result.has_value());
   EXPECT_EQ(unknown.result->status().code(), absl::StatusCode::kAlreadyExists);
   // The first call's cancellation, seen late, does not free the new call's place.
@@ -664,8 +667,7 @@ TEST_F(AgentCoreTest, AnAttachAgainFromTheSameProcessTakesItsWaitingPlace) {
   EXPECT_FALSE(again.result.has_value());
   // Alone on the node, a later attach of the process may ask for other sizes too.
   Attached& resized = Worker();
-  agent_->Attach("train", 0, 1, kTwoNodes, deadline, resized.done(), 1000,
-                 agent::AttachOrigin{"proc-a", 4});
+  AttachFrom("proc-a", 4, 0, resized, absl::Minutes(1), 1);
   ASSERT_TRUE(again.result.has_value());
   EXPECT_EQ(again.result->status().code(), absl::StatusCode::kCancelled);
   auto resized_join = client_.TakeJoin();  // local world 1: the node joins at once
@@ -679,14 +681,10 @@ TEST_F(AgentCoreTest, AnAttachAgainFromTheSameProcessJoinsWithItsPeer) {
   Attached& first = Worker();
   Attached& again = Worker();
   Attached& w1 = Worker();
-  const absl::Time deadline = clock_.Now() + absl::Minutes(1);
-  agent_->Attach("train", 0, 2, kTwoNodes, deadline, first.done(), 1000,
-                 agent::AttachOrigin{"proc-a", 1});
-  agent_->Attach("train", 0, 2, kTwoNodes, deadline, again.done(), 1000,
-                 agent::AttachOrigin{"proc-a", 3});
+  AttachFrom("proc-a", 1, 0, first);
+  AttachFrom("proc-a", 3, 0, again);
   ASSERT_TRUE(first.result.has_value());
-  agent_->Attach("train", 1, 2, kTwoNodes, deadline, w1.done(), 1000,
-                 agent::AttachOrigin{"proc-c", 1});
+  AttachFrom("proc-c", 1, 1, w1);
   auto join = client_.TakeJoin();
   ASSERT_TRUE(join.has_value());
   join->done(Assigned("train", 2, 1, 2, 2));
@@ -702,14 +700,11 @@ TEST_F(AgentCoreTest, AnAttachThatTookAPlaceDuringTheJoinKeepsItsOwnDeadline) {
   Attached& w1 = Worker();
   Attached& again = Worker();
   Attached& w1_again = Worker();
-  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), first.done(), 1000,
-                 agent::AttachOrigin{"proc-a", 1});
-  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w1.done(), 1000,
-                 agent::AttachOrigin{"proc-b", 1});
+  AttachFrom("proc-a", 1, 0, first);
+  AttachFrom("proc-b", 1, 1, w1);
   auto join = client_.TakeJoin();
   ASSERT_TRUE(join.has_value());
-  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(3), again.done(), 1000,
-                 agent::AttachOrigin{"proc-a", 2});
+  AttachFrom("proc-a", 2, 0, again, absl::Minutes(3));
   ASSERT_TRUE(first.result.has_value());  // superseded
   clock_.Advance(absl::Minutes(1));
   join->done(absl::DeadlineExceededError("only 1 of 2 nodes joined in time"));
@@ -717,8 +712,7 @@ TEST_F(AgentCoreTest, AnAttachThatTookAPlaceDuringTheJoinKeepsItsOwnDeadline) {
   EXPECT_EQ(w1.result->status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_FALSE(again.result.has_value());  // waits on
   EXPECT_EQ(client_.joins(), 0u);          // for its local peer
-  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w1_again.done(),
-                 1000, agent::AttachOrigin{"proc-b", 2});
+  AttachFrom("proc-b", 2, 1, w1_again);
   auto rejoin = client_.TakeJoin();
   ASSERT_TRUE(rejoin.has_value());
   rejoin->done(Assigned("train", 2, 1, 2, 2));
@@ -733,17 +727,14 @@ TEST_F(AgentCoreTest, AWorkerGoneDuringTheJoinFreesItsPlace) {
   Attached& w0 = Worker();
   Attached& w1 = Worker();
   Attached& other = Worker();
-  const uint64_t id = agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1),
-                                     w0.done(), 1000, agent::AttachOrigin{"proc-a", 1});
-  agent_->Attach("train", 1, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), w1.done(), 1000,
-                 agent::AttachOrigin{"proc-b", 1});
+  const uint64_t id = AttachFrom("proc-a", 1, 0, w0);
+  AttachFrom("proc-b", 1, 1, w1);
   auto join = client_.TakeJoin();
   ASSERT_TRUE(join.has_value());
   agent_->WithdrawAttach("train", 0, id);
   ASSERT_TRUE(w0.result.has_value());
   EXPECT_EQ(w0.result->status().code(), absl::StatusCode::kCancelled);
-  agent_->Attach("train", 0, 2, kTwoNodes, clock_.Now() + absl::Minutes(1), other.done(), 1000,
-                 agent::AttachOrigin{"proc-c", 1});
+  AttachFrom("proc-c", 1, 0, other);
   EXPECT_FALSE(other.result.has_value());  // it took the place
   join->done(Assigned("train", 2, 1, 2, 2));
   ASSERT_TRUE(other.result.has_value() && other.result->ok());
@@ -756,12 +747,10 @@ TEST_F(AgentCoreTest, AWorkerGoneDuringAJoinThatRanOutIsNotJoinedAgainFor) {
   Register();
   Attached& first = Worker();
   Attached& again = Worker();
-  agent_->Attach("solo", 0, 1, kTwoNodes, clock_.Now() + absl::Minutes(1), first.done(), 1000,
-                 agent::AttachOrigin{"proc-a", 1});
+  AttachFrom("proc-a", 1, 0, first, absl::Minutes(1), 1, "solo");
   auto join = client_.TakeJoin();
   ASSERT_TRUE(join.has_value());
-  const uint64_t id = agent_->Attach("solo", 0, 1, kTwoNodes, clock_.Now() + absl::Minutes(10),
-                                     again.done(), 1000, agent::AttachOrigin{"proc-a", 2});
+  const uint64_t id = AttachFrom("proc-a", 2, 0, again, absl::Minutes(10), 1, "solo");
   ASSERT_TRUE(first.result.has_value());  // superseded
   agent_->WithdrawAttach("solo", 0, id);  // and the later one went away too
   ASSERT_TRUE(again.result.has_value());
