@@ -1,12 +1,14 @@
 // meshd::Client::Attach (see <meshd/client.h>): the option defaults from the environment, the
 // Attach call to the agent, and the ClientImpl it makes. Thread-safety: Attach may be called from
 // any thread; it reads the environment.
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <mutex>
+#include <new>
 #include <random>
 #include <string>
 #include <utility>
@@ -27,20 +29,35 @@ using client_internal::InterruptibleCall;
 
 // This process's name for its attaches (new after a fork: a child is another worker) and the
 // next attach's place among them, for AttachRequest's client_instance and attach_sequence.
+struct AttachOrigins {
+  std::mutex mu;
+  pid_t owner = 0;
+  std::string instance;
+  uint64_t sequence = 0;
+};
+
+AttachOrigins& Origins() {
+  static AttachOrigins* const origins = [] {
+    auto* o = new AttachOrigins;
+    // A fork while another thread is in NextAttachOrigin would leave the child's copy locked for
+    // good, its instance half written: the child (one thread) starts afresh, leaking the old.
+    pthread_atfork(nullptr, nullptr, [] { new (&Origins()) AttachOrigins; });
+    return o;
+  }();
+  return *origins;
+}
+
 std::pair<std::string, uint64_t> NextAttachOrigin() {
-  static std::mutex* const mu = new std::mutex;
-  static pid_t owner = 0;
-  static std::string* const instance = new std::string;
-  static uint64_t sequence = 0;
-  std::lock_guard<std::mutex> lock(*mu);
-  if (owner != getpid()) {
-    owner = getpid();
+  AttachOrigins& o = Origins();
+  std::lock_guard<std::mutex> lock(o.mu);
+  if (o.owner != getpid()) {
+    o.owner = getpid();
     std::random_device random;  // the kernel's random source
-    instance->clear();
-    for (int i = 0; i < 4; ++i) absl::StrAppend(instance, absl::Hex(random(), absl::kZeroPad8));
-    sequence = 0;
+    o.instance.clear();
+    for (int i = 0; i < 4; ++i) absl::StrAppend(&o.instance, absl::Hex(random(), absl::kZeroPad8));
+    o.sequence = 0;
   }
-  return {*instance, ++sequence};
+  return {o.instance, ++o.sequence};
 }
 
 std::string Env(const char* name) {
