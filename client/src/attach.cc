@@ -65,18 +65,37 @@ std::string Env(const char* name) {
   return v ? v : "";
 }
 
+// A count from the environment: INVALID_ARGUMENT naming the option and the variable when it is
+// unset, and the text when it is not a count.
+absl::Status FromEnv(const char* var, absl::string_view what, absl::string_view option, int& out) {
+  const std::string text = Env(var);
+  if (text.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("no ", what, ": set ClientOptions::", option, " or ", var));
+  }
+  if (!absl::SimpleAtoi(text, &out) || out < 0) {
+    out = -1;
+    return absl::InvalidArgumentError(
+        absl::StrCat(var, "='", text, "' is not a ", what, " (a number from 0)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ResolveDefaults(ClientOptions& o) {
   if (o.socket.empty()) o.socket = Env("MESHD_SOCKET");
   if (o.socket.empty()) o.socket = "/run/meshd/agent.sock";
   if (o.job.empty()) o.job = Env("MESHD_JOB");
   if (o.job.empty())
     return absl::InvalidArgumentError("no job: set ClientOptions::job or MESHD_JOB");
-  if (o.local_rank < 0 && !absl::SimpleAtoi(Env("LOCAL_RANK"), &o.local_rank)) {
-    return absl::InvalidArgumentError("no local rank: set ClientOptions::local_rank or LOCAL_RANK");
+  if (o.local_rank < 0) {
+    if (absl::Status s = FromEnv("LOCAL_RANK", "local rank", "local_rank", o.local_rank); !s.ok())
+      return s;
   }
-  if (o.local_world < 0 && !absl::SimpleAtoi(Env("LOCAL_WORLD_SIZE"), &o.local_world)) {
-    return absl::InvalidArgumentError(
-        "no local world size: set ClientOptions::local_world or LOCAL_WORLD_SIZE");
+  if (o.local_world < 0) {
+    if (absl::Status s = FromEnv("LOCAL_WORLD_SIZE", "local world size", "local_world",
+                                 o.local_world);
+        !s.ok())
+      return s;
   }
   if (o.min_nodes == 0) {
     const std::string nnodes = Env("MESHD_NNODES");

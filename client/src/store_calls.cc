@@ -1,6 +1,11 @@
 // ClientImpl's Key* calls: the job's key-value store (TCPStore's semantics), each one call to the
-// agent, resent while a wait outlasts the servers' --max-wait. Errors name the keys asked for.
+// agent (a wait or check of more keys than one call names: one call per kMaxWaitKeys), resent
+// while a wait outlasts the servers' --max-wait. Keys and values are checked against the
+// protocol's limits before anything is sent. Errors name the keys asked for.
 // Thread-safety: see client_impl.h; these calls take no lock of the client's beyond health().
+#include <algorithm>
+#include <cstddef>
+#include <initializer_list>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -9,6 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "client/src/client_impl.h"
 #include "client/src/interrupter.h"
+#include "daemon/domain/limits.h"
+#include "daemon/domain/validation.h"
 
 namespace meshd::client_internal {
 namespace {
@@ -34,6 +41,29 @@ std::string Keys(absl::string_view verb, const std::vector<std::string>& keys) {
 template <typename Req>
 constexpr bool kWaits =
     std::is_same_v<Req, v1::KeyGetRequest> || std::is_same_v<Req, v1::KeyWaitRequest>;
+
+// Each of `checks` in turn; the first error, said as the call's.
+absl::Status Checked(absl::string_view what, const std::string& job,
+                     std::initializer_list<absl::Status> checks) {
+  for (const absl::Status& s : checks) {
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("cannot ", what, " of job '", job, "': ",
+                                                 s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// `keys` cut into the parts one wait or check may name.
+std::vector<std::vector<std::string>> Parts(const std::vector<std::string>& keys) {
+  std::vector<std::vector<std::string>> parts;
+  for (size_t i = 0; i < keys.size(); i += domain::kMaxWaitKeys) {
+    const size_t end = std::min(keys.size(), i + domain::kMaxWaitKeys);
+    parts.emplace_back(keys.begin() + static_cast<std::ptrdiff_t>(i),
+                       keys.begin() + static_cast<std::ptrdiff_t>(end));
+  }
+  return parts;
+}
 
 }  // namespace
 
@@ -80,6 +110,10 @@ absl::Status ClientImpl::Call(absl::string_view what, absl::Duration timeout,
 
 absl::Status ClientImpl::KeySet(const std::string& key, const std::string& value,
                                 absl::Duration timeout) {
+  if (absl::Status s = Checked(OneKey("set", key), options_.job,
+                               {domain::ValidateKey(key), domain::ValidateValue(value)});
+      !s.ok())
+    return s;
   v1::KeySetRequest req = Scoped<v1::KeySetRequest>();
   req.set_key(key);
   req.set_value(value);
@@ -88,6 +122,9 @@ absl::Status ClientImpl::KeySet(const std::string& key, const std::string& value
 }
 
 absl::StatusOr<std::string> ClientImpl::KeyGet(const std::string& key, absl::Duration timeout) {
+  if (absl::Status s = Checked(OneKey("get", key), options_.job, {domain::ValidateKey(key)});
+      !s.ok())
+    return s;
   v1::KeyGetRequest req = Scoped<v1::KeyGetRequest>();
   req.set_key(key);
   req.set_wait(true);
@@ -100,6 +137,9 @@ absl::StatusOr<std::string> ClientImpl::KeyGet(const std::string& key, absl::Dur
 
 absl::StatusOr<int64_t> ClientImpl::KeyAdd(const std::string& key, int64_t delta,
                                            absl::Duration timeout) {
+  if (absl::Status s = Checked(OneKey("add to", key), options_.job, {domain::ValidateKey(key)});
+      !s.ok())
+    return s;
   v1::KeyAddRequest req = Scoped<v1::KeyAddRequest>();
   req.set_key(key);
   req.set_delta(delta);
@@ -114,6 +154,11 @@ absl::StatusOr<std::string> ClientImpl::KeyCompareSet(const std::string& key,
                                                       const std::string& expected,
                                                       const std::string& desired,
                                                       absl::Duration timeout, bool* swapped) {
+  if (absl::Status s = Checked(OneKey("compare-set", key), options_.job,
+                               {domain::ValidateKey(key), domain::ValidateValue(expected),
+                                domain::ValidateValue(desired)});
+      !s.ok())
+    return s;
   const absl::Time deadline = absl::Now() + timeout;
   // TCPStore: an empty `expected` matches an absent key, and an empty value.
   v1::KeyCompareSetRequest req = Scoped<v1::KeyCompareSetRequest>();
@@ -141,24 +186,56 @@ absl::StatusOr<std::string> ClientImpl::KeyCompareSet(const std::string& key,
 }
 
 absl::Status ClientImpl::KeyWait(const std::vector<std::string>& keys, absl::Duration timeout) {
-  v1::KeyWaitRequest req = Scoped<v1::KeyWaitRequest>();
-  for (const std::string& k : keys) req.add_keys(k);
-  v1::KeyWaitResponse resp;
-  return Call(Keys("wait for", keys), timeout, &v1::Agent::Stub::KeyWait, req, &resp);
+  // TCPStore: waiting for no keys returns at once. More keys than one call names: the parts in
+  // turn, within the one timeout (keys stay set, so every part set means all are).
+  if (keys.empty()) return health();
+  for (const std::string& k : keys) {
+    if (absl::Status s = Checked(Keys("wait for", keys), options_.job, {domain::ValidateKey(k)});
+        !s.ok())
+      return s;
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  for (const std::vector<std::string>& part : Parts(keys)) {
+    v1::KeyWaitRequest req = Scoped<v1::KeyWaitRequest>();
+    for (const std::string& k : part) req.add_keys(k);
+    v1::KeyWaitResponse resp;
+    const absl::Duration left = keys.size() == part.size() ? timeout : deadline - absl::Now();
+    if (absl::Status s = Call(Keys("wait for", part), left, &v1::Agent::Stub::KeyWait, req, &resp);
+        !s.ok())
+      return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<bool> ClientImpl::KeyCheck(const std::vector<std::string>& keys,
                                           absl::Duration timeout) {
-  v1::KeyCheckRequest req = Scoped<v1::KeyCheckRequest>();
-  for (const std::string& k : keys) req.add_keys(k);
-  v1::KeyCheckResponse resp;
-  if (absl::Status s = Call(Keys("check", keys), timeout, &v1::Agent::Stub::KeyCheck, req, &resp);
-      !s.ok())
-    return s;
-  return resp.all_set();
+  if (keys.empty()) {  // TCPStore: all of no keys are set
+    if (absl::Status h = health(); !h.ok()) return h;
+    return true;
+  }
+  for (const std::string& k : keys) {
+    if (absl::Status s = Checked(Keys("check", keys), options_.job, {domain::ValidateKey(k)});
+        !s.ok())
+      return s;
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  for (const std::vector<std::string>& part : Parts(keys)) {
+    v1::KeyCheckRequest req = Scoped<v1::KeyCheckRequest>();
+    for (const std::string& k : part) req.add_keys(k);
+    v1::KeyCheckResponse resp;
+    const absl::Duration left = keys.size() == part.size() ? timeout : deadline - absl::Now();
+    if (absl::Status s = Call(Keys("check", part), left, &v1::Agent::Stub::KeyCheck, req, &resp);
+        !s.ok())
+      return s;
+    if (!resp.all_set()) return false;
+  }
+  return true;
 }
 
 absl::StatusOr<bool> ClientImpl::KeyDelete(const std::string& key, absl::Duration timeout) {
+  if (absl::Status s = Checked(OneKey("delete", key), options_.job, {domain::ValidateKey(key)});
+      !s.ok())
+    return s;
   v1::KeyDeleteRequest req = Scoped<v1::KeyDeleteRequest>();
   req.set_key(key);
   v1::KeyDeleteResponse resp;

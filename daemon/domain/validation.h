@@ -20,6 +20,7 @@ namespace meshd::domain {
 absl::Status ValidateName(absl::string_view what, absl::string_view name, size_t max_bytes);
 absl::Status ValidateInventory(const NodeInventory& inventory, uint32_t max_gpus);
 absl::Status ValidateNodeCount(const NodeCount& count, uint32_t max_nodes);
+// 1..kMaxKeyBytes bytes of UTF-8 (the protocol's keys are proto strings).
 absl::Status ValidateKey(absl::string_view key);
 // The keys of one wait or check: 1..kMaxWaitKeys of them, each a valid key.
 absl::Status ValidateKeys(const std::vector<std::string>& keys);

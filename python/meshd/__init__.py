@@ -33,6 +33,7 @@ from meshd.errors import (
     Unavailable,
     Unimplemented,
     Unknown,
+    error_class,
 )
 from meshd.mesh import DeviceMesh, Group
 from meshd.client import Client, Placement, attach
@@ -62,4 +63,5 @@ __all__ = [
     "Unavailable",
     "DataLoss",
     "Unauthenticated",
+    "error_class",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import datetime
+import operator
 import os
 import weakref
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
@@ -73,6 +74,15 @@ def _seconds(timeout: Optional[Timeout]) -> Optional[float]:
     return float(timeout)
 
 
+def _positive_seconds(timeout: Timeout, what: str = "timeout") -> float:
+    seconds = _seconds(timeout)
+    if seconds is None:
+        raise TypeError(f"{what} must be seconds or a datetime.timedelta, not None")
+    if not seconds > 0:  # NaN too
+        raise InvalidArgument(f"{what} must be positive, not {timeout!r}")
+    return seconds
+
+
 def _bytes(value: Value, what: str) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
@@ -84,6 +94,11 @@ def _bytes(value: Value, what: str) -> bytes:
 def _key(key: str) -> str:
     if not isinstance(key, str):
         raise TypeError(f"a key must be a str, not {type(key).__name__}")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (e.g. from os.fsdecode of bytes)
+        raise InvalidArgument(f"key {key!r} is not UTF-8 text (keys are strings; values may be "
+                              "any bytes)") from None
     return key
 
 
@@ -91,6 +106,41 @@ def _keys(keys: Union[str, Sequence[str]]) -> List[str]:
     if isinstance(keys, str):
         return [keys]
     return [_key(k) for k in keys]
+
+
+def _int64(value: int, what: str) -> int:
+    value = operator.index(value)  # TypeError for float, str, ...
+    if not -2**63 <= value < 2**63:
+        raise InvalidArgument(f"{what} {value} does not fit in 64 bits")
+    return value
+
+
+def _dims(shape: Union[int, Sequence[int]]) -> List[int]:
+    try:
+        if hasattr(shape, "__index__"):
+            return [operator.index(shape)]  # type: ignore[arg-type]
+        return [operator.index(s) for s in shape]  # type: ignore[union-attr]
+    except TypeError:
+        raise TypeError(f"a mesh shape is an int or a sequence of ints, not {shape!r}") from None
+
+
+def _names(mesh_dim_names: Optional[Sequence[str]]) -> List[str]:
+    if mesh_dim_names is None:
+        return []
+    if isinstance(mesh_dim_names, (str, bytes)):
+        raise TypeError(f"mesh_dim_names is a sequence of names, one per dim, not the single "
+                        f"string {mesh_dim_names!r} (write ({mesh_dim_names!r},) for one dim)")
+    names = list(mesh_dim_names)
+    for n in names:
+        if not isinstance(n, str):
+            raise TypeError(f"a mesh dim name is a str, not {n!r}")
+    return names
+
+
+def _missing(value: Any, env: str, what: str) -> None:
+    """InvalidArgument naming the argument and the variable when neither gives ``what``."""
+    if value is None and not os.environ.get(env):
+        raise InvalidArgument(f"no {what}: pass {what}= to attach() or set {env}")
 
 
 def _nnodes(nnodes: Optional[NNodes]) -> Tuple[int, int]:
@@ -134,7 +184,7 @@ def attach(
     local_rank: Optional[int] = None,
     local_world: Optional[int] = None,
     nnodes: Optional[NNodes] = None,
-    timeout: Timeout = 600.0,
+    timeout: Optional[Timeout] = 600.0,
 ) -> "Client":
     """Attaches this worker to the host's meshd agent and waits until the job's round closes.
 
@@ -142,8 +192,8 @@ def attach(
     ``socket`` from ``$MESHD_SOCKET`` (else ``/run/meshd/agent.sock``), ``local_rank`` and
     ``local_world`` from ``$LOCAL_RANK`` and ``$LOCAL_WORLD_SIZE`` (what torchrun sets), ``nnodes``
     from ``$MESHD_NNODES`` (else 1). ``nnodes`` is an int, ``"N"``, ``"MIN:MAX"`` (elastic) or
-    ``(min, max)``. ``timeout`` (seconds or a timedelta) bounds this call and is the default
-    deadline of every later blocking call.
+    ``(min, max)``. ``timeout`` (seconds or a timedelta; None: 600 s) bounds this call and is the
+    default deadline of every later blocking call.
 
     Returns a :class:`Client` (a context manager that detaches on exit).
 
@@ -152,8 +202,10 @@ def attach(
     coordinator's errors otherwise, and KeyboardInterrupt on Ctrl-C.
     """
     lo, hi = _nnodes(nnodes)
-    seconds = _seconds(timeout)
-    assert seconds is not None
+    seconds = _positive_seconds(600.0 if timeout is None else timeout)
+    _missing(job, "MESHD_JOB", "job")
+    _missing(local_rank, "LOCAL_RANK", "local_rank")
+    _missing(local_world, "LOCAL_WORLD_SIZE", "local_world")
     core = _core.attach(
         job or "",
         os.fspath(socket) if socket is not None else "",
@@ -249,9 +301,7 @@ class Client:
 
     @timeout.setter
     def timeout(self, value: Timeout) -> None:
-        seconds = _seconds(value)
-        assert seconds is not None
-        self._core.timeout = seconds
+        self._core.timeout = _positive_seconds(value)
 
     # -- lifetime ----------------------------------------------------------------------------
 
@@ -321,9 +371,8 @@ class Client:
         names, :class:`meshd.FailedPrecondition` when ranks disagree or NCCL cannot mint ids,
         :class:`meshd.Aborted` after the generation ended, KeyboardInterrupt on Ctrl-C.
         """
-        dims = [int(shape)] if isinstance(shape, int) else [int(s) for s in shape]
-        names = [] if mesh_dim_names is None else [str(n) for n in mesh_dim_names]
-        core = self._core.init_device_mesh(dims, names, mesh_name or "", bool(nccl_ids))
+        core = self._core.init_device_mesh(_dims(shape), _names(mesh_dim_names), mesh_name or "",
+                                           bool(nccl_ids))
         return DeviceMesh(core, self)
 
     def init_device_mesh_from_ranks(
@@ -347,8 +396,8 @@ class Client:
         if hasattr(mesh, "tolist"):
             mesh = mesh.tolist()
         shape, ranks = _table(mesh)
-        names = [] if mesh_dim_names is None else [str(n) for n in mesh_dim_names]
-        core = self._core.init_device_mesh_from_ranks(shape, ranks, names, mesh_name or "",
+        core = self._core.init_device_mesh_from_ranks(shape, ranks, _names(mesh_dim_names),
+                                                      mesh_name or "",
                                                       bool(nccl_ids))
         return DeviceMesh(core, self)
 
@@ -369,7 +418,7 @@ class Client:
             if list(given) != list(group.ranks):
                 raise InvalidArgument(f"Invalid mesh {given!r} for the group with ranks "
                                       f"{group.ranks!r}")
-        names = [] if mesh_dim_names is None else [str(n) for n in mesh_dim_names]
+        names = _names(mesh_dim_names)
         if len(names) > 1:
             raise InvalidArgument(f"a mesh from one group has one dim, not names {names!r}")
         core = self._core.mesh_from_group(group._to_core(), names[0] if names else "")
@@ -394,7 +443,7 @@ class Client:
 
         Raises :class:`meshd.InvalidArgument` when the key holds something else,
         :class:`meshd.OutOfRange` on overflow."""
-        return self._core.key_add(_key(key), int(delta), _seconds(timeout))
+        return self._core.key_add(_key(key), _int64(delta, "delta"), _seconds(timeout))
 
     def key_compare_set(self, key: str, expected: Value, desired: Value,
                         timeout: Optional[Timeout] = None) -> bytes:

@@ -66,8 +66,9 @@ class Unknown(Error):
     code_value = 2
 
 
-class InvalidArgument(Error):
-    """INVALID_ARGUMENT: a bad argument or option (the message says which and how to fix it)."""
+class InvalidArgument(Error, ValueError):
+    """INVALID_ARGUMENT: a bad argument or option (the message says which and how to fix it).
+    Also a :class:`ValueError`."""
 
     code = "INVALID_ARGUMENT"
     code_value = 3
@@ -102,7 +103,8 @@ class PermissionDenied(Error):
 
 
 class ResourceExhausted(Error):
-    """RESOURCE_EXHAUSTED: a limit was reached (e.g. a value over 4 MiB)."""
+    """RESOURCE_EXHAUSTED: a limit was reached (e.g. the job's store holds as many keys or bytes
+    as the coordinator allows)."""
 
     code = "RESOURCE_EXHAUSTED"
     code_value = 8

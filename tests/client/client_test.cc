@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -82,6 +84,10 @@ TEST_F(ClientTest, Attach_MissingOptions_InvalidArgumentNamingTheVariable) {
   o = Options();
   o.local_rank = -1;
   EXPECT_THAT(std::string(Client::Attach(o).status().message()), HasSubstr("LOCAL_RANK"));
+  setenv("LOCAL_RANK", "zero", 1);  // set, but not a number: said so, not "no local rank"
+  EXPECT_THAT(std::string(Client::Attach(o).status().message()),
+              HasSubstr("LOCAL_RANK='zero' is not a local rank"));
+  unsetenv("LOCAL_RANK");
   setenv("MESHD_NNODES", "x:y", 1);
   EXPECT_EQ(Client::Attach(Options()).status().code(), absl::StatusCode::kInvalidArgument);
   unsetenv("MESHD_NNODES");
@@ -130,6 +136,47 @@ TEST_F(ClientTest, Store_TcpStoreSemantics) {
   const absl::Status wait = client.KeyWait({"n", "never"}, absl::Milliseconds(300));
   EXPECT_EQ(wait.code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(client.KeySet("", "v", t).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// What the protocol refuses is refused by the client before anything is sent, with the limit in
+// the message; waits and checks of more keys than one call names work as TCPStore's.
+TEST_F(ClientTest, Store_LimitsCheckedFirst_ManyKeysInParts) {
+  auto c = Client::Attach(Options());
+  ASSERT_TRUE(c.ok()) << c.status();
+  Client& client = **c;
+  const absl::Duration t = absl::Seconds(10);
+  const std::string too_large((4 << 20) + 1, 'v');
+  for (const absl::Status& s :
+       {client.KeySet("k", too_large, t),
+        client.KeyCompareSet("k", "", too_large, t).status(),
+        client.KeyCompareSet("k", too_large, "v", t).status(),
+        client.KeySet("k", std::string(64 << 20, 'v'), t)}) {  // past gRPC's message limit too
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("larger than the limit of 4194304"));
+    EXPECT_THAT(std::string(s.message()), HasSubstr("key 'k'"));
+  }
+  EXPECT_FALSE(*client.KeyCheck({"k"}, t));  // nothing was stored
+  const absl::Status not_text = client.KeySet("bad\xff", "v", t);
+  EXPECT_EQ(not_text.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(not_text.message()), HasSubstr("not UTF-8"));
+  EXPECT_EQ(client.KeyGet(std::string(1025, 'k'), t).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  // TCPStore: no keys are all set at once.
+  EXPECT_TRUE(client.KeyWait({}, t).ok());
+  EXPECT_TRUE(*client.KeyCheck({}, t));
+  // 2,500 keys: three calls' worth.
+  std::vector<std::string> keys;
+  for (int i = 0; i < 2500; ++i) keys.push_back(absl::StrCat("rank", i));
+  EXPECT_FALSE(*client.KeyCheck(keys, t));
+  for (size_t i = 0; i + 1 < keys.size(); ++i) ASSERT_TRUE(client.KeySet(keys[i], "1", t).ok());
+  EXPECT_FALSE(*client.KeyCheck(keys, t));  // the last is missing, in the last part
+  const absl::Status late = client.KeyWait(keys, absl::Milliseconds(300));
+  EXPECT_EQ(late.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(late.message()), HasSubstr("'rank2048'"));  // the part it waited in
+  ASSERT_TRUE(client.KeySet(keys.back(), "1", t).ok());
+  EXPECT_TRUE(*client.KeyCheck(keys, t));
+  EXPECT_TRUE(client.KeyWait(keys, t).ok());
 }
 
 TEST_F(ClientTest, Store_GetWaitsForAnotherWorkersSet) {

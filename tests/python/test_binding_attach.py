@@ -48,7 +48,7 @@ def test_missing_job_is_invalid_argument_naming_meshd_job(standalone) -> None:
     with pytest.raises(meshd.InvalidArgument, match="MESHD_JOB") as info:
         meshd.attach(socket=standalone.socket, local_rank=0, local_world=1)
     assert info.value.code == "INVALID_ARGUMENT"
-    assert str(info.value) == "no job: set ClientOptions::job or MESHD_JOB"
+    assert str(info.value) == "no job: pass job= to attach() or set MESHD_JOB"
 
 
 def test_missing_local_rank_and_world_name_their_variables(standalone, job) -> None:
@@ -99,9 +99,18 @@ def test_timeout_accepts_seconds_and_timedelta(standalone, job) -> None:
         assert c.timeout == pytest.approx(1.5)
         c.timeout = 7
         assert c.timeout == pytest.approx(7.0)
+        with pytest.raises(TypeError, match="not None"):
+            c.timeout = None  # type: ignore[assignment]
+        with pytest.raises(meshd.InvalidArgument, match="timeout must be positive"):
+            c.timeout = -5
+        assert c.timeout == pytest.approx(7.0)
     with pytest.raises(meshd.InvalidArgument, match="timeout must be positive"):
         meshd.attach(job=job + "-z", socket=standalone.socket, local_rank=0, local_world=1,
                      timeout=0)
+    # None: the default (600 s).
+    with meshd.attach(job=job + "-n", socket=standalone.socket, local_rank=0, local_world=1,
+                      timeout=None) as c:
+        assert c.timeout == pytest.approx(600.0)
 
 
 def test_detach_is_idempotent_and_later_calls_fail_with_detached(standalone, job) -> None:

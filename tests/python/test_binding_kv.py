@@ -121,6 +121,38 @@ def test_bad_keys_and_values(client) -> None:
         client.key_set(b"bytes-key", "v")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         client.key_set("k", 5)  # type: ignore[arg-type]
+    # Checked before anything is sent: the same error for any size past the limit (the value is
+    # never shipped to the agent), for compare_set's values too.
+    for call in (lambda: client.key_set("big", b"x" * (64 << 20)),
+                 lambda: client.key_compare_set("big", b"", b"x" * ((4 << 20) + 1)),
+                 lambda: client.key_compare_set("big", b"x" * (6 << 20), b"v")):
+        with pytest.raises(meshd.InvalidArgument, match="larger than the limit of 4194304"):
+            call()
+    assert not client.key_check(["big"])
+    with pytest.raises(meshd.InvalidArgument, match="not UTF-8"):
+        client.key_set("lone\udc80surrogate", "v")
+    with pytest.raises(meshd.InvalidArgument, match="does not fit in 64 bits"):
+        client.key_add("n64", 2 ** 63)
+    with pytest.raises(TypeError):
+        client.key_add("n64", 1.5)  # type: ignore[arg-type]
+    # InvalidArgument is a ValueError too.
+    with pytest.raises(ValueError):
+        client.key_set("", "v")
+
+
+def test_wait_and_check_of_no_keys_and_of_many(client) -> None:
+    client.key_wait([])  # TCPStore: at once
+    assert client.key_check([]) is True
+    keys = [f"rank{i}" for i in range(2500)]  # more than one call names (1,024)
+    assert client.key_check(keys) is False
+    for k in keys[:-1]:
+        client.key_set(k, b"1")
+    assert client.key_check(keys) is False  # the missing one is in the last part
+    with pytest.raises(meshd.DeadlineExceeded):
+        client.key_wait(keys, timeout=0.3)
+    client.key_set(keys[-1], b"1")
+    assert client.key_check(keys) is True
+    client.key_wait(keys)
 
 
 def test_a_value_of_the_largest_size_round_trips(client) -> None:

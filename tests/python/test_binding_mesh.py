@@ -189,6 +189,13 @@ def test_named_mesh_key_and_init_errors(clients) -> None:
                                "mesh or grow the world")
     with pytest.raises(meshd.InvalidArgument, match="give one name per dim"):
         clients[0].init_device_mesh(8, ("a", "b"), nccl_ids=False)
+    # Nothing is coerced: a float size or a bare string of names is the caller's mistake.
+    with pytest.raises(TypeError, match="sequence of ints"):
+        clients[0].init_device_mesh((1.5, 8), nccl_ids=False)
+    with pytest.raises(TypeError, match=r"write \('dp',\) for one dim"):
+        clients[0].init_device_mesh((8,), "dp", nccl_ids=False)
+    with pytest.raises(TypeError, match="a mesh dim name is a str"):
+        clients[0].init_device_mesh((2, 4), ("dp", 4), nccl_ids=False)
 
 
 def test_a_rank_outside_a_smaller_mesh(clients) -> None:

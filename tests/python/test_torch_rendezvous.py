@@ -188,6 +188,8 @@ def test_attach_twice_with_other_arguments_is_refused(daemon):
     # what is not named, or named the same, reuses the client
     assert mt.attach() is mt.client()
     assert mt.attach(socket=daemon.socket, job="rdzv-one", nnodes="1:1") is mt.client()
+    assert mt.attach(nnodes=(1, 1)) is mt.client()  # every spelling of one node count
+    assert mt.attach("rdzv-one") is mt.client()  # meshd.attach's order: the job first
 
 
 def test_init_device_mesh_one_rank_initialises_the_default_group(daemon):
@@ -201,3 +203,18 @@ def test_init_device_mesh_one_rank_initialises_the_default_group(daemon):
         mesh.get_group()
     with pytest.raises(meshd.InvalidArgument):
         mt.init_device_mesh("cpu", (2, 1), ("dp", "tp"))  # not the world size
+    # Flattened dims name groups too, as on torch 2.x; bad dims are meshd's errors.
+    flat = mesh["dp", "tp"]._flatten()
+    assert flat.mesh_dim_names == ("dp_tp",)
+    assert mesh.get_group("dp_tp") is flat.get_group("dp_tp")
+    assert mesh.get_local_rank("dp_tp") == 0
+    assert mesh.size("dp_tp") == 1
+    root = mesh["tp"]._get_root_mesh()
+    assert isinstance(root, mt.DeviceMesh) and root == mesh
+    assert root.get_group("dp") is mesh.get_group("dp")
+    for bad in ("pp", 2, -3):
+        with pytest.raises(meshd.InvalidArgument):
+            mesh.get_group(bad)
+        with pytest.raises(meshd.InvalidArgument):
+            mesh.get_local_rank(bad)
+    assert mesh.get_group(-1) is mesh.get_group("tp")

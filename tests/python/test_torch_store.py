@@ -287,6 +287,30 @@ def test_differs_size_limits(client):
         s.set("x/huge", b"x" * ((4 << 20) + 1))
 
 
+def test_wait_and_check_of_many_keys_like_tcpstore(client):
+    # A world's worth of keys in one wait (more than one meshd call names): what TCPStore does.
+    keys = [f"many/rank{i}" for i in range(2048)]
+    tcp, s = _tcpstore(), mt.Store(client)
+    assert s.check(keys) is False  # (1.13's TCPStore has no check in Python)
+    for store in (tcp, s):
+        for k in keys:
+            store.set(k, "1")
+        store.wait(keys)
+        store.wait(keys, datetime.timedelta(seconds=5))
+    assert s.check(keys) is True
+
+
+def test_differs_keys_are_utf8_text(client):
+    tcp = _tcpstore()
+    tcp.set(b"\xff-key", "v")  # TCPStore takes any bytes as a key
+    assert tcp.get(b"\xff-key") == b"v"
+    s = mt.Store(client)
+    with pytest.raises(meshd.InvalidArgument, match="not UTF-8"):
+        s.set(b"\xff-key", "v")
+    s.set("x/\u00e9t\u00e9".encode(), "v")  # UTF-8 bytes are a key
+    assert s.get("x/\u00e9t\u00e9") == b"v"
+
+
 def test_differs_empty_value_is_immediate(client):
     # torch 1.13's TCPStore answers a get of an empty value only after ~200 ms (its client polls);
     # meshd at once.

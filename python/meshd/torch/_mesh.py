@@ -65,22 +65,17 @@ class _Groups:
 _groups = _Groups()
 
 
-def _dim_index(mesh: "meshd.DeviceMesh", dim: Union[int, str, None], what: str) -> int:
-    if dim is None:
-        if mesh.ndim != 1:
-            raise RuntimeError(f"Optional kwarg `mesh_dim` needs to be specified when "
-                               f"device_mesh.ndim > 1 ({what}).")
-        return 0
-    if isinstance(dim, str):
-        names = mesh.mesh_dim_names or ()
-        if dim not in names:
-            raise KeyError(f"Mesh dimension '{dim}' does not exist. Available mesh dimensions are: "
-                           f"mesh_dim_names={tuple(names)}")
-        return list(names).index(dim)
-    ndim = mesh.ndim
-    if not -ndim <= dim < ndim:
-        raise IndexError(f"mesh_dim {dim} out of range for a {ndim}-d mesh")
-    return dim % ndim
+def _dim_index(mesh: "meshd.DeviceMesh", dim: Union[int, str, None]) -> Optional[int]:
+    """The index of one of ``mesh``'s own dims; None for a flattened dim's name (of its root).
+    Bad dims raise meshd's errors, as every meshd.DeviceMesh method does."""
+    if isinstance(dim, str) and dim not in (mesh.mesh_dim_names or ()):
+        mesh.size(dim)  # InvalidArgument naming the valid names, unless a flattened dim's
+        return None
+    index = mesh._arg(dim, "mesh_dim")  # None on a 1-d mesh; InvalidArgument otherwise
+    if isinstance(index, str):
+        return list(mesh.mesh_dim_names or ()).index(index)
+    mesh.size(index)  # InvalidArgument for an index out of range
+    return index % mesh.ndim
 
 
 class DeviceMesh:
@@ -135,9 +130,21 @@ class DeviceMesh:
         return tuple(names) if names else None
 
     def get_group(self, mesh_dim: Union[int, str, None] = None) -> Any:
-        """The torch process group of this rank along ``mesh_dim`` (an index or a name; may be
-        omitted on a 1-d mesh)."""
-        return self._dim_groups[_dim_index(self._mesh, mesh_dim, "get_group")]
+        """The torch process group of this rank along ``mesh_dim`` (an index, a name, or the name
+        of a dim flattened from this mesh's root with ``_flatten``; may be omitted on a 1-d
+        mesh)."""
+        index = _dim_index(self._mesh, mesh_dim)
+        if index is not None:
+            return self._dim_groups[index]
+        # A flattened dim: its groups were made when it was flattened (collectively).
+        members = tuple(sorted(int(r) for r in self._mesh.get_group_ranks(mesh_dim)))
+        with _groups.lock:
+            group = _groups.table().get(members)
+        if group is None:
+            raise meshd.FailedPrecondition(
+                f"no torch process group for the flattened dim '{mesh_dim}': it was flattened "
+                "outside meshd.torch (flatten with this mesh's _flatten, on every rank)")
+        return group
 
     def get_all_groups(self) -> List[Any]:
         """This rank's process group along every dim."""
@@ -145,11 +152,15 @@ class DeviceMesh:
 
     def get_local_rank(self, mesh_dim: Union[int, str, None] = None) -> int:
         """This rank's rank in its group along ``mesh_dim`` (c10d's group rank: sorted members)."""
-        dim = _dim_index(self._mesh, mesh_dim, "get_local_rank")
-        return int(self._mesh.get_local_rank(dim))
+        return int(self._mesh.get_local_rank(mesh_dim))
 
     def __getitem__(self, names: Union[str, Sequence[str]]) -> "DeviceMesh":
         return DeviceMesh(self.device_type, self._mesh[names])
+
+    def _get_root_mesh(self) -> "DeviceMesh":
+        """The mesh this one was sliced, flattened or unflattened from (or this one), with its
+        groups."""
+        return DeviceMesh(self.device_type, self._mesh._get_root_mesh())
 
     def _flatten(self, *args: Any, **kwargs: Any) -> "DeviceMesh":
         return DeviceMesh(self.device_type, self._mesh._flatten(*args, **kwargs))

@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 
 import meshd
+from meshd.client import _nnodes as _parse_nnodes
 from meshd.torch._store import Store
 
 __all__ = [
@@ -94,20 +95,20 @@ def _resolved(args: Dict[str, Any]) -> Dict[str, Any]:
         if name == "socket" and value is None:
             value = "/run/meshd/agent.sock"
         if name == "nnodes" and value is not None:
-            lo, _, hi = str(value).partition(":")
-            value = lo if hi in ("", lo) else f"{lo}:{hi}"
+            lo, hi = _parse_nnodes(value)  # 2, "2", "2:2", (2, 2): the same
+            value = f"{lo}" if lo == hi else f"{lo}:{hi}"
         out[name] = None if value is None else str(value)
     return out
 
 
-def attach(socket: Optional[str] = None, job: Optional[str] = None,
+def attach(job: Optional[str] = None, socket: Optional[str] = None,
            local_rank: Optional[int] = None, local_world: Optional[int] = None,
-           nnodes: _NNodes = None, timeout: float = 600.0,
+           nnodes: _NNodes = None, timeout: Optional[float] = 600.0,
            abort_on_generation_end: Optional[bool] = None) -> "meshd.Client":
     """Attaches this process to its meshd job (once) and returns the client.
 
-    Every argument left None comes from the environment as in ``meshd.attach``: MESHD_SOCKET,
-    MESHD_JOB, LOCAL_RANK, LOCAL_WORLD_SIZE, MESHD_NNODES. A second call returns the same client
+    The arguments are ``meshd.attach``'s, in its order; every one left None comes from the
+    environment as there: MESHD_JOB, MESHD_SOCKET, LOCAL_RANK, LOCAL_WORLD_SIZE, MESHD_NNODES. A second call returns the same client
     while its generation runs (ValueError if it names a different job, socket or local rank); once
     the generation ended it detaches that client and attaches again (the job's next generation).
 

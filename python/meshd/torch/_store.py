@@ -14,8 +14,8 @@ and raise a RuntimeError on timeout — here :class:`StoreTimeoutError`, which i
 ``meshd.DeadlineExceeded``, ``TimeoutError`` and, on a torch that has it,
 ``torch.distributed.DistStoreError`` (what 2.x's TCPStore raises).
 
-Where meshd differs from TCPStore (docs/python.md lists these): keys are 1-1024 bytes (TCPStore
-takes an empty key), values at most 4 MiB; ``add`` on a key that holds no integer raises
+Where meshd differs from TCPStore (docs/python.md lists these): keys are 1-1024 bytes of UTF-8
+(TCPStore takes an empty key, and any bytes), values at most 4 MiB; ``add`` on a key that holds no integer raises
 ``meshd.InvalidArgument`` (1.13's TCPStore server drops the connection); the keys live as long as
 the job's generation (a new generation starts empty), in the coordinator's memory; after the
 generation ended every call raises ``meshd.Aborted``.
@@ -81,7 +81,12 @@ def _to_key(key: Union[str, bytes]) -> str:
     if isinstance(key, str):
         return key
     if isinstance(key, (bytes, bytearray)):
-        return bytes(key).decode("utf-8")
+        try:
+            return bytes(key).decode("utf-8")
+        except UnicodeDecodeError:
+            raise meshd.InvalidArgument(
+                f"store key {bytes(key)!r} is not UTF-8 text: meshd's keys are strings (TCPStore "
+                "takes any bytes; values may be any bytes here too)") from None
     raise TypeError(f"a store key must be str, not {type(key).__name__}")
 
 

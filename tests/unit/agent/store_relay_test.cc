@@ -232,6 +232,42 @@ TEST_F(StoreRelayTest, MoreQueuedWaitsThanOneBatchCarries_AllSent) {
   EXPECT_EQ(rest->request.ops_size(), 6);
 }
 
+// A call the coordinator would refuse is answered at once with the coordinator's message, and
+// never joins a batch (a value past the limit would make the whole batch too large for it).
+TEST_F(StoreRelayTest, CallPastTheStoreLimits_RefusedAtOnce_NeverBatched) {
+  std::optional<absl::StatusOr<v1::KeyAddResponse>> a;
+  Add("count", 1, a);
+  auto first = client_.TakeBatch();
+  ASSERT_TRUE(first.has_value());
+  std::optional<absl::StatusOr<v1::KeySetResponse>> large;
+  v1::KeySetRequest set = Request<v1::KeySetRequest>("k");
+  set.set_value(std::string((4 << 20) + 1, 'v'));
+  relay_.Relay<v1::KeySetRequest, v1::KeySetResponse>(
+      set, clock_.Now() + absl::Seconds(10),
+      [&large](absl::StatusOr<v1::KeySetResponse> r) { large = std::move(r); });
+  ASSERT_TRUE(large.has_value());
+  EXPECT_EQ(large->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(large->status().message(), HasSubstr("larger than the limit of 4194304"));
+  std::optional<absl::StatusOr<v1::KeyWaitResponse>> many;
+  v1::KeyWaitRequest wait;
+  wait.set_job("train");
+  wait.set_generation(3);
+  for (int i = 0; i < 1025; ++i) wait.add_keys(absl::StrCat("k", i));
+  relay_.Relay<v1::KeyWaitRequest, v1::KeyWaitResponse>(
+      wait, clock_.Now() + absl::Seconds(10),
+      [&many](absl::StatusOr<v1::KeyWaitResponse> r) { many = std::move(r); });
+  ASSERT_TRUE(many.has_value());
+  EXPECT_EQ(many->status().code(), absl::StatusCode::kInvalidArgument);
+  std::optional<absl::StatusOr<v1::KeyGetResponse>> not_text;
+  Get("k\xc0\x80", not_text);  // an overlong NUL: not UTF-8
+  ASSERT_TRUE(not_text.has_value());
+  EXPECT_THAT(not_text->status().message(), HasSubstr("not UTF-8"));
+  first->done(Answer({Added(1)}));
+  EXPECT_TRUE(a.has_value() && a->ok());
+  EXPECT_EQ(client_.batches(), 0u);  // nothing was queued behind the add
+  EXPECT_EQ(relay_.counts().coordinator, 1u);
+}
+
 TEST_F(StoreRelayTest, AnswerWithTheWrongNumberOfResults_Internal) {
   std::optional<absl::StatusOr<v1::KeyAddResponse>> a;
   Add("count", 1, a);
