@@ -106,8 +106,12 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--batch", type=int, default=64, help="samples per dp rank")
     parser.add_argument("--init-method", default="meshd://",
-                        help="torch's init_method (default meshd://: everything from the env)")
+                        help="a meshd:// URL for init_process_group (default meshd://: the socket, "
+                             "job and ranks from the environment)")
     args = parser.parse_args()
+    if not args.init_method.startswith("meshd://"):
+        parser.error(f"--init-method {args.init_method!r}: this example takes its ranks and mesh "
+                     "from meshd, so it needs a meshd:// URL")
 
     started = time.monotonic()
     dist.init_process_group("gloo", init_method=args.init_method)

@@ -78,7 +78,8 @@ MeshExchange::Recorded MeshExchange::Record(const std::string& node,
     std::vector<std::string> who;
     for (auto& [fp, entry] : specs_) {
       std::sort(entry.second.begin(), entry.second.end());
-      who.push_back(absl::StrCat("ranks ", RankRanges(entry.second), " asked for ", entry.first));
+      who.push_back(absl::StrCat(entry.second.size() == 1 ? "rank " : "ranks ",
+                                 RankRanges(entry.second), " asked for ", entry.first));
     }
     const absl::Status status = absl::FailedPreconditionError(absl::StrCat(
         "ranks of job '", job_, "' asked for different meshes as mesh '", mesh_key_, "': ",

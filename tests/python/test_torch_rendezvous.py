@@ -105,6 +105,8 @@ def test_parse_url():
         mt.parse_url("meshd://?local_rank=x")
     with pytest.raises(ValueError, match="abort_on_generation_end"):
         mt.parse_url("meshd://?abort_on_generation_end=maybe")
+    with pytest.raises(ValueError, match="'job' is given twice"):
+        mt.parse_url("meshd://?job=a&nnodes=1&job=b")
 
 
 def test_import_meshd_alone_does_not_import_torch():

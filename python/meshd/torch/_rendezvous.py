@@ -304,11 +304,15 @@ def parse_url(url: str) -> Tuple[Dict[str, Any], Optional[int], Optional[int]]:
                      "for $MESHD_SOCKET")
     args: Dict[str, Any] = {"socket": unquote(r.path) or None}
     rank = world_size = None
+    seen = set()
     for pair in filter(None, r.query.split("&")):
         name, eq, value = pair.partition("=")
         value = unquote(value)
         if not eq:
             raise _error(f"parameter {name!r} of {url!r} has no value (name=value)")
+        if name in seen:
+            raise _error(f"parameter {name!r} is given twice in {url!r}; give it once")
+        seen.add(name)
         try:
             if name == "rank":
                 rank = int(value) if int(value) >= 0 else None
