@@ -36,19 +36,18 @@ struct AttachOrigins {
   uint64_t sequence = 0;
 };
 
-AttachOrigins& Origins() {
-  static AttachOrigins* const origins = [] {
-    auto* o = new AttachOrigins;
-    // A fork while another thread is in NextAttachOrigin would leave the child's copy locked for
-    // good, its instance half written: the child (one thread) starts afresh, leaking the old.
-    pthread_atfork(nullptr, nullptr, [] { new (&Origins()) AttachOrigins; });
-    return o;
-  }();
-  return *origins;
-}
+// Made when the library is loaded, so that no thread can fork in the middle of making it (a
+// function-local static's guard would stay held in the child). A fork while another thread is in
+// NextAttachOrigin would leave the child's copy locked for good, its instance half written: the
+// child (one thread) starts afresh, leaking the old.
+AttachOrigins* const g_origins = [] {
+  auto* origins = new AttachOrigins;
+  pthread_atfork(nullptr, nullptr, [] { new (g_origins) AttachOrigins; });
+  return origins;
+}();
 
 std::pair<std::string, uint64_t> NextAttachOrigin() {
-  AttachOrigins& o = Origins();
+  AttachOrigins& o = *g_origins;
   std::lock_guard<std::mutex> lock(o.mu);
   if (o.owner != getpid()) {
     o.owner = getpid();

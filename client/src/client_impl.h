@@ -98,13 +98,14 @@ class ClientImpl final : public Client {
   template <typename Req>
   Req Scoped() const;
 
-  // One store call to the agent, ending by `timeout`; errors say what was asked (`what`)
+  // One store call to the agent, ending by `timeout` (or by `deadline`, one part of a call split
+  // in several, each message still naming `timeout`); errors say what was asked (`what`)
   // (store_calls.cc).
   template <typename Req, typename Resp>
   absl::Status Call(absl::string_view what, absl::Duration timeout,
                     grpc::Status (v1::Agent::Stub::*method)(grpc::ClientContext*, const Req&,
                                                             Resp*),
-                    const Req& req, Resp* resp);
+                    const Req& req, Resp* resp, absl::Time deadline = absl::InfiniteFuture());
 
   // One batched exchange: this rank's groups of `mesh` (plus the world group) with their ids, the
   // ones not cached fetched in one call (none when all are). `ids` false: no groups, the root's

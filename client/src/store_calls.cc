@@ -15,26 +15,19 @@
 #include "client/src/client_impl.h"
 #include "client/src/interrupter.h"
 #include "daemon/domain/limits.h"
+#include "daemon/domain/quote.h"
 #include "daemon/domain/validation.h"
 
 namespace meshd::client_internal {
 namespace {
 
-// A key for messages: at most 64 bytes of it.
-std::string KeyForMessage(absl::string_view key) {
-  return key.size() <= 64 ? std::string(key) : absl::StrCat(key.substr(0, 64), "...");
-}
-
-// "set key 'k'" (the key cut to 64 bytes), "wait for keys 'a', 'b'" (at most 4 named).
+// "set key 'k'", "wait for keys 'a', 'b' and 3 more" (domain::Quote: each cut to 64 bytes
+// between characters, bytes that are not UTF-8 as \xNN).
 std::string OneKey(absl::string_view verb, absl::string_view key) {
-  return absl::StrCat(verb, " key '", KeyForMessage(key), "'");
+  return absl::StrCat(verb, " key ", domain::Quote(key));
 }
 std::string Keys(absl::string_view verb, const std::vector<std::string>& keys) {
-  std::string out = absl::StrCat(verb, keys.size() == 1 ? " key " : " keys ");
-  for (size_t i = 0; i < keys.size() && i < 4; ++i)
-    absl::StrAppend(&out, i ? ", '" : "'", KeyForMessage(keys[i]), "'");
-  if (keys.size() > 4) absl::StrAppend(&out, " and ", keys.size() - 4, " more");
-  return out;
+  return absl::StrCat(verb, keys.size() == 1 ? " key " : " keys ", domain::QuoteList(keys));
 }
 
 // The store calls that wait (KeyGet is always sent with wait).
@@ -79,13 +72,13 @@ template <typename Req, typename Resp>
 absl::Status ClientImpl::Call(absl::string_view what, absl::Duration timeout,
                               grpc::Status (v1::Agent::Stub::*method)(grpc::ClientContext*,
                                                                       const Req&, Resp*),
-                              const Req& req, Resp* resp) {
+                              const Req& req, Resp* resp, absl::Time deadline) {
   if (absl::Status h = health(); !h.ok()) return h;
   if (timeout <= absl::ZeroDuration()) {
     return absl::DeadlineExceededError(
         absl::StrCat("cannot ", what, ": the store's timeout is not positive"));
   }
-  const absl::Time deadline = absl::Now() + timeout;
+  if (deadline == absl::InfiniteFuture()) deadline = absl::Now() + timeout;
   grpc::Status s;
   while (true) {
     grpc::ClientContext ctx;
@@ -155,8 +148,8 @@ absl::StatusOr<std::string> ClientImpl::KeyCompareSet(const std::string& key,
                                                       const std::string& desired,
                                                       absl::Duration timeout, bool* swapped) {
   if (absl::Status s = Checked(OneKey("compare-set", key), options_.job,
-                               {domain::ValidateKey(key), domain::ValidateValue(expected),
-                                domain::ValidateValue(desired)});
+                               {domain::ValidateKey(key),
+                                domain::ValidateCompareSet(expected, desired)});
       !s.ok())
     return s;
   const absl::Time deadline = absl::Now() + timeout;
@@ -167,15 +160,15 @@ absl::StatusOr<std::string> ClientImpl::KeyCompareSet(const std::string& key,
   req.set_expect_absent(expected.empty());
   req.set_desired(desired);
   v1::KeyCompareSetResponse resp;
-  if (absl::Status s = Call(OneKey("compare-set", key), deadline - absl::Now(),
-                            &v1::Agent::Stub::KeyCompareSet, req, &resp);
+  if (absl::Status s = Call(OneKey("compare-set", key), timeout, &v1::Agent::Stub::KeyCompareSet,
+                            req, &resp, deadline);
       !s.ok()) {
     return s;
   }
   if (!resp.swapped() && expected.empty() && resp.present() && resp.value().empty()) {
     req.set_expect_absent(false);  // set to "": compare with "" itself
-    if (absl::Status s = Call(OneKey("compare-set", key), deadline - absl::Now(),
-                              &v1::Agent::Stub::KeyCompareSet, req, &resp);
+    if (absl::Status s = Call(OneKey("compare-set", key), timeout,
+                              &v1::Agent::Stub::KeyCompareSet, req, &resp, deadline);
         !s.ok()) {
       return s;
     }
@@ -187,7 +180,7 @@ absl::StatusOr<std::string> ClientImpl::KeyCompareSet(const std::string& key,
 
 absl::Status ClientImpl::KeyWait(const std::vector<std::string>& keys, absl::Duration timeout) {
   // TCPStore: waiting for no keys returns at once. More keys than one call names: the parts in
-  // turn, within the one timeout (keys stay set, so every part set means all are).
+  // turn, within the one timeout (a key of an earlier part deleted meanwhile goes unnoticed).
   if (keys.empty()) return health();
   for (const std::string& k : keys) {
     if (absl::Status s = Checked(Keys("wait for", keys), options_.job, {domain::ValidateKey(k)});
@@ -199,8 +192,8 @@ absl::Status ClientImpl::KeyWait(const std::vector<std::string>& keys, absl::Dur
     v1::KeyWaitRequest req = Scoped<v1::KeyWaitRequest>();
     for (const std::string& k : part) req.add_keys(k);
     v1::KeyWaitResponse resp;
-    const absl::Duration left = keys.size() == part.size() ? timeout : deadline - absl::Now();
-    if (absl::Status s = Call(Keys("wait for", part), left, &v1::Agent::Stub::KeyWait, req, &resp);
+    if (absl::Status s = Call(Keys("wait for", part), timeout, &v1::Agent::Stub::KeyWait, req,
+                              &resp, deadline);
         !s.ok())
       return s;
   }
@@ -223,8 +216,8 @@ absl::StatusOr<bool> ClientImpl::KeyCheck(const std::vector<std::string>& keys,
     v1::KeyCheckRequest req = Scoped<v1::KeyCheckRequest>();
     for (const std::string& k : part) req.add_keys(k);
     v1::KeyCheckResponse resp;
-    const absl::Duration left = keys.size() == part.size() ? timeout : deadline - absl::Now();
-    if (absl::Status s = Call(Keys("check", part), left, &v1::Agent::Stub::KeyCheck, req, &resp);
+    if (absl::Status s = Call(Keys("check", part), timeout, &v1::Agent::Stub::KeyCheck, req, &resp,
+                              deadline);
         !s.ok())
       return s;
     if (!resp.all_set()) return false;

@@ -369,8 +369,8 @@ absl::StatusOr<KvStore::CasResult> Coordinator::KeyCompareSet(const std::string&
                                                               const std::string* expected,
                                                               std::string desired) {
   if (absl::Status s = domain::ValidateKey(key); !s.ok()) return s;
-  if (desired.size() > KvStore::kMaxValueBytes) {
-    return absl::InvalidArgumentError("desired value is larger than the limit");
+  if (absl::Status s = domain::ValidateCompareSet(expected ? *expected : "", desired); !s.ok()) {
+    return s;
   }
   return WithStore(job, generation, absl::InfiniteFuture(),
                    [&](KvStore& kv, Completions& out) -> absl::StatusOr<KvStore::CasResult> {

@@ -58,7 +58,7 @@ bool KvStore::RunOp(KvOp& op, KvOpResult& r, Completions& out) {
       return true;
     }
     case Kind::kCompareSet: {
-      r.status = domain::ValidateValue(op.value);
+      r.status = domain::ValidateCompareSet(op.expected ? *op.expected : "", op.value);
       if (!r.status.ok()) return true;
       absl::StatusOr<CasResult> c = CompareSet(
           op.keys.front(), op.expected ? &*op.expected : nullptr, std::move(op.value), out);

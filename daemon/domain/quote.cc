@@ -1,13 +1,55 @@
 // Quote (see quote.h).
 #include "daemon/domain/quote.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace meshd::domain {
 
+size_t Utf8CharAt(absl::string_view s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) return 1;
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xBF;  // the bounds of the byte after the first
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 1;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 2;
+    if (c == 0xE0) lo = 0xA0;  // overlong
+    if (c == 0xED) hi = 0x9F;  // surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 3;
+    if (c == 0xF0) lo = 0x90;  // overlong
+    if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
+  } else {
+    return 0;
+  }
+  if (s.size() - i <= n) return 0;
+  for (size_t k = 1; k <= n; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return 0;
+  }
+  return n + 1;
+}
+
 std::string Quote(absl::string_view text) {
-  if (text.size() <= kQuotedBytes) return absl::StrCat("'", text, "'");
-  return absl::StrCat("'", text.substr(0, kQuotedBytes), "...' (", text.size(), " bytes)");
+  std::string out = "'";
+  size_t i = 0;
+  while (i < text.size()) {
+    const size_t n = Utf8CharAt(text, i);
+    if (i + std::max<size_t>(n, 1) > kQuotedBytes) break;
+    if (n == 0) {
+      absl::StrAppendFormat(&out, "\\x%02x", static_cast<unsigned char>(text[i]));
+      ++i;
+    } else {
+      out.append(text.data() + i, n);
+      i += n;
+    }
+  }
+  if (i == text.size()) return absl::StrCat(out, "'");
+  return absl::StrCat(out, "...' (", text.size(), " bytes)");
 }
 
 }  // namespace meshd::domain

@@ -12,37 +12,11 @@ namespace {
 
 std::string Shown(absl::string_view s) { return Quote(s); }
 
-// Well-formed UTF-8 (no overlong forms, no surrogates, at most U+10FFFF): what protobuf's string
-// fields carry; a key that is not is refused by the receiver's parser with a code of its own.
+// Well-formed UTF-8 (see Utf8CharAt): what protobuf's string fields carry; a key that is not is
+// refused by the receiver's parser with a code of its own.
 bool IsUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF;  // the bounds of the byte after the first
-    if (c >= 0xC2 && c <= 0xDF) {
-      n = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      n = 2;
-      if (c == 0xE0) lo = 0xA0;  // overlong
-      if (c == 0xED) hi = 0x9F;  // surrogates
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      n = 3;
-      if (c == 0xF0) lo = 0x90;  // overlong
-      if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
-    } else {
-      return false;
-    }
-    if (s.size() - i <= n) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      const auto b = static_cast<unsigned char>(s[i + k]);
-      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return false;
-    }
-    i += n + 1;
+  for (size_t i = 0, n; i < s.size(); i += n) {
+    if ((n = Utf8CharAt(s, i)) == 0) return false;
   }
   return true;
 }
@@ -161,6 +135,15 @@ absl::Status ValidateValue(absl::string_view value) {
     return absl::InvalidArgumentError(absl::StrCat("value of ", value.size(),
                                                    " bytes is larger than the limit of ",
                                                    kMaxValueBytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCompareSet(absl::string_view expected, absl::string_view desired) {
+  if (expected.size() + desired.size() > kMaxValueBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a compare-set's expected and desired values of ", expected.size(), " + ", desired.size(),
+        " bytes are together larger than the limit of ", kMaxValueBytes));
   }
   return absl::OkStatus();
 }

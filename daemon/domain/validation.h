@@ -26,6 +26,8 @@ absl::Status ValidateKey(absl::string_view key);
 absl::Status ValidateKeys(const std::vector<std::string>& keys);
 // A key-value store value of at most kMaxValueBytes.
 absl::Status ValidateValue(absl::string_view value);
+// A compare-set's values: together at most kMaxValueBytes (so that the call fits any batch).
+absl::Status ValidateCompareSet(absl::string_view expected, absl::string_view desired);
 // Generations an agent reports running (RegisterNode after a coordinator restart): names, sizes,
 // and a rank and size a round could have given.
 absl::Status ValidateRunningJobs(const std::vector<RunningJob>& running, uint32_t max_nodes);

@@ -20,7 +20,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from meshd import _core
 from meshd.errors import Error, InvalidArgument
-from meshd.mesh import DeviceMesh, Group, _table
+from meshd.mesh import DeviceMesh, Group, _dims, _names, _table
 
 __all__ = ["attach", "Client", "Placement", "Timeout", "NNodes"]
 
@@ -104,7 +104,7 @@ def _key(key: str) -> str:
 
 def _keys(keys: Union[str, Sequence[str]]) -> List[str]:
     if isinstance(keys, str):
-        return [keys]
+        return [_key(keys)]
     return [_key(k) for k in keys]
 
 
@@ -113,28 +113,6 @@ def _int64(value: int, what: str) -> int:
     if not -2**63 <= value < 2**63:
         raise InvalidArgument(f"{what} {value} does not fit in 64 bits")
     return value
-
-
-def _dims(shape: Union[int, Sequence[int]]) -> List[int]:
-    try:
-        if hasattr(shape, "__index__"):
-            return [operator.index(shape)]  # type: ignore[arg-type]
-        return [operator.index(s) for s in shape]  # type: ignore[union-attr]
-    except TypeError:
-        raise TypeError(f"a mesh shape is an int or a sequence of ints, not {shape!r}") from None
-
-
-def _names(mesh_dim_names: Optional[Sequence[str]]) -> List[str]:
-    if mesh_dim_names is None:
-        return []
-    if isinstance(mesh_dim_names, (str, bytes)):
-        raise TypeError(f"mesh_dim_names is a sequence of names, one per dim, not the single "
-                        f"string {mesh_dim_names!r} (write ({mesh_dim_names!r},) for one dim)")
-    names = list(mesh_dim_names)
-    for n in names:
-        if not isinstance(n, str):
-            raise TypeError(f"a mesh dim name is a str, not {n!r}")
-    return names
 
 
 def _missing(value: Any, env: str, what: str) -> None:

@@ -17,6 +17,7 @@ Thread-safety: a DeviceMesh is an immutable value; share it freely.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import sys
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
 
@@ -60,6 +61,33 @@ class Group:
     def _to_core(self) -> Tuple[Any, ...]:
         return (list(self.dims), list(self.ranks), self.index, self.group_rank, self.group_index,
                 self.key, [bytes(i) for i in self.ids])
+
+
+def _dims(shape: Any, what: str = "a mesh shape") -> List[int]:
+    """Sizes, as PyTorch takes them: an int, or a sequence of ints (a list, a tuple, a
+    torch.Size, a tensor or an array: its ``tolist()``); no float or bool is taken for one."""
+    if hasattr(shape, "tolist"):
+        shape = shape.tolist()  # a tensor or array (0-d: one int)
+    sizes = [shape] if not isinstance(shape, (list, tuple)) else list(shape)
+    try:
+        if any(isinstance(s, bool) for s in sizes):
+            raise TypeError
+        return [operator.index(s) for s in sizes]
+    except TypeError:
+        raise TypeError(f"{what} is an int or a sequence of ints, not {shape!r}") from None
+
+
+def _names(mesh_dim_names: Optional[Sequence[str]]) -> List[str]:
+    if mesh_dim_names is None:
+        return []
+    if isinstance(mesh_dim_names, (str, bytes)):
+        raise TypeError(f"mesh_dim_names is a sequence of names, one per dim, not the single "
+                        f"string {mesh_dim_names!r} (write ({mesh_dim_names!r},) for one dim)")
+    names = list(mesh_dim_names)
+    for n in names:
+        if not isinstance(n, str):
+            raise TypeError(f"a mesh dim name is a str, not {n!r}")
+    return names
 
 
 def _nest(values: Sequence[int], shape: Sequence[int]) -> List[Any]:
@@ -238,9 +266,9 @@ class DeviceMesh:
         if hasattr(mesh, "tolist"):
             mesh = mesh.tolist()
         shape, ranks = _table(mesh)
-        names = [] if mesh_dim_names is None else [str(n) for n in mesh_dim_names]
-        return cls(_core._DeviceMesh.from_rank_table(shape, ranks, names, int(rank),
-                                                     int(world_size)))
+        return cls(_core._DeviceMesh.from_rank_table(shape, ranks, _names(mesh_dim_names),
+                                                     operator.index(rank),
+                                                     operator.index(world_size)))
 
     # -- derived meshes ----------------------------------------------------------------------
 
@@ -267,8 +295,8 @@ class DeviceMesh:
             raise TypeError(f"a dim must be an int or a str, not {type(dim).__name__}")
         if isinstance(dim, int):
             dim = self._m.dim_index(dim)  # negative as in PyTorch
-        return DeviceMesh(self._m.unflatten(dim, [int(s) for s in sizes], [str(n) for n in names]),
-                          self._client)
+        return DeviceMesh(self._m.unflatten(dim, _dims(sizes, "_unflatten's sizes"),
+                                            _names(names)), self._client)
 
     @staticmethod
     def _concatenate(meshes: Sequence["DeviceMesh"]) -> "DeviceMesh":

@@ -79,17 +79,27 @@ T Value(absl::StatusOr<T> s) {
   return *std::move(s);
 }
 
+// A status's message as a str: bytes that are not UTF-8 (a message quoting what a peer sent) as
+// \xNN escapes rather than a UnicodeDecodeError in place of the error (GIL held).
+py::str Message(const absl::Status& s) {
+  const absl::string_view m = s.message();
+  PyObject* text = PyUnicode_DecodeUTF8(m.data(), static_cast<Py_ssize_t>(m.size()),
+                                        "backslashreplace");
+  if (text == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(text);
+}
+
 // The meshd.errors instance for a status (GIL held).
 py::object ErrorObject(const absl::Status& s) {
   py::object cls =
       py::module_::import("meshd.errors").attr("error_class")(static_cast<int>(s.code()));
-  return cls(py::str(std::string(s.message())));
+  return cls(Message(s));
 }
 
 void SetPythonError(const absl::Status& s) {
   py::object cls =
       py::module_::import("meshd.errors").attr("error_class")(static_cast<int>(s.code()));
-  PyErr_SetObject(cls.ptr(), py::str(std::string(s.message())).ptr());
+  PyErr_SetObject(cls.ptr(), Message(s).ptr());
 }
 
 absl::Duration Seconds(double seconds) {

@@ -48,6 +48,13 @@ def test_unknown_code_is_unknown() -> None:
     assert info.value.code == "UNKNOWN" and str(info.value) == "odd"
 
 
+def test_a_message_that_is_not_utf8_keeps_its_error_class() -> None:
+    # A message quoting bytes a peer sent: escaped, never a UnicodeDecodeError instead.
+    with pytest.raises(meshd.DeadlineExceeded) as info:
+        _core._raise_status(4, b"key 'a\xc3' not set")  # type: ignore[arg-type]
+    assert str(info.value) == "key 'a\\xc3' not set"
+
+
 def test_deadline_exceeded_is_a_timeout_error() -> None:
     with pytest.raises(TimeoutError):
         _core._raise_status(4, "late")

@@ -128,6 +128,8 @@ def test_bad_keys_and_values(client) -> None:
                  lambda: client.key_compare_set("big", b"x" * (6 << 20), b"v")):
         with pytest.raises(meshd.InvalidArgument, match="larger than the limit of 4194304"):
             call()
+    with pytest.raises(meshd.InvalidArgument, match="together larger than the limit"):
+        client.key_compare_set("big", b"x" * (3 << 20), b"y" * (3 << 20))  # each fits alone
     assert not client.key_check(["big"])
     with pytest.raises(meshd.InvalidArgument, match="not UTF-8"):
         client.key_set("lone\udc80surrogate", "v")

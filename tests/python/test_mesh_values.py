@@ -178,3 +178,18 @@ def test_a_tensor_table() -> None:
     assert m.get_coordinate() == [2, 1]
     assert m.get_group_ranks("x") == [4, 5, 6, 7]
     assert m.mesh.tolist() == t.tolist()  # .mesh is a tensor once torch is imported
+
+
+def test_sizes_as_pytorch_takes_them_never_coerced() -> None:
+    from meshd.mesh import _dims, _names
+    assert _dims(8) == [8] and _dims((2, 4)) == [2, 4] and _dims([2, 4]) == [2, 4]
+    np = pytest.importorskip("numpy")
+    assert _dims(np.array([2, 4])) == [2, 4] and _dims(np.int64(8)) == [8]
+    torch = pytest.importorskip("torch")
+    assert _dims(torch.Size([2, 4])) == [2, 4] and _dims(torch.tensor([2, 4])) == [2, 4]
+    for bad in (1.5, (2.0, 4), True, (2, False), "24", None):
+        with pytest.raises(TypeError, match="sequence of ints"):
+            _dims(bad)
+    assert _names(None) == [] and _names(("dp", "tp")) == ["dp", "tp"]
+    with pytest.raises(TypeError, match="single string"):
+        _names("dp")

@@ -76,6 +76,7 @@ def test_eight_workers_allreduce_world_and_every_mesh_group():
         members = [q for q in range(world) if q % 2 == r["rank"] % 2]
         assert flat["group_ranks"] == members, r
         assert flat["sum"] == float(sum(2 ** q for q in members)), r
+        assert flat["local_rank"] == members.index(r["rank"]), r
     print(f"8 workers: init {max(r['init_s'] for r in got):.2f}s, mesh + groups "
           f"{max(r['mesh_s'] for r in got):.2f}s, whole test {time.monotonic() - t0:.1f}s")
 

@@ -86,8 +86,16 @@ def cmd_allreduce(args: argparse.Namespace) -> int:
     flat = mesh[names[0], names[1]]._flatten()
     t = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(t, group=flat.get_group())
-    dims["_".join(names[:2])] = {"sum": t.item(),
-                                 "group_ranks": dist.get_process_group_ranks(flat.get_group())}
+    flat_name = "_".join(names[:2])
+    # The root takes the flattened name too (torch 2.x's rule): the same group, its local rank.
+    root = mesh[names[-1]]._get_root_mesh()
+    if mesh.get_group(flat_name) is not flat.get_group() or \
+            root.get_group(flat_name) is not flat.get_group():
+        emit("ERROR", what=f"the root's get_group({flat_name!r}) is not the flattened mesh's")
+        return 1
+    dims[flat_name] = {"sum": t.item(),
+                       "group_ranks": dist.get_process_group_ranks(flat.get_group()),
+                       "local_rank": mesh.get_local_rank(flat_name)}
     emit("RESULT", rank=rank, world=world, node=c.node_rank, local_rank=c.local_rank,
          local_world=c.local_world_size, generation=c.generation, world_sum=world_sum,
          coordinate=list(mesh.get_coordinate()), dims=dims, init_s=round(t_init, 3),

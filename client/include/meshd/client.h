@@ -388,9 +388,10 @@ class Client {
 
   // The generation's key-value store: what torch.distributed's Store does (c10d semantics: the
   // results TCPStore gives for the same calls), kept by the coordinator for the generation's
-  // lifetime and reached through the agent. Keys are 1-1024 bytes, values up to 4 MiB. Every call
-  // waits at most `timeout` (DEADLINE_EXCEEDED naming the keys); after the generation ended they
-  // answer ABORTED. Concurrent identical waits of one host's workers are one coordinator call.
+  // lifetime and reached through the agent. Keys are 1-1024 bytes of UTF-8, values up to 4 MiB (a
+  // compare-set's two together): INVALID_ARGUMENT before anything is sent. Every call waits at
+  // most `timeout` (DEADLINE_EXCEEDED naming the keys); after the generation ended they answer
+  // ABORTED. Concurrent identical waits of one host's workers are one coordinator call.
   virtual absl::Status KeySet(const std::string& key, const std::string& value,
                               absl::Duration timeout) = 0;
   // Waits until the key is set.
@@ -408,9 +409,11 @@ class Client {
                                                     const std::string& desired,
                                                     absl::Duration timeout,
                                                     bool* swapped = nullptr) = 0;
-  // Waits until every key is set.
+  // Waits until every key is set (none: at once). More than 1,024 keys go as one call per 1,024,
+  // one after the other within `timeout`: a key of an earlier part deleted meanwhile (KeyDelete)
+  // goes unnoticed, where TCPStore looks at all of them at once.
   virtual absl::Status KeyWait(const std::vector<std::string>& keys, absl::Duration timeout) = 0;
-  // Whether every key is set (no wait).
+  // Whether every key is set (no wait; none: true). More than 1,024 keys: as KeyWait.
   virtual absl::StatusOr<bool> KeyCheck(const std::vector<std::string>& keys,
                                         absl::Duration timeout) = 0;
   // Removes a key; whether it was set.

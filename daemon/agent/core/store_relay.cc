@@ -85,8 +85,7 @@ absl::Status Validate(const v1::KeyGetRequest& r) { return domain::ValidateKey(r
 absl::Status Validate(const v1::KeyAddRequest& r) { return domain::ValidateKey(r.key()); }
 absl::Status Validate(const v1::KeyCompareSetRequest& r) {
   absl::Status s = domain::ValidateKey(r.key());
-  if (s.ok()) s = domain::ValidateValue(r.expected());
-  return s.ok() ? domain::ValidateValue(r.desired()) : s;
+  return s.ok() ? domain::ValidateCompareSet(r.expected(), r.desired()) : s;
 }
 absl::Status Validate(const v1::KeyWaitRequest& r) {
   return domain::ValidateKeys({r.keys().begin(), r.keys().end()});

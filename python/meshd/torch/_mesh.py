@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 
 import meshd
+from meshd.mesh import _dims, _names
 from meshd.torch import _rendezvous
 
 try:  # torch >= 2.2
@@ -71,7 +72,7 @@ def _dim_index(mesh: "meshd.DeviceMesh", dim: Union[int, str, None]) -> Optional
     if isinstance(dim, str) and dim not in (mesh.mesh_dim_names or ()):
         mesh.size(dim)  # InvalidArgument naming the valid names, unless a flattened dim's
         return None
-    index = mesh._arg(dim, "mesh_dim")  # None on a 1-d mesh; InvalidArgument otherwise
+    index = mesh._arg(dim, "mesh_dim")  # None: 0 on a 1-d mesh, else InvalidArgument
     if isinstance(index, str):
         return list(mesh.mesh_dim_names or ()).index(index)
     mesh.size(index)  # InvalidArgument for an index out of range
@@ -159,7 +160,8 @@ class DeviceMesh:
 
     def _get_root_mesh(self) -> "DeviceMesh":
         """The mesh this one was sliced, flattened or unflattened from (or this one), with its
-        groups."""
+        groups (those made when the root was built; a root never built as a meshd.torch mesh
+        gets its groups now, collectively, as when it is built)."""
         return DeviceMesh(self.device_type, self._mesh._get_root_mesh())
 
     def _flatten(self, *args: Any, **kwargs: Any) -> "DeviceMesh":
@@ -238,8 +240,8 @@ def init_device_mesh(device_type: str, mesh_shape: Sequence[int],
         RuntimeError: the default process group's ranks are not meshd's (initialised by other
             means than ``meshd://``).
     """
-    shape = [int(s) for s in mesh_shape]
-    names = [str(n) for n in mesh_dim_names] if mesh_dim_names else None
+    shape = _dims(mesh_shape)
+    names = _names(mesh_dim_names) or None
     c = _rendezvous.attached() or _rendezvous.attach()
     mesh = c.init_device_mesh(shape, names, mesh_name, nccl_ids=False)
     if not dist.is_initialized():

@@ -101,14 +101,15 @@ def _resolved(args: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def attach(job: Optional[str] = None, socket: Optional[str] = None,
+def attach(job: Optional[str] = None, *, socket: Optional[str] = None,
            local_rank: Optional[int] = None, local_world: Optional[int] = None,
            nnodes: _NNodes = None, timeout: Optional[float] = 600.0,
            abort_on_generation_end: Optional[bool] = None) -> "meshd.Client":
     """Attaches this process to its meshd job (once) and returns the client.
 
-    The arguments are ``meshd.attach``'s, in its order; every one left None comes from the
-    environment as there: MESHD_JOB, MESHD_SOCKET, LOCAL_RANK, LOCAL_WORLD_SIZE, MESHD_NNODES. A second call returns the same client
+    The arguments are ``meshd.attach``'s (all but ``job`` by keyword); every one left None comes
+    from the environment as there: MESHD_JOB, MESHD_SOCKET, LOCAL_RANK, LOCAL_WORLD_SIZE,
+    MESHD_NNODES. A second call returns the same client
     while its generation runs (ValueError if it names a different job, socket or local rank); once
     the generation ended it detaches that client and attaches again (the job's next generation).
 

@@ -174,6 +174,8 @@ class Store(dist.Store):
         """Adds ``amount`` to the decimal counter at ``key`` (absent: 0) and returns the sum.
         meshd.InvalidArgument when the key holds something else; meshd.OutOfRange on overflow."""
         delta = operator.index(amount)  # TypeError for str, float, ... as torch's int64_t
+        if not -2**63 <= delta < 2**63:
+            raise TypeError(f"add: amount {delta} does not fit in 64 bits (torch's int64_t)")
         return int(self._client.key_add(_to_key(key), delta, timeout=self._wait_s()))
 
     def compare_set(self, key: str, expected_value: Bytes, desired_value: Bytes) -> bytes:

@@ -206,6 +206,18 @@ TEST_F(MeshExchangeTest, OtherSpec_Refused_GenerationEnds_SameRanksAgainRefused)
   EXPECT_EQ(later->status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// The mismatch message names who asked for which: one rank as "rank 3", several as a range.
+TEST_F(MeshExchangeTest, SpecCheck_Mismatch_NamesOneRankInTheSingular) {
+  const std::string half = "identity(4)|[(4):(1)]|tp";
+  Result a, b;
+  Report(Ranks(0, 3, half), {}, a);
+  Report(Ranks(3, 1, "identity(4)|[(4):(1)]|dp"), {}, b);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(b->status().message()),
+              AllOf(HasSubstr("ranks 0-2 asked for"), HasSubstr(": rank 3 asked for")));
+}
+
 // A spec check alone counts only the ranks of the mesh: a mesh of 4 ranks in a world of 8 is
 // checked once ranks 0-3 reported, whoever else did not.
 TEST_F(MeshExchangeTest, SpecCheck_WaitsForTheMeshsRanksOnly) {

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "daemon/domain/quote.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -53,6 +55,25 @@ TEST(ValidateValue, AnyBytesUpToTheLimit) {
   const absl::Status s = ValidateValue(std::string(kMaxValueBytes + 1, 'v'));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr("larger than the limit of 4194304"));
+}
+
+TEST(ValidateCompareSet, BothValuesTogetherWithinTheLimit) {
+  EXPECT_TRUE(ValidateCompareSet(std::string(kMaxValueBytes / 2, 'e'),
+                                 std::string(kMaxValueBytes / 2, 'd'))
+                  .ok());
+  const absl::Status s = ValidateCompareSet(std::string(3 << 20, 'e'), std::string(3 << 20, 'd'));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("together larger than the limit of 4194304"));
+}
+
+// What a message quotes is text: cut between characters, other bytes escaped.
+TEST(Quote, CutBetweenCharacters_BytesThatAreNotUtf8Escaped) {
+  EXPECT_EQ(Quote("k"), "'k'");
+  EXPECT_EQ(Quote("a\xff\xc3"), "'a\\xff\\xc3'");
+  std::string key(63, 'k');
+  key += "\xc3\xa9tail";  // "é" across the 64-byte cut
+  EXPECT_EQ(Quote(key), absl::StrCat("'", std::string(63, 'k'), "...' (69 bytes)"));
+  EXPECT_EQ(Quote(std::string(64, 'k')), absl::StrCat("'", std::string(64, 'k'), "'"));
 }
 
 }  // namespace
