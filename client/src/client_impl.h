@@ -106,6 +106,14 @@ class ClientImpl final : public Client {
                     grpc::Status (v1::Agent::Stub::*method)(grpc::ClientContext*, const Req&,
                                                             Resp*),
                     const Req& req, Resp* resp, absl::Time deadline = absl::InfiniteFuture());
+  // A wait or check of `keys` (checked first; none: OK at once), one Call per kMaxWaitKeys of
+  // them within `timeout`, until `more` says no (store_calls.cc).
+  template <typename Req, typename Resp>
+  absl::Status InParts(absl::string_view verb, const std::vector<std::string>& keys,
+                       absl::Duration timeout,
+                       grpc::Status (v1::Agent::Stub::*method)(grpc::ClientContext*, const Req&,
+                                                               Resp*),
+                       const std::function<bool(const Resp&)>& more);
 
   // One batched exchange: this rank's groups of `mesh` (plus the world group) with their ids, the
   // ones not cached fetched in one call (none when all are). `ids` false: no groups, the root's

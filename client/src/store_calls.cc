@@ -5,6 +5,7 @@
 // Thread-safety: see client_impl.h; these calls take no lock of the client's beyond health().
 #include <algorithm>
 #include <cstddef>
+#include <functional>
 #include <initializer_list>
 #include <string>
 #include <type_traits>
@@ -178,51 +179,46 @@ absl::StatusOr<std::string> ClientImpl::KeyCompareSet(const std::string& key,
   return std::move(*resp.mutable_value());
 }
 
-absl::Status ClientImpl::KeyWait(const std::vector<std::string>& keys, absl::Duration timeout) {
-  // TCPStore: waiting for no keys returns at once. More keys than one call names: the parts in
-  // turn, within the one timeout (a key of an earlier part deleted meanwhile goes unnoticed).
-  if (keys.empty()) return health();
+template <typename Req, typename Resp>
+absl::Status ClientImpl::InParts(absl::string_view verb, const std::vector<std::string>& keys,
+                                 absl::Duration timeout,
+                                 grpc::Status (v1::Agent::Stub::*method)(grpc::ClientContext*,
+                                                                         const Req&, Resp*),
+                                 const std::function<bool(const Resp&)>& more) {
+  if (keys.empty()) return health();  // TCPStore: no keys are all set at once
   for (const std::string& k : keys) {
-    if (absl::Status s = Checked(Keys("wait for", keys), options_.job, {domain::ValidateKey(k)});
+    if (absl::Status s = Checked(Keys(verb, keys), options_.job, {domain::ValidateKey(k)});
         !s.ok())
       return s;
   }
+  // More keys than one call names: the parts in turn, within the one timeout (a key of an
+  // earlier part deleted meanwhile goes unnoticed).
   const absl::Time deadline = absl::Now() + timeout;
   for (const std::vector<std::string>& part : Parts(keys)) {
-    v1::KeyWaitRequest req = Scoped<v1::KeyWaitRequest>();
+    Req req = Scoped<Req>();
     for (const std::string& k : part) req.add_keys(k);
-    v1::KeyWaitResponse resp;
-    if (absl::Status s = Call(Keys("wait for", part), timeout, &v1::Agent::Stub::KeyWait, req,
-                              &resp, deadline);
-        !s.ok())
+    Resp resp;
+    if (absl::Status s = Call(Keys(verb, part), timeout, method, req, &resp, deadline); !s.ok())
       return s;
+    if (!more(resp)) break;
   }
   return absl::OkStatus();
 }
 
+absl::Status ClientImpl::KeyWait(const std::vector<std::string>& keys, absl::Duration timeout) {
+  return InParts<v1::KeyWaitRequest, v1::KeyWaitResponse>(
+      "wait for", keys, timeout, &v1::Agent::Stub::KeyWait,
+      [](const v1::KeyWaitResponse&) { return true; });
+}
+
 absl::StatusOr<bool> ClientImpl::KeyCheck(const std::vector<std::string>& keys,
                                           absl::Duration timeout) {
-  if (keys.empty()) {  // TCPStore: all of no keys are set
-    if (absl::Status h = health(); !h.ok()) return h;
-    return true;
-  }
-  for (const std::string& k : keys) {
-    if (absl::Status s = Checked(Keys("check", keys), options_.job, {domain::ValidateKey(k)});
-        !s.ok())
-      return s;
-  }
-  const absl::Time deadline = absl::Now() + timeout;
-  for (const std::vector<std::string>& part : Parts(keys)) {
-    v1::KeyCheckRequest req = Scoped<v1::KeyCheckRequest>();
-    for (const std::string& k : part) req.add_keys(k);
-    v1::KeyCheckResponse resp;
-    if (absl::Status s = Call(Keys("check", part), timeout, &v1::Agent::Stub::KeyCheck, req, &resp,
-                              deadline);
-        !s.ok())
-      return s;
-    if (!resp.all_set()) return false;
-  }
-  return true;
+  bool all = true;
+  absl::Status s = InParts<v1::KeyCheckRequest, v1::KeyCheckResponse>(
+      "check", keys, timeout, &v1::Agent::Stub::KeyCheck,
+      [&all](const v1::KeyCheckResponse& r) { return all = r.all_set(); });
+  if (!s.ok()) return s;
+  return all;
 }
 
 absl::StatusOr<bool> ClientImpl::KeyDelete(const std::string& key, absl::Duration timeout) {

@@ -22,10 +22,6 @@ inline constexpr size_t kQuotedBytes = 64;
 // message itself is text (a proto string; a Python str).
 std::string Quote(absl::string_view text);
 
-// The length of the well-formed UTF-8 character at s[i] (no overlong forms, no surrogates, at
-// most U+10FFFF: what protobuf's string fields accept); 0 when the bytes there are not one.
-size_t Utf8CharAt(absl::string_view s, size_t i);
-
 // The first `max` of `texts` quoted, joined by ", ", then " and N more" for the rest:
 // "'a', 'b' and 3 more".
 template <typename Texts>

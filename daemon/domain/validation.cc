@@ -6,20 +6,12 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/domain/quote.h"
+#include "daemon/domain/utf8.h"
 
 namespace meshd::domain {
 namespace {
 
 std::string Shown(absl::string_view s) { return Quote(s); }
-
-// Well-formed UTF-8 (see Utf8CharAt): what protobuf's string fields carry; a key that is not is
-// refused by the receiver's parser with a code of its own.
-bool IsUtf8(absl::string_view s) {
-  for (size_t i = 0, n; i < s.size(); i += n) {
-    if ((n = Utf8CharAt(s, i)) == 0) return false;
-  }
-  return true;
-}
 
 // Optional text a node reports about itself, at most `max` bytes.
 absl::Status ValidateField(absl::string_view node, absl::string_view what,

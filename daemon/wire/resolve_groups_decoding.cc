@@ -4,10 +4,9 @@
 // messages), 5 four bytes, 3/4 the start and end of a (deprecated) group of fields.
 #include "daemon/wire/resolve_groups_decoding.h"
 
-#include <cstring>
-
 #include "absl/strings/str_cat.h"
 #include "daemon/domain/limits.h"
+#include "daemon/domain/utf8.h"
 
 namespace meshd::wire {
 namespace {
@@ -21,50 +20,6 @@ enum WireType : uint32_t {
   kFixed32 = 5
 };
 constexpr int kMaxGroupDepth = 100;  // protobuf's default recursion limit
-
-// RFC 3629 UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF — what protobuf checks
-// proto3 string fields against.
-bool ValidUtf8(absl::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const unsigned char* end = p + s.size();
-  while (p < end) {
-    if (end - p >= 8) {  // ASCII eight bytes at a time: keys, names and specs mostly are
-      uint64_t word;
-      std::memcpy(&word, p, 8);
-      if ((word & 0x8080808080808080ull) == 0) {
-        p += 8;
-        continue;
-      }
-    }
-    const unsigned char c = *p;
-    if (c < 0x80) {
-      ++p;
-      continue;
-    }
-    int n;
-    unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
-    if (c >= 0xC2 && c <= 0xDF) {
-      n = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      n = 2;
-      if (c == 0xE0) lo = 0xA0;  // overlong
-      if (c == 0xED) hi = 0x9F;  // surrogates
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      n = 3;
-      if (c == 0xF0) lo = 0x90;  // overlong
-      if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
-    } else {
-      return false;
-    }
-    if (end - p <= n) return false;
-    if (p[1] < lo || p[1] > hi) return false;
-    for (int i = 2; i <= n; ++i) {
-      if ((p[i] & 0xC0) != 0x80) return false;
-    }
-    p += n + 1;
-  }
-  return true;
-}
 
 // Reads fields from [p, end). Every read returns false on malformed or truncated input.
 class Reader {
@@ -112,7 +67,7 @@ class Reader {
 
   bool String(std::string* out) {
     absl::string_view s;
-    if (!Bytes(&s) || !ValidUtf8(s)) return false;
+    if (!Bytes(&s) || !domain::IsUtf8(s)) return false;
     out->assign(s.data(), s.size());
     return true;
   }
