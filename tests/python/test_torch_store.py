@@ -300,6 +300,23 @@ def test_wait_and_check_of_many_keys_like_tcpstore(client):
     assert s.check(keys) is True
 
 
+def test_a_prefix_is_a_keyspace_of_its_own(client):
+    base, s = mt.Store(client), mt.Store(client, prefix="space")
+    assert s.prefix == "space" and base.prefix == ""
+    s.set("k", "v")
+    assert base.get("space/k") == b"v" and not base.check(["k"])
+    assert s.add("n", 2) == 2 and base.get("space/n") == b"2"
+    s.multi_set(["a", "b"], ["1", "2"])
+    assert s.multi_get(["a", "b"]) == [b"1", b"2"] and base.check(["space/a", "space/b"])
+    s.wait(["a", "b"])
+    assert s.compare_set("a", "1", "3") == b"3"
+    c = s.clone()
+    assert c.prefix == "space" and c.get("k") == b"v"
+    assert s.delete_key("k") and not base.check(["space/k"])
+    with pytest.raises(mt.StoreTimeoutError, match="'never'"):  # the caller's key, as asked
+        s.wait(["never"], datetime.timedelta(milliseconds=200))
+
+
 def test_differs_keys_are_utf8_text(client):
     tcp = _tcpstore()
     tcp.set(b"\xff-key", "v")  # TCPStore takes any bytes as a key

@@ -250,8 +250,15 @@ def _generation_ended(c: "meshd.Client", err: Any) -> None:
 
 
 def _nccl_world() -> bool:
+    """Whether the default group has an NCCL backend: torch 2.x's ``get_backend_config()``
+    ("cpu:gloo,cuda:nccl" for a group made without naming a backend, whose ``get_backend()``
+    says "undefined"), else ``get_backend()``."""
     try:
-        return dist.is_initialized() and "nccl" in str(dist.get_backend()).lower()
+        if not dist.is_initialized():
+            return False
+        config = getattr(dist, "get_backend_config", None)
+        backends = config() if config is not None else dist.get_backend()
+        return "nccl" in str(backends).lower()
     except Exception:
         return False
 
@@ -267,7 +274,10 @@ def _abort_or_exit(err: BaseException) -> None:
             return
         except Exception as e:  # fall through to exiting
             sys.stderr.write(f"meshd.torch: aborting the process groups failed: {e}\n")
-    backend = "no" if not dist.is_initialized() else str(dist.get_backend())
+    try:
+        backend = "no" if not dist.is_initialized() else str(dist.get_backend())
+    except Exception:  # the group went away meanwhile
+        backend = "no"
     sys.stderr.write(
         f"meshd.torch: {err}\nmeshd.torch: exiting with code {GENERATION_END_EXIT_CODE} "
         f"(abort_on_generation_end: torch {torch.__version__} cannot abort a {backend} process "
@@ -373,11 +383,13 @@ def rendezvous_handler(url: str, timeout: datetime.timedelta = datetime.timedelt
         raise _error(f"init_process_group was given rank={want_rank}, but meshd assigned this "
                      f"process rank {c.rank} ({where}); drop rank= (meshd assigns ranks by "
                      "topology) or fix LOCAL_RANK")
-    store: dist.Store = Store(c, timeout if isinstance(timeout, datetime.timedelta)
-                              else datetime.timedelta(seconds=seconds))
+    # A later epoch's keyspace is the Store's own prefix, not a PrefixStore over it: torch 2.x's
+    # ProcessGroupNCCL looks beneath every PrefixStore for its "global" store (its watchdog's dump
+    # signal), which must not outlive the process group that left it.
     epoch = _epoch(c)
-    if epoch > 0:
-        store = dist.PrefixStore(f"meshd.torch/{epoch}", store)
+    store = Store(c, timeout if isinstance(timeout, datetime.timedelta)
+                  else datetime.timedelta(seconds=seconds),
+                  prefix=f"meshd.torch/{epoch}" if epoch > 0 else "")
     yield (store, c.rank, c.world_size)
     raise RuntimeError("Unable to perform re-rendezvous using meshd:// method: destroy the process "
                        "group and call init_process_group again (meshd attaches to the job's next "

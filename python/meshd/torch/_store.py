@@ -117,6 +117,10 @@ class Store(dist.Store):
             environment if no client is attached yet).
         timeout: how long ``get``/``wait``/... wait (a ``datetime.timedelta``; zero waits forever).
             Default 300 s, as c10d's Store.
+        prefix: a keyspace of its own within the generation's store: every key is stored as
+            ``prefix + "/" + key``, as a ``PrefixStore`` would — but unlike a PrefixStore over
+            it, the prefix stays when torch looks beneath every PrefixStore (ProcessGroupNCCL's
+            "global" store, where its watchdog leaves its dump signal).
 
     Every rank of the job that builds a Store sees the same keys: one store per job generation.
     A Store lives as long as the process (c10d's C++ side holds stores without their Python half,
@@ -124,13 +128,17 @@ class Store(dist.Store):
     """
 
     def __init__(self, client: "Optional[meshd.Client]" = None,
-                 timeout: datetime.timedelta = datetime.timedelta(seconds=300)) -> None:
+                 timeout: datetime.timedelta = datetime.timedelta(seconds=300),
+                 prefix: str = "") -> None:
         super().__init__()
         if client is None:
             from meshd.torch import _rendezvous
 
             client = _rendezvous.attached() or _rendezvous.attach()
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
         self._client = client
+        self._prefix = prefix + "/" if prefix else ""
         self.set_timeout(timeout)
         with _kept_lock:
             _kept.append(self)
@@ -140,9 +148,21 @@ class Store(dist.Store):
         """The meshd client this store talks through."""
         return self._client
 
+    @property
+    def prefix(self) -> str:
+        """The keyspace's prefix ("" for the generation's store itself)."""
+        return self._prefix[:-1]
+
     def __repr__(self) -> str:
+        prefix = f", prefix={self.prefix!r}" if self._prefix else ""
         return (f"meshd.torch.Store(rank={self._client.rank}, "
-                f"generation={self._client.generation}, timeout={self.timeout})")
+                f"generation={self._client.generation}, timeout={self.timeout}{prefix})")
+
+    def _key(self, key: Union[str, bytes]) -> str:
+        return self._prefix + _to_key(key)
+
+    def _keys(self, keys: Union[str, Iterable[str]]) -> List[str]:
+        return [self._prefix + k for k in _keys(keys)]
 
     # ---- the c10d Store interface -------------------------------------------------------------
 
@@ -159,16 +179,15 @@ class Store(dist.Store):
 
     def set(self, key: str, value: Bytes) -> None:
         """Stores ``value`` under ``key`` (overwriting), waking whoever waits for it."""
-        self._client.key_set(_to_key(key), _to_bytes(value, "value"), timeout=self._wait_s())
+        self._client.key_set(self._key(key), _to_bytes(value, "value"), timeout=self._wait_s())
 
     def get(self, key: str) -> bytes:
         """The value of ``key``; waits for it to be set, at most the store's timeout."""
-        key = _to_key(key)
         seconds = self._wait_s()
         try:
-            return self._client.key_get(key, timeout=seconds)
+            return self._client.key_get(self._key(key), timeout=seconds)
         except meshd.DeadlineExceeded as e:
-            raise self._timeout_error(e, "get", [key], seconds) from e
+            raise self._timeout_error(e, "get", [_to_key(key)], seconds) from e
 
     def add(self, key: str, amount: int) -> int:
         """Adds ``amount`` to the decimal counter at ``key`` (absent: 0) and returns the sum.
@@ -176,38 +195,39 @@ class Store(dist.Store):
         delta = operator.index(amount)  # TypeError for str, float, ... as torch's int64_t
         if not -2**63 <= delta < 2**63:
             raise TypeError(f"add: amount {delta} does not fit in 64 bits (torch's int64_t)")
-        return int(self._client.key_add(_to_key(key), delta, timeout=self._wait_s()))
+        return int(self._client.key_add(self._key(key), delta, timeout=self._wait_s()))
 
     def compare_set(self, key: str, expected_value: Bytes, desired_value: Bytes) -> bytes:
         """TCPStore's compare_set: stores ``desired_value`` if ``key`` holds ``expected_value``
         (or is absent and ``expected_value`` is empty) and returns the value now stored; returns
         ``expected_value`` when the key is absent and ``expected_value`` is not empty."""
-        return self._client.key_compare_set(_to_key(key), _to_bytes(expected_value, "expected_value"),
+        return self._client.key_compare_set(self._key(key),
+                                            _to_bytes(expected_value, "expected_value"),
                                             _to_bytes(desired_value, "desired_value"),
                                             timeout=self._wait_s())
 
     def wait(self, keys: Sequence[str], timeout: Optional[datetime.timedelta] = None) -> None:
         """Waits until every key is set: at most ``timeout`` (default the store's; zero waits
         forever)."""
-        keys = _keys(keys)
+        asked = _keys(keys)
         seconds = self._wait_s() if timeout is None else _seconds(timeout)
-        if not keys:
+        if not asked:
             return
         try:
-            self._client.key_wait(keys, timeout=seconds)
+            self._client.key_wait([self._prefix + k for k in asked], timeout=seconds)
         except meshd.DeadlineExceeded as e:
-            raise self._timeout_error(e, "wait", keys, seconds) from e
+            raise self._timeout_error(e, "wait", asked, seconds) from e
 
     def check(self, keys: Sequence[str]) -> bool:
         """Whether every key is set (does not wait)."""
-        keys = _keys(keys)
+        keys = self._keys(keys)
         if not keys:
             return True
         return bool(self._client.key_check(keys, timeout=self._wait_s()))
 
     def delete_key(self, key: str) -> bool:
         """Removes ``key``; whether it was set."""
-        return bool(self._client.key_delete(_to_key(key), timeout=self._wait_s()))
+        return bool(self._client.key_delete(self._key(key), timeout=self._wait_s()))
 
     def num_keys(self) -> int:
         """How many keys the job generation's store holds (every rank's, like TCPStore's server;
@@ -222,11 +242,11 @@ class Store(dist.Store):
 
     def clone(self) -> "Store":
         """Another handle on the same store (2.x's trampoline requires it)."""
-        return Store(self._client, self.timeout)
+        return Store(self._client, self.timeout, self.prefix)
 
     def append(self, key: str, value: Bytes) -> None:
         """Appends ``value`` to the bytes at ``key`` (absent: creates it), atomically."""
-        key = _to_key(key)
+        key = self._key(key)
         tail = _to_bytes(value, "value")
         seconds = self._wait_s()
         while True:
