@@ -9,8 +9,8 @@ gives each its rank, the world and the store::
       MESHD_SOCKET=/tmp/meshd.sock MESHD_JOB=train MESHD_NNODES=1 LOCAL_RANK=$r \
         LOCAL_WORLD_SIZE=4 PYTHONPATH=build/python python3 examples/torch_train.py --tp 2 &
     done; wait
-    # or: MESHD_SOCKET=... MESHD_JOB=train torchrun --standalone --nproc-per-node=4 \
-    #       examples/torch_train.py --tp 2
+    # or: MESHD_SOCKET=... MESHD_JOB=train torchrun --standalone --nproc_per_node=4 \
+    #       examples/torch_train.py --tp 2    (Debian's torch 1.13: add --redirects 2 --tee 2)
 
 The world is a 2-D mesh (dp x tp), built by ``meshd.torch.init_device_mesh`` (its spec checked
 across every rank by meshd). The model is ``y = W2 relu(W1 x)`` split Megatron-style over the tp
