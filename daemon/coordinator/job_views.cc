@@ -45,7 +45,14 @@ std::vector<JobView> JobRounds::Views() const {
 absl::StatusOr<JobView> JobRounds::View(const std::string& job) const {
   auto it = jobs_.find(job);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", domain::Quote(job), " does not exist"));
-  return ViewOf(*it->second);
+  JobView v = ViewOf(*it->second);
+  if (it->second->phase == JobPhase::kRunning) {
+    // The store of the running generation: an operator's first look at a start that hangs.
+    constexpr size_t kShownWaitedKeys = 8;
+    v.has_store = true;
+    v.store = it->second->kv.View(kShownWaitedKeys);
+  }
+  return v;
 }
 
 std::vector<std::string> JobRounds::JobsOf(const std::string& node) const {

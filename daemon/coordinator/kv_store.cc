@@ -1,6 +1,9 @@
 // KvStore (see kv_store.h).
 #include "daemon/coordinator/kv_store.h"
 
+#include <algorithm>
+#include <cstddef>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/domain/quote.h"
@@ -312,6 +315,29 @@ void KvStore::FailAll(const absl::Status& status, Completions& out) {
   barriers_.clear();
   values_.clear();
   bytes_ = 0;
+}
+
+domain::StoreView KvStore::View(size_t shown) const {
+  domain::StoreView v;
+  v.keys = values_.size();
+  v.bytes = bytes_;
+  v.waiting = waiters();
+  // Held gets by key, and key waiters and held batches by a key they miss (a held batch once per
+  // key, however many of its operations wait for it).
+  std::map<std::string, uint32_t> calls;
+  for (const auto& [key, getter] : getters_) ++calls[key];
+  for (const auto& [key, id] : waiting_) ++calls[key];
+  std::vector<domain::StoreView::WaitedKey> all;
+  all.reserve(calls.size());
+  for (const auto& [key, n] : calls) all.push_back({key, n});
+  const size_t n = std::min(shown, all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(),
+                    [](const auto& a, const auto& b) {
+                      return a.calls != b.calls ? a.calls > b.calls : a.key < b.key;
+                    });
+  all.resize(n);
+  v.most_waited = std::move(all);
+  return v;
 }
 
 size_t KvStore::waiters() const {

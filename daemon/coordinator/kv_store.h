@@ -20,6 +20,7 @@
 #include "daemon/coordinator/completions.h"
 #include "daemon/coordinator/types.h"
 #include "daemon/domain/limits.h"
+#include "daemon/domain/views.h"
 
 namespace meshd::coordinator {
 
@@ -87,6 +88,8 @@ class KvStore {
   // Fails every wait with `status` (generation ended, shutdown) and forgets everything.
   void FailAll(const absl::Status& status, Completions& out);
   size_t waiters() const;
+  // What it holds and the `shown` keys most waited for (a key-value store at GetJob). O(waits).
+  domain::StoreView View(size_t shown) const;
 
  private:
   struct Getter {

@@ -146,14 +146,34 @@ std::string RenderJobs(const v1::ListJobsResponse& jobs) {
   return Table(rows);
 }
 
+// A key as a table shows it: quoted, at most 64 bytes of it (cut between characters).
+std::string ShownKey(const std::string& key) {
+  constexpr size_t kShown = 64;
+  if (key.size() <= kShown) return absl::StrCat("'", key, "'");
+  size_t cut = kShown;
+  while (cut > 0 && (static_cast<unsigned char>(key[cut]) & 0xC0) == 0x80) --cut;
+  return absl::StrCat("'", key.substr(0, cut), "...' (", key.size(), " bytes)");
+}
+
+std::string Plural(uint64_t n, absl::string_view one, absl::string_view many) {
+  return absl::StrCat(n, " ", n == 1 ? one : many);
+}
+
 std::string RenderJob(const v1::JobStatus& j) {
-  std::string out =
-      Table({{"job", j.job()},
-             {"phase", absl::StrCat(Phase(j.phase()), " for ", Duration(j.phase_ms()))},
-             {"generation", absl::StrCat(j.generation())},
-             {"nodes", absl::StrCat(j.members_size(), " of ", Count(j.nodes()))},
-             {"world", j.phase() == v1::JOB_PHASE_RUNNING ? absl::StrCat(j.world_size(), " ranks")
-                                                          : "not assigned yet"}});
+  std::vector<std::vector<std::string>> head = {
+      {"job", j.job()},
+      {"phase", absl::StrCat(Phase(j.phase()), " for ", Duration(j.phase_ms()))},
+      {"generation", absl::StrCat(j.generation())},
+      {"nodes", absl::StrCat(j.members_size(), " of ", Count(j.nodes()))},
+      {"world", j.phase() == v1::JOB_PHASE_RUNNING ? absl::StrCat(j.world_size(), " ranks")
+                                                   : "not assigned yet"}};
+  if (j.has_store()) {
+    const v1::StoreStatus& s = j.store();
+    head.push_back({"store", absl::StrCat(Plural(s.keys(), "key", "keys"), ", ",
+                                          Plural(s.bytes(), "byte", "bytes"), ", ",
+                                          Plural(s.waiting(), "call", "calls"), " waiting")});
+  }
+  std::string out = Table(head);
   if (j.phase() == v1::JOB_PHASE_RUNNING) {
     std::vector<std::vector<std::string>> rows = {
         {"NODE RANK", "NODE", "HOSTNAME", "RANKS", "NVLINK CLIQUE"}};
@@ -173,6 +193,14 @@ std::string RenderJob(const v1::JobStatus& j) {
       absl::StrAppend(&out, "missing: ", absl::StrJoin(j.missing(), ", "),
                       " (members of the previous generation)\n");
     }
+  }
+  if (j.has_store() && j.store().most_waited_size() > 0) {
+    // Coordinator calls: an agent sends its workers' identical waits as one.
+    std::vector<std::vector<std::string>> rows = {{"CALLS WAITING", "FOR KEY"}};
+    for (const auto& w : j.store().most_waited()) {
+      rows.push_back({absl::StrCat(w.calls()), ShownKey(w.key())});
+    }
+    absl::StrAppend(&out, "\n", Table(rows));
   }
   if (j.has_last_end()) {
     absl::StrAppend(&out, "\nprevious generation ", j.last_end().generation(),

@@ -15,6 +15,18 @@ namespace meshd::domain {
 // kRecovering: the coordinator restarted while the generation ran; its nodes report it back.
 enum class JobPhase { kJoining, kRunning, kRecovering };
 
+// A running generation's key-value store (GetJob): what it holds, and what its callers wait for.
+struct StoreView {
+  struct WaitedKey {
+    std::string key;
+    uint32_t calls = 0;  // held calls waiting for it
+  };
+  uint64_t keys = 0;
+  uint64_t bytes = 0;
+  uint64_t waiting = 0;                // held operations: gets, waits, barriers, held batches'
+  std::vector<WaitedKey> most_waited;  // the keys most waited for, most calls first, then by key
+};
+
 struct JobView {
   std::string job;
   JobPhase phase = JobPhase::kJoining;
@@ -26,6 +38,8 @@ struct JobView {
   uint32_t world_size = 0;
   bool has_last_end = false;
   GenerationEnd last_end;
+  bool has_store = false;  // GetJob of a running generation
+  StoreView store;
 };
 
 struct NodeView {

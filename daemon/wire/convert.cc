@@ -180,6 +180,17 @@ void ToProto(const domain::JobView& d, v1::JobStatus* p) {
   p->set_phase_ms(absl::ToInt64Milliseconds(d.in_phase));
   p->set_world_size(d.world_size);
   if (d.has_last_end) ToProto(d.last_end, p->mutable_last_end());
+  if (d.has_store) {
+    v1::StoreStatus* s = p->mutable_store();
+    s->set_keys(d.store.keys);
+    s->set_bytes(d.store.bytes);
+    s->set_waiting(d.store.waiting);
+    for (const auto& w : d.store.most_waited) {
+      v1::WaitedKey* k = s->add_most_waited();
+      k->set_key(w.key);
+      k->set_calls(w.calls);
+    }
+  }
 }
 
 void ToProto(const domain::NodeView& d, v1::NodeStatus* p) {

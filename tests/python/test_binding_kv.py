@@ -228,3 +228,33 @@ def test_store_limits_from_the_coordinators_flags(job) -> None:
             assert c.key_get("a") == b"1"
             assert c.key_delete("b")
             c.key_set("c", b"3")
+
+
+def _store_of(address: str, job: str) -> dict:
+    r = mc.meshctl("--json", "job", job, coordinator=address)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["store"]
+
+
+def test_meshctl_job_shows_the_store_and_the_keys_calls_wait_for(standalone, client, job) -> None:
+    """An operator's first look at a start that hangs: what the generation's store holds, and
+    which keys calls wait for (`meshctl job`, GetJob)."""
+    client.key_set("present", b"x" * 100)
+    store = _store_of(standalone.address, job)
+    assert int(store["keys"]) == 1 and int(store["bytes"]) >= 107 and int(store["waiting"]) == 0
+    waits = [threading.Thread(target=client.key_get, args=(k,), kwargs={"timeout": 20})
+             for k in ("never-set", "set-later")]
+    for t in waits:
+        t.start()
+    mc.poll_until(lambda: int(_store_of(standalone.address, job)["waiting"]) == 2, 20,
+                  "two held gets")
+    store = _store_of(standalone.address, job)
+    assert sorted(w["key"] for w in store["most_waited"]) == ["never-set", "set-later"]
+    table = mc.meshctl("job", job, coordinator=standalone.address).stdout
+    assert "1 key, " in table and "2 calls waiting" in table, table
+    assert "'never-set'" in table and "CALLS WAITING" in table, table
+    client.key_set("set-later", b"1")
+    client.key_set("never-set", b"1")
+    for t in waits:
+        t.join(20)
+    assert _store_of(standalone.address, job)["most_waited"] == []

@@ -51,6 +51,36 @@ class Batches {
   std::optional<absl::StatusOr<std::vector<KvOpResult>>> answer_;
 };
 
+// GetJob's view: what the store holds, and the keys most waited for — held gets, waits and held
+// batches (a batch once per key) — most calls first, then by key, at most as many as asked.
+TEST(KvStoreView, KeysMostWaitedForFirst) {
+  KvStore kv;
+  Completions out;
+  ASSERT_TRUE(kv.Set("set", "12345", out).ok());
+  for (int i = 0; i < 3; ++i) {
+    kv.Get("b", true, absl::InfiniteFuture(), [](absl::StatusOr<std::string>) {}, out);
+  }
+  kv.Wait({"a", "b"}, absl::InfiniteFuture(), [](absl::Status) {}, out);
+  Batches held;
+  held.Send(kv, {WaitingGet("a"), WaitingGet("a"), WaitingGet("c")});
+  ASSERT_FALSE(held.answer().has_value());
+  domain::StoreView v = kv.View(2);
+  EXPECT_EQ(v.keys, 1u);
+  EXPECT_EQ(v.bytes, kv.bytes());
+  EXPECT_EQ(v.waiting, 3u + 1u + 3u);  // 3 gets, 1 wait, 3 held operations
+  ASSERT_EQ(v.most_waited.size(), 2u);
+  EXPECT_EQ(v.most_waited[0].key, "b");
+  EXPECT_EQ(v.most_waited[0].calls, 4u);  // 3 gets and the wait
+  EXPECT_EQ(v.most_waited[1].key, "a");
+  EXPECT_EQ(v.most_waited[1].calls, 2u);  // the wait and the batch, once
+  EXPECT_EQ(kv.View(8).most_waited.size(), 3u);  // and c
+  ASSERT_TRUE(kv.Set("b", "B", out).ok());
+  RunAll(out);
+  v = kv.View(8);
+  ASSERT_EQ(v.most_waited.size(), 2u);  // b set: a (the wait, the batch) and c
+  EXPECT_EQ(v.most_waited[0].key, "a");
+}
+
 TEST(KvBatch, OpsRunInOrder_EachAnsweredAsItsOwnCall_AnErrorIsItsOwn) {
   KvStore kv;
   Batches b;
