@@ -38,6 +38,7 @@ void JobRounds::Recover(const std::string& node, const std::vector<RunningJob>& 
       j.generation = r.generation;
       j.phase = JobPhase::kRecovering;
       j.phase_since = now;
+      j.kv.MarkRecovered();
       // Not emplace(): clang finds the nested Recovery (with member initializers) not yet
       // default-constructible inside JobRecord.
       j.recovery = JobRecord::Recovery{};

@@ -48,7 +48,7 @@ bool KvStore::RunOp(KvOp& op, KvOpResult& r, Completions& out) {
       }
       if (op.wait) return false;
       r.status = absl::NotFoundError(
-          absl::StrCat("key ", domain::Quote(op.keys.front()), " is not set"));
+          NotSet(absl::StrCat("key ", domain::Quote(op.keys.front()), " is not set")));
       return true;
     }
     case Kind::kAdd: {

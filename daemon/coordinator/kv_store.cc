@@ -10,6 +10,10 @@
 
 namespace meshd::coordinator {
 
+std::string KvStore::NotSet(absl::string_view what) const {
+  return absl::StrCat(what, missing_note_);
+}
+
 absl::Status KvStore::Room(size_t more_keys, size_t more_bytes) const {
   const size_t keys = values_.size() + barriers_.size();
   if (more_keys > 0 && keys + more_keys > limits_.max_keys) {
@@ -143,8 +147,9 @@ void KvStore::Get(const std::string& key, bool wait, absl::Time deadline, BytesD
     return;
   }
   if (!wait) {
-    out.push_back([done = std::move(done), key] {
-      done(absl::NotFoundError(absl::StrCat("key ", domain::Quote(key), " is not set")));
+    out.push_back([done = std::move(done),
+                   message = NotSet(absl::StrCat("key ", domain::Quote(key), " is not set"))] {
+      done(absl::NotFoundError(message));
     });
     return;
   }
@@ -240,8 +245,10 @@ absl::Time KvStore::ExpireWaits(absl::Time now, Completions& out) {
       ++it;
       continue;
     }
-    out.push_back([done = std::move(it->second.done), key = it->first] {
-      done(absl::DeadlineExceededError(absl::StrCat("key ", domain::Quote(key), " was not set in time")));
+    out.push_back([done = std::move(it->second.done),
+                   message = NotSet(absl::StrCat("key ", domain::Quote(it->first),
+                                                 " was not set in time"))] {
+      done(absl::DeadlineExceededError(message));
     });
     it = getters_.erase(it);
   }
@@ -252,10 +259,10 @@ absl::Time KvStore::ExpireWaits(absl::Time now, Completions& out) {
       continue;
     }
     out.push_back([done = std::move(it->second.done),
-                   missing = domain::QuoteList(it->second.missing), n = it->second.missing.size(),
-                   of = it->second.keys] {
-      done(absl::DeadlineExceededError(
-          absl::StrCat(n, " of ", of, " keys were not set in time: ", missing)));
+                   message = NotSet(absl::StrCat(it->second.missing.size(), " of ",
+                                                 it->second.keys, " keys were not set in time: ",
+                                                 domain::QuoteList(it->second.missing)))] {
+      done(absl::DeadlineExceededError(message));
     });
     Unwait(it->first, it->second.missing);
     it = key_waiters_.erase(it);
@@ -268,11 +275,11 @@ absl::Time KvStore::ExpireWaits(absl::Time now, Completions& out) {
     }
     std::set<std::string> missing;
     for (const auto& keys : it->second.missing) missing.insert(keys.begin(), keys.end());
-    out.push_back([done = std::move(it->second.done), missing = domain::QuoteList(missing),
-                   n = it->second.ops.size()] {
-      done(absl::DeadlineExceededError(
-          absl::StrCat("none of ", n, " waiting operations was satisfied in time: ", missing,
-                       " not set")));
+    out.push_back([done = std::move(it->second.done),
+                   message = NotSet(absl::StrCat("none of ", it->second.ops.size(),
+                                                 " waiting operations was satisfied in time: ",
+                                                 domain::QuoteList(missing), " not set"))] {
+      done(absl::DeadlineExceededError(message));
     });
     Unwait(it->first, it->second.registered);
     held_ops_ -= it->second.ops.size();
@@ -315,6 +322,7 @@ void KvStore::FailAll(const absl::Status& status, Completions& out) {
   barriers_.clear();
   values_.clear();
   bytes_ = 0;
+  missing_note_.clear();  // the next generation's store starts whole
 }
 
 domain::StoreView KvStore::View(size_t shown) const {

@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "daemon/coordinator/completions.h"
 #include "daemon/coordinator/types.h"
@@ -85,9 +86,16 @@ class KvStore {
   // Fails waits past `now` with DEADLINE_EXCEEDED; returns the earliest deadline of those left
   // (InfiniteFuture when none).
   absl::Time ExpireWaits(absl::Time now, Completions& out);
-  // Fails every wait with `status` (generation ended, shutdown) and forgets everything.
+  // Fails every wait with `status` (generation ended, shutdown) and forgets everything (a
+  // recovered generation's note too).
   void FailAll(const absl::Status& status, Completions& out);
   size_t waiters() const;
+  // The store of a generation recovered after a coordinator restart: the keys set before the
+  // restart are gone, and every "not set" answer says so (a rank waiting for one would otherwise
+  // see only its timeout).
+  void MarkRecovered() { missing_note_ = kRecoveredNote; }
+  static constexpr const char* kRecoveredNote =
+      " (the coordinator restarted during this generation: keys set before the restart are lost)";
   // What it holds and the `shown` keys most waited for (a key-value store at GetJob). O(waits).
   domain::StoreView View(size_t shown) const;
 
@@ -132,7 +140,11 @@ class KvStore {
   // OK when `more` more waits stay within the limit.
   absl::Status RoomToWait(size_t more = 1) const;
 
+  // "... not set" plus missing_note_.
+  std::string NotSet(absl::string_view what) const;
+
   Limits limits_;
+  std::string missing_note_;
   size_t bytes_ = 0;
   absl::flat_hash_map<std::string, std::string> values_;
   std::multimap<std::string, Getter> getters_;

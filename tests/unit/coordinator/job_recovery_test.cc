@@ -87,6 +87,29 @@ TEST_F(JobRecoveryTest, EveryNodeReports_RunningAgainWithTheSameGenerationAndRan
   EXPECT_EQ(ended->node, "c");
 }
 
+// The recovered generation's store starts empty: a key set before the restart is gone, and every
+// "not set" answer says why; the next generation's store is whole again.
+TEST_F(JobRecoveryTest, Recovered_KeysNotSetSayTheRestartLostThem) {
+  ASSERT_TRUE(Report("a", {Train(0)}).ok());
+  ASSERT_TRUE(Report("b", {Train(1)}).ok());
+  ASSERT_TRUE(Report("c", {Train(2)}).ok());
+  ASSERT_EQ(Job().phase, JobPhase::kRunning);
+  std::optional<absl::StatusOr<std::string>> lost, waited;
+  coord_.KeyGet("train", 4, "before", false, absl::InfiniteFuture(),
+                [&](absl::StatusOr<std::string> r) { lost = std::move(r); });
+  ASSERT_TRUE(lost.has_value());
+  EXPECT_EQ(lost->status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(lost->status().message()),
+              HasSubstr("the coordinator restarted during this generation"));
+  coord_.KeyGet("train", 4, "before", true, clock_.Now() + absl::Seconds(1),
+                [&](absl::StatusOr<std::string> r) { waited = std::move(r); });
+  clock_.Advance(absl::Seconds(1));
+  coord_.CheckDeadlines();
+  ASSERT_TRUE(waited.has_value());
+  EXPECT_EQ(waited->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(waited->status().message()), HasSubstr("keys set before the restart"));
+}
+
 TEST_F(JobRecoveryTest, WhileRecovering_CallsOfTheGenerationAreUnavailable) {
   ASSERT_TRUE(Report("a", {Train(0)}).ok());
   std::optional<absl::Status> set;

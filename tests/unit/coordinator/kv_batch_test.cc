@@ -81,6 +81,24 @@ TEST(KvStoreView, KeysMostWaitedForFirst) {
   EXPECT_EQ(v.most_waited[0].key, "a");
 }
 
+// A recovered generation's "not set" answers say the restart lost the keys, in a batch too; the
+// next generation's store (after FailAll) no longer does.
+TEST(KvStoreRecovered, NotSetSaysWhy_UntilTheGenerationEnds) {
+  KvStore kv;
+  kv.MarkRecovered();
+  Batches b;
+  b.Send(kv, {Op(Kind::kGet, {"gone"})});
+  ASSERT_TRUE(b.answer().has_value() && b.answer()->ok());
+  EXPECT_EQ(b.results()[0].status.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(b.results()[0].status.message()),
+              ::testing::HasSubstr("keys set before the restart are lost"));
+  Completions out;
+  kv.FailAll(absl::AbortedError("ended"), out);
+  RunAll(out);
+  b.Send(kv, {Op(Kind::kGet, {"gone"})});
+  EXPECT_EQ(std::string(b.results()[0].status.message()), "key 'gone' is not set");
+}
+
 TEST(KvBatch, OpsRunInOrder_EachAnsweredAsItsOwnCall_AnErrorIsItsOwn) {
   KvStore kv;
   Batches b;
