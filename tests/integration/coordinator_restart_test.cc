@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <functional>
+#include <map>
 #include <set>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -22,6 +24,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/support/agent_fleet.h"
 #include "tests/support/files.h"
+#include "tests/support/nccl.h"
 #include "tests/support/wait_for.h"
 
 namespace meshd {
@@ -189,6 +192,85 @@ TEST(CoordinatorRestart, WorkerLostWhileTheCoordinatorIsAway_EveryOtherWorkerTol
     EXPECT_EQ(j["node"], "node0") << *line;
   }
   for (auto& a : fleet.agents) a->Signal(SIGTERM);
+  coordinator->Signal(SIGTERM);
+  EXPECT_EQ(*coordinator->Wait(absl::Seconds(10)), 0);
+}
+
+// NCCL ids minted before the restart reach the ranks that ask after it: node0's two ranks get
+// every id of their groups of a 2x2 (dp, tp) mesh (they lead them all), the coordinator restarts,
+// and node1's ranks then ask for the same mesh — whose dp groups node0's ranks lead. The new
+// coordinator never saw node0's ids; node0's agent reports them again once registered, and node1's
+// ranks get them, the same bytes.
+TEST(CoordinatorRestart, IdsMintedBeforeTheRestart_ReachRanksAskingAfterIt) {
+  MESHD_SKIP_WITHOUT_NCCL();  // the leaders mint with the real ncclGetUniqueId
+  signal(SIGPIPE, SIG_IGN);
+  const std::string dir = ::testing::TempDir() + "meshd_restart_ids_" + std::to_string(getpid());
+  std::string address;
+  auto started = StartCoordinator("127.0.0.1:0", &address);
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<Subprocess> coordinator = *std::move(started);
+  constexpr int kNodes = 2;
+  std::vector<std::unique_ptr<Subprocess>> agents, workers;
+  for (int a = 0; a < kNodes; ++a) {
+    const std::string socket = absl::StrCat(dir, "/agent", a, ".sock");
+    auto agent = Subprocess::Start({MESHD_PATH, "agent", "--coordinator", address, "--socket",
+                                    socket, "--simulate-gpus", std::to_string(kGpus),
+                                    "--node-name", absl::StrCat("node", a)});
+    ASSERT_TRUE(agent.ok()) << agent.status();
+    agents.push_back(*std::move(agent));
+    ASSERT_TRUE(agents.back()->WaitForLine("meshd agent listening on ", absl::Seconds(20)).ok());
+    for (int l = 0; l < kGpus; ++l) {
+      auto w = Subprocess::Start(
+          {"/usr/bin/env", absl::StrCat("MESHD_SOCKET=", socket), "MESHD_JOB=ids",
+           absl::StrCat("LOCAL_RANK=", l), absl::StrCat("LOCAL_WORLD_SIZE=", kGpus),
+           absl::StrCat("MESHD_NNODES=", kNodes), VIEWS_WORKER_PATH},
+          "", /*pipe_stdin=*/true);
+      ASSERT_TRUE(w.ok()) << w.status();
+      workers.push_back(*std::move(w));
+    }
+  }
+  auto read = [&](int rank) {
+    auto line = workers[rank]->ReadLine(absl::Seconds(30));
+    return line.ok() ? nlohmann::json::parse(*line)
+                     : nlohmann::json{{"ok", false}, {"read", line.status().ToString()}};
+  };
+  for (int r = 0; r < kNodes * kGpus; ++r) {
+    const auto j = read(r);
+    ASSERT_TRUE(j["ok"]) << j;
+    ASSERT_EQ(j["rank"], r) << j;
+  }
+  // key -> id of every group in the answers of `ranks`.
+  auto init = [&](std::vector<int> ranks) {
+    std::map<std::string, std::string> ids;
+    for (int r : ranks) EXPECT_TRUE(workers[r]->WriteLine("init 2,2 dp,tp").ok());
+    for (int r : ranks) {
+      const auto j = read(r);
+      EXPECT_TRUE(j["ok"]) << "rank " << r << ": " << j;
+      if (!j["ok"]) continue;
+      for (const auto& g : j["groups"]) ids[g["key"]] = g["id"];
+    }
+    return ids;
+  };
+  const std::map<std::string, std::string> before = init({0, 1});
+  ASSERT_FALSE(before.empty());
+
+  coordinator->Signal(SIGKILL);
+  ASSERT_TRUE(coordinator->Wait(absl::Seconds(10)).ok());
+  std::string again;
+  auto restarted = StartCoordinator(address, &again);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  coordinator = *std::move(restarted);
+
+  const std::map<std::string, std::string> after = init({2, 3});
+  size_t shared = 0;
+  for (const auto& [key, id] : after) {
+    auto it = before.find(key);
+    if (it == before.end()) continue;
+    ++shared;
+    EXPECT_EQ(it->second, id) << key << ": node1 got another id than node0 minted";
+  }
+  EXPECT_EQ(shared, 2u) << "the dp groups, led by node0's ranks";
+  for (auto& a : agents) a->Signal(SIGTERM);
   coordinator->Signal(SIGTERM);
   EXPECT_EQ(*coordinator->Wait(absl::Seconds(10)), 0);
 }

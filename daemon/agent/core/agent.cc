@@ -57,13 +57,16 @@ Agent::Agent(AgentOptions options, std::vector<domain::Gpu> gpus, const Clock* c
                                   LaunchJoins(out);
                                 }
                                 RunAll(out);
+                                // A coordinator that restarted lost what the node reported of
+                                // its meshes; others may still wait for it.
+                                mesh_.Rereport();
                               }}),
       resender_(clock, &timers_, &session_),
       store_(clock, client, &resender_,
              [this](const std::string& job, uint64_t generation, WorkerUid uid) {
                return KeyScope(job, generation, uid);
              }),
-      mesh_(options_.node_name, client, &resender_),
+      mesh_(options_.node_name, clock, client, &resender_),
       watch_(client, &session_,
              GenerationWatch::Hooks{[this](const std::string& job, uint64_t generation) {
                                       absl::MutexLock lock(&mu_);

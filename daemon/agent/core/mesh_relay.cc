@@ -136,6 +136,7 @@ void MeshRelay::Answered(uint64_t batch, absl::StatusOr<v1::ResolveGroupsRespons
         a = sent.asks.erase(a);
       }
       if (sent.asks.empty()) {
+        if (!sent.ended) Remember(sent.id, sent.request);
         sent_.erase(it);
       } else {
         // Ask again for the groups still missing, and report again the ids this node minted:
@@ -156,12 +157,70 @@ void MeshRelay::Answered(uint64_t batch, absl::StatusOr<v1::ResolveGroupsRespons
   if (again) Send(*std::move(again));
 }
 
+void MeshRelay::Remember(const MeshId& id, const v1::ResolveGroupsRequest& request) {
+  auto [it, fresh] = reported_.try_emplace(id);
+  v1::ResolveGroupsRequest& kept = it->second;
+  if (fresh) {
+    kept.set_job(request.job());
+    kept.set_generation(request.generation());
+    kept.set_node(request.node());
+    kept.set_mesh_key(request.mesh_key());
+    kept.set_partial_after_ms(request.partial_after_ms());
+  }
+  absl::flat_hash_set<uint32_t> ranks;
+  for (const auto& r : kept.ranks()) ranks.insert(r.rank());
+  for (const auto& r : request.ranks()) {
+    if (ranks.insert(r.rank()).second) *kept.add_ranks() = r;
+  }
+  absl::flat_hash_set<std::string> groups;
+  for (const auto& g : kept.groups()) groups.insert(g.key());
+  for (const auto& g : request.groups()) {
+    // Only what the node minted: asking again for the groups it received would hold the report.
+    if (!g.minted().empty() && groups.insert(g.key()).second) *kept.add_groups() = g;
+  }
+}
+
+size_t MeshRelay::Rereport() {
+  std::vector<v1::ResolveGroupsRequest> reports;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, request] : reported_) reports.push_back(request);
+  }
+  const absl::Time until = clock_->Now() + kRereportFor;
+  for (v1::ResolveGroupsRequest& request : reports) RereportOne(std::move(request), until);
+  return reports.size();
+}
+
+void MeshRelay::RereportOne(v1::ResolveGroupsRequest request, absl::Time until) {
+  auto call = [this, request](CallOptions options, Answer<v1::ResolveGroupsResponse> answer) {
+    client_->ResolveGroups(request, options, std::move(answer));
+  };
+  // The workers have their ids: the answer matters only while the coordinator still recovers the
+  // generation (UNAVAILABLE past the resender's attempts), and only while it runs here.
+  auto done = [this, request, until](absl::StatusOr<v1::ResolveGroupsResponse> r) mutable {
+    if (r.status().code() != absl::StatusCode::kUnavailable || clock_->Now() >= until) return;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ended = ended_.find(request.job());
+      if (ended != ended_.end() && ended->second >= request.generation()) return;
+    }
+    RereportOne(std::move(request), until);
+  };
+  resender_->Send<v1::ResolveGroupsResponse>("ResolveGroups", until, std::move(call),
+                                             std::move(done), /*resend_when_unregistered=*/true);
+}
+
 void MeshRelay::End(const std::string& job, uint64_t generation, const absl::Status& why) {
   std::vector<Answer<v1::ResolveGroupsResponse>> answer;
   {
     absl::MutexLock lock(&mu_);
     uint64_t& ended = ended_[job];
     ended = std::max(ended, generation);
+    for (auto it = reported_.lower_bound(MeshId{job, 0, ""});
+         it != reported_.end() && std::get<0>(it->first) == job &&
+         std::get<1>(it->first) <= generation;) {
+      it = reported_.erase(it);
+    }
     for (auto it = collecting_.lower_bound(MeshId{job, 0, ""});
          it != collecting_.end() && std::get<0>(it->first) == job &&
          std::get<1>(it->first) <= generation;) {

@@ -6,6 +6,10 @@
 // workers whose groups all came are answered, and the node asks again for the groups still
 // missing — so a late rank delays only the workers that share a group with it, not the whole
 // node. An ask that comes after its batch was sent starts the next one.
+// What the node reported of a view once its workers were answered — its ranks' specs and the ids
+// it minted — is kept while the generation runs and reported again after each registration
+// (Rereport): a coordinator that restarted has lost them, and the other nodes' ranks still asking
+// for those groups, or waiting for every rank's spec, would otherwise wait until their deadline.
 // Asks still collecting expire at their deadline (once sent, the coordinator enforces it); a
 // generation's end answers its asks ABORTED — those already sent when the coordinator answers
 // them (it fails them all at a generation's end), so that a refusal it gave with the end (a
@@ -28,6 +32,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/time/clock.h"
 #include "daemon/agent/core/coordinator_client.h"
 #include "daemon/agent/core/resender.h"
 #include "meshd/v1/agent.pb.h"
@@ -36,8 +41,8 @@ namespace meshd::agent {
 
 class MeshRelay {
  public:
-  MeshRelay(std::string node, CoordinatorClient* client, Resender* resender)
-      : node_(std::move(node)), client_(client), resender_(resender) {}
+  MeshRelay(std::string node, const Clock* clock, CoordinatorClient* client, Resender* resender)
+      : node_(std::move(node)), clock_(clock), client_(client), resender_(resender) {}
 
   // How long a batch waits for the rest of its workers after the first ask, when not all of those
   // expected ask (a worker that has every group of the view already does not).
@@ -50,6 +55,9 @@ class MeshRelay {
   // exchange rarely holds a request this long when no rank is late (250 ms: ~6,000 partial
   // answers there, 1 s: 1-300; docs/performance.md).
   static constexpr absl::Duration kPartialAfter = absl::Seconds(1);
+  // How long a report made again is sent for (while the coordinator recovers the generation it
+  // answers UNAVAILABLE, and the report is sent again).
+  static constexpr absl::Duration kRereportFor = absl::Minutes(2);
 
   // The ask of a worker attached to `request.generation()`, one of `local_world` on this node
   // whose first global rank is `first_rank`, at `now`. Errors: ALREADY_EXISTS the local rank
@@ -64,6 +72,11 @@ class MeshRelay {
   // Sends the batches whose window passed; answers DEADLINE_EXCEEDED the asks still collecting
   // whose deadline passed.
   void Expire(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+  // Reports again, until one arrives or kRereportFor passed, what the node reported of every view
+  // answered in a generation still running (after a registration: the coordinator may have
+  // restarted; while it recovers the generation it answers UNAVAILABLE). The answers go to
+  // nobody. Returns how many reports it sent.
+  size_t Rereport() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Pending {
@@ -94,6 +107,12 @@ class MeshRelay {
     v1::ResolveGroupsRequest request;
   };
 
+  // One report sent again, until `until` while the coordinator answers UNAVAILABLE.
+  void RereportOne(v1::ResolveGroupsRequest request, absl::Time until) ABSL_LOCKS_EXCLUDED(mu_);
+  // Keeps, for Rereport, the ranks' specs and minted ids of `request` (a view's batch answered in
+  // full), with those of the view's earlier batches.
+  void Remember(const MeshId& id, const v1::ResolveGroupsRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The latest deadline of `asks`: a node's request waits for its last worker.
   static absl::Time LastDeadline(const std::map<uint32_t, Pending>& asks);
   // Moves a collecting batch to the sent ones, returning what to send.
@@ -103,6 +122,7 @@ class MeshRelay {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string node_;
+  const Clock* const clock_;
   CoordinatorClient* const client_;
   Resender* const resender_;
 
@@ -111,6 +131,8 @@ class MeshRelay {
   std::map<uint64_t, Sent> sent_ ABSL_GUARDED_BY(mu_);  // by batch number
   uint64_t next_batch_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, uint64_t> ended_ ABSL_GUARDED_BY(mu_);  // job -> last ended generation
+  // By view: what the node reported of it (ranks, minted ids only), for Rereport.
+  std::map<MeshId, v1::ResolveGroupsRequest> reported_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace meshd::agent

@@ -1032,6 +1032,63 @@ TEST_F(AgentCoreTest, BatchMissingAWorker_SentAfterTheWindow_LateAskSentOnItsOwn
   EXPECT_TRUE(got1->ok());
 }
 
+// What the node reported of a view — its ranks' specs and the ids it minted — is reported again
+// after it registers again (a coordinator that restarted lost them, and other nodes' ranks may
+// still ask for those groups); never for a generation that ended.
+TEST_F(AgentCoreTest, ViewsAnsweredBeforeARestart_ReportedAgainOnceRegistered) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  GroupsGot got0, got1;
+  v1::RankGroupsRequest a0 = Ask(0, {"dp/0", "tp/1"});
+  Mint(a0, 1, 't');
+  agent_->ResolveGroups(a0, clock_.Now() + absl::Minutes(1), Into(got0));
+  agent_->ResolveGroups(Ask(1, {"dp/1", "tp/1"}), clock_.Now() + absl::Minutes(1), Into(got1));
+  client_.TakeResolve()->done(Ids({{"dp/0", 'd'}, {"tp/1", 't'}, {"dp/1", 'e'}}));
+  ASSERT_TRUE(got0.has_value() && got0->ok() && got1.has_value() && got1->ok());
+  EXPECT_EQ(client_.resolves(), 0u);
+
+  // The coordinator restarted: it no longer knows the node.
+  Advance(absl::Seconds(1));
+  client_.TakeHeartbeat()->done(absl::NotFoundError("unknown node (the coordinator restarted)"));
+  auto r = client_.TakeRegister();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(client_.resolves(), 0u);  // not before the node is registered again
+  r->done(absl::Seconds(1));
+  auto again = client_.TakeResolve();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->request.generation(), 2u);
+  EXPECT_EQ(again->request.mesh_key(), "#0");
+  ASSERT_EQ(again->request.ranks_size(), 2);  // both ranks' specs
+  EXPECT_EQ(again->request.ranks(1).spec().fingerprint(), "fp");
+  ASSERT_EQ(again->request.groups_size(), 1);  // only what it minted
+  EXPECT_EQ(again->request.groups(0).key(), "tp/1");
+  EXPECT_EQ(again->request.groups(0).minted(0).id(), std::string(128, 't'));
+  // While the coordinator recovers the generation it answers UNAVAILABLE: sent again, past the
+  // resender's attempts too (another node may take long to register again).
+  again->done(absl::UnavailableError("recovering: 1 of 2 nodes reported"));
+  for (int i = 0; i < Resender::kAttempts + 4; ++i) {
+    Advance(absl::Seconds(1));
+    auto next = client_.TakeResolve();
+    ASSERT_TRUE(next.has_value()) << "send " << i;
+    next->done(absl::UnavailableError("recovering: 1 of 2 nodes reported"));
+  }
+  Advance(absl::Seconds(1));
+  auto third = client_.TakeResolve();
+  ASSERT_TRUE(third.has_value());
+  third->done(Ids({{"tp/1", 't'}}));  // the answer goes to nobody: the workers have theirs
+  EXPECT_EQ(client_.resolves(), 0u);
+
+  // Once the generation ended there is nothing to report.
+  client_.TakeWatch()->done(
+      domain::GenerationEnd{"train", 2, domain::EndReason::kNodeLeft, "node-b", "node left"});
+  Advance(absl::Seconds(1));
+  client_.TakeHeartbeat()->done(absl::NotFoundError("unknown node (the coordinator restarted)"));
+  client_.TakeRegister()->done(absl::Seconds(1));
+  EXPECT_EQ(client_.resolves(), 0u);
+}
+
 TEST_F(AgentCoreTest, GroupRequestsOfAnEndedGenerationAreAborted) {
   Register();
   Attached& w0 = Worker();
