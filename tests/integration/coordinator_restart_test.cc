@@ -49,6 +49,16 @@ absl::StatusOr<std::unique_ptr<Subprocess>> StartCoordinator(const std::string& 
       address);
 }
 
+// Kills `coordinator` with its state (SIGKILL) and starts a new one on its `address`.
+void Restart(std::unique_ptr<Subprocess>& coordinator, const std::string& address) {
+  coordinator->Signal(SIGKILL);
+  ASSERT_TRUE(coordinator->Wait(absl::Seconds(10)).ok());
+  std::string again;
+  auto restarted = StartCoordinator(address, &again);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  coordinator = *std::move(restarted);
+}
+
 // Registers node "mallory" on `stub` (retrying until the coordinator answers), reporting node
 // rank 0 of `generation` of "train" with a token it made up.
 void ForgeReport(v1::Coordinator::Stub& stub, uint64_t generation) {
@@ -101,12 +111,7 @@ TEST(CoordinatorRestart, RunningJobRecoveredFromTheAgents_WorkersCarryOn_ThenALo
   for (auto& w : workers) ASSERT_TRUE(w->WaitForLine("{\"watching\"", absl::Seconds(20)).ok());
 
   // The coordinator dies with its state; a new one takes its address.
-  coordinator->Signal(SIGKILL);
-  ASSERT_TRUE(coordinator->Wait(absl::Seconds(10)).ok());
-  std::string again;
-  auto restarted = StartCoordinator(address, &again);
-  ASSERT_TRUE(restarted.ok()) << restarted.status();
-  coordinator = *std::move(restarted);
+  ASSERT_NO_FATAL_FAILURE(Restart(coordinator, address));
 
   auto stub =
       v1::Coordinator::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
@@ -254,12 +259,7 @@ TEST(CoordinatorRestart, IdsMintedBeforeTheRestart_ReachRanksAskingAfterIt) {
   const std::map<std::string, std::string> before = init({0, 1});
   ASSERT_FALSE(before.empty());
 
-  coordinator->Signal(SIGKILL);
-  ASSERT_TRUE(coordinator->Wait(absl::Seconds(10)).ok());
-  std::string again;
-  auto restarted = StartCoordinator(address, &again);
-  ASSERT_TRUE(restarted.ok()) << restarted.status();
-  coordinator = *std::move(restarted);
+  ASSERT_NO_FATAL_FAILURE(Restart(coordinator, address));
 
   const std::map<std::string, std::string> after = init({2, 3});
   size_t shared = 0;
