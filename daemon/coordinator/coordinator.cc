@@ -519,9 +519,9 @@ std::vector<JobView> Coordinator::Jobs() const {
   return jobs_.Views();
 }
 
-absl::StatusOr<JobView> Coordinator::Job(const std::string& job) const {
+absl::StatusOr<JobView> Coordinator::Job(const std::string& job, bool waited_keys) const {
   absl::MutexLock lock(&mu_);
-  return jobs_.View(job);
+  return jobs_.View(job, waited_keys);
 }
 
 }  // namespace meshd::coordinator

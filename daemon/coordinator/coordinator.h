@@ -245,8 +245,9 @@ class Coordinator {
   StatusView Status() const;
   std::vector<NodeView> Nodes() const;
   std::vector<JobView> Jobs() const;
-  // Errors: NOT_FOUND unknown job.
-  absl::StatusOr<JobView> Job(const std::string& job) const;
+  // With `waited_keys`, a running job's store names the keys most waited for (an operator's
+  // view). Errors: NOT_FOUND unknown job.
+  absl::StatusOr<JobView> Job(const std::string& job, bool waited_keys = false) const;
 
   // What a node was told at its last registration or heartbeat (the configured timing for an
   // unknown node).

@@ -171,8 +171,9 @@ class JobRounds {
   // ---- Views (job_views.cc)
 
   std::vector<JobView> Views() const;
-  // Errors: NOT_FOUND unknown job.
-  absl::StatusOr<JobView> View(const std::string& job) const;
+  // With its store when it runs (the keys most waited for too with `waited_keys`). Errors:
+  // NOT_FOUND unknown job.
+  absl::StatusOr<JobView> View(const std::string& job, bool waited_keys = false) const;
   // The jobs `node` is a member of, joins or stands by for, by name.
   std::vector<std::string> JobsOf(const std::string& node) const;
   // Fills the jobs' part of `s`: jobs by phase, held calls, counters.

@@ -42,7 +42,7 @@ std::vector<JobView> JobRounds::Views() const {
   return out;
 }
 
-absl::StatusOr<JobView> JobRounds::View(const std::string& job) const {
+absl::StatusOr<JobView> JobRounds::View(const std::string& job, bool waited_keys) const {
   auto it = jobs_.find(job);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", domain::Quote(job), " does not exist"));
   JobView v = ViewOf(*it->second);
@@ -50,7 +50,7 @@ absl::StatusOr<JobView> JobRounds::View(const std::string& job) const {
     // The store of the running generation: an operator's first look at a start that hangs.
     constexpr size_t kShownWaitedKeys = 8;
     v.has_store = true;
-    v.store = it->second->kv.View(kShownWaitedKeys);
+    v.store = it->second->kv.View(waited_keys ? kShownWaitedKeys : 0);
   }
   return v;
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "daemon/domain/quote.h"
@@ -330,21 +331,27 @@ domain::StoreView KvStore::View(size_t shown) const {
   v.keys = values_.size();
   v.bytes = bytes_;
   v.waiting = waiters();
-  // Held gets by key, and key waiters and held batches by a key they miss (a held batch once per
-  // key, however many of its operations wait for it).
-  std::map<std::string, uint32_t> calls;
-  for (const auto& [key, getter] : getters_) ++calls[key];
-  for (const auto& [key, id] : waiting_) ++calls[key];
-  std::vector<domain::StoreView::WaitedKey> all;
-  all.reserve(calls.size());
-  for (const auto& [key, n] : calls) all.push_back({key, n});
+  if (shown == 0) return v;
+  // Operations waiting, by key: held gets, key waits (one per key they miss), held batches' (one
+  // per operation and key it misses). Views of the keys held here: nothing is copied but the
+  // `shown` keys answered.
+  absl::flat_hash_map<absl::string_view, uint32_t> waiting;
+  for (const auto& [key, getter] : getters_) ++waiting[key];
+  for (const auto& [key, id] : waiting_) {
+    if (key_waiters_.contains(id)) ++waiting[key];
+  }
+  for (const auto& [id, held] : held_) {
+    for (const std::set<std::string>& keys : held.missing) {
+      for (const std::string& key : keys) ++waiting[key];
+    }
+  }
+  std::vector<std::pair<absl::string_view, uint32_t>> all(waiting.begin(), waiting.end());
   const size_t n = std::min(shown, all.size());
   std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(),
                     [](const auto& a, const auto& b) {
-                      return a.calls != b.calls ? a.calls > b.calls : a.key < b.key;
+                      return a.second != b.second ? a.second > b.second : a.first < b.first;
                     });
-  all.resize(n);
-  v.most_waited = std::move(all);
+  for (size_t i = 0; i < n; ++i) v.most_waited.push_back({std::string(all[i].first), all[i].second});
   return v;
 }
 

@@ -146,13 +146,25 @@ std::string RenderJobs(const v1::ListJobsResponse& jobs) {
   return Table(rows);
 }
 
-// A key as a table shows it: quoted, at most 64 bytes of it (cut between characters).
+// A key as a table shows it: quoted, at most 64 bytes of it (cut between characters), control
+// characters as \xNN (a key is a worker's text: no terminal escapes reach the operator).
 std::string ShownKey(const std::string& key) {
   constexpr size_t kShown = 64;
-  if (key.size() <= kShown) return absl::StrCat("'", key, "'");
-  size_t cut = kShown;
-  while (cut > 0 && (static_cast<unsigned char>(key[cut]) & 0xC0) == 0x80) --cut;
-  return absl::StrCat("'", key.substr(0, cut), "...' (", key.size(), " bytes)");
+  size_t cut = std::min(key.size(), kShown);
+  while (cut < key.size() && cut > 0 && (static_cast<unsigned char>(key[cut]) & 0xC0) == 0x80) {
+    --cut;
+  }
+  std::string out = "'";
+  for (size_t i = 0; i < cut; ++i) {
+    const auto c = static_cast<unsigned char>(key[i]);
+    if (c < 0x20 || c == 0x7f) {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    } else {
+      out.push_back(key[i]);
+    }
+  }
+  if (cut == key.size()) return absl::StrCat(out, "'");
+  return absl::StrCat(out, "...' (", key.size(), " bytes)");
 }
 
 std::string Plural(uint64_t n, absl::string_view one, absl::string_view many) {
@@ -171,7 +183,8 @@ std::string RenderJob(const v1::JobStatus& j) {
     const v1::StoreStatus& s = j.store();
     head.push_back({"store", absl::StrCat(Plural(s.keys(), "key", "keys"), ", ",
                                           Plural(s.bytes(), "byte", "bytes"), ", ",
-                                          Plural(s.waiting(), "call", "calls"), " waiting")});
+                                          Plural(s.waiting(), "operation", "operations"),
+                                          " waiting")});
   }
   std::string out = Table(head);
   if (j.phase() == v1::JOB_PHASE_RUNNING) {
@@ -195,10 +208,10 @@ std::string RenderJob(const v1::JobStatus& j) {
     }
   }
   if (j.has_store() && j.store().most_waited_size() > 0) {
-    // Coordinator calls: an agent sends its workers' identical waits as one.
-    std::vector<std::vector<std::string>> rows = {{"CALLS WAITING", "FOR KEY"}};
+    // The coordinator's: an agent sends its workers' identical waits as one.
+    std::vector<std::vector<std::string>> rows = {{"WAITING", "FOR KEY"}};
     for (const auto& w : j.store().most_waited()) {
-      rows.push_back({absl::StrCat(w.calls()), ShownKey(w.key())});
+      rows.push_back({absl::StrCat(w.waiting()), ShownKey(w.key())});
     }
     absl::StrAppend(&out, "\n", Table(rows));
   }

@@ -15,8 +15,9 @@ std::string Quote(absl::string_view text) {
   while (i < text.size()) {
     const size_t n = Utf8CharAt(text, i);
     if (i + std::max<size_t>(n, 1) > kQuotedBytes) break;
-    if (n == 0) {
-      absl::StrAppendFormat(&out, "\\x%02x", static_cast<unsigned char>(text[i]));
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (n == 0 || c < 0x20 || c == 0x7f) {  // not UTF-8, or a control character (1 byte)
+      absl::StrAppendFormat(&out, "\\x%02x", c);
       ++i;
     } else {
       out.append(text.data() + i, n);

@@ -18,8 +18,9 @@ namespace meshd::domain {
 inline constexpr size_t kQuotedBytes = 64;
 
 // "'text'" when it is at most kQuotedBytes long; else "'<its first kQuotedBytes bytes>...' (N
-// bytes)", cut between characters. Bytes that are not UTF-8 are shown as \xNN, so that the
-// message itself is text (a proto string; a Python str).
+// bytes)", cut between characters. Bytes that are not UTF-8, and control characters, are shown
+// as \xNN, so that the message itself is text (a proto string; a Python str) that no terminal
+// takes for an escape.
 std::string Quote(absl::string_view text);
 
 // The first `max` of `texts` quoted, joined by ", ", then " and N more" for the rest:

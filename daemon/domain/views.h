@@ -19,12 +19,13 @@ enum class JobPhase { kJoining, kRunning, kRecovering };
 struct StoreView {
   struct WaitedKey {
     std::string key;
-    uint32_t calls = 0;  // held calls waiting for it
+    uint32_t waiting = 0;  // held operations waiting for it
   };
   uint64_t keys = 0;
   uint64_t bytes = 0;
-  uint64_t waiting = 0;                // held operations: gets, waits, barriers, held batches'
-  std::vector<WaitedKey> most_waited;  // the keys most waited for, most calls first, then by key
+  uint64_t waiting = 0;  // held operations: gets, waits, barriers, held batches'
+  // The keys most waited for, most operations first, then by key (empty unless asked for).
+  std::vector<WaitedKey> most_waited;
 };
 
 struct JobView {

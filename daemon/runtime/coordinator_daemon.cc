@@ -99,7 +99,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorDaemon>> CoordinatorDaemon::Start(
                     {"by", e.by}});
         if (collector != nullptr) collector->OnEvent(e);
       });
-  d->service_ = std::make_unique<service::CoordinatorService>(d->core_.get(), d->clock_);
+  d->service_ = std::make_unique<service::CoordinatorService>(d->core_.get(), d->clock_,
+                                                               absl::Minutes(10), *admins);
   d->admin_service_ = std::make_unique<service::AdminService>(d->core_.get(), *std::move(admins));
   service::ServerOptions server_options;
   server_options.listen = {options.listen};

@@ -35,9 +35,9 @@ domain::Caller AdminService::OperatorOf(const grpc::CallbackServerContext& ctx) 
   if (std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context()) {
     id = security::FromAuthContext(*auth);
   }
-  const std::string peer = ctx.peer();
-  caller.admin = policy_.IsOperator(id, peer);
-  caller.identity = id.authenticated ? id.DebugString() : absl::StrCat("plaintext from ", peer);
+  caller.admin = IsOperator(ctx, policy_);
+  caller.identity =
+      id.authenticated ? id.DebugString() : absl::StrCat("plaintext from ", ctx.peer());
   return caller;
 }
 

@@ -28,4 +28,12 @@ domain::Caller CallerOf(const grpc::ServerContextBase& ctx) {
   return caller;
 }
 
+bool IsOperator(const grpc::ServerContextBase& ctx, const security::AdminPolicy& operators) {
+  security::PeerIdentity id;
+  if (std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context()) {
+    id = security::FromAuthContext(*auth);
+  }
+  return operators.IsOperator(id, ctx.peer());
+}
+
 }  // namespace meshd::service

@@ -7,11 +7,15 @@
 #define MESHD_DAEMON_SERVICE_CALLER_H_
 
 #include "daemon/domain/caller.h"
+#include "daemon/security/admin_policy.h"
 #include "grpcpp/server_context.h"
 
 namespace meshd::service {
 
 domain::Caller CallerOf(const grpc::ServerContextBase& ctx);
+// Whether the call's sender is an operator under `operators` (its verified certificate, or a
+// plaintext caller on this host).
+bool IsOperator(const grpc::ServerContextBase& ctx, const security::AdminPolicy& operators);
 
 }  // namespace meshd::service
 

@@ -58,10 +58,12 @@ typename ParsedUnaryCall<Req, Resp>::Method ParsedMethod(S* s, RequestFn request
 }  // namespace
 
 CoordinatorService::CoordinatorService(coordinator::Coordinator* core, const Clock* clock,
-                                       absl::Duration max_wait)
+                                       absl::Duration max_wait,
+                                       std::optional<security::AdminPolicy> operators)
     : core_(core),
       clock_(clock),
       max_wait_(max_wait),
+      operators_(std::move(operators)),
       register_node_(AsyncMethod<grpc::ByteBuffer, grpc::ByteBuffer>(
           this, &CoordinatorService::RequestRegisterNode, &CoordinatorService::ServeRegisterNode,
           Lane::kRegistrations)),
@@ -420,7 +422,9 @@ grpc::ServerUnaryReactor* CoordinatorService::ListJobs(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* CoordinatorService::GetJob(grpc::CallbackServerContext* ctx,
                                                      const v1::GetJobRequest* req,
                                                      v1::JobStatus* resp) {
-  absl::StatusOr<domain::JobView> j = core_->Job(req->job());
+  // Key names are the job's: the keys most waited for go to operators only.
+  const bool operator_call = operators_.has_value() && IsOperator(*ctx, *operators_);
+  absl::StatusOr<domain::JobView> j = core_->Job(req->job(), operator_call);
   if (j.ok()) ToProto(*j, resp);
   return Done(ctx, j.status());
 }

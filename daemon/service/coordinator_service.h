@@ -12,9 +12,12 @@
 #ifndef MESHD_DAEMON_SERVICE_COORDINATOR_SERVICE_H_
 #define MESHD_DAEMON_SERVICE_COORDINATOR_SERVICE_H_
 
+#include <optional>
+
 #include "absl/time/time.h"
 #include "common/time/clock.h"
 #include "daemon/coordinator/coordinator.h"
+#include "daemon/security/admin_policy.h"
 #include "daemon/service/async_unary.h"
 #include "daemon/service/parsed_unary.h"
 #include "meshd/v1/coordinator.grpc.pb.h"
@@ -41,9 +44,11 @@ using Base = C::WithRawMethod_RegisterNode<C::WithRawMethod_Heartbeat<
 
 class CoordinatorService final : public coordinator_service_internal::Base, public AsyncMethods {
  public:
-  // `max_wait` caps every long wait whose call has no (or a later) deadline.
+  // `max_wait` caps every long wait whose call has no (or a later) deadline. `operators`: who may
+  // see the keys a job's ranks wait for in GetJob (the Admin service's rule; none when absent).
   CoordinatorService(coordinator::Coordinator* core, const Clock* clock,
-                     absl::Duration max_wait = absl::Minutes(10));
+                     absl::Duration max_wait = absl::Minutes(10),
+                     std::optional<security::AdminPolicy> operators = std::nullopt);
 
   grpc::ServerUnaryReactor* LeaveJob(grpc::CallbackServerContext* ctx,
                                      const v1::LeaveJobRequest* req,
@@ -125,6 +130,7 @@ class CoordinatorService final : public coordinator_service_internal::Base, publ
   coordinator::Coordinator* const core_;
   const Clock* const clock_;
   const absl::Duration max_wait_;
+  const std::optional<security::AdminPolicy> operators_;
   const Raw::Method register_node_;
   const Raw::Method heartbeat_;
   const Parsed<v1::JoinJobRequest, v1::Assignment>::Method join_job_;

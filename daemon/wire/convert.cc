@@ -188,7 +188,7 @@ void ToProto(const domain::JobView& d, v1::JobStatus* p) {
     for (const auto& w : d.store.most_waited) {
       v1::WaitedKey* k = s->add_most_waited();
       k->set_key(w.key);
-      k->set_calls(w.calls);
+      k->set_waiting(w.waiting);
     }
   }
 }

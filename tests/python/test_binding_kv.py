@@ -236,9 +236,10 @@ def _store_of(address: str, job: str) -> dict:
     return json.loads(r.stdout)["store"]
 
 
-def test_meshctl_job_shows_the_store_and_the_keys_calls_wait_for(standalone, client, job) -> None:
+def test_meshctl_job_shows_the_store_and_the_keys_waited_for(standalone, client, job) -> None:
     """An operator's first look at a start that hangs: what the generation's store holds, and
-    which keys calls wait for (`meshctl job`, GetJob)."""
+    which keys operations wait for (`meshctl job`, GetJob; meshctl on the coordinator's host
+    without TLS is an operator)."""
     client.key_set("present", b"x" * 100)
     store = _store_of(standalone.address, job)
     assert int(store["keys"]) == 1 and int(store["bytes"]) >= 107 and int(store["waiting"]) == 0
@@ -251,8 +252,8 @@ def test_meshctl_job_shows_the_store_and_the_keys_calls_wait_for(standalone, cli
     store = _store_of(standalone.address, job)
     assert sorted(w["key"] for w in store["most_waited"]) == ["never-set", "set-later"]
     table = mc.meshctl("job", job, coordinator=standalone.address).stdout
-    assert "1 key, " in table and "2 calls waiting" in table, table
-    assert "'never-set'" in table and "CALLS WAITING" in table, table
+    assert "1 key, " in table and "2 operations waiting" in table, table
+    assert "'never-set'" in table and "WAITING  FOR KEY" in table, table
     client.key_set("set-later", b"1")
     client.key_set("never-set", b"1")
     for t in waits:

@@ -8,12 +8,16 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "meshd/v1/coordinator.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/files.h"
 #include "tests/support/run_command.h"
@@ -253,6 +257,44 @@ TEST_F(TlsClusterTest, Rotation_NewCertificatesServed_JobUndisturbed) {
     EXPECT_EQ(line.status().code(), absl::StatusCode::kDeadlineExceeded)
         << "a worker was told: " << (line.ok() ? *line : "");
   }
+}
+
+// A job's key names are its own: `meshctl job` shows every peer of the CA the store's counts, and
+// only an operator the keys its ranks wait for. node-a (a member) waits for a key nobody sets.
+TEST_F(TlsClusterTest, JobStore_CountsForEveryPeer_WaitedKeysForOperatorsOnly) {
+  const std::vector<nlohmann::json> placed = AttachWorkers();
+  ASSERT_EQ(placed.size(), 2u);
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = ReadFile(pki_ + "/ca.pem");
+  tls.pem_private_key = ReadFile(pki_ + "/node-a.key");
+  tls.pem_cert_chain = ReadFile(pki_ + "/node-a.pem");
+  auto stub = v1::Coordinator::NewStub(grpc::CreateChannel(address_, grpc::SslCredentials(tls)));
+  grpc::ClientContext wait_ctx;
+  wait_ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  std::thread waiter([&] {
+    v1::KeyGetRequest req;
+    req.set_job("train");
+    req.set_generation(placed[0]["generation"].get<uint64_t>());
+    req.set_key("nobody-sets-this");
+    req.set_wait(true);
+    v1::KeyGetResponse resp;
+    (void)stub->KeyGet(&wait_ctx, req, &resp);  // cancelled below
+  });
+  auto store = [&](const std::string& client) {
+    auto r = Meshctl("job train --json", client);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out)["store"] : nlohmann::json();
+  };
+  EXPECT_TRUE(WaitFor([&] {
+    const nlohmann::json s = store("operator");
+    return s.contains("most_waited") && !s["most_waited"].empty() &&
+           s["most_waited"][0]["key"] == "nobody-sets-this";
+  })) << store("operator");
+  const nlohmann::json node = store("node-b");  // a peer of the CA, not an operator
+  EXPECT_EQ(node["waiting"], "1") << node;
+  EXPECT_TRUE(node["most_waited"].empty()) << node;
+  wait_ctx.TryCancel();
+  waiter.join();
 }
 
 // Roles: an operator's certificate (OU=admin, the coordinator's --admin-identity) may use the

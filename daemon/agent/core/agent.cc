@@ -66,7 +66,7 @@ Agent::Agent(AgentOptions options, std::vector<domain::Gpu> gpus, const Clock* c
              [this](const std::string& job, uint64_t generation, WorkerUid uid) {
                return KeyScope(job, generation, uid);
              }),
-      mesh_(options_.node_name, clock, client, &resender_),
+      mesh_(options_.node_name, clock, &timers_, client, &resender_),
       watch_(client, &session_,
              GenerationWatch::Hooks{[this](const std::string& job, uint64_t generation) {
                                       absl::MutexLock lock(&mu_);

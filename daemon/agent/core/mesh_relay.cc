@@ -172,42 +172,72 @@ void MeshRelay::Remember(const MeshId& id, const v1::ResolveGroupsRequest& reque
   for (const auto& r : request.ranks()) {
     if (ranks.insert(r.rank()).second) *kept.add_ranks() = r;
   }
-  absl::flat_hash_set<std::string> groups;
-  for (const auto& g : kept.groups()) groups.insert(g.key());
+  absl::flat_hash_map<std::string, v1::GroupRequest*> groups;
+  for (v1::GroupRequest& g : *kept.mutable_groups()) groups.emplace(g.key(), &g);
   for (const auto& g : request.groups()) {
     // Only what the node minted: asking again for the groups it received would hold the report.
-    if (!g.minted().empty() && groups.insert(g.key()).second) *kept.add_groups() = g;
+    if (g.minted().empty()) continue;
+    auto [slot, first] = groups.emplace(g.key(), nullptr);
+    if (first) {
+      slot->second = kept.add_groups();
+      *slot->second = g;
+      continue;
+    }
+    // Another batch of the view minted other chunks of the same group: keep them all.
+    absl::flat_hash_set<uint32_t> indices;
+    for (const auto& m : slot->second->minted()) indices.insert(m.index());
+    for (const auto& m : g.minted()) {
+      if (indices.insert(m.index()).second) *slot->second->add_minted() = m;
+    }
   }
 }
 
 size_t MeshRelay::Rereport() {
   std::vector<v1::ResolveGroupsRequest> reports;
+  uint64_t round;
+  absl::Duration delay;
   {
     absl::MutexLock lock(&mu_);
+    round = ++rereport_round_;
     for (const auto& [id, request] : reported_) reports.push_back(request);
+    delay = kRereportDelay * absl::Uniform(gen_, 1.0, 2.0);
   }
-  const absl::Time until = clock_->Now() + kRereportFor;
-  for (v1::ResolveGroupsRequest& request : reports) RereportOne(std::move(request), until);
-  return reports.size();
+  const size_t n = reports.size();
+  if (n == 0) return 0;
+  const absl::Time now = clock_->Now();
+  timers_->At(now + delay, [this, reports = std::move(reports), until = now + kRereportFor,
+                            round]() mutable {
+    for (v1::ResolveGroupsRequest& request : reports) RereportOne(std::move(request), until, round);
+  });
+  return n;
 }
 
-void MeshRelay::RereportOne(v1::ResolveGroupsRequest request, absl::Time until) {
-  auto call = [this, request](CallOptions options, Answer<v1::ResolveGroupsResponse> answer) {
+void MeshRelay::RereportOne(v1::ResolveGroupsRequest request, absl::Time until, uint64_t round) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (round != rereport_round_) return;  // a later registration reports again itself
+    auto ended = ended_.find(request.job());
+    if (ended != ended_.end() && ended->second >= request.generation()) return;
+  }
+  auto call = [this, request, round](CallOptions options,
+                                     Answer<v1::ResolveGroupsResponse> answer) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (round != rereport_round_) {  // superseded between the resender's sends
+        return answer(absl::CancelledError("a later registration reports again"));
+      }
+    }
     client_->ResolveGroups(request, options, std::move(answer));
   };
   // The workers have their ids: the answer matters only while the coordinator still recovers the
-  // generation (UNAVAILABLE past the resender's attempts), and only while it runs here.
-  auto done = [this, request, until](absl::StatusOr<v1::ResolveGroupsResponse> r) mutable {
+  // generation (UNAVAILABLE past the resender's attempts). A NOT_FOUND is not sent again after a
+  // registration: every registration reports again by itself.
+  auto done = [this, request, until, round](absl::StatusOr<v1::ResolveGroupsResponse> r) mutable {
     if (r.status().code() != absl::StatusCode::kUnavailable || clock_->Now() >= until) return;
-    {
-      absl::MutexLock lock(&mu_);
-      auto ended = ended_.find(request.job());
-      if (ended != ended_.end() && ended->second >= request.generation()) return;
-    }
-    RereportOne(std::move(request), until);
+    RereportOne(std::move(request), until, round);
   };
   resender_->Send<v1::ResolveGroupsResponse>("ResolveGroups", until, std::move(call),
-                                             std::move(done), /*resend_when_unregistered=*/true);
+                                             std::move(done), /*resend_when_unregistered=*/false);
 }
 
 void MeshRelay::End(const std::string& job, uint64_t generation, const absl::Status& why) {

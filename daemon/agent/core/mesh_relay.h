@@ -34,15 +34,22 @@
 #include "absl/time/time.h"
 #include "common/time/clock.h"
 #include "daemon/agent/core/coordinator_client.h"
+#include "absl/random/random.h"
 #include "daemon/agent/core/resender.h"
+#include "daemon/agent/core/timers.h"
 #include "meshd/v1/agent.pb.h"
 
 namespace meshd::agent {
 
 class MeshRelay {
  public:
-  MeshRelay(std::string node, const Clock* clock, CoordinatorClient* client, Resender* resender)
-      : node_(std::move(node)), clock_(clock), client_(client), resender_(resender) {}
+  MeshRelay(std::string node, const Clock* clock, Timers* timers, CoordinatorClient* client,
+            Resender* resender)
+      : node_(std::move(node)),
+        clock_(clock),
+        timers_(timers),
+        client_(client),
+        resender_(resender) {}
 
   // How long a batch waits for the rest of its workers after the first ask, when not all of those
   // expected ask (a worker that has every group of the view already does not).
@@ -58,6 +65,10 @@ class MeshRelay {
   // How long a report made again is sent for (while the coordinator recovers the generation it
   // answers UNAVAILABLE, and the report is sent again).
   static constexpr absl::Duration kRereportFor = absl::Minutes(2);
+  // Reports made again wait 1-2 times this after the registration: a restarted coordinator
+  // recovers a generation once all its nodes registered again, and answers UNAVAILABLE before;
+  // spread out, the nodes' reports mostly arrive after, and not all at once.
+  static constexpr absl::Duration kRereportDelay = absl::Milliseconds(500);
 
   // The ask of a worker attached to `request.generation()`, one of `local_world` on this node
   // whose first global rank is `first_rank`, at `now`. Errors: ALREADY_EXISTS the local rank
@@ -72,10 +83,11 @@ class MeshRelay {
   // Sends the batches whose window passed; answers DEADLINE_EXCEEDED the asks still collecting
   // whose deadline passed.
   void Expire(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
-  // Reports again, until one arrives or kRereportFor passed, what the node reported of every view
-  // answered in a generation still running (after a registration: the coordinator may have
-  // restarted; while it recovers the generation it answers UNAVAILABLE). The answers go to
-  // nobody. Returns how many reports it sent.
+  // Reports again, after kRereportDelay (1-2x) and until one arrives or kRereportFor passed, what
+  // the node reported of every view answered in a generation still running (after a
+  // registration: the coordinator may have restarted; while it recovers the generation it answers
+  // UNAVAILABLE). A later Rereport supersedes the reports of an earlier one still being sent. The
+  // answers go to nobody. Returns how many reports it will send.
   size_t Rereport() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -107,8 +119,10 @@ class MeshRelay {
     v1::ResolveGroupsRequest request;
   };
 
-  // One report sent again, until `until` while the coordinator answers UNAVAILABLE.
-  void RereportOne(v1::ResolveGroupsRequest request, absl::Time until) ABSL_LOCKS_EXCLUDED(mu_);
+  // One report of Rereport `round`, sent again while the coordinator answers UNAVAILABLE, until
+  // `until`, its generation's end or a later round.
+  void RereportOne(v1::ResolveGroupsRequest request, absl::Time until, uint64_t round)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Keeps, for Rereport, the ranks' specs and minted ids of `request` (a view's batch answered in
   // full), with those of the view's earlier batches.
   void Remember(const MeshId& id, const v1::ResolveGroupsRequest& request)
@@ -123,6 +137,7 @@ class MeshRelay {
 
   const std::string node_;
   const Clock* const clock_;
+  Timers* const timers_;
   CoordinatorClient* const client_;
   Resender* const resender_;
 
@@ -133,6 +148,8 @@ class MeshRelay {
   std::map<std::string, uint64_t> ended_ ABSL_GUARDED_BY(mu_);  // job -> last ended generation
   // By view: what the node reported of it (ranks, minted ids only), for Rereport.
   std::map<MeshId, v1::ResolveGroupsRequest> reported_ ABSL_GUARDED_BY(mu_);
+  uint64_t rereport_round_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::BitGen gen_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace meshd::agent

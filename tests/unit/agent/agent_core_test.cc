@@ -1056,6 +1056,8 @@ TEST_F(AgentCoreTest, ViewsAnsweredBeforeARestart_ReportedAgainOnceRegistered) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(client_.resolves(), 0u);  // not before the node is registered again
   r->done(absl::Seconds(1));
+  EXPECT_EQ(client_.resolves(), 0u);  // nor at once: after MeshRelay::kRereportDelay (1-2x)
+  Advance(MeshRelay::kRereportDelay * 2);
   auto again = client_.TakeResolve();
   ASSERT_TRUE(again.has_value());
   EXPECT_EQ(again->request.generation(), 2u);
@@ -1080,13 +1082,75 @@ TEST_F(AgentCoreTest, ViewsAnsweredBeforeARestart_ReportedAgainOnceRegistered) {
   third->done(Ids({{"tp/1", 't'}}));  // the answer goes to nobody: the workers have theirs
   EXPECT_EQ(client_.resolves(), 0u);
 
+  // A registration while reports are still being sent supersedes them: one report, not two.
+  Advance(absl::Seconds(1));
+  client_.TakeHeartbeat()->done(absl::NotFoundError("unknown node (the coordinator restarted)"));
+  client_.TakeRegister()->done(absl::Seconds(1));
+  Advance(MeshRelay::kRereportDelay * 2);
+  auto first = client_.TakeResolve();
+  ASSERT_TRUE(first.has_value());
+  Advance(absl::Seconds(1));
+  client_.TakeHeartbeat()->done(absl::NotFoundError("unknown node (the coordinator restarted)"));
+  client_.TakeRegister()->done(absl::Seconds(1));
+  first->done(absl::UnavailableError("recovering"));
+  Advance(MeshRelay::kRereportDelay * 2);
+  auto second = client_.TakeResolve();
+  ASSERT_TRUE(second.has_value());
+  second->done(Ids({{"tp/1", 't'}}));
+  Advance(absl::Seconds(2));
+  EXPECT_EQ(client_.resolves(), 0u);  // the first round's report was not sent again
+
   // Once the generation ended there is nothing to report.
   client_.TakeWatch()->done(
       domain::GenerationEnd{"train", 2, domain::EndReason::kNodeLeft, "node-b", "node left"});
   Advance(absl::Seconds(1));
   client_.TakeHeartbeat()->done(absl::NotFoundError("unknown node (the coordinator restarted)"));
   client_.TakeRegister()->done(absl::Seconds(1));
+  Advance(MeshRelay::kRereportDelay * 2);
   EXPECT_EQ(client_.resolves(), 0u);
+}
+
+// A view answered in two batches (a worker asked after the first was sent), each minting another
+// chunk of one group: the report made again carries both ranks and both chunks.
+TEST_F(AgentCoreTest, ViewAnsweredInTwoBatches_ReportedAgainWhole) {
+  Register();
+  Attached& w0 = Worker();
+  Attached& w1 = Worker();
+  RunGeneration("train", 2, w0, w1);
+  GroupsGot got0, got1;
+  auto chunk = [](uint32_t local_rank, uint32_t index, char c) {
+    v1::RankGroupsRequest r = Ask(local_rank, {"big/0"});
+    r.mutable_groups(0)->set_num_ids(2);
+    v1::MintedId* m = r.mutable_groups(0)->add_minted();
+    m->set_index(index);
+    m->set_id(std::string(128, c));
+    return r;
+  };
+  v1::ResolveGroupsResponse both;
+  v1::GroupIds* g = both.add_groups();
+  g->set_key("big/0");
+  g->add_ids(std::string(128, 'a'));
+  g->add_ids(std::string(128, 'b'));
+  agent_->ResolveGroups(chunk(0, 0, 'a'), clock_.Now() + absl::Minutes(1), Into(got0));
+  Advance(MeshRelay::kBatchWindow);
+  client_.TakeResolve()->done(both);
+  agent_->ResolveGroups(chunk(1, 1, 'b'), clock_.Now() + absl::Minutes(1), Into(got1));
+  Advance(MeshRelay::kBatchWindow);
+  client_.TakeResolve()->done(both);
+  ASSERT_TRUE(got0.has_value() && got0->ok() && got1.has_value() && got1->ok());
+
+  Advance(absl::Seconds(1));
+  client_.TakeHeartbeat()->done(absl::NotFoundError("unknown node (the coordinator restarted)"));
+  client_.TakeRegister()->done(absl::Seconds(1));
+  Advance(MeshRelay::kRereportDelay * 2);
+  auto again = client_.TakeResolve();
+  ASSERT_TRUE(again.has_value());
+  ASSERT_EQ(again->request.ranks_size(), 2);
+  ASSERT_EQ(again->request.groups_size(), 1);
+  ASSERT_EQ(again->request.groups(0).minted_size(), 2);
+  EXPECT_EQ(again->request.groups(0).minted(0).id(), std::string(128, 'a'));
+  EXPECT_EQ(again->request.groups(0).minted(1).index(), 1u);
+  EXPECT_EQ(again->request.groups(0).minted(1).id(), std::string(128, 'b'));
 }
 
 TEST_F(AgentCoreTest, GroupRequestsOfAnEndedGenerationAreAborted) {

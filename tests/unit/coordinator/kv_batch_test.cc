@@ -51,8 +51,9 @@ class Batches {
   std::optional<absl::StatusOr<std::vector<KvOpResult>>> answer_;
 };
 
-// GetJob's view: what the store holds, and the keys most waited for — held gets, waits and held
-// batches (a batch once per key) — most calls first, then by key, at most as many as asked.
+// GetJob's view: what the store holds, and the keys most waited for — held gets, waits (once per
+// key) and held batches' operations — most operations first, then by key, at most as many as
+// asked; none when none are asked for.
 TEST(KvStoreView, KeysMostWaitedForFirst) {
   KvStore kv;
   Completions out;
@@ -70,10 +71,12 @@ TEST(KvStoreView, KeysMostWaitedForFirst) {
   EXPECT_EQ(v.waiting, 3u + 1u + 3u);  // 3 gets, 1 wait, 3 held operations
   ASSERT_EQ(v.most_waited.size(), 2u);
   EXPECT_EQ(v.most_waited[0].key, "b");
-  EXPECT_EQ(v.most_waited[0].calls, 4u);  // 3 gets and the wait
+  EXPECT_EQ(v.most_waited[0].waiting, 4u);  // 3 gets and the wait
   EXPECT_EQ(v.most_waited[1].key, "a");
-  EXPECT_EQ(v.most_waited[1].calls, 2u);  // the wait and the batch, once
+  EXPECT_EQ(v.most_waited[1].waiting, 3u);  // the wait and the batch's two gets
   EXPECT_EQ(kv.View(8).most_waited.size(), 3u);  // and c
+  EXPECT_TRUE(kv.View(0).most_waited.empty());
+  EXPECT_EQ(kv.View(0).waiting, v.waiting);
   ASSERT_TRUE(kv.Set("b", "B", out).ok());
   RunAll(out);
   v = kv.View(8);

@@ -70,6 +70,7 @@ TEST(ValidateCompareSet, BothValuesTogetherWithinTheLimit) {
 TEST(Quote, CutBetweenCharacters_BytesThatAreNotUtf8Escaped) {
   EXPECT_EQ(Quote("k"), "'k'");
   EXPECT_EQ(Quote("a\xff\xc3"), "'a\\xff\\xc3'");
+  EXPECT_EQ(Quote("a\nb\x1b[31m\x7f"), "'a\\x0ab\\x1b[31m\\x7f'");  // no terminal escapes
   std::string key(63, 'k');
   key += "\xc3\xa9tail";  // "é" across the 64-byte cut
   EXPECT_EQ(Quote(key), absl::StrCat("'", std::string(63, 'k'), "...' (69 bytes)"));
