@@ -89,6 +89,13 @@ class AgentCoreTest : public ::testing::Test {
     clock_.Advance(d);
     agent_->Tick();
   }
+  // A second on, the next heartbeat finds the node unknown (the coordinator restarted), and the
+  // agent's registration again is answered.
+  void RegisterAgainAfterARestart() {
+    Advance(absl::Seconds(1));
+    client_.TakeHeartbeat()->done(absl::NotFoundError("unknown node (the coordinator restarted)"));
+    client_.TakeRegister()->done(absl::Seconds(1));
+  }
 
   // A worker's result slot that outlives the agent (Stop answers workers still waiting).
   Attached& Worker() { return workers_.emplace_back(); }
@@ -1083,15 +1090,11 @@ TEST_F(AgentCoreTest, ViewsAnsweredBeforeARestart_ReportedAgainOnceRegistered) {
   EXPECT_EQ(client_.resolves(), 0u);
 
   // A registration while reports are still being sent supersedes them: one report, not two.
-  Advance(absl::Seconds(1));
-  client_.TakeHeartbeat()->done(absl::NotFoundError("unknown node (the coordinator restarted)"));
-  client_.TakeRegister()->done(absl::Seconds(1));
+  RegisterAgainAfterARestart();
   Advance(MeshRelay::kRereportDelay * 2);
   auto first = client_.TakeResolve();
   ASSERT_TRUE(first.has_value());
-  Advance(absl::Seconds(1));
-  client_.TakeHeartbeat()->done(absl::NotFoundError("unknown node (the coordinator restarted)"));
-  client_.TakeRegister()->done(absl::Seconds(1));
+  RegisterAgainAfterARestart();
   first->done(absl::UnavailableError("recovering"));
   Advance(MeshRelay::kRereportDelay * 2);
   auto second = client_.TakeResolve();
@@ -1103,9 +1106,7 @@ TEST_F(AgentCoreTest, ViewsAnsweredBeforeARestart_ReportedAgainOnceRegistered) {
   // Once the generation ended there is nothing to report.
   client_.TakeWatch()->done(
       domain::GenerationEnd{"train", 2, domain::EndReason::kNodeLeft, "node-b", "node left"});
-  Advance(absl::Seconds(1));
-  client_.TakeHeartbeat()->done(absl::NotFoundError("unknown node (the coordinator restarted)"));
-  client_.TakeRegister()->done(absl::Seconds(1));
+  RegisterAgainAfterARestart();
   Advance(MeshRelay::kRereportDelay * 2);
   EXPECT_EQ(client_.resolves(), 0u);
 }
@@ -1139,9 +1140,7 @@ TEST_F(AgentCoreTest, ViewAnsweredInTwoBatches_ReportedAgainWhole) {
   client_.TakeResolve()->done(both);
   ASSERT_TRUE(got0.has_value() && got0->ok() && got1.has_value() && got1->ok());
 
-  Advance(absl::Seconds(1));
-  client_.TakeHeartbeat()->done(absl::NotFoundError("unknown node (the coordinator restarted)"));
-  client_.TakeRegister()->done(absl::Seconds(1));
+  RegisterAgainAfterARestart();
   Advance(MeshRelay::kRereportDelay * 2);
   auto again = client_.TakeResolve();
   ASSERT_TRUE(again.has_value());
