@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "daemon/coordinator/kv_store.h"
-#include "daemon/domain/quote.h"
 #include "daemon/domain/validation.h"
 
 namespace meshd::coordinator {
@@ -47,8 +46,7 @@ bool KvStore::RunOp(KvOp& op, KvOpResult& r, Completions& out) {
         return true;
       }
       if (op.wait) return false;
-      r.status = absl::NotFoundError(
-          NotSet(absl::StrCat("key ", domain::Quote(op.keys.front()), " is not set")));
+      r.status = KeyNotSet(op.keys.front());
       return true;
     }
     case Kind::kAdd: {

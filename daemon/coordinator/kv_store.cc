@@ -15,6 +15,10 @@ std::string KvStore::NotSet(absl::string_view what) const {
   return absl::StrCat(what, missing_note_);
 }
 
+absl::Status KvStore::KeyNotSet(const std::string& key) const {
+  return absl::NotFoundError(NotSet(absl::StrCat("key ", domain::Quote(key), " is not set")));
+}
+
 absl::Status KvStore::Room(size_t more_keys, size_t more_bytes) const {
   const size_t keys = values_.size() + barriers_.size();
   if (more_keys > 0 && keys + more_keys > limits_.max_keys) {
@@ -148,10 +152,7 @@ void KvStore::Get(const std::string& key, bool wait, absl::Time deadline, BytesD
     return;
   }
   if (!wait) {
-    out.push_back([done = std::move(done),
-                   message = NotSet(absl::StrCat("key ", domain::Quote(key), " is not set"))] {
-      done(absl::NotFoundError(message));
-    });
+    out.push_back([done = std::move(done), status = KeyNotSet(key)] { done(status); });
     return;
   }
   if (absl::Status s = RoomToWait(); !s.ok()) {

@@ -142,6 +142,8 @@ class KvStore {
 
   // "... not set" plus missing_note_.
   std::string NotSet(absl::string_view what) const;
+  // NOT_FOUND for a get of `key` that does not wait (Get, Batch).
+  absl::Status KeyNotSet(const std::string& key) const;
 
   Limits limits_;
   std::string missing_note_;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "daemon/domain/quote.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "meshd/v1/admin.grpc.pb.h"
@@ -146,27 +147,6 @@ std::string RenderJobs(const v1::ListJobsResponse& jobs) {
   return Table(rows);
 }
 
-// A key as a table shows it: quoted, at most 64 bytes of it (cut between characters), control
-// characters as \xNN (a key is a worker's text: no terminal escapes reach the operator).
-std::string ShownKey(const std::string& key) {
-  constexpr size_t kShown = 64;
-  size_t cut = std::min(key.size(), kShown);
-  while (cut < key.size() && cut > 0 && (static_cast<unsigned char>(key[cut]) & 0xC0) == 0x80) {
-    --cut;
-  }
-  std::string out = "'";
-  for (size_t i = 0; i < cut; ++i) {
-    const auto c = static_cast<unsigned char>(key[i]);
-    if (c < 0x20 || c == 0x7f) {
-      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
-    } else {
-      out.push_back(key[i]);
-    }
-  }
-  if (cut == key.size()) return absl::StrCat(out, "'");
-  return absl::StrCat(out, "...' (", key.size(), " bytes)");
-}
-
 std::string Plural(uint64_t n, absl::string_view one, absl::string_view many) {
   return absl::StrCat(n, " ", n == 1 ? one : many);
 }
@@ -211,7 +191,7 @@ std::string RenderJob(const v1::JobStatus& j) {
     // The coordinator's: an agent sends its workers' identical waits as one.
     std::vector<std::vector<std::string>> rows = {{"WAITING", "FOR KEY"}};
     for (const auto& w : j.store().most_waited()) {
-      rows.push_back({absl::StrCat(w.waiting()), ShownKey(w.key())});
+      rows.push_back({absl::StrCat(w.waiting()), domain::Quote(w.key())});
     }
     absl::StrAppend(&out, "\n", Table(rows));
   }

@@ -129,6 +129,14 @@ class Program {
                                " before its deadline"));
   }
 
+  // A call whose answer is checked only by Answered.
+  template <typename Req, typename Resp>
+  void Send(Req r, std::string what, absl::Time deadline) {
+    const size_t i = Begin(std::move(what), deadline);
+    relay_.Relay<Req, Resp>(std::move(r), deadline,
+                            [this, i](absl::StatusOr<Resp> v) { Answered(i, v.status()); });
+  }
+
   void Call() {
     const absl::Time deadline =
         clock_.Now() + absl::Milliseconds(in_.ConsumeIntegralInRange<int>(10, 10000));
@@ -137,10 +145,9 @@ class Program {
         auto r = Request<v1::KeySetRequest>();
         r.set_key(Key());
         r.set_value(Value());
-        const size_t i = Begin(absl::StrCat("set ", r.key()), deadline);
-        return relay_.Relay<v1::KeySetRequest, v1::KeySetResponse>(
-            std::move(r), deadline,
-            [this, i](absl::StatusOr<v1::KeySetResponse> v) { Answered(i, v.status()); });
+        std::string what = absl::StrCat("set ", r.key());
+        return Send<v1::KeySetRequest, v1::KeySetResponse>(std::move(r), std::move(what),
+                                                           deadline);
       }
       case 1: {
         auto r = Request<v1::KeyGetRequest>();
@@ -183,10 +190,9 @@ class Program {
         r.set_expected(Value());
         r.set_expect_absent(r.expected().empty() && in_.ConsumeBool());
         r.set_desired(Value());
-        const size_t i = Begin(absl::StrCat("compare-set ", r.key()), deadline);
-        return relay_.Relay<v1::KeyCompareSetRequest, v1::KeyCompareSetResponse>(
-            std::move(r), deadline,
-            [this, i](absl::StatusOr<v1::KeyCompareSetResponse> v) { Answered(i, v.status()); });
+        std::string what = absl::StrCat("compare-set ", r.key());
+        return Send<v1::KeyCompareSetRequest, v1::KeyCompareSetResponse>(
+            std::move(r), std::move(what), deadline);
       }
       case 4: {
         auto r = Request<v1::KeyWaitRequest>();
@@ -208,25 +214,17 @@ class Program {
       case 5: {
         auto r = Request<v1::KeyCheckRequest>();
         r.add_keys(Key());
-        const size_t i = Begin("check", deadline);
-        return relay_.Relay<v1::KeyCheckRequest, v1::KeyCheckResponse>(
-            std::move(r), deadline,
-            [this, i](absl::StatusOr<v1::KeyCheckResponse> v) { Answered(i, v.status()); });
+        return Send<v1::KeyCheckRequest, v1::KeyCheckResponse>(std::move(r), "check", deadline);
       }
       case 6: {
         auto r = Request<v1::KeyDeleteRequest>();
         r.set_key(Key());
-        const size_t i = Begin("delete", deadline);
-        return relay_.Relay<v1::KeyDeleteRequest, v1::KeyDeleteResponse>(
-            std::move(r), deadline,
-            [this, i](absl::StatusOr<v1::KeyDeleteResponse> v) { Answered(i, v.status()); });
+        return Send<v1::KeyDeleteRequest, v1::KeyDeleteResponse>(std::move(r), "delete",
+                                                                 deadline);
       }
       default: {
-        auto r = Request<v1::KeyCountRequest>();
-        const size_t i = Begin("count", deadline);
-        return relay_.Relay<v1::KeyCountRequest, v1::KeyCountResponse>(
-            std::move(r), deadline,
-            [this, i](absl::StatusOr<v1::KeyCountResponse> v) { Answered(i, v.status()); });
+        return Send<v1::KeyCountRequest, v1::KeyCountResponse>(Request<v1::KeyCountRequest>(),
+                                                               "count", deadline);
       }
     }
   }

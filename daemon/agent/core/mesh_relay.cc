@@ -213,18 +213,16 @@ size_t MeshRelay::Rereport() {
 }
 
 void MeshRelay::RereportOne(v1::ResolveGroupsRequest request, absl::Time until, uint64_t round) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (round != rereport_round_) return;  // a later registration reports again itself
-    auto ended = ended_.find(request.job());
-    if (ended != ended_.end() && ended->second >= request.generation()) return;
-  }
+  // Checked before each of the resender's sends: a later registration reports again itself, and
+  // an ended generation needs no report.
   auto call = [this, request, round](CallOptions options,
                                      Answer<v1::ResolveGroupsResponse> answer) {
     {
       absl::MutexLock lock(&mu_);
-      if (round != rereport_round_) {  // superseded between the resender's sends
-        return answer(absl::CancelledError("a later registration reports again"));
+      auto ended = ended_.find(request.job());
+      if (round != rereport_round_ ||
+          (ended != ended_.end() && ended->second >= request.generation())) {
+        return answer(absl::CancelledError("reported again by a later registration, or ended"));
       }
     }
     client_->ResolveGroups(request, options, std::move(answer));
